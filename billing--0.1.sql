@@ -1,0 +1,390 @@
+-- billing 0.1: the pricing catalog and the cost engine.
+--
+-- Conventions of this script:
+-- * every object is schema-qualified; SQL and PL/pgSQL functions pin
+--   search_path to pg_catalog, pg_temp;
+-- * C functions carry no SET clause (it would cost a GUC save/restore per
+--   row); they do not depend on search_path: their only queries name
+--   billing.* tables and use no operator or function.
+
+\echo Use "CREATE EXTENSION billing" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- Catalog generation: bumped by every change to a price table, read by the
+-- C++ side to know when its cached catalog is stale (src/pg/catalog_cache.h).
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE billing.catalog_generation;
+
+CREATE TABLE billing.catalog_state (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    generation bigint  NOT NULL
+);
+COMMENT ON TABLE billing.catalog_state IS
+    'One row: the generation of the price catalog, renewed by every change to billing.model_prices or billing.aws_prices.';
+
+INSERT INTO billing.catalog_state (singleton, generation)
+VALUES (true, pg_catalog.nextval('billing.catalog_generation'));
+
+CREATE FUNCTION billing.catalog_changed() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE billing.catalog_state SET generation = nextval('billing.catalog_generation');
+    RETURN NULL;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Price tables. Users edit them with plain SQL. Rows shipped by the extension
+-- have origin = 'seed'; rows a user adds or changes become origin = 'user'.
+-- pg_dump keeps the user rows (and the seed rows a user removed, in
+-- billing.removed_seed_prices); the seed rows come back with CREATE EXTENSION.
+------------------------------------------------------------------------------
+
+CREATE TABLE billing.model_prices (
+    model               text        NOT NULL,
+    effective_from      timestamptz NOT NULL,
+    input_per_1m        numeric     NOT NULL,
+    cached_input_per_1m numeric,
+    output_per_1m       numeric     NOT NULL,
+    note                text,
+    origin              text        NOT NULL DEFAULT 'user',
+    PRIMARY KEY (model, effective_from),
+    CONSTRAINT model_prices_model_check CHECK (model <> '' AND length(model) <= 200),
+    CONSTRAINT model_prices_effective_from_check CHECK (effective_from <> 'infinity'),
+    CONSTRAINT model_prices_input_check
+        CHECK (input_per_1m >= 0 AND input_per_1m < 9000000 AND input_per_1m = round(input_per_1m, 12)),
+    CONSTRAINT model_prices_cached_input_check
+        CHECK (cached_input_per_1m >= 0 AND cached_input_per_1m < 9000000
+               AND cached_input_per_1m = round(cached_input_per_1m, 12)),
+    CONSTRAINT model_prices_output_check
+        CHECK (output_per_1m >= 0 AND output_per_1m < 9000000 AND output_per_1m = round(output_per_1m, 12)),
+    CONSTRAINT model_prices_origin_check CHECK (origin IN ('seed', 'user'))
+);
+COMMENT ON TABLE billing.model_prices IS
+    'OpenAI prices in USD per 1M tokens. A row applies from effective_from until the next row of the same model.';
+COMMENT ON COLUMN billing.model_prices.cached_input_per_1m IS
+    'Price of cached prompt tokens; NULL means no discount (cached tokens cost input_per_1m).';
+COMMENT ON COLUMN billing.model_prices.origin IS
+    'seed: shipped with the extension; user: added or changed by a user (kept by pg_dump).';
+
+CREATE TABLE billing.aws_prices (
+    service        text        NOT NULL,
+    unit           text        NOT NULL,
+    unit_price     numeric     NOT NULL,
+    effective_from timestamptz NOT NULL,
+    note           text,
+    origin         text        NOT NULL DEFAULT 'user',
+    PRIMARY KEY (service, effective_from),
+    CONSTRAINT aws_prices_service_check CHECK (service <> '' AND length(service) <= 64),
+    CONSTRAINT aws_prices_effective_from_check CHECK (effective_from <> 'infinity'),
+    CONSTRAINT aws_prices_unit_price_check
+        CHECK (unit_price >= 0 AND unit_price < 9000000 AND unit_price = round(unit_price, 12)),
+    CONSTRAINT aws_prices_origin_check CHECK (origin IN ('seed', 'user'))
+);
+COMMENT ON TABLE billing.aws_prices IS
+    'AWS prices in USD per one unit. A row applies from effective_from until the next row of the same service.';
+
+CREATE TABLE billing.removed_seed_prices (
+    price_table    text        NOT NULL CHECK (price_table IN ('model_prices', 'aws_prices')),
+    name           text        NOT NULL,
+    effective_from timestamptz NOT NULL,
+    PRIMARY KEY (price_table, name, effective_from)
+);
+COMMENT ON TABLE billing.removed_seed_prices IS
+    'Seed price rows a user deleted or re-keyed, so that a restore from pg_dump removes them again.';
+
+-- Keeps origin and the removed-seed list right as users edit prices.
+-- Internal statements (trigger depth > 1) are left alone.
+CREATE FUNCTION billing.price_row_edited() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_name text;
+    new_name text;
+BEGIN
+    -- Each table names its key differently; IF (not CASE) so that only the
+    -- branch for this table is ever planned.
+    IF TG_TABLE_NAME = 'model_prices' THEN
+        IF TG_OP <> 'INSERT' THEN old_name := OLD.model; END IF;
+        IF TG_OP <> 'DELETE' THEN new_name := NEW.model; END IF;
+    ELSE
+        IF TG_OP <> 'INSERT' THEN old_name := OLD.service; END IF;
+        IF TG_OP <> 'DELETE' THEN new_name := NEW.service; END IF;
+    END IF;
+
+    IF TG_OP = 'INSERT' THEN
+        -- A user row (or a restored one) replaces a seed row with the same key.
+        IF NEW.origin = 'user' THEN
+            IF TG_TABLE_NAME = 'model_prices' THEN
+                DELETE FROM billing.model_prices
+                 WHERE model = new_name AND effective_from = NEW.effective_from AND origin = 'seed';
+            ELSE
+                DELETE FROM billing.aws_prices
+                 WHERE service = new_name AND effective_from = NEW.effective_from AND origin = 'seed';
+            END IF;
+        END IF;
+        RETURN NEW;
+    END IF;
+
+    IF pg_trigger_depth() > 1 THEN
+        RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+
+    IF OLD.origin = 'seed'
+       AND (TG_OP = 'DELETE' OR old_name IS DISTINCT FROM new_name
+            OR OLD.effective_from IS DISTINCT FROM NEW.effective_from) THEN
+        INSERT INTO billing.removed_seed_prices (price_table, name, effective_from)
+        VALUES (TG_TABLE_NAME, old_name, OLD.effective_from)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    NEW.origin := 'user';
+    RETURN NEW;
+END
+$$;
+
+-- Replays a removal when billing.removed_seed_prices is restored by pg_dump.
+CREATE FUNCTION billing.removed_seed_price_restored() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_trigger_depth() = 1 THEN
+        IF NEW.price_table = 'model_prices' THEN
+            DELETE FROM billing.model_prices
+             WHERE model = NEW.name AND effective_from = NEW.effective_from AND origin = 'seed';
+        ELSE
+            DELETE FROM billing.aws_prices
+             WHERE service = NEW.name AND effective_from = NEW.effective_from AND origin = 'seed';
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER model_prices_edited
+    BEFORE INSERT OR UPDATE OR DELETE ON billing.model_prices
+    FOR EACH ROW EXECUTE FUNCTION billing.price_row_edited();
+CREATE TRIGGER aws_prices_edited
+    BEFORE INSERT OR UPDATE OR DELETE ON billing.aws_prices
+    FOR EACH ROW EXECUTE FUNCTION billing.price_row_edited();
+CREATE TRIGGER removed_seed_prices_restored
+    AFTER INSERT ON billing.removed_seed_prices
+    FOR EACH ROW EXECUTE FUNCTION billing.removed_seed_price_restored();
+
+CREATE TRIGGER model_prices_catalog_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON billing.model_prices
+    FOR EACH STATEMENT EXECUTE FUNCTION billing.catalog_changed();
+CREATE TRIGGER aws_prices_catalog_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON billing.aws_prices
+    FOR EACH STATEMENT EXECUTE FUNCTION billing.catalog_changed();
+
+SELECT pg_catalog.pg_extension_config_dump('billing.model_prices', 'WHERE origin = ''user''');
+SELECT pg_catalog.pg_extension_config_dump('billing.aws_prices', 'WHERE origin = ''user''');
+SELECT pg_catalog.pg_extension_config_dump('billing.removed_seed_prices', '');
+
+------------------------------------------------------------------------------
+-- Seed prices, from openai.com/api/pricing and aws.amazon.com pricing pages
+-- (standard tier, us-east-1), each with the date it took effect.
+------------------------------------------------------------------------------
+
+INSERT INTO billing.model_prices
+    (model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m, origin, note)
+VALUES
+    -- GPT-4o family. The gpt-4o alias moved to the cheaper 2024-08-06 snapshot on 2024-10-02.
+    ('gpt-4o',             '2024-05-13 00:00+00',  5.00,  NULL,   15.00, 'seed', 'launch price (alias of gpt-4o-2024-05-13)'),
+    ('gpt-4o',             '2024-10-02 00:00+00',  2.50,  1.25,   10.00, 'seed', 'alias of gpt-4o-2024-08-06'),
+    ('gpt-4o-2024-05-13',  '2024-05-13 00:00+00',  5.00,  NULL,   15.00, 'seed', 'original snapshot, no cached-input discount'),
+    ('gpt-4o-2024-08-06',  '2024-08-06 00:00+00',  2.50,  1.25,   10.00, 'seed', NULL),
+    ('gpt-4o-2024-11-20',  '2024-11-20 00:00+00',  2.50,  1.25,   10.00, 'seed', NULL),
+    ('chatgpt-4o-latest',  '2024-08-13 00:00+00',  5.00,  NULL,   15.00, 'seed', NULL),
+    ('gpt-4o-mini',        '2024-07-18 00:00+00',  0.15,  0.075,   0.60, 'seed', NULL),
+    -- GPT-4.1 and GPT-4.5
+    ('gpt-4.1',            '2025-04-14 00:00+00',  2.00,  0.50,    8.00, 'seed', NULL),
+    ('gpt-4.1-mini',       '2025-04-14 00:00+00',  0.40,  0.10,    1.60, 'seed', NULL),
+    ('gpt-4.1-nano',       '2025-04-14 00:00+00',  0.10,  0.025,   0.40, 'seed', NULL),
+    ('gpt-4.5-preview',    '2025-02-27 00:00+00', 75.00, 37.50,  150.00, 'seed', NULL),
+    -- GPT-5
+    ('gpt-5',              '2025-08-07 00:00+00',  1.25,  0.125,  10.00, 'seed', NULL),
+    ('gpt-5-mini',         '2025-08-07 00:00+00',  0.25,  0.025,   2.00, 'seed', NULL),
+    ('gpt-5-nano',         '2025-08-07 00:00+00',  0.05,  0.005,   0.40, 'seed', NULL),
+    -- Reasoning models
+    ('o1',                 '2024-12-17 00:00+00', 15.00,  7.50,   60.00, 'seed', NULL),
+    ('o1-preview',         '2024-09-12 00:00+00', 15.00,  7.50,   60.00, 'seed', NULL),
+    ('o1-mini',            '2024-09-12 00:00+00',  3.00,  1.50,   12.00, 'seed', 'launch price'),
+    ('o1-mini',            '2025-01-31 00:00+00',  1.10,  0.55,    4.40, 'seed', 'price cut with the o3-mini launch'),
+    ('o3-mini',            '2025-01-31 00:00+00',  1.10,  0.55,    4.40, 'seed', NULL),
+    ('o3',                 '2025-04-16 00:00+00', 10.00,  2.50,   40.00, 'seed', 'launch price'),
+    ('o3',                 '2025-06-10 00:00+00',  2.00,  0.50,    8.00, 'seed', 'price cut'),
+    ('o4-mini',            '2025-04-16 00:00+00',  1.10,  0.275,   4.40, 'seed', NULL),
+    -- Older chat models
+    ('gpt-4-turbo',        '2024-04-09 00:00+00', 10.00,  NULL,   30.00, 'seed', NULL),
+    ('gpt-4',              '2023-03-14 00:00+00', 30.00,  NULL,   60.00, 'seed', NULL),
+    ('gpt-3.5-turbo',      '2024-01-25 00:00+00',  0.50,  NULL,    1.50, 'seed', 'alias of gpt-3.5-turbo-0125'),
+    ('gpt-3.5-turbo-1106', '2023-11-06 00:00+00',  1.00,  NULL,    2.00, 'seed', NULL),
+    -- Embeddings: input only
+    ('text-embedding-3-small', '2024-01-25 00:00+00', 0.02, NULL, 0, 'seed', NULL),
+    ('text-embedding-3-large', '2024-01-25 00:00+00', 0.13, NULL, 0, 'seed', NULL),
+    ('text-embedding-ada-002', '2022-12-15 00:00+00', 0.10, NULL, 0, 'seed', NULL);
+
+INSERT INTO billing.aws_prices (service, unit, unit_price, effective_from, origin, note)
+VALUES
+    ('ses',    'email',     0.0001,       '2011-01-25 00:00+00', 'seed', 'SES outbound: $0.10 per 1,000 e-mails'),
+    ('s3',     'gb_month',  0.023,        '2016-12-01 00:00+00', 'seed', 'S3 Standard, first 50 TB per month'),
+    ('lambda', 'request',   0.0000002,    '2014-11-13 00:00+00', 'seed', 'Lambda: $0.20 per 1M requests'),
+    ('lambda_duration', 'gb_second', 0.0000166667, '2014-11-13 00:00+00', 'seed', 'Lambda compute, x86');
+
+------------------------------------------------------------------------------
+-- The aggregate state type (src/core/cost_state.h): a fixed 64-byte value
+-- with text and binary forms, so parallel query and Citus can move it.
+------------------------------------------------------------------------------
+
+CREATE TYPE billing.cost_state;
+
+CREATE FUNCTION billing.cost_state_in(cstring) RETURNS billing.cost_state
+    AS 'MODULE_PATHNAME', 'cost_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION billing.cost_state_out(billing.cost_state) RETURNS cstring
+    AS 'MODULE_PATHNAME', 'cost_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION billing.cost_state_recv(internal) RETURNS billing.cost_state
+    AS 'MODULE_PATHNAME', 'cost_state_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION billing.cost_state_send(billing.cost_state) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'cost_state_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE billing.cost_state (
+    INTERNALLENGTH = 64,
+    INPUT = billing.cost_state_in,
+    OUTPUT = billing.cost_state_out,
+    RECEIVE = billing.cost_state_recv,
+    SEND = billing.cost_state_send,
+    ALIGNMENT = double,
+    STORAGE = plain
+);
+COMMENT ON TYPE billing.cost_state IS
+    'Running state of the cost aggregates: (cost, priced rows, unpriced rows, unpriced units, reason, first unpriced name).';
+
+CREATE FUNCTION billing.cost_state_combine(billing.cost_state, billing.cost_state) RETURNS billing.cost_state
+    AS 'MODULE_PATHNAME', 'cost_state_combine' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+------------------------------------------------------------------------------
+-- OpenAI costs
+------------------------------------------------------------------------------
+
+-- Transition functions read the catalog, hence STABLE; not STRICT, because a
+-- NULL model is a row to report, not to skip.
+CREATE FUNCTION billing.openai_cost_trans(billing.cost_state, text, bigint, bigint)
+    RETURNS billing.cost_state
+    AS 'MODULE_PATHNAME', 'openai_cost_trans' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION billing.openai_cost_trans(billing.cost_state, text, bigint, bigint, timestamptz)
+    RETURNS billing.cost_state
+    AS 'MODULE_PATHNAME', 'openai_cost_trans' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION billing.openai_cost_trans(billing.cost_state, jsonb)
+    RETURNS billing.cost_state
+    AS 'MODULE_PATHNAME', 'openai_cost_jsonb_trans' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION billing.openai_cost_trans(billing.cost_state, jsonb, timestamptz)
+    RETURNS billing.cost_state
+    AS 'MODULE_PATHNAME', 'openai_cost_jsonb_trans' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION billing.openai_cost_final(billing.cost_state) RETURNS numeric
+    AS 'MODULE_PATHNAME', 'openai_cost_final' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+CREATE AGGREGATE billing.openai_cost(model text, prompt_tokens bigint, completion_tokens bigint) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.openai_cost_final, PARALLEL = SAFE);
+CREATE AGGREGATE billing.openai_cost(model text, prompt_tokens bigint, completion_tokens bigint, at timestamptz) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.openai_cost_final, PARALLEL = SAFE);
+CREATE AGGREGATE billing.openai_cost(usage jsonb) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.openai_cost_final, PARALLEL = SAFE);
+CREATE AGGREGATE billing.openai_cost(usage jsonb, at timestamptz) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.openai_cost_final, PARALLEL = SAFE);
+
+COMMENT ON AGGREGATE billing.openai_cost(text, bigint, bigint) IS
+    'Exact USD cost of OpenAI usage rows at today''s prices; NULL when no row could be priced.';
+COMMENT ON AGGREGATE billing.openai_cost(text, bigint, bigint, timestamptz) IS
+    'Exact USD cost of OpenAI usage rows, each at the prices in effect at its own time.';
+COMMENT ON AGGREGATE billing.openai_cost(jsonb) IS
+    'Exact USD cost of messages'' usage objects (model, prompt_tokens, completion_tokens, cached tokens).';
+COMMENT ON AGGREGATE billing.openai_cost(jsonb, timestamptz) IS
+    'Exact USD cost of messages'' usage objects, each at the prices in effect at its own time.';
+
+CREATE FUNCTION billing.message_cost(model text, prompt_tokens bigint, completion_tokens bigint)
+    RETURNS numeric AS 'MODULE_PATHNAME', 'message_cost' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION billing.message_cost(model text, prompt_tokens bigint, completion_tokens bigint, at timestamptz)
+    RETURNS numeric AS 'MODULE_PATHNAME', 'message_cost' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION billing.message_cost(usage jsonb)
+    RETURNS numeric AS 'MODULE_PATHNAME', 'message_cost_jsonb' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION billing.message_cost(usage jsonb, at timestamptz)
+    RETURNS numeric AS 'MODULE_PATHNAME', 'message_cost_jsonb' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION billing.message_cost(text, bigint, bigint) IS
+    'Exact USD cost of one usage row at today''s prices; NULL when it carries no usage or cannot be priced.';
+
+CREATE FUNCTION billing.usage_problem(usage jsonb) RETURNS text
+    AS 'MODULE_PATHNAME', 'usage_problem' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION billing.usage_problem(jsonb) IS
+    'Why a usage object cannot be read (e.g. a string where a token count belongs), or NULL when it can.';
+
+------------------------------------------------------------------------------
+-- AWS costs
+------------------------------------------------------------------------------
+
+CREATE FUNCTION billing.aws_cost_trans(billing.cost_state, text, numeric)
+    RETURNS billing.cost_state
+    AS 'MODULE_PATHNAME', 'aws_cost_trans' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION billing.aws_cost_trans(billing.cost_state, text, numeric, timestamptz)
+    RETURNS billing.cost_state
+    AS 'MODULE_PATHNAME', 'aws_cost_trans' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION billing.aws_cost_final(billing.cost_state) RETURNS numeric
+    AS 'MODULE_PATHNAME', 'aws_cost_final' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+CREATE AGGREGATE billing.aws_cost(service text, quantity numeric) (
+    SFUNC = billing.aws_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.aws_cost_final, PARALLEL = SAFE);
+CREATE AGGREGATE billing.aws_cost(service text, quantity numeric, at timestamptz) (
+    SFUNC = billing.aws_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.aws_cost_final, PARALLEL = SAFE);
+COMMENT ON AGGREGATE billing.aws_cost(text, numeric) IS
+    'Exact USD cost of AWS usage (quantity in the service''s unit) at today''s prices.';
+COMMENT ON AGGREGATE billing.aws_cost(text, numeric, timestamptz) IS
+    'Exact USD cost of AWS usage, each row at the prices in effect at its own time.';
+
+------------------------------------------------------------------------------
+-- Traceability: which price row prices a name at a time.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION billing.resolve_model_price(model text, at timestamptz,
+                                            OUT model text, OUT effective_from timestamptz)
+    AS 'MODULE_PATHNAME', 'resolve_model_price' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION billing.resolve_aws_price(service text, at timestamptz,
+                                          OUT service text, OUT effective_from timestamptz)
+    AS 'MODULE_PATHNAME', 'resolve_aws_price' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION billing.model_price(model text, at timestamptz DEFAULT now())
+RETURNS SETOF billing.model_prices
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.*
+      FROM billing.resolve_model_price(model, at) AS r
+      JOIN billing.model_prices AS p ON p.model = r.model AND p.effective_from = r.effective_from
+$$;
+COMMENT ON FUNCTION billing.model_price(text, timestamptz) IS
+    'The billing.model_prices row that prices a model name at a time (none when it cannot be priced).';
+
+CREATE FUNCTION billing.aws_price(service text, at timestamptz DEFAULT now())
+RETURNS SETOF billing.aws_prices
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.*
+      FROM billing.resolve_aws_price(service, at) AS r
+      JOIN billing.aws_prices AS p ON p.service = r.service AND p.effective_from = r.effective_from
+$$;
+COMMENT ON FUNCTION billing.aws_price(text, timestamptz) IS
+    'The billing.aws_prices row that prices a service at a time (none when it cannot be priced).';

@@ -1,0 +1,257 @@
+#include "usage.h"
+
+#include <fmt/format.h>
+
+#include <limits>
+
+namespace billing {
+
+namespace {
+
+constexpr int idx(TokenField f) { return static_cast<int>(f); }
+
+TokenValue token_value(const JsonValue& v) noexcept {
+  TokenValue t;
+  t.kind = v.kind;
+  if (v.kind == JsonKind::Number) {
+    const ScaledNumeric n = decode_pg_numeric(v.data, v.size, 0);
+    t.number = n.status;
+    t.value = n.value;
+  } else if (v.kind == JsonKind::String) {
+    t.text = std::string_view(reinterpret_cast<const char*>(v.data), v.size);
+  }
+  return t;
+}
+
+bool present(const TokenValue& t) { return t.kind != JsonKind::Missing && t.kind != JsonKind::Null; }
+
+// Member names we read, by the field they feed. Aliases come after the
+// preferred name so that the preferred one wins when both are present.
+struct Sink {
+  UsageFields* out;
+  bool usage_object_seen = false;
+  JsonValue usage_object;
+  bool model_only = false;  // reading the nested `usage` object for tokens, outer model kept
+
+  void set_token(TokenField f, const JsonValue& v, bool preferred) {
+    TokenValue& slot = out->tokens[idx(f)];
+    if (preferred || slot.kind == JsonKind::Missing) slot = token_value(v);
+  }
+
+  void read_details(const JsonValue& v, bool preferred) {
+    if (v.kind != JsonKind::Object) return;
+    jsonb_for_each_member(JsonbContainerView{v.data, v.size}, [&](std::string_view key, const JsonValue& inner) {
+      if (key == "cached_tokens") set_token(TokenField::CachedDetail, inner, preferred);
+    });
+  }
+
+  void operator()(std::string_view key, const JsonValue& v) {
+    if (key == "model") {
+      if (out->model_kind == JsonKind::Missing || out->model_kind == JsonKind::Null) {
+        out->model_kind = v.kind;
+        if (v.kind == JsonKind::String) out->model = std::string_view(reinterpret_cast<const char*>(v.data), v.size);
+      }
+    } else if (key == "prompt_tokens") {
+      set_token(TokenField::Prompt, v, true);
+    } else if (key == "input_tokens") {
+      set_token(TokenField::Prompt, v, false);
+    } else if (key == "completion_tokens") {
+      set_token(TokenField::Completion, v, true);
+    } else if (key == "output_tokens") {
+      set_token(TokenField::Completion, v, false);
+    } else if (key == "tokens") {
+      set_token(TokenField::Total, v, true);
+    } else if (key == "total_tokens") {
+      set_token(TokenField::Total, v, false);
+    } else if (key == "cached_tokens") {
+      set_token(TokenField::Cached, v, true);
+    } else if (key == "prompt_tokens_details") {
+      read_details(v, true);
+    } else if (key == "input_tokens_details") {
+      read_details(v, false);
+    } else if (key == "usage" && !model_only) {
+      usage_object_seen = true;
+      usage_object = v;
+    }
+  }
+};
+
+}  // namespace
+
+UsageFields read_usage_fields(JsonbContainerView root) noexcept {
+  UsageFields f;
+  f.root = jsonb_root_kind(root);
+  if (f.root != JsonKind::Object) return f;
+  Sink sink{&f};
+  jsonb_for_each_member(root, sink);
+
+  const bool has_tokens = present(f.tokens[idx(TokenField::Prompt)]) ||
+                          present(f.tokens[idx(TokenField::Completion)]) ||
+                          present(f.tokens[idx(TokenField::Total)]);
+  if (!has_tokens && sink.usage_object_seen && sink.usage_object.kind == JsonKind::Object) {
+    Sink nested{&f};
+    nested.model_only = true;
+    jsonb_for_each_member(JsonbContainerView{sink.usage_object.data, sink.usage_object.size}, nested);
+  }
+  return f;
+}
+
+std::string_view token_field_name(TokenField f) noexcept {
+  switch (f) {
+    case TokenField::Prompt: return "prompt_tokens";
+    case TokenField::Completion: return "completion_tokens";
+    case TokenField::Total: return "tokens";
+    case TokenField::Cached: return "cached_tokens";
+    case TokenField::CachedDetail: return "prompt_tokens_details.cached_tokens";
+    case TokenField::Count: break;
+  }
+  return "?";
+}
+
+Usage decode_usage(const UsageFields& fields) noexcept {
+  Usage u;
+  if (fields.root == JsonKind::Null || fields.root == JsonKind::Missing) return u;  // no usage
+  if (fields.root != JsonKind::Object) {
+    u.status = UsageStatus::Invalid;
+    u.error = UsageError::NotAnObject;
+    u.error_kind = fields.root;
+    return u;
+  }
+
+  // Validate every present token field first, so that a bad value is
+  // reported even when the row would otherwise count as "no usage".
+  int64_t value[static_cast<int>(TokenField::Count)] = {};
+  bool has[static_cast<int>(TokenField::Count)] = {};
+  for (int i = 0; i < idx(TokenField::Count); ++i) {
+    const TokenValue& t = fields.tokens[i];
+    if (!present(t)) continue;
+    auto invalid = [&](UsageError e) {
+      u.status = UsageStatus::Invalid;
+      u.error = e;
+      u.error_field = static_cast<TokenField>(i);
+      u.error_kind = t.kind;
+      u.error_value = t.value;
+      u.error_text = t.text;
+      return u;
+    };
+    if (t.kind != JsonKind::Number) return invalid(UsageError::NotANumber);
+    switch (t.number) {
+      case NumericStatus::Ok: break;
+      case NumericStatus::OutOfRange: return invalid(UsageError::OutOfRange);
+      case NumericStatus::Malformed: return invalid(UsageError::NotANumber);
+      default: return invalid(UsageError::NotAnInteger);
+    }
+    if (t.value < 0) return invalid(UsageError::Negative);
+    has[i] = true;
+    value[i] = t.value;
+  }
+
+  switch (fields.model_kind) {
+    case JsonKind::String:
+      u.has_model = true;
+      u.model = fields.model;
+      break;
+    case JsonKind::Missing:
+    case JsonKind::Null:
+      break;
+    default:
+      u.status = UsageStatus::Invalid;
+      u.error = UsageError::ModelNotAString;
+      u.error_kind = fields.model_kind;
+      return u;
+  }
+
+  const bool has_prompt = has[idx(TokenField::Prompt)];
+  const bool has_completion = has[idx(TokenField::Completion)];
+  if (!has_prompt && !has_completion) {
+    if (!has[idx(TokenField::Total)]) return u;  // NoUsage
+    u.status = UsageStatus::TotalOnly;
+    u.total = value[idx(TokenField::Total)];
+    return u;
+  }
+  u.prompt = value[idx(TokenField::Prompt)];
+  u.completion = value[idx(TokenField::Completion)];
+  if (has[idx(TokenField::CachedDetail)]) {
+    u.cached = value[idx(TokenField::CachedDetail)];
+  } else if (has[idx(TokenField::Cached)]) {
+    u.cached = value[idx(TokenField::Cached)];
+  }
+  if (u.cached > u.prompt) {
+    u.status = UsageStatus::Invalid;
+    u.error = UsageError::CachedExceedsPrompt;
+    u.error_field = has[idx(TokenField::CachedDetail)] ? TokenField::CachedDetail : TokenField::Cached;
+    u.error_value = u.cached;
+    return u;
+  }
+  if (__builtin_add_overflow(u.prompt, u.completion, &u.total)) u.total = std::numeric_limits<int64_t>::max();
+  u.status = UsageStatus::Ok;
+  return u;
+}
+
+namespace {
+
+std::string_view kind_name(JsonKind k) {
+  switch (k) {
+    case JsonKind::String: return "a string";
+    case JsonKind::Number: return "a number";
+    case JsonKind::True:
+    case JsonKind::False: return "a boolean";
+    case JsonKind::Object: return "an object";
+    case JsonKind::Array: return "an array";
+    case JsonKind::Null: return "null";
+    case JsonKind::Missing: return "nothing";
+    case JsonKind::Malformed: return "malformed jsonb";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::size_t describe_usage_error(const Usage& u, char* buf, std::size_t n) noexcept {
+  if (n == 0) return 0;
+  const std::string_view field = token_field_name(u.error_field);
+  // Quote at most 40 bytes of a bad string value: enough to recognise it.
+  const std::string_view shown = u.error_text.substr(0, 40);
+  try {
+    fmt::format_to_n_result<char*> r{buf, 0};
+    switch (u.error) {
+      case UsageError::None:
+        r = fmt::format_to_n(buf, n - 1, "usage is valid");
+        break;
+      case UsageError::NotAnObject:
+        r = fmt::format_to_n(buf, n - 1, "usage must be a JSON object, got {}", kind_name(u.error_kind));
+        break;
+      case UsageError::NotANumber:
+        if (u.error_kind == JsonKind::String)
+          r = fmt::format_to_n(buf, n - 1, "\"{}\" must be a non-negative integer, got the string \"{}\"", field, shown);
+        else
+          r = fmt::format_to_n(buf, n - 1, "\"{}\" must be a non-negative integer, got {}", field, kind_name(u.error_kind));
+        break;
+      case UsageError::NotAnInteger:
+        r = fmt::format_to_n(buf, n - 1, "\"{}\" must be a non-negative integer, got a fractional or non-finite number", field);
+        break;
+      case UsageError::OutOfRange:
+        r = fmt::format_to_n(buf, n - 1, "\"{}\" is out of range for bigint", field);
+        break;
+      case UsageError::Negative:
+        r = fmt::format_to_n(buf, n - 1, "\"{}\" must not be negative, got {}", field, u.error_value);
+        break;
+      case UsageError::CachedExceedsPrompt:
+        r = fmt::format_to_n(buf, n - 1, "\"{}\" ({}) exceeds \"prompt_tokens\" ({})", field, u.error_value, u.prompt);
+        break;
+      case UsageError::ModelNotAString:
+        r = fmt::format_to_n(buf, n - 1, "\"model\" must be a string, got {}", kind_name(u.error_kind));
+        break;
+    }
+    const std::size_t len = static_cast<std::size_t>(r.out - buf);
+    buf[len] = '\0';
+    return len;
+  } catch (...) {
+    buf[0] = '\0';
+    return 0;
+  }
+}
+
+}  // namespace billing
+
+#include "no_postgres.h"

@@ -1,0 +1,89 @@
+// What a message's `data` object says about OpenAI usage, and whether it can be
+// billed. PostgreSQL-free: the input is the jsonb container's bytes.
+//
+// Accepted shapes (first match wins, documented in README "Usage JSON"):
+//   prompt_tokens | input_tokens            prompt (input) tokens
+//   completion_tokens | output_tokens       completion (output) tokens
+//   tokens | total_tokens                   total only: cannot be priced
+//   prompt_tokens_details.cached_tokens | input_tokens_details.cached_tokens
+//                                           cached part of the prompt
+//   cached_tokens                           same, when no *_details object
+//   model                                   model name (string)
+// When the object has none of the token fields but has a `usage` object, the
+// fields are read from there (model from the outer object first).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "jsonb_reader.h"
+#include "pg_numeric.h"
+
+namespace billing {
+
+enum class TokenField : uint8_t { Prompt, Completion, Total, Cached, CachedDetail, Count };
+
+// Where a token count came from, before validation.
+struct TokenValue {
+  JsonKind kind = JsonKind::Missing;
+  NumericStatus number = NumericStatus::Ok;  // when kind == Number
+  int64_t value = 0;
+  std::string_view text;  // when kind == String, for messages
+};
+
+struct UsageFields {
+  JsonKind root = JsonKind::Missing;
+  JsonKind model_kind = JsonKind::Missing;
+  std::string_view model;
+  TokenValue tokens[static_cast<int>(TokenField::Count)];
+};
+
+// Reads the fields above from a jsonb root container.
+UsageFields read_usage_fields(JsonbContainerView root) noexcept;
+
+enum class UsageStatus : uint8_t {
+  Ok,         // prompt/completion known (one may be absent, then 0)
+  NoUsage,    // no token field at all (e.g. a user message)
+  TotalOnly,  // only a total: tokens known, split unknown, so unpriced
+  Invalid,    // a present field is not usable; see UsageError
+};
+
+enum class UsageError : uint8_t {
+  None,
+  NotAnObject,          // the root is an array, string, number or boolean
+  NotANumber,           // a token field is a string, boolean, object or array
+  NotAnInteger,         // a token field has a fractional part, or is NaN/Infinity
+  OutOfRange,           // a token field does not fit in bigint
+  Negative,             // a token field is below zero
+  CachedExceedsPrompt,  // cached tokens > prompt tokens
+  ModelNotAString,      // model is a number, boolean, object or array
+};
+
+struct Usage {
+  UsageStatus status = UsageStatus::NoUsage;
+  UsageError error = UsageError::None;
+  TokenField error_field = TokenField::Prompt;
+  JsonKind error_kind = JsonKind::Missing;
+  int64_t error_value = 0;
+  std::string_view error_text;
+
+  bool has_model = false;
+  std::string_view model;
+  int64_t prompt = 0;
+  int64_t completion = 0;
+  int64_t cached = 0;
+  int64_t total = 0;  // prompt + completion, or the stated total when TotalOnly
+};
+
+Usage decode_usage(const UsageFields& fields) noexcept;
+
+// The JSON name used in messages for a field ("prompt_tokens", ...).
+std::string_view token_field_name(TokenField f) noexcept;
+
+// Describes an Invalid usage in one sentence, e.g.
+// `"prompt_tokens" must be a non-negative integer, got the string "12a"`.
+// Writes at most n-1 bytes plus a NUL; returns the length written.
+std::size_t describe_usage_error(const Usage& u, char* buf, std::size_t n) noexcept;
+
+}  // namespace billing

@@ -1,0 +1,45 @@
+// Module entry point: PG_MODULE_MAGIC, settings and the catalog cache.
+#include "postgres_headers.h"
+
+#include "catalog_cache.h"
+#include "settings.h"
+
+extern "C" {
+PG_MODULE_MAGIC;
+void _PG_init(void);
+}
+
+namespace billing::pg {
+
+int unknown_model_policy = kUnpricedWarn;
+int unknown_service_policy = kUnpricedWarn;
+
+namespace {
+const struct config_enum_entry kPolicies[] = {
+    {"warn", kUnpricedWarn, false},
+    {"error", kUnpricedError, false},
+    {"ignore", kUnpricedIgnore, false},
+    {nullptr, 0, false},
+};
+}  // namespace
+
+void define_settings() {
+  DefineCustomEnumVariable("billing.unknown_model",
+                           "What the OpenAI cost functions do with a row they cannot price.",
+                           "warn: leave the row unpriced and raise one WARNING per call naming the model; "
+                           "error: raise an ERROR; ignore: leave it unpriced silently.",
+                           &unknown_model_policy, kUnpricedWarn, kPolicies, PGC_USERSET, 0, nullptr, nullptr,
+                           nullptr);
+  DefineCustomEnumVariable("billing.unknown_service",
+                           "What the AWS cost functions do with a row they cannot price.",
+                           "warn, error or ignore, as for billing.unknown_model.", &unknown_service_policy,
+                           kUnpricedWarn, kPolicies, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  MarkGUCPrefixReserved("billing");
+}
+
+}  // namespace billing::pg
+
+void _PG_init(void) {
+  billing::pg::define_settings();
+  billing::pg::catalog_cache_init();
+}

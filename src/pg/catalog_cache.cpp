@@ -1,0 +1,163 @@
+#include "catalog_cache.h"
+
+#include <new>
+
+#include "memory_resource.h"
+#include "pg_numeric.h"
+
+namespace billing::pg {
+
+namespace {
+
+// The queries name their tables with the schema and use no operator or
+// function, so no search_path can redirect them.
+constexpr const char* kGenerationQuery = "SELECT generation FROM billing.catalog_state";
+constexpr const char* kModelQuery =
+    "SELECT model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m FROM billing.model_prices";
+constexpr const char* kServiceQuery = "SELECT service, effective_from, unit_price FROM billing.aws_prices";
+
+struct Cache {
+  MemoryContext parent = nullptr;   // holds the current catalog's context
+  MemoryContext retired = nullptr;  // replaced catalogs, reset at transaction end
+  MemoryContext current_cxt = nullptr;
+  PriceCatalog* current = nullptr;
+  int64 generation = 0;
+  bool valid = false;
+  SPIPlanPtr generation_plan = nullptr;
+};
+
+Cache cache;
+
+void at_transaction_end(XactEvent event, void*) {
+  switch (event) {
+    case XACT_EVENT_COMMIT:
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PARALLEL_COMMIT:
+    case XACT_EVENT_PARALLEL_ABORT:
+    case XACT_EVENT_PREPARE:
+      if (cache.retired != nullptr) MemoryContextReset(cache.retired);
+      break;
+    default:
+      break;
+  }
+}
+
+// Reads a numeric column as an integer scaled by 10^scale.
+int64 scaled_column(HeapTuple tuple, TupleDesc desc, int column, int scale, const char* what, const char* name,
+                    bool* isnull) {
+  const Datum d = SPI_getbinval(tuple, desc, column, isnull);
+  if (*isnull) return 0;
+  const struct varlena* v = PG_DETOAST_DATUM_PACKED(d);
+  const ScaledNumeric n =
+      decode_pg_numeric(reinterpret_cast<const uint8_t*>(v), VARSIZE_ANY(v), scale);
+  if (n.status != NumericStatus::Ok)
+    ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                    errmsg("billing: %s of \"%s\" cannot be used as a price", what, name),
+                    errdetail("Prices are kept exactly with at most %d decimals and must fit in 64 bits once scaled.",
+                              scale)));
+  return n.value;
+}
+
+int64 read_generation() {
+  if (cache.generation_plan == nullptr) {
+    SPIPlanPtr plan = SPI_prepare(kGenerationQuery, 0, nullptr);
+    if (plan == nullptr) elog(ERROR, "billing: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+    SPI_keepplan(plan);
+    cache.generation_plan = plan;
+  }
+  const int rc = SPI_execute_plan(cache.generation_plan, nullptr, nullptr, true, 1);
+  if (rc != SPI_OK_SELECT || SPI_processed != 1)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("billing: billing.catalog_state must hold exactly one row")));
+  bool isnull;
+  const Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+  return isnull ? 0 : DatumGetInt64(d);
+}
+
+// Builds a catalog from the two price tables into a new memory context.
+void load(int64 generation) {
+  if (SPI_execute(kModelQuery, true, 0) != SPI_OK_SELECT) elog(ERROR, "billing: cannot read billing.model_prices");
+  SPITupleTable* models = SPI_tuptable;
+  const uint64 nmodels = SPI_processed;
+  if (SPI_execute(kServiceQuery, true, 0) != SPI_OK_SELECT) elog(ERROR, "billing: cannot read billing.aws_prices");
+  SPITupleTable* services = SPI_tuptable;
+  const uint64 nservices = SPI_processed;
+
+  // Decode every row first (this may ereport), keeping only plain values.
+  struct ModelRow { const char* name; int len; TokenPrice price; };
+  struct ServiceRow { const char* name; int len; UnitPrice price; };
+  auto* model_rows = static_cast<ModelRow*>(palloc0(sizeof(ModelRow) * (nmodels + 1)));
+  auto* service_rows = static_cast<ServiceRow*>(palloc0(sizeof(ServiceRow) * (nservices + 1)));
+  bool isnull;
+  for (uint64 i = 0; i < nmodels; ++i) {
+    HeapTuple t = models->vals[i];
+    TupleDesc d = models->tupdesc;
+    text* name = DatumGetTextPP(SPI_getbinval(t, d, 1, &isnull));
+    ModelRow& r = model_rows[i];
+    r.name = VARDATA_ANY(name);
+    r.len = VARSIZE_ANY_EXHDR(name);
+    const char* label = text_to_cstring(name);
+    r.price.effective_from = DatumGetTimestampTz(SPI_getbinval(t, d, 2, &isnull));
+    r.price.input = scaled_column(t, d, 3, kTokenPriceScale, "input_per_1m", label, &isnull);
+    r.price.cached_input = scaled_column(t, d, 4, kTokenPriceScale, "cached_input_per_1m", label, &isnull);
+    if (isnull) r.price.cached_input = r.price.input;  // NULL: no discount
+    r.price.output = scaled_column(t, d, 5, kTokenPriceScale, "output_per_1m", label, &isnull);
+  }
+  for (uint64 i = 0; i < nservices; ++i) {
+    HeapTuple t = services->vals[i];
+    TupleDesc d = services->tupdesc;
+    text* name = DatumGetTextPP(SPI_getbinval(t, d, 1, &isnull));
+    ServiceRow& r = service_rows[i];
+    r.name = VARDATA_ANY(name);
+    r.len = VARSIZE_ANY_EXHDR(name);
+    r.price.effective_from = DatumGetTimestampTz(SPI_getbinval(t, d, 2, &isnull));
+    r.price.per_unit = scaled_column(t, d, 3, kUnitPriceScale, "unit_price", text_to_cstring(name), &isnull);
+  }
+
+  MemoryContext cxt = AllocSetContextCreate(cache.parent, "billing price catalog", ALLOCSET_SMALL_SIZES);
+  PriceCatalog* catalog = nullptr;
+  bool out_of_memory = false;
+  try {
+    void* resource_mem = MemoryContextAllocExtended(cxt, sizeof(ContextMemoryResource), MCXT_ALLOC_NO_OOM);
+    void* catalog_mem = MemoryContextAllocExtended(cxt, sizeof(PriceCatalog), MCXT_ALLOC_NO_OOM);
+    if (resource_mem == nullptr || catalog_mem == nullptr) throw std::bad_alloc();
+    auto* resource = new (resource_mem) ContextMemoryResource(cxt);
+    catalog = new (catalog_mem) PriceCatalog(resource);
+    for (uint64 i = 0; i < nmodels; ++i)
+      catalog->add_model_price(std::string_view(model_rows[i].name, model_rows[i].len), model_rows[i].price);
+    for (uint64 i = 0; i < nservices; ++i)
+      catalog->add_service_price(std::string_view(service_rows[i].name, service_rows[i].len), service_rows[i].price);
+    catalog->finish();
+  } catch (...) {
+    out_of_memory = true;
+  }
+  // No C++ object is alive past this point: the catalog is never destroyed,
+  // its memory goes with its context.
+  if (out_of_memory) {
+    MemoryContextDelete(cxt);
+    ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("billing: out of memory loading the price catalog")));
+  }
+  if (cache.current_cxt != nullptr) MemoryContextSetParent(cache.current_cxt, cache.retired);
+  cache.current_cxt = cxt;
+  cache.current = catalog;
+  cache.generation = generation;
+  cache.valid = true;
+}
+
+}  // namespace
+
+void catalog_cache_init() {
+  cache.parent = AllocSetContextCreate(TopMemoryContext, "billing catalogs", ALLOCSET_SMALL_SIZES);
+  cache.retired = AllocSetContextCreate(TopMemoryContext, "billing retired catalogs", ALLOCSET_SMALL_SIZES);
+  RegisterXactCallback(at_transaction_end, nullptr);
+}
+
+const PriceCatalog* current_catalog() {
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
+  const int64 generation = read_generation();
+  if (!cache.valid || generation != cache.generation) load(generation);
+  SPI_finish();
+  return cache.current;
+}
+
+}  // namespace billing::pg

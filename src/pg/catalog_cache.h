@@ -1,0 +1,29 @@
+// The price catalog as each backend caches it.
+//
+// Every change to billing.model_prices or billing.aws_prices bumps
+// billing.catalog_state.generation (a statement trigger sets it to a fresh
+// value of a sequence, so no two transactions ever share a generation). A
+// cost function reads that one row with its own query snapshot the first time
+// it runs in a query, and reloads the catalog only when the generation differs
+// from the cached one. So every query prices with exactly the catalog its
+// snapshot sees: committed changes from other sessions at once, its own
+// uncommitted changes too, and nothing a rolled-back transaction wrote.
+//
+// Catalogs live in memory contexts under TopMemoryContext. A replaced catalog
+// may still be in use by a running query of this transaction, so it is freed
+// at the end of the transaction, not at once.
+#pragma once
+
+#include "price_catalog.h"
+
+namespace billing::pg {
+
+// Registers the transaction callback that frees replaced catalogs. Call once
+// from _PG_init.
+void catalog_cache_init();
+
+// The catalog for the current query's snapshot. May ereport (SPI errors, a
+// malformed price row); call it only where no C++ object is alive.
+const PriceCatalog* current_catalog();
+
+}  // namespace billing::pg

@@ -1,0 +1,93 @@
+#include "cost_call.h"
+
+#include <cstring>
+
+#include "catalog_cache.h"
+#include "settings.h"
+
+namespace billing::pg {
+
+CostCall* cost_call(FunctionCallInfo fcinfo) {
+  auto* call = static_cast<CostCall*>(fcinfo->flinfo->fn_extra);
+  if (call != nullptr) return call;
+  const PriceCatalog* catalog = current_catalog();
+  call = static_cast<CostCall*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CostCall)));
+  call->catalog = catalog;
+  call->now = GetCurrentTransactionStartTimestamp();
+  call->last_hit = -1;
+  fcinfo->flinfo->fn_extra = call;
+  return call;
+}
+
+const ModelResolution& resolve_model_cached(FunctionCallInfo fcinfo, CostCall* call, const char* name, int len) {
+  if (call->last_hit >= 0) {
+    const CachedModel& m = call->models[call->last_hit];
+    if (m.len == len && std::memcmp(m.name, name, len) == 0) return m.resolution;
+  }
+  for (int i = 0; i < CostCall::kCachedModels; ++i) {
+    const CachedModel& m = call->models[i];
+    if (m.name != nullptr && m.len == len && std::memcmp(m.name, name, len) == 0) {
+      call->last_hit = i;
+      return m.resolution;
+    }
+  }
+  // Miss: resolve and take the next slot round-robin. If the copy cannot be
+  // allocated, the slot stays empty and the result is still right.
+  const int slot = call->next_slot;
+  call->next_slot = (slot + 1) % CostCall::kCachedModels;
+  CachedModel& m = call->models[slot];
+  m.name = nullptr;
+  m.resolution = call->catalog->resolve_model(std::string_view(name, len));
+  void* copy = MemoryContextAllocExtended(fcinfo->flinfo->fn_mcxt, len > 0 ? len : 1, MCXT_ALLOC_NO_OOM);
+  if (copy != nullptr) {
+    std::memcpy(copy, name, len);
+    m.name = static_cast<char*>(copy);
+    m.len = len;
+    call->last_hit = slot;
+  }
+  return m.resolution;
+}
+
+CostState* writable_state(FunctionCallInfo fcinfo, int argno) {
+  auto* s = reinterpret_cast<CostState*>(PG_GETARG_POINTER(argno));
+  if (AggCheckCallContext(fcinfo, nullptr)) return s;
+  auto* copy = static_cast<CostState*>(palloc(sizeof(CostState)));
+  std::memcpy(copy, s, sizeof(CostState));
+  return copy;
+}
+
+void check_unpriced_policy(int policy, const char* kind, UnpricedReason why, const char* name, int name_len,
+                           const TimestampTz* at) {
+  if (policy != kUnpricedError) return;
+  const char* shown = name_len >= 0 ? pnstrdup(name, name_len) : "(none)";
+  const std::string_view reason = unpriced_reason_text(why);
+  // Name the time only when the caller gave one: now() would make messages vary.
+  const char* when = at == nullptr ? "" : psprintf(" at %s", timestamptz_to_str(*at));
+  ereport(ERROR,
+          (errcode(why == UnpricedReason::UnknownModel ? ERRCODE_UNDEFINED_OBJECT : ERRCODE_INVALID_PARAMETER_VALUE),
+           errmsg("billing: %s \"%s\" cannot be priced%s: %.*s", kind, shown, when,
+                  static_cast<int>(reason.size()), reason.data()),
+           errhint("Add a row to billing.%s, or set billing.unknown_%s to 'warn' or 'ignore'.",
+                   std::strcmp(kind, "model") == 0 ? "model_prices" : "aws_prices", kind)));
+}
+
+void warn_unpriced(const CostState& s, const char* kind, const char* setting) {
+  if (s.unpriced_rows == 0) return;
+  const std::string_view name = s.first_unpriced_name();
+  const std::string_view reason = unpriced_reason_text(static_cast<UnpricedReason>(s.first_reason));
+  ereport(WARNING,
+          (errcode(ERRCODE_WARNING),
+           errmsg("billing: %s \"%.*s\" cannot be priced: %.*s", kind, static_cast<int>(name.size()), name.data(),
+                  static_cast<int>(reason.size()), reason.data()),
+           errdetail("%lld row(s) were left out of the total.", static_cast<long long>(s.unpriced_rows)),
+           errhint("Add the missing price to billing.%s, or set %s = 'ignore'.",
+                   std::strcmp(kind, "model") == 0 ? "model_prices" : "aws_prices", setting)));
+}
+
+Datum atto_to_numeric(Atto v) {
+  char text[kAttoTextSize];
+  format_atto(v, text, 2);  // dollars and cents at least: 2.00, 0.75, 0.00075
+  return DirectFunctionCall3(numeric_in, CStringGetDatum(text), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+}  // namespace billing::pg

@@ -1,0 +1,232 @@
+// SQL: billing.openai_cost(...) aggregates, billing.message_cost(...) and
+// billing.usage_problem(jsonb). The pricing itself is in src/core.
+#include "cost_call.h"
+#include "settings.h"
+#include "usage.h"
+
+extern "C" {
+PG_FUNCTION_INFO_V1(openai_cost_trans);
+PG_FUNCTION_INFO_V1(openai_cost_jsonb_trans);
+PG_FUNCTION_INFO_V1(openai_cost_final);
+PG_FUNCTION_INFO_V1(message_cost);
+PG_FUNCTION_INFO_V1(message_cost_jsonb);
+PG_FUNCTION_INFO_V1(usage_problem);
+}
+
+namespace billing::pg {
+namespace {
+
+// One row of usage, already validated.
+struct Row {
+  const char* model;  // nullptr: no model given
+  int model_len;
+  int64 prompt;
+  int64 completion;
+  int64 cached;
+  TimestampTz at;
+  bool at_given;    // the caller passed a time (else now())
+  bool at_is_null;
+};
+
+struct RowPrice {
+  bool priced;
+  Atto cost;
+  UnpricedReason why;
+};
+
+// The time to name in an error: only one the caller gave (and not NULL).
+const TimestampTz* shown_time(const Row& row) { return row.at_given && !row.at_is_null ? &row.at : nullptr; }
+
+RowPrice price_row(FunctionCallInfo fcinfo, CostCall* call, const Row& row) {
+  RowPrice out{false, 0, UnpricedReason::None};
+  if (row.model == nullptr) {
+    out.why = UnpricedReason::NoModel;
+  } else if (row.at_is_null) {
+    out.why = UnpricedReason::NoPriceAtTime;
+  } else {
+    const ModelResolution& r = resolve_model_cached(fcinfo, call, row.model, row.model_len);
+    const TokenPrice* p = price_at(r, row.at);
+    if (p == nullptr) {
+      out.why = r.count == 0 ? UnpricedReason::UnknownModel : UnpricedReason::NoPriceAtTime;
+    } else {
+      if (!token_cost(*p, row.prompt, row.completion, row.cached, &out.cost))
+        ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("billing: cost out of range")));
+      out.priced = true;
+    }
+  }
+  if (!out.priced)
+    check_unpriced_policy(unknown_model_policy, "model", out.why, row.model, row.model ? row.model_len : -1,
+                          shown_time(row));
+  return out;
+}
+
+void add_to_state(CostState* s, const Row& row, const RowPrice& price, int64 units) {
+  if (price.priced) {
+    if (!add_priced(*s, price.cost))
+      ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("billing: total cost out of range")));
+  } else {
+    add_unpriced(*s, price.why, row.model ? std::string_view(row.model, row.model_len) : std::string_view("(none)"),
+                 units);
+  }
+}
+
+void check_token_arg(int64 v, const char* name) {
+  if (v < 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("billing: %s must not be negative, got %lld", name, static_cast<long long>(v))));
+}
+
+// Reads (model, prompt, completion[, at]) starting at argument `first`.
+// False when a token count is NULL: such a row carries no usage.
+bool text_row(FunctionCallInfo fcinfo, int first, CostCall* call, Row* row) {
+  if (PG_ARGISNULL(first + 1) || PG_ARGISNULL(first + 2)) return false;
+  row->prompt = PG_GETARG_INT64(first + 1);
+  row->completion = PG_GETARG_INT64(first + 2);
+  check_token_arg(row->prompt, "prompt_tokens");
+  check_token_arg(row->completion, "completion_tokens");
+  row->cached = 0;
+  if (PG_ARGISNULL(first)) {
+    row->model = nullptr;
+    row->model_len = 0;
+  } else {
+    text* model = PG_GETARG_TEXT_PP(first);
+    row->model = VARDATA_ANY(model);
+    row->model_len = VARSIZE_ANY_EXHDR(model);
+  }
+  const bool has_at = PG_NARGS() > first + 3;
+  row->at_given = has_at;
+  row->at_is_null = has_at && PG_ARGISNULL(first + 3);
+  row->at = has_at ? (row->at_is_null ? 0 : PG_GETARG_TIMESTAMPTZ(first + 3)) : call->now;
+  return true;
+}
+
+Usage jsonb_usage(FunctionCallInfo fcinfo, int argno) {
+  const struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(argno));
+  const JsonbContainerView root{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)};
+  return decode_usage(read_usage_fields(root));
+}
+
+void report_invalid_usage(const Usage& u) {
+  char message[256];
+  describe_usage_error(u, message, sizeof message);
+  ereport(ERROR, (errcode(u.error == UsageError::OutOfRange ? ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE
+                                                           : ERRCODE_INVALID_PARAMETER_VALUE),
+                  errmsg("billing: %s", message),
+                  errhint("billing.usage_problem(data) names the problem of each row without raising an error.")));
+}
+
+// Reads a jsonb usage row (and optional at) starting at argument `first`.
+// Returns the number of tokens concerned, or -1 when the row has no usage.
+int64 jsonb_row(FunctionCallInfo fcinfo, int first, CostCall* call, Row* row, UnpricedReason* forced) {
+  if (PG_ARGISNULL(first)) return -1;
+  const Usage u = jsonb_usage(fcinfo, first);
+  *forced = UnpricedReason::None;
+  switch (u.status) {
+    case UsageStatus::NoUsage: return -1;
+    case UsageStatus::Invalid: report_invalid_usage(u); return -1;
+    case UsageStatus::TotalOnly: *forced = UnpricedReason::NoSplit; break;
+    case UsageStatus::Ok: break;
+  }
+  row->model = u.has_model ? u.model.data() : nullptr;
+  row->model_len = u.has_model ? static_cast<int>(u.model.size()) : 0;
+  row->prompt = u.prompt;
+  row->completion = u.completion;
+  row->cached = u.cached;
+  const bool has_at = PG_NARGS() > first + 1;
+  row->at_given = has_at;
+  row->at_is_null = has_at && PG_ARGISNULL(first + 1);
+  row->at = has_at ? (row->at_is_null ? 0 : PG_GETARG_TIMESTAMPTZ(first + 1)) : call->now;
+  return u.total;
+}
+
+RowPrice price_jsonb_row(FunctionCallInfo fcinfo, CostCall* call, const Row& row, UnpricedReason forced) {
+  if (forced == UnpricedReason::None) return price_row(fcinfo, call, row);
+  check_unpriced_policy(unknown_model_policy, "model", forced, row.model, row.model ? row.model_len : -1,
+                        shown_time(row));
+  return RowPrice{false, 0, forced};
+}
+
+// The scalar functions: NULL unless priced, warning once per call site.
+Datum scalar_result(FunctionCallInfo fcinfo, CostCall* call, const Row& row, const RowPrice& price, int64 units) {
+  if (price.priced) return atto_to_numeric(price.cost);
+  if (unknown_model_policy == kUnpricedWarn && !call->warned) {
+    call->warned = true;
+    CostState s = empty_cost_state();
+    add_to_state(&s, row, price, units);
+    warn_unpriced(s, "model", "billing.unknown_model");
+  }
+  PG_RETURN_NULL();
+}
+
+}  // namespace
+}  // namespace billing::pg
+
+using namespace billing;
+using namespace billing::pg;
+
+// openai_cost_trans(state, model text, prompt bigint, completion bigint [, at timestamptz])
+extern "C" Datum openai_cost_trans(PG_FUNCTION_ARGS) {
+  CostState* state = writable_state(fcinfo, 0);
+  CostCall* call = cost_call(fcinfo);
+  Row row;
+  if (!text_row(fcinfo, 1, call, &row)) PG_RETURN_POINTER(state);
+  const RowPrice price = price_row(fcinfo, call, row);
+  int64 units;
+  if (__builtin_add_overflow(row.prompt, row.completion, &units)) units = PG_INT64_MAX;
+  add_to_state(state, row, price, units);
+  PG_RETURN_POINTER(state);
+}
+
+// openai_cost_jsonb_trans(state, usage jsonb [, at timestamptz])
+extern "C" Datum openai_cost_jsonb_trans(PG_FUNCTION_ARGS) {
+  CostState* state = writable_state(fcinfo, 0);
+  CostCall* call = cost_call(fcinfo);
+  Row row;
+  UnpricedReason forced;
+  const int64 units = jsonb_row(fcinfo, 1, call, &row, &forced);
+  if (units < 0) PG_RETURN_POINTER(state);
+  add_to_state(state, row, price_jsonb_row(fcinfo, call, row, forced), units);
+  PG_RETURN_POINTER(state);
+}
+
+// openai_cost_final(state) -> numeric: NULL when no row could be priced.
+extern "C" Datum openai_cost_final(PG_FUNCTION_ARGS) {
+  const auto* state = reinterpret_cast<const CostState*>(PG_GETARG_POINTER(0));
+  // Warn once per query, even when the aggregate has many groups.
+  if (state->unpriced_rows > 0 && unknown_model_policy == kUnpricedWarn && fcinfo->flinfo->fn_extra == nullptr) {
+    fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, 1);
+    warn_unpriced(*state, "model", "billing.unknown_model");
+  }
+  if (state->priced_rows == 0) PG_RETURN_NULL();
+  return atto_to_numeric(state->cost());
+}
+
+// message_cost(model text, prompt bigint, completion bigint [, at timestamptz]) -> numeric
+extern "C" Datum message_cost(PG_FUNCTION_ARGS) {
+  CostCall* call = cost_call(fcinfo);
+  Row row;
+  if (!text_row(fcinfo, 0, call, &row)) PG_RETURN_NULL();
+  int64 units;
+  if (__builtin_add_overflow(row.prompt, row.completion, &units)) units = PG_INT64_MAX;
+  return scalar_result(fcinfo, call, row, price_row(fcinfo, call, row), units);
+}
+
+// message_cost(usage jsonb [, at timestamptz]) -> numeric
+extern "C" Datum message_cost_jsonb(PG_FUNCTION_ARGS) {
+  CostCall* call = cost_call(fcinfo);
+  Row row;
+  UnpricedReason forced;
+  const int64 units = jsonb_row(fcinfo, 0, call, &row, &forced);
+  if (units < 0) PG_RETURN_NULL();
+  return scalar_result(fcinfo, call, row, price_jsonb_row(fcinfo, call, row, forced), units);
+}
+
+// usage_problem(data jsonb) -> text: NULL when the usage is valid or absent.
+extern "C" Datum usage_problem(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0)) PG_RETURN_NULL();
+  const Usage u = jsonb_usage(fcinfo, 0);
+  if (u.status != UsageStatus::Invalid) PG_RETURN_NULL();
+  char message[256];
+  describe_usage_error(u, message, sizeof message);
+  PG_RETURN_TEXT_P(cstring_to_text(message));
+}

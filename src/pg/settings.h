@@ -1,0 +1,15 @@
+// Run-time settings (GUCs) of the extension, defined in _PG_init.
+#pragma once
+
+namespace billing::pg {
+
+// What a cost function does with a row it cannot price
+// (billing.unknown_model for OpenAI rows, billing.unknown_service for AWS).
+enum UnpricedPolicy { kUnpricedWarn = 0, kUnpricedError = 1, kUnpricedIgnore = 2 };
+
+extern int unknown_model_policy;
+extern int unknown_service_policy;
+
+void define_settings();
+
+}  // namespace billing::pg

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# pg_dump / pg_restore of a database that uses billing keeps the user's price
+# rows and seed removals, duplicates no seed row, and restores a catalog that
+# prices exactly as the original. Runs against the cluster tools/test.sh
+# started (PGHOST/PGPORT/PGUSER in the environment).
+set -euo pipefail
+
+src=billing_dump_src
+dst=billing_dump_dst
+dump=$(mktemp)
+trap 'rm -f "$dump"; dropdb --if-exists "$src"; dropdb --if-exists "$dst"' EXIT
+psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+
+dropdb --if-exists "$src" 2>/dev/null
+dropdb --if-exists "$dst" 2>/dev/null
+createdb "$src"
+psql_q -d "$src" <<'SQL'
+CREATE EXTENSION billing;
+-- a new model, a changed seed price, a removed seed row, a new AWS service
+INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m, note)
+VALUES ('my-finetune', '2025-01-01', 3.00, 12.00, 'user row');
+UPDATE billing.model_prices SET output_per_1m = 0.65 WHERE model = 'gpt-4o-mini';
+DELETE FROM billing.model_prices WHERE model = 'o1-preview';
+INSERT INTO billing.aws_prices (service, unit, unit_price, effective_from)
+VALUES ('sqs', 'request', 0.0000004, '2020-01-01');
+CREATE TABLE messages (id serial PRIMARY KEY, data jsonb, created_at timestamptz);
+INSERT INTO messages (data, created_at) VALUES
+  ('{"model": "my-finetune", "prompt_tokens": 1000000, "completion_tokens": 1000000}', '2026-01-01'),
+  ('{"model": "gpt-4o-mini", "prompt_tokens": 1000000, "completion_tokens": 1000000}', '2026-01-01'),
+  ('{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2024-09-01');
+SQL
+
+pg_dump -Fc -d "$src" -f "$dump"
+createdb "$dst"
+pg_restore -d "$dst" --exit-on-error "$dump"
+
+# The same catalog, row for row, and no seed row twice.
+catalog=$(cat <<'SQL'
+SELECT string_agg(format('%s|%s|%s|%s|%s|%s', model, effective_from, input_per_1m,
+                         cached_input_per_1m, output_per_1m, origin), E'\n' ORDER BY model, effective_from)
+  FROM billing.model_prices
+SQL
+)
+aws=$(cat <<'SQL'
+SELECT string_agg(format('%s|%s|%s|%s', service, effective_from, unit_price, origin), E'\n'
+                  ORDER BY service, effective_from)
+  FROM billing.aws_prices
+SQL
+)
+removed="SELECT string_agg(name, ',' ORDER BY name) FROM billing.removed_seed_prices"
+for q in "$catalog" "$aws" "$removed"; do
+    a=$(psql_q -d "$src" -c "$q")
+    b=$(psql_q -d "$dst" -c "$q")
+    if [[ "$a" != "$b" ]]; then
+        echo "FAIL: catalog differs after restore"; diff <(echo "$a") <(echo "$b") || true; exit 1
+    fi
+done
+
+# Hand-computed: my-finetune 1M x 3 + 1M x 12 = 15; gpt-4o-mini (edited) 1M x 0.15 + 1M x 0.65 = 0.80;
+# gpt-4o on 2024-09-01 (old price) 1M x 5 = 5. Total 20.80.
+for db in "$src" "$dst"; do
+    got=$(psql_q -d "$db" -c "SELECT billing.openai_cost(data, created_at) = 20.80 FROM messages")
+    [[ "$got" == t ]] || { echo "FAIL: costs in $db are not 20.80"; exit 1; }
+done
+dups=$(psql_q -d "$dst" -c "SELECT count(*) FROM (SELECT model, effective_from FROM billing.model_prices
+                                                  GROUP BY 1, 2 HAVING count(*) > 1) d")
+removed_back=$(psql_q -d "$dst" -c "SELECT count(*) FROM billing.model_prices WHERE model = 'o1-preview'")
+[[ "$dups" == 0 && "$removed_back" == 0 ]] || { echo "FAIL: duplicates=$dups o1-preview rows=$removed_back"; exit 1; }
+echo "dump/restore: catalog, removals and costs identical"

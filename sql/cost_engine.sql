@@ -93,3 +93,5 @@ SELECT billing.message_cost('{"model":"gpt-4o","prompt_tokens":92233720368547758
 -- No rows, or only rows without usage: NULL, like sum().
 SELECT billing.openai_cost(data) IS NULL AS is_null FROM messages WHERE false;
 SELECT billing.openai_cost(data) IS NULL AS is_null FROM messages WHERE data ? 'content_only';
+
+DROP TABLE messages;

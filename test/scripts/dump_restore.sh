@@ -14,7 +14,7 @@ psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 dropdb --if-exists "$src" 2>/dev/null
 dropdb --if-exists "$dst" 2>/dev/null
 createdb "$src"
-psql_q -d "$src" <<'SQL'
+psql_q -d "$src" >/dev/null <<'SQL'
 CREATE EXTENSION billing;
 -- a new model, a changed seed price, a removed seed row, a new AWS service
 INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m, note)
@@ -23,11 +23,22 @@ UPDATE billing.model_prices SET output_per_1m = 0.65 WHERE model = 'gpt-4o-mini'
 DELETE FROM billing.model_prices WHERE model = 'o1-preview';
 INSERT INTO billing.aws_prices (service, unit, unit_price, effective_from)
 VALUES ('sqs', 'request', 0.0000004, '2020-01-01');
-CREATE TABLE messages (id serial PRIMARY KEY, data jsonb, created_at timestamptz);
-INSERT INTO messages (data, created_at) VALUES
-  ('{"model": "my-finetune", "prompt_tokens": 1000000, "completion_tokens": 1000000}', '2026-01-01'),
-  ('{"model": "gpt-4o-mini", "prompt_tokens": 1000000, "completion_tokens": 1000000}', '2026-01-01'),
-  ('{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2024-09-01');
+CREATE TABLE messages (id serial PRIMARY KEY, conversation_id text, role text, content text,
+                       data jsonb, created_at timestamptz);
+INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
+  ('a', 'assistant', 'x', '{"model": "my-finetune", "prompt_tokens": 1000000, "completion_tokens": 1000000}', '2026-01-01'),
+  ('a', 'assistant', 'y', '{"model": "gpt-4o-mini", "prompt_tokens": 1000000, "completion_tokens": 1000000}', '2026-01-01'),
+  ('b', 'assistant', 'z', '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2024-09-01');
+UPDATE billing.settings SET value = 'gpt-4o' WHERE name = 'estimate_model';
+SELECT billing.track_messages('messages');
+-- a reply without usage (estimated), a write after tracking, recorded e-mails
+INSERT INTO messages (conversation_id, role, content, data, created_at)
+VALUES ('a', 'assistant', 'twelve chars', '{}', '2026-01-02');
+SELECT billing.merge();
+INSERT INTO messages (conversation_id, role, content, data, created_at)
+VALUES ('b', 'assistant', 'w', '{"model": "gpt-4o", "prompt_tokens": 10, "completion_tokens": 10}', '2026-01-03');
+SELECT billing.record_usage('ses', 250, '2026-01-05');
+INSERT INTO billing.aws_actuals (month, service, cost) VALUES ('2025-12-01', 'ses', 1.23);
 SQL
 
 pg_dump -Fc -d "$src" -f "$dump"
@@ -48,18 +59,32 @@ SELECT string_agg(format('%s|%s|%s|%s', service, effective_from, unit_price, ori
 SQL
 )
 removed="SELECT string_agg(name, ',' ORDER BY name) FROM billing.removed_seed_prices"
-for q in "$catalog" "$aws" "$removed"; do
+history="SELECT string_agg(format('%s|%s|%s|%s', month, source, cost, messages), ',' ORDER BY month, source) FROM billing.monthly_history"
+conversations="SELECT string_agg(format('%s|%s|%s|%s', month, conversation_id, cost, first_message_at), ',' ORDER BY month, conversation_id) FROM billing.conversation_costs"
+estimates="SELECT string_agg(format('%s|%s', message_id, prompt_tokens), ',' ORDER BY message_id) FROM billing.estimated_prompts"
+settings="SELECT string_agg(name || '=' || value, ',') FROM billing.settings"
+for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings"; do
     a=$(psql_q -d "$src" -c "$q")
     b=$(psql_q -d "$dst" -c "$q")
     if [[ "$a" != "$b" ]]; then
-        echo "FAIL: catalog differs after restore"; diff <(echo "$a") <(echo "$b") || true; exit 1
+        echo "FAIL: differs after restore: $q"; diff <(echo "$a") <(echo "$b") || true; exit 1
     fi
 done
 
+# The restored database is read from the source until merged; then the same.
+psql_q -d "$dst" -c "SELECT billing.merge()" >/dev/null
+a=$(psql_q -d "$src" -c "$history"); b=$(psql_q -d "$dst" -c "$history")
+[[ "$a" == "$b" ]] || { echo "FAIL: history differs after merge of the restored database"; exit 1; }
+# A write to the restored database is tracked.
+psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
+                     VALUES ('c', 'assistant', 'v', '{\"model\": \"gpt-4o\", \"prompt_tokens\": 1000000, \"completion_tokens\": 0}', '2026-01-04')"
+tracked=$(psql_q -d "$dst" -c "SELECT cost = 2.50 FROM billing.conversation_costs WHERE conversation_id = 'c'")
+[[ "$tracked" == t ]] || { echo "FAIL: a write after restore was not tracked"; exit 1; }
+
 # Hand-computed: my-finetune 1M x 3 + 1M x 12 = 15; gpt-4o-mini (edited) 1M x 0.15 + 1M x 0.65 = 0.80;
-# gpt-4o on 2024-09-01 (old price) 1M x 5 = 5. Total 20.80.
+# gpt-4o on 2024-09-01 (old price) 1M x 5 = 5; 10 + 10 tokens of gpt-4o = 0.000125. Total 20.800125.
 for db in "$src" "$dst"; do
-    got=$(psql_q -d "$db" -c "SELECT billing.openai_cost(data, created_at) = 20.80 FROM messages")
+    got=$(psql_q -d "$db" -c "SELECT billing.openai_cost(data, created_at) = 20.800125 FROM messages WHERE conversation_id <> 'c'")
     [[ "$got" == t ]] || { echo "FAIL: costs in $db are not 20.80"; exit 1; }
 done
 dups=$(psql_q -d "$dst" -c "SELECT count(*) FROM (SELECT model, effective_from FROM billing.model_prices

@@ -1,0 +1,48 @@
+-- AWS usage: recorded usage, the app's e-mail counter, and actual figures
+-- that replace the estimate of their month.
+SET timezone = 'UTC';
+\set SHOW_CONTEXT never
+
+-- 3 + 22 e-mails in November = 25 x $0.10/1000 = 0.0025; 2M Lambda requests
+-- = 2 x $0.20 = 0.40; 10 GB-months of S3 = 0.23. November: 0.6325.
+SELECT billing.record_usage('ses', 3, '2026-11-02') > 0 AS recorded;
+SELECT billing.record_usage('SES ', 22, '2026-11-20') > 0 AS recorded;
+SELECT billing.record_usage('lambda', 2000000, '2026-11-05') > 0 AS recorded;
+SELECT billing.record_usage('s3', 10, '2026-11-01', 'GB-months of November') > 0 AS recorded;
+-- October: 100 e-mails = 0.01
+SELECT billing.record_usage('ses', 100, '2026-10-15') > 0 AS recorded;
+SELECT jsonb_pretty(billing.dashboard(2, 0, '2026-11-15') -> 'aws');
+SELECT month, source, cost, basis, emails FROM billing.monthly_history ORDER BY month, source;
+
+-- Bad input to record_usage is refused with a clear error.
+SELECT billing.record_usage('ses', -1);
+SELECT billing.record_usage('ses', NULL);
+SELECT billing.record_usage('ses', 0.0000001);
+SELECT billing.record_usage('', 1);
+SELECT billing.record_usage('ses', 1, 'infinity');
+-- An unknown service is kept, shown unpriced, and listed as a problem.
+SELECT billing.record_usage('sqs', 5, '2026-11-03') > 0 AS recorded;
+SELECT kind, detail FROM billing.usage_problems;
+
+-- Actual figures for a month and service replace the estimate: SES in
+-- November cost 0.05 according to the AWS bill.
+INSERT INTO billing.aws_actuals (month, service, cost, note) VALUES ('2026-11-01', 'ses', 0.05, 'Cost Explorer');
+SELECT jsonb_pretty(billing.dashboard(1, 0, '2026-11-15') -> 'aws' -> 'breakdown' -> 'ses');
+-- 0.05 + 0.40 + 0.23 = 0.68, partly actual
+SELECT (billing.dashboard(1, 0, '2026-11-15') -> 'aws' ->> 'cost')::numeric = 0.68 AS ok,
+       billing.dashboard(1, 0, '2026-11-15') -> 'aws' ->> 'source' AS source;
+
+-- The app's counter: increases are e-mails, the monthly reset is ignored.
+CREATE TABLE profiles (id int PRIMARY KEY, type text, data jsonb);
+INSERT INTO profiles VALUES (1, 'owner', '{"emails_sent_this_month": 7}');
+SELECT billing.track_profiles('profiles');
+UPDATE profiles SET data = '{"emails_sent_this_month": 8}';
+UPDATE profiles SET data = '{"emails_sent_this_month": 10}';
+UPDATE profiles SET data = '{"emails_sent_this_month": 0, "last_billing_reset": "now"}';
+UPDATE profiles SET data = '{"emails_sent_this_month": 1}';
+UPDATE profiles SET data = '{"emails_sent_this_month": "many"}';
+-- 7 at the start + 1 + 2 + 1 = 11 e-mails recorded
+SELECT sum(quantity) AS emails, count(*) AS rows FROM billing.aws_usage WHERE origin = 'track_profiles';
+SELECT billing.untrack_profiles('profiles');
+UPDATE profiles SET data = '{"emails_sent_this_month": 50}';
+SELECT sum(quantity) AS emails_after_untrack FROM billing.aws_usage WHERE origin = 'track_profiles';

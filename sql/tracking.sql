@@ -1,0 +1,162 @@
+-- Tracking an app's messages table: the views equal a recomputation from the
+-- table (written here in plain SQL, independently of the C++ code) after
+-- every kind of write, merged or not, and after price changes.
+SET timezone = 'UTC';
+\set SHOW_CONTEXT never
+
+CREATE TABLE messages (
+    id bigserial PRIMARY KEY,
+    conversation_id text,
+    role text,
+    content text,
+    data jsonb,
+    created_at timestamptz DEFAULT now()
+);
+
+-- The reference: each message's cost in plain SQL, with the documented rules.
+CREATE FUNCTION ref_price(m text, at timestamptz) RETURNS billing.model_prices
+LANGUAGE sql STABLE AS $$
+    SELECT p.*
+      FROM (VALUES (1, m), (2, regexp_replace(m, '-([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4})$', ''))) AS c(rank, name)
+      CROSS JOIN LATERAL (SELECT * FROM billing.model_prices AS p
+                           WHERE p.model = c.name AND p.effective_from <= at
+                           ORDER BY p.effective_from DESC LIMIT 1) AS p
+     ORDER BY c.rank LIMIT 1
+$$;
+CREATE VIEW ref_messages AS
+SELECT m.*, billing.month_of(m.created_at) AS month,
+       CASE WHEN jsonb_typeof(m.data->'prompt_tokens') = 'number' THEN (m.data->>'prompt_tokens')::bigint ELSE 0 END AS p,
+       CASE WHEN jsonb_typeof(m.data->'completion_tokens') = 'number' THEN (m.data->>'completion_tokens')::bigint ELSE 0 END AS c,
+       coalesce((m.data->'prompt_tokens_details'->>'cached_tokens')::bigint, 0) AS k,
+       -- a reply without usage: ceil(chars / 4) completion tokens, and the
+       -- earlier messages of its conversation as its prompt
+       CASE WHEN m.role = 'assistant' AND NOT (m.data ?| ARRAY['prompt_tokens', 'completion_tokens', 'tokens'])
+            THEN ceil(char_length(m.content) / 4.0)::bigint ELSE 0 END AS ec,
+       CASE WHEN m.role = 'assistant' AND NOT (m.data ?| ARRAY['prompt_tokens', 'completion_tokens', 'tokens'])
+            THEN (SELECT coalesce(sum(ceil(char_length(e.content) / 4.0)), 0)::bigint FROM messages AS e
+                   WHERE e.conversation_id = m.conversation_id AND (e.created_at, e.id) < (m.created_at, m.id))
+            ELSE 0 END AS ep
+  FROM messages AS m;
+CREATE VIEW ref_costs AS
+SELECT r.*,
+       ((r.p - r.k) * pr.input_per_1m + r.k * coalesce(pr.cached_input_per_1m, pr.input_per_1m)
+        + r.c * pr.output_per_1m) / 1000000 AS cost,
+       (r.ep * pe.input_per_1m + r.ec * pe.output_per_1m) / 1000000 AS est_cost
+  FROM ref_messages AS r
+  LEFT JOIN LATERAL ref_price(r.data->>'model', r.created_at) AS pr ON true
+  LEFT JOIN LATERAL ref_price(coalesce(r.data->>'model', 'gpt-4o-mini'), r.created_at) AS pe ON true
+ WHERE billing.usage_problem(r.data) IS NULL;
+-- The views must equal this, row for row.
+CREATE FUNCTION views_match_reference() RETURNS text LANGUAGE sql AS $$
+    WITH ref_conv AS (
+        SELECT month, conversation_id, sum(coalesce(cost, 0) + coalesce(est_cost, 0)) AS cost,
+               sum(p + c) AS tokens, count(*) AS messages, min(created_at) AS first_at, max(created_at) AS last_at
+          FROM ref_costs GROUP BY 1, 2
+    ), got_conv AS (
+        SELECT month, conversation_id, cost, tokens, messages, first_message_at, last_message_at
+          FROM billing.conversation_costs
+    ), ref_month AS (
+        SELECT month, sum(coalesce(cost, 0) + coalesce(est_cost, 0)) AS cost, sum(p) AS p, sum(c) AS c,
+               sum(k) AS k, sum(ep + ec) AS est FROM ref_costs GROUP BY 1
+    ), got_month AS (
+        SELECT month, cost, prompt_tokens, completion_tokens, cached_tokens, estimated_tokens
+          FROM billing.monthly_history WHERE source = 'openai'
+    )
+    SELECT format('conversations: %s missing, %s extra; months: %s missing, %s extra',
+                  (SELECT count(*) FROM (SELECT * FROM ref_conv EXCEPT SELECT * FROM got_conv) AS x),
+                  (SELECT count(*) FROM (SELECT * FROM got_conv EXCEPT SELECT * FROM ref_conv) AS x),
+                  (SELECT count(*) FROM (SELECT * FROM ref_month EXCEPT SELECT * FROM got_month) AS x),
+                  (SELECT count(*) FROM (SELECT * FROM got_month EXCEPT SELECT * FROM ref_month) AS x))
+$$;
+
+-- Rows that exist before tracking starts: two conversations in October and November 2026.
+-- c1: 2026-10-05 gpt-4o 1000 prompt + 100 completion = 1000 x 2.5/1M + 100 x 10/1M = 0.0025 + 0.001 = 0.0035
+--     2026-11-02 gpt-4o-mini-2024-07-18 (priced as gpt-4o-mini) 2000 + 500 = 0.0003 + 0.0003 = 0.0006
+-- c2: 2026-11-03 a question (no usage), then a reply of 12 characters without usage:
+--     completion 3 tokens; its prompt is the question, 16 characters = 4 tokens;
+--     priced as gpt-4o-mini: 4 x 0.15/1M + 3 x 0.6/1M = 0.0000006 + 0.0000018 = 0.0000024
+INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
+  ('c1', 'assistant', 'answer one', '{"model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 100}', '2026-10-05 10:00'),
+  ('c1', 'assistant', 'answer two', '{"model": "gpt-4o-mini-2024-07-18", "prompt_tokens": 2000, "completion_tokens": 500}', '2026-11-02 10:00'),
+  ('c2', 'user', 'what is the time', '{}', '2026-11-03 09:00'),
+  ('c2', 'assistant', 'twelve chars', '{}', '2026-11-03 09:01');
+
+SELECT billing.track_messages('messages');
+SELECT relation, backfilled FROM billing.tracked_tables;
+
+-- November: 0.0006 + 0.0000024 = 0.0006024, October 0.0035.
+SELECT month, source, cost, messages, prompt_tokens, completion_tokens, estimated_tokens
+  FROM billing.monthly_history ORDER BY month;
+SELECT views_match_reference();
+
+-- The dashboard for November 2026.
+SELECT jsonb_pretty(billing.dashboard(3, 50, '2026-11-15'));
+
+-- Writes after tracking go through the ledger; the views stay exact before
+-- and after billing.merge().
+-- c3 in November: cached tokens 400 of 1000, gpt-4o:
+--   600 x 2.5/1M + 400 x 1.25/1M + 0 = 0.0015 + 0.0005 = 0.002
+INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
+  ('c3', 'assistant', 'cached', '{"model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 0,
+                                   "prompt_tokens_details": {"cached_tokens": 400}}', '2026-11-10');
+SELECT count(*) AS ledger_rows FROM billing.usage_ledger;
+SELECT views_match_reference();
+SELECT (billing.dashboard(3, 50, '2026-11-15')->'openai'->>'cost')::numeric = 0.0026024 AS november_ok;
+SELECT billing.merge() > 0 AS merged;
+SELECT count(*) AS ledger_rows FROM billing.usage_ledger;
+SELECT views_match_reference();
+
+-- A back-dated insert, an update of data, of created_at (moving a message to
+-- another month), of conversation_id, and a delete.
+INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
+  ('c4', 'assistant', 'old', '{"model": "gpt-4o", "prompt_tokens": 10, "completion_tokens": 10}', '2026-08-20');
+UPDATE messages SET data = '{"model": "gpt-4o", "prompt_tokens": 2000, "completion_tokens": 100}'
+ WHERE conversation_id = 'c1' AND created_at = '2026-10-05 10:00';
+UPDATE messages SET created_at = '2026-09-30 23:59:59' WHERE conversation_id = 'c3';
+UPDATE messages SET conversation_id = 'c5' WHERE content = 'answer two';
+DELETE FROM messages WHERE conversation_id = 'c4';
+SELECT views_match_reference();
+SELECT billing.merge() > 0 AS merged;
+SELECT views_match_reference();
+SELECT month, conversation_id, cost, messages, first_message_at, last_message_at
+  FROM billing.conversation_costs ORDER BY month, conversation_id;
+
+-- Deleting the first message of a conversation moves its first_message_at.
+INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
+  ('c6', 'assistant', 'a', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '2026-11-20'),
+  ('c6', 'assistant', 'b', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '2026-11-21');
+SELECT billing.merge() > 0 AS merged;
+DELETE FROM messages WHERE conversation_id = 'c6' AND content = 'a';
+SELECT first_message_at FROM billing.conversation_costs WHERE conversation_id = 'c6';
+SELECT views_match_reference();
+SELECT billing.merge() > 0 AS merged;
+SELECT first_message_at FROM billing.conversation_costs WHERE conversation_id = 'c6';
+
+-- A price change applies at once to the months it covers (they are read from
+-- the source until the next merge rebuilds them), and history before it keeps
+-- its prices. gpt-4o from 2026-11-01 at $5/$20.
+INSERT INTO billing.model_prices (model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m)
+VALUES ('gpt-4o', '2026-11-01', 5.00, 2.50, 20.00);
+SELECT source_id, month FROM billing.stale_months ORDER BY month;
+SELECT views_match_reference();
+SELECT billing.merge() >= 0 AS merged;
+SELECT count(*) AS stale FROM billing.stale_months;
+SELECT views_match_reference();
+DELETE FROM billing.model_prices WHERE model = 'gpt-4o' AND effective_from = '2026-11-01';
+SELECT views_match_reference();
+
+-- Malformed data is written as usual and listed in billing.usage_problems.
+INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
+  ('c7', 'assistant', 'bad', '{"model": "gpt-4o", "prompt_tokens": "lots"}', '2026-11-05'),
+  ('c7', 'assistant', 'neg', '{"model": "gpt-4o", "prompt_tokens": -5}', '2026-11-05'),
+  ('c7', 'assistant', 'unknown', '{"model": "gpt-9", "prompt_tokens": 5, "completion_tokens": 5}', '2026-11-05'),
+  ('c7', 'assistant', 'no time', '{"model": "gpt-4o", "prompt_tokens": 5, "completion_tokens": 5}', NULL);
+SELECT kind, detail, messages, tokens FROM billing.usage_problems ORDER BY kind, detail;
+SELECT (billing.dashboard(3, 50, '2026-11-15')->'openai'->>'unpriced_tokens')::bigint AS unpriced_tokens;
+
+-- TRUNCATE empties the views; untrack_messages removes the trigger and data.
+TRUNCATE messages;
+SELECT count(*) AS rows_after_truncate FROM billing.conversation_costs;
+SELECT billing.untrack_messages('messages');
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'messages'::regclass AND NOT tgisinternal;
+SELECT count(*) AS tracked FROM billing.tracked_tables;

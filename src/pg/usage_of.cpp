@@ -1,0 +1,114 @@
+// SQL: billing.usage_of(data, role, content) and billing.usage_cost(model, prompt,
+// completion, cached, at): the per-message building blocks of the tracked
+// views. Unlike message_cost they never warn or raise for data problems: the
+// tracking triggers must never fail or slow down an application's write, so
+// problems come back as values for billing to keep visible.
+#include "cost_call.h"
+#include "usage.h"
+
+extern "C" {
+PG_FUNCTION_INFO_V1(usage_of);
+PG_FUNCTION_INFO_V1(usage_cost);
+}
+
+using namespace billing;
+using namespace billing::pg;
+
+namespace {
+// The documented estimate: one token per four characters of text, rounded up.
+constexpr int64 kCharsPerToken = 4;
+}  // namespace
+
+// usage_of(data jsonb, role text, content text) -> (model, prompt_tokens,
+//   completion_tokens, cached_tokens, estimated_completion, unsplit_tokens, problem)
+extern "C" Datum usage_of(PG_FUNCTION_ARGS) {
+  TupleDesc desc;
+  if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+    elog(ERROR, "billing: usage_of must be called where a record is accepted");
+  desc = BlessTupleDesc(desc);
+  Datum values[7] = {};
+  bool nulls[7] = {true, false, false, false, false, false, true};
+  for (int i = 1; i <= 5; ++i) values[i] = Int64GetDatum(0);
+
+  Usage u;  // NoUsage unless data says otherwise
+  if (!PG_ARGISNULL(0)) {
+    const struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
+    const JsonbContainerView root{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)};
+    const UsageFields fields = read_usage_fields(root);
+    u = decode_usage(fields);
+    // Keep the model even for replies without usage: it prices their estimate.
+    if (u.status == UsageStatus::NoUsage && fields.model_kind == JsonKind::String) {
+      u.has_model = true;
+      u.model = fields.model;
+    }
+  }
+  if (u.has_model) {
+    values[0] = PointerGetDatum(cstring_to_text_with_len(u.model.data(), static_cast<int>(u.model.size())));
+    nulls[0] = false;
+  }
+  switch (u.status) {
+    case UsageStatus::Ok:
+      values[1] = Int64GetDatum(u.prompt);
+      values[2] = Int64GetDatum(u.completion);
+      values[3] = Int64GetDatum(u.cached);
+      break;
+    case UsageStatus::TotalOnly:
+      values[5] = Int64GetDatum(u.total);
+      break;
+    case UsageStatus::Invalid: {
+      char message[256];
+      describe_usage_error(u, message, sizeof message);
+      values[6] = PointerGetDatum(cstring_to_text(message));
+      nulls[6] = false;
+      break;
+    }
+    case UsageStatus::NoUsage: {
+      // An assistant reply without usage is estimated from its text.
+      bool assistant = false;
+      if (!PG_ARGISNULL(1)) {
+        text* role = PG_GETARG_TEXT_PP(1);
+        assistant = VARSIZE_ANY_EXHDR(role) == 9 && memcmp(VARDATA_ANY(role), "assistant", 9) == 0;
+      }
+      if (assistant && !PG_ARGISNULL(2)) {
+        text* content = PG_GETARG_TEXT_PP(2);
+        const int64 chars = pg_mbstrlen_with_len(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
+        values[4] = Int64GetDatum((chars + kCharsPerToken - 1) / kCharsPerToken);
+      }
+      break;
+    }
+  }
+  return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+// usage_cost(model, prompt, completion, cached, at) -> numeric, NULL when it
+// cannot be priced. Counts may all be negative (a ledger row that takes a
+// message back): the cost is then negative. Never warns.
+extern "C" Datum usage_cost(PG_FUNCTION_ARGS) {
+  for (int i = 0; i < 5; ++i)
+    if (PG_ARGISNULL(i)) PG_RETURN_NULL();
+  int64 prompt = PG_GETARG_INT64(1);
+  int64 completion = PG_GETARG_INT64(2);
+  int64 cached = PG_GETARG_INT64(3);
+  if (prompt == 0 && completion == 0) return atto_to_numeric(0);
+  const bool negative = prompt < 0 || completion < 0 || cached < 0;
+  if (negative) {
+    if (prompt > 0 || completion > 0 || cached > 0 || prompt == PG_INT64_MIN || completion == PG_INT64_MIN ||
+        cached == PG_INT64_MIN)
+      ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                      errmsg("billing: token counts of one row must all have the same sign")));
+    prompt = -prompt;
+    completion = -completion;
+    cached = -cached;
+  }
+  if (cached > prompt)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("billing: cached tokens exceed prompt tokens")));
+  CostCall* call = cost_call(fcinfo);
+  text* model = PG_GETARG_TEXT_PP(0);
+  const ModelResolution& r = resolve_model_cached(fcinfo, call, VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model));
+  const TokenPrice* p = price_at(r, PG_GETARG_TIMESTAMPTZ(4));
+  if (p == nullptr) PG_RETURN_NULL();
+  Atto cost;
+  if (!token_cost(*p, prompt, completion, cached, &cost))
+    ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("billing: cost out of range")));
+  return atto_to_numeric(negative ? -cost : cost);
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# ALTER EXTENSION billing UPDATE from every released version gives the same
+# objects as a fresh install, and keeps the user's price rows.
+set -euo pipefail
+psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+
+current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" billing.control)
+# Released versions: every version an install or upgrade script starts from.
+mapfile -t versions < <(ls billing--*.sql | sed -E 's/^billing--([^-]+)(--.*)?\.sql$/\1/' | sort -uV)
+
+# Every object of the extension, with its definition where it has one.
+objects=$(cat <<'SQL'
+SELECT string_agg(d, E'\n' ORDER BY d) FROM (
+    SELECT pg_describe_object(classid, objid, 0)
+           || coalesce(' = ' || CASE WHEN classid = 'pg_proc'::regclass AND (SELECT prokind FROM pg_proc WHERE oid = objid) <> 'a'
+                                          THEN pg_get_functiondef(objid)
+                                     WHEN classid = 'pg_class'::regclass
+                                          AND (SELECT relkind FROM pg_class WHERE oid = objid) = 'v'
+                                          THEN pg_get_viewdef(objid) END, '') AS d
+      FROM pg_depend
+     WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+       AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'billing')
+    UNION ALL
+    SELECT format('column %s.%s %s %s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnum)
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'billing' AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT format('trigger %s on %s', tgname, tgrelid::regclass) FROM pg_trigger
+     WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'billing.%'
+) AS x(d)
+SQL
+)
+
+dropdb --if-exists billing_fresh 2>/dev/null
+createdb billing_fresh
+psql_q -d billing_fresh -c 'CREATE EXTENSION billing'
+fresh=$(psql_q -d billing_fresh -c "$objects")
+dropdb billing_fresh
+
+for v in "${versions[@]}"; do
+    [[ "$v" == "$current" ]] && continue
+    db="billing_upgrade_${v//./_}"
+    dropdb --if-exists "$db" 2>/dev/null
+    createdb "$db"
+    psql_q -d "$db" <<SQL
+CREATE EXTENSION billing VERSION '$v';
+INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
+VALUES ('kept-model', '2025-01-01', 1, 2);
+ALTER EXTENSION billing UPDATE;
+SQL
+    got_version=$(psql_q -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")
+    updated=$(psql_q -d "$db" -c "$objects")
+    kept=$(psql_q -d "$db" -c "SELECT billing.message_cost('kept-model', 1000000, 1000000) = 3")
+    dropdb "$db"
+    if [[ "$got_version" != "$current" ]]; then echo "FAIL: $v updated to $got_version, not $current"; exit 1; fi
+    if [[ "$updated" != "$fresh" ]]; then
+        echo "FAIL: $v -> $current differs from a fresh install:"; diff <(echo "$fresh") <(echo "$updated") | head -40
+        exit 1
+    fi
+    [[ "$kept" == t ]] || { echo "FAIL: the user's price row did not survive the update from $v"; exit 1; }
+    echo "upgrade $v -> $current: same objects as a fresh install, user rows kept"
+done

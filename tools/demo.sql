@@ -47,38 +47,36 @@ SELECT c.id,
 INSERT INTO public.messages (conversation_id, role, content, data)
 VALUES (gen_random_uuid(), 'assistant', 'bad count', '{"model": "gpt-4o-mini", "prompt_tokens": "12a"}'),
        (gen_random_uuid(), 'assistant', 'unknown model', '{"model": "gpt-9", "prompt_tokens": 10, "completion_tokens": 5}');
+
+
+-- Start tracking: existing rows are taken in, later writes followed.
+SELECT billing.track_messages('public.messages') \gset
+SELECT billing.track_profiles('public.profiles') \gset
+-- Writes after tracking: a reply, e-mails sent by the agent, S3 storage.
+INSERT INTO public.messages (conversation_id, role, content, data)
+SELECT conversation_id, 'assistant', 'one more answer',
+       '{"model": "gpt-4o-mini", "prompt_tokens": 1800, "completion_tokens": 240,
+         "prompt_tokens_details": {"cached_tokens": 1024}}'
+  FROM public.messages ORDER BY created_at DESC LIMIT 1;
+-- A reply stored without usage: estimated from its text and its conversation.
+INSERT INTO public.messages (conversation_id, role, content, data)
+SELECT conversation_id, 'assistant', 'An answer whose usage the agent did not record.', '{"model": "gpt-4o-mini"}'
+  FROM public.messages ORDER BY created_at DESC LIMIT 1;
+UPDATE public.profiles SET data = jsonb_set(data, '{emails_sent_this_month}', '27');
+SELECT billing.record_usage('s3', 2.5, date_trunc('month', now()), 'GB-months stored this month') AS s3_usage_id \gset
 \set QUIET off
 
 \echo
-\echo '== Rows the cost functions cannot read (billing.usage_problem):'
-SELECT id, data, billing.usage_problem(data) AS problem
-  FROM public.messages WHERE billing.usage_problem(data) IS NOT NULL;
+\echo '== SELECT billing.dashboard();   -- the whole /api/billing payload'
+SELECT jsonb_pretty(billing.dashboard());
 
-\echo '== This month: OpenAI (each message at the prices of its own time) and AWS SES'
-SELECT billing.openai_cost(data, created_at) AS openai_cost,
-       sum((data->>'tokens')::bigint) FILTER (WHERE billing.usage_problem(data) IS NULL) AS tokens,
-       (SELECT billing.aws_cost('ses', (data->>'emails_sent_this_month')::numeric)
-          FROM public.profiles WHERE type = 'owner') AS aws_ses_cost
-  FROM public.messages
- WHERE created_at >= date_trunc('month', now()) AND billing.usage_problem(data) IS NULL;
+\echo '== billing.monthly_history'
+SELECT month, source, cost, basis, messages, prompt_tokens + completion_tokens AS tokens, emails, month_total
+  FROM billing.monthly_history ORDER BY month DESC, source LIMIT 8;
 
-\echo '== Top 5 conversations by cost'
-SELECT conversation_id, billing.openai_cost(data, created_at) AS cost,
-       count(*) AS messages, sum((data->>'tokens')::bigint) AS tokens
-  FROM public.messages
- WHERE billing.usage_problem(data) IS NULL
- GROUP BY conversation_id
- ORDER BY cost DESC NULLS LAST
- LIMIT 5;
-
-\echo '== Last 6 months'
-SELECT to_char(date_trunc('month', created_at), 'YYYY-MM') AS month,
-       billing.openai_cost(data, created_at) AS openai_cost,
-       count(*) AS messages
-  FROM public.messages
- WHERE created_at >= date_trunc('month', now()) - interval '5 months'
-   AND billing.usage_problem(data) IS NULL
- GROUP BY 1 ORDER BY 1;
+\echo '== billing.usage_problems: written as usual, kept visible'
+SELECT kind, detail, month, messages, tokens FROM billing.usage_problems;
 
 \echo '== Where a price comes from: the row that priced a snapshot name'
-SELECT * FROM billing.model_price('gpt-4o-mini-2024-07-18');
+SELECT model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m
+  FROM billing.model_price('gpt-4o-mini-2024-07-18');

@@ -382,8 +382,11 @@ AS $$
 DECLARE
     fn text := format('billing.%I', 'track_' || t.id);
 BEGIN
-    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql
+    -- SECURITY DEFINER: the app's role writes its own table and needs no
+    -- privilege on billing's tables for the trigger to keep them up to date.
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
                     SET search_path = pg_catalog, pg_temp AS %L', fn, billing._trigger_source(t));
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
     EXECUTE format('CREATE TRIGGER billing_track AFTER INSERT OR DELETE OR UPDATE OF %I, %I, %I, %I, %I, %I ON %s
                     FOR EACH ROW EXECUTE FUNCTION %s()',
                    t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
@@ -544,6 +547,15 @@ SELECT l.source_id, billing.month_of(l.created_at) AS month, l.conversation_id,
  CROSS JOIN LATERAL billing.usage_cost(coalesce(l.model, s.estimate_model), l.estimated_prompt,
                                        l.estimated_completion, 0, l.created_at) AS e(cost);
 
+-- Costs derive from the app's messages: a role may read a tracked table's
+-- figures only if it may read that table. Row-level security on every table
+-- keyed by source_id, and views that run with the reader's privileges.
+CREATE FUNCTION billing._may_read_source(p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce((SELECT pg_catalog.has_table_privilege(t.relation, 'SELECT')
+                       FROM billing.tracked_tables AS t WHERE t.id OPERATOR(pg_catalog.=) p_source), false)
+$$;
 -- Is a month of a table read from the source (not backfilled yet, or stale)?
 -- Inlinable (no SET clause; operators qualified).
 CREATE FUNCTION billing._is_stale(p_source smallint, p_month date) RETURNS boolean
@@ -780,13 +792,15 @@ AS $$
         SELECT t.id, billing.month_of(p_to - interval '1 microsecond') FROM billing.tracked_tables AS t
          WHERE isfinite(p_to) AND p_to <> (billing.month_of(p_to)::timestamp AT TIME ZONE 'UTC')
     )
-    SELECT t.id, p_from, p_to FROM billing.tracked_tables AS t WHERE NOT t.backfilled
+    SELECT t.id, p_from, p_to FROM billing.tracked_tables AS t
+     WHERE NOT t.backfilled AND billing._may_read_source(t.id)
     UNION ALL
     SELECT m.source_id, greatest(p_from, m.month::timestamp AT TIME ZONE 'UTC'),
            least(p_to, (m.month + interval '1 month')::timestamp AT TIME ZONE 'UTC')
       FROM months AS m
       JOIN billing.tracked_tables AS t ON t.id = m.source_id AND t.backfilled
-     WHERE (m.month + interval '1 month')::timestamp AT TIME ZONE 'UTC' > p_from
+     WHERE billing._may_read_source(t.id)
+       AND (m.month + interval '1 month')::timestamp AT TIME ZONE 'UTC' > p_from
        AND m.month::timestamp AT TIME ZONE 'UTC' < p_to
 $$;
 
@@ -891,10 +905,12 @@ COMMENT ON TABLE billing.aws_actuals IS
     'Actual AWS costs of a month and service (e.g. from Cost Explorer): they replace the estimate from recorded usage.';
 SELECT pg_catalog.pg_extension_config_dump('billing.aws_actuals', '');
 
+-- SECURITY DEFINER: an app role granted EXECUTE records validated usage
+-- without write access to billing.aws_usage.
 CREATE FUNCTION billing.record_usage(service text, quantity numeric, at timestamptz DEFAULT now(),
                                      note text DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -959,7 +975,7 @@ AS $$
 DECLARE
     fn text := format('billing.%I', 'track_profiles_' || relation::oid);
 BEGIN
-    EXECUTE format($f$CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql
+    EXECUTE format($f$CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
         SET search_path = pg_catalog, pg_temp AS $b$
         DECLARE
             before numeric := 0;
@@ -979,6 +995,7 @@ BEGIN
             END IF;
             RETURN NULL;
         END $b$ $f$, fn, data_column, counter, service);
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
     EXECUTE format('CREATE TRIGGER billing_track_profiles AFTER INSERT OR UPDATE OF %I ON %s
                     FOR EACH ROW EXECUTE FUNCTION %s()', data_column, relation, fn);
     -- What the counters already hold was sent this month before tracking began.
@@ -1260,3 +1277,41 @@ SELECT (d -> 'period' ->> 'start')::timestamptz AS period_start,
        (d ->> 'total_cost')::numeric AS total_cost
   FROM billing.dashboard(1, 0) AS d;
 COMMENT ON VIEW billing.current_period IS 'The current UTC month''s cards: OpenAI, AWS and total.';
+
+------------------------------------------------------------------------------
+-- Privileges (README "Permissions")
+------------------------------------------------------------------------------
+
+-- Triggers that keep billing's tables in step with writes made by roles that
+-- have no privilege on them run as the extension's owner. Each pins
+-- search_path and only touches billing's own tables.
+ALTER FUNCTION billing.catalog_changed() SECURITY DEFINER;
+ALTER FUNCTION billing.price_row_edited() SECURITY DEFINER;
+ALTER FUNCTION billing.removed_seed_price_restored() SECURITY DEFINER;
+ALTER FUNCTION billing._prices_changed() SECURITY DEFINER;
+ALTER FUNCTION billing._settings_changed() SECURITY DEFINER;
+ALTER FUNCTION billing._setting_inserted() SECURITY DEFINER;
+ALTER FUNCTION billing._tracked_truncated() SECURITY DEFINER;
+REVOKE ALL ON FUNCTION billing.catalog_changed(), billing.price_row_edited(),
+    billing.removed_seed_price_restored(), billing._prices_changed(), billing._settings_changed(),
+    billing._setting_inserted(), billing._tracked_truncated(), billing._tracked_table_added() FROM PUBLIC;
+-- Recording usage is granted explicitly.
+REVOKE ALL ON FUNCTION billing.record_usage(text, numeric, timestamptz, text) FROM PUBLIC;
+
+ALTER TABLE billing.month_usage ENABLE ROW LEVEL SECURITY;
+ALTER TABLE billing.conversation_usage ENABLE ROW LEVEL SECURITY;
+ALTER TABLE billing.usage_ledger ENABLE ROW LEVEL SECURITY;
+ALTER TABLE billing.stale_months ENABLE ROW LEVEL SECURITY;
+ALTER TABLE billing.estimated_prompts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE billing.problem_messages ENABLE ROW LEVEL SECURITY;
+CREATE POLICY source_readers ON billing.month_usage FOR SELECT USING (billing._may_read_source(source_id));
+CREATE POLICY source_readers ON billing.conversation_usage FOR SELECT USING (billing._may_read_source(source_id));
+CREATE POLICY source_readers ON billing.usage_ledger FOR SELECT USING (billing._may_read_source(source_id));
+CREATE POLICY source_readers ON billing.stale_months FOR SELECT USING (billing._may_read_source(source_id));
+CREATE POLICY source_readers ON billing.estimated_prompts FOR SELECT USING (billing._may_read_source(source_id));
+CREATE POLICY source_readers ON billing.problem_messages FOR SELECT USING (billing._may_read_source(source_id));
+ALTER VIEW billing._ledger_priced SET (security_invoker = true);
+ALTER VIEW billing.monthly_history SET (security_invoker = true);
+ALTER VIEW billing.conversation_costs SET (security_invoker = true);
+ALTER VIEW billing.usage_problems SET (security_invoker = true);
+ALTER VIEW billing.current_period SET (security_invoker = true);

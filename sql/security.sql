@@ -55,9 +55,14 @@ SELECT count(*) AS problems FROM billing.usage_problems;
 SELECT billing.untrack_messages('public.sec_messages');
 RESET search_path;
 
--- No SECURITY DEFINER function, and every SQL or PL/pgSQL function pins its
--- search_path, except the two inlinable ones whose names are all qualified.
-SELECT count(*) AS security_definer FROM pg_proc WHERE pronamespace = 'billing'::regnamespace AND prosecdef;
+-- SECURITY DEFINER only where app roles write through billing (the triggers
+-- that keep billing's tables in step, record_usage), each with a pinned
+-- search_path and no EXECUTE for PUBLIC.
+SELECT p.oid::regprocedure AS security_definer, p.proconfig AS config,
+       has_function_privilege('public', p.oid, 'EXECUTE') AS public_may_execute
+  FROM pg_proc AS p WHERE p.pronamespace = 'billing'::regnamespace AND p.prosecdef ORDER BY 1;
+-- Every SQL or PL/pgSQL function pins its search_path, except the inlinable
+-- ones, whose names are all schema-qualified.
 SELECT p.oid::regprocedure AS unpinned
   FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
  WHERE p.pronamespace = 'billing'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
@@ -66,3 +71,5 @@ SELECT p.oid::regprocedure AS unpinned
 
 DROP TABLE public.sec_messages;
 DROP SCHEMA evil CASCADE;
+DELETE FROM billing.aws_usage;
+DELETE FROM billing.model_prices WHERE model = 'sec-model';

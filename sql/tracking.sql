@@ -137,7 +137,7 @@ SELECT first_message_at FROM billing.conversation_costs WHERE conversation_id = 
 -- its prices. gpt-4o from 2026-11-01 at $5/$20.
 INSERT INTO billing.model_prices (model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m)
 VALUES ('gpt-4o', '2026-11-01', 5.00, 2.50, 20.00);
-SELECT source_id, month FROM billing.stale_months ORDER BY month;
+SELECT month FROM billing.stale_months ORDER BY month;
 SELECT views_match_reference();
 SELECT billing.merge() >= 0 AS merged;
 SELECT count(*) AS stale FROM billing.stale_months;

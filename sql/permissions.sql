@@ -1,0 +1,65 @@
+-- Who may do what: an app role writes messages without any privilege on
+-- billing; a dashboard role reads costs but cannot change prices; a role that
+-- may not read the messages table sees none of its costs through billing.
+SET timezone = 'UTC';
+\set SHOW_CONTEXT never
+CREATE TABLE perm_messages (id bigserial PRIMARY KEY, conversation_id text, role text, content text,
+                            data jsonb, created_at timestamptz DEFAULT now());
+SELECT billing.track_messages('perm_messages');
+
+CREATE ROLE regress_billing_app;
+CREATE ROLE regress_billing_viewer;
+CREATE ROLE regress_billing_outsider;
+-- The app: its own table, and recording usage.
+GRANT SELECT, INSERT, UPDATE, DELETE ON perm_messages TO regress_billing_app;
+GRANT USAGE ON SEQUENCE perm_messages_id_seq TO regress_billing_app;
+GRANT USAGE ON SCHEMA billing TO regress_billing_app;
+GRANT EXECUTE ON FUNCTION billing.record_usage(text, numeric, timestamptz, text) TO regress_billing_app;
+-- The dashboard (README "Permissions"): billing's tables read-only, and the messages.
+GRANT USAGE ON SCHEMA billing TO regress_billing_viewer, regress_billing_outsider;
+GRANT SELECT ON ALL TABLES IN SCHEMA billing TO regress_billing_viewer, regress_billing_outsider;
+GRANT SELECT ON perm_messages TO regress_billing_viewer;
+
+SET ROLE regress_billing_app;
+-- 1000 x 2.5/1M + 100 x 10/1M = 0.0035
+INSERT INTO perm_messages (conversation_id, role, content, data, created_at) VALUES
+  ('p1', 'assistant', 'hi', '{"model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 100}', '2026-11-02'),
+  ('p1', 'assistant', 'no usage here', '{}', '2026-11-02 00:01'),
+  ('p1', 'assistant', 'bad', '{"prompt_tokens": "x"}', '2026-11-02 00:02');
+UPDATE perm_messages SET created_at = '2026-11-03' WHERE content = 'hi';
+DELETE FROM perm_messages WHERE content = 'bad';
+SELECT billing.record_usage('ses', 5, '2026-11-03') > 0 AS recorded;
+-- ...but cannot read or change billing's tables.
+SELECT count(*) FROM billing.usage_ledger;
+INSERT INTO billing.aws_usage (service, quantity, at) VALUES ('ses', 1000000, now());
+RESET ROLE;
+
+SET ROLE regress_billing_viewer;
+-- 0.0035 + the estimated reply: 13 chars = 4 completion tokens, prompt 'hi' =
+-- 1 token, as gpt-4o-mini: 1 x 0.15/1M + 4 x 0.6/1M = 0.00000255 -> 0.00350255
+SELECT conversation_id, cost, messages FROM billing.conversation_costs;
+SELECT (billing.dashboard(1, 5, '2026-11-15') -> 'openai' ->> 'cost')::numeric = 0.00350255 AS viewer_sees_costs;
+UPDATE billing.model_prices SET input_per_1m = 0 WHERE model = 'gpt-4o';
+SELECT billing.merge();
+RESET ROLE;
+
+SET ROLE regress_billing_outsider;
+SELECT count(*) AS conversations FROM billing.conversation_costs;
+SELECT count(*) AS rollup_rows FROM billing.conversation_usage;
+SELECT billing.dashboard(1, 5, '2026-11-15') -> 'openai' ->> 'cost' AS outsider_cost;
+-- Stale months would be read from the table itself: still nothing, no error.
+RESET ROLE;
+INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
+VALUES ('perm-model', '2026-10-01', 1, 1);
+SET ROLE regress_billing_outsider;
+SELECT billing.dashboard(1, 5, '2026-11-15') -> 'openai' ->> 'cost' AS outsider_cost_stale;
+RESET ROLE;
+
+SELECT billing.untrack_messages('perm_messages');
+DELETE FROM billing.model_prices WHERE model = 'perm-model';
+DELETE FROM billing.aws_usage;
+DROP TABLE perm_messages;
+REVOKE ALL ON ALL TABLES IN SCHEMA billing FROM regress_billing_viewer, regress_billing_outsider;
+REVOKE ALL ON SCHEMA billing FROM regress_billing_app, regress_billing_viewer, regress_billing_outsider;
+REVOKE ALL ON FUNCTION billing.record_usage(text, numeric, timestamptz, text) FROM regress_billing_app;
+DROP ROLE regress_billing_app, regress_billing_viewer, regress_billing_outsider;

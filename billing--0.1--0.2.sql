@@ -664,15 +664,33 @@ COMMENT ON FUNCTION billing.merge() IS
 -- Price changes: months from the earliest changed effective_from go stale
 ------------------------------------------------------------------------------
 
+-- Marks every tracked table's months from p_from's month on as stale. The
+-- months up to next month are marked whether or not this snapshot sees data
+-- in them, so that a write it cannot see yet is covered too; later months
+-- only where data exists. From -infinity: every table goes back to being read
+-- from the source until the next merge rebuilds it all.
 CREATE FUNCTION billing._mark_stale_from(p_from timestamptz) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    -- Wait for a running merge: it may be folding writes at the old prices.
+    PERFORM pg_advisory_xact_lock(hashtext('billing.merge'));
+    IF NOT isfinite(p_from) THEN
+        UPDATE billing.tracked_tables SET backfilled = false WHERE backfilled;
+        RETURN;
+    END IF;
     INSERT INTO billing.stale_months (source_id, month)
+    SELECT t.id, m::date
+      FROM billing.tracked_tables AS t,
+           generate_series(billing.month_of(p_from), billing.month_of(now()) + interval '1 month',
+                           interval '1 month') AS m
+    UNION
     SELECT source_id, month FROM billing.month_usage WHERE month >= billing.month_of(p_from)
     UNION
     SELECT source_id, billing.month_of(created_at) FROM billing.usage_ledger WHERE created_at >= p_from
-    ON CONFLICT DO NOTHING
+    ON CONFLICT DO NOTHING;
+END
 $$;
 
 CREATE FUNCTION billing._prices_changed() RETURNS trigger

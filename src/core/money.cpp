@@ -48,9 +48,13 @@ std::optional<Atto> parse_scaled_decimal(std::string_view text, int scale) noexc
     negative = text[i] == '-';
     ++i;
   }
-  Atto value = 0;
-  int int_digits = 0;
+  // Accumulate the magnitude unsigned: the most negative value has no
+  // positive counterpart in 128 bits.
+  using U = unsigned __int128;
+  const U limit = negative ? (static_cast<U>(1) << 127) : (static_cast<U>(1) << 127) - 1;
+  U value = 0;
   int decimals = 0;
+  bool seen_digit = false;
   bool seen_point = false;
   for (; i < text.size(); ++i) {
     const char c = text[i];
@@ -60,6 +64,7 @@ std::optional<Atto> parse_scaled_decimal(std::string_view text, int scale) noexc
       continue;
     }
     if (c < '0' || c > '9') return std::nullopt;
+    seen_digit = true;
     if (seen_point) {
       // Extra decimals are acceptable only when they are zeros.
       if (decimals == scale) {
@@ -67,19 +72,17 @@ std::optional<Atto> parse_scaled_decimal(std::string_view text, int scale) noexc
         continue;
       }
       ++decimals;
-    } else {
-      ++int_digits;
     }
-    if (__builtin_mul_overflow(value, static_cast<Atto>(10), &value) ||
-        __builtin_add_overflow(value, static_cast<Atto>(c - '0'), &value))
-      return std::nullopt;
+    if (value > (limit - static_cast<U>(c - '0')) / 10) return std::nullopt;
+    value = value * 10 + static_cast<U>(c - '0');
   }
-  if (int_digits + decimals == 0) return std::nullopt;
+  if (!seen_digit) return std::nullopt;
   for (; decimals < scale; ++decimals) {
-    if (__builtin_mul_overflow(value, static_cast<Atto>(10), &value)) return std::nullopt;
+    if (value > limit / 10) return std::nullopt;
+    value *= 10;
   }
-  if (negative) value = -value;
-  return value;
+  if (negative) return static_cast<Atto>(~value + 1);  // two's complement, also for -2^127
+  return static_cast<Atto>(value);
 }
 
 std::optional<int64_t> parse_scaled_int64(std::string_view text, int scale) noexcept {

@@ -30,11 +30,16 @@ std::string_view strip_snapshot_suffix(std::string_view name) noexcept {
         tail[8] == '-' && all_digits(tail.substr(9, 2)))
       return name.substr(0, name.size() - kDated);
   }
-  // -MMDD (gpt-4-0613, gpt-3.5-turbo-0125)
+  // -MMDD (gpt-4-0613, gpt-3.5-turbo-0125): a real month and day, so that
+  // names like llama-3-70b-8192 keep their number.
   constexpr std::size_t kShort = 5;
   if (name.size() > kShort) {
     const std::string_view tail = name.substr(name.size() - kShort);
-    if (tail[0] == '-' && all_digits(tail.substr(1))) return name.substr(0, name.size() - kShort);
+    if (tail[0] == '-' && all_digits(tail.substr(1))) {
+      const int month = (tail[1] - '0') * 10 + (tail[2] - '0');
+      const int day = (tail[3] - '0') * 10 + (tail[4] - '0');
+      if (month >= 1 && month <= 12 && day >= 1 && day <= 31) return name.substr(0, name.size() - kShort);
+    }
   }
   return name;
 }

@@ -28,14 +28,23 @@ bool present(const TokenValue& t) { return t.kind != JsonKind::Missing && t.kind
 // Member names we read, by the field they feed. Aliases come after the
 // preferred name so that the preferred one wins when both are present.
 struct Sink {
-  UsageFields* out;
-  bool usage_object_seen = false;
-  JsonValue usage_object;
-  bool model_only = false;  // reading the nested `usage` object for tokens, outer model kept
+  explicit Sink(UsageFields* fields, bool nested = false) : out(fields), model_only(nested) {}
 
+  UsageFields* out;
+  bool model_only;  // reading the nested `usage` object for tokens, outer model kept
+  bool usage_object_seen = false;
+  JsonValue usage_object{};
+
+  // A value beats a null or a missing member; between two values, the
+  // preferred spelling wins.
   void set_token(TokenField f, const JsonValue& v, bool preferred) {
     TokenValue& slot = out->tokens[idx(f)];
-    if (preferred || slot.kind == JsonKind::Missing) slot = token_value(v);
+    const bool slot_empty = slot.kind == JsonKind::Missing || slot.kind == JsonKind::Null;
+    if (v.kind == JsonKind::Null) {
+      if (slot.kind == JsonKind::Missing) slot = token_value(v);
+      return;
+    }
+    if (preferred || slot_empty) slot = token_value(v);
   }
 
   void read_details(const JsonValue& v, bool preferred) {
@@ -82,16 +91,24 @@ UsageFields read_usage_fields(JsonbContainerView root) noexcept {
   UsageFields f;
   f.root = jsonb_root_kind(root);
   if (f.root != JsonKind::Object) return f;
-  Sink sink{&f};
-  jsonb_for_each_member(root, sink);
+  Sink sink(&f);
+  // A container that stops making sense part-way is not priced from the
+  // members read before the damage.
+  if (!jsonb_for_each_member(root, sink)) {
+    f = UsageFields{};
+    f.root = JsonKind::Malformed;
+    return f;
+  }
 
   const bool has_tokens = present(f.tokens[idx(TokenField::Prompt)]) ||
                           present(f.tokens[idx(TokenField::Completion)]) ||
                           present(f.tokens[idx(TokenField::Total)]);
   if (!has_tokens && sink.usage_object_seen && sink.usage_object.kind == JsonKind::Object) {
-    Sink nested{&f};
-    nested.model_only = true;
-    jsonb_for_each_member(JsonbContainerView{sink.usage_object.data, sink.usage_object.size}, nested);
+    Sink nested(&f, true);
+    if (!jsonb_for_each_member(JsonbContainerView{sink.usage_object.data, sink.usage_object.size}, nested)) {
+      f = UsageFields{};
+      f.root = JsonKind::Malformed;
+    }
   }
   return f;
 }
@@ -210,8 +227,12 @@ std::string_view kind_name(JsonKind k) {
 std::size_t describe_usage_error(const Usage& u, char* buf, std::size_t n) noexcept {
   if (n == 0) return 0;
   const std::string_view field = token_field_name(u.error_field);
-  // Quote at most 40 bytes of a bad string value: enough to recognise it.
-  const std::string_view shown = u.error_text.substr(0, 40);
+  // Quote at most 40 bytes of a bad string value, enough to recognise it,
+  // cut at a character boundary: the message must stay valid UTF-8.
+  std::string_view shown = u.error_text.substr(0, 40);
+  if (shown.size() < u.error_text.size())
+    while (!shown.empty() && (static_cast<unsigned char>(u.error_text[shown.size()]) & 0xC0) == 0x80)
+      shown.remove_suffix(1);
   try {
     fmt::format_to_n_result<char*> r{buf, 0};
     switch (u.error) {

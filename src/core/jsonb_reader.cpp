@@ -6,51 +6,19 @@ namespace billing {
 
 namespace jsonb_detail {
 
-uint32_t read_u32(const uint8_t* p) noexcept {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-JsonValue make_value(uint32_t entry, const uint8_t* area, std::size_t start, std::size_t end) noexcept {
+JsonValue make_container_value(const uint8_t* area, std::size_t start, std::size_t end) noexcept {
+  // Containers, like numbers, start at the next 4-byte boundary of the area.
   JsonValue v;
-  switch (entry & kTypeMask) {
-    case kTypeString:
-      v.kind = JsonKind::String;
-      v.data = area + start;
-      v.size = end - start;
-      return v;
-    case kTypeNull:
-      v.kind = JsonKind::Null;
-      return v;
-    case kTypeTrue:
-      v.kind = JsonKind::True;
-      return v;
-    case kTypeFalse:
-      v.kind = JsonKind::False;
-      return v;
-    case kTypeNumeric:
-    case kTypeContainer: {
-      // Numbers and containers start at the next 4-byte boundary of the area.
-      const std::size_t aligned = int_align(start);
-      if (aligned > end) {
-        v.kind = JsonKind::Malformed;
-        return v;
-      }
-      v.data = area + aligned;
-      v.size = end - aligned;
-      if ((entry & kTypeMask) == kTypeNumeric) {
-        v.kind = JsonKind::Number;
-      } else {
-        v.kind = jsonb_root_kind(JsonbContainerView{v.data, v.size});
-        if (v.kind != JsonKind::Object && v.kind != JsonKind::Array) v.kind = JsonKind::Malformed;
-      }
-      return v;
-    }
-    default:
-      v.kind = JsonKind::Malformed;
-      return v;
+  const std::size_t aligned = int_align(start);
+  if (aligned > end) {
+    v.kind = JsonKind::Malformed;
+    return v;
   }
+  v.data = area + aligned;
+  v.size = end - aligned;
+  v.kind = jsonb_root_kind(JsonbContainerView{v.data, v.size});
+  if (v.kind != JsonKind::Object && v.kind != JsonKind::Array) v.kind = JsonKind::Malformed;
+  return v;
 }
 
 }  // namespace jsonb_detail

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace billing {
@@ -54,11 +55,54 @@ constexpr uint32_t kTypeTrue = 0x30000000;
 constexpr uint32_t kTypeNull = 0x40000000;
 constexpr uint32_t kTypeContainer = 0x50000000;
 
-uint32_t read_u32(const uint8_t* p) noexcept;
+// Inline: the member walk runs once per row of a cost aggregate.
+inline uint32_t read_u32(const uint8_t* p) noexcept {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
 inline std::size_t int_align(std::size_t n) noexcept { return (n + 3) & ~static_cast<std::size_t>(3); }
 
+// Decodes a nested container child (rare in usage objects: out of line).
+JsonValue make_container_value(const uint8_t* area, std::size_t start, std::size_t end) noexcept;
+
 // Decodes child `entry` whose bytes span [start, end) of the data area.
-JsonValue make_value(uint32_t entry, const uint8_t* area, std::size_t start, std::size_t end) noexcept;
+inline JsonValue make_value(uint32_t entry, const uint8_t* area, std::size_t start, std::size_t end) noexcept {
+  JsonValue v;
+  switch (entry & kTypeMask) {
+    case kTypeString:
+      v.kind = JsonKind::String;
+      v.data = area + start;
+      v.size = end - start;
+      return v;
+    case kTypeNull:
+      v.kind = JsonKind::Null;
+      return v;
+    case kTypeTrue:
+      v.kind = JsonKind::True;
+      return v;
+    case kTypeFalse:
+      v.kind = JsonKind::False;
+      return v;
+    case kTypeNumeric: {
+      // Numbers start at the next 4-byte boundary of the area.
+      const std::size_t aligned = int_align(start);
+      if (aligned > end) {
+        v.kind = JsonKind::Malformed;
+        return v;
+      }
+      v.kind = JsonKind::Number;
+      v.data = area + aligned;
+      v.size = end - aligned;
+      return v;
+    }
+    case kTypeContainer:
+      return make_container_value(area, start, end);
+    default:
+      v.kind = JsonKind::Malformed;
+      return v;
+  }
+}
 
 }  // namespace jsonb_detail
 

@@ -54,33 +54,44 @@ struct Sink {
     });
   }
 
+  // Dispatches on the key's length first: each member costs one or two
+  // comparisons, as this runs for every row a cost aggregate reads.
   void operator()(std::string_view key, const JsonValue& v) {
-    if (key == "model") {
-      if (out->model_kind == JsonKind::Missing || out->model_kind == JsonKind::Null) {
-        out->model_kind = v.kind;
-        if (v.kind == JsonKind::String) out->model = std::string_view(reinterpret_cast<const char*>(v.data), v.size);
-      }
-    } else if (key == "prompt_tokens") {
-      set_token(TokenField::Prompt, v, true);
-    } else if (key == "input_tokens") {
-      set_token(TokenField::Prompt, v, false);
-    } else if (key == "completion_tokens") {
-      set_token(TokenField::Completion, v, true);
-    } else if (key == "output_tokens") {
-      set_token(TokenField::Completion, v, false);
-    } else if (key == "tokens") {
-      set_token(TokenField::Total, v, true);
-    } else if (key == "total_tokens") {
-      set_token(TokenField::Total, v, false);
-    } else if (key == "cached_tokens") {
-      set_token(TokenField::Cached, v, true);
-    } else if (key == "prompt_tokens_details") {
-      read_details(v, true);
-    } else if (key == "input_tokens_details") {
-      read_details(v, false);
-    } else if (key == "usage" && !model_only) {
-      usage_object_seen = true;
-      usage_object = v;
+    switch (key.size()) {
+      case 5:
+        if (key == "model") {
+          if (out->model_kind == JsonKind::Missing || out->model_kind == JsonKind::Null) {
+            out->model_kind = v.kind;
+            if (v.kind == JsonKind::String) out->model = std::string_view(reinterpret_cast<const char*>(v.data), v.size);
+          }
+        } else if (key == "usage" && !model_only) {
+          usage_object_seen = true;
+          usage_object = v;
+        }
+        break;
+      case 6:
+        if (key == "tokens") set_token(TokenField::Total, v, true);
+        break;
+      case 12:
+        if (key == "input_tokens") set_token(TokenField::Prompt, v, false);
+        else if (key == "total_tokens") set_token(TokenField::Total, v, false);
+        break;
+      case 13:
+        if (key == "prompt_tokens") set_token(TokenField::Prompt, v, true);
+        else if (key == "output_tokens") set_token(TokenField::Completion, v, false);
+        else if (key == "cached_tokens") set_token(TokenField::Cached, v, true);
+        break;
+      case 17:
+        if (key == "completion_tokens") set_token(TokenField::Completion, v, true);
+        break;
+      case 20:
+        if (key == "input_tokens_details") read_details(v, false);
+        break;
+      case 21:
+        if (key == "prompt_tokens_details") read_details(v, true);
+        break;
+      default:
+        break;
     }
   }
 };

@@ -1093,11 +1093,20 @@ UNION ALL
 SELECT t.relation, NULL, NULL, m.month,
        CASE WHEN m.model = '' THEN 'no model' ELSE 'unpriced model' END,
        CASE WHEN m.model = '' THEN 'usage without a model name'
-            ELSE format('model "%s" has no price in billing.model_prices at that time', m.model) END,
-       m.messages, m.unpriced_tokens
+            ELSE format('model "%s" has no price in billing.model_prices at that time',
+                        CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END) END,
+       NULL, m.unpriced_tokens - m.unsplit_tokens
   FROM billing._model_usage('-infinity', 'infinity') AS m
   JOIN billing.tracked_tables AS t ON t.id = m.source_id
- WHERE m.unpriced_tokens <> 0
+ WHERE m.unpriced_tokens - m.unsplit_tokens <> 0
+UNION ALL
+SELECT t.relation, NULL, NULL, m.month, 'no token split',
+       format('usage of model "%s" gives only a total token count: the split decides the price',
+              CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END),
+       NULL, m.unsplit_tokens
+  FROM billing._model_usage('-infinity', 'infinity') AS m
+  JOIN billing.tracked_tables AS t ON t.id = m.source_id
+ WHERE m.unsplit_tokens <> 0
 UNION ALL
 SELECT NULL, NULL, NULL, a.month, 'unpriced AWS service',
        format('service "%s" has no price in billing.aws_prices', a.service), NULL, NULL

@@ -46,3 +46,8 @@ SELECT sum(quantity) AS emails, count(*) AS rows FROM billing.aws_usage WHERE or
 SELECT billing.untrack_profiles('profiles');
 UPDATE profiles SET data = '{"emails_sent_this_month": 50}';
 SELECT sum(quantity) AS emails_after_untrack FROM billing.aws_usage WHERE origin = 'track_profiles';
+
+-- Leave no usage behind for the other tests.
+DELETE FROM billing.aws_usage;
+DELETE FROM billing.aws_actuals;
+DROP TABLE profiles;

@@ -59,7 +59,7 @@ COMMENT ON FUNCTION billing.month_of(timestamptz) IS 'The UTC month (its first d
 
 CREATE FUNCTION billing.usage_of(data jsonb, role text, content text,
     OUT model text, OUT prompt_tokens bigint, OUT completion_tokens bigint, OUT cached_tokens bigint,
-    OUT estimated_completion bigint, OUT unsplit_tokens bigint, OUT problem text)
+    OUT estimated_completion bigint, OUT unsplit_tokens bigint, OUT problem text, OUT estimated boolean)
     AS 'MODULE_PATHNAME', 'usage_of' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION billing.usage_of(jsonb, text, text) IS
     'What one message contributes: its usage, the estimate of a reply without usage, or the problem of its data.';
@@ -158,7 +158,7 @@ CREATE TABLE billing.conversation_usage (
     bounds_stale         boolean  NOT NULL DEFAULT false,
     UNIQUE NULLS NOT DISTINCT (source_id, month, conversation_id)
 );
-CREATE INDEX conversation_usage_top ON billing.conversation_usage (month, cost DESC);
+CREATE INDEX conversation_usage_top ON billing.conversation_usage (month, cost DESC, conversation_id);
 COMMENT ON TABLE billing.conversation_usage IS 'Merged usage per tracked table, UTC month and conversation.';
 
 CREATE TABLE billing.stale_months (
@@ -217,10 +217,12 @@ BEGIN
                min(r.at), max(r.at)
           FROM (SELECT m.%4$I AS at, m.%2$I::text AS conv, u.model,
                        u.prompt_tokens AS p, u.completion_tokens AS c, u.cached_tokens AS k,
-                       coalesce(e.prompt_tokens, 0) AS ep, u.estimated_completion AS ec,
+                       CASE WHEN u.estimated THEN coalesce(e.prompt_tokens, 0) ELSE 0 END AS ep,
+                       u.estimated_completion AS ec,
                        u.unsplit_tokens AS unsplit, u.problem,
                        billing.usage_cost(u.model, u.prompt_tokens, u.completion_tokens, u.cached_tokens, m.%4$I) AS cost,
-                       billing.usage_cost(coalesce(u.model, $4), coalesce(e.prompt_tokens, 0),
+                       billing.usage_cost(coalesce(u.model, $4),
+                                          CASE WHEN u.estimated THEN coalesce(e.prompt_tokens, 0) ELSE 0 END,
                                           u.estimated_completion, 0, m.%4$I) AS est_cost
                   FROM %1$s AS m
                   CROSS JOIN LATERAL billing.usage_of(m.%5$I::jsonb, m.%6$I::text, m.%7$I::text) AS u
@@ -274,7 +276,7 @@ DECLARE
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         SELECT * INTO o FROM billing.usage_of(OLD.%5$I::jsonb, OLD.%6$I::text, OLD.%7$I::text);
-        old_estimated := o.estimated_completion > 0;
+        old_estimated := o.estimated;
         old_logged := o.problem IS NOT NULL OR OLD.%4$I IS NULL OR NOT isfinite(OLD.%4$I);
         IF old_estimated THEN
             SELECT coalesce(max(prompt_tokens), 0) INTO old_est FROM billing.estimated_prompts
@@ -297,10 +299,10 @@ BEGIN
     END IF;
 
     SELECT * INTO n FROM billing.usage_of(NEW.%5$I::jsonb, NEW.%6$I::text, NEW.%7$I::text);
-    IF old_estimated AND (n.estimated_completion = 0 OR OLD.%3$I::text <> NEW.%3$I::text) THEN
+    IF old_estimated AND (NOT n.estimated OR OLD.%3$I::text <> NEW.%3$I::text) THEN
         DELETE FROM billing.estimated_prompts WHERE source_id = %1$s AND message_id = OLD.%3$I::text;
     END IF;
-    IF n.estimated_completion > 0 THEN
+    IF n.estimated THEN
         IF old_estimated AND OLD.%3$I::text = NEW.%3$I::text THEN
             est := old_est;   -- the estimate was taken when the reply was stored
         ELSE
@@ -503,6 +505,18 @@ DECLARE
     t billing.tracked_tables;
 BEGIN
     SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+    -- Writers may change these rows while we record them. Lock the ones we
+    -- are about to record (estimated replies and unreadable rows, a small
+    -- part of the table): a concurrent update or delete of one of them waits
+    -- for us, and its trigger then sees our row and takes it back. The next
+    -- statements read with a fresh snapshot, after the locks.
+    EXECUTE format($q$
+        SELECT count(*) FROM (
+            SELECT 1 FROM %1$s AS r
+             CROSS JOIN LATERAL billing.usage_of(r.%2$I::jsonb, r.%3$I::text, r.%4$I::text) AS u
+             WHERE u.estimated OR u.problem IS NOT NULL OR r.%5$I IS NULL OR NOT isfinite(r.%5$I)
+               FOR SHARE OF r) AS locked $q$,
+        t.relation, t.data_column, t.role_column, t.content_column, t.created_at_column);
     EXECUTE format($q$
         INSERT INTO billing.estimated_prompts
         SELECT $1, r.%3$I::text,
@@ -511,7 +525,7 @@ BEGIN
                  WHERE m.%2$I = r.%2$I AND (m.%4$I, m.%3$I) < (r.%4$I, r.%3$I))
           FROM %1$s AS r
          CROSS JOIN LATERAL billing.usage_of(r.%5$I::jsonb, r.%7$I::text, r.%6$I::text) AS u
-         WHERE u.estimated_completion > 0
+         WHERE u.estimated
         ON CONFLICT (source_id, message_id) DO NOTHING $q$,
         t.relation, t.conversation_column, t.id_column, t.created_at_column, t.data_column,
         t.content_column, t.role_column)
@@ -1260,7 +1274,7 @@ BEGIN
     RETURN QUERY
     WITH candidates AS (
         (SELECT u.source_id, u.conversation_id FROM billing.conversation_usage AS u
-          WHERE u.month = m ORDER BY u.cost DESC LIMIT p_limit + k)
+          WHERE u.month = m ORDER BY u.cost DESC, u.conversation_id LIMIT p_limit + k)
         UNION
         SELECT DISTINCT l.source_id, l.conversation_id FROM billing.usage_ledger AS l
          WHERE l.created_at >= p_from AND l.created_at < p_to

@@ -30,9 +30,9 @@ SELECT m.*, billing.month_of(m.created_at) AS month,
        coalesce((m.data->'prompt_tokens_details'->>'cached_tokens')::bigint, 0) AS k,
        -- a reply without usage: ceil(chars / 4) completion tokens, and the
        -- earlier messages of its conversation as its prompt
-       CASE WHEN m.role = 'assistant' AND NOT (m.data ?| ARRAY['prompt_tokens', 'completion_tokens', 'tokens'])
-            THEN ceil(char_length(m.content) / 4.0)::bigint ELSE 0 END AS ec,
-       CASE WHEN m.role = 'assistant' AND NOT (m.data ?| ARRAY['prompt_tokens', 'completion_tokens', 'tokens'])
+       CASE WHEN m.role = 'assistant' AND NOT (coalesce(m.data, '{}') ?| ARRAY['prompt_tokens', 'completion_tokens', 'tokens'])
+            THEN coalesce(ceil(char_length(m.content) / 4.0), 0)::bigint ELSE 0 END AS ec,
+       CASE WHEN m.role = 'assistant' AND NOT (coalesce(m.data, '{}') ?| ARRAY['prompt_tokens', 'completion_tokens', 'tokens'])
             THEN (SELECT coalesce(sum(ceil(char_length(e.content) / 4.0)), 0)::bigint FROM messages AS e
                    WHERE e.conversation_id = m.conversation_id AND (e.created_at, e.id) < (m.created_at, m.id))
             ELSE 0 END AS ep
@@ -128,6 +128,14 @@ INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
 SELECT billing.merge() > 0 AS merged;
 DELETE FROM messages WHERE conversation_id = 'c6' AND content = 'a';
 SELECT first_message_at FROM billing.conversation_costs WHERE conversation_id = 'c6';
+SELECT views_match_reference();
+-- An empty reply without usage still has a prompt: its conversation, now
+-- only 'b' (1 character: 1 token), no completion, priced as gpt-4o-mini:
+-- 1 x 0.15/1M = 0.00000015. With 'b' (1 x 2.5/1M + 1 x 10/1M = 0.0000125)
+-- c6 costs 0.00001265, 1 token of it estimated.
+INSERT INTO messages (conversation_id, role, content, data, created_at)
+VALUES ('c6', 'assistant', '', '{}', '2026-11-22');
+SELECT cost, estimated_tokens FROM billing.conversation_costs WHERE conversation_id = 'c6';
 SELECT views_match_reference();
 SELECT billing.merge() > 0 AS merged;
 SELECT first_message_at FROM billing.conversation_costs WHERE conversation_id = 'c6';

@@ -20,15 +20,17 @@ constexpr int64 kCharsPerToken = 4;
 }  // namespace
 
 // usage_of(data jsonb, role text, content text) -> (model, prompt_tokens,
-//   completion_tokens, cached_tokens, estimated_completion, unsplit_tokens, problem)
+//   completion_tokens, cached_tokens, estimated_completion, unsplit_tokens, problem,
+//   estimated)
 extern "C" Datum usage_of(PG_FUNCTION_ARGS) {
   TupleDesc desc;
   if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
     elog(ERROR, "billing: usage_of must be called where a record is accepted");
   desc = BlessTupleDesc(desc);
-  Datum values[7] = {};
-  bool nulls[7] = {true, false, false, false, false, false, true};
+  Datum values[8] = {};
+  bool nulls[8] = {true, false, false, false, false, false, true, false};
   for (int i = 1; i <= 5; ++i) values[i] = Int64GetDatum(0);
+  values[7] = BoolGetDatum(false);
 
   Usage u;  // NoUsage unless data says otherwise
   if (!PG_ARGISNULL(0)) {
@@ -63,12 +65,14 @@ extern "C" Datum usage_of(PG_FUNCTION_ARGS) {
       break;
     }
     case UsageStatus::NoUsage: {
-      // An assistant reply without usage is estimated from its text.
+      // An assistant reply without usage is estimated from its text (an
+      // empty reply still has a prompt: its conversation).
       bool assistant = false;
       if (!PG_ARGISNULL(1)) {
         text* role = PG_GETARG_TEXT_PP(1);
         assistant = VARSIZE_ANY_EXHDR(role) == 9 && memcmp(VARDATA_ANY(role), "assistant", 9) == 0;
       }
+      values[7] = BoolGetDatum(assistant);
       if (assistant && !PG_ARGISNULL(2)) {
         text* content = PG_GETARG_TEXT_PP(2);
         const int64 chars = pg_mbstrlen_with_len(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));

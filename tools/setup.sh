@@ -17,13 +17,15 @@ if [[ $(id -u) -ne 0 ]]; then
     SUDO=(sudo)
 fi
 
-# postgresql-15 already ships the contrib modules; clang + libclang-rt are
-# for the sanitizer builds, googletest/benchmark for the C++ tests.
+# postgresql-15 already ships the contrib modules; clang + libclang-rt
+# (libFuzzer, ASan, UBSan runtimes) are for the fuzz build, llvm-14 for its
+# llvm-symbolizer (file:line in sanitizer reports), googletest/benchmark for
+# the C++ tests.
 packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-15-cron
     libfmt-dev cmake g++ make pkg-config
     googletest libgtest-dev libgmock-dev libbenchmark-dev
-    clang libclang-rt-14-dev git ca-certificates
+    clang libclang-rt-14-dev llvm-14 git ca-certificates
 )
 
 missing=()

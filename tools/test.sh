@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Run all tests: C++ unit tests (ctest), pg_regress (make installcheck) and
-# every executable test/scripts/*.sh against a throwaway cluster.
+# Run all tests: C++ unit tests (ctest), the same unit tests under
+# ASan+UBSan, a bounded libFuzzer run of every test/fuzz target, pg_regress
+# (make installcheck) and every executable test/scripts/*.sh against a
+# throwaway cluster.
 # Ends with one "N passed, N failed" line; exit status is non-zero on failure.
 #
 #   tools/test.sh [--no-setup] [--sanitize]
+#   FUZZ_SECONDS=N  fuzz each target N seconds (default 20; 0: seeds only)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,7 +17,7 @@ while (($#)); do
     case $1 in
         --no-setup) setup=0 ;;  # quick local iterations: reuse the last build
         --sanitize) export BILLING_SANITIZE=1 ;;  # reserved for sanitizer builds
-        -h|--help) sed -n '2,6s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -46,6 +49,118 @@ else
     echo "CMakeLists.txt missing"; rc=1
 fi
 report ctest "$rc"
+
+# --- unit tests under ASan+UBSan -------------------------------------------
+# A separate Debug build (GCC, like build/cmake) with -fsanitize=address,
+# undefined; any report aborts the test. -Werror is left to build/cmake,
+# which compiles the same sources: sanitizer instrumentation makes GCC emit
+# warnings of its own.
+# (llvm-symbolizer, from llvm-14, gives the reports file:line stacks.)
+if [[ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]]; then
+    export ASAN_SYMBOLIZER_PATH=${ASAN_SYMBOLIZER_PATH:-/usr/lib/llvm-14/bin/llvm-symbolizer}
+fi
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+echo "==> ctest under ASan+UBSan (build/asan)"
+rc=0
+if [[ -f CMakeLists.txt ]]; then
+    { cmake -S . -B build/asan -DBILLING_SANITIZE=ON -DBILLING_WERROR=OFF \
+            -DCMAKE_BUILD_TYPE=Debug >/dev/null &&
+      cmake --build build/asan -j"$(nproc)" &&
+      ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1} \
+          ctest --test-dir build/asan --output-on-failure --no-tests=error -j"$(nproc)"
+    } || rc=$?
+else
+    echo "CMakeLists.txt missing"; rc=1
+fi
+report "unit tests under ASan+UBSan" "$rc"
+
+# --- fuzz smoke ------------------------------------------------------------
+# Every libFuzzer target of test/fuzz (clang, core instrumented, ASan+UBSan):
+# first the saved crash inputs of test/fuzz/crashes/<target>/ (regression
+# tests for fixed findings), then FUZZ_SECONDS of fuzzing (and at most
+# FUZZ_RUNS inputs) from a copy of test/fuzz/corpus/<target>/ in a temp dir.
+# Any crash, leak, timeout or invariant failure fails the suite; its input is
+# kept in build/fuzz/artifacts/<target>/.
+fuzz_seconds=${FUZZ_SECONDS:-20}
+fuzz_runs=${FUZZ_RUNS:-10000000}
+fuzz_smoke() {
+    local tmp=$1 src target bin log rc what status=0
+    local -a fargs limits crashes
+    if ! command -v clang++ >/dev/null; then
+        echo "clang++ missing (tools/setup.sh installs clang and libclang-rt-14-dev)"
+        return 1
+    fi
+    # The compiler is cached per build dir: start over if it is not clang.
+    if [[ -f build/fuzz/CMakeCache.txt ]] &&
+            ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang' build/fuzz/CMakeCache.txt; then
+        rm -rf build/fuzz
+    fi
+    CC=clang CXX=clang++ cmake -S . -B build/fuzz -DBILLING_FUZZ=ON -DBILLING_WERROR=OFF \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || return 1
+    cmake --build build/fuzz --target billing_fuzzers -j"$(nproc)" || return 1
+    # -timeout: one input running 10 s is a hang, reported like a crash.
+    fargs=(-timeout=10 -print_final_stats=1)
+    if ((fuzz_seconds > 0)); then
+        limits=(-max_total_time="$fuzz_seconds" -runs="$fuzz_runs")
+    else
+        limits=(-runs=0)  # just run the seed corpus
+    fi
+    for src in test/fuzz/*.cpp; do
+        [[ -e $src ]] || { echo "no fuzz targets in test/fuzz"; return 1; }
+        target=$(basename "$src" .cpp)
+        bin=build/fuzz/$target
+        log=$tmp/$target.log
+        mkdir -p "$tmp/$target/corpus" "$tmp/$target/artifacts"
+        if [[ -d test/fuzz/corpus/$target ]]; then
+            cp -R test/fuzz/corpus/"$target"/. "$tmp/$target/corpus/"
+        fi
+        crashes=()
+        if [[ -d test/fuzz/crashes/$target ]]; then
+            mapfile -t crashes < <(find "test/fuzz/crashes/$target" -type f | sort)
+        fi
+        rc=0
+        if ((${#crashes[@]})); then
+            what="saved crash inputs"
+            timeout 300 "$bin" "${fargs[@]}" -artifact_prefix="$tmp/$target/artifacts/" \
+                "${crashes[@]}" >"$log" 2>&1 || rc=$?
+        fi
+        if ((rc == 0)); then
+            what=fuzzing
+            timeout $((fuzz_seconds + 300)) "$bin" "${fargs[@]}" "${limits[@]}" \
+                -artifact_prefix="$tmp/$target/artifacts/" "$tmp/$target/corpus" >>"$log" 2>&1 || rc=$?
+        fi
+        if ((rc == 0)); then
+            # stat:: lines come from -print_final_stats.
+            echo "  $target: $(awk '/^stat::number_of_executed_units/ {n = $2}
+                                   /^stat::average_exec_per_sec/ {e = $2}
+                                   END {printf "%d inputs, %d exec/s", n, e}' "$log")," \
+                 "$(find "$tmp/$target/corpus" -type f | wc -l) corpus files"
+        else
+            status=1
+            echo "  $target: FAILED during $what (exit $rc); last lines of its log:"
+            tail -n 60 "$log" | sed 's/^/    /'
+            if compgen -G "$tmp/$target/artifacts/*" >/dev/null; then
+                mkdir -p "build/fuzz/artifacts/$target"
+                cp "$tmp/$target/artifacts/"* "build/fuzz/artifacts/$target/"
+                echo "  input(s) kept in build/fuzz/artifacts/$target/:" \
+                     "$(cd "$tmp/$target/artifacts" && echo *)"
+            fi
+        fi
+    done
+    return "$status"
+}
+echo "==> fuzz smoke (build/fuzz, ${fuzz_seconds}s per target)"
+rc=0
+if [[ -f CMakeLists.txt ]]; then
+    fuzz_tmp=$(mktemp -d "${TMPDIR:-/tmp}/billing-fuzz.XXXXXX")
+    trap 'rm -rf -- "$fuzz_tmp"' EXIT
+    fuzz_smoke "$fuzz_tmp" || rc=$?
+    rm -rf -- "$fuzz_tmp"
+    trap - EXIT
+else
+    echo "CMakeLists.txt missing"; rc=1
+fi
+report "fuzz smoke" "$rc"
 
 # --- throwaway cluster ---------------------------------------------------
 # shellcheck source=tools/cluster.sh

@@ -58,10 +58,15 @@ extern "C" Datum cost_state_recv(PG_FUNCTION_ARGS) {
   s->unpriced_units = pq_getmsgint64(buf);
   s->first_reason = static_cast<uint8>(pq_getmsgbyte(buf));
   const uint32 len = pq_getmsgint(buf, 4);
+  // Accept exactly what the text form can also express: a name only with a
+  // reason, and no NUL byte in it.
   if (len > CostState::kNameSize || s->priced_rows < 0 || s->unpriced_rows < 0 || s->unpriced_units < 0 ||
-      s->first_reason > static_cast<uint8>(UnpricedReason::NoSplit))
+      s->first_reason > static_cast<uint8>(UnpricedReason::NoSplit) || (s->first_reason == 0 && len > 0))
     ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION), errmsg("billing: invalid billing.cost_state")));
-  memcpy(s->first_name, pq_getmsgbytes(buf, static_cast<int>(len)), len);
+  const char* name = pq_getmsgbytes(buf, static_cast<int>(len));
+  if (memchr(name, '\0', len) != nullptr)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION), errmsg("billing: invalid billing.cost_state")));
+  memcpy(s->first_name, name, len);
   PG_RETURN_POINTER(s);
 }
 

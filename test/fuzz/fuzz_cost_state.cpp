@@ -1,0 +1,63 @@
+// Fuzzes the text form of billing.cost_state (src/core/cost_state.h):
+// parse_cost_state and format_cost_state.
+//
+// Input: arbitrary bytes as the text to parse.
+//
+// Checks, besides "no crash, no out-of-bounds read, no UB":
+//  * a parsed state is valid: counters >= 0, reason 0..4, no name without a
+//    reason;
+//  * round trip: t = format(parse(x)) fits the buffer, parses again, and
+//    formatting that state gives t byte for byte; the two states are equal
+//    (cost, counters, reason and name; all 64 bytes when x has no NUL byte,
+//    as text input from PostgreSQL never does);
+//  * combine(empty, s) gives s back.
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+#include "cost_state.h"
+#include "fuzz_check.h"
+
+using namespace billing;
+
+namespace {
+
+bool same_state(const CostState& a, const CostState& b) {
+  return a.cost() == b.cost() && a.priced_rows == b.priced_rows && a.unpriced_rows == b.unpriced_rows &&
+         a.unpriced_units == b.unpriced_units && a.first_reason == b.first_reason &&
+         a.first_unpriced_name() == b.first_unpriced_name();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  CostState s;
+  std::memset(&s, 0xA5, sizeof s);
+  if (!parse_cost_state(text, &s)) return 0;
+
+  FUZZ_CHECK(s.priced_rows >= 0 && s.unpriced_rows >= 0 && s.unpriced_units >= 0, "negative counter accepted");
+  FUZZ_CHECK(s.first_reason <= static_cast<uint8_t>(UnpricedReason::NoSplit), "reason %d accepted", s.first_reason);
+  FUZZ_CHECK(s.first_reason != 0 || s.first_unpriced_name().empty(), "a name without a reason accepted");
+
+  char t1[kCostStateTextSize];
+  const std::size_t n1 = format_cost_state(s, t1);
+  FUZZ_CHECK(n1 > 0 && n1 < kCostStateTextSize && t1[n1] == '\0' && std::strlen(t1) == n1,
+             "format wrote %zu bytes", n1);
+
+  CostState s2;
+  std::memset(&s2, 0x5A, sizeof s2);
+  FUZZ_CHECK(parse_cost_state(std::string_view(t1, n1), &s2), "format(parse(x)) does not parse: %s", t1);
+  char t2[kCostStateTextSize];
+  const std::size_t n2 = format_cost_state(s2, t2);
+  FUZZ_CHECK(n2 == n1 && std::memcmp(t1, t2, n1) == 0, "format(parse(format(parse(x)))) differs:\n  %s\n  %s", t1,
+             t2);
+  FUZZ_CHECK(same_state(s, s2), "parse(format(s)) is another state: %s", t1);
+  if (text.find('\0') == std::string_view::npos)
+    FUZZ_CHECK(std::memcmp(&s, &s2, sizeof s) == 0, "parse(format(s)) differs in its bytes: %s", t1);
+
+  CostState sum = empty_cost_state();
+  FUZZ_CHECK(combine(sum, s), "combine(empty, s) overflowed");
+  FUZZ_CHECK(same_state(sum, s), "combine(empty, s) != s");
+  return 0;
+}

@@ -1281,11 +1281,18 @@ BEGIN
     ), totals AS (
         SELECT x.conversation_id, sum(x.cost) AS cost, sum(x.tokens)::bigint AS tokens,
                sum(x.messages)::bigint AS messages
-          FROM (SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens AS tokens, u.messages
+          FROM (-- Plain equality, so that each candidate is one probe of the
+                -- rollup's unique index; the NULL conversation apart.
+                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens AS tokens, u.messages
+                  FROM candidates AS c
+                  JOIN billing.conversation_usage AS u
+                    ON u.source_id = c.source_id AND u.month = m AND u.conversation_id = c.conversation_id
+                UNION ALL
+                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens, u.messages
                   FROM billing.conversation_usage AS u
-                  JOIN candidates AS c ON c.source_id = u.source_id
-                                      AND c.conversation_id IS NOT DISTINCT FROM u.conversation_id
-                 WHERE u.month = m
+                 WHERE u.month = m AND u.conversation_id IS NULL
+                   AND EXISTS (SELECT 1 FROM candidates AS c
+                                WHERE c.source_id = u.source_id AND c.conversation_id IS NULL)
                 UNION ALL
                 SELECT l.conversation_id, l.cost + l.estimated_cost, l.prompt_tokens + l.completion_tokens,
                        l.messages

@@ -3,11 +3,15 @@
 # floor (reading the token fields) and against plain SQL, on a throwaway
 # cluster filled by bench/generate.sql. See bench/README.md.
 #
-#   bench/run.sh [--messages N] [--runs R] [--no-setup]
+#   bench/run.sh [--messages N] [--runs R] [--no-setup] [--aggregates-only]
 #
-#   --messages N  rows in public.messages (default 1000000)
-#   --runs R      timed rounds (default 7), after one untimed warm-up round
-#   --no-setup    skip tools/setup.sh (reuse the installed build)
+#   --messages N       rows in public.messages (default 1000000)
+#   --runs R           timed rounds (default 7), after one untimed warm-up round
+#   --no-setup         skip tools/setup.sh (reuse the installed build)
+#   --aggregates-only  skip the second part (backfill, dashboard vs plain SQL
+#                      vs the Node route, tracked inserts), run by default on
+#                      the same cluster and data: bench/backfill.sh,
+#                      bench/dashboard.sh, bench/inserts.sh
 #
 # Progress goes to stderr; the report (machine, checks, one Markdown table)
 # goes to stdout and to bench/results/<date>-<messages>.md. Exit status 1
@@ -19,8 +23,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 messages=1000000
 runs=7
 setup=1
+part2=1
 
-usage() { sed -n '6,10s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '6,14s/^# \{0,1\}//p' "$0"; }
 
 # value OPTION VALUE...: the value of an option that takes one.
 value() {
@@ -36,6 +41,7 @@ while (($#)); do
         --messages) messages=$(value "$@"); shift ;;
         --runs) runs=$(value "$@"); shift ;;
         --no-setup) setup=0 ;;
+        --aggregates-only) part2=0 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -405,6 +411,17 @@ result_file=bench/results/$(date -u +%F)-$messages.md
 cp "$report" "$result_file"
 cat "$report"
 log "report saved to $result_file"
+
+# Second part, on the same cluster and data (each script saves its own report).
+if ((part2)); then
+    if [[ ! -d bench/node/node_modules/pg ]]; then
+        log "npm ci (bench/node)"
+        (cd bench/node && npm ci --no-audit --no-fund >&2)
+    fi
+    bash bench/backfill.sh --runs 1 || failed=1
+    bash bench/dashboard.sh --runs "$(( runs < 5 ? runs : 5 ))" || failed=1
+    bash bench/inserts.sh || failed=1
+fi
 if ((failed)); then
     log "a check FAILED (see the report)"
     exit 1

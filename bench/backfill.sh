@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Benchmark: how fast billing takes in an existing table. Times
+# SELECT billing.track_messages('public.messages') (the backfill: the
+# estimates of replies stored without usage, the malformed rows, and every
+# month's rollups, read from the table), then untracks it, R times; then one
+# more, untimed, run with auto_explain to show where the time goes, statement
+# by statement. See bench/RESULTS-part2.md.
+#
+#   bench/backfill.sh [--runs R] [--no-breakdown]
+#
+#   --runs R          timed runs (default 3)
+#   --no-breakdown    skip the auto_explain run
+#
+# Takes an existing cluster (PGHOST, PGPORT, PGDATABASE...) whose database
+# has the bench/generate.sql data and CREATE EXTENSION billing. If
+# public.messages is tracked it is untracked first, and it is left untracked.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+runs=3
+breakdown=1
+
+usage() { sed -n '8,11s/^# \{0,1\}//p' "$0"; }
+
+while (($#)); do
+    case $1 in
+        --runs) runs=${2:-}; shift ;;
+        --no-breakdown) breakdown=0 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "backfill.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+if [[ ! $runs =~ ^[1-9][0-9]*$ ]]; then
+    echo "backfill.sh: --runs takes a positive integer, got '$runs'" >&2
+    exit 2
+fi
+: "${PGHOST:?set PGHOST (and PGPORT) to the cluster to use}"
+: "${PGPORT:?set PGPORT}"
+
+log() { echo "==> $*" >&2; }
+pg() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/billing-backfill.XXXXXX")
+trap 'rm -rf -- "$tmp"' EXIT
+
+untrack() {
+    pg -c "SELECT billing.untrack_messages('public.messages')
+             FROM billing.tracked_tables WHERE relation = 'public.messages'::regclass" >/dev/null
+    pg -c 'VACUUM billing.usage_ledger, billing.month_usage, billing.conversation_usage, billing.estimated_prompts, billing.problem_messages' >/dev/null
+}
+# elapsed SQL...: runs the statements in one session under \timing; prints
+# the time of each, in ms, one a line.
+elapsed() {
+    { echo '\o /dev/null'; echo '\timing on'; printf '%s;\n' "$@"; } |
+        pg -At | awk '/^Time: / { print $2 }'
+}
+
+untrack
+rows=$(pg -At -c 'SELECT count(*) FROM messages')
+shape=$(pg -At <<'SQL'
+SELECT format('%s messages (%s replies, %s of them without usage, estimated) in %s conversations over %s UTC months; table %s with indexes',
+              to_char(count(*), 'FM999,999,999'),
+              to_char(count(*) FILTER (WHERE role = 'assistant'), 'FM999,999,999'),
+              to_char(count(*) FILTER (WHERE role = 'assistant' AND NOT data ? 'prompt_tokens'), 'FM999,999,999'),
+              to_char(count(DISTINCT conversation_id), 'FM999,999,999'),
+              count(DISTINCT date_trunc('month', created_at AT TIME ZONE 'UTC')),
+              pg_size_pretty(pg_total_relation_size('messages')))
+  FROM messages;
+SQL
+)
+
+samples=$tmp/samples.tsv
+: >"$samples"
+load_before=$(cut -d ' ' -f 1-3 /proc/loadavg)
+for ((run = 1; run <= runs; run++)); do
+    log "run $run/$runs: track_messages"
+    pg -c CHECKPOINT >/dev/null
+    mapfile -t t < <(elapsed "SELECT billing.track_messages('public.messages')")
+    counted=$(pg -At -c "SELECT sum(messages) FROM billing.month_usage")
+    log "run $run/$runs: untrack_messages"
+    mapfile -t u < <(elapsed "SELECT billing.untrack_messages('public.messages')")
+    pg -c 'VACUUM billing.usage_ledger, billing.month_usage, billing.conversation_usage, billing.estimated_prompts, billing.problem_messages' >/dev/null
+    printf '%s\t%s\t%s\n' "${t[0]}" "${u[0]}" "$counted" >>"$samples"
+done
+load_after=$(cut -d ' ' -f 1-3 /proc/loadavg)
+
+# The statements the backfill runs, each with its duration (auto_explain,
+# nested statements, no ANALYZE: only the total time of each is measured).
+if ((breakdown)); then
+    log "breakdown run (auto_explain)"
+    pg -At >"$tmp/explain.out" 2>&1 <<'SQL'
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_level = notice;
+SET auto_explain.log_format = json;
+SET client_min_messages = notice;
+SELECT billing.track_messages('public.messages');
+SQL
+    # One line per statement: ms, its first line, its top plan node.
+    node -e '
+        const text = require("fs").readFileSync(process.argv[1], "utf8");
+        const parts = text.split(/^NOTICE:  duration: ([0-9.]+) ms  plan:$/m);
+        for (let i = 1; i < parts.length; i += 2) {
+            const json = parts[i + 1].slice(0, parts[i + 1].lastIndexOf("}") + 1);
+            const e = JSON.parse(json);
+            const q = e["Query Text"].split("\n").map((l) => l.trim()).filter((l) => l)[0] || "";
+            const p = e.Plan;
+            const node = p["Node Type"] + (p.Operation ? " (" + p.Operation + ")" : "") +
+                (p["Relation Name"] ? " on " + (p.Schema ? p.Schema + "." : "") + p["Relation Name"] : "");
+            console.log([parts[i], q.replace(/\s+/g, " ").slice(0, 110), node].join("\t"));
+        }' "$tmp/explain.out" >"$tmp/breakdown.tsv"
+    untrack
+fi
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+stats() {
+    local -a v
+    mapfile -t v < <(cut -f "$1" "$samples" | sort -g)
+    local n=${#v[@]}
+    awk -v a="${v[$(((n - 1) / 2))]}" -v b="${v[$((n / 2))]}" -v lo="${v[0]}" -v hi="${v[$((n - 1))]}" \
+        'BEGIN { printf "%.0f %.0f %.0f\n", (a + b) / 2, lo, hi }'
+}
+cpu=$(grep -m 1 '^model name' /proc/cpuinfo | cut -d : -f 2- | sed 's/^ *//')
+ram=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+pg_version=$(pg -At -c 'SELECT version()')
+settings=$(pg -At -c "SELECT string_agg(name || ' = ' || current_setting(name), ', ' ORDER BY name)
+                        FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'maintenance_work_mem',
+                                                        'max_parallel_workers_per_gather', 'jit', 'wal_level')")
+counted=$(cut -f 3 "$samples" | sort -u | paste -sd /)
+
+report=$tmp/report.md
+{
+    echo "## Backfill: billing.track_messages('public.messages') on $(printf '%d' "$rows") existing messages, $runs runs ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo
+    echo "- machine: $(nproc) CPUs ($cpu), $ram RAM; load average $load_before before, $load_after after"
+    echo "- $pg_version; settings: $settings"
+    echo "- data: $shape"
+    echo "- messages counted by billing after each backfill: $counted (of $rows): $([[ $counted == "$rows" ]] && echo yes || echo '**NO**')"
+    echo
+    echo "| step | median s | min–max s | rows per second (median) |"
+    echo "| --- | ---: | ---: | ---: |"
+    read -r med lo hi < <(stats 1)
+    awk -v m="$med" -v lo="$lo" -v hi="$hi" -v r="$rows" \
+        'BEGIN { printf "| SELECT billing.track_messages('"'"'public.messages'"'"') | %.1f | %.1f–%.1f | %.0f |\n", m / 1000, lo / 1000, hi / 1000, r / (m / 1000) }'
+    read -r med lo hi < <(stats 2)
+    awk -v m="$med" -v lo="$lo" -v hi="$hi" \
+        'BEGIN { printf "| SELECT billing.untrack_messages('"'"'public.messages'"'"') | %.1f | %.1f–%.1f | |\n", m / 1000, lo / 1000, hi / 1000 }'
+    if ((breakdown)) && [[ -s $tmp/breakdown.tsv ]]; then
+        echo
+        echo "Where the time goes (one more run under auto_explain, nested statements, durations only; statements of 1% or more of the top-level one):"
+        echo
+        echo "| ms | statement | top plan node |"
+        echo "| ---: | --- | --- |"
+        total=$(sort -g "$tmp/breakdown.tsv" | tail -n 1 | cut -f 1)
+        awk -F '\t' -v total="$total" '$1 >= total / 100 {
+                q = $2; gsub(/\|/, "\\|", q); p = $3; gsub(/\|/, "\\|", p)
+                printf "| %.0f | `%s` | %s |\n", $1, q, p }' "$tmp/breakdown.tsv"
+    fi
+} >"$report"
+
+mkdir -p bench/results
+result_file=bench/results/backfill-$(date -u +%FT%H%M)-$rows.md
+cp "$report" "$result_file"
+cat "$report"
+log "report saved to $result_file"
+[[ $counted == "$rows" ]]

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The second part of the benchmark suite in one command: a throwaway cluster
+# (tools/cluster.sh, the settings of bench/run.sh), the data of
+# bench/generate.sql, CREATE EXTENSION billing, then bench/backfill.sh,
+# bench/dashboard.sh and bench/inserts.sh on it. See bench/RESULTS-part2.md.
+#
+#   bench/part2.sh [--messages N] [--runs R] [--backfill-runs R] [--skip LIST] [--no-setup]
+#
+#   --messages N        rows in public.messages (default 1000000)
+#   --runs R            dashboard.sh rounds (default 5)
+#   --backfill-runs R   backfill.sh runs (default 3)
+#   --skip LIST         comma-separated scripts to leave out: backfill,dashboard,inserts
+#   --no-setup          skip tools/setup.sh (reuse the installed build)
+#
+# Each script's report goes to stdout and to bench/results/.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+messages=1000000
+runs=5
+backfill_runs=3
+skip=""
+setup=1
+
+usage() { sed -n '7,13s/^# \{0,1\}//p' "$0"; }
+
+while (($#)); do
+    case $1 in
+        --messages) messages=${2:-}; shift ;;
+        --runs) runs=${2:-}; shift ;;
+        --backfill-runs) backfill_runs=${2:-}; shift ;;
+        --skip) skip=${2:-}; shift ;;
+        --no-setup) setup=0 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "part2.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+for n in "$messages" "$runs" "$backfill_runs"; do
+    if [[ ! $n =~ ^[1-9][0-9]*$ ]]; then
+        echo "part2.sh: --messages, --runs and --backfill-runs take a positive integer, got '$n'" >&2
+        exit 2
+    fi
+done
+skipped() { [[ ,$skip, == *,$1,* ]]; }
+
+log() { echo "==> $*" >&2; }
+
+if ((setup)); then
+    log "tools/setup.sh"
+    bash tools/setup.sh >&2
+fi
+if [[ ! -d bench/node/node_modules/pg ]]; then
+    log "npm ci (bench/node)"
+    (cd bench/node && npm ci --no-audit --no-fund >&2)
+fi
+
+# shellcheck source=tools/cluster.sh
+. tools/cluster.sh
+trap cluster_stop EXIT
+
+# The settings of bench/run.sh: fsync and synchronous_commit stay on (the
+# defaults); wal_level = minimal only lets generate.sql skip WAL for the
+# tables it creates, single-row inserts write the same WAL as with replica.
+conf=(
+    "shared_buffers = '2GB'"
+    "work_mem = '64MB'"
+    "max_parallel_workers_per_gather = 2"
+    "jit = off"
+    "wal_level = minimal"
+    "max_wal_senders = 0"
+    "max_wal_size = '20GB'"
+    "checkpoint_timeout = '1h'"
+    "autovacuum = off"
+)
+log "starting a throwaway cluster"
+cluster_start "${conf[@]}"
+psql -X -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION billing'
+
+log "generating $messages messages (bench/generate.sql)"
+start=$SECONDS
+psql -X -q -v ON_ERROR_STOP=1 -v messages="$messages" -f bench/generate.sql
+log "generated in $((SECONDS - start)) s"
+
+status=0
+skipped backfill || bash bench/backfill.sh --runs "$backfill_runs" || status=1
+skipped dashboard || bash bench/dashboard.sh --runs "$runs" || status=1
+skipped inserts || bash bench/inserts.sh || status=1
+exit $status

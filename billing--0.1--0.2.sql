@@ -398,19 +398,27 @@ BEGIN
 END
 $$;
 
+-- Everything billing stored about a tracked table's rows.
+CREATE FUNCTION billing._forget_rows(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM billing.usage_ledger WHERE source_id = p_source;
+    DELETE FROM billing.month_usage WHERE source_id = p_source;
+    DELETE FROM billing.conversation_usage WHERE source_id = p_source;
+    DELETE FROM billing.stale_months WHERE source_id = p_source;
+    DELETE FROM billing.estimated_prompts WHERE source_id = p_source;
+    DELETE FROM billing.problem_messages WHERE source_id = p_source;
+END
+$$;
+
 CREATE FUNCTION billing._tracked_truncated() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    sid smallint := TG_ARGV[0]::smallint;
 BEGIN
-    DELETE FROM billing.usage_ledger WHERE source_id = sid;
-    DELETE FROM billing.month_usage WHERE source_id = sid;
-    DELETE FROM billing.conversation_usage WHERE source_id = sid;
-    DELETE FROM billing.stale_months WHERE source_id = sid;
-    DELETE FROM billing.estimated_prompts WHERE source_id = sid;
-    DELETE FROM billing.problem_messages WHERE source_id = sid;
+    PERFORM billing._forget_rows(TG_ARGV[0]::smallint);
     RETURN NULL;
 END
 $$;
@@ -429,12 +437,7 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS billing_track ON %s', relation);
     EXECUTE format('DROP TRIGGER IF EXISTS billing_track_truncate ON %s', relation);
     EXECUTE format('DROP FUNCTION IF EXISTS billing.%I()', 'track_' || sid);
-    DELETE FROM billing.usage_ledger WHERE source_id = sid;
-    DELETE FROM billing.month_usage WHERE source_id = sid;
-    DELETE FROM billing.conversation_usage WHERE source_id = sid;
-    DELETE FROM billing.stale_months WHERE source_id = sid;
-    DELETE FROM billing.estimated_prompts WHERE source_id = sid;
-    DELETE FROM billing.problem_messages WHERE source_id = sid;
+    PERFORM billing._forget_rows(sid);
     DELETE FROM billing.tracked_tables WHERE id = sid;
 END
 $$;
@@ -1342,7 +1345,8 @@ ALTER FUNCTION billing._setting_inserted() SECURITY DEFINER;
 ALTER FUNCTION billing._tracked_truncated() SECURITY DEFINER;
 REVOKE ALL ON FUNCTION billing.catalog_changed(), billing.price_row_edited(),
     billing.removed_seed_price_restored(), billing._prices_changed(), billing._settings_changed(),
-    billing._setting_inserted(), billing._tracked_truncated(), billing._tracked_table_added() FROM PUBLIC;
+    billing._setting_inserted(), billing._tracked_truncated(), billing._tracked_table_added(),
+    billing._forget_rows(smallint) FROM PUBLIC;
 -- Recording usage is granted explicitly.
 REVOKE ALL ON FUNCTION billing.record_usage(text, numeric, timestamptz, text) FROM PUBLIC;
 

@@ -99,9 +99,12 @@ if [[ $(pg -At -c "SELECT count(*) FROM billing.tracked_tables WHERE relation = 
     t1=$(date +%s.%N)
     backfill_note=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "SELECT billing.track_messages('"'"'public.messages'"'"') took %.1f s", b - a }')
 fi
-if [[ $(pg -At -c "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.profiles'::regclass AND tgname = 'billing_track_profiles'") == 0 ]]; then
-    # The counter's value is recorded as this month's e-mails (SES).
-    pg -c "SELECT billing.track_profiles('public.profiles')" >/dev/null
+# The counter's value is recorded as this month's e-mails (SES) when tracking
+# starts. (Re)track unless that happened: a trigger left over from a dropped
+# and re-created extension has recorded nothing in the new one.
+if [[ $(pg -At -c "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.profiles'::regclass AND tgname = 'billing_track_profiles'") == 0 ||
+      $(pg -At -c "SELECT count(*) FROM billing.aws_usage WHERE origin = 'track_profiles'") == 0 ]]; then
+    pg -c "SELECT billing.untrack_profiles('public.profiles')" -c "SELECT billing.track_profiles('public.profiles')" >/dev/null
 fi
 log "SELECT billing.merge()"
 pg -c 'SELECT billing.merge()' >/dev/null

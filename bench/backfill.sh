@@ -21,7 +21,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs=3
 breakdown=1
 
-usage() { sed -n '8,11s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '9,13s/^# \{0,1\}//p' "$0"; }
 
 while (($#)); do
     case $1 in

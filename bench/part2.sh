@@ -63,17 +63,9 @@ trap cluster_stop EXIT
 # The settings of bench/run.sh: fsync and synchronous_commit stay on (the
 # defaults); wal_level = minimal only lets generate.sql skip WAL for the
 # tables it creates, single-row inserts write the same WAL as with replica.
-conf=(
-    "shared_buffers = '2GB'"
-    "work_mem = '64MB'"
-    "max_parallel_workers_per_gather = 2"
-    "jit = off"
-    "wal_level = minimal"
-    "max_wal_senders = 0"
-    "max_wal_size = '20GB'"
-    "checkpoint_timeout = '1h'"
-    "autovacuum = off"
-)
+# shellcheck source=bench/cluster-settings.sh
+. bench/cluster-settings.sh
+conf=("${bench_cluster_settings[@]}")
 log "starting a throwaway cluster"
 cluster_start "${conf[@]}"
 psql -X -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION billing'

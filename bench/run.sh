@@ -179,17 +179,9 @@ trap cleanup EXIT
 # wal_level = minimal lets generate.sql skip WAL (it creates and fills its
 # tables in one transaction); no checkpoint and no autovacuum during the
 # timings (generate.sql runs VACUUM ANALYZE itself).
-conf=(
-    "shared_buffers = '2GB'"
-    "work_mem = '64MB'"
-    "max_parallel_workers_per_gather = 2"
-    "jit = off"
-    "wal_level = minimal"
-    "max_wal_senders = 0"
-    "max_wal_size = '20GB'"
-    "checkpoint_timeout = '1h'"
-    "autovacuum = off"
-)
+# shellcheck source=bench/cluster-settings.sh
+. bench/cluster-settings.sh
+conf=("${bench_cluster_settings[@]}")
 log "starting a throwaway cluster"
 cluster_start "${conf[@]}"
 

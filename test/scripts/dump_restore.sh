@@ -30,6 +30,7 @@ INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
   ('a', 'assistant', 'y', '{"model": "gpt-4o-mini", "prompt_tokens": 1000000, "completion_tokens": 1000000}', '2026-01-01'),
   ('b', 'assistant', 'z', '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2024-09-01');
 UPDATE billing.settings SET value = 'gpt-4o' WHERE name = 'estimate_model';
+UPDATE billing.settings SET value = 'Europe/Paris' WHERE name = 'month_time_zone';
 SELECT billing.track_messages('messages');
 -- a reply without usage (estimated), a write after tracking, recorded e-mails
 INSERT INTO messages (conversation_id, role, content, data, created_at)
@@ -62,7 +63,7 @@ removed="SELECT string_agg(name, ',' ORDER BY name) FROM billing.removed_seed_pr
 history="SELECT string_agg(format('%s|%s|%s|%s', month, source, cost, messages), ',' ORDER BY month, source) FROM billing.monthly_history"
 conversations="SELECT string_agg(format('%s|%s|%s|%s', month, conversation_id, cost, first_message_at), ',' ORDER BY month, conversation_id) FROM billing.conversation_costs"
 estimates="SELECT string_agg(format('%s|%s', message_id, prompt_tokens), ',' ORDER BY message_id) FROM billing.estimated_prompts"
-settings="SELECT string_agg(name || '=' || value, ',') FROM billing.settings"
+settings="SELECT string_agg(name || '=' || value, ',' ORDER BY name) FROM billing.settings"
 for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings"; do
     a=$(psql_q -d "$src" -c "$q")
     b=$(psql_q -d "$dst" -c "$q")
@@ -91,4 +92,12 @@ dups=$(psql_q -d "$dst" -c "SELECT count(*) FROM (SELECT model, effective_from F
                                                   GROUP BY 1, 2 HAVING count(*) > 1) d")
 removed_back=$(psql_q -d "$dst" -c "SELECT count(*) FROM billing.model_prices WHERE model = 'o1-preview'")
 [[ "$dups" == 0 && "$removed_back" == 0 ]] || { echo "FAIL: duplicates=$dups o1-preview rows=$removed_back"; exit 1; }
-echo "dump/restore: catalog, removals and costs identical"
+
+# The restored triggers still go away with the extension: the app's table
+# stays writable after DROP EXTENSION billing.
+psql_q -d "$dst" -c "DROP EXTENSION billing"
+left=$(psql_q -d "$dst" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'messages'::regclass")
+[[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on messages after DROP EXTENSION"; exit 1; }
+psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
+                     VALUES ('d', 'assistant', 'u', '{}', '2026-01-05')"
+echo "dump/restore: catalog, removals, settings and costs identical; DROP EXTENSION leaves the app's table writable"

@@ -60,3 +60,30 @@ SQL
     [[ "$kept" == t ]] || { echo "FAIL: the user's price row did not survive the update from $v"; exit 1; }
     echo "upgrade $v -> $current: same objects as a fresh install, user rows kept"
 done
+
+# A table tracked under 0.2 keeps being tracked after the update, and from
+# then on DROP EXTENSION takes its triggers along (0.2 left them behind).
+db=billing_upgrade_tracked
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE EXTENSION billing VERSION '0.2';
+CREATE TABLE messages (id serial PRIMARY KEY, conversation_id text, role text, content text,
+                       data jsonb, created_at timestamptz);
+CREATE TABLE profiles (id int PRIMARY KEY, data jsonb);
+SELECT billing.track_messages('messages');
+SELECT billing.track_profiles('profiles');
+ALTER EXTENSION billing UPDATE;
+INSERT INTO messages (conversation_id, role, content, data, created_at)
+VALUES ('a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-01');
+SQL
+# 100 x $2.50 / 1M + 50 x $10 / 1M = $0.00075
+tracked=$(psql_q -d "$db" -c "SELECT sum(cost) = 0.00075 FROM billing.conversation_costs")
+psql_q -d "$db" -c "DROP EXTENSION billing"
+left=$(psql_q -d "$db" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('messages'::regclass, 'profiles'::regclass)")
+psql_q -d "$db" -c "INSERT INTO messages (conversation_id, role, content, data) VALUES ('b', 'user', 'y', '{}');
+                    INSERT INTO profiles VALUES (1, '{\"emails_sent_this_month\": 1}')"
+dropdb "$db"
+[[ "$tracked" == t ]] || { echo "FAIL: a table tracked under 0.2 is not tracked after the update"; exit 1; }
+[[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on the app's tables after DROP EXTENSION"; exit 1; }
+echo "upgrade 0.2 -> $current: tracked tables still tracked; DROP EXTENSION leaves them writable"

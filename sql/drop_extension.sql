@@ -1,0 +1,30 @@
+-- DROP EXTENSION billing takes the triggers it put on the app's tables with
+-- it: the app keeps writing as if billing had never been there.
+\set SHOW_CONTEXT never
+CREATE TABLE drop_messages (
+    id bigserial PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+    created_at timestamptz DEFAULT now()
+);
+CREATE TABLE drop_profiles (id int PRIMARY KEY, data jsonb);
+SELECT billing.track_messages('drop_messages');
+SELECT billing.track_profiles('drop_profiles');
+SELECT tgrelid::regclass AS app_table, tgname FROM pg_trigger
+ WHERE tgrelid IN ('drop_messages'::regclass, 'drop_profiles'::regclass) ORDER BY 1, 2;
+
+-- No CASCADE needed, and nothing of billing is left behind.
+DROP EXTENSION billing;
+SELECT count(*) AS triggers_left FROM pg_trigger
+ WHERE tgrelid IN ('drop_messages'::regclass, 'drop_profiles'::regclass);
+SELECT count(*) AS functions_left FROM pg_proc WHERE pronamespace = 'billing'::regnamespace;
+
+-- The app's writes go through.
+INSERT INTO drop_messages (conversation_id, role, content, data)
+VALUES ('c', 'assistant', 'hi', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}');
+UPDATE drop_messages SET data = '{}';
+INSERT INTO drop_profiles VALUES (1, '{"emails_sent_this_month": 3}');
+UPDATE drop_profiles SET data = '{"emails_sent_this_month": 4}';
+TRUNCATE drop_messages;
+SELECT (SELECT count(*) FROM drop_messages) AS messages, (SELECT count(*) FROM drop_profiles) AS profiles;
+
+DROP TABLE drop_messages, drop_profiles;
+CREATE EXTENSION billing;

@@ -151,7 +151,8 @@ for mode in serial parallel; do
     # The least any aggregate that reads created_at costs (the cost functions
     # need it for the prices in effect): the scan, the tuple deformed up to
     # that last column, and one transition call per row.
-    measure "a${p}_created" "a. physical floor, $label" "count(created_at)" "a${p}_count" "$set_mode" "$created_sql"
+    measure "a${p}_created" "a. physical floor, $label" "count(created_at), seq scan" "a${p}_count" \
+        "$set_mode SET enable_indexonlyscan = off;" "$created_sql"
     measure "b${p}_jsonb" "b. cost of all messages, $label" "openai_cost(data, created_at)" "a${p}_tokens" "$set_mode" "$jsonb_sql"
     measure "b${p}_text" "b. cost of all messages, $label" "openai_cost(model, prompt, completion, created_at)" "a${p}_tokens" "$set_mode" "$text_sql"
     measure "b${p}_plain" "b. cost of all messages, $label" "plain SQL (join to model_prices)" "a${p}_tokens" "$set_mode" "$plain_cost_sql"

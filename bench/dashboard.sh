@@ -3,7 +3,9 @@
 # conversations, 6-month history) from billing.dashboard(), against the ways
 # users would get it without billing: plain SQL over public.messages
 # (bench/dashboard-plain.sql) and the seed's route in Node.js
-# (bench/node/route.js). See bench/RESULTS-part2.md.
+# (bench/node/route.js). dashboard() is also timed as a reading role that
+# owns nothing (row-level security applies, as for an app's own role). See
+# bench/RESULTS-part2.md.
 #
 #   bench/dashboard.sh [--runs R] [--inserts N] [--node-heap MB] [--no-node] [--no-plain] [--no-months]
 #
@@ -115,6 +117,18 @@ pg -c 'VACUUM ANALYZE billing.usage_ledger, billing.month_usage, billing.convers
 # ---------------------------------------------------------------------------
 
 echo 'SELECT billing.dashboard();' >"$tmp/dashboard.sql"
+
+# The app's dashboard usually runs as a role that owns none of billing's
+# tables, so row-level security applies: README "Permissions" grants for a
+# dashboard-only role.
+reader=bench_dashboard_reader
+pg >/dev/null <<SQL
+DO \$\$ BEGIN CREATE ROLE $reader; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$;
+GRANT USAGE ON SCHEMA billing TO $reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA billing TO $reader;
+GRANT SELECT ON public.messages TO $reader;
+SQL
+as_reader="SET ROLE $reader"
 plain_file=bench/dashboard-plain.sql
 # The plain query as an expression (without its final semicolon).
 plain_expr=$(grep -v '^--' "$plain_file" | sed 's/;[[:space:]]*$//')
@@ -244,6 +258,15 @@ ledger_conversations=$(pg -At -c 'SELECT count(DISTINCT conversation_id) FROM bi
 compare "with $ledger_rows unmerged ledger rows"
 cleanup_inserts
 compare "after deleting them and merging"
+# The reading role gets the same payload (one session, one snapshot each,
+# no write in between).
+reader_same=$(pg -At <<SQL
+SELECT billing.dashboard() AS owner_payload \\gset
+$as_reader;
+SELECT billing.dashboard()::text = :'owner_payload';
+SQL
+)
+[[ $reader_same == t ]] || failed=1
 
 # What the seed's rules give, exactly (numeric): the seed's two prices, every
 # other name priced as gpt-4o-mini, no cached-input price, no effective
@@ -311,6 +334,7 @@ for ((round = 0; round <= runs; round++)); do
     declare -A t=()
     t[dash]=$(sql_time 'SELECT billing.dashboard()' "$tmp/dashboard.sql")
     t[first]=$(sql_time '' "$tmp/dashboard.sql")
+    t[reader]=$(sql_time "$as_reader; SELECT billing.dashboard()" "$tmp/dashboard.sql")
     ((do_plain)) && t[plain]=$(sql_time '' "$plain_file")
     if ((do_node)); then
         node_run >"$tmp/node.json"
@@ -319,6 +343,7 @@ for ((round = 0; round <= runs; round++)); do
     fi
     pg -c "$(insert_sql)" >/dev/null
     t[unmerged]=$(sql_time 'SELECT billing.dashboard()' "$tmp/dashboard.sql")
+    t[reader_unmerged]=$(sql_time "$as_reader; SELECT billing.dashboard()" "$tmp/dashboard.sql")
     cleanup_inserts
     if ((round > 0)); then
         for id in "${!t[@]}"; do
@@ -443,6 +468,8 @@ report=$tmp/report.md
     echo "| --- | ---: | ---: | --- | --- | --- | --- |"
     cat "$tmp/checks"
     echo
+    echo "- dashboard() as a reading role (no ownership, row-level security applies) = as the owner: $(yes_no "$reader_same")"
+    echo
     if ((do_node)); then
         awk -v node="$node_cost" -v dash="$merged_cost" -v seed="$seed_exact" -v n6="$node_six" -v d6="$merged_six" \
             -v rows="$node_rows" -v other="$other_name_tokens" -v cached="$cached_tokens" -v naws="$node_aws" -v aws="$aws_cost" '
@@ -476,6 +503,8 @@ report=$tmp/report.md
     row dash "SELECT billing.dashboard(), merged, warm connection"
     row first "SELECT billing.dashboard(), first call of a new connection"
     row unmerged "SELECT billing.dashboard() with $inserts unmerged writes ($ledger_conversations conversations)"
+    row reader "SELECT billing.dashboard() as a reading role (row-level security), merged, warm connection"
+    row reader_unmerged "the same as a reading role, with $inserts unmerged writes"
     ((do_plain)) && row plain "plain SQL from public.messages (bench/dashboard-plain.sql)"
     ((do_node)) && row node "seed route in Node.js + pg (bench/node/route.js$([[ -n $node_heap ]] && echo ", --max-old-space-size=$node_heap"))"
     if ((do_months)); then

@@ -605,7 +605,11 @@ END
 $$;
 REVOKE ALL ON FUNCTION billing._depend_on_extension(regprocedure, regclass, name[]) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION billing._create_trigger(t billing.tracked_tables) RETURNS void
+-- The trigger function of one tracked table, made from its row of
+-- billing.tracked_tables (the column names, and the table's name for the
+-- estimate of replies without usage). Also run again when the table or one
+-- of its columns is renamed (billing._tracked_table_altered).
+CREATE FUNCTION billing._create_trigger_function(t billing.tracked_tables) RETURNS regprocedure
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -617,13 +621,29 @@ BEGIN
     EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
                     SET search_path = pg_catalog, pg_temp AS %L', fn, billing._trigger_source(t));
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+    -- (again after a replace: CREATE OR REPLACE drops the mark)
+    PERFORM billing._depend_on_extension(format('%s()', fn)::regprocedure, t.relation, ARRAY[]::name[]);
+    RETURN format('%s()', fn)::regprocedure;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._create_trigger_function(billing.tracked_tables) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION billing._create_trigger(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure := billing._create_trigger_function(t);
+BEGIN
+    -- The column list is kept by attribute number: it also tells
+    -- billing._tracked_table_altered which columns a rename touched.
     EXECUTE format('CREATE TRIGGER billing_track AFTER INSERT OR DELETE OR UPDATE OF %I, %I, %I, %I, %I, %I ON %s
-                    FOR EACH ROW EXECUTE FUNCTION %s()',
+                    FOR EACH ROW EXECUTE FUNCTION %s',
                    t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
                    t.created_at_column, t.relation, fn);
     EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
                     FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
-    PERFORM billing._depend_on_extension(format('%s()', fn)::regprocedure, t.relation,
+    PERFORM billing._depend_on_extension(NULL, t.relation,
                                          ARRAY['billing_track', 'billing_track_truncate']::name[]);
 END
 $$;
@@ -680,3 +700,92 @@ SELECT billing._depend_on_extension(p.oid::regprocedure, g.tgrelid::regclass, AR
   JOIN pg_catalog.pg_proc AS p ON p.oid = g.tgfoid
  WHERE g.tgname = 'billing_track_profiles'
    AND p.pronamespace = 'billing'::regnamespace AND p.proname = 'track_profiles_' || g.tgrelid::oid;
+
+------------------------------------------------------------------------------
+-- DDL on tracked tables
+------------------------------------------------------------------------------
+
+-- A rename of a tracked table or of one of its tracked columns would leave
+-- the trigger function naming what no longer exists, and every write to the
+-- table would fail. After each ALTER TABLE of a tracked table, the column
+-- names are read again from the trigger's column list (kept by attribute
+-- number, so renames follow) and the function is made anew. Never fails the
+-- command: a problem is a warning.
+CREATE FUNCTION billing._tracked_table_altered() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    cols name[];
+BEGIN
+    FOR t IN SELECT DISTINCT ON (tt.id) tt.*
+               FROM billing.tracked_tables AS tt
+               JOIN pg_event_trigger_ddl_commands() AS c
+                 ON c.classid = 'pg_class'::regclass AND c.objid = tt.relation::oid
+              ORDER BY tt.id
+    LOOP
+        BEGIN
+            SELECT array_agg(a.attname ORDER BY k.ord) INTO cols
+              FROM pg_trigger AS g
+             CROSS JOIN LATERAL unnest(g.tgattr::int2[]) WITH ORDINALITY AS k(attnum, ord)
+              JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = k.attnum
+             WHERE g.tgrelid = t.relation AND g.tgname = 'billing_track';
+            IF cardinality(cols) = 6 THEN
+                UPDATE billing.tracked_tables
+                   SET id_column = cols[1], conversation_column = cols[2], role_column = cols[3],
+                       content_column = cols[4], data_column = cols[5], created_at_column = cols[6]
+                 WHERE id = t.id
+                RETURNING * INTO t;
+                PERFORM billing._create_trigger_function(t);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: could not follow ALTER TABLE of tracked table %: %', t.relation, SQLERRM
+                USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
+        END;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._tracked_table_altered() FROM PUBLIC;
+CREATE EVENT TRIGGER billing_tracked_table_altered ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION billing._tracked_table_altered();
+
+-- A dropped tracked table takes its costs with it, as a recomputation from
+-- the (now missing) table would; its trigger function goes too, and so does
+-- the e-mail counter's function of a dropped profiles table.
+CREATE FUNCTION billing._tracked_table_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+BEGIN
+    FOR d IN SELECT o.objid, t.id AS source_id,
+                    CASE WHEN t.id IS NOT NULL
+                         THEN to_regprocedure(format('billing.%I()', 'track_' || t.id)) END AS track_fn,
+                    to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
+               FROM pg_event_trigger_dropped_objects() AS o
+               LEFT JOIN billing.tracked_tables AS t ON t.relation::oid = o.objid
+              WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND o.object_type = 'table'
+    LOOP
+        CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
+        BEGIN
+            IF d.source_id IS NOT NULL THEN
+                PERFORM billing._forget_rows(d.source_id);
+                DELETE FROM billing.tracked_tables WHERE id = d.source_id;
+            END IF;
+            IF d.track_fn IS NOT NULL THEN
+                EXECUTE format('DROP FUNCTION %s', d.track_fn);
+            END IF;
+            IF d.profiles_fn IS NOT NULL THEN
+                EXECUTE format('DROP FUNCTION %s', d.profiles_fn);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: could not forget dropped table %: %', d.objid, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._tracked_table_dropped() FROM PUBLIC;
+CREATE EVENT TRIGGER billing_tracked_table_dropped ON sql_drop
+    EXECUTE FUNCTION billing._tracked_table_dropped();

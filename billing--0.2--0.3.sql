@@ -648,40 +648,63 @@ BEGIN
 END
 $$;
 
+-- One trigger function for every table whose e-mail counter is followed. Its
+-- arguments: the counter's key and the service. The column is the one in
+-- the trigger's UPDATE OF list, which PostgreSQL keeps by attribute number
+-- (a rename follows) and pg_dump writes by name (a restore follows). A
+-- profile row is written rarely, so reading the column through
+-- to_jsonb(NEW) costs nothing that matters.
+CREATE FUNCTION billing._profiles_counter_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name;
+    counter text := TG_ARGV[0];
+    service text := TG_ARGV[1];
+    new_value jsonb;
+    old_value jsonb;
+    before numeric := 0;
+    after numeric;
+BEGIN
+    SELECT a.attname INTO col
+      FROM pg_trigger AS g
+      JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = g.tgattr[0]
+     WHERE g.tgrelid = TG_RELID AND g.tgname = TG_NAME;
+    new_value := to_jsonb(NEW) -> col -> counter;
+    -- Counters that are not plain numbers are ignored (nothing to count).
+    IF jsonb_typeof(new_value) = 'number' THEN
+        after := new_value::text::numeric;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        old_value := to_jsonb(OLD) -> col -> counter;
+        IF jsonb_typeof(old_value) = 'number' THEN
+            before := old_value::text::numeric;
+        END IF;
+    END IF;
+    -- Only increases are usage; a decrease is the monthly reset.
+    IF after > before AND after = round(after) THEN
+        INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
+        VALUES (service, after - before, now(), NULL, 'track_profiles');
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._profiles_counter_changed() FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION billing.track_profiles(relation regclass, counter text DEFAULT 'emails_sent_this_month',
                                                   data_column name DEFAULT 'data', service text DEFAULT 'ses')
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    fn text := format('billing.%I', 'track_profiles_' || relation::oid);
 BEGIN
-    EXECUTE format($f$CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-        SET search_path = pg_catalog, pg_temp AS $b$
-        DECLARE
-            before numeric := 0;
-            after numeric;
-        BEGIN
-            -- Counters that are not plain numbers are ignored (nothing to count).
-            IF jsonb_typeof(NEW.%2$I -> %3$L) = 'number' THEN
-                after := (NEW.%2$I ->> %3$L)::numeric;
-            END IF;
-            IF TG_OP = 'UPDATE' AND jsonb_typeof(OLD.%2$I -> %3$L) = 'number' THEN
-                before := (OLD.%2$I ->> %3$L)::numeric;
-            END IF;
-            -- Only increases are usage; a decrease is the monthly reset.
-            IF after > before AND after = round(after) THEN
-                INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
-                VALUES (%4$L, after - before, now(), NULL, 'track_profiles');
-            END IF;
-            RETURN NULL;
-        END $b$ $f$, fn, data_column, counter, service);
-    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
-    EXECUTE format('CREATE TRIGGER billing_track_profiles AFTER INSERT OR UPDATE OF %I ON %s
-                    FOR EACH ROW EXECUTE FUNCTION %s()', data_column, relation, fn);
-    PERFORM billing._depend_on_extension(format('%s()', fn)::regprocedure, relation,
-                                         ARRAY['billing_track_profiles']::name[]);
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
+                    WHERE a.attrelid = relation AND a.attname = data_column AND a.attnum > 0
+                      AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'billing: table % has no column %', relation, data_column USING ERRCODE = 'undefined_column';
+    END IF;
+    PERFORM billing._create_profiles_trigger(relation, data_column, counter, service);
     -- What the counters already hold was sent this month before tracking began.
     EXECUTE format($q$INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
         SELECT %3$L, sum((p.%1$I ->> %2$L)::numeric), now(), 'counter value when tracking began', 'track_profiles'
@@ -691,15 +714,77 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION billing._create_profiles_trigger(relation regclass, data_column name, counter text, service text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER billing_track_profiles AFTER INSERT OR UPDATE OF %I ON %s
+                    FOR EACH ROW EXECUTE FUNCTION billing._profiles_counter_changed(%L, %L)',
+                   data_column, relation, counter, service);
+    PERFORM billing._depend_on_extension(NULL, relation, ARRAY['billing_track_profiles']::name[]);
+END
+$$;
+REVOKE ALL ON FUNCTION billing._create_profiles_trigger(regclass, name, text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION billing.untrack_profiles(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS billing_track_profiles ON %s', relation);
+    -- The per-table function of a table tracked before 0.3 (see the end of
+    -- this script), if one was left.
+    IF legacy IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION %s', legacy);
+    END IF;
+END
+$$;
+
 -- Tables tracked under 0.2.
 SELECT billing._depend_on_extension(to_regprocedure(format('billing.%I()', 'track_' || t.id)), t.relation,
                                     ARRAY['billing_track', 'billing_track_truncate']::name[])
   FROM billing.tracked_tables AS t;
-SELECT billing._depend_on_extension(p.oid::regprocedure, g.tgrelid::regclass, ARRAY['billing_track_profiles']::name[])
-  FROM pg_catalog.pg_trigger AS g
-  JOIN pg_catalog.pg_proc AS p ON p.oid = g.tgfoid
- WHERE g.tgname = 'billing_track_profiles'
-   AND p.pronamespace = 'billing'::regnamespace AND p.proname = 'track_profiles_' || g.tgrelid::oid;
+
+-- Counters followed under 0.2 had a function per table, with the counter's
+-- key and the service written into its body: read them back (0.2 wrote them
+-- as quoted literals), move the table to the shared function, drop the old
+-- one. A body that does not read as 0.2 wrote it is left as it is, marked
+-- as depending on the extension.
+DO $$
+DECLARE
+    g record;
+    counter_lit text[];
+    service_lit text[];
+    counter text;
+    service text;
+BEGIN
+    FOR g IN SELECT t.tgrelid::regclass AS relation, a.attname AS data_column, p.oid::regprocedure AS fn,
+                    p.prosrc
+               FROM pg_catalog.pg_trigger AS t
+               JOIN pg_catalog.pg_proc AS p ON p.oid = t.tgfoid
+               JOIN pg_catalog.pg_attribute AS a ON a.attrelid = t.tgrelid AND a.attnum = t.tgattr[0]
+              WHERE t.tgname = 'billing_track_profiles' AND p.pronamespace = 'billing'::regnamespace
+                AND p.proname = 'track_profiles_' || t.tgrelid::oid
+    LOOP
+        counter_lit := regexp_match(g.prosrc,
+            $re$IF jsonb_typeof\(NEW\..*? -> (E?'(?:[^'\\]|''|\\.)*')\) = 'number' THEN$re$);
+        service_lit := regexp_match(g.prosrc, $re$VALUES \((E?'(?:[^'\\]|''|\\.)*'), after - before,$re$);
+        IF counter_lit IS NULL OR service_lit IS NULL THEN
+            PERFORM billing._depend_on_extension(g.fn, g.relation, ARRAY['billing_track_profiles']::name[]);
+            CONTINUE;
+        END IF;
+        -- The matches are single string literals: evaluating them runs nothing else.
+        EXECUTE 'SELECT ' || counter_lit[1] || '::text, ' || service_lit[1] || '::text' INTO counter, service;
+        EXECUTE format('DROP TRIGGER billing_track_profiles ON %s', g.relation);
+        EXECUTE format('DROP FUNCTION %s', g.fn);
+        PERFORM billing._create_profiles_trigger(g.relation, g.data_column, counter, service);
+    END LOOP;
+END
+$$;
 
 ------------------------------------------------------------------------------
 -- DDL on tracked tables

@@ -44,9 +44,16 @@ SELECT count(*) AS marked FROM pg_depend
 -- A tracked column cannot be dropped from under the trigger.
 ALTER TABLE chat_turns DROP COLUMN usage;
 
--- Dropping tracked tables forgets them; dropping other tables is silent.
+-- The e-mail counter's column can be renamed too: 2 e-mails, then 3 more.
 CREATE TABLE ddl_profiles (id int PRIMARY KEY, data jsonb);
 SELECT billing.track_profiles('ddl_profiles');
+INSERT INTO ddl_profiles VALUES (1, '{"emails_sent_this_month": 2}');
+ALTER TABLE ddl_profiles RENAME COLUMN data TO prefs;
+UPDATE ddl_profiles SET prefs = '{"emails_sent_this_month": 5}';
+SELECT sum(quantity) AS emails FROM billing.aws_usage WHERE origin = 'track_profiles';
+DELETE FROM billing.aws_usage;
+
+-- Dropping tracked tables forgets them; dropping other tables is silent.
 CREATE TABLE ddl_unrelated (x int);
 DROP TABLE chat_turns, ddl_profiles, ddl_unrelated;
 SELECT (SELECT count(*) FROM billing.tracked_tables) AS tracked,

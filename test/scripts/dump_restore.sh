@@ -39,6 +39,10 @@ SELECT billing.merge();
 INSERT INTO messages (conversation_id, role, content, data, created_at)
 VALUES ('b', 'assistant', 'w', '{"model": "gpt-4o", "prompt_tokens": 10, "completion_tokens": 10}', '2026-01-03');
 SELECT billing.record_usage('ses', 250, '2026-01-05');
+-- (a dropped column before data: the restored table numbers its columns anew)
+CREATE TABLE profiles (id int PRIMARY KEY, old_counter int, data jsonb);
+ALTER TABLE profiles DROP COLUMN old_counter;
+SELECT billing.track_profiles('profiles');
 INSERT INTO billing.aws_actuals (month, service, cost) VALUES ('2025-12-01', 'ses', 1.23);
 SQL
 
@@ -81,6 +85,10 @@ psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data,
                      VALUES ('c', 'assistant', 'v', '{\"model\": \"gpt-4o\", \"prompt_tokens\": 1000000, \"completion_tokens\": 0}', '2026-01-04')"
 tracked=$(psql_q -d "$dst" -c "SELECT cost = 2.50 FROM billing.conversation_costs WHERE conversation_id = 'c'")
 [[ "$tracked" == t ]] || { echo "FAIL: a write after restore was not tracked"; exit 1; }
+# So is the e-mail counter: 7 e-mails after restore.
+psql_q -d "$dst" -c "INSERT INTO profiles VALUES (1, '{\"emails_sent_this_month\": 7}')"
+emails=$(psql_q -d "$dst" -c "SELECT sum(quantity) FROM billing.aws_usage WHERE origin = 'track_profiles'")
+[[ "$emails" == 7 ]] || { echo "FAIL: the e-mail counter after restore recorded '$emails', not 7"; exit 1; }
 
 # Hand-computed: my-finetune 1M x 3 + 1M x 12 = 15; gpt-4o-mini (edited) 1M x 0.15 + 1M x 0.65 = 0.80;
 # gpt-4o on 2024-09-01 (old price) 1M x 5 = 5; 10 + 10 tokens of gpt-4o = 0.000125. Total 20.800125.
@@ -96,7 +104,7 @@ removed_back=$(psql_q -d "$dst" -c "SELECT count(*) FROM billing.model_prices WH
 # The restored triggers still go away with the extension: the app's table
 # stays writable after DROP EXTENSION billing.
 psql_q -d "$dst" -c "DROP EXTENSION billing"
-left=$(psql_q -d "$dst" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'messages'::regclass")
+left=$(psql_q -d "$dst" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('messages'::regclass, 'profiles'::regclass)")
 [[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on messages after DROP EXTENSION"; exit 1; }
 psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
                      VALUES ('d', 'assistant', 'u', '{}', '2026-01-05')"

@@ -76,14 +76,23 @@ SELECT billing.track_profiles('profiles');
 ALTER EXTENSION billing UPDATE;
 INSERT INTO messages (conversation_id, role, content, data, created_at)
 VALUES ('a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-01');
+INSERT INTO profiles VALUES (1, '{"emails_sent_this_month": 1}');
+UPDATE profiles SET data = '{"emails_sent_this_month": 4}';
+ALTER TABLE profiles RENAME COLUMN data TO settings;
+UPDATE profiles SET settings = '{"emails_sent_this_month": 6}';
 SQL
+# The counter followed under 0.2 moved to the shared trigger function (which
+# follows the rename): 1 + 3 + 2 e-mails, and no per-table function left.
+emails=$(psql_q -d "$db" -c "SELECT sum(quantity) FROM billing.aws_usage WHERE service = 'ses'")
+legacy=$(psql_q -d "$db" -c "SELECT count(*) FROM pg_proc WHERE proname LIKE 'track\_profiles\_%'")
 # 100 x $2.50 / 1M + 50 x $10 / 1M = $0.00075
 tracked=$(psql_q -d "$db" -c "SELECT sum(cost) = 0.00075 FROM billing.conversation_costs")
 psql_q -d "$db" -c "DROP EXTENSION billing"
 left=$(psql_q -d "$db" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('messages'::regclass, 'profiles'::regclass)")
 psql_q -d "$db" -c "INSERT INTO messages (conversation_id, role, content, data) VALUES ('b', 'user', 'y', '{}');
-                    INSERT INTO profiles VALUES (1, '{\"emails_sent_this_month\": 1}')"
+                    INSERT INTO profiles VALUES (2, '{\"emails_sent_this_month\": 1}')"
 dropdb "$db"
 [[ "$tracked" == t ]] || { echo "FAIL: a table tracked under 0.2 is not tracked after the update"; exit 1; }
+[[ "$emails" == 6 && "$legacy" == 0 ]] || { echo "FAIL: profiles tracked under 0.2: $emails e-mails (want 6), $legacy old function(s)"; exit 1; }
 [[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on the app's tables after DROP EXTENSION"; exit 1; }
 echo "upgrade 0.2 -> $current: tracked tables still tracked; DROP EXTENSION leaves them writable"

@@ -1,15 +1,19 @@
--- billing 0.2 -> 0.3: months in a time zone of the user's choice, and
--- tracking triggers that go away with the extension.
+-- billing 0.2 -> 0.3: months in a time zone of the user's choice, tracking
+-- that survives DROP EXTENSION and DDL on the tracked tables, faster reads.
 --
 -- * billing.settings gains month_time_zone (default UTC): the zone whose
 --   calendar months the rollups, views and dashboard group by. month_of()
 --   becomes a C function that reads it, and every month boundary is now
 --   billing.month_start() / billing.month_end() instead of a UTC cast.
--- * The per-table trigger functions (billing.track_N, track_profiles_OID)
---   and their triggers are created at run time, so they are not members of
---   the extension (pg_dump must keep dumping them). They are now marked as
+-- * The per-table trigger functions (billing.track_N) and the triggers on
+--   tracked tables are created at run time, so they are not members of the
+--   extension (pg_dump must keep dumping them). They are now marked as
 --   depending on it, so that DROP EXTENSION billing drops them instead of
 --   leaving the app's table with a trigger that fails every write.
+-- * Event triggers follow renames of tracked tables and columns (the trigger
+--   function is made anew) and drops (billing forgets the table).
+-- * track_profiles: one shared trigger function instead of one per table.
+-- * Reads: stale months anti-joined, row-level security once per query.
 
 ------------------------------------------------------------------------------
 -- The month time zone

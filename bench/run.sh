@@ -3,10 +3,13 @@
 # floor (reading the token fields) and against plain SQL, on a throwaway
 # cluster filled by bench/generate.sql. See bench/README.md.
 #
-#   bench/run.sh [--messages N] [--runs R] [--no-setup] [--aggregates-only]
+#   bench/run.sh [--messages N] [--runs R] [--quick] [--no-setup] [--aggregates-only]
 #
 #   --messages N       rows in public.messages (default 1000000)
 #   --runs R           timed rounds (default 7), after one untimed warm-up round
+#   --quick            a try-out in a few minutes: 100,000 messages and 3
+#                      rounds (unless --messages / --runs say otherwise),
+#                      inserts timed for 5 s per run in 2 rounds; noisier
 #   --no-setup         skip tools/setup.sh (reuse the installed build)
 #   --aggregates-only  skip the second part (backfill, dashboard vs plain SQL
 #                      vs the Node route, tracked inserts), run by default on
@@ -24,8 +27,11 @@ messages=1000000
 runs=7
 setup=1
 part2=1
+quick=0
+messages_given=0
+runs_given=0
 
-usage() { sed -n '6,14s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '6,17s/^# \{0,1\}//p' "$0"; }
 
 # value OPTION VALUE...: the value of an option that takes one.
 value() {
@@ -38,15 +44,22 @@ value() {
 
 while (($#)); do
     case $1 in
-        --messages) messages=$(value "$@"); shift ;;
-        --runs) runs=$(value "$@"); shift ;;
+        --messages) messages=$(value "$@"); messages_given=1; shift ;;
+        --runs) runs=$(value "$@"); runs_given=1; shift ;;
         --no-setup) setup=0 ;;
+        --quick) quick=1 ;;
         --aggregates-only) part2=0 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
     shift
 done
+inserts_opts=()
+if ((quick)); then
+    ((messages_given)) || messages=100000
+    ((runs_given)) || runs=3
+    inserts_opts=(--duration 5 --rounds 2)
+fi
 for n in "$messages" "$runs"; do
     if [[ ! $n =~ ^[1-9][0-9]*$ ]]; then
         echo "run.sh: --messages and --runs take a positive integer, got '$n'" >&2
@@ -418,7 +431,7 @@ if ((part2)); then
     fi
     bash bench/backfill.sh --runs 1 || failed=1
     bash bench/dashboard.sh --runs "$(( runs < 5 ? runs : 5 ))" || failed=1
-    bash bench/inserts.sh || failed=1
+    bash bench/inserts.sh "${inserts_opts[@]}" || failed=1
 fi
 if ((failed)); then
     log "a check FAILED (see the report)"

@@ -145,7 +145,15 @@ SELECT first_message_at FROM billing.conversation_costs WHERE conversation_id = 
 -- its prices. gpt-4o from 2026-11-01 at $5/$20.
 INSERT INTO billing.model_prices (model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m)
 VALUES ('gpt-4o', '2026-11-01', 5.00, 2.50, 20.00);
-SELECT month FROM billing.stale_months ORDER BY month;
+-- Stale: November (the change's month, which has data) and every month up
+-- to the one after today, data or not, so that writes this snapshot cannot
+-- see yet are covered too. Computed from the same clock as the marking.
+SELECT (SELECT array_agg(month ORDER BY month) FROM billing.stale_months)
+     = ARRAY(SELECT DATE '2026-11-01'
+             UNION
+             SELECT g::date FROM generate_series(TIMESTAMP '2026-11-01', billing.month_of(now()) + interval '1 month',
+                                                 interval '1 month') AS g
+             ORDER BY 1) AS stale_months_as_documented;
 SELECT views_match_reference();
 SELECT billing.merge() >= 0 AS merged;
 SELECT count(*) AS stale FROM billing.stale_months;

@@ -1,7 +1,1137 @@
--- billing 0.3 -> 0.4: real app tables, any date, and no single row, table
--- or role that can stop billing for everyone.
+-- billing 0.3 -> 0.4: real app tables, any date, and no single row or table
+-- that can stop billing for everyone.
 --
--- (The list of what this update does is kept at the top as it grows; see
--- CHANGELOG.md.)
+-- * Tracked columns may have the types ORMs create: created_at as
+--   timestamp without time zone (read as UTC) or date; data as json or text
+--   (text that is not JSON is a listed problem, never a failed write); ids
+--   and conversation ids as text, varchar, uuid, smallint, integer or bigint;
+--   role as text or an enum. Any other type is refused by track_messages
+--   with an error naming the column and its type. Every column is read with
+--   built-in conversions only: no cast or function the table's owner could
+--   define ever runs inside billing's triggers.
+-- * One row never stops billing: token totals of the rollups are numeric
+--   (figures returned as bigint saturate at its limit; costs stay exact);
+--   a created_at outside the years 1 to 9999 is a listed problem, counted in
+--   no month; model names and conversation or message ids longer than 200
+--   bytes are grouped under a shortened key that ends with their md5.
+-- * merge() and the reads go on past a tracked table they cannot read, with
+--   a WARNING naming it, instead of failing for every table.
+-- * Before its first merge, a table tracked with backfill => false gets the
+--   prompt estimates of its older replies computed from the table, as the
+--   backfill would store them (the views missed them).
+-- * track_messages returns what it did.
+-- * billing.dashboard('2026-11-01', '2026-12-01') with untyped literals.
 
 \echo Use "ALTER EXTENSION billing UPDATE TO '0.4'" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- Values that cannot stop billing
+------------------------------------------------------------------------------
+
+-- The times billing counts in a month: the years 1 to 9999 (UTC). Rows
+-- outside it (and NULL or infinite times) are listed as problems. Inlinable.
+CREATE FUNCTION billing._countable(at timestamptz) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT at OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00'::pg_catalog.timestamptz
+       AND at OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00'::pg_catalog.timestamptz
+$$;
+COMMENT ON FUNCTION billing._countable(timestamptz) IS
+    'Is a message time counted in a month (the years 1 to 9999, UTC)?';
+
+-- A token figure as bigint, saturated at its limits: the rollups keep exact
+-- numeric totals; only a sum beyond 9.2e18 tokens (hostile data) is capped.
+CREATE FUNCTION billing._sat(n numeric) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN n OPERATOR(pg_catalog.>) 9223372036854775807::pg_catalog.numeric THEN 9223372036854775807
+                WHEN n OPERATOR(pg_catalog.<) (-9223372036854775807)::pg_catalog.numeric THEN -9223372036854775807
+                ELSE n::pg_catalog.int8 END
+$$;
+COMMENT ON FUNCTION billing._sat(numeric) IS 'A numeric token total as bigint, capped at +/-9223372036854775807.';
+
+-- The key billing groups and indexes a model name or an id by: itself up to
+-- 200 bytes; a longer one is cut and ends with its md5, so that no value an
+-- app writes can exceed an index row.
+CREATE FUNCTION billing._key(value text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN pg_catalog.octet_length(value) OPERATOR(pg_catalog.<=) 200 THEN value
+                ELSE pg_catalog.left(value, 32) OPERATOR(pg_catalog.||) '... (md5 '
+                     OPERATOR(pg_catalog.||) pg_catalog.md5(value) OPERATOR(pg_catalog.||) ')' END
+$$;
+COMMENT ON FUNCTION billing._key(text) IS
+    'A model name or id as billing stores it: unchanged up to 200 bytes, else its first 32 characters and its md5 (at most 173 bytes, so keying a key changes nothing).';
+
+------------------------------------------------------------------------------
+-- Reading the columns of a tracked table
+------------------------------------------------------------------------------
+
+-- The type of a column, through any domains to the base type.
+CREATE FUNCTION billing._column_base_type(relation regclass, col name) RETURNS oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE t(oid, depth) AS (
+        SELECT a.atttypid, 0 FROM pg_attribute AS a
+         WHERE a.attrelid = relation AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
+        UNION ALL
+        SELECT y.typbasetype, t.depth + 1 FROM t JOIN pg_type AS y ON y.oid = t.oid
+         WHERE y.typtype = 'd' AND t.depth < 32
+    )
+    SELECT oid FROM t ORDER BY depth DESC LIMIT 1
+$$;
+
+-- An SQL expression that reads column `col` of row `r` (NEW, OLD, or a table
+-- alias) for the role it plays: 'id' and 'conversation' (as text), 'role'
+-- and 'content' (text), 'data' (jsonb, or text to be parsed), 'created_at'
+-- (timestamptz). Only built-in types, read with built-in conversions: these
+-- expressions run inside SECURITY DEFINER triggers, so nothing the table's
+-- owner defines (a cast, an operator, a function) may run in them. Any other
+-- type is refused here, with an error naming the column and its type.
+CREATE FUNCTION billing._column_reader(relation regclass, col name, purpose text, r text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typ oid := billing._column_base_type(relation, col);
+    x text := format('(%s.%I)', r, col);
+    tname name := (SELECT typname FROM pg_type WHERE oid = typ);
+    accepted text;
+BEGIN
+    IF typ IS NULL THEN
+        RAISE EXCEPTION 'billing: table % has no column %', relation, col USING ERRCODE = 'undefined_column';
+    END IF;
+    CASE purpose
+    WHEN 'id', 'conversation' THEN
+        IF typ IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
+                   'int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN
+            RETURN format('%s::pg_catalog.%s::pg_catalog.text', x, tname);
+        END IF;
+        accepted := 'text, character varying, character, uuid, smallint, integer or bigint';
+    WHEN 'role' THEN
+        IF typ IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN
+            RETURN format('%s::pg_catalog.%s::pg_catalog.text', x, tname);
+        END IF;
+        -- An enum's label through the built-in output function, not a cast
+        -- (the enum's owner may have defined one).
+        IF (SELECT typtype FROM pg_type WHERE oid = typ) = 'e'
+           AND typ = (SELECT atttypid FROM pg_attribute WHERE attrelid = relation AND attname = col) THEN
+            RETURN format('pg_catalog.textin(pg_catalog.enum_out(%s))', x);
+        END IF;
+        accepted := 'text, character varying, character or an enum';
+    WHEN 'content' THEN
+        IF typ IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN
+            RETURN format('%s::pg_catalog.%s::pg_catalog.text', x, tname);
+        END IF;
+        accepted := 'text, character varying or character';
+    WHEN 'data' THEN
+        IF typ = 'jsonb'::regtype THEN
+            RETURN format('%s::pg_catalog.jsonb', x);
+        ELSIF typ IN ('json'::regtype, 'text'::regtype, 'varchar'::regtype) THEN
+            RETURN format('%s::pg_catalog.%s::pg_catalog.text', x, tname);
+        END IF;
+        accepted := 'jsonb, json, text or character varying';
+    WHEN 'created_at' THEN
+        IF typ = 'timestamptz'::regtype THEN
+            RETURN format('%s::pg_catalog.timestamptz', x);
+        ELSIF typ = 'timestamp'::regtype THEN
+            RETURN format('pg_catalog.timezone(''UTC'', %s::pg_catalog.timestamp)', x);
+        ELSIF typ = 'date'::regtype THEN
+            RETURN format('pg_catalog.timezone(''UTC'', %s::pg_catalog.date::pg_catalog.timestamp)', x);
+        END IF;
+        accepted := 'timestamp with time zone, timestamp without time zone (read as UTC) or date (midnight UTC)';
+    END CASE;
+    RAISE EXCEPTION 'billing: column % of table % has type %, which billing cannot read as %',
+                    quote_ident(col), relation,
+                    format_type((SELECT atttypid FROM pg_attribute WHERE attrelid = relation AND attname = col), NULL),
+                    CASE purpose WHEN 'id' THEN 'a message id' WHEN 'conversation' THEN 'a conversation id'
+                                 WHEN 'role' THEN 'a role' WHEN 'content' THEN 'message content'
+                                 WHEN 'data' THEN 'usage data' ELSE 'a message time' END
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = format('billing reads %s from %s. Nothing was changed.',
+                            CASE purpose WHEN 'id' THEN 'message ids' WHEN 'conversation' THEN 'conversation ids'
+                                         WHEN 'role' THEN 'roles' WHEN 'content' THEN 'content'
+                                         WHEN 'data' THEN 'usage data' ELSE 'message times' END, accepted);
+END
+$$;
+
+-- Usage of a message whose data is text: JSON that does not parse is a
+-- problem of the row, never an error of the app's write. (A subtransaction
+-- per call, paid only by tables whose data column is not jsonb.)
+CREATE FUNCTION billing._usage_of_text(data text, role text, content text,
+    OUT model text, OUT prompt_tokens bigint, OUT completion_tokens bigint, OUT cached_tokens bigint,
+    OUT estimated_completion bigint, OUT unsplit_tokens bigint, OUT problem text, OUT estimated boolean)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parsed jsonb;
+BEGIN
+    BEGIN
+        parsed := data::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        prompt_tokens := 0; completion_tokens := 0; cached_tokens := 0;
+        estimated_completion := 0; unsplit_tokens := 0; estimated := false;
+        problem := 'data is not valid JSON';
+        RETURN;
+    END;
+    SELECT * INTO model, prompt_tokens, completion_tokens, cached_tokens, estimated_completion,
+                  unsplit_tokens, problem, estimated
+      FROM billing.usage_of(parsed, role, content);
+END
+$$;
+COMMENT ON FUNCTION billing._usage_of_text(text, text, text) IS
+    'billing.usage_of for data stored as text or json: data that is not JSON is reported as the row''s problem.';
+
+-- The expressions that read a tracked table's row `r`: every column as
+-- billing uses it, and the usage call. Raises for a column type billing
+-- cannot read.
+CREATE FUNCTION billing._row_reader(t billing.tracked_tables, r text,
+    OUT id text, OUT conversation text, OUT role text, OUT content text, OUT at text, OUT usage text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    data text := billing._column_reader(t.relation, t.data_column, 'data', r);
+BEGIN
+    id := billing._column_reader(t.relation, t.id_column, 'id', r);
+    conversation := billing._column_reader(t.relation, t.conversation_column, 'conversation', r);
+    role := billing._column_reader(t.relation, t.role_column, 'role', r);
+    content := billing._column_reader(t.relation, t.content_column, 'content', r);
+    at := billing._column_reader(t.relation, t.created_at_column, 'created_at', r);
+    usage := format(CASE WHEN billing._column_base_type(t.relation, t.data_column) = 'jsonb'::regtype
+                         THEN 'billing.usage_of(%s, %s, %s)' ELSE 'billing._usage_of_text(%s, %s, %s)' END,
+                    data, role, content);
+END
+$$;
+
+-- A condition "the time column of alias r is >= / < the timestamptz `bound`"
+-- in the column's own type, so that an index on it is used.
+CREATE FUNCTION billing._at_compare(t billing.tracked_tables, r text, op text, bound text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%s.%I %s %s', r, t.created_at_column, op,
+                  CASE WHEN billing._column_base_type(t.relation, t.created_at_column) = 'timestamptz'::regtype
+                       THEN bound ELSE format('pg_catalog.timezone(''UTC'', %s)', bound) END)
+$$;
+
+------------------------------------------------------------------------------
+-- The tracking trigger, the backfill and the direct reads, through the readers
+------------------------------------------------------------------------------
+
+-- The body of a tracked table's trigger function (billing.track_N). The
+-- estimate of a reply's prompt: every earlier message of its conversation
+-- (the app sends the whole history), one token per 4 characters.
+CREATE OR REPLACE FUNCTION billing._trigger_source(t billing.tracked_tables) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    o record := billing._row_reader(t, 'OLD');
+    n record := billing._row_reader(t, 'NEW');
+    m record := billing._row_reader(t, 'm');
+BEGIN
+    RETURN format($body$
+DECLARE
+    o record;
+    n record;
+    est bigint := 0;
+    old_est bigint := 0;
+    old_estimated boolean := false;   -- OLD was a reply estimated from its text
+    old_logged boolean := false;      -- OLD is in billing.problem_messages
+    old_id text;
+    new_id text;
+    old_at timestamptz;
+    new_at timestamptz;
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        old_id := billing._key(%4$s);
+        old_at := %6$s;
+        SELECT * INTO o FROM %8$s;
+        old_estimated := o.estimated;
+        old_logged := o.problem IS NOT NULL OR NOT coalesce(billing._countable(old_at), false);
+        IF old_estimated THEN
+            SELECT coalesce(max(prompt_tokens), 0) INTO old_est FROM billing.estimated_prompts
+             WHERE source_id = %1$s AND message_id = old_id;
+        END IF;
+        IF billing._countable(old_at) THEN
+            INSERT INTO billing.usage_ledger VALUES (%1$s, billing._key(%2$s), old_at, o.model, -1,
+                -o.prompt_tokens, -o.completion_tokens, -o.cached_tokens, -old_est, -o.estimated_completion,
+                -o.unsplit_tokens, CASE WHEN o.problem IS NULL THEN 0 ELSE -1 END);
+        END IF;
+        IF TG_OP = 'DELETE' THEN
+            IF old_estimated THEN
+                DELETE FROM billing.estimated_prompts WHERE source_id = %1$s AND message_id = old_id;
+            END IF;
+            IF old_logged THEN
+                DELETE FROM billing.problem_messages WHERE source_id = %1$s AND message_id = old_id;
+            END IF;
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    new_id := billing._key(%5$s);
+    new_at := %7$s;
+    SELECT * INTO n FROM %9$s;
+    IF old_estimated AND (NOT n.estimated OR old_id <> new_id) THEN
+        DELETE FROM billing.estimated_prompts WHERE source_id = %1$s AND message_id = old_id;
+    END IF;
+    IF n.estimated THEN
+        IF old_estimated AND old_id = new_id THEN
+            est := old_est;   -- the estimate was taken when the reply was stored
+        ELSE
+            SELECT coalesce(sum(ceil(char_length(%14$s) / 4.0)), 0)::bigint INTO est
+              FROM %10$s AS m
+             WHERE m.%11$I = NEW.%11$I AND (m.%12$I, m.%13$I) < (NEW.%12$I, NEW.%13$I);
+            INSERT INTO billing.estimated_prompts VALUES (%1$s, new_id, est)
+                ON CONFLICT (source_id, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
+        END IF;
+    END IF;
+
+    IF NOT coalesce(billing._countable(new_at), false) THEN
+        n.problem := coalesce(n.problem || '; ', '')
+                     || 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month';
+    ELSE
+        INSERT INTO billing.usage_ledger VALUES (%1$s, billing._key(%3$s), new_at, n.model, 1,
+            n.prompt_tokens, n.completion_tokens, n.cached_tokens, est, n.estimated_completion,
+            n.unsplit_tokens, CASE WHEN n.problem IS NULL THEN 0 ELSE 1 END);
+    END IF;
+    IF old_logged AND (n.problem IS NULL OR old_id <> new_id) THEN
+        DELETE FROM billing.problem_messages WHERE source_id = %1$s AND message_id = old_id;
+    END IF;
+    IF n.problem IS NOT NULL THEN
+        INSERT INTO billing.problem_messages
+        VALUES (%1$s, new_id, CASE WHEN isfinite(new_at) THEN new_at END, n.problem)
+            ON CONFLICT (source_id, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem;
+    END IF;
+    RETURN NULL;
+END
+$body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n.usage,
+        t.relation, t.conversation_column, t.created_at_column, t.id_column, m.content);
+END
+$fn$;
+
+-- Usage of one tracked table's messages with from <= created_at < to, per
+-- month, conversation and model (both as billing keys them). STABLE: it runs
+-- in its caller's snapshot. A reply stored without usage before the table
+-- was backfilled has no frozen prompt estimate yet: it is computed here from
+-- the table, as the backfill will freeze it.
+DROP FUNCTION billing._scan_source(smallint, timestamptz, timestamptz);
+CREATE FUNCTION billing._scan_source(p_source smallint, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
+               completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
+               estimated_completion numeric, unsplit_tokens numeric, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens numeric,
+               first_message_at timestamptz, last_message_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    m record;
+    e record;
+BEGIN
+    SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+    m := billing._row_reader(t, 'm');
+    e := billing._row_reader(t, 'earlier');
+    p_from := greatest(p_from, '0001-01-01 00:00:00+00');
+    p_to := least(p_to, '10000-01-01 00:00:00+00');
+    IF p_from >= p_to THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        SELECT billing.month_of(r.at), r.conv, billing._key(r.model), count(*)::bigint,
+               sum(r.p), sum(r.c), sum(r.k), sum(r.ep), sum(r.ec), sum(r.unsplit), count(r.problem)::bigint,
+               coalesce(sum(r.cost), 0), coalesce(sum(r.est_cost), 0),
+               sum(CASE WHEN r.cost IS NULL THEN r.p::numeric + r.c ELSE 0 END
+                   + CASE WHEN r.est_cost IS NULL THEN r.ep::numeric + r.ec ELSE 0 END + r.unsplit),
+               min(r.at), max(r.at)
+          FROM (SELECT q.*,
+                       billing.usage_cost(q.model, q.p, q.c, q.k, q.at) AS cost,
+                       billing.usage_cost(coalesce(q.model, $4), q.ep, q.ec, 0, q.at) AS est_cost
+                  FROM (SELECT %1$s AS at, billing._key(%2$s) AS conv, u.model,
+                               u.prompt_tokens AS p, u.completion_tokens AS c, u.cached_tokens AS k,
+                               CASE WHEN u.estimated
+                                    THEN coalesce((SELECT ep.prompt_tokens FROM billing.estimated_prompts AS ep
+                                                    WHERE ep.source_id = $1 AND ep.message_id = billing._key(%3$s)),
+                                                  (SELECT coalesce(sum(ceil(char_length(%9$s) / 4.0)), 0)::bigint
+                                                     FROM %5$s AS earlier
+                                                    WHERE earlier.%10$I = m.%10$I
+                                                      AND (earlier.%11$I, earlier.%12$I) < (m.%11$I, m.%12$I)))
+                                    ELSE 0 END AS ep,
+                               u.estimated_completion AS ec, u.unsplit_tokens AS unsplit, u.problem
+                          FROM %5$s AS m
+                         CROSS JOIN LATERAL %4$s AS u
+                         WHERE %6$s AND %7$s) AS q) AS r
+         WHERE billing._countable(r.at)
+         GROUP BY 1, 2, 3 $q$,
+        m.at, m.conversation, m.id, m.usage, t.relation,
+        billing._at_compare(t, 'm', '>=', '$2'), billing._at_compare(t, 'm', '<', '$3'),
+        NULL, e.content, t.conversation_column, t.created_at_column, t.id_column)
+    USING p_source, p_from, p_to, billing._estimate_model();
+END
+$$;
+
+-- First and last message time of a conversation (as billing keys it) in a
+-- month, from the source.
+CREATE OR REPLACE FUNCTION billing._conversation_bounds(p_source smallint, p_month date, p_conversation text,
+                                                        OUT first_at timestamptz, OUT last_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    m record;
+BEGIN
+    SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+    m := billing._row_reader(t, 'm');
+    EXECUTE format('SELECT min(%1$s), max(%1$s) FROM %2$s AS m WHERE %3$s IS NOT DISTINCT FROM $1 AND %4$s AND %5$s',
+                   m.at, t.relation,
+                   -- a shortened key (see billing._key) matches only through the key
+                   CASE WHEN p_conversation LIKE '%... (md5 %)' THEN format('billing._key(%s)', m.conversation)
+                        ELSE m.conversation END,
+                   billing._at_compare(t, 'm', '>=', '$2'), billing._at_compare(t, 'm', '<', '$3'))
+       INTO first_at, last_at
+      USING p_conversation, billing.month_start(p_month), billing.month_end(p_month);
+END
+$$;
+
+-- Takes in a tracked table's existing rows: the estimates of replies stored
+-- without usage, the rows with problems, then every month.
+CREATE OR REPLACE FUNCTION billing._backfill(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    r record;
+    e record;
+BEGIN
+    SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+    r := billing._row_reader(t, 'r');
+    e := billing._row_reader(t, 'm');
+    -- Writers may change these rows while we record them. Lock the ones we
+    -- are about to record (estimated replies and unreadable rows, a small
+    -- part of the table): a concurrent update or delete of one of them waits
+    -- for us, and its trigger then sees our row and takes it back. The next
+    -- statements read with a fresh snapshot, after the locks.
+    EXECUTE format($q$
+        SELECT count(*) FROM (
+            SELECT 1 FROM %1$s AS r CROSS JOIN LATERAL %2$s AS u
+             WHERE u.estimated OR u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false)
+               FOR SHARE OF r) AS locked $q$,
+        t.relation, r.usage, r.at);
+    EXECUTE format($q$
+        INSERT INTO billing.estimated_prompts
+        SELECT $1, billing._key(%2$s),
+               (SELECT coalesce(sum(ceil(char_length(%3$s) / 4.0)), 0)::bigint
+                  FROM %1$s AS m
+                 WHERE m.%4$I = r.%4$I AND (m.%5$I, m.%6$I) < (r.%5$I, r.%6$I))
+          FROM %1$s AS r CROSS JOIN LATERAL %7$s AS u
+         WHERE u.estimated
+        ON CONFLICT (source_id, message_id) DO NOTHING $q$,
+        t.relation, r.id, e.content, t.conversation_column, t.created_at_column, t.id_column, r.usage)
+    USING p_source;
+    EXECUTE format($q$
+        INSERT INTO billing.problem_messages
+        SELECT $1, billing._key(%2$s), CASE WHEN isfinite(%3$s) THEN %3$s END,
+               concat_ws('; ', u.problem,
+                         CASE WHEN NOT coalesce(billing._countable(%3$s), false)
+                              THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+          FROM %1$s AS r CROSS JOIN LATERAL %4$s AS u
+         WHERE u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false)
+        ON CONFLICT (source_id, message_id) DO NOTHING $q$,
+        t.relation, r.id, r.at, r.usage)
+    USING p_source;
+    PERFORM billing._rebuild(p_source, '-infinity', 'infinity');
+    UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Rollups keep exact numeric token totals
+------------------------------------------------------------------------------
+
+ALTER TABLE billing.month_usage
+    ALTER COLUMN prompt_tokens TYPE numeric, ALTER COLUMN completion_tokens TYPE numeric,
+    ALTER COLUMN cached_tokens TYPE numeric, ALTER COLUMN estimated_prompt TYPE numeric,
+    ALTER COLUMN estimated_completion TYPE numeric, ALTER COLUMN unsplit_tokens TYPE numeric,
+    ALTER COLUMN unpriced_tokens TYPE numeric;
+ALTER TABLE billing.conversation_usage
+    ALTER COLUMN prompt_tokens TYPE numeric, ALTER COLUMN completion_tokens TYPE numeric,
+    ALTER COLUMN cached_tokens TYPE numeric, ALTER COLUMN estimated_tokens TYPE numeric,
+    ALTER COLUMN unpriced_tokens TYPE numeric;
+
+-- Cost of the unmerged ledger rows, priced with the reader's snapshot.
+-- (Each ledger row's counts fit bigint; their sums are taken as numeric.)
+CREATE OR REPLACE VIEW billing._ledger_priced WITH (security_invoker = true) AS
+SELECT l.source_id, billing.month_of(l.created_at) AS month, l.conversation_id,
+       billing._key(coalesce(l.model, '')) AS model, l.created_at, l.messages, l.prompt_tokens, l.completion_tokens,
+       l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens, l.problems,
+       coalesce(c.cost, 0) AS cost, coalesce(e.cost, 0) AS estimated_cost,
+       billing._sat(CASE WHEN c.cost IS NULL THEN l.prompt_tokens::numeric + l.completion_tokens ELSE 0 END
+                    + CASE WHEN e.cost IS NULL THEN l.estimated_prompt::numeric + l.estimated_completion ELSE 0 END
+                    + l.unsplit_tokens) AS unpriced_tokens
+  FROM billing.usage_ledger AS l
+ CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS s
+ CROSS JOIN LATERAL billing.usage_cost(l.model, l.prompt_tokens, l.completion_tokens, l.cached_tokens,
+                                       l.created_at) AS c(cost)
+ CROSS JOIN LATERAL billing.usage_cost(coalesce(l.model, s.estimate_model), l.estimated_prompt,
+                                       l.estimated_completion, 0, l.created_at) AS e(cost);
+
+-- Runs one tracked table's part of merge(): a table billing cannot read
+-- (dropped column, lost privilege, ...) is reported and left for the next
+-- merge, and every other table goes on.
+CREATE FUNCTION billing._merge_step(p_source smallint, p_what text, p_month date) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_what = 'backfill' THEN
+        PERFORM billing._backfill(p_source);
+    ELSE
+        PERFORM billing._rebuild(p_source, billing.month_start(p_month), billing.month_end(p_month));
+    END IF;
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'billing: merge could not % tracked table %: %',
+                  CASE WHEN p_what = 'backfill' THEN 'take in' ELSE format('rebuild month %s of', p_month) END,
+                  (SELECT relation FROM billing.tracked_tables WHERE id = p_source), SQLERRM
+        USING HINT = 'Its figures are read from the table until a merge succeeds; billing.usage_problems and the server log say more.';
+    RETURN false;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._merge_step(smallint, text, date) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION billing.merge() RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    merged bigint;
+BEGIN
+    -- One merge at a time; a second caller has nothing to do.
+    IF NOT pg_try_advisory_xact_lock(hashtext('billing.merge')) THEN
+        RETURN 0;
+    END IF;
+    PERFORM billing._refresh_trigger_functions();
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled ORDER BY id LOOP
+        PERFORM billing._merge_step(s.id, 'backfill', NULL);
+    END LOOP;
+    FOR s IN SELECT sm.source_id, sm.month FROM billing.stale_months AS sm
+               JOIN billing.tracked_tables AS t ON t.id = sm.source_id AND t.backfilled
+              ORDER BY 1, 2 LOOP
+        PERFORM billing._merge_step(s.source_id, 'rebuild', s.month);
+    END LOOP;
+
+    WITH moved AS (
+        DELETE FROM billing.usage_ledger AS l
+         -- billing._is_stale() spelled out, so that the planner anti-joins.
+         WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
+                            WHERE sm.source_id = l.source_id AND sm.month = billing.month_of(l.created_at))
+           AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
+                            WHERE tt.id = l.source_id AND NOT tt.backfilled)
+        RETURNING l.*
+    ), priced AS MATERIALIZED (
+        SELECT m.*, billing.month_of(m.created_at) AS month, billing._key(coalesce(m.model, '')) AS model_key,
+               billing.usage_cost(m.model, m.prompt_tokens, m.completion_tokens, m.cached_tokens, m.created_at) AS c,
+               billing.usage_cost(coalesce(m.model, cfg.estimate_model), m.estimated_prompt,
+                                  m.estimated_completion, 0, m.created_at) AS e
+          FROM moved AS m
+         CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS cfg
+    ), rows AS MATERIALIZED (
+        SELECT p.*, coalesce(p.c, 0) AS cost, coalesce(p.e, 0) AS estimated_cost,
+               (CASE WHEN p.c IS NULL THEN p.prompt_tokens::numeric + p.completion_tokens ELSE 0 END
+                + CASE WHEN p.e IS NULL THEN p.estimated_prompt::numeric + p.estimated_completion ELSE 0 END
+                + p.unsplit_tokens) AS unpriced_tokens
+          FROM priced AS p
+    ), months AS (
+        INSERT INTO billing.month_usage AS u
+        SELECT r.source_id, r.month, r.model_key, sum(r.messages), sum(r.prompt_tokens),
+               sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt),
+               sum(r.estimated_completion), sum(r.unsplit_tokens), sum(r.problems), sum(r.cost),
+               sum(r.estimated_cost), sum(r.unpriced_tokens)
+          FROM rows AS r GROUP BY 1, 2, 3
+        ON CONFLICT (source_id, month, model) DO UPDATE SET
+            messages = u.messages + excluded.messages,
+            prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+            completion_tokens = u.completion_tokens + excluded.completion_tokens,
+            cached_tokens = u.cached_tokens + excluded.cached_tokens,
+            estimated_prompt = u.estimated_prompt + excluded.estimated_prompt,
+            estimated_completion = u.estimated_completion + excluded.estimated_completion,
+            unsplit_tokens = u.unsplit_tokens + excluded.unsplit_tokens,
+            problems = u.problems + excluded.problems,
+            cost = u.cost + excluded.cost,
+            estimated_cost = u.estimated_cost + excluded.estimated_cost,
+            unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens
+    )
+    INSERT INTO billing.conversation_usage AS u
+    SELECT r.source_id, r.month, billing._key(r.conversation_id), sum(r.messages), sum(r.prompt_tokens),
+           sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt::numeric + r.estimated_completion),
+           sum(r.cost + r.estimated_cost), sum(r.unpriced_tokens),
+           min(r.created_at) FILTER (WHERE r.messages > 0), max(r.created_at) FILTER (WHERE r.messages > 0),
+           bool_or(r.messages < 0)
+      FROM rows AS r GROUP BY 1, 2, 3
+    ON CONFLICT (source_id, month, conversation_id) DO UPDATE SET
+        messages = u.messages + excluded.messages,
+        prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = u.completion_tokens + excluded.completion_tokens,
+        cached_tokens = u.cached_tokens + excluded.cached_tokens,
+        estimated_tokens = u.estimated_tokens + excluded.estimated_tokens,
+        cost = u.cost + excluded.cost,
+        unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens,
+        first_message_at = least(u.first_message_at, excluded.first_message_at),
+        last_message_at = greatest(u.last_message_at, excluded.last_message_at),
+        bounds_stale = u.bounds_stale OR excluded.bounds_stale;
+    GET DIAGNOSTICS merged = ROW_COUNT;
+
+    -- Rows whose messages were all taken back disappear; bounds a removal may
+    -- have moved are read again from the source.
+    DELETE FROM billing.month_usage WHERE messages = 0;
+    DELETE FROM billing.conversation_usage WHERE messages = 0;
+    UPDATE billing.conversation_usage AS c
+       SET first_message_at = b.first_at, last_message_at = b.last_at, bounds_stale = false
+      FROM (SELECT source_id, month, conversation_id FROM billing.conversation_usage WHERE bounds_stale) AS k,
+           LATERAL billing._conversation_bounds(k.source_id, k.month, k.conversation_id) AS b
+     WHERE c.source_id = k.source_id AND c.month = k.month
+       AND c.conversation_id IS NOT DISTINCT FROM k.conversation_id;
+    RETURN merged;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Exact reads: token figures saturate instead of failing, and a tracked
+-- table that cannot be read is reported instead of failing every read
+------------------------------------------------------------------------------
+
+-- billing._scan_source, except that a table that cannot be read gives a
+-- WARNING and no rows instead of failing the whole read. (No row of a
+-- failed scan can have been returned: its grouping consumes every input row
+-- before it returns one, and errors come from reading input rows.)
+CREATE FUNCTION billing._scan_source_safely(p_source smallint, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
+               completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
+               estimated_completion numeric, unsplit_tokens numeric, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens numeric,
+               first_message_at timestamptz, last_message_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM billing._scan_source(p_source, p_from, p_to);
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'billing: could not read tracked table %: %; its costs are missing from this result',
+                  (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source), SQLERRM;
+END
+$$;
+
+-- OpenAI usage with p_from <= time < p_to, per table, month and model.
+CREATE OR REPLACE FUNCTION billing._model_usage(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (source_id smallint, month date, model text, messages bigint, prompt_tokens bigint,
+               completion_tokens bigint, cached_tokens bigint, estimated_prompt bigint,
+               estimated_completion bigint, unsplit_tokens bigint, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+BEGIN
+    -- Whole fresh months come from the rollups plus the ledger.
+    RETURN QUERY
+    SELECT x.source_id, x.month, x.model, sum(x.messages)::bigint, billing._sat(sum(x.prompt_tokens)),
+           billing._sat(sum(x.completion_tokens)), billing._sat(sum(x.cached_tokens)),
+           billing._sat(sum(x.estimated_prompt)), billing._sat(sum(x.estimated_completion)),
+           billing._sat(sum(x.unsplit_tokens)), sum(x.problems)::bigint,
+           sum(x.cost), sum(x.estimated_cost), billing._sat(sum(x.unpriced_tokens))
+      FROM (SELECT u.source_id, u.month, u.model, u.messages, u.prompt_tokens, u.completion_tokens,
+                   u.cached_tokens, u.estimated_prompt, u.estimated_completion, u.unsplit_tokens,
+                   u.problems, u.cost, u.estimated_cost, u.unpriced_tokens
+              FROM billing.month_usage AS u
+             WHERE u.month >= billing.month_of(p_from)
+               AND billing.month_start(u.month) >= p_from
+               AND billing.month_end(u.month) <= p_to
+            UNION ALL
+            SELECT l.source_id, l.month, l.model, l.messages, l.prompt_tokens, l.completion_tokens,
+                   l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens,
+                   l.problems, l.cost, l.estimated_cost, l.unpriced_tokens
+              FROM billing._ledger_priced AS l
+             WHERE billing.month_start(l.month) >= p_from
+               AND billing.month_end(l.month) <= p_to) AS x
+     -- billing._is_stale() spelled out, so that the planner anti-joins.
+     WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
+                        WHERE sm.source_id = x.source_id AND sm.month = x.month)
+       AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
+                        WHERE tt.id = x.source_id AND NOT tt.backfilled)
+     GROUP BY x.source_id, x.month, x.model
+    HAVING sum(x.messages) <> 0;
+
+    -- Stale months, and the partial months at the ends of the range, come
+    -- from the source.
+    FOR s IN SELECT * FROM billing._source_ranges(p_from, p_to) LOOP
+        RETURN QUERY
+        SELECT s.source_id, r.month, coalesce(r.model, ''), sum(r.messages)::bigint,
+               billing._sat(sum(r.prompt_tokens)), billing._sat(sum(r.completion_tokens)),
+               billing._sat(sum(r.cached_tokens)), billing._sat(sum(r.estimated_prompt)),
+               billing._sat(sum(r.estimated_completion)), billing._sat(sum(r.unsplit_tokens)),
+               sum(r.problems)::bigint, sum(r.cost), sum(r.estimated_cost), billing._sat(sum(r.unpriced_tokens))
+          FROM billing._scan_source_safely(s.source_id, s.range_from, s.range_to) AS r
+         GROUP BY r.month, coalesce(r.model, '');
+    END LOOP;
+END
+$$;
+
+-- OpenAI usage with p_from <= time < p_to, per table, month and conversation.
+CREATE OR REPLACE FUNCTION billing._conversation_usage(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (source_id smallint, month date, conversation_id text, messages bigint,
+               prompt_tokens bigint, completion_tokens bigint, cached_tokens bigint,
+               estimated_tokens bigint, cost numeric, unpriced_tokens bigint,
+               first_message_at timestamptz, last_message_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+BEGIN
+    RETURN QUERY
+    WITH x AS (
+        SELECT u.source_id, u.month, u.conversation_id, u.messages, u.prompt_tokens, u.completion_tokens,
+               u.cached_tokens, u.estimated_tokens, u.cost, u.unpriced_tokens,
+               u.first_message_at AS first_add, u.last_message_at AS last_add,
+               NULL::timestamptz AS first_removed, NULL::timestamptz AS last_removed, u.bounds_stale
+          FROM billing.conversation_usage AS u
+         WHERE u.month >= billing.month_of(p_from)
+           AND billing.month_start(u.month) >= p_from
+           AND billing.month_end(u.month) <= p_to
+        UNION ALL
+        SELECT l.source_id, l.month, l.conversation_id, l.messages, l.prompt_tokens, l.completion_tokens,
+               l.cached_tokens, l.estimated_prompt::numeric + l.estimated_completion, l.cost + l.estimated_cost,
+               l.unpriced_tokens,
+               CASE WHEN l.messages > 0 THEN l.created_at END, CASE WHEN l.messages > 0 THEN l.created_at END,
+               CASE WHEN l.messages < 0 THEN l.created_at END, CASE WHEN l.messages < 0 THEN l.created_at END,
+               false
+          FROM billing._ledger_priced AS l
+         WHERE billing.month_start(l.month) >= p_from
+           AND billing.month_end(l.month) <= p_to
+    ), g AS (
+        SELECT x.source_id, x.month, x.conversation_id, sum(x.messages)::bigint AS messages,
+               billing._sat(sum(x.prompt_tokens)) AS prompt_tokens,
+               billing._sat(sum(x.completion_tokens)) AS completion_tokens,
+               billing._sat(sum(x.cached_tokens)) AS cached_tokens,
+               billing._sat(sum(x.estimated_tokens)) AS estimated_tokens,
+               sum(x.cost) AS cost, billing._sat(sum(x.unpriced_tokens)) AS unpriced_tokens,
+               min(x.first_add) AS first_add, max(x.last_add) AS last_add,
+               min(x.first_removed) AS first_removed, max(x.last_removed) AS last_removed,
+               bool_or(x.bounds_stale) AS bounds_stale
+          FROM x
+         -- billing._is_stale() spelled out, so that the planner anti-joins.
+         WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
+                            WHERE sm.source_id = x.source_id AND sm.month = x.month)
+           AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
+                            WHERE tt.id = x.source_id AND NOT tt.backfilled)
+         GROUP BY x.source_id, x.month, x.conversation_id
+        HAVING sum(x.messages) <> 0
+    )
+    SELECT g.source_id, g.month, g.conversation_id, g.messages, g.prompt_tokens, g.completion_tokens,
+           g.cached_tokens, g.estimated_tokens, g.cost, g.unpriced_tokens,
+           -- A removal at (or past) a bound moves it: read that one from the source.
+           CASE WHEN g.bounds_stale OR g.first_removed <= g.first_add OR g.last_removed >= g.last_add
+                     OR g.first_add IS NULL
+                THEN (SELECT b.first_at FROM billing._conversation_bounds(g.source_id, g.month, g.conversation_id) AS b)
+                ELSE g.first_add END,
+           CASE WHEN g.bounds_stale OR g.first_removed <= g.first_add OR g.last_removed >= g.last_add
+                     OR g.last_add IS NULL
+                THEN (SELECT b.last_at FROM billing._conversation_bounds(g.source_id, g.month, g.conversation_id) AS b)
+                ELSE g.last_add END
+      FROM g;
+
+    FOR s IN SELECT * FROM billing._source_ranges(p_from, p_to) LOOP
+        RETURN QUERY
+        SELECT s.source_id, r.month, r.conversation_id, sum(r.messages)::bigint,
+               billing._sat(sum(r.prompt_tokens)), billing._sat(sum(r.completion_tokens)),
+               billing._sat(sum(r.cached_tokens)), billing._sat(sum(r.estimated_prompt + r.estimated_completion)),
+               sum(r.cost + r.estimated_cost), billing._sat(sum(r.unpriced_tokens)),
+               min(r.first_message_at), max(r.last_message_at)
+          FROM billing._scan_source_safely(s.source_id, s.range_from, s.range_to) AS r
+         GROUP BY r.month, r.conversation_id;
+    END LOOP;
+END
+$$;
+
+-- One row per month and cost source ('openai', 'aws'), for every month with usage.
+CREATE OR REPLACE FUNCTION billing.history(p_from timestamptz DEFAULT '-infinity', p_to timestamptz DEFAULT 'infinity')
+RETURNS TABLE (month date, source text, cost numeric, basis text, messages bigint, prompt_tokens bigint,
+               completion_tokens bigint, cached_tokens bigint, estimated_tokens bigint,
+               unpriced_tokens bigint, emails numeric, services jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.month, 'openai', sum(m.cost + m.estimated_cost),
+           CASE WHEN sum(m.estimated_prompt::numeric + m.estimated_completion) > 0 THEN 'partly estimated'
+                ELSE 'actual usage' END,
+           sum(m.messages)::bigint, billing._sat(sum(m.prompt_tokens)), billing._sat(sum(m.completion_tokens)),
+           billing._sat(sum(m.cached_tokens)), billing._sat(sum(m.estimated_prompt::numeric + m.estimated_completion)),
+           billing._sat(sum(m.unpriced_tokens)), NULL::numeric, NULL::jsonb
+      FROM billing._model_usage(p_from, p_to) AS m
+     GROUP BY m.month
+    UNION ALL
+    SELECT a.month, 'aws', sum(a.cost),
+           CASE WHEN bool_and(a.basis = 'actual') THEN 'actual'
+                WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END,
+           NULL, NULL, NULL, NULL, NULL, NULL,
+           coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+           jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+      FROM billing._aws_usage(p_from, p_to) AS a
+     GROUP BY a.month
+$$;
+
+CREATE OR REPLACE VIEW billing.conversation_costs WITH (security_invoker = true) AS
+SELECT c.month, c.conversation_id, t.relation AS source_table, c.cost,
+       billing._sat(c.prompt_tokens::numeric + c.completion_tokens) AS tokens, c.prompt_tokens, c.completion_tokens,
+       c.cached_tokens, c.estimated_tokens, c.unpriced_tokens, c.messages,
+       c.first_message_at, c.last_message_at
+  FROM billing._conversation_usage('-infinity', 'infinity') AS c
+  JOIN billing.tracked_tables AS t ON t.id = c.source_id;
+
+CREATE OR REPLACE VIEW billing.usage_problems WITH (security_invoker = true) AS
+SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
+       'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
+  FROM billing.problem_messages AS p
+  JOIN billing.tracked_tables AS t ON t.id = p.source_id
+UNION ALL
+SELECT t.relation, NULL, NULL, m.month,
+       CASE WHEN m.model = '' THEN 'no model' ELSE 'unpriced model' END,
+       CASE WHEN m.model = '' THEN 'usage without a model name'
+            ELSE format('model "%s" has no price in billing.model_prices at that time',
+                        CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END) END,
+       NULL, billing._sat(m.unpriced_tokens::numeric - m.unsplit_tokens)
+  FROM billing._model_usage('-infinity', 'infinity') AS m
+  JOIN billing.tracked_tables AS t ON t.id = m.source_id
+ WHERE m.unpriced_tokens <> m.unsplit_tokens
+UNION ALL
+SELECT t.relation, NULL, NULL, m.month, 'no token split',
+       format('usage of model "%s" gives only a total token count: the split decides the price',
+              CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END),
+       NULL, m.unsplit_tokens
+  FROM billing._model_usage('-infinity', 'infinity') AS m
+  JOIN billing.tracked_tables AS t ON t.id = m.source_id
+ WHERE m.unsplit_tokens <> 0
+UNION ALL
+SELECT NULL, NULL, NULL, a.month, 'unpriced AWS service',
+       format('service "%s" has no price in billing.aws_prices', a.service), NULL, NULL
+  FROM billing._aws_usage('-infinity', 'infinity') AS a
+ WHERE a.unpriced_quantity <> 0;
+
+-- The top conversations of a period. For one whole fresh month (the usual
+-- dashboard) it reads the rollup's (month, cost) index: the first N + K rows,
+-- K being the conversations with unmerged ledger rows, are enough to be exact.
+CREATE OR REPLACE FUNCTION billing._top_conversations(p_from timestamptz, p_to timestamptz, p_limit integer)
+RETURNS TABLE (conversation_id text, cost numeric, tokens bigint, messages bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m date := billing.month_of(p_from);
+    whole_month boolean;
+    k bigint;
+BEGIN
+    whole_month := p_from = billing.month_start(m)
+                   AND p_to = billing.month_end(m)
+                   AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables t WHERE billing._is_stale(t.id, m));
+    IF NOT whole_month THEN
+        RETURN QUERY
+        SELECT c.conversation_id, sum(c.cost), billing._sat(sum(c.prompt_tokens::numeric + c.completion_tokens)),
+               sum(c.messages)::bigint
+          FROM billing._conversation_usage(p_from, p_to) AS c
+         GROUP BY c.conversation_id
+         ORDER BY 2 DESC, 1
+         LIMIT p_limit;
+        RETURN;
+    END IF;
+
+    SELECT count(*) INTO k
+      FROM (SELECT DISTINCT l.source_id, l.conversation_id FROM billing.usage_ledger AS l
+             WHERE l.created_at >= p_from AND l.created_at < p_to) AS d;
+    RETURN QUERY
+    WITH candidates AS (
+        (SELECT u.source_id, u.conversation_id FROM billing.conversation_usage AS u
+          WHERE u.month = m ORDER BY u.cost DESC, u.conversation_id LIMIT p_limit + k)
+        UNION
+        SELECT DISTINCT l.source_id, l.conversation_id FROM billing.usage_ledger AS l
+         WHERE l.created_at >= p_from AND l.created_at < p_to
+    ), totals AS (
+        SELECT x.conversation_id, sum(x.cost) AS cost, billing._sat(sum(x.tokens)) AS tokens,
+               sum(x.messages)::bigint AS messages
+          FROM (-- Plain equality, so that each candidate is one probe of the
+                -- rollup's unique index; the NULL conversation apart.
+                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens AS tokens, u.messages
+                  FROM candidates AS c
+                  JOIN billing.conversation_usage AS u
+                    ON u.source_id = c.source_id AND u.month = m AND u.conversation_id = c.conversation_id
+                UNION ALL
+                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens, u.messages
+                  FROM billing.conversation_usage AS u
+                 WHERE u.month = m AND u.conversation_id IS NULL
+                   AND EXISTS (SELECT 1 FROM candidates AS c
+                                WHERE c.source_id = u.source_id AND c.conversation_id IS NULL)
+                UNION ALL
+                SELECT l.conversation_id, l.cost + l.estimated_cost, l.prompt_tokens::numeric + l.completion_tokens,
+                       l.messages
+                  FROM billing._ledger_priced AS l
+                 WHERE l.created_at >= p_from AND l.created_at < p_to) AS x
+         GROUP BY x.conversation_id
+        HAVING sum(x.messages) <> 0
+    )
+    SELECT t.conversation_id, t.cost, t.tokens, t.messages FROM totals AS t
+     ORDER BY t.cost DESC, t.conversation_id
+     LIMIT p_limit;
+END
+$$;
+
+
+
+CREATE OR REPLACE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamptz,
+                                             top_conversations integer DEFAULT 50, months integer DEFAULT 6)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    openai jsonb;
+    aws jsonb;
+    conversations jsonb;
+    hist jsonb;
+    history_from date;
+    last_month date;
+BEGIN
+    IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start THEN
+        RAISE EXCEPTION 'billing: the period must have a start before its end' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
+        RAISE NOTICE 'billing: no table is tracked yet, so OpenAI figures are zero'
+            USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table.';
+    END IF;
+    IF top_conversations < 0 OR months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be >= 0 and months between 1 and 1200'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Every figure is defined once (README "The dashboard payload"):
+    -- tokens = prompt + completion + estimated + total-only tokens, and the
+    -- by_model entries add up to the card.
+    WITH m AS (SELECT * FROM billing._model_usage(period_start, period_end)),
+    per_model AS (
+        SELECT CASE WHEN m.model = '' THEN '(none)' ELSE m.model END AS model,
+               sum(m.cost + m.estimated_cost) AS cost,
+               sum(m.prompt_tokens::numeric + m.completion_tokens + m.estimated_prompt
+                   + m.estimated_completion + m.unsplit_tokens) AS tokens,
+               sum(m.unpriced_tokens) AS unpriced_tokens,
+               sum(m.messages) AS messages,
+               -- no price at all: the cost is unknown, not zero
+               bool_and(m.unpriced_tokens::numeric = m.prompt_tokens::numeric + m.completion_tokens
+                        + m.estimated_prompt + m.estimated_completion + m.unsplit_tokens
+                        AND m.unpriced_tokens <> 0) AS unpriced
+          FROM m GROUP BY 1
+    )
+    SELECT jsonb_build_object(
+               'cost', coalesce(sum(m.cost + m.estimated_cost), 0),
+               'estimated_cost', coalesce(sum(m.estimated_cost), 0),
+               'tokens', coalesce(sum(m.prompt_tokens::numeric + m.completion_tokens + m.estimated_prompt
+                                      + m.estimated_completion + m.unsplit_tokens), 0),
+               'prompt_tokens', coalesce(sum(m.prompt_tokens), 0),
+               'completion_tokens', coalesce(sum(m.completion_tokens), 0),
+               'cached_tokens', coalesce(sum(m.cached_tokens), 0),
+               'estimated_tokens', coalesce(sum(m.estimated_prompt::numeric + m.estimated_completion), 0),
+               'unsplit_tokens', coalesce(sum(m.unsplit_tokens), 0),
+               'unpriced_tokens', coalesce(sum(m.unpriced_tokens), 0),
+               'messages', coalesce(sum(m.messages), 0),
+               'problems', coalesce(sum(m.problems), 0),
+               'by_model', coalesce((
+                   SELECT jsonb_object_agg(b.model, jsonb_build_object(
+                              'cost', CASE WHEN b.unpriced THEN NULL ELSE b.cost END,
+                              'tokens', b.tokens, 'unpriced_tokens', b.unpriced_tokens,
+                              'messages', b.messages))
+                     FROM per_model AS b), '{}'::jsonb))
+      INTO openai
+      FROM m;
+
+    SELECT jsonb_build_object(
+               'cost', coalesce(sum(a.cost), 0),
+               'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+               'breakdown', coalesce(jsonb_object_agg(a.service, jsonb_build_object(
+                                'quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+                                FILTER (WHERE a.service IS NOT NULL), '{}'::jsonb),
+               'source', CASE WHEN count(*) = 0 THEN 'estimate'
+                              WHEN bool_and(a.basis = 'actual') THEN 'actual'
+                              WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END)
+      INTO aws
+      FROM billing._aws_usage(period_start, period_end) AS a;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object('conversation_id', c.conversation_id, 'cost', c.cost,
+                                                 'tokens', c.tokens, 'messages', c.messages)
+                              ORDER BY c.cost DESC, c.conversation_id), '[]'::jsonb)
+      INTO conversations
+      FROM billing._top_conversations(period_start, period_end, top_conversations) AS c;
+
+    -- History: the `months` months that end with the period's last month.
+    last_month := billing.month_of(period_end - interval '1 microsecond');
+    history_from := (last_month - (months - 1) * interval '1 month')::date;
+    WITH h AS (
+        SELECT h.month, h.source, h.cost
+          FROM billing.history(billing.month_start(history_from),
+                               billing.month_end(last_month)) AS h
+    )
+    SELECT jsonb_agg(jsonb_build_object(
+               'month', to_char(g.m, 'YYYY-MM'),
+               'openai', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'openai'), 0),
+               'aws', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'aws'), 0),
+               'total', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m), 0))
+             ORDER BY g.m)
+      INTO hist
+      FROM generate_series(history_from, last_month, interval '1 month') AS g(m);
+
+    RETURN jsonb_build_object(
+        'period', jsonb_build_object('start', period_start, 'end', period_end),
+        'openai', openai,
+        'aws', aws,
+        'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
+        'conversations', conversations,
+        'history', hist);
+END
+$$;
+COMMENT ON FUNCTION billing.dashboard(timestamptz, timestamptz, integer, integer) IS
+    'The billing page for usage with period_start <= time < period_end: OpenAI and AWS cards, top conversations, and the history of the months ending with the period.';
+
+CREATE OR REPLACE FUNCTION billing.dashboard(months integer DEFAULT 6, top_conversations integer DEFAULT 50,
+                                  at timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT billing.dashboard(billing.month_start(billing.month_of(at)),
+                             billing.month_end(billing.month_of(at)),
+                             top_conversations, months)
+$$;
+COMMENT ON FUNCTION billing.dashboard(integer, integer, timestamptz) IS
+    'The billing page for the month that contains `at`: SELECT billing.dashboard(); is the whole /api/billing payload.';
+
+
+-- billing.dashboard('2026-11-01', '2026-12-01'): with two untyped literals
+-- the (timestamptz, timestamptz) and (integer, integer, timestamptz) forms
+-- both match; a text form is what PostgreSQL picks for unknown literals.
+CREATE FUNCTION billing.dashboard(period_start text, period_end text,
+                                  top_conversations integer DEFAULT 50, months integer DEFAULT 6)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT billing.dashboard(period_start::timestamptz, period_end::timestamptz, top_conversations, months)
+$$;
+COMMENT ON FUNCTION billing.dashboard(text, text, integer, integer) IS
+    'billing.dashboard(period_start, period_end, ...) called with untyped literals, such as billing.dashboard(''2026-11-01'', ''2026-12-01'').';
+
+CREATE OR REPLACE VIEW billing.current_period WITH (security_invoker = true) AS
+SELECT (d -> 'period' ->> 'start')::timestamptz AS period_start,
+       (d -> 'period' ->> 'end')::timestamptz AS period_end,
+       (d -> 'openai' ->> 'cost')::numeric AS openai_cost,
+       billing._sat((d -> 'openai' ->> 'tokens')::numeric) AS openai_tokens,
+       billing._sat((d -> 'openai' ->> 'prompt_tokens')::numeric) AS prompt_tokens,
+       billing._sat((d -> 'openai' ->> 'completion_tokens')::numeric) AS completion_tokens,
+       billing._sat((d -> 'openai' ->> 'cached_tokens')::numeric) AS cached_tokens,
+       (d -> 'openai' ->> 'messages')::bigint AS messages,
+       billing._sat((d -> 'openai' ->> 'estimated_tokens')::numeric) AS estimated_tokens,
+       billing._sat((d -> 'openai' ->> 'unpriced_tokens')::numeric) AS unpriced_tokens,
+       (d -> 'aws' ->> 'cost')::numeric AS aws_cost,
+       (d -> 'aws' ->> 'emails')::numeric AS emails,
+       d -> 'aws' -> 'breakdown' AS aws_breakdown,
+       d -> 'aws' ->> 'source' AS aws_source,
+       (d ->> 'total_cost')::numeric AS total_cost
+  FROM billing.dashboard(1, 0) AS d;
+
+------------------------------------------------------------------------------
+-- Tracking: column types checked first, and a report of what was done
+------------------------------------------------------------------------------
+
+DROP FUNCTION billing.track_messages(regclass, name, name, name, name, name, name, boolean);
+CREATE FUNCTION billing.track_messages(
+    relation regclass,
+    id_column name DEFAULT 'id',
+    conversation_column name DEFAULT 'conversation_id',
+    role_column name DEFAULT 'role',
+    content_column name DEFAULT 'content',
+    data_column name DEFAULT 'data',
+    created_at_column name DEFAULT 'created_at',
+    backfill boolean DEFAULT true,
+    OUT tracked regclass, OUT backfilled boolean, OUT messages numeric, OUT problems bigint,
+    OUT unpriced_models text[], OUT seconds numeric)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    started timestamptz := clock_timestamp();
+BEGIN
+    IF EXISTS (SELECT 1 FROM billing.tracked_tables tt WHERE tt.relation = track_messages.relation) THEN
+        RAISE EXCEPTION 'billing: table % is already tracked', relation USING ERRCODE = 'duplicate_object';
+    END IF;
+    INSERT INTO billing.tracked_tables (relation, id_column, conversation_column, role_column,
+                                        content_column, data_column, created_at_column)
+    VALUES (relation, id_column, conversation_column, role_column, content_column, data_column,
+            created_at_column)
+    RETURNING * INTO t;
+    -- Every column exists and has a type billing reads (else an error that
+    -- names it, and nothing is kept).
+    PERFORM billing._row_reader(t, 'NEW');
+    PERFORM billing._create_trigger(t);
+    tracked := relation;
+    backfilled := track_messages.backfill;
+    IF backfill THEN
+        PERFORM billing._backfill(t.id);
+        SELECT sum(u.messages), array_agg(DISTINCT u.model ORDER BY u.model)
+                                  FILTER (WHERE u.model <> '' AND u.unpriced_tokens > u.unsplit_tokens)
+          INTO messages, unpriced_models
+          FROM billing.month_usage AS u WHERE u.source_id = t.id;
+        messages := coalesce(messages, 0);
+        SELECT count(*) INTO problems FROM billing.problem_messages AS p WHERE p.source_id = t.id;
+    END IF;
+    seconds := round(extract(epoch FROM clock_timestamp() - started)::numeric, 3);
+END
+$$;
+COMMENT ON FUNCTION billing.track_messages(regclass, name, name, name, name, name, name, boolean) IS
+    'Starts tracking a messages table: a trigger follows its writes; existing rows are taken in now (backfill) or by the next billing.merge(). Returns what was taken in.';
+
+------------------------------------------------------------------------------
+-- Tables tracked under 0.3 get the 0.4 trigger function
+------------------------------------------------------------------------------
+
+-- Makes anew every tracked table's trigger function whose body is not what
+-- this version writes. An extension script cannot replace a function that
+-- is not a member, so tables tracked under 0.3 are moved by the first
+-- billing.merge() after the update (and by any ALTER TABLE of theirs). A
+-- table it cannot move (a column of a type 0.4 refuses) keeps its function,
+-- with a warning: untrack it, or change the column's type.
+CREATE FUNCTION billing._refresh_trigger_functions() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+BEGIN
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+               JOIN pg_proc AS p ON p.oid = to_regprocedure(format('billing.%I()', 'track_' || tt.id))
+              ORDER BY tt.id LOOP
+        BEGIN
+            IF (SELECT p.prosrc FROM pg_proc AS p
+                 WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
+               IS DISTINCT FROM billing._trigger_source(t) THEN
+                PERFORM billing._create_trigger_function(t);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;

@@ -29,7 +29,7 @@ SELECT billing.message_cost(convert_from('\x6770742dff'::bytea, 'UTF8'), 1, 1);
 -- A tracked table takes every kind of bad row as usual.
 CREATE TABLE odd_messages (id bigserial PRIMARY KEY, conversation_id text, role text, content text,
                            data jsonb, created_at timestamptz);
-SELECT billing.track_messages('odd_messages');
+SELECT tracked, backfilled, messages, problems, unpriced_models FROM billing.track_messages('odd_messages');
 INSERT INTO odd_messages (conversation_id, role, content, data, created_at) VALUES
   (NULL, 'assistant', 'no conversation', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-02'),
   ('c', NULL, NULL, NULL, '2026-11-02'),

@@ -29,7 +29,7 @@ INSERT INTO zone_messages (conversation_id, role, content, data, created_at) VAL
     ('a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2026-03-01 03:00+00'),
     -- 2026-03-01 01:00 in New York: $10.00
     ('b', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 0, "completion_tokens": 1000000}', '2026-03-01 06:00+00');
-SELECT billing.track_messages('zone_messages');
+SELECT tracked, backfilled, messages, problems, unpriced_models FROM billing.track_messages('zone_messages');
 
 -- UTC: both in March.
 SELECT month, source, cost FROM billing.monthly_history ORDER BY 1, 2;

@@ -5,7 +5,7 @@ SET timezone = 'UTC';
 \set SHOW_CONTEXT never
 CREATE TABLE perm_messages (id bigserial PRIMARY KEY, conversation_id text, role text, content text,
                             data jsonb, created_at timestamptz DEFAULT now());
-SELECT billing.track_messages('perm_messages');
+SELECT tracked, backfilled, messages, problems, unpriced_models FROM billing.track_messages('perm_messages');
 
 CREATE ROLE regress_billing_app;
 CREATE ROLE regress_billing_viewer;

@@ -35,7 +35,7 @@ SET search_path = evil, pg_catalog, public;
 -- 100 x 2.5/1M + 50 x 10/1M = 0.00075, not the look-alike's price.
 SELECT billing.openai_cost('gpt-4o', 100, 50) AS cost;
 SELECT billing.message_cost('{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}'::jsonb) AS cost;
-SELECT billing.track_messages('public.sec_messages');
+SELECT tracked, backfilled, messages, problems, unpriced_models FROM billing.track_messages('public.sec_messages');
 INSERT INTO public.sec_messages (conversation_id, role, content, data, created_at)
 VALUES ('b', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 0}', '2026-11-04');
 -- (the test's own statements qualify their operators: evil.= would catch them too)

@@ -10,7 +10,7 @@ CREATE TABLE ddl_messages (
 -- gpt-4o: $2.50 per 1M input tokens, $10.00 per 1M output tokens.
 INSERT INTO ddl_messages (conversation_id, role, content, data, created_at) VALUES
     ('a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2026-03-05');
-SELECT billing.track_messages('ddl_messages');
+SELECT tracked, backfilled, messages, problems, unpriced_models FROM billing.track_messages('ddl_messages');
 
 -- Renames: the trigger function follows them (the app's next insert would
 -- fail otherwise). Other ALTER TABLEs change nothing.

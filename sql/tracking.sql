@@ -81,7 +81,7 @@ INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
   ('c2', 'user', 'what is the time', '{}', '2026-11-03 09:00'),
   ('c2', 'assistant', 'twelve chars', '{}', '2026-11-03 09:01');
 
-SELECT billing.track_messages('messages');
+SELECT tracked, backfilled, messages, problems, unpriced_models FROM billing.track_messages('messages');
 SELECT relation, backfilled FROM billing.tracked_tables;
 
 -- November: 0.0006 + 0.0000024 = 0.0006024, October 0.0035.

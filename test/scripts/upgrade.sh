@@ -96,3 +96,32 @@ dropdb "$db"
 [[ "$emails" == 6 && "$legacy" == 0 ]] || { echo "FAIL: profiles tracked under 0.2: $emails e-mails (want 6), $legacy old function(s)"; exit 1; }
 [[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on the app's tables after DROP EXTENSION"; exit 1; }
 echo "upgrade 0.2 -> $current: tracked tables still tracked; DROP EXTENSION leaves them writable"
+
+# A table tracked under 0.3 keeps being tracked, and the first merge() after
+# the update gives it this version's trigger function (an extension script
+# cannot replace a function that is not a member): a row far outside the
+# years billing counts then becomes a listed problem instead of a ledger row
+# whose month has no end.
+db=billing_upgrade_tracked_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE EXTENSION billing VERSION '0.3';
+CREATE TABLE messages (id serial PRIMARY KEY, conversation_id text, role text, content text,
+                       data jsonb, created_at timestamptz);
+SELECT billing.track_messages('messages');
+INSERT INTO messages (conversation_id, role, content, data, created_at)
+VALUES ('a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-01');
+ALTER EXTENSION billing UPDATE;
+SELECT billing.merge();
+INSERT INTO messages (conversation_id, role, content, data, created_at)
+VALUES ('a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}',
+        '294276-12-31 23:59:59+00');
+SQL
+# 100 x $2.50 / 1M + 50 x $10 / 1M = $0.00075; the far row is a problem.
+got=$(psql_q -d "$db" -c "SELECT (SELECT sum(cost) FROM billing.monthly_history) = 0.00075
+                                 AND (SELECT count(*) FROM billing.usage_problems WHERE kind = 'malformed data') = 1
+                                 AND billing.merge() >= 0")
+dropdb "$db"
+[[ "$got" == t ]] || { echo "FAIL: a table tracked under 0.3 did not get the $current trigger function"; exit 1; }
+echo "upgrade 0.3 -> $current: tracked tables get the new trigger function at the first merge"

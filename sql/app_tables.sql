@@ -1,0 +1,183 @@
+-- The tables real apps have: the column types ORMs create by default,
+-- schemas and quoted names, partitioned tables, and rows written by a
+-- hostile or buggy app. Every write succeeds; merge() and the reads keep
+-- working for every table; expected values are worked out by hand.
+-- Prices: gpt-4o $2.50 / $10.00 per 1M prompt / completion tokens,
+-- gpt-4o-mini $0.15 / $0.60.
+\set SHOW_CONTEXT never
+-- The session's time zone must play no part in which month a row is in.
+SET timezone = 'America/New_York';
+
+-- Prisma: quoted camelCase names in their own schema, text (cuid) ids,
+-- DateTime as timestamp(3) without time zone, holding UTC.
+CREATE SCHEMA app;
+CREATE TABLE app."Message" (
+    id text PRIMARY KEY,
+    "conversationId" text NOT NULL,
+    role text NOT NULL,
+    content text NOT NULL,
+    data jsonb,
+    "createdAt" timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+-- 2026-11-30 23:30 UTC is November (in New York it is 18:30 on the 30th;
+-- read in the session's zone it would be 04:30 UTC on 1 December).
+INSERT INTO app."Message" VALUES
+  ('ckx1', 'conv-a', 'assistant', 'hello', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}',
+   '2026-11-30 23:30:00');
+SELECT tracked, backfilled, messages, problems FROM billing.track_messages('app."Message"',
+    conversation_column => 'conversationId', created_at_column => 'createdAt');
+-- 100 x 2.50/1M + 50 x 10/1M = 0.00025 + 0.0005 = 0.00075, in November.
+SELECT month, cost, messages FROM billing.monthly_history WHERE source = 'openai' ORDER BY month;
+-- A write after tracking, 2026-12-01 00:10 UTC: December.
+INSERT INTO app."Message" VALUES
+  ('ckx2', 'conv-a', 'assistant', 'again', '{"model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 0}',
+   '2026-12-01 00:10:00');
+-- 1000 x 2.50/1M = 0.0025, in December; the same after merge.
+SELECT month, cost FROM billing.monthly_history WHERE source = 'openai' ORDER BY month;
+SELECT billing.merge() > 0 AS merged;
+SELECT month, cost FROM billing.monthly_history WHERE source = 'openai' ORDER BY month;
+SELECT conversation_id, first_message_at AT TIME ZONE 'UTC' AS first_utc, last_message_at AT TIME ZONE 'UTC' AS last_utc
+  FROM billing.conversation_costs ORDER BY month;
+SELECT billing.untrack_messages('app."Message"');
+
+-- Drizzle: serial ids, uuid conversations, an enum role, varchar content,
+-- json data, timestamp without time zone.
+CREATE TYPE chat_role AS ENUM ('user', 'assistant');
+CREATE TABLE drizzle_messages (
+    id serial PRIMARY KEY,
+    conversation_id uuid,
+    role chat_role NOT NULL,
+    content varchar(4000),
+    data json,
+    created_at timestamp DEFAULT now()
+);
+SELECT tracked, backfilled FROM billing.track_messages('drizzle_messages');
+-- A question of 16 characters (4 tokens), then a reply of 12 characters
+-- without usage: 3 completion tokens, its prompt the question's 4, priced
+-- as gpt-4o-mini: 4 x 0.15/1M + 3 x 0.60/1M = 0.0000006 + 0.0000018 = 0.0000024.
+INSERT INTO drizzle_messages (conversation_id, role, content, data, created_at) VALUES
+  ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'user', 'what is the time', NULL, '2026-11-03 09:00'),
+  ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'assistant', 'twelve chars', '{}', '2026-11-03 09:01');
+SELECT conversation_id, cost, estimated_tokens, messages FROM billing.conversation_costs;
+SELECT billing.merge() > 0 AS merged;
+SELECT conversation_id, cost, estimated_tokens, messages FROM billing.conversation_costs;
+SELECT billing.untrack_messages('drizzle_messages');
+
+-- Django: bigint ids, a TextField holding JSON, timestamptz. Text that is
+-- not JSON is stored as the app wrote it and listed as a problem.
+CREATE TABLE django_messages (
+    id bigserial PRIMARY KEY,
+    conversation_id bigint,
+    role varchar(20),
+    content text,
+    data text,
+    created_at timestamptz
+);
+SELECT tracked, backfilled FROM billing.track_messages('django_messages');
+INSERT INTO django_messages (conversation_id, role, content, data, created_at) VALUES
+  (7, 'assistant', 'ok', '{"model": "gpt-4o-mini", "prompt_tokens": 1000000, "completion_tokens": 0}', '2026-11-04'),
+  (7, 'assistant', 'bad', 'not json {', '2026-11-04'),
+  (7, 'assistant', 'nul', '{"model": "gpt-4o", "x": "\u0000"}', '2026-11-04');
+-- 1M x 0.15/1M = 0.15; the two bad rows are problems, not costs.
+SELECT conversation_id, cost, messages FROM billing.conversation_costs;
+SELECT kind, detail, messages FROM billing.usage_problems ORDER BY detail;
+SELECT billing.merge() > 0 AS merged;
+SELECT conversation_id, cost, messages FROM billing.conversation_costs;
+SELECT billing.untrack_messages('django_messages');
+
+-- A partitioned table (by month), Rails-style timestamp(6).
+CREATE TABLE part_messages (
+    id bigint NOT NULL,
+    conversation_id text,
+    role text,
+    content text,
+    data jsonb,
+    created_at timestamp(6) NOT NULL,
+    PRIMARY KEY (id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE TABLE part_messages_2026_11 PARTITION OF part_messages FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+CREATE TABLE part_messages_2026_12 PARTITION OF part_messages FOR VALUES FROM ('2026-12-01') TO ('2027-01-01');
+INSERT INTO part_messages VALUES
+  (1, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-10');
+SELECT tracked, backfilled, messages FROM billing.track_messages('part_messages');
+INSERT INTO part_messages VALUES
+  (2, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-12-10');
+-- 0.00075 in each month, before and after merge.
+SELECT month, cost FROM billing.monthly_history WHERE source = 'openai' ORDER BY month;
+SELECT billing.merge() > 0 AS merged;
+SELECT month, cost FROM billing.monthly_history WHERE source = 'openai' ORDER BY month;
+SELECT billing.untrack_messages('part_messages');
+
+-- Types billing cannot read are refused, naming the column and its type,
+-- and nothing is kept.
+CREATE TABLE odd_types (id jsonb, conversation_id text, role text, content text, data xml,
+                        created_at text, at2 bigint);
+SELECT billing.track_messages('odd_types');
+SELECT billing.track_messages('odd_types', id_column => 'conversation_id');
+SELECT billing.track_messages('odd_types', id_column => 'conversation_id', data_column => 'content');
+SELECT billing.track_messages('odd_types', id_column => 'conversation_id', data_column => 'content',
+                              created_at_column => 'at2');
+SELECT count(*) AS tracked FROM billing.tracked_tables;
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'odd_types'::regclass;
+
+-- Hostile rows: none fails the app's write, merge() or a read.
+CREATE TABLE hostile (
+    id text PRIMARY KEY, conversation_id text, role text, content text, data jsonb, created_at timestamptz);
+SELECT tracked, backfilled FROM billing.track_messages('hostile', backfill => false);
+INSERT INTO hostile VALUES
+  -- token counts at the bigint limit, twice: their sum is beyond bigint
+  ('big1', 'h', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 9223372036854775807, "completion_tokens": 0}', '2026-11-05'),
+  ('big2', 'h', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 9223372036854775807, "completion_tokens": 0}', '2026-11-05'),
+  -- times at the far ends of timestamptz's range
+  ('far1', 'h', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '294276-12-31 23:59:59+00'),
+  ('far2', 'h', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '4713-11-24 00:00:00+00 BC'),
+  ('far3', 'h', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '-infinity'),
+  -- a model name, a conversation id and a message id of 3,000 characters
+  ('long1', 'h', 'assistant', 'x', format('{"model": "%s", "prompt_tokens": 1, "completion_tokens": 1}', repeat('m', 3000))::jsonb, '2026-11-06'),
+  ('long2', repeat('c', 3000), 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2026-11-06'),
+  (repeat('i', 3000), 'h', 'assistant', 'x', '{"prompt_tokens": "oops"}', '2026-11-06');
+SELECT billing.merge() >= 0 AS merged;
+SELECT billing.merge() >= 0 AS merged_again;
+-- Costs stay exact: 9223372036854775807 x 2.50/1M = 23058430092136.9395175,
+-- twice = 46116860184273.879035, plus 1M x 2.50/1M = 2.50 for the long
+-- conversation: 46116860184276.379035. Token figures saturate at the bigint
+-- limit per model and month (9223372036854775807 for gpt-4o, plus 1 token of
+-- the long model name in the card).
+SELECT month, cost, prompt_tokens, messages FROM billing.monthly_history WHERE source = 'openai' ORDER BY month;
+SELECT (d -> 'openai' ->> 'cost')::numeric AS cost, d -> 'openai' -> 'prompt_tokens' AS prompt_tokens,
+       d -> 'openai' -> 'messages' AS messages
+  FROM billing.dashboard('2026-11-01', '2026-12-01', 10, 1) AS d;
+SELECT length(conversation_id) AS key_length, right(conversation_id, 42) = '... (md5 ' || md5(repeat('c', 3000)) || ')' AS keyed,
+       cost FROM billing.conversation_costs WHERE conversation_id LIKE 'ccc%';
+SELECT kind, left(detail, 60) AS detail, messages, tokens FROM billing.usage_problems ORDER BY kind, detail;
+-- Deleting the hostile rows takes them back.
+DELETE FROM hostile;
+SELECT billing.merge() >= 0 AS merged;
+SELECT count(*) AS months FROM billing.monthly_history WHERE source = 'openai';
+SELECT count(*) AS problems FROM billing.usage_problems;
+SELECT billing.untrack_messages('hostile');
+
+-- backfill => false: before the first merge the views read the table, and
+-- replies stored before tracking have their prompt estimated there, as the
+-- backfill then freezes it. Conversation e: a 40-character question (10
+-- tokens), a reply of 8 characters (2 tokens) without usage.
+-- gpt-4o-mini: 10 x 0.15/1M + 2 x 0.60/1M = 0.0000015 + 0.0000012 = 0.0000027.
+CREATE TABLE late (id bigserial PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                   created_at timestamptz);
+INSERT INTO late (conversation_id, role, content, data, created_at) VALUES
+  ('e', 'user', repeat('q', 40), NULL, '2026-11-08 10:00'),
+  ('e', 'assistant', 'answered', '{}', '2026-11-08 10:01');
+SELECT tracked, backfilled FROM billing.track_messages('late', backfill => false);
+SELECT conversation_id, cost, estimated_tokens FROM billing.conversation_costs;
+SELECT billing.merge() >= 0 AS merged;
+SELECT conversation_id, cost, estimated_tokens FROM billing.conversation_costs;
+
+-- The obvious call, with untyped literals.
+SELECT (billing.dashboard('2026-11-01 00:00+00', '2026-12-01 00:00+00') -> 'openai' ->> 'cost')::numeric AS cost;
+-- by_model adds up to the card.
+SELECT (d -> 'openai' ->> 'cost')::numeric = (SELECT sum((v ->> 'cost')::numeric) FROM jsonb_each(d -> 'openai' -> 'by_model') AS e(k, v)) AS costs_add_up,
+       (d -> 'openai' ->> 'tokens')::numeric = (SELECT sum((v ->> 'tokens')::numeric) FROM jsonb_each(d -> 'openai' -> 'by_model') AS e(k, v)) AS tokens_add_up,
+       (d -> 'openai' ->> 'messages')::numeric = (SELECT sum((v ->> 'messages')::numeric) FROM jsonb_each(d -> 'openai' -> 'by_model') AS e(k, v)) AS messages_add_up
+  FROM billing.dashboard('2026-11-01 00:00+00', '2026-12-01 00:00+00') AS d;
+SELECT billing.untrack_messages('late');
+RESET timezone;

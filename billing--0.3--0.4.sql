@@ -445,8 +445,69 @@ BEGIN
         ON CONFLICT (source_id, message_id) DO NOTHING $q$,
         t.relation, r.id, r.at, r.usage)
     USING p_source;
-    PERFORM billing._rebuild(p_source, '-infinity', 'infinity');
+    PERFORM billing._backfill_months(t);
     UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source;
+END
+$$;
+
+-- The rollups of every month of a table, from the table. Where an index on
+-- created_at makes a month cheap to read, month by month with a NOTICE
+-- every 5 seconds (rows done, rows per second, time left); else in one
+-- statement (one read of the table), saying so.
+CREATE FUNCTION billing._backfill_months(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record := billing._row_reader(t, 'r');
+    indexed boolean;
+    lo timestamptz;
+    hi timestamptz;
+    m date;
+    last_month date;
+    total numeric;
+    done numeric := 0;
+    started timestamptz := clock_timestamp();
+    reported timestamptz := clock_timestamp();
+    rate numeric;
+BEGIN
+    SELECT EXISTS (SELECT 1 FROM pg_index AS i JOIN pg_attribute AS a
+                       ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    WHERE i.indrelid = t.relation AND a.attname = t.created_at_column)
+      INTO indexed;
+    IF indexed THEN
+        EXECUTE format('SELECT min(%1$s), max(%1$s) FROM %2$s AS r WHERE billing._countable(%1$s)', r.at, t.relation)
+           INTO lo, hi;
+    END IF;
+    IF lo IS NULL OR billing.month_of(hi) > (billing.month_of(lo) + interval '1200 months')::date THEN
+        IF NOT indexed AND (SELECT c.reltuples FROM pg_class AS c WHERE c.oid = t.relation) > 1000000 THEN
+            RAISE NOTICE 'billing: taking in %: one read of the whole table (an index on % would let billing report progress and rebuild months faster)',
+                         t.relation, quote_ident(t.created_at_column);
+        END IF;
+        PERFORM billing._rebuild(t.id, '-infinity', 'infinity');
+        RETURN;
+    END IF;
+    SELECT sum(greatest(c.reltuples, 0)) INTO total
+      FROM pg_class AS c
+     WHERE c.oid = t.relation OR c.oid IN (SELECT p.relid FROM pg_partition_tree(t.relation) AS p);
+    m := billing.month_of(lo);
+    last_month := billing.month_of(hi);
+    PERFORM billing._rebuild(t.id, '-infinity', billing.month_start(m));
+    LOOP
+        PERFORM billing._rebuild(t.id, billing.month_start(m), billing.month_end(m));
+        done := done + coalesce((SELECT sum(u.messages) FROM billing.month_usage AS u
+                                  WHERE u.source_id = t.id AND u.month = m), 0);
+        EXIT WHEN m >= last_month;
+        m := (m + interval '1 month')::date;
+        IF clock_timestamp() - reported >= interval '5 seconds' THEN
+            reported := clock_timestamp();
+            rate := done / greatest(extract(epoch FROM reported - started)::numeric, 0.001);
+            RAISE NOTICE 'billing: taking in %: % of about % rows, % rows/s, about % s left (next month %)',
+                         t.relation, done, round(greatest(total, done)), round(rate),
+                         round(greatest(total - done, 0) / greatest(rate, 1)), to_char(m, 'YYYY-MM');
+        END IF;
+    END LOOP;
+    PERFORM billing._rebuild(t.id, billing.month_end(last_month), 'infinity');
 END
 $$;
 
@@ -628,6 +689,37 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
+
+------------------------------------------------------------------------------
+-- Readers: a missing grant is named
+------------------------------------------------------------------------------
+
+-- Raises a clear error when the calling role lacks a grant the reads need
+-- (instead of "permission denied for table settings" from deep inside).
+CREATE FUNCTION billing._require_reader() RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    missing text;
+BEGIN
+    SELECT string_agg(c, ', ' ORDER BY c) INTO missing
+      FROM unnest(ARRAY['billing.catalog_state', 'billing.model_prices', 'billing.aws_prices', 'billing.settings',
+                        'billing.tracked_tables', 'billing.usage_ledger', 'billing.month_usage',
+                        'billing.conversation_usage', 'billing.stale_months', 'billing.estimated_prompts',
+                        'billing.problem_messages', 'billing.aws_usage', 'billing.aws_actuals',
+                        'billing._ledger_priced']) AS c
+     WHERE NOT has_table_privilege(c, 'SELECT');
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'billing: role "%" may not read billing''s figures: it has no SELECT on %', current_user, missing
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('A superuser or the extension''s owner grants it: GRANT USAGE ON SCHEMA billing TO %1$I; '
+                                'GRANT SELECT ON ALL TABLES IN SCHEMA billing TO %1$I; (README "Permissions")',
+                                current_user);
+    END IF;
+END
+$$;
+
 -- OpenAI usage with p_from <= time < p_to, per table, month and model.
 CREATE OR REPLACE FUNCTION billing._model_usage(p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (source_id smallint, month date, model text, messages bigint, prompt_tokens bigint,
@@ -640,6 +732,7 @@ AS $$
 DECLARE
     s record;
 BEGIN
+    PERFORM billing._require_reader();
     -- Whole fresh months come from the rollups plus the ledger.
     RETURN QUERY
     SELECT x.source_id, x.month, x.model, sum(x.messages)::bigint, billing._sat(sum(x.prompt_tokens)),
@@ -696,6 +789,7 @@ AS $$
 DECLARE
     s record;
 BEGIN
+    PERFORM billing._require_reader();
     RETURN QUERY
     WITH x AS (
         SELECT u.source_id, u.month, u.conversation_id, u.messages, u.prompt_tokens, u.completion_tokens,
@@ -910,13 +1004,20 @@ BEGIN
     IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start THEN
         RAISE EXCEPTION 'billing: the period must have a start before its end' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
-        RAISE NOTICE 'billing: no table is tracked yet, so OpenAI figures are zero'
-            USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table.';
+    -- The work is bounded whatever the arguments: a finite period within
+    -- the years billing counts, at most 1,200 months of history.
+    IF NOT billing._countable(period_start) OR NOT billing._countable(period_end - interval '1 microsecond') THEN
+        RAISE EXCEPTION 'billing: the period must lie within the years 1 to 9999, got % to %', period_start, period_end
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF top_conversations < 0 OR months < 1 OR months > 1200 THEN
         RAISE EXCEPTION 'billing: top_conversations must be >= 0 and months between 1 and 1200'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM billing._require_reader();
+    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
+        RAISE NOTICE 'billing: no table is tracked yet, so OpenAI figures are zero'
+            USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table.';
     END IF;
 
     -- Every figure is defined once (README "The dashboard payload"):
@@ -1133,5 +1234,96 @@ BEGIN
             RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
         END;
     END LOOP;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- AWS: say what happened
+------------------------------------------------------------------------------
+
+-- SECURITY DEFINER: an app role granted EXECUTE records validated usage
+-- without write access to billing.aws_usage. A service the catalog does not
+-- price at that time follows billing.unknown_service now, when it is
+-- recorded (it is still kept with warn and ignore, and shown unpriced).
+CREATE OR REPLACE FUNCTION billing.record_usage(service text, quantity numeric, at timestamptz DEFAULT now(),
+                                                note text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+    policy text := coalesce(current_setting('billing.unknown_service', true), 'warn');
+BEGIN
+    IF service IS NULL OR btrim(service) = '' THEN
+        RAISE EXCEPTION 'billing: service must be given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF quantity IS NULL OR quantity < 0 OR quantity = 'NaN' OR quantity = 'Infinity' THEN
+        RAISE EXCEPTION 'billing: quantity must be a finite number >= 0, got %', quantity
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF quantity <> round(quantity, 6) THEN
+        RAISE EXCEPTION 'billing: quantity has more than 6 decimals: %', quantity
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF at IS NULL OR NOT isfinite(at) THEN
+        RAISE EXCEPTION 'billing: at must be a finite time' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF policy <> 'ignore' AND billing.resolve_aws_price(lower(btrim(service)), at) IS NULL THEN
+        IF policy = 'error' THEN
+            RAISE EXCEPTION 'billing: AWS service "%" has no price in billing.aws_prices at that time', lower(btrim(service))
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'Add its price to billing.aws_prices, or SET billing.unknown_service = warn to record it unpriced.';
+        END IF;
+        RAISE WARNING 'billing: AWS service "%" has no price in billing.aws_prices at that time: recorded, shown unpriced',
+                      lower(btrim(service))
+            USING HINT = 'Add its price to billing.aws_prices; billing.unknown_service = error refuses such usage.';
+    END IF;
+    INSERT INTO billing.aws_usage (service, quantity, at, note)
+    VALUES (lower(btrim(service)), quantity, at, note)
+    RETURNING id INTO new_id;
+    RETURN new_id;
+END
+$$;
+
+-- Tracking a profiles table twice says so (it used to fail on the trigger's name).
+CREATE OR REPLACE FUNCTION billing.track_profiles(relation regclass, counter text DEFAULT 'emails_sent_this_month',
+                                                  data_column name DEFAULT 'data', service text DEFAULT 'ses')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_trigger AS g
+                WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles') THEN
+        RAISE EXCEPTION 'billing: table % is already tracked by track_profiles', relation
+            USING ERRCODE = 'duplicate_object', HINT = 'billing.untrack_profiles() stops it.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
+                    WHERE a.attrelid = relation AND a.attname = data_column AND a.attnum > 0
+                      AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'billing: table % has no column %', relation, data_column USING ERRCODE = 'undefined_column';
+    END IF;
+    PERFORM billing._create_profiles_trigger(relation, data_column, counter, service);
+    -- What the counters already hold was sent this month before tracking began.
+    EXECUTE format($q$INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
+        SELECT %3$L, sum((p.%1$I ->> %2$L)::numeric), now(), 'counter value when tracking began', 'track_profiles'
+          FROM %4$s AS p
+         WHERE jsonb_typeof(p.%1$I -> %2$L) = 'number' AND (p.%1$I ->> %2$L)::numeric > 0
+        HAVING sum((p.%1$I ->> %2$L)::numeric) > 0 $q$, data_column, counter, service, relation);
+END
+$$;
+
+-- The month form checks the reader's grants before month_of reads a setting.
+CREATE OR REPLACE FUNCTION billing.dashboard(months integer DEFAULT 6, top_conversations integer DEFAULT 50,
+                                             at timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM billing._require_reader();
+    RETURN billing.dashboard(billing.month_start(billing.month_of(at)), billing.month_end(billing.month_of(at)),
+                             top_conversations, months);
 END
 $$;

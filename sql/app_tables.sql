@@ -97,12 +97,15 @@ CREATE TABLE part_messages (
 ) PARTITION BY RANGE (created_at);
 CREATE TABLE part_messages_2026_11 PARTITION OF part_messages FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
 CREATE TABLE part_messages_2026_12 PARTITION OF part_messages FOR VALUES FROM ('2026-12-01') TO ('2027-01-01');
+-- (an index on created_at: the backfill then goes month by month)
+CREATE INDEX ON part_messages (created_at);
 INSERT INTO part_messages VALUES
-  (1, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-10');
+  (1, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-10'),
+  (3, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-12-31 23:59:59');
 SELECT tracked, backfilled, messages FROM billing.track_messages('part_messages');
 INSERT INTO part_messages VALUES
   (2, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-12-10');
--- 0.00075 in each month, before and after merge.
+-- 0.00075 in November, 0.0015 in December, before and after merge.
 SELECT month, cost FROM billing.monthly_history WHERE source = 'openai' ORDER BY month;
 SELECT billing.merge() > 0 AS merged;
 SELECT month, cost FROM billing.monthly_history WHERE source = 'openai' ORDER BY month;

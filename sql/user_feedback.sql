@@ -1,0 +1,51 @@
+-- billing tells the user what happened: what tracking took in, what it
+-- cannot price, what it refuses, and which grant a role lacks.
+\set SHOW_CONTEXT never
+SET timezone = 'UTC';
+
+-- With no table tracked the dashboard says so.
+SELECT count(*) AS tracked_tables FROM billing.tracked_tables;
+SELECT (billing.dashboard('2026-11-01', '2026-12-01') -> 'openai' ->> 'cost')::numeric AS openai_cost;
+
+-- A period must be finite and within the years billing counts: a read can
+-- never run a month series to infinity.
+SELECT billing.dashboard('2026-11-01', 'infinity', 0, 1);
+SELECT billing.dashboard('-infinity'::timestamptz, '2026-12-01'::timestamptz);
+SELECT billing.dashboard('2026-11-01', '12000-01-01');
+SELECT billing.dashboard(1201, 0);
+
+-- Usage of a service the catalog does not price follows
+-- billing.unknown_service when it is recorded: kept with a warning (and
+-- shown unpriced), refused with error, silent with ignore.
+SELECT billing.record_usage('sqs', 5, '2026-11-02') > 0 AS recorded;
+SET billing.unknown_service = error;
+SELECT billing.record_usage('sqs', 5, '2026-11-02') > 0 AS recorded;
+SET billing.unknown_service = ignore;
+SELECT billing.record_usage('sqs', 5, '2026-11-02') > 0 AS recorded;
+RESET billing.unknown_service;
+-- ses is priced: no warning. 3 e-mails at $0.10 per 1,000 = $0.0003.
+SELECT billing.record_usage('ses', 3, '2026-11-02') > 0 AS recorded;
+SELECT service, quantity, cost, unpriced_quantity FROM billing._aws_usage('2026-11-01', '2026-12-01') ORDER BY service;
+DELETE FROM billing.aws_usage;
+
+-- Tracking a profiles table twice says so.
+CREATE TABLE feedback_profiles (id int PRIMARY KEY, data jsonb);
+SELECT billing.track_profiles('feedback_profiles');
+SELECT billing.track_profiles('feedback_profiles');
+SELECT billing.untrack_profiles('feedback_profiles');
+
+-- A role without billing's grants is told which grant it lacks.
+CREATE ROLE feedback_reader;
+GRANT USAGE ON SCHEMA billing TO feedback_reader;
+SET ROLE feedback_reader;
+SELECT billing.dashboard();
+SELECT * FROM billing.monthly_history;
+RESET ROLE;
+GRANT SELECT ON billing.monthly_history TO feedback_reader;
+SET ROLE feedback_reader;
+SELECT * FROM billing.monthly_history;
+RESET ROLE;
+REVOKE SELECT ON billing.monthly_history FROM feedback_reader;
+REVOKE USAGE ON SCHEMA billing FROM feedback_reader;
+DROP ROLE feedback_reader;
+DROP TABLE feedback_profiles;

@@ -4,15 +4,17 @@ SET timezone = 'UTC';
 
 -- 1M prompt tokens of gpt-4o today: $2.50
 SELECT billing.message_cost('gpt-4o', 1000000, 0) AS before_change;
--- A new price from 2026-01-01: the same call now costs $2.00...
+-- A new price from yesterday (taken from the clock the cost functions read,
+-- so that the test holds on any date): the same call now costs $2.00...
+SELECT current_date - 1 AS change_from \gset
 INSERT INTO billing.model_prices (model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m)
-VALUES ('gpt-4o', '2026-01-01', 2.00, 1.00, 8.00);
+VALUES ('gpt-4o', :'change_from', 2.00, 1.00, 8.00);
 SELECT billing.message_cost('gpt-4o', 1000000, 0) AS after_insert;
--- ...but a message from 2025 keeps the price of its time.
-SELECT billing.message_cost('gpt-4o', 1000000, 0, '2025-06-01') AS in_2025;
+-- ...but a message from the second before keeps the price of its time.
+SELECT billing.message_cost('gpt-4o', 1000000, 0, :'change_from'::timestamptz - interval '1 second') AS just_before;
 -- Updating a price is seen too, inside a transaction, and undone by ROLLBACK.
 BEGIN;
-UPDATE billing.model_prices SET input_per_1m = 1.00 WHERE model = 'gpt-4o' AND effective_from = '2026-01-01';
+UPDATE billing.model_prices SET input_per_1m = 1.00 WHERE model = 'gpt-4o' AND effective_from = :'change_from';
 SELECT billing.message_cost('gpt-4o', 1000000, 0) AS in_transaction;
 ROLLBACK;
 SELECT billing.message_cost('gpt-4o', 1000000, 0) AS after_rollback;
@@ -26,8 +28,9 @@ SELECT billing.message_cost('my-finetune', 1000000, 1000000) AS known_after;
 
 -- Origin: edited seed rows and new rows are the user's (kept by pg_dump)...
 UPDATE billing.model_prices SET output_per_1m = 0.65 WHERE model = 'gpt-4o-mini';
-SELECT model, effective_from, output_per_1m, origin FROM billing.model_prices
- WHERE origin = 'user' ORDER BY model, effective_from;
+SELECT model, CASE effective_from WHEN :'change_from' THEN 'change_from' ELSE effective_from::text END AS effective_from,
+       output_per_1m, origin FROM billing.model_prices
+ WHERE origin = 'user' ORDER BY model, billing.model_prices.effective_from;
 -- ...and a deleted seed row is remembered, so that a restore deletes it again.
 DELETE FROM billing.model_prices WHERE model = 'gpt-3.5-turbo-1106';
 SELECT * FROM billing.removed_seed_prices;

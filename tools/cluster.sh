@@ -13,6 +13,13 @@
 #
 # Layout of $BILLING_CLUSTER_DIR: data/ (PGDATA), postgresql.log, and the
 # unix socket (the dir is PGHOST).
+#
+# BILLING_SERVER_ENV (optional, exported like the rest): NAME=VALUE lines,
+# one per line, added to the environment of pg_ctl and so of the server it
+# starts, and of no other command (initdb, psql and the build keep theirs).
+# tools/test.sh uses it to run a server under libfaketime:
+#
+#   export BILLING_SERVER_ENV=$'LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1\nFAKETIME=@2028-02-29 12:00:00'
 
 PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 
@@ -34,9 +41,17 @@ as_owner() {
 
 # pg_ctl on our cluster.  cd into the cluster dir first so the owner can
 # always access its cwd (root's cwd may be unreadable for "postgres").
+# pg_ctl runs with BILLING_SERVER_ENV too: "pg_ctl start -w" accepts a
+# postmaster.pid only if its start time is not before pg_ctl's own, so the
+# two must share a faked clock.
 cluster_pg_ctl() {
     : "${BILLING_CLUSTER_DIR:?no cluster started (BILLING_CLUSTER_DIR unset)}"
-    (cd "$BILLING_CLUSTER_DIR" && as_owner "$PG_BINDIR/pg_ctl" -D "$BILLING_CLUSTER_DIR/data" "$@")
+    local -a server_env=()
+    if [[ -n ${BILLING_SERVER_ENV:-} ]]; then
+        mapfile -t server_env <<<"$BILLING_SERVER_ENV"
+    fi
+    (cd "$BILLING_CLUSTER_DIR" &&
+        as_owner env "${server_env[@]}" "$PG_BINDIR/pg_ctl" -D "$BILLING_CLUSTER_DIR/data" "$@")
 }
 
 # True if something accepts TCP connections on 127.0.0.1:$1 (bash /dev/tcp,

@@ -20,12 +20,13 @@ fi
 # postgresql-15 already ships the contrib modules; clang + libclang-rt
 # (libFuzzer, ASan, UBSan runtimes) are for the fuzz build, llvm-14 for its
 # llvm-symbolizer (file:line in sanitizer reports), googletest/benchmark for
-# the C++ tests.
+# the C++ tests, faketime (libfaketime) for tools/test.sh's run of pg_regress
+# and isolation with the server's clock at another date.
 packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-15-cron
     libfmt-dev cmake g++ make pkg-config
     googletest libgtest-dev libgmock-dev libbenchmark-dev
-    clang libclang-rt-14-dev llvm-14 git ca-certificates
+    clang libclang-rt-14-dev llvm-14 git ca-certificates faketime
 )
 
 missing=()

@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # Run all tests: C++ unit tests (ctest), the same unit tests under
 # ASan+UBSan, a bounded libFuzzer run of every test/fuzz target, pg_regress
-# (make installcheck) and every executable test/scripts/*.sh against a
-# throwaway cluster.
+# and isolation (make installcheck) and every executable test/scripts/*.sh
+# against a throwaway cluster, then pg_regress and isolation again against a
+# second cluster whose server clock is faked (libfaketime) to a hard date.
 # Ends with one "N passed, N failed" line; exit status is non-zero on failure.
 #
-#   tools/test.sh [--no-setup] [--sanitize]
+#   tools/test.sh [--no-setup] [--sanitize] [--regress-only] [--all-dates]
+#   --regress-only  only pg_regress and isolation (today, then faked date)
+#   --all-dates     the faked-date run once for every date of the list
+#   BILLING_FAKETIME="2028-02-29 12:00:00"  the faked date (UTC) to use
 #   FUZZ_SECONDS=N  fuzz each target N seconds (default 20; 0: seeds only)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 
-setup=1
+setup=1 regress_only=0 all_dates=0
 while (($#)); do
     case $1 in
         --no-setup) setup=0 ;;  # quick local iterations: reuse the last build
         --sanitize) export BILLING_SANITIZE=1 ;;  # reserved for sanitizer builds
-        -h|--help) sed -n '2,9s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --regress-only) regress_only=1 ;;
+        --all-dates) all_dates=1 ;;
+        -h|--help) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -39,6 +45,7 @@ report() {  # report NAME STATUS
     fi
 }
 
+if ((!regress_only)); then
 # --- C++ unit tests ------------------------------------------------------
 # --no-tests=error: an empty or missing build must not count as a pass.
 echo "==> ctest"
@@ -161,6 +168,7 @@ else
     echo "CMakeLists.txt missing"; rc=1
 fi
 report "fuzz smoke" "$rc"
+fi  # regress_only
 
 # --- throwaway cluster ---------------------------------------------------
 # shellcheck source=tools/cluster.sh
@@ -173,24 +181,42 @@ echo "cluster: $BILLING_CLUSTER_DIR port $PGPORT"
 
 # --- pg_regress ----------------------------------------------------------
 # pg_regress picks up PGHOST/PGPORT/PGUSER exported by cluster_start.
+# What "make installcheck" runs, as two makes so that a pg_regress failure
+# does not skip the isolation tests; each failing suite's diffs are printed.
+installcheck() {
+    local rc=0 suite suite_rc diffs
+    if [[ ! -f Makefile ]]; then
+        echo "Makefile missing"; return 1
+    fi
+    for suite in regress isolation; do
+        suite_rc=0
+        if [[ $suite == regress ]]; then
+            make installcheck PG_CONFIG="$PG_CONFIG" ISOLATION= || suite_rc=$?
+            diffs=regression.diffs
+        else
+            make installcheck PG_CONFIG="$PG_CONFIG" REGRESS= || suite_rc=$?
+            diffs=output_iso/regression.diffs
+        fi
+        if ((suite_rc)); then
+            rc=$suite_rc
+            if [[ -f $diffs ]]; then
+                echo "---- $diffs ----"
+                cat "$diffs"
+            fi
+        fi
+    done
+    return "$rc"
+}
 echo "==> make installcheck"
 rc=0
-if [[ -f Makefile ]]; then
-    make installcheck PG_CONFIG="$PG_CONFIG" || rc=$?
-    if ((rc)) && [[ -f regression.diffs ]]; then
-        echo "---- regression.diffs ----"
-        cat regression.diffs
-    fi
-else
-    echo "Makefile missing"; rc=1
-fi
+installcheck || rc=$?
 report installcheck "$rc"
 
 # --- script tests --------------------------------------------------------
 # Each script gets the cluster environment (PG*, BILLING_CLUSTER_DIR,
 # BILLING_REPO_ROOT) and runs from the repo root; it may source
 # tools/cluster.sh to crash/restart the shared cluster.
-if [[ -d test/scripts ]]; then
+if ((!regress_only)) && [[ -d test/scripts ]]; then
     for script in test/scripts/*.sh; do
         [[ -e $script ]] || continue
         if [[ ! -x $script ]]; then
@@ -209,6 +235,80 @@ if [[ -d test/scripts ]]; then
         fi
     done
 fi
+
+cluster_stop
+
+# --- pg_regress and isolation at a faked date --------------------------------
+# The same suites against a second throwaway cluster whose server (only the
+# server: the build, psql and pg_regress keep the real clock) runs under
+# libfaketime, started at a fixed instant from which its clock runs on, so
+# that now() in the tests is that date. One date per run, rotating by day of
+# the year; BILLING_FAKETIME picks one (any "YYYY-MM-DD HH:MM:SS", UTC), and
+# --all-dates runs them all.
+fake_dates=(
+    "2027-04-30 23:59:55"   # a month's last seconds
+    "2027-12-31 23:59:55"   # New Year's Eve's last seconds
+    "2028-02-29 12:00:00"   # 29 February
+    "2027-03-14 06:59:55"   # New York springs forward (02:00 EST = 07:00 UTC)
+    "2027-11-07 05:59:55"   # New York falls back (02:00 EDT = 06:00 UTC)
+    "2025-06-15 12:00:00"   # before the tests' data (2026)
+)
+faketime_lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+
+# installcheck_at DATE: 0 when both suites pass with the server's clock
+# started at DATE (UTC).
+installcheck_at() (
+    local date=$1 server_now
+    if [[ ! -f $faketime_lib ]]; then
+        echo "$faketime_lib missing (tools/setup.sh installs faketime)"
+        return 1
+    fi
+    # TZ: libfaketime reads the date in the local time zone of the server
+    # process; PostgreSQL's own time zone comes from postgresql.conf.
+    export BILLING_SERVER_ENV="LD_PRELOAD=$faketime_lib
+FAKETIME=@$date
+TZ=UTC
+FAKETIME_DONT_FAKE_MONOTONIC=1"
+    trap cluster_stop EXIT
+    # shellcheck disable=SC2119 # (no extra postgresql.conf lines needed)
+    cluster_start || return 1
+    echo "cluster: $BILLING_CLUSTER_DIR port $PGPORT"
+    # A server that ignored the faked clock would test today's date again.
+    server_now=$(psql -X -A -t -v ON_ERROR_STOP=1 -c \
+        "SELECT now() AT TIME ZONE 'UTC',
+                abs(extract(epoch FROM now() - timestamptz '$date+00')) < 120") || return 1
+    echo "server clock: ${server_now%|*} UTC"
+    if [[ ${server_now##*|} != t ]]; then
+        echo "the server's clock is not the faked date $date UTC"
+        return 1
+    fi
+    installcheck
+)
+
+if ((all_dates)); then
+    dates=("${fake_dates[@]}")
+elif [[ -n ${BILLING_FAKETIME:-} ]]; then
+    dates=("${BILLING_FAKETIME#@}")
+    echo "==> faked date from BILLING_FAKETIME"
+else
+    day=$((10#$(date -u +%j)))
+    pick=$((day % ${#fake_dates[@]}))
+    dates=("${fake_dates[$pick]}")
+    echo "==> faked date ${dates[0]} UTC: date $((pick + 1)) of ${#fake_dates[@]}, picked by the day of the" \
+         "year ($day); BILLING_FAKETIME=\"YYYY-MM-DD HH:MM:SS\" picks another, --all-dates runs them all"
+fi
+for date in "${dates[@]}"; do
+    echo "==> make installcheck at faked date $date UTC"
+    rc=0 started=$SECONDS
+    if [[ ! $date =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}\ [0-9]{2}:[0-9]{2}:[0-9]{2}$ ]] ||
+            ! date -u -d "$date" >/dev/null 2>&1; then
+        echo "BILLING_FAKETIME must read YYYY-MM-DD HH:MM:SS, got '$date'"; rc=1
+    else
+        installcheck_at "$date" || rc=$?
+    fi
+    echo "(faked-date run: $((SECONDS - started)) s)"
+    report "installcheck at faked date $date UTC" "$rc"
+done
 
 echo "$passed passed, $failed failed"
 ((failed == 0))

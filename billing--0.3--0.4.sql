@@ -20,6 +20,8 @@
 --   prompt estimates of its older replies computed from the table, as the
 --   backfill would store them (the views missed them).
 -- * track_messages returns what it did.
+-- * AWS usage estimated from usage patterns (billing.aws_usage_patterns)
+--   where none is recorded; record_usage follows billing.unknown_service.
 -- * billing.dashboard('2026-11-01', '2026-12-01') with untyped literals.
 
 \echo Use "ALTER EXTENSION billing UPDATE TO '0.4'" to load this file. \quit
@@ -1325,5 +1327,100 @@ BEGIN
     PERFORM billing._require_reader();
     RETURN billing.dashboard(billing.month_start(billing.month_of(at)), billing.month_end(billing.month_of(at)),
                              top_conversations, months);
+END
+$$;
+
+------------------------------------------------------------------------------
+-- AWS estimated from usage patterns
+------------------------------------------------------------------------------
+
+-- What the seed's estimateAWSCosts() did, as data: a service's usage per
+-- month, per tracked message or per e-mail sent. A month gets the pattern's
+-- estimate for a service only when it has neither recorded usage nor an
+-- actual figure for that service, and only if it has some activity
+-- (messages, e-mails or recorded AWS usage); only whole months of a range.
+CREATE TABLE billing.aws_usage_patterns (
+    service  text    PRIMARY KEY CHECK (service <> '' AND service = lower(btrim(service))),
+    quantity numeric NOT NULL CHECK (quantity >= 0 AND quantity = round(quantity, 6) AND quantity < 1e12),
+    per      text    NOT NULL CHECK (per IN ('month', 'message', 'email')),
+    note     text
+);
+COMMENT ON TABLE billing.aws_usage_patterns IS
+    'Estimated AWS usage when none is recorded: quantity of a service per month, per tracked message or per e-mail (e.g. s3 2.5 GB-months per month; lambda 1 request per message).';
+SELECT pg_catalog.pg_extension_config_dump('billing.aws_usage_patterns', '');
+-- Nothing to rebuild when it changes: AWS figures are computed when read.
+
+-- AWS per month and service with p_from <= at < p_to: recorded usage, or
+-- the usage pattern's estimate where a month has none, replaced by actual
+-- figures where a month has them.
+CREATE OR REPLACE FUNCTION billing._aws_usage(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (month date, service text, quantity numeric, cost numeric, unpriced_quantity numeric, basis text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET billing.unknown_service = 'ignore'
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH rec AS (
+        SELECT billing.month_of(u.at) AS month, u.service, sum(u.quantity) AS quantity,
+               coalesce(billing.aws_cost(u.service, u.quantity, u.at), 0) AS cost,
+               coalesce(sum(u.quantity) FILTER (WHERE billing.resolve_aws_price(u.service, u.at) IS NULL), 0)
+                   AS unpriced_quantity
+          FROM billing.aws_usage AS u
+         WHERE u.at >= p_from AND u.at < p_to
+         GROUP BY 1, 2
+    ), act AS (
+        SELECT a.month, a.service, a.cost FROM billing.aws_actuals AS a
+         WHERE billing.month_start(a.month) >= p_from AND billing.month_start(a.month) < p_to
+    ), pat AS (
+        SELECT x.month, x.service, x.quantity,
+               coalesce(billing.aws_cost(x.service, x.quantity, billing.month_start(x.month)), 0) AS cost,
+               CASE WHEN billing.resolve_aws_price(x.service, billing.month_start(x.month)) IS NULL
+                    THEN x.quantity ELSE 0 END AS unpriced_quantity
+          FROM billing._aws_pattern_usage(p_from, p_to,
+                   (SELECT coalesce(jsonb_object_agg(to_char(r.month, 'YYYY-MM-DD'), r.quantity), '{}') FROM rec AS r WHERE r.service = 'ses'),
+                   ARRAY(SELECT DISTINCT r.month FROM rec AS r UNION SELECT a.month FROM act AS a)) AS x
+         WHERE NOT EXISTS (SELECT 1 FROM rec AS r WHERE r.month = x.month AND r.service = x.service)
+         GROUP BY x.month, x.service, x.quantity
+    ), est AS (
+        SELECT r.month, r.service, r.quantity, r.cost, r.unpriced_quantity, 'estimate' AS basis FROM rec AS r
+        UNION ALL
+        SELECT p.month, p.service, p.quantity, p.cost, p.unpriced_quantity, 'pattern' FROM pat AS p
+    )
+    SELECT coalesce(e.month, a.month), coalesce(e.service, a.service), coalesce(e.quantity, 0),
+           coalesce(a.cost, e.cost), CASE WHEN a.cost IS NULL THEN e.unpriced_quantity ELSE 0 END,
+           CASE WHEN a.cost IS NULL THEN e.basis ELSE 'actual' END
+      FROM est AS e FULL JOIN act AS a ON a.month = e.month AND a.service = e.service;
+END
+$$;
+
+-- The pattern quantities of the whole months of [p_from, p_to) that have
+-- activity: tracked messages, e-mails (given as jsonb: {"YYYY-MM-DD": n}) or other
+-- AWS months. Reads the messages only when a pattern needs them.
+CREATE FUNCTION billing._aws_pattern_usage(p_from timestamptz, p_to timestamptz, emails jsonb, aws_months date[])
+RETURNS TABLE (month date, service text, quantity numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    messages jsonb := '{}';
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM billing.aws_usage_patterns) THEN
+        RETURN;
+    END IF;
+    SELECT coalesce(jsonb_object_agg(to_char(m.month, 'YYYY-MM-DD'), m.n), '{}') INTO messages
+      FROM (SELECT u.month, sum(u.messages) AS n FROM billing._model_usage(p_from, p_to) AS u
+             GROUP BY u.month) AS m;
+    RETURN QUERY
+    SELECT g.month, p.service,
+           trim_scale(round(p.quantity * CASE p.per WHEN 'month' THEN 1
+                                         WHEN 'message' THEN coalesce((messages ->> to_char(g.month, 'YYYY-MM-DD'))::numeric, 0)
+                                         ELSE coalesce((emails ->> to_char(g.month, 'YYYY-MM-DD'))::numeric, 0) END, 6))
+      FROM (SELECT DISTINCT x.m AS month
+              FROM (SELECT to_date(k.key, 'YYYY-MM-DD') AS m FROM jsonb_each(messages) AS k
+                    UNION SELECT to_date(k.key, 'YYYY-MM-DD') FROM jsonb_each(emails) AS k
+                    UNION SELECT unnest(aws_months)) AS x
+             WHERE billing.month_start(x.m) >= p_from AND billing.month_end(x.m) <= p_to) AS g
+     CROSS JOIN billing.aws_usage_patterns AS p;
 END
 $$;

@@ -886,7 +886,8 @@ $$;
 
 CREATE OR REPLACE VIEW billing.conversation_costs WITH (security_invoker = true) AS
 SELECT c.month, c.conversation_id, t.relation AS source_table, c.cost,
-       billing._sat(c.prompt_tokens::numeric + c.completion_tokens) AS tokens, c.prompt_tokens, c.completion_tokens,
+       billing._sat(c.prompt_tokens::numeric + c.completion_tokens + c.estimated_tokens) AS tokens,
+       c.prompt_tokens, c.completion_tokens,
        c.cached_tokens, c.estimated_tokens, c.unpriced_tokens, c.messages,
        c.first_message_at, c.last_message_at
   FROM billing._conversation_usage('-infinity', 'infinity') AS c
@@ -939,7 +940,8 @@ BEGIN
                    AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables t WHERE billing._is_stale(t.id, m));
     IF NOT whole_month THEN
         RETURN QUERY
-        SELECT c.conversation_id, sum(c.cost), billing._sat(sum(c.prompt_tokens::numeric + c.completion_tokens)),
+        SELECT c.conversation_id, sum(c.cost),
+               billing._sat(sum(c.prompt_tokens::numeric + c.completion_tokens + c.estimated_tokens)),
                sum(c.messages)::bigint
           FROM billing._conversation_usage(p_from, p_to) AS c
          GROUP BY c.conversation_id
@@ -963,18 +965,20 @@ BEGIN
                sum(x.messages)::bigint AS messages
           FROM (-- Plain equality, so that each candidate is one probe of the
                 -- rollup's unique index; the NULL conversation apart.
-                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens AS tokens, u.messages
+                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens + u.estimated_tokens AS tokens,
+                       u.messages
                   FROM candidates AS c
                   JOIN billing.conversation_usage AS u
                     ON u.source_id = c.source_id AND u.month = m AND u.conversation_id = c.conversation_id
                 UNION ALL
-                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens, u.messages
+                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens + u.estimated_tokens, u.messages
                   FROM billing.conversation_usage AS u
                  WHERE u.month = m AND u.conversation_id IS NULL
                    AND EXISTS (SELECT 1 FROM candidates AS c
                                 WHERE c.source_id = u.source_id AND c.conversation_id IS NULL)
                 UNION ALL
-                SELECT l.conversation_id, l.cost + l.estimated_cost, l.prompt_tokens::numeric + l.completion_tokens,
+                SELECT l.conversation_id, l.cost + l.estimated_cost,
+                       l.prompt_tokens::numeric + l.completion_tokens + l.estimated_prompt + l.estimated_completion,
                        l.messages
                   FROM billing._ledger_priced AS l
                  WHERE l.created_at >= p_from AND l.created_at < p_to) AS x
@@ -1279,7 +1283,7 @@ BEGIN
         END IF;
         RAISE WARNING 'billing: AWS service "%" has no price in billing.aws_prices at that time: recorded, shown unpriced',
                       lower(btrim(service))
-            USING HINT = 'Add its price to billing.aws_prices; billing.unknown_service = error refuses such usage.';
+            USING HINT = 'Add its price to billing.aws_prices; the setting billing.unknown_service decides whether such usage is kept.';
     END IF;
     INSERT INTO billing.aws_usage (service, quantity, at, note)
     VALUES (lower(btrim(service)), quantity, at, note)

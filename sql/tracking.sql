@@ -50,7 +50,7 @@ SELECT r.*,
 CREATE FUNCTION views_match_reference() RETURNS text LANGUAGE sql AS $$
     WITH ref_conv AS (
         SELECT month, conversation_id, sum(coalesce(cost, 0) + coalesce(est_cost, 0)) AS cost,
-               sum(p + c) AS tokens, count(*) AS messages, min(created_at) AS first_at, max(created_at) AS last_at
+               sum(p + c + ep + ec) AS tokens, count(*) AS messages, min(created_at) AS first_at, max(created_at) AS last_at
           FROM ref_costs GROUP BY 1, 2
     ), got_conv AS (
         SELECT month, conversation_id, cost, tokens, messages, first_message_at, last_message_at

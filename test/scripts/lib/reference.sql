@@ -130,7 +130,7 @@ CREATE TABLE ref.priced AS SELECT * FROM ref.priced_now WITH NO DATA;
 
 -- billing.conversation_costs, recomputed.
 CREATE VIEW ref.conversations AS
-SELECT month, conversation_id, sum(total_cost) AS cost, sum(p + c)::bigint AS tokens,
+SELECT month, conversation_id, sum(total_cost) AS cost, sum(p + c + ep + ec)::bigint AS tokens,
        sum(p)::bigint AS prompt_tokens, sum(c)::bigint AS completion_tokens, sum(k)::bigint AS cached_tokens,
        sum(ep + ec)::bigint AS estimated_tokens, sum(unpriced)::bigint AS unpriced_tokens,
        count(*)::bigint AS messages, min(created_at) AS first_message_at, max(created_at) AS last_message_at
@@ -176,7 +176,8 @@ CREATE FUNCTION ref.period_openai(p_from timestamptz, p_to timestamptz,
     OUT cost numeric, OUT tokens bigint, OUT messages bigint, OUT estimated_tokens bigint,
     OUT unpriced_tokens bigint, OUT cached_tokens bigint)
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(sum(total_cost), 0), coalesce(sum(p + c), 0)::bigint, count(*)::bigint,
+    -- tokens: reported, estimated and total-only (README "The dashboard payload")
+    SELECT coalesce(sum(total_cost), 0), coalesce(sum(p + c + ep + ec + unsplit), 0)::bigint, count(*)::bigint,
            coalesce(sum(ep + ec), 0)::bigint, coalesce(sum(unpriced), 0)::bigint, coalesce(sum(k), 0)::bigint
       FROM ref.priced WHERE created_at >= p_from AND created_at < p_to
 $$;
@@ -200,7 +201,7 @@ CREATE FUNCTION ref.period_top(p_from timestamptz, p_to timestamptz, n integer)
 RETURNS TABLE (rank bigint, conversation_id text, cost numeric, tokens bigint, messages bigint)
 LANGUAGE sql STABLE AS $$
     SELECT row_number() OVER (ORDER BY t.cost DESC, t.conversation_id), t.*
-      FROM (SELECT conversation_id, sum(total_cost) AS cost, sum(p + c)::bigint AS tokens, count(*)::bigint AS messages
+      FROM (SELECT conversation_id, sum(total_cost) AS cost, sum(p + c + ep + ec)::bigint AS tokens, count(*)::bigint AS messages
               FROM ref.priced WHERE created_at >= p_from AND created_at < p_to
              GROUP BY conversation_id
              ORDER BY 2 DESC, 1 LIMIT n) AS t
@@ -237,7 +238,7 @@ LANGUAGE sql STABLE AS $$
     ), ref_top AS (
         SELECT * FROM ref.period_top(p_from, p_to, n)
     ), ref_all AS (
-        SELECT conversation_id, sum(total_cost) AS cost, sum(p + c)::bigint AS tokens, count(*)::bigint AS messages
+        SELECT conversation_id, sum(total_cost) AS cost, sum(p + c + ep + ec)::bigint AS tokens, count(*)::bigint AS messages
           FROM ref.priced WHERE created_at >= p_from AND created_at < p_to GROUP BY conversation_id
     ), strict_ties AS (
         SELECT coalesce(current_setting('ref.strict_ties', true), '') <> 'off' AS on

@@ -98,8 +98,12 @@ cluster_start() {
         echo "include = 'port.conf'"
         echo "listen_addresses = '127.0.0.1'"
         echo "unix_socket_directories = '$dir'"
-        echo "shared_preload_libraries = 'pg_cron'"
-        echo "cron.database_name = 'postgres'"
+        # pg_cron (postgresql-15-cron) is installed for the tests, not for
+        # the demo.
+        if [[ -f $PG_BINDIR/../lib/pg_cron.so ]]; then
+            echo "shared_preload_libraries = 'pg_cron'"
+            echo "cron.database_name = 'postgres'"
+        fi
         echo "max_worker_processes = 16"
         echo "max_parallel_workers_per_gather = 2"
         echo "fsync = on"

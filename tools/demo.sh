@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Demo: set up, start a throwaway cluster, install the extension and run
-# tools/demo.sql.  --keep leaves the cluster running for poking at it.
+# Demo: install what is missing (only what the demo needs), build and
+# install the extension, start a throwaway cluster, load tools/demo.sql's
+# data (dated relative to today) and print the billing page's figures, the
+# dashboard last. One line per step; apt and compiler output go to a log
+# file, whose last lines are printed if a step fails. --keep leaves the
+# cluster running and prints how to connect.
 #
 #   tools/demo.sh [--keep]
 set -euo pipefail
@@ -11,10 +15,14 @@ keep=0
 case ${1:-} in
     --keep) keep=1 ;;
     "") ;;
+    -h|--help) sed -n '2,9s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "usage: tools/demo.sh [--keep]" >&2; exit 2 ;;
 esac
 
-bash tools/setup.sh
+log=$(mktemp --suffix=.log "${TMPDIR:-/tmp}/billing-demo.XXXXXX")
+chmod 0644 "$log"
+
+bash tools/setup.sh --demo --log "$log"
 
 # shellcheck source=tools/cluster.sh
 . tools/cluster.sh
@@ -25,19 +33,25 @@ keep_hint() {
     [[ -n ${PGHOST:-} ]] || return 0
     cat <<HINT
 
-==> cluster kept running in $BILLING_CLUSTER_DIR (log: postgresql.log)
-    connect: PGHOST=$PGHOST PGPORT=$PGPORT psql -U postgres postgres
+==> the cluster keeps running in $BILLING_CLUSTER_DIR (server log: postgresql.log there)
+    connect: psql -h $PGHOST -p $PGPORT -U postgres
+    e.g.:    psql -h $PGHOST -p $PGPORT -U postgres -At -c 'SELECT jsonb_pretty(billing.dashboard(3, 3))'
     stop:    BILLING_CLUSTER_DIR=$BILLING_CLUSTER_DIR bash -c '. $PWD/tools/cluster.sh && cluster_stop'
 HINT
 }
-if ((keep)); then trap keep_hint EXIT; else trap cluster_stop EXIT; fi
+removed_hint() {
+    cluster_stop
+    if [[ -n ${PGHOST:-} ]]; then
+        echo
+        echo "==> cluster removed; 'bash tools/demo.sh --keep' leaves it running to connect with psql"
+    fi
+}
+if ((keep)); then trap keep_hint EXIT; else trap removed_hint EXIT; fi
 
-echo "==> starting cluster"
+echo "==> starting a throwaway PostgreSQL 15 cluster"
 # shellcheck disable=SC2119 # (no extra postgresql.conf lines needed)
 cluster_start
 
-# CASCADE also creates required extensions (e.g. pg_cron) if the control
-# file lists them.
+echo "==> CREATE EXTENSION billing; loading the demo data (tools/demo.sql)"
 psql -X -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION billing CASCADE;'
-echo "==> running tools/demo.sql"
 psql -X -v ON_ERROR_STOP=1 -f tools/demo.sql

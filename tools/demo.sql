@@ -1,6 +1,7 @@
 -- Demo data shaped like the app's: a messages table whose `data` holds
--- OpenAI usage, and an owner profile counting SES e-mails. Then the billing
--- page's figures, computed in the database by the billing extension.
+-- OpenAI usage, and an owner profile counting SES e-mails, dated relative to
+-- today (the last 6 months). Then the billing page's figures, computed in the
+-- database by the billing extension, the dashboard last.
 \set QUIET on
 \pset footer off
 SET timezone = 'UTC';
@@ -19,7 +20,9 @@ CREATE INDEX ON public.messages (conversation_id);
 
 CREATE TABLE public.profiles (id uuid PRIMARY KEY, type text, data jsonb);
 INSERT INTO public.profiles
-VALUES (gen_random_uuid(), 'owner', '{"emails_sent_this_month": 25, "last_billing_reset": "2026-11-01T00:00:00Z"}');
+VALUES (gen_random_uuid(), 'owner',
+        jsonb_build_object('emails_sent_this_month', 25,
+                           'last_billing_reset', to_char(date_trunc('month', now()), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')));
 
 -- 40 conversations over the last 6 months, 6 to 20 messages each; replies
 -- mostly by gpt-4o-mini (sometimes a dated snapshot), some by gpt-4o.
@@ -67,9 +70,6 @@ SELECT billing.record_usage('s3', 2.5, date_trunc('month', now()), 'GB-months st
 \set QUIET off
 
 \echo
-\echo '== SELECT billing.dashboard();   -- the whole /api/billing payload'
-SELECT jsonb_pretty(billing.dashboard());
-
 \echo '== billing.monthly_history'
 SELECT month, source, cost, basis, messages, prompt_tokens + completion_tokens AS tokens, emails, month_total
   FROM billing.monthly_history ORDER BY month DESC, source LIMIT 8;
@@ -80,3 +80,10 @@ SELECT kind, detail, month, messages, tokens FROM billing.usage_problems;
 \echo '== Where a price comes from: the row that priced a snapshot name'
 SELECT model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m
   FROM billing.model_price('gpt-4o-mini-2024-07-18');
+
+\echo '== SELECT billing.dashboard();   -- the whole /api/billing payload, this month'
+\set QUIET on
+\pset format unaligned
+\pset tuples_only on
+\set QUIET off
+SELECT jsonb_pretty(billing.dashboard());

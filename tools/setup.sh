@@ -2,9 +2,27 @@
 # Install build/test dependencies (Debian 12) and build + install the
 # extension.  Idempotent: a machine that has every package does no apt work,
 # so tools/test.sh can call this on every run.
+#
+#   tools/setup.sh [--demo] [--log FILE]
+#   --demo      only what tools/demo.sh needs: PostgreSQL 15 and its server
+#               headers, libfmt-dev, g++ and make; the extension is built and
+#               installed, the C++ unit tests are not built
+#   --log FILE  apt and compiler output go to FILE (appended), the terminal
+#               gets one line per step, and the log's tail if a step fails
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+demo=0 log=
+while (($#)); do
+    case $1 in
+        --demo) demo=1 ;;
+        --log) log=${2:?--log needs a file}; shift ;;
+        -h|--help) sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
 
 # PGXS must use PostgreSQL 15 even if other versions are installed.
 export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
@@ -17,17 +35,43 @@ if [[ $(id -u) -ne 0 ]]; then
     SUDO=(sudo)
 fi
 
-# postgresql-15 already ships the contrib modules; clang + libclang-rt
-# (libFuzzer, ASan, UBSan runtimes) are for the fuzz build, llvm-14 for its
-# llvm-symbolizer (file:line in sanitizer reports), googletest/benchmark for
-# the C++ tests, faketime (libfaketime) for tools/test.sh's run of pg_regress
-# and isolation with the server's clock at another date.
-packages=(
-    postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-    libfmt-dev cmake g++ make pkg-config
-    googletest libgtest-dev libgmock-dev libbenchmark-dev
-    clang libclang-rt-14-dev llvm-14 git ca-certificates faketime
-)
+exec 3>&1  # the terminal's stdout, for messages from inside run
+# step "what": one progress line. run CMD...: CMD's output to the log when
+# there is one (its last lines on the terminal if it fails), else as is.
+step() {
+    if [[ -n $log ]]; then echo "==> $1 (log: $log)"; else echo "==> $1"; fi
+}
+run() {
+    local rc=0
+    if [[ -z $log ]]; then
+        "$@"
+        return
+    fi
+    "$@" >>"$log" 2>&1 || rc=$?
+    if ((rc)); then
+        echo "setup.sh: failed (exit $rc): $*" >&2
+        echo "---- last lines of $log ----" >&2
+        tail -n 40 "$log" >&2
+        exit "$rc"
+    fi
+}
+
+# What the extension needs to build and run: the demo installs only these.
+# (postgresql-server-dev-15 itself depends on clang-14 and llvm-14-dev.)
+packages=(postgresql-15 postgresql-server-dev-15 libfmt-dev g++ make)
+# What the tests add: pg_cron (preloaded by tools/cluster.sh when present),
+# CMake, googletest/benchmark for the C++ tests, clang + libclang-rt
+# (libFuzzer, ASan, UBSan runtimes) for the fuzz build, llvm-14 for its
+# llvm-symbolizer (file:line in sanitizer reports), faketime (libfaketime)
+# for tools/test.sh's run of pg_regress and isolation with the server's
+# clock at another date.
+if ((!demo)); then
+    packages+=(
+        postgresql-15-cron cmake pkg-config
+        googletest libgtest-dev libgmock-dev libbenchmark-dev
+        clang libclang-rt-14-dev llvm-14 git ca-certificates faketime
+    )
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -36,32 +80,78 @@ for pkg in "${packages[@]}"; do
     [[ $status == "install ok installed" ]] || missing+=("$pkg")
 done
 
+# Another apt or dpkg (unattended-upgrades, a second terminal) holds its
+# locks: wait for it, up to 10 minutes, rather than fail. apt-get install
+# does that with DPkg::Lock::Timeout; apt-get update ignores that option for
+# the lock of its package lists, hence the retries.
+apt=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
+apt_update() {
+    local out waited=0 rc
+    out=$(mktemp "${TMPDIR:-/tmp}/billing-apt.XXXXXX")
+    while :; do
+        rc=0
+        "${apt[@]}" update >"$out" 2>&1 || rc=$?
+        cat "$out"
+        if ((rc == 0)); then break; fi
+        if ((waited >= 600)) || ! grep -q 'Could not get lock' "$out"; then break; fi
+        if ((waited == 0)); then
+            echo "==> waiting for another apt to finish (up to 10 minutes)" >&3
+        fi
+        sleep 5
+        waited=$((waited + 5))
+    done
+    rm -f -- "$out"
+    return "$rc"
+}
+
+# apt-get install waits quietly (its "Waiting for cache lock" lines go to the
+# log): say so on the terminal.
+apt_install() {
+    local pid logpos said=0
+    if [[ -z $log ]]; then
+        "${apt[@]}" install -y --no-install-recommends "$@"
+        return
+    fi
+    logpos=$(( $(stat -c %s "$log") + 1 ))
+    "${apt[@]}" install -y --no-install-recommends "$@" &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((!said)) && grep -q 'Waiting for cache lock' < <(tail -c "+$logpos" "$log"); then
+            echo "==> waiting for another apt to finish (up to 10 minutes)" >&3
+            said=1
+        fi
+        sleep 1
+    done
+    wait "$pid"
+}
+
 if ((${#missing[@]})); then
-    echo "==> installing: ${missing[*]}"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    step "installing packages: ${missing[*]}"
+    run apt_update
+    run apt_install "${missing[@]}"
 else
-    echo "==> all packages present"
+    step "all packages present"
 fi
 
 # The build files are written in parallel with this script; skip (loudly)
 # instead of failing so the tooling stays usable meanwhile.
-if [[ -f CMakeLists.txt ]]; then
-    echo "==> cmake build (build/cmake)"
-    cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo
-    cmake --build build/cmake -j"$(nproc)"
-else
-    echo "==> CMakeLists.txt missing, skipping C++ unit-test build"
+if ((!demo)); then
+    if [[ -f CMakeLists.txt ]]; then
+        step "cmake build (build/cmake)"
+        run cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo
+        run cmake --build build/cmake -j"$(nproc)"
+    else
+        echo "==> CMakeLists.txt missing, skipping C++ unit-test build"
+    fi
 fi
 
 if [[ -f Makefile ]]; then
-    echo "==> PGXS build + install"
-    make -j"$(nproc)" PG_CONFIG="$PG_CONFIG"
+    step "building and installing the extension: make && make install"
+    run make -j"$(nproc)" PG_CONFIG="$PG_CONFIG"
     # sudo resets the environment, hence PG_CONFIG as a make argument.
-    "${SUDO[@]}" make install PG_CONFIG="$PG_CONFIG"
+    run "${SUDO[@]}" make install PG_CONFIG="$PG_CONFIG"
 else
     echo "==> Makefile missing, skipping extension build"
 fi
 
-echo "==> setup done"
+if [[ -z $log ]]; then echo "==> setup done"; fi

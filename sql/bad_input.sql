@@ -22,7 +22,9 @@ SELECT billing.openai_cost('gpt-4o', -1, 50);
 SELECT billing.message_cost('gpt-4o', 100, -5);
 \echo :LAST_ERROR_SQLSTATE
 
--- JSON values that are not token counts: errors naming the field...
+-- JSON values that are not token counts: with billing.invalid_usage = 'error',
+-- errors naming the field...
+SET billing.invalid_usage = 'error';
 SELECT billing.openai_cost('{"model": "gpt-4o", "prompt_tokens": "100"}'::jsonb);
 SELECT billing.openai_cost('{"model": "gpt-4o", "prompt_tokens": 1.5}'::jsonb);
 SELECT billing.openai_cost('{"model": "gpt-4o", "completion_tokens": -3}'::jsonb);
@@ -33,6 +35,11 @@ SELECT billing.openai_cost('{"model": 4, "prompt_tokens": 1}'::jsonb);
 SELECT billing.openai_cost('[1, 2]'::jsonb);
 SELECT billing.openai_cost('{"model": "gpt-4o", "prompt_tokens": 10,
                              "prompt_tokens_details": {"cached_tokens": 11}}'::jsonb);
+RESET billing.invalid_usage;
+-- ...and by default ('warn') the row is left out with one warning naming the
+-- same problem: NULL here, as no row was priced (more in invalid_usage.sql).
+SELECT billing.openai_cost('{"model": "gpt-4o", "prompt_tokens": "100"}'::jsonb) AS cost;
+SELECT billing.message_cost('[1, 2]'::jsonb) AS cost;
 -- ...except an integral value written with a decimal point, which is an integer:
 -- 100 x 2.5/1M + 50 x 10/1M = 0.00075
 SELECT billing.message_cost('{"model": "gpt-4o", "prompt_tokens": 100.0,

@@ -13,6 +13,7 @@ namespace billing::pg {
 
 int unknown_model_policy = kUnpricedWarn;
 int unknown_service_policy = kUnpricedWarn;
+int invalid_usage_policy = kUnpricedWarn;
 
 namespace {
 const struct config_enum_entry kPolicies[] = {
@@ -34,6 +35,12 @@ void define_settings() {
                            "What the AWS cost functions do with a row they cannot price.",
                            "warn, error or ignore, as for billing.unknown_model.", &unknown_service_policy,
                            kUnpricedWarn, kPolicies, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomEnumVariable("billing.invalid_usage",
+                           "What the OpenAI cost functions do with usage JSON they cannot read.",
+                           "warn: skip the row and raise one WARNING per call naming the first problem "
+                           "and the number of such rows; error: raise an ERROR; ignore: skip it silently.",
+                           &invalid_usage_policy, kUnpricedWarn, kPolicies, PGC_USERSET, 0, nullptr, nullptr,
+                           nullptr);
   MarkGUCPrefixReserved("billing");
 }
 

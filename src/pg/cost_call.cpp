@@ -84,6 +84,17 @@ void warn_unpriced(const CostState& s, const char* kind, const char* setting) {
                    std::strcmp(kind, "model") == 0 ? "model_prices" : "aws_prices", setting)));
 }
 
+void warn_invalid_usage(const CostState& s) {
+  if (s.invalid_rows == 0) return;
+  char problem[256];
+  if (describe_first_problem(s, problem, sizeof problem) == 0) strlcpy(problem, "usage cannot be read", sizeof problem);
+  ereport(WARNING,
+          (errcode(ERRCODE_WARNING), errmsg("billing: %s", problem),
+           errdetail("%lld row(s) with invalid usage were left out of the total.",
+                     static_cast<long long>(s.invalid_rows)),
+           errhint("Find the rows with billing.usage_problem(data), or set billing.invalid_usage = 'ignore'.")));
+}
+
 Datum atto_to_numeric(Atto v) {
   char text[kAttoTextSize];
   format_atto(v, text, 2);  // dollars and cents at least: 2.00, 0.75, 0.00075

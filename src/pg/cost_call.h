@@ -23,7 +23,8 @@ struct CostCall {
 
   const PriceCatalog* catalog;
   TimestampTz now;
-  bool warned;  // the scalar functions warn once per call site
+  bool warned;          // the scalar functions warn once per call site about unpriced rows
+  bool warned_invalid;  // ... and once about invalid usage
   int next_slot;
   int last_hit;
   CachedModel models[kCachedModels];
@@ -46,6 +47,9 @@ void check_unpriced_policy(int policy, const char* kind, UnpricedReason why, con
 
 // The WARNING a final function raises for a state with unpriced rows.
 void warn_unpriced(const CostState& s, const char* kind, const char* setting);
+
+// The WARNING for a state with rows whose usage could not be read.
+void warn_invalid_usage(const CostState& s);
 
 // A numeric Datum for an exact amount of atto-dollars.
 Datum atto_to_numeric(Atto v);

@@ -115,15 +115,25 @@ void report_invalid_usage(const Usage& u) {
                   errhint("billing.usage_problem(data) names the problem of each row without raising an error.")));
 }
 
+// What jsonb_row found: usage to price, none (a user message), or usage that
+// cannot be read.
+enum class JsonbRow { Usage, NoUsage, Invalid };
+
 // Reads a jsonb usage row (and optional at) starting at argument `first`.
-// Returns the number of tokens concerned, or -1 when the row has no usage.
-int64 jsonb_row(FunctionCallInfo fcinfo, int first, CostCall* call, Row* row, UnpricedReason* forced) {
-  if (PG_ARGISNULL(first)) return -1;
+// On Usage, *units is the number of tokens concerned. An invalid row raises
+// the error under billing.invalid_usage = 'error'; otherwise it is counted in
+// *invalid, for the warning, and skipped.
+JsonbRow jsonb_row(FunctionCallInfo fcinfo, int first, CostCall* call, Row* row, UnpricedReason* forced,
+                   int64* units, CostState* invalid) {
+  if (PG_ARGISNULL(first)) return JsonbRow::NoUsage;
   const Usage u = jsonb_usage(fcinfo, first);
   *forced = UnpricedReason::None;
   switch (u.status) {
-    case UsageStatus::NoUsage: return -1;
-    case UsageStatus::Invalid: report_invalid_usage(u); return -1;
+    case UsageStatus::NoUsage: return JsonbRow::NoUsage;
+    case UsageStatus::Invalid:
+      if (invalid_usage_policy == kUnpricedError) report_invalid_usage(u);
+      add_invalid(*invalid, u);
+      return JsonbRow::Invalid;
     case UsageStatus::TotalOnly: *forced = UnpricedReason::NoSplit; break;
     case UsageStatus::Ok: break;
   }
@@ -136,7 +146,8 @@ int64 jsonb_row(FunctionCallInfo fcinfo, int first, CostCall* call, Row* row, Un
   row->at_given = has_at;
   row->at_is_null = has_at && PG_ARGISNULL(first + 1);
   row->at = has_at ? (row->at_is_null ? 0 : PG_GETARG_TIMESTAMPTZ(first + 1)) : call->now;
-  return u.total;
+  *units = u.total;
+  return JsonbRow::Usage;
 }
 
 RowPrice price_jsonb_row(FunctionCallInfo fcinfo, CostCall* call, const Row& row, UnpricedReason forced) {
@@ -157,6 +168,22 @@ Datum scalar_result(FunctionCallInfo fcinfo, CostCall* call, const Row& row, con
   }
   PG_RETURN_NULL();
 }
+
+// The scalar function's answer to a row with invalid usage: NULL, warning
+// once per call site.
+Datum scalar_invalid(FunctionCallInfo fcinfo, CostCall* call, const CostState& one_row) {
+  if (invalid_usage_policy == kUnpricedWarn && !call->warned_invalid) {
+    call->warned_invalid = true;
+    warn_invalid_usage(one_row);
+  }
+  PG_RETURN_NULL();
+}
+
+// What a final function has warned about in this query (fn_extra).
+struct FinalWarnings {
+  bool unpriced;
+  bool invalid;
+};
 
 }  // namespace
 }  // namespace billing::pg
@@ -183,8 +210,8 @@ extern "C" Datum openai_cost_jsonb_trans(PG_FUNCTION_ARGS) {
   CostCall* call = cost_call(fcinfo);
   Row row;
   UnpricedReason forced;
-  const int64 units = jsonb_row(fcinfo, 1, call, &row, &forced);
-  if (units < 0) PG_RETURN_POINTER(state);
+  int64 units;
+  if (jsonb_row(fcinfo, 1, call, &row, &forced, &units, state) != JsonbRow::Usage) PG_RETURN_POINTER(state);
   add_to_state(state, row, price_jsonb_row(fcinfo, call, row, forced), units);
   PG_RETURN_POINTER(state);
 }
@@ -192,10 +219,24 @@ extern "C" Datum openai_cost_jsonb_trans(PG_FUNCTION_ARGS) {
 // openai_cost_final(state) -> numeric: NULL when no row could be priced.
 extern "C" Datum openai_cost_final(PG_FUNCTION_ARGS) {
   const auto* state = reinterpret_cast<const CostState*>(PG_GETARG_POINTER(0));
-  // Warn once per query, even when the aggregate has many groups.
-  if (state->unpriced_rows > 0 && unknown_model_policy == kUnpricedWarn && fcinfo->flinfo->fn_extra == nullptr) {
-    fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, 1);
-    warn_unpriced(*state, "model", "billing.unknown_model");
+  // Warn once per query about each kind of row left out, even when the
+  // aggregate has many groups: invalid usage first, then unpriced rows.
+  const bool warn_invalid = state->invalid_rows > 0 && invalid_usage_policy == kUnpricedWarn;
+  const bool warn_priceless = state->unpriced_rows > 0 && unknown_model_policy == kUnpricedWarn;
+  if (warn_invalid || warn_priceless) {
+    auto* warned = static_cast<FinalWarnings*>(fcinfo->flinfo->fn_extra);
+    if (warned == nullptr) {
+      warned = static_cast<FinalWarnings*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FinalWarnings)));
+      fcinfo->flinfo->fn_extra = warned;
+    }
+    if (warn_invalid && !warned->invalid) {
+      warned->invalid = true;
+      warn_invalid_usage(*state);
+    }
+    if (warn_priceless && !warned->unpriced) {
+      warned->unpriced = true;
+      warn_unpriced(*state, "model", "billing.unknown_model");
+    }
   }
   if (state->priced_rows == 0) PG_RETURN_NULL();
   return atto_to_numeric(state->cost());
@@ -216,8 +257,13 @@ extern "C" Datum message_cost_jsonb(PG_FUNCTION_ARGS) {
   CostCall* call = cost_call(fcinfo);
   Row row;
   UnpricedReason forced;
-  const int64 units = jsonb_row(fcinfo, 0, call, &row, &forced);
-  if (units < 0) PG_RETURN_NULL();
+  int64 units;
+  CostState invalid = empty_cost_state();
+  switch (jsonb_row(fcinfo, 0, call, &row, &forced, &units, &invalid)) {
+    case JsonbRow::NoUsage: PG_RETURN_NULL();
+    case JsonbRow::Invalid: return scalar_invalid(fcinfo, call, invalid);
+    case JsonbRow::Usage: break;
+  }
   return scalar_result(fcinfo, call, row, price_jsonb_row(fcinfo, call, row, forced), units);
 }
 

@@ -4,11 +4,13 @@
 namespace billing::pg {
 
 // What a cost function does with a row it cannot price
-// (billing.unknown_model for OpenAI rows, billing.unknown_service for AWS).
+// (billing.unknown_model for OpenAI rows, billing.unknown_service for AWS),
+// and with a row whose usage JSON cannot be read (billing.invalid_usage).
 enum UnpricedPolicy { kUnpricedWarn = 0, kUnpricedError = 1, kUnpricedIgnore = 2 };
 
 extern int unknown_model_policy;
 extern int unknown_service_policy;
+extern int invalid_usage_policy;
 
 void define_settings();
 

@@ -1,16 +1,21 @@
 // Fuzzes the text form of billing.cost_state (src/core/cost_state.h):
-// parse_cost_state and format_cost_state.
+// parse_cost_state, format_cost_state, combine and describe_first_problem.
 //
 // Input: arbitrary bytes as the text to parse.
 //
 // Checks, besides "no crash, no out-of-bounds read, no UB":
-//  * a parsed state is valid: counters >= 0, reason 0..4, no name without a
-//    reason;
+//  * a parsed state is valid: counters >= 0, reason 0..4, problem 0..7,
+//    field 0..4, kind 0..8, no name without a reason, no field, kind or
+//    value without a problem, and the name and value fit the 12 shared
+//    bytes together (name, NUL, value);
 //  * round trip: t = format(parse(x)) fits the buffer, parses again, and
 //    formatting that state gives t byte for byte; the two states are equal
-//    (cost, counters, reason and name; all 64 bytes when x has no NUL byte,
+//    (every field, name and value; all 64 bytes when x has no NUL byte,
 //    as text input from PostgreSQL never does);
-//  * combine(empty, s) gives s back.
+//  * combine(empty, s) gives s back; combine(s, s) keeps s's first name and
+//    problem;
+//  * describe_first_problem writes a NUL-terminated sentence that fits 256
+//    bytes, empty exactly when the state names no problem.
 #include <cstdint>
 #include <cstring>
 #include <string_view>
@@ -24,8 +29,10 @@ namespace {
 
 bool same_state(const CostState& a, const CostState& b) {
   return a.cost() == b.cost() && a.priced_rows == b.priced_rows && a.unpriced_rows == b.unpriced_rows &&
-         a.unpriced_units == b.unpriced_units && a.first_reason == b.first_reason &&
-         a.first_unpriced_name() == b.first_unpriced_name();
+         a.unpriced_units == b.unpriced_units && a.invalid_rows == b.invalid_rows &&
+         a.first_reason == b.first_reason && a.first_problem == b.first_problem &&
+         a.problem_field == b.problem_field && a.problem_kind == b.problem_kind &&
+         a.first_unpriced_name() == b.first_unpriced_name() && a.first_problem_value() == b.first_problem_value();
 }
 
 }  // namespace
@@ -36,9 +43,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   std::memset(&s, 0xA5, sizeof s);
   if (!parse_cost_state(text, &s)) return 0;
 
-  FUZZ_CHECK(s.priced_rows >= 0 && s.unpriced_rows >= 0 && s.unpriced_units >= 0, "negative counter accepted");
+  FUZZ_CHECK(s.priced_rows >= 0 && s.unpriced_rows >= 0 && s.unpriced_units >= 0 && s.invalid_rows >= 0,
+             "negative counter accepted");
   FUZZ_CHECK(s.first_reason <= static_cast<uint8_t>(UnpricedReason::NoSplit), "reason %d accepted", s.first_reason);
+  FUZZ_CHECK(s.first_problem <= static_cast<uint8_t>(UsageError::ModelNotAString), "problem %d accepted",
+             s.first_problem);
+  FUZZ_CHECK(s.problem_field < static_cast<uint8_t>(TokenField::Count), "field %d accepted", s.problem_field);
+  FUZZ_CHECK(s.problem_kind <= static_cast<uint8_t>(JsonKind::Malformed), "kind %d accepted", s.problem_kind);
   FUZZ_CHECK(s.first_reason != 0 || s.first_unpriced_name().empty(), "a name without a reason accepted");
+  FUZZ_CHECK(s.first_problem != 0 || (s.problem_field == 0 && s.problem_kind == 0 && s.first_problem_value().empty()),
+             "problem details without a problem accepted");
+  const std::size_t name_len = s.first_unpriced_name().size();
+  const std::size_t value_len = s.first_problem_value().size();
+  FUZZ_CHECK(name_len + (value_len == 0 ? 0 : 1 + value_len) <= CostState::kTextSize,
+             "name (%zu) and value (%zu) overflow the shared text", name_len, value_len);
 
   char t1[kCostStateTextSize];
   const std::size_t n1 = format_cost_state(s, t1);
@@ -59,5 +77,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   CostState sum = empty_cost_state();
   FUZZ_CHECK(combine(sum, s), "combine(empty, s) overflowed");
   FUZZ_CHECK(same_state(sum, s), "combine(empty, s) != s");
+  CostState twice = s;
+  if (combine(twice, s)) {
+    FUZZ_CHECK(twice.first_reason == s.first_reason && twice.first_unpriced_name() == s.first_unpriced_name() &&
+                   twice.first_problem == s.first_problem && twice.first_problem_value() == s.first_problem_value(),
+               "combine(s, s) changed the first name or problem: %s", t1);
+  }
+
+  char sentence[256];
+  std::memset(sentence, 'X', sizeof sentence);
+  const std::size_t len = describe_first_problem(s, sentence, sizeof sentence);
+  FUZZ_CHECK(len < sizeof sentence && sentence[len] == '\0' && std::strlen(sentence) == len,
+             "describe_first_problem wrote %zu bytes", len);
+  FUZZ_CHECK((len > 0) == (s.first_problem != 0), "sentence of %zu bytes for problem %d", len, s.first_problem);
   return 0;
 }

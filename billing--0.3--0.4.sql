@@ -355,23 +355,26 @@ BEGIN
                        billing.usage_cost(coalesce(q.model, $4), q.ep, q.ec, 0, q.at) AS est_cost
                   FROM (SELECT %1$s AS at, billing._key(%2$s) AS conv, u.model,
                                u.prompt_tokens AS p, u.completion_tokens AS c, u.cached_tokens AS k,
-                               CASE WHEN u.estimated
-                                    THEN coalesce((SELECT ep.prompt_tokens FROM billing.estimated_prompts AS ep
-                                                    WHERE ep.source_id = $1 AND ep.message_id = billing._key(%3$s)),
-                                                  (SELECT coalesce(sum(ceil(char_length(%9$s) / 4.0)), 0)::bigint
-                                                     FROM %5$s AS earlier
-                                                    WHERE earlier.%10$I = m.%10$I
-                                                      AND (earlier.%11$I, earlier.%12$I) < (m.%11$I, m.%12$I)))
-                                    ELSE 0 END AS ep,
+                               CASE WHEN u.estimated THEN coalesce(e.prompt_tokens, %8$s) ELSE 0 END AS ep,
                                u.estimated_completion AS ec, u.unsplit_tokens AS unsplit, u.problem
                           FROM %5$s AS m
                          CROSS JOIN LATERAL %4$s AS u
-                         WHERE %6$s AND %7$s) AS q) AS r
+                          LEFT JOIN billing.estimated_prompts AS e
+                                 ON u.estimated AND e.source_id = $1 AND e.message_id = billing._key(%3$s)
+                         WHERE %6$s AND %7$s
+                        OFFSET 0) AS q) AS r
          WHERE billing._countable(r.at)
          GROUP BY 1, 2, 3 $q$,
         m.at, m.conversation, m.id, m.usage, t.relation,
         billing._at_compare(t, 'm', '>=', '$2'), billing._at_compare(t, 'm', '<', '$3'),
-        NULL, e.content, t.conversation_column, t.created_at_column, t.id_column)
+        -- Before the backfill has frozen them, the estimates of older
+        -- replies are computed here (a query per estimated reply: only
+        -- until the first merge).
+        CASE WHEN t.backfilled THEN '0'
+             ELSE format('(SELECT coalesce(sum(ceil(char_length(%s) / 4.0)), 0)::bigint FROM %s AS earlier
+                            WHERE earlier.%I = m.%I AND (earlier.%I, earlier.%I) < (m.%I, m.%I))',
+                         e.content, t.relation, t.conversation_column, t.conversation_column,
+                         t.created_at_column, t.id_column, t.created_at_column, t.id_column) END)
     USING p_source, p_from, p_to, billing._estimate_model();
 END
 $$;
@@ -447,8 +450,10 @@ BEGIN
         ON CONFLICT (source_id, message_id) DO NOTHING $q$,
         t.relation, r.id, r.at, r.usage)
     USING p_source;
+    -- Every estimate is frozen now: the rebuilds read them (this
+    -- transaction's mark is seen by no one else before it commits).
+    UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source RETURNING * INTO t;
     PERFORM billing._backfill_months(t);
-    UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source;
 END
 $$;
 

@@ -9,6 +9,31 @@
 
 \echo Use "CREATE EXTENSION billing" to load this file. \quit
 
+-- The schema billing must be the extension's own: CREATE EXTENSION uses a
+-- schema of that name if one exists, and objects its owner put there (or
+-- puts there later) would be called by billing's triggers with billing's
+-- rights. Refuse a schema owned by another role, or one that holds objects.
+DO $$
+DECLARE
+    s record;
+BEGIN
+    SELECT n.oid, n.nspowner::regrole AS owner INTO s FROM pg_catalog.pg_namespace AS n WHERE n.nspname = 'billing';
+    IF s.owner::oid <> (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'billing: schema billing already exists and belongs to role %', s.owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Drop or rename that schema (after checking what it holds), then CREATE EXTENSION billing.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = s.oid)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = s.oid)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = s.oid)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_operator WHERE oprnamespace = s.oid) THEN
+        RAISE EXCEPTION 'billing: schema billing already exists and holds objects'
+            USING ERRCODE = 'duplicate_schema',
+                  HINT = 'CREATE EXTENSION billing needs an empty schema billing of its own: drop or rename that one first.';
+    END IF;
+END
+$$;
+
 ------------------------------------------------------------------------------
 -- Catalog generation: bumped by every change to a price table, read by the
 -- C++ side to know when its cached catalog is stale (src/pg/catalog_cache.h).

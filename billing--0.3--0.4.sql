@@ -248,6 +248,12 @@ DECLARE
     old_at timestamptz;
     new_at timestamptz;
 BEGIN
+    -- This function serves one table: the one it was made for (checked by
+    -- OID and name), else whatever billing.tracked_tables says (a
+    -- partition of it, or the table after a restore gave it a new OID).
+    IF TG_RELID <> %16$s::pg_catalog.oid OR TG_TABLE_SCHEMA <> %17$L OR TG_TABLE_NAME <> %18$L THEN
+        PERFORM billing._trigger_guard(%1$s::pg_catalog.int2, TG_RELID);
+    END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         old_id := billing._key(%4$s);
         old_at := %6$s;
@@ -283,6 +289,12 @@ BEGIN
     IF n.estimated THEN
         IF old_estimated AND old_id = new_id THEN
             est := old_est;   -- the estimate was taken when the reply was stored
+        ELSIF pg_catalog.to_regclass(%15$L)
+              IS DISTINCT FROM coalesce(pg_catalog.pg_partition_root(TG_RELID), TG_RELID::pg_catalog.regclass) THEN
+            -- The table was renamed in a way billing did not follow: its old
+            -- name may now be another relation. Read nothing by that name.
+            n.problem := coalesce(n.problem || '; ', '')
+                         || 'prompt not estimated: the table was renamed; a billing.merge() makes its trigger anew';
         ELSE
             SELECT coalesce(sum(ceil(char_length(%14$s) / 4.0)), 0)::bigint INTO est
               FROM %10$s AS m
@@ -311,7 +323,11 @@ BEGIN
     RETURN NULL;
 END
 $body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n.usage,
-        t.relation, t.conversation_column, t.created_at_column, t.id_column, m.content);
+        t.relation, t.conversation_column, t.created_at_column, t.id_column, m.content,
+        t.relation::text, t.relation::oid,
+        (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
+          WHERE cl.oid = t.relation),
+        (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation));
 END
 $fn$;
 
@@ -582,7 +598,8 @@ DECLARE
     merged bigint;
 BEGIN
     -- One merge at a time; a second caller has nothing to do.
-    IF NOT pg_try_advisory_xact_lock(hashtext('billing.merge')) THEN
+    -- (a row lock: only a role that may update billing's tables can hold it)
+    IF NOT EXISTS (SELECT 1 FROM billing.merge_lock FOR UPDATE SKIP LOCKED) THEN
         RETURN 0;
     END IF;
     PERFORM billing._refresh_trigger_functions();
@@ -1021,14 +1038,15 @@ BEGIN
         RAISE EXCEPTION 'billing: the period must lie within the years 1 to 9999, got % to %', period_start, period_end
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF top_conversations < 0 OR months < 1 OR months > 1200 THEN
-        RAISE EXCEPTION 'billing: top_conversations must be >= 0 and months between 1 and 1200'
+    IF top_conversations < 0 OR top_conversations > 10000 OR months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000 and months between 1 and 1200'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM billing._require_reader();
     IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
-        RAISE NOTICE 'billing: no table is tracked yet, so OpenAI figures are zero'
-            USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table.';
+        RAISE NOTICE 'billing: no tracked table that role "%" may read, so OpenAI figures are zero', current_user
+            USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table; '
+                         'a role sees the costs of the tracked tables it may SELECT.';
     END IF;
 
     -- Every figure is defined once (README "The dashboard payload"):
@@ -1047,6 +1065,17 @@ BEGIN
                         + m.estimated_prompt + m.estimated_completion + m.unsplit_tokens
                         AND m.unpriced_tokens <> 0) AS unpriced
           FROM m GROUP BY 1
+    ),
+    -- At most 100 models by name; the rest (a payload must stay small
+    -- whatever names the app writes) in one "(other models)" entry.
+    ranked AS (
+        SELECT p.*, row_number() OVER (ORDER BY p.cost DESC, p.tokens DESC, p.model) AS rank FROM per_model AS p
+    ),
+    shown AS (
+        SELECT r.model, r.cost, r.tokens, r.unpriced_tokens, r.messages, r.unpriced FROM ranked AS r WHERE r.rank <= 100
+        UNION ALL
+        SELECT '(other models)', sum(r.cost), sum(r.tokens), sum(r.unpriced_tokens), sum(r.messages), bool_and(r.unpriced)
+          FROM ranked AS r WHERE r.rank > 100 HAVING count(*) > 0
     )
     SELECT jsonb_build_object(
                'cost', coalesce(sum(m.cost + m.estimated_cost), 0),
@@ -1066,7 +1095,7 @@ BEGIN
                               'cost', CASE WHEN b.unpriced THEN NULL ELSE b.cost END,
                               'tokens', b.tokens, 'unpriced_tokens', b.unpriced_tokens,
                               'messages', b.messages))
-                     FROM per_model AS b), '{}'::jsonb))
+                     FROM shown AS b), '{}'::jsonb))
       INTO openai
       FROM m;
 
@@ -1273,6 +1302,10 @@ BEGIN
         RAISE EXCEPTION 'billing: quantity must be a finite number >= 0, got %', quantity
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF quantity >= 1e12 THEN
+        RAISE EXCEPTION 'billing: quantity must be below one trillion, got %', quantity
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF quantity <> round(quantity, 6) THEN
         RAISE EXCEPTION 'billing: quantity has more than 6 decimals: %', quantity
             USING ERRCODE = 'invalid_parameter_value';
@@ -1315,12 +1348,21 @@ BEGIN
                       AND NOT a.attisdropped) THEN
         RAISE EXCEPTION 'billing: table % has no column %', relation, data_column USING ERRCODE = 'undefined_column';
     END IF;
+    IF (SELECT a.atttypid FROM pg_attribute AS a WHERE a.attrelid = relation AND a.attname = data_column)
+       <> 'jsonb'::regtype THEN
+        RAISE EXCEPTION 'billing: column % of table % has type %, and track_profiles reads a jsonb column',
+                        quote_ident(data_column), relation,
+                        format_type((SELECT a.atttypid FROM pg_attribute AS a
+                                      WHERE a.attrelid = relation AND a.attname = data_column), NULL)
+            USING ERRCODE = 'datatype_mismatch', HINT = 'Nothing was changed.';
+    END IF;
     PERFORM billing._create_profiles_trigger(relation, data_column, counter, service);
     -- What the counters already hold was sent this month before tracking began.
     EXECUTE format($q$INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
         SELECT %3$L, sum((p.%1$I ->> %2$L)::numeric), now(), 'counter value when tracking began', 'track_profiles'
           FROM %4$s AS p
          WHERE jsonb_typeof(p.%1$I -> %2$L) = 'number' AND (p.%1$I ->> %2$L)::numeric > 0
+           AND (p.%1$I ->> %2$L)::numeric < 1e12
         HAVING sum((p.%1$I ->> %2$L)::numeric) > 0 $q$, data_column, counter, service, relation);
 END
 $$;
@@ -1431,5 +1473,209 @@ BEGIN
                     UNION SELECT unnest(aws_months)) AS x
              WHERE billing.month_start(x.m) >= p_from AND billing.month_end(x.m) <= p_to) AS g
      CROSS JOIN billing.aws_usage_patterns AS p;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Security: nothing a less privileged role controls runs with billing's
+-- rights, and no role without the right to merge can stall merging
+------------------------------------------------------------------------------
+
+-- The merge lock is a row of a billing table, locked FOR UPDATE: only a role
+-- that may update billing's tables can take it (an advisory lock could be
+-- taken by any role that can connect, and stall every merge).
+CREATE TABLE billing.merge_lock (
+    id integer PRIMARY KEY CHECK (id = 1)
+);
+COMMENT ON TABLE billing.merge_lock IS
+    'One row, locked by billing.merge() and by price and setting changes (which wait for a running merge).';
+INSERT INTO billing.merge_lock VALUES (1);
+
+CREATE OR REPLACE FUNCTION billing._mark_stale_from(p_from timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Wait for a running merge: it may be folding writes at the old prices.
+    PERFORM 1 FROM billing.merge_lock FOR UPDATE;
+    IF NOT isfinite(p_from) THEN
+        UPDATE billing.tracked_tables SET backfilled = false WHERE backfilled;
+        RETURN;
+    END IF;
+    INSERT INTO billing.stale_months (source_id, month)
+    SELECT t.id, m::date
+      FROM billing.tracked_tables AS t,
+           generate_series(billing.month_of(greatest(p_from, '0001-01-01 00:00:00+00')),
+                           billing.month_of(now()) + interval '1 month', interval '1 month') AS m
+    UNION
+    SELECT source_id, month FROM billing.month_usage WHERE month >= billing.month_of(p_from)
+    UNION
+    SELECT source_id, billing.month_of(created_at) FROM billing.usage_ledger WHERE created_at >= p_from
+    ON CONFLICT DO NOTHING;
+END
+$$;
+
+-- A tracked table's trigger function runs as the role that tracked the
+-- table (usually a superuser). It refuses to run on any other table (one
+-- attached elsewhere, e.g. after a restore without privileges made it
+-- executable by PUBLIC), and reads its table by name for a prompt estimate
+-- only while that name is still the table's. Both checks are made here, in
+-- the body, so that its safety depends on no ACL.
+CREATE OR REPLACE FUNCTION billing._trigger_guard(p_source smallint, p_relid oid) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                    WHERE t.id = p_source
+                      AND t.relation = coalesce(pg_partition_root(p_relid), p_relid)) THEN
+        RAISE EXCEPTION 'billing: this trigger function tracks %, not %',
+                        coalesce((SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source),
+                                 'a table no longer tracked'), p_relid::regclass
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._trigger_guard(smallint, oid) FROM PUBLIC;
+
+-- DDL on a tracked table: renames are followed whatever command made them
+-- (ALTER INDEX, ALTER VIEW ... RENAME also rename a table), billing's own
+-- trigger is found by its function, not by a name the table's owner can
+-- give another trigger, and a column changed to a type billing cannot read
+-- is refused with the command (the app's writes would fail otherwise).
+CREATE OR REPLACE FUNCTION billing._tracked_table_altered() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    cols name[];
+BEGIN
+    FOR t IN SELECT DISTINCT ON (tt.id) tt.*
+               FROM billing.tracked_tables AS tt
+               JOIN pg_event_trigger_ddl_commands() AS c
+                 ON c.classid = 'pg_class'::regclass AND c.objid = tt.relation::oid
+              ORDER BY tt.id
+    LOOP
+        SELECT array_agg(a.attname ORDER BY k.ord) INTO cols
+          FROM pg_trigger AS g
+         CROSS JOIN LATERAL unnest(g.tgattr::int2[]) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = k.attnum
+         WHERE g.tgrelid = t.relation AND NOT g.tgisinternal
+           AND g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id));
+        CONTINUE WHEN cardinality(cols) IS DISTINCT FROM 6;
+        UPDATE billing.tracked_tables
+           SET id_column = cols[1], conversation_column = cols[2], role_column = cols[3],
+               content_column = cols[4], data_column = cols[5], created_at_column = cols[6]
+         WHERE id = t.id
+        RETURNING * INTO t;
+        BEGIN
+            PERFORM billing._create_trigger_function(t);
+        EXCEPTION
+            WHEN datatype_mismatch THEN
+                RAISE EXCEPTION 'billing: % is tracked, and %', t.relation, regexp_replace(SQLERRM, '^billing: ', '')
+                    USING ERRCODE = 'datatype_mismatch',
+                          HINT = 'billing.untrack_messages() first, or keep a type billing reads (README "Tracking the app''s tables").';
+            WHEN OTHERS THEN
+                RAISE WARNING 'billing: could not follow ALTER of tracked table %: %', t.relation, SQLERRM
+                    USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
+        END;
+    END LOOP;
+END
+$$;
+DROP EVENT TRIGGER billing_tracked_table_altered;
+CREATE EVENT TRIGGER billing_tracked_table_altered ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'ALTER INDEX', 'ALTER VIEW', 'ALTER SEQUENCE', 'ALTER MATERIALIZED VIEW',
+                 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION billing._tracked_table_altered();
+
+-- The e-mail counter is read from its column by attribute (no whole-row
+-- conversion: to_jsonb(NEW) would run a cast to json that the table's
+-- owner may have defined for a type of another column), and only from a
+-- jsonb column.
+CREATE OR REPLACE FUNCTION billing._profiles_counter_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name;
+    col_type oid;
+    counter text := TG_ARGV[0];
+    service text := TG_ARGV[1];
+    new_value jsonb;
+    old_value jsonb;
+    before numeric := 0;
+    after numeric;
+BEGIN
+    SELECT a.attname, a.atttypid INTO col, col_type
+      FROM pg_trigger AS g
+      JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = g.tgattr[0]
+     WHERE g.tgrelid = TG_RELID AND g.tgname = TG_NAME;
+    IF col_type IS DISTINCT FROM 'jsonb'::regtype THEN
+        RETURN NULL;   -- not a jsonb column (any more): nothing billing reads
+    END IF;
+    EXECUTE format('SELECT ($1).%I OPERATOR(pg_catalog.->) $2', col) INTO new_value USING NEW, counter;
+    -- Counters that are not plain numbers are ignored (nothing to count).
+    IF jsonb_typeof(new_value) = 'number' THEN
+        after := new_value::text::numeric;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        EXECUTE format('SELECT ($1).%I OPERATOR(pg_catalog.->) $2', col) INTO old_value USING OLD, counter;
+        IF jsonb_typeof(old_value) = 'number' THEN
+            before := old_value::text::numeric;
+        END IF;
+    END IF;
+    -- Only increases are usage; a decrease is the monthly reset. An
+    -- increase of a trillion or more is not e-mails sent: it is left out,
+    -- with a warning, so that no counter can make AWS figures overflow.
+    IF after > before AND after = round(after) THEN
+        IF after - before >= 1e12 THEN
+            RAISE WARNING 'billing: % of % jumped by %: not counted as usage', counter, TG_RELID::regclass, after - before;
+        ELSE
+            INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
+            VALUES (service, after - before, now(), NULL, 'track_profiles');
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- A reader sees the tracked tables it may read, no other table's name.
+ALTER TABLE billing.tracked_tables ENABLE ROW LEVEL SECURITY;
+CREATE POLICY source_readers ON billing.tracked_tables
+    USING (pg_catalog.has_table_privilege(relation, 'SELECT'));
+
+-- Stops tracking a table: billing's triggers are found by their functions
+-- (the table's owner may have renamed them, or named a trigger of its own
+-- like billing's), then everything billing stored about the table goes.
+CREATE OR REPLACE FUNCTION billing.untrack_messages(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid smallint;
+    fn regprocedure;
+    tg name;
+BEGIN
+    SELECT id INTO sid FROM billing.tracked_tables tt WHERE tt.relation = untrack_messages.relation;
+    IF sid IS NULL THEN
+        RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
+    END IF;
+    fn := to_regprocedure(format('billing.%I()', 'track_' || sid));
+    FOR tg IN SELECT g.tgname FROM pg_trigger AS g
+               WHERE g.tgrelid = relation AND NOT g.tgisinternal
+                 AND (g.tgfoid = fn
+                      OR (g.tgfoid = 'billing._tracked_truncated()'::regprocedure
+                          AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = sid::text || '\000'))
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', tg, relation);
+    END LOOP;
+    IF fn IS NOT NULL THEN
+        -- CASCADE: a trigger some other table's owner attached to billing's
+        -- function (it refuses to run there) must not keep the table tracked.
+        EXECUTE format('DROP FUNCTION %s CASCADE', fn);
+    END IF;
+    PERFORM billing._forget_rows(sid);
+    DELETE FROM billing.tracked_tables WHERE id = sid;
 END
 $$;

@@ -25,7 +25,10 @@ PG_FUNCTION_INFO_V1(check_time_zone);
 
 namespace {
 
-constexpr const char* kZoneQuery = "SELECT value FROM billing.settings WHERE name = 'month_time_zone'";
+// Every operator qualified: this runs with the caller's search_path, where a
+// role may have put an "=" of its own before pg_catalog.
+constexpr const char* kZoneQuery =
+    "SELECT value FROM billing.settings WHERE name OPERATOR(pg_catalog.=) 'month_time_zone'::pg_catalog.text";
 constexpr const char* kDefaultZone = "UTC";
 
 SPIPlanPtr zone_plan = nullptr;  // kept for the backend's life

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# CREATE EXTENSION billing refuses a schema billing it does not own or that
+# holds objects: a role that created it first (say through a restore that
+# failed at CREATE EXTENSION) could otherwise put functions there that
+# billing's triggers would call with billing's rights.
+set -euo pipefail
+psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+db=billing_schema_squat
+fail=0
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -d "$db" >/dev/null <<'SQL'
+DROP ROLE IF EXISTS regress_squatter;
+CREATE ROLE regress_squatter;
+GRANT CREATE ON DATABASE billing_schema_squat TO regress_squatter;
+SET ROLE regress_squatter;
+CREATE SCHEMA billing;
+RESET ROLE;
+SQL
+# 1. A schema owned by another role.
+if out=$(psql_q -d "$db" -c 'CREATE EXTENSION billing' 2>&1); then
+    echo "FAIL: CREATE EXTENSION accepted a schema billing owned by another role"; fail=1
+elif [[ $out != *"schema billing already exists and belongs to role regress_squatter"* ]]; then
+    echo "FAIL: unexpected error: $out"; fail=1
+else
+    echo "refused: $(grep -o 'billing: .*' <<<"$out" | head -1)"
+fi
+# 2. A schema of the installing role's own that holds a function.
+psql_q -d "$db" >/dev/null <<'SQL'
+DROP SCHEMA billing;
+CREATE SCHEMA billing;
+CREATE FUNCTION billing._mark_stale_from(timestamptz) RETURNS void LANGUAGE sql AS 'SELECT';
+SQL
+if out=$(psql_q -d "$db" -c 'CREATE EXTENSION billing' 2>&1); then
+    echo "FAIL: CREATE EXTENSION accepted a schema billing that holds objects"; fail=1
+elif [[ $out != *"schema billing already exists and holds objects"* ]]; then
+    echo "FAIL: unexpected error: $out"; fail=1
+else
+    echo "refused: $(grep -o 'billing: .*' <<<"$out" | head -1)"
+fi
+# 3. An empty schema of its own is fine, and so is none.
+psql_q -d "$db" -c 'DROP SCHEMA billing CASCADE' -c 'CREATE SCHEMA billing' -c 'CREATE EXTENSION billing' >/dev/null 2>&1 \
+    || { echo "FAIL: an empty schema billing of the installing role was refused"; fail=1; }
+psql_q -d "$db" -c 'DROP EXTENSION billing' -c 'DROP SCHEMA IF EXISTS billing' -c 'CREATE EXTENSION billing' >/dev/null \
+    || { echo "FAIL: CREATE EXTENSION without a schema failed"; fail=1; }
+dropdb "$db"
+psql_q -c 'DROP ROLE regress_squatter'
+((fail == 0)) && echo "schema squatting: refused; an empty schema of the installer's own is accepted"
+exit "$fail"

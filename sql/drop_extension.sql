@@ -28,3 +28,20 @@ SELECT (SELECT count(*) FROM drop_messages) AS messages, (SELECT count(*) FROM d
 
 DROP TABLE drop_messages, drop_profiles;
 CREATE EXTENSION billing;
+
+-- A connection that drops and re-creates the extension (a migration run
+-- through a pool) prices with the new catalog: the cached catalog is keyed
+-- on more than the generation, which restarts with the extension.
+-- x-model at $1 per 1M input tokens: 1M tokens cost 1.00.
+INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
+VALUES ('x-model', '2020-01-01', 1, 1);
+SELECT billing.message_cost('x-model', 1000000, 0) AS first_catalog;
+SELECT generation AS generation_before FROM billing.catalog_state \gset
+DROP EXTENSION billing;
+CREATE EXTENSION billing;
+-- Now at $5: 5.00, with the same generation number as before.
+INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
+VALUES ('x-model', '2020-01-01', 5, 5);
+SELECT generation = :generation_before AS same_generation_number FROM billing.catalog_state;
+SELECT billing.message_cost('x-model', 1000000, 0) AS second_catalog;
+DELETE FROM billing.model_prices WHERE model = 'x-model';

@@ -137,6 +137,13 @@ INSERT INTO messages (conversation_id, role, content, data, created_at)
 VALUES ('c6', 'assistant', '', '{}', '2026-11-22');
 SELECT cost, estimated_tokens FROM billing.conversation_costs WHERE conversation_id = 'c6';
 SELECT views_match_reference();
+-- A reply whose content is NULL is estimated as an empty one: no
+-- completion, its conversation ('b' and '': 1 token) as its prompt:
+-- 1 x 0.15/1M = 0.00000015 more, 2 estimated tokens in all.
+INSERT INTO messages (conversation_id, role, content, data, created_at)
+VALUES ('c6', 'assistant', NULL, '{}', '2026-11-23');
+SELECT cost, estimated_tokens FROM billing.conversation_costs WHERE conversation_id = 'c6';
+SELECT views_match_reference();
 SELECT billing.merge() > 0 AS merged;
 SELECT first_message_at FROM billing.conversation_costs WHERE conversation_id = 'c6';
 

@@ -11,7 +11,10 @@ namespace {
 
 // The queries name their tables with the schema and use no operator or
 // function, so no search_path can redirect them.
-constexpr const char* kGenerationQuery = "SELECT generation FROM billing.catalog_state";
+// The generation comes with the table's OID: DROP EXTENSION and CREATE
+// EXTENSION in one connection restart the sequence, so a generation alone
+// can repeat; the pair cannot (a new table gets a new OID).
+constexpr const char* kGenerationQuery = "SELECT generation, tableoid FROM billing.catalog_state";
 constexpr const char* kModelQuery =
     "SELECT model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m FROM billing.model_prices";
 constexpr const char* kServiceQuery = "SELECT service, effective_from, unit_price FROM billing.aws_prices";
@@ -22,6 +25,7 @@ struct Cache {
   MemoryContext current_cxt = nullptr;
   PriceCatalog* current = nullptr;
   int64 generation = 0;
+  Oid state_table = InvalidOid;  // billing.catalog_state's OID when generation was read
   bool valid = false;
   SPIPlanPtr generation_plan = nullptr;
 };
@@ -58,7 +62,12 @@ int64 scaled_column(HeapTuple tuple, TupleDesc desc, int column, int scale, cons
   return n.value;
 }
 
-int64 read_generation() {
+struct Generation {
+  int64 value;
+  Oid table;
+};
+
+Generation read_generation() {
   if (cache.generation_plan == nullptr) {
     SPIPlanPtr plan = SPI_prepare(kGenerationQuery, 0, nullptr);
     if (plan == nullptr) elog(ERROR, "billing: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -71,11 +80,13 @@ int64 read_generation() {
                     errmsg("billing: billing.catalog_state must hold exactly one row")));
   bool isnull;
   const Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-  return isnull ? 0 : DatumGetInt64(d);
+  bool table_isnull;
+  const Datum table = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &table_isnull);
+  return Generation{isnull ? 0 : DatumGetInt64(d), table_isnull ? InvalidOid : DatumGetObjectId(table)};
 }
 
 // Builds a catalog from the two price tables into a new memory context.
-void load(int64 generation) {
+void load(Generation generation) {
   if (SPI_execute(kModelQuery, true, 0) != SPI_OK_SELECT) elog(ERROR, "billing: cannot read billing.model_prices");
   SPITupleTable* models = SPI_tuptable;
   const uint64 nmodels = SPI_processed;
@@ -140,7 +151,8 @@ void load(int64 generation) {
   if (cache.current_cxt != nullptr) MemoryContextSetParent(cache.current_cxt, cache.retired);
   cache.current_cxt = cxt;
   cache.current = catalog;
-  cache.generation = generation;
+  cache.generation = generation.value;
+  cache.state_table = generation.table;
   cache.valid = true;
 }
 
@@ -154,8 +166,8 @@ void catalog_cache_init() {
 
 const PriceCatalog* current_catalog() {
   if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
-  const int64 generation = read_generation();
-  if (!cache.valid || generation != cache.generation) load(generation);
+  const Generation generation = read_generation();
+  if (!cache.valid || generation.value != cache.generation || generation.table != cache.state_table) load(generation);
   SPI_finish();
   return cache.current;
 }

@@ -2,7 +2,8 @@
 //
 // Every change to billing.model_prices or billing.aws_prices bumps
 // billing.catalog_state.generation (a statement trigger sets it to a fresh
-// value of a sequence, so no two transactions ever share a generation). A
+// value of a sequence, so no two transactions ever share a generation; with
+// the table's OID, not even across DROP and CREATE EXTENSION). A
 // cost function reads that one row with its own query snapshot the first time
 // it runs in a query, and reloads the catalog only when the generation differs
 // from the cached one. So every query prices with exactly the catalog its

@@ -72,7 +72,9 @@ WITH m AS (
 ), u AS (
     SELECT m.*,
            m.problem IS NULL AND (m.data ? 'prompt_tokens' OR m.data ? 'completion_tokens') AS split,
-           m.problem IS NULL AND m.role = 'assistant' AND m.content IS NOT NULL
+           -- (a reply with NULL content is estimated like an empty one:
+           -- no completion, its conversation as the prompt)
+           m.problem IS NULL AND m.role = 'assistant'
              AND NOT coalesce(m.data ?| ARRAY['prompt_tokens', 'completion_tokens', 'tokens', 'total_tokens',
                                                'input_tokens', 'output_tokens', 'usage'], false) AS estimated
       FROM m
@@ -87,14 +89,14 @@ SELECT u.id, u.conversation_id, u.role, u.content, u.data, u.created_at, u.month
             THEN (u.data->'prompt_tokens_details'->>'cached_tokens')::numeric::bigint ELSE 0 END AS k,
        CASE WHEN u.problem IS NULL AND NOT u.split AND jsonb_typeof(u.data->'tokens') = 'number'
             THEN (u.data->>'tokens')::numeric::bigint ELSE 0 END AS unsplit,
-       CASE WHEN u.estimated THEN ceil(char_length(u.content) / 4.0)::bigint ELSE 0 END AS ec,
+       CASE WHEN u.estimated THEN coalesce(ceil(char_length(u.content) / 4.0)::bigint, 0) ELSE 0 END AS ec,
        -- Taken when the reply was stored (see the header). An empty reply
        -- still had its history sent as the prompt; should billing keep no
        -- estimate for it, the check of the estimated_prompts keys reports it
        -- and the costs use the estimate the reply would have now.
        CASE WHEN u.estimated
             THEN coalesce(e.prompt_tokens,
-                          CASE WHEN char_length(u.content) = 0 THEN
+                          CASE WHEN coalesce(char_length(u.content), 0) = 0 THEN
                               (SELECT sum(ceil(char_length(h.content) / 4.0))::bigint FROM public.messages AS h
                                 WHERE h.conversation_id = u.conversation_id
                                   AND (h.created_at, h.id) < (u.created_at, u.id)) END,

@@ -9,12 +9,12 @@
 namespace billing {
 
 Atto CostState::cost() const noexcept {
-  const unsigned __int128 u = (static_cast<unsigned __int128>(static_cast<uint64_t>(cost_hi)) << 64) | cost_lo;
+  const UAtto u = (static_cast<UAtto>(static_cast<uint64_t>(cost_hi)) << 64) | cost_lo;
   return static_cast<Atto>(u);
 }
 
 void CostState::set_cost(Atto v) noexcept {
-  const auto u = static_cast<unsigned __int128>(v);
+  const auto u = static_cast<UAtto>(v);
   cost_lo = static_cast<uint64_t>(u);
   cost_hi = static_cast<int64_t>(static_cast<uint64_t>(u >> 64));
 }

@@ -13,8 +13,8 @@ bool mul_atto(Atto a, int64_t b, Atto* out) noexcept {
 std::size_t format_atto(Atto v, char (&buf)[kAttoTextSize], int min_decimals) noexcept {
   // Work on the magnitude as unsigned so that the most negative value is fine.
   const bool negative = v < 0;
-  unsigned __int128 mag = negative ? static_cast<unsigned __int128>(-(v + 1)) + 1
-                                   : static_cast<unsigned __int128>(v);
+  UAtto mag = negative ? static_cast<UAtto>(-(v + 1)) + 1
+                                   : static_cast<UAtto>(v);
   char digits[kAttoTextSize];
   int n = 0;
   do {
@@ -50,7 +50,7 @@ std::optional<Atto> parse_scaled_decimal(std::string_view text, int scale) noexc
   }
   // Accumulate the magnitude unsigned: the most negative value has no
   // positive counterpart in 128 bits.
-  using U = unsigned __int128;
+  using U = UAtto;
   const U limit = negative ? (static_cast<U>(1) << 127) : (static_cast<U>(1) << 127) - 1;
   U value = 0;
   int decimals = 0;

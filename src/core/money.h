@@ -16,7 +16,10 @@
 
 namespace billing {
 
-using Atto = __int128;
+// 128-bit integers are a GCC and Clang extension: __extension__ keeps
+// -Wpedantic quiet here, and every other use goes through these two names.
+__extension__ typedef __int128 Atto;
+__extension__ typedef unsigned __int128 UAtto;
 
 inline constexpr int kAttoScale = 18;        // decimals of one atto-dollar
 inline constexpr int kTokenPriceScale = 12;  // decimals kept of a price per 1M tokens

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <limits>
 
+#include "money.h"
 #include "pg_varlena.h"
 
 namespace billing {
@@ -64,14 +65,14 @@ ScaledNumeric decode_pg_numeric(const uint8_t* data, std::size_t size, int scale
   const std::size_t ndigits = left / sizeof(int16_t);
 
   // value * 10^scale = sum of digit[i] * 10^(4 * (weight - i) + scale).
-  __int128 total = 0;
+  Atto total = 0;
   for (std::size_t i = 0; i < ndigits; ++i) {
     int16_t d;
     std::memcpy(&d, p + i * sizeof d, sizeof d);
     if (d < 0 || d > kMaxDigitValue) return fail(NumericStatus::Malformed);
     if (d == 0) continue;
     const long exponent = kDigitsPerBase * (static_cast<long>(weight) - static_cast<long>(i)) + scale;
-    __int128 term = d;
+    Atto term = d;
     if (exponent < 0) {
       // A fractional part below the scale: exact only if it divides away.
       if (exponent < -kDigitsPerBase) return fail(NumericStatus::TooPrecise);
@@ -85,7 +86,7 @@ ScaledNumeric decode_pg_numeric(const uint8_t* data, std::size_t size, int scale
       for (long k = 0; k < exponent; ++k) term *= 10;
     }
     total += term;
-    if (total > static_cast<__int128>(std::numeric_limits<int64_t>::max()) + 1)
+    if (total > static_cast<Atto>(std::numeric_limits<int64_t>::max()) + 1)
       return fail(NumericStatus::OutOfRange);
   }
   if (negative) total = -total;

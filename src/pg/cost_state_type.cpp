@@ -82,7 +82,7 @@ extern "C" Datum cost_state_recv(PG_FUNCTION_ARGS) {
   CostStateParts p;
   const int64 cost_hi = pq_getmsgint64(buf);
   const uint64 cost_lo = static_cast<uint64>(pq_getmsgint64(buf));
-  p.cost = static_cast<Atto>((static_cast<unsigned __int128>(static_cast<uint64>(cost_hi)) << 64) | cost_lo);
+  p.cost = static_cast<Atto>((static_cast<UAtto>(static_cast<uint64>(cost_hi)) << 64) | cost_lo);
   p.priced_rows = pq_getmsgint64(buf);
   p.unpriced_rows = pq_getmsgint64(buf);
   p.unpriced_units = pq_getmsgint64(buf);

@@ -23,6 +23,7 @@
 #include "money.h"
 #include "pg_numeric.h"
 
+using billing::Atto;
 using billing::NumericStatus;
 using billing::ScaledNumeric;
 
@@ -155,9 +156,9 @@ void check_finite(const Parsed& p, const std::optional<std::string>& text, bool 
     bool too_precise = false;
     for (std::size_t i = static_cast<std::size_t>(scale); i < fp.size(); ++i)
       if (fp[i] != '0') too_precise = true;
-    __int128 mag = 0;
+    Atto mag = 0;
     bool out_of_range = false;
-    const __int128 limit = static_cast<__int128>(std::numeric_limits<int64_t>::max()) + (p.negative ? 1 : 0);
+    const Atto limit = static_cast<Atto>(std::numeric_limits<int64_t>::max()) + (p.negative ? 1 : 0);
     for (int i = 0; i < static_cast<int>(ip.size()) + scale && !out_of_range; ++i) {
       const char c = i < static_cast<int>(ip.size()) ? ip[static_cast<std::size_t>(i)]
                      : static_cast<std::size_t>(i) - ip.size() < fp.size() ? fp[static_cast<std::size_t>(i) - ip.size()]

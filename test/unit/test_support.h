@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "jsonb_reader.h"
+#include "money.h"
 #include "pg_numeric.h"
 #include "pg_varlena.h"
 #include "usage.h"
@@ -23,6 +24,8 @@
 namespace billing_test {
 
 using Bytes = std::vector<uint8_t>;
+using billing::Atto;
+using billing::UAtto;
 
 inline Bytes from_hex(std::string_view hex) {
   auto nibble = [](char c) -> int {
@@ -41,9 +44,9 @@ inline Bytes from_hex(std::string_view hex) {
 
 // Decimal text of a signed 128-bit integer, written independently of the
 // code under test (money.cpp's format_atto) so that tests can compare with it.
-inline std::string i128_str(__int128 v) {
+inline std::string i128_str(Atto v) {
   const bool neg = v < 0;
-  unsigned __int128 m = neg ? static_cast<unsigned __int128>(-(v + 1)) + 1 : static_cast<unsigned __int128>(v);
+  UAtto m = neg ? static_cast<UAtto>(-(v + 1)) + 1 : static_cast<UAtto>(v);
   std::string s;
   do {
     s.insert(s.begin(), static_cast<char>('0' + static_cast<int>(m % 10)));
@@ -54,22 +57,22 @@ inline std::string i128_str(__int128 v) {
 }
 
 // A 128-bit literal from decimal text (C++ has no 128-bit literals).
-inline __int128 i128(std::string_view text) {
+inline Atto i128(std::string_view text) {
   bool neg = false;
   if (!text.empty() && text[0] == '-') {
     neg = true;
     text.remove_prefix(1);
   }
-  unsigned __int128 m = 0;
+  UAtto m = 0;
   for (char c : text) {
     if (c < '0' || c > '9') throw std::invalid_argument("bad i128 literal");
     m = m * 10 + static_cast<unsigned>(c - '0');
   }
-  return neg ? static_cast<__int128>(~m + 1) : static_cast<__int128>(m);
+  return neg ? static_cast<Atto>(~m + 1) : static_cast<Atto>(m);
 }
 
-inline constexpr __int128 kI128Max = static_cast<__int128>(~static_cast<unsigned __int128>(0) >> 1);
-inline constexpr __int128 kI128Min = -kI128Max - 1;
+inline constexpr Atto kI128Max = static_cast<Atto>(~static_cast<UAtto>(0) >> 1);
+inline constexpr Atto kI128Min = -kI128Max - 1;
 
 // The varlena `v` (1-byte or 4-byte header) re-headed with a 4-byte header,
 // as PostgreSQL hands a detoasted datum to C code. Little-endian only, like

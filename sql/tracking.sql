@@ -183,3 +183,9 @@ SELECT count(*) AS rows_after_truncate FROM billing.conversation_costs;
 SELECT billing.untrack_messages('messages');
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'messages'::regclass AND NOT tgisinternal;
 SELECT count(*) AS tracked FROM billing.tracked_tables;
+
+-- The reference goes too (it depends on billing's objects).
+DROP FUNCTION views_match_reference();
+DROP VIEW ref_costs, ref_messages;
+DROP FUNCTION ref_price(text, timestamptz);
+DROP TABLE messages;

@@ -85,6 +85,29 @@ SELECT billing.merge() > 0 AS merged;
 SELECT conversation_id, cost, messages FROM billing.conversation_costs;
 SELECT billing.untrack_messages('django_messages');
 
+-- Rails (bigint ids and foreign keys, string as varchar, jsonb,
+-- timestamp(6) without time zone holding UTC) and SQLAlchemy (Integer ids,
+-- String(36) uuids, JSON as json, DateTime as timestamp): each reply
+-- 1000 prompt + 100 completion tokens of gpt-4o-mini =
+-- 1000 x 0.15/1M + 100 x 0.60/1M = 0.00015 + 0.00006 = 0.00021.
+CREATE TABLE rails_messages (id bigserial PRIMARY KEY, conversation_id bigint, role varchar, content text,
+                             data jsonb, created_at timestamp(6) NOT NULL, updated_at timestamp(6) NOT NULL);
+CREATE TABLE sqlalchemy_messages (id serial PRIMARY KEY, conversation_id varchar(36), role varchar(16),
+                                  content text, data json, created_at timestamp);
+SELECT tracked, backfilled FROM billing.track_messages('rails_messages');
+SELECT tracked, backfilled FROM billing.track_messages('sqlalchemy_messages');
+INSERT INTO rails_messages (conversation_id, role, content, data, created_at, updated_at) VALUES
+  (42, 'assistant', 'hi', '{"model": "gpt-4o-mini", "prompt_tokens": 1000, "completion_tokens": 100}',
+   '2026-11-09 08:00:00.123456', '2026-11-09 08:00:00.123456');
+INSERT INTO sqlalchemy_messages (conversation_id, role, content, data, created_at) VALUES
+  ('8c9d2b4e-1f3a-4b5c-9d8e-7f6a5b4c3d2e', 'assistant', 'hi',
+   '{"model": "gpt-4o-mini", "prompt_tokens": 1000, "completion_tokens": 100}', '2026-11-09 08:00:00');
+SELECT source_table, conversation_id, cost FROM billing.conversation_costs ORDER BY source_table::text;
+SELECT billing.merge() > 0 AS merged;
+SELECT source_table, conversation_id, cost FROM billing.conversation_costs ORDER BY source_table::text;
+SELECT billing.untrack_messages('rails_messages');
+SELECT billing.untrack_messages('sqlalchemy_messages');
+
 -- A partitioned table (by month), Rails-style timestamp(6).
 CREATE TABLE part_messages (
     id bigint NOT NULL,

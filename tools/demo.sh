@@ -53,5 +53,4 @@ echo "==> starting a throwaway PostgreSQL 15 cluster"
 cluster_start
 
 echo "==> CREATE EXTENSION billing; loading the demo data (tools/demo.sql)"
-psql -X -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION billing CASCADE;'
 psql -X -v ON_ERROR_STOP=1 -f tools/demo.sql

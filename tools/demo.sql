@@ -2,8 +2,12 @@
 -- OpenAI usage, and an owner profile counting SES e-mails, dated relative to
 -- today (the last 6 months). Then the billing page's figures, computed in the
 -- database by the billing extension, the dashboard last.
+-- Run in a database without the extension: tools/demo.sh runs it in its
+-- throwaway cluster, test/scripts/readme_examples.sh in a database of its own
+-- to run README's examples in.
 \set QUIET on
 \pset footer off
+CREATE EXTENSION billing;
 SET timezone = 'UTC';
 SELECT setseed(0.42) AS seed \gset
 

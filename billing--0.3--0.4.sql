@@ -1330,10 +1330,12 @@ BEGIN
 END
 $$;
 
--- Tracking a profiles table twice says so (it used to fail on the trigger's name).
-CREATE OR REPLACE FUNCTION billing.track_profiles(relation regclass, counter text DEFAULT 'emails_sent_this_month',
-                                                  data_column name DEFAULT 'data', service text DEFAULT 'ses')
-RETURNS void
+-- Tracking a profiles table twice says so (it used to fail on the trigger's
+-- name), and it returns what it did: the usage the counters already held.
+DROP FUNCTION billing.track_profiles(regclass, text, name, text);
+CREATE FUNCTION billing.track_profiles(relation regclass, counter text DEFAULT 'emails_sent_this_month',
+                                       data_column name DEFAULT 'data', service text DEFAULT 'ses',
+                                       OUT tracked regclass, OUT recorded numeric)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1363,9 +1365,15 @@ BEGIN
           FROM %4$s AS p
          WHERE jsonb_typeof(p.%1$I -> %2$L) = 'number' AND (p.%1$I ->> %2$L)::numeric > 0
            AND (p.%1$I ->> %2$L)::numeric < 1e12
-        HAVING sum((p.%1$I ->> %2$L)::numeric) > 0 $q$, data_column, counter, service, relation);
+        HAVING sum((p.%1$I ->> %2$L)::numeric) > 0
+        RETURNING quantity $q$, data_column, counter, service, relation)
+       INTO recorded;
+    tracked := relation;
+    recorded := coalesce(recorded, 0);
 END
 $$;
+COMMENT ON FUNCTION billing.track_profiles(regclass, text, name, text) IS
+    'Turns increases of a JSON counter (default data.emails_sent_this_month) into recorded usage; resets are ignored. Returns the usage the counters held when tracking began (recorded as of now).';
 
 -- The month form checks the reader's grants before month_of reads a setting.
 CREATE OR REPLACE FUNCTION billing.dashboard(months integer DEFAULT 6, top_conversations integer DEFAULT 50,

@@ -26,7 +26,7 @@ CREATE TABLE mallory.profiles (id int PRIMARY KEY, data jsonb);
 ALTER TABLE mallory.messages OWNER TO regress_mallory;
 ALTER TABLE mallory.profiles OWNER TO regress_mallory;
 SELECT tracked FROM billing.track_messages('mallory.messages');
-SELECT billing.track_profiles('mallory.profiles');
+SELECT * FROM billing.track_profiles('mallory.profiles');
 
 -- 1. A cast to json on a type of another column of the profiles table: the
 --    counter trigger must not convert the whole row.

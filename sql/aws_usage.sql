@@ -35,7 +35,7 @@ SELECT (billing.dashboard(1, 0, '2026-11-15') -> 'aws' ->> 'cost')::numeric = 0.
 -- The app's counter: increases are e-mails, the monthly reset is ignored.
 CREATE TABLE profiles (id int PRIMARY KEY, type text, data jsonb);
 INSERT INTO profiles VALUES (1, 'owner', '{"emails_sent_this_month": 7}');
-SELECT billing.track_profiles('profiles');
+SELECT * FROM billing.track_profiles('profiles');
 UPDATE profiles SET data = '{"emails_sent_this_month": 8}';
 UPDATE profiles SET data = '{"emails_sent_this_month": 10}';
 UPDATE profiles SET data = '{"emails_sent_this_month": 0, "last_billing_reset": "now"}';

@@ -7,7 +7,7 @@ CREATE TABLE drop_messages (
 );
 CREATE TABLE drop_profiles (id int PRIMARY KEY, data jsonb);
 SELECT tracked, backfilled, messages, problems, unpriced_models FROM billing.track_messages('drop_messages');
-SELECT billing.track_profiles('drop_profiles');
+SELECT * FROM billing.track_profiles('drop_profiles');
 SELECT tgrelid::regclass AS app_table, tgname FROM pg_trigger
  WHERE tgrelid IN ('drop_messages'::regclass, 'drop_profiles'::regclass) ORDER BY 1, 2;
 

@@ -46,7 +46,7 @@ ALTER TABLE chat_turns DROP COLUMN usage;
 
 -- The e-mail counter's column can be renamed too: 2 e-mails, then 3 more.
 CREATE TABLE ddl_profiles (id int PRIMARY KEY, data jsonb);
-SELECT billing.track_profiles('ddl_profiles');
+SELECT * FROM billing.track_profiles('ddl_profiles');
 INSERT INTO ddl_profiles VALUES (1, '{"emails_sent_this_month": 2}');
 ALTER TABLE ddl_profiles RENAME COLUMN data TO prefs;
 UPDATE ddl_profiles SET prefs = '{"emails_sent_this_month": 5}';

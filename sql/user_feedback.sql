@@ -30,8 +30,8 @@ DELETE FROM billing.aws_usage;
 
 -- Tracking a profiles table twice says so.
 CREATE TABLE feedback_profiles (id int PRIMARY KEY, data jsonb);
-SELECT billing.track_profiles('feedback_profiles');
-SELECT billing.track_profiles('feedback_profiles');
+SELECT * FROM billing.track_profiles('feedback_profiles');
+SELECT * FROM billing.track_profiles('feedback_profiles');
 SELECT billing.untrack_profiles('feedback_profiles');
 
 -- A role without billing's grants is told which grant it lacks.

@@ -6,7 +6,7 @@
 # second cluster whose server clock is faked (libfaketime) to a hard date.
 # Ends with one "N passed, N failed" line; exit status is non-zero on failure.
 #
-#   tools/test.sh [--no-setup] [--sanitize] [--regress-only] [--all-dates]
+#   tools/test.sh [--no-setup] [--regress-only] [--all-dates]
 #   --regress-only  only pg_regress and isolation (today, then faked date)
 #   --all-dates     the faked-date run once for every date of the list
 #   BILLING_FAKETIME="2028-02-29 12:00:00"  the faked date (UTC) to use
@@ -20,7 +20,6 @@ setup=1 regress_only=0 all_dates=0
 while (($#)); do
     case $1 in
         --no-setup) setup=0 ;;  # quick local iterations: reuse the last build
-        --sanitize) export BILLING_SANITIZE=1 ;;  # reserved for sanitizer builds
         --regress-only) regress_only=1 ;;
         --all-dates) all_dates=1 ;;
         -h|--help) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
@@ -219,8 +218,10 @@ report installcheck "$rc"
 if ((!regress_only)) && [[ -d test/scripts ]]; then
     for script in test/scripts/*.sh; do
         [[ -e $script ]] || continue
+        # A test that lost its run bit would silently stop running: fail it.
         if [[ ! -x $script ]]; then
-            echo "SKIP $script (not executable - chmod +x to enable)"
+            echo "$script is not executable (chmod +x it: every test/scripts/*.sh runs)"
+            report "$script" 1
             continue
         fi
         echo "==> $script"

@@ -6,8 +6,20 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).co
 MODULE_big = billing
 OBJS = $(patsubst %.cpp,%.o,$(sort $(wildcard src/core/*.cpp src/pg/*.cpp)))
 
-# Install scripts: the first version's full script and every upgrade script.
-DATA = $(sort $(wildcard $(EXTENSION)--*.sql))
+# The install script of this version is built from the SQL sources by
+# concern (src/sql/*.sql, in the order of src/sql/load_order.txt); a fresh
+# install runs it alone. src/sql/updates/ keeps what each released version
+# needs to update to the next (and 0.1's full script, to install it for
+# upgrade tests).
+SQL_SOURCES = $(addprefix src/sql/,$(shell cat src/sql/load_order.txt))
+BILLING_INSTALL_SQL = $(EXTENSION)--$(EXTVERSION).sql
+DATA_built = $(BILLING_INSTALL_SQL)
+DATA = $(sort $(wildcard src/sql/updates/$(EXTENSION)--*.sql))
+
+$(BILLING_INSTALL_SQL): src/sql/load_order.txt $(SQL_SOURCES)
+	{ echo '-- GENERATED from src/sql/ (make $(BILLING_INSTALL_SQL)): edit the sources, not this file.'; \
+	  echo '\\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \\quit'; \
+	  for f in $(SQL_SOURCES); do echo; echo "-- ==== $$f"; cat $$f; done; } > $@
 
 # Regression tests: sql/NAME.sql against expected/NAME.out, in this order
 # (the cost engine first, then tracking and reads, then roles and attacks;

@@ -67,7 +67,7 @@ SELECT p.oid::regprocedure AS unpinned
   FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
  WHERE p.pronamespace = 'billing'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
    AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)
- ORDER BY 1;
+ ORDER BY p.oid::regprocedure::text;  -- by name, not by OID (creation order)
 
 DROP TABLE public.sec_messages;
 DROP SCHEMA evil CASCADE;

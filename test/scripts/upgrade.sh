@@ -5,37 +5,29 @@ set -euo pipefail
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
 current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" billing.control)
-# Released versions: every version an install or upgrade script starts from.
-mapfile -t versions < <(ls billing--*.sql | sed -E 's/^billing--([^-]+)(--.*)?\.sql$/\1/' | sort -uV)
+# Released versions: every version an install or update script starts from.
+mapfile -t versions < <(ls src/sql/updates/billing--*.sql | sed -E 's#^.*/billing--([^-]+)(--.*)?\.sql$#\1#' | sort -uV)
+objects=$(cat test/scripts/lib/extension_objects.sql)
+# The dump of a database holding only the extension (its configuration
+# tables' rows included), without the lines that differ between any two dumps.
+dump() { pg_dump -d "$1" | grep -v -E '^(--|SET |SELECT pg_catalog.set_config|\\(un)?restrict )'; }
 
-# Every object of the extension, with its definition where it has one.
-objects=$(cat <<'SQL'
-SELECT string_agg(d, E'\n' ORDER BY d) FROM (
-    SELECT pg_describe_object(classid, objid, 0)
-           || coalesce(' = ' || CASE WHEN classid = 'pg_proc'::regclass AND (SELECT prokind FROM pg_proc WHERE oid = objid) <> 'a'
-                                          THEN pg_get_functiondef(objid)
-                                     WHEN classid = 'pg_class'::regclass
-                                          AND (SELECT relkind FROM pg_class WHERE oid = objid) = 'v'
-                                          THEN pg_get_viewdef(objid) END, '') AS d
-      FROM pg_depend
-     WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-       AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'billing')
-    UNION ALL
-    SELECT format('column %s.%s %s %s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnum)
-      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = 'billing' AND a.attnum > 0 AND NOT a.attisdropped
-    UNION ALL
-    SELECT format('trigger %s on %s', tgname, tgrelid::regclass) FROM pg_trigger
-     WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'billing.%'
-) AS x(d)
-SQL
-)
-
+# A fresh install runs the one built script (make billing--<current>.sql);
+# no update script is involved.
 dropdb --if-exists billing_fresh 2>/dev/null
 createdb billing_fresh
 psql_q -d billing_fresh -c 'CREATE EXTENSION billing'
 fresh=$(psql_q -d billing_fresh -c "$objects")
+fresh_dump=$(dump billing_fresh)
+# The comparison can fail: one altered object in a copy must show.
+psql_q -d billing_fresh -c "COMMENT ON FUNCTION billing.merge() IS 'altered'" \
+       -c "ALTER POLICY source_readers ON billing.stale_months USING (true)"
+altered=$(psql_q -d billing_fresh -c "$objects")
 dropdb billing_fresh
+if [[ "$altered" == "$fresh" ]]; then
+    echo "FAIL: an altered comment and policy went unnoticed by the object comparison"; exit 1
+fi
+echo "object comparison: an altered comment and policy are seen ($(diff <(echo "$fresh") <(echo "$altered") | grep -c '^[<>]') lines differ)"
 
 for v in "${versions[@]}"; do
     [[ "$v" == "$current" ]] && continue
@@ -51,6 +43,8 @@ SQL
     got_version=$(psql_q -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")
     updated=$(psql_q -d "$db" -c "$objects")
     kept=$(psql_q -d "$db" -c "SELECT billing.message_cost('kept-model', 1000000, 1000000) = 3")
+    psql_q -d "$db" -c "DELETE FROM billing.model_prices WHERE model = 'kept-model'"
+    updated_dump=$(dump "$db")
     dropdb "$db"
     if [[ "$got_version" != "$current" ]]; then echo "FAIL: $v updated to $got_version, not $current"; exit 1; fi
     if [[ "$updated" != "$fresh" ]]; then
@@ -58,7 +52,12 @@ SQL
         exit 1
     fi
     [[ "$kept" == t ]] || { echo "FAIL: the user's price row did not survive the update from $v"; exit 1; }
-    echo "upgrade $v -> $current: same objects as a fresh install, user rows kept"
+    if [[ "$updated_dump" != "$fresh_dump" ]]; then
+        echo "FAIL: pg_dump after $v -> $current differs from a fresh install's:"
+        diff <(echo "$fresh_dump") <(echo "$updated_dump") | head -40
+        exit 1
+    fi
+    echo "upgrade $v -> $current: same objects and the same pg_dump as a fresh install, user rows kept"
 done
 
 # A table tracked under 0.2 keeps being tracked after the update, and from

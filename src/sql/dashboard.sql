@@ -1,0 +1,183 @@
+-- billing.dashboard(): the /api/billing payload in one call, for a month or
+-- a period (and with untyped literals), and the current_period view.
+-- Relies on reads.sql, aws_usage.sql and views.sql.
+
+CREATE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamptz,
+                                             top_conversations integer DEFAULT 50, months integer DEFAULT 6)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    openai jsonb;
+    aws jsonb;
+    conversations jsonb;
+    hist jsonb;
+    history_from date;
+    last_month date;
+BEGIN
+    IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start THEN
+        RAISE EXCEPTION 'billing: the period must have a start before its end' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The work is bounded whatever the arguments: a finite period within
+    -- the years billing counts, at most 1,200 months of history.
+    IF NOT billing._countable(period_start) OR NOT billing._countable(period_end - interval '1 microsecond') THEN
+        RAISE EXCEPTION 'billing: the period must lie within the years 1 to 9999, got % to %', period_start, period_end
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF top_conversations < 0 OR top_conversations > 10000 OR months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000 and months between 1 and 1200'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM billing._require_reader();
+    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
+        RAISE NOTICE 'billing: no tracked table that role "%" may read, so OpenAI figures are zero', current_user
+            USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table; '
+                         'a role sees the costs of the tracked tables it may SELECT.';
+    END IF;
+
+    -- Every figure is defined once (README "The dashboard payload"):
+    -- tokens = prompt + completion + estimated + total-only tokens, and the
+    -- by_model entries add up to the card.
+    WITH m AS (SELECT * FROM billing._model_usage(period_start, period_end)),
+    per_model AS (
+        SELECT CASE WHEN m.model = '' THEN '(none)' ELSE m.model END AS model,
+               sum(m.cost + m.estimated_cost) AS cost,
+               sum(m.prompt_tokens::numeric + m.completion_tokens + m.estimated_prompt
+                   + m.estimated_completion + m.unsplit_tokens) AS tokens,
+               sum(m.unpriced_tokens) AS unpriced_tokens,
+               sum(m.messages) AS messages,
+               -- no price at all: the cost is unknown, not zero
+               bool_and(m.unpriced_tokens::numeric = m.prompt_tokens::numeric + m.completion_tokens
+                        + m.estimated_prompt + m.estimated_completion + m.unsplit_tokens
+                        AND m.unpriced_tokens <> 0) AS unpriced
+          FROM m GROUP BY 1
+    ),
+    -- At most 100 models by name; the rest (a payload must stay small
+    -- whatever names the app writes) in one "(other models)" entry.
+    ranked AS (
+        SELECT p.*, row_number() OVER (ORDER BY p.cost DESC, p.tokens DESC, p.model) AS rank FROM per_model AS p
+    ),
+    shown AS (
+        SELECT r.model, r.cost, r.tokens, r.unpriced_tokens, r.messages, r.unpriced FROM ranked AS r WHERE r.rank <= 100
+        UNION ALL
+        SELECT '(other models)', sum(r.cost), sum(r.tokens), sum(r.unpriced_tokens), sum(r.messages), bool_and(r.unpriced)
+          FROM ranked AS r WHERE r.rank > 100 HAVING count(*) > 0
+    )
+    SELECT jsonb_build_object(
+               'cost', coalesce(sum(m.cost + m.estimated_cost), 0),
+               'estimated_cost', coalesce(sum(m.estimated_cost), 0),
+               'tokens', coalesce(sum(m.prompt_tokens::numeric + m.completion_tokens + m.estimated_prompt
+                                      + m.estimated_completion + m.unsplit_tokens), 0),
+               'prompt_tokens', coalesce(sum(m.prompt_tokens), 0),
+               'completion_tokens', coalesce(sum(m.completion_tokens), 0),
+               'cached_tokens', coalesce(sum(m.cached_tokens), 0),
+               'estimated_tokens', coalesce(sum(m.estimated_prompt::numeric + m.estimated_completion), 0),
+               'unsplit_tokens', coalesce(sum(m.unsplit_tokens), 0),
+               'unpriced_tokens', coalesce(sum(m.unpriced_tokens), 0),
+               'messages', coalesce(sum(m.messages), 0),
+               'problems', coalesce(sum(m.problems), 0),
+               'by_model', coalesce((
+                   SELECT jsonb_object_agg(b.model, jsonb_build_object(
+                              'cost', CASE WHEN b.unpriced THEN NULL ELSE b.cost END,
+                              'tokens', b.tokens, 'unpriced_tokens', b.unpriced_tokens,
+                              'messages', b.messages))
+                     FROM shown AS b), '{}'::jsonb))
+      INTO openai
+      FROM m;
+
+    SELECT jsonb_build_object(
+               'cost', coalesce(sum(a.cost), 0),
+               'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+               'breakdown', coalesce(jsonb_object_agg(a.service, jsonb_build_object(
+                                'quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+                                FILTER (WHERE a.service IS NOT NULL), '{}'::jsonb),
+               'source', CASE WHEN count(*) = 0 THEN 'estimate'
+                              WHEN bool_and(a.basis = 'actual') THEN 'actual'
+                              WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END)
+      INTO aws
+      FROM billing._aws_usage(period_start, period_end) AS a;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object('conversation_id', c.conversation_id, 'cost', c.cost,
+                                                 'tokens', c.tokens, 'messages', c.messages)
+                              ORDER BY c.cost DESC, c.conversation_id), '[]'::jsonb)
+      INTO conversations
+      FROM billing._top_conversations(period_start, period_end, top_conversations) AS c;
+
+    -- History: the `months` months that end with the period's last month.
+    last_month := billing.month_of(period_end - interval '1 microsecond');
+    history_from := (last_month - (months - 1) * interval '1 month')::date;
+    WITH h AS (
+        SELECT h.month, h.source, h.cost
+          FROM billing.history(billing.month_start(history_from),
+                               billing.month_end(last_month)) AS h
+    )
+    SELECT jsonb_agg(jsonb_build_object(
+               'month', to_char(g.m, 'YYYY-MM'),
+               'openai', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'openai'), 0),
+               'aws', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'aws'), 0),
+               'total', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m), 0))
+             ORDER BY g.m)
+      INTO hist
+      FROM generate_series(history_from, last_month, interval '1 month') AS g(m);
+
+    RETURN jsonb_build_object(
+        'period', jsonb_build_object('start', period_start, 'end', period_end),
+        'openai', openai,
+        'aws', aws,
+        'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
+        'conversations', conversations,
+        'history', hist);
+END
+$$;
+COMMENT ON FUNCTION billing.dashboard(timestamptz, timestamptz, integer, integer) IS
+    'The billing page for usage with period_start <= time < period_end: OpenAI and AWS cards, top conversations, and the history of the months ending with the period.';
+
+-- The month form checks the reader's grants before month_of reads a setting.
+CREATE FUNCTION billing.dashboard(months integer DEFAULT 6, top_conversations integer DEFAULT 50,
+                                             at timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM billing._require_reader();
+    RETURN billing.dashboard(billing.month_start(billing.month_of(at)), billing.month_end(billing.month_of(at)),
+                             top_conversations, months);
+END
+$$;
+COMMENT ON FUNCTION billing.dashboard(integer, integer, timestamptz) IS
+    'The billing page for the month that contains `at`: SELECT billing.dashboard(); is the whole /api/billing payload.';
+
+CREATE VIEW billing.current_period WITH (security_invoker = true) AS
+SELECT (d -> 'period' ->> 'start')::timestamptz AS period_start,
+       (d -> 'period' ->> 'end')::timestamptz AS period_end,
+       (d -> 'openai' ->> 'cost')::numeric AS openai_cost,
+       billing._sat((d -> 'openai' ->> 'tokens')::numeric) AS openai_tokens,
+       billing._sat((d -> 'openai' ->> 'prompt_tokens')::numeric) AS prompt_tokens,
+       billing._sat((d -> 'openai' ->> 'completion_tokens')::numeric) AS completion_tokens,
+       billing._sat((d -> 'openai' ->> 'cached_tokens')::numeric) AS cached_tokens,
+       (d -> 'openai' ->> 'messages')::bigint AS messages,
+       billing._sat((d -> 'openai' ->> 'estimated_tokens')::numeric) AS estimated_tokens,
+       billing._sat((d -> 'openai' ->> 'unpriced_tokens')::numeric) AS unpriced_tokens,
+       (d -> 'aws' ->> 'cost')::numeric AS aws_cost,
+       (d -> 'aws' ->> 'emails')::numeric AS emails,
+       d -> 'aws' -> 'breakdown' AS aws_breakdown,
+       d -> 'aws' ->> 'source' AS aws_source,
+       (d ->> 'total_cost')::numeric AS total_cost
+  FROM billing.dashboard(1, 0) AS d;
+COMMENT ON VIEW billing.current_period IS 'The current month''s cards: OpenAI, AWS and total.';
+
+-- billing.dashboard('2026-11-01', '2026-12-01'): with two untyped literals
+-- the (timestamptz, timestamptz) and (integer, integer, timestamptz) forms
+-- both match; a text form is what PostgreSQL picks for unknown literals.
+CREATE FUNCTION billing.dashboard(period_start text, period_end text,
+                                  top_conversations integer DEFAULT 50, months integer DEFAULT 6)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT billing.dashboard(period_start::timestamptz, period_end::timestamptz, top_conversations, months)
+$$;
+COMMENT ON FUNCTION billing.dashboard(text, text, integer, integer) IS
+    'billing.dashboard(period_start, period_end, ...) called with untyped literals, such as billing.dashboard(''2026-11-01'', ''2026-12-01'').';

@@ -1,0 +1,93 @@
+-- Following DDL on tracked tables: event triggers that remake a tracked
+-- table's trigger function after a rename (whatever command made it) and
+-- forget a dropped table.
+-- Relies on tracking.sql.
+
+-- DDL on a tracked table: renames are followed whatever command made them
+-- (ALTER INDEX, ALTER VIEW ... RENAME also rename a table), billing's own
+-- trigger is found by its function, not by a name the table's owner can
+-- give another trigger, and a column changed to a type billing cannot read
+-- is refused with the command (the app's writes would fail otherwise).
+CREATE FUNCTION billing._tracked_table_altered() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    cols name[];
+BEGIN
+    FOR t IN SELECT DISTINCT ON (tt.id) tt.*
+               FROM billing.tracked_tables AS tt
+               JOIN pg_event_trigger_ddl_commands() AS c
+                 ON c.classid = 'pg_class'::regclass AND c.objid = tt.relation::oid
+              ORDER BY tt.id
+    LOOP
+        SELECT array_agg(a.attname ORDER BY k.ord) INTO cols
+          FROM pg_trigger AS g
+         CROSS JOIN LATERAL unnest(g.tgattr::int2[]) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = k.attnum
+         WHERE g.tgrelid = t.relation AND NOT g.tgisinternal
+           AND g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id));
+        CONTINUE WHEN cardinality(cols) IS DISTINCT FROM 6;
+        UPDATE billing.tracked_tables
+           SET id_column = cols[1], conversation_column = cols[2], role_column = cols[3],
+               content_column = cols[4], data_column = cols[5], created_at_column = cols[6]
+         WHERE id = t.id
+        RETURNING * INTO t;
+        BEGIN
+            PERFORM billing._create_trigger_function(t);
+        EXCEPTION
+            WHEN datatype_mismatch THEN
+                RAISE EXCEPTION 'billing: % is tracked, and %', t.relation, regexp_replace(SQLERRM, '^billing: ', '')
+                    USING ERRCODE = 'datatype_mismatch',
+                          HINT = 'billing.untrack_messages() first, or keep a type billing reads (README "Tracking the app''s tables").';
+            WHEN OTHERS THEN
+                RAISE WARNING 'billing: could not follow ALTER of tracked table %: %', t.relation, SQLERRM
+                    USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
+        END;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER billing_tracked_table_altered ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'ALTER INDEX', 'ALTER VIEW', 'ALTER SEQUENCE', 'ALTER MATERIALIZED VIEW',
+                 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION billing._tracked_table_altered();
+
+-- A dropped tracked table takes its costs with it, as a recomputation from
+-- the (now missing) table would; its trigger function goes too, and so does
+-- the e-mail counter's function of a dropped profiles table.
+CREATE FUNCTION billing._tracked_table_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+BEGIN
+    FOR d IN SELECT o.objid, t.id AS source_id,
+                    CASE WHEN t.id IS NOT NULL
+                         THEN to_regprocedure(format('billing.%I()', 'track_' || t.id)) END AS track_fn,
+                    to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
+               FROM pg_event_trigger_dropped_objects() AS o
+               LEFT JOIN billing.tracked_tables AS t ON t.relation::oid = o.objid
+              WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND o.object_type = 'table'
+    LOOP
+        CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
+        BEGIN
+            IF d.source_id IS NOT NULL THEN
+                PERFORM billing._forget_rows(d.source_id);
+                DELETE FROM billing.tracked_tables WHERE id = d.source_id;
+            END IF;
+            IF d.track_fn IS NOT NULL THEN
+                EXECUTE format('DROP FUNCTION %s', d.track_fn);
+            END IF;
+            IF d.profiles_fn IS NOT NULL THEN
+                EXECUTE format('DROP FUNCTION %s', d.profiles_fn);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: could not forget dropped table %: %', d.objid, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER billing_tracked_table_dropped ON sql_drop
+    EXECUTE FUNCTION billing._tracked_table_dropped();

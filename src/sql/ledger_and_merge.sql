@@ -1,0 +1,560 @@
+-- The ledger and its merge: billing.usage_ledger (insert-only, one row per
+-- change), the rollups month_usage and conversation_usage, stale_months,
+-- the frozen prompt estimates and the problem rows; reading a tracked table
+-- directly (_scan_source), rebuilding months from it, the backfill, merge()
+-- and its lock, and the price and setting changes that mark months stale.
+-- Relies on tracking.sql and message_usage.sql.
+
+CREATE TABLE billing.usage_ledger (
+    source_id            smallint    NOT NULL,
+    conversation_id      text,
+    created_at           timestamptz NOT NULL,
+    model                text,
+    messages             integer     NOT NULL,
+    prompt_tokens        bigint      NOT NULL,
+    completion_tokens    bigint      NOT NULL,
+    cached_tokens        bigint      NOT NULL,
+    estimated_prompt     bigint      NOT NULL,
+    estimated_completion bigint      NOT NULL,
+    unsplit_tokens       bigint      NOT NULL,
+    problems             integer     NOT NULL
+);
+COMMENT ON TABLE billing.usage_ledger IS
+    'Insert-only: one row per message counted (+) or taken back (-) since the last billing.merge().';
+-- The ledger is a queue: vacuum it often.
+ALTER TABLE billing.usage_ledger SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
+
+CREATE TABLE billing.month_usage (
+    source_id            smallint NOT NULL,
+    month                date     NOT NULL,
+    model                text     NOT NULL,   -- '' for rows without a model
+    messages             bigint   NOT NULL,
+    prompt_tokens        numeric  NOT NULL,
+    completion_tokens    numeric  NOT NULL,
+    cached_tokens        numeric  NOT NULL,
+    estimated_prompt     numeric  NOT NULL,
+    estimated_completion numeric  NOT NULL,
+    unsplit_tokens       numeric  NOT NULL,
+    problems             bigint   NOT NULL,
+    cost                 numeric  NOT NULL,
+    estimated_cost       numeric  NOT NULL,
+    unpriced_tokens      numeric  NOT NULL,
+    PRIMARY KEY (source_id, month, model)
+);
+
+COMMENT ON TABLE billing.month_usage IS 'Merged usage per tracked table, month and model as stored.';
+
+CREATE TABLE billing.conversation_usage (
+    source_id            smallint NOT NULL,
+    month                date     NOT NULL,
+    conversation_id      text,
+    messages             bigint   NOT NULL,
+    prompt_tokens        numeric  NOT NULL,
+    completion_tokens    numeric  NOT NULL,
+    cached_tokens        numeric  NOT NULL,
+    estimated_tokens     numeric  NOT NULL,
+    cost                 numeric  NOT NULL,   -- actual and estimated
+    unpriced_tokens      numeric  NOT NULL,
+    first_message_at     timestamptz,
+    last_message_at      timestamptz,
+    bounds_stale         boolean  NOT NULL DEFAULT false,
+    UNIQUE NULLS NOT DISTINCT (source_id, month, conversation_id)
+);
+CREATE INDEX conversation_usage_top ON billing.conversation_usage (month, cost DESC, conversation_id);
+COMMENT ON TABLE billing.conversation_usage IS 'Merged usage per tracked table, month and conversation.';
+
+CREATE TABLE billing.stale_months (
+    source_id smallint NOT NULL,
+    month     date     NOT NULL,
+    PRIMARY KEY (source_id, month)
+);
+COMMENT ON TABLE billing.stale_months IS
+    'Months whose rollups a price change invalidated: read from the source until billing.merge() rebuilds them.';
+
+-- The prompt estimate of a reply stored without usage, taken once when the
+-- reply is stored (or tracking starts): what the model was sent then.
+CREATE TABLE billing.estimated_prompts (
+    source_id     smallint NOT NULL,
+    message_id    text     NOT NULL,
+    prompt_tokens bigint   NOT NULL,
+    PRIMARY KEY (source_id, message_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('billing.estimated_prompts', '');
+
+-- Messages whose data billing cannot read, kept visible in billing.usage_problems.
+CREATE TABLE billing.problem_messages (
+    source_id  smallint NOT NULL,
+    message_id text     NOT NULL,
+    created_at timestamptz,
+    problem    text     NOT NULL,
+    PRIMARY KEY (source_id, message_id)
+);
+CREATE FUNCTION billing._scan_source(p_source smallint, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
+               completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
+               estimated_completion numeric, unsplit_tokens numeric, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens numeric,
+               first_message_at timestamptz, last_message_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    m record;
+    e record;
+BEGIN
+    SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+    m := billing._row_reader(t, 'm');
+    e := billing._row_reader(t, 'earlier');
+    p_from := greatest(p_from, '0001-01-01 00:00:00+00');
+    p_to := least(p_to, '10000-01-01 00:00:00+00');
+    IF p_from >= p_to THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        SELECT billing.month_of(r.at), r.conv, billing._key(r.model), count(*)::bigint,
+               sum(r.p), sum(r.c), sum(r.k), sum(r.ep), sum(r.ec), sum(r.unsplit), count(r.problem)::bigint,
+               coalesce(sum(r.cost), 0), coalesce(sum(r.est_cost), 0),
+               sum(CASE WHEN r.cost IS NULL THEN r.p::numeric + r.c ELSE 0 END
+                   + CASE WHEN r.est_cost IS NULL THEN r.ep::numeric + r.ec ELSE 0 END + r.unsplit),
+               min(r.at), max(r.at)
+          FROM (SELECT q.*,
+                       billing.usage_cost(q.model, q.p, q.c, q.k, q.at) AS cost,
+                       billing.usage_cost(coalesce(q.model, $4), q.ep, q.ec, 0, q.at) AS est_cost
+                  FROM (SELECT %1$s AS at, billing._key(%2$s) AS conv, u.model,
+                               u.prompt_tokens AS p, u.completion_tokens AS c, u.cached_tokens AS k,
+                               CASE WHEN u.estimated THEN coalesce(e.prompt_tokens, %8$s) ELSE 0 END AS ep,
+                               u.estimated_completion AS ec, u.unsplit_tokens AS unsplit, u.problem
+                          FROM %5$s AS m
+                         CROSS JOIN LATERAL %4$s AS u
+                          LEFT JOIN billing.estimated_prompts AS e
+                                 ON u.estimated AND e.source_id = $1 AND e.message_id = billing._key(%3$s)
+                         WHERE %6$s AND %7$s
+                        OFFSET 0) AS q) AS r
+         WHERE billing._countable(r.at)
+         GROUP BY 1, 2, 3 $q$,
+        m.at, m.conversation, m.id, m.usage, t.relation,
+        billing._at_compare(t, 'm', '>=', '$2'), billing._at_compare(t, 'm', '<', '$3'),
+        -- Before the backfill has frozen them, the estimates of older
+        -- replies are computed here (a query per estimated reply: only
+        -- until the first merge).
+        CASE WHEN t.backfilled THEN '0'
+             ELSE format('(SELECT coalesce(sum(ceil(char_length(%s) / 4.0)), 0)::bigint FROM %s AS earlier
+                            WHERE earlier.%I = m.%I AND (earlier.%I, earlier.%I) < (m.%I, m.%I))',
+                         e.content, t.relation, t.conversation_column, t.conversation_column,
+                         t.created_at_column, t.id_column, t.created_at_column, t.id_column) END)
+    USING p_source, p_from, p_to, billing._estimate_model();
+END
+$$;
+
+-- First and last message time of a conversation (as billing keys it) in a
+-- month, from the source.
+CREATE FUNCTION billing._conversation_bounds(p_source smallint, p_month date, p_conversation text,
+                                                        OUT first_at timestamptz, OUT last_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    m record;
+BEGIN
+    SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+    m := billing._row_reader(t, 'm');
+    EXECUTE format('SELECT min(%1$s), max(%1$s) FROM %2$s AS m WHERE %3$s IS NOT DISTINCT FROM $1 AND %4$s AND %5$s',
+                   m.at, t.relation,
+                   -- a shortened key (see billing._key) matches only through the key
+                   CASE WHEN p_conversation LIKE '%... (md5 %)' THEN format('billing._key(%s)', m.conversation)
+                        ELSE m.conversation END,
+                   billing._at_compare(t, 'm', '>=', '$2'), billing._at_compare(t, 'm', '<', '$3'))
+       INTO first_at, last_at
+      USING p_conversation, billing.month_start(p_month), billing.month_end(p_month);
+END
+$$;
+
+-- Replaces the rollups of [p_from, p_to) for one table with a recomputation
+-- from the table, and drops the ledger rows and stale marks that it covers.
+-- One statement, so one snapshot: a write committed after it started stays
+-- in the ledger and is added on top.
+CREATE FUNCTION billing._rebuild(p_source smallint, p_from timestamptz, p_to timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    WITH scan AS MATERIALIZED (
+        SELECT * FROM billing._scan_source(p_source, p_from, p_to)
+    ), drop_ledger AS (
+        DELETE FROM billing.usage_ledger
+         WHERE source_id = p_source AND created_at >= p_from AND created_at < p_to
+    ), drop_stale AS (
+        DELETE FROM billing.stale_months
+         WHERE source_id = p_source AND month >= billing.month_of(p_from)
+           AND month <= billing.month_of(p_to - interval '1 microsecond')
+    ), drop_months AS (
+        DELETE FROM billing.month_usage
+         WHERE source_id = p_source AND month >= billing.month_of(p_from)
+           AND month <= billing.month_of(p_to - interval '1 microsecond')
+        RETURNING 1
+    ), drop_conversations AS (
+        DELETE FROM billing.conversation_usage
+         WHERE source_id = p_source AND month >= billing.month_of(p_from)
+           AND month <= billing.month_of(p_to - interval '1 microsecond')
+        RETURNING 1
+    ), add_months AS (
+        -- Reading the DELETE's output makes it run before this INSERT.
+        INSERT INTO billing.month_usage
+        SELECT p_source, s.month, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+               sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+               sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+               sum(s.estimated_cost), sum(s.unpriced_tokens)
+          FROM scan s
+         WHERE (SELECT count(*) FROM drop_months) >= 0
+         GROUP BY s.month, coalesce(s.model, '')
+    )
+    INSERT INTO billing.conversation_usage
+    SELECT p_source, s.month, s.conversation_id, sum(s.messages), sum(s.prompt_tokens),
+           sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt + s.estimated_completion),
+           sum(s.cost + s.estimated_cost), sum(s.unpriced_tokens), min(s.first_message_at),
+           max(s.last_message_at), false
+      FROM scan s
+     WHERE (SELECT count(*) FROM drop_conversations) >= 0
+     GROUP BY s.month, s.conversation_id;
+END
+$$;
+
+-- Takes in a tracked table's existing rows: the estimates of replies stored
+-- without usage, the rows with problems, then every month.
+CREATE FUNCTION billing._backfill(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    r record;
+    e record;
+BEGIN
+    SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+    r := billing._row_reader(t, 'r');
+    e := billing._row_reader(t, 'm');
+    -- Writers may change these rows while we record them. Lock the ones we
+    -- are about to record (estimated replies and unreadable rows, a small
+    -- part of the table): a concurrent update or delete of one of them waits
+    -- for us, and its trigger then sees our row and takes it back. The next
+    -- statements read with a fresh snapshot, after the locks.
+    EXECUTE format($q$
+        SELECT count(*) FROM (
+            SELECT 1 FROM %1$s AS r CROSS JOIN LATERAL %2$s AS u
+             WHERE u.estimated OR u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false)
+               FOR SHARE OF r) AS locked $q$,
+        t.relation, r.usage, r.at);
+    EXECUTE format($q$
+        INSERT INTO billing.estimated_prompts
+        SELECT $1, billing._key(%2$s),
+               (SELECT coalesce(sum(ceil(char_length(%3$s) / 4.0)), 0)::bigint
+                  FROM %1$s AS m
+                 WHERE m.%4$I = r.%4$I AND (m.%5$I, m.%6$I) < (r.%5$I, r.%6$I))
+          FROM %1$s AS r CROSS JOIN LATERAL %7$s AS u
+         WHERE u.estimated
+        ON CONFLICT (source_id, message_id) DO NOTHING $q$,
+        t.relation, r.id, e.content, t.conversation_column, t.created_at_column, t.id_column, r.usage)
+    USING p_source;
+    EXECUTE format($q$
+        INSERT INTO billing.problem_messages
+        SELECT $1, billing._key(%2$s), CASE WHEN isfinite(%3$s) THEN %3$s END,
+               concat_ws('; ', u.problem,
+                         CASE WHEN NOT coalesce(billing._countable(%3$s), false)
+                              THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+          FROM %1$s AS r CROSS JOIN LATERAL %4$s AS u
+         WHERE u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false)
+        ON CONFLICT (source_id, message_id) DO NOTHING $q$,
+        t.relation, r.id, r.at, r.usage)
+    USING p_source;
+    -- Every estimate is frozen now: the rebuilds read them (this
+    -- transaction's mark is seen by no one else before it commits).
+    UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source RETURNING * INTO t;
+    PERFORM billing._backfill_months(t);
+END
+$$;
+
+CREATE FUNCTION billing.merge() RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    merged bigint;
+BEGIN
+    -- One merge at a time; a second caller has nothing to do.
+    -- (a row lock: only a role that may update billing's tables can hold it)
+    IF NOT EXISTS (SELECT 1 FROM billing.merge_lock FOR UPDATE SKIP LOCKED) THEN
+        RETURN 0;
+    END IF;
+    PERFORM billing._refresh_trigger_functions();
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled ORDER BY id LOOP
+        PERFORM billing._merge_step(s.id, 'backfill', NULL);
+    END LOOP;
+    FOR s IN SELECT sm.source_id, sm.month FROM billing.stale_months AS sm
+               JOIN billing.tracked_tables AS t ON t.id = sm.source_id AND t.backfilled
+              ORDER BY 1, 2 LOOP
+        PERFORM billing._merge_step(s.source_id, 'rebuild', s.month);
+    END LOOP;
+
+    WITH moved AS (
+        DELETE FROM billing.usage_ledger AS l
+         -- billing._is_stale() spelled out, so that the planner anti-joins.
+         WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
+                            WHERE sm.source_id = l.source_id AND sm.month = billing.month_of(l.created_at))
+           AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
+                            WHERE tt.id = l.source_id AND NOT tt.backfilled)
+        RETURNING l.*
+    ), priced AS MATERIALIZED (
+        SELECT m.*, billing.month_of(m.created_at) AS month, billing._key(coalesce(m.model, '')) AS model_key,
+               billing.usage_cost(m.model, m.prompt_tokens, m.completion_tokens, m.cached_tokens, m.created_at) AS c,
+               billing.usage_cost(coalesce(m.model, cfg.estimate_model), m.estimated_prompt,
+                                  m.estimated_completion, 0, m.created_at) AS e
+          FROM moved AS m
+         CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS cfg
+    ), rows AS MATERIALIZED (
+        SELECT p.*, coalesce(p.c, 0) AS cost, coalesce(p.e, 0) AS estimated_cost,
+               (CASE WHEN p.c IS NULL THEN p.prompt_tokens::numeric + p.completion_tokens ELSE 0 END
+                + CASE WHEN p.e IS NULL THEN p.estimated_prompt::numeric + p.estimated_completion ELSE 0 END
+                + p.unsplit_tokens) AS unpriced_tokens
+          FROM priced AS p
+    ), months AS (
+        INSERT INTO billing.month_usage AS u
+        SELECT r.source_id, r.month, r.model_key, sum(r.messages), sum(r.prompt_tokens),
+               sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt),
+               sum(r.estimated_completion), sum(r.unsplit_tokens), sum(r.problems), sum(r.cost),
+               sum(r.estimated_cost), sum(r.unpriced_tokens)
+          FROM rows AS r GROUP BY 1, 2, 3
+        ON CONFLICT (source_id, month, model) DO UPDATE SET
+            messages = u.messages + excluded.messages,
+            prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+            completion_tokens = u.completion_tokens + excluded.completion_tokens,
+            cached_tokens = u.cached_tokens + excluded.cached_tokens,
+            estimated_prompt = u.estimated_prompt + excluded.estimated_prompt,
+            estimated_completion = u.estimated_completion + excluded.estimated_completion,
+            unsplit_tokens = u.unsplit_tokens + excluded.unsplit_tokens,
+            problems = u.problems + excluded.problems,
+            cost = u.cost + excluded.cost,
+            estimated_cost = u.estimated_cost + excluded.estimated_cost,
+            unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens
+    )
+    INSERT INTO billing.conversation_usage AS u
+    SELECT r.source_id, r.month, billing._key(r.conversation_id), sum(r.messages), sum(r.prompt_tokens),
+           sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt::numeric + r.estimated_completion),
+           sum(r.cost + r.estimated_cost), sum(r.unpriced_tokens),
+           min(r.created_at) FILTER (WHERE r.messages > 0), max(r.created_at) FILTER (WHERE r.messages > 0),
+           bool_or(r.messages < 0)
+      FROM rows AS r GROUP BY 1, 2, 3
+    ON CONFLICT (source_id, month, conversation_id) DO UPDATE SET
+        messages = u.messages + excluded.messages,
+        prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = u.completion_tokens + excluded.completion_tokens,
+        cached_tokens = u.cached_tokens + excluded.cached_tokens,
+        estimated_tokens = u.estimated_tokens + excluded.estimated_tokens,
+        cost = u.cost + excluded.cost,
+        unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens,
+        first_message_at = least(u.first_message_at, excluded.first_message_at),
+        last_message_at = greatest(u.last_message_at, excluded.last_message_at),
+        bounds_stale = u.bounds_stale OR excluded.bounds_stale;
+    GET DIAGNOSTICS merged = ROW_COUNT;
+
+    -- Rows whose messages were all taken back disappear; bounds a removal may
+    -- have moved are read again from the source.
+    DELETE FROM billing.month_usage WHERE messages = 0;
+    DELETE FROM billing.conversation_usage WHERE messages = 0;
+    UPDATE billing.conversation_usage AS c
+       SET first_message_at = b.first_at, last_message_at = b.last_at, bounds_stale = false
+      FROM (SELECT source_id, month, conversation_id FROM billing.conversation_usage WHERE bounds_stale) AS k,
+           LATERAL billing._conversation_bounds(k.source_id, k.month, k.conversation_id) AS b
+     WHERE c.source_id = k.source_id AND c.month = k.month
+       AND c.conversation_id IS NOT DISTINCT FROM k.conversation_id;
+    RETURN merged;
+END
+$$;
+COMMENT ON FUNCTION billing.merge() IS
+    'Folds the usage ledger into the monthly rollups and rebuilds stale months. Reads are exact whether or not it runs; run it every minute or so (pg_cron) to keep them fast.';
+
+CREATE FUNCTION billing._mark_stale_from(p_from timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Wait for a running merge: it may be folding writes at the old prices.
+    PERFORM 1 FROM billing.merge_lock FOR UPDATE;
+    IF NOT isfinite(p_from) THEN
+        UPDATE billing.tracked_tables SET backfilled = false WHERE backfilled;
+        RETURN;
+    END IF;
+    INSERT INTO billing.stale_months (source_id, month)
+    SELECT t.id, m::date
+      FROM billing.tracked_tables AS t,
+           generate_series(billing.month_of(greatest(p_from, '0001-01-01 00:00:00+00')),
+                           billing.month_of(now()) + interval '1 month', interval '1 month') AS m
+    UNION
+    SELECT source_id, month FROM billing.month_usage WHERE month >= billing.month_of(p_from)
+    UNION
+    SELECT source_id, billing.month_of(created_at) FROM billing.usage_ledger WHERE created_at >= p_from
+    ON CONFLICT DO NOTHING;
+END
+$$;
+
+CREATE FUNCTION billing._prices_changed() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    earliest timestamptz;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        SELECT min(effective_from) INTO earliest FROM new_rows;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT min(effective_from) INTO earliest FROM old_rows;
+    ELSIF TG_OP = 'UPDATE' THEN
+        SELECT min(x.effective_from) INTO earliest
+          FROM (SELECT effective_from FROM old_rows UNION ALL SELECT effective_from FROM new_rows) AS x;
+    ELSE
+        earliest := '-infinity';   -- TRUNCATE
+    END IF;
+    IF earliest IS NOT NULL THEN
+        PERFORM billing._mark_stale_from(earliest);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER model_prices_stale_insert AFTER INSERT ON billing.model_prices
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._prices_changed();
+CREATE TRIGGER model_prices_stale_update AFTER UPDATE ON billing.model_prices
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._prices_changed();
+CREATE TRIGGER model_prices_stale_delete AFTER DELETE ON billing.model_prices
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._prices_changed();
+CREATE TRIGGER model_prices_stale_truncate AFTER TRUNCATE ON billing.model_prices
+    FOR EACH STATEMENT EXECUTE FUNCTION billing._prices_changed();
+
+CREATE FUNCTION billing._settings_changed() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM billing._mark_stale_from('-infinity');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE ON billing.settings
+    FOR EACH STATEMENT EXECUTE FUNCTION billing._settings_changed();
+
+-- The rollups of every month of a table, from the table. Where an index on
+-- created_at makes a month cheap to read, month by month with a NOTICE
+-- every 5 seconds (rows done, rows per second, time left); else in one
+-- statement (one read of the table), saying so.
+CREATE FUNCTION billing._backfill_months(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record := billing._row_reader(t, 'r');
+    indexed boolean;
+    lo timestamptz;
+    hi timestamptz;
+    m date;
+    last_month date;
+    total numeric;
+    done numeric := 0;
+    started timestamptz := clock_timestamp();
+    reported timestamptz := clock_timestamp();
+    rate numeric;
+BEGIN
+    SELECT EXISTS (SELECT 1 FROM pg_index AS i JOIN pg_attribute AS a
+                       ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    WHERE i.indrelid = t.relation AND a.attname = t.created_at_column)
+      INTO indexed;
+    IF indexed THEN
+        EXECUTE format('SELECT min(%1$s), max(%1$s) FROM %2$s AS r WHERE billing._countable(%1$s)', r.at, t.relation)
+           INTO lo, hi;
+    END IF;
+    IF lo IS NULL OR billing.month_of(hi) > (billing.month_of(lo) + interval '1200 months')::date THEN
+        IF NOT indexed AND (SELECT c.reltuples FROM pg_class AS c WHERE c.oid = t.relation) > 1000000 THEN
+            RAISE NOTICE 'billing: taking in %: one read of the whole table (an index on % would let billing report progress and rebuild months faster)',
+                         t.relation, quote_ident(t.created_at_column);
+        END IF;
+        PERFORM billing._rebuild(t.id, '-infinity', 'infinity');
+        RETURN;
+    END IF;
+    SELECT sum(greatest(c.reltuples, 0)) INTO total
+      FROM pg_class AS c
+     WHERE c.oid = t.relation OR c.oid IN (SELECT p.relid FROM pg_partition_tree(t.relation) AS p);
+    m := billing.month_of(lo);
+    last_month := billing.month_of(hi);
+    PERFORM billing._rebuild(t.id, '-infinity', billing.month_start(m));
+    LOOP
+        PERFORM billing._rebuild(t.id, billing.month_start(m), billing.month_end(m));
+        done := done + coalesce((SELECT sum(u.messages) FROM billing.month_usage AS u
+                                  WHERE u.source_id = t.id AND u.month = m), 0);
+        EXIT WHEN m >= last_month;
+        m := (m + interval '1 month')::date;
+        IF clock_timestamp() - reported >= interval '5 seconds' THEN
+            reported := clock_timestamp();
+            rate := done / greatest(extract(epoch FROM reported - started)::numeric, 0.001);
+            RAISE NOTICE 'billing: taking in %: % of about % rows, % rows/s, about % s left (next month %)',
+                         t.relation, done, round(greatest(total, done)), round(rate),
+                         round(greatest(total - done, 0) / greatest(rate, 1)), to_char(m, 'YYYY-MM');
+        END IF;
+    END LOOP;
+    PERFORM billing._rebuild(t.id, billing.month_end(last_month), 'infinity');
+END
+$$;
+
+-- Runs one tracked table's part of merge(): a table billing cannot read
+-- (dropped column, lost privilege, ...) is reported and left for the next
+-- merge, and every other table goes on.
+CREATE FUNCTION billing._merge_step(p_source smallint, p_what text, p_month date) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_what = 'backfill' THEN
+        PERFORM billing._backfill(p_source);
+    ELSE
+        PERFORM billing._rebuild(p_source, billing.month_start(p_month), billing.month_end(p_month));
+    END IF;
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'billing: merge could not % tracked table %: %',
+                  CASE WHEN p_what = 'backfill' THEN 'take in' ELSE format('rebuild month %s of', p_month) END,
+                  (SELECT relation FROM billing.tracked_tables WHERE id = p_source), SQLERRM
+        USING HINT = 'Its figures are read from the table until a merge succeeds; billing.usage_problems and the server log say more.';
+    RETURN false;
+END
+$$;
+
+-- billing._scan_source, except that a table that cannot be read gives a
+-- WARNING and no rows instead of failing the whole read. (No row of a
+-- failed scan can have been returned: its grouping consumes every input row
+-- before it returns one, and errors come from reading input rows.)
+CREATE FUNCTION billing._scan_source_safely(p_source smallint, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
+               completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
+               estimated_completion numeric, unsplit_tokens numeric, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens numeric,
+               first_message_at timestamptz, last_message_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM billing._scan_source(p_source, p_from, p_to);
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'billing: could not read tracked table %: %; its costs are missing from this result',
+                  (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source), SQLERRM;
+END
+$$;
+
+-- The merge lock is a row of a billing table, locked FOR UPDATE: only a role
+-- that may update billing's tables can take it (an advisory lock could be
+-- taken by any role that can connect, and stall every merge).
+CREATE TABLE billing.merge_lock (
+    id integer PRIMARY KEY CHECK (id = 1)
+);
+COMMENT ON TABLE billing.merge_lock IS
+    'One row, locked by billing.merge() and by price and setting changes (which wait for a running merge).';
+INSERT INTO billing.merge_lock VALUES (1);

@@ -1,0 +1,47 @@
+-- What one message contributes: usage_of (its usage, the estimate of a reply
+-- without usage, or its problem), _usage_of_text (the same for data stored
+-- as text or json) and usage_cost (token counts priced at a time).
+-- Relies on the catalog.
+
+-- C body: src/pg/usage_of.cpp (usage_of)
+CREATE FUNCTION billing.usage_of(data jsonb, role text, content text,
+    OUT model text, OUT prompt_tokens bigint, OUT completion_tokens bigint, OUT cached_tokens bigint,
+    OUT estimated_completion bigint, OUT unsplit_tokens bigint, OUT problem text, OUT estimated boolean)
+    AS 'MODULE_PATHNAME', 'usage_of' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION billing.usage_of(jsonb, text, text) IS
+    'What one message contributes: its usage, the estimate of a reply without usage, or the problem of its data.';
+
+-- C body: src/pg/usage_of.cpp (usage_cost)
+CREATE FUNCTION billing.usage_cost(model text, prompt_tokens bigint, completion_tokens bigint,
+                                   cached_tokens bigint, at timestamptz)
+    RETURNS numeric AS 'MODULE_PATHNAME', 'usage_cost' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION billing.usage_cost(text, bigint, bigint, bigint, timestamptz) IS
+    'Cost of token counts at a time (negative counts give a negative cost); NULL when unpriced; never warns.';
+
+-- Usage of a message whose data is text: JSON that does not parse is a
+-- problem of the row, never an error of the app's write. (A subtransaction
+-- per call, paid only by tables whose data column is not jsonb.)
+CREATE FUNCTION billing._usage_of_text(data text, role text, content text,
+    OUT model text, OUT prompt_tokens bigint, OUT completion_tokens bigint, OUT cached_tokens bigint,
+    OUT estimated_completion bigint, OUT unsplit_tokens bigint, OUT problem text, OUT estimated boolean)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parsed jsonb;
+BEGIN
+    BEGIN
+        parsed := data::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        prompt_tokens := 0; completion_tokens := 0; cached_tokens := 0;
+        estimated_completion := 0; unsplit_tokens := 0; estimated := false;
+        problem := 'data is not valid JSON';
+        RETURN;
+    END;
+    SELECT * INTO model, prompt_tokens, completion_tokens, cached_tokens, estimated_completion,
+                  unsplit_tokens, problem, estimated
+      FROM billing.usage_of(parsed, role, content);
+END
+$$;
+COMMENT ON FUNCTION billing._usage_of_text(text, text, text) IS
+    'billing.usage_of for data stored as text or json: data that is not JSON is reported as the row''s problem.';

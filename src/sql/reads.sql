@@ -1,0 +1,307 @@
+-- Exact reads: rollups plus the unmerged ledger for fresh months, the
+-- tracked table itself for stale months and partial ranges (_model_usage,
+-- _conversation_usage, _top_conversations); the readable-tables rule of
+-- row-level security (_readable_sources); the check that names a missing
+-- grant.
+-- Relies on ledger_and_merge.sql.
+
+-- Cost of the unmerged ledger rows, priced with the reader's snapshot.
+-- (Each ledger row's counts fit bigint; their sums are taken as numeric.)
+CREATE VIEW billing._ledger_priced WITH (security_invoker = true) AS
+SELECT l.source_id, billing.month_of(l.created_at) AS month, l.conversation_id,
+       billing._key(coalesce(l.model, '')) AS model, l.created_at, l.messages, l.prompt_tokens, l.completion_tokens,
+       l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens, l.problems,
+       coalesce(c.cost, 0) AS cost, coalesce(e.cost, 0) AS estimated_cost,
+       billing._sat(CASE WHEN c.cost IS NULL THEN l.prompt_tokens::numeric + l.completion_tokens ELSE 0 END
+                    + CASE WHEN e.cost IS NULL THEN l.estimated_prompt::numeric + l.estimated_completion ELSE 0 END
+                    + l.unsplit_tokens) AS unpriced_tokens
+  FROM billing.usage_ledger AS l
+ CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS s
+ CROSS JOIN LATERAL billing.usage_cost(l.model, l.prompt_tokens, l.completion_tokens, l.cached_tokens,
+                                       l.created_at) AS c(cost)
+ CROSS JOIN LATERAL billing.usage_cost(coalesce(l.model, s.estimate_model), l.estimated_prompt,
+                                       l.estimated_completion, 0, l.created_at) AS e(cost);
+
+CREATE FUNCTION billing._may_read_source(p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT p_source OPERATOR(pg_catalog.=) ANY (SELECT r.id FROM billing._readable_sources AS r)
+$$;
+-- Is a month of a table read from the source (not backfilled yet, or stale)?
+-- Inlinable (no SET clause; operators qualified).
+CREATE FUNCTION billing._is_stale(p_source smallint, p_month date) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT 1 FROM billing.stale_months AS s
+                    WHERE s.source_id OPERATOR(pg_catalog.=) p_source AND s.month OPERATOR(pg_catalog.=) p_month)
+        OR EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                    WHERE t.id OPERATOR(pg_catalog.=) p_source AND NOT t.backfilled)
+$$;
+
+-- OpenAI usage with p_from <= time < p_to, per table, month and model.
+CREATE FUNCTION billing._model_usage(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (source_id smallint, month date, model text, messages bigint, prompt_tokens bigint,
+               completion_tokens bigint, cached_tokens bigint, estimated_prompt bigint,
+               estimated_completion bigint, unsplit_tokens bigint, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+BEGIN
+    PERFORM billing._require_reader();
+    -- Whole fresh months come from the rollups plus the ledger.
+    RETURN QUERY
+    SELECT x.source_id, x.month, x.model, sum(x.messages)::bigint, billing._sat(sum(x.prompt_tokens)),
+           billing._sat(sum(x.completion_tokens)), billing._sat(sum(x.cached_tokens)),
+           billing._sat(sum(x.estimated_prompt)), billing._sat(sum(x.estimated_completion)),
+           billing._sat(sum(x.unsplit_tokens)), sum(x.problems)::bigint,
+           sum(x.cost), sum(x.estimated_cost), billing._sat(sum(x.unpriced_tokens))
+      FROM (SELECT u.source_id, u.month, u.model, u.messages, u.prompt_tokens, u.completion_tokens,
+                   u.cached_tokens, u.estimated_prompt, u.estimated_completion, u.unsplit_tokens,
+                   u.problems, u.cost, u.estimated_cost, u.unpriced_tokens
+              FROM billing.month_usage AS u
+             WHERE u.month >= billing.month_of(p_from)
+               AND billing.month_start(u.month) >= p_from
+               AND billing.month_end(u.month) <= p_to
+            UNION ALL
+            SELECT l.source_id, l.month, l.model, l.messages, l.prompt_tokens, l.completion_tokens,
+                   l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens,
+                   l.problems, l.cost, l.estimated_cost, l.unpriced_tokens
+              FROM billing._ledger_priced AS l
+             WHERE billing.month_start(l.month) >= p_from
+               AND billing.month_end(l.month) <= p_to) AS x
+     -- billing._is_stale() spelled out, so that the planner anti-joins.
+     WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
+                        WHERE sm.source_id = x.source_id AND sm.month = x.month)
+       AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
+                        WHERE tt.id = x.source_id AND NOT tt.backfilled)
+     GROUP BY x.source_id, x.month, x.model
+    HAVING sum(x.messages) <> 0;
+
+    -- Stale months, and the partial months at the ends of the range, come
+    -- from the source.
+    FOR s IN SELECT * FROM billing._source_ranges(p_from, p_to) LOOP
+        RETURN QUERY
+        SELECT s.source_id, r.month, coalesce(r.model, ''), sum(r.messages)::bigint,
+               billing._sat(sum(r.prompt_tokens)), billing._sat(sum(r.completion_tokens)),
+               billing._sat(sum(r.cached_tokens)), billing._sat(sum(r.estimated_prompt)),
+               billing._sat(sum(r.estimated_completion)), billing._sat(sum(r.unsplit_tokens)),
+               sum(r.problems)::bigint, sum(r.cost), sum(r.estimated_cost), billing._sat(sum(r.unpriced_tokens))
+          FROM billing._scan_source_safely(s.source_id, s.range_from, s.range_to) AS r
+         GROUP BY r.month, coalesce(r.model, '');
+    END LOOP;
+END
+$$;
+
+-- The parts of [p_from, p_to) that must be read from each tracked table:
+-- all of it when the table is not backfilled yet; else its stale months and
+-- the partial months at the ends of the range.
+CREATE FUNCTION billing._source_ranges(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (source_id smallint, range_from timestamptz, range_to timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH months AS (
+        SELECT s.source_id, s.month FROM billing.stale_months AS s
+        UNION
+        SELECT t.id, billing.month_of(p_from) FROM billing.tracked_tables AS t
+         WHERE isfinite(p_from) AND p_from <> billing.month_start(billing.month_of(p_from))
+        UNION
+        SELECT t.id, billing.month_of(p_to - interval '1 microsecond') FROM billing.tracked_tables AS t
+         WHERE isfinite(p_to) AND p_to <> billing.month_start(billing.month_of(p_to))
+    )
+    SELECT t.id, p_from, p_to FROM billing.tracked_tables AS t
+     WHERE NOT t.backfilled AND billing._may_read_source(t.id)
+    UNION ALL
+    SELECT m.source_id, greatest(p_from, billing.month_start(m.month)),
+           least(p_to, billing.month_end(m.month))
+      FROM months AS m
+      JOIN billing.tracked_tables AS t ON t.id = m.source_id AND t.backfilled
+     WHERE billing._may_read_source(t.id)
+       AND billing.month_end(m.month) > p_from
+       AND billing.month_start(m.month) < p_to
+$$;
+
+-- OpenAI usage with p_from <= time < p_to, per table, month and conversation.
+CREATE FUNCTION billing._conversation_usage(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (source_id smallint, month date, conversation_id text, messages bigint,
+               prompt_tokens bigint, completion_tokens bigint, cached_tokens bigint,
+               estimated_tokens bigint, cost numeric, unpriced_tokens bigint,
+               first_message_at timestamptz, last_message_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+BEGIN
+    PERFORM billing._require_reader();
+    RETURN QUERY
+    WITH x AS (
+        SELECT u.source_id, u.month, u.conversation_id, u.messages, u.prompt_tokens, u.completion_tokens,
+               u.cached_tokens, u.estimated_tokens, u.cost, u.unpriced_tokens,
+               u.first_message_at AS first_add, u.last_message_at AS last_add,
+               NULL::timestamptz AS first_removed, NULL::timestamptz AS last_removed, u.bounds_stale
+          FROM billing.conversation_usage AS u
+         WHERE u.month >= billing.month_of(p_from)
+           AND billing.month_start(u.month) >= p_from
+           AND billing.month_end(u.month) <= p_to
+        UNION ALL
+        SELECT l.source_id, l.month, l.conversation_id, l.messages, l.prompt_tokens, l.completion_tokens,
+               l.cached_tokens, l.estimated_prompt::numeric + l.estimated_completion, l.cost + l.estimated_cost,
+               l.unpriced_tokens,
+               CASE WHEN l.messages > 0 THEN l.created_at END, CASE WHEN l.messages > 0 THEN l.created_at END,
+               CASE WHEN l.messages < 0 THEN l.created_at END, CASE WHEN l.messages < 0 THEN l.created_at END,
+               false
+          FROM billing._ledger_priced AS l
+         WHERE billing.month_start(l.month) >= p_from
+           AND billing.month_end(l.month) <= p_to
+    ), g AS (
+        SELECT x.source_id, x.month, x.conversation_id, sum(x.messages)::bigint AS messages,
+               billing._sat(sum(x.prompt_tokens)) AS prompt_tokens,
+               billing._sat(sum(x.completion_tokens)) AS completion_tokens,
+               billing._sat(sum(x.cached_tokens)) AS cached_tokens,
+               billing._sat(sum(x.estimated_tokens)) AS estimated_tokens,
+               sum(x.cost) AS cost, billing._sat(sum(x.unpriced_tokens)) AS unpriced_tokens,
+               min(x.first_add) AS first_add, max(x.last_add) AS last_add,
+               min(x.first_removed) AS first_removed, max(x.last_removed) AS last_removed,
+               bool_or(x.bounds_stale) AS bounds_stale
+          FROM x
+         -- billing._is_stale() spelled out, so that the planner anti-joins.
+         WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
+                            WHERE sm.source_id = x.source_id AND sm.month = x.month)
+           AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
+                            WHERE tt.id = x.source_id AND NOT tt.backfilled)
+         GROUP BY x.source_id, x.month, x.conversation_id
+        HAVING sum(x.messages) <> 0
+    )
+    SELECT g.source_id, g.month, g.conversation_id, g.messages, g.prompt_tokens, g.completion_tokens,
+           g.cached_tokens, g.estimated_tokens, g.cost, g.unpriced_tokens,
+           -- A removal at (or past) a bound moves it: read that one from the source.
+           CASE WHEN g.bounds_stale OR g.first_removed <= g.first_add OR g.last_removed >= g.last_add
+                     OR g.first_add IS NULL
+                THEN (SELECT b.first_at FROM billing._conversation_bounds(g.source_id, g.month, g.conversation_id) AS b)
+                ELSE g.first_add END,
+           CASE WHEN g.bounds_stale OR g.first_removed <= g.first_add OR g.last_removed >= g.last_add
+                     OR g.last_add IS NULL
+                THEN (SELECT b.last_at FROM billing._conversation_bounds(g.source_id, g.month, g.conversation_id) AS b)
+                ELSE g.last_add END
+      FROM g;
+
+    FOR s IN SELECT * FROM billing._source_ranges(p_from, p_to) LOOP
+        RETURN QUERY
+        SELECT s.source_id, r.month, r.conversation_id, sum(r.messages)::bigint,
+               billing._sat(sum(r.prompt_tokens)), billing._sat(sum(r.completion_tokens)),
+               billing._sat(sum(r.cached_tokens)), billing._sat(sum(r.estimated_prompt + r.estimated_completion)),
+               sum(r.cost + r.estimated_cost), billing._sat(sum(r.unpriced_tokens)),
+               min(r.first_message_at), max(r.last_message_at)
+          FROM billing._scan_source_safely(s.source_id, s.range_from, s.range_to) AS r
+         GROUP BY r.month, r.conversation_id;
+    END LOOP;
+END
+$$;
+
+-- The top conversations of a period. For one whole fresh month (the usual
+-- dashboard) it reads the rollup's (month, cost) index: the first N + K rows,
+-- K being the conversations with unmerged ledger rows, are enough to be exact.
+CREATE FUNCTION billing._top_conversations(p_from timestamptz, p_to timestamptz, p_limit integer)
+RETURNS TABLE (conversation_id text, cost numeric, tokens bigint, messages bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m date := billing.month_of(p_from);
+    whole_month boolean;
+    k bigint;
+BEGIN
+    whole_month := p_from = billing.month_start(m)
+                   AND p_to = billing.month_end(m)
+                   AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables t WHERE billing._is_stale(t.id, m));
+    IF NOT whole_month THEN
+        RETURN QUERY
+        SELECT c.conversation_id, sum(c.cost),
+               billing._sat(sum(c.prompt_tokens::numeric + c.completion_tokens + c.estimated_tokens)),
+               sum(c.messages)::bigint
+          FROM billing._conversation_usage(p_from, p_to) AS c
+         GROUP BY c.conversation_id
+         ORDER BY 2 DESC, 1
+         LIMIT p_limit;
+        RETURN;
+    END IF;
+
+    SELECT count(*) INTO k
+      FROM (SELECT DISTINCT l.source_id, l.conversation_id FROM billing.usage_ledger AS l
+             WHERE l.created_at >= p_from AND l.created_at < p_to) AS d;
+    RETURN QUERY
+    WITH candidates AS (
+        (SELECT u.source_id, u.conversation_id FROM billing.conversation_usage AS u
+          WHERE u.month = m ORDER BY u.cost DESC, u.conversation_id LIMIT p_limit + k)
+        UNION
+        SELECT DISTINCT l.source_id, l.conversation_id FROM billing.usage_ledger AS l
+         WHERE l.created_at >= p_from AND l.created_at < p_to
+    ), totals AS (
+        SELECT x.conversation_id, sum(x.cost) AS cost, billing._sat(sum(x.tokens)) AS tokens,
+               sum(x.messages)::bigint AS messages
+          FROM (-- Plain equality, so that each candidate is one probe of the
+                -- rollup's unique index; the NULL conversation apart.
+                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens + u.estimated_tokens AS tokens,
+                       u.messages
+                  FROM candidates AS c
+                  JOIN billing.conversation_usage AS u
+                    ON u.source_id = c.source_id AND u.month = m AND u.conversation_id = c.conversation_id
+                UNION ALL
+                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens + u.estimated_tokens, u.messages
+                  FROM billing.conversation_usage AS u
+                 WHERE u.month = m AND u.conversation_id IS NULL
+                   AND EXISTS (SELECT 1 FROM candidates AS c
+                                WHERE c.source_id = u.source_id AND c.conversation_id IS NULL)
+                UNION ALL
+                SELECT l.conversation_id, l.cost + l.estimated_cost,
+                       l.prompt_tokens::numeric + l.completion_tokens + l.estimated_prompt + l.estimated_completion,
+                       l.messages
+                  FROM billing._ledger_priced AS l
+                 WHERE l.created_at >= p_from AND l.created_at < p_to) AS x
+         GROUP BY x.conversation_id
+        HAVING sum(x.messages) <> 0
+    )
+    SELECT t.conversation_id, t.cost, t.tokens, t.messages FROM totals AS t
+     ORDER BY t.cost DESC, t.conversation_id
+     LIMIT p_limit;
+END
+$$;
+
+-- The tracked tables the current role may read: the one statement of the
+-- rule "a role sees a table's costs only if it may SELECT the table".
+-- security_invoker: it reads billing.tracked_tables with the reader's own
+-- privileges, as 0.2's billing._may_read_source() did. PUBLIC may select
+-- from it (what it returns depends on the caller), so that roles granted
+-- SELECT on billing's tables before this view existed keep reading.
+CREATE VIEW billing._readable_sources WITH (security_invoker = true) AS
+SELECT t.id FROM billing.tracked_tables AS t WHERE pg_catalog.has_table_privilege(t.relation, 'SELECT');
+
+-- Raises a clear error when the calling role lacks a grant the reads need
+-- (instead of "permission denied for table settings" from deep inside).
+CREATE FUNCTION billing._require_reader() RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    missing text;
+BEGIN
+    SELECT string_agg(c, ', ' ORDER BY c) INTO missing
+      FROM unnest(ARRAY['billing.catalog_state', 'billing.model_prices', 'billing.aws_prices', 'billing.settings',
+                        'billing.tracked_tables', 'billing.usage_ledger', 'billing.month_usage',
+                        'billing.conversation_usage', 'billing.stale_months', 'billing.estimated_prompts',
+                        'billing.problem_messages', 'billing.aws_usage', 'billing.aws_actuals',
+                        'billing._ledger_priced']) AS c
+     WHERE NOT has_table_privilege(c, 'SELECT');
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'billing: role "%" may not read billing''s figures: it has no SELECT on %', current_user, missing
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('A superuser or the extension''s owner grants it: GRANT USAGE ON SCHEMA billing TO %1$I; '
+                                'GRANT SELECT ON ALL TABLES IN SCHEMA billing TO %1$I; (README "Permissions")',
+                                current_user);
+    END IF;
+END
+$$;

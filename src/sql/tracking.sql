@@ -1,0 +1,491 @@
+-- Tracking an app's messages table: billing.tracked_tables, the column
+-- readers (which types billing reads and how, with built-in conversions
+-- only), the per-table trigger function billing.track_N generated from the
+-- table's row (trigger -> ledger), track_messages / untrack_messages, and
+-- the marks that make DROP EXTENSION drop the triggers too.
+-- Relies on settings_and_months and message_usage; the ledger tables it
+-- writes are in ledger_and_merge.sql (PL/pgSQL resolves them at run time).
+
+CREATE TABLE billing.tracked_tables (
+    id                smallint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    relation          regclass NOT NULL UNIQUE,
+    id_column         name NOT NULL,
+    conversation_column name NOT NULL,
+    role_column       name NOT NULL,
+    content_column    name NOT NULL,
+    data_column       name NOT NULL,
+    created_at_column name NOT NULL,
+    tracked_since     timestamptz NOT NULL DEFAULT now(),
+    backfilled        boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE billing.tracked_tables IS
+    'Message tables billing follows (billing.track_messages). backfilled = false: its rows are read from the table until billing.merge() takes them in.';
+SELECT pg_catalog.pg_extension_config_dump('billing.tracked_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('billing.tracked_tables_id_seq', '');
+
+-- A restored (or newly tracked) table has no rollups yet: always start unbackfilled.
+CREATE FUNCTION billing._tracked_table_added() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.backfilled := false;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER tracked_tables_added BEFORE INSERT ON billing.tracked_tables
+    FOR EACH ROW EXECUTE FUNCTION billing._tracked_table_added();
+
+-- The body of a tracked table's trigger function (billing.track_N). The
+-- estimate of a reply's prompt: every earlier message of its conversation
+-- (the app sends the whole history), one token per 4 characters.
+CREATE FUNCTION billing._trigger_source(t billing.tracked_tables) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    o record := billing._row_reader(t, 'OLD');
+    n record := billing._row_reader(t, 'NEW');
+    m record := billing._row_reader(t, 'm');
+BEGIN
+    RETURN format($body$
+DECLARE
+    o record;
+    n record;
+    est bigint := 0;
+    old_est bigint := 0;
+    old_estimated boolean := false;   -- OLD was a reply estimated from its text
+    old_logged boolean := false;      -- OLD is in billing.problem_messages
+    old_id text;
+    new_id text;
+    old_at timestamptz;
+    new_at timestamptz;
+BEGIN
+    -- This function serves one table: the one it was made for (checked by
+    -- OID and name), else whatever billing.tracked_tables says (a
+    -- partition of it, or the table after a restore gave it a new OID).
+    IF TG_RELID <> %16$s::pg_catalog.oid OR TG_TABLE_SCHEMA <> %17$L OR TG_TABLE_NAME <> %18$L THEN
+        PERFORM billing._trigger_guard(%1$s::pg_catalog.int2, TG_RELID);
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        old_id := billing._key(%4$s);
+        old_at := %6$s;
+        SELECT * INTO o FROM %8$s;
+        old_estimated := o.estimated;
+        old_logged := o.problem IS NOT NULL OR NOT coalesce(billing._countable(old_at), false);
+        IF old_estimated THEN
+            SELECT coalesce(max(prompt_tokens), 0) INTO old_est FROM billing.estimated_prompts
+             WHERE source_id = %1$s AND message_id = old_id;
+        END IF;
+        IF billing._countable(old_at) THEN
+            INSERT INTO billing.usage_ledger VALUES (%1$s, billing._key(%2$s), old_at, o.model, -1,
+                -o.prompt_tokens, -o.completion_tokens, -o.cached_tokens, -old_est, -o.estimated_completion,
+                -o.unsplit_tokens, CASE WHEN o.problem IS NULL THEN 0 ELSE -1 END);
+        END IF;
+        IF TG_OP = 'DELETE' THEN
+            IF old_estimated THEN
+                DELETE FROM billing.estimated_prompts WHERE source_id = %1$s AND message_id = old_id;
+            END IF;
+            IF old_logged THEN
+                DELETE FROM billing.problem_messages WHERE source_id = %1$s AND message_id = old_id;
+            END IF;
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    new_id := billing._key(%5$s);
+    new_at := %7$s;
+    SELECT * INTO n FROM %9$s;
+    IF old_estimated AND (NOT n.estimated OR old_id <> new_id) THEN
+        DELETE FROM billing.estimated_prompts WHERE source_id = %1$s AND message_id = old_id;
+    END IF;
+    IF n.estimated THEN
+        IF old_estimated AND old_id = new_id THEN
+            est := old_est;   -- the estimate was taken when the reply was stored
+        ELSIF pg_catalog.to_regclass(%15$L)
+              IS DISTINCT FROM coalesce(pg_catalog.pg_partition_root(TG_RELID), TG_RELID::pg_catalog.regclass) THEN
+            -- The table was renamed in a way billing did not follow: its old
+            -- name may now be another relation. Read nothing by that name.
+            n.problem := coalesce(n.problem || '; ', '')
+                         || 'prompt not estimated: the table was renamed; a billing.merge() makes its trigger anew';
+        ELSE
+            SELECT coalesce(sum(ceil(char_length(%14$s) / 4.0)), 0)::bigint INTO est
+              FROM %10$s AS m
+             WHERE m.%11$I = NEW.%11$I AND (m.%12$I, m.%13$I) < (NEW.%12$I, NEW.%13$I);
+            INSERT INTO billing.estimated_prompts VALUES (%1$s, new_id, est)
+                ON CONFLICT (source_id, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
+        END IF;
+    END IF;
+
+    IF NOT coalesce(billing._countable(new_at), false) THEN
+        n.problem := coalesce(n.problem || '; ', '')
+                     || 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month';
+    ELSE
+        INSERT INTO billing.usage_ledger VALUES (%1$s, billing._key(%3$s), new_at, n.model, 1,
+            n.prompt_tokens, n.completion_tokens, n.cached_tokens, est, n.estimated_completion,
+            n.unsplit_tokens, CASE WHEN n.problem IS NULL THEN 0 ELSE 1 END);
+    END IF;
+    IF old_logged AND (n.problem IS NULL OR old_id <> new_id) THEN
+        DELETE FROM billing.problem_messages WHERE source_id = %1$s AND message_id = old_id;
+    END IF;
+    IF n.problem IS NOT NULL THEN
+        INSERT INTO billing.problem_messages
+        VALUES (%1$s, new_id, CASE WHEN isfinite(new_at) THEN new_at END, n.problem)
+            ON CONFLICT (source_id, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem;
+    END IF;
+    RETURN NULL;
+END
+$body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n.usage,
+        t.relation, t.conversation_column, t.created_at_column, t.id_column, m.content,
+        t.relation::text, t.relation::oid,
+        (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
+          WHERE cl.oid = t.relation),
+        (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation));
+END
+$fn$;
+CREATE FUNCTION billing.track_messages(
+    relation regclass,
+    id_column name DEFAULT 'id',
+    conversation_column name DEFAULT 'conversation_id',
+    role_column name DEFAULT 'role',
+    content_column name DEFAULT 'content',
+    data_column name DEFAULT 'data',
+    created_at_column name DEFAULT 'created_at',
+    backfill boolean DEFAULT true,
+    OUT tracked regclass, OUT backfilled boolean, OUT messages numeric, OUT problems bigint,
+    OUT unpriced_models text[], OUT seconds numeric)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    started timestamptz := clock_timestamp();
+BEGIN
+    IF EXISTS (SELECT 1 FROM billing.tracked_tables tt WHERE tt.relation = track_messages.relation) THEN
+        RAISE EXCEPTION 'billing: table % is already tracked', relation USING ERRCODE = 'duplicate_object';
+    END IF;
+    INSERT INTO billing.tracked_tables (relation, id_column, conversation_column, role_column,
+                                        content_column, data_column, created_at_column)
+    VALUES (relation, id_column, conversation_column, role_column, content_column, data_column,
+            created_at_column)
+    RETURNING * INTO t;
+    -- Every column exists and has a type billing reads (else an error that
+    -- names it, and nothing is kept).
+    PERFORM billing._row_reader(t, 'NEW');
+    PERFORM billing._create_trigger(t);
+    tracked := relation;
+    backfilled := track_messages.backfill;
+    IF backfill THEN
+        PERFORM billing._backfill(t.id);
+        SELECT sum(u.messages), array_agg(DISTINCT u.model ORDER BY u.model)
+                                  FILTER (WHERE u.model <> '' AND u.unpriced_tokens > u.unsplit_tokens)
+          INTO messages, unpriced_models
+          FROM billing.month_usage AS u WHERE u.source_id = t.id;
+        messages := coalesce(messages, 0);
+        SELECT count(*) INTO problems FROM billing.problem_messages AS p WHERE p.source_id = t.id;
+    END IF;
+    seconds := round(extract(epoch FROM clock_timestamp() - started)::numeric, 3);
+END
+$$;
+COMMENT ON FUNCTION billing.track_messages(regclass, name, name, name, name, name, name, boolean) IS
+    'Starts tracking a messages table: a trigger follows its writes; existing rows are taken in now (backfill) or by the next billing.merge(). Returns what was taken in.';
+
+CREATE FUNCTION billing._create_trigger(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure := billing._create_trigger_function(t);
+BEGIN
+    -- The column list is kept by attribute number: it also tells
+    -- billing._tracked_table_altered which columns a rename touched.
+    EXECUTE format('CREATE TRIGGER billing_track AFTER INSERT OR DELETE OR UPDATE OF %I, %I, %I, %I, %I, %I ON %s
+                    FOR EACH ROW EXECUTE FUNCTION %s',
+                   t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
+                   t.created_at_column, t.relation, fn);
+    EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
+    PERFORM billing._depend_on_extension(NULL, t.relation,
+                                         ARRAY['billing_track', 'billing_track_truncate']::name[]);
+END
+$$;
+
+-- Everything billing stored about a tracked table's rows.
+CREATE FUNCTION billing._forget_rows(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM billing.usage_ledger WHERE source_id = p_source;
+    DELETE FROM billing.month_usage WHERE source_id = p_source;
+    DELETE FROM billing.conversation_usage WHERE source_id = p_source;
+    DELETE FROM billing.stale_months WHERE source_id = p_source;
+    DELETE FROM billing.estimated_prompts WHERE source_id = p_source;
+    DELETE FROM billing.problem_messages WHERE source_id = p_source;
+END
+$$;
+
+CREATE FUNCTION billing._tracked_truncated() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM billing._forget_rows(TG_ARGV[0]::smallint);
+    RETURN NULL;
+END
+$$;
+
+-- Stops tracking a table: billing's triggers are found by their functions
+-- (the table's owner may have renamed them, or named a trigger of its own
+-- like billing's), then everything billing stored about the table goes.
+CREATE FUNCTION billing.untrack_messages(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid smallint;
+    fn regprocedure;
+    tg name;
+BEGIN
+    SELECT id INTO sid FROM billing.tracked_tables tt WHERE tt.relation = untrack_messages.relation;
+    IF sid IS NULL THEN
+        RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
+    END IF;
+    fn := to_regprocedure(format('billing.%I()', 'track_' || sid));
+    FOR tg IN SELECT g.tgname FROM pg_trigger AS g
+               WHERE g.tgrelid = relation AND NOT g.tgisinternal
+                 AND (g.tgfoid = fn
+                      OR (g.tgfoid = 'billing._tracked_truncated()'::regprocedure
+                          AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = sid::text || '\000'))
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', tg, relation);
+    END LOOP;
+    IF fn IS NOT NULL THEN
+        -- CASCADE: a trigger some other table's owner attached to billing's
+        -- function (it refuses to run there) must not keep the table tracked.
+        EXECUTE format('DROP FUNCTION %s CASCADE', fn);
+    END IF;
+    PERFORM billing._forget_rows(sid);
+    DELETE FROM billing.tracked_tables WHERE id = sid;
+END
+$$;
+COMMENT ON FUNCTION billing.untrack_messages(regclass) IS
+    'Stops tracking a table: drops its trigger and everything billing stored about it.';
+
+-- Marks the objects that track_messages / track_profiles create on a table
+-- as depending on the extension: DROP EXTENSION billing then drops them too,
+-- while pg_dump still dumps them (with these marks) because they are not
+-- members.
+CREATE FUNCTION billing._depend_on_extension(fn regprocedure, relation regclass, triggers name[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tg name;
+BEGIN
+    IF fn IS NOT NULL THEN
+        EXECUTE format('ALTER FUNCTION %s DEPENDS ON EXTENSION billing', fn);
+    END IF;
+    FOREACH tg IN ARRAY triggers LOOP
+        IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relation AND tgname = tg) THEN
+            EXECUTE format('ALTER TRIGGER %I ON %s DEPENDS ON EXTENSION billing', tg, relation);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- The trigger function of one tracked table, made from its row of
+-- billing.tracked_tables (the column names, and the table's name for the
+-- estimate of replies without usage). Also run again when the table or one
+-- of its columns is renamed (billing._tracked_table_altered).
+CREATE FUNCTION billing._create_trigger_function(t billing.tracked_tables) RETURNS regprocedure
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn text := format('billing.%I', 'track_' || t.id);
+BEGIN
+    -- SECURITY DEFINER: the app's role writes its own table and needs no
+    -- privilege on billing's tables for the trigger to keep them up to date.
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+                    SET search_path = pg_catalog, pg_temp AS %L', fn, billing._trigger_source(t));
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+    -- (again after a replace: CREATE OR REPLACE drops the mark)
+    PERFORM billing._depend_on_extension(format('%s()', fn)::regprocedure, t.relation, ARRAY[]::name[]);
+    RETURN format('%s()', fn)::regprocedure;
+END
+$$;
+
+-- The type of a column, through any domains to the base type.
+CREATE FUNCTION billing._column_base_type(relation regclass, col name) RETURNS oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE t(oid, depth) AS (
+        SELECT a.atttypid, 0 FROM pg_attribute AS a
+         WHERE a.attrelid = relation AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
+        UNION ALL
+        SELECT y.typbasetype, t.depth + 1 FROM t JOIN pg_type AS y ON y.oid = t.oid
+         WHERE y.typtype = 'd' AND t.depth < 32
+    )
+    SELECT oid FROM t ORDER BY depth DESC LIMIT 1
+$$;
+
+-- An SQL expression that reads column `col` of row `r` (NEW, OLD, or a table
+-- alias) for the role it plays: 'id' and 'conversation' (as text), 'role'
+-- and 'content' (text), 'data' (jsonb, or text to be parsed), 'created_at'
+-- (timestamptz). Only built-in types, read with built-in conversions: these
+-- expressions run inside SECURITY DEFINER triggers, so nothing the table's
+-- owner defines (a cast, an operator, a function) may run in them. Any other
+-- type is refused here, with an error naming the column and its type.
+CREATE FUNCTION billing._column_reader(relation regclass, col name, purpose text, r text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typ oid := billing._column_base_type(relation, col);
+    x text := format('(%s.%I)', r, col);
+    tname name := (SELECT typname FROM pg_type WHERE oid = typ);
+    accepted text;
+BEGIN
+    IF typ IS NULL THEN
+        RAISE EXCEPTION 'billing: table % has no column %', relation, col USING ERRCODE = 'undefined_column';
+    END IF;
+    CASE purpose
+    WHEN 'id', 'conversation' THEN
+        IF typ IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
+                   'int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN
+            RETURN format('%s::pg_catalog.%s::pg_catalog.text', x, tname);
+        END IF;
+        accepted := 'text, character varying, character, uuid, smallint, integer or bigint';
+    WHEN 'role' THEN
+        IF typ IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN
+            RETURN format('%s::pg_catalog.%s::pg_catalog.text', x, tname);
+        END IF;
+        -- An enum's label through the built-in output function, not a cast
+        -- (the enum's owner may have defined one).
+        IF (SELECT typtype FROM pg_type WHERE oid = typ) = 'e'
+           AND typ = (SELECT atttypid FROM pg_attribute WHERE attrelid = relation AND attname = col) THEN
+            RETURN format('pg_catalog.textin(pg_catalog.enum_out(%s))', x);
+        END IF;
+        accepted := 'text, character varying, character or an enum';
+    WHEN 'content' THEN
+        IF typ IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN
+            RETURN format('%s::pg_catalog.%s::pg_catalog.text', x, tname);
+        END IF;
+        accepted := 'text, character varying or character';
+    WHEN 'data' THEN
+        IF typ = 'jsonb'::regtype THEN
+            RETURN format('%s::pg_catalog.jsonb', x);
+        ELSIF typ IN ('json'::regtype, 'text'::regtype, 'varchar'::regtype) THEN
+            RETURN format('%s::pg_catalog.%s::pg_catalog.text', x, tname);
+        END IF;
+        accepted := 'jsonb, json, text or character varying';
+    WHEN 'created_at' THEN
+        IF typ = 'timestamptz'::regtype THEN
+            RETURN format('%s::pg_catalog.timestamptz', x);
+        ELSIF typ = 'timestamp'::regtype THEN
+            RETURN format('pg_catalog.timezone(''UTC'', %s::pg_catalog.timestamp)', x);
+        ELSIF typ = 'date'::regtype THEN
+            RETURN format('pg_catalog.timezone(''UTC'', %s::pg_catalog.date::pg_catalog.timestamp)', x);
+        END IF;
+        accepted := 'timestamp with time zone, timestamp without time zone (read as UTC) or date (midnight UTC)';
+    END CASE;
+    RAISE EXCEPTION 'billing: column % of table % has type %, which billing cannot read as %',
+                    quote_ident(col), relation,
+                    format_type((SELECT atttypid FROM pg_attribute WHERE attrelid = relation AND attname = col), NULL),
+                    CASE purpose WHEN 'id' THEN 'a message id' WHEN 'conversation' THEN 'a conversation id'
+                                 WHEN 'role' THEN 'a role' WHEN 'content' THEN 'message content'
+                                 WHEN 'data' THEN 'usage data' ELSE 'a message time' END
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = format('billing reads %s from %s. Nothing was changed.',
+                            CASE purpose WHEN 'id' THEN 'message ids' WHEN 'conversation' THEN 'conversation ids'
+                                         WHEN 'role' THEN 'roles' WHEN 'content' THEN 'content'
+                                         WHEN 'data' THEN 'usage data' ELSE 'message times' END, accepted);
+END
+$$;
+
+-- The expressions that read a tracked table's row `r`: every column as
+-- billing uses it, and the usage call. Raises for a column type billing
+-- cannot read.
+CREATE FUNCTION billing._row_reader(t billing.tracked_tables, r text,
+    OUT id text, OUT conversation text, OUT role text, OUT content text, OUT at text, OUT usage text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    data text := billing._column_reader(t.relation, t.data_column, 'data', r);
+BEGIN
+    id := billing._column_reader(t.relation, t.id_column, 'id', r);
+    conversation := billing._column_reader(t.relation, t.conversation_column, 'conversation', r);
+    role := billing._column_reader(t.relation, t.role_column, 'role', r);
+    content := billing._column_reader(t.relation, t.content_column, 'content', r);
+    at := billing._column_reader(t.relation, t.created_at_column, 'created_at', r);
+    usage := format(CASE WHEN billing._column_base_type(t.relation, t.data_column) = 'jsonb'::regtype
+                         THEN 'billing.usage_of(%s, %s, %s)' ELSE 'billing._usage_of_text(%s, %s, %s)' END,
+                    data, role, content);
+END
+$$;
+
+-- A condition "the time column of alias r is >= / < the timestamptz `bound`"
+-- in the column's own type, so that an index on it is used.
+CREATE FUNCTION billing._at_compare(t billing.tracked_tables, r text, op text, bound text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%s.%I %s %s', r, t.created_at_column, op,
+                  CASE WHEN billing._column_base_type(t.relation, t.created_at_column) = 'timestamptz'::regtype
+                       THEN bound ELSE format('pg_catalog.timezone(''UTC'', %s)', bound) END)
+$$;
+
+-- Makes anew every tracked table's trigger function whose body is not what
+-- this version writes. An extension script cannot replace a function that
+-- is not a member, so tables tracked under 0.3 are moved by the first
+-- billing.merge() after the update (and by any ALTER TABLE of theirs). A
+-- table it cannot move (a column of a type 0.4 refuses) keeps its function,
+-- with a warning: untrack it, or change the column's type.
+CREATE FUNCTION billing._refresh_trigger_functions() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+BEGIN
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+               JOIN pg_proc AS p ON p.oid = to_regprocedure(format('billing.%I()', 'track_' || tt.id))
+              ORDER BY tt.id LOOP
+        BEGIN
+            IF (SELECT p.prosrc FROM pg_proc AS p
+                 WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
+               IS DISTINCT FROM billing._trigger_source(t) THEN
+                PERFORM billing._create_trigger_function(t);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
+-- A tracked table's trigger function runs as the role that tracked the
+-- table (usually a superuser). It refuses to run on any other table (one
+-- attached elsewhere, e.g. after a restore without privileges made it
+-- executable by PUBLIC), and reads its table by name for a prompt estimate
+-- only while that name is still the table's. Both checks are made here, in
+-- the body, so that its safety depends on no ACL.
+CREATE FUNCTION billing._trigger_guard(p_source smallint, p_relid oid) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                    WHERE t.id = p_source
+                      AND t.relation = coalesce(pg_partition_root(p_relid), p_relid)) THEN
+        RAISE EXCEPTION 'billing: this trigger function tracks %, not %',
+                        coalesce((SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source),
+                                 'a table no longer tracked'), p_relid::regclass
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END
+$$;

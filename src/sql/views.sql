@@ -1,0 +1,79 @@
+-- The views: billing.history and monthly_history (per month and source),
+-- conversation_costs, usage_problems.
+-- Relies on reads.sql and aws_usage.sql.
+
+-- One row per month and cost source ('openai', 'aws'), for every month with usage.
+CREATE FUNCTION billing.history(p_from timestamptz DEFAULT '-infinity', p_to timestamptz DEFAULT 'infinity')
+RETURNS TABLE (month date, source text, cost numeric, basis text, messages bigint, prompt_tokens bigint,
+               completion_tokens bigint, cached_tokens bigint, estimated_tokens bigint,
+               unpriced_tokens bigint, emails numeric, services jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.month, 'openai', sum(m.cost + m.estimated_cost),
+           CASE WHEN sum(m.estimated_prompt::numeric + m.estimated_completion) > 0 THEN 'partly estimated'
+                ELSE 'actual usage' END,
+           sum(m.messages)::bigint, billing._sat(sum(m.prompt_tokens)), billing._sat(sum(m.completion_tokens)),
+           billing._sat(sum(m.cached_tokens)), billing._sat(sum(m.estimated_prompt::numeric + m.estimated_completion)),
+           billing._sat(sum(m.unpriced_tokens)), NULL::numeric, NULL::jsonb
+      FROM billing._model_usage(p_from, p_to) AS m
+     GROUP BY m.month
+    UNION ALL
+    SELECT a.month, 'aws', sum(a.cost),
+           CASE WHEN bool_and(a.basis = 'actual') THEN 'actual'
+                WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END,
+           NULL, NULL, NULL, NULL, NULL, NULL,
+           coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+           jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+      FROM billing._aws_usage(p_from, p_to) AS a
+     GROUP BY a.month
+$$;
+COMMENT ON FUNCTION billing.history(timestamptz, timestamptz) IS
+    'Costs per month and source (openai, aws) for usage with p_from <= time < p_to.';
+
+CREATE VIEW billing.monthly_history AS
+SELECT h.*, sum(h.cost) OVER (PARTITION BY h.month) AS month_total
+  FROM billing.history() AS h;
+COMMENT ON VIEW billing.monthly_history IS
+    'One row per month and cost source (openai, aws): cost, tokens, messages, e-mails, AWS services, and the month''s total.';
+
+CREATE VIEW billing.conversation_costs WITH (security_invoker = true) AS
+SELECT c.month, c.conversation_id, t.relation AS source_table, c.cost,
+       billing._sat(c.prompt_tokens::numeric + c.completion_tokens + c.estimated_tokens) AS tokens,
+       c.prompt_tokens, c.completion_tokens,
+       c.cached_tokens, c.estimated_tokens, c.unpriced_tokens, c.messages,
+       c.first_message_at, c.last_message_at
+  FROM billing._conversation_usage('-infinity', 'infinity') AS c
+  JOIN billing.tracked_tables AS t ON t.id = c.source_id;
+COMMENT ON VIEW billing.conversation_costs IS 'Cost, tokens and messages per conversation and month.';
+
+CREATE VIEW billing.usage_problems WITH (security_invoker = true) AS
+SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
+       'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
+  FROM billing.problem_messages AS p
+  JOIN billing.tracked_tables AS t ON t.id = p.source_id
+UNION ALL
+SELECT t.relation, NULL, NULL, m.month,
+       CASE WHEN m.model = '' THEN 'no model' ELSE 'unpriced model' END,
+       CASE WHEN m.model = '' THEN 'usage without a model name'
+            ELSE format('model "%s" has no price in billing.model_prices at that time',
+                        CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END) END,
+       NULL, billing._sat(m.unpriced_tokens::numeric - m.unsplit_tokens)
+  FROM billing._model_usage('-infinity', 'infinity') AS m
+  JOIN billing.tracked_tables AS t ON t.id = m.source_id
+ WHERE m.unpriced_tokens <> m.unsplit_tokens
+UNION ALL
+SELECT t.relation, NULL, NULL, m.month, 'no token split',
+       format('usage of model "%s" gives only a total token count: the split decides the price',
+              CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END),
+       NULL, m.unsplit_tokens
+  FROM billing._model_usage('-infinity', 'infinity') AS m
+  JOIN billing.tracked_tables AS t ON t.id = m.source_id
+ WHERE m.unsplit_tokens <> 0
+UNION ALL
+SELECT NULL, NULL, NULL, a.month, 'unpriced AWS service',
+       format('service "%s" has no price in billing.aws_prices', a.service), NULL, NULL
+  FROM billing._aws_usage('-infinity', 'infinity') AS a
+ WHERE a.unpriced_quantity <> 0;
+COMMENT ON VIEW billing.usage_problems IS
+    'Messages whose data billing cannot read (one row each), and per month the usage that could not be priced.';

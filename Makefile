@@ -47,7 +47,10 @@ SHLIB_LINK = -lfmt -lstdc++
 # PostgreSQL's JIT bitcode is not built for C++ sources here.
 override with_llvm = no
 
-PG_CONFIG ?= $(shell command -v /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
+# The PostgreSQL to build for: pg_config on the PATH, or PG_CONFIG=... (as
+# Debian's pg_buildext and users with several versions set it; tools/*.sh
+# pass PostgreSQL 15's).
+PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
@@ -57,3 +60,10 @@ dist:
 
 # Rebuild every object when any header changes (PGXS tracks no header deps).
 $(OBJS): $(wildcard src/core/*.h src/pg/*.h)
+
+# The end-to-end scripts of test/scripts/ (upgrade, dump and restore, crash,
+# soak, ...) against the server that PG* environment variables name, as
+# tools/test.sh runs them on its throwaway cluster.
+.PHONY: test-scripts
+test-scripts:
+	@status=0; for t in test/scripts/*.sh; do echo "==> $$t"; BILLING_REPO_ROOT=$(CURDIR) $$t || status=1; done; exit $$status

@@ -115,8 +115,7 @@ BEGIN
         SELECT billing.month_of(r.at), r.conv, billing._key(r.model), count(*)::bigint,
                sum(r.p), sum(r.c), sum(r.k), sum(r.ep), sum(r.ec), sum(r.unsplit), count(r.problem)::bigint,
                coalesce(sum(r.cost), 0), coalesce(sum(r.est_cost), 0),
-               sum(CASE WHEN r.cost IS NULL THEN r.p::numeric + r.c ELSE 0 END
-                   + CASE WHEN r.est_cost IS NULL THEN r.ep::numeric + r.ec ELSE 0 END + r.unsplit),
+               sum(billing._unpriced_tokens(r.cost, r.est_cost, r.p, r.c, r.ep, r.ec, r.unsplit)),
                min(r.at), max(r.at)
           FROM (SELECT q.*,
                        billing.usage_cost(q.model, q.p, q.c, q.k, q.at) AS cost,
@@ -315,9 +314,8 @@ BEGIN
          CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS cfg
     ), rows AS MATERIALIZED (
         SELECT p.*, coalesce(p.c, 0) AS cost, coalesce(p.e, 0) AS estimated_cost,
-               (CASE WHEN p.c IS NULL THEN p.prompt_tokens::numeric + p.completion_tokens ELSE 0 END
-                + CASE WHEN p.e IS NULL THEN p.estimated_prompt::numeric + p.estimated_completion ELSE 0 END
-                + p.unsplit_tokens) AS unpriced_tokens
+               billing._unpriced_tokens(p.c, p.e, p.prompt_tokens, p.completion_tokens, p.estimated_prompt,
+                                        p.estimated_completion, p.unsplit_tokens) AS unpriced_tokens
           FROM priced AS p
     ), months AS (
         INSERT INTO billing.month_usage AS u

@@ -45,3 +45,20 @@ END
 $$;
 COMMENT ON FUNCTION billing._usage_of_text(text, text, text) IS
     'billing.usage_of for data stored as text or json: data that is not JSON is reported as the row''s problem.';
+
+-- The tokens a message leaves unpriced: its reported tokens when they
+-- found no price, its estimate when that found none, and always its
+-- total-only tokens (a total cannot be priced). The one definition of
+-- unpriced_tokens, used by the direct reads, the ledger reads and merge().
+-- Inlinable (no SET clause; every operator qualified).
+CREATE FUNCTION billing._unpriced_tokens(cost numeric, estimated_cost numeric, prompt bigint, completion bigint,
+                                         estimated_prompt bigint, estimated_completion bigint, unsplit bigint)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN cost IS NULL THEN prompt::pg_catalog.numeric OPERATOR(pg_catalog.+) completion ELSE 0 END
+           OPERATOR(pg_catalog.+)
+           CASE WHEN estimated_cost IS NULL
+                THEN estimated_prompt::pg_catalog.numeric OPERATOR(pg_catalog.+) estimated_completion ELSE 0 END
+           OPERATOR(pg_catalog.+) unsplit
+$$;

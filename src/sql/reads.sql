@@ -12,9 +12,8 @@ SELECT l.source_id, billing.month_of(l.created_at) AS month, l.conversation_id,
        billing._key(coalesce(l.model, '')) AS model, l.created_at, l.messages, l.prompt_tokens, l.completion_tokens,
        l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens, l.problems,
        coalesce(c.cost, 0) AS cost, coalesce(e.cost, 0) AS estimated_cost,
-       billing._sat(CASE WHEN c.cost IS NULL THEN l.prompt_tokens::numeric + l.completion_tokens ELSE 0 END
-                    + CASE WHEN e.cost IS NULL THEN l.estimated_prompt::numeric + l.estimated_completion ELSE 0 END
-                    + l.unsplit_tokens) AS unpriced_tokens
+       billing._sat(billing._unpriced_tokens(c.cost, e.cost, l.prompt_tokens, l.completion_tokens, l.estimated_prompt,
+                                             l.estimated_completion, l.unsplit_tokens)) AS unpriced_tokens
   FROM billing.usage_ledger AS l
  CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS s
  CROSS JOIN LATERAL billing.usage_cost(l.model, l.prompt_tokens, l.completion_tokens, l.cached_tokens,

@@ -65,6 +65,23 @@ $$;
 COMMENT ON FUNCTION billing._key(text) IS
     'A model name or id as billing stores it: unchanged up to 200 bytes, else its first 32 characters and its md5 (at most 173 bytes, so keying a key changes nothing).';
 
+-- The tokens a message leaves unpriced: its reported tokens when they
+-- found no price, its estimate when that found none, and always its
+-- total-only tokens (a total cannot be priced). The one definition of
+-- unpriced_tokens, used by the direct reads, the ledger reads and merge().
+-- Inlinable (no SET clause; every operator qualified).
+CREATE FUNCTION billing._unpriced_tokens(cost numeric, estimated_cost numeric, prompt bigint, completion bigint,
+                                         estimated_prompt bigint, estimated_completion bigint, unsplit bigint)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN cost IS NULL THEN prompt::pg_catalog.numeric OPERATOR(pg_catalog.+) completion ELSE 0 END
+           OPERATOR(pg_catalog.+)
+           CASE WHEN estimated_cost IS NULL
+                THEN estimated_prompt::pg_catalog.numeric OPERATOR(pg_catalog.+) estimated_completion ELSE 0 END
+           OPERATOR(pg_catalog.+) unsplit
+$$;
+
 ------------------------------------------------------------------------------
 -- Reading the columns of a tracked table
 ------------------------------------------------------------------------------
@@ -363,8 +380,7 @@ BEGIN
         SELECT billing.month_of(r.at), r.conv, billing._key(r.model), count(*)::bigint,
                sum(r.p), sum(r.c), sum(r.k), sum(r.ep), sum(r.ec), sum(r.unsplit), count(r.problem)::bigint,
                coalesce(sum(r.cost), 0), coalesce(sum(r.est_cost), 0),
-               sum(CASE WHEN r.cost IS NULL THEN r.p::numeric + r.c ELSE 0 END
-                   + CASE WHEN r.est_cost IS NULL THEN r.ep::numeric + r.ec ELSE 0 END + r.unsplit),
+               sum(billing._unpriced_tokens(r.cost, r.est_cost, r.p, r.c, r.ep, r.ec, r.unsplit)),
                min(r.at), max(r.at)
           FROM (SELECT q.*,
                        billing.usage_cost(q.model, q.p, q.c, q.k, q.at) AS cost,
@@ -555,9 +571,8 @@ SELECT l.source_id, billing.month_of(l.created_at) AS month, l.conversation_id,
        billing._key(coalesce(l.model, '')) AS model, l.created_at, l.messages, l.prompt_tokens, l.completion_tokens,
        l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens, l.problems,
        coalesce(c.cost, 0) AS cost, coalesce(e.cost, 0) AS estimated_cost,
-       billing._sat(CASE WHEN c.cost IS NULL THEN l.prompt_tokens::numeric + l.completion_tokens ELSE 0 END
-                    + CASE WHEN e.cost IS NULL THEN l.estimated_prompt::numeric + l.estimated_completion ELSE 0 END
-                    + l.unsplit_tokens) AS unpriced_tokens
+       billing._sat(billing._unpriced_tokens(c.cost, e.cost, l.prompt_tokens, l.completion_tokens, l.estimated_prompt,
+                                             l.estimated_completion, l.unsplit_tokens)) AS unpriced_tokens
   FROM billing.usage_ledger AS l
  CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS s
  CROSS JOIN LATERAL billing.usage_cost(l.model, l.prompt_tokens, l.completion_tokens, l.cached_tokens,
@@ -629,9 +644,8 @@ BEGIN
          CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS cfg
     ), rows AS MATERIALIZED (
         SELECT p.*, coalesce(p.c, 0) AS cost, coalesce(p.e, 0) AS estimated_cost,
-               (CASE WHEN p.c IS NULL THEN p.prompt_tokens::numeric + p.completion_tokens ELSE 0 END
-                + CASE WHEN p.e IS NULL THEN p.estimated_prompt::numeric + p.estimated_completion ELSE 0 END
-                + p.unsplit_tokens) AS unpriced_tokens
+               billing._unpriced_tokens(p.c, p.e, p.prompt_tokens, p.completion_tokens, p.estimated_prompt,
+                                        p.estimated_completion, p.unsplit_tokens) AS unpriced_tokens
           FROM priced AS p
     ), months AS (
         INSERT INTO billing.month_usage AS u

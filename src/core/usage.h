@@ -86,4 +86,13 @@ std::string_view token_field_name(TokenField f) noexcept;
 // Writes at most n-1 bytes plus a NUL; returns the length written.
 std::size_t describe_usage_error(const Usage& u, char* buf, std::size_t n) noexcept;
 
+// The estimate of a text billing has no usage for (README "Estimated
+// usage"): one token per four characters, rounded up. The one definition:
+// usage_of applies it to a reply, billing._estimated_tokens(text) to the
+// earlier messages of its conversation.
+inline constexpr int64_t kCharsPerToken = 4;
+inline constexpr int64_t estimated_tokens(int64_t chars) noexcept {
+  return chars <= 0 ? 0 : (chars - 1) / kCharsPerToken + 1;
+}
+
 }  // namespace billing

@@ -9,15 +9,12 @@
 extern "C" {
 PG_FUNCTION_INFO_V1(usage_of);
 PG_FUNCTION_INFO_V1(usage_cost);
+PG_FUNCTION_INFO_V1(estimated_tokens);
 }
 
 using namespace billing;
 using namespace billing::pg;
 
-namespace {
-// The documented estimate: one token per four characters of text, rounded up.
-constexpr int64 kCharsPerToken = 4;
-}  // namespace
 
 // usage_of(data jsonb, role text, content text) -> (model, prompt_tokens,
 //   completion_tokens, cached_tokens, estimated_completion, unsplit_tokens, problem,
@@ -76,7 +73,7 @@ extern "C" Datum usage_of(PG_FUNCTION_ARGS) {
       if (assistant && !PG_ARGISNULL(2)) {
         text* content = PG_GETARG_TEXT_PP(2);
         const int64 chars = pg_mbstrlen_with_len(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
-        values[4] = Int64GetDatum((chars + kCharsPerToken - 1) / kCharsPerToken);
+        values[4] = Int64GetDatum(estimated_tokens(chars));
       }
       break;
     }
@@ -115,4 +112,12 @@ extern "C" Datum usage_cost(PG_FUNCTION_ARGS) {
   if (!token_cost(*p, prompt, completion, cached, &cost))
     ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("billing: cost out of range")));
   return atto_to_numeric(negative ? -cost : cost);
+}
+
+// _estimated_tokens(content text) -> bigint: the tokens billing estimates for
+// a text (one per four characters, rounded up), as usage_of does for a reply.
+extern "C" Datum estimated_tokens(PG_FUNCTION_ARGS) {
+  text* content = PG_GETARG_TEXT_PP(0);
+  const int64 chars = pg_mbstrlen_with_len(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
+  PG_RETURN_INT64(billing::estimated_tokens(chars));
 }

@@ -138,7 +138,7 @@ BEGIN
         -- replies are computed here (a query per estimated reply: only
         -- until the first merge).
         CASE WHEN t.backfilled THEN '0'
-             ELSE format('(SELECT coalesce(sum(ceil(char_length(%s) / 4.0)), 0)::bigint FROM %s AS earlier
+             ELSE format('(SELECT coalesce(sum(billing._estimated_tokens(%s)), 0)::bigint FROM %s AS earlier
                             WHERE earlier.%I = m.%I AND (earlier.%I, earlier.%I) < (m.%I, m.%I))',
                          e.content, t.relation, t.conversation_column, t.conversation_column,
                          t.created_at_column, t.id_column, t.created_at_column, t.id_column) END)
@@ -248,7 +248,7 @@ BEGIN
     EXECUTE format($q$
         INSERT INTO billing.estimated_prompts
         SELECT $1, billing._key(%2$s),
-               (SELECT coalesce(sum(ceil(char_length(%3$s) / 4.0)), 0)::bigint
+               (SELECT coalesce(sum(billing._estimated_tokens(%3$s)), 0)::bigint
                   FROM %1$s AS m
                  WHERE m.%4$I = r.%4$I AND (m.%5$I, m.%6$I) < (r.%5$I, r.%6$I))
           FROM %1$s AS r CROSS JOIN LATERAL %7$s AS u

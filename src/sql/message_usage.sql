@@ -62,3 +62,9 @@ AS $$
                 THEN estimated_prompt::pg_catalog.numeric OPERATOR(pg_catalog.+) estimated_completion ELSE 0 END
            OPERATOR(pg_catalog.+) unsplit
 $$;
+
+-- The tokens billing estimates for a text: one per four characters,
+-- rounded up (src/core/usage.h, the rule usage_of applies to a reply).
+-- C body: src/pg/usage_of.cpp (estimated_tokens)
+CREATE FUNCTION billing._estimated_tokens(content text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'estimated_tokens' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;

@@ -109,7 +109,7 @@ BEGIN
             n.problem := coalesce(n.problem || '; ', '')
                          || 'prompt not estimated: the table was renamed; a billing.merge() makes its trigger anew';
         ELSE
-            SELECT coalesce(sum(ceil(char_length(%14$s) / 4.0)), 0)::bigint INTO est
+            SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
               FROM %10$s AS m
              WHERE m.%11$I = NEW.%11$I AND (m.%12$I, m.%13$I) < (NEW.%12$I, NEW.%13$I);
             INSERT INTO billing.estimated_prompts VALUES (%1$s, new_id, est)

@@ -642,3 +642,15 @@ TEST(UsageMutation, TruncatedObjectIsNotPricedFromPartialMembers) {
 
 }  // namespace
 }  // namespace billing
+
+// ceil(characters / 4): 0 -> 0, 1..4 -> 1, 5 -> 2, 12 -> 3 (README's
+// "twelve chars" reply), 16 -> 4; and no overflow at the limit.
+TEST(EstimatedTokens, OnePerFourCharactersRoundedUp) {
+  EXPECT_EQ(billing::estimated_tokens(0), 0);
+  EXPECT_EQ(billing::estimated_tokens(1), 1);
+  EXPECT_EQ(billing::estimated_tokens(4), 1);
+  EXPECT_EQ(billing::estimated_tokens(5), 2);
+  EXPECT_EQ(billing::estimated_tokens(12), 3);
+  EXPECT_EQ(billing::estimated_tokens(16), 4);
+  EXPECT_EQ(billing::estimated_tokens(INT64_MAX), INT64_MAX / 4 + 1);
+}

@@ -65,6 +65,11 @@ $$;
 COMMENT ON FUNCTION billing._key(text) IS
     'A model name or id as billing stores it: unchanged up to 200 bytes, else its first 32 characters and its md5 (at most 173 bytes, so keying a key changes nothing).';
 
+-- The tokens billing estimates for a text: one per four characters,
+-- rounded up (src/core/usage.h, the rule usage_of applies to a reply).
+CREATE FUNCTION billing._estimated_tokens(content text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'estimated_tokens' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 -- The tokens a message leaves unpriced: its reported tokens when they
 -- found no price, its estimate when that found none, and always its
 -- total-only tokens (a total cannot be priced). The one definition of
@@ -313,7 +318,7 @@ BEGIN
             n.problem := coalesce(n.problem || '; ', '')
                          || 'prompt not estimated: the table was renamed; a billing.merge() makes its trigger anew';
         ELSE
-            SELECT coalesce(sum(ceil(char_length(%14$s) / 4.0)), 0)::bigint INTO est
+            SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
               FROM %10$s AS m
              WHERE m.%11$I = NEW.%11$I AND (m.%12$I, m.%13$I) < (NEW.%12$I, NEW.%13$I);
             INSERT INTO billing.estimated_prompts VALUES (%1$s, new_id, est)
@@ -403,7 +408,7 @@ BEGIN
         -- replies are computed here (a query per estimated reply: only
         -- until the first merge).
         CASE WHEN t.backfilled THEN '0'
-             ELSE format('(SELECT coalesce(sum(ceil(char_length(%s) / 4.0)), 0)::bigint FROM %s AS earlier
+             ELSE format('(SELECT coalesce(sum(billing._estimated_tokens(%s)), 0)::bigint FROM %s AS earlier
                             WHERE earlier.%I = m.%I AND (earlier.%I, earlier.%I) < (m.%I, m.%I))',
                          e.content, t.relation, t.conversation_column, t.conversation_column,
                          t.created_at_column, t.id_column, t.created_at_column, t.id_column) END)
@@ -463,7 +468,7 @@ BEGIN
     EXECUTE format($q$
         INSERT INTO billing.estimated_prompts
         SELECT $1, billing._key(%2$s),
-               (SELECT coalesce(sum(ceil(char_length(%3$s) / 4.0)), 0)::bigint
+               (SELECT coalesce(sum(billing._estimated_tokens(%3$s)), 0)::bigint
                   FROM %1$s AS m
                  WHERE m.%4$I = r.%4$I AND (m.%5$I, m.%6$I) < (r.%5$I, r.%6$I))
           FROM %1$s AS r CROSS JOIN LATERAL %7$s AS u

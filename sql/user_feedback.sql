@@ -28,6 +28,9 @@ SELECT billing.record_usage('ses', 3, '2026-11-02') > 0 AS recorded;
 SELECT service, quantity, cost, unpriced_quantity FROM billing._aws_usage('2026-11-01', '2026-12-01') ORDER BY service;
 DELETE FROM billing.aws_usage;
 
+-- AWS usage without a service name is called that (not "a model name").
+SELECT billing.aws_cost(s, 1) AS cost FROM (VALUES (NULL::text)) AS v(s);
+
 -- Tracking a profiles table twice says so.
 CREATE TABLE feedback_profiles (id int PRIMARY KEY, data jsonb);
 SELECT * FROM billing.track_profiles('feedback_profiles');

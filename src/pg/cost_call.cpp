@@ -56,11 +56,20 @@ CostState* writable_state(FunctionCallInfo fcinfo, int argno) {
   return copy;
 }
 
+namespace {
+// The reason in words, for a model or a service ("usage without a model
+// name" would be wrong for an AWS row without a service).
+std::string_view reason_for(UnpricedReason why, const char* kind) {
+  if (why == UnpricedReason::NoModel && std::strcmp(kind, "service") == 0) return "usage without a service name";
+  return unpriced_reason_text(why);
+}
+}  // namespace
+
 void check_unpriced_policy(int policy, const char* kind, UnpricedReason why, const char* name, int name_len,
                            const TimestampTz* at) {
   if (policy != kUnpricedError) return;
   const char* shown = name_len >= 0 ? pnstrdup(name, name_len) : "(none)";
-  const std::string_view reason = unpriced_reason_text(why);
+  const std::string_view reason = reason_for(why, kind);
   // Name the time only when the caller gave one: now() would make messages vary.
   const char* when = at == nullptr ? "" : psprintf(" at %s", timestamptz_to_str(*at));
   ereport(ERROR,
@@ -74,7 +83,7 @@ void check_unpriced_policy(int policy, const char* kind, UnpricedReason why, con
 void warn_unpriced(const CostState& s, const char* kind, const char* setting) {
   if (s.unpriced_rows == 0) return;
   const std::string_view name = s.first_unpriced_name();
-  const std::string_view reason = unpriced_reason_text(static_cast<UnpricedReason>(s.first_reason));
+  const std::string_view reason = reason_for(static_cast<UnpricedReason>(s.first_reason), kind);
   ereport(WARNING,
           (errcode(ERRCODE_WARNING),
            errmsg("billing: %s \"%.*s\" cannot be priced: %.*s", kind, static_cast<int>(name.size()), name.data(),

@@ -3,7 +3,7 @@
 // Core containers (the price catalog) allocate through it, so everything that
 // outlives a call lives in a memory context and goes away with it. Allocation
 // never ereports: on out-of-memory it throws std::bad_alloc, which the glue
-// catches before any PostgreSQL error is raised (see error_boundary.h).
+// catches before any PostgreSQL error is raised (see load() in catalog_cache.cpp).
 #pragma once
 
 #include <memory_resource>

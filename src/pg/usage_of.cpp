@@ -9,12 +9,18 @@
 extern "C" {
 PG_FUNCTION_INFO_V1(usage_of);
 PG_FUNCTION_INFO_V1(usage_cost);
-PG_FUNCTION_INFO_V1(estimated_tokens);
+PG_FUNCTION_INFO_V1(text_estimated_tokens);
 }
 
 using namespace billing;
 using namespace billing::pg;
 
+namespace {
+// The estimate of a text (src/core/usage.h), counted in characters.
+int64 text_estimate(const text* content) {
+  return estimated_tokens(pg_mbstrlen_with_len(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content)));
+}
+}  // namespace
 
 // usage_of(data jsonb, role text, content text) -> (model, prompt_tokens,
 //   completion_tokens, cached_tokens, estimated_completion, unsplit_tokens, problem,
@@ -71,9 +77,7 @@ extern "C" Datum usage_of(PG_FUNCTION_ARGS) {
       }
       values[7] = BoolGetDatum(assistant);
       if (assistant && !PG_ARGISNULL(2)) {
-        text* content = PG_GETARG_TEXT_PP(2);
-        const int64 chars = pg_mbstrlen_with_len(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
-        values[4] = Int64GetDatum(estimated_tokens(chars));
+        values[4] = Int64GetDatum(text_estimate(PG_GETARG_TEXT_PP(2)));
       }
       break;
     }
@@ -116,8 +120,4 @@ extern "C" Datum usage_cost(PG_FUNCTION_ARGS) {
 
 // _estimated_tokens(content text) -> bigint: the tokens billing estimates for
 // a text (one per four characters, rounded up), as usage_of does for a reply.
-extern "C" Datum estimated_tokens(PG_FUNCTION_ARGS) {
-  text* content = PG_GETARG_TEXT_PP(0);
-  const int64 chars = pg_mbstrlen_with_len(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
-  PG_RETURN_INT64(billing::estimated_tokens(chars));
-}
+extern "C" Datum text_estimated_tokens(PG_FUNCTION_ARGS) { PG_RETURN_INT64(text_estimate(PG_GETARG_TEXT_PP(0))); }

@@ -101,11 +101,11 @@ AS $$
 DECLARE
     t billing.tracked_tables;
     m record;
-    e record;
+    earlier_content text;
 BEGIN
     SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
     m := billing._row_reader(t, 'm');
-    e := billing._row_reader(t, 'earlier');
+    earlier_content := billing._column_reader(t.relation, t.content_column, 'content', 'earlier');
     p_from := greatest(p_from, '0001-01-01 00:00:00+00');
     p_to := least(p_to, '10000-01-01 00:00:00+00');
     IF p_from >= p_to THEN
@@ -140,7 +140,7 @@ BEGIN
         CASE WHEN t.backfilled THEN '0'
              ELSE format('(SELECT coalesce(sum(billing._estimated_tokens(%s)), 0)::bigint FROM %s AS earlier
                             WHERE earlier.%I = m.%I AND (earlier.%I, earlier.%I) < (m.%I, m.%I))',
-                         e.content, t.relation, t.conversation_column, t.conversation_column,
+                         earlier_content, t.relation, t.conversation_column, t.conversation_column,
                          t.created_at_column, t.id_column, t.created_at_column, t.id_column) END)
     USING p_source, p_from, p_to, billing._estimate_model();
 END
@@ -229,11 +229,11 @@ AS $$
 DECLARE
     t billing.tracked_tables;
     r record;
-    e record;
+    earlier_content text;
 BEGIN
     SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
     r := billing._row_reader(t, 'r');
-    e := billing._row_reader(t, 'm');
+    earlier_content := billing._column_reader(t.relation, t.content_column, 'content', 'm');
     -- Writers may change these rows while we record them. Lock the ones we
     -- are about to record (estimated replies and unreadable rows, a small
     -- part of the table): a concurrent update or delete of one of them waits
@@ -254,7 +254,7 @@ BEGIN
           FROM %1$s AS r CROSS JOIN LATERAL %7$s AS u
          WHERE u.estimated
         ON CONFLICT (source_id, message_id) DO NOTHING $q$,
-        t.relation, r.id, e.content, t.conversation_column, t.created_at_column, t.id_column, r.usage)
+        t.relation, r.id, earlier_content, t.conversation_column, t.created_at_column, t.id_column, r.usage)
     USING p_source;
     EXECUTE format($q$
         INSERT INTO billing.problem_messages

@@ -65,6 +65,6 @@ $$;
 
 -- The tokens billing estimates for a text: one per four characters,
 -- rounded up (src/core/usage.h, the rule usage_of applies to a reply).
--- C body: src/pg/usage_of.cpp (estimated_tokens)
+-- C body: src/pg/usage_of.cpp (text_estimated_tokens)
 CREATE FUNCTION billing._estimated_tokens(content text) RETURNS bigint
-    AS 'MODULE_PATHNAME', 'estimated_tokens' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'text_estimated_tokens' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;

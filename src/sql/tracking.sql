@@ -46,7 +46,7 @@ AS $fn$
 DECLARE
     o record := billing._row_reader(t, 'OLD');
     n record := billing._row_reader(t, 'NEW');
-    m record := billing._row_reader(t, 'm');
+    earlier_content text := billing._column_reader(t.relation, t.content_column, 'content', 'm');
 BEGIN
     RETURN format($body$
 DECLARE
@@ -136,7 +136,7 @@ BEGIN
     RETURN NULL;
 END
 $body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n.usage,
-        t.relation, t.conversation_column, t.created_at_column, t.id_column, m.content,
+        t.relation, t.conversation_column, t.created_at_column, t.id_column, earlier_content,
         t.relation::text, t.relation::oid,
         (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
           WHERE cl.oid = t.relation),

@@ -23,17 +23,17 @@ INSERT INTO billing.aws_usage_patterns (service, quantity, per, note) VALUES
 -- Total 0.060108166875.
 -- October: s3 0.0575; lambda 0 requests; lambda_duration 4 x 0.25 = 1 GB-s
 -- = 0.0000166667; ses 0.0004. Total 0.0579166667.
-SELECT month, service, quantity, cost, basis FROM billing._aws_usage('2026-09-01', '2026-12-01') ORDER BY month, service;
+SELECT month, service, quantity, cost, basis FROM billing._aws_usage_by_service('2026-09-01', '2026-12-01') ORDER BY month, service;
 SELECT month, cost, basis FROM billing.monthly_history WHERE source = 'aws' ORDER BY month;
 SELECT d -> 'aws' ->> 'cost' AS cost, d -> 'aws' ->> 'source' AS source
   FROM billing.dashboard('2026-11-01', '2026-12-01', 0, 1) AS d;
 -- Recorded usage replaces the pattern for that month and service: 3
 -- GB-months of S3 recorded in November, 3 x 0.023 = 0.069.
 SELECT billing.record_usage('s3', 3, '2026-11-15') > 0 AS recorded;
-SELECT service, quantity, cost, basis FROM billing._aws_usage('2026-11-01', '2026-12-01') WHERE service = 's3';
+SELECT service, quantity, cost, basis FROM billing._aws_usage_by_service('2026-11-01', '2026-12-01') WHERE service = 's3';
 -- An actual figure replaces both.
 INSERT INTO billing.aws_actuals (month, service, cost) VALUES ('2026-11-01', 'lambda', 0.01);
-SELECT service, cost, basis FROM billing._aws_usage('2026-11-01', '2026-12-01') WHERE service = 'lambda';
+SELECT service, cost, basis FROM billing._aws_usage_by_service('2026-11-01', '2026-12-01') WHERE service = 'lambda';
 -- Bad patterns are refused by the table's checks.
 INSERT INTO billing.aws_usage_patterns VALUES ('sqs', -1, 'month');
 INSERT INTO billing.aws_usage_patterns VALUES ('sqs', 1, 'week');

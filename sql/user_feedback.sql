@@ -25,7 +25,7 @@ SELECT billing.record_usage('sqs', 5, '2026-11-02') > 0 AS recorded;
 RESET billing.unknown_service;
 -- ses is priced: no warning. 3 e-mails at $0.10 per 1,000 = $0.0003.
 SELECT billing.record_usage('ses', 3, '2026-11-02') > 0 AS recorded;
-SELECT service, quantity, cost, unpriced_quantity FROM billing._aws_usage('2026-11-01', '2026-12-01') ORDER BY service;
+SELECT service, quantity, cost, unpriced_quantity FROM billing._aws_usage_by_service('2026-11-01', '2026-12-01') ORDER BY service;
 DELETE FROM billing.aws_usage;
 
 -- AWS usage without a service name is called that (not "a model name").

@@ -1,7 +1,7 @@
 -- AWS usage: billing.aws_usage (recorded usage), aws_actuals (actual costs
 -- that replace estimates), aws_usage_patterns (estimates from usage
 -- patterns), record_usage, the e-mail counter of a profiles table
--- (track_profiles), and _aws_usage, the AWS figures of a range.
+-- (track_profiles), and _aws_usage_by_service, the AWS figures of a range.
 -- Relies on the catalog and on reads.sql (messages per month for patterns).
 
 CREATE TABLE billing.aws_usage (
@@ -86,7 +86,7 @@ COMMENT ON FUNCTION billing.record_usage(text, numeric, timestamptz, text) IS
 -- AWS per month and service with p_from <= at < p_to: recorded usage, or
 -- the usage pattern's estimate where a month has none, replaced by actual
 -- figures where a month has them.
-CREATE FUNCTION billing._aws_usage(p_from timestamptz, p_to timestamptz)
+CREATE FUNCTION billing._aws_usage_by_service(p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (month date, service text, quantity numeric, cost numeric, unpriced_quantity numeric, basis text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -278,7 +278,7 @@ BEGIN
         RETURN;
     END IF;
     SELECT coalesce(jsonb_object_agg(to_char(m.month, 'YYYY-MM-DD'), m.n), '{}') INTO messages
-      FROM (SELECT u.month, sum(u.messages) AS n FROM billing._model_usage(p_from, p_to) AS u
+      FROM (SELECT u.month, sum(u.messages) AS n FROM billing._usage_by_model(p_from, p_to) AS u
              GROUP BY u.month) AS m;
     RETURN QUERY
     SELECT g.month, p.service,

@@ -39,7 +39,7 @@ BEGIN
     -- Every figure is defined once (README "The dashboard payload"):
     -- tokens = prompt + completion + estimated + total-only tokens, and the
     -- by_model entries add up to the card.
-    WITH m AS (SELECT * FROM billing._model_usage(period_start, period_end)),
+    WITH m AS (SELECT * FROM billing._usage_by_model(period_start, period_end)),
     per_model AS (
         SELECT CASE WHEN m.model = '' THEN '(none)' ELSE m.model END AS model,
                sum(m.cost + m.estimated_cost) AS cost,
@@ -96,7 +96,7 @@ BEGIN
                               WHEN bool_and(a.basis = 'actual') THEN 'actual'
                               WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END)
       INTO aws
-      FROM billing._aws_usage(period_start, period_end) AS a;
+      FROM billing._aws_usage_by_service(period_start, period_end) AS a;
 
     SELECT coalesce(jsonb_agg(jsonb_build_object('conversation_id', c.conversation_id, 'cost', c.cost,
                                                  'tokens', c.tokens, 'messages', c.messages)

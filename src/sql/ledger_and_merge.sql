@@ -1,7 +1,7 @@
 -- The ledger and its merge: billing.usage_ledger (insert-only, one row per
 -- change), the rollups month_usage and conversation_usage, stale_months,
 -- the frozen prompt estimates and the problem rows; reading a tracked table
--- directly (_scan_source), rebuilding months from it, the backfill, merge()
+-- directly (_scan_table), rebuilding months from it, the backfill, merge()
 -- and its lock, and the price and setting changes that mark months stale.
 -- Relies on tracking.sql and message_usage.sql.
 
@@ -89,7 +89,7 @@ CREATE TABLE billing.problem_messages (
     problem    text     NOT NULL,
     PRIMARY KEY (source_id, message_id)
 );
-CREATE FUNCTION billing._scan_source(p_source smallint, p_from timestamptz, p_to timestamptz)
+CREATE FUNCTION billing._scan_table(p_source smallint, p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
                completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
                estimated_completion numeric, unsplit_tokens numeric, problems bigint, cost numeric,
@@ -180,7 +180,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     WITH scan AS MATERIALIZED (
-        SELECT * FROM billing._scan_source(p_source, p_from, p_to)
+        SELECT * FROM billing._scan_table(p_source, p_from, p_to)
     ), drop_ledger AS (
         DELETE FROM billing.usage_ledger
          WHERE source_id = p_source AND created_at >= p_from AND created_at < p_to
@@ -298,12 +298,13 @@ BEGIN
     END LOOP;
 
     WITH moved AS (
+        -- (a join on ctid: billing._rollups_current must be joined, not
+        -- called per row from a WHERE clause, to be planned as one hash)
         DELETE FROM billing.usage_ledger AS l
-         -- billing._is_stale() spelled out, so that the planner anti-joins.
-         WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
-                            WHERE sm.source_id = l.source_id AND sm.month = billing.month_of(l.created_at))
-           AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
-                            WHERE tt.id = l.source_id AND NOT tt.backfilled)
+         USING (SELECT f.ctid FROM billing.usage_ledger AS f
+                 CROSS JOIN LATERAL billing._rollups_current(f.source_id, billing.month_of(f.created_at)) AS fresh
+               ) AS current_rows
+         WHERE l.ctid = current_rows.ctid
         RETURNING l.*
     ), priced AS MATERIALIZED (
         SELECT m.*, billing.month_of(m.created_at) AS month, billing._key(coalesce(m.model, '')) AS model_key,
@@ -526,11 +527,11 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- billing._scan_source, except that a table that cannot be read gives a
+-- billing._scan_table, except that a table that cannot be read gives a
 -- WARNING and no rows instead of failing the whole read. (No row of a
 -- failed scan can have been returned: its grouping consumes every input row
 -- before it returns one, and errors come from reading input rows.)
-CREATE FUNCTION billing._scan_source_safely(p_source smallint, p_from timestamptz, p_to timestamptz)
+CREATE FUNCTION billing._scan_table_safely(p_source smallint, p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
                completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
                estimated_completion numeric, unsplit_tokens numeric, problems bigint, cost numeric,
@@ -540,7 +541,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN QUERY SELECT * FROM billing._scan_source(p_source, p_from, p_to);
+    RETURN QUERY SELECT * FROM billing._scan_table(p_source, p_from, p_to);
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'billing: could not read tracked table %: %; its costs are missing from this result',
                   (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source), SQLERRM;

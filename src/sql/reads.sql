@@ -1,7 +1,7 @@
 -- Exact reads: rollups plus the unmerged ledger for fresh months, the
--- tracked table itself for stale months and partial ranges (_model_usage,
--- _conversation_usage, _top_conversations); the readable-tables rule of
--- row-level security (_readable_sources); the check that names a missing
+-- tracked table itself for stale months and partial ranges (_usage_by_model,
+-- _usage_by_conversation, _top_conversations); the readable-tables rule of
+-- row-level security (_readable_tables); the check that names a missing
 -- grant.
 -- Relies on ledger_and_merge.sql.
 
@@ -21,24 +21,30 @@ SELECT l.source_id, billing.month_of(l.created_at) AS month, l.conversation_id,
  CROSS JOIN LATERAL billing.usage_cost(coalesce(l.model, s.estimate_model), l.estimated_prompt,
                                        l.estimated_completion, 0, l.created_at) AS e(cost);
 
-CREATE FUNCTION billing._may_read_source(p_source smallint) RETURNS boolean
+CREATE FUNCTION billing._may_read_table(p_source smallint) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT p_source OPERATOR(pg_catalog.=) ANY (SELECT r.id FROM billing._readable_sources AS r)
+    SELECT p_source OPERATOR(pg_catalog.=) ANY (SELECT r.id FROM billing._readable_tables AS r)
 $$;
--- Is a month of a table read from the source (not backfilled yet, or stale)?
--- Inlinable (no SET clause; operators qualified).
-CREATE FUNCTION billing._is_stale(p_source smallint, p_month date) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
+-- The rule that says where a month of a tracked table is read from: one row
+-- when the rollups plus the ledger hold it exactly (the table is backfilled
+-- and the month is not stale), none when it must be read from the table.
+-- Callers join it LATERAL; being a plain SQL function (no SET clause,
+-- operators qualified) it is inlined, and its two NOT EXISTS become hashed
+-- sub-plans: one hash per query, not one lookup per row.
+CREATE FUNCTION billing._rollups_current(p_source smallint, p_month date) RETURNS SETOF boolean
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
 AS $$
-    SELECT EXISTS (SELECT 1 FROM billing.stale_months AS s
-                    WHERE s.source_id OPERATOR(pg_catalog.=) p_source AND s.month OPERATOR(pg_catalog.=) p_month)
-        OR EXISTS (SELECT 1 FROM billing.tracked_tables AS t
-                    WHERE t.id OPERATOR(pg_catalog.=) p_source AND NOT t.backfilled)
+    SELECT true
+     WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS s
+                        WHERE s.source_id OPERATOR(pg_catalog.=) p_source
+                          AND s.month OPERATOR(pg_catalog.=) p_month)
+       AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                        WHERE t.id OPERATOR(pg_catalog.=) p_source AND NOT t.backfilled)
 $$;
 
 -- OpenAI usage with p_from <= time < p_to, per table, month and model.
-CREATE FUNCTION billing._model_usage(p_from timestamptz, p_to timestamptz)
+CREATE FUNCTION billing._usage_by_model(p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (source_id smallint, month date, model text, messages bigint, prompt_tokens bigint,
                completion_tokens bigint, cached_tokens bigint, estimated_prompt bigint,
                estimated_completion bigint, unsplit_tokens bigint, problems bigint, cost numeric,
@@ -71,24 +77,20 @@ BEGIN
               FROM billing._ledger_priced AS l
              WHERE billing.month_start(l.month) >= p_from
                AND billing.month_end(l.month) <= p_to) AS x
-     -- billing._is_stale() spelled out, so that the planner anti-joins.
-     WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
-                        WHERE sm.source_id = x.source_id AND sm.month = x.month)
-       AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
-                        WHERE tt.id = x.source_id AND NOT tt.backfilled)
+     CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
      GROUP BY x.source_id, x.month, x.model
     HAVING sum(x.messages) <> 0;
 
     -- Stale months, and the partial months at the ends of the range, come
     -- from the source.
-    FOR s IN SELECT * FROM billing._source_ranges(p_from, p_to) LOOP
+    FOR s IN SELECT * FROM billing._table_ranges(p_from, p_to) LOOP
         RETURN QUERY
         SELECT s.source_id, r.month, coalesce(r.model, ''), sum(r.messages)::bigint,
                billing._sat(sum(r.prompt_tokens)), billing._sat(sum(r.completion_tokens)),
                billing._sat(sum(r.cached_tokens)), billing._sat(sum(r.estimated_prompt)),
                billing._sat(sum(r.estimated_completion)), billing._sat(sum(r.unsplit_tokens)),
                sum(r.problems)::bigint, sum(r.cost), sum(r.estimated_cost), billing._sat(sum(r.unpriced_tokens))
-          FROM billing._scan_source_safely(s.source_id, s.range_from, s.range_to) AS r
+          FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to) AS r
          GROUP BY r.month, coalesce(r.model, '');
     END LOOP;
 END
@@ -97,7 +99,7 @@ $$;
 -- The parts of [p_from, p_to) that must be read from each tracked table:
 -- all of it when the table is not backfilled yet; else its stale months and
 -- the partial months at the ends of the range.
-CREATE FUNCTION billing._source_ranges(p_from timestamptz, p_to timestamptz)
+CREATE FUNCTION billing._table_ranges(p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (source_id smallint, range_from timestamptz, range_to timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -112,19 +114,19 @@ AS $$
          WHERE isfinite(p_to) AND p_to <> billing.month_start(billing.month_of(p_to))
     )
     SELECT t.id, p_from, p_to FROM billing.tracked_tables AS t
-     WHERE NOT t.backfilled AND billing._may_read_source(t.id)
+     WHERE NOT t.backfilled AND billing._may_read_table(t.id)
     UNION ALL
     SELECT m.source_id, greatest(p_from, billing.month_start(m.month)),
            least(p_to, billing.month_end(m.month))
       FROM months AS m
       JOIN billing.tracked_tables AS t ON t.id = m.source_id AND t.backfilled
-     WHERE billing._may_read_source(t.id)
+     WHERE billing._may_read_table(t.id)
        AND billing.month_end(m.month) > p_from
        AND billing.month_start(m.month) < p_to
 $$;
 
 -- OpenAI usage with p_from <= time < p_to, per table, month and conversation.
-CREATE FUNCTION billing._conversation_usage(p_from timestamptz, p_to timestamptz)
+CREATE FUNCTION billing._usage_by_conversation(p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (source_id smallint, month date, conversation_id text, messages bigint,
                prompt_tokens bigint, completion_tokens bigint, cached_tokens bigint,
                estimated_tokens bigint, cost numeric, unpriced_tokens bigint,
@@ -167,11 +169,7 @@ BEGIN
                min(x.first_removed) AS first_removed, max(x.last_removed) AS last_removed,
                bool_or(x.bounds_stale) AS bounds_stale
           FROM x
-         -- billing._is_stale() spelled out, so that the planner anti-joins.
-         WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
-                            WHERE sm.source_id = x.source_id AND sm.month = x.month)
-           AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
-                            WHERE tt.id = x.source_id AND NOT tt.backfilled)
+         CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
          GROUP BY x.source_id, x.month, x.conversation_id
         HAVING sum(x.messages) <> 0
     )
@@ -188,14 +186,14 @@ BEGIN
                 ELSE g.last_add END
       FROM g;
 
-    FOR s IN SELECT * FROM billing._source_ranges(p_from, p_to) LOOP
+    FOR s IN SELECT * FROM billing._table_ranges(p_from, p_to) LOOP
         RETURN QUERY
         SELECT s.source_id, r.month, r.conversation_id, sum(r.messages)::bigint,
                billing._sat(sum(r.prompt_tokens)), billing._sat(sum(r.completion_tokens)),
                billing._sat(sum(r.cached_tokens)), billing._sat(sum(r.estimated_prompt + r.estimated_completion)),
                sum(r.cost + r.estimated_cost), billing._sat(sum(r.unpriced_tokens)),
                min(r.first_message_at), max(r.last_message_at)
-          FROM billing._scan_source_safely(s.source_id, s.range_from, s.range_to) AS r
+          FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to) AS r
          GROUP BY r.month, r.conversation_id;
     END LOOP;
 END
@@ -216,13 +214,14 @@ DECLARE
 BEGIN
     whole_month := p_from = billing.month_start(m)
                    AND p_to = billing.month_end(m)
-                   AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables t WHERE billing._is_stale(t.id, m));
+                   AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                                    WHERE NOT EXISTS (SELECT 1 FROM billing._rollups_current(t.id, m)));
     IF NOT whole_month THEN
         RETURN QUERY
         SELECT c.conversation_id, sum(c.cost),
                billing._sat(sum(c.prompt_tokens::numeric + c.completion_tokens + c.estimated_tokens)),
                sum(c.messages)::bigint
-          FROM billing._conversation_usage(p_from, p_to) AS c
+          FROM billing._usage_by_conversation(p_from, p_to) AS c
          GROUP BY c.conversation_id
          ORDER BY 2 DESC, 1
          LIMIT p_limit;
@@ -273,10 +272,10 @@ $$;
 -- The tracked tables the current role may read: the one statement of the
 -- rule "a role sees a table's costs only if it may SELECT the table".
 -- security_invoker: it reads billing.tracked_tables with the reader's own
--- privileges, as 0.2's billing._may_read_source() did. PUBLIC may select
+-- privileges, as 0.2's billing._may_read_table() did. PUBLIC may select
 -- from it (what it returns depends on the caller), so that roles granted
 -- SELECT on billing's tables before this view existed keep reading.
-CREATE VIEW billing._readable_sources WITH (security_invoker = true) AS
+CREATE VIEW billing._readable_tables WITH (security_invoker = true) AS
 SELECT t.id FROM billing.tracked_tables AS t WHERE pg_catalog.has_table_privilege(t.relation, 'SELECT');
 
 -- Raises a clear error when the calling role lacks a grant the reads need

@@ -39,7 +39,7 @@ CREATE TRIGGER tracked_tables_added BEFORE INSERT ON billing.tracked_tables
 -- The body of a tracked table's trigger function (billing.track_N). The
 -- estimate of a reply's prompt: every earlier message of its conversation
 -- (the app sends the whole history), one token per 4 characters.
-CREATE FUNCTION billing._trigger_source(t billing.tracked_tables) RETURNS text
+CREATE FUNCTION billing._trigger_function_body(t billing.tracked_tables) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -309,7 +309,7 @@ BEGIN
     -- SECURITY DEFINER: the app's role writes its own table and needs no
     -- privilege on billing's tables for the trigger to keep them up to date.
     EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-                    SET search_path = pg_catalog, pg_temp AS %L', fn, billing._trigger_source(t));
+                    SET search_path = pg_catalog, pg_temp AS %L', fn, billing._trigger_function_body(t));
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
     -- (again after a replace: CREATE OR REPLACE drops the mark)
     PERFORM billing._depend_on_extension(format('%s()', fn)::regprocedure, t.relation, ARRAY[]::name[]);
@@ -458,7 +458,7 @@ BEGIN
         BEGIN
             IF (SELECT p.prosrc FROM pg_proc AS p
                  WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
-               IS DISTINCT FROM billing._trigger_source(t) THEN
+               IS DISTINCT FROM billing._trigger_function_body(t) THEN
                 PERFORM billing._create_trigger_function(t);
             END IF;
         EXCEPTION WHEN OTHERS THEN

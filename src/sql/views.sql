@@ -16,7 +16,7 @@ AS $$
            sum(m.messages)::bigint, billing._sat(sum(m.prompt_tokens)), billing._sat(sum(m.completion_tokens)),
            billing._sat(sum(m.cached_tokens)), billing._sat(sum(m.estimated_prompt::numeric + m.estimated_completion)),
            billing._sat(sum(m.unpriced_tokens)), NULL::numeric, NULL::jsonb
-      FROM billing._model_usage(p_from, p_to) AS m
+      FROM billing._usage_by_model(p_from, p_to) AS m
      GROUP BY m.month
     UNION ALL
     SELECT a.month, 'aws', sum(a.cost),
@@ -25,7 +25,7 @@ AS $$
            NULL, NULL, NULL, NULL, NULL, NULL,
            coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
            jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
-      FROM billing._aws_usage(p_from, p_to) AS a
+      FROM billing._aws_usage_by_service(p_from, p_to) AS a
      GROUP BY a.month
 $$;
 COMMENT ON FUNCTION billing.history(timestamptz, timestamptz) IS
@@ -43,7 +43,7 @@ SELECT c.month, c.conversation_id, t.relation AS source_table, c.cost,
        c.prompt_tokens, c.completion_tokens,
        c.cached_tokens, c.estimated_tokens, c.unpriced_tokens, c.messages,
        c.first_message_at, c.last_message_at
-  FROM billing._conversation_usage('-infinity', 'infinity') AS c
+  FROM billing._usage_by_conversation('-infinity', 'infinity') AS c
   JOIN billing.tracked_tables AS t ON t.id = c.source_id;
 COMMENT ON VIEW billing.conversation_costs IS 'Cost, tokens and messages per conversation and month.';
 
@@ -59,7 +59,7 @@ SELECT t.relation, NULL, NULL, m.month,
             ELSE format('model "%s" has no price in billing.model_prices at that time',
                         CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END) END,
        NULL, billing._sat(m.unpriced_tokens::numeric - m.unsplit_tokens)
-  FROM billing._model_usage('-infinity', 'infinity') AS m
+  FROM billing._usage_by_model('-infinity', 'infinity') AS m
   JOIN billing.tracked_tables AS t ON t.id = m.source_id
  WHERE m.unpriced_tokens <> m.unsplit_tokens
 UNION ALL
@@ -67,13 +67,13 @@ SELECT t.relation, NULL, NULL, m.month, 'no token split',
        format('usage of model "%s" gives only a total token count: the split decides the price',
               CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END),
        NULL, m.unsplit_tokens
-  FROM billing._model_usage('-infinity', 'infinity') AS m
+  FROM billing._usage_by_model('-infinity', 'infinity') AS m
   JOIN billing.tracked_tables AS t ON t.id = m.source_id
  WHERE m.unsplit_tokens <> 0
 UNION ALL
 SELECT NULL, NULL, NULL, a.month, 'unpriced AWS service',
        format('service "%s" has no price in billing.aws_prices', a.service), NULL, NULL
-  FROM billing._aws_usage('-infinity', 'infinity') AS a
+  FROM billing._aws_usage_by_service('-infinity', 'infinity') AS a
  WHERE a.unpriced_quantity <> 0;
 COMMENT ON VIEW billing.usage_problems IS
     'Messages whose data billing cannot read (one row each), and per month the usage that could not be priced.';

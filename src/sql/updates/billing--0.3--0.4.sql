@@ -27,6 +27,136 @@
 \echo Use "ALTER EXTENSION billing UPDATE TO '0.4'" to load this file. \quit
 
 ------------------------------------------------------------------------------
+-- Names: internal functions say what they return, and "source" means only
+-- openai/aws (and a tracked table's id column, source_id)
+------------------------------------------------------------------------------
+
+ALTER FUNCTION billing._model_usage(timestamptz, timestamptz) RENAME TO _usage_by_model;
+ALTER FUNCTION billing._conversation_usage(timestamptz, timestamptz) RENAME TO _usage_by_conversation;
+ALTER FUNCTION billing._aws_usage(timestamptz, timestamptz) RENAME TO _aws_usage_by_service;
+ALTER FUNCTION billing._scan_source(smallint, timestamptz, timestamptz) RENAME TO _scan_table;
+ALTER FUNCTION billing._source_ranges(timestamptz, timestamptz) RENAME TO _table_ranges;
+ALTER FUNCTION billing._may_read_source(smallint) RENAME TO _may_read_table;
+ALTER FUNCTION billing._trigger_source(billing.tracked_tables) RENAME TO _trigger_function_body;
+ALTER VIEW billing._readable_sources RENAME TO _readable_tables;
+CREATE OR REPLACE FUNCTION billing._may_read_table(p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT p_source OPERATOR(pg_catalog.=) ANY (SELECT r.id FROM billing._readable_tables AS r)
+$$;
+
+CREATE OR REPLACE FUNCTION billing._table_ranges(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (source_id smallint, range_from timestamptz, range_to timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH months AS (
+        SELECT s.source_id, s.month FROM billing.stale_months AS s
+        UNION
+        SELECT t.id, billing.month_of(p_from) FROM billing.tracked_tables AS t
+         WHERE isfinite(p_from) AND p_from <> billing.month_start(billing.month_of(p_from))
+        UNION
+        SELECT t.id, billing.month_of(p_to - interval '1 microsecond') FROM billing.tracked_tables AS t
+         WHERE isfinite(p_to) AND p_to <> billing.month_start(billing.month_of(p_to))
+    )
+    SELECT t.id, p_from, p_to FROM billing.tracked_tables AS t
+     WHERE NOT t.backfilled AND billing._may_read_table(t.id)
+    UNION ALL
+    SELECT m.source_id, greatest(p_from, billing.month_start(m.month)),
+           least(p_to, billing.month_end(m.month))
+      FROM months AS m
+      JOIN billing.tracked_tables AS t ON t.id = m.source_id AND t.backfilled
+     WHERE billing._may_read_table(t.id)
+       AND billing.month_end(m.month) > p_from
+       AND billing.month_start(m.month) < p_to
+$$;
+
+-- The rule that says where a month of a tracked table is read from: one row
+-- when the rollups plus the ledger hold it exactly (the table is backfilled
+-- and the month is not stale), none when it must be read from the table.
+-- Callers join it LATERAL; being a plain SQL function (no SET clause,
+-- operators qualified) it is inlined, and its two NOT EXISTS become hashed
+-- sub-plans: one hash per query, not one lookup per row.
+CREATE FUNCTION billing._rollups_current(p_source smallint, p_month date) RETURNS SETOF boolean
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+AS $$
+    SELECT true
+     WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS s
+                        WHERE s.source_id OPERATOR(pg_catalog.=) p_source
+                          AND s.month OPERATOR(pg_catalog.=) p_month)
+       AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                        WHERE t.id OPERATOR(pg_catalog.=) p_source AND NOT t.backfilled)
+$$;
+
+-- Bodies that call a renamed function.
+CREATE OR REPLACE FUNCTION billing._rebuild(p_source smallint, p_from timestamptz, p_to timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    WITH scan AS MATERIALIZED (
+        SELECT * FROM billing._scan_table(p_source, p_from, p_to)
+    ), drop_ledger AS (
+        DELETE FROM billing.usage_ledger
+         WHERE source_id = p_source AND created_at >= p_from AND created_at < p_to
+    ), drop_stale AS (
+        DELETE FROM billing.stale_months
+         WHERE source_id = p_source AND month >= billing.month_of(p_from)
+           AND month <= billing.month_of(p_to - interval '1 microsecond')
+    ), drop_months AS (
+        DELETE FROM billing.month_usage
+         WHERE source_id = p_source AND month >= billing.month_of(p_from)
+           AND month <= billing.month_of(p_to - interval '1 microsecond')
+        RETURNING 1
+    ), drop_conversations AS (
+        DELETE FROM billing.conversation_usage
+         WHERE source_id = p_source AND month >= billing.month_of(p_from)
+           AND month <= billing.month_of(p_to - interval '1 microsecond')
+        RETURNING 1
+    ), add_months AS (
+        -- Reading the DELETE's output makes it run before this INSERT.
+        INSERT INTO billing.month_usage
+        SELECT p_source, s.month, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+               sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+               sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+               sum(s.estimated_cost), sum(s.unpriced_tokens)
+          FROM scan s
+         WHERE (SELECT count(*) FROM drop_months) >= 0
+         GROUP BY s.month, coalesce(s.model, '')
+    )
+    INSERT INTO billing.conversation_usage
+    SELECT p_source, s.month, s.conversation_id, sum(s.messages), sum(s.prompt_tokens),
+           sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt + s.estimated_completion),
+           sum(s.cost + s.estimated_cost), sum(s.unpriced_tokens), min(s.first_message_at),
+           max(s.last_message_at), false
+      FROM scan s
+     WHERE (SELECT count(*) FROM drop_conversations) >= 0
+     GROUP BY s.month, s.conversation_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._create_trigger_function(t billing.tracked_tables) RETURNS regprocedure
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn text := format('billing.%I', 'track_' || t.id);
+BEGIN
+    -- SECURITY DEFINER: the app's role writes its own table and needs no
+    -- privilege on billing's tables for the trigger to keep them up to date.
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+                    SET search_path = pg_catalog, pg_temp AS %L', fn, billing._trigger_function_body(t));
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+    -- (again after a replace: CREATE OR REPLACE drops the mark)
+    PERFORM billing._depend_on_extension(format('%s()', fn)::regprocedure, t.relation, ARRAY[]::name[]);
+    RETURN format('%s()', fn)::regprocedure;
+END
+$$;
+
+-- Replaced by _rollups_current, which the planner can join.
+DROP FUNCTION billing._is_stale(smallint, date);
+
+------------------------------------------------------------------------------
 -- Values that cannot stop billing
 ------------------------------------------------------------------------------
 
@@ -248,7 +378,7 @@ $$;
 -- The body of a tracked table's trigger function (billing.track_N). The
 -- estimate of a reply's prompt: every earlier message of its conversation
 -- (the app sends the whole history), one token per 4 characters.
-CREATE OR REPLACE FUNCTION billing._trigger_source(t billing.tracked_tables) RETURNS text
+CREATE OR REPLACE FUNCTION billing._trigger_function_body(t billing.tracked_tables) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -358,8 +488,8 @@ $fn$;
 -- in its caller's snapshot. A reply stored without usage before the table
 -- was backfilled has no frozen prompt estimate yet: it is computed here from
 -- the table, as the backfill will freeze it.
-DROP FUNCTION billing._scan_source(smallint, timestamptz, timestamptz);
-CREATE FUNCTION billing._scan_source(p_source smallint, p_from timestamptz, p_to timestamptz)
+DROP FUNCTION billing._scan_table(smallint, timestamptz, timestamptz);
+CREATE FUNCTION billing._scan_table(p_source smallint, p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
                completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
                estimated_completion numeric, unsplit_tokens numeric, problems bigint, cost numeric,
@@ -633,12 +763,13 @@ BEGIN
     END LOOP;
 
     WITH moved AS (
+        -- (a join on ctid: billing._rollups_current must be joined, not
+        -- called per row from a WHERE clause, to be planned as one hash)
         DELETE FROM billing.usage_ledger AS l
-         -- billing._is_stale() spelled out, so that the planner anti-joins.
-         WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
-                            WHERE sm.source_id = l.source_id AND sm.month = billing.month_of(l.created_at))
-           AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
-                            WHERE tt.id = l.source_id AND NOT tt.backfilled)
+         USING (SELECT f.ctid FROM billing.usage_ledger AS f
+                 CROSS JOIN LATERAL billing._rollups_current(f.source_id, billing.month_of(f.created_at)) AS fresh
+               ) AS current_rows
+         WHERE l.ctid = current_rows.ctid
         RETURNING l.*
     ), priced AS MATERIALIZED (
         SELECT m.*, billing.month_of(m.created_at) AS month, billing._key(coalesce(m.model, '')) AS model_key,
@@ -711,11 +842,11 @@ $$;
 -- table that cannot be read is reported instead of failing every read
 ------------------------------------------------------------------------------
 
--- billing._scan_source, except that a table that cannot be read gives a
+-- billing._scan_table, except that a table that cannot be read gives a
 -- WARNING and no rows instead of failing the whole read. (No row of a
 -- failed scan can have been returned: its grouping consumes every input row
 -- before it returns one, and errors come from reading input rows.)
-CREATE FUNCTION billing._scan_source_safely(p_source smallint, p_from timestamptz, p_to timestamptz)
+CREATE FUNCTION billing._scan_table_safely(p_source smallint, p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
                completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
                estimated_completion numeric, unsplit_tokens numeric, problems bigint, cost numeric,
@@ -725,7 +856,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN QUERY SELECT * FROM billing._scan_source(p_source, p_from, p_to);
+    RETURN QUERY SELECT * FROM billing._scan_table(p_source, p_from, p_to);
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'billing: could not read tracked table %: %; its costs are missing from this result',
                   (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source), SQLERRM;
@@ -764,7 +895,7 @@ END
 $$;
 
 -- OpenAI usage with p_from <= time < p_to, per table, month and model.
-CREATE OR REPLACE FUNCTION billing._model_usage(p_from timestamptz, p_to timestamptz)
+CREATE OR REPLACE FUNCTION billing._usage_by_model(p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (source_id smallint, month date, model text, messages bigint, prompt_tokens bigint,
                completion_tokens bigint, cached_tokens bigint, estimated_prompt bigint,
                estimated_completion bigint, unsplit_tokens bigint, problems bigint, cost numeric,
@@ -797,31 +928,27 @@ BEGIN
               FROM billing._ledger_priced AS l
              WHERE billing.month_start(l.month) >= p_from
                AND billing.month_end(l.month) <= p_to) AS x
-     -- billing._is_stale() spelled out, so that the planner anti-joins.
-     WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
-                        WHERE sm.source_id = x.source_id AND sm.month = x.month)
-       AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
-                        WHERE tt.id = x.source_id AND NOT tt.backfilled)
+     CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
      GROUP BY x.source_id, x.month, x.model
     HAVING sum(x.messages) <> 0;
 
     -- Stale months, and the partial months at the ends of the range, come
     -- from the source.
-    FOR s IN SELECT * FROM billing._source_ranges(p_from, p_to) LOOP
+    FOR s IN SELECT * FROM billing._table_ranges(p_from, p_to) LOOP
         RETURN QUERY
         SELECT s.source_id, r.month, coalesce(r.model, ''), sum(r.messages)::bigint,
                billing._sat(sum(r.prompt_tokens)), billing._sat(sum(r.completion_tokens)),
                billing._sat(sum(r.cached_tokens)), billing._sat(sum(r.estimated_prompt)),
                billing._sat(sum(r.estimated_completion)), billing._sat(sum(r.unsplit_tokens)),
                sum(r.problems)::bigint, sum(r.cost), sum(r.estimated_cost), billing._sat(sum(r.unpriced_tokens))
-          FROM billing._scan_source_safely(s.source_id, s.range_from, s.range_to) AS r
+          FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to) AS r
          GROUP BY r.month, coalesce(r.model, '');
     END LOOP;
 END
 $$;
 
 -- OpenAI usage with p_from <= time < p_to, per table, month and conversation.
-CREATE OR REPLACE FUNCTION billing._conversation_usage(p_from timestamptz, p_to timestamptz)
+CREATE OR REPLACE FUNCTION billing._usage_by_conversation(p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (source_id smallint, month date, conversation_id text, messages bigint,
                prompt_tokens bigint, completion_tokens bigint, cached_tokens bigint,
                estimated_tokens bigint, cost numeric, unpriced_tokens bigint,
@@ -864,11 +991,7 @@ BEGIN
                min(x.first_removed) AS first_removed, max(x.last_removed) AS last_removed,
                bool_or(x.bounds_stale) AS bounds_stale
           FROM x
-         -- billing._is_stale() spelled out, so that the planner anti-joins.
-         WHERE NOT EXISTS (SELECT 1 FROM billing.stale_months AS sm
-                            WHERE sm.source_id = x.source_id AND sm.month = x.month)
-           AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS tt
-                            WHERE tt.id = x.source_id AND NOT tt.backfilled)
+         CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
          GROUP BY x.source_id, x.month, x.conversation_id
         HAVING sum(x.messages) <> 0
     )
@@ -885,14 +1008,14 @@ BEGIN
                 ELSE g.last_add END
       FROM g;
 
-    FOR s IN SELECT * FROM billing._source_ranges(p_from, p_to) LOOP
+    FOR s IN SELECT * FROM billing._table_ranges(p_from, p_to) LOOP
         RETURN QUERY
         SELECT s.source_id, r.month, r.conversation_id, sum(r.messages)::bigint,
                billing._sat(sum(r.prompt_tokens)), billing._sat(sum(r.completion_tokens)),
                billing._sat(sum(r.cached_tokens)), billing._sat(sum(r.estimated_prompt + r.estimated_completion)),
                sum(r.cost + r.estimated_cost), billing._sat(sum(r.unpriced_tokens)),
                min(r.first_message_at), max(r.last_message_at)
-          FROM billing._scan_source_safely(s.source_id, s.range_from, s.range_to) AS r
+          FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to) AS r
          GROUP BY r.month, r.conversation_id;
     END LOOP;
 END
@@ -912,7 +1035,7 @@ AS $$
            sum(m.messages)::bigint, billing._sat(sum(m.prompt_tokens)), billing._sat(sum(m.completion_tokens)),
            billing._sat(sum(m.cached_tokens)), billing._sat(sum(m.estimated_prompt::numeric + m.estimated_completion)),
            billing._sat(sum(m.unpriced_tokens)), NULL::numeric, NULL::jsonb
-      FROM billing._model_usage(p_from, p_to) AS m
+      FROM billing._usage_by_model(p_from, p_to) AS m
      GROUP BY m.month
     UNION ALL
     SELECT a.month, 'aws', sum(a.cost),
@@ -921,7 +1044,7 @@ AS $$
            NULL, NULL, NULL, NULL, NULL, NULL,
            coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
            jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
-      FROM billing._aws_usage(p_from, p_to) AS a
+      FROM billing._aws_usage_by_service(p_from, p_to) AS a
      GROUP BY a.month
 $$;
 
@@ -931,7 +1054,7 @@ SELECT c.month, c.conversation_id, t.relation AS source_table, c.cost,
        c.prompt_tokens, c.completion_tokens,
        c.cached_tokens, c.estimated_tokens, c.unpriced_tokens, c.messages,
        c.first_message_at, c.last_message_at
-  FROM billing._conversation_usage('-infinity', 'infinity') AS c
+  FROM billing._usage_by_conversation('-infinity', 'infinity') AS c
   JOIN billing.tracked_tables AS t ON t.id = c.source_id;
 
 CREATE OR REPLACE VIEW billing.usage_problems WITH (security_invoker = true) AS
@@ -946,7 +1069,7 @@ SELECT t.relation, NULL, NULL, m.month,
             ELSE format('model "%s" has no price in billing.model_prices at that time',
                         CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END) END,
        NULL, billing._sat(m.unpriced_tokens::numeric - m.unsplit_tokens)
-  FROM billing._model_usage('-infinity', 'infinity') AS m
+  FROM billing._usage_by_model('-infinity', 'infinity') AS m
   JOIN billing.tracked_tables AS t ON t.id = m.source_id
  WHERE m.unpriced_tokens <> m.unsplit_tokens
 UNION ALL
@@ -954,13 +1077,13 @@ SELECT t.relation, NULL, NULL, m.month, 'no token split',
        format('usage of model "%s" gives only a total token count: the split decides the price',
               CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END),
        NULL, m.unsplit_tokens
-  FROM billing._model_usage('-infinity', 'infinity') AS m
+  FROM billing._usage_by_model('-infinity', 'infinity') AS m
   JOIN billing.tracked_tables AS t ON t.id = m.source_id
  WHERE m.unsplit_tokens <> 0
 UNION ALL
 SELECT NULL, NULL, NULL, a.month, 'unpriced AWS service',
        format('service "%s" has no price in billing.aws_prices', a.service), NULL, NULL
-  FROM billing._aws_usage('-infinity', 'infinity') AS a
+  FROM billing._aws_usage_by_service('-infinity', 'infinity') AS a
  WHERE a.unpriced_quantity <> 0;
 
 -- The top conversations of a period. For one whole fresh month (the usual
@@ -978,13 +1101,14 @@ DECLARE
 BEGIN
     whole_month := p_from = billing.month_start(m)
                    AND p_to = billing.month_end(m)
-                   AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables t WHERE billing._is_stale(t.id, m));
+                   AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                                    WHERE NOT EXISTS (SELECT 1 FROM billing._rollups_current(t.id, m)));
     IF NOT whole_month THEN
         RETURN QUERY
         SELECT c.conversation_id, sum(c.cost),
                billing._sat(sum(c.prompt_tokens::numeric + c.completion_tokens + c.estimated_tokens)),
                sum(c.messages)::bigint
-          FROM billing._conversation_usage(p_from, p_to) AS c
+          FROM billing._usage_by_conversation(p_from, p_to) AS c
          GROUP BY c.conversation_id
          ORDER BY 2 DESC, 1
          LIMIT p_limit;
@@ -1071,7 +1195,7 @@ BEGIN
     -- Every figure is defined once (README "The dashboard payload"):
     -- tokens = prompt + completion + estimated + total-only tokens, and the
     -- by_model entries add up to the card.
-    WITH m AS (SELECT * FROM billing._model_usage(period_start, period_end)),
+    WITH m AS (SELECT * FROM billing._usage_by_model(period_start, period_end)),
     per_model AS (
         SELECT CASE WHEN m.model = '' THEN '(none)' ELSE m.model END AS model,
                sum(m.cost + m.estimated_cost) AS cost,
@@ -1128,7 +1252,7 @@ BEGIN
                               WHEN bool_and(a.basis = 'actual') THEN 'actual'
                               WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END)
       INTO aws
-      FROM billing._aws_usage(period_start, period_end) AS a;
+      FROM billing._aws_usage_by_service(period_start, period_end) AS a;
 
     SELECT coalesce(jsonb_agg(jsonb_build_object('conversation_id', c.conversation_id, 'cost', c.cost,
                                                  'tokens', c.tokens, 'messages', c.messages)
@@ -1286,7 +1410,7 @@ BEGIN
         BEGIN
             IF (SELECT p.prosrc FROM pg_proc AS p
                  WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
-               IS DISTINCT FROM billing._trigger_source(t) THEN
+               IS DISTINCT FROM billing._trigger_function_body(t) THEN
                 PERFORM billing._create_trigger_function(t);
             END IF;
         EXCEPTION WHEN OTHERS THEN
@@ -1431,7 +1555,7 @@ SELECT pg_catalog.pg_extension_config_dump('billing.aws_usage_patterns', '');
 -- AWS per month and service with p_from <= at < p_to: recorded usage, or
 -- the usage pattern's estimate where a month has none, replaced by actual
 -- figures where a month has them.
-CREATE OR REPLACE FUNCTION billing._aws_usage(p_from timestamptz, p_to timestamptz)
+CREATE OR REPLACE FUNCTION billing._aws_usage_by_service(p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (month date, service text, quantity numeric, cost numeric, unpriced_quantity numeric, basis text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1487,7 +1611,7 @@ BEGIN
         RETURN;
     END IF;
     SELECT coalesce(jsonb_object_agg(to_char(m.month, 'YYYY-MM-DD'), m.n), '{}') INTO messages
-      FROM (SELECT u.month, sum(u.messages) AS n FROM billing._model_usage(p_from, p_to) AS u
+      FROM (SELECT u.month, sum(u.messages) AS n FROM billing._usage_by_model(p_from, p_to) AS u
              GROUP BY u.month) AS m;
     RETURN QUERY
     SELECT g.month, p.service,

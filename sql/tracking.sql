@@ -13,60 +13,20 @@ CREATE TABLE messages (
     created_at timestamptz DEFAULT now()
 );
 
--- The reference: each message's cost in plain SQL, with the documented rules.
-CREATE FUNCTION ref_price(m text, at timestamptz) RETURNS billing.model_prices
-LANGUAGE sql STABLE AS $$
-    SELECT p.*
-      FROM (VALUES (1, m), (2, regexp_replace(m, '-([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4})$', ''))) AS c(rank, name)
-      CROSS JOIN LATERAL (SELECT * FROM billing.model_prices AS p
-                           WHERE p.model = c.name AND p.effective_from <= at
-                           ORDER BY p.effective_from DESC LIMIT 1) AS p
-     ORDER BY c.rank LIMIT 1
-$$;
-CREATE VIEW ref_messages AS
-SELECT m.*, billing.month_of(m.created_at) AS month,
-       CASE WHEN jsonb_typeof(m.data->'prompt_tokens') = 'number' THEN (m.data->>'prompt_tokens')::bigint ELSE 0 END AS p,
-       CASE WHEN jsonb_typeof(m.data->'completion_tokens') = 'number' THEN (m.data->>'completion_tokens')::bigint ELSE 0 END AS c,
-       coalesce((m.data->'prompt_tokens_details'->>'cached_tokens')::bigint, 0) AS k,
-       -- a reply without usage: ceil(chars / 4) completion tokens, and the
-       -- earlier messages of its conversation as its prompt
-       CASE WHEN m.role = 'assistant' AND NOT (coalesce(m.data, '{}') ?| ARRAY['prompt_tokens', 'completion_tokens', 'tokens'])
-            THEN coalesce(ceil(char_length(m.content) / 4.0), 0)::bigint ELSE 0 END AS ec,
-       CASE WHEN m.role = 'assistant' AND NOT (coalesce(m.data, '{}') ?| ARRAY['prompt_tokens', 'completion_tokens', 'tokens'])
-            THEN (SELECT coalesce(sum(ceil(char_length(e.content) / 4.0)), 0)::bigint FROM messages AS e
-                   WHERE e.conversation_id = m.conversation_id AND (e.created_at, e.id) < (m.created_at, m.id))
-            ELSE 0 END AS ep
-  FROM messages AS m;
-CREATE VIEW ref_costs AS
-SELECT r.*,
-       ((r.p - r.k) * pr.input_per_1m + r.k * coalesce(pr.cached_input_per_1m, pr.input_per_1m)
-        + r.c * pr.output_per_1m) / 1000000 AS cost,
-       (r.ep * pe.input_per_1m + r.ec * pe.output_per_1m) / 1000000 AS est_cost
-  FROM ref_messages AS r
-  LEFT JOIN LATERAL ref_price(r.data->>'model', r.created_at) AS pr ON true
-  LEFT JOIN LATERAL ref_price(coalesce(r.data->>'model', 'gpt-4o-mini'), r.created_at) AS pe ON true
- WHERE billing.usage_problem(r.data) IS NULL;
--- The views must equal this, row for row.
+-- The reference: billing's views recomputed in plain SQL from the table with
+-- the documented rules, independently of the extension's code
+-- (test/lib/reference.sql, shared with the soak and crash tests; it also
+-- checks e-mails counted by track_profiles against public.profile_log, none
+-- here). views_match_reference() lists every difference; 'exact' when none.
+CREATE TABLE profile_log (delta bigint);
+\set ECHO none
+\i test/lib/reference.sql
+\set ECHO all
+RESET client_min_messages;
 CREATE FUNCTION views_match_reference() RETURNS text LANGUAGE sql AS $$
-    WITH ref_conv AS (
-        SELECT month, conversation_id, sum(coalesce(cost, 0) + coalesce(est_cost, 0)) AS cost,
-               sum(p + c + ep + ec) AS tokens, count(*) AS messages, min(created_at) AS first_at, max(created_at) AS last_at
-          FROM ref_costs GROUP BY 1, 2
-    ), got_conv AS (
-        SELECT month, conversation_id, cost, tokens, messages, first_message_at, last_message_at
-          FROM billing.conversation_costs
-    ), ref_month AS (
-        SELECT month, sum(coalesce(cost, 0) + coalesce(est_cost, 0)) AS cost, sum(p) AS p, sum(c) AS c,
-               sum(k) AS k, sum(ep + ec) AS est FROM ref_costs GROUP BY 1
-    ), got_month AS (
-        SELECT month, cost, prompt_tokens, completion_tokens, cached_tokens, estimated_tokens
-          FROM billing.monthly_history WHERE source = 'openai'
-    )
-    SELECT format('conversations: %s missing, %s extra; months: %s missing, %s extra',
-                  (SELECT count(*) FROM (SELECT * FROM ref_conv EXCEPT SELECT * FROM got_conv) AS x),
-                  (SELECT count(*) FROM (SELECT * FROM got_conv EXCEPT SELECT * FROM ref_conv) AS x),
-                  (SELECT count(*) FROM (SELECT * FROM ref_month EXCEPT SELECT * FROM got_month) AS x),
-                  (SELECT count(*) FROM (SELECT * FROM got_month EXCEPT SELECT * FROM ref_month) AS x))
+    SELECT coalesce(string_agg(format('%s, %s: %s', m.check_name, m.side, m.row_text), E'\n'
+                               ORDER BY m.check_name, m.side, m.row_text), 'exact')
+      FROM ref.mismatches() AS m
 $$;
 
 -- Rows that exist before tracking starts: two conversations in October and November 2026.
@@ -105,6 +65,11 @@ SELECT (billing.dashboard(3, 50, '2026-11-15')->'openai'->>'cost')::numeric = 0.
 SELECT billing.merge() > 0 AS merged;
 SELECT count(*) AS ledger_rows FROM billing.usage_ledger;
 SELECT views_match_reference();
+-- The check can fail: a cent more in one rollup row is seen (then undone).
+BEGIN;
+UPDATE billing.conversation_usage SET cost = cost + 0.01 WHERE conversation_id = 'c1' AND month = '2026-10-01';
+SELECT views_match_reference();
+ROLLBACK;
 
 -- A back-dated insert, an update of data, of created_at (moving a message to
 -- another month), of conversation_id, and a delete.
@@ -186,6 +151,7 @@ SELECT count(*) AS tracked FROM billing.tracked_tables;
 
 -- The reference goes too (it depends on billing's objects).
 DROP FUNCTION views_match_reference();
-DROP VIEW ref_costs, ref_messages;
-DROP FUNCTION ref_price(text, timestamptz);
-DROP TABLE messages;
+SET client_min_messages = warning;
+DROP SCHEMA ref CASCADE;
+RESET client_min_messages;
+DROP TABLE messages, profile_log;

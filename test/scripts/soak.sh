@@ -4,7 +4,7 @@
 # created_at, conversation_id and content, deletes, explicit transactions
 # that sometimes roll back, billing.record_usage, profile counters, price and
 # setting changes, billing.merge() and billing.dashboard()), every view must
-# equal a plain-SQL recomputation (test/scripts/lib/reference.sql) exactly,
+# equal a plain-SQL recomputation (test/lib/reference.sql) exactly,
 # compared in one REPEATABLE READ snapshot every ~10 s, after the load, and
 # after a final billing.merge(). See test/README.md.
 #
@@ -31,7 +31,7 @@ if [[ ${SOAK_KNOWN_BUGS:-check} == skip ]]; then
     SOAK_SETTING_CHANGES=0    # merge's re-backfill after a setting change leaves stale estimates
     SOAK_STRICT_TIES=off      # the dashboard's top list breaks cost ties arbitrarily
 fi
-SOAK_REFERENCE=$SOAK_ROOT/test/scripts/lib/reference.sql
+SOAK_REFERENCE=$SOAK_ROOT/test/lib/reference.sql
 
 soak_psql() { psql -X -q -v ON_ERROR_STOP=1 -At -d "$SOAK_DB" "$@"; }
 

@@ -1,4 +1,5 @@
--- Plain-SQL reference recomputation of billing's tracked views, shared by
+-- Plain-SQL reference recomputation of billing's tracked views: the tests'
+-- one independent reference, used by sql/tracking.sql (pg_regress) and by
 -- test/scripts/soak.sh and test/scripts/crash.sh (not a test by itself).
 --
 -- Load it with psql into a database that has CREATE EXTENSION billing, a
@@ -15,8 +16,7 @@
 --
 -- The rules are the documented ones (README "Estimated usage", "Usage JSON",
 -- "The price catalog", "AWS usage"), written independently of the
--- extension's SQL and C++; the logic extends the reference of
--- sql/tracking.sql. The only extension-side state it reads besides the price
+-- extension's SQL and C++. The only extension-side state it reads besides the price
 -- tables and settings is billing.estimated_prompts: the prompt estimate of a
 -- reply stored without usage is, by design, taken once when the reply is
 -- stored ("editing an earlier message later does not change what the reply

@@ -14,9 +14,15 @@
 # Takes an existing cluster (PGHOST, PGPORT, PGDATABASE...) whose database
 # has the bench/generate.sql data and CREATE EXTENSION billing. If
 # public.messages is tracked it is untracked first, and it is left untracked.
+#
+# Progress goes to stderr; the report goes to stdout and to
+# bench/results/backfill-<date>-<messages>.md, and bench/results/latest.md
+# is regenerated (bench/summary.sh).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 runs=3
 breakdown=1
@@ -39,9 +45,6 @@ fi
 : "${PGHOST:?set PGHOST (and PGPORT) to the cluster to use}"
 : "${PGPORT:?set PGPORT}"
 
-log() { echo "==> $*" >&2; }
-pg() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/billing-backfill.XXXXXX")
 trap 'rm -rf -- "$tmp"' EXIT
 
@@ -53,8 +56,7 @@ untrack() {
 # elapsed SQL...: runs the statements in one session under \timing; prints
 # the time of each, in ms, one a line.
 elapsed() {
-    { echo '\o /dev/null'; echo '\timing on'; printf '%s;\n' "$@"; } |
-        pg -At | awk '/^Time: / { print $2 }'
+    { echo '\timing on'; printf '%s;\n' "$@"; } | psql_times
 }
 
 untrack
@@ -73,7 +75,7 @@ SQL
 
 samples=$tmp/samples.tsv
 : >"$samples"
-load_before=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_before=$(load_average)
 for ((run = 1; run <= runs; run++)); do
     log "run $run/$runs: track_messages"
     pg -c CHECKPOINT >/dev/null
@@ -84,7 +86,7 @@ for ((run = 1; run <= runs; run++)); do
     pg -c 'VACUUM billing.usage_ledger, billing.month_usage, billing.conversation_usage, billing.estimated_prompts, billing.problem_messages' >/dev/null
     printf '%s\t%s\t%s\n' "${t[0]}" "${u[0]}" "$counted" >>"$samples"
 done
-load_after=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_after=$(load_average)
 
 # The statements the backfill runs, each with its duration (auto_explain,
 # nested statements, no ANALYZE: only the total time of each is measured).
@@ -119,32 +121,24 @@ fi
 # Report
 # ---------------------------------------------------------------------------
 
-stats() {
-    local -a v
-    mapfile -t v < <(cut -f "$1" "$samples" | sort -g)
-    local n=${#v[@]}
-    awk -v a="${v[$(((n - 1) / 2))]}" -v b="${v[$((n / 2))]}" -v lo="${v[0]}" -v hi="${v[$((n - 1))]}" \
-        'BEGIN { printf "%.0f %.0f %.0f\n", (a + b) / 2, lo, hi }'
-}
-cpu=$(grep -m 1 '^model name' /proc/cpuinfo | cut -d : -f 2- | sed 's/^ *//')
-ram=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-pg_version=$(pg -At -c 'SELECT version()')
-settings=$(pg -At -c "SELECT string_agg(name || ' = ' || current_setting(name), ', ' ORDER BY name)
-                        FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'maintenance_work_mem',
-                                                        'max_parallel_workers_per_gather', 'jit', 'wal_level')")
+# stats COLUMN: "median min max" of a sample column (1: track_messages ms,
+# 2: untrack_messages ms), in whole ms.
+stats() { sample_stats 0 "$1" "$samples"; }
+pg_version=$(server_version)
+settings=$(settings_line shared_buffers work_mem maintenance_work_mem max_parallel_workers_per_gather jit wal_level)
 counted=$(cut -f 3 "$samples" | sort -u | paste -sd /)
 
 report=$tmp/report.md
 {
-    echo "## Backfill: billing.track_messages('public.messages') on $(printf '%d' "$rows") existing messages, $runs runs ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo "## Backfill: billing.track_messages('public.messages') on $(printf '%d' "$rows") existing messages, $runs runs ($(utc_time))"
     echo
-    echo "- machine: $(nproc) CPUs ($cpu), $ram RAM; load average $load_before before, $load_after after"
+    machine_line "$load_before" "$load_after"
     echo "- $pg_version; settings: $settings"
     echo "- data: $shape"
     echo "- messages counted by billing after each backfill: $counted (of $rows): $([[ $counted == "$rows" ]] && echo yes || echo '**NO**')"
     echo
-    echo "| step | median s | min–max s | rows per second (median) |"
-    echo "| --- | ---: | ---: | ---: |"
+    md_row step "median s" "min–max s" "rows per second (median)"
+    md_row --- ---: ---: ---:
     read -r med lo hi < <(stats 1)
     awk -v m="$med" -v lo="$lo" -v hi="$hi" -v r="$rows" \
         'BEGIN { printf "| SELECT billing.track_messages('"'"'public.messages'"'"') | %.1f | %.1f–%.1f | %.0f |\n", m / 1000, lo / 1000, hi / 1000, r / (m / 1000) }'
@@ -155,8 +149,8 @@ report=$tmp/report.md
         echo
         echo "Where the time goes (one more run under auto_explain, nested statements, durations only; statements of 1% or more of the top-level one):"
         echo
-        echo "| ms | statement | top plan node |"
-        echo "| ---: | --- | --- |"
+        md_row ms statement "top plan node"
+        md_row ---: --- ---
         total=$(sort -g "$tmp/breakdown.tsv" | tail -n 1 | cut -f 1)
         awk -F '\t' -v total="$total" '$1 >= total / 100 {
                 q = $2; gsub(/\|/, "\\|", q); p = $3; gsub(/\|/, "\\|", p)
@@ -164,9 +158,5 @@ report=$tmp/report.md
     fi
 } >"$report"
 
-mkdir -p bench/results
-result_file=bench/results/backfill-$(date -u +%FT%H%M)-$rows.md
-cp "$report" "$result_file"
-cat "$report"
-log "report saved to $result_file"
+save_report "$report" "bench/results/backfill-$(utc_stamp)-$rows.md"
 [[ $counted == "$rows" ]]

@@ -27,11 +27,14 @@
 # creates the database bench_months (dropped at the end).
 #
 # Progress goes to stderr; the report goes to stdout and to
-# bench/results/dashboard-<date>-<messages>.md. Exit status 1 when an
-# equal-work check fails.
+# bench/results/dashboard-<date>-<messages>.md, and bench/results/latest.md
+# is regenerated (bench/summary.sh). Exit status 1 when an equal-work check
+# fails.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 runs=5
 inserts=2000
@@ -65,9 +68,6 @@ done
 : "${PGPORT:?set PGPORT}"
 db=${PGDATABASE:-$(id -un)}
 
-log() { echo "==> $*" >&2; }
-pg() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/billing-dashboard.XXXXXX")
 cleanup() {
     if ((do_months)); then
@@ -87,7 +87,6 @@ if [[ -z $(pg -At -c "SELECT to_regclass('public.messages')") ]]; then
 fi
 
 failed=0
-yes_no() { if [[ $1 == t ]]; then echo "yes"; else echo "**NO**"; fi; }
 
 # ---------------------------------------------------------------------------
 # Set-up: track the tables (backfill), merge
@@ -138,11 +137,10 @@ plain_expr=$(grep -v '^--' "$plain_file" | sed 's/;[[:space:]]*$//')
 # FILE's statement in ms (sent, executed, result received).
 sql_time() {
     {
-        echo '\o /dev/null'
         [[ -z $1 ]] || echo "$1;"
         echo '\timing on'
         cat "$2"
-    } | pg -At -d "${3:-$db}" | awk '/^Time: / { t = $2 } END { if (t == "") exit 1; print t }'
+    } | psql_times -d "${3:-$db}" | awk '{ t = $1 } END { if (t == "") exit 1; print t }'
 }
 
 node_opts=()
@@ -244,7 +242,7 @@ compare() {
     for ok in "$c_cost" "$c_cards" "$c_aws" "$c_total" "$c_conv" "$c_hist"; do
         [[ $ok == t ]] || failed=1
     done
-    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$c_dash" "$c_plain" "$(yes_no "$c_cost")" \
+    md_row "$1" "$c_dash" "$c_plain" "$(yes_no "$c_cost")" \
         "$(yes_no "$c_cards")" "$(yes_no "$c_conv")" "$(yes_no "$c_hist")" >>"$tmp/checks"
 }
 : >"$tmp/checks"
@@ -328,7 +326,7 @@ fi
 
 samples=$tmp/samples.tsv
 : >"$samples"
-load_before=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_before=$(load_average)
 for ((round = 0; round <= runs; round++)); do
     if ((round == 0)); then log "warm-up round"; else log "round $round/$runs"; fi
     declare -A t=()
@@ -352,7 +350,7 @@ for ((round = 0; round <= runs; round++)); do
     fi
     unset t
 done
-load_after=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_after=$(load_average)
 
 # ---------------------------------------------------------------------------
 # dashboard() with 3 vs 12 months of data at the same monthly activity: the
@@ -423,14 +421,7 @@ fi
 # ---------------------------------------------------------------------------
 
 # stats ID [COLUMN]: "median min max" of a sample column (2: ms, 3: kB).
-stats() {
-    local -a v
-    mapfile -t v < <(awk -F '\t' -v id="$1" -v c="${2:-2}" '$1 == id { print $c }' "$samples" | sort -g)
-    local n=${#v[@]}
-    awk -v a="${v[$(((n - 1) / 2))]}" -v b="${v[$((n / 2))]}" -v lo="${v[0]}" -v hi="${v[$((n - 1))]}" \
-        'BEGIN { printf "%.1f %.1f %.1f\n", (a + b) / 2, lo, hi }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { r = a / b; printf (r >= 10 ? "%.0f×" : "%.2f×"), r }'; }
+stats() { sample_stats 1 "${2:-2}" "$samples" "$1"; }
 
 messages_total=$(pg -At -c 'SELECT count(*) FROM messages')
 data_shape=$(pg -At <<'SQL'
@@ -443,20 +434,17 @@ SELECT format('%s messages in %s conversations, %s to %s; %s this month (UTC); t
   FROM messages;
 SQL
 )
-settings=$(pg -At -c "SELECT string_agg(name || ' = ' || current_setting(name), ', ' ORDER BY name)
-                        FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'max_parallel_workers_per_gather',
-                                                        'jit', 'fsync', 'synchronous_commit', 'wal_level', 'autovacuum')")
-cpu=$(grep -m 1 '^model name' /proc/cpuinfo | cut -d : -f 2- | sed 's/^ *//')
-ram=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-pg_version=$(pg -At -c 'SELECT version()')
-billing_version=$(pg -At -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")
+settings=$(settings_line shared_buffers work_mem max_parallel_workers_per_gather jit fsync synchronous_commit \
+                        wal_level autovacuum)
+pg_version=$(server_version)
+billing_version=$(billing_version)
 
 read -r ref_med _ < <(stats dash)
 report=$tmp/report.md
 {
-    echo "## billing.dashboard() vs plain SQL vs the seed's Node route: $(printf "%'d" "$messages_total") messages, $runs runs ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo "## billing.dashboard() vs plain SQL vs the seed's Node route: $(printf "%'d" "$messages_total") messages, $runs runs ($(utc_time))"
     echo
-    echo "- machine: $(nproc) CPUs ($cpu), $ram RAM; load average $load_before before the rounds, $load_after after"
+    machine_line "$load_before" "$load_after" "the rounds"
     echo "- $pg_version; billing $billing_version; Node $(node --version), pg $(node -p 'require("./bench/node/node_modules/pg/package.json").version')"
     echo "- settings: $settings"
     echo "- data: $data_shape"
@@ -464,8 +452,9 @@ report=$tmp/report.md
     echo
     echo "Equal work (one statement computes both payloads, so one snapshot and one now()):"
     echo
-    echo "| state | dashboard() OpenAI cost, this month | plain SQL | equal, exactly | cards (tokens, messages) equal | top 50 equal | 6-month history equal |"
-    echo "| --- | ---: | ---: | --- | --- | --- | --- |"
+    md_row state "dashboard() OpenAI cost, this month" "plain SQL" "equal, exactly" "cards (tokens, messages) equal" \
+        "top 50 equal" "6-month history equal"
+    md_row --- ---: ---: --- --- --- ---
     cat "$tmp/checks"
     echo
     echo "- dashboard() as a reading role (no ownership, row-level security applies) = as the owner: $(yes_no "$reader_same")"
@@ -488,8 +477,8 @@ report=$tmp/report.md
     fi
     echo "Client-side time of the whole payload (psql \\timing: sent, executed, received; Node: from its query to the serialised response, connection already open), over $runs runs alternating the contenders; ratio = median / median of dashboard() on a warm connection."
     echo
-    echo "| contender | median ms | min–max ms | ratio | peak memory |"
-    echo "| --- | ---: | ---: | ---: | ---: |"
+    md_row contender "median ms" "min–max ms" ratio "peak memory"
+    md_row --- ---: ---: ---: ---:
     row() {
         local id=$1 label=$2 med lo hi mem=""
         read -r med lo hi < <(stats "$id")
@@ -497,8 +486,8 @@ report=$tmp/report.md
             read -r m _ < <(stats node 3)
             mem=$(awk -v k="$m" 'BEGIN { printf "%.0f MB RSS (median of the runs)", k / 1024 }')
         fi
-        if [[ $id == dash ]]; then r="1.00 (ref)"; else r=$(ratio "$med" "$ref_med"); fi
-        printf '| %s | %s | %s–%s | %s | %s |\n' "$label" "$med" "$lo" "$hi" "$r" "$mem"
+        if [[ $id == dash ]]; then r="1.00 (ref)"; else r=$(ratio "$med" "$ref_med" x); fi
+        md_row "$label" "$med" "$lo–$hi" "$r" "$mem"
     }
     row dash "SELECT billing.dashboard(), merged, warm connection"
     row first "SELECT billing.dashboard(), first call of a new connection"
@@ -511,20 +500,16 @@ report=$tmp/report.md
         echo
         echo "dashboard() (merged, warm connection) at the same monthly activity with 3 and with $months_12 months of data ($runs runs alternating the databases; the copy holds the same last 3 months: $prev2_3 messages in its 2 full months, $prev2_12 in the original's; payload equal but for history: $(yes_no "$months_equal")):"
         echo
-        echo "| data | rollup rows (conversation_usage) | median ms | min–max ms | ratio |"
-        echo "| --- | ---: | ---: | ---: | ---: |"
+        md_row data "rollup rows (conversation_usage)" "median ms" "min–max ms" ratio
+        md_row --- ---: ---: ---: ---:
         read -r m3 lo3 hi3 < <(stats m3)
         read -r m12 lo12 hi12 < <(stats m12)
-        printf '| %s months (copy) | %s | %s | %s–%s | 1.00 (ref) |\n' "$months_3" "$conv_rows_3" "$m3" "$lo3" "$hi3"
-        printf '| %s months | %s | %s | %s–%s | %s |\n' "$months_12" "$conv_rows_12" "$m12" "$lo12" "$hi12" "$(ratio "$m12" "$m3")"
+        md_row "$months_3 months (copy)" "$conv_rows_3" "$m3" "$lo3–$hi3" "1.00 (ref)"
+        md_row "$months_12 months" "$conv_rows_12" "$m12" "$lo12–$hi12" "$(ratio "$m12" "$m3" x)"
     fi
 } >"$report"
 
-mkdir -p bench/results
-result_file=bench/results/dashboard-$(date -u +%FT%H%M)-$messages_total.md
-cp "$report" "$result_file"
-cat "$report"
-log "report saved to $result_file"
+save_report "$report" "bench/results/dashboard-$(utc_stamp)-$messages_total.md"
 if ((failed)); then
     log "a check FAILED (see the report)"
     exit 1

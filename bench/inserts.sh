@@ -19,9 +19,15 @@
 # Before every run (untimed): billing.merge() (pg_cron would run it every
 # minute), VACUUM of both tables and the ledger, and CHECKPOINT, so that each
 # run starts from the same state.
+#
+# Progress goes to stderr; the report goes to stdout and to
+# bench/results/inserts-<date>.md, and bench/results/latest.md is regenerated
+# (bench/summary.sh).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 rounds=3
 duration=30
@@ -47,10 +53,6 @@ for n in "$rounds" "$duration" $clients; do
 done
 : "${PGHOST:?set PGHOST (and PGPORT) to the cluster to use}"
 : "${PGPORT:?set PGPORT}"
-
-log() { echo "==> $*" >&2; }
-yes_no() { if [[ $1 == t ]]; then echo "yes"; else echo "**NO**"; fi; }
-pg() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/billing-inserts.XXXXXX")
 drop_tables() {
@@ -121,7 +123,7 @@ samples=$tmp/samples.tsv
 wal_bytes() { pg -At -c 'SELECT wal_bytes FROM pg_stat_wal'; }
 rows_of() { pg -At -c "SELECT count(*) FROM $1"; }
 
-load_before=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_before=$(load_average)
 for ((round = 1; round <= rounds; round++)); do
     for n in $clients; do
         # Alternate which table goes first from one round to the next.
@@ -153,7 +155,7 @@ SQL
         done
     done
 done
-load_after=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_after=$(load_average)
 
 # The tracked table's figures must match what was inserted.
 check=$(pg -At -F ' ' <<'SQL'
@@ -175,35 +177,26 @@ check_ok=f
 # ---------------------------------------------------------------------------
 
 # stats TABLE CLIENTS COLUMN: "median min max"
-stats() {
-    local -a v
-    mapfile -t v < <(awk -F '\t' -v t="$1" -v n="$2" -v c="$3" '$1 == t && $2 == n { print $c }' "$samples" | sort -g)
-    local k=${#v[@]}
-    awk -v a="${v[$(((k - 1) / 2))]}" -v b="${v[$((k / 2))]}" -v lo="${v[0]}" -v hi="${v[$((k - 1))]}" \
-        'BEGIN { printf "%.3f %.3f %.3f\n", (a + b) / 2, lo, hi }'
-}
+stats() { sample_stats 3 "$3" "$samples" "$1" "$2"; }
 
-settings=$(pg -At -c "SELECT string_agg(name || ' = ' || current_setting(name), ', ' ORDER BY name)
-                        FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_level',
-                                                        'wal_sync_method', 'commit_delay', 'shared_buffers',
-                                                        'max_wal_size', 'checkpoint_timeout', 'autovacuum')")
-cpu=$(grep -m 1 '^model name' /proc/cpuinfo | cut -d : -f 2- | sed 's/^ *//')
-ram=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-pg_version=$(pg -At -c 'SELECT version()')
-billing_version=$(pg -At -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")
+settings=$(settings_line fsync synchronous_commit full_page_writes wal_level wal_sync_method commit_delay \
+                        shared_buffers max_wal_size checkpoint_timeout autovacuum)
+pg_version=$(server_version)
+billing_version=$(billing_version)
 
 report=$tmp/report.md
 {
-    echo "## Single-row inserts, tracked vs untracked: $rounds rounds of ${duration} s per client count ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo "## Single-row inserts, tracked vs untracked: $rounds rounds of ${duration} s per client count ($(utc_time))"
     echo
-    echo "- machine: $(nproc) CPUs ($cpu), $ram RAM; load average $load_before before, $load_after after"
+    machine_line "$load_before" "$load_after"
     echo "- $pg_version; billing $billing_version; $(pgbench --version)"
     echo "- durability and WAL settings: $settings"
     echo "- pgbench -n -M prepared -c N -j min(N, 2) -T $duration, one INSERT per transaction (autocommit); the pgbench client runs on the same 2 CPUs"
     echo "- after the runs: $ins_rows rows in bench_ins_tracked, $tracked_messages counted by billing after merge(); their cost from billing.month_usage = billing.openai_cost(data, created_at) over the table ($direct_cost): $(yes_no "$check_ok")"
     echo
-    echo "| clients | untracked tps (median, min–max) | tracked tps (median, min–max) | tracked / untracked | untracked latency ms | tracked latency ms | WAL bytes per insert, untracked / tracked | target ≥ 75% |"
-    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    md_row clients "untracked tps (median, min–max)" "tracked tps (median, min–max)" "tracked / untracked" \
+        "untracked latency ms" "tracked latency ms" "WAL bytes per insert, untracked / tracked" "target ≥ 75%"
+    md_row ---: ---: ---: ---: ---: ---: ---: ---
     for n in $clients; do
         read -r ut ulo uhi < <(stats bench_ins_untracked "$n" 3)
         read -r tt tlo thi < <(stats bench_ins_tracked "$n" 3)
@@ -211,16 +204,11 @@ report=$tmp/report.md
         read -r tl _ < <(stats bench_ins_tracked "$n" 4)
         read -r uw _ < <(stats bench_ins_untracked "$n" 5)
         read -r tw _ < <(stats bench_ins_tracked "$n" 5)
-        r=$(awk -v a="$tt" -v b="$ut" 'BEGIN { printf "%.0f%%", 100 * a / b }')
         met=$(awk -v a="$tt" -v b="$ut" 'BEGIN { print (a / b >= 0.75 ? "met" : "**not met**") }')
-        printf '| %s | %.0f (%.0f–%.0f) | %.0f (%.0f–%.0f) | %s | %.3f | %.3f | %.0f / %.0f | %s |\n' \
-            "$n" "$ut" "$ulo" "$uhi" "$tt" "$tlo" "$thi" "$r" "$ul" "$tl" "$uw" "$tw" "$met"
+        md_row "$n" "$(printf '%.0f (%.0f–%.0f)' "$ut" "$ulo" "$uhi")" "$(printf '%.0f (%.0f–%.0f)' "$tt" "$tlo" "$thi")" \
+            "$(ratio "$tt" "$ut" %)" "$(printf '%.3f' "$ul")" "$(printf '%.3f' "$tl")" "$(printf '%.0f / %.0f' "$uw" "$tw")" "$met"
     done
 } >"$report"
 
-mkdir -p bench/results
-result_file=bench/results/inserts-$(date -u +%FT%H%M).md
-cp "$report" "$result_file"
-cat "$report"
-log "report saved to $result_file"
+save_report "$report" "bench/results/inserts-$(utc_stamp).md"
 [[ $check_ok == t ]] || exit 1

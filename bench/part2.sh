@@ -12,10 +12,13 @@
 #   --skip LIST         comma-separated scripts to leave out: backfill,dashboard,inserts
 #   --no-setup          skip tools/setup.sh (reuse the installed build)
 #
-# Each script's report goes to stdout and to bench/results/.
+# Each script's report goes to stdout and to bench/results/, and each
+# regenerates bench/results/latest.md (bench/summary.sh).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 messages=1000000
 runs=5
@@ -45,8 +48,6 @@ for n in "$messages" "$runs" "$backfill_runs"; do
 done
 skipped() { [[ ,$skip, == *,$1,* ]]; }
 
-log() { echo "==> $*" >&2; }
-
 if ((setup)); then
     log "tools/setup.sh"
     bash tools/setup.sh >&2
@@ -68,11 +69,11 @@ trap cluster_stop EXIT
 conf=("${bench_cluster_settings[@]}")
 log "starting a throwaway cluster"
 cluster_start "${conf[@]}"
-psql -X -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION billing'
+pg -c 'CREATE EXTENSION billing'
 
 log "generating $messages messages (bench/generate.sql)"
 start=$SECONDS
-psql -X -q -v ON_ERROR_STOP=1 -v messages="$messages" -f bench/generate.sql
+pg -v messages="$messages" -f bench/generate.sql
 log "generated in $((SECONDS - start)) s"
 
 status=0

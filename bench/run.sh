@@ -17,11 +17,14 @@
 #                      bench/dashboard.sh, bench/inserts.sh
 #
 # Progress goes to stderr; the report (machine, checks, one Markdown table)
-# goes to stdout and to bench/results/<date>-<messages>.md. Exit status 1
+# goes to stdout and to bench/results/<date>-<messages>.md, and
+# bench/results/latest.md is regenerated (bench/summary.sh). Exit status 1
 # when a check (bad rows, equal work, plan shape) fails.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 messages=1000000
 runs=7
@@ -66,8 +69,6 @@ for n in "$messages" "$runs"; do
         exit 2
     fi
 done
-
-log() { echo "==> $*" >&2; }
 
 # ---------------------------------------------------------------------------
 # The measurements. Each has an id, the comparison it belongs to, a contender
@@ -204,9 +205,6 @@ conf=("${bench_cluster_settings[@]}")
 log "starting a throwaway cluster"
 cluster_start "${conf[@]}"
 
-# psql as the benchmark uses it: no psqlrc, stop at the first error.
-pg() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-
 pg -c 'CREATE EXTENSION billing'
 
 log "generating $messages messages (bench/generate.sql)"
@@ -269,7 +267,6 @@ read -r t_jsonb t_text t_plain t_plain_no_cache eq_jsonb eq_text eq_parallel <<<
 for ok in "$eq_jsonb" "$eq_text" "$eq_parallel"; do
     [[ $ok == t ]] || failed=1
 done
-yes_no() { if [[ $1 == t ]]; then echo "yes"; else echo "**NO**"; fi; }
 
 # ---------------------------------------------------------------------------
 # Timed rounds: one psql session per round, each query under EXPLAIN
@@ -312,26 +309,20 @@ parse_explain() {
 
 samples=$tmp/samples.tsv
 : >"$samples"
-load_before=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_before=$(load_average)
 for ((round = 0; round <= runs; round++)); do
     if ((round == 0)); then log "warm-up round"; else log "round $round/$runs"; fi
     pg -At -f "$round_sql" >"$tmp/round.out"
     if ((round > 0)); then parse_explain <"$tmp/round.out" >>"$samples"; fi
 done
-load_after=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_after=$(load_average)
 
 # ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
 
 # stats ID: "median min max" of the execution times, in ms.
-stats() {
-    local -a v
-    mapfile -t v < <(awk -F '\t' -v id="$1" '$1 == id { print $2 }' "$samples" | sort -g)
-    local n=${#v[@]}
-    awk -v a="${v[$(((n - 1) / 2))]}" -v b="${v[$((n / 2))]}" -v lo="${v[0]}" -v hi="${v[$((n - 1))]}" \
-        'BEGIN { printf "%.1f %.1f %.1f\n", (a + b) / 2, lo, hi }'
-}
+stats() { sample_stats 1 2 "$samples" "$1"; }
 
 # distinct_values ID N: the distinct values of column N over the runs of ID, "/"-joined.
 distinct_values() {
@@ -344,16 +335,14 @@ for id in "${order[@]}"; do
     median[$id]=$med
 done
 
-cpu=$(grep -m 1 '^model name' /proc/cpuinfo | cut -d : -f 2- | sed 's/^ *//')
-ram=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-pg_version=$(pg -At -c 'SELECT version()')
-billing_version=$(pg -At -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")
+pg_version=$(server_version)
+billing_version=$(billing_version)
 
 report=$tmp/report.md
 {
-    echo "## billing benchmark: $messages messages, $runs runs ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo "## billing benchmark: $messages messages, $runs runs ($(utc_time))"
     echo
-    echo "- machine: $(nproc) CPUs ($cpu), $ram RAM; load average $load_before before the rounds, $load_after after"
+    machine_line "$load_before" "$load_after" "the rounds"
     echo "- $pg_version; billing $billing_version"
     echo "- cluster: $(printf '%s, ' "${conf[@]}" | sed 's/, $//')"
     echo "- data: $data_shape; generated in ${generate_seconds} s"
@@ -378,12 +367,12 @@ report=$tmp/report.md
     echo
     echo "Server-side execution time (EXPLAIN ANALYZE, TIMING OFF) over $runs runs; ratio = median / median of the reference."
     echo
-    echo "| comparison | contender | median ms | min–max ms | ratio | HashAgg memory | plan |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | --- |"
+    md_row comparison contender "median ms" "min–max ms" ratio "HashAgg memory" plan
+    md_row --- --- ---: ---: ---: ---: ---
     for id in "${order[@]}"; do
         read -r med lo hi < <(stats "$id")
         ref=${reference[$id]}
-        ratio=$(awk -v a="$med" -v b="${median[$ref]}" 'BEGIN { printf "%.2f", a / b }')
+        ratio=$(ratio "$med" "${median[$ref]}")
         if [[ $ref == "$id" ]]; then
             ratio="1.00 (ref)"
         elif [[ ${comparison[$ref]} != "${comparison[$id]}" ]]; then
@@ -395,7 +384,7 @@ report=$tmp/report.md
         if [[ $id == c_* ]]; then
             memcell="$mem kB"
             if [[ $ref != "$id" ]]; then
-                memcell+=" ($(awk -v a="$mem" -v b="$(distinct_values "$ref" 5)" 'BEGIN { printf "%.2f", a / b }')×)"
+                memcell+=" ($(ratio "$mem" "$(distinct_values "$ref" 5)")×)"
             fi
             plan="HashAggregate, batches: $(distinct_values "$id" 6)"
             [[ $(distinct_values "$id" 6) == 1 ]] || { plan+=" **spilled**"; failed=1; }
@@ -412,16 +401,11 @@ report=$tmp/report.md
             plan="**parallel**"
             failed=1
         fi
-        printf '| %s | %s | %s | %s–%s | %s | %s | %s |\n' \
-            "${comparison[$id]}" "${contender[$id]}" "$med" "$lo" "$hi" "$ratio" "$memcell" "$plan"
+        md_row "${comparison[$id]}" "${contender[$id]}" "$med" "$lo–$hi" "$ratio" "$memcell" "$plan"
     done
 } >"$report"
 
-mkdir -p bench/results
-result_file=bench/results/$(date -u +%F)-$messages.md
-cp "$report" "$result_file"
-cat "$report"
-log "report saved to $result_file"
+save_report "$report" "bench/results/$(utc_day)-$messages.md"
 
 # Second part, on the same cluster and data (each script saves its own report).
 if ((part2)); then

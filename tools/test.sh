@@ -254,7 +254,9 @@ fake_dates=(
     "2027-11-07 05:59:55"   # New York falls back (02:00 EDT = 06:00 UTC)
     "2025-06-15 12:00:00"   # before the tests' data (2026)
 )
-faketime_lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+# (found through its package, so any architecture's path works)
+faketime_lib=$(dpkg -L libfaketime 2>/dev/null | grep -m1 '/libfaketime\.so\.1$' || true)
+faketime_lib=${faketime_lib:-/usr/lib/$(uname -m)-linux-gnu/faketime/libfaketime.so.1}
 
 # installcheck_at DATE: 0 when both suites pass with the server's clock
 # started at DATE (UTC).

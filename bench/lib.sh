@@ -1,0 +1,138 @@
+# shellcheck shell=bash
+# The helpers the bench scripts share: one definition of each. Source it
+# from the repository's root (every bench script cd's there first):
+#
+#   . bench/lib.sh
+#
+# It only defines functions. Those that query the server (pg, psql_times,
+# server_version, billing_version, settings_line) use the cluster of the
+# caller's PG* variables.
+
+# log MESSAGE...: a progress line, on stderr.
+log() { echo "==> $*" >&2; }
+
+# pg PSQL-ARGS...: psql as the benchmarks use it: no psqlrc, quiet, stop at
+# the first error.
+pg() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+# yes_no t|f: "yes", or a bold "**NO**" (a failed check, in a report).
+yes_no() { if [[ $1 == t ]]; then echo "yes"; else echo "**NO**"; fi; }
+
+# ---------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------
+
+# sample_stats DECIMALS COLUMN FILE [KEY...]: "median min max" of column
+# COLUMN (1-based) of the tab-separated FILE, over the lines whose first
+# fields equal the KEYs (all lines without KEY), each printed with DECIMALS
+# decimals. The median of an even number of values is the mean of the two
+# middle ones: (v[(n-1)/2] + v[n/2]) / 2 of the sorted values v[0..n-1].
+# Prints nothing and fails when no line matches.
+sample_stats() {
+    local decimals=$1 column=$2 file=$3 keys=""
+    shift 3
+    (($# == 0)) || keys=$(printf '%s\t' "$@")
+    awk -F '\t' -v c="$column" -v keys="$keys" '
+        BEGIN { nk = split(keys, k, "\t") - 1 }
+        {
+            for (i = 1; i <= nk; i++) if ($i != k[i]) next
+            print $c
+        }' "$file" |
+        sort -g |
+        awk -v d="$decimals" '
+            { v[n++] = $1 }
+            END {
+                if (n == 0) exit 1
+                f = "%." d "f"
+                printf f " " f " " f "\n", (v[int((n - 1) / 2)] + v[int(n / 2)]) / 2, v[0], v[n - 1]
+            }'
+}
+
+# ratio A B [STYLE]: A / B as a report prints it. STYLE "" (the default):
+# two decimals, "0.87"; "x": "0.87×", or "472×" from 10 up; "%": a
+# percentage without decimals, "83%".
+ratio() {
+    awk -v a="$1" -v b="$2" -v style="${3:-}" 'BEGIN {
+        r = a / b
+        if (style == "%") printf "%.0f%%", 100 * a / b
+        else if (style == "x") printf (r >= 10 ? "%.0f×" : "%.2f×"), r
+        else printf "%.2f", r
+    }'
+}
+
+# ---------------------------------------------------------------------------
+# The machine, the server, the time
+# ---------------------------------------------------------------------------
+
+# load_average: the 1-, 5- and 15-minute load averages, "0.73 0.93 1.16".
+load_average() { cut -d ' ' -f 1-3 /proc/loadavg; }
+
+# machine_line LOAD-BEFORE LOAD-AFTER [WHAT]: a report's machine line,
+#   - machine: 2 CPUs (AMD EPYC), 23.5 GiB RAM; load average L before[ WHAT], L after
+machine_line() {
+    local cpu ram
+    cpu=$(grep -m 1 '^model name' /proc/cpuinfo | cut -d : -f 2- | sed 's/^ *//') || cpu="unknown CPU"
+    ram=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+    echo "- machine: $(nproc) CPUs ($cpu), $ram RAM; load average $1 before${3:+ $3}, $2 after"
+}
+
+# server_version: the server's version() string.
+server_version() { pg -At -c 'SELECT version()'; }
+
+# billing_version: the installed version of the extension billing.
+billing_version() { pg -At -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'"; }
+
+# settings_line NAME...: "name = value, ..." of these server settings, by name.
+settings_line() {
+    local names
+    names=$(printf "'%s', " "$@")
+    pg -At -c "SELECT string_agg(name || ' = ' || current_setting(name), ', ' ORDER BY name)
+                 FROM pg_settings WHERE name IN (${names%, })"
+}
+
+# utc_time: the time a report was made, "2026-11-25 18:15 UTC".
+utc_time() { date -u '+%Y-%m-%d %H:%M UTC'; }
+# utc_stamp: the same for a file name, "2026-11-25T1815".
+utc_stamp() { date -u +%FT%H%M; }
+# utc_day: the UTC date, "2026-11-25".
+utc_day() { date -u +%F; }
+
+# ---------------------------------------------------------------------------
+# Timing with psql
+# ---------------------------------------------------------------------------
+
+# psql_times [PSQL-ARGS...]: runs the SQL read on stdin in one new psql
+# session, its output discarded, and prints the client-side time of every
+# statement that psql timed (sent, executed, result received), in ms, one a
+# line: the statements after a "\timing on" line of the input.
+psql_times() {
+    { echo '\o /dev/null'; cat; } | pg -At "$@" | awk '/^Time: / { print $2 }'
+}
+
+# ---------------------------------------------------------------------------
+# Reports
+# ---------------------------------------------------------------------------
+
+# md_row CELL...: one Markdown table row, "| a | b | c |" (an empty cell
+# stays empty; "---" and "---:" cells make the separator row).
+md_row() {
+    printf '|'
+    printf ' %s |' "$@"
+    printf '\n'
+}
+
+# save_report REPORT FILE: saves the report REPORT as FILE (under
+# bench/results/), prints it on stdout, and regenerates the summary of the
+# newest results, bench/results/latest.md (bench/summary.sh). A summary that
+# cannot be regenerated is logged, not fatal: the report is saved.
+save_report() {
+    mkdir -p "$(dirname "$2")"
+    cp "$1" "$2"
+    cat "$1"
+    log "report saved to $2"
+    if bash bench/summary.sh "$(dirname "$2")" >&2; then
+        log "summary regenerated: $(dirname "$2")/latest.md"
+    else
+        log "could not regenerate $(dirname "$2")/latest.md (bash bench/summary.sh)"
+    fi
+}

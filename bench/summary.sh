@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# Regenerates bench/results/latest.md, the one file the documents quote
+# benchmark figures from: the headline figures of the newest report of each
+# kind and size in bench/results/, each naming the report it comes from, the
+# targets checked against them, and an index of every report.
+#
+#   bench/summary.sh [DIR]    DIR: the reports (default bench/results); writes DIR/latest.md
+#
+# Every bench script runs it after saving its report (save_report in
+# bench/lib.sh); run it by hand after adding or removing a report. Figures
+# are copied from the reports, or computed from their medians (a ratio of
+# two medians of the same report); a figure missing from the newest report
+# of its size (a contender left out with --no-plain, a row added to the
+# script later) comes from the newest report of that size that has it.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
+dir=${1:-bench/results}
+out=$dir/latest.md
+if [[ ! -d $dir ]]; then
+    echo "summary.sh: no directory $dir" >&2
+    exit 2
+fi
+
+# ---------------------------------------------------------------------------
+# Reading a report
+# ---------------------------------------------------------------------------
+
+# cell FILE COLUMN PREFIX [PREFIX2]: cell COLUMN (1-based) of the first table
+# row whose first cell starts with PREFIX (and second with PREFIX2).
+cell() {
+    awk -v col="$2" -v p1="$3" -v p2="${4:-}" '
+        /^\| / && !/^\| -/ {
+            n = split(substr($0, 3, length($0) - 4), c, / \| /)
+            if (index(c[1], p1) == 1 && (p2 == "" || index(c[2], p2) == 1)) { print c[col]; exit }
+        }' "$1"
+}
+# first_word: the first word of stdin ("0.87 (to sum of ...)" -> "0.87").
+first_word() { awk '{ print $1; exit }'; }
+# bullet FILE PREFIX: the rest of the first line that starts with PREFIX.
+bullet() { awk -v p="$2" 'index($0, p) == 1 { print substr($0, length(p) + 1); exit }' "$1"; }
+# thousands N: 1000000 -> 1,000,000.
+thousands() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
+
+# The catalog: one line per report, newest first:
+#   time  kind  key  file  billing-version  load-before  checks
+catalog=$(mktemp)
+tmp_out=""
+trap 'rm -f -- "$catalog" ${tmp_out:+"$tmp_out"}' EXIT
+for f in "$dir"/*.md; do
+    [[ -e $f ]] || continue
+    name=${f##*/}
+    [[ $name != latest.md ]] || continue
+    case $name in
+        dashboard-*-*.md) kind=dashboard key=${name##*-} key=${key%.md} ;;
+        backfill-*-*.md) kind=backfill key=${name##*-} key=${key%.md} ;;
+        inserts-*.md)
+            kind=inserts
+            key=$(sed -n '1s/.*: \([0-9]* rounds* of [0-9]* s\) per client count.*/\1/p' "$f") ;;
+        [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]-*.md) kind=aggregates key=${name##*-} key=${key%.md} ;;
+        *) kind=other key="" ;;
+    esac
+    time=$(sed -n '1s/.*(\([0-9-]* [0-9:]*\) UTC)$/\1/p' "$f")
+    version=$(grep -m 1 -o '; billing [0-9][0-9.]*' "$f" | awk '{ print $3 }' || true)
+    load=$(sed -n 's/^- machine: .*load average \([0-9.]*\) .*/\1/p' "$f" | head -n 1)
+    if grep -q '\*\*' "$f"; then checks="**failed**"; else checks="passed"; fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${time:--}" "$kind" "${key:--}" "$name" "${version:--}" "${load:--}" "$checks"
+done | sort -r >"$catalog"
+
+# reports KIND KEY: the files of that kind and key, newest first.
+reports() { awk -F '\t' -v k="$1" -v key="$2" '$2 == k && $3 == key { print $4 }' "$catalog"; }
+# keys KIND: the keys of that kind, one a line, in numeric order.
+keys() { awk -F '\t' -v k="$1" '$2 == k { print $3 }' "$catalog" | sort -u | sort -n; }
+# source NAME: the report cell of a figure: link, time, version, load.
+source_of() {
+    awk -F '\t' -v n="$1" '$4 == n {
+        printf "[%s](%s): %s UTC", n, n, $1
+        if ($5 != "-") printf ", billing %s", $5
+        if ($6 != "-") printf ", load %s", $6
+        exit }' "$catalog"
+}
+
+# figure KIND KEY LABEL FUNCTION [ARGS...]: a table row: LABEL, the value
+# FUNCTION FILE ARGS... prints for the newest report of KIND and KEY for
+# which it prints one, and that report. No row when no report has it.
+figure() {
+    local kind=$1 key=$2 label=$3 fn=$4 f value
+    shift 4
+    for f in $(reports "$kind" "$key"); do
+        value=$("$fn" "$dir/$f" "$@" || true)
+        if [[ -n $value ]]; then
+            md_row "$label" "$value" "$(source_of "$f")"
+            return
+        fi
+    done
+}
+
+# ---------------------------------------------------------------------------
+# The figures of each kind: FUNCTION FILE [ARGS...] prints a value, or
+# nothing when the report does not have it.
+# ---------------------------------------------------------------------------
+
+# Cost aggregates (run.sh); MODE: "serial" or "2 workers".
+agg_cost() {
+    local med r ref
+    med=$(cell "$1" 3 "b. cost of all messages, $2" "$3")
+    r=$(cell "$1" 5 "b. cost of all messages, $2" "$3" | first_word)
+    ref=$(cell "$1" 3 "a. physical floor, $2" "sum of the 2 token fields")
+    [[ -n $med && -n $r && -n $ref ]] || return 0
+    echo "$med ms: $r× the time of the \`sum()\` of the 2 token fields ($ref ms)"
+}
+agg_plain() {
+    local plain jsonb
+    plain=$(cell "$1" 3 "b. cost of all messages, $2" "plain SQL")
+    jsonb=$(cell "$1" 3 "b. cost of all messages, $2" "openai_cost(data, created_at)")
+    [[ -n $plain && -n $jsonb ]] || return 0
+    echo "$plain ms: $(ratio "$plain" "$jsonb")× the time of \`openai_cost(data, created_at)\`"
+}
+agg_floor() {
+    local created plain
+    created=$(cell "$1" 3 "a. physical floor, $2" "count(created_at)")
+    plain=$(cell "$1" 3 "b. cost of all messages, $2" "plain SQL")
+    [[ -n $created && -n $plain ]] || return 0
+    echo "$created ms, the least any aggregate that prices by date can take; plain SQL takes $(ratio "$plain" "$created")× as long"
+}
+agg_memory() {
+    local cost sums
+    cost=$(cell "$1" 6 "c. per conversation" "openai_cost(data, created_at)")
+    sums=$(cell "$1" 6 "c. per conversation" "sum of the 2 token fields")
+    [[ -n $cost && -n $sums ]] || return 0
+    echo "$cost, against $sums for the two \`sum()\`s"
+}
+agg_equal() {
+    local a b c
+    a=$(bullet "$1" "- jsonb form = plain SQL, exactly: ")
+    b=$(bullet "$1" "- text form = plain SQL with cached tokens billed as plain input, exactly: ")
+    c=$(bullet "$1" "- jsonb form with 2 parallel workers = serial, exactly: ")
+    [[ -n $a && -n $b && -n $c ]] || return 0
+    echo "jsonb form = plain SQL: $a; text form = plain SQL with cached tokens billed as input: $b; 2 workers = serial: $c"
+}
+checks() { awk -F '\t' -v n="${1##*/}" '$4 == n { print $7 }' "$catalog"; }
+
+# dashboard.sh; ROW: the start of a contender's label.
+dash_time() {
+    local med range r
+    med=$(cell "$1" 2 "$2")
+    range=$(cell "$1" 3 "$2")
+    r=$(cell "$1" 4 "$2")
+    [[ -n $med ]] || return 0
+    if [[ $r == "1.00 (ref)" ]]; then r=""; else r=", $r the warm call's time"; fi
+    echo "$med ms ($range)$r"
+}
+dash_unmerged() {
+    local label
+    label=$(cell "$1" 1 "$2")
+    [[ -n $label ]] || return 0
+    echo "$(dash_time "$1" "$2"); $(sed -n 's/.*with \([0-9]* unmerged writes\).*/\1/p' <<<"$label")"
+}
+dash_node() {
+    local label mem heap=""
+    label=$(cell "$1" 1 "seed route in Node.js")
+    [[ -n $label ]] || return 0
+    mem=$(cell "$1" 5 "seed route in Node.js" | sed 's/ (median of the runs)//')
+    if grep -q "^With Node's default heap limit the route failed" "$1"; then
+        heap="; with Node's default heap it ran out of memory, so it ran with $(sed -n 's/.*\(--max-old-space-size=[0-9]*\).*/\1/p' <<<"$label")"
+    fi
+    echo "$(dash_time "$1" "seed route in Node.js"), $mem$heap"
+}
+dash_months() {
+    awk '/^\| [0-9]+ months( \(copy\))? \| / {
+            split(substr($0, 3, length($0) - 4), c, / \| /)
+            if (c[1] ~ /copy/) copy = c[1] ": " c[3] " ms"
+            else all = c[1] ": " c[3] " ms (" c[5] ")"
+        }
+        END { if (copy != "" && all != "") print copy "; " all }' "$1"
+}
+dash_setup() {
+    local secs rows
+    secs=$(bullet "$1" "- set-up: " | sed -n "s/^SELECT billing.track_messages('public.messages') took \([0-9.]*\) s;.*/\1/p")
+    rows=$(sed -n '1s/.*: \([0-9]*\) messages, .*/\1/p' "$1")
+    [[ -n $secs && -n $rows ]] || return 0
+    echo "$secs s (one run), $(thousands "$(awk -v r="$rows" -v s="$secs" 'BEGIN { printf "%.0f", r / s }')") rows/s"
+}
+dash_equal() {
+    local merged unmerged after
+    merged=$(cell "$1" 4 "merged")
+    unmerged=$(cell "$1" 4 "with ")
+    after=$(cell "$1" 4 "after deleting")
+    [[ -n $merged && -n $unmerged && -n $after ]] || return 0
+    echo "merged: $merged; with the unmerged writes: $unmerged; after deleting them and merging: $after"
+}
+
+# inserts.sh; CLIENTS: a client count.
+ins_clients() {
+    awk -v n="$2" '/^\| [0-9]+ \| / {
+            split(substr($0, 3, length($0) - 4), c, / \| /)
+            if (c[1] != n) next
+            split(c[2], u, " "); split(c[3], t, " ")
+            printf "%s (%s against %s tps), target ≥ 75%%: %s\n", c[4], t[1], u[1], c[8]
+            exit
+        }' "$1"
+}
+ins_check() { bullet "$1" "- after the runs: " | sed -n 's/.*: \(yes\|\*\*NO\*\*\)$/\1/p'; }
+# The client counts of the newest report of a key.
+ins_client_counts() {
+    local f
+    f=$(reports inserts "$1" | head -n 1)
+    awk '/^\| [0-9]+ \| / { print $2 }' "$dir/$f"
+}
+
+# backfill.sh
+backfill_time() {
+    local med range rate
+    med=$(cell "$1" 2 "SELECT billing.track_messages(")
+    range=$(cell "$1" 3 "SELECT billing.track_messages(")
+    rate=$(cell "$1" 4 "SELECT billing.track_messages(")
+    [[ -n $med ]] || return 0
+    echo "$med s ($range s), $(thousands "$rate") rows/s"
+}
+backfill_counted() { bullet "$1" "- messages counted by billing after each backfill: "; }
+
+# ---------------------------------------------------------------------------
+# Targets: one row per target and report key, from the newest report that
+# has the figures.
+# ---------------------------------------------------------------------------
+
+# target KIND KEY LABEL FUNCTION: a row of the targets table; FUNCTION FILE
+# prints "result<TAB>met" or nothing.
+target() {
+    local kind=$1 key=$2 label=$3 fn=$4 f value
+    for f in $(reports "$kind" "$key"); do
+        value=$("$fn" "$dir/$f" || true)
+        if [[ -n $value ]]; then
+            md_row "$label" "$(data_of "$kind" "$key")" "${value%%$'\t'*}" "${value#*$'\t'}" "$(source_of "$f")"
+            return
+        fi
+    done
+    md_row "$label" "$(data_of "$kind" "$key")" "no report" "" ""
+}
+data_of() {
+    case $1 in
+        inserts) echo "$2 per client count" ;;
+        *) echo "$(thousands "$2") messages" ;;
+    esac
+}
+met() { if [[ $1 == 1 ]]; then echo met; else echo "**not met**"; fi; }
+# at_most A B, below A B: 1 when A <= B (A < B), else 0.
+at_most() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? 1 : 0 }'; }
+below() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? 1 : 0 }'; }
+
+t_floor() {
+    local s p
+    s=$(cell "$1" 5 "b. cost of all messages, serial" "openai_cost(data, created_at)" | first_word)
+    p=$(cell "$1" 5 "b. cost of all messages, 2 workers" "openai_cost(data, created_at)" | first_word)
+    [[ -n $s && -n $p ]] || return 0
+    printf '%s\t%s\n' "$s× serial, $p× with 2 workers" \
+        "$(met "$(($(at_most "$s" 1) && $(at_most "$p" 1)))")"
+}
+t_plain() {
+    local s p
+    s=$(agg_plain "$1" serial | sed -n 's/.*: \([0-9.]*\)× .*/\1/p')
+    p=$(agg_plain "$1" "2 workers" | sed -n 's/.*: \([0-9.]*\)× .*/\1/p')
+    [[ -n $s && -n $p ]] || return 0
+    local bound="" cs cp
+    cs=$(agg_floor "$1" serial | sed -n 's/.*takes \([0-9.]*\)× .*/\1/p')
+    cp=$(agg_floor "$1" "2 workers" | sed -n 's/.*takes \([0-9.]*\)× .*/\1/p')
+    if [[ -n $cs && -n $cp ]]; then
+        bound="; out of reach: \`count(created_at)\` alone is only $cs× (serial) and $cp× (2 workers) faster than plain SQL"
+    fi
+    printf '%s\t%s\n' "$s× serial, $p× with 2 workers$bound" \
+        "$(met "$(($(at_most 5 "$s") && $(at_most 5 "$p")))")"
+}
+t_memory() {
+    local r
+    r=$(cell "$1" 6 "c. per conversation" "openai_cost(data, created_at)" | sed -n 's/.*(\([0-9.]*\)×)$/\1/p')
+    [[ -n $r ]] || return 0
+    printf '%s\t%s\n' "$r×" "$(met "$(at_most "$r" 2)")"
+}
+t_dash() {
+    local med
+    med=$(cell "$1" 2 "SELECT billing.dashboard(), merged, warm")
+    [[ -n $med ]] || return 0
+    printf '%s\t%s\n' "$med ms (median, merged, warm connection)" "$(met "$(below "$med" 50)")"
+}
+t_faster() {
+    local r
+    r=$(cell "$1" 4 "$2")
+    [[ -n $r ]] || return 0
+    printf '%s\t%s\n' "$r" "$(met "$(at_most 100 "${r%×}")")"
+}
+t_plain_dash() { t_faster "$1" "plain SQL from"; }
+t_node_dash() { t_faster "$1" "seed route in Node.js"; }
+t_inserts() {
+    awk '/^\| [0-9]+ \| / {
+            split(substr($0, 3, length($0) - 4), c, / \| /)
+            list = list (n++ ? ", " : "") c[4] " at " c[1]
+            if (c[8] != "met") bad = 1
+        }
+        END { if (n) printf "%s clients\t%s\n", list, (bad ? "**not met**" : "met") }' "$1"
+}
+
+# ---------------------------------------------------------------------------
+# The file
+# ---------------------------------------------------------------------------
+
+mapfile -t aggregates_keys < <(keys aggregates)
+mapfile -t dashboard_keys < <(keys dashboard)
+mapfile -t backfill_keys < <(keys backfill)
+mapfile -t inserts_keys < <(keys inserts | sort -r)   # "3 rounds of 30 s" before "2 rounds of 5 s"
+
+tmp_out=$(mktemp "$dir/.latest.XXXXXX")
+{
+    cat <<'EOF'
+# Benchmark results: the newest of each kind
+
+<!-- Generated by bench/summary.sh from the reports in this directory. Do not edit: run a benchmark, or bash bench/summary.sh. -->
+
+Generated by `bench/summary.sh` from the reports in `bench/results/`:
+`bench/run.sh`, `dashboard.sh`, `inserts.sh` and `backfill.sh` (and so
+`part2.sh`) regenerate it after saving their report, and `bash
+bench/summary.sh` does it by hand. Each figure is copied from the newest
+report of its size that has it, or computed from that report's medians, and
+names that report, the time it was made, the billing version it measured and
+the 1-minute load average before its timed rounds (2 shared cores: above 1
+the machine was busy). Quote figures from here, with their report. What
+each figure measures and how: `bench/README.md` (the cost aggregates) and
+`bench/RESULTS-part2.md` (dashboard, inserts, backfill).
+
+## Targets
+
+EOF
+    md_row target data result met report
+    md_row --- --- --- --- ---
+    for key in "${aggregates_keys[@]}"; do
+        target aggregates "$key" "\`openai_cost(data, created_at)\` no slower than the \`sum()\` of the 2 token fields" t_floor
+    done
+    for key in "${aggregates_keys[@]}"; do
+        target aggregates "$key" "\`openai_cost(data, created_at)\` at least 5× faster than plain SQL" t_plain
+    done
+    for key in "${aggregates_keys[@]}"; do
+        target aggregates "$key" "grouped by conversation, at most 2× the hash table memory of the two \`sum()\`s" t_memory
+    done
+    target dashboard 10000000 "\`billing.dashboard()\` under 50 ms at 10M messages" t_dash
+    target dashboard 10000000 "\`billing.dashboard()\` at least 100× faster than plain SQL at 10M" t_plain_dash
+    target dashboard 10000000 "\`billing.dashboard()\` at least 100× faster than the seed's Node route at 10M" t_node_dash
+    for key in "${inserts_keys[@]}"; do
+        target inserts "$key" "tracked inserts at least 75% of untracked at every client count" t_inserts
+    done
+
+    echo
+    echo "## Cost aggregates (\`bench/run.sh\`)"
+    for key in "${aggregates_keys[@]}"; do
+        echo
+        echo "### $(thousands "$key") messages"
+        echo
+        md_row figure value report
+        md_row --- --- ---
+        for mode in serial "2 workers"; do
+            figure aggregates "$key" "\`openai_cost(data, created_at)\`, $mode" agg_cost "$mode" "openai_cost(data, created_at)"
+            figure aggregates "$key" "\`openai_cost(model, prompt, completion, created_at)\` (text form), $mode" agg_cost "$mode" "openai_cost(model,"
+            figure aggregates "$key" "plain SQL (join to \`model_prices\`), $mode" agg_plain "$mode"
+            figure aggregates "$key" "\`count(created_at)\`, $mode" agg_floor "$mode"
+        done
+        figure aggregates "$key" "grouped by conversation: \`HashAggregate\` memory of \`openai_cost\`" agg_memory
+        figure aggregates "$key" "equal work, exactly" agg_equal
+        figure aggregates "$key" "every check of the report (bad rows, equal work, plans)" checks
+    done
+
+    echo
+    echo "## The dashboard (\`bench/dashboard.sh\`)"
+    for key in "${dashboard_keys[@]}"; do
+        echo
+        echo "### $(thousands "$key") messages"
+        echo
+        md_row figure value report
+        md_row --- --- ---
+        figure dashboard "$key" "\`billing.dashboard()\`, merged, warm connection" dash_time "SELECT billing.dashboard(), merged, warm"
+        figure dashboard "$key" "\`billing.dashboard()\`, first call of a new connection" dash_time "SELECT billing.dashboard(), first call"
+        figure dashboard "$key" "\`billing.dashboard()\` with unmerged writes" dash_unmerged "SELECT billing.dashboard() with "
+        figure dashboard "$key" "\`billing.dashboard()\` as a reading role (row-level security), merged" dash_time "SELECT billing.dashboard() as a reading role"
+        figure dashboard "$key" "the same as a reading role, with unmerged writes" dash_time "the same as a reading role, with"
+        figure dashboard "$key" "plain SQL (\`bench/dashboard-plain.sql\`)" dash_time "plain SQL from"
+        figure dashboard "$key" "the seed's route in Node.js (\`bench/node/route.js\`)" dash_node
+        figure dashboard "$key" "\`billing.dashboard()\` with 3 months of data and with all of it" dash_months
+        figure dashboard "$key" "\`dashboard()\`'s OpenAI cost = plain SQL's, exactly" dash_equal
+        figure dashboard "$key" "set-up: \`billing.track_messages()\` on the existing rows (the backfill)" dash_setup
+        figure dashboard "$key" "every check of the report" checks
+    done
+
+    echo
+    echo "## Tracked inserts (\`bench/inserts.sh\`)"
+    for key in "${inserts_keys[@]}"; do
+        echo
+        echo "### $key per client count"
+        echo
+        md_row figure value report
+        md_row --- --- ---
+        for n in $(ins_client_counts "$key"); do
+            figure inserts "$key" "tracked / untracked tps, $n client$([[ $n == 1 ]] || echo s)" ins_clients "$n"
+        done
+        figure inserts "$key" "billing's count and cost of the tracked rows = the table's" ins_check
+    done
+
+    echo
+    echo "## Backfill (\`bench/backfill.sh\`)"
+    for key in "${backfill_keys[@]}"; do
+        echo
+        echo "### $(thousands "$key") messages"
+        echo
+        md_row figure value report
+        md_row --- --- ---
+        figure backfill "$key" "\`billing.track_messages()\` on the existing rows" backfill_time
+        figure backfill "$key" "messages counted by billing after each backfill" backfill_counted
+    done
+
+    echo
+    echo "## Every report"
+    echo
+    echo "Newest first. \`checks\`: \"failed\" when the report marks a failed check in bold."
+    echo
+    md_row report what "made (UTC)" billing "load average before" checks
+    md_row --- --- --- --- ---: ---
+    while IFS=$'\t' read -r time kind key name version load checks; do
+        case $kind in
+            aggregates) what="cost aggregates, $(thousands "$key") messages" ;;
+            dashboard) what="dashboard, $(thousands "$key") messages" ;;
+            backfill) what="backfill, $(thousands "$key") messages" ;;
+            inserts) what="inserts, $key per client count" ;;
+            *) what="?" ;;
+        esac
+        md_row "[$name]($name)" "$what" "$time" "$version" "$load" "$checks"
+    done <"$catalog"
+} >"$tmp_out"
+mv -f -- "$tmp_out" "$out"

@@ -4,6 +4,7 @@
 // tracking triggers must never fail or slow down an application's write, so
 // problems come back as values for billing to keep visible.
 #include "cost_call.h"
+#include "ledger_row.h"
 #include "usage.h"
 
 extern "C" {
@@ -38,14 +39,7 @@ extern "C" Datum usage_of(PG_FUNCTION_ARGS) {
   Usage u;  // NoUsage unless data says otherwise
   if (!PG_ARGISNULL(0)) {
     const struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
-    const JsonbContainerView root{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)};
-    const UsageFields fields = read_usage_fields(root);
-    u = decode_usage(fields);
-    // Keep the model even for replies without usage: it prices their estimate.
-    if (u.status == UsageStatus::NoUsage && fields.model_kind == JsonKind::String) {
-      u.has_model = true;
-      u.model = fields.model;
-    }
+    u = message_usage(JsonbContainerView{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)});
   }
   if (u.has_model) {
     values[0] = PointerGetDatum(cstring_to_text_with_len(u.model.data(), static_cast<int>(u.model.size())));

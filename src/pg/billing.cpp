@@ -14,6 +14,7 @@ namespace billing::pg {
 int unknown_model_policy = kUnpricedWarn;
 int unknown_service_policy = kUnpricedWarn;
 int invalid_usage_policy = kUnpricedWarn;
+bool trigger_fast_path = true;
 
 namespace {
 const struct config_enum_entry kPolicies[] = {
@@ -41,6 +42,11 @@ void define_settings() {
                            "and the number of such rows; error: raise an ERROR; ignore: skip it silently.",
                            &invalid_usage_policy, kUnpricedWarn, kPolicies, PGC_USERSET, 0, nullptr, nullptr,
                            nullptr);
+  DefineCustomBoolVariable("billing.trigger_fast_path",
+                           "Whether tracked tables' triggers write a plain INSERT's ledger row in C.",
+                           "on (default): an INSERT whose data says its usage is written by the C trigger; "
+                           "off: every write runs the PL/pgSQL body billing.track_N_full (same rows, slower).",
+                           &trigger_fast_path, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("billing");
 }
 

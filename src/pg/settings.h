@@ -12,6 +12,10 @@ extern int unknown_model_policy;
 extern int unknown_service_policy;
 extern int invalid_usage_policy;
 
+// billing.trigger_fast_path: whether track_row writes the common INSERT
+// itself (on) or passes every write to the PL/pgSQL body (off).
+extern bool trigger_fast_path;
+
 void define_settings();
 
 }  // namespace billing::pg

@@ -64,8 +64,6 @@ DECLARE
     d record;
 BEGIN
     FOR d IN SELECT o.objid, t.id AS source_id,
-                    CASE WHEN t.id IS NOT NULL
-                         THEN to_regprocedure(format('billing.%I()', 'track_' || t.id)) END AS track_fn,
                     to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
                FROM pg_event_trigger_dropped_objects() AS o
                LEFT JOIN billing.tracked_tables AS t ON t.relation::oid = o.objid
@@ -77,8 +75,8 @@ BEGIN
                 PERFORM billing._forget_rows(d.source_id);
                 DELETE FROM billing.tracked_tables WHERE id = d.source_id;
             END IF;
-            IF d.track_fn IS NOT NULL THEN
-                EXECUTE format('DROP FUNCTION %s', d.track_fn);
+            IF d.source_id IS NOT NULL THEN
+                PERFORM billing._drop_trigger_functions(d.source_id);
             END IF;
             IF d.profiles_fn IS NOT NULL THEN
                 EXECUTE format('DROP FUNCTION %s', d.profiles_fn);

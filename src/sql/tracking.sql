@@ -260,11 +260,7 @@ BEGIN
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', tg, relation);
     END LOOP;
-    IF fn IS NOT NULL THEN
-        -- CASCADE: a trigger some other table's owner attached to billing's
-        -- function (it refuses to run there) must not keep the table tracked.
-        EXECUTE format('DROP FUNCTION %s CASCADE', fn);
-    END IF;
+    PERFORM billing._drop_trigger_functions(sid);
     PERFORM billing._forget_rows(sid);
     DELETE FROM billing.tracked_tables WHERE id = sid;
 END
@@ -295,25 +291,56 @@ BEGIN
 END
 $$;
 
--- The trigger function of one tracked table, made from its row of
+-- The trigger functions of one tracked table, made from its row of
 -- billing.tracked_tables (the column names, and the table's name for the
 -- estimate of replies without usage). Also run again when the table or one
 -- of its columns is renamed (billing._tracked_table_altered).
+--
+-- billing.track_N is C (src/pg/track_row.cpp): it writes the common INSERT
+-- (a message whose data says its usage) to the ledger itself and passes
+-- every other write to billing.track_N_full, the PL/pgSQL body below. The C
+-- function runs as the app's role and runs no SQL; only the full body runs
+-- with billing's rights.
 CREATE FUNCTION billing._create_trigger_function(t billing.tracked_tables) RETURNS regprocedure
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     fn text := format('billing.%I', 'track_' || t.id);
+    full_fn text := format('billing.%I', 'track_' || t.id || '_full');
 BEGIN
     -- SECURITY DEFINER: the app's role writes its own table and needs no
     -- privilege on billing's tables for the trigger to keep them up to date.
     EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-                    SET search_path = pg_catalog, pg_temp AS %L', fn, billing._trigger_function_body(t));
+                    SET search_path = pg_catalog, pg_temp AS %L', full_fn, billing._trigger_function_body(t));
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', full_fn);
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE c AS %L, %L', fn,
+                   (SELECT p.probin FROM pg_proc AS p WHERE p.oid = 'billing.usage_of(jsonb, text, text)'::regprocedure),
+                   'track_row');
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
     -- (again after a replace: CREATE OR REPLACE drops the mark)
+    PERFORM billing._depend_on_extension(format('%s()', full_fn)::regprocedure, t.relation, ARRAY[]::name[]);
     PERFORM billing._depend_on_extension(format('%s()', fn)::regprocedure, t.relation, ARRAY[]::name[]);
     RETURN format('%s()', fn)::regprocedure;
+END
+$$;
+
+-- Drops the trigger functions of tracked table `p_source` (CASCADE: a
+-- trigger some other table's owner attached to billing's function, where it
+-- refuses to run, must not keep them).
+CREATE FUNCTION billing._drop_trigger_functions(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOREACH fn IN ARRAY ARRAY[to_regprocedure(format('billing.%I()', 'track_' || p_source)),
+                              to_regprocedure(format('billing.%I()', 'track_' || p_source || '_full'))] LOOP
+        IF fn IS NOT NULL THEN
+            EXECUTE format('DROP FUNCTION %s CASCADE', fn);
+        END IF;
+    END LOOP;
 END
 $$;
 
@@ -456,9 +483,13 @@ BEGIN
                JOIN pg_proc AS p ON p.oid = to_regprocedure(format('billing.%I()', 'track_' || tt.id))
               ORDER BY tt.id LOOP
         BEGIN
+            -- (a table tracked by 0.3 has a PL/pgSQL track_N and no track_N_full)
             IF (SELECT p.prosrc FROM pg_proc AS p
-                 WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
-               IS DISTINCT FROM billing._trigger_function_body(t) THEN
+                 WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id || '_full')))
+               IS DISTINCT FROM billing._trigger_function_body(t)
+               OR (SELECT p.prosrc FROM pg_proc AS p
+                    WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
+               IS DISTINCT FROM 'track_row' THEN
                 PERFORM billing._create_trigger_function(t);
             END IF;
         EXCEPTION WHEN OTHERS THEN

@@ -120,7 +120,11 @@ SQL
 # 100 x $2.50 / 1M + 50 x $10 / 1M = $0.00075; the far row is a problem.
 got=$(psql_q -d "$db" -c "SELECT (SELECT sum(cost) FROM billing.monthly_history) = 0.00075
                                  AND (SELECT count(*) FROM billing.usage_problems WHERE kind = 'malformed data') = 1
-                                 AND billing.merge() >= 0")
+                                 AND billing.merge() >= 0
+                                 -- the C trigger, with its PL/pgSQL body beside it
+                                 AND (SELECT l.lanname FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+                                       WHERE p.oid = 'billing.track_1()'::regprocedure) = 'c'
+                                 AND to_regprocedure('billing.track_1_full()') IS NOT NULL")
 dropdb "$db"
 [[ "$got" == t ]] || { echo "FAIL: a table tracked under 0.3 did not get the $current trigger function"; exit 1; }
 echo "upgrade 0.3 -> $current: tracked tables get the new trigger function at the first merge"

@@ -141,13 +141,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     fn text := format('billing.%I', 'track_' || t.id);
+    full_fn text := format('billing.%I', 'track_' || t.id || '_full');
 BEGIN
     -- SECURITY DEFINER: the app's role writes its own table and needs no
     -- privilege on billing's tables for the trigger to keep them up to date.
     EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-                    SET search_path = pg_catalog, pg_temp AS %L', fn, billing._trigger_function_body(t));
+                    SET search_path = pg_catalog, pg_temp AS %L', full_fn, billing._trigger_function_body(t));
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', full_fn);
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE c AS %L, %L', fn,
+                   (SELECT p.probin FROM pg_proc AS p WHERE p.oid = 'billing.usage_of(jsonb, text, text)'::regprocedure),
+                   'track_row');
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
     -- (again after a replace: CREATE OR REPLACE drops the mark)
+    PERFORM billing._depend_on_extension(format('%s()', full_fn)::regprocedure, t.relation, ARRAY[]::name[]);
     PERFORM billing._depend_on_extension(format('%s()', fn)::regprocedure, t.relation, ARRAY[]::name[]);
     RETURN format('%s()', fn)::regprocedure;
 END
@@ -1408,9 +1414,13 @@ BEGIN
                JOIN pg_proc AS p ON p.oid = to_regprocedure(format('billing.%I()', 'track_' || tt.id))
               ORDER BY tt.id LOOP
         BEGIN
+            -- (a table tracked by 0.3 has a PL/pgSQL track_N and no track_N_full)
             IF (SELECT p.prosrc FROM pg_proc AS p
-                 WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
-               IS DISTINCT FROM billing._trigger_function_body(t) THEN
+                 WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id || '_full')))
+               IS DISTINCT FROM billing._trigger_function_body(t)
+               OR (SELECT p.prosrc FROM pg_proc AS p
+                    WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
+               IS DISTINCT FROM 'track_row' THEN
                 PERFORM billing._create_trigger_function(t);
             END IF;
         EXCEPTION WHEN OTHERS THEN
@@ -1821,12 +1831,60 @@ BEGIN
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', tg, relation);
     END LOOP;
-    IF fn IS NOT NULL THEN
-        -- CASCADE: a trigger some other table's owner attached to billing's
-        -- function (it refuses to run there) must not keep the table tracked.
-        EXECUTE format('DROP FUNCTION %s CASCADE', fn);
-    END IF;
+    PERFORM billing._drop_trigger_functions(sid);
     PERFORM billing._forget_rows(sid);
     DELETE FROM billing.tracked_tables WHERE id = sid;
 END
 $$;
+
+-- The trigger of a tracked table is C (billing.track_N) with its PL/pgSQL
+-- body in billing.track_N_full; tables tracked by 0.3 move to it at the
+-- first billing.merge() (billing._refresh_trigger_functions).
+CREATE FUNCTION billing._drop_trigger_functions(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOREACH fn IN ARRAY ARRAY[to_regprocedure(format('billing.%I()', 'track_' || p_source)),
+                              to_regprocedure(format('billing.%I()', 'track_' || p_source || '_full'))] LOOP
+        IF fn IS NOT NULL THEN
+            EXECUTE format('DROP FUNCTION %s CASCADE', fn);
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._tracked_table_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+BEGIN
+    FOR d IN SELECT o.objid, t.id AS source_id,
+                    to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
+               FROM pg_event_trigger_dropped_objects() AS o
+               LEFT JOIN billing.tracked_tables AS t ON t.relation::oid = o.objid
+              WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND o.object_type = 'table'
+    LOOP
+        CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
+        BEGIN
+            IF d.source_id IS NOT NULL THEN
+                PERFORM billing._forget_rows(d.source_id);
+                DELETE FROM billing.tracked_tables WHERE id = d.source_id;
+            END IF;
+            IF d.source_id IS NOT NULL THEN
+                PERFORM billing._drop_trigger_functions(d.source_id);
+            END IF;
+            IF d.profiles_fn IS NOT NULL THEN
+                EXECUTE format('DROP FUNCTION %s', d.profiles_fn);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: could not forget dropped table %: %', d.objid, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+

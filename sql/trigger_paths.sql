@@ -1,0 +1,143 @@
+-- The tracking trigger has two paths: billing.track_N (C) writes a plain
+-- INSERT's ledger row itself, and passes every other write to
+-- billing.track_N_full (PL/pgSQL). Both must store exactly the same rows.
+-- Each table shape below is tracked twice; the same writes go to one copy
+-- with billing.trigger_fast_path on and to the other with it off, and
+-- billing's rows for the two copies are compared.
+SET timezone = 'UTC';
+\set SHOW_CONTEXT never
+
+CREATE TYPE speaker_role AS ENUM ('system', 'user', 'assistant');
+
+-- Makes table `name` with the given column types, tracks it, and returns its id.
+CREATE FUNCTION make_tracked(name text, id_type text, conv_type text, role_type text, data_type text, at_type text)
+RETURNS smallint LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE TABLE %I (id %s PRIMARY KEY, conversation_id %s, role %s, content varchar,
+                                     data %s, created_at %s)', name, id_type, conv_type, role_type, data_type, at_type);
+    PERFORM billing.track_messages(name::regclass);
+    RETURN (SELECT id FROM billing.tracked_tables WHERE relation = name::regclass);
+END
+$$;
+
+-- The same writes into `name`: every shape of message, then an update and a delete.
+CREATE FUNCTION write_messages(name text, conv_type text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    c text := CASE WHEN conv_type = 'bigint' THEN '' ELSE 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1' END;
+BEGIN
+    EXECUTE format($q$
+      INSERT INTO %1$I VALUES
+        -- replies with usage, a user's message, a total only, no data: written in C
+        (1, (%2$L || '1')::%3$s, 'assistant', 'hi', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-10 10:00'),
+        (2, (%2$L || '2')::%3$s, 'user', 'what is the time', '{}', '2026-11-10 10:01'),
+        (3, (%2$L || '3')::%3$s, 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 0,
+                                            "prompt_tokens_details": {"cached_tokens": 400}}', '2026-11-10 10:02'),
+        (4, (%2$L || '3')::%3$s, 'assistant', 'x', '{"model": "gpt-4o", "tokens": 150}', '2026-11-10 10:03'),
+        (5, (%2$L || '4')::%3$s, 'user', 'no data', NULL, '2026-11-10 10:04'),
+        (6, NULL, 'assistant', 'x', '{"model": "gpt-9", "prompt_tokens": 5, "completion_tokens": 5}', '2026-11-10 10:05'),
+        (7, (%2$L || '1')::%3$s, 'system', 'be brief', '{"model": "gpt-4o-mini"}', '2026-12-31 23:59:59.999999'),
+        -- a reply to estimate, problems, a time billing does not count: the PL/pgSQL body
+        (8, (%2$L || '2')::%3$s, 'assistant', 'twelve chars', '{}', '2026-11-10 10:06'),
+        (9, (%2$L || '1')::%3$s, 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": "12a"}', '2026-11-10 10:07'),
+        (10, (%2$L || '1')::%3$s, 'assistant', 'x', '[1]', '2026-11-10 10:08'),
+        (11, (%2$L || '1')::%3$s, 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', NULL)
+    $q$, name, c, conv_type);
+    EXECUTE format('UPDATE %I SET data = ''{"model": "gpt-4o", "prompt_tokens": 200, "completion_tokens": 50}'' WHERE id = 1', name);
+    EXECUTE format('DELETE FROM %I WHERE id = 6', name);
+END
+$$;
+
+-- billing's rows for table `sid`, as text, without the table's id.
+CREATE FUNCTION stored_rows(sid integer) RETURNS SETOF text LANGUAGE sql AS $$
+    SELECT 'ledger ' || (l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens, l.completion_tokens,
+                         l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens, l.problems)::text
+      FROM billing.usage_ledger AS l WHERE l.source_id = sid
+    UNION ALL
+    SELECT 'problem ' || (p.message_id, p.created_at, p.problem)::text FROM billing.problem_messages AS p WHERE p.source_id = sid
+    UNION ALL
+    SELECT 'estimate ' || (e.message_id, e.prompt_tokens)::text FROM billing.estimated_prompts AS e WHERE e.source_id = sid
+$$;
+
+-- Rows one copy has and the other lacks (none: the paths agree), and how many rows each has.
+CREATE FUNCTION compare_paths(fast integer, full_path integer) RETURNS TABLE (side text, row_text text) LANGUAGE sql AS $$
+    (SELECT 'fast only', r FROM (SELECT stored_rows(fast) EXCEPT ALL SELECT stored_rows(full_path)) AS x(r)
+     UNION ALL
+     SELECT 'full only', r FROM (SELECT stored_rows(full_path) EXCEPT ALL SELECT stored_rows(fast)) AS x(r))
+    UNION ALL
+    SELECT 'rows in each', count(*)::text FROM stored_rows(fast)
+$$;
+
+-- The shapes: what ORMs create, and the seed's.
+SELECT make_tracked('seed_fast', 'bigint', 'text', 'text', 'jsonb', 'timestamptz') AS seed_fast,
+       make_tracked('seed_full', 'bigint', 'text', 'text', 'jsonb', 'timestamptz') AS seed_full,
+       make_tracked('orm_fast', 'bigint', 'uuid', 'speaker_role', 'jsonb', 'timestamp(3)') AS orm_fast,
+       make_tracked('orm_full', 'bigint', 'uuid', 'speaker_role', 'jsonb', 'timestamp(3)') AS orm_full,
+       make_tracked('ints_fast', 'integer', 'bigint', 'varchar(20)', 'jsonb', 'date') AS ints_fast,
+       make_tracked('ints_full', 'integer', 'bigint', 'varchar(20)', 'jsonb', 'date') AS ints_full
+\gset
+
+SET billing.trigger_fast_path = on;
+SELECT write_messages('seed_fast', 'text'), write_messages('orm_fast', 'uuid'), write_messages('ints_fast', 'bigint');
+SET billing.trigger_fast_path = off;
+SELECT write_messages('seed_full', 'text'), write_messages('orm_full', 'uuid'), write_messages('ints_full', 'bigint');
+RESET billing.trigger_fast_path;
+
+SELECT * FROM compare_paths(:seed_fast, :seed_full) ORDER BY 1, 2;
+SELECT * FROM compare_paths(:orm_fast, :orm_full) ORDER BY 1, 2;
+SELECT * FROM compare_paths(:ints_fast, :ints_full) ORDER BY 1, 2;
+
+-- The comparison can fail: one changed ledger row is seen.
+BEGIN;
+UPDATE billing.usage_ledger SET prompt_tokens = 101 WHERE source_id = :seed_fast AND prompt_tokens = 100;
+SELECT * FROM compare_paths(:seed_fast, :seed_full) ORDER BY 1, 2;
+ROLLBACK;
+
+-- November 2026 of the seed shape, by hand (gpt-4o $2.50 / $1.25 cached /
+-- $10 per 1M; gpt-4o-mini $0.15 / $0.60):
+--   id 1 after its update: 200 x 2.50/1M + 50 x 10/1M       = 0.0010
+--   id 3: 600 x 2.50/1M + 400 x 1.25/1M                      = 0.0020
+--   id 8, estimated: its prompt is id 2 ('what is the time', 16 characters:
+--     4 tokens), its completion 'twelve chars' (3 tokens), as gpt-4o-mini:
+--     4 x 0.15/1M + 3 x 0.60/1M                              = 0.0000024
+--   id 4 (a total only) and id 6 (gpt-9, then deleted) are not priced; 9, 10
+--   and 11 are problems. Total 0.0030024. id 7 is in December.
+SELECT month, sum(cost) AS cost, sum(messages) AS messages, sum(unpriced_tokens) AS unpriced_tokens
+  FROM billing.conversation_costs WHERE source_table = 'seed_fast'::regclass GROUP BY month ORDER BY month;
+
+-- Which path ran: after a table's first row in a session (the full body,
+-- which also checks that the function serves this table), a plain INSERT
+-- is written in C; a reply to estimate still runs the full body.
+BEGIN;
+SET LOCAL track_functions = 'all';
+INSERT INTO seed_fast VALUES (100, 'c9', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '2026-11-11'),
+                             (101, 'c9', 'user', 'y', '{}', '2026-11-11');
+INSERT INTO seed_fast VALUES (102, 'c9', 'assistant', 'z', '{}', '2026-11-11');
+SELECT replace(funcname, :seed_fast::text, 'N') AS function, calls FROM pg_stat_xact_user_functions
+ WHERE funcname IN (format('track_%s', :seed_fast), format('track_%s_full', :seed_fast)) ORDER BY funcname;
+ROLLBACK;
+
+-- The C function refuses to serve a table it was not made for, even once it
+-- has written rows for its own table in this session.
+CREATE TABLE other_messages (LIKE seed_fast);
+SELECT format('CREATE TRIGGER stolen AFTER INSERT OR DELETE OR UPDATE OF id, conversation_id, role, content, data, created_at
+               ON other_messages FOR EACH ROW EXECUTE FUNCTION billing.track_%s()', :seed_fast) \gexec
+INSERT INTO other_messages VALUES (1, 'c1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '2026-11-11');
+SELECT count(*) AS ledger_rows_for_other FROM billing.usage_ledger
+ WHERE source_id = :seed_fast AND created_at = '2026-11-11';
+DROP TABLE other_messages;
+
+-- A partition of a tracked table is written in C too, as its own table.
+CREATE TABLE parted (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamptz)
+    PARTITION BY RANGE (created_at);
+CREATE TABLE parted_2026_11 PARTITION OF parted FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+SELECT tracked FROM billing.track_messages('parted');
+INSERT INTO parted VALUES (1, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-05'),
+                          (2, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-06');
+-- 2 x 0.00075
+SELECT cost, messages FROM billing.conversation_costs WHERE source_table = 'parted'::regclass;
+
+SELECT billing.untrack_messages(t.relation) FROM billing.tracked_tables AS t ORDER BY t.id;
+SELECT count(*) AS trigger_functions_left FROM pg_proc WHERE proname ~ '^track_[0-9]+(_full)?$' AND pronamespace = 'billing'::regnamespace;
+DROP TABLE seed_fast, seed_full, orm_fast, orm_full, ints_fast, ints_full, parted;
+DROP FUNCTION make_tracked, write_messages, compare_paths, stored_rows;
+DROP TYPE speaker_role;

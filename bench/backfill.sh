@@ -99,6 +99,7 @@ SET auto_explain.log_nested_statements = on;
 SET auto_explain.log_level = notice;
 SET auto_explain.log_format = json;
 SET client_min_messages = notice;
+\o /dev/null
 SELECT billing.track_messages('public.messages');
 SQL
     # One line per statement: ms, its first line, its top plan node.

@@ -17,7 +17,8 @@
 --   completion = ceil(characters / 4), prompt = ceil(characters / 4) summed
 --   over every earlier message of its conversation (a correlated subquery on
 --   the conversation_id index; it runs only for those replies), priced as
---   its model, else gpt-4o-mini;
+--   its model, else gpt-4o-mini; its estimated tokens count in `tokens`, as
+--   in dashboard() since billing 0.4;
 -- * AWS: the owner profile's emails_sent_this_month x $0.10 / 1,000, in the
 --   current month (the seed's counter);
 -- * top 50 conversations of the current month by cost.
@@ -47,10 +48,7 @@ WITH prices AS NOT MATERIALIZED (
            CASE WHEN e.estimated THEN 0
                 ELSE coalesce((m.data->'prompt_tokens_details'->>'cached_tokens')::bigint, 0) END AS cached,
            CASE WHEN e.estimated THEN ceil(char_length(m.content) / 4.0)::bigint
-                ELSE (m.data->>'completion_tokens')::bigint END AS completion,
-           CASE WHEN e.estimated THEN 0
-                ELSE coalesce((m.data->>'prompt_tokens')::bigint, 0)
-                     + coalesce((m.data->>'completion_tokens')::bigint, 0) END AS tokens
+                ELSE (m.data->>'completion_tokens')::bigint END AS completion
       FROM messages AS m
      CROSS JOIN LATERAL (
            SELECT m.role = 'assistant'
@@ -65,7 +63,7 @@ WITH prices AS NOT MATERIALIZED (
            coalesce(e.cached_input_per_1m, s.cached_input_per_1m) AS cached_input_per_1m,
            coalesce(e.output_per_1m, s.output_per_1m) AS output_per_1m,
            sum(u.prompt - u.cached) AS uncached, sum(u.cached) AS cached, sum(u.completion) AS completion,
-           sum(u.tokens) AS tokens, count(*) AS messages
+           sum(coalesce(u.prompt, 0) + coalesce(u.completion, 0)) AS tokens, count(*) AS messages
       FROM usage AS u
       LEFT JOIN prices AS e
         ON e.model = u.model

@@ -27,10 +27,18 @@ int64 text_estimate(const text* content) {
 //   completion_tokens, cached_tokens, estimated_completion, unsplit_tokens, problem,
 //   estimated)
 extern "C" Datum usage_of(PG_FUNCTION_ARGS) {
-  TupleDesc desc;
-  if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-    elog(ERROR, "billing: usage_of must be called where a record is accepted");
-  desc = BlessTupleDesc(desc);
+  // The result's descriptor, built once per call site: building it from
+  // pg_proc took about a sixth of a backfill's time when done per row.
+  auto desc = static_cast<TupleDesc>(fcinfo->flinfo->fn_extra);
+  if (desc == nullptr) {
+    const MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+    TupleDesc built;
+    if (get_call_result_type(fcinfo, nullptr, &built) != TYPEFUNC_COMPOSITE)
+      elog(ERROR, "billing: usage_of must be called where a record is accepted");
+    desc = BlessTupleDesc(CreateTupleDescCopy(built));
+    MemoryContextSwitchTo(old);
+    fcinfo->flinfo->fn_extra = desc;
+  }
   Datum values[8] = {};
   bool nulls[8] = {true, false, false, false, false, false, true, false};
   for (int i = 1; i <= 5; ++i) values[i] = Int64GetDatum(0);

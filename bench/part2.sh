@@ -5,12 +5,21 @@
 # bench/dashboard.sh and bench/inserts.sh on it. See bench/RESULTS-part2.md.
 #
 #   bench/part2.sh [--messages N] [--runs R] [--backfill-runs R] [--skip LIST] [--no-setup]
+#                  [--default-settings] [--rounds N] [--duration S]
 #
 #   --messages N        rows in public.messages (default 1000000)
 #   --runs R            dashboard.sh rounds (default 5)
 #   --backfill-runs R   backfill.sh runs (default 3)
 #   --skip LIST         comma-separated scripts to leave out: backfill,dashboard,inserts
 #   --no-setup          skip tools/setup.sh (reuse the installed build)
+#   --default-settings  start the cluster with PostgreSQL's default settings
+#                       instead of bench/cluster-settings.sh's (nothing added:
+#                       the bench runs on them as they are); runs inserts.sh
+#                       only: backfill.sh's and dashboard.sh's reports are
+#                       named and summarised by size alone, so theirs would
+#                       replace the bench settings' figures in latest.md
+#   --rounds N          inserts.sh rounds (its default: 3)
+#   --duration S        inserts.sh seconds per run (its default: 30)
 #
 # Each script's report goes to stdout and to bench/results/, and each
 # regenerates bench/results/latest.md (bench/summary.sh).
@@ -25,8 +34,10 @@ runs=5
 backfill_runs=3
 skip=""
 setup=1
+default_settings=0
+inserts_opts=()
 
-usage() { sed -n '7,13s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '7,23s/^# \{0,1\}//p' "$0"; }
 
 while (($#)); do
     case $1 in
@@ -35,6 +46,13 @@ while (($#)); do
         --backfill-runs) backfill_runs=${2:-}; shift ;;
         --skip) skip=${2:-}; shift ;;
         --no-setup) setup=0 ;;
+        --default-settings) default_settings=1 ;;
+        --rounds | --duration)
+            if [[ ! ${2:-} =~ ^[1-9][0-9]*$ ]]; then
+                echo "part2.sh: $1 takes a positive integer, got '${2:-}'" >&2
+                exit 2
+            fi
+            inserts_opts+=("$1" "$2"); shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "part2.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -47,6 +65,12 @@ for n in "$messages" "$runs" "$backfill_runs"; do
     fi
 done
 skipped() { [[ ,$skip, == *,$1,* ]]; }
+if ((default_settings)); then
+    for script in backfill dashboard; do
+        skipped "$script" || log "--default-settings: leaving out $script.sh (its report is summarised by size alone)"
+    done
+    skip+=,backfill,dashboard
+fi
 
 if ((setup)); then
     log "tools/setup.sh"
@@ -64,10 +88,20 @@ trap cluster_stop EXIT
 # The settings of bench/run.sh: fsync and synchronous_commit stay on (the
 # defaults); wal_level = minimal only lets generate.sql skip WAL for the
 # tables it creates, single-row inserts write the same WAL as with replica.
-# shellcheck source=bench/cluster-settings.sh
-. bench/cluster-settings.sh
-conf=("${bench_cluster_settings[@]}")
-log "starting a throwaway cluster"
+# With --default-settings: none, so PostgreSQL's defaults (those initdb
+# writes, e.g. shared_buffers = 128MB, max_wal_size = 1GB, wal_level =
+# replica, autovacuum on); tools/cluster.sh's own lines (connections,
+# logging, max_worker_processes, pg_cron when installed) apply either way.
+conf=()
+if ((default_settings)); then
+    settings_kind=default
+else
+    # shellcheck source=bench/cluster-settings.sh
+    . bench/cluster-settings.sh
+    conf=("${bench_cluster_settings[@]}")
+    settings_kind=bench
+fi
+log "starting a throwaway cluster ($settings_kind settings)"
 cluster_start "${conf[@]}"
 pg -c 'CREATE EXTENSION billing'
 
@@ -79,5 +113,5 @@ log "generated in $((SECONDS - start)) s"
 status=0
 skipped backfill || bash bench/backfill.sh --runs "$backfill_runs" || status=1
 skipped dashboard || bash bench/dashboard.sh --runs "$runs" || status=1
-skipped inserts || bash bench/inserts.sh || status=1
+skipped inserts || bash bench/inserts.sh --settings-kind "$settings_kind" "${inserts_opts[@]}" || status=1
 exit $status

@@ -92,6 +92,48 @@ UPDATE billing.usage_ledger SET prompt_tokens = 101 WHERE source_id = :seed_fast
 SELECT * FROM compare_paths(:seed_fast, :seed_full) ORDER BY 1, 2;
 ROLLBACK;
 
+-- The reads sum the unmerged ledger in C (billing._ledger_usage); the view
+-- billing._ledger_priced states the same rules in SQL. Grouped alike, the
+-- two agree on every table, month, conversation and model, including
+-- removals, a model without a price, no model, and a name long enough to
+-- be keyed by its md5.
+INSERT INTO seed_fast VALUES
+  (20, 'long', 'assistant', 'x', jsonb_build_object('model', repeat('gpt-4o-', 40), 'prompt_tokens', 7, 'completion_tokens', 3),
+   '2026-11-12'),
+  (21, 'long', 'assistant', 'x', '{"model": "gpt-4o-2024-08-06", "prompt_tokens": 10, "completion_tokens": 10}', '2026-10-31 23:59:59');
+DELETE FROM seed_fast WHERE id = 21;
+CREATE FUNCTION ledger_in_sql() RETURNS TABLE (r text) LANGUAGE sql AS $$
+    SELECT (l.source_id, l.month, l.conversation_id, l.model, sum(l.messages), sum(l.prompt_tokens),
+            sum(l.completion_tokens), sum(l.cached_tokens), sum(l.estimated_prompt), sum(l.estimated_completion),
+            sum(l.unsplit_tokens), sum(l.problems), sum(l.cost), sum(l.estimated_cost), sum(l.unpriced_tokens),
+            min(l.created_at) FILTER (WHERE l.messages > 0), max(l.created_at) FILTER (WHERE l.messages > 0),
+            min(l.created_at) FILTER (WHERE l.messages < 0), max(l.created_at) FILTER (WHERE l.messages < 0))::text
+      FROM billing._ledger_priced AS l GROUP BY l.source_id, l.month, l.conversation_id, l.model
+$$;
+CREATE FUNCTION ledger_in_c() RETURNS TABLE (r text) LANGUAGE sql AS $$
+    SELECT (u.source_id, u.month, u.conversation_id, u.model, u.messages, u.prompt_tokens, u.completion_tokens,
+            u.cached_tokens, u.estimated_prompt, u.estimated_completion, u.unsplit_tokens, u.problems,
+            u.cost, u.estimated_cost, u.unpriced_tokens, u.first_added, u.last_added, u.first_removed,
+            u.last_removed)::text
+      FROM billing._ledger_usage('-infinity', 'infinity', billing._estimate_model()) AS u
+$$;
+-- (numbers as text with trailing zeros trimmed: the two sum at different scales)
+CREATE FUNCTION trimmed(r text) RETURNS text LANGUAGE sql AS $$
+    SELECT regexp_replace(regexp_replace(r, '(\.[0-9]*[1-9])0+([,)])', '\1\2', 'g'), '\.0+([,)])', '\1', 'g')
+$$;
+SELECT (SELECT count(*) FROM ledger_in_sql()) AS groups,
+       (SELECT count(*) FROM (SELECT trimmed(r) FROM ledger_in_sql() EXCEPT SELECT trimmed(r) FROM ledger_in_c()) AS x) AS only_in_sql,
+       (SELECT count(*) FROM (SELECT trimmed(r) FROM ledger_in_c() EXCEPT SELECT trimmed(r) FROM ledger_in_sql()) AS x) AS only_in_c;
+SELECT model, unpriced_tokens FROM billing._ledger_usage('-infinity', 'infinity', billing._estimate_model())
+ WHERE conversation_id = 'long' ORDER BY model;
+-- Whole months only: [2026-11-01, 2026-11-15) holds no whole month of
+-- ledger rows, [2026-11-01, 2026-12-01) holds November's.
+SELECT (SELECT count(*) FROM billing._ledger_usage('2026-11-01', '2026-11-15', 'gpt-4o-mini')) AS partial_month,
+       (SELECT count(*) FROM billing._ledger_usage('2026-11-01', '2026-12-01', 'gpt-4o-mini'))
+       = (SELECT count(*) FROM ledger_in_sql() AS g WHERE r LIKE '%,11-01-2026,%') AS november;
+DROP FUNCTION ledger_in_sql, ledger_in_c, trimmed;
+DELETE FROM seed_fast WHERE id = 20;
+
 -- November 2026 of the seed shape, by hand (gpt-4o $2.50 / $1.25 cached /
 -- $10 per 1M; gpt-4o-mini $0.15 / $0.60):
 --   id 1 after its update: 200 x 2.50/1M + 50 x 10/1M       = 0.0010
@@ -119,8 +161,13 @@ ROLLBACK;
 -- The C function refuses to serve a table it was not made for, even once it
 -- has written rows for its own table in this session.
 CREATE TABLE other_messages (LIKE seed_fast);
-SELECT format('CREATE TRIGGER stolen AFTER INSERT OR DELETE OR UPDATE OF id, conversation_id, role, content, data, created_at
-               ON other_messages FOR EACH ROW EXECUTE FUNCTION billing.track_%s()', :seed_fast) \gexec
+DO $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER stolen AFTER INSERT OR DELETE OR UPDATE OF id, conversation_id, role, content, data, created_at
+                    ON other_messages FOR EACH ROW EXECUTE FUNCTION billing.track_%s()',
+                   (SELECT id FROM billing.tracked_tables WHERE relation = 'seed_fast'::regclass));
+END
+$$;
 INSERT INTO other_messages VALUES (1, 'c1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '2026-11-11');
 SELECT count(*) AS ledger_rows_for_other FROM billing.usage_ledger
  WHERE source_id = :seed_fast AND created_at = '2026-11-11';

@@ -8,6 +8,7 @@
 // cost is a time conversion, with no lookup of the zone. The setting cannot
 // change under a running statement: a change marks every month stale
 // (billing._settings_changed), and the next billing.merge() rebuilds them.
+#include "month.h"
 #include "postgres_headers.h"
 
 extern "C" {
@@ -107,16 +108,31 @@ TimestampTz month_bound(FunctionCallInfo fcinfo, int month_offset) {
 
 // month_of(at timestamptz) -> date: the first day of the month that contains
 // `at` in the month time zone; -infinity / infinity stay infinite.
-extern "C" Datum month_of(PG_FUNCTION_ARGS) {
-  const TimestampTz at = PG_GETARG_TIMESTAMPTZ(0);
-  if (TIMESTAMP_IS_NOBEGIN(at)) { DateADT d; DATE_NOBEGIN(d); PG_RETURN_DATEADT(d); }
-  if (TIMESTAMP_IS_NOEND(at)) { DateADT d; DATE_NOEND(d); PG_RETURN_DATEADT(d); }
+namespace billing::pg {
+
+pg_tz* month_time_zone() { return read_month_zone(); }
+
+DateADT month_containing(TimestampTz at, pg_tz* tz) {
+  if (TIMESTAMP_IS_NOBEGIN(at)) { DateADT d; DATE_NOBEGIN(d); return d; }
+  if (TIMESTAMP_IS_NOEND(at)) { DateADT d; DATE_NOEND(d); return d; }
   struct pg_tm tm;
   fsec_t fsec;
   int offset;
-  if (timestamp2tm(at, &offset, &tm, &fsec, nullptr, month_zone(fcinfo)) != 0)
+  if (timestamp2tm(at, &offset, &tm, &fsec, nullptr, tz) != 0)
     ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE), errmsg("billing: timestamp out of range")));
-  PG_RETURN_DATEADT(date2j(tm.tm_year, tm.tm_mon, 1) - POSTGRES_EPOCH_JDATE);
+  return date2j(tm.tm_year, tm.tm_mon, 1) - POSTGRES_EPOCH_JDATE;
+}
+
+TimestampTz month_begins(DateADT month, int month_offset, pg_tz* tz) {
+  if (DATE_IS_NOBEGIN(month)) return DT_NOBEGIN;
+  if (DATE_IS_NOEND(month)) return DT_NOEND;
+  return start_of_month(month, month_offset, tz);
+}
+
+}  // namespace billing::pg
+
+extern "C" Datum month_of(PG_FUNCTION_ARGS) {
+  PG_RETURN_DATEADT(billing::pg::month_containing(PG_GETARG_TIMESTAMPTZ(0), month_zone(fcinfo)));
 }
 
 // month_start(month date) -> timestamptz: when the month that contains the

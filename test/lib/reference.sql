@@ -289,8 +289,11 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The comparisons of ref.mismatches(), over the current ref.priced.
+-- (jit = off: the planner's estimates for this many set-returning calls
+-- are large enough to JIT-compile the query, which then takes seconds
+-- instead of milliseconds on a few rows.)
 CREATE FUNCTION ref.compare() RETURNS TABLE (check_name text, side text, row_text text)
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET jit = off AS $$
     WITH got_conv AS MATERIALIZED (
         SELECT month, conversation_id, cost, tokens, prompt_tokens, completion_tokens, cached_tokens,
                estimated_tokens, unpriced_tokens, messages, first_message_at, last_message_at

@@ -1,0 +1,342 @@
+// SQL: billing._ledger_usage(p_from, p_to, p_estimate_model), the unmerged
+// ledger rows of the whole months within [p_from, p_to), priced and summed
+// per tracked table, month, conversation and model (C body `ledger_usage`).
+//
+// The exact reads add these to the rollups. Done in SQL (the view
+// billing._ledger_priced) each unmerged write cost about 8 us per read, and
+// the dashboard reads the ledger three times; here each row is priced with
+// the catalog cache and added to an int128 sum, and only the groups become
+// numerics. The rows are read with SPI as the caller, so row-level security
+// on the ledger applies as it does to any read.
+//
+// The rules are the SQL ones: a row's cost is usage_cost(model, prompt,
+// completion, cached, at) (NULL when it has no model or no price, 0 when it
+// has no tokens), its estimate's cost the same for coalesce(model, the
+// estimate model) and its estimated tokens, its unpriced tokens those of
+// billing._unpriced_tokens, its model key billing._key(coalesce(model, '')).
+//
+// Nothing here has a destructor: groups live in a dynahash table in the
+// call's memory context.
+#include "cost_call.h"
+#include "month.h"
+#include "postgres_headers.h"
+
+extern "C" {
+#include "common/hashfn.h"
+#include "common/md5.h"
+#include "mb/pg_wchar.h"
+#include "utils/hsearch.h"
+
+PG_FUNCTION_INFO_V1(ledger_usage);
+}
+
+using namespace billing;
+using namespace billing::pg;
+
+namespace {
+
+// Exact sums. Aligned to 8 bytes, not 16: dynahash entries are only
+// MAXALIGNed, and 16-byte aligned loads of a misaligned __int128 fault.
+__extension__ typedef __int128 Sum __attribute__((aligned(8)));
+
+constexpr const char* kLedgerQuery =
+    "SELECT l.source_id, l.created_at, l.conversation_id, l.model, l.messages, l.prompt_tokens, "
+    "l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens, "
+    "l.problems FROM billing.usage_ledger AS l "
+    "WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2";
+constexpr int kBatch = 1000;  // rows per fetch: small enough to reuse memory, not map it anew
+constexpr size_t kMaxPlainKeyBytes = 200;  // billing._key()
+
+struct GroupKey {
+  const char* bytes;  // source id, month, conversation (with a null flag), model key
+  int len;
+};
+
+struct LedgerGroup {
+  GroupKey key;
+  int16 source_id;
+  DateADT month;
+  const char* conversation;  // nullptr: NULL
+  int conversation_len;
+  const char* model;
+  int model_len;
+  int64 messages;
+  Sum prompt, completion, cached, estimated_prompt, estimated_completion, unsplit, unpriced;
+  int64 problems;
+  Sum cost, estimated_cost;  // atto-dollars
+  bool any_added, any_removed;
+  TimestampTz first_added, last_added, first_removed, last_removed;
+};
+
+uint32 hash_key(const void* key, Size) {
+  const auto* k = static_cast<const GroupKey*>(key);
+  return DatumGetUInt32(hash_any(reinterpret_cast<const unsigned char*>(k->bytes), k->len));
+}
+int match_key(const void* a, const void* b, Size) {
+  const auto* x = static_cast<const GroupKey*>(a);
+  const auto* y = static_cast<const GroupKey*>(b);
+  return x->len == y->len && memcmp(x->bytes, y->bytes, x->len) == 0 ? 0 : 1;
+}
+
+// billing._key(): as is up to 200 bytes, else its first 32 characters,
+// '... (md5 ', its md5 and ')'.
+const char* model_key(const char* model, int len, int* key_len) {
+  if (static_cast<size_t>(len) <= kMaxPlainKeyBytes) {
+    *key_len = len;
+    return model;
+  }
+  char md5[33];
+  const char* errstr = nullptr;
+  if (!pg_md5_hash(model, len, md5, &errstr)) elog(ERROR, "billing: md5 failed: %s", errstr);
+  const int head = pg_mbcharcliplen(model, len, 32);
+  char* key = psprintf("%.*s... (md5 %s)", head, model, md5);
+  *key_len = static_cast<int>(strlen(key));
+  return key;
+}
+
+// usage_cost(): the cost of counts at `at` through `r`, or false when it has
+// no price (the counts are all >= 0 or all <= 0, as the ledger writes them).
+bool row_cost(const ModelResolution& r, TimestampTz at, int64 prompt, int64 completion, int64 cached, Atto* cost) {
+  if (prompt == 0 && completion == 0) {
+    *cost = 0;
+    return true;
+  }
+  const TokenPrice* p = price_at(r, at);
+  if (p == nullptr) return false;
+  const bool negative = prompt < 0 || completion < 0 || cached < 0;
+  if (negative && (prompt > 0 || completion > 0 || cached > 0 || prompt == PG_INT64_MIN ||
+                   completion == PG_INT64_MIN || cached == PG_INT64_MIN))
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("billing: token counts of one ledger row must all have the same sign")));
+  if (negative) {
+    prompt = -prompt;
+    completion = -completion;
+    cached = -cached;
+  }
+  if (cached > prompt)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("billing: cached tokens exceed prompt tokens")));
+  Atto c;
+  if (!token_cost(*p, prompt, completion, cached, &c))
+    ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("billing: cost out of range")));
+  *cost = negative ? -c : c;
+  return true;
+}
+
+Datum sum_to_numeric(Sum v) {
+  char buf[48];
+  char* p = buf + sizeof buf;
+  *--p = '\0';
+  const bool negative = v < 0;
+  unsigned __int128 u = negative ? -static_cast<unsigned __int128>(v) : static_cast<unsigned __int128>(v);
+  do {
+    *--p = static_cast<char>('0' + static_cast<int>(u % 10));
+    u /= 10;
+  } while (u != 0);
+  if (negative) *--p = '-';
+  return DirectFunctionCall3(numeric_in, CStringGetDatum(p), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+int64 get_int(HeapTuple row, TupleDesc desc, int col, bool int32_column) {
+  bool null = false;
+  const Datum d = SPI_getbinval(row, desc, col, &null);
+  if (null) return 0;
+  return int32_column ? DatumGetInt32(d) : DatumGetInt64(d);
+}
+
+}  // namespace
+
+extern "C" Datum ledger_usage(PG_FUNCTION_ARGS) {
+  InitMaterializedSRF(fcinfo, 0);
+  auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+  if (PG_ARGISNULL(0) || PG_ARGISNULL(1)) PG_RETURN_NULL();
+  const TimestampTz from = PG_GETARG_TIMESTAMPTZ(0);
+  const TimestampTz to = PG_GETARG_TIMESTAMPTZ(1);
+  const char* estimate_model = PG_ARGISNULL(2) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+  // Groups and their keys live in this context until the rows are returned.
+  const MemoryContext work = AllocSetContextCreate(CurrentMemoryContext, "billing ledger usage", ALLOCSET_DEFAULT_SIZES);
+  HASHCTL ctl;
+  memset(&ctl, 0, sizeof ctl);
+  ctl.keysize = sizeof(GroupKey);
+  ctl.entrysize = sizeof(LedgerGroup);
+  ctl.hash = hash_key;
+  ctl.match = match_key;
+  ctl.hcxt = work;
+  HTAB* groups = hash_create("billing ledger groups", 256, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+
+  CostCall* call = cost_call(fcinfo);
+  ModelResolution estimate_resolution;
+  if (estimate_model != nullptr)
+    estimate_resolution = resolve_model_cached(fcinfo, call, estimate_model, static_cast<int>(strlen(estimate_model)));
+
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
+  pg_tz* tz = month_time_zone();
+  // The months fully inside [from, to): their rows are the ones wanted.
+  const DateADT first_month = month_containing(from, tz);
+  const TimestampTz first_start = month_begins(first_month, 0, tz);
+  const TimestampTz lo = first_start >= from ? first_start : month_begins(first_month, 1, tz);
+  const DateADT last_month = month_containing(to, tz);
+  const TimestampTz hi = TIMESTAMP_NOT_FINITE(to) ? to : month_begins(last_month, 0, tz);
+
+  Oid types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+  Datum args[2] = {TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)};
+  SPIPlanPtr plan = SPI_prepare(kLedgerQuery, 2, types);
+  if (plan == nullptr) elog(ERROR, "billing: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+  Portal cursor = SPI_cursor_open(nullptr, plan, args, nullptr, true);
+
+  StringInfoData k;  // the group key of the current row, in `work`
+  {
+    const MemoryContext old = MemoryContextSwitchTo(work);
+    initStringInfo(&k);
+    MemoryContextSwitchTo(old);
+  }
+  DateADT cached_month = 0;
+  TimestampTz cached_month_start = 1, cached_month_end = 0;  // empty: the first row computes it
+  for (;;) {
+    SPI_cursor_fetch(cursor, true, kBatch);
+    if (SPI_processed == 0) break;
+    const TupleDesc desc = SPI_tuptable->tupdesc;
+    for (uint64 i = 0; i < SPI_processed; ++i) {
+      CHECK_FOR_INTERRUPTS();
+      HeapTuple row = SPI_tuptable->vals[i];
+      bool null = false;
+      const int16 source_id = DatumGetInt16(SPI_getbinval(row, desc, 1, &null));
+      const TimestampTz at = DatumGetTimestampTz(SPI_getbinval(row, desc, 2, &null));
+      DateADT month;
+      if (at >= cached_month_start && at < cached_month_end) {
+        month = cached_month;
+      } else {
+        month = month_containing(at, tz);
+        cached_month = month;
+        cached_month_start = month_begins(month, 0, tz);
+        cached_month_end = month_begins(month, 1, tz);
+      }
+      bool conversation_null = false;
+      const Datum conversation_d = SPI_getbinval(row, desc, 3, &conversation_null);
+      const text* conversation = conversation_null ? nullptr : DatumGetTextPP(conversation_d);
+      bool model_null = false;
+      const Datum model_d = SPI_getbinval(row, desc, 4, &model_null);
+      const text* model = model_null ? nullptr : DatumGetTextPP(model_d);
+      const int64 messages = get_int(row, desc, 5, true);
+      const int64 prompt = get_int(row, desc, 6, false);
+      const int64 completion = get_int(row, desc, 7, false);
+      const int64 cached = get_int(row, desc, 8, false);
+      const int64 est_prompt = get_int(row, desc, 9, false);
+      const int64 est_completion = get_int(row, desc, 10, false);
+      const int64 unsplit = get_int(row, desc, 11, false);
+      const int64 problems = get_int(row, desc, 12, true);
+
+      // The prices.
+      const char* model_bytes = model == nullptr ? "" : VARDATA_ANY(model);
+      const int model_len = model == nullptr ? 0 : static_cast<int>(VARSIZE_ANY_EXHDR(model));
+      Atto cost = 0, estimated_cost = 0;
+      bool priced = false, estimate_priced = false;
+      if (model != nullptr) {
+        const ModelResolution& r = resolve_model_cached(fcinfo, call, model_bytes, model_len);
+        priced = row_cost(r, at, prompt, completion, cached, &cost);
+        estimate_priced = row_cost(r, at, est_prompt, est_completion, 0, &estimated_cost);
+      } else if (estimate_model != nullptr) {
+        estimate_priced = row_cost(estimate_resolution, at, est_prompt, est_completion, 0, &estimated_cost);
+      }
+      Sum unpriced = unsplit;
+      if (!priced) unpriced += static_cast<Sum>(prompt) + completion;
+      if (!estimate_priced) unpriced += static_cast<Sum>(est_prompt) + est_completion;
+
+      // The group: table, month, conversation, model key. The key is built
+      // in a reused buffer and copied only when the group is new.
+      int key_len = 0;
+      const char* mkey = model_key(model_bytes, model_len, &key_len);
+      const int conversation_len = conversation == nullptr ? 0 : static_cast<int>(VARSIZE_ANY_EXHDR(conversation));
+      resetStringInfo(&k);
+      appendBinaryStringInfo(&k, reinterpret_cast<const char*>(&source_id), sizeof source_id);
+      appendBinaryStringInfo(&k, reinterpret_cast<const char*>(&month), sizeof month);
+      appendStringInfoChar(&k, conversation == nullptr ? 'n' : 'v');
+      appendBinaryStringInfo(&k, reinterpret_cast<const char*>(&conversation_len), sizeof conversation_len);
+      if (conversation != nullptr) appendBinaryStringInfo(&k, VARDATA_ANY(conversation), conversation_len);
+      const int model_at = k.len;
+      appendBinaryStringInfo(&k, mkey, key_len);
+      GroupKey key{k.data, k.len};
+      auto* g = static_cast<LedgerGroup*>(hash_search(groups, &key, HASH_FIND, nullptr));
+      if (g == nullptr) {
+        char* stored = static_cast<char*>(MemoryContextAlloc(work, k.len));
+        memcpy(stored, k.data, k.len);
+        key.bytes = stored;
+        g = static_cast<LedgerGroup*>(hash_search(groups, &key, HASH_ENTER, nullptr));
+        memset(reinterpret_cast<char*>(g) + sizeof(GroupKey), 0, sizeof(LedgerGroup) - sizeof(GroupKey));
+        g->source_id = source_id;
+        g->month = month;
+        g->conversation = conversation == nullptr ? nullptr : stored + model_at - conversation_len;
+        g->conversation_len = conversation_len;
+        g->model = stored + model_at;
+        g->model_len = key_len;
+      }
+
+      g->messages += messages;
+      g->prompt += prompt;
+      g->completion += completion;
+      g->cached += cached;
+      g->estimated_prompt += est_prompt;
+      g->estimated_completion += est_completion;
+      g->unsplit += unsplit;
+      g->unpriced += unpriced;
+      g->problems += problems;
+      g->cost += cost;
+      g->estimated_cost += estimated_cost;
+      if (messages > 0) {
+        if (!g->any_added || at < g->first_added) g->first_added = at;
+        if (!g->any_added || at > g->last_added) g->last_added = at;
+        g->any_added = true;
+      } else if (messages < 0) {
+        if (!g->any_removed || at < g->first_removed) g->first_removed = at;
+        if (!g->any_removed || at > g->last_removed) g->last_removed = at;
+        g->any_removed = true;
+      }
+    }
+    SPI_freetuptable(SPI_tuptable);
+  }
+  SPI_cursor_close(cursor);
+  SPI_finish();
+
+  // One row per group.
+  HASH_SEQ_STATUS scan;
+  hash_seq_init(&scan, groups);
+  while (auto* g = static_cast<LedgerGroup*>(hash_seq_search(&scan))) {
+    Datum v[18];
+    bool n[18] = {};
+    v[0] = Int16GetDatum(g->source_id);
+    v[1] = DateADTGetDatum(g->month);
+    if (g->conversation == nullptr) {
+      n[2] = true;
+      v[2] = 0;
+    } else {
+      v[2] = PointerGetDatum(cstring_to_text_with_len(g->conversation, g->conversation_len));
+    }
+    v[3] = PointerGetDatum(cstring_to_text_with_len(g->model, g->model_len));
+    v[4] = Int64GetDatum(g->messages);
+    v[5] = sum_to_numeric(g->prompt);
+    v[6] = sum_to_numeric(g->completion);
+    v[7] = sum_to_numeric(g->cached);
+    v[8] = sum_to_numeric(g->estimated_prompt);
+    v[9] = sum_to_numeric(g->estimated_completion);
+    v[10] = sum_to_numeric(g->unsplit);
+    v[11] = Int64GetDatum(g->problems);
+    v[12] = atto_to_numeric(g->cost);
+    v[13] = atto_to_numeric(g->estimated_cost);
+    v[14] = sum_to_numeric(g->unpriced);
+    v[15] = TimestampTzGetDatum(g->first_added);
+    n[15] = !g->any_added;
+    v[16] = TimestampTzGetDatum(g->last_added);
+    n[16] = !g->any_added;
+    v[17] = TimestampTzGetDatum(g->first_removed);
+    n[17] = !g->any_removed;
+    Datum all[19];
+    bool all_null[19];
+    memcpy(all, v, sizeof v);
+    memcpy(all_null, n, sizeof n);
+    all[18] = TimestampTzGetDatum(g->last_removed);
+    all_null[18] = !g->any_removed;
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, all, all_null);
+  }
+  MemoryContextDelete(work);
+  return static_cast<Datum>(0);
+}

@@ -250,19 +250,32 @@ BEGIN
     ), totals AS (
         SELECT x.conversation_id, sum(x.cost) AS cost, billing._sat(sum(x.tokens)) AS tokens,
                sum(x.messages)::bigint AS messages
-          FROM (-- Plain equality, so that each candidate is one probe of the
-                -- rollup's unique index; the NULL conversation apart.
+          FROM (-- One probe of the rollup's unique index per candidate:
+                -- LATERAL, and fenced (LIMIT 1) so that the planner cannot
+                -- flatten it into a join that, under statistics that believe
+                -- the month empty (as at the start of every month), scans
+                -- all of the month's rows once per candidate. The NULL
+                -- conversation apart (its probe is IS NULL).
                 SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens + u.estimated_tokens AS tokens,
                        u.messages
                   FROM candidates AS c
-                  JOIN billing.conversation_usage AS u
-                    ON u.source_id = c.source_id AND u.month = m AND u.conversation_id = c.conversation_id
+                 CROSS JOIN LATERAL (SELECT r.conversation_id, r.cost, r.prompt_tokens, r.completion_tokens,
+                                            r.estimated_tokens, r.messages
+                                       FROM billing.conversation_usage AS r
+                                      WHERE r.source_id = c.source_id AND r.month = m
+                                        AND r.conversation_id = c.conversation_id
+                                      -- (the unique index's own order: no
+                                      -- other index can look cheaper)
+                                      ORDER BY r.source_id, r.month, r.conversation_id LIMIT 1) AS u
                 UNION ALL
                 SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens + u.estimated_tokens, u.messages
-                  FROM billing.conversation_usage AS u
-                 WHERE u.month = m AND u.conversation_id IS NULL
-                   AND EXISTS (SELECT 1 FROM candidates AS c
-                                WHERE c.source_id = u.source_id AND c.conversation_id IS NULL)
+                  FROM candidates AS c
+                 CROSS JOIN LATERAL (SELECT r.conversation_id, r.cost, r.prompt_tokens, r.completion_tokens,
+                                            r.estimated_tokens, r.messages
+                                       FROM billing.conversation_usage AS r
+                                      WHERE r.source_id = c.source_id AND r.month = m AND r.conversation_id IS NULL
+                                      ORDER BY r.source_id, r.month, r.conversation_id LIMIT 1) AS u
+                 WHERE c.conversation_id IS NULL
                 UNION ALL
                 SELECT l.conversation_id, l.cost + l.estimated_cost,
                        l.prompt_tokens + l.completion_tokens + l.estimated_prompt + l.estimated_completion,

@@ -1096,7 +1096,6 @@ AS $$
 DECLARE
     m date := billing.month_of(p_from);
     whole_month boolean;
-    k bigint;
 BEGIN
     whole_month := p_from = billing.month_start(m)
                    AND p_to = billing.month_end(m)
@@ -1114,16 +1113,17 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT count(*) INTO k
-      FROM (SELECT DISTINCT l.source_id, l.conversation_id FROM billing.usage_ledger AS l
-             WHERE l.created_at >= p_from AND l.created_at < p_to) AS d;
+    -- The ledger is read once (a read after a large merge scans its dead
+    -- rows until vacuum): its groups give K and the unmerged figures.
     RETURN QUERY
-    WITH candidates AS (
+    WITH unmerged AS MATERIALIZED (
+        SELECT * FROM billing._ledger_usage(p_from, p_to, billing._estimate_model())
+    ), candidates AS (
         (SELECT u.source_id, u.conversation_id FROM billing.conversation_usage AS u
-          WHERE u.month = m ORDER BY u.cost DESC, u.conversation_id LIMIT p_limit + k)
+          WHERE u.month = m ORDER BY u.cost DESC, u.conversation_id
+          LIMIT p_limit + (SELECT count(*) FROM (SELECT DISTINCT l.source_id, l.conversation_id FROM unmerged AS l) AS d))
         UNION
-        SELECT DISTINCT l.source_id, l.conversation_id FROM billing.usage_ledger AS l
-         WHERE l.created_at >= p_from AND l.created_at < p_to
+        SELECT DISTINCT l.source_id, l.conversation_id FROM unmerged AS l
     ), totals AS (
         SELECT x.conversation_id, sum(x.cost) AS cost, billing._sat(sum(x.tokens)) AS tokens,
                sum(x.messages)::bigint AS messages
@@ -1157,7 +1157,7 @@ BEGIN
                 SELECT l.conversation_id, l.cost + l.estimated_cost,
                        l.prompt_tokens + l.completion_tokens + l.estimated_prompt + l.estimated_completion,
                        l.messages
-                  FROM billing._ledger_usage(p_from, p_to, billing._estimate_model()) AS l) AS x
+                  FROM unmerged AS l) AS x
          GROUP BY x.conversation_id
         HAVING sum(x.messages) <> 0
     )

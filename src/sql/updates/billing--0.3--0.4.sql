@@ -1182,6 +1182,8 @@ DECLARE
     hist jsonb;
     history_from date;
     last_month date;
+    whole_month boolean;       -- the period is one whole month: the last of the history
+    openai_by_month jsonb;     -- then the history's OpenAI figures, from the same read
 BEGIN
     IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start THEN
         RAISE EXCEPTION 'billing: the period must have a start before its end' USING ERRCODE = 'invalid_parameter_value';
@@ -1203,10 +1205,22 @@ BEGIN
                          'a role sees the costs of the tracked tables it may SELECT.';
     END IF;
 
+    -- History: the `months` months that end with the period's last month.
+    last_month := billing.month_of(period_end - interval '1 microsecond');
+    history_from := (last_month - (months - 1) * interval '1 month')::date;
+    whole_month := period_start = billing.month_start(last_month) AND period_end = billing.month_end(last_month);
+
     -- Every figure is defined once (README "The dashboard payload"):
     -- tokens = prompt + completion + estimated + total-only tokens, and the
-    -- by_model entries add up to the card.
-    WITH m AS (SELECT * FROM billing._usage_by_model(period_start, period_end)),
+    -- by_model entries add up to the card. For a whole month (the usual
+    -- call) one read of the history's months serves the card and the
+    -- history: each unmerged write is priced once less.
+    WITH m_all AS MATERIALIZED (
+        SELECT * FROM billing._usage_by_model(
+            CASE WHEN whole_month THEN billing.month_start(history_from) ELSE period_start END,
+            period_end)
+    ),
+    m AS (SELECT * FROM m_all WHERE NOT whole_month OR m_all.month = last_month),
     per_model AS (
         SELECT CASE WHEN m.model = '' THEN '(none)' ELSE m.model END AS model,
                sum(m.cost + m.estimated_cost) AS cost,
@@ -1249,8 +1263,12 @@ BEGIN
                               'cost', CASE WHEN b.unpriced THEN NULL ELSE b.cost END,
                               'tokens', b.tokens, 'unpriced_tokens', b.unpriced_tokens,
                               'messages', b.messages))
-                     FROM shown AS b), '{}'::jsonb))
-      INTO openai
+                     FROM shown AS b), '{}'::jsonb)),
+           CASE WHEN whole_month THEN
+               (SELECT coalesce(jsonb_object_agg(to_char(a.month, 'YYYY-MM'), a.cost), '{}'::jsonb)
+                  FROM (SELECT x.month, sum(x.cost + x.estimated_cost) AS cost FROM m_all AS x GROUP BY x.month) AS a)
+           END
+      INTO openai, openai_by_month
       FROM m;
 
     SELECT jsonb_build_object(
@@ -1271,13 +1289,20 @@ BEGIN
       INTO conversations
       FROM billing._top_conversations(period_start, period_end, top_conversations) AS c;
 
-    -- History: the `months` months that end with the period's last month.
-    last_month := billing.month_of(period_end - interval '1 microsecond');
-    history_from := (last_month - (months - 1) * interval '1 month')::date;
     WITH h AS (
         SELECT h.month, h.source, h.cost
           FROM billing.history(billing.month_start(history_from),
                                billing.month_end(last_month)) AS h
+         WHERE NOT whole_month
+        UNION ALL
+        SELECT to_date(o.key, 'YYYY-MM'), 'openai', o.value::numeric
+          FROM jsonb_each_text(openai_by_month) AS o
+         WHERE whole_month
+        UNION ALL
+        SELECT a.month, 'aws', sum(a.cost)
+          FROM billing._aws_usage_by_service(billing.month_start(history_from), billing.month_end(last_month)) AS a
+         WHERE whole_month
+         GROUP BY a.month
     )
     SELECT jsonb_agg(jsonb_build_object(
                'month', to_char(g.m, 'YYYY-MM'),

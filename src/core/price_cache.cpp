@@ -34,17 +34,14 @@ PriceCache empty_price_cache() noexcept { return PriceCache{}; }
 
 namespace {
 
-bool same_name(const PriceCache::Entry& e, std::string_view model) {
-  return e.len == model.size() && (model.empty() || std::memcmp(e.name, model.data(), model.size()) == 0);
+bool same_name(const PriceCache::Entry& e, const NameKey& key, std::string_view model) {
+  return e.key == key && (model.size() <= kExactNameKey || std::memcmp(e.name, model.data(), model.size()) == 0);
 }
 
 PriceCache::Entry& entry_for(PriceCache& c, const PriceCatalog& catalog, std::string_view model) {
-  if (c.used > 0 && same_name(c.entries[c.last_hit], model)) return c.entries[c.last_hit];
+  const NameKey key = name_key(model);
   for (int i = 0; i < c.used; ++i) {
-    if (same_name(c.entries[i], model)) {
-      c.last_hit = i;
-      return c.entries[i];
-    }
+    if (same_name(c.entries[i], key, model)) return c.entries[i];
   }
   PriceCache::Entry* e = &c.scratch;
   if (model.size() <= PriceCache::kMaxName) {
@@ -56,10 +53,9 @@ PriceCache::Entry& entry_for(PriceCache& c, const PriceCatalog& catalog, std::st
       c.next = (c.next + 1) % PriceCache::kEntries;
     }
     e = &c.entries[slot];
-    e->len = static_cast<uint32_t>(model.size());
     if (!model.empty()) std::memcpy(e->name, model.data(), model.size());
-    c.last_hit = slot;
   }
+  e->key = key;
   e->resolution = catalog.resolve_model(model);
   e->span = PriceSpan{};
   return *e;
@@ -72,8 +68,8 @@ const ModelResolution& cached_resolution(PriceCache& cache, const PriceCatalog& 
   return entry_for(cache, catalog, model).resolution;
 }
 
-CachedPrice cached_price(PriceCache& cache, const PriceCatalog& catalog, std::string_view model,
-                         int64_t t) noexcept {
+CachedPrice cached_price_lookup(PriceCache& cache, const PriceCatalog& catalog, std::string_view model,
+                                int64_t t) noexcept {
   PriceCache::Entry& e = entry_for(cache, catalog, model);
   if (e.span.price != nullptr && e.span.from <= t && t <= e.span.last)
     return CachedPrice{e.span.price, e.span.series, true};

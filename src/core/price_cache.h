@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <type_traits>
 
@@ -34,6 +35,46 @@ struct PriceSpan {
 // price and series are nullptr and the span is not set.
 PriceSpan price_span_at(const ModelResolution& r, int64_t t) noexcept;
 
+// A fixed-size summary of a name: its length and up to three 8-byte words
+// of it (the first, the second and the last; smaller pieces when shorter).
+// Two names of at most kExactNameKey bytes are equal exactly when their keys
+// are; longer ones with equal keys still need a comparison.
+struct NameKey {
+  uint64_t len;
+  uint64_t a, b, c;
+  bool operator==(const NameKey& o) const noexcept { return len == o.len && a == o.a && b == o.b && c == o.c; }
+};
+inline constexpr std::size_t kExactNameKey = 24;
+
+inline NameKey name_key(std::string_view name) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(name.data());
+  const std::size_t n = name.size();
+  auto load64 = [](const unsigned char* q) {
+    uint64_t v;
+    std::memcpy(&v, q, sizeof v);
+    return v;
+  };
+  auto load32 = [](const unsigned char* q) {
+    uint32_t v;
+    std::memcpy(&v, q, sizeof v);
+    return static_cast<uint64_t>(v);
+  };
+  NameKey k{n, 0, 0, 0};
+  if (n >= 8) {
+    // Bytes 0-7, 8-15 (from 16 bytes on) and the last 8: all of a name of
+    // up to 24 bytes.
+    k.a = load64(p);
+    const uint64_t second = load64(p + (n >= 16 ? 8 : 0));
+    k.b = n >= 16 ? second : 0;
+    k.c = load64(p + n - 8);
+  } else if (n >= 4) {
+    k.a = load32(p) | load32(p + n - 4) << 32;  // the first 4 and the last 4
+  } else if (n > 0) {
+    k.a = p[0] | static_cast<uint64_t>(p[n / 2]) << 8 | static_cast<uint64_t>(p[n - 1]) << 16;
+  }
+  return k;
+}
+
 struct PriceCache {
   static constexpr int kEntries = 8;
   // Longer names are resolved again on every row (model names rarely come
@@ -42,15 +83,14 @@ struct PriceCache {
   static constexpr std::size_t kMaxName = 64;
 
   struct Entry {
+    NameKey key;
     ModelResolution resolution;
     PriceSpan span;  // the price last found for this name (price nullptr: none yet)
-    uint32_t len;
     char name[kMaxName];
   };
 
-  int used;      // entries[0, used) hold names
-  int last_hit;  // the entry the previous row found (when used > 0)
-  int next;      // the entry a new name replaces once all are used
+  int used;  // entries[0, used) hold names
+  int next;  // the entry a new name replaces once all are used
   Entry entries[kEntries];
   Entry scratch;  // the resolution of a name too long to keep
 };
@@ -72,8 +112,26 @@ struct CachedPrice {
   bool known;                 // the name resolves to at least one series
 };
 
+// cached_price for any case: finds or makes the name's entry, and searches
+// the price by date when t is outside the span of its last one.
+CachedPrice cached_price_lookup(PriceCache& cache, const PriceCatalog& catalog, std::string_view model,
+                                int64_t t) noexcept;
+
 // price_at(catalog.resolve_model(model), t), with the series that priced it.
-CachedPrice cached_price(PriceCache& cache, const PriceCatalog& catalog, std::string_view model,
-                         int64_t t) noexcept;
+// Inline for the usual row: a name met before (found among the entries by
+// its key, without a branch per entry) at a time within its last price's
+// span.
+inline CachedPrice cached_price(PriceCache& cache, const PriceCatalog& catalog, std::string_view model,
+                                int64_t t) noexcept {
+  const NameKey key = name_key(model);
+  int found = -1;
+  for (int i = 0; i < cache.used; ++i) found = cache.entries[i].key == key ? i : found;
+  if (found >= 0 && model.size() <= kExactNameKey) {
+    const PriceCache::Entry& e = cache.entries[found];
+    if (e.span.price != nullptr && e.span.from <= t && t <= e.span.last)
+      return CachedPrice{e.span.price, e.span.series, true};
+  }
+  return cached_price_lookup(cache, catalog, model, t);
+}
 
 }  // namespace billing

@@ -343,39 +343,38 @@ struct FlatUsage {
 };
 
 // What decode_usage makes of fields that are all present and valid
-// (value[i] where has[i]); false when cached > prompt, which is Invalid and
-// worded by the general path.
-bool usage_from_valid(const int64_t* value, const bool* has, bool has_model, std::string_view model, Usage* out) {
-  Usage u;
-  u.has_model = has_model;
-  u.model = model;
+// (value[i] where has[i]), written into *out, a default Usage; false when
+// cached > prompt, which is Invalid and worded by the general path (*out is
+// then to be overwritten).
+__attribute__((always_inline)) inline bool usage_from_valid(const int64_t* value, const bool* has, bool has_model,
+                                                            std::string_view model, Usage* out) {
+  out->has_model = has_model;
+  out->model = model;
   if (!has[idx(TokenField::Prompt)] && !has[idx(TokenField::Completion)]) {
     if (has[idx(TokenField::Total)]) {
-      u.status = UsageStatus::TotalOnly;
-      u.total = value[idx(TokenField::Total)];
+      out->status = UsageStatus::TotalOnly;
+      out->total = value[idx(TokenField::Total)];
     }
-    *out = u;  // NoUsage or TotalOnly
-    return true;
+    return true;  // NoUsage or TotalOnly
   }
-  u.prompt = has[idx(TokenField::Prompt)] ? value[idx(TokenField::Prompt)] : 0;
-  u.completion = has[idx(TokenField::Completion)] ? value[idx(TokenField::Completion)] : 0;
+  out->prompt = has[idx(TokenField::Prompt)] ? value[idx(TokenField::Prompt)] : 0;
+  out->completion = has[idx(TokenField::Completion)] ? value[idx(TokenField::Completion)] : 0;
   if (has[idx(TokenField::CachedDetail)]) {
-    u.cached = value[idx(TokenField::CachedDetail)];
+    out->cached = value[idx(TokenField::CachedDetail)];
   } else if (has[idx(TokenField::Cached)]) {
-    u.cached = value[idx(TokenField::Cached)];
+    out->cached = value[idx(TokenField::Cached)];
   }
-  if (u.cached > u.prompt) return false;
-  u.total = u.prompt + u.completion;  // both below 10^16
-  u.status = UsageStatus::Ok;
-  *out = u;
+  if (out->cached > out->prompt) return false;
+  out->total = out->prompt + out->completion;  // both below 10^16
+  out->status = UsageStatus::Ok;
   return true;
 }
 
-// Reads `root` through `l`: false unless root has exactly l's keys (same
-// header, key entries and key bytes), every value lies where
-// jsonb_for_each_member would accept it, and the members l reads are a
-// string model and small integer counts. With the same keys, the general
-// path reads the same members, so the result is the same.
+// Reads `root` through `l` into *out, a default Usage: false unless root has
+// exactly l's keys (same header, key entries and key bytes), every value lies
+// where jsonb_for_each_member would accept it, the members l reads are a
+// string model and small integer counts, and cached <= prompt. With the same
+// keys the general path reads the same members, so the result is the same.
 bool read_with_layout(JsonbContainerView root, const UsageLayout& l, Usage* out) {
   using namespace jsonb_detail;
   if (root.data == nullptr || root.size < 4 || read_u32(root.data) != l.header) return false;
@@ -410,9 +409,9 @@ bool read_with_layout(JsonbContainerView root, const UsageLayout& l, Usage* out)
   }
   int64_t value[kFields] = {};
   bool has[kFields] = {};
-  for (int f = 0; f < kFields; ++f) {
+  for (int k = 0; k < l.counts; ++k) {
+    const int f = l.count_field[k];
     const int m = l.token[f];
-    if (m < 0) continue;
     const std::size_t aligned = int_align(start[m]);  // numbers start 4-byte aligned
     if ((entry[m] & kTypeMask) != kTypeNumeric || aligned > end[m] ||
         !decode_small_pg_integer(area + aligned, end[m] - aligned, &value[f]))
@@ -442,18 +441,25 @@ void learn(JsonbContainerView root, const FlatUsage& f, UsageLayout* l) {
   std::memcpy(l->key_entries, entries, pairs * 4);
   std::memcpy(l->keys, entries + pairs * 8, key_bytes);
   l->model = static_cast<int8_t>(f.model_at);
-  for (int i = 0; i < kFields; ++i) l->token[i] = static_cast<int8_t>(f.token_at[i]);
+  l->counts = 0;
+  for (int i = 0; i < kFields; ++i) {
+    l->token[i] = static_cast<int8_t>(f.token_at[i]);
+    if (f.token_at[i] >= 0) l->count_field[l->counts++] = static_cast<int8_t>(i);
+  }
 }
 
 }  // namespace
 
 Usage read_usage(JsonbContainerView root, UsageLayout* layout) noexcept {
-  Usage u;
+  Usage u;  // every path writes here: one Usage, returned in place
   if (layout != nullptr && layout->header != 0 && read_with_layout(root, *layout, &u)) return u;
+  u = Usage{};
   FlatUsage f;
-  if (!jsonb_for_each_member(root, f) || !usage_from_valid(f.value, f.has, f.has_model, f.model, &u))
-    return decode_usage(read_usage_fields(root));
-  if (layout != nullptr) learn(root, f, layout);
+  if (jsonb_for_each_member(root, f) && usage_from_valid(f.value, f.has, f.has_model, f.model, &u)) {
+    if (layout != nullptr) learn(root, f, layout);
+  } else {
+    u = decode_usage(read_usage_fields(root));
+  }
   return u;
 }
 

@@ -91,6 +91,8 @@ struct UsageLayout {
   uint32_t key_bytes;  // length of the key names, which begin the data area
   int8_t model;        // the member holding "model"; -1: none
   int8_t token[static_cast<int>(TokenField::Count)];  // the member each count is read from; -1: none
+  int8_t counts;       // how many counts are read: the TokenFields in count_field[0, counts)
+  int8_t count_field[static_cast<int>(TokenField::Count)];
   uint32_t key_entries[kMaxMembers];  // the keys' JEntries
   char keys[kMaxKeyBytes];
 };

@@ -152,7 +152,7 @@ TEST(PriceCache, KeepsNamesAndSpans) {
   EXPECT_EQ(a.price->input, 2);
   ASSERT_EQ(cache->used, 1);
   const PriceCache::Entry& e = cache->entries[0];
-  EXPECT_EQ(std::string(e.name, e.len), "gpt-4o");
+  EXPECT_EQ(std::string(e.name, e.key.len), "gpt-4o");
   EXPECT_EQ(e.span.from, 200 * kDay);
   EXPECT_EQ(e.span.last, kI64Max);
   // Back in time: the span moves to the launch price.
@@ -173,6 +173,47 @@ TEST(PriceCache, KeepsNamesAndSpans) {
   // A name too long to keep is resolved each time and takes no entry.
   const std::string long_name(PriceCache::kMaxName + 1, 'a');
   EXPECT_FALSE(cached_price(*cache, *cat, long_name, 150 * kDay).known);
+  EXPECT_EQ(cache->used, 2);
+}
+
+// A name of up to kExactNameKey bytes is all in its key: changing any one
+// byte, or the length, changes the key. Longer names keep their first 16
+// and last 8 bytes in it.
+TEST(NameKey, CoversEveryByteOfShortNames) {
+  for (std::size_t n = 0; n <= kExactNameKey + 8; ++n) {
+    std::string name;
+    for (std::size_t i = 0; i < n; ++i) name.push_back(static_cast<char>('a' + i % 26));
+    const NameKey k = name_key(name);
+    EXPECT_EQ(k.len, n);
+    EXPECT_EQ(name_key(std::string(name)), k);  // a function of the bytes only
+    EXPECT_FALSE(name_key(name + "a") == k);
+    for (std::size_t i = 0; i < n; ++i) {
+      for (unsigned char flip : {0x01, 0x80, 0xFF}) {
+        std::string other = name;
+        other[i] = static_cast<char>(static_cast<unsigned char>(other[i]) ^ flip);
+        const bool covered = n <= kExactNameKey || i < 16 || i >= n - 8;
+        EXPECT_EQ(!(name_key(other) == k), covered) << "length " << n << " byte " << i;
+      }
+    }
+  }
+}
+
+TEST(PriceCache, LongNamesWithTheSameKey) {
+  // Two names longer than kExactNameKey that differ only in a byte the key
+  // does not hold: both cached, each priced as itself.
+  auto cat = std::make_unique<PriceCatalog>();
+  const std::string a = "model-" + std::string(20, 'x') + "-aaaaaaaaa";
+  std::string b = a;
+  b[18] = 'y';
+  ASSERT_TRUE(name_key(a) == name_key(b));
+  cat->add_model_price(a, TokenPrice{0, 1, 1, 1});
+  cat->add_model_price(b, TokenPrice{0, 2, 2, 2});
+  cat->finish();
+  auto cache = std::make_unique<PriceCache>(empty_price_cache());
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(cached_price(*cache, *cat, a, kDay).price->input, 1);
+    EXPECT_EQ(cached_price(*cache, *cat, b, kDay).price->input, 2);
+  }
   EXPECT_EQ(cache->used, 2);
 }
 

@@ -24,6 +24,7 @@ struct CostCall {
   bool warned_invalid;  // ... and once about invalid usage
   PriceCache prices;    // zeroed: empty
   UsageLayout layout;   // the jsonb forms' last usage keys; zeroed: none yet
+  uintptr_t previous_usage;  // where the previous row's jsonb was (openai_cost.cpp, prefetch_next_usage)
 };
 
 // The call state of this function call site, created on first use. May ereport.

@@ -99,12 +99,38 @@ bool text_row(FunctionCallInfo fcinfo, int first, CostCall* call, Row* row) {
   return true;
 }
 
+// Asks the CPU for the bytes of a coming row's usage before they are needed.
+//
+// A sequential scan returns the rows of a heap page in the order they were
+// inserted, and PostgreSQL places each new tuple just below the previous one
+// in the page: with rows of similar sizes, the usage two rows on lies about
+// twice as far below this one as this one lies below the previous one. On
+// short rows the cache misses of reading each usage object cost as much as
+// pricing it; asked for two rows ahead (one row ahead is too late to hide
+// them all: bench/row_cost.sh), they overlap with the work on the rows in
+// between, and PostgreSQL's own reading of those tuples gains too. A
+// prefetch is a hint, never a read: a wrong guess (a new page, rows of
+// varying sizes, a detoasted copy) only fetches lines nobody uses.
+void prefetch_next_usage(CostCall* call, const struct varlena* v) {
+  constexpr uintptr_t kLine = 64;
+  const uintptr_t here = reinterpret_cast<uintptr_t>(v);
+  const uintptr_t previous = call->previous_usage;
+  call->previous_usage = here;
+  if (previous <= here || previous - here > BLCKSZ) return;
+  const uintptr_t next = here - 2 * (previous - here);
+  const uintptr_t end = next + VARSIZE_ANY(v) + kLine;  // one line of slack either side
+  for (uintptr_t p = next - kLine; p < end; p += kLine) __builtin_prefetch(reinterpret_cast<const void*>(p));
+}
+
 // The usage of a jsonb argument. With a call (the aggregate's and
-// message_cost's), read through the call's UsageLayout.
+// message_cost's), read through the call's UsageLayout, and a coming row's
+// usage prefetched.
 Usage jsonb_usage(FunctionCallInfo fcinfo, int argno, CostCall* call) {
   const struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(argno));
   const JsonbContainerView root{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)};
-  return read_usage(root, call != nullptr ? &call->layout : nullptr);
+  if (call == nullptr) return read_usage(root);
+  prefetch_next_usage(call, v);
+  return read_usage(root, &call->layout);
 }
 
 void report_invalid_usage(const Usage& u) {

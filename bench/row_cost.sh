@@ -153,13 +153,14 @@ chmod 0666 "$cpu_log"
 round_sql=$tmp/round.sql
 {
     # Before the first timed query: load the extension and its price
-    # catalog, and read every row of the table once. A backend's first
-    # touch of each 4 kB memory page of the shared buffers takes a page
-    # fault (about 0.4 s more for the first query that reads all the 1M
-    # short rows, whatever it computes; count(*), which reads no tuple, is
-    # not enough).
+    # catalog, and read every row of the table once, in this backend (so
+    # serially: a parallel scan leaves most pages to its workers). A
+    # backend's first touch of each 4 kB memory page of the shared buffers
+    # takes a page fault (about 0.4 s more for the first query that reads
+    # all the 1M short rows, whatever it computes; count(*), which reads no
+    # tuple, is not enough).
     echo "SELECT billing.message_cost('gpt-4o', 1, 1) AS warm_up \\gset"
-    echo "SET enable_indexonlyscan = off;"
+    echo "$settings"
     echo "SELECT count(created_at) AS warm_up FROM short_messages \\gset"
     echo "SELECT pg_backend_pid() AS backend \\gset"
     echo "\\setenv BILLING_BACKEND :backend"

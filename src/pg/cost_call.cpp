@@ -7,11 +7,9 @@
 
 namespace billing::pg {
 
-CostCall* cost_call(FunctionCallInfo fcinfo) {
-  auto* call = static_cast<CostCall*>(fcinfo->flinfo->fn_extra);
-  if (call != nullptr) return call;
+CostCall* new_cost_call(FunctionCallInfo fcinfo) {
   const PriceCatalog* catalog = current_catalog();
-  call = static_cast<CostCall*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CostCall)));
+  auto* call = static_cast<CostCall*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CostCall)));
   call->catalog = catalog;
   call->now = GetCurrentTransactionStartTimestamp();
   fcinfo->flinfo->fn_extra = call;
@@ -22,9 +20,8 @@ const ModelResolution& resolve_model_cached(FunctionCallInfo, CostCall* call, co
   return cached_resolution(call->prices, *call->catalog, std::string_view(name, len));
 }
 
-CostState* writable_state(FunctionCallInfo fcinfo, int argno) {
+CostState* copied_state(FunctionCallInfo fcinfo, int argno) {
   auto* s = reinterpret_cast<CostState*>(PG_GETARG_POINTER(argno));
-  if (AggCheckCallContext(fcinfo, nullptr)) return s;
   auto* copy = static_cast<CostState*>(palloc(sizeof(CostState)));
   std::memcpy(copy, s, sizeof(CostState));
   return copy;

@@ -27,8 +27,15 @@ struct CostCall {
   uintptr_t previous_usage;  // where the previous row's jsonb was (openai_cost.cpp, prefetch_next_usage)
 };
 
-// The call state of this function call site, created on first use. May ereport.
-CostCall* cost_call(FunctionCallInfo fcinfo);
+// Creates the call state of this call site (cost_call's first use). May ereport.
+CostCall* new_cost_call(FunctionCallInfo fcinfo);
+
+// The call state of this function call site, created on first use. May
+// ereport. Inline: the aggregates call it for every row.
+inline CostCall* cost_call(FunctionCallInfo fcinfo) {
+  auto* call = static_cast<CostCall*>(fcinfo->flinfo->fn_extra);
+  return call != nullptr ? call : new_cost_call(fcinfo);
+}
 
 // The catalog series `name` resolves through (cached). The reference stays
 // valid until the next lookup in `call`.
@@ -39,9 +46,17 @@ inline CachedPrice price_cached(CostCall* call, const char* name, int len, Times
   return cached_price(call->prices, *call->catalog, std::string_view(name, len), at);
 }
 
+// A copy of the state argument, for a call outside an aggregate.
+CostState* copied_state(FunctionCallInfo fcinfo, int argno);
+
 // Either the state the aggregate owns (updated in place) or, when called
-// outside an aggregate, a fresh copy.
-CostState* writable_state(FunctionCallInfo fcinfo, int argno);
+// outside an aggregate, a fresh copy. Inline, for every row: the test is
+// AggCheckCallContext's (an aggregate or a window aggregate calls).
+inline CostState* writable_state(FunctionCallInfo fcinfo, int argno) {
+  if (fcinfo->context != nullptr && (IsA(fcinfo->context, AggState) || IsA(fcinfo->context, WindowAggState)))
+    return reinterpret_cast<CostState*>(PG_GETARG_POINTER(argno));
+  return copied_state(fcinfo, argno);
+}
 
 // ereport for a row that could not be priced, per `policy`. Returns only
 // when the policy is warn or ignore. `at` is the time the caller gave, if any.

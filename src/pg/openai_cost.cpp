@@ -126,7 +126,10 @@ void prefetch_next_usage(CostCall* call, const struct varlena* v) {
 // message_cost's), read through the call's UsageLayout, and a coming row's
 // usage prefetched.
 Usage jsonb_usage(FunctionCallInfo fcinfo, int argno, CostCall* call) {
-  const struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(argno));
+  // PG_DETOAST_DATUM_PACKED's test inline: short usage objects are stored
+  // inline and uncompressed, and read in place.
+  auto* v = reinterpret_cast<struct varlena*>(DatumGetPointer(PG_GETARG_DATUM(argno)));
+  if (VARATT_IS_COMPRESSED(v) || VARATT_IS_EXTERNAL(v)) v = pg_detoast_datum_packed(v);
   const JsonbContainerView root{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)};
   if (call == nullptr) return read_usage(root);
   prefetch_next_usage(call, v);

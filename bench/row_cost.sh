@@ -23,8 +23,9 @@
 #
 # The throwaway cluster comes from tools/cluster.sh, so PG_BINDIR chooses
 # the PostgreSQL it runs (default /usr/lib/postgresql/15/bin). Progress goes
-# to stderr, the report to stdout. Exit status 1 when a check (the total
-# against plain SQL, a serial plan) fails.
+# to stderr, the report to stdout and to
+# bench/results/row-cost-<UTC date and time>-<rows>.md. Exit status 1 when a
+# check (the total against plain SQL, a serial plan) fails.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -210,32 +211,40 @@ stats() {
 read -r ref _ < <(stats "$samples" created)
 read -r cpu_ref _ < <(stats "$cpu_samples" created)
 cpu=$(grep -m 1 '^model name' /proc/cpuinfo | cut -d : -f 2- | sed 's/^ *//')
-echo "## billing row cost: $rows short messages, $runs runs ($(date -u '+%Y-%m-%d %H:%M UTC'))"
-echo
-echo "- machine: $(nproc) CPUs ($cpu); load average $load_before before the rounds, $load_after after"
-echo "- $(pg -At -c 'SELECT version()'); billing $(pg -At -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")"
-echo "- data: bench/short_rows.sql, table $(pg -At -c "SELECT pg_size_pretty(pg_table_size('short_messages'))")"
-echo "- openai_cost(data, created_at) = plain SQL, exactly: $(if [[ $t_equal == t ]]; then echo yes; else echo "**NO**"; fi) ($t_billing and $t_plain USD)"
-echo
-echo "Serial (max_parallel_workers_per_gather = 0, jit = off), over $runs runs: *wall* is the server's execution time"
-echo "(EXPLAIN ANALYZE, TIMING OFF), *CPU* the backend's on-CPU time for the statement; ratios of medians to"
-echo "count(created_at)'s in the same rounds; ns/row: the median's excess over count(created_at)'s, per row."
-echo
-echo "| query | wall median ms | wall min–max ms | wall ratio | CPU median ms | CPU ratio | CPU ns/row beyond count(created_at) |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-for id in "${ids[@]}"; do
-    read -r med lo hi < <(stats "$samples" "$id")
-    read -r cmed _ < <(stats "$cpu_samples" "$id")
-    if [[ $(awk -F '\t' -v id="$id" '$1 == id && $3 != 0' "$samples") ]]; then
-        plan=" **(parallel)**"
-        failed=1
-    else
-        plan=""
-    fi
-    awk -v q="${label[$id]}$plan" -v m="$med" -v lo="$lo" -v hi="$hi" -v r="$ref" -v c="$cmed" -v cr="$cpu_ref" -v n="$rows" \
-        -v isref="$([[ $id == created ]] && echo 1 || echo 0)" \
-        'BEGIN { printf "| %s | %.1f | %.1f–%.1f | %s | %.1f | %s | %s |\n", q, m, lo, hi,
-                 isref ? "1.00 (ref)" : sprintf("%.2f", m / r), c,
-                 isref ? "1.00 (ref)" : sprintf("%.2f", c / cr), isref ? "" : sprintf("%.0f", (c - cr) * 1e6 / n) }'
-done
+report=$tmp/report.md
+{
+    echo "## billing row cost: $rows short messages, $runs runs ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo
+    echo "- machine: $(nproc) CPUs ($cpu); load average $load_before before the rounds, $load_after after"
+    echo "- $(pg -At -c 'SELECT version()'); billing $(pg -At -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")"
+    echo "- data: bench/short_rows.sql, table $(pg -At -c "SELECT pg_size_pretty(pg_table_size('short_messages'))")"
+    echo "- openai_cost(data, created_at) = plain SQL, exactly: $(if [[ $t_equal == t ]]; then echo yes; else echo "**NO**"; fi) ($t_billing and $t_plain USD)"
+    echo
+    echo "Serial (max_parallel_workers_per_gather = 0, jit = off), over $runs runs: *wall* is the server's execution time"
+    echo "(EXPLAIN ANALYZE, TIMING OFF), *CPU* the backend's on-CPU time for the statement; ratios of medians to"
+    echo "count(created_at)'s in the same rounds; ns/row: the median's excess over count(created_at)'s, per row."
+    echo
+    echo "| query | wall median ms | wall min–max ms | wall ratio | CPU median ms | CPU ratio | CPU ns/row beyond count(created_at) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for id in "${ids[@]}"; do
+        read -r med lo hi < <(stats "$samples" "$id")
+        read -r cmed _ < <(stats "$cpu_samples" "$id")
+        if [[ $(awk -F '\t' -v id="$id" '$1 == id && $3 != 0' "$samples") ]]; then
+            plan=" **(parallel)**"
+            failed=1
+        else
+            plan=""
+        fi
+        awk -v q="${label[$id]}$plan" -v m="$med" -v lo="$lo" -v hi="$hi" -v r="$ref" -v c="$cmed" -v cr="$cpu_ref" -v n="$rows" \
+            -v isref="$([[ $id == created ]] && echo 1 || echo 0)" \
+            'BEGIN { printf "| %s | %.1f | %.1f–%.1f | %s | %.1f | %s | %s |\n", q, m, lo, hi,
+                     isref ? "1.00 (ref)" : sprintf("%.2f", m / r), c,
+                     isref ? "1.00 (ref)" : sprintf("%.2f", c / cr), isref ? "" : sprintf("%.0f", (c - cr) * 1e6 / n) }'
+    done
+} >"$report"
+mkdir -p bench/results
+saved=bench/results/row-cost-$(date -u '+%Y-%m-%dT%H%M')-$rows.md
+cp "$report" "$saved"
+cat "$report"
+log "report saved to $saved"
 exit "$failed"

@@ -24,11 +24,14 @@
 # The throwaway cluster comes from tools/cluster.sh, so PG_BINDIR chooses
 # the PostgreSQL it runs (default /usr/lib/postgresql/15/bin). Progress goes
 # to stderr, the report to stdout and to
-# bench/results/row-cost-<UTC date and time>-<rows>.md. Exit status 1 when a
-# check (the total against plain SQL, a serial plan) fails.
+# bench/results/row-cost-<UTC date and time>-<rows>.md (bench/lib.sh
+# save_report). Exit status 1 when a check (the total against plain SQL, a
+# serial plan) fails.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 messages=1000000
 runs=7
@@ -62,8 +65,6 @@ for n in "$messages" "$runs"; do
         exit 2
     fi
 done
-
-log() { echo "==> $*" >&2; }
 
 # The measurements, in the order each round runs them (so that they
 # alternate: a slow spell of a shared machine hits all of them).
@@ -100,8 +101,6 @@ else
     log "starting a throwaway cluster ($PG_BINDIR)"
     cluster_start "${bench_cluster_settings[@]}"
 fi
-
-pg() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 if ((!here)); then
     pg -c 'CREATE EXTENSION billing'
@@ -187,7 +186,7 @@ parse_explain() {
 
 samples=$tmp/samples.tsv
 : >"$samples"
-load_before=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_before=$(load_average)
 for ((round = 0; round <= runs; round++)); do
     if ((round == 0)); then log "warm-up round"; else log "round $round/$runs"; fi
     pg -At -f "$round_sql" >"$tmp/round.out"
@@ -197,28 +196,21 @@ done
 cpu_samples=$tmp/cpu_samples.tsv
 awk -F '\t' '$2 == "before" { start[$1] = $3; next }
              $2 == "after" { printf "%s\t%.3f\n", $1, ($3 - start[$1]) / 1e6 }' "$cpu_log" >"$cpu_samples"
-load_after=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_after=$(load_average)
 
 # stats FILE ID: "median min max" in ms of the second column of FILE.
-stats() {
-    local -a v
-    mapfile -t v < <(awk -F '\t' -v id="$2" '$1 == id { print $2 }' "$1" | sort -g)
-    local n=${#v[@]}
-    awk -v a="${v[$(((n - 1) / 2))]}" -v b="${v[$((n / 2))]}" -v lo="${v[0]}" -v hi="${v[$((n - 1))]}" \
-        'BEGIN { printf "%.1f %.1f %.1f\n", (a + b) / 2, lo, hi }'
-}
+stats() { sample_stats 1 2 "$1" "$2"; }
 
 read -r ref _ < <(stats "$samples" created)
 read -r cpu_ref _ < <(stats "$cpu_samples" created)
-cpu=$(grep -m 1 '^model name' /proc/cpuinfo | cut -d : -f 2- | sed 's/^ *//')
 report=$tmp/report.md
 {
-    echo "## billing row cost: $rows short messages, $runs runs ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo "## billing row cost: $rows short messages, $runs runs ($(utc_time))"
     echo
-    echo "- machine: $(nproc) CPUs ($cpu); load average $load_before before the rounds, $load_after after"
-    echo "- $(pg -At -c 'SELECT version()'); billing $(pg -At -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")"
+    machine_line "$load_before" "$load_after" "the rounds"
+    echo "- $(server_version); billing $(billing_version)"
     echo "- data: bench/short_rows.sql, table $(pg -At -c "SELECT pg_size_pretty(pg_table_size('short_messages'))")"
-    echo "- openai_cost(data, created_at) = plain SQL, exactly: $(if [[ $t_equal == t ]]; then echo yes; else echo "**NO**"; fi) ($t_billing and $t_plain USD)"
+    echo "- openai_cost(data, created_at) = plain SQL, exactly: $(yes_no "$t_equal") ($t_billing and $t_plain USD)"
     echo
     echo "Serial (max_parallel_workers_per_gather = 0, jit = off), over $runs runs: *wall* is the server's execution time"
     echo "(EXPLAIN ANALYZE, TIMING OFF), *CPU* the backend's on-CPU time for the statement; ratios of medians to"
@@ -242,9 +234,5 @@ report=$tmp/report.md
                      isref ? "1.00 (ref)" : sprintf("%.2f", c / cr), isref ? "" : sprintf("%.0f", (c - cr) * 1e6 / n) }'
     done
 } >"$report"
-mkdir -p bench/results
-saved=bench/results/row-cost-$(date -u '+%Y-%m-%dT%H%M')-$rows.md
-cp "$report" "$saved"
-cat "$report"
-log "report saved to $saved"
+save_report "$report" "bench/results/row-cost-$(utc_stamp)-$rows.md"
 exit "$failed"

@@ -8,17 +8,6 @@
 
 namespace billing {
 
-Atto CostState::cost() const noexcept {
-  const UAtto u = (static_cast<UAtto>(static_cast<uint64_t>(cost_hi)) << 64) | cost_lo;
-  return static_cast<Atto>(u);
-}
-
-void CostState::set_cost(Atto v) noexcept {
-  const auto u = static_cast<UAtto>(v);
-  cost_lo = static_cast<uint64_t>(u);
-  cost_hi = static_cast<int64_t>(static_cast<uint64_t>(u >> 64));
-}
-
 std::string_view CostState::first_unpriced_name() const noexcept {
   return std::string_view(text, strnlen(text, kTextSize));
 }
@@ -34,13 +23,6 @@ CostState empty_cost_state() noexcept {
   CostState s;
   std::memset(&s, 0, sizeof s);
   return s;
-}
-
-bool add_priced(CostState& s, Atto cost) noexcept {
-  Atto sum;
-  if (!add_atto(s.cost(), cost, &sum)) return false;
-  s.set_cost(sum);
-  return !__builtin_add_overflow(s.priced_rows, 1, &s.priced_rows);
 }
 
 namespace {

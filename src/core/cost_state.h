@@ -65,8 +65,15 @@ struct CostState {
   uint8_t problem_kind;     // its JsonKind
   char text[kTextSize];     // first unpriced name [NUL problem value], NUL-padded
 
-  Atto cost() const noexcept;
-  void set_cost(Atto v) noexcept;
+  Atto cost() const noexcept {
+    const UAtto u = (static_cast<UAtto>(static_cast<uint64_t>(cost_hi)) << 64) | cost_lo;
+    return static_cast<Atto>(u);
+  }
+  void set_cost(Atto v) noexcept {
+    const auto u = static_cast<UAtto>(v);
+    cost_lo = static_cast<uint64_t>(u);
+    cost_hi = static_cast<int64_t>(static_cast<uint64_t>(u >> 64));
+  }
   std::string_view first_unpriced_name() const noexcept;
   std::string_view first_problem_value() const noexcept;
 };
@@ -76,8 +83,13 @@ static_assert(std::is_trivially_copyable_v<CostState>);
 
 CostState empty_cost_state() noexcept;
 
-// Adds a priced row; false on overflow.
-bool add_priced(CostState& s, Atto cost) noexcept;
+// Adds a priced row; false on overflow. Inline: once per priced row.
+inline bool add_priced(CostState& s, Atto cost) noexcept {
+  Atto sum;
+  if (!add_atto(s.cost(), cost, &sum)) return false;
+  s.set_cost(sum);
+  return !__builtin_add_overflow(s.priced_rows, 1, &s.priced_rows);
+}
 // Counts an unpriced row and remembers the first one's reason and name.
 void add_unpriced(CostState& s, UnpricedReason why, std::string_view name, int64_t units) noexcept;
 // Counts a row whose usage is Invalid and remembers the first one's problem.

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string_view>
+#include <type_traits>
 
 namespace billing {
 
@@ -35,7 +36,9 @@ JsonKind jsonb_root_kind(JsonbContainerView c) noexcept;
 
 // Calls visit(std::string_view key, const JsonValue& value) for each member of
 // an object container, in key order. Returns false when the container is not
-// an object or is malformed (members already visited stay visited).
+// an object or is malformed (members already visited stay visited). A visitor
+// that returns bool stops the walk by returning false, and the walk then
+// returns false too.
 template <typename Visit>
 bool jsonb_for_each_member(JsonbContainerView c, Visit&& visit) noexcept;
 
@@ -142,7 +145,11 @@ bool jsonb_for_each_member(JsonbContainerView c, Visit&& visit) noexcept {
       return false;
     const std::string_view key(reinterpret_cast<const char*>(area + key_offset), key_end - key_offset);
     const JsonValue value = make_value(ve, area, value_offset, value_end);
-    visit(key, value);
+    if constexpr (std::is_same_v<decltype(visit(key, value)), bool>) {
+      if (!visit(key, value)) return false;
+    } else {
+      visit(key, value);
+    }
     key_offset = key_end;
     value_offset = value_end;
   }

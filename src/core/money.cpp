@@ -4,12 +4,6 @@
 
 namespace billing {
 
-bool add_atto(Atto a, Atto b, Atto* out) noexcept { return !__builtin_add_overflow(a, b, out); }
-
-bool mul_atto(Atto a, int64_t b, Atto* out) noexcept {
-  return !__builtin_mul_overflow(a, static_cast<Atto>(b), out);
-}
-
 std::size_t format_atto(Atto v, char (&buf)[kAttoTextSize], int min_decimals) noexcept {
   // Work on the magnitude as unsigned so that the most negative value is fine.
   const bool negative = v < 0;

@@ -26,9 +26,12 @@ inline constexpr int kTokenPriceScale = 12;  // decimals kept of a price per 1M 
 inline constexpr int kUnitPriceScale = 12;   // decimals kept of an AWS price per unit
 inline constexpr int kQuantityScale = 6;     // decimals kept of an AWS quantity
 
-// Overflow-checked arithmetic; false when the result does not fit.
-bool add_atto(Atto a, Atto b, Atto* out) noexcept;
-bool mul_atto(Atto a, int64_t b, Atto* out) noexcept;
+// Overflow-checked arithmetic; false when the result does not fit. Inline:
+// the cost aggregates add once or more per row.
+inline bool add_atto(Atto a, Atto b, Atto* out) noexcept { return !__builtin_add_overflow(a, b, out); }
+inline bool mul_atto(Atto a, int64_t b, Atto* out) noexcept {
+  return !__builtin_mul_overflow(a, static_cast<Atto>(b), out);
+}
 
 // Longest text format_atto can write: sign, 39 digits, point, terminator.
 inline constexpr std::size_t kAttoTextSize = 48;

@@ -116,15 +116,6 @@ const TokenPrice* price_at(const ModelResolution& r, int64_t t, const ModelSerie
   return nullptr;
 }
 
-bool token_cost(const TokenPrice& p, int64_t prompt, int64_t completion, int64_t cached, Atto* out) noexcept {
-  // Each product of two int64 values fits in 127 bits; only the sums can overflow.
-  const Atto uncached = static_cast<Atto>(prompt - cached) * p.input;
-  const Atto cached_part = static_cast<Atto>(cached) * p.cached_input;
-  const Atto output = static_cast<Atto>(completion) * p.output;
-  Atto sum;
-  return add_atto(uncached, cached_part, &sum) && add_atto(sum, output, out);
-}
-
 bool unit_cost(const UnitPrice& p, int64_t quantity_micro, Atto* out) noexcept {
   *out = static_cast<Atto>(quantity_micro) * p.per_unit;  // 1e-6 x 1e-12 = 1e-18
   return true;

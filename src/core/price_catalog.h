@@ -93,7 +93,14 @@ const TokenPrice* price_at(const ModelResolution& r, int64_t t, const ModelSerie
 // (prompt - cached) x input + cached x cached_input + completion x output, in
 // atto-dollars. Counts must be non-negative with cached <= prompt. False on
 // overflow (only possible for absurd prices).
-bool token_cost(const TokenPrice& p, int64_t prompt, int64_t completion, int64_t cached, Atto* out) noexcept;
+inline bool token_cost(const TokenPrice& p, int64_t prompt, int64_t completion, int64_t cached, Atto* out) noexcept {
+  // Each product of two int64 values fits in 127 bits; only the sums can overflow.
+  const Atto uncached = static_cast<Atto>(prompt - cached) * p.input;
+  const Atto cached_part = static_cast<Atto>(cached) * p.cached_input;
+  const Atto output = static_cast<Atto>(completion) * p.output;
+  Atto sum;
+  return add_atto(uncached, cached_part, &sum) && add_atto(sum, output, out);
+}
 
 // quantity (in millionths of a unit) x price, in atto-dollars.
 bool unit_cost(const UnitPrice& p, int64_t quantity_micro, Atto* out) noexcept;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <limits>
 
 namespace billing {
@@ -213,6 +214,252 @@ Usage decode_usage(const UsageFields& fields) noexcept {
   }
   if (__builtin_add_overflow(u.prompt, u.completion, &u.total)) u.total = std::numeric_limits<int64_t>::max();
   u.status = UsageStatus::Ok;
+  return u;
+}
+
+namespace {
+
+// `key` equals `name`, whose length the caller has already matched: a
+// memcmp of constant size, which the compiler inlines.
+template <std::size_t N>
+bool is(std::string_view key, const char (&name)[N]) {
+  return std::memcmp(key.data(), name, N - 1) == 0;
+}
+
+constexpr int kFields = static_cast<int>(TokenField::Count);
+static_assert(kFields == 5, "FlatUsage::token_at lists one -1 per field");
+
+// The members read_usage takes in one pass. Each call returns false as soon
+// as the member needs the general path (the walk then stops); members it
+// does not read are skipped as the general path skips them. It also notes
+// where it found each field, for a UsageLayout.
+struct FlatUsage {
+  int64_t value[kFields] = {};
+  bool has[kFields] = {};
+  bool has_model = false;
+  std::string_view model;
+
+  int member = 0;                  // index of the member being visited
+  int model_at = -1;               // the member the model was read from
+  int token_at[kFields] = {-1, -1, -1, -1, -1};  // the member each field was read from
+  unsigned names_seen = 0;         // one bit per member name read, to see one twice
+  bool layout_ok = true;           // no *_details object, no name twice
+
+  // A token count; between two spellings the preferred one wins, as in Sink.
+  bool token(TokenField f, const JsonValue& v, bool preferred) {
+    int64_t x;
+    if (v.kind != JsonKind::Number || !decode_small_pg_integer(v.data, v.size, &x)) return false;
+    const int i = idx(f);
+    if (preferred || !has[i]) {
+      value[i] = x;
+      has[i] = true;
+      token_at[i] = member;
+    }
+    return true;
+  }
+
+  bool details(const JsonValue& v, bool preferred) {
+    layout_ok = false;
+    if (v.kind != JsonKind::Object) return false;
+    return jsonb_for_each_member(JsonbContainerView{v.data, v.size}, [&](std::string_view key, const JsonValue& inner) {
+      return key.size() != 13 || !is(key, "cached_tokens") || token(TokenField::CachedDetail, inner, preferred);
+    });
+  }
+
+  void seen(unsigned bit) {
+    if (names_seen & bit) layout_ok = false;
+    names_seen |= bit;
+  }
+
+  bool operator()(std::string_view key, const JsonValue& v) {
+    const bool ok = read(key, v);
+    ++member;
+    return ok;
+  }
+
+  bool read(std::string_view key, const JsonValue& v) {
+    // One call of token() below, so that the numeric decoder is inlined once.
+    TokenField field;
+    bool preferred = true;
+    switch (key.size()) {
+      case 5:
+        if (is(key, "model")) {
+          if (v.kind != JsonKind::String) return false;
+          seen(1u << 0);
+          if (!has_model) {
+            has_model = true;
+            model = std::string_view(reinterpret_cast<const char*>(v.data), v.size);
+            model_at = member;
+          }
+          return true;
+        }
+        return !is(key, "usage");
+      case 6:
+        if (!is(key, "tokens")) return true;
+        seen(1u << 1);
+        field = TokenField::Total;
+        break;
+      case 12:
+        if (is(key, "input_tokens")) {
+          seen(1u << 2);
+          field = TokenField::Prompt;
+        } else if (is(key, "total_tokens")) {
+          seen(1u << 3);
+          field = TokenField::Total;
+        } else {
+          return true;
+        }
+        preferred = false;
+        break;
+      case 13:
+        if (is(key, "prompt_tokens")) {
+          seen(1u << 4);
+          field = TokenField::Prompt;
+        } else if (is(key, "output_tokens")) {
+          seen(1u << 5);
+          field = TokenField::Completion;
+          preferred = false;
+        } else if (is(key, "cached_tokens")) {
+          seen(1u << 6);
+          field = TokenField::Cached;
+        } else {
+          return true;
+        }
+        break;
+      case 17:
+        if (!is(key, "completion_tokens")) return true;
+        seen(1u << 7);
+        field = TokenField::Completion;
+        break;
+      case 20:
+        return !is(key, "input_tokens_details") || details(v, false);
+      case 21:
+        return !is(key, "prompt_tokens_details") || details(v, true);
+      default:
+        return true;
+    }
+    return token(field, v, preferred);
+  }
+};
+
+// What decode_usage makes of fields that are all present and valid
+// (value[i] where has[i]), written into *out, a default Usage; false when
+// cached > prompt, which is Invalid and worded by the general path (*out is
+// then to be overwritten).
+__attribute__((always_inline)) inline bool usage_from_valid(const int64_t* value, const bool* has, bool has_model,
+                                                            std::string_view model, Usage* out) {
+  out->has_model = has_model;
+  out->model = model;
+  if (!has[idx(TokenField::Prompt)] && !has[idx(TokenField::Completion)]) {
+    if (has[idx(TokenField::Total)]) {
+      out->status = UsageStatus::TotalOnly;
+      out->total = value[idx(TokenField::Total)];
+    }
+    return true;  // NoUsage or TotalOnly
+  }
+  out->prompt = has[idx(TokenField::Prompt)] ? value[idx(TokenField::Prompt)] : 0;
+  out->completion = has[idx(TokenField::Completion)] ? value[idx(TokenField::Completion)] : 0;
+  if (has[idx(TokenField::CachedDetail)]) {
+    out->cached = value[idx(TokenField::CachedDetail)];
+  } else if (has[idx(TokenField::Cached)]) {
+    out->cached = value[idx(TokenField::Cached)];
+  }
+  if (out->cached > out->prompt) return false;
+  out->total = out->prompt + out->completion;  // both below 10^16
+  out->status = UsageStatus::Ok;
+  return true;
+}
+
+// Reads `root` through `l` into *out, a default Usage: false unless root has
+// exactly l's keys (same header, key entries and key bytes), every value lies
+// where jsonb_for_each_member would accept it, the members l reads are a
+// string model and small integer counts, and cached <= prompt. With the same
+// keys the general path reads the same members, so the result is the same.
+bool read_with_layout(JsonbContainerView root, const UsageLayout& l, Usage* out) {
+  using namespace jsonb_detail;
+  if (root.data == nullptr || root.size < 4 || read_u32(root.data) != l.header) return false;
+  const std::size_t pairs = l.header & kCountMask;
+  if (pairs * 2 > (root.size - 4) / 4) return false;
+  const uint8_t* entries = root.data + 4;
+  const uint8_t* area = entries + pairs * 8;
+  const std::size_t area_size = root.size - 4 - pairs * 8;
+  if (l.key_bytes > area_size || std::memcmp(entries, l.key_entries, pairs * 4) != 0 ||
+      std::memcmp(area, l.keys, l.key_bytes) != 0)
+    return false;
+
+  uint32_t entry[UsageLayout::kMaxMembers];
+  std::size_t start[UsageLayout::kMaxMembers];
+  std::size_t end[UsageLayout::kMaxMembers];
+  std::size_t off = l.key_bytes;  // the values' data follows the keys
+  for (std::size_t i = 0; i < pairs; ++i) {
+    const uint32_t e = read_u32(entries + (pairs + i) * 4);
+    const std::size_t stop = (e & kHasOffset) ? (e & kOffLenMask) : off + (e & kOffLenMask);
+    if (stop < off || stop > area_size) return false;
+    entry[i] = e;
+    start[i] = off;
+    end[i] = stop;
+    off = stop;
+  }
+
+  std::string_view model;
+  if (l.model >= 0) {
+    const int m = l.model;
+    if ((entry[m] & kTypeMask) != kTypeString) return false;
+    model = std::string_view(reinterpret_cast<const char*>(area + start[m]), end[m] - start[m]);
+  }
+  int64_t value[kFields] = {};
+  bool has[kFields] = {};
+  for (int k = 0; k < l.counts; ++k) {
+    const int f = l.count_field[k];
+    const int m = l.token[f];
+    const std::size_t aligned = int_align(start[m]);  // numbers start 4-byte aligned
+    if ((entry[m] & kTypeMask) != kTypeNumeric || aligned > end[m] ||
+        !decode_small_pg_integer(area + aligned, end[m] - aligned, &value[f]))
+      return false;
+    has[f] = true;
+  }
+  return usage_from_valid(value, has, l.model >= 0, model, out);
+}
+
+// Keeps the keys of `root`, which `f` has just read, as the layout for the
+// next rows (when they fit and say where every field is).
+void learn(JsonbContainerView root, const FlatUsage& f, UsageLayout* l) {
+  using namespace jsonb_detail;
+  if (!f.layout_ok) return;
+  const uint32_t header = read_u32(root.data);
+  const std::size_t pairs = header & kCountMask;
+  if (pairs == 0 || pairs > UsageLayout::kMaxMembers) return;
+  const uint8_t* entries = root.data + 4;
+  std::size_t key_bytes = 0;
+  for (std::size_t i = 0; i < pairs; ++i) {
+    const uint32_t e = read_u32(entries + i * 4);
+    key_bytes = (e & kHasOffset) ? (e & kOffLenMask) : key_bytes + (e & kOffLenMask);
+  }
+  if (key_bytes > UsageLayout::kMaxKeyBytes) return;
+  l->header = header;
+  l->key_bytes = static_cast<uint32_t>(key_bytes);
+  std::memcpy(l->key_entries, entries, pairs * 4);
+  std::memcpy(l->keys, entries + pairs * 8, key_bytes);
+  l->model = static_cast<int8_t>(f.model_at);
+  l->counts = 0;
+  for (int i = 0; i < kFields; ++i) {
+    l->token[i] = static_cast<int8_t>(f.token_at[i]);
+    if (f.token_at[i] >= 0) l->count_field[l->counts++] = static_cast<int8_t>(i);
+  }
+}
+
+}  // namespace
+
+Usage read_usage(JsonbContainerView root, UsageLayout* layout) noexcept {
+  Usage u;  // every path writes here: one Usage, returned in place
+  if (layout != nullptr && layout->header != 0 && read_with_layout(root, *layout, &u)) return u;
+  u = Usage{};
+  FlatUsage f;
+  if (jsonb_for_each_member(root, f) && usage_from_valid(f.value, f.has, f.has_model, f.model, &u)) {
+    if (layout != nullptr) learn(root, f, layout);
+  } else {
+    u = decode_usage(read_usage_fields(root));
+  }
   return u;
 }
 

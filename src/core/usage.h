@@ -78,6 +78,36 @@ struct Usage {
 
 Usage decode_usage(const UsageFields& fields) noexcept;
 
+// The keys of the last usage object read_usage read in one pass, and which
+// member holds the model and each token count. An app writes every row's
+// usage with the same code, so most objects of a table have the same keys:
+// an object with exactly these (the same header, key entries and key bytes)
+// is read without looking at its keys. Plain data: zeroed, it is empty.
+struct UsageLayout {
+  static constexpr std::size_t kMaxMembers = 16;
+  static constexpr std::size_t kMaxKeyBytes = 256;
+
+  uint32_t header;     // the object's header word; 0: no layout yet
+  uint32_t key_bytes;  // length of the key names, which begin the data area
+  int8_t model;        // the member holding "model"; -1: none
+  int8_t token[static_cast<int>(TokenField::Count)];  // the member each count is read from; -1: none
+  int8_t counts;       // how many counts are read: the TokenFields in count_field[0, counts)
+  int8_t count_field[static_cast<int>(TokenField::Count)];
+  uint32_t key_entries[kMaxMembers];  // the keys' JEntries
+  char keys[kMaxKeyBytes];
+};
+
+// decode_usage(read_usage_fields(root)), read in one pass when the object has
+// the usual shape: token counts that are non-negative integers below 10^16,
+// at the top level or as *_tokens_details.cached_tokens, a string model, and
+// no "usage" member. Any other object (a null, a string or fractional count,
+// a nested "usage" object, cached > prompt, damaged bytes...) and any other
+// root take the two-step path, so the result is always the same. What the
+// cost functions call for every row. With a layout (kept by the caller
+// from row to row), an object with the layout's keys is read without
+// matching its keys, and a flat object read in one pass becomes the layout.
+Usage read_usage(JsonbContainerView root, UsageLayout* layout = nullptr) noexcept;
+
 // The JSON name used in messages for a field ("prompt_tokens", ...).
 std::string_view token_field_name(TokenField f) noexcept;
 

@@ -7,50 +7,21 @@
 
 namespace billing::pg {
 
-CostCall* cost_call(FunctionCallInfo fcinfo) {
-  auto* call = static_cast<CostCall*>(fcinfo->flinfo->fn_extra);
-  if (call != nullptr) return call;
+CostCall* new_cost_call(FunctionCallInfo fcinfo) {
   const PriceCatalog* catalog = current_catalog();
-  call = static_cast<CostCall*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CostCall)));
+  auto* call = static_cast<CostCall*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CostCall)));
   call->catalog = catalog;
   call->now = GetCurrentTransactionStartTimestamp();
-  call->last_hit = -1;
   fcinfo->flinfo->fn_extra = call;
   return call;
 }
 
-const ModelResolution& resolve_model_cached(FunctionCallInfo fcinfo, CostCall* call, const char* name, int len) {
-  if (call->last_hit >= 0) {
-    const CachedModel& m = call->models[call->last_hit];
-    if (m.len == len && std::memcmp(m.name, name, len) == 0) return m.resolution;
-  }
-  for (int i = 0; i < CostCall::kCachedModels; ++i) {
-    const CachedModel& m = call->models[i];
-    if (m.name != nullptr && m.len == len && std::memcmp(m.name, name, len) == 0) {
-      call->last_hit = i;
-      return m.resolution;
-    }
-  }
-  // Miss: resolve and take the next slot round-robin. If the copy cannot be
-  // allocated, the slot stays empty and the result is still right.
-  const int slot = call->next_slot;
-  call->next_slot = (slot + 1) % CostCall::kCachedModels;
-  CachedModel& m = call->models[slot];
-  m.name = nullptr;
-  m.resolution = call->catalog->resolve_model(std::string_view(name, len));
-  void* copy = MemoryContextAllocExtended(fcinfo->flinfo->fn_mcxt, len > 0 ? len : 1, MCXT_ALLOC_NO_OOM);
-  if (copy != nullptr) {
-    std::memcpy(copy, name, len);
-    m.name = static_cast<char*>(copy);
-    m.len = len;
-    call->last_hit = slot;
-  }
-  return m.resolution;
+const ModelResolution& resolve_model_cached(FunctionCallInfo, CostCall* call, const char* name, int len) {
+  return cached_resolution(call->prices, *call->catalog, std::string_view(name, len));
 }
 
-CostState* writable_state(FunctionCallInfo fcinfo, int argno) {
+CostState* copied_state(FunctionCallInfo fcinfo, int argno) {
   auto* s = reinterpret_cast<CostState*>(PG_GETARG_POINTER(argno));
-  if (AggCheckCallContext(fcinfo, nullptr)) return s;
   auto* copy = static_cast<CostState*>(palloc(sizeof(CostState)));
   std::memcpy(copy, s, sizeof(CostState));
   return copy;

@@ -1,6 +1,9 @@
 // What a cost function keeps for the length of one query, in fn_extra: the
-// catalog its snapshot sees, the transaction's now(), and a small cache of
-// resolved model names so that a scan resolves each distinct name once.
+// catalog its snapshot sees, the transaction's now(), the model names it
+// met with their resolution and last price (src/core/price_cache.h), so
+// that a scan resolves each distinct name once and looks a price up by date
+// only when a row's time leaves the span of the name's last price, and the
+// keys of the last usage object (UsageLayout, src/core/usage.h).
 //
 // Plain data only: it lives in the query's memory context and is never
 // destroyed, so nothing here has a destructor.
@@ -8,37 +11,52 @@
 
 #include "cost_state.h"
 #include "postgres_headers.h"
+#include "price_cache.h"
 #include "price_catalog.h"
+#include "usage.h"
 
 namespace billing::pg {
 
-struct CachedModel {
-  char* name;  // copy in fn_mcxt
-  int len;
-  ModelResolution resolution;
-};
-
 struct CostCall {
-  static constexpr int kCachedModels = 16;
-
   const PriceCatalog* catalog;
   TimestampTz now;
   bool warned;          // the scalar functions warn once per call site about unpriced rows
   bool warned_invalid;  // ... and once about invalid usage
-  int next_slot;
-  int last_hit;
-  CachedModel models[kCachedModels];
+  PriceCache prices;    // zeroed: empty
+  UsageLayout layout;   // the jsonb forms' last usage keys; zeroed: none yet
+  uintptr_t previous_usage;  // where the previous row's jsonb was (openai_cost.cpp, prefetch_next_usage)
 };
 
-// The call state of this function call site, created on first use. May ereport.
-CostCall* cost_call(FunctionCallInfo fcinfo);
+// Creates the call state of this call site (cost_call's first use). May ereport.
+CostCall* new_cost_call(FunctionCallInfo fcinfo);
 
-// The catalog series `name` resolves through (cached).
+// The call state of this function call site, created on first use. May
+// ereport. Inline: the aggregates call it for every row.
+inline CostCall* cost_call(FunctionCallInfo fcinfo) {
+  auto* call = static_cast<CostCall*>(fcinfo->flinfo->fn_extra);
+  return call != nullptr ? call : new_cost_call(fcinfo);
+}
+
+// The catalog series `name` resolves through (cached). The reference stays
+// valid until the next lookup in `call`.
 const ModelResolution& resolve_model_cached(FunctionCallInfo fcinfo, CostCall* call, const char* name, int len);
 
+// The price of `name` at `at` (cached): price_at of its resolution.
+inline CachedPrice price_cached(CostCall* call, const char* name, int len, TimestampTz at) {
+  return cached_price(call->prices, *call->catalog, std::string_view(name, len), at);
+}
+
+// A copy of the state argument, for a call outside an aggregate.
+CostState* copied_state(FunctionCallInfo fcinfo, int argno);
+
 // Either the state the aggregate owns (updated in place) or, when called
-// outside an aggregate, a fresh copy.
-CostState* writable_state(FunctionCallInfo fcinfo, int argno);
+// outside an aggregate, a fresh copy. Inline, for every row: the test is
+// AggCheckCallContext's (an aggregate or a window aggregate calls).
+inline CostState* writable_state(FunctionCallInfo fcinfo, int argno) {
+  if (fcinfo->context != nullptr && (IsA(fcinfo->context, AggState) || IsA(fcinfo->context, WindowAggState)))
+    return reinterpret_cast<CostState*>(PG_GETARG_POINTER(argno));
+  return copied_state(fcinfo, argno);
+}
 
 // ereport for a row that could not be priced, per `policy`. Returns only
 // when the policy is warn or ignore. `at` is the time the caller gave, if any.

@@ -44,12 +44,11 @@ RowPrice price_row(FunctionCallInfo fcinfo, CostCall* call, const Row& row) {
   } else if (row.at_is_null) {
     out.why = UnpricedReason::NoPriceAtTime;
   } else {
-    const ModelResolution& r = resolve_model_cached(fcinfo, call, row.model, row.model_len);
-    const TokenPrice* p = price_at(r, row.at);
-    if (p == nullptr) {
-      out.why = r.count == 0 ? UnpricedReason::UnknownModel : UnpricedReason::NoPriceAtTime;
+    const CachedPrice p = price_cached(call, row.model, row.model_len, row.at);
+    if (p.price == nullptr) {
+      out.why = p.known ? UnpricedReason::NoPriceAtTime : UnpricedReason::UnknownModel;
     } else {
-      if (!token_cost(*p, row.prompt, row.completion, row.cached, &out.cost))
+      if (!token_cost(*p.price, row.prompt, row.completion, row.cached, &out.cost))
         ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("billing: cost out of range")));
       out.priced = true;
     }
@@ -100,10 +99,41 @@ bool text_row(FunctionCallInfo fcinfo, int first, CostCall* call, Row* row) {
   return true;
 }
 
-Usage jsonb_usage(FunctionCallInfo fcinfo, int argno) {
-  const struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(argno));
+// Asks the CPU for the bytes of a coming row's usage before they are needed.
+//
+// A sequential scan returns the rows of a heap page in the order they were
+// inserted, and PostgreSQL places each new tuple just below the previous one
+// in the page: with rows of similar sizes, the usage two rows on lies about
+// twice as far below this one as this one lies below the previous one. On
+// short rows the cache misses of reading each usage object cost as much as
+// pricing it; asked for two rows ahead (one row ahead is too late to hide
+// them all: bench/row_cost.sh), they overlap with the work on the rows in
+// between, and PostgreSQL's own reading of those tuples gains too. A
+// prefetch is a hint, never a read: a wrong guess (a new page, rows of
+// varying sizes, a detoasted copy) only fetches lines nobody uses.
+void prefetch_next_usage(CostCall* call, const struct varlena* v) {
+  constexpr uintptr_t kLine = 64;
+  const uintptr_t here = reinterpret_cast<uintptr_t>(v);
+  const uintptr_t previous = call->previous_usage;
+  call->previous_usage = here;
+  if (previous <= here || previous - here > BLCKSZ) return;
+  const uintptr_t next = here - 2 * (previous - here);
+  const uintptr_t end = next + VARSIZE_ANY(v) + kLine;  // one line of slack either side
+  for (uintptr_t p = next - kLine; p < end; p += kLine) __builtin_prefetch(reinterpret_cast<const void*>(p));
+}
+
+// The usage of a jsonb argument. With a call (the aggregate's and
+// message_cost's), read through the call's UsageLayout, and a coming row's
+// usage prefetched.
+Usage jsonb_usage(FunctionCallInfo fcinfo, int argno, CostCall* call) {
+  // PG_DETOAST_DATUM_PACKED's test inline: short usage objects are stored
+  // inline and uncompressed, and read in place.
+  auto* v = reinterpret_cast<struct varlena*>(DatumGetPointer(PG_GETARG_DATUM(argno)));
+  if (VARATT_IS_COMPRESSED(v) || VARATT_IS_EXTERNAL(v)) v = pg_detoast_datum_packed(v);
   const JsonbContainerView root{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)};
-  return decode_usage(read_usage_fields(root));
+  if (call == nullptr) return read_usage(root);
+  prefetch_next_usage(call, v);
+  return read_usage(root, &call->layout);
 }
 
 void report_invalid_usage(const Usage& u) {
@@ -119,14 +149,12 @@ void report_invalid_usage(const Usage& u) {
 // cannot be read.
 enum class JsonbRow { Usage, NoUsage, Invalid };
 
-// Reads a jsonb usage row (and optional at) starting at argument `first`.
-// On Usage, *units is the number of tokens concerned. An invalid row raises
-// the error under billing.invalid_usage = 'error'; otherwise it is counted in
-// *invalid, for the warning, and skipped.
-JsonbRow jsonb_row(FunctionCallInfo fcinfo, int first, CostCall* call, Row* row, UnpricedReason* forced,
-                   int64* units, CostState* invalid) {
-  if (PG_ARGISNULL(first)) return JsonbRow::NoUsage;
-  const Usage u = jsonb_usage(fcinfo, first);
+// The row of usage `u`, read from the jsonb argument `first` (and the
+// optional at after it). On Usage, *units is the number of tokens
+// concerned. An invalid row raises the error under billing.invalid_usage =
+// 'error'; otherwise it is counted in *invalid, for the warning, and skipped.
+JsonbRow jsonb_row(FunctionCallInfo fcinfo, int first, CostCall* call, const Usage& u, Row* row,
+                   UnpricedReason* forced, int64* units, CostState* invalid) {
   *forced = UnpricedReason::None;
   switch (u.status) {
     case UsageStatus::NoUsage: return JsonbRow::NoUsage;
@@ -208,10 +236,26 @@ extern "C" Datum openai_cost_trans(PG_FUNCTION_ARGS) {
 extern "C" Datum openai_cost_jsonb_trans(PG_FUNCTION_ARGS) {
   CostState* state = writable_state(fcinfo, 0);
   CostCall* call = cost_call(fcinfo);
+  if (PG_ARGISNULL(1)) PG_RETURN_POINTER(state);  // no usage
+  const Usage u = jsonb_usage(fcinfo, 1, call);
+  // The usual row, priced here: valid usage with a model, at a time given
+  // (not NULL) or now(), and a price in effect then.
+  const bool has_at = PG_NARGS() > 2;
+  if (u.status == UsageStatus::Ok && u.has_model && !(has_at && PG_ARGISNULL(2))) {
+    const TimestampTz at = has_at ? PG_GETARG_TIMESTAMPTZ(2) : call->now;
+    const CachedPrice p = price_cached(call, u.model.data(), static_cast<int>(u.model.size()), at);
+    Atto cost;
+    if (p.price != nullptr && token_cost(*p.price, u.prompt, u.completion, u.cached, &cost)) {
+      if (!add_priced(*state, cost))
+        ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("billing: total cost out of range")));
+      PG_RETURN_POINTER(state);
+    }
+  }
+  // Every other row: no usage, invalid usage, or a row that cannot be priced.
   Row row;
   UnpricedReason forced;
   int64 units;
-  if (jsonb_row(fcinfo, 1, call, &row, &forced, &units, state) != JsonbRow::Usage) PG_RETURN_POINTER(state);
+  if (jsonb_row(fcinfo, 1, call, u, &row, &forced, &units, state) != JsonbRow::Usage) PG_RETURN_POINTER(state);
   add_to_state(state, row, price_jsonb_row(fcinfo, call, row, forced), units);
   PG_RETURN_POINTER(state);
 }
@@ -259,7 +303,9 @@ extern "C" Datum message_cost_jsonb(PG_FUNCTION_ARGS) {
   UnpricedReason forced;
   int64 units;
   CostState invalid = empty_cost_state();
-  switch (jsonb_row(fcinfo, 0, call, &row, &forced, &units, &invalid)) {
+  if (PG_ARGISNULL(0)) PG_RETURN_NULL();  // no usage
+  const Usage u = jsonb_usage(fcinfo, 0, call);
+  switch (jsonb_row(fcinfo, 0, call, u, &row, &forced, &units, &invalid)) {
     case JsonbRow::NoUsage: PG_RETURN_NULL();
     case JsonbRow::Invalid: return scalar_invalid(fcinfo, call, invalid);
     case JsonbRow::Usage: break;
@@ -270,7 +316,7 @@ extern "C" Datum message_cost_jsonb(PG_FUNCTION_ARGS) {
 // usage_problem(data jsonb) -> text: NULL when the usage is valid or absent.
 extern "C" Datum usage_problem(PG_FUNCTION_ARGS) {
   if (PG_ARGISNULL(0)) PG_RETURN_NULL();
-  const Usage u = jsonb_usage(fcinfo, 0);
+  const Usage u = jsonb_usage(fcinfo, 0, nullptr);
   if (u.status != UsageStatus::Invalid) PG_RETURN_NULL();
   char message[256];
   describe_usage_error(u, message, sizeof message);

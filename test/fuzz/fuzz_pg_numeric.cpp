@@ -220,6 +220,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
 
   ScaledNumeric at[19];
   for (int s = 0; s <= 18; ++s) at[s] = billing::decode_pg_numeric(num, num_size, s);
+
+  // The inline common case answers only what the general decoder answers.
+  int64_t small = -1;
+  if (billing::decode_small_pg_integer(num, num_size, &small))
+    FUZZ_CHECK(at[0].status == NumericStatus::Ok && at[0].value == small && small >= 0 &&
+                   small < 10000000000000000,
+               "decode_small_pg_integer %lld, decode_pg_numeric %s %lld", static_cast<long long>(small),
+               status_name(at[0].status), static_cast<long long>(at[0].value));
   if (own_scale >= 0 && own_scale <= 18)
     FUZZ_CHECK(any.status == at[own_scale].status && (any.status != NumericStatus::Ok || any.value == at[own_scale].value),
                "same input, same scale, different result");

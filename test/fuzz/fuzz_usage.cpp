@@ -1,6 +1,7 @@
 // Fuzzes the jsonb reader and the usage decoder (src/core/jsonb_reader.h,
 // src/core/usage.h): jsonb_root_kind, jsonb_for_each_member,
-// read_usage_fields, decode_usage and describe_usage_error.
+// read_usage_fields, decode_usage and describe_usage_error, and read_usage
+// (with and without a UsageLayout) against them.
 //
 // Input: arbitrary bytes taken as a jsonb root container (what
 // VARDATA_ANY() of a jsonb datum points at, without the varlena header).
@@ -15,6 +16,9 @@
 //  * decode_usage: Ok means prompt, completion, cached >= 0, cached <= prompt
 //    and total = prompt + completion (saturated); TotalOnly means total >= 0;
 //    Invalid always names an error and the other statuses never do;
+//  * read_usage gives decode_usage(read_usage_fields(root)) field for field,
+//    alone, through the layout of the seed's usage object, and through the
+//    layout it learns from the input itself;
 //  * describe_usage_error writes at most n-1 bytes plus a NUL into a buffer of
 //    exactly n bytes, and a smaller buffer gets a prefix of the full message;
 //    the full message (256 bytes, as the extension uses) is valid UTF-8 when
@@ -174,6 +178,42 @@ void check_describe(const Usage& u) {
   }
 }
 
+// read_usage, the reader the cost functions call for every row, gives
+// exactly what the two-step reader gives (the views at the same bytes).
+void check_same(const Usage& got, const Usage& want, const char* how) {
+  FUZZ_CHECK(got.status == want.status && got.error == want.error && got.error_field == want.error_field &&
+                 got.error_kind == want.error_kind && got.error_value == want.error_value &&
+                 got.error_text.data() == want.error_text.data() && got.error_text.size() == want.error_text.size() &&
+                 got.has_model == want.has_model && got.model.data() == want.model.data() &&
+                 got.model.size() == want.model.size() && got.prompt == want.prompt &&
+                 got.completion == want.completion && got.cached == want.cached && got.total == want.total,
+             "read_usage %s: status %d error %d prompt %lld completion %lld cached %lld total %lld, two-step: "
+             "status %d error %d prompt %lld completion %lld cached %lld total %lld",
+             how, static_cast<int>(got.status), static_cast<int>(got.error), static_cast<long long>(got.prompt),
+             static_cast<long long>(got.completion), static_cast<long long>(got.cached),
+             static_cast<long long>(got.total), static_cast<int>(want.status), static_cast<int>(want.error),
+             static_cast<long long>(want.prompt), static_cast<long long>(want.completion),
+             static_cast<long long>(want.cached), static_cast<long long>(want.total));
+}
+
+// The layout of the app's usual object, {"model": "gpt-4o-mini", "tokens": 150,
+// "prompt_tokens": 100, "completion_tokens": 50} (pg_fixtures.h seed_usage,
+// container bytes): inputs mutated from it are read through it.
+UsageLayout seed_layout() {
+  static const uint8_t seed[] = {
+      0x04, 0x00, 0x00, 0x20, 0x05, 0x00, 0x00, 0x80, 0x06, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x11, 0x00,
+      0x00, 0x00, 0x0b, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x10, 0x08, 0x00, 0x00, 0x10, 0x08, 0x00, 0x00, 0x10,
+      0x6d, 0x6f, 0x64, 0x65, 0x6c, 0x74, 0x6f, 0x6b, 0x65, 0x6e, 0x73, 0x70, 0x72, 0x6f, 0x6d, 0x70, 0x74, 0x5f,
+      0x74, 0x6f, 0x6b, 0x65, 0x6e, 0x73, 0x63, 0x6f, 0x6d, 0x70, 0x6c, 0x65, 0x74, 0x69, 0x6f, 0x6e, 0x5f, 0x74,
+      0x6f, 0x6b, 0x65, 0x6e, 0x73, 0x67, 0x70, 0x74, 0x2d, 0x34, 0x6f, 0x2d, 0x6d, 0x69, 0x6e, 0x69, 0x20, 0x00,
+      0x00, 0x00, 0x00, 0x80, 0x96, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x80, 0x64, 0x00, 0x20, 0x00, 0x00, 0x00,
+      0x00, 0x80, 0x32, 0x00};
+  UsageLayout l{};
+  (void)read_usage(JsonbContainerView{seed, sizeof seed}, &l);
+  FUZZ_CHECK(l.header != 0, "the seed object gives no layout");
+  return l;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
@@ -203,6 +243,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
 
   const Usage u = decode_usage(f);
   check_usage(f, u);
+  check_same(read_usage(root), u, "alone");
+  static const UsageLayout seed = seed_layout();
+  UsageLayout layout = seed;
+  check_same(read_usage(root, &layout), u, "through the seed's layout");
+  UsageLayout own{};
+  check_same(read_usage(root, &own), u, "learning its layout");
+  check_same(read_usage(root, &own), u, "through its own layout");
   check_view(in, u.model, "usage model");
   check_view(in, u.error_text, "error text");
   check_describe(u);

@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <limits>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "pg_fixtures.h"
 #include "pg_varlena.h"
@@ -328,6 +330,102 @@ TEST(PgNumericMutation, FlippedBytesNeverCrash) {
     }
   }
   EXPECT_GT(runs, 10000u);
+}
+
+// ---------------------------------------------------------------------------
+// decode_small_pg_integer: the inline common case. Whenever it answers, it
+// answers what decode_pg_numeric(..., 0) does.
+
+// True when decode_small_pg_integer takes the bytes; then checks its value.
+bool small_agrees(const uint8_t* p, std::size_t n) {
+  int64_t v = -1;
+  if (!decode_small_pg_integer(p, n, &v)) return false;
+  const ScaledNumeric r = decode_pg_numeric(p, n, 0);
+  EXPECT_EQ(r.status, NumericStatus::Ok);
+  EXPECT_EQ(r.value, v);
+  EXPECT_GE(v, 0);
+  EXPECT_LT(v, 10000000000000000);
+  return true;
+}
+
+TEST(DecodeSmallPgInteger, FixturesBothHeaders) {
+  for (std::size_t f = 0; f < std::size(hex::kAll); ++f) {
+    SCOPED_TRACE(hex::kAllNames[f]);
+    const Bytes stored = from_hex(hex::kAll[f]);
+    const Bytes wide = with_4byte_header(stored);
+    EXPECT_EQ(small_agrees(stored.data(), stored.size()), small_agrees(wide.data(), wide.size()));
+  }
+  // Taken: non-negative integers below 10^16, a scale of zeros too.
+  for (const char* h : {hex::zero, hex::one, hex::hundred, hex::hundred_point_zero, hex::ten_thousand,
+                        hex::zero_scale2}) {
+    const Bytes b = from_hex(h);
+    EXPECT_TRUE(small_agrees(b.data(), b.size())) << h;
+  }
+  // Left to decode_pg_numeric: fractions, negatives, NaN and infinities, the
+  // long format, and what may not fit.
+  for (const char* h : {hex::one_point_five, hex::minus_five, hex::minus_0_5, hex::int64_max, hex::one_e20,
+                        hex::nan, hex::infinity, hex::long_weight_big, hex::twelve_thousand_345_6789}) {
+    const Bytes b = from_hex(h);
+    int64_t v = 0;
+    EXPECT_FALSE(decode_small_pg_integer(b.data(), b.size(), &v)) << h;
+  }
+}
+
+// A short-format numeric with a 4-byte header: `digits` (base 10000) at
+// weight `weight`, built by hand.
+Bytes short_numeric(int weight, const std::vector<uint16_t>& digits, bool negative = false) {
+  const uint16_t header = static_cast<uint16_t>(0x8000 | (negative ? 0x2000 : 0) |
+                                                (weight < 0 ? 0x0040 | ((weight + 64) & 0x3F) : weight));
+  const uint32_t total = static_cast<uint32_t>(4 + 2 + 2 * digits.size()) << 2;
+  Bytes out;
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(total >> (8 * i)));
+  out.push_back(static_cast<uint8_t>(header & 0xFF));
+  out.push_back(static_cast<uint8_t>(header >> 8));
+  for (uint16_t d : digits) {
+    out.push_back(static_cast<uint8_t>(d & 0xFF));
+    out.push_back(static_cast<uint8_t>(d >> 8));
+  }
+  return out;
+}
+
+TEST(DecodeSmallPgInteger, EveryWeightAndDigitCount) {
+  for (int weight = -2; weight <= 5; ++weight) {
+    for (std::size_t n = 0; n <= 6; ++n) {
+      for (uint16_t d : {uint16_t{0}, uint16_t{1}, uint16_t{4321}, uint16_t{9999}, uint16_t{10000}, uint16_t{0x8000}}) {
+        std::vector<uint16_t> digits(n, d);
+        if (n > 0) digits[0] = 7;
+        const Bytes b = short_numeric(weight, digits);
+        const bool taken = small_agrees(b.data(), b.size());
+        const bool bad_digit = n > 1 && d > 9999;
+        const bool expected = weight >= 0 && weight <= 3 && n <= static_cast<std::size_t>(weight) + 1 && !bad_digit;
+        EXPECT_EQ(taken, expected) << "weight " << weight << " digits " << n << " of " << d;
+      }
+    }
+  }
+  int64_t v = 0;
+  const Bytes negative = short_numeric(0, {5}, true);
+  EXPECT_FALSE(decode_small_pg_integer(negative.data(), negative.size(), &v));
+  const Bytes largest = short_numeric(3, {9999, 9999, 9999, 9999});
+  ASSERT_TRUE(decode_small_pg_integer(largest.data(), largest.size(), &v));
+  EXPECT_EQ(v, 9999999999999999);
+  const Bytes spread = short_numeric(3, {12});  // 12 x 10000^3
+  ASSERT_TRUE(decode_small_pg_integer(spread.data(), spread.size(), &v));
+  EXPECT_EQ(v, 12000000000000);
+  const Bytes none = short_numeric(3, {});  // no digit: zero
+  ASSERT_TRUE(decode_small_pg_integer(none.data(), none.size(), &v));
+  EXPECT_EQ(v, 0);
+}
+
+TEST(DecodeSmallPgInteger, MutationsAgree) {
+  std::size_t taken = 0;
+  for (std::size_t f = 0; f < std::size(hex::kAll); ++f) {
+    for (const Bytes& full : {from_hex(hex::kAll[f]), with_4byte_header(from_hex(hex::kAll[f]))}) {
+      auto run = [&](const uint8_t* p, std::size_t n) { taken += small_agrees(p, n); };
+      billing_test::for_each_truncation(full, run);
+      billing_test::for_each_byte_mutation(full, run);
+    }
+  }
+  EXPECT_GT(taken, 100u);
 }
 
 }  // namespace

@@ -16,6 +16,9 @@ BILLING_INSTALL_SQL = $(EXTENSION)--$(EXTVERSION).sql
 DATA_built = $(BILLING_INSTALL_SQL)
 DATA = $(sort $(wildcard src/sql/updates/$(EXTENSION)--*.sql))
 
+# (PGXS's "all" stays the default goal: the rule below would otherwise be
+# the first, and a plain "make" would build only the SQL script.)
+.DEFAULT_GOAL := all
 $(BILLING_INSTALL_SQL): src/sql/load_order.txt $(SQL_SOURCES)
 	{ echo '-- GENERATED from src/sql/ (make $(BILLING_INSTALL_SQL)): edit the sources, not this file.'; \
 	  echo '\\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \\quit'; \

@@ -48,7 +48,8 @@ inline constexpr bool countable_time(int64_t micros_since_2000) noexcept {
 }
 
 // Keys longer than this (in bytes) are shortened with an md5 by
-// billing._key(); the trigger leaves those to the full path.
+// billing._key() (and, for model names, by billing._ledger_usage); the
+// trigger leaves those to the full path.
 inline constexpr std::size_t kMaxPlainKeyBytes = 200;
 
 }  // namespace billing

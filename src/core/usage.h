@@ -121,6 +121,8 @@ std::size_t describe_usage_error(const Usage& u, char* buf, std::size_t n) noexc
 // usage_of applies it to a reply, billing._estimated_tokens(text) to the
 // earlier messages of its conversation.
 inline constexpr int64_t kCharsPerToken = 4;
+// The role of the replies that are estimated when they carry no usage.
+inline bool is_assistant_role(std::string_view role) noexcept { return role == "assistant"; }
 inline constexpr int64_t estimated_tokens(int64_t chars) noexcept {
   return chars <= 0 ? 0 : (chars - 1) / kCharsPerToken + 1;
 }

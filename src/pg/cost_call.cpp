@@ -81,4 +81,27 @@ Datum atto_to_numeric(Atto v) {
   return DirectFunctionCall3(numeric_in, CStringGetDatum(text), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 }
 
+bool unsign_token_counts(int64* prompt, int64* completion, int64* cached) {
+  const bool negative = *prompt < 0 || *completion < 0 || *cached < 0;
+  if (negative) {
+    if (*prompt > 0 || *completion > 0 || *cached > 0 || *prompt == PG_INT64_MIN || *completion == PG_INT64_MIN ||
+        *cached == PG_INT64_MIN)
+      ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                      errmsg("billing: token counts of one row must all have the same sign")));
+    *prompt = -*prompt;
+    *completion = -*completion;
+    *cached = -*cached;
+  }
+  if (*cached > *prompt)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("billing: cached tokens exceed prompt tokens")));
+  return negative;
+}
+
+Atto signed_token_cost(const TokenPrice& p, int64 prompt, int64 completion, int64 cached, bool negative) {
+  Atto cost;
+  if (!token_cost(p, prompt, completion, cached, &cost))
+    ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("billing: cost out of range")));
+  return negative ? -cost : cost;
+}
+
 }  // namespace billing::pg

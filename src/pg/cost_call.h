@@ -72,4 +72,13 @@ void warn_invalid_usage(const CostState& s);
 // A numeric Datum for an exact amount of atto-dollars.
 Datum atto_to_numeric(Atto v);
 
+// usage_cost's rule for the counts of one row (a message, or a ledger row
+// that takes one back): all >= 0 or all <= 0, cached <= prompt. Makes them
+// non-negative and returns whether they were negative; ereports otherwise.
+bool unsign_token_counts(int64* prompt, int64* completion, int64* cached);
+
+// The cost of non-negative counts at `p`, negated when `negative`;
+// ereports when it is out of range.
+Atto signed_token_cost(const TokenPrice& p, int64 prompt, int64 completion, int64 cached, bool negative);
+
 }  // namespace billing::pg

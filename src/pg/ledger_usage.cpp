@@ -18,6 +18,7 @@
 // Nothing here has a destructor: groups live in a dynahash table in the
 // call's memory context.
 #include "cost_call.h"
+#include "ledger_row.h"
 #include "month.h"
 #include "postgres_headers.h"
 
@@ -45,7 +46,6 @@ constexpr const char* kLedgerQuery =
     "l.problems FROM billing.usage_ledger AS l "
     "WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2";
 constexpr int kBatch = 1000;  // rows per fetch: small enough to reuse memory, not map it anew
-constexpr size_t kMaxPlainKeyBytes = 200;  // billing._key()
 
 struct GroupKey {
   const char* bytes;  // source id, month, conversation (with a null flag), model key
@@ -81,7 +81,7 @@ int match_key(const void* a, const void* b, Size) {
 // billing._key(): as is up to 200 bytes, else its first 32 characters,
 // '... (md5 ', its md5 and ')'.
 const char* model_key(const char* model, int len, int* key_len) {
-  if (static_cast<size_t>(len) <= kMaxPlainKeyBytes) {
+  if (static_cast<size_t>(len) <= billing::kMaxPlainKeyBytes) {
     *key_len = len;
     return model;
   }
@@ -94,31 +94,16 @@ const char* model_key(const char* model, int len, int* key_len) {
   return key;
 }
 
-// usage_cost(): the cost of counts at `at` through `r`, or false when it has
-// no price (the counts are all >= 0 or all <= 0, as the ledger writes them).
-bool row_cost(const ModelResolution& r, TimestampTz at, int64 prompt, int64 completion, int64 cached, Atto* cost) {
+// usage_cost(): the cost of counts at price `p` (the price in effect at the
+// row's time; nullptr when it has none), or false when unpriced.
+bool row_cost(const TokenPrice* p, int64 prompt, int64 completion, int64 cached, Atto* cost) {
   if (prompt == 0 && completion == 0) {
     *cost = 0;
     return true;
   }
-  const TokenPrice* p = price_at(r, at);
+  const bool negative = unsign_token_counts(&prompt, &completion, &cached);
   if (p == nullptr) return false;
-  const bool negative = prompt < 0 || completion < 0 || cached < 0;
-  if (negative && (prompt > 0 || completion > 0 || cached > 0 || prompt == PG_INT64_MIN ||
-                   completion == PG_INT64_MIN || cached == PG_INT64_MIN))
-    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                    errmsg("billing: token counts of one ledger row must all have the same sign")));
-  if (negative) {
-    prompt = -prompt;
-    completion = -completion;
-    cached = -cached;
-  }
-  if (cached > prompt)
-    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("billing: cached tokens exceed prompt tokens")));
-  Atto c;
-  if (!token_cost(*p, prompt, completion, cached, &c))
-    ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("billing: cost out of range")));
-  *cost = negative ? -c : c;
+  *cost = signed_token_cost(*p, prompt, completion, cached, negative);
   return true;
 }
 
@@ -232,11 +217,12 @@ extern "C" Datum ledger_usage(PG_FUNCTION_ARGS) {
       Atto cost = 0, estimated_cost = 0;
       bool priced = false, estimate_priced = false;
       if (model != nullptr) {
-        const ModelResolution& r = resolve_model_cached(fcinfo, call, model_bytes, model_len);
-        priced = row_cost(r, at, prompt, completion, cached, &cost);
-        estimate_priced = row_cost(r, at, est_prompt, est_completion, 0, &estimated_cost);
+        // (one price for both: the estimate is priced as the row's model)
+        const TokenPrice* p = price_at(resolve_model_cached(fcinfo, call, model_bytes, model_len), at);
+        priced = row_cost(p, prompt, completion, cached, &cost);
+        estimate_priced = row_cost(p, est_prompt, est_completion, 0, &estimated_cost);
       } else if (estimate_model != nullptr) {
-        estimate_priced = row_cost(estimate_resolution, at, est_prompt, est_completion, 0, &estimated_cost);
+        estimate_priced = row_cost(price_at(estimate_resolution, at), est_prompt, est_completion, 0, &estimated_cost);
       }
       Sum unpriced = unsplit;
       if (!priced) unpriced += static_cast<Sum>(prompt) + completion;

@@ -207,16 +207,11 @@ bool conversation_key(const Column_value& c, Datum* key, bool* null) {
 // Whether the role says an assistant's reply; false in *known when the
 // full body must decide (a type it reads with more care).
 bool is_assistant(const Column_value& c, bool* known) {
-  static constexpr char kAssistant[] = "assistant";
-  constexpr size_t kLength = sizeof kAssistant - 1;
   *known = true;
   if (c.null) return false;
   if (c.type == TEXTOID || c.type == VARCHAROID) {
-    const auto* v = reinterpret_cast<const struct varlena*>(DatumGetPointer(c.value));
-    if (VARATT_IS_EXTENDED(v)) {
-      v = pg_detoast_datum_packed(const_cast<struct varlena*>(v));
-    }
-    return VARSIZE_ANY_EXHDR(v) == kLength && memcmp(VARDATA_ANY(v), kAssistant, kLength) == 0;
+    const struct varlena* v = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(c.value)));
+    return is_assistant_role(std::string_view(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v)));
   }
   if (get_typtype(c.type) == TYPTYPE_ENUM) {
     // The label, as the built-in enum_out would give it.
@@ -225,7 +220,7 @@ bool is_assistant(const Column_value& c, bool* known) {
       *known = false;
       return false;
     }
-    const bool assistant = strcmp(NameStr(reinterpret_cast<Form_pg_enum>(GETSTRUCT(tup))->enumlabel), kAssistant) == 0;
+    const bool assistant = is_assistant_role(NameStr(reinterpret_cast<Form_pg_enum>(GETSTRUCT(tup))->enumlabel));
     ReleaseSysCache(tup);
     return assistant;
   }

@@ -75,7 +75,7 @@ extern "C" Datum usage_of(PG_FUNCTION_ARGS) {
       bool assistant = false;
       if (!PG_ARGISNULL(1)) {
         text* role = PG_GETARG_TEXT_PP(1);
-        assistant = VARSIZE_ANY_EXHDR(role) == 9 && memcmp(VARDATA_ANY(role), "assistant", 9) == 0;
+        assistant = is_assistant_role(std::string_view(VARDATA_ANY(role), VARSIZE_ANY_EXHDR(role)));
       }
       values[7] = BoolGetDatum(assistant);
       if (assistant && !PG_ARGISNULL(2)) {
@@ -97,27 +97,13 @@ extern "C" Datum usage_cost(PG_FUNCTION_ARGS) {
   int64 completion = PG_GETARG_INT64(2);
   int64 cached = PG_GETARG_INT64(3);
   if (prompt == 0 && completion == 0) return atto_to_numeric(0);
-  const bool negative = prompt < 0 || completion < 0 || cached < 0;
-  if (negative) {
-    if (prompt > 0 || completion > 0 || cached > 0 || prompt == PG_INT64_MIN || completion == PG_INT64_MIN ||
-        cached == PG_INT64_MIN)
-      ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                      errmsg("billing: token counts of one row must all have the same sign")));
-    prompt = -prompt;
-    completion = -completion;
-    cached = -cached;
-  }
-  if (cached > prompt)
-    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("billing: cached tokens exceed prompt tokens")));
+  const bool negative = unsign_token_counts(&prompt, &completion, &cached);
   CostCall* call = cost_call(fcinfo);
   text* model = PG_GETARG_TEXT_PP(0);
   const ModelResolution& r = resolve_model_cached(fcinfo, call, VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model));
   const TokenPrice* p = price_at(r, PG_GETARG_TIMESTAMPTZ(4));
   if (p == nullptr) PG_RETURN_NULL();
-  Atto cost;
-  if (!token_cost(*p, prompt, completion, cached, &cost))
-    ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("billing: cost out of range")));
-  return atto_to_numeric(negative ? -cost : cost);
+  return atto_to_numeric(signed_token_cost(*p, prompt, completion, cached, negative));
 }
 
 // _estimated_tokens(content text) -> bigint: the tokens billing estimates for

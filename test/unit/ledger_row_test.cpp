@@ -105,3 +105,18 @@ TEST(LedgerRow, CountableYears) {
 
 }  // namespace
 }  // namespace billing
+
+namespace billing {
+namespace {
+
+TEST(LedgerRow, AssistantRole) {
+  // Exactly the label: the role is compared as stored, no case folding or trimming.
+  EXPECT_TRUE(is_assistant_role("assistant"));
+  EXPECT_FALSE(is_assistant_role("Assistant"));
+  EXPECT_FALSE(is_assistant_role("assistant "));
+  EXPECT_FALSE(is_assistant_role("user"));
+  EXPECT_FALSE(is_assistant_role(""));
+}
+
+}  // namespace
+}  // namespace billing

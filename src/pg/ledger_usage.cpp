@@ -26,6 +26,8 @@ extern "C" {
 #include "common/hashfn.h"
 #include "common/md5.h"
 #include "mb/pg_wchar.h"
+#include "nodes/params.h"
+#include "tcop/dest.h"
 #include "utils/hsearch.h"
 
 PG_FUNCTION_INFO_V1(ledger_usage);
@@ -121,11 +123,127 @@ Datum sum_to_numeric(Sum v) {
   return DirectFunctionCall3(numeric_in, CStringGetDatum(p), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 }
 
-int64 get_int(HeapTuple row, TupleDesc desc, int col, bool int32_column) {
-  bool null = false;
-  const Datum d = SPI_getbinval(row, desc, col, &null);
-  if (null) return 0;
-  return int32_column ? DatumGetInt32(d) : DatumGetInt64(d);
+int64 int_column(const Datum* values, const bool* nulls, int i, bool int32_column) {
+  if (nulls[i]) return 0;
+  return int32_column ? DatumGetInt32(values[i]) : DatumGetInt64(values[i]);
+}
+
+// The receiver of the ledger's rows: what add_row() needs, and no
+// destructor (it lives on the stack of a function that may raise).
+struct LedgerReader {
+  DestReceiver pub;  // first: the executor sees a DestReceiver
+  FunctionCallInfo fcinfo;
+  CostCall* call;
+  ModelResolution estimate_resolution;
+  bool has_estimate_model;
+  pg_tz* tz;
+  HTAB* groups;
+  MemoryContext work;  // groups and their keys
+  StringInfoData key;  // the group key of the current row, in `work`
+  DateADT month;       // the month of [month_start, month_end): rows come in runs of one month
+  TimestampTz month_start, month_end;
+};
+
+void reader_startup(DestReceiver*, int, TupleDesc) {}
+void reader_shutdown(DestReceiver*) {}
+
+// Adds one ledger row (the columns of kLedgerQuery) to its group.
+void add_row(LedgerReader* r, const Datum* values, const bool* nulls) {
+  const int16 source_id = DatumGetInt16(values[0]);
+  const TimestampTz at = DatumGetTimestampTz(values[1]);
+  DateADT month;
+  if (at >= r->month_start && at < r->month_end) {
+    month = r->month;
+  } else {
+    month = month_containing(at, r->tz);
+    r->month = month;
+    r->month_start = month_begins(month, 0, r->tz);
+    r->month_end = month_begins(month, 1, r->tz);
+  }
+  const text* conversation = nulls[2] ? nullptr : DatumGetTextPP(values[2]);
+  const text* model = nulls[3] ? nullptr : DatumGetTextPP(values[3]);
+  const int64 messages = int_column(values, nulls, 4, true);
+  const int64 prompt = int_column(values, nulls, 5, false);
+  const int64 completion = int_column(values, nulls, 6, false);
+  const int64 cached = int_column(values, nulls, 7, false);
+  const int64 est_prompt = int_column(values, nulls, 8, false);
+  const int64 est_completion = int_column(values, nulls, 9, false);
+  const int64 unsplit = int_column(values, nulls, 10, false);
+  const int64 problems = int_column(values, nulls, 11, true);
+
+  // The prices.
+  const char* model_bytes = model == nullptr ? "" : VARDATA_ANY(model);
+  const int model_len = model == nullptr ? 0 : static_cast<int>(VARSIZE_ANY_EXHDR(model));
+  Atto cost = 0, estimated_cost = 0;
+  bool priced = false, estimate_priced = false;
+  if (model != nullptr) {
+    // (one price for both: the estimate is priced as the row's model)
+    const TokenPrice* p = price_at(resolve_model_cached(r->fcinfo, r->call, model_bytes, model_len), at);
+    priced = row_cost(p, prompt, completion, cached, &cost);
+    estimate_priced = row_cost(p, est_prompt, est_completion, 0, &estimated_cost);
+  } else if (r->has_estimate_model) {
+    estimate_priced = row_cost(price_at(r->estimate_resolution, at), est_prompt, est_completion, 0, &estimated_cost);
+  }
+  Sum unpriced = unsplit;
+  if (!priced) unpriced += static_cast<Sum>(prompt) + completion;
+  if (!estimate_priced) unpriced += static_cast<Sum>(est_prompt) + est_completion;
+
+  // The group: table, month, conversation, model key. The key is built
+  // in a reused buffer and copied only when the group is new.
+  int key_len = 0;
+  const char* mkey = model_key(model_bytes, model_len, &key_len);
+  const int conversation_len = conversation == nullptr ? 0 : static_cast<int>(VARSIZE_ANY_EXHDR(conversation));
+  resetStringInfo(&r->key);
+  appendBinaryStringInfo(&r->key, reinterpret_cast<const char*>(&source_id), sizeof source_id);
+  appendBinaryStringInfo(&r->key, reinterpret_cast<const char*>(&month), sizeof month);
+  appendStringInfoChar(&r->key, conversation == nullptr ? 'n' : 'v');
+  appendBinaryStringInfo(&r->key, reinterpret_cast<const char*>(&conversation_len), sizeof conversation_len);
+  if (conversation != nullptr) appendBinaryStringInfo(&r->key, VARDATA_ANY(conversation), conversation_len);
+  const int model_at = r->key.len;
+  appendBinaryStringInfo(&r->key, mkey, key_len);
+  GroupKey key{r->key.data, r->key.len};
+  auto* g = static_cast<LedgerGroup*>(hash_search(r->groups, &key, HASH_FIND, nullptr));
+  if (g == nullptr) {
+    char* stored = static_cast<char*>(MemoryContextAlloc(r->work, r->key.len));
+    memcpy(stored, r->key.data, r->key.len);
+    key.bytes = stored;
+    g = static_cast<LedgerGroup*>(hash_search(r->groups, &key, HASH_ENTER, nullptr));
+    memset(reinterpret_cast<char*>(g) + sizeof(GroupKey), 0, sizeof(LedgerGroup) - sizeof(GroupKey));
+    g->source_id = source_id;
+    g->month = month;
+    g->conversation = conversation == nullptr ? nullptr : stored + model_at - conversation_len;
+    g->conversation_len = conversation_len;
+    g->model = stored + model_at;
+    g->model_len = key_len;
+  }
+
+  g->messages += messages;
+  g->prompt += prompt;
+  g->completion += completion;
+  g->cached += cached;
+  g->estimated_prompt += est_prompt;
+  g->estimated_completion += est_completion;
+  g->unsplit += unsplit;
+  g->unpriced += unpriced;
+  g->problems += problems;
+  g->cost += cost;
+  g->estimated_cost += estimated_cost;
+  if (messages > 0) {
+    if (!g->any_added || at < g->first_added) g->first_added = at;
+    if (!g->any_added || at > g->last_added) g->last_added = at;
+    g->any_added = true;
+  } else if (messages < 0) {
+    if (!g->any_removed || at < g->first_removed) g->first_removed = at;
+    if (!g->any_removed || at > g->last_removed) g->last_removed = at;
+    g->any_removed = true;
+  }
+}
+
+bool receive_row(TupleTableSlot* slot, DestReceiver* self) {
+  CHECK_FOR_INTERRUPTS();
+  slot_getallattrs(slot);
+  add_row(reinterpret_cast<LedgerReader*>(self), slot->tts_values, slot->tts_isnull);
+  return true;
 }
 
 }  // namespace
@@ -164,123 +282,41 @@ extern "C" Datum ledger_usage(PG_FUNCTION_ARGS) {
   const TimestampTz hi = TIMESTAMP_NOT_FINITE(to) ? to : month_begins(last_month, 0, tz);
 
   Oid types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
-  Datum args[2] = {TimestampTzGetDatum(lo), TimestampTzGetDatum(hi)};
   SPIPlanPtr plan = SPI_prepare(kLedgerQuery, 2, types);
   if (plan == nullptr) elog(ERROR, "billing: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-  Portal cursor = SPI_cursor_open(nullptr, plan, args, nullptr, true);
+  ParamListInfo params = makeParamList(2);
+  params->params[0] = ParamExternData{TimestampTzGetDatum(lo), false, PARAM_FLAG_CONST, TIMESTAMPTZOID};
+  params->params[1] = ParamExternData{TimestampTzGetDatum(hi), false, PARAM_FLAG_CONST, TIMESTAMPTZOID};
 
-  StringInfoData k;  // the group key of the current row, in `work`
+  // The rows go straight from the executor to add_row(): no copy of each
+  // into an SPI tuple table, and each row taken apart once.
+  LedgerReader reader{};
+  reader.pub.receiveSlot = receive_row;
+  reader.pub.rStartup = reader_startup;
+  reader.pub.rShutdown = reader_shutdown;
+  reader.pub.rDestroy = reader_shutdown;
+  reader.pub.mydest = DestNone;
+  reader.fcinfo = fcinfo;
+  reader.call = call;
+  reader.estimate_resolution = estimate_resolution;
+  reader.has_estimate_model = estimate_model != nullptr;
+  reader.tz = tz;
+  reader.groups = groups;
+  reader.work = work;
+  reader.month_start = 1;  // an empty range: the first row computes its month
   {
     const MemoryContext old = MemoryContextSwitchTo(work);
-    initStringInfo(&k);
+    initStringInfo(&reader.key);
     MemoryContextSwitchTo(old);
   }
-  DateADT cached_month = 0;
-  TimestampTz cached_month_start = 1, cached_month_end = 0;  // empty: the first row computes it
-  for (;;) {
-    SPI_cursor_fetch(cursor, true, kBatch);
-    if (SPI_processed == 0) break;
-    const TupleDesc desc = SPI_tuptable->tupdesc;
-    for (uint64 i = 0; i < SPI_processed; ++i) {
-      CHECK_FOR_INTERRUPTS();
-      HeapTuple row = SPI_tuptable->vals[i];
-      bool null = false;
-      const int16 source_id = DatumGetInt16(SPI_getbinval(row, desc, 1, &null));
-      const TimestampTz at = DatumGetTimestampTz(SPI_getbinval(row, desc, 2, &null));
-      DateADT month;
-      if (at >= cached_month_start && at < cached_month_end) {
-        month = cached_month;
-      } else {
-        month = month_containing(at, tz);
-        cached_month = month;
-        cached_month_start = month_begins(month, 0, tz);
-        cached_month_end = month_begins(month, 1, tz);
-      }
-      bool conversation_null = false;
-      const Datum conversation_d = SPI_getbinval(row, desc, 3, &conversation_null);
-      const text* conversation = conversation_null ? nullptr : DatumGetTextPP(conversation_d);
-      bool model_null = false;
-      const Datum model_d = SPI_getbinval(row, desc, 4, &model_null);
-      const text* model = model_null ? nullptr : DatumGetTextPP(model_d);
-      const int64 messages = get_int(row, desc, 5, true);
-      const int64 prompt = get_int(row, desc, 6, false);
-      const int64 completion = get_int(row, desc, 7, false);
-      const int64 cached = get_int(row, desc, 8, false);
-      const int64 est_prompt = get_int(row, desc, 9, false);
-      const int64 est_completion = get_int(row, desc, 10, false);
-      const int64 unsplit = get_int(row, desc, 11, false);
-      const int64 problems = get_int(row, desc, 12, true);
-
-      // The prices.
-      const char* model_bytes = model == nullptr ? "" : VARDATA_ANY(model);
-      const int model_len = model == nullptr ? 0 : static_cast<int>(VARSIZE_ANY_EXHDR(model));
-      Atto cost = 0, estimated_cost = 0;
-      bool priced = false, estimate_priced = false;
-      if (model != nullptr) {
-        // (one price for both: the estimate is priced as the row's model)
-        const TokenPrice* p = price_at(resolve_model_cached(fcinfo, call, model_bytes, model_len), at);
-        priced = row_cost(p, prompt, completion, cached, &cost);
-        estimate_priced = row_cost(p, est_prompt, est_completion, 0, &estimated_cost);
-      } else if (estimate_model != nullptr) {
-        estimate_priced = row_cost(price_at(estimate_resolution, at), est_prompt, est_completion, 0, &estimated_cost);
-      }
-      Sum unpriced = unsplit;
-      if (!priced) unpriced += static_cast<Sum>(prompt) + completion;
-      if (!estimate_priced) unpriced += static_cast<Sum>(est_prompt) + est_completion;
-
-      // The group: table, month, conversation, model key. The key is built
-      // in a reused buffer and copied only when the group is new.
-      int key_len = 0;
-      const char* mkey = model_key(model_bytes, model_len, &key_len);
-      const int conversation_len = conversation == nullptr ? 0 : static_cast<int>(VARSIZE_ANY_EXHDR(conversation));
-      resetStringInfo(&k);
-      appendBinaryStringInfo(&k, reinterpret_cast<const char*>(&source_id), sizeof source_id);
-      appendBinaryStringInfo(&k, reinterpret_cast<const char*>(&month), sizeof month);
-      appendStringInfoChar(&k, conversation == nullptr ? 'n' : 'v');
-      appendBinaryStringInfo(&k, reinterpret_cast<const char*>(&conversation_len), sizeof conversation_len);
-      if (conversation != nullptr) appendBinaryStringInfo(&k, VARDATA_ANY(conversation), conversation_len);
-      const int model_at = k.len;
-      appendBinaryStringInfo(&k, mkey, key_len);
-      GroupKey key{k.data, k.len};
-      auto* g = static_cast<LedgerGroup*>(hash_search(groups, &key, HASH_FIND, nullptr));
-      if (g == nullptr) {
-        char* stored = static_cast<char*>(MemoryContextAlloc(work, k.len));
-        memcpy(stored, k.data, k.len);
-        key.bytes = stored;
-        g = static_cast<LedgerGroup*>(hash_search(groups, &key, HASH_ENTER, nullptr));
-        memset(reinterpret_cast<char*>(g) + sizeof(GroupKey), 0, sizeof(LedgerGroup) - sizeof(GroupKey));
-        g->source_id = source_id;
-        g->month = month;
-        g->conversation = conversation == nullptr ? nullptr : stored + model_at - conversation_len;
-        g->conversation_len = conversation_len;
-        g->model = stored + model_at;
-        g->model_len = key_len;
-      }
-
-      g->messages += messages;
-      g->prompt += prompt;
-      g->completion += completion;
-      g->cached += cached;
-      g->estimated_prompt += est_prompt;
-      g->estimated_completion += est_completion;
-      g->unsplit += unsplit;
-      g->unpriced += unpriced;
-      g->problems += problems;
-      g->cost += cost;
-      g->estimated_cost += estimated_cost;
-      if (messages > 0) {
-        if (!g->any_added || at < g->first_added) g->first_added = at;
-        if (!g->any_added || at > g->last_added) g->last_added = at;
-        g->any_added = true;
-      } else if (messages < 0) {
-        if (!g->any_removed || at < g->first_removed) g->first_removed = at;
-        if (!g->any_removed || at > g->last_removed) g->last_removed = at;
-        g->any_removed = true;
-      }
-    }
-    SPI_freetuptable(SPI_tuptable);
-  }
-  SPI_cursor_close(cursor);
+  SPIExecuteOptions options;
+  memset(&options, 0, sizeof options);
+  options.params = params;
+  options.read_only = true;
+  options.dest = &reader.pub;
+  const int rc = SPI_execute_plan_extended(plan, &options);
+  // (SPI says SPI_OK_UTILITY for a SELECT whose rows go to a DestNone receiver)
+  if (rc < 0) elog(ERROR, "billing: reading the ledger failed: %s", SPI_result_code_string(rc));
   SPI_finish();
 
   // One row per group.

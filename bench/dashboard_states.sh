@@ -89,6 +89,7 @@ time_state() {
         psql_times | while read -r t; do printf '%s\t%s\n' "$1" "$t"; done >>"$samples"
 }
 
+load_before=$(load_average)
 log "state 2: one message per conversation this month, merged"
 pg -v c="$conversations" <<'SQL'
 INSERT INTO messages (conversation_id, role, content, data, created_at)
@@ -121,7 +122,7 @@ report=$tmp/report.md
 {
     echo "## dashboard() in the states of a live database: $(printf "%'d" "$((conversations * (each + 1)))") messages in $(printf "%'d" "$conversations") conversations, $runs runs per state ($(utc_time))"
     echo
-    machine_line "$(load_average)" "$(load_average)"
+    machine_line "$load_before" "$(load_average)"
     echo "- $(server_version); billing $(billing_version)"
     echo "- settings: $(settings_line shared_buffers work_mem jit autovacuum)"
     echo

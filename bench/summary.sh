@@ -44,6 +44,15 @@ first_word() { awk '{ print $1; exit }'; }
 bullet() { awk -v p="$2" 'index($0, p) == 1 { print substr($0, length(p) + 1); exit }' "$1"; }
 # thousands N: 1000000 -> 1,000,000.
 thousands() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
+# last_run FILE: the last run of bench/row_cost.sh in FILE, from its heading
+# ("## billing row cost: ...", or "###" in a report that compares runs) to
+# the next heading; nothing when there is none.
+last_run() {
+    awk '/^#+ billing row cost: / { buf = ""; on = 1 }
+         on && /^#/ && !/^#+ billing row cost: / { on = 0 }
+         on { buf = buf $0 "\n" }
+         END { printf "%s", buf }' "$1"
+}
 
 # The catalog: one line per report, newest first:
 #   time  kind  key  file  billing-version  load-before  checks
@@ -55,7 +64,13 @@ for f in "$dir"/*.md; do
     name=${f##*/}
     [[ $name != latest.md ]] || continue
     case $name in
+        dashboard-states-*-*.md)
+            # Keyed by the messages of its heading (C conversations x (M + 1)),
+            # not by the file name's conversation count.
+            kind=states
+            key=$(sed -n '1s/^## dashboard() in the states of a live database: \([0-9,]*\) messages in .*/\1/p' "$f" | tr -d ,) ;;
         dashboard-*-*.md) kind=dashboard key=${name##*-} key=${key%.md} ;;
+        row-cost-*-*.md) kind=row-cost key=${name##*-} key=${key%.md} ;;
         backfill-*-*.md) kind=backfill key=${name##*-} key=${key%.md} ;;
         inserts-*.md)
             # Since issue 15: preloaded tables, five workloads, the settings
@@ -70,9 +85,14 @@ for f in "$dir"/*.md; do
         [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]-*.md) kind=aggregates key=${name##*-} key=${key%.md} ;;
         *) kind=other key="" ;;
     esac
-    time=$(sed -n '1s/.*(\([0-9-]* [0-9:]*\) UTC)$/\1/p' "$f")
-    version=$(grep -m 1 -o '; billing [0-9][0-9.]*' "$f" | awk '{ print $3 }' || true)
-    load=$(sed -n 's/^- machine: .*load average \([0-9.]*\) .*/\1/p' "$f" | head -n 1)
+    # The run the figures come from: the whole report, but for a row cost
+    # report its last run (one report can hold several: before and after).
+    run=""
+    [[ $kind != row-cost ]] || run=$(last_run "$f")
+    [[ -n $run ]] || run=$(<"$f")
+    time=$(sed -n '1s/.*(\([0-9-]* [0-9:]*\) UTC)$/\1/p' <<<"$run")
+    version=$(grep -m 1 -o '; billing [0-9][0-9.]*' <<<"$run" | awk '{ print $3 }' || true)
+    load=$(sed -n 's/^- machine: .*load average \([0-9.]*\) .*/\1/p' <<<"$run" | head -n 1)
     # (a target marked "**not met**" is a result, not a failed check)
     if sed 's/\*\*not met\*\*//g' "$f" | grep -q '\*\*'; then checks="**failed**"; else checks="passed"; fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${time:--}" "$kind" "${key:--}" "$name" "${version:--}" "${load:--}" "$checks"
@@ -210,6 +230,49 @@ dash_equal() {
         END { if (out != "") print out }' "$1"
 }
 
+# dashboard_states.sh; STATE: the start of a state's label.
+states_time() {
+    local med range label detail=""
+    med=$(cell "$1" 2 "$2")
+    range=$(cell "$1" 3 "$2")
+    label=$(cell "$1" 1 "$2")
+    [[ -n $med ]] || return 0
+    if [[ $label =~ ^after\ merging\ ([0-9,]+)\ current-month\ messages:.*,\ (.+)\ of\ dead\ ledger\ rows$ ]]; then
+        detail="; $(thousands "${BASH_REMATCH[1]//,/}") current-month messages just merged, ${BASH_REMATCH[2]} of dead ledger rows"
+    elif [[ $label =~ ^with\ ([0-9,]+)\ writes\ unmerged$ ]]; then
+        detail="; $(thousands "${BASH_REMATCH[1]//,/}") writes unmerged"
+    fi
+    echo "$med ms ($range), under 20 ms: $(met "$(below "$med" 20)")$detail"
+}
+
+# row_cost.sh, its last run; QUERY: the start of a query's label.
+rc_cell() { cell <(last_run "$1") "$2" "$3"; }
+rc_ref() {
+    local med range cpu
+    med=$(rc_cell "$1" 2 "count(created_at)")
+    range=$(rc_cell "$1" 3 "count(created_at)")
+    cpu=$(rc_cell "$1" 5 "count(created_at)")
+    [[ -n $med && -n $cpu ]] || return 0
+    echo "$med ms ($range), on-CPU $cpu ms"
+}
+rc_query() {
+    local label med range r cpu cr ns ref cref plan=""
+    label=$(rc_cell "$1" 1 "$2")
+    med=$(rc_cell "$1" 2 "$2")
+    range=$(rc_cell "$1" 3 "$2")
+    r=$(rc_cell "$1" 4 "$2")
+    cpu=$(rc_cell "$1" 5 "$2")
+    cr=$(rc_cell "$1" 6 "$2")
+    ns=$(rc_cell "$1" 7 "$2")
+    ref=$(rc_cell "$1" 2 "count(created_at)")
+    cref=$(rc_cell "$1" 5 "count(created_at)")
+    [[ -n $med && -n $r && -n $cpu && -n $cr && -n $ref && -n $cref ]] || return 0
+    [[ $label != *"(parallel)"* ]] || plan="; **ran a parallel plan**"
+    echo "$r× the time of \`count(created_at)\`: $med ms ($range) against $ref ms; on-CPU $cr×: $cpu against $cref ms, $ns ns per row more$plan"
+}
+rc_equal() { last_run "$1" | awk -v p="- openai_cost(data, created_at) = plain SQL, exactly: " 'index($0, p) == 1 { print substr($0, length(p) + 1); exit }'; }
+rc_data() { last_run "$1" | awk -v p="- data: " 'index($0, p) == 1 { print substr($0, length(p) + 1); exit }'; }
+
 # inserts.sh; CLIENTS: a client count.
 ins_clients() {
     awk -v n="$2" '/^\| [0-9]+ \| / {
@@ -292,6 +355,7 @@ data_of() {
     case $1 in
         inserts) echo "$2 per client count" ;;
         writes) echo "$(thousands "${2%% *}") ${2#* }" ;;
+        row-cost) echo "$(thousands "$2") short messages" ;;
         *) echo "$(thousands "$2") messages" ;;
     esac
 }
@@ -341,6 +405,43 @@ t_faster() {
     printf '%s\t%s\n' "$r" "$(met "$(at_most 100 "${r%×}")")"
 }
 t_plain_dash() { t_faster "$1" "plain SQL from"; }
+# Every state of the table, each median under 20 ms; nothing unless the
+# report has the four states.
+t_states() {
+    awk '
+        function commas(v) { while (v ~ /[0-9][0-9][0-9][0-9]/ && sub(/[0-9][0-9][0-9]($|,)/, ",&", v)) ; return v }
+        /^\| state \| median ms \| / { on = 1; next }
+        on && /^\| -/ { next }
+        on && /^\| / {
+            split(substr($0, 3, length($0) - 4), c, / \| /)
+            s = c[1]
+            if (s ~ /^after merging /) { s = "stale statistics and dead ledger rows"; seen["stale"] = 1 }
+            else if (s ~ /^the same after VACUUM/) { s = "after VACUUM"; seen["vacuumed"] = 1 }
+            else if (s ~ /^the same after ANALYZE/) { s = "after ANALYZE"; seen["analyzed"] = 1 }
+            else if (s ~ /^with [0-9,]+ writes unmerged$/) {
+                s = substr(s, 6, length(s) - 21); gsub(/,/, "", s)
+                s = "with " commas(s) " unmerged writes"; seen["unmerged"] = 1
+            }
+            list = list (n++ ? "; " : "") s " " c[2] " ms"
+            if (!(c[2] + 0 < 20)) bad = 1
+            next
+        }
+        on { on = 0 }
+        END {
+            if (!seen["stale"] || !seen["vacuumed"] || !seen["analyzed"] || !seen["unmerged"]) exit
+            printf "%s (medians)\t%s\n", list, (bad ? "**not met**" : "met")
+        }' "$1"
+}
+# openai_cost(data, created_at)'s wall and on-CPU ratios, both at most 1.5.
+t_row_cost() {
+    local w c plan="serial"
+    w=$(rc_cell "$1" 4 "billing.openai_cost(data, created_at)")
+    c=$(rc_cell "$1" 6 "billing.openai_cost(data, created_at)")
+    [[ -n $w && -n $c ]] || return 0
+    [[ $(rc_cell "$1" 1 "billing.openai_cost(data, created_at)") != *"(parallel)"* ]] || plan="**a parallel plan**, not serial"
+    printf '%s\t%s\n' "$w× wall, $c× on-CPU time ($plan, medians)" \
+        "$(met "$(($(at_most "$w" 1.5) && $(at_most "$c" 1.5)))")"
+}
 t_node_dash() { t_faster "$1" "seed route in Node.js"; }
 t_inserts() {
     awk '/^\| [0-9]+ \| / {
@@ -380,6 +481,8 @@ t_batch() { t_writes "$1" multirow copy; }
 
 mapfile -t aggregates_keys < <(keys aggregates)
 mapfile -t dashboard_keys < <(keys dashboard)
+mapfile -t states_keys < <(keys states)
+mapfile -t row_cost_keys < <(keys row-cost)
 mapfile -t backfill_keys < <(keys backfill)
 mapfile -t inserts_keys < <(keys inserts | sort -r)   # "3 rounds of 30 s" before "2 rounds of 5 s"
 mapfile -t writes_keys < <(keys writes | sort -t ' ' -k 1,1nr -k 2,2)   # the largest tables first
@@ -392,16 +495,17 @@ tmp_out=$(mktemp "$dir/.latest.XXXXXX")
 <!-- Generated by bench/summary.sh from the reports in this directory. Do not edit: run a benchmark, or bash bench/summary.sh. -->
 
 Generated by `bench/summary.sh` from the reports in `bench/results/`:
-`bench/run.sh`, `dashboard.sh`, `inserts.sh` and `backfill.sh` (and so
-`part2.sh`) regenerate it after saving their report, and `bash
-bench/summary.sh` does it by hand. Each figure is copied from the newest
-report of its size that has it, or computed from that report's medians, and
-names that report, the time it was made, the billing version it measured and
-the 1-minute load average before its timed rounds (2 shared cores: above 1
-the machine was busy). Quote figures from here, with their report. What
-each figure measures and how: `bench/README.md` (the cost aggregates, and
-the inserts since issue 15) and `bench/RESULTS-part2.md` (dashboard,
-backfill, the earlier inserts).
+`bench/run.sh`, `row_cost.sh`, `dashboard.sh`, `dashboard_states.sh`,
+`inserts.sh` and `backfill.sh` (and so `part2.sh`) regenerate it after
+saving their report, and `bash bench/summary.sh` does it by hand. Each
+figure is copied from the newest report of its size that has it, or
+computed from that report's medians, and names that report, the time it was
+made, the billing version it measured and the 1-minute load average before
+its timed rounds (2 shared cores: above 1 the machine was busy). Quote
+figures from here, with their report. What each figure measures and how:
+`bench/README.md` (the cost aggregates, and the inserts since issue 15),
+`bench/RESULTS-part2.md` (dashboard, backfill, the earlier inserts) and the
+comments at the top of `bench/row_cost.sh` and `bench/dashboard_states.sh`.
 
 ## Targets
 
@@ -417,9 +521,15 @@ EOF
     for key in "${aggregates_keys[@]}"; do
         target aggregates "$key" "grouped by conversation, at most 2× the hash table memory of the two \`sum()\`s" t_memory
     done
+    for key in "${row_cost_keys[@]}"; do
+        target row-cost "$key" "\`openai_cost(data, created_at)\` within 1.5× of \`count(created_at)\` on short rows" t_row_cost
+    done
     target dashboard 10000000 "\`billing.dashboard()\` under 50 ms at 10M messages" t_dash
     target dashboard 10000000 "\`billing.dashboard()\` at least 100× faster than plain SQL at 10M" t_plain_dash
     target dashboard 10000000 "\`billing.dashboard()\` at least 100× faster than the seed's Node route at 10M" t_node_dash
+    for key in "${states_keys[@]}"; do
+        target states "$key" "\`dashboard()\` under 20 ms in each state of a live database (stale statistics, dead ledger rows, unmerged writes)" t_states
+    done
     for key in "${writes_keys[@]}"; do
         target writes "$key" "tracked single-row inserts at least 0.9× untracked at every client count: replies with usage, user messages, estimated replies" t_single
     done
@@ -450,6 +560,27 @@ EOF
     done
 
     echo
+    echo "## billing's own work per row, on short rows (\`bench/row_cost.sh\`)"
+    echo
+    echo "Serial, jit off, medians; wall: the server's execution time, on-CPU: the"
+    echo "backend's. From the last run of each report (a report that compares runs,"
+    echo "as before and after a change, ends with the newest)."
+    for key in "${row_cost_keys[@]}"; do
+        echo
+        echo "### $(data_of row-cost "$key")"
+        echo
+        md_row figure value report
+        md_row --- --- ---
+        figure row-cost "$key" "\`count(created_at)\`, the reference: scan, row taken apart, one transition call" rc_ref
+        figure row-cost "$key" "\`openai_cost(data, created_at)\`, each row at its date's prices" rc_query "billing.openai_cost(data, created_at)"
+        figure row-cost "$key" "\`openai_cost(data)\`, each row at today's prices" rc_query "billing.openai_cost(data)"
+        figure row-cost "$key" "\`count(data)\`, reading the jsonb column" rc_query "count(data)"
+        figure row-cost "$key" "equal work: \`openai_cost(data, created_at)\` = plain SQL, exactly" rc_equal
+        figure row-cost "$key" "data" rc_data
+        figure row-cost "$key" "every check of the report (equal work, serial plans)" checks
+    done
+
+    echo
     echo "## The dashboard (\`bench/dashboard.sh\`)"
     for key in "${dashboard_keys[@]}"; do
         echo
@@ -468,6 +599,21 @@ EOF
         figure dashboard "$key" "equal work: \`dashboard()\`'s OpenAI cost = plain SQL's, exactly (and any other column of the check that differs)" dash_equal
         figure dashboard "$key" "set-up: \`billing.track_messages()\` on the existing rows (the backfill)" dash_setup
         figure dashboard "$key" "every check of the report" checks
+    done
+
+    echo
+    echo "## \`dashboard()\` in the states of a live database (\`bench/dashboard_states.sh\`)"
+    for key in "${states_keys[@]}"; do
+        echo
+        echo "### $(thousands "$key") messages"
+        echo
+        md_row figure value report
+        md_row --- --- ---
+        figure states "$key" "\`billing.dashboard()\` after a merge: statistics that believe the month empty, the merged ledger rows dead" states_time "after merging"
+        figure states "$key" "the same after \`VACUUM billing.usage_ledger\`" states_time "the same after VACUUM"
+        figure states "$key" "the same after \`ANALYZE\` of the rollups" states_time "the same after ANALYZE"
+        figure states "$key" "with unmerged writes" states_time "with "
+        figure states "$key" "every check of the report" checks
     done
 
     echo
@@ -529,6 +675,8 @@ EOF
         case $kind in
             aggregates) what="cost aggregates, $(thousands "$key") messages" ;;
             dashboard) what="dashboard, $(thousands "$key") messages" ;;
+            states) what="dashboard in the states of a live database, $(thousands "$key") messages" ;;
+            row-cost) what="row cost, $(data_of row-cost "$key")" ;;
             backfill) what="backfill, $(thousands "$key") messages" ;;
             inserts) what="inserts, $key per client count" ;;
             writes) what="inserts, $(data_of writes "$key")" ;;

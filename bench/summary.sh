@@ -685,4 +685,5 @@ EOF
         md_row "[$name]($name)" "$what" "$time" "$version" "$load" "$checks"
     done <"$catalog"
 } >"$tmp_out"
+chmod 644 -- "$tmp_out"
 mv -f -- "$tmp_out" "$out"

@@ -207,7 +207,7 @@ Datum scalar_invalid(FunctionCallInfo fcinfo, CostCall* call, const CostState& o
   PG_RETURN_NULL();
 }
 
-// What a final function has warned about in this query (fn_extra).
+// What a final function has warned about in this query (call_site_memory).
 struct FinalWarnings {
   bool unpriced;
   bool invalid;
@@ -268,11 +268,11 @@ extern "C" Datum openai_cost_final(PG_FUNCTION_ARGS) {
   const bool warn_invalid = state->invalid_rows > 0 && invalid_usage_policy == kUnpricedWarn;
   const bool warn_priceless = state->unpriced_rows > 0 && unknown_model_policy == kUnpricedWarn;
   if (warn_invalid || warn_priceless) {
-    auto* warned = static_cast<FinalWarnings*>(fcinfo->flinfo->fn_extra);
-    if (warned == nullptr) {
-      warned = static_cast<FinalWarnings*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FinalWarnings)));
-      fcinfo->flinfo->fn_extra = warned;
-    }
+    // (call_site_memory: under Citus's coord_combine_agg_ffunc, a fresh
+    // FmgrInfo for every group, so fn_extra alone would warn per group.)
+    bool fresh;
+    auto* warned = static_cast<FinalWarnings*>(call_site_memory(fcinfo, sizeof(FinalWarnings), &fresh));
+    fcinfo->flinfo->fn_extra = warned;
     if (warn_invalid && !warned->invalid) {
       warned->invalid = true;
       warn_invalid_usage(*state);

@@ -74,6 +74,7 @@ extern "C" Datum aws_cost_trans(PG_FUNCTION_ARGS) {
 // aws_cost_final(state) -> numeric: NULL when no row could be priced.
 extern "C" Datum aws_cost_final(PG_FUNCTION_ARGS) {
   const auto* state = reinterpret_cast<const CostState*>(PG_GETARG_POINTER(0));
+  error_unpriced_state(*state, "service", unknown_service_policy);  // (as openai_cost_final)
   // Once per query (call_site_memory, as openai_cost_final).
   if (state->unpriced_rows > 0 && unknown_service_policy == kUnpricedWarn) {
     bool fresh;

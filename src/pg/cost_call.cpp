@@ -153,6 +153,24 @@ void warn_unpriced(const CostState& s, const char* kind, const char* setting) {
                    std::strcmp(kind, "model") == 0 ? "model_prices" : "aws_prices", setting)));
 }
 
+void error_unpriced_state(const CostState& s, const char* kind, int policy) {
+  if (s.unpriced_rows == 0 || policy != kUnpricedError) return;
+  const std::string_view name = s.first_unpriced_name();
+  check_unpriced_policy(kUnpricedError, kind, static_cast<UnpricedReason>(s.first_reason), name.data(),
+                        static_cast<int>(name.size()), nullptr);
+}
+
+void error_invalid_usage_state(const CostState& s) {
+  if (s.invalid_rows == 0 || invalid_usage_policy != kUnpricedError) return;
+  char problem[256];
+  if (describe_first_problem(s, problem, sizeof problem) == 0) strlcpy(problem, "usage cannot be read", sizeof problem);
+  ereport(ERROR, (errcode(static_cast<UsageError>(s.first_problem) == UsageError::OutOfRange
+                              ? ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE
+                              : ERRCODE_INVALID_PARAMETER_VALUE),
+                  errmsg("billing: %s", problem),
+                  errhint("billing.usage_problem(data) names the problem of each row without raising an error.")));
+}
+
 void warn_invalid_usage(const CostState& s) {
   if (s.invalid_rows == 0) return;
   char problem[256];

@@ -82,6 +82,17 @@ void check_unpriced_policy(int policy, const char* kind, UnpricedReason why, con
 // The WARNING a final function raises for a state with unpriced rows.
 void warn_unpriced(const CostState& s, const char* kind, const char* setting);
 
+// A final function under billing.unknown_model (or unknown_service) =
+// 'error' given a state with unpriced rows: they were left out where the
+// rows were read under another setting (on Citus, a worker's session,
+// which does not have the coordinator's), and this session's setting
+// decides. Raises the ERROR the first such row would have raised here
+// (without its time, which the state does not keep); returns otherwise.
+void error_unpriced_state(const CostState& s, const char* kind, int policy);
+
+// The same for billing.invalid_usage = 'error' and rows with invalid usage.
+void error_invalid_usage_state(const CostState& s);
+
 // The WARNING for a state with rows whose usage could not be read.
 void warn_invalid_usage(const CostState& s);
 

@@ -263,6 +263,10 @@ extern "C" Datum openai_cost_jsonb_trans(PG_FUNCTION_ARGS) {
 // openai_cost_final(state) -> numeric: NULL when no row could be priced.
 extern "C" Datum openai_cost_final(PG_FUNCTION_ARGS) {
   const auto* state = reinterpret_cast<const CostState*>(PG_GETARG_POINTER(0));
+  // Rows left out under 'warn' or 'ignore' where they were read (a Citus
+  // worker) fail here under 'error': this session's setting decides.
+  error_invalid_usage_state(*state);
+  error_unpriced_state(*state, "model", unknown_model_policy);
   // Warn once per query about each kind of row left out, even when the
   // aggregate has many groups: invalid usage first, then unpriced rows.
   const bool warn_invalid = state->invalid_rows > 0 && invalid_usage_policy == kUnpricedWarn;

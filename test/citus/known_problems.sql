@@ -57,9 +57,9 @@ UPDATE billing.settings SET value = 'UTC' WHERE name = 'month_time_zone';
 
 \echo '==== 3. billing.unknown_model = error is not seen by the workers'
 SET billing.unknown_model = 'error';
-\echo '---- split: the transition function runs on the workers, where the setting is warn'
+\echo '---- split: the transition function runs on the workers, where the setting is warn; the coordinator''s final function raises the error'
 SELECT billing.openai_cost(data, created_at) FROM messages;
-\echo '---- pushed down (grouped by conversation): the same'
+\echo '---- pushed down (grouped by conversation): warnings from the workers, no error'
 SELECT count(*), sum(c) FROM (SELECT conversation_id, billing.openai_cost(data, created_at) AS c FROM messages GROUP BY 1) AS s;
 \echo '---- the local copy'
 SELECT billing.openai_cost(data, created_at) FROM messages_local;

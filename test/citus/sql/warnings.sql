@@ -33,8 +33,30 @@ SELECT citus_test.plan_of($$SELECT date_trunc('month', at), billing.aws_cost(ser
 SELECT date_trunc('month', at) AS month, billing.aws_cost(service, quantity) IS NOT NULL AS priced
   FROM aws_rows GROUP BY 1 ORDER BY 1;
 
--- Policies on the coordinator: 'ignore' silences the final function's
--- warnings, as on one node.
+-- Policies on the coordinator. 'error': the workers read the rows under
+-- their own setting ('warn': a session's SET does not reach them), and the
+-- coordinator's final function raises the error the first such row would
+-- have raised (without its time), as on the local copy.
+\set VERBOSITY default
+SET billing.unknown_model = 'error';
+-- (at now(): gpt-9 is the only model without a price)
+SELECT billing.openai_cost(data) FROM messages WHERE billing.usage_problem(data) IS NULL;
+SELECT billing.openai_cost(data) FROM messages_local WHERE billing.usage_problem(data) IS NULL;
+-- (no unpriced row: no error)
+SELECT billing.openai_cost(data) IS NOT NULL AS priced
+  FROM messages WHERE billing.usage_problem(data) IS NULL AND data->>'model' <> 'gpt-9';
+RESET billing.unknown_model;
+SET billing.invalid_usage = 'error';
+SELECT billing.openai_cost(data) FROM messages;
+SELECT billing.openai_cost(data) FROM messages_local;
+RESET billing.invalid_usage;
+SET billing.unknown_service = 'error';
+SELECT billing.aws_cost(service, quantity) FROM aws_rows;
+SELECT billing.aws_cost(service, quantity) FROM aws_rows_local;
+RESET billing.unknown_service;
+\set VERBOSITY terse
+
+-- 'ignore' silences the final function's warnings, as on one node.
 SET billing.unknown_model = 'ignore';
 SET billing.invalid_usage = 'ignore';
 SELECT date_trunc('month', created_at) AS month, billing.openai_cost(data) IS NOT NULL AS priced

@@ -19,6 +19,32 @@ SELECT billing.message_cost('gpt-4o', 1000000, 0) AS in_transaction;
 ROLLBACK;
 SELECT billing.message_cost('gpt-4o', 1000000, 0) AS after_rollback;
 
+-- The aggregates keep their call state, catalog included, for one query
+-- (src/pg/cost_call.cpp): the next query sees a change, in the transaction
+-- and after ROLLBACK; a cursor keeps the prices of its snapshot.
+CREATE TEMP TABLE usage_rows AS
+SELECT 'gpt-4o'::text AS model, 1000000::bigint AS prompt, 0::bigint AS completion,
+       '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}'::jsonb AS data
+  FROM generate_series(1, 3);
+-- 3 x 1M x $2.00
+SELECT billing.openai_cost(model, prompt, completion) AS text_form, billing.openai_cost(data) AS jsonb_form
+  FROM usage_rows;
+BEGIN;
+UPDATE billing.model_prices SET input_per_1m = 1.00 WHERE model = 'gpt-4o' AND effective_from = :'change_from';
+-- 3 x 1M x $1.00
+SELECT billing.openai_cost(model, prompt, completion) AS text_form, billing.openai_cost(data) AS jsonb_form
+  FROM usage_rows;
+DECLARE prices_then CURSOR FOR SELECT model, billing.openai_cost(data) AS cost FROM usage_rows GROUP BY model;
+UPDATE billing.model_prices SET input_per_1m = 0.50 WHERE model = 'gpt-4o' AND effective_from = :'change_from';
+-- 3 x 1M x $0.50, and the cursor's 3 x 1M x $1.00
+SELECT model, billing.openai_cost(data) AS cost FROM usage_rows GROUP BY model;
+FETCH prices_then;
+ROLLBACK;
+-- 3 x 1M x $2.00 again
+SELECT billing.openai_cost(model, prompt, completion) AS text_form, billing.openai_cost(data) AS jsonb_form
+  FROM usage_rows;
+DROP TABLE usage_rows;
+
 -- A new model is priced as soon as it is added.
 SELECT billing.message_cost('my-finetune', 1000000, 1000000) IS NULL AS unknown_before;
 INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m, note)

@@ -2,7 +2,8 @@
 # Run all tests: C++ unit tests (ctest), the same unit tests under
 # ASan+UBSan, a bounded libFuzzer run of every test/fuzz target, pg_regress
 # and isolation (make installcheck) and every executable test/scripts/*.sh
-# against a throwaway cluster, then pg_regress and isolation again against a
+# against a throwaway cluster, the Citus tests (test/citus/run.sh) on a
+# throwaway Citus cluster, then pg_regress and isolation again against a
 # second cluster whose server clock is faked (libfaketime) to a hard date.
 # Ends with one "N passed, N failed" line; exit status is non-zero on failure.
 #
@@ -238,6 +239,24 @@ if ((!regress_only)) && [[ -d test/scripts ]]; then
 fi
 
 cluster_stop
+
+# --- Citus -----------------------------------------------------------------
+# billing on a throwaway Citus cluster, a coordinator and two workers
+# (test/citus/run.sh). It builds Citus from ../shared/vendor/citus when it is
+# missing (a few minutes, once); without Citus and its source it prints
+# "Citus tests skipped: <why>", and the suite is listed as skipped.
+if ((!regress_only)); then
+    echo "==> test/citus/run.sh"
+    citus_log=$(mktemp "${TMPDIR:-/tmp}/billing-citus.XXXXXX")
+    rc=0
+    timeout "${BILLING_CITUS_TIMEOUT:-3600}" test/citus/run.sh 2>&1 | tee "$citus_log" || rc=${PIPESTATUS[0]}
+    if ((rc == 0)) && grep -q '^Citus tests skipped:' "$citus_log"; then
+        echo "SKIP test/citus/run.sh"
+    else
+        report test/citus/run.sh "$rc"
+    fi
+    rm -f -- "$citus_log"
+fi
 
 # --- pg_regress and isolation at a faked date --------------------------------
 # The same suites against a second throwaway cluster whose server (only the

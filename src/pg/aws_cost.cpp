@@ -74,9 +74,16 @@ extern "C" Datum aws_cost_trans(PG_FUNCTION_ARGS) {
 // aws_cost_final(state) -> numeric: NULL when no row could be priced.
 extern "C" Datum aws_cost_final(PG_FUNCTION_ARGS) {
   const auto* state = reinterpret_cast<const CostState*>(PG_GETARG_POINTER(0));
-  if (state->unpriced_rows > 0 && unknown_service_policy == kUnpricedWarn && fcinfo->flinfo->fn_extra == nullptr) {
-    fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, 1);
-    warn_unpriced(*state, "service", "billing.unknown_service");
+  error_unpriced_state(*state, "service", unknown_service_policy);  // (as openai_cost_final)
+  // Once per query (call_site_memory, as openai_cost_final).
+  if (state->unpriced_rows > 0 && unknown_service_policy == kUnpricedWarn) {
+    bool fresh;
+    auto* warned = static_cast<bool*>(call_site_memory(fcinfo, sizeof(bool), &fresh));
+    fcinfo->flinfo->fn_extra = warned;
+    if (!*warned) {
+      *warned = true;
+      warn_unpriced(*state, "service", "billing.unknown_service");
+    }
   }
   if (state->priced_rows == 0) PG_RETURN_NULL();
   return atto_to_numeric(state->cost());

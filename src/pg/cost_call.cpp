@@ -7,11 +7,100 @@
 
 namespace billing::pg {
 
+namespace {
+
+// One call site's memory in a query (call_site_memory).
+struct SiteEntry {
+  const Aggref* aggref;
+  Oid fn_oid;
+  void* memory;
+  SiteEntry* next;
+};
+
+// The call sites met in one query whose context is alive. Allocated in that
+// context; its reset callback takes it out of live_queries.
+struct QuerySites {
+  MemoryContext cxt;
+  SiteEntry* sites;
+  QuerySites* next;
+  MemoryContextCallback forget;
+};
+
+// The queries of this backend running an aggregate of billing's now: usually
+// one, more when a query runs inside another (a function in an argument).
+QuerySites* live_queries = nullptr;
+
+void forget_query(void* arg) {
+  for (QuerySites** q = &live_queries; *q != nullptr; q = &(*q)->next) {
+    if (*q == arg) {
+      *q = (*q)->next;
+      return;
+    }
+  }
+}
+
+// The query context of an aggregate's call, and its Aggref; false when the
+// call is not an aggregate's (a window aggregate's FmgrInfo is kept anyway).
+bool aggregate_site(FunctionCallInfo fcinfo, MemoryContext* cxt, const Aggref** aggref) {
+  if (fcinfo->context == nullptr || !IsA(fcinfo->context, AggState)) return false;
+  *aggref = AggGetAggref(fcinfo);
+  const EState* estate = reinterpret_cast<const PlanState*>(fcinfo->context)->state;
+  if (*aggref == nullptr || estate == nullptr || estate->es_query_cxt == nullptr) return false;
+  *cxt = estate->es_query_cxt;
+  return true;
+}
+
+}  // namespace
+
+void* call_site_memory(FunctionCallInfo fcinfo, size_t size, bool* fresh) {
+  *fresh = false;
+  if (fcinfo->flinfo->fn_extra != nullptr) return fcinfo->flinfo->fn_extra;
+  MemoryContext cxt;
+  const Aggref* aggref;
+  if (!aggregate_site(fcinfo, &cxt, &aggref)) {
+    *fresh = true;
+    return MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, size);
+  }
+  const Oid fn_oid = fcinfo->flinfo->fn_oid;
+  QuerySites* query = live_queries;
+  while (query != nullptr && query->cxt != cxt) query = query->next;
+  if (query != nullptr) {
+    for (SiteEntry* e = query->sites; e != nullptr; e = e->next)
+      if (e->aggref == aggref && e->fn_oid == fn_oid) return e->memory;
+  }
+  // Allocate everything first (palloc may ereport), then link: no list
+  // ever points to memory that is not all there.
+  void* memory = MemoryContextAllocZero(cxt, size);
+  auto* entry = static_cast<SiteEntry*>(MemoryContextAllocZero(cxt, sizeof(SiteEntry)));
+  QuerySites* added = nullptr;
+  if (query == nullptr) added = static_cast<QuerySites*>(MemoryContextAllocZero(cxt, sizeof(QuerySites)));
+  if (added != nullptr) {
+    added->cxt = cxt;
+    added->forget.func = forget_query;
+    added->forget.arg = added;
+    MemoryContextRegisterResetCallback(cxt, &added->forget);
+    added->next = live_queries;
+    live_queries = added;
+    query = added;
+  }
+  entry->aggref = aggref;
+  entry->fn_oid = fn_oid;
+  entry->memory = memory;
+  entry->next = query->sites;
+  query->sites = entry;
+  *fresh = true;
+  return memory;
+}
+
 CostCall* new_cost_call(FunctionCallInfo fcinfo) {
-  const PriceCatalog* catalog = current_catalog();
-  auto* call = static_cast<CostCall*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CostCall)));
-  call->catalog = catalog;
-  call->now = GetCurrentTransactionStartTimestamp();
+  bool fresh;
+  auto* call = static_cast<CostCall*>(call_site_memory(fcinfo, sizeof(CostCall), &fresh));
+  // A call site's catalog is read once per query, with the query's snapshot
+  // (its first row's); a site whose read failed has none yet.
+  if (call->catalog == nullptr) {
+    call->catalog = current_catalog();
+    call->now = GetCurrentTransactionStartTimestamp();
+  }
   fcinfo->flinfo->fn_extra = call;
   return call;
 }
@@ -62,6 +151,24 @@ void warn_unpriced(const CostState& s, const char* kind, const char* setting) {
            errdetail("%lld row(s) were left out of the total.", static_cast<long long>(s.unpriced_rows)),
            errhint("Add the missing price to billing.%s, or set %s = 'ignore'.",
                    std::strcmp(kind, "model") == 0 ? "model_prices" : "aws_prices", setting)));
+}
+
+void error_unpriced_state(const CostState& s, const char* kind, int policy) {
+  if (s.unpriced_rows == 0 || policy != kUnpricedError) return;
+  const std::string_view name = s.first_unpriced_name();
+  check_unpriced_policy(kUnpricedError, kind, static_cast<UnpricedReason>(s.first_reason), name.data(),
+                        static_cast<int>(name.size()), nullptr);
+}
+
+void error_invalid_usage_state(const CostState& s) {
+  if (s.invalid_rows == 0 || invalid_usage_policy != kUnpricedError) return;
+  char problem[256];
+  if (describe_first_problem(s, problem, sizeof problem) == 0) strlcpy(problem, "usage cannot be read", sizeof problem);
+  ereport(ERROR, (errcode(static_cast<UsageError>(s.first_problem) == UsageError::OutOfRange
+                              ? ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE
+                              : ERRCODE_INVALID_PARAMETER_VALUE),
+                  errmsg("billing: %s", problem),
+                  errhint("billing.usage_problem(data) names the problem of each row without raising an error.")));
 }
 
 void warn_invalid_usage(const CostState& s) {

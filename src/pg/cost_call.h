@@ -1,9 +1,11 @@
-// What a cost function keeps for the length of one query, in fn_extra: the
-// catalog its snapshot sees, the transaction's now(), the model names it
-// met with their resolution and last price (src/core/price_cache.h), so
-// that a scan resolves each distinct name once and looks a price up by date
-// only when a row's time leaves the span of the name's last price, and the
-// keys of the last usage object (UsageLayout, src/core/usage.h).
+// What a cost function keeps for the length of one query at its call site
+// (fn_extra, or call_site_memory below when the caller makes a new FmgrInfo
+// for every row, as Citus does): the catalog its snapshot sees, the
+// transaction's now(), the model names it met with their resolution and
+// last price (src/core/price_cache.h), so that a scan resolves each
+// distinct name once and looks a price up by date only when a row's time
+// leaves the span of the name's last price, and the keys of the last usage
+// object (UsageLayout, src/core/usage.h).
 //
 // Plain data only: it lives in the query's memory context and is never
 // destroyed, so nothing here has a destructor.
@@ -27,7 +29,21 @@ struct CostCall {
   uintptr_t previous_usage;  // where the previous row's jsonb was (openai_cost.cpp, prefetch_next_usage)
 };
 
-// Creates the call state of this call site (cost_call's first use). May ereport.
+// Memory that a function keeps at its call site for the rest of the query,
+// zeroed when new (*fresh). Ordinarily fn_extra, in fn_mcxt; but Citus calls
+// an aggregate's own functions through an FmgrInfo of its own, made afresh
+// for every row (worker_partial_agg_sfunc) or group (coord_combine_agg_ffunc),
+// so an aggregate's call site is also found by its query: the executor's
+// query context, the Aggref and the function, in a backend-wide list whose
+// entries leave it when that context goes (a reset callback). The memory is
+// allocated in that context, which is where fn_mcxt points for an
+// aggregate's functions anyway, so it lives exactly as long either way.
+// `size` must be the same for every call with the same function. May
+// ereport (out of memory) only when it allocates.
+void* call_site_memory(FunctionCallInfo fcinfo, size_t size, bool* fresh);
+
+// Creates the call state of this call site (cost_call's first use), or finds
+// the one of this query's call site (call_site_memory). May ereport.
 CostCall* new_cost_call(FunctionCallInfo fcinfo);
 
 // The call state of this function call site, created on first use. May
@@ -65,6 +81,17 @@ void check_unpriced_policy(int policy, const char* kind, UnpricedReason why, con
 
 // The WARNING a final function raises for a state with unpriced rows.
 void warn_unpriced(const CostState& s, const char* kind, const char* setting);
+
+// A final function under billing.unknown_model (or unknown_service) =
+// 'error' given a state with unpriced rows: they were left out where the
+// rows were read under another setting (on Citus, a worker's session,
+// which does not have the coordinator's), and this session's setting
+// decides. Raises the ERROR the first such row would have raised here
+// (without its time, which the state does not keep); returns otherwise.
+void error_unpriced_state(const CostState& s, const char* kind, int policy);
+
+// The same for billing.invalid_usage = 'error' and rows with invalid usage.
+void error_invalid_usage_state(const CostState& s);
 
 // The WARNING for a state with rows whose usage could not be read.
 void warn_invalid_usage(const CostState& s);

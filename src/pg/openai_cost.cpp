@@ -207,7 +207,7 @@ Datum scalar_invalid(FunctionCallInfo fcinfo, CostCall* call, const CostState& o
   PG_RETURN_NULL();
 }
 
-// What a final function has warned about in this query (fn_extra).
+// What a final function has warned about in this query (call_site_memory).
 struct FinalWarnings {
   bool unpriced;
   bool invalid;
@@ -263,16 +263,20 @@ extern "C" Datum openai_cost_jsonb_trans(PG_FUNCTION_ARGS) {
 // openai_cost_final(state) -> numeric: NULL when no row could be priced.
 extern "C" Datum openai_cost_final(PG_FUNCTION_ARGS) {
   const auto* state = reinterpret_cast<const CostState*>(PG_GETARG_POINTER(0));
+  // Rows left out under 'warn' or 'ignore' where they were read (a Citus
+  // worker) fail here under 'error': this session's setting decides.
+  error_invalid_usage_state(*state);
+  error_unpriced_state(*state, "model", unknown_model_policy);
   // Warn once per query about each kind of row left out, even when the
   // aggregate has many groups: invalid usage first, then unpriced rows.
   const bool warn_invalid = state->invalid_rows > 0 && invalid_usage_policy == kUnpricedWarn;
   const bool warn_priceless = state->unpriced_rows > 0 && unknown_model_policy == kUnpricedWarn;
   if (warn_invalid || warn_priceless) {
-    auto* warned = static_cast<FinalWarnings*>(fcinfo->flinfo->fn_extra);
-    if (warned == nullptr) {
-      warned = static_cast<FinalWarnings*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FinalWarnings)));
-      fcinfo->flinfo->fn_extra = warned;
-    }
+    // (call_site_memory: under Citus's coord_combine_agg_ffunc, a fresh
+    // FmgrInfo for every group, so fn_extra alone would warn per group.)
+    bool fresh;
+    auto* warned = static_cast<FinalWarnings*>(call_site_memory(fcinfo, sizeof(FinalWarnings), &fresh));
+    fcinfo->flinfo->fn_extra = warned;
     if (warn_invalid && !warned->invalid) {
       warned->invalid = true;
       warn_invalid_usage(*state);

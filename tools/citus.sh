@@ -1,0 +1,127 @@
+# shellcheck shell=bash
+# Helpers for a throwaway Citus cluster (a coordinator and two workers, three
+# PostgreSQL 15 servers on this machine), used by test/citus/run.sh and
+# bench/citus_row_cost.sh. Source this file after tools/cluster.sh; it only
+# defines functions:
+#
+#   . tools/cluster.sh; . tools/citus.sh
+#   citus_available || exit 0          # says why when it is not
+#   trap citus_cluster_stop EXIT
+#   citus_cluster_start                # exports CITUS_NODE_HOSTS/PORTS, PG* = the coordinator
+#   citus_psql 1 -c 'SELECT 1'         # 0: coordinator, 1 and 2: the workers
+#
+# Citus is not packaged by Debian: its source and a build script are kept
+# beside the repository, in ../shared/vendor/citus/ (relative to the
+# repository's parent directory; BILLING_CITUS_VENDOR names another
+# folder). citus_available builds and installs it into the PostgreSQL of
+# PG_BINDIR when it is missing and that source is there (as root, or with
+# sudo). Without Citus and without its source the Citus tests are skipped,
+# with a line that says so; under CI=true a build that fails is a failure.
+
+# The folder of Citus's source and build script, or nothing.
+citus_vendor_dir() {
+    local root=${BILLING_REPO_ROOT:-$PWD} common candidate
+    local -a candidates=()
+    [[ -n ${BILLING_CITUS_VENDOR:-} ]] && candidates+=("$BILLING_CITUS_VENDOR")
+    candidates+=("$root/../shared/vendor/citus")
+    # A git worktree may live elsewhere than its repository: try beside the
+    # main checkout too (the parent of the common .git directory's parent).
+    if common=$(git -C "$root" rev-parse --path-format=absolute --git-common-dir 2>/dev/null); then
+        candidates+=("$(dirname "$(dirname "$common")")/shared/vendor/citus")
+    fi
+    for candidate in "${candidates[@]}"; do
+        if [[ -f $candidate/build.sh ]] && compgen -G "$candidate/citus-*.tar.gz" >/dev/null; then
+            (cd "$candidate" && pwd)
+            return 0
+        fi
+    done
+    return 1
+}
+
+_citus_pg_config() { echo "${PG_BINDIR:-/usr/lib/postgresql/15/bin}/pg_config"; }
+
+citus_installed() {
+    local libdir
+    libdir=$("$(_citus_pg_config)" --pkglibdir) || return 1
+    [[ -f $libdir/citus.so ]]
+}
+
+# 0 when Citus is installed (building it first if need be), 1 when the
+# Citus tests must be skipped (the reason is printed), 2 when building it
+# failed.
+citus_available() {
+    local vendor
+    citus_installed && return 0
+    if ! vendor=$(citus_vendor_dir); then
+        echo "Citus tests skipped: Citus is not installed in $("$(_citus_pg_config)" --pkglibdir)" \
+             "and its source (../shared/vendor/citus beside the repository, or BILLING_CITUS_VENDOR) was not found"
+        return 1
+    fi
+    local -a sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if sudo -n true 2>/dev/null; then
+            sudo=(sudo -n)
+        elif [[ ${CI:-} == true ]]; then
+            echo "Citus is not installed and building it needs root or sudo"; return 2
+        else
+            echo "Citus tests skipped: Citus is not installed and building it ($vendor/build.sh) needs root or sudo"
+            return 1
+        fi
+    fi
+    echo "==> building Citus from $vendor (once; a few minutes)"
+    if ! "${sudo[@]}" env PG_CONFIG="$(_citus_pg_config)" bash "$vendor/build.sh" \
+            "$(mktemp -d "${TMPDIR:-/tmp}/citus-build.XXXXXX")"; then
+        echo "building Citus failed"; return 2
+    fi
+    citus_installed || { echo "Citus was built but citus.so is not in $("$(_citus_pg_config)" --pkglibdir)"; return 2; }
+}
+
+# psql on node N (0: coordinator, 1..: workers), as the cluster's superuser.
+citus_psql() {
+    local n=$1; shift
+    PGHOST=${CITUS_NODE_HOSTS[$n]} PGPORT=${CITUS_NODE_PORTS[$n]} PGUSER=postgres \
+        psql -X -q -v ON_ERROR_STOP=1 "$@"
+}
+
+# Starts the coordinator and two workers (tools/cluster.sh's cluster_start,
+# three times: each a temporary directory and a free port), makes them one
+# Citus cluster and creates the database $CITUS_DB (default citus_test)
+# with citus on every node. Extra postgresql.conf lines: the arguments.
+citus_cluster_start() {
+    local n db=${CITUS_DB:-citus_test}
+    CITUS_NODE_DIRS=() CITUS_NODE_HOSTS=() CITUS_NODE_PORTS=()
+    for n in 0 1 2; do
+        # shared_preload_libraries last: it replaces cluster_start's pg_cron.
+        if ! cluster_start "max_prepared_transactions = 100" "max_connections = 150" \
+                "citus.node_conninfo = 'sslmode=disable'" "$@" "shared_preload_libraries = 'citus'"; then
+            citus_cluster_stop
+            return 1
+        fi
+        CITUS_NODE_DIRS[n]=$BILLING_CLUSTER_DIR
+        CITUS_NODE_HOSTS[n]=$PGHOST
+        CITUS_NODE_PORTS[n]=$PGPORT
+    done
+    export CITUS_NODE_DIRS CITUS_NODE_HOSTS CITUS_NODE_PORTS
+    for n in 0 1 2; do
+        citus_psql "$n" -d postgres -c "CREATE DATABASE $db" &&
+            citus_psql "$n" -d "$db" -c "CREATE EXTENSION citus" || { citus_cluster_stop; return 1; }
+    done
+    citus_psql 0 -d "$db" -At \
+        -c "SELECT citus_set_coordinator_host('127.0.0.1', ${CITUS_NODE_PORTS[0]})" \
+        -c "SELECT citus_add_node('127.0.0.1', ${CITUS_NODE_PORTS[1]})" \
+        -c "SELECT citus_add_node('127.0.0.1', ${CITUS_NODE_PORTS[2]})" >/dev/null || { citus_cluster_stop; return 1; }
+    export BILLING_CLUSTER_DIR=${CITUS_NODE_DIRS[0]} PGHOST=${CITUS_NODE_HOSTS[0]} PGPORT=${CITUS_NODE_PORTS[0]}
+    export PGUSER=postgres PGDATABASE=$db
+    echo "citus cluster: coordinator port ${CITUS_NODE_PORTS[0]}, workers ${CITUS_NODE_PORTS[1]} and ${CITUS_NODE_PORTS[2]}"
+}
+
+# Stops every node started (safe as an EXIT trap, a no-op without nodes).
+citus_cluster_stop() {
+    local dir
+    for dir in "${CITUS_NODE_DIRS[@]:-}"; do
+        [[ -n $dir ]] || continue
+        BILLING_CLUSTER_DIR=$dir cluster_stop
+    done
+    CITUS_NODE_DIRS=()
+    return 0
+}

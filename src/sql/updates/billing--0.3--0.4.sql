@@ -2088,12 +2088,17 @@ AS 'MODULE_PATHNAME', 'ledger_spend' LANGUAGE C STABLE ROWS 20;
 COMMENT ON FUNCTION billing._ledger_spend(timestamptz, timestamptz, text, text[]) IS
     'Dollars (actual and estimated) of the unmerged ledger rows with p_from <= created_at < p_to, per tracked table, month and model key, and apart for the conversations (as billing._key keys them) of p_conversations.';
 
--- Exact dollars of some conversations (as billing._key keys them) in a
--- month, by the rules of billing._usage_by_conversation: the rollups plus
--- the unmerged ledger where they are current, the table itself elsewhere.
--- A conversation may come in several rows (one per way it was read).
-CREATE FUNCTION billing._conversation_spend(p_month date, p_conversations text[])
-RETURNS TABLE (conversation_id text, cost numeric)
+-- What a month cost, exactly as the views show it, in the pieces budgets
+-- need: ('model', a model key as stored, dollars), ('conversation', a
+-- conversation of p_conversations as billing._key keys it, dollars) and
+-- ('aws', NULL, dollars); a key may come in several rows (one per way it
+-- was read). The rules of billing._usage_by_model and
+-- _usage_by_conversation: the rollups plus the unmerged ledger where they
+-- are current (the ledger read once, by billing._ledger_spend), the
+-- tracked table itself for stale months and tables not taken in yet. PL/pgSQL,
+-- so that its plans are kept for the session.
+CREATE FUNCTION billing._period_spend(p_month date, p_conversations text[])
+RETURNS TABLE (kind text, key text, spent numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2103,88 +2108,80 @@ DECLARE
     p_to timestamptz := billing.month_end(p_month);
     keys text[] := ARRAY(SELECT DISTINCT billing._key(c) FROM unnest(p_conversations) AS c WHERE c IS NOT NULL);
 BEGIN
+    PERFORM billing._require_reader();
     RETURN QUERY
-    SELECT x.conversation_id, sum(x.cost)
+    WITH l AS MATERIALIZED (
+        SELECT * FROM billing._ledger_spend(p_from, p_to, billing._estimate_model(), keys)
+    )
+    SELECT 'model', x.model, sum(x.cost)
+      FROM (SELECT u.source_id, u.model, u.cost + u.estimated_cost AS cost
+              FROM billing.month_usage AS u WHERE u.month = p_month
+            UNION ALL
+            SELECT l.source_id, l.model, l.cost FROM l) AS x
+     CROSS JOIN LATERAL billing._rollups_current(x.source_id, p_month) AS fresh
+     GROUP BY x.model
+    UNION ALL
+    SELECT 'conversation', x.conversation_id, sum(x.cost)
       FROM (SELECT c.source_id, c.conversation_id, c.cost
               FROM billing.tracked_tables AS t
              CROSS JOIN unnest(keys) AS k(id)
               JOIN billing.conversation_usage AS c
                 ON c.source_id = t.id AND c.month = p_month AND c.conversation_id = k.id
             UNION ALL
-            SELECT l.source_id, l.conversation_id, l.cost
-              FROM billing._ledger_spend(p_from, p_to, billing._estimate_model(), keys) AS l
-             WHERE l.conversation_id IS NOT NULL) AS x
+            SELECT l.source_id, l.conversation_id, l.cost FROM l WHERE l.conversation_id IS NOT NULL) AS x
      CROSS JOIN LATERAL billing._rollups_current(x.source_id, p_month) AS fresh
-     GROUP BY x.conversation_id;
+     GROUP BY x.conversation_id
+    UNION ALL
+    SELECT 'aws', NULL, coalesce(sum(a.cost), 0) FROM billing._aws_usage_by_service(p_from, p_to) AS a;
     FOR s IN SELECT * FROM billing._table_ranges(p_from, p_to) LOOP
         RETURN QUERY
-        SELECT r.conversation_id, sum(r.cost + r.estimated_cost)
-          FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to) AS r
-         WHERE r.conversation_id = ANY (keys)
-         GROUP BY r.conversation_id;
+        WITH r AS MATERIALIZED (
+            SELECT * FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to)
+        )
+        SELECT 'model', coalesce(r.model, ''), sum(r.cost + r.estimated_cost) FROM r GROUP BY 2
+        UNION ALL
+        SELECT 'conversation', r.conversation_id, sum(r.cost + r.estimated_cost)
+          FROM r WHERE r.conversation_id = ANY (keys) GROUP BY 2;
     END LOOP;
 END
 $$;
 
--- What a month cost, as the views show it, in the pieces budgets need:
--- ('openai', NULL, dollars), ('aws', NULL, dollars), ('model', a catalog
--- model name, dollars of the stored names that resolve to it) and
--- ('conversation', its key, dollars) for the conversations asked for. A
--- stored name is resolved at the month's last instant; the replies
--- without a model count for the estimate_model that priced them.
-CREATE FUNCTION billing._period_spend(p_month date, p_conversations text[])
-RETURNS TABLE (kind text, key text, spent numeric)
+-- Each budget's dollars spent in a month. A stored model name is resolved
+-- at the month's last instant; the replies without a model count for the
+-- estimate_model that priced them.
+CREATE FUNCTION billing._budget_spent(p_month date)
+RETURNS TABLE (budget text, spent numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    p_from timestamptz := billing.month_start(p_month);
-    p_to timestamptz := billing.month_end(p_month);
 BEGIN
     RETURN QUERY
-    WITH m AS MATERIALIZED (
-        SELECT CASE WHEN u.model = '' THEN billing._estimate_model() ELSE u.model END AS name,
-               sum(u.cost + u.estimated_cost) AS cost
-          FROM billing._usage_by_model(p_from, p_to) AS u
-         GROUP BY 1
-    )
-    SELECT 'openai', NULL::text, coalesce(sum(m.cost), 0) FROM m
-    UNION ALL
-    SELECT 'model', r.model, sum(m.cost)
-      FROM m CROSS JOIN LATERAL billing.resolve_model_price(m.name, p_to - interval '1 microsecond') AS r
-     WHERE r.model IS NOT NULL
-     GROUP BY r.model
-    UNION ALL
-    SELECT 'aws', NULL, coalesce(sum(a.cost), 0) FROM billing._aws_usage_by_service(p_from, p_to) AS a;
-    IF cardinality(p_conversations) > 0 THEN
-        RETURN QUERY
-        SELECT 'conversation', c.conversation_id, sum(c.cost)
-          FROM billing._conversation_spend(p_month, p_conversations) AS c
-         GROUP BY c.conversation_id;
-    END IF;
-END
-$$;
-
--- Each budget's dollars spent in a month.
-CREATE FUNCTION billing._budget_spent(p_month date)
-RETURNS TABLE (budget text, spent numeric)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH s AS MATERIALIZED (
+    WITH p AS MATERIALIZED (
         SELECT * FROM billing._period_spend(p_month, ARRAY(SELECT b.conversation_id FROM billing.budgets AS b
                                                              WHERE b.scope = 'conversation'))
+    ), m AS (
+        SELECT p.key, sum(p.spent) AS spent FROM p WHERE p.kind = 'model' GROUP BY p.key
+    ), r AS (
+        SELECT rm.model, sum(m.spent) AS spent
+          FROM m CROSS JOIN LATERAL billing.resolve_model_price(
+                     CASE WHEN m.key = '' THEN billing._estimate_model() ELSE m.key END,
+                     billing.month_end(p_month) - interval '1 microsecond') AS rm
+         WHERE rm.model IS NOT NULL
+         GROUP BY rm.model
+    ), c AS (
+        SELECT p.key, sum(p.spent) AS spent FROM p WHERE p.kind = 'conversation' GROUP BY p.key
+    ), t AS (
+        SELECT (SELECT coalesce(sum(m.spent), 0) FROM m) AS openai,
+               (SELECT coalesce(sum(p.spent), 0) FROM p WHERE p.kind = 'aws') AS aws
     )
     SELECT b.name,
-           coalesce(CASE b.scope
-                        WHEN 'all' THEN (SELECT sum(s.spent) FROM s WHERE s.kind IN ('openai', 'aws'))
-                        WHEN 'openai' THEN (SELECT sum(s.spent) FROM s WHERE s.kind = 'openai')
-                        WHEN 'aws' THEN (SELECT sum(s.spent) FROM s WHERE s.kind = 'aws')
-                        WHEN 'model' THEN (SELECT sum(s.spent) FROM s WHERE s.kind = 'model' AND s.key = b.model)
-                        ELSE (SELECT sum(s.spent) FROM s
-                               WHERE s.kind = 'conversation' AND s.key = billing._key(b.conversation_id))
-                    END, 0)
+           CASE b.scope WHEN 'all' THEN t.openai + t.aws WHEN 'openai' THEN t.openai WHEN 'aws' THEN t.aws
+                        WHEN 'model' THEN coalesce(r.spent, 0) ELSE coalesce(c.spent, 0) END
       FROM billing.budgets AS b
+     CROSS JOIN t
+      LEFT JOIN r ON b.scope = 'model' AND r.model = b.model
+      LEFT JOIN c ON b.scope = 'conversation' AND c.key = billing._key(b.conversation_id);
+END
 $$;
 
 -- Every budget's status in a month, with `p_now` as the clock: the
@@ -2195,20 +2192,26 @@ CREATE FUNCTION billing._budget_status(p_month date, p_now timestamptz)
 RETURNS TABLE (budget text, scope text, model text, conversation_id text, period date, amount numeric,
                spent numeric, remaining numeric, percent numeric, forecast numeric, state text, blocks boolean,
                thresholds numeric[])
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    p_from timestamptz := billing.month_start(p_month);
+    p_to timestamptz := billing.month_end(p_month);
+BEGIN
+    RETURN QUERY
     SELECT b.name, b.scope, b.model, b.conversation_id, p_month, b.amount, s.spent, b.amount - s.spent,
            round(s.spent / b.amount * 100, 2),
-           CASE WHEN p_now >= billing.month_end(p_month) THEN s.spent
-                ELSE round(s.spent * extract(epoch FROM billing.month_end(p_month) - billing.month_start(p_month))
-                           / greatest(extract(epoch FROM p_now - billing.month_start(p_month)), 86400), 6) END,
+           CASE WHEN p_now >= p_to THEN s.spent
+                ELSE round(s.spent * extract(epoch FROM p_to - p_from)
+                           / greatest(extract(epoch FROM p_now - p_from), 86400), 6) END,
            CASE WHEN s.spent >= b.amount THEN 'exceeded'
                 WHEN s.spent >= b.amount * b.thresholds[1] / 100 THEN 'warning'
                 ELSE 'ok' END,
            b.blocks, b.thresholds
       FROM billing.budgets AS b
-      JOIN billing._budget_spent(p_month) AS s ON s.budget = b.name
+      JOIN billing._budget_spent(p_month) AS s ON s.budget = b.name;
+END
 $$;
 
 CREATE VIEW billing.budget_status WITH (security_invoker = true) AS
@@ -2244,22 +2247,27 @@ $$;
 -- AWS dollars of a month for billing.allowance(): the figure of
 -- billing._aws_usage_by_service, read in one pass of the month's recorded
 -- usage when no usage pattern is defined (patterns need that function's
--- message counts).
+-- message counts). PL/pgSQL, so that its plan is kept for the session.
 CREATE FUNCTION billing._aws_month_cost(p_month date) RETURNS numeric
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET billing.unknown_service = 'ignore'
 AS $$
-    SELECT CASE WHEN EXISTS (SELECT 1 FROM billing.aws_usage_patterns)
-                THEN (SELECT coalesce(sum(a.cost), 0)
-                        FROM billing._aws_usage_by_service(billing.month_start(p_month), billing.month_end(p_month)) AS a)
-                ELSE (SELECT coalesce(sum(coalesce(a.cost, r.cost)), 0)
-                        FROM (SELECT u.service, coalesce(billing.aws_cost(u.service, u.quantity, u.at), 0) AS cost
-                                FROM billing.aws_usage AS u
-                               WHERE u.at >= billing.month_start(p_month) AND u.at < billing.month_end(p_month)
-                               GROUP BY u.service) AS r
-                        FULL JOIN (SELECT x.service, x.cost FROM billing.aws_actuals AS x WHERE x.month = p_month) AS a
-                               ON a.service = r.service) END
+DECLARE
+    p_from timestamptz := billing.month_start(p_month);
+    p_to timestamptz := billing.month_end(p_month);
+BEGIN
+    IF EXISTS (SELECT 1 FROM billing.aws_usage_patterns) THEN
+        RETURN (SELECT coalesce(sum(a.cost), 0) FROM billing._aws_usage_by_service(p_from, p_to) AS a);
+    END IF;
+    RETURN (SELECT coalesce(sum(coalesce(a.cost, r.cost)), 0)
+              FROM (SELECT u.service, coalesce(billing.aws_cost(u.service, u.quantity, u.at), 0) AS cost
+                      FROM billing.aws_usage AS u
+                     WHERE u.at >= p_from AND u.at < p_to
+                     GROUP BY u.service) AS r
+              FULL JOIN (SELECT x.service, x.cost FROM billing.aws_actuals AS x WHERE x.month = p_month) AS a
+                     ON a.service = r.service);
+END
 $$;
 
 -- What the app asks before each OpenAI request: may it go ahead, and how
@@ -2276,36 +2284,37 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     m date := billing.month_of(now());
-    p_from timestamptz;
-    p_to timestamptz;
-    resolve_at timestamptz;
+    p_to timestamptz := billing.month_end(m);
+    resolve_at timestamptz := p_to - interval '1 microsecond';
     target text;
     conv text := billing._key(conversation_id);
-    applies record;
+    estimate_model text := billing._estimate_model();
+    names text[];
+    scopes text[];
+    amounts numeric[];
+    blocking boolean[];
     openai numeric := 0;
     model_spent numeric := 0;
     conversation_spent numeric := 0;
     aws numeric := 0;
 BEGIN
-    p_from := billing.month_start(m);
-    p_to := billing.month_end(m);
-    resolve_at := p_to - interval '1 microsecond';
     IF allowance.model IS NOT NULL THEN
         target := (billing.resolve_model_price(allowance.model, resolve_at)).model;
     END IF;
-    SELECT count(*) AS n, bool_or(b.scope IN ('all', 'openai')) AS openai, bool_or(b.scope = 'all') AS aws,
-           bool_or(b.scope = 'model') AS model, bool_or(b.scope = 'conversation') AS conversation
-      INTO applies
+    -- The budgets that apply, read once.
+    SELECT array_agg(b.name ORDER BY b.name), array_agg(b.scope ORDER BY b.name),
+           array_agg(b.amount ORDER BY b.name), array_agg(b.blocks ORDER BY b.name)
+      INTO names, scopes, amounts, blocking
       FROM billing.budgets AS b
      WHERE b.scope IN ('all', 'openai') OR (b.scope = 'model' AND b.model = target)
         OR (b.scope = 'conversation' AND billing._key(b.conversation_id) = conv);
     allowed := true;
-    IF applies.n = 0 THEN
+    IF names IS NULL THEN
         RETURN;
     END IF;
     SELECT coalesce(sum(x.cost), 0),
-           coalesce(sum(x.cost) FILTER (WHERE applies.model AND x.model IS NOT NULL
-                                        AND (billing.resolve_model_price(CASE WHEN x.model = '' THEN billing._estimate_model()
+           coalesce(sum(x.cost) FILTER (WHERE target IS NOT NULL AND x.model IS NOT NULL
+                                        AND (billing.resolve_model_price(CASE WHEN x.model = '' THEN estimate_model
                                                                               ELSE x.model END, resolve_at)).model = target), 0),
            coalesce(sum(x.conversation_cost), 0)
       INTO openai, model_spent, conversation_spent
@@ -2313,34 +2322,26 @@ BEGIN
               FROM billing.month_usage AS u WHERE u.month = m GROUP BY u.model
             UNION ALL
             SELECT l.model, sum(l.cost), sum(l.cost) FILTER (WHERE l.conversation_id IS NOT NULL)
-              FROM billing._ledger_spend(p_from, p_to, billing._estimate_model(),
-                                         CASE WHEN applies.conversation THEN ARRAY[conv] END) AS l
+              FROM billing._ledger_spend(billing.month_start(m), p_to, estimate_model,
+                                         CASE WHEN 'conversation' = ANY (scopes) THEN ARRAY[conv] END) AS l
              GROUP BY l.model
             UNION ALL
             SELECT NULL, 0, c.cost
               FROM billing.tracked_tables AS t
               JOIN billing.conversation_usage AS c ON c.source_id = t.id AND c.month = m AND c.conversation_id = conv
-             WHERE applies.conversation) AS x;
-    IF applies.aws THEN
+             WHERE 'conversation' = ANY (scopes)) AS x;
+    IF 'all' = ANY (scopes) THEN
         aws := billing._aws_month_cost(m);
     END IF;
-    SELECT s.name, s.left_over INTO budget, remaining
-      FROM (SELECT b.name, b.amount - CASE b.scope WHEN 'all' THEN openai + aws WHEN 'openai' THEN openai
-                                                  WHEN 'model' THEN model_spent ELSE conversation_spent END AS left_over
-              FROM billing.budgets AS b
-             WHERE b.scope IN ('all', 'openai') OR (b.scope = 'model' AND b.model = target)
-                OR (b.scope = 'conversation' AND billing._key(b.conversation_id) = conv)) AS s
-     ORDER BY s.left_over, s.name
-     LIMIT 1;
-    SELECT b.name INTO blocked_by
-      FROM billing.budgets AS b
-     WHERE b.blocks
-       AND (b.scope IN ('all', 'openai') OR (b.scope = 'model' AND b.model = target)
-            OR (b.scope = 'conversation' AND billing._key(b.conversation_id) = conv))
-       AND b.amount <= CASE b.scope WHEN 'all' THEN openai + aws WHEN 'openai' THEN openai
-                                    WHEN 'model' THEN model_spent ELSE conversation_spent END
-     ORDER BY b.name
-     LIMIT 1;
+    -- The tightest budget (the least remaining, then by name), and the
+    -- first blocking one (by name) that has spent its amount.
+    SELECT (array_agg(a.name ORDER BY a.left_over, a.name))[1], min(a.left_over),
+           (array_agg(a.name ORDER BY a.name) FILTER (WHERE a.blocks AND a.left_over <= 0))[1]
+      INTO budget, remaining, blocked_by
+      FROM (SELECT u.name, u.blocks,
+                   u.amount - CASE u.scope WHEN 'all' THEN openai + aws WHEN 'openai' THEN openai
+                                           WHEN 'model' THEN model_spent ELSE conversation_spent END AS left_over
+              FROM unnest(names, scopes, amounts, blocking) AS u(name, scope, amount, blocks)) AS a;
     allowed := blocked_by IS NULL;
 END
 $$;
@@ -2371,33 +2372,35 @@ AS $$
 DECLARE
     m date := billing.month_of(at);
     previous date := (billing.month_of(at) - interval '1 month')::date;
+    periods date[] := ARRAY[m];
+    p date;
     a billing.alerts;
     fired integer := 0;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM billing.budgets) THEN
         RETURN 0;
     END IF;
-    FOR a IN
-        WITH due AS (
-            SELECT b.name, m AS period, b.amount, b.thresholds, s.spent
-              FROM billing.budgets AS b JOIN billing._budget_spent(m) AS s ON s.budget = b.name
-            UNION ALL
-            SELECT b.name, previous, b.amount, b.thresholds, s.spent
-              FROM billing.budgets AS b JOIN billing._budget_spent(previous) AS s ON s.budget = b.name
-             WHERE b.created_at < billing.month_end(previous)
-        )
-        INSERT INTO billing.alerts AS x (budget, threshold, period, spent, amount)
-        SELECT d.name, t.threshold, d.period, d.spent, d.amount
-          FROM due AS d CROSS JOIN LATERAL unnest(d.thresholds) AS t(threshold)
-         WHERE d.spent >= d.amount * t.threshold / 100
-           AND NOT EXISTS (SELECT 1 FROM billing.alerts AS f
-                            WHERE f.budget = d.name AND f.period = d.period AND f.threshold = t.threshold)
-         ORDER BY d.period, d.name, t.threshold
-        ON CONFLICT (budget, period, threshold) DO NOTHING
-        RETURNING x.*
-    LOOP
-        PERFORM pg_notify('billing_alert', billing._alert_payload(a));
-        fired := fired + 1;
+    IF EXISTS (SELECT 1 FROM billing.budgets AS b WHERE b.created_at < billing.month_end(previous)) THEN
+        periods := ARRAY[previous, m];
+    END IF;
+    FOREACH p IN ARRAY periods LOOP
+        FOR a IN
+            INSERT INTO billing.alerts AS x (budget, threshold, period, spent, amount)
+            SELECT b.name, t.threshold, p, s.spent, b.amount
+              FROM billing.budgets AS b
+              JOIN billing._budget_spent(p) AS s ON s.budget = b.name
+             CROSS JOIN LATERAL unnest(b.thresholds) AS t(threshold)
+             WHERE (p = m OR b.created_at < billing.month_end(p))
+               AND s.spent >= b.amount * t.threshold / 100
+               AND NOT EXISTS (SELECT 1 FROM billing.alerts AS f
+                                WHERE f.budget = b.name AND f.period = p AND f.threshold = t.threshold)
+             ORDER BY b.name, t.threshold
+            ON CONFLICT (budget, period, threshold) DO NOTHING
+            RETURNING x.*
+        LOOP
+            PERFORM pg_notify('billing_alert', billing._alert_payload(a));
+            fired := fired + 1;
+        END LOOP;
     END LOOP;
     RETURN fired;
 END

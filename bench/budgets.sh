@@ -8,7 +8,9 @@
 #      SELECT 1 (the round trip), billing.allowance() for a conversation
 #      that has a budget and for one that has none (target: median under
 #      1 ms), budget_status (target: under 10 ms), dashboard() (target:
-#      under 50 ms) and check_alerts() (the part merge() adds);
+#      under 50 ms) and check_alerts() (the part merge() adds); then the
+#      two allowance() calls R times more as the server times them
+#      (EXPLAIN ANALYZE's execution time);
 #   3. merge() of W writes with the B budgets (3 times);
 #   4. the alert latency with the documented schedule, billing.merge()
 #      every minute from pg_cron: K times, at a random second, a write
@@ -150,6 +152,15 @@ samples_file=$tmp/samples.tsv
     for ((r = 0; r < runs; r++)); do for c in "${calls[@]}"; do echo "$c;"; done; done
 } | psql_times | awk -v k="${#calls[@]}" '{ printf "%d\t%s\n", (NR - 1) % k, $1 }' >"$samples_file"
 [[ $(wc -l <"$samples_file") == $((runs * ${#calls[@]})) ]] || { echo "budgets.sh: missing timings" >&2; exit 1; }
+# The same two allowance() calls timed by the server (EXPLAIN ANALYZE's
+# execution time: no parsing, planning or round trip).
+server_file=$tmp/server.tsv
+{
+    for k in 1 2; do echo "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) ${calls[$k]};"; done
+    for ((r = 0; r < runs; r++)); do
+        for k in 1 2; do echo "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) ${calls[$k]};"; done
+    done
+} | pg -At | awk '/^Execution Time: / { n++; if (n > 2) printf "%d\t%s\n", (n - 1) % 2 + 1, $3 }' >"$server_file"
 [[ $(pg -At -c 'SELECT count(*) FROM billing.usage_ledger') == "$ledger" ]] || { echo "budgets.sh: the ledger changed" >&2; exit 1; }
 
 # --- 3. merge() of W writes with the budgets ---------------------------------------
@@ -230,6 +241,11 @@ report=$tmp/report.md
             met="${targets[$k]}: $(awk -v m="$med" -v l="$limit" 'BEGIN { print (m < l ? "met" : "**not met**") }')"
         fi
         md_row "${labels[$k]}" "$med" "$lo–$hi" "$(ratio "$med" "$base" x)" "$met"
+    done
+    for k in 1 2; do
+        read -r med lo hi < <(sample_stats 3 2 "$server_file" "$k")
+        md_row "${labels[$k]}, server's execution time" "$med" "$lo–$hi" "" \
+               "< 1 ms: $(awk -v m="$med" 'BEGIN { print (m < 1 ? "met" : "**not met**") }')"
     done
     echo
     read -r med lo hi < <(sample_stats 1 2 "$merge_file" merge)

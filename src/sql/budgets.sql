@@ -349,7 +349,7 @@ DECLARE
     resolve_at timestamptz := p_to - interval '1 microsecond';
     target text;
     conv text := billing._key(conversation_id);
-    estimate_model text := billing._estimate_model();
+    estimate_model text;
     names text[];
     scopes text[];
     amounts numeric[];
@@ -373,6 +373,8 @@ BEGIN
     IF names IS NULL THEN
         RETURN;
     END IF;
+    -- (billing._estimate_model(), read here: a SQL function is planned at each call)
+    SELECT s.value INTO estimate_model FROM billing.settings AS s WHERE s.name = 'estimate_model';
     SELECT coalesce(sum(x.cost), 0),
            coalesce(sum(x.cost) FILTER (WHERE target IS NOT NULL AND x.model IS NOT NULL
                                         AND (billing.resolve_model_price(CASE WHEN x.model = '' THEN estimate_model

@@ -137,7 +137,7 @@ calls=(
 )
 labels=(
     "SELECT 1 (the round trip)"
-    "billing.allowance(): a budgeted conversation and model (5 budgets apply)"
+    "billing.allowance(): a budgeted conversation and model (4 budgets apply)"
     "billing.allowance(): a conversation without a budget (3 budgets apply)"
     "billing.budget_status ($budgets budgets)"
     "billing.dashboard() (with the budgets)"

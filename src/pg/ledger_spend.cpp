@@ -115,6 +115,7 @@ struct Spend {
   MemoryContext work;
   HTAB* groups;
   HTAB* wanted;  // nullptr: no conversation asked for
+  Key only;      // the one conversation asked for, when there is one (bytes nullptr: not one)
   pg_tz* tz;
   DateADT cached_month;
   TimestampTz cached_month_start, cached_month_end;
@@ -167,7 +168,10 @@ void add_row(Spend* s, const Datum* v, const bool* n) {
     int len = 0;
     const char* ckey = ledger_key(VARDATA_ANY(c), static_cast<int>(VARSIZE_ANY_EXHDR(c)), &len);
     Key probe{ckey, len};
-    if (hash_search(s->wanted, &probe, HASH_FIND, nullptr) != nullptr) {
+    const bool found = s->only.bytes != nullptr
+                           ? s->only.len == len && memcmp(s->only.bytes, ckey, len) == 0
+                           : hash_search(s->wanted, &probe, HASH_FIND, nullptr) != nullptr;
+    if (found) {
       conversation = ckey;
       conversation_len = len;
     }
@@ -315,6 +319,13 @@ extern "C" Datum ledger_spend(PG_FUNCTION_ARGS) {
       memcpy(copy, VARDATA_ANY(t), len);
       Key key{copy, len};
       hash_search(s.wanted, &key, HASH_ENTER, nullptr);
+    }
+    // (billing.allowance() asks for one: a comparison instead of a probe)
+    if (s.wanted != nullptr && hash_get_num_entries(s.wanted) == 1) {
+      HASH_SEQ_STATUS scan;
+      hash_seq_init(&scan, s.wanted);
+      s.only = static_cast<Wanted*>(hash_seq_search(&scan))->key;
+      hash_seq_term(&scan);
     }
   }
   s.call = cost_call(fcinfo);

@@ -358,6 +358,7 @@ DECLARE
     model_spent numeric := 0;
     conversation_spent numeric := 0;
     aws numeric := 0;
+    left_over numeric;
 BEGIN
     IF allowance.model IS NOT NULL THEN
         target := (billing.resolve_model_price(allowance.model, resolve_at)).model;
@@ -397,14 +398,19 @@ BEGIN
         aws := billing._aws_month_cost(m);
     END IF;
     -- The tightest budget (the least remaining, then by name), and the
-    -- first blocking one (by name) that has spent its amount.
-    SELECT (array_agg(a.name ORDER BY a.left_over, a.name))[1], min(a.left_over),
-           (array_agg(a.name ORDER BY a.name) FILTER (WHERE a.blocks AND a.left_over <= 0))[1]
-      INTO budget, remaining, blocked_by
-      FROM (SELECT u.name, u.blocks,
-                   u.amount - CASE u.scope WHEN 'all' THEN openai + aws WHEN 'openai' THEN openai
-                                           WHEN 'model' THEN model_spent ELSE conversation_spent END AS left_over
-              FROM unnest(names, scopes, amounts, blocking) AS u(name, scope, amount, blocks)) AS a;
+    -- first blocking one (by name) that has spent its amount. (The arrays
+    -- are in name order.)
+    FOR i IN 1 .. cardinality(names) LOOP
+        left_over := amounts[i] - CASE scopes[i] WHEN 'all' THEN openai + aws WHEN 'openai' THEN openai
+                                                 WHEN 'model' THEN model_spent ELSE conversation_spent END;
+        IF remaining IS NULL OR left_over < remaining THEN
+            remaining := left_over;
+            budget := names[i];
+        END IF;
+        IF blocking[i] AND left_over <= 0 AND blocked_by IS NULL THEN
+            blocked_by := names[i];
+        END IF;
+    END LOOP;
     allowed := blocked_by IS NULL;
 END
 $$;

@@ -72,6 +72,7 @@ for f in "$dir"/*.md; do
         dashboard-*-*.md) kind=dashboard key=${name##*-} key=${key%.md} ;;
         row-cost-*-*.md) kind=row-cost key=${name##*-} key=${key%.md} ;;
         backfill-*-*.md) kind=backfill key=${name##*-} key=${key%.md} ;;
+        budgets-*-*.md) kind=budgets key=${name##*-} key=${key%.md} ;;
         inserts-*.md)
             # Since issue 15: preloaded tables, five workloads, the settings
             # kind; before: empty tables, single-row inserts only.
@@ -678,6 +679,7 @@ EOF
             states) what="dashboard in the states of a live database, $(thousands "$key") messages" ;;
             row-cost) what="row cost, $(data_of row-cost "$key")" ;;
             backfill) what="backfill, $(thousands "$key") messages" ;;
+            budgets) what="budgets (allowance, status, alerts), $(thousands "$key") messages" ;;
             inserts) what="inserts, $key per client count" ;;
             writes) what="inserts, $(data_of writes "$key")" ;;
             *) what="?" ;;

@@ -18,14 +18,13 @@
 // Nothing here has a destructor: groups live in a dynahash table in the
 // call's memory context.
 #include "cost_call.h"
+#include "ledger_read.h"
 #include "ledger_row.h"
 #include "month.h"
 #include "postgres_headers.h"
 
 extern "C" {
 #include "common/hashfn.h"
-#include "common/md5.h"
-#include "mb/pg_wchar.h"
 #include "nodes/params.h"
 #include "tcop/dest.h"
 #include "utils/hsearch.h"
@@ -78,35 +77,6 @@ int match_key(const void* a, const void* b, Size) {
   const auto* x = static_cast<const GroupKey*>(a);
   const auto* y = static_cast<const GroupKey*>(b);
   return x->len == y->len && memcmp(x->bytes, y->bytes, x->len) == 0 ? 0 : 1;
-}
-
-// billing._key(): as is up to 200 bytes, else its first 32 characters,
-// '... (md5 ', its md5 and ')'.
-const char* model_key(const char* model, int len, int* key_len) {
-  if (static_cast<size_t>(len) <= billing::kMaxPlainKeyBytes) {
-    *key_len = len;
-    return model;
-  }
-  char md5[33];
-  const char* errstr = nullptr;
-  if (!pg_md5_hash(model, len, md5, &errstr)) elog(ERROR, "billing: md5 failed: %s", errstr);
-  const int head = pg_mbcharcliplen(model, len, 32);
-  char* key = psprintf("%.*s... (md5 %s)", head, model, md5);
-  *key_len = static_cast<int>(strlen(key));
-  return key;
-}
-
-// usage_cost(): the cost of counts at price `p` (the price in effect at the
-// row's time; nullptr when it has none), or false when unpriced.
-bool row_cost(const TokenPrice* p, int64 prompt, int64 completion, int64 cached, Atto* cost) {
-  if (prompt == 0 && completion == 0) {
-    *cost = 0;
-    return true;
-  }
-  const bool negative = unsign_token_counts(&prompt, &completion, &cached);
-  if (p == nullptr) return false;
-  *cost = signed_token_cost(*p, prompt, completion, cached, negative);
-  return true;
 }
 
 Datum sum_to_numeric(Sum v) {
@@ -179,10 +149,10 @@ void add_row(LedgerReader* r, const Datum* values, const bool* nulls) {
   if (model != nullptr) {
     // (one price for both: the estimate is priced as the row's model)
     const TokenPrice* p = price_at(resolve_model_cached(r->fcinfo, r->call, model_bytes, model_len), at);
-    priced = row_cost(p, prompt, completion, cached, &cost);
-    estimate_priced = row_cost(p, est_prompt, est_completion, 0, &estimated_cost);
+    priced = ledger_row_cost(p, prompt, completion, cached, &cost);
+    estimate_priced = ledger_row_cost(p, est_prompt, est_completion, 0, &estimated_cost);
   } else if (r->has_estimate_model) {
-    estimate_priced = row_cost(price_at(r->estimate_resolution, at), est_prompt, est_completion, 0, &estimated_cost);
+    estimate_priced = ledger_row_cost(price_at(r->estimate_resolution, at), est_prompt, est_completion, 0, &estimated_cost);
   }
   Sum unpriced = unsplit;
   if (!priced) unpriced += static_cast<Sum>(prompt) + completion;
@@ -191,7 +161,7 @@ void add_row(LedgerReader* r, const Datum* values, const bool* nulls) {
   // The group: table, month, conversation, model key. The key is built
   // in a reused buffer and copied only when the group is new.
   int key_len = 0;
-  const char* mkey = model_key(model_bytes, model_len, &key_len);
+  const char* mkey = ledger_key(model_bytes, model_len, &key_len);
   const int conversation_len = conversation == nullptr ? 0 : static_cast<int>(VARSIZE_ANY_EXHDR(conversation));
   resetStringInfo(&r->key);
   appendBinaryStringInfo(&r->key, reinterpret_cast<const char*>(&source_id), sizeof source_id);

@@ -152,7 +152,8 @@ BEGIN
         'aws', aws,
         'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
         'conversations', conversations,
-        'history', hist);
+        'history', hist,
+        'budgets', billing._dashboard_budgets(last_month));
 END
 $$;
 COMMENT ON FUNCTION billing.dashboard(timestamptz, timestamptz, integer, integer) IS

@@ -368,6 +368,8 @@ BEGIN
            LATERAL billing._conversation_bounds(k.source_id, k.month, k.conversation_id) AS b
      WHERE c.source_id = k.source_id AND c.month = k.month
        AND c.conversation_id IS NOT DISTINCT FROM k.conversation_id;
+    -- Budget alerts fire at the latest here (budgets.sql).
+    PERFORM billing._merge_alerts();
     RETURN merged;
 END
 $$;

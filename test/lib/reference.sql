@@ -288,6 +288,21 @@ LANGUAGE sql STABLE AS $$
         SELECT 'got', x::text FROM (SELECT * FROM got_hist EXCEPT SELECT * FROM ref_hist) AS x) AS y
 $$;
 
+-- What each budget (but model budgets: the reference does not resolve
+-- names) has spent in the current and the previous UTC month, recomputed.
+CREATE VIEW ref.budget_spend AS
+SELECT b.name AS budget, p.m AS period,
+       CASE b.scope
+           WHEN 'all' THEN coalesce((SELECT t.month_total FROM ref.month_totals AS t WHERE t.month = p.m), 0)
+           WHEN 'openai' THEN coalesce((SELECT o.cost FROM ref.openai_months AS o WHERE o.month = p.m), 0)
+           WHEN 'aws' THEN coalesce((SELECT a.cost FROM ref.aws_months AS a WHERE a.month = p.m), 0)
+           ELSE coalesce((SELECT sum(c.cost) FROM ref.conversations AS c
+                           WHERE c.month = p.m AND c.conversation_id = b.conversation_id), 0) END AS spent
+  FROM billing.budgets AS b
+ CROSS JOIN (VALUES (date_trunc('month', now() AT TIME ZONE 'UTC')::date),
+                    ((date_trunc('month', now() AT TIME ZONE 'UTC') - interval '1 month')::date)) AS p(m)
+ WHERE b.scope <> 'model';
+
 -- The comparisons of ref.mismatches(), over the current ref.priced.
 -- (jit = off: the planner's estimates for this many set-returning calls
 -- are large enough to JIT-compile the query, which then takes seconds
@@ -332,6 +347,13 @@ LANGUAGE sql STABLE SET jit = off AS $$
     ), ref_emails AS (
         -- counters before tracking began, plus every committed increase
         SELECT coalesce(sum(delta), 0) AS emails FROM public.profile_log
+    ), ref_budgets AS MATERIALIZED (
+        SELECT * FROM ref.budget_spend
+    ), got_budgets AS MATERIALIZED (
+        SELECT s.budget, s.period, s.spent
+          FROM (SELECT DISTINCT r.period FROM ref_budgets AS r) AS p
+         CROSS JOIN LATERAL billing._budget_status(p.period, now()) AS s
+         WHERE s.scope <> 'model'
     ), d AS MATERIALIZED (
         SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS m_from,
                (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC' AS m_to,
@@ -366,6 +388,9 @@ LANGUAGE sql STABLE SET jit = off AS $$
     UNION ALL
     SELECT 'profile e-mails (track_profiles)', 'got', x::text FROM (SELECT * FROM got_emails EXCEPT SELECT * FROM ref_emails) AS x
     UNION ALL
+    SELECT 'budget_status spent', 'expected', x::text FROM (SELECT * FROM ref_budgets EXCEPT SELECT * FROM got_budgets) AS x
+    UNION ALL
+    SELECT 'budget_status spent', 'got', x::text FROM (SELECT * FROM got_budgets EXCEPT SELECT * FROM ref_budgets) AS x    UNION ALL
     SELECT m.* FROM d CROSS JOIN LATERAL ref.dashboard_mismatches('dashboard()', d.current, d.m_from, d.m_to, 50, 6) AS m
     UNION ALL
     SELECT m.* FROM d CROSS JOIN LATERAL ref.dashboard_mismatches('dashboard(-40 days, -3 days)', d.ragged,
@@ -384,6 +409,35 @@ BEGIN
     INSERT INTO ref.priced SELECT * FROM ref.priced_now;
     ANALYZE ref.priced;
     RETURN QUERY SELECT * FROM ref.compare();
+END
+$$;
+
+-- Budget alerts after a billing.merge() (which checks them last): every
+-- threshold that the recomputed spend of the current or previous month
+-- reaches has fired (for the previous month, for budgets that existed
+-- then), and none fired below its threshold. (An alert whose spend has
+-- since fallen back stays: alerts are never un-fired.) No row: exact.
+CREATE FUNCTION ref.alert_mismatches() RETURNS TABLE (check_name text, side text, row_text text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM ref.priced;
+    INSERT INTO ref.priced SELECT * FROM ref.priced_now;
+    ANALYZE ref.priced;
+    RETURN QUERY
+    WITH due AS (
+        SELECT s.budget, t.threshold, s.period
+          FROM ref.budget_spend AS s
+          JOIN billing.budgets AS b ON b.name = s.budget
+         CROSS JOIN LATERAL unnest(b.thresholds) AS t(threshold)
+         WHERE s.spent >= b.amount * t.threshold / 100
+           AND (s.period = date_trunc('month', now() AT TIME ZONE 'UTC')::date
+                OR b.created_at < date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+    )
+    SELECT 'alerts due, not fired', 'expected', x::text
+      FROM (SELECT * FROM due EXCEPT SELECT a.budget, a.threshold, a.period FROM billing.alerts AS a) AS x
+    UNION ALL
+    SELECT 'alerts fired below their threshold', 'got', a::text
+      FROM billing.alerts AS a WHERE a.spent < a.amount * a.threshold / 100;
 END
 $$;
 

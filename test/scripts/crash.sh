@@ -117,6 +117,7 @@ crash_main() {
     soak_check "after crash recovery" || failed=1
     echo "merge: $(soak_psql -c 'SELECT billing.merge()') rows"
     soak_check "after recovery and merge" || failed=1
+    soak_alert_check "after recovery and merge" || failed=1
 
     # --- crash 2: in the middle of a merge ---------------------------------
     # A price from two years back makes every month since stale; merge
@@ -181,6 +182,7 @@ SQL
     soak_check "after a crash during merge" || failed=1
     echo "merge: $(soak_psql -c 'SELECT billing.merge()') rows"
     soak_check "after the crash during merge, merged" || failed=1
+    soak_alert_check "after the crash during merge, merged" || failed=1
     local left
     left=$(soak_psql -c "SELECT count(*) FROM billing.stale_months")
     if ((left != 0)); then echo "FAIL: $left stale months after an uncontended merge"; failed=1; fi

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # pg_dump / pg_restore of a database that uses billing keeps the user's price
 # rows and seed removals, duplicates no seed row, and restores a catalog that
-# prices exactly as the original. Runs against the cluster tools/test.sh
-# started (PGHOST/PGPORT/PGUSER in the environment).
+# prices exactly as the original; budgets and fired alerts are kept, and an
+# alert fired before the dump does not fire again after the restore. Runs
+# against the cluster tools/test.sh started (PGHOST/PGPORT/PGUSER in the
+# environment).
 set -euo pipefail
 
 src=billing_dump_src
@@ -44,6 +46,10 @@ CREATE TABLE profiles (id int PRIMARY KEY, old_counter int, data jsonb);
 ALTER TABLE profiles DROP COLUMN old_counter;
 SELECT billing.track_profiles('profiles');
 INSERT INTO billing.aws_actuals (month, service, cost) VALUES ('2025-12-01', 'ses', 1.23);
+-- A budget and the alert it fired: January 2026 holds 15 + 0.80 + ..., past
+-- 50% of 20 (10), not 100%.
+INSERT INTO billing.budgets (name, scope, amount, thresholds, created_at) VALUES ('january', 'all', 20, '{50,100}', '2026-01-01');
+SELECT billing.check_alerts('2026-01-20');
 SQL
 
 pg_dump -Fc -d "$src" -f "$dump"
@@ -68,7 +74,9 @@ history="SELECT string_agg(format('%s|%s|%s|%s', month, source, cost, messages),
 conversations="SELECT string_agg(format('%s|%s|%s|%s', month, conversation_id, cost, first_message_at), ',' ORDER BY month, conversation_id) FROM billing.conversation_costs"
 estimates="SELECT string_agg(format('%s|%s', message_id, prompt_tokens), ',' ORDER BY message_id) FROM billing.estimated_prompts"
 settings="SELECT string_agg(name || '=' || value, ',' ORDER BY name) FROM billing.settings"
-for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings"; do
+budgets="SELECT string_agg(format('%s|%s|%s|%s|%s|%s', name, scope, amount, thresholds, blocks, created_at), ',' ORDER BY name) FROM billing.budgets"
+alerts="SELECT string_agg(format('%s|%s|%s|%s|%s|%s|%s', id, budget, threshold, period, spent, fired_at, delivered_at), ',' ORDER BY id) FROM billing.alerts"
+for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings" "$budgets" "$alerts"; do
     a=$(psql_q -d "$src" -c "$q")
     b=$(psql_q -d "$dst" -c "$q")
     if [[ "$a" != "$b" ]]; then
@@ -101,6 +109,18 @@ dups=$(psql_q -d "$dst" -c "SELECT count(*) FROM (SELECT model, effective_from F
 removed_back=$(psql_q -d "$dst" -c "SELECT count(*) FROM billing.model_prices WHERE model = 'o1-preview'")
 [[ "$dups" == 0 && "$removed_back" == 0 ]] || { echo "FAIL: duplicates=$dups o1-preview rows=$removed_back"; exit 1; }
 
+# The restored alert does not fire again, and the alerts' ids go on: 2M
+# gpt-4o prompt tokens (5.00) take January past 100% of 20.
+[[ $(psql_q -d "$src" -c "SELECT count(*) FROM billing.alerts") == 1 ]] || { echo "FAIL: no alert fired before the dump"; exit 1; }
+fired=$(psql_q -d "$dst" -c "SELECT billing.check_alerts('2026-01-20')")
+psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
+                     VALUES ('bud', 'assistant', 'b', '{\"model\": \"gpt-4o\", \"prompt_tokens\": 2000000, \"completion_tokens\": 0}', '2026-01-06')"
+again=$(psql_q -d "$dst" -c "SELECT billing.check_alerts('2026-01-20')")
+ids=$(psql_q -d "$dst" -c "SELECT string_agg(id || ':' || threshold, ',' ORDER BY id) FROM billing.alerts")
+if [[ $fired != 0 || $again != 1 || $ids != '1:50,2:100' ]]; then
+    echo "FAIL: after restore the check fired $fired then $again, alerts $ids (want 0, 1, 1:50,2:100)"; exit 1
+fi
+
 # The restored triggers still go away with the extension: the app's table
 # stays writable after DROP EXTENSION billing.
 psql_q -d "$dst" -c "DROP EXTENSION billing"
@@ -108,4 +128,4 @@ left=$(psql_q -d "$dst" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('m
 [[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on messages after DROP EXTENSION"; exit 1; }
 psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
                      VALUES ('d', 'assistant', 'u', '{}', '2026-01-05')"
-echo "dump/restore: catalog, removals, settings and costs identical; DROP EXTENSION leaves the app's table writable"
+echo "dump/restore: catalog, removals, settings, budgets, alerts and costs identical; no alert fires twice; DROP EXTENSION leaves the app's table writable"

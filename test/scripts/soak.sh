@@ -176,6 +176,14 @@ SELECT billing.record_usage(s, q, now() - make_interval(days => d))
                ('ses', 7, 0), ('sqs', 5, 3)) AS v(s, q, d);
 INSERT INTO billing.aws_actuals (month, service, cost, note)
 VALUES ((date_trunc('month', now() AT TIME ZONE 'UTC') - interval '2 months')::date, 's3', 0.31, 'soak');
+
+-- Budgets since the previous month, with thresholds from 1% to 1000%:
+-- merges fire their alerts all along the load.
+INSERT INTO billing.budgets (name, scope, conversation_id, amount, thresholds, created_at)
+SELECT b.name, b.scope, b.conversation_id, b.amount, '{1,2,5,10,20,50,100,200,500,1000}',
+       (date_trunc('month', now() AT TIME ZONE 'UTC') - interval '1 month') AT TIME ZONE 'UTC'
+  FROM (VALUES ('all', 'all', NULL, 1.0), ('openai', 'openai', NULL, 0.5), ('aws', 'aws', NULL, 0.1),
+               ('c1', 'conversation', 'c1', 0.05), ('c2', 'conversation', 'c2', 0.02)) AS b(name, scope, conversation_id, amount);
 SQL
     soak_psql -f "$SOAK_REFERENCE" >/dev/null
 }
@@ -517,6 +525,28 @@ SQL
     SOAK_CHECKS_PASSED=$((SOAK_CHECKS_PASSED + 1))
 }
 
+# soak_alert_check LABEL: after a merge, every budget threshold that the
+# reference's spend reaches has fired, and none below its threshold
+# (ref.alert_mismatches()). Prints the differences; returns 1 on any.
+soak_alert_check() {
+    local label=$1 out
+    out=$(soak_psql -F $'\t' 2>&1 <<'SQL'
+SET jit = off;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT 'row', check_name, side, row_text FROM ref.alert_mismatches() ORDER BY 2, 4;
+SELECT 'alerts', count(*) FROM billing.alerts;
+COMMIT;
+SQL
+) || { echo "CHECK $label (alerts): ERROR: $out"; SOAK_CHECKS_FAILED=$((SOAK_CHECKS_FAILED + 1)); return 1; }
+    if grep -q '^row' <<<"$out"; then
+        echo "CHECK $label (alerts): MISMATCH"
+        sed -n 's/^row\t\(.*\)\t\(.*\)\t\(.*\)$/    [\1] \2 \3/p' <<<"$out" | head -n 20
+        SOAK_CHECKS_FAILED=$((SOAK_CHECKS_FAILED + 1)); return 1
+    fi
+    echo "CHECK $label (alerts): every due alert fired, none early ($(sed -n 's/^alerts\t//p' <<<"$out") alerts)"
+    SOAK_CHECKS_PASSED=$((SOAK_CHECKS_PASSED + 1))
+}
+
 # soak_cleanup [STATUS]: the EXIT trap (STATUS defaults to the exit status).
 soak_cleanup() {
     local rc=${1:-$?}
@@ -587,6 +617,7 @@ soak_main() {
     soak_check "after load" || failed=1
     echo "merge: $(soak_psql -c 'SELECT billing.merge()') rows"
     soak_check "after merge" || failed=1
+    soak_alert_check "after merge" || failed=1
     local left
     left=$(soak_psql -c "SELECT (SELECT count(*) FROM billing.usage_ledger) || ' ledger rows, '
                                 || (SELECT count(*) FROM billing.stale_months) || ' stale months'")

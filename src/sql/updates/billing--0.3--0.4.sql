@@ -23,6 +23,10 @@
 -- * AWS usage estimated from usage patterns (billing.aws_usage_patterns)
 --   where none is recorded; record_usage follows billing.unknown_service.
 -- * billing.dashboard('2026-11-01', '2026-12-01') with untyped literals.
+-- * Budgets and alerts: billing.budgets, billing.budget_status (also the
+--   dashboard's "budgets"), billing.allowance() for the app before each
+--   OpenAI request, billing.alerts with billing.check_alerts(), which
+--   billing.merge() runs last (NOTIFY billing_alert on commit).
 
 \echo Use "ALTER EXTENSION billing UPDATE TO '0.4'" to load this file. \quit
 
@@ -1927,3 +1931,766 @@ RETURNS TABLE (source_id smallint, month date, conversation_id text, model text,
                cost numeric, estimated_cost numeric, unpriced_tokens numeric,
                first_added timestamptz, last_added timestamptz, first_removed timestamptz, last_removed timestamptz)
 AS 'MODULE_PATHNAME', 'ledger_usage' LANGUAGE C STABLE ROWS 100;
+
+------------------------------------------------------------------------------
+-- Budgets and alerts (src/sql/budgets.sql, as a fresh install has them);
+-- merge() checks the alerts last, dashboard() reports the budgets.
+------------------------------------------------------------------------------
+
+-- Budgets and alerts (README "Budgets and alerts"): billing.budgets (a
+-- monthly amount per scope, checked when written), what a budget has spent
+-- in a month (_period_spend, _budget_spent: exactly the dollars the views
+-- show), billing.budget_status and the dashboard's "budgets" entry,
+-- billing.allowance() (the check the app runs before each OpenAI request:
+-- rollups plus the unmerged ledger, no table scan), and billing.alerts
+-- with check_alerts(), which billing.merge() runs last (_merge_alerts):
+-- each threshold of each budget fires once per period, as a row and a
+-- NOTIFY billing_alert sent on commit.
+-- Relies on reads.sql, aws_usage.sql and views.sql; merge()
+-- (ledger_and_merge.sql) and dashboard() (dashboard.sql) call in here.
+
+CREATE TABLE billing.budgets (
+    name            text      PRIMARY KEY,
+    scope           text      NOT NULL DEFAULT 'all'
+                              CHECK (scope IN ('all', 'openai', 'aws', 'model', 'conversation')),
+    model           text      CHECK ((model IS NOT NULL) = (scope = 'model')),
+    conversation_id text      CHECK ((conversation_id IS NOT NULL) = (scope = 'conversation')),
+    amount          numeric   NOT NULL CHECK (amount > 0 AND amount < 'Infinity'),
+    thresholds      numeric[] NOT NULL DEFAULT '{50,80,100}'
+                              CHECK (cardinality(thresholds) BETWEEN 1 AND 20),
+    blocks          boolean   NOT NULL DEFAULT false,
+    note            text,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE billing.budgets IS
+    'Monthly budgets in USD: scope all, openai, aws, model (one catalog model) or conversation; alert thresholds in percent of amount; blocks: billing.allowance() refuses requests once spent reaches amount.';
+SELECT pg_catalog.pg_extension_config_dump('billing.budgets', '');
+
+-- A budget row as written: every field checked, with an error that names
+-- it (SQLSTATE 23502 for a missing value, 23514 for a wrong one); scope
+-- trimmed and lower-cased, thresholds sorted. SECURITY DEFINER (see
+-- permissions below): it reads the price catalog for the model warning.
+CREATE FUNCTION billing._budget_checked() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t numeric;
+    bad numeric;
+BEGIN
+    IF NEW.name IS NULL OR btrim(NEW.name) = '' THEN
+        RAISE EXCEPTION 'billing.budgets: name must be given' USING ERRCODE = 'not_null_violation', COLUMN = 'name',
+            SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF length(NEW.name) > 200 THEN
+        RAISE EXCEPTION 'billing.budgets: name must be at most 200 characters, got %', length(NEW.name)
+            USING ERRCODE = 'check_violation', COLUMN = 'name', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF NEW.scope IS NULL THEN
+        RAISE EXCEPTION 'billing.budgets: scope must be given (all, openai, aws, model or conversation)'
+            USING ERRCODE = 'not_null_violation', COLUMN = 'scope', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    NEW.scope := lower(btrim(NEW.scope));
+    IF NEW.scope = 'customer' THEN
+        RAISE EXCEPTION 'billing.budgets: scope "customer" is not available yet: billing knows no customers'
+            USING ERRCODE = 'check_violation', COLUMN = 'scope', SCHEMA = 'billing', TABLE = 'budgets',
+                  HINT = 'The scopes are all, openai, aws, model and conversation.';
+    END IF;
+    IF NEW.scope NOT IN ('all', 'openai', 'aws', 'model', 'conversation') THEN
+        RAISE EXCEPTION 'billing.budgets: scope must be all, openai, aws, model or conversation, got "%"', NEW.scope
+            USING ERRCODE = 'check_violation', COLUMN = 'scope', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF NEW.scope = 'model' AND (NEW.model IS NULL OR btrim(NEW.model) = '') THEN
+        RAISE EXCEPTION 'billing.budgets: model must be given when scope is model'
+            USING ERRCODE = 'not_null_violation', COLUMN = 'model', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF NEW.scope <> 'model' AND NEW.model IS NOT NULL THEN
+        RAISE EXCEPTION 'billing.budgets: model is only for scope model (this budget''s scope is %)', NEW.scope
+            USING ERRCODE = 'check_violation', COLUMN = 'model', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF NEW.scope = 'conversation' AND NEW.conversation_id IS NULL THEN
+        RAISE EXCEPTION 'billing.budgets: conversation_id must be given when scope is conversation'
+            USING ERRCODE = 'not_null_violation', COLUMN = 'conversation_id', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF NEW.scope <> 'conversation' AND NEW.conversation_id IS NOT NULL THEN
+        RAISE EXCEPTION 'billing.budgets: conversation_id is only for scope conversation (this budget''s scope is %)', NEW.scope
+            USING ERRCODE = 'check_violation', COLUMN = 'conversation_id', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF NEW.amount IS NULL THEN
+        RAISE EXCEPTION 'billing.budgets: amount must be given (USD per month)'
+            USING ERRCODE = 'not_null_violation', COLUMN = 'amount', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF NEW.amount <= 0 OR NEW.amount = 'NaN' OR NEW.amount = 'Infinity' THEN
+        RAISE EXCEPTION 'billing.budgets: amount must be a finite number of dollars above 0, got %', NEW.amount
+            USING ERRCODE = 'check_violation', COLUMN = 'amount', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF NEW.thresholds IS NULL OR cardinality(NEW.thresholds) = 0 THEN
+        RAISE EXCEPTION 'billing.budgets: thresholds must list at least one percentage (default {50,80,100})'
+            USING ERRCODE = 'not_null_violation', COLUMN = 'thresholds', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF array_ndims(NEW.thresholds) > 1 OR cardinality(NEW.thresholds) > 20 THEN
+        RAISE EXCEPTION 'billing.budgets: thresholds must be a list of at most 20 percentages, got %', NEW.thresholds
+            USING ERRCODE = 'check_violation', COLUMN = 'thresholds', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    SELECT x INTO bad FROM unnest(NEW.thresholds) AS x
+     WHERE x IS NULL OR x = 'NaN' OR x <= 0 OR x > 1000 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'billing.budgets: thresholds must be percentages above 0 and at most 1000, got %',
+                        coalesce(bad::text, 'NULL')
+            USING ERRCODE = 'check_violation', COLUMN = 'thresholds', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    SELECT x INTO t FROM unnest(NEW.thresholds) AS x GROUP BY x HAVING count(*) > 1 ORDER BY x LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'billing.budgets: thresholds must not repeat a percentage, got % more than once', t
+            USING ERRCODE = 'check_violation', COLUMN = 'thresholds', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    NEW.thresholds := ARRAY(SELECT x FROM unnest(NEW.thresholds) AS x ORDER BY x);
+    -- A model no price row names: the budget would cover nothing (a
+    -- warning, not an error: a restore loads budgets before user prices).
+    IF NEW.scope = 'model' AND NOT EXISTS (SELECT 1 FROM billing.model_prices AS p WHERE p.model = NEW.model) THEN
+        RAISE WARNING 'billing.budgets: no price in billing.model_prices names model "%": budget "%" covers no usage until one does',
+                      NEW.model, NEW.name
+            USING HINT = 'A model budget counts the usage of every stored model name the catalog resolves to this name, e.g. gpt-4o-mini-2024-07-18 for gpt-4o-mini.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER budgets_checked BEFORE INSERT OR UPDATE ON billing.budgets
+    FOR EACH ROW EXECUTE FUNCTION billing._budget_checked();
+
+-- Fired alerts: one row per budget, period (month) and threshold, never
+-- deleted or un-fired by billing. delivered_at, attempts and last_error
+-- belong to the program that delivers them (the id is its idempotency key).
+CREATE TABLE billing.alerts (
+    id           bigint      GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    budget       text        NOT NULL,
+    threshold    numeric     NOT NULL,
+    period       date        NOT NULL,
+    spent        numeric     NOT NULL,
+    amount       numeric     NOT NULL,
+    fired_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    delivered_at timestamptz,
+    attempts     integer     NOT NULL DEFAULT 0,
+    last_error   text,
+    UNIQUE (budget, period, threshold)
+);
+CREATE INDEX alerts_undelivered ON billing.alerts (id) WHERE delivered_at IS NULL;
+COMMENT ON TABLE billing.alerts IS
+    'Budget alerts, one per budget, period (the month''s first day) and threshold (percent), fired once when spent first reached amount x threshold / 100; each also sent as NOTIFY billing_alert on commit.';
+SELECT pg_catalog.pg_extension_config_dump('billing.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('billing.alerts_id_seq', '');
+
+-- C body: src/pg/ledger_spend.cpp (ledger_spend)
+CREATE FUNCTION billing._ledger_spend(p_from timestamptz, p_to timestamptz, p_estimate_model text,
+                                      p_conversations text[])
+RETURNS TABLE (source_id smallint, month date, model text, conversation_id text, cost numeric)
+AS 'MODULE_PATHNAME', 'ledger_spend' LANGUAGE C STABLE ROWS 20;
+COMMENT ON FUNCTION billing._ledger_spend(timestamptz, timestamptz, text, text[]) IS
+    'Dollars (actual and estimated) of the unmerged ledger rows with p_from <= created_at < p_to, per tracked table, month and model key, and apart for the conversations (as billing._key keys them) of p_conversations.';
+
+-- What a month cost, exactly as the views show it, in the pieces budgets
+-- need: ('model', a model key as stored, dollars), ('conversation', a
+-- conversation of p_conversations as billing._key keys it, dollars) and
+-- ('aws', NULL, dollars); a key may come in several rows (one per way it
+-- was read). The rules of billing._usage_by_model and
+-- _usage_by_conversation: the rollups plus the unmerged ledger where they
+-- are current (the ledger read once, by billing._ledger_spend), the
+-- tracked table itself for stale months and tables not taken in yet. PL/pgSQL,
+-- so that its plans are kept for the session.
+CREATE FUNCTION billing._period_spend(p_month date, p_conversations text[])
+RETURNS TABLE (kind text, key text, spent numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    p_from timestamptz := billing.month_start(p_month);
+    p_to timestamptz := billing.month_end(p_month);
+    keys text[] := ARRAY(SELECT DISTINCT billing._key(c) FROM unnest(p_conversations) AS c WHERE c IS NOT NULL);
+BEGIN
+    PERFORM billing._require_reader();
+    RETURN QUERY
+    WITH l AS MATERIALIZED (
+        SELECT * FROM billing._ledger_spend(p_from, p_to, billing._estimate_model(), keys)
+    )
+    SELECT 'model', x.model, sum(x.cost)
+      FROM (SELECT u.source_id, u.model, u.cost + u.estimated_cost AS cost
+              FROM billing.month_usage AS u WHERE u.month = p_month
+            UNION ALL
+            SELECT l.source_id, l.model, l.cost FROM l) AS x
+     CROSS JOIN LATERAL billing._rollups_current(x.source_id, p_month) AS fresh
+     GROUP BY x.model
+    UNION ALL
+    SELECT 'conversation', x.conversation_id, sum(x.cost)
+      FROM (SELECT c.source_id, c.conversation_id, c.cost
+              FROM billing.tracked_tables AS t
+             CROSS JOIN unnest(keys) AS k(id)
+              JOIN billing.conversation_usage AS c
+                ON c.source_id = t.id AND c.month = p_month AND c.conversation_id = k.id
+            UNION ALL
+            SELECT l.source_id, l.conversation_id, l.cost FROM l WHERE l.conversation_id IS NOT NULL) AS x
+     CROSS JOIN LATERAL billing._rollups_current(x.source_id, p_month) AS fresh
+     GROUP BY x.conversation_id
+    UNION ALL
+    SELECT 'aws', NULL, coalesce(sum(a.cost), 0) FROM billing._aws_usage_by_service(p_from, p_to) AS a;
+    FOR s IN SELECT * FROM billing._table_ranges(p_from, p_to) LOOP
+        RETURN QUERY
+        WITH r AS MATERIALIZED (
+            SELECT * FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to)
+        )
+        SELECT 'model', coalesce(r.model, ''), sum(r.cost + r.estimated_cost) FROM r GROUP BY 2
+        UNION ALL
+        SELECT 'conversation', r.conversation_id, sum(r.cost + r.estimated_cost)
+          FROM r WHERE r.conversation_id = ANY (keys) GROUP BY 2;
+    END LOOP;
+END
+$$;
+
+-- Each budget's dollars spent in a month. A stored model name is resolved
+-- at the month's last instant; the replies without a model count for the
+-- estimate_model that priced them.
+CREATE FUNCTION billing._budget_spent(p_month date)
+RETURNS TABLE (budget text, spent numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH p AS MATERIALIZED (
+        SELECT * FROM billing._period_spend(p_month, ARRAY(SELECT b.conversation_id FROM billing.budgets AS b
+                                                             WHERE b.scope = 'conversation'))
+    ), m AS (
+        SELECT p.key, sum(p.spent) AS spent FROM p WHERE p.kind = 'model' GROUP BY p.key
+    ), r AS (
+        SELECT rm.model, sum(m.spent) AS spent
+          FROM m CROSS JOIN LATERAL billing.resolve_model_price(
+                     CASE WHEN m.key = '' THEN billing._estimate_model() ELSE m.key END,
+                     billing.month_end(p_month) - interval '1 microsecond') AS rm
+         WHERE rm.model IS NOT NULL
+         GROUP BY rm.model
+    ), c AS (
+        SELECT p.key, sum(p.spent) AS spent FROM p WHERE p.kind = 'conversation' GROUP BY p.key
+    ), t AS (
+        SELECT (SELECT coalesce(sum(m.spent), 0) FROM m) AS openai,
+               (SELECT coalesce(sum(p.spent), 0) FROM p WHERE p.kind = 'aws') AS aws
+    )
+    SELECT b.name,
+           CASE b.scope WHEN 'all' THEN t.openai + t.aws WHEN 'openai' THEN t.openai WHEN 'aws' THEN t.aws
+                        WHEN 'model' THEN coalesce(r.spent, 0) ELSE coalesce(c.spent, 0) END
+      FROM billing.budgets AS b
+     CROSS JOIN t
+      LEFT JOIN r ON b.scope = 'model' AND r.model = b.model
+      LEFT JOIN c ON b.scope = 'conversation' AND c.key = billing._key(b.conversation_id);
+END
+$$;
+
+-- Every budget's status in a month, with `p_now` as the clock: the
+-- forecast extrapolates the dollars spent so far over the whole month
+-- (linear run rate: spent x month length / time elapsed, the elapsed time
+-- counted as at least one day), and is the spent amount once the month is over.
+CREATE FUNCTION billing._budget_status(p_month date, p_now timestamptz)
+RETURNS TABLE (budget text, scope text, model text, conversation_id text, period date, amount numeric,
+               spent numeric, remaining numeric, percent numeric, forecast numeric, state text, blocks boolean,
+               thresholds numeric[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_from timestamptz := billing.month_start(p_month);
+    p_to timestamptz := billing.month_end(p_month);
+BEGIN
+    RETURN QUERY
+    SELECT b.name, b.scope, b.model, b.conversation_id, p_month, b.amount, s.spent, b.amount - s.spent,
+           round(s.spent / b.amount * 100, 2),
+           CASE WHEN p_now >= p_to THEN s.spent
+                ELSE round(s.spent * extract(epoch FROM p_to - p_from)
+                           / greatest(extract(epoch FROM p_now - p_from), 86400), 6) END,
+           CASE WHEN s.spent >= b.amount THEN 'exceeded'
+                WHEN s.spent >= b.amount * b.thresholds[1] / 100 THEN 'warning'
+                ELSE 'ok' END,
+           b.blocks, b.thresholds
+      FROM billing.budgets AS b
+      JOIN billing._budget_spent(p_month) AS s ON s.budget = b.name;
+END
+$$;
+
+CREATE VIEW billing.budget_status WITH (security_invoker = true) AS
+SELECT s.budget, s.scope, s.model, s.conversation_id, s.period, s.amount, s.spent, s.remaining, s.percent,
+       s.forecast, s.state, s.blocks
+  FROM billing._budget_status(billing.month_of(now()), now()) AS s;
+COMMENT ON VIEW billing.budget_status IS
+    'Each budget this month: dollars spent (as the views show them), remaining, percent, forecast at the month''s end (linear run rate) and state (ok, warning: a threshold below 100% reached, exceeded).';
+
+-- The dashboard's "budgets" entry: the status of the month `p_month`
+-- (budget name order), or NULL for a role that may not read billing.budgets
+-- (a dashboard role granted SELECT before budgets existed keeps working).
+CREATE FUNCTION billing._dashboard_budgets(p_month date) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT has_table_privilege('billing.budgets', 'SELECT') THEN
+        RETURN NULL;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM billing.budgets) THEN
+        RETURN '[]';
+    END IF;
+    RETURN (SELECT jsonb_agg(jsonb_build_object(
+                       'budget', s.budget, 'scope', s.scope, 'model', s.model, 'conversation_id', s.conversation_id,
+                       'amount', s.amount, 'spent', s.spent, 'remaining', s.remaining, 'percent', s.percent,
+                       'forecast', s.forecast, 'state', s.state, 'blocks', s.blocks)
+                   ORDER BY s.budget)
+              FROM billing._budget_status(p_month, now()) AS s);
+END
+$$;
+
+-- AWS dollars of a month for billing.allowance(): the figure of
+-- billing._aws_usage_by_service, read in one pass of the month's recorded
+-- usage when no usage pattern is defined (patterns need that function's
+-- message counts). PL/pgSQL, so that its plan is kept for the session.
+CREATE FUNCTION billing._aws_month_cost(p_month date) RETURNS numeric
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET billing.unknown_service = 'ignore'
+AS $$
+DECLARE
+    p_from timestamptz := billing.month_start(p_month);
+    p_to timestamptz := billing.month_end(p_month);
+BEGIN
+    IF EXISTS (SELECT 1 FROM billing.aws_usage_patterns) THEN
+        RETURN (SELECT coalesce(sum(a.cost), 0) FROM billing._aws_usage_by_service(p_from, p_to) AS a);
+    END IF;
+    RETURN (SELECT coalesce(sum(coalesce(a.cost, r.cost)), 0)
+              FROM (SELECT u.service, coalesce(billing.aws_cost(u.service, u.quantity, u.at), 0) AS cost
+                      FROM billing.aws_usage AS u
+                     WHERE u.at >= p_from AND u.at < p_to
+                     GROUP BY u.service) AS r
+              FULL JOIN (SELECT x.service, x.cost FROM billing.aws_actuals AS x WHERE x.month = p_month) AS a
+                     ON a.service = r.service);
+END
+$$;
+
+-- What the app asks before each OpenAI request: may it go ahead, and how
+-- many dollars are left under the tightest budget that applies (scope all,
+-- openai, the model the request's model resolves to, its conversation)?
+-- Spent is read from the rollups plus the unmerged ledger of this month
+-- (no read of the app's tables): exact, except that a month a price change
+-- made stale keeps its old prices here until billing.merge() rebuilds it.
+-- SECURITY DEFINER: the app's role needs only EXECUTE (granted explicitly).
+CREATE FUNCTION billing.allowance(model text DEFAULT NULL, conversation_id text DEFAULT NULL,
+                                  OUT allowed boolean, OUT remaining numeric, OUT budget text, OUT blocked_by text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m date := billing.month_of(now());
+    p_to timestamptz := billing.month_end(m);
+    resolve_at timestamptz := p_to - interval '1 microsecond';
+    target text;
+    conv text := billing._key(conversation_id);
+    estimate_model text;
+    names text[];
+    scopes text[];
+    amounts numeric[];
+    blocking boolean[];
+    openai numeric := 0;
+    model_spent numeric := 0;
+    conversation_spent numeric := 0;
+    aws numeric := 0;
+    left_over numeric;
+BEGIN
+    IF allowance.model IS NOT NULL THEN
+        target := (billing.resolve_model_price(allowance.model, resolve_at)).model;
+    END IF;
+    -- The budgets that apply, read once.
+    SELECT array_agg(b.name ORDER BY b.name), array_agg(b.scope ORDER BY b.name),
+           array_agg(b.amount ORDER BY b.name), array_agg(b.blocks ORDER BY b.name)
+      INTO names, scopes, amounts, blocking
+      FROM billing.budgets AS b
+     WHERE b.scope IN ('all', 'openai') OR (b.scope = 'model' AND b.model = target)
+        OR (b.scope = 'conversation' AND billing._key(b.conversation_id) = conv);
+    allowed := true;
+    IF names IS NULL THEN
+        RETURN;
+    END IF;
+    -- (billing._estimate_model(), read here: a SQL function is planned at each call)
+    SELECT s.value INTO estimate_model FROM billing.settings AS s WHERE s.name = 'estimate_model';
+    SELECT coalesce(sum(x.cost), 0),
+           coalesce(sum(x.cost) FILTER (WHERE target IS NOT NULL AND x.model IS NOT NULL
+                                        AND (billing.resolve_model_price(CASE WHEN x.model = '' THEN estimate_model
+                                                                              ELSE x.model END, resolve_at)).model = target), 0),
+           coalesce(sum(x.conversation_cost), 0)
+      INTO openai, model_spent, conversation_spent
+      FROM (SELECT u.model, sum(u.cost + u.estimated_cost) AS cost, 0 AS conversation_cost
+              FROM billing.month_usage AS u WHERE u.month = m GROUP BY u.model
+            UNION ALL
+            SELECT l.model, sum(l.cost), sum(l.cost) FILTER (WHERE l.conversation_id IS NOT NULL)
+              FROM billing._ledger_spend(billing.month_start(m), p_to, estimate_model,
+                                         CASE WHEN 'conversation' = ANY (scopes) THEN ARRAY[conv] END) AS l
+             GROUP BY l.model
+            UNION ALL
+            SELECT NULL, 0, c.cost
+              FROM billing.tracked_tables AS t
+              JOIN billing.conversation_usage AS c ON c.source_id = t.id AND c.month = m AND c.conversation_id = conv
+             WHERE 'conversation' = ANY (scopes)) AS x;
+    IF 'all' = ANY (scopes) THEN
+        aws := billing._aws_month_cost(m);
+    END IF;
+    -- The tightest budget (the least remaining, then by name), and the
+    -- first blocking one (by name) that has spent its amount. (The arrays
+    -- are in name order.)
+    FOR i IN 1 .. cardinality(names) LOOP
+        left_over := amounts[i] - CASE scopes[i] WHEN 'all' THEN openai + aws WHEN 'openai' THEN openai
+                                                 WHEN 'model' THEN model_spent ELSE conversation_spent END;
+        IF remaining IS NULL OR left_over < remaining THEN
+            remaining := left_over;
+            budget := names[i];
+        END IF;
+        IF blocking[i] AND left_over <= 0 AND blocked_by IS NULL THEN
+            blocked_by := names[i];
+        END IF;
+    END LOOP;
+    allowed := blocked_by IS NULL;
+END
+$$;
+COMMENT ON FUNCTION billing.allowance(text, text) IS
+    'Before an OpenAI request: allowed (false once a blocking budget that applies has spent its amount), the dollars remaining under the tightest budget that applies, that budget, and the blocking budget that refuses. Reads the rollups and the unmerged ledger only.';
+
+-- The JSON of an alert's NOTIFY billing_alert.
+CREATE FUNCTION billing._alert_payload(a billing.alerts) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('id', a.id, 'budget', a.budget, 'threshold', a.threshold, 'period', a.period,
+                              'spent', a.spent, 'amount', a.amount,
+                              'scope', (SELECT b.scope FROM billing.budgets AS b WHERE b.name = a.budget))::text
+$$;
+
+-- Fires the alerts that are due: each threshold of each budget whose spend
+-- in the month of `at` (or, for a budget that existed then, the month
+-- before: actual figures and back-dated writes arrive late) has reached
+-- amount x threshold / 100 and has not fired for that month yet. One row
+-- each in billing.alerts and one NOTIFY billing_alert, sent when the
+-- transaction commits; a concurrent call waits for the first to commit and
+-- fires nothing twice (the unique key). Returns how many fired.
+CREATE FUNCTION billing.check_alerts(at timestamptz DEFAULT now()) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m date := billing.month_of(at);
+    previous date := (billing.month_of(at) - interval '1 month')::date;
+    periods date[] := ARRAY[m];
+    p date;
+    a billing.alerts;
+    fired integer := 0;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM billing.budgets) THEN
+        RETURN 0;
+    END IF;
+    IF EXISTS (SELECT 1 FROM billing.budgets AS b WHERE b.created_at < billing.month_end(previous)) THEN
+        periods := ARRAY[previous, m];
+    END IF;
+    FOREACH p IN ARRAY periods LOOP
+        FOR a IN
+            INSERT INTO billing.alerts AS x (budget, threshold, period, spent, amount)
+            SELECT b.name, t.threshold, p, s.spent, b.amount
+              FROM billing.budgets AS b
+              JOIN billing._budget_spent(p) AS s ON s.budget = b.name
+             CROSS JOIN LATERAL unnest(b.thresholds) AS t(threshold)
+             WHERE (p = m OR b.created_at < billing.month_end(p))
+               AND s.spent >= b.amount * t.threshold / 100
+               AND NOT EXISTS (SELECT 1 FROM billing.alerts AS f
+                                WHERE f.budget = b.name AND f.period = p AND f.threshold = t.threshold)
+             ORDER BY b.name, t.threshold
+            ON CONFLICT (budget, period, threshold) DO NOTHING
+            RETURNING x.*
+        LOOP
+            PERFORM pg_notify('billing_alert', billing._alert_payload(a));
+            fired := fired + 1;
+        END LOOP;
+    END LOOP;
+    RETURN fired;
+END
+$$;
+COMMENT ON FUNCTION billing.check_alerts(timestamptz) IS
+    'Fires the budget alerts that are due (this month and, for budgets that existed then, last month): a row in billing.alerts and a NOTIFY billing_alert on commit, once per budget, month and threshold. billing.merge() runs it last.';
+
+-- merge()'s last step: alerts are checked, and a failure to check them
+-- (say a broken budget row) is a WARNING, never a failed merge.
+CREATE FUNCTION billing._merge_alerts() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM billing.check_alerts();
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'billing: merge could not check budget alerts: %', SQLERRM
+        USING HINT = 'The merge itself is done; alerts are checked again at the next merge (or SELECT billing.check_alerts()).';
+END
+$$;
+
+-- Who may do what (README "Permissions"): the app calls allowance() with
+-- EXECUTE granted explicitly (it runs as the extension's owner and only
+-- returns the budgets' figures); checking alerts writes and notifies, for
+-- the extension's owner (merge()) only.
+ALTER FUNCTION billing._budget_checked() SECURITY DEFINER;
+REVOKE ALL ON FUNCTION billing._budget_checked() FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing.allowance(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing.check_alerts(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._merge_alerts() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION billing.merge() RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    merged bigint;
+BEGIN
+    -- One merge at a time; a second caller has nothing to do.
+    -- (a row lock: only a role that may update billing's tables can hold it)
+    IF NOT EXISTS (SELECT 1 FROM billing.merge_lock FOR UPDATE SKIP LOCKED) THEN
+        RETURN 0;
+    END IF;
+    PERFORM billing._refresh_trigger_functions();
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled ORDER BY id LOOP
+        PERFORM billing._merge_step(s.id, 'backfill', NULL);
+    END LOOP;
+    FOR s IN SELECT sm.source_id, sm.month FROM billing.stale_months AS sm
+               JOIN billing.tracked_tables AS t ON t.id = sm.source_id AND t.backfilled
+              ORDER BY 1, 2 LOOP
+        PERFORM billing._merge_step(s.source_id, 'rebuild', s.month);
+    END LOOP;
+
+    WITH moved AS (
+        -- (a join on ctid: billing._rollups_current must be joined, not
+        -- called per row from a WHERE clause, to be planned as one hash)
+        DELETE FROM billing.usage_ledger AS l
+         USING (SELECT f.ctid FROM billing.usage_ledger AS f
+                 CROSS JOIN LATERAL billing._rollups_current(f.source_id, billing.month_of(f.created_at)) AS fresh
+               ) AS current_rows
+         WHERE l.ctid = current_rows.ctid
+        RETURNING l.*
+    ), priced AS MATERIALIZED (
+        SELECT m.*, billing.month_of(m.created_at) AS month, billing._key(coalesce(m.model, '')) AS model_key,
+               billing.usage_cost(m.model, m.prompt_tokens, m.completion_tokens, m.cached_tokens, m.created_at) AS c,
+               billing.usage_cost(coalesce(m.model, cfg.estimate_model), m.estimated_prompt,
+                                  m.estimated_completion, 0, m.created_at) AS e
+          FROM moved AS m
+         CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS cfg
+    ), rows AS MATERIALIZED (
+        SELECT p.*, coalesce(p.c, 0) AS cost, coalesce(p.e, 0) AS estimated_cost,
+               billing._unpriced_tokens(p.c, p.e, p.prompt_tokens, p.completion_tokens, p.estimated_prompt,
+                                        p.estimated_completion, p.unsplit_tokens) AS unpriced_tokens
+          FROM priced AS p
+    ), months AS (
+        INSERT INTO billing.month_usage AS u
+        SELECT r.source_id, r.month, r.model_key, sum(r.messages), sum(r.prompt_tokens),
+               sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt),
+               sum(r.estimated_completion), sum(r.unsplit_tokens), sum(r.problems), sum(r.cost),
+               sum(r.estimated_cost), sum(r.unpriced_tokens)
+          FROM rows AS r GROUP BY 1, 2, 3
+        ON CONFLICT (source_id, month, model) DO UPDATE SET
+            messages = u.messages + excluded.messages,
+            prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+            completion_tokens = u.completion_tokens + excluded.completion_tokens,
+            cached_tokens = u.cached_tokens + excluded.cached_tokens,
+            estimated_prompt = u.estimated_prompt + excluded.estimated_prompt,
+            estimated_completion = u.estimated_completion + excluded.estimated_completion,
+            unsplit_tokens = u.unsplit_tokens + excluded.unsplit_tokens,
+            problems = u.problems + excluded.problems,
+            cost = u.cost + excluded.cost,
+            estimated_cost = u.estimated_cost + excluded.estimated_cost,
+            unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens
+    )
+    INSERT INTO billing.conversation_usage AS u
+    SELECT r.source_id, r.month, billing._key(r.conversation_id), sum(r.messages), sum(r.prompt_tokens),
+           sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt::numeric + r.estimated_completion),
+           sum(r.cost + r.estimated_cost), sum(r.unpriced_tokens),
+           min(r.created_at) FILTER (WHERE r.messages > 0), max(r.created_at) FILTER (WHERE r.messages > 0),
+           bool_or(r.messages < 0)
+      FROM rows AS r GROUP BY 1, 2, 3
+    ON CONFLICT (source_id, month, conversation_id) DO UPDATE SET
+        messages = u.messages + excluded.messages,
+        prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = u.completion_tokens + excluded.completion_tokens,
+        cached_tokens = u.cached_tokens + excluded.cached_tokens,
+        estimated_tokens = u.estimated_tokens + excluded.estimated_tokens,
+        cost = u.cost + excluded.cost,
+        unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens,
+        first_message_at = least(u.first_message_at, excluded.first_message_at),
+        last_message_at = greatest(u.last_message_at, excluded.last_message_at),
+        bounds_stale = u.bounds_stale OR excluded.bounds_stale;
+    GET DIAGNOSTICS merged = ROW_COUNT;
+
+    -- Rows whose messages were all taken back disappear; bounds a removal may
+    -- have moved are read again from the source.
+    DELETE FROM billing.month_usage WHERE messages = 0;
+    DELETE FROM billing.conversation_usage WHERE messages = 0;
+    UPDATE billing.conversation_usage AS c
+       SET first_message_at = b.first_at, last_message_at = b.last_at, bounds_stale = false
+      FROM (SELECT source_id, month, conversation_id FROM billing.conversation_usage WHERE bounds_stale) AS k,
+           LATERAL billing._conversation_bounds(k.source_id, k.month, k.conversation_id) AS b
+     WHERE c.source_id = k.source_id AND c.month = k.month
+       AND c.conversation_id IS NOT DISTINCT FROM k.conversation_id;
+    -- Budget alerts fire at the latest here (budgets.sql).
+    PERFORM billing._merge_alerts();
+    RETURN merged;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamptz,
+                                             top_conversations integer DEFAULT 50, months integer DEFAULT 6)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    openai jsonb;
+    aws jsonb;
+    conversations jsonb;
+    hist jsonb;
+    history_from date;
+    last_month date;
+    whole_month boolean;       -- the period is one whole month: the last of the history
+    openai_by_month jsonb;     -- then the history's OpenAI figures, from the same read
+BEGIN
+    IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start THEN
+        RAISE EXCEPTION 'billing: the period must have a start before its end' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The work is bounded whatever the arguments: a finite period within
+    -- the years billing counts, at most 1,200 months of history.
+    IF NOT billing._countable(period_start) OR NOT billing._countable(period_end - interval '1 microsecond') THEN
+        RAISE EXCEPTION 'billing: the period must lie within the years 1 to 9999, got % to %', period_start, period_end
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF top_conversations < 0 OR top_conversations > 10000 OR months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000 and months between 1 and 1200'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM billing._require_reader();
+    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
+        RAISE NOTICE 'billing: no tracked table that role "%" may read, so OpenAI figures are zero', current_user
+            USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table; '
+                         'a role sees the costs of the tracked tables it may SELECT.';
+    END IF;
+
+    -- History: the `months` months that end with the period's last month.
+    last_month := billing.month_of(period_end - interval '1 microsecond');
+    history_from := (last_month - (months - 1) * interval '1 month')::date;
+    whole_month := period_start = billing.month_start(last_month) AND period_end = billing.month_end(last_month);
+
+    -- Every figure is defined once (README "The dashboard payload"):
+    -- tokens = prompt + completion + estimated + total-only tokens, and the
+    -- by_model entries add up to the card. For a whole month (the usual
+    -- call) one read of the history's months serves the card and the
+    -- history: each unmerged write is priced once less.
+    WITH m_all AS MATERIALIZED (
+        SELECT * FROM billing._usage_by_model(
+            CASE WHEN whole_month THEN billing.month_start(history_from) ELSE period_start END,
+            period_end)
+    ),
+    m AS (SELECT * FROM m_all WHERE NOT whole_month OR m_all.month = last_month),
+    per_model AS (
+        SELECT CASE WHEN m.model = '' THEN '(none)' ELSE m.model END AS model,
+               sum(m.cost + m.estimated_cost) AS cost,
+               sum(m.prompt_tokens::numeric + m.completion_tokens + m.estimated_prompt
+                   + m.estimated_completion + m.unsplit_tokens) AS tokens,
+               sum(m.unpriced_tokens) AS unpriced_tokens,
+               sum(m.messages) AS messages,
+               -- no price at all: the cost is unknown, not zero
+               bool_and(m.unpriced_tokens::numeric = m.prompt_tokens::numeric + m.completion_tokens
+                        + m.estimated_prompt + m.estimated_completion + m.unsplit_tokens
+                        AND m.unpriced_tokens <> 0) AS unpriced
+          FROM m GROUP BY 1
+    ),
+    -- At most 100 models by name; the rest (a payload must stay small
+    -- whatever names the app writes) in one "(other models)" entry.
+    ranked AS (
+        SELECT p.*, row_number() OVER (ORDER BY p.cost DESC, p.tokens DESC, p.model) AS rank FROM per_model AS p
+    ),
+    shown AS (
+        SELECT r.model, r.cost, r.tokens, r.unpriced_tokens, r.messages, r.unpriced FROM ranked AS r WHERE r.rank <= 100
+        UNION ALL
+        SELECT '(other models)', sum(r.cost), sum(r.tokens), sum(r.unpriced_tokens), sum(r.messages), bool_and(r.unpriced)
+          FROM ranked AS r WHERE r.rank > 100 HAVING count(*) > 0
+    )
+    SELECT jsonb_build_object(
+               'cost', coalesce(sum(m.cost + m.estimated_cost), 0),
+               'estimated_cost', coalesce(sum(m.estimated_cost), 0),
+               'tokens', coalesce(sum(m.prompt_tokens::numeric + m.completion_tokens + m.estimated_prompt
+                                      + m.estimated_completion + m.unsplit_tokens), 0),
+               'prompt_tokens', coalesce(sum(m.prompt_tokens), 0),
+               'completion_tokens', coalesce(sum(m.completion_tokens), 0),
+               'cached_tokens', coalesce(sum(m.cached_tokens), 0),
+               'estimated_tokens', coalesce(sum(m.estimated_prompt::numeric + m.estimated_completion), 0),
+               'unsplit_tokens', coalesce(sum(m.unsplit_tokens), 0),
+               'unpriced_tokens', coalesce(sum(m.unpriced_tokens), 0),
+               'messages', coalesce(sum(m.messages), 0),
+               'problems', coalesce(sum(m.problems), 0),
+               'by_model', coalesce((
+                   SELECT jsonb_object_agg(b.model, jsonb_build_object(
+                              'cost', CASE WHEN b.unpriced THEN NULL ELSE b.cost END,
+                              'tokens', b.tokens, 'unpriced_tokens', b.unpriced_tokens,
+                              'messages', b.messages))
+                     FROM shown AS b), '{}'::jsonb)),
+           CASE WHEN whole_month THEN
+               (SELECT coalesce(jsonb_object_agg(to_char(a.month, 'YYYY-MM'), a.cost), '{}'::jsonb)
+                  FROM (SELECT x.month, sum(x.cost + x.estimated_cost) AS cost FROM m_all AS x GROUP BY x.month) AS a)
+           END
+      INTO openai, openai_by_month
+      FROM m;
+
+    SELECT jsonb_build_object(
+               'cost', coalesce(sum(a.cost), 0),
+               'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+               'breakdown', coalesce(jsonb_object_agg(a.service, jsonb_build_object(
+                                'quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+                                FILTER (WHERE a.service IS NOT NULL), '{}'::jsonb),
+               'source', CASE WHEN count(*) = 0 THEN 'estimate'
+                              WHEN bool_and(a.basis = 'actual') THEN 'actual'
+                              WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END)
+      INTO aws
+      FROM billing._aws_usage_by_service(period_start, period_end) AS a;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object('conversation_id', c.conversation_id, 'cost', c.cost,
+                                                 'tokens', c.tokens, 'messages', c.messages)
+                              ORDER BY c.cost DESC, c.conversation_id), '[]'::jsonb)
+      INTO conversations
+      FROM billing._top_conversations(period_start, period_end, top_conversations) AS c;
+
+    WITH h AS (
+        SELECT h.month, h.source, h.cost
+          FROM billing.history(billing.month_start(history_from),
+                               billing.month_end(last_month)) AS h
+         WHERE NOT whole_month
+        UNION ALL
+        SELECT to_date(o.key, 'YYYY-MM'), 'openai', o.value::numeric
+          FROM jsonb_each_text(openai_by_month) AS o
+         WHERE whole_month
+        UNION ALL
+        SELECT a.month, 'aws', sum(a.cost)
+          FROM billing._aws_usage_by_service(billing.month_start(history_from), billing.month_end(last_month)) AS a
+         WHERE whole_month
+         GROUP BY a.month
+    )
+    SELECT jsonb_agg(jsonb_build_object(
+               'month', to_char(g.m, 'YYYY-MM'),
+               'openai', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'openai'), 0),
+               'aws', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'aws'), 0),
+               'total', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m), 0))
+             ORDER BY g.m)
+      INTO hist
+      FROM generate_series(history_from, last_month, interval '1 month') AS g(m);
+
+    RETURN jsonb_build_object(
+        'period', jsonb_build_object('start', period_start, 'end', period_end),
+        'openai', openai,
+        'aws', aws,
+        'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
+        'conversations', conversations,
+        'history', hist,
+        'budgets', billing._dashboard_budgets(last_month));
+END
+$$;

@@ -1,0 +1,89 @@
+-- billing.forecast(p_at): the month's end cost per source (README
+-- "Forecast"), at fixed dates (p_at passed explicitly) in 2025. Prices:
+-- gpt-4o $2.50 per 1M prompt tokens, so a reply of 400,000 prompt tokens
+-- costs exactly $1.00; SES $0.0001 per e-mail. month_time_zone is UTC.
+SET timezone = 'UTC';
+-- Nothing left by earlier tests that the forecast would count.
+SELECT (SELECT count(*) FROM billing.tracked_tables) AS tracked, (SELECT count(*) FROM billing.aws_usage) AS aws,
+       (SELECT count(*) FROM billing.aws_actuals) AS actuals, (SELECT count(*) FROM billing.aws_usage_patterns) AS patterns;
+
+CREATE TABLE fc_messages (id bigserial PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                          created_at timestamptz);
+CREATE INDEX ON fc_messages (created_at);
+-- $1.00 replies:
+--   March 2025 (the first month with usage): 2, on the 10th;
+--   April (30 days): 30, one a day at 12:00 ($30);
+--   May (31 days): 62, two a day at 06:00 and 18:00 ($62);
+--   June (30 days): one a day at 12:00 on the 1st to the 10th ($10), one at
+--   exactly 2025-06-11 00:00 and one on the 20th.
+INSERT INTO fc_messages (conversation_id, role, content, data, created_at)
+SELECT 'c', 'assistant', 'r', '{"model": "gpt-4o", "prompt_tokens": 400000, "completion_tokens": 0}', t
+  FROM (SELECT timestamptz '2025-03-10 08:00+00' AS t UNION ALL SELECT '2025-03-10 09:00+00'
+        UNION ALL SELECT generate_series('2025-04-01 12:00+00', '2025-04-30 12:00+00', interval '1 day')
+        UNION ALL SELECT generate_series('2025-05-01 06:00+00', '2025-05-31 18:00+00', interval '12 hours')
+        UNION ALL SELECT generate_series('2025-06-01 12:00+00', '2025-06-10 12:00+00', interval '1 day')
+        UNION ALL SELECT '2025-06-11 00:00+00' UNION ALL SELECT '2025-06-20 12:00+00') AS x;
+SELECT tracked, messages FROM billing.track_messages('fc_messages');
+-- AWS: 10,000 e-mails in May ($1.00), 5,000 on 5 June ($0.50).
+SELECT billing.record_usage('ses', 10000, '2025-05-15 00:00+00') > 0 AS recorded;
+SELECT billing.record_usage('ses', 5000, '2025-06-05 00:00+00') > 0 AS recorded;
+-- The month totals the forecasts are checked against.
+SELECT month, source, cost FROM billing.monthly_history ORDER BY month, source;
+
+-- === With history: 11 June 2025 00:00 =====================================
+-- 10 of June's 30 days gone. The window: April and May (March, the first
+-- month with usage, is left out), 30 + 31 = 61 days.
+--   openai: spent 10 (the reply at exactly 00:00 is not before p_at);
+--           past daily (30 + 62) / 61 = 1.508196721... -> 1.508197;
+--           forecast 10 + 20 x 92 / 61 = 10 + 30.163934426... = 40.163934
+--   aws:    spent 0.5; past daily (0 + 1) / 61 = 0.016393442... -> 0.016393;
+--           forecast 0.5 + 20 / 61 = 0.827868852... -> 0.827869
+--   total:  spent 10.5; past daily 93 / 61 = 1.524590164 -> 1.524590;
+--           forecast 10.5 + 20 x 93 / 61 = 40.991803278... -> 40.991803
+SELECT * FROM billing.forecast('2025-06-11 00:00+00');
+-- Unmerged writes count like merged ones: a $1.00 reply on 3 June, left in
+-- the ledger, moves openai to spent 11 and forecast 41.163934.
+INSERT INTO fc_messages (conversation_id, role, content, data, created_at)
+VALUES ('c', 'assistant', 'late', '{"model": "gpt-4o", "prompt_tokens": 400000, "completion_tokens": 0}', '2025-06-03 00:00+00');
+SELECT source, spent, forecast FROM billing.forecast('2025-06-11 00:00+00') WHERE source = 'openai';
+SELECT billing.merge() IS NOT NULL AS merged;
+SELECT source, spent, forecast FROM billing.forecast('2025-06-11 00:00+00') WHERE source = 'openai';
+DELETE FROM fc_messages WHERE content = 'late';
+SELECT billing.merge() IS NOT NULL AS merged;
+
+-- At the month's first instant nothing is spent: the forecast is the past
+-- daily average over the whole month: openai 30 x 92 / 61 = 45.245901639...
+-- -> 45.245902; aws 30 / 61 = 0.491803; total 30 x 93 / 61 = 45.737705.
+SELECT source, spent, forecast, method FROM billing.forecast('2025-06-01 00:00+00');
+-- The last microsecond of June: spent 12 (all of June's replies), nearly
+-- nothing left at the past rate: 12 + 1e-6 / 86400 x 92 / 61 -> 12.000000.
+SELECT source, spent, forecast FROM billing.forecast('2025-06-30 23:59:59.999999+00') WHERE source = 'openai';
+
+-- === Without history: the run rate ========================================
+-- 16 April 00:00: the window would be March only, the first month: empty.
+-- openai spent 15 (1st to 15th), 15 of 30 days: 15 x 30 / 15 = 30.
+SELECT * FROM billing.forecast('2025-04-16 00:00+00');
+-- 11 March: spent 2, 10 of 31 days: 2 x 31 / 10 = 6.2.
+SELECT source, spent, forecast, method FROM billing.forecast('2025-03-11 00:00+00');
+-- 10 March 12:00: 9.5 days gone: 2 x 31 / 9.5 = 6.526315789... -> 6.526316.
+SELECT source, spent, forecast FROM billing.forecast('2025-03-10 12:00+00') WHERE source = 'openai';
+-- May 2025 as of the 21st 00:00 (20 of 31 days gone): the window is April
+-- alone (30 days, $30: $1 a day). openai spent 40: 40 + 11 x 1 = 51;
+-- aws spent 1 (the e-mails of the 15th), past daily 0: 1.
+SELECT source, spent, past_daily, past_months, forecast FROM billing.forecast('2025-05-21 00:00+00');
+
+-- === Bad input ============================================================
+SELECT * FROM billing.forecast(NULL);
+SELECT * FROM billing.forecast('infinity');
+
+-- === A role without read access gets the readers' error ==================
+CREATE ROLE fc_nobody;
+SET ROLE fc_nobody;
+SELECT * FROM billing.forecast('2025-06-11 00:00+00');
+RESET ROLE;
+DROP ROLE fc_nobody;
+
+-- Clean up for the tests that follow.
+SELECT billing.untrack_messages('fc_messages');
+DROP TABLE fc_messages;
+DELETE FROM billing.aws_usage;

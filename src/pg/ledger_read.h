@@ -1,7 +1,8 @@
 // What the C readers of billing.usage_ledger share (src/pg/ledger_usage.cpp,
 // src/pg/ledger_spend.cpp): the key a model name or conversation id is
-// grouped by, and the cost of one ledger row's counts. One definition each,
-// the rules of billing._key() and billing.usage_cost().
+// grouped by, the cost of one ledger row's counts, and how a query over the
+// ledger is run (ledger_read.cpp). One definition each, the first two the
+// rules of billing._key() and billing.usage_cost().
 #pragma once
 
 #include "cost_call.h"
@@ -13,6 +14,14 @@ extern "C" {
 }
 
 namespace billing::pg {
+
+// Called with each row of a ledger query: its columns in the query's order.
+using LedgerRowFn = void (*)(void* state, const Datum* values, const bool* nulls);
+
+// Runs `query` (whose $1 and $2 are timestamptz bounds) with SPI as the
+// caller, read-only, handing every row to add(state, ...) straight from the
+// executor. The caller has done SPI_connect().
+void read_ledger_rows(const char* query, TimestampTz from, TimestampTz to, LedgerRowFn add, void* state);
 
 // billing._key(): as is up to 200 bytes, else its first 32 characters,
 // '... (md5 ', its md5 and ')' (palloc'd in the current context).

@@ -58,7 +58,6 @@ constexpr const char* kSpendQuery =
     "SELECT l.source_id, l.created_at, l.conversation_id, l.model, l.prompt_tokens, l.completion_tokens, "
     "l.cached_tokens, l.estimated_prompt, l.estimated_completion FROM billing.usage_ledger AS l "
     "WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2";
-constexpr int kBatch = 200;  // rows per SPI fetch: small, so that batches reuse memory
 
 struct Key {
   const char* bytes;
@@ -228,25 +227,8 @@ void add_row(Spend* s, const Datum* v, const bool* n) {
 }
 
 // The ledger through SPI, as the caller: row-level security applies.
-void read_with_spi(Spend* s, TimestampTz from, TimestampTz to) {
-  Oid types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
-  Datum args[2] = {TimestampTzGetDatum(from), TimestampTzGetDatum(to)};
-  SPIPlanPtr plan = SPI_prepare(kSpendQuery, 2, types);
-  if (plan == nullptr) elog(ERROR, "billing: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-  Portal cursor = SPI_cursor_open(nullptr, plan, args, nullptr, true);
-  Datum v[kColumnCount];
-  bool n[kColumnCount];
-  for (;;) {
-    SPI_cursor_fetch(cursor, true, kBatch);
-    if (SPI_processed == 0) break;
-    for (uint64 i = 0; i < SPI_processed; ++i) {
-      CHECK_FOR_INTERRUPTS();
-      heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, v, n);
-      add_row(s, v, n);
-    }
-    SPI_freetuptable(SPI_tuptable);
-  }
-  SPI_cursor_close(cursor);
+void add_spend_row(void* spend, const Datum* values, const bool* nulls) {
+  add_row(static_cast<Spend*>(spend), values, nulls);
 }
 
 // The ledger scanned directly with the query's snapshot, for a caller to
@@ -339,7 +321,7 @@ extern "C" Datum ledger_spend(PG_FUNCTION_ARGS) {
   s.tz = month_time_zone();
   const Oid ledger = get_relname_relid("usage_ledger", get_namespace_oid("billing", false));
   if (!OidIsValid(ledger)) elog(ERROR, "billing: billing.usage_ledger is missing");
-  if (!read_directly(&s, ledger, from, to)) read_with_spi(&s, from, to);
+  if (!read_directly(&s, ledger, from, to)) read_ledger_rows(kSpendQuery, from, to, add_spend_row, &s);
   SPI_finish();
 
   HASH_SEQ_STATUS scan;

@@ -25,8 +25,6 @@
 
 extern "C" {
 #include "common/hashfn.h"
-#include "nodes/params.h"
-#include "tcop/dest.h"
 #include "utils/hsearch.h"
 
 PG_FUNCTION_INFO_V1(ledger_usage);
@@ -101,7 +99,6 @@ int64 int_column(const Datum* values, const bool* nulls, int i, bool int32_colum
 // The receiver of the ledger's rows: what add_row() needs, and no
 // destructor (it lives on the stack of a function that may raise).
 struct LedgerReader {
-  DestReceiver pub;  // first: the executor sees a DestReceiver
   FunctionCallInfo fcinfo;
   CostCall* call;
   ModelResolution estimate_resolution;
@@ -113,9 +110,6 @@ struct LedgerReader {
   DateADT month;       // the month of [month_start, month_end): rows come in runs of one month
   TimestampTz month_start, month_end;
 };
-
-void reader_startup(DestReceiver*, int, TupleDesc) {}
-void reader_shutdown(DestReceiver*) {}
 
 // Adds one ledger row (the columns of kLedgerQuery) to its group.
 void add_row(LedgerReader* r, const Datum* values, const bool* nulls) {
@@ -209,11 +203,8 @@ void add_row(LedgerReader* r, const Datum* values, const bool* nulls) {
   }
 }
 
-bool receive_row(TupleTableSlot* slot, DestReceiver* self) {
-  CHECK_FOR_INTERRUPTS();
-  slot_getallattrs(slot);
-  add_row(reinterpret_cast<LedgerReader*>(self), slot->tts_values, slot->tts_isnull);
-  return true;
+void add_ledger_row(void* reader, const Datum* values, const bool* nulls) {
+  add_row(static_cast<LedgerReader*>(reader), values, nulls);
 }
 
 }  // namespace
@@ -251,21 +242,8 @@ extern "C" Datum ledger_usage(PG_FUNCTION_ARGS) {
   const DateADT last_month = month_containing(to, tz);
   const TimestampTz hi = TIMESTAMP_NOT_FINITE(to) ? to : month_begins(last_month, 0, tz);
 
-  Oid types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
-  SPIPlanPtr plan = SPI_prepare(kLedgerQuery, 2, types);
-  if (plan == nullptr) elog(ERROR, "billing: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-  ParamListInfo params = makeParamList(2);
-  params->params[0] = ParamExternData{TimestampTzGetDatum(lo), false, PARAM_FLAG_CONST, TIMESTAMPTZOID};
-  params->params[1] = ParamExternData{TimestampTzGetDatum(hi), false, PARAM_FLAG_CONST, TIMESTAMPTZOID};
-
-  // The rows go straight from the executor to add_row(): no copy of each
-  // into an SPI tuple table, and each row taken apart once.
+  // The rows go straight from the executor to add_row() (ledger_read.cpp).
   LedgerReader reader{};
-  reader.pub.receiveSlot = receive_row;
-  reader.pub.rStartup = reader_startup;
-  reader.pub.rShutdown = reader_shutdown;
-  reader.pub.rDestroy = reader_shutdown;
-  reader.pub.mydest = DestNone;
   reader.fcinfo = fcinfo;
   reader.call = call;
   reader.estimate_resolution = estimate_resolution;
@@ -279,14 +257,7 @@ extern "C" Datum ledger_usage(PG_FUNCTION_ARGS) {
     initStringInfo(&reader.key);
     MemoryContextSwitchTo(old);
   }
-  SPIExecuteOptions options;
-  memset(&options, 0, sizeof options);
-  options.params = params;
-  options.read_only = true;
-  options.dest = &reader.pub;
-  const int rc = SPI_execute_plan_extended(plan, &options);
-  // (SPI says SPI_OK_UTILITY for a SELECT whose rows go to a DestNone receiver)
-  if (rc < 0) elog(ERROR, "billing: reading the ledger failed: %s", SPI_result_code_string(rc));
+  read_ledger_rows(kLedgerQuery, lo, hi, add_ledger_row, &reader);
   SPI_finish();
 
   // One row per group.

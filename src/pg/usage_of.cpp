@@ -49,40 +49,30 @@ extern "C" Datum usage_of(PG_FUNCTION_ARGS) {
     const struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
     u = message_usage(JsonbContainerView{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)});
   }
-  if (u.has_model) {
-    values[0] = PointerGetDatum(cstring_to_text_with_len(u.model.data(), static_cast<int>(u.model.size())));
+  // The role matters only to a message without usage: an assistant's reply
+  // is estimated from its text.
+  bool assistant = false;
+  if (u.status == UsageStatus::NoUsage && !PG_ARGISNULL(1)) {
+    text* role = PG_GETARG_TEXT_PP(1);
+    assistant = is_assistant_role(std::string_view(VARDATA_ANY(role), VARSIZE_ANY_EXHDR(role)));
+  }
+  const MessageFigures f = message_figures(u, assistant);
+  if (f.has_model) {
+    values[0] = PointerGetDatum(cstring_to_text_with_len(f.model.data(), static_cast<int>(f.model.size())));
     nulls[0] = false;
   }
-  switch (u.status) {
-    case UsageStatus::Ok:
-      values[1] = Int64GetDatum(u.prompt);
-      values[2] = Int64GetDatum(u.completion);
-      values[3] = Int64GetDatum(u.cached);
-      break;
-    case UsageStatus::TotalOnly:
-      values[5] = Int64GetDatum(u.total);
-      break;
-    case UsageStatus::Invalid: {
-      char message[256];
-      describe_usage_error(u, message, sizeof message);
-      values[6] = PointerGetDatum(cstring_to_text(message));
-      nulls[6] = false;
-      break;
-    }
-    case UsageStatus::NoUsage: {
-      // An assistant reply without usage is estimated from its text (an
-      // empty reply still has a prompt: its conversation).
-      bool assistant = false;
-      if (!PG_ARGISNULL(1)) {
-        text* role = PG_GETARG_TEXT_PP(1);
-        assistant = is_assistant_role(std::string_view(VARDATA_ANY(role), VARSIZE_ANY_EXHDR(role)));
-      }
-      values[7] = BoolGetDatum(assistant);
-      if (assistant && !PG_ARGISNULL(2)) {
-        values[4] = Int64GetDatum(text_estimate(PG_GETARG_TEXT_PP(2)));
-      }
-      break;
-    }
+  values[1] = Int64GetDatum(f.prompt);
+  values[2] = Int64GetDatum(f.completion);
+  values[3] = Int64GetDatum(f.cached);
+  values[5] = Int64GetDatum(f.unsplit);
+  values[7] = BoolGetDatum(f.estimated);
+  // (an empty reply still has a prompt: its conversation)
+  if (f.estimated && !PG_ARGISNULL(2)) values[4] = Int64GetDatum(text_estimate(PG_GETARG_TEXT_PP(2)));
+  if (f.problem) {
+    char message[256];
+    describe_usage_error(u, message, sizeof message);
+    values[6] = PointerGetDatum(cstring_to_text(message));
+    nulls[6] = false;
   }
   return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 }

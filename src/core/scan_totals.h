@@ -102,7 +102,8 @@ std::size_t format_atto_sum(const AttoSum& s, char (&buf)[kAttoSumTextSize], int
 
 // One message as billing._scan_table counts it in its group: its countable
 // time, its counts (as billing.usage_of gives them, with the prompt
-// estimate of an estimated reply) and the two usage_cost results.
+// estimate of an estimated reply) and the two usage_cost results. (Its
+// amounts are Sum128, 8-byte aligned: a row may be kept in palloc'd memory.)
 struct ScanRow {
   int64_t at = 0;
   int64_t prompt = 0;
@@ -113,9 +114,9 @@ struct ScanRow {
   int64_t unsplit = 0;
   bool problem = false;
   bool priced = false;  // usage_cost(model, prompt, completion, cached, at) is not NULL
-  Atto cost = 0;
+  Sum128 cost = 0;
   bool estimate_priced = false;  // usage_cost(model or the estimate model, estimates, 0, at) is not NULL
-  Atto estimated_cost = 0;
+  Sum128 estimated_cost = 0;
 };
 
 // The totals of one group, as the SQL aggregates gave them: count(*),
@@ -134,5 +135,8 @@ struct ScanTotals {
 
   void add(const ScanRow& r) noexcept;
 };
+
+// Both may live in memory aligned to 8 bytes only.
+static_assert(alignof(ScanRow) <= 8 && alignof(ScanTotals) <= 8 && alignof(AttoSum) <= 8);
 
 }  // namespace billing

@@ -1,6 +1,7 @@
 // SQL: billing.usage_of(data, role, content) and billing.usage_cost(model, prompt,
 // completion, cached, at): the per-message building blocks of the tracked
-// views. Unlike message_cost they never warn or raise for data problems: the
+// views; billing._estimated_or_problem(data, role), which of them a backfill
+// records. Unlike message_cost they never warn or raise for data problems: the
 // tracking triggers must never fail or slow down an application's write, so
 // problems come back as values for billing to keep visible.
 #include "cost_call.h"
@@ -11,6 +12,7 @@ extern "C" {
 PG_FUNCTION_INFO_V1(usage_of);
 PG_FUNCTION_INFO_V1(usage_cost);
 PG_FUNCTION_INFO_V1(text_estimated_tokens);
+PG_FUNCTION_INFO_V1(estimated_or_problem);
 }
 
 using namespace billing;
@@ -99,3 +101,29 @@ extern "C" Datum usage_cost(PG_FUNCTION_ARGS) {
 // _estimated_tokens(content text) -> bigint: the tokens billing estimates for
 // a text (one per four characters, rounded up), as usage_of does for a reply.
 extern "C" Datum text_estimated_tokens(PG_FUNCTION_ARGS) { PG_RETURN_INT64(text_estimate(PG_GETARG_TEXT_PP(0))); }
+
+// _estimated_or_problem(data jsonb, role text) -> boolean: usage_of(data,
+// role, content).estimated OR its problem IS NOT NULL, without making the
+// record: the rows a backfill records in estimated_prompts or
+// problem_messages (and locks), found in a read of the whole table. The
+// usage is read with read_usage and the call site's layout (fn_extra),
+// which gives message_usage's result in one pass.
+extern "C" Datum estimated_or_problem(PG_FUNCTION_ARGS) {
+  Usage u;  // NoUsage unless data says otherwise
+  if (!PG_ARGISNULL(0)) {
+    auto* layout = static_cast<UsageLayout*>(fcinfo->flinfo->fn_extra);
+    if (layout == nullptr) {
+      layout = static_cast<UsageLayout*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(UsageLayout)));
+      fcinfo->flinfo->fn_extra = layout;
+    }
+    const struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
+    u = read_usage(JsonbContainerView{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)}, layout);
+  }
+  bool assistant = false;
+  if (u.status == UsageStatus::NoUsage && !PG_ARGISNULL(1)) {
+    text* role = PG_GETARG_TEXT_PP(1);
+    assistant = is_assistant_role(std::string_view(VARDATA_ANY(role), VARSIZE_ANY_EXHDR(role)));
+  }
+  const MessageFigures f = message_figures(u, assistant);
+  PG_RETURN_BOOL(f.estimated || f.problem);
+}

@@ -466,6 +466,48 @@ AS $$
                        THEN bound ELSE format('pg_catalog.timezone(''UTC'', %s)', bound) END)
 $$;
 
+-- The queries with which the C scans of src/pg/table_scan.cpp read a
+-- tracked table's rows as the caller, all with the same first columns:
+-- conversation, id, created_at, role and content as stored (the C code reads
+-- them as _column_reader would), then the data as jsonb, or, for data
+-- stored as text or json, the columns of billing._usage_of_text.
+-- rows: the rows with $1 <= created_at < $2 (billing._scan_table).
+-- recorded: the rows a backfill records, locked FOR SHARE: estimated
+--   replies, problems, times billing does not count (billing._backfill).
+-- earlier: conversation, created_at, id and content of the messages whose
+--   conversation = ANY ($1), to estimate replies' prompts.
+-- Raises for a column type billing cannot read.
+CREATE FUNCTION billing._scan_queries(t billing.tracked_tables, OUT rows text, OUT recorded text, OUT earlier text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record := billing._row_reader(t, 'm');
+    stored text := format('m.%I, m.%I, m.%I, m.%I, m.%I', t.conversation_column, t.id_column, t.created_at_column,
+                          t.role_column, t.content_column);
+    data text := billing._column_reader(t.relation, t.data_column, 'data', 'm');
+    source text;
+    recorded_if text;
+BEGIN
+    IF billing._column_base_type(t.relation, t.data_column) = 'jsonb'::regtype THEN
+        source := format('SELECT %s, %s FROM %s AS m', stored, data, t.relation);
+        recorded_if := format('billing._estimated_or_problem(%s, %s)', data, m.role);
+    ELSE
+        source := format('SELECT %s, u.model, u.prompt_tokens, u.completion_tokens, u.cached_tokens,
+                                 u.estimated_completion, u.unsplit_tokens, u.problem, u.estimated
+                            FROM %s AS m CROSS JOIN LATERAL %s AS u', stored, t.relation, m.usage);
+        recorded_if := '(u.estimated OR u.problem IS NOT NULL)';
+    END IF;
+    rows := format('%s WHERE %s AND %s', source,
+                   billing._at_compare(t, 'm', '>=', '$1'), billing._at_compare(t, 'm', '<', '$2'));
+    recorded := format('%s WHERE %s OR NOT coalesce(billing._countable(%s), false) FOR SHARE OF m',
+                       source, recorded_if, m.at);
+    earlier := format('SELECT m.%I, m.%I, m.%I, m.%I FROM %s AS m WHERE m.%I OPERATOR(pg_catalog.=) ANY ($1)',
+                      t.conversation_column, t.created_at_column, t.id_column, t.content_column, t.relation,
+                      t.conversation_column);
+END
+$$;
+
 -- Makes anew every tracked table's trigger function whose body is not what
 -- this version writes. An extension script cannot replace a function that
 -- is not a member, so tables tracked under 0.3 are moved by the first

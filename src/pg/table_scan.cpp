@@ -1,0 +1,1042 @@
+// SQL: billing._scan_table_grouped(t, p_from, p_to, p_estimate_model) (C
+// body `scan_table_grouped`), what billing._scan_table returns, and
+// billing._backfill_rows(t) (C body `backfill_rows`), the rows a backfill
+// records in estimated_prompts and problem_messages.
+//
+// Both read a tracked table in one pass, with the queries that
+// billing._scan_queries(t) writes (the columns as stored, the data as jsonb
+// or, for data stored as text, billing._usage_of_text's columns), run with
+// SPI as the caller (row-level security applies) into a DestReceiver, so
+// that no row is copied: each is taken apart where the executor holds it.
+//
+// _scan_table_grouped replaces a query that called usage_of, usage_cost
+// twice, _key and month_of on every row: here each row's usage is read with
+// the core (read_usage, message_figures), priced through the call's price
+// cache, and added to its (month, conversation key, model key) group in a
+// KeyedTable of exact sums (src/core/scan_totals.h), made into numerics
+// once per group. The rules are billing's SQL ones, stated once each:
+// - the columns are read as billing._column_reader reads them: ids and
+//   conversations as text (a uuid or an integer in its text form, a
+//   character(n) without its trailing spaces), keyed by billing._key; a
+//   time without time zone (or a date) as UTC;
+// - usage as billing.usage_of gives it (message_figures), a reply without
+//   usage estimated from its content (src/core/usage.h);
+// - costs as billing.usage_cost (usage_cost_rule), the estimate's for the
+//   row's model or else the estimate model;
+// - an estimated reply's prompt is its frozen billing.estimated_prompts
+//   row, else (before the table's first backfill) the estimate of its
+//   conversation's earlier messages (EarlierSums below), else 0.
+//
+// _backfill_rows takes the FOR SHARE locks of the old backfill's first
+// statement on the rows it lists (estimated replies, problems, times
+// billing does not count), then computes the estimates of the estimated
+// replies with a fresh snapshot, set-based: one read of the messages of
+// their conversations instead of a query per reply.
+//
+// Nothing here throws or keeps an object with a destructor across a call
+// that may ereport: the core calls are noexcept, the state is plain data in
+// memory contexts.
+#include "cost_call.h"
+#include "keyed_table.h"
+#include "ledger_row.h"
+#include "month.h"
+#include "postgres_headers.h"
+#include "scan_totals.h"
+#include "usage.h"
+
+extern "C" {
+#include "catalog/pg_enum.h"
+#include "common/md5.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "mb/pg_wchar.h"
+#include "nodes/params.h"
+#include "tcop/dest.h"
+#include "utils/array.h"
+#include "utils/date.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+#include "utils/uuid.h"
+
+PG_FUNCTION_INFO_V1(scan_table_grouped);
+PG_FUNCTION_INFO_V1(backfill_rows);
+}
+
+using namespace billing;
+using namespace billing::pg;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Columns
+// ---------------------------------------------------------------------------
+
+// The base types billing reads (billing._column_reader accepts no other).
+enum class Kind : uint8 { Text, Bpchar, Uuid, Int2, Int4, Int8, Enum, TimestampTz, Timestamp, Date, Jsonb, Other };
+
+struct Column {
+  Oid base;
+  Oid collation;
+  Kind kind;
+};
+
+Column column_of(TupleDesc desc, int index) {
+  const Form_pg_attribute a = TupleDescAttr(desc, index);
+  Column c;
+  c.base = getBaseType(a->atttypid);
+  c.collation = a->attcollation;
+  switch (c.base) {
+    case TEXTOID:
+    case VARCHAROID: c.kind = Kind::Text; break;
+    case BPCHAROID: c.kind = Kind::Bpchar; break;
+    case UUIDOID: c.kind = Kind::Uuid; break;
+    case INT2OID: c.kind = Kind::Int2; break;
+    case INT4OID: c.kind = Kind::Int4; break;
+    case INT8OID: c.kind = Kind::Int8; break;
+    case TIMESTAMPTZOID: c.kind = Kind::TimestampTz; break;
+    case TIMESTAMPOID: c.kind = Kind::Timestamp; break;
+    case DATEOID: c.kind = Kind::Date; break;
+    case JSONBOID: c.kind = Kind::Jsonb; break;
+    default: c.kind = get_typtype(c.base) == TYPTYPE_ENUM ? Kind::Enum : Kind::Other; break;
+  }
+  return c;
+}
+
+// A result column of the wrong type: billing._scan_queries and this file disagree.
+void expect_kind(const Column& c, bool ok, const char* what) {
+  if (!ok)
+    ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                    errmsg("billing: the scan of a tracked table read %s as type %s", what, format_type_be(c.base))));
+}
+bool is_id_kind(Kind k) {
+  return k == Kind::Text || k == Kind::Bpchar || k == Kind::Uuid || k == Kind::Int2 || k == Kind::Int4 ||
+         k == Kind::Int8;
+}
+bool is_text_kind(Kind k) { return k == Kind::Text || k == Kind::Bpchar; }
+bool is_time_kind(Kind k) { return k == Kind::TimestampTz || k == Kind::Timestamp || k == Kind::Date; }
+
+// Bytes of a text value, without a copy unless it is toasted (then the copy
+// is made in the current memory context).
+struct Bytes {
+  const char* data;
+  int len;
+};
+
+// A text, varchar or character value as text: a character(n) without its
+// trailing spaces, as its cast to text gives it.
+Bytes text_bytes(Datum v, Kind k) {
+  const struct varlena* t = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(v)));
+  Bytes b{VARDATA_ANY(t), static_cast<int>(VARSIZE_ANY_EXHDR(t))};
+  if (k == Kind::Bpchar)
+    while (b.len > 0 && b.data[b.len - 1] == ' ') --b.len;
+  return b;
+}
+
+// Room for an id's text (a uuid, an integer) or a shortened key.
+constexpr int kKeyBuffer = 256;
+
+// An id or conversation value as its column reader gives it as text
+// (`x::uuid::text`, `x::bigint::text`, ...), written into buf when it is
+// not a text already.
+Bytes id_text(Datum v, Kind k, char (&buf)[kKeyBuffer]) {
+  switch (k) {
+    case Kind::Text:
+    case Kind::Bpchar:
+      return text_bytes(v, k);
+    case Kind::Uuid: {
+      // uuid_out's form: lower-case hex, 8-4-4-4-12.
+      static constexpr char kHex[] = "0123456789abcdef";
+      const pg_uuid_t* u = DatumGetUUIDP(v);
+      int n = 0;
+      for (int i = 0; i < UUID_LEN; ++i) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) buf[n++] = '-';
+        buf[n++] = kHex[u->data[i] >> 4];
+        buf[n++] = kHex[u->data[i] & 0x0F];
+      }
+      return Bytes{buf, n};
+    }
+    case Kind::Int2: return Bytes{buf, pg_lltoa(DatumGetInt16(v), buf)};
+    case Kind::Int4: return Bytes{buf, pg_lltoa(DatumGetInt32(v), buf)};
+    case Kind::Int8: return Bytes{buf, pg_lltoa(DatumGetInt64(v), buf)};
+    default: break;
+  }
+  elog(ERROR, "billing: not an id type");
+  return Bytes{nullptr, 0};
+}
+
+// billing._key(): a value as is up to 200 bytes, else its first 32
+// characters, '... (md5 ', its md5 and ')' (written into buf).
+Bytes key_of(Bytes value, char (&buf)[kKeyBuffer]) {
+  if (static_cast<size_t>(value.len) <= kMaxPlainKeyBytes) return value;
+  char md5[33];
+  const char* errstr = nullptr;
+  if (!pg_md5_hash(value.data, value.len, md5, &errstr)) elog(ERROR, "billing: md5 failed: %s", errstr);
+  const int head = pg_mbcharcliplen(value.data, value.len, 32);
+  const int n = snprintf(buf, kKeyBuffer, "%.*s... (md5 %s)", head, value.data, md5);
+  return Bytes{buf, n};
+}
+
+// A message time as billing counts it: a timestamp without time zone read
+// as UTC, a date as midnight UTC (an error beyond timestamp's range, as the
+// cast gives).
+TimestampTz time_of(Datum v, Kind k) {
+  switch (k) {
+    case Kind::TimestampTz: return DatumGetTimestampTz(v);
+    case Kind::Timestamp: return DatumGetTimestamp(v);
+    case Kind::Date: return DatumGetTimestamp(DirectFunctionCall1(date_timestamp, v));
+    default: break;
+  }
+  elog(ERROR, "billing: not a time type");
+  return 0;
+}
+
+// The estimate of a text (src/core/usage.h), counted in characters.
+int64 text_estimate(Datum v, Kind k) {
+  const Bytes b = text_bytes(v, k);
+  return estimated_tokens(pg_mbstrlen_with_len(b.data, b.len));
+}
+
+// Whether a role says an assistant's reply; an enum's label is looked up
+// once per value.
+struct RoleReader {
+  Kind kind;
+  Oid last_enum;
+  bool last_assistant;
+};
+bool is_assistant(RoleReader* r, Datum v) {
+  if (r->kind != Kind::Enum) {
+    const Bytes b = text_bytes(v, r->kind);
+    return is_assistant_role(std::string_view(b.data, b.len));
+  }
+  const Oid label = DatumGetObjectId(v);
+  if (label != r->last_enum || !OidIsValid(label)) {
+    HeapTuple tup = SearchSysCache1(ENUMOID, ObjectIdGetDatum(label));
+    if (!HeapTupleIsValid(tup)) elog(ERROR, "billing: invalid internal value for enum: %u", label);
+    r->last_assistant = is_assistant_role(NameStr(reinterpret_cast<Form_pg_enum>(GETSTRUCT(tup))->enumlabel));
+    ReleaseSysCache(tup);
+    r->last_enum = label;
+  }
+  return r->last_assistant;
+}
+
+// ---------------------------------------------------------------------------
+// Queries
+// ---------------------------------------------------------------------------
+
+// A DestReceiver that hands each row to a function, where the executor
+// holds it (no copy).
+struct RowReceiver {
+  DestReceiver pub;  // first: the executor sees a DestReceiver
+  void (*start)(void* state, TupleDesc desc);
+  void (*row)(void* state, TupleTableSlot* slot);
+  void* state;
+};
+
+bool receive_slot(TupleTableSlot* slot, DestReceiver* self) {
+  auto* r = reinterpret_cast<RowReceiver*>(self);
+  r->row(r->state, slot);
+  return true;
+}
+void receiver_startup(DestReceiver* self, int, TupleDesc desc) {
+  auto* r = reinterpret_cast<RowReceiver*>(self);
+  r->start(r->state, desc);
+}
+void receiver_nothing(DestReceiver*) {}
+
+// Runs `sql` with SPI (connected by the caller) into `start` and `row`.
+// read_only: in the caller's snapshot; else with a new snapshot, as any
+// statement of a volatile function. Never a parallel plan: the rows must
+// reach this backend's receiver, and a worker would copy each row whole.
+void run_query(const char* sql, int nargs, Oid* types, Datum* values, bool read_only,
+               void (*start)(void*, TupleDesc), void (*row)(void*, TupleTableSlot*), void* state) {
+  SPIPlanPtr plan = SPI_prepare_cursor(sql, nargs, types, 0);
+  if (plan == nullptr) elog(ERROR, "billing: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+  ParamListInfo params = nargs > 0 ? makeParamList(nargs) : nullptr;
+  for (int i = 0; i < nargs; ++i) {
+    params->params[i].value = values[i];
+    params->params[i].isnull = false;
+    params->params[i].pflags = PARAM_FLAG_CONST;
+    params->params[i].ptype = types[i];
+  }
+  RowReceiver receiver;
+  memset(&receiver, 0, sizeof receiver);
+  receiver.pub.receiveSlot = receive_slot;
+  receiver.pub.rStartup = receiver_startup;
+  receiver.pub.rShutdown = receiver_nothing;
+  receiver.pub.rDestroy = receiver_nothing;
+  receiver.pub.mydest = DestNone;
+  receiver.start = start;
+  receiver.row = row;
+  receiver.state = state;
+  SPIExecuteOptions options;
+  memset(&options, 0, sizeof options);
+  options.params = params;
+  options.read_only = read_only;
+  options.dest = &receiver.pub;
+  const int rc = SPI_execute_plan_extended(plan, &options);
+  if (rc < 0) elog(ERROR, "billing: SPI_execute failed: %s", SPI_result_code_string(rc));
+  SPI_freeplan(plan);
+}
+
+// The queries of billing._scan_queries(t), copied into `cxt`.
+struct ScanQueries {
+  char* rows;
+  char* recorded;
+  char* earlier;
+};
+ScanQueries scan_queries(Datum t, MemoryContext cxt) {
+  Oid type = HeapTupleHeaderGetTypeId(DatumGetHeapTupleHeader(t));
+  if (SPI_execute_with_args("SELECT q.rows, q.recorded, q.earlier FROM billing._scan_queries($1) AS q", 1, &type, &t,
+                            nullptr, true, 1) != SPI_OK_SELECT ||
+      SPI_processed != 1)
+    elog(ERROR, "billing: billing._scan_queries returned no queries");
+  ScanQueries q;
+  const MemoryContext old = MemoryContextSwitchTo(cxt);
+  q.rows = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+  q.recorded = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+  q.earlier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+  MemoryContextSwitchTo(old);
+  if (q.rows == nullptr || q.recorded == nullptr || q.earlier == nullptr)
+    elog(ERROR, "billing: billing._scan_queries returned no queries");
+  return q;
+}
+
+// The arena of the core's tables: a memory context.
+void* context_allocate(void* context, std::size_t bytes) noexcept {
+  return MemoryContextAllocExtended(static_cast<MemoryContext>(context), bytes, MCXT_ALLOC_NO_OOM);
+}
+Arena arena_in(MemoryContext cxt) { return Arena{context_allocate, cxt}; }
+
+void out_of_memory() {
+  ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("billing: out of memory grouping a tracked table's rows")));
+}
+
+// ---------------------------------------------------------------------------
+// The rows of the scan queries
+// ---------------------------------------------------------------------------
+
+// The first columns of billing._scan_queries' `rows` and `recorded`
+// queries, then the data (jsonb) or billing._usage_of_text's columns.
+enum RowColumn { kConversation, kId, kCreatedAt, kRole, kContent, kData, kRowColumns };
+enum DecodedColumn { kModel = kData, kPrompt, kCompletion, kCached, kEstimatedCompletion, kUnsplit, kProblem,
+                     kEstimated, kDecodedColumns };
+
+// How a scan reads its rows.
+struct RowReader {
+  Column conversation, id, created_at, content;
+  RoleReader role;
+  bool decoded;        // usage from billing._usage_of_text's columns, not from jsonb
+  UsageLayout layout;  // read_usage's keys of the last usage object; zeroed: none
+};
+
+void start_rows(RowReader* r, TupleDesc desc) {
+  if (desc->natts != kRowColumns && desc->natts != kDecodedColumns)
+    elog(ERROR, "billing: the scan of a tracked table got %d columns", desc->natts);
+  r->conversation = column_of(desc, kConversation);
+  r->id = column_of(desc, kId);
+  r->created_at = column_of(desc, kCreatedAt);
+  r->content = column_of(desc, kContent);
+  const Column role = column_of(desc, kRole);
+  expect_kind(r->conversation, is_id_kind(r->conversation.kind), "a conversation id");
+  expect_kind(r->id, is_id_kind(r->id.kind), "a message id");
+  expect_kind(r->created_at, is_time_kind(r->created_at.kind), "a message time");
+  expect_kind(r->content, is_text_kind(r->content.kind), "message content");
+  expect_kind(role, is_text_kind(role.kind) || role.kind == Kind::Enum, "a role");
+  r->role.kind = role.kind;
+  r->role.last_enum = InvalidOid;
+  r->decoded = desc->natts == kDecodedColumns;
+  if (!r->decoded) expect_kind(column_of(desc, kData), column_of(desc, kData).kind == Kind::Jsonb, "usage data");
+}
+
+// What one row says of its message: billing.usage_of's figures, its
+// completion estimate, and the usage (to word a problem, jsonb data only).
+struct RowUsage {
+  MessageFigures f;
+  int64 estimated_completion;
+  Usage usage;
+};
+
+RowUsage usage_of_row(RowReader* r, const Datum* v, const bool* null) {
+  RowUsage u;
+  u.usage = Usage{};
+  u.estimated_completion = 0;
+  if (!r->decoded) {
+    if (!null[kData]) {
+      const struct varlena* d = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(v[kData])));
+      u.usage = read_usage(JsonbContainerView{reinterpret_cast<const uint8_t*>(VARDATA_ANY(d)), VARSIZE_ANY_EXHDR(d)},
+                           &r->layout);
+    }
+    // The role matters only to a message without usage.
+    const bool assistant =
+        u.usage.status == UsageStatus::NoUsage && !null[kRole] && is_assistant(&r->role, v[kRole]);
+    u.f = message_figures(u.usage, assistant);
+    if (u.f.estimated && !null[kContent]) u.estimated_completion = text_estimate(v[kContent], r->content.kind);
+    return u;
+  }
+  // billing._usage_of_text's columns (its counts are never NULL).
+  u.f = MessageFigures{};
+  if (!null[kModel]) {
+    const Bytes m = text_bytes(v[kModel], Kind::Text);
+    u.f.has_model = true;
+    u.f.model = std::string_view(m.data, m.len);
+  }
+  auto count = [&](int c) { return null[c] ? int64{0} : DatumGetInt64(v[c]); };
+  u.f.prompt = count(kPrompt);
+  u.f.completion = count(kCompletion);
+  u.f.cached = count(kCached);
+  u.f.unsplit = count(kUnsplit);
+  u.estimated_completion = count(kEstimatedCompletion);
+  u.f.problem = !null[kProblem];
+  u.f.estimated = !null[kEstimated] && DatumGetBool(v[kEstimated]);
+  return u;
+}
+
+// ---------------------------------------------------------------------------
+// The estimate of a reply's prompt from its conversation's earlier messages
+// ---------------------------------------------------------------------------
+//
+// For each target reply r: sum(billing._estimated_tokens(content)) over the
+// messages m with m.conversation = r.conversation and (m.created_at, m.id)
+// < (r.created_at, r.id), the columns compared as stored (their types' own
+// equality and order, with the columns' collations), as the SQL did per
+// reply. Here one query reads the messages of the targets' conversations.
+
+struct Target {
+  Datum at, id;  // as stored; copies
+  bool at_null, id_null;
+  Sum128 sum;
+  Target* next;  // the next target of the same conversation
+};
+
+struct Conversation {
+  Datum value;
+  uint32 hash;
+  Target* targets;
+  Conversation* next;  // the next one of the same bucket
+};
+
+struct EarlierSums {
+  MemoryContext cxt;
+  Column conversation, at, id, content;  // from the scan's row reader
+  int16 conversation_len;
+  bool conversation_byval;
+  char conversation_align;
+  TypeCacheEntry* conversation_type;
+  TypeCacheEntry* at_type;
+  TypeCacheEntry* id_type;
+  Conversation** buckets;
+  int nbuckets;  // a power of two
+  int nconversations;
+  Conversation** list;  // the conversations, in the order added
+  int list_size;
+  MemoryContext row_cxt;
+};
+
+void earlier_init(EarlierSums* e, const RowReader& r, MemoryContext parent) {
+  memset(e, 0, sizeof *e);
+  e->cxt = AllocSetContextCreate(parent, "billing earlier messages", ALLOCSET_DEFAULT_SIZES);
+  e->row_cxt = AllocSetContextCreate(parent, "billing earlier message", ALLOCSET_SMALL_SIZES);
+  e->conversation = r.conversation;
+  e->at = r.created_at;
+  e->id = r.id;
+  e->content = r.content;
+  get_typlenbyvalalign(e->conversation.base, &e->conversation_len, &e->conversation_byval, &e->conversation_align);
+  e->conversation_type = lookup_type_cache(e->conversation.base, TYPECACHE_HASH_PROC_FINFO | TYPECACHE_EQ_OPR_FINFO);
+  e->at_type = lookup_type_cache(e->at.base, TYPECACHE_CMP_PROC_FINFO);
+  e->id_type = lookup_type_cache(e->id.base, TYPECACHE_CMP_PROC_FINFO);
+  if (!OidIsValid(e->conversation_type->hash_proc) || !OidIsValid(e->conversation_type->eq_opr) ||
+      !OidIsValid(e->at_type->cmp_proc) || !OidIsValid(e->id_type->cmp_proc))
+    elog(ERROR, "billing: the column types of a tracked table have no hash or order");
+  e->nbuckets = 256;
+  e->buckets = static_cast<Conversation**>(MemoryContextAllocZero(e->cxt, sizeof(Conversation*) * e->nbuckets));
+  e->list = static_cast<Conversation**>(MemoryContextAlloc(e->cxt, sizeof(Conversation*) * 64));
+  e->list_size = 64;
+}
+
+uint32 conversation_hash(const EarlierSums* e, Datum v) {
+  return DatumGetUInt32(FunctionCall1Coll(&e->conversation_type->hash_proc_finfo, e->conversation.collation, v));
+}
+
+Conversation* find_conversation(const EarlierSums* e, Datum v, uint32 h) {
+  for (Conversation* c = e->buckets[h & (e->nbuckets - 1)]; c != nullptr; c = c->next)
+    if (c->hash == h &&
+        DatumGetBool(FunctionCall2Coll(&e->conversation_type->eq_opr_finfo, e->conversation.collation, c->value, v)))
+      return c;
+  return nullptr;
+}
+
+// A reply to estimate (a NULL conversation has no earlier messages: not a
+// target). Its values are copied.
+Target* earlier_add(EarlierSums* e, Datum conversation, Datum at, bool at_null, Datum id, bool id_null) {
+  const MemoryContext old = MemoryContextSwitchTo(e->cxt);
+  const uint32 h = conversation_hash(e, conversation);
+  Conversation* c = find_conversation(e, conversation, h);
+  if (c == nullptr) {
+    if (e->nconversations >= e->nbuckets) {  // twice the buckets
+      const int n = e->nbuckets * 2;
+      auto** buckets = static_cast<Conversation**>(palloc0(sizeof(Conversation*) * n));
+      for (int i = 0; i < e->nconversations; ++i) {
+        Conversation* x = e->list[i];
+        x->next = buckets[x->hash & (n - 1)];
+        buckets[x->hash & (n - 1)] = x;
+      }
+      pfree(e->buckets);
+      e->buckets = buckets;
+      e->nbuckets = n;
+    }
+    if (e->nconversations == e->list_size) {
+      e->list_size *= 2;
+      e->list = static_cast<Conversation**>(repalloc(e->list, sizeof(Conversation*) * e->list_size));
+    }
+    c = static_cast<Conversation*>(palloc0(sizeof(Conversation)));
+    c->value = datumCopy(conversation, e->conversation_byval, e->conversation_len);
+    c->hash = h;
+    c->next = e->buckets[h & (e->nbuckets - 1)];
+    e->buckets[h & (e->nbuckets - 1)] = c;
+    e->list[e->nconversations++] = c;
+  }
+  auto* t = static_cast<Target*>(palloc0(sizeof(Target)));
+  t->at_null = at_null;
+  t->id_null = id_null;
+  t->at = at_null ? 0 : datumCopy(at, e->at_type->typbyval, e->at_type->typlen);
+  t->id = id_null ? 0 : datumCopy(id, e->id_type->typbyval, e->id_type->typlen);
+  t->next = c->targets;
+  c->targets = t;
+  MemoryContextSwitchTo(old);
+  return t;
+}
+
+// SQL's (a1, a2) < (b1, b2) for the columns (created_at, id): NULL (false
+// here) as soon as a pair to compare has a NULL.
+bool earlier_than(const EarlierSums* e, Datum at, bool at_null, Datum id, bool id_null, const Target* t) {
+  if (at_null || t->at_null) return false;
+  const int32 c = DatumGetInt32(FunctionCall2Coll(&e->at_type->cmp_proc_finfo, e->at.collation, at, t->at));
+  if (c != 0) return c < 0;
+  if (id_null || t->id_null) return false;
+  return DatumGetInt32(FunctionCall2Coll(&e->id_type->cmp_proc_finfo, e->id.collation, id, t->id)) < 0;
+}
+
+void earlier_start(void*, TupleDesc desc) {
+  if (desc->natts != 4) elog(ERROR, "billing: the earlier messages' query got %d columns", desc->natts);
+}
+
+void earlier_row(void* state, TupleTableSlot* slot) {
+  auto* e = static_cast<EarlierSums*>(state);
+  slot_getallattrs(slot);
+  const Datum* v = slot->tts_values;
+  const bool* null = slot->tts_isnull;
+  if (null[0]) return;
+  const MemoryContext old = MemoryContextSwitchTo(e->row_cxt);
+  Conversation* c = find_conversation(e, v[0], conversation_hash(e, v[0]));
+  if (c != nullptr && !null[3]) {
+    int64 tokens = -1;  // counted once, for the first target it is earlier than
+    for (Target* t = c->targets; t != nullptr; t = t->next) {
+      if (!earlier_than(e, v[1], null[1], v[2], null[2], t)) continue;
+      if (tokens < 0) tokens = text_estimate(v[3], e->content.kind);
+      t->sum += tokens;
+    }
+  }
+  MemoryContextSwitchTo(old);
+  MemoryContextReset(e->row_cxt);
+}
+
+// Computes every target's sum with `sql` (billing._scan_queries' `earlier`:
+// the messages whose conversation = ANY ($1)).
+void earlier_compute(EarlierSums* e, const char* sql, bool read_only) {
+  if (e->nconversations == 0) return;
+  Datum* values = static_cast<Datum*>(palloc(sizeof(Datum) * e->nconversations));
+  for (int i = 0; i < e->nconversations; ++i) values[i] = e->list[i]->value;
+  ArrayType* array = construct_array(values, e->nconversations, e->conversation.base, e->conversation_len,
+                                     e->conversation_byval, e->conversation_align);
+  Oid type = get_array_type(e->conversation.base);
+  if (!OidIsValid(type)) elog(ERROR, "billing: no array type for %s", format_type_be(e->conversation.base));
+  Datum arg = PointerGetDatum(array);
+  run_query(sql, 1, &type, &arg, read_only, earlier_start, earlier_row, e);
+}
+
+// A target's sum as the SQL's bigint (an error beyond it, as its cast).
+int64 earlier_sum(const Target* t) {
+  if (t->sum > PG_INT64_MAX)
+    ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("bigint out of range")));
+  return static_cast<int64>(t->sum);
+}
+
+// ---------------------------------------------------------------------------
+// _scan_table_grouped
+// ---------------------------------------------------------------------------
+
+// A group: its totals, and where its month, conversation key and model key
+// are (the conversation and model keys are in the entry's key bytes).
+struct Group {
+  ScanTotals totals;
+  DateADT month;
+  bool conversation_null, model_null;
+  uint32 conversation_at, conversation_len;
+  uint32 model_at, model_len;
+};
+using GroupTable = KeyedTable<Group>;
+
+// An estimated reply, counted once its prompt estimate is known.
+struct Pending {
+  char* key;  // its group's key
+  uint32 key_len;
+  Group shape;  // the group's month and key positions
+  ScanRow row;  // everything but the estimate's prompt and cost
+  bool has_estimate_name;
+  char* estimate_name;  // the row's model, else the estimate model
+  int estimate_name_len;
+  char* id_key;  // billing._key(id), nullptr when the id is NULL
+  int id_key_len;
+  Target* target;  // before the first backfill: its earlier messages' estimate
+  bool found;      // a frozen estimate was found
+  int64 estimated_prompt;
+};
+
+struct TableScan {
+  CostCall* call;
+  MemoryContext work;     // groups, pending rows: the length of the call
+  MemoryContext row_cxt;  // reset after every row
+  RowReader reader;
+  pg_tz* tz;
+  DateADT cached_month;
+  TimestampTz month_start, month_end;  // [start, end) of cached_month; empty at first
+  const char* estimate_model;
+  int estimate_model_len;
+  bool backfilled;
+  GroupTable* groups;
+  StringInfoData key;  // the current row's group key
+  Pending* pending;
+  int npending, pending_size;
+  EarlierSums earlier;
+  bool earlier_ready;
+};
+
+const TokenPrice* price_of(TableScan* s, const char* name, int len, TimestampTz at) {
+  return price_cached(s->call, name, len, at).price;
+}
+
+// usage_cost(name, prompt, completion, cached, at) into *priced / *cost,
+// raising its errors.
+void price_row(TableScan* s, bool has_name, const char* name, int len, TimestampTz at, int64 prompt, int64 completion,
+               int64 cached, bool* priced, Sum128* out) {
+  Atto cost;
+  const CostRule rule = usage_cost_rule(
+      has_name, prompt, completion, cached, [&]() { return price_of(s, name, len, at); }, &cost);
+  *out = cost;
+  switch (rule) {
+    case CostRule::Priced: *priced = true; return;
+    case CostRule::Unpriced: *priced = false; return;
+    case CostRule::SignsDiffer:
+      ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                      errmsg("billing: token counts of one row must all have the same sign")));
+      break;
+    case CostRule::CachedExceedsPrompt:
+      ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("billing: cached tokens exceed prompt tokens")));
+      break;
+    case CostRule::OutOfRange:
+      ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE), errmsg("billing: cost out of range")));
+      break;
+  }
+}
+
+void add_to_group(TableScan* s, const char* key, uint32 key_len, const Group& shape, const ScanRow& row) {
+  bool added = false;
+  GroupTable::Entry* e = s->groups->find_or_add(key, key_len, &added);
+  if (e == nullptr) out_of_memory();
+  if (added) {
+    e->value = shape;
+    e->value.totals = ScanTotals{};
+  }
+  e->value.totals.add(row);
+}
+
+void scan_start(void* state, TupleDesc desc) { start_rows(&static_cast<TableScan*>(state)->reader, desc); }
+
+void scan_row(void* state, TupleTableSlot* slot) {
+  auto* s = static_cast<TableScan*>(state);
+  slot_getallattrs(slot);
+  const Datum* v = slot->tts_values;
+  const bool* null = slot->tts_isnull;
+  const MemoryContext old = MemoryContextSwitchTo(s->row_cxt);
+
+  // The query's WHERE keeps the times of [p_from, p_to), countable ones.
+  if (null[kCreatedAt]) elog(ERROR, "billing: the scan of a tracked table read a row without a time");
+  const TimestampTz at = time_of(v[kCreatedAt], s->reader.created_at.kind);
+  if (!countable_time(at)) elog(ERROR, "billing: the scan of a tracked table read a row outside the years it counts");
+  if (at < s->month_start || at >= s->month_end) {
+    s->cached_month = month_containing(at, s->tz);
+    s->month_start = month_begins(s->cached_month, 0, s->tz);
+    s->month_end = month_begins(s->cached_month, 1, s->tz);
+  }
+  const RowUsage u = usage_of_row(&s->reader, v, null);
+
+  // The group key: month, conversation key, model key (each with a NULL flag).
+  Group shape;
+  memset(&shape, 0, sizeof shape);
+  shape.month = s->cached_month;
+  resetStringInfo(&s->key);
+  appendBinaryStringInfo(&s->key, reinterpret_cast<const char*>(&shape.month), sizeof shape.month);
+  char id_buf[kKeyBuffer], key_buf[kKeyBuffer];
+  shape.conversation_null = null[kConversation];
+  appendStringInfoChar(&s->key, shape.conversation_null ? 'n' : 'v');
+  if (!shape.conversation_null) {
+    const Bytes k = key_of(id_text(v[kConversation], s->reader.conversation.kind, id_buf), key_buf);
+    appendBinaryStringInfo(&s->key, reinterpret_cast<const char*>(&k.len), sizeof k.len);
+    shape.conversation_at = s->key.len;
+    shape.conversation_len = k.len;
+    appendBinaryStringInfo(&s->key, k.data, k.len);
+  }
+  shape.model_null = !u.f.has_model;
+  appendStringInfoChar(&s->key, shape.model_null ? 'n' : 'v');
+  shape.model_at = s->key.len;
+  if (u.f.has_model) {
+    const Bytes k = key_of(Bytes{u.f.model.data(), static_cast<int>(u.f.model.size())}, key_buf);
+    shape.model_len = k.len;
+    appendBinaryStringInfo(&s->key, k.data, k.len);
+  }
+
+  ScanRow row;
+  row.at = at;
+  row.prompt = u.f.prompt;
+  row.completion = u.f.completion;
+  row.cached = u.f.cached;
+  row.unsplit = u.f.unsplit;
+  row.problem = u.f.problem;
+  row.estimated_completion = u.estimated_completion;
+  price_row(s, u.f.has_model, u.f.model.data(), static_cast<int>(u.f.model.size()), at, row.prompt, row.completion,
+            row.cached, &row.priced, &row.cost);
+  // The estimate is priced as the row's model, else the estimate model.
+  const bool has_estimate_name = u.f.has_model || s->estimate_model != nullptr;
+  const char* estimate_name = u.f.has_model ? u.f.model.data() : s->estimate_model;
+  const int estimate_name_len = u.f.has_model ? static_cast<int>(u.f.model.size()) : s->estimate_model_len;
+
+  if (!u.f.estimated) {
+    // No estimate: usage_cost(name, 0, 0, 0, at) is 0, or NULL without a name.
+    price_row(s, has_estimate_name, estimate_name, estimate_name_len, at, 0, 0, 0, &row.estimate_priced,
+              &row.estimated_cost);
+    add_to_group(s, s->key.data, s->key.len, shape, row);
+  } else {
+    // Counted once its prompt estimate is known (after the scan).
+    MemoryContextSwitchTo(s->work);
+    if (s->npending == s->pending_size) {
+      s->pending_size = s->pending_size == 0 ? 64 : s->pending_size * 2;
+      s->pending = static_cast<Pending*>(s->pending == nullptr ? palloc(sizeof(Pending) * s->pending_size)
+                                                                : repalloc(s->pending, sizeof(Pending) * s->pending_size));
+    }
+    Pending* p = &s->pending[s->npending++];
+    *p = Pending{};
+    p->key = static_cast<char*>(palloc(s->key.len));
+    memcpy(p->key, s->key.data, s->key.len);
+    p->key_len = s->key.len;
+    p->shape = shape;
+    p->row = row;
+    p->has_estimate_name = has_estimate_name;
+    if (has_estimate_name) {
+      p->estimate_name = pnstrdup(estimate_name, estimate_name_len);
+      p->estimate_name_len = estimate_name_len;
+    }
+    if (!null[kId]) {
+      const Bytes k = key_of(id_text(v[kId], s->reader.id.kind, id_buf), key_buf);
+      p->id_key = pnstrdup(k.data, k.len);
+      p->id_key_len = k.len;
+    }
+    if (!s->backfilled && !null[kConversation]) {
+      if (!s->earlier_ready) {
+        earlier_init(&s->earlier, s->reader, s->work);
+        s->earlier_ready = true;
+      }
+      p->target = earlier_add(&s->earlier, v[kConversation], v[kCreatedAt], null[kCreatedAt], v[kId], null[kId]);
+    }
+  }
+  MemoryContextSwitchTo(old);
+  MemoryContextReset(s->row_cxt);
+}
+
+// The frozen estimates of the pending replies (billing.estimated_prompts,
+// read as the caller: its row-level security applies as to the SQL join).
+void frozen_start(void*, TupleDesc desc) {
+  if (desc->natts != 2) elog(ERROR, "billing: the estimates' query got %d columns", desc->natts);
+}
+struct Frozen {
+  KeyedTable<int64>* table;
+};
+void frozen_row(void* state, TupleTableSlot* slot) {
+  auto* f = static_cast<Frozen*>(state);
+  slot_getallattrs(slot);
+  if (slot->tts_isnull[0] || slot->tts_isnull[1]) return;
+  const Bytes id = text_bytes(slot->tts_values[0], Kind::Text);
+  bool added = false;
+  auto* e = f->table->find_or_add(id.data, static_cast<uint32>(id.len), &added);
+  if (e == nullptr) out_of_memory();
+  e->value = DatumGetInt64(slot->tts_values[1]);
+}
+
+void settle_pending(TableScan* s, int16 source_id, const ScanQueries& q) {
+  if (s->npending == 0) return;
+  // The frozen estimates of these replies, in one query.
+  int nkeys = 0;
+  Datum* keys = static_cast<Datum*>(palloc(sizeof(Datum) * s->npending));
+  for (int i = 0; i < s->npending; ++i)
+    if (s->pending[i].id_key != nullptr)
+      keys[nkeys++] = PointerGetDatum(cstring_to_text_with_len(s->pending[i].id_key, s->pending[i].id_key_len));
+  auto* frozen = static_cast<KeyedTable<int64>*>(palloc0(sizeof(KeyedTable<int64>)));
+  if (!frozen->init(arena_in(s->work), s->npending)) out_of_memory();
+  if (nkeys > 0) {
+    Oid types[2] = {INT2OID, TEXTARRAYOID};
+    Datum args[2] = {Int16GetDatum(source_id),
+                     PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT))};
+    Frozen f{frozen};
+    run_query("SELECT e.message_id, e.prompt_tokens FROM billing.estimated_prompts AS e "
+              "WHERE e.source_id OPERATOR(pg_catalog.=) $1 AND e.message_id OPERATOR(pg_catalog.=) ANY ($2)",
+              2, types, args, true, frozen_start, frozen_row, &f);
+  }
+  bool any_missing = false;
+  for (int i = 0; i < s->npending; ++i) {
+    Pending* p = &s->pending[i];
+    const auto* e = p->id_key == nullptr ? nullptr : frozen->find(p->id_key, static_cast<uint32>(p->id_key_len));
+    p->found = e != nullptr;
+    p->estimated_prompt = p->found ? e->value : 0;
+    if (!p->found && p->target != nullptr) any_missing = true;
+  }
+  // Before the first backfill, the others from their conversations.
+  if (any_missing) earlier_compute(&s->earlier, q.earlier, true);
+  for (int i = 0; i < s->npending; ++i) {
+    Pending* p = &s->pending[i];
+    if (!p->found && p->target != nullptr) p->estimated_prompt = earlier_sum(p->target);
+    p->row.estimated_prompt = p->estimated_prompt;
+    price_row(s, p->has_estimate_name, p->estimate_name, p->estimate_name_len, p->row.at, p->row.estimated_prompt,
+              p->row.estimated_completion, 0, &p->row.estimate_priced, &p->row.estimated_cost);
+    add_to_group(s, p->key, p->key_len, p->shape, p->row);
+  }
+}
+
+Datum sum_to_numeric(Sum128 v) {
+  char buf[48];
+  char* p = buf + sizeof buf;
+  *--p = '\0';
+  const bool negative = v < 0;
+  UAtto u = negative ? -static_cast<UAtto>(v) : static_cast<UAtto>(v);
+  do {
+    *--p = static_cast<char>('0' + static_cast<int>(u % 10));
+    u /= 10;
+  } while (u != 0);
+  if (negative) *--p = '-';
+  return DirectFunctionCall3(numeric_in, CStringGetDatum(p), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+Datum cost_to_numeric(const AttoSum& sum, int scale) {
+  char buf[kAttoSumTextSize];
+  format_atto_sum(sum, buf, scale);
+  return DirectFunctionCall3(numeric_in, CStringGetDatum(buf), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+Datum key_text(const GroupTable::Entry* e, uint32 at, uint32 len) {
+  return PointerGetDatum(cstring_to_text_with_len(e->key + at, static_cast<int>(len)));
+}
+
+// One row per group, with _scan_table's columns.
+void return_groups(ReturnSetInfo* rsinfo, const GroupTable* groups, MemoryContext row_cxt) {
+  for (const GroupTable::Entry* e = groups->first(); e != nullptr; e = e->next) {
+    const MemoryContext old = MemoryContextSwitchTo(row_cxt);
+    const Group& g = e->value;
+    const ScanTotals& t = g.totals;
+    Datum v[16];
+    bool n[16] = {};
+    v[0] = DateADTGetDatum(g.month);
+    n[1] = g.conversation_null;
+    v[1] = g.conversation_null ? 0 : key_text(e, g.conversation_at, g.conversation_len);
+    n[2] = g.model_null;
+    v[2] = g.model_null ? 0 : key_text(e, g.model_at, g.model_len);
+    v[3] = Int64GetDatum(t.messages);
+    v[4] = sum_to_numeric(t.prompt);
+    v[5] = sum_to_numeric(t.completion);
+    v[6] = sum_to_numeric(t.cached);
+    v[7] = sum_to_numeric(t.estimated_prompt);
+    v[8] = sum_to_numeric(t.estimated_completion);
+    v[9] = sum_to_numeric(t.unsplit);
+    v[10] = Int64GetDatum(t.problems);
+    v[11] = cost_to_numeric(t.cost, t.cost_scale);
+    v[12] = cost_to_numeric(t.estimated_cost, t.estimated_cost_scale);
+    v[13] = sum_to_numeric(t.unpriced);
+    v[14] = TimestampTzGetDatum(t.first_at);
+    v[15] = TimestampTzGetDatum(t.last_at);
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+    MemoryContextSwitchTo(old);
+    MemoryContextReset(row_cxt);
+  }
+}
+
+// A field of the tracked_tables row.
+Datum table_field(HeapTupleHeader t, const char* name, bool* null) { return GetAttributeByName(t, name, null); }
+
+}  // namespace
+
+// _scan_table_grouped(t billing.tracked_tables, p_from timestamptz, p_to
+// timestamptz, p_estimate_model text) -> the groups of billing._scan_table.
+// The bounds are the caller's, already within the countable years.
+extern "C" Datum scan_table_grouped(PG_FUNCTION_ARGS) {
+  InitMaterializedSRF(fcinfo, 0);
+  auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+  if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2)) return static_cast<Datum>(0);
+  const Datum t = PG_GETARG_DATUM(0);
+  const HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
+  bool null = false;
+  const int16 source_id = DatumGetInt16(table_field(row, "id", &null));
+  if (null) return static_cast<Datum>(0);
+  const bool backfilled = DatumGetBool(table_field(row, "backfilled", &null)) && !null;
+  Datum bounds[2] = {PG_GETARG_DATUM(1), PG_GETARG_DATUM(2)};
+  const text* estimate_model = PG_ARGISNULL(3) ? nullptr : PG_GETARG_TEXT_PP(3);
+
+  auto* s = static_cast<TableScan*>(palloc0(sizeof(TableScan)));
+  s->call = cost_call(fcinfo);
+  s->work = AllocSetContextCreate(CurrentMemoryContext, "billing table scan", ALLOCSET_DEFAULT_SIZES);
+  s->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "billing table scan row", ALLOCSET_SMALL_SIZES);
+  s->backfilled = backfilled;
+  s->month_start = 1;
+  s->month_end = 0;  // empty: the first row computes its month
+  if (estimate_model != nullptr) {
+    s->estimate_model = VARDATA_ANY(estimate_model);
+    s->estimate_model_len = static_cast<int>(VARSIZE_ANY_EXHDR(estimate_model));
+  }
+  {
+    const MemoryContext old = MemoryContextSwitchTo(s->work);
+    initStringInfo(&s->key);
+    s->groups = static_cast<GroupTable*>(palloc0(sizeof(GroupTable)));
+    MemoryContextSwitchTo(old);
+  }
+  if (!s->groups->init(arena_in(s->work), 1024)) out_of_memory();
+
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
+  s->tz = month_time_zone();
+  const ScanQueries q = scan_queries(t, s->work);
+  Oid types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+  run_query(q.rows, 2, types, bounds, true, scan_start, scan_row, s);
+  settle_pending(s, source_id, q);
+  SPI_finish();
+
+  return_groups(rsinfo, s->groups, s->row_cxt);
+  MemoryContextDelete(s->row_cxt);
+  MemoryContextDelete(s->work);
+  return static_cast<Datum>(0);
+}
+
+// ---------------------------------------------------------------------------
+// _backfill_rows
+// ---------------------------------------------------------------------------
+
+namespace {
+
+// A row the backfill records.
+struct Recorded {
+  char* message_id;  // billing._key(id); nullptr when the id is NULL
+  int message_id_len;
+  bool at_null;
+  TimestampTz at;
+  bool estimated;
+  Target* target;  // nullptr: a NULL conversation, no earlier messages
+  char* problem;   // the usage's problem, nullptr when none
+};
+
+struct Recording {
+  MemoryContext work;
+  MemoryContext row_cxt;
+  RowReader reader;
+  Recorded* rows;
+  int nrows, size;
+  EarlierSums earlier;
+  bool earlier_ready;
+};
+
+void record_start(void* state, TupleDesc desc) { start_rows(&static_cast<Recording*>(state)->reader, desc); }
+
+void record_row(void* state, TupleTableSlot* slot) {
+  auto* r = static_cast<Recording*>(state);
+  slot_getallattrs(slot);
+  const Datum* v = slot->tts_values;
+  const bool* null = slot->tts_isnull;
+  const MemoryContext old = MemoryContextSwitchTo(r->row_cxt);
+  const RowUsage u = usage_of_row(&r->reader, v, null);
+  // The problem's words: usage_of's for jsonb, _usage_of_text's column for text.
+  char problem[256];
+  if (u.f.problem && !r->reader.decoded) describe_usage_error(u.usage, problem, sizeof problem);
+  const bool at_null = null[kCreatedAt];
+  const TimestampTz at = at_null ? 0 : time_of(v[kCreatedAt], r->reader.created_at.kind);
+  char id_buf[kKeyBuffer], key_buf[kKeyBuffer];
+  Bytes id{nullptr, 0};
+  if (!null[kId]) id = key_of(id_text(v[kId], r->reader.id.kind, id_buf), key_buf);
+
+  MemoryContextSwitchTo(r->work);
+  if (r->nrows == r->size) {
+    r->size = r->size == 0 ? 64 : r->size * 2;
+    r->rows = static_cast<Recorded*>(r->rows == nullptr ? palloc(sizeof(Recorded) * r->size)
+                                                         : repalloc(r->rows, sizeof(Recorded) * r->size));
+  }
+  Recorded* x = &r->rows[r->nrows++];
+  memset(x, 0, sizeof *x);
+  if (id.data != nullptr) {
+    x->message_id = pnstrdup(id.data, id.len);
+    x->message_id_len = id.len;
+  }
+  x->at_null = at_null;
+  x->at = at;
+  x->estimated = u.f.estimated;
+  if (u.f.problem) x->problem = r->reader.decoded ? text_to_cstring(DatumGetTextPP(v[kProblem])) : pstrdup(problem);
+  if (x->estimated && !null[kConversation]) {
+    if (!r->earlier_ready) {
+      earlier_init(&r->earlier, r->reader, r->work);
+      r->earlier_ready = true;
+    }
+    x->target = earlier_add(&r->earlier, v[kConversation], v[kCreatedAt], at_null, v[kId], null[kId]);
+  }
+  MemoryContextSwitchTo(old);
+  MemoryContextReset(r->row_cxt);
+}
+
+}  // namespace
+
+// _backfill_rows(t billing.tracked_tables) -> (message_id text, created_at
+// timestamptz, estimated boolean, estimated_prompt bigint, problem text):
+// every row of the table that is an estimated reply, has a problem or a
+// time billing does not count, locked FOR SHARE, in the order read; the
+// prompt estimate of each estimated reply; the usage's problem. Volatile:
+// it locks, and reads the estimates with a snapshot taken after the locks.
+extern "C" Datum backfill_rows(PG_FUNCTION_ARGS) {
+  InitMaterializedSRF(fcinfo, 0);
+  auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+  if (PG_ARGISNULL(0)) return static_cast<Datum>(0);
+  const Datum t = PG_GETARG_DATUM(0);
+
+  auto* r = static_cast<Recording*>(palloc0(sizeof(Recording)));
+  r->work = AllocSetContextCreate(CurrentMemoryContext, "billing backfill rows", ALLOCSET_DEFAULT_SIZES);
+  r->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "billing backfill row", ALLOCSET_SMALL_SIZES);
+
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
+  const ScanQueries q = scan_queries(t, r->work);
+  run_query(q.recorded, 0, nullptr, nullptr, false, record_start, record_row, r);
+  if (r->earlier_ready) earlier_compute(&r->earlier, q.earlier, false);
+  SPI_finish();
+
+  for (int i = 0; i < r->nrows; ++i) {
+    const MemoryContext old = MemoryContextSwitchTo(r->row_cxt);
+    const Recorded& x = r->rows[i];
+    Datum v[5];
+    bool n[5] = {};
+    n[0] = x.message_id == nullptr;
+    v[0] = n[0] ? 0 : PointerGetDatum(cstring_to_text_with_len(x.message_id, x.message_id_len));
+    n[1] = x.at_null;
+    v[1] = TimestampTzGetDatum(x.at);
+    v[2] = BoolGetDatum(x.estimated);
+    n[3] = !x.estimated;
+    v[3] = Int64GetDatum(x.target == nullptr ? 0 : earlier_sum(x.target));
+    n[4] = x.problem == nullptr;
+    v[4] = n[4] ? 0 : CStringGetTextDatum(x.problem);
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+    MemoryContextSwitchTo(old);
+    MemoryContextReset(r->row_cxt);
+  }
+  MemoryContextDelete(r->row_cxt);
+  MemoryContextDelete(r->work);
+  return static_cast<Datum>(0);
+}

@@ -1,10 +1,36 @@
 #include "scan_totals.h"
 
+#include <cstdint>
+
 namespace billing {
 
+namespace {
+
+constexpr int64_t kPow10[kAttoScale + 1] = {
+    INT64_C(1), INT64_C(10), INT64_C(100), INT64_C(1000), INT64_C(10000), INT64_C(100000), INT64_C(1000000),
+    INT64_C(10000000), INT64_C(100000000), INT64_C(1000000000), INT64_C(10000000000), INT64_C(100000000000),
+    INT64_C(1000000000000), INT64_C(10000000000000), INT64_C(100000000000000), INT64_C(1000000000000000),
+    INT64_C(10000000000000000), INT64_C(100000000000000000), INT64_C(1000000000000000000)};
+
+// v % 10^k, in 64 bits when v fits (a 128-bit division is a library call).
+inline int64_t remainder_pow10(Atto v, int k) noexcept {
+  if (v >= INT64_MIN && v <= INT64_MAX) return static_cast<int64_t>(v) % kPow10[k];
+  return static_cast<int64_t>(v % kPow10[k]);
+}
+
+// Makes *scale the numeric scale of a sum that also has the term v (a
+// usage_cost result: at least 2 decimals). Most terms change nothing: one
+// remainder tells.
+inline void widen_scale(int8_t* scale, Atto v) noexcept {
+  int s = *scale < 2 ? 2 : *scale;
+  if (s < kAttoScale && remainder_pow10(v, kAttoScale - s) != 0) s = atto_decimals(v);
+  *scale = static_cast<int8_t>(s);
+}
+
+}  // namespace
+
 int atto_decimals(Atto v) noexcept {
-  constexpr int64_t kOneDollar = INT64_C(1000000000000000000);  // 10^18 atto-dollars
-  int64_t fraction = static_cast<int64_t>(v % kOneDollar);
+  int64_t fraction = remainder_pow10(v, kAttoScale);
   if (fraction == 0) return 0;
   int decimals = kAttoScale;
   while (fraction % 10 == 0) {
@@ -72,13 +98,11 @@ void ScanTotals::add(const ScanRow& r) noexcept {
   if (r.problem) ++problems;
   if (r.priced) {
     cost.add(r.cost);
-    const int scale = usage_cost_scale(r.cost);
-    if (scale > cost_scale) cost_scale = static_cast<int8_t>(scale);
+    widen_scale(&cost_scale, r.cost);
   }
   if (r.estimate_priced) {
     estimated_cost.add(r.estimated_cost);
-    const int scale = usage_cost_scale(r.estimated_cost);
-    if (scale > estimated_cost_scale) estimated_cost_scale = static_cast<int8_t>(scale);
+    widen_scale(&estimated_cost_scale, r.estimated_cost);
   }
 }
 

@@ -531,6 +531,23 @@ std::size_t describe_usage_error(const Usage& u, char* buf, std::size_t n) noexc
   }
 }
 
+std::size_t utf8_char_count(const char* s, std::size_t n) noexcept {
+  constexpr uint64_t kHigh = UINT64_C(0x8080808080808080);
+  std::size_t continuing = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s + i, 8);
+    // A byte continues a character when its bit 7 is set and bit 6 clear:
+    // (w << 1) moves each byte's bit 6 to its bit 7. The marks, one bit per
+    // byte, are summed by a multiplication into the top byte.
+    const uint64_t marks = (w & ~(w << 1) & kHigh) >> 7;
+    continuing += static_cast<std::size_t>((marks * UINT64_C(0x0101010101010101)) >> 56);
+  }
+  for (; i < n; ++i) continuing += (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80;
+  return n - continuing;
+}
+
 }  // namespace billing
 
 #include "no_postgres.h"

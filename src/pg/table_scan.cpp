@@ -42,6 +42,7 @@
 #include "month.h"
 #include "postgres_headers.h"
 #include "scan_totals.h"
+#include "text_estimate.h"
 #include "usage.h"
 
 extern "C" {
@@ -195,7 +196,7 @@ TimestampTz time_of(Datum v, Kind k) {
 // The estimate of a text (src/core/usage.h), counted in characters.
 int64 text_estimate(Datum v, Kind k) {
   const Bytes b = text_bytes(v, k);
-  return estimated_tokens(pg_mbstrlen_with_len(b.data, b.len));
+  return billing::pg::text_estimate(b.data, b.len);
 }
 
 // Whether a role says an assistant's reply; an enum's label is looked up
@@ -568,11 +569,14 @@ int64 earlier_sum(const Target* t) {
 // ---------------------------------------------------------------------------
 
 // A group: its totals, and where its month, conversation key and model key
-// are (the conversation and model keys are in the entry's key bytes).
+// are (the conversation and model keys are in the entry's key bytes). A
+// uuid or integer conversation is kept as stored, 16 or 8 bytes, and made
+// text only for the group (its text is short: the key is the text itself).
 struct Group {
   ScanTotals totals;
   DateADT month;
   bool conversation_null, model_null;
+  Kind conversation_kind;  // Uuid or Int8: the key holds the value as stored; else its key's text
   uint32 conversation_at, conversation_len;
   uint32 model_at, model_len;
 };
@@ -682,7 +686,21 @@ void scan_row(void* state, TupleTableSlot* slot) {
   shape.conversation_null = null[kConversation];
   appendStringInfoChar(&s->key, shape.conversation_null ? 'n' : 'v');
   if (!shape.conversation_null) {
-    const Bytes k = key_of(id_text(v[kConversation], s->reader.conversation.kind, id_buf), key_buf);
+    const Kind kind = s->reader.conversation.kind;
+    Bytes k;
+    int64 integer;
+    if (kind == Kind::Uuid) {
+      shape.conversation_kind = Kind::Uuid;
+      k = Bytes{reinterpret_cast<const char*>(DatumGetUUIDP(v[kConversation])->data), UUID_LEN};
+    } else if (kind == Kind::Int2 || kind == Kind::Int4 || kind == Kind::Int8) {
+      shape.conversation_kind = Kind::Int8;
+      integer = kind == Kind::Int2 ? DatumGetInt16(v[kConversation])
+                : kind == Kind::Int4 ? DatumGetInt32(v[kConversation]) : DatumGetInt64(v[kConversation]);
+      k = Bytes{reinterpret_cast<const char*>(&integer), sizeof integer};
+    } else {
+      shape.conversation_kind = Kind::Text;
+      k = key_of(id_text(v[kConversation], kind, id_buf), key_buf);
+    }
     appendBinaryStringInfo(&s->key, reinterpret_cast<const char*>(&k.len), sizeof k.len);
     shape.conversation_at = s->key.len;
     shape.conversation_len = k.len;
@@ -836,6 +854,23 @@ Datum key_text(const GroupTable::Entry* e, uint32 at, uint32 len) {
   return PointerGetDatum(cstring_to_text_with_len(e->key + at, static_cast<int>(len)));
 }
 
+// The group's conversation key as text: billing._key(conversation::text).
+Datum conversation_text(const GroupTable::Entry* e) {
+  const Group& g = e->value;
+  char buf[kKeyBuffer];
+  Bytes b{e->key + g.conversation_at, static_cast<int>(g.conversation_len)};
+  if (g.conversation_kind == Kind::Uuid) {
+    pg_uuid_t u;
+    memcpy(u.data, b.data, UUID_LEN);
+    b = id_text(UUIDPGetDatum(&u), Kind::Uuid, buf);
+  } else if (g.conversation_kind == Kind::Int8) {
+    int64 integer;
+    memcpy(&integer, b.data, sizeof integer);
+    b = id_text(Int64GetDatum(integer), Kind::Int8, buf);
+  }
+  return PointerGetDatum(cstring_to_text_with_len(b.data, b.len));
+}
+
 // One row per group, with _scan_table's columns.
 void return_groups(ReturnSetInfo* rsinfo, const GroupTable* groups, MemoryContext row_cxt) {
   for (const GroupTable::Entry* e = groups->first(); e != nullptr; e = e->next) {
@@ -846,7 +881,7 @@ void return_groups(ReturnSetInfo* rsinfo, const GroupTable* groups, MemoryContex
     bool n[16] = {};
     v[0] = DateADTGetDatum(g.month);
     n[1] = g.conversation_null;
-    v[1] = g.conversation_null ? 0 : key_text(e, g.conversation_at, g.conversation_len);
+    v[1] = g.conversation_null ? 0 : conversation_text(e);
     n[2] = g.model_null;
     v[2] = g.model_null ? 0 : key_text(e, g.model_at, g.model_len);
     v[3] = Int64GetDatum(t.messages);

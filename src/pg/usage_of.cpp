@@ -6,6 +6,7 @@
 // problems come back as values for billing to keep visible.
 #include "cost_call.h"
 #include "ledger_row.h"
+#include "text_estimate.h"
 #include "usage.h"
 
 extern "C" {
@@ -21,7 +22,7 @@ using namespace billing::pg;
 namespace {
 // The estimate of a text (src/core/usage.h), counted in characters.
 int64 text_estimate(const text* content) {
-  return estimated_tokens(pg_mbstrlen_with_len(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content)));
+  return pg::text_estimate(VARDATA_ANY(content), static_cast<int>(VARSIZE_ANY_EXHDR(content)));
 }
 }  // namespace
 

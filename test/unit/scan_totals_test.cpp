@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "test_support.h"
@@ -199,6 +200,36 @@ TEST(ScanTotals, EstimatesPricedApart) {
   big.add(row(1, INT64_MAX, INT64_MAX, false, 0));
   EXPECT_EQ(i128_str(big.prompt), "18446744073709551614");
   EXPECT_EQ(i128_str(big.unpriced), "36893488147419103228");
+}
+
+}  // namespace
+}  // namespace billing
+
+namespace billing {
+namespace {
+
+// The scale of a sum is the largest usage_cost_scale of its terms, whatever
+// their order: checked against that definition on many terms.
+TEST(ScanTotals, ScaleOfManyTerms) {
+  uint64_t seed = 7;
+  for (int round = 0; round < 200; ++round) {
+    ScanTotals t{};
+    int expected = 0;
+    for (int i = 0; i < 50; ++i) {
+      seed = seed * 6364136223846793005u + 1442695040888963407u;
+      // amounts with 0 to 18 significant decimals, some beyond 64 bits
+      const int zeros = static_cast<int>((seed >> 33) % 19);
+      Atto v = static_cast<Atto>((seed >> 40) % 1000 + 1);
+      for (int z = 0; z < zeros; ++z) v *= 10;
+      if (i % 17 == 0) v *= static_cast<Atto>(INT64_C(1000000000000));
+      ScanRow r;
+      r.priced = true;
+      r.cost = v;
+      t.add(r);
+      expected = std::max(expected, usage_cost_scale(v));
+    }
+    EXPECT_EQ(t.cost_scale, expected) << round;
+  }
 }
 
 }  // namespace

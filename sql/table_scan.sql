@@ -310,6 +310,75 @@ UNION ALL SELECT 'scan_orm', * FROM compare_rollups('scan_orm')
 UNION ALL SELECT 'scan_json', * FROM compare_rollups('scan_json')
 UNION ALL SELECT 'scan_chars', * FROM compare_rollups('scan_chars');
 
+-- The backfill of track_messages holds the lock CREATE TRIGGER takes, so no
+-- writer can reach the table: there one read gives the rows to record and
+-- every month's rollups (billing._backfill_scan). On copies of the tables
+-- (same rows, same order), it stores what the merge's backfill above
+-- stored (its locks, estimates, problems, then month by month).
+CREATE FUNCTION stored_rows(tbl regclass) RETURNS SETOF text LANGUAGE sql AS $$
+    WITH t AS (SELECT id FROM billing.tracked_tables WHERE relation = tbl)
+    SELECT 'month ' || (u.month, u.model, u.messages, u.prompt_tokens, u.completion_tokens, u.cached_tokens,
+                        u.estimated_prompt, u.estimated_completion, u.unsplit_tokens, u.problems, u.cost,
+                        u.estimated_cost, u.unpriced_tokens)::text
+      FROM t, billing.month_usage AS u WHERE u.source_id = t.id
+    UNION ALL
+    SELECT 'conversation ' || (u.month, u.conversation_id, u.messages, u.prompt_tokens, u.completion_tokens,
+                               u.cached_tokens, u.estimated_tokens, u.cost, u.unpriced_tokens, u.first_message_at,
+                               u.last_message_at, u.bounds_stale)::text
+      FROM t, billing.conversation_usage AS u WHERE u.source_id = t.id
+    UNION ALL
+    SELECT 'estimate ' || (e.message_id, e.prompt_tokens)::text FROM t, billing.estimated_prompts AS e WHERE e.source_id = t.id
+    UNION ALL
+    SELECT 'problem ' || (p.message_id, p.created_at, p.problem)::text FROM t, billing.problem_messages AS p WHERE p.source_id = t.id
+    UNION ALL
+    SELECT 'ledger ' || count(*) FROM t, billing.usage_ledger AS l WHERE l.source_id = t.id
+$$;
+CREATE FUNCTION compare_stored(a regclass, b regclass) RETURNS TABLE (stored bigint, only_a bigint, only_b bigint)
+LANGUAGE sql AS $$
+    SELECT (SELECT count(*) FROM stored_rows(a)),
+           (SELECT count(*) FROM (SELECT stored_rows(a) EXCEPT ALL SELECT stored_rows(b)) AS x),
+           (SELECT count(*) FROM (SELECT stored_rows(b) EXCEPT ALL SELECT stored_rows(a)) AS x)
+$$;
+CREATE TABLE copy_seed (LIKE scan_seed INCLUDING ALL);
+CREATE TABLE copy_orm (LIKE scan_orm INCLUDING ALL);
+CREATE TABLE copy_json (LIKE scan_json INCLUDING ALL);
+CREATE TABLE copy_chars (LIKE scan_chars INCLUDING ALL);
+INSERT INTO copy_seed SELECT * FROM scan_seed;
+INSERT INTO copy_orm SELECT * FROM scan_orm;
+INSERT INTO copy_json SELECT * FROM scan_json;
+INSERT INTO copy_chars SELECT * FROM scan_chars;
+BEGIN;
+LOCK TABLE copy_seed IN SHARE ROW EXCLUSIVE MODE;   -- (the mode of CREATE TRIGGER)
+SELECT billing._writers_locked_out('copy_seed') AS locked_out, billing._writers_locked_out('scan_seed') AS other_table;
+ROLLBACK;
+SELECT tracked, backfilled, messages, problems FROM billing.track_messages('copy_seed');
+SELECT tracked, backfilled, messages, problems FROM billing.track_messages('copy_orm');
+SELECT tracked, backfilled, messages, problems FROM billing.track_messages('copy_json');
+SELECT tracked, backfilled, messages, problems FROM billing.track_messages('copy_chars');
+SELECT 'seed' AS shape, * FROM compare_stored('scan_seed', 'copy_seed')
+UNION ALL SELECT 'orm', * FROM compare_stored('scan_orm', 'copy_orm')
+UNION ALL SELECT 'json', * FROM compare_stored('scan_json', 'copy_json')
+UNION ALL SELECT 'chars', * FROM compare_stored('scan_chars', 'copy_chars');
+-- A frozen estimate is kept (estimated_prompts' INSERT ... ON CONFLICT DO
+-- NOTHING), and the month's rollup counts it: a copy whose reply 4 has one
+-- of 1000 tokens before the backfill.
+CREATE TABLE copy_frozen (LIKE scan_seed INCLUDING ALL);
+INSERT INTO copy_frozen SELECT * FROM scan_seed;
+BEGIN;
+SELECT tracked FROM billing.track_messages('copy_frozen', backfill => false);
+INSERT INTO billing.estimated_prompts
+SELECT id, '4', 1000 FROM billing.tracked_tables WHERE relation = 'copy_frozen'::regclass;
+UPDATE billing.tracked_tables SET backfilled = false WHERE relation = 'copy_frozen'::regclass;
+LOCK TABLE copy_frozen IN SHARE ROW EXCLUSIVE MODE;
+SELECT billing._backfill(id) FROM billing.tracked_tables WHERE relation = 'copy_frozen'::regclass;
+SELECT e.prompt_tokens AS frozen, u.estimated_prompt AS november_estimated_prompt_of_no_model
+  FROM billing.tracked_tables AS t
+  JOIN billing.estimated_prompts AS e ON e.source_id = t.id AND e.message_id = '4'
+  JOIN billing.month_usage AS u ON u.source_id = t.id AND u.month = '2026-11-01' AND u.model = ''
+ WHERE t.relation = 'copy_frozen'::regclass;
+ROLLBACK;
+DROP TABLE copy_frozen;
+
 -- Some figures by hand: conversation a of the seed in November (UTC
 -- months; ids 1 and 2 are in October). Estimated replies: id 4 (no usage),
 -- its prompt ids 1 to 3 (17, 10 and 23 characters: 5 + 3 + 6 = 14 tokens),
@@ -362,7 +431,8 @@ REVOKE USAGE ON SCHEMA billing FROM scan_reader;
 DROP ROLE scan_reader;
 
 SELECT billing.untrack_messages(t.relation) FROM billing.tracked_tables AS t ORDER BY t.id;
-DROP TABLE scan_seed, scan_orm, scan_json, scan_chars;
-DROP FUNCTION compare_all, compare_scans, compare_recorded, compare_rollups, fill, reference_scan, reference_recorded;
+DROP TABLE scan_seed, scan_orm, scan_json, scan_chars, copy_seed, copy_orm, copy_json, copy_chars;
+DROP FUNCTION compare_all, compare_scans, compare_recorded, compare_rollups, compare_stored, stored_rows, fill,
+              reference_scan, reference_recorded;
 DROP TYPE scan_role;
 DROP DOMAIN conv_text;

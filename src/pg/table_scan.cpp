@@ -63,6 +63,7 @@ extern "C" {
 
 PG_FUNCTION_INFO_V1(scan_table_grouped);
 PG_FUNCTION_INFO_V1(backfill_rows);
+PG_FUNCTION_INFO_V1(backfill_scan);
 }
 
 using namespace billing;
@@ -286,11 +287,12 @@ struct ScanQueries {
   char* rows;
   char* recorded;
   char* earlier;
+  char* every;
 };
 ScanQueries scan_queries(Datum t, MemoryContext cxt) {
   Oid type = HeapTupleHeaderGetTypeId(DatumGetHeapTupleHeader(t));
-  if (SPI_execute_with_args("SELECT q.rows, q.recorded, q.earlier FROM billing._scan_queries($1) AS q", 1, &type, &t,
-                            nullptr, true, 1) != SPI_OK_SELECT ||
+  if (SPI_execute_with_args("SELECT q.rows, q.recorded, q.earlier, q.every FROM billing._scan_queries($1) AS q", 1,
+                            &type, &t, nullptr, true, 1) != SPI_OK_SELECT ||
       SPI_processed != 1)
     elog(ERROR, "billing: billing._scan_queries returned no queries");
   ScanQueries q;
@@ -298,8 +300,9 @@ ScanQueries scan_queries(Datum t, MemoryContext cxt) {
   q.rows = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
   q.recorded = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
   q.earlier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+  q.every = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
   MemoryContextSwitchTo(old);
-  if (q.rows == nullptr || q.recorded == nullptr || q.earlier == nullptr)
+  if (q.rows == nullptr || q.recorded == nullptr || q.earlier == nullptr || q.every == nullptr)
     elog(ERROR, "billing: billing._scan_queries returned no queries");
   return q;
 }
@@ -565,6 +568,100 @@ int64 earlier_sum(const Target* t) {
 }
 
 // ---------------------------------------------------------------------------
+// The rows a backfill records
+// ---------------------------------------------------------------------------
+
+// A row the backfill records.
+struct Recorded {
+  char* message_id;  // billing._key(id); nullptr when the id is NULL
+  int message_id_len;
+  bool at_null;
+  TimestampTz at;
+  bool estimated;
+  Target* target;  // nullptr: a NULL conversation, no earlier messages
+  char* problem;   // the usage's problem, nullptr when none
+};
+
+struct Recording {
+  MemoryContext work;
+  MemoryContext row_cxt;
+  RowReader reader;
+  Recorded* rows;
+  int nrows, size;
+  EarlierSums earlier;
+  bool earlier_ready;
+};
+
+void record_start(void* state, TupleDesc desc) { start_rows(&static_cast<Recording*>(state)->reader, desc); }
+
+// Adds the row of v / null, whose usage is u and time at (unless at_null),
+// to the rows recorded, with an earlier-messages target for an estimated
+// reply.
+void record(Recording* r, const RowReader& reader, const Datum* v, const bool* null, const RowUsage& u, bool at_null,
+            TimestampTz at) {
+  // The problem's words: usage_of's for jsonb, _usage_of_text's column for text.
+  char problem[256];
+  if (u.f.problem && !reader.decoded) describe_usage_error(u.usage, problem, sizeof problem);
+  char id_buf[kKeyBuffer], key_buf[kKeyBuffer];
+  Bytes id{nullptr, 0};
+  if (!null[kId]) id = key_of(id_text(v[kId], reader.id.kind, id_buf), key_buf);
+
+  const MemoryContext old = MemoryContextSwitchTo(r->work);
+  if (r->nrows == r->size) {
+    r->size = r->size == 0 ? 64 : r->size * 2;
+    r->rows = static_cast<Recorded*>(r->rows == nullptr ? palloc(sizeof(Recorded) * r->size)
+                                                         : repalloc(r->rows, sizeof(Recorded) * r->size));
+  }
+  Recorded* x = &r->rows[r->nrows++];
+  memset(x, 0, sizeof *x);
+  if (id.data != nullptr) {
+    x->message_id = pnstrdup(id.data, id.len);
+    x->message_id_len = id.len;
+  }
+  x->at_null = at_null;
+  x->at = at;
+  x->estimated = u.f.estimated;
+  if (u.f.problem) x->problem = reader.decoded ? text_to_cstring(DatumGetTextPP(v[kProblem])) : pstrdup(problem);
+  if (x->estimated && !null[kConversation]) {
+    if (!r->earlier_ready) {
+      earlier_init(&r->earlier, reader, r->work);
+      r->earlier_ready = true;
+    }
+    x->target = earlier_add(&r->earlier, v[kConversation], v[kCreatedAt], at_null, v[kId], null[kId]);
+  }
+  MemoryContextSwitchTo(old);
+}
+
+void record_row(void* state, TupleTableSlot* slot) {
+  auto* r = static_cast<Recording*>(state);
+  slot_getallattrs(slot);
+  const Datum* v = slot->tts_values;
+  const bool* null = slot->tts_isnull;
+  const MemoryContext old = MemoryContextSwitchTo(r->row_cxt);
+  const RowUsage u = usage_of_row(&r->reader, v, null);
+  const bool at_null = null[kCreatedAt];
+  record(r, r->reader, v, null, u, at_null, at_null ? 0 : time_of(v[kCreatedAt], r->reader.created_at.kind));
+  MemoryContextSwitchTo(old);
+  MemoryContextReset(r->row_cxt);
+}
+
+// The recorded row i as _backfill_rows returns it: message_id, created_at,
+// estimated, its prompt estimate, problem, into v / n.
+void recorded_values(const Recording* r, int i, Datum* v, bool* n) {
+  const Recorded& x = r->rows[i];
+  n[0] = x.message_id == nullptr;
+  v[0] = n[0] ? 0 : PointerGetDatum(cstring_to_text_with_len(x.message_id, x.message_id_len));
+  n[1] = x.at_null;
+  v[1] = TimestampTzGetDatum(x.at);
+  n[2] = false;
+  v[2] = BoolGetDatum(x.estimated);
+  n[3] = !x.estimated;
+  v[3] = Int64GetDatum(x.target == nullptr ? 0 : earlier_sum(x.target));
+  n[4] = x.problem == nullptr;
+  v[4] = n[4] ? 0 : CStringGetTextDatum(x.problem);
+}
+
+// ---------------------------------------------------------------------------
 // _scan_table_grouped
 // ---------------------------------------------------------------------------
 
@@ -613,8 +710,14 @@ struct TableScan {
   StringInfoData key;  // the current row's group key
   Pending* pending;
   int npending, pending_size;
-  EarlierSums earlier;
+  EarlierSums earlier;  // the pending replies' earlier messages (read mode, before the first backfill)
   bool earlier_ready;
+  Recording* rec;  // the backfill's one pass: the rows it records (their targets estimate the pending replies too)
+  // Its progress: rows read, and when it last said so (a NOTICE every 5 s).
+  int64 rows_read;
+  TimestampTz started, reported;
+  double rows_expected;
+  const char* relation_name;
 };
 
 const TokenPrice* price_of(TableScan* s, const char* name, int len, TimestampTz at) {
@@ -658,23 +761,14 @@ void add_to_group(TableScan* s, const char* key, uint32 key_len, const Group& sh
 
 void scan_start(void* state, TupleDesc desc) { start_rows(&static_cast<TableScan*>(state)->reader, desc); }
 
-void scan_row(void* state, TupleTableSlot* slot) {
-  auto* s = static_cast<TableScan*>(state);
-  slot_getallattrs(slot);
-  const Datum* v = slot->tts_values;
-  const bool* null = slot->tts_isnull;
-  const MemoryContext old = MemoryContextSwitchTo(s->row_cxt);
-
-  // The query's WHERE keeps the times of [p_from, p_to), countable ones.
-  if (null[kCreatedAt]) elog(ERROR, "billing: the scan of a tracked table read a row without a time");
-  const TimestampTz at = time_of(v[kCreatedAt], s->reader.created_at.kind);
-  if (!countable_time(at)) elog(ERROR, "billing: the scan of a tracked table read a row outside the years it counts");
+// Adds a row with a countable time at, whose usage is u, to its group; an
+// estimated reply to the pending ones.
+void group_row(TableScan* s, const Datum* v, const bool* null, TimestampTz at, const RowUsage& u) {
   if (at < s->month_start || at >= s->month_end) {
     s->cached_month = month_containing(at, s->tz);
     s->month_start = month_begins(s->cached_month, 0, s->tz);
     s->month_end = month_begins(s->cached_month, 1, s->tz);
   }
-  const RowUsage u = usage_of_row(&s->reader, v, null);
 
   // The group key: month, conversation key, model key (each with a NULL flag).
   Group shape;
@@ -737,7 +831,7 @@ void scan_row(void* state, TupleTableSlot* slot) {
     add_to_group(s, s->key.data, s->key.len, shape, row);
   } else {
     // Counted once its prompt estimate is known (after the scan).
-    MemoryContextSwitchTo(s->work);
+    const MemoryContext old = MemoryContextSwitchTo(s->work);
     if (s->npending == s->pending_size) {
       s->pending_size = s->pending_size == 0 ? 64 : s->pending_size * 2;
       s->pending = static_cast<Pending*>(s->pending == nullptr ? palloc(sizeof(Pending) * s->pending_size)
@@ -760,16 +854,63 @@ void scan_row(void* state, TupleTableSlot* slot) {
       p->id_key = pnstrdup(k.data, k.len);
       p->id_key_len = k.len;
     }
-    if (!s->backfilled && !null[kConversation]) {
+    // (the backfill estimates it by its key, from the rows it records)
+    if (!s->backfilled && s->rec == nullptr && !null[kConversation]) {
       if (!s->earlier_ready) {
         earlier_init(&s->earlier, s->reader, s->work);
         s->earlier_ready = true;
       }
       p->target = earlier_add(&s->earlier, v[kConversation], v[kCreatedAt], null[kCreatedAt], v[kId], null[kId]);
     }
+    MemoryContextSwitchTo(old);
   }
+}
+
+void scan_row(void* state, TupleTableSlot* slot) {
+  auto* s = static_cast<TableScan*>(state);
+  slot_getallattrs(slot);
+  const Datum* v = slot->tts_values;
+  const bool* null = slot->tts_isnull;
+  const MemoryContext old = MemoryContextSwitchTo(s->row_cxt);
+  // The query's WHERE keeps the times of [p_from, p_to), countable ones.
+  if (null[kCreatedAt]) elog(ERROR, "billing: the scan of a tracked table read a row without a time");
+  const TimestampTz at = time_of(v[kCreatedAt], s->reader.created_at.kind);
+  if (!countable_time(at)) elog(ERROR, "billing: the scan of a tracked table read a row outside the years it counts");
+  group_row(s, v, null, at, usage_of_row(&s->reader, v, null));
   MemoryContextSwitchTo(old);
   MemoryContextReset(s->row_cxt);
+}
+
+// Every 5 s of a backfill: how far it is.
+void report_progress(TableScan* s) {
+  const TimestampTz now = GetCurrentTimestamp();
+  if (now - s->reported < 5 * USECS_PER_SEC) return;
+  s->reported = now;
+  const double seconds = static_cast<double>(now - s->started) / USECS_PER_SEC;
+  const double rate = s->rows_read / (seconds > 0.001 ? seconds : 0.001);
+  const double expected = s->rows_expected > s->rows_read ? s->rows_expected : static_cast<double>(s->rows_read);
+  ereport(NOTICE, (errmsg("billing: taking in %s: %lld of about %.0f rows, %.0f rows/s, about %.0f s left",
+                          s->relation_name, static_cast<long long>(s->rows_read), expected, rate,
+                          (expected - s->rows_read) / (rate > 1 ? rate : 1))));
+}
+
+// A row of the backfill's one pass: recorded if it is an estimated reply,
+// has a problem or a time billing does not count; grouped if its time counts.
+void backfill_row(void* state, TupleTableSlot* slot) {
+  auto* s = static_cast<TableScan*>(state);
+  slot_getallattrs(slot);
+  const Datum* v = slot->tts_values;
+  const bool* null = slot->tts_isnull;
+  const MemoryContext old = MemoryContextSwitchTo(s->row_cxt);
+  const RowUsage u = usage_of_row(&s->reader, v, null);
+  const bool at_null = null[kCreatedAt];
+  const TimestampTz at = at_null ? 0 : time_of(v[kCreatedAt], s->reader.created_at.kind);
+  const bool countable = !at_null && countable_time(at);
+  if (u.f.estimated || u.f.problem || !countable) record(s->rec, s->reader, v, null, u, at_null, at);
+  if (countable) group_row(s, v, null, at, u);
+  MemoryContextSwitchTo(old);
+  MemoryContextReset(s->row_cxt);
+  if ((++s->rows_read & 0xFFFF) == 0) report_progress(s);
 }
 
 // The frozen estimates of the pending replies (billing.estimated_prompts,
@@ -791,9 +932,30 @@ void frozen_row(void* state, TupleTableSlot* slot) {
   e->value = DatumGetInt64(slot->tts_values[1]);
 }
 
+// Reads the frozen estimates of the message keys `keys` into `table`.
+void frozen_estimates(int16 source_id, Datum* keys, int nkeys, KeyedTable<int64>* table) {
+  if (nkeys == 0) return;
+  Oid types[2] = {INT2OID, TEXTARRAYOID};
+  Datum args[2] = {Int16GetDatum(source_id),
+                   PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT))};
+  Frozen f{table};
+  run_query("SELECT e.message_id, e.prompt_tokens FROM billing.estimated_prompts AS e "
+            "WHERE e.source_id OPERATOR(pg_catalog.=) $1 AND e.message_id OPERATOR(pg_catalog.=) ANY ($2)",
+            2, types, args, true, frozen_start, frozen_row, &f);
+}
+
+// Counts a pending reply, its prompt estimate known.
+void settle(TableScan* s, Pending* p) {
+  p->row.estimated_prompt = p->estimated_prompt;
+  price_row(s, p->has_estimate_name, p->estimate_name, p->estimate_name_len, p->row.at, p->row.estimated_prompt,
+            p->row.estimated_completion, 0, &p->row.estimate_priced, &p->row.estimated_cost);
+  add_to_group(s, p->key, p->key_len, p->shape, p->row);
+}
+
+// _scan_table: a pending reply's estimate is its frozen one, else 0 once
+// the table is backfilled, else its earlier messages'.
 void settle_pending(TableScan* s, int16 source_id, const ScanQueries& q) {
   if (s->npending == 0) return;
-  // The frozen estimates of these replies, in one query.
   int nkeys = 0;
   Datum* keys = static_cast<Datum*>(palloc(sizeof(Datum) * s->npending));
   for (int i = 0; i < s->npending; ++i)
@@ -801,15 +963,7 @@ void settle_pending(TableScan* s, int16 source_id, const ScanQueries& q) {
       keys[nkeys++] = PointerGetDatum(cstring_to_text_with_len(s->pending[i].id_key, s->pending[i].id_key_len));
   auto* frozen = static_cast<KeyedTable<int64>*>(palloc0(sizeof(KeyedTable<int64>)));
   if (!frozen->init(arena_in(s->work), s->npending)) out_of_memory();
-  if (nkeys > 0) {
-    Oid types[2] = {INT2OID, TEXTARRAYOID};
-    Datum args[2] = {Int16GetDatum(source_id),
-                     PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT))};
-    Frozen f{frozen};
-    run_query("SELECT e.message_id, e.prompt_tokens FROM billing.estimated_prompts AS e "
-              "WHERE e.source_id OPERATOR(pg_catalog.=) $1 AND e.message_id OPERATOR(pg_catalog.=) ANY ($2)",
-              2, types, args, true, frozen_start, frozen_row, &f);
-  }
+  frozen_estimates(source_id, keys, nkeys, frozen);
   bool any_missing = false;
   for (int i = 0; i < s->npending; ++i) {
     Pending* p = &s->pending[i];
@@ -818,15 +972,42 @@ void settle_pending(TableScan* s, int16 source_id, const ScanQueries& q) {
     p->estimated_prompt = p->found ? e->value : 0;
     if (!p->found && p->target != nullptr) any_missing = true;
   }
-  // Before the first backfill, the others from their conversations.
   if (any_missing) earlier_compute(&s->earlier, q.earlier, true);
   for (int i = 0; i < s->npending; ++i) {
     Pending* p = &s->pending[i];
     if (!p->found && p->target != nullptr) p->estimated_prompt = earlier_sum(p->target);
-    p->row.estimated_prompt = p->estimated_prompt;
-    price_row(s, p->has_estimate_name, p->estimate_name, p->estimate_name_len, p->row.at, p->row.estimated_prompt,
-              p->row.estimated_completion, 0, &p->row.estimate_priced, &p->row.estimated_cost);
-    add_to_group(s, p->key, p->key_len, p->shape, p->row);
+    settle(s, p);
+  }
+}
+
+// The backfill's one pass: the estimates it records are what
+// estimated_prompts holds once its INSERT ... ON CONFLICT DO NOTHING has
+// run (a frozen one first, then the first recorded reply of each key), and
+// what the rebuild of each month then reads for the pending replies.
+void settle_backfill(TableScan* s, int16 source_id, const ScanQueries& q) {
+  Recording* r = s->rec;
+  if (r->earlier_ready) earlier_compute(&r->earlier, q.earlier, true);
+  int nkeys = 0;
+  Datum* keys = static_cast<Datum*>(palloc(sizeof(Datum) * (r->nrows + 1)));
+  for (int i = 0; i < r->nrows; ++i)
+    if (r->rows[i].estimated && r->rows[i].message_id != nullptr)
+      keys[nkeys++] = PointerGetDatum(cstring_to_text_with_len(r->rows[i].message_id, r->rows[i].message_id_len));
+  auto* estimates = static_cast<KeyedTable<int64>*>(palloc0(sizeof(KeyedTable<int64>)));
+  if (!estimates->init(arena_in(s->work), nkeys + 1)) out_of_memory();
+  frozen_estimates(source_id, keys, nkeys, estimates);
+  for (int i = 0; i < r->nrows; ++i) {
+    const Recorded& x = r->rows[i];
+    if (!x.estimated || x.message_id == nullptr) continue;
+    bool added = false;
+    auto* e = estimates->find_or_add(x.message_id, static_cast<uint32>(x.message_id_len), &added);
+    if (e == nullptr) out_of_memory();
+    if (added) e->value = x.target == nullptr ? 0 : earlier_sum(x.target);
+  }
+  for (int i = 0; i < s->npending; ++i) {
+    Pending* p = &s->pending[i];
+    const auto* e = p->id_key == nullptr ? nullptr : estimates->find(p->id_key, static_cast<uint32>(p->id_key_len));
+    p->estimated_prompt = e == nullptr ? 0 : e->value;
+    settle(s, p);
   }
 }
 
@@ -871,14 +1052,26 @@ Datum conversation_text(const GroupTable::Entry* e) {
   return PointerGetDatum(cstring_to_text_with_len(b.data, b.len));
 }
 
-// One row per group, with _scan_table's columns.
-void return_groups(ReturnSetInfo* rsinfo, const GroupTable* groups, MemoryContext row_cxt) {
+// One row per group, with _scan_table's columns from column `first` (the
+// columns before it NULL, but a false first one when first > 0).
+void return_groups(ReturnSetInfo* rsinfo, const GroupTable* groups, MemoryContext row_cxt, int first, int columns) {
   for (const GroupTable::Entry* e = groups->first(); e != nullptr; e = e->next) {
     const MemoryContext old = MemoryContextSwitchTo(row_cxt);
     const Group& g = e->value;
     const ScanTotals& t = g.totals;
-    Datum v[16];
-    bool n[16] = {};
+    Datum all[32];
+    bool all_null[32];
+    for (int i = 0; i < first; ++i) {
+      all[i] = 0;
+      all_null[i] = true;
+    }
+    if (first > 0) {
+      all[0] = BoolGetDatum(false);
+      all_null[0] = false;
+    }
+    Datum* v = all + first;
+    bool* n = all_null + first;
+    for (int i = 0; i < 16; ++i) n[i] = false;
     v[0] = DateADTGetDatum(g.month);
     n[1] = g.conversation_null;
     v[1] = g.conversation_null ? 0 : conversation_text(e);
@@ -897,7 +1090,9 @@ void return_groups(ReturnSetInfo* rsinfo, const GroupTable* groups, MemoryContex
     v[13] = sum_to_numeric(t.unpriced);
     v[14] = TimestampTzGetDatum(t.first_at);
     v[15] = TimestampTzGetDatum(t.last_at);
-    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+    Assert(first + 16 == columns);
+    (void)columns;
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, all, all_null);
     MemoryContextSwitchTo(old);
     MemoryContextReset(row_cxt);
   }
@@ -908,21 +1103,17 @@ Datum table_field(HeapTupleHeader t, const char* name, bool* null) { return GetA
 
 }  // namespace
 
-// _scan_table_grouped(t billing.tracked_tables, p_from timestamptz, p_to
-// timestamptz, p_estimate_model text) -> the groups of billing._scan_table.
-// The bounds are the caller's, already within the countable years.
-extern "C" Datum scan_table_grouped(PG_FUNCTION_ARGS) {
-  InitMaterializedSRF(fcinfo, 0);
-  auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
-  if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2)) return static_cast<Datum>(0);
-  const Datum t = PG_GETARG_DATUM(0);
+namespace {
+
+// A scan of the table of tracked_tables row t (the function's first
+// argument), its estimate model the function's argument `model_arg`.
+TableScan* new_scan(FunctionCallInfo fcinfo, int model_arg, int16* source_id) {
   const HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
   bool null = false;
-  const int16 source_id = DatumGetInt16(table_field(row, "id", &null));
-  if (null) return static_cast<Datum>(0);
+  *source_id = DatumGetInt16(table_field(row, "id", &null));
+  if (null) elog(ERROR, "billing: a tracked table without an id");
   const bool backfilled = DatumGetBool(table_field(row, "backfilled", &null)) && !null;
-  Datum bounds[2] = {PG_GETARG_DATUM(1), PG_GETARG_DATUM(2)};
-  const text* estimate_model = PG_ARGISNULL(3) ? nullptr : PG_GETARG_TEXT_PP(3);
+  const text* estimate_model = PG_ARGISNULL(model_arg) ? nullptr : PG_GETARG_TEXT_PP(model_arg);
 
   auto* s = static_cast<TableScan*>(palloc0(sizeof(TableScan)));
   s->call = cost_call(fcinfo);
@@ -935,13 +1126,32 @@ extern "C" Datum scan_table_grouped(PG_FUNCTION_ARGS) {
     s->estimate_model = VARDATA_ANY(estimate_model);
     s->estimate_model_len = static_cast<int>(VARSIZE_ANY_EXHDR(estimate_model));
   }
-  {
-    const MemoryContext old = MemoryContextSwitchTo(s->work);
-    initStringInfo(&s->key);
-    s->groups = static_cast<GroupTable*>(palloc0(sizeof(GroupTable)));
-    MemoryContextSwitchTo(old);
-  }
+  const MemoryContext old = MemoryContextSwitchTo(s->work);
+  initStringInfo(&s->key);
+  s->groups = static_cast<GroupTable*>(palloc0(sizeof(GroupTable)));
+  MemoryContextSwitchTo(old);
   if (!s->groups->init(arena_in(s->work), 1024)) out_of_memory();
+  return s;
+}
+
+void delete_scan(TableScan* s) {
+  MemoryContextDelete(s->row_cxt);
+  MemoryContextDelete(s->work);
+}
+
+}  // namespace
+
+// _scan_table_grouped(t billing.tracked_tables, p_from timestamptz, p_to
+// timestamptz, p_estimate_model text) -> the groups of billing._scan_table.
+// The bounds are the caller's, already within the countable years.
+extern "C" Datum scan_table_grouped(PG_FUNCTION_ARGS) {
+  InitMaterializedSRF(fcinfo, 0);
+  auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+  if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2)) return static_cast<Datum>(0);
+  const Datum t = PG_GETARG_DATUM(0);
+  Datum bounds[2] = {PG_GETARG_DATUM(1), PG_GETARG_DATUM(2)};
+  int16 source_id;
+  TableScan* s = new_scan(fcinfo, 3, &source_id);
 
   if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
   s->tz = month_time_zone();
@@ -951,85 +1161,77 @@ extern "C" Datum scan_table_grouped(PG_FUNCTION_ARGS) {
   settle_pending(s, source_id, q);
   SPI_finish();
 
-  return_groups(rsinfo, s->groups, s->row_cxt);
-  MemoryContextDelete(s->row_cxt);
-  MemoryContextDelete(s->work);
+  return_groups(rsinfo, s->groups, s->row_cxt, 0, 16);
+  delete_scan(s);
   return static_cast<Datum>(0);
 }
 
-// ---------------------------------------------------------------------------
-// _backfill_rows
-// ---------------------------------------------------------------------------
+// _backfill_scan(t billing.tracked_tables, p_estimate_model text) ->
+// (recorded, then _backfill_rows' columns, then _scan_table's): a
+// backfill in one read of the table, for a table no writer can reach (the
+// caller holds a lock that conflicts with theirs, as track_messages does
+// with CREATE TRIGGER's): no row to lock, so the rows to record (recorded
+// true) and the groups of every month (recorded false) come from the same
+// read. The groups are what _scan_table gives after those rows are
+// recorded: the backfilled table's. A NOTICE every 5 s tells how far it is.
+extern "C" Datum backfill_scan(PG_FUNCTION_ARGS) {
+  InitMaterializedSRF(fcinfo, 0);
+  auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+  if (PG_ARGISNULL(0)) return static_cast<Datum>(0);
+  const Datum t = PG_GETARG_DATUM(0);
+  int16 source_id;
+  TableScan* s = new_scan(fcinfo, 1, &source_id);
+  s->backfilled = true;  // (its pending replies are estimated by settle_backfill)
+  s->rec = static_cast<Recording*>(palloc0(sizeof(Recording)));
+  s->rec->work = s->work;
+  s->rec->row_cxt = s->row_cxt;
 
-namespace {
-
-// A row the backfill records.
-struct Recorded {
-  char* message_id;  // billing._key(id); nullptr when the id is NULL
-  int message_id_len;
-  bool at_null;
-  TimestampTz at;
-  bool estimated;
-  Target* target;  // nullptr: a NULL conversation, no earlier messages
-  char* problem;   // the usage's problem, nullptr when none
-};
-
-struct Recording {
-  MemoryContext work;
-  MemoryContext row_cxt;
-  RowReader reader;
-  Recorded* rows;
-  int nrows, size;
-  EarlierSums earlier;
-  bool earlier_ready;
-};
-
-void record_start(void* state, TupleDesc desc) { start_rows(&static_cast<Recording*>(state)->reader, desc); }
-
-void record_row(void* state, TupleTableSlot* slot) {
-  auto* r = static_cast<Recording*>(state);
-  slot_getallattrs(slot);
-  const Datum* v = slot->tts_values;
-  const bool* null = slot->tts_isnull;
-  const MemoryContext old = MemoryContextSwitchTo(r->row_cxt);
-  const RowUsage u = usage_of_row(&r->reader, v, null);
-  // The problem's words: usage_of's for jsonb, _usage_of_text's column for text.
-  char problem[256];
-  if (u.f.problem && !r->reader.decoded) describe_usage_error(u.usage, problem, sizeof problem);
-  const bool at_null = null[kCreatedAt];
-  const TimestampTz at = at_null ? 0 : time_of(v[kCreatedAt], r->reader.created_at.kind);
-  char id_buf[kKeyBuffer], key_buf[kKeyBuffer];
-  Bytes id{nullptr, 0};
-  if (!null[kId]) id = key_of(id_text(v[kId], r->reader.id.kind, id_buf), key_buf);
-
-  MemoryContextSwitchTo(r->work);
-  if (r->nrows == r->size) {
-    r->size = r->size == 0 ? 64 : r->size * 2;
-    r->rows = static_cast<Recorded*>(r->rows == nullptr ? palloc(sizeof(Recorded) * r->size)
-                                                         : repalloc(r->rows, sizeof(Recorded) * r->size));
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
+  s->tz = month_time_zone();
+  const ScanQueries q = scan_queries(t, s->work);
+  {
+    // Progress: the planner's count of the table's rows, and its name.
+    bool null = false;
+    Datum relation = table_field(PG_GETARG_HEAPTUPLEHEADER(0), "relation", &null);
+    Oid type = REGCLASSOID;
+    if (SPI_execute_with_args("SELECT sum(greatest(c.reltuples, 0))::pg_catalog.float8, $1::pg_catalog.text "
+                              "FROM pg_catalog.pg_class AS c "
+                              "WHERE c.oid OPERATOR(pg_catalog.=) $1 OR c.oid OPERATOR(pg_catalog.=) ANY "
+                              "(SELECT p.relid FROM pg_catalog.pg_partition_tree($1) AS p)",
+                              1, &type, &relation, nullptr, true, 1) != SPI_OK_SELECT ||
+        SPI_processed != 1)
+      elog(ERROR, "billing: cannot read the size of a tracked table");
+    const Datum rows = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &null);
+    s->rows_expected = null ? 0 : DatumGetFloat8(rows);
+    const MemoryContext old = MemoryContextSwitchTo(s->work);
+    s->relation_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+    MemoryContextSwitchTo(old);
+    s->started = s->reported = GetCurrentTimestamp();
   }
-  Recorded* x = &r->rows[r->nrows++];
-  memset(x, 0, sizeof *x);
-  if (id.data != nullptr) {
-    x->message_id = pnstrdup(id.data, id.len);
-    x->message_id_len = id.len;
-  }
-  x->at_null = at_null;
-  x->at = at;
-  x->estimated = u.f.estimated;
-  if (u.f.problem) x->problem = r->reader.decoded ? text_to_cstring(DatumGetTextPP(v[kProblem])) : pstrdup(problem);
-  if (x->estimated && !null[kConversation]) {
-    if (!r->earlier_ready) {
-      earlier_init(&r->earlier, r->reader, r->work);
-      r->earlier_ready = true;
+  run_query(q.every, 0, nullptr, nullptr, true, scan_start, backfill_row, s);
+  settle_backfill(s, source_id, q);
+  SPI_finish();
+
+  constexpr int kColumns = 22;  // recorded, 5 of _backfill_rows, 16 of _scan_table
+  for (int i = 0; i < s->rec->nrows; ++i) {
+    const MemoryContext old = MemoryContextSwitchTo(s->row_cxt);
+    Datum v[kColumns];
+    bool n[kColumns];
+    for (int c = 0; c < kColumns; ++c) {
+      v[c] = 0;
+      n[c] = true;
     }
-    x->target = earlier_add(&r->earlier, v[kConversation], v[kCreatedAt], at_null, v[kId], null[kId]);
+    v[0] = BoolGetDatum(true);
+    n[0] = false;
+    recorded_values(s->rec, i, v + 1, n + 1);
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+    MemoryContextSwitchTo(old);
+    MemoryContextReset(s->row_cxt);
   }
-  MemoryContextSwitchTo(old);
-  MemoryContextReset(r->row_cxt);
+  return_groups(rsinfo, s->groups, s->row_cxt, 6, kColumns);
+  delete_scan(s);
+  return static_cast<Datum>(0);
 }
-
-}  // namespace
 
 // _backfill_rows(t billing.tracked_tables) -> (message_id text, created_at
 // timestamptz, estimated boolean, estimated_prompt bigint, problem text):
@@ -1055,18 +1257,9 @@ extern "C" Datum backfill_rows(PG_FUNCTION_ARGS) {
 
   for (int i = 0; i < r->nrows; ++i) {
     const MemoryContext old = MemoryContextSwitchTo(r->row_cxt);
-    const Recorded& x = r->rows[i];
     Datum v[5];
-    bool n[5] = {};
-    n[0] = x.message_id == nullptr;
-    v[0] = n[0] ? 0 : PointerGetDatum(cstring_to_text_with_len(x.message_id, x.message_id_len));
-    n[1] = x.at_null;
-    v[1] = TimestampTzGetDatum(x.at);
-    v[2] = BoolGetDatum(x.estimated);
-    n[3] = !x.estimated;
-    v[3] = Int64GetDatum(x.target == nullptr ? 0 : earlier_sum(x.target));
-    n[4] = x.problem == nullptr;
-    v[4] = n[4] ? 0 : CStringGetTextDatum(x.problem);
+    bool n[5];
+    recorded_values(r, i, v, n);
     tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
     MemoryContextSwitchTo(old);
     MemoryContextReset(r->row_cxt);

@@ -476,8 +476,10 @@ $$;
 --   replies, problems, times billing does not count (billing._backfill).
 -- earlier: conversation, created_at, id and content of the messages whose
 --   conversation = ANY ($1), to estimate replies' prompts.
+-- every: every row, unlocked (the backfill of a table no writer can reach).
 -- Raises for a column type billing cannot read.
-CREATE FUNCTION billing._scan_queries(t billing.tracked_tables, OUT rows text, OUT recorded text, OUT earlier text)
+CREATE FUNCTION billing._scan_queries(t billing.tracked_tables, OUT rows text, OUT recorded text, OUT earlier text,
+                                      OUT every text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -505,6 +507,7 @@ BEGIN
     earlier := format('SELECT m.%I, m.%I, m.%I, m.%I FROM %s AS m WHERE m.%I OPERATOR(pg_catalog.=) ANY ($1)',
                       t.conversation_column, t.created_at_column, t.id_column, t.content_column, t.relation,
                       t.conversation_column);
+    every := source;
 END
 $$;
 

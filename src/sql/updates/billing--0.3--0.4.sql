@@ -400,8 +400,10 @@ $$;
 --   replies, problems, times billing does not count (billing._backfill).
 -- earlier: conversation, created_at, id and content of the messages whose
 --   conversation = ANY ($1), to estimate replies' prompts.
+-- every: every row, unlocked (the backfill of a table no writer can reach).
 -- Raises for a column type billing cannot read.
-CREATE FUNCTION billing._scan_queries(t billing.tracked_tables, OUT rows text, OUT recorded text, OUT earlier text)
+CREATE FUNCTION billing._scan_queries(t billing.tracked_tables, OUT rows text, OUT recorded text, OUT earlier text,
+                                      OUT every text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -429,6 +431,7 @@ BEGIN
     earlier := format('SELECT m.%I, m.%I, m.%I, m.%I FROM %s AS m WHERE m.%I OPERATOR(pg_catalog.=) ANY ($1)',
                       t.conversation_column, t.created_at_column, t.id_column, t.content_column, t.relation,
                       t.conversation_column);
+    every := source;
 END
 $$;
 
@@ -624,6 +627,43 @@ BEGIN
 END
 $$;
 
+-- The rows _backfill_rows records (recorded true) and the groups of every
+-- month that _scan_table gives once they are recorded (recorded false), in
+-- one read of the table, locking no row: for a table no writer can reach
+-- (billing._writers_locked_out). A NOTICE every 5 s tells how far it is.
+-- C body: src/pg/table_scan.cpp (backfill_scan)
+CREATE FUNCTION billing._backfill_scan(t billing.tracked_tables, p_estimate_model text)
+RETURNS TABLE (recorded boolean, message_id text, created_at timestamptz, estimated boolean, prompt_estimate bigint,
+               problem text, month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
+               completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
+               estimated_completion numeric, unsplit_tokens numeric, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens numeric,
+               first_message_at timestamptz, last_message_at timestamptz)
+AS 'MODULE_PATHNAME', 'backfill_scan' LANGUAGE C STABLE ROWS 1000
+SET search_path = pg_catalog, pg_temp;
+
+-- Whether this transaction holds, on a table and on every table it reads
+-- (partitions, children), a lock that keeps writers out until it ends, as
+-- the one CREATE TRIGGER takes in track_messages.
+CREATE FUNCTION billing._writers_locked_out(relation regclass) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE tree(relid) AS (
+        SELECT relation::oid
+        UNION
+        SELECT i.inhrelid FROM pg_inherits AS i JOIN tree ON i.inhparent = tree.relid
+    )
+    SELECT NOT EXISTS (
+        SELECT 1 FROM tree
+         WHERE NOT EXISTS (SELECT 1 FROM pg_locks AS l
+                            WHERE l.locktype = 'relation' AND l.relation = tree.relid
+                              AND l.database = (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database())
+                              AND l.pid = pg_backend_pid() AND l.granted
+                              AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                                             'AccessExclusiveLock')))
+$$;
+
 -- Takes in a tracked table's existing rows: the estimates of replies stored
 -- without usage, the rows with problems, then every month.
 CREATE OR REPLACE FUNCTION billing._backfill(p_source smallint) RETURNS void
@@ -634,6 +674,56 @@ DECLARE
     t billing.tracked_tables;
 BEGIN
     SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+    IF billing._writers_locked_out(t.relation) THEN
+        -- No writer can change the table before we commit (track_messages:
+        -- the lock CREATE TRIGGER took): one read gives the rows to record
+        -- and the rollups of every month, as _backfill_months would build
+        -- them once the rows are recorded.
+        WITH scan AS MATERIALIZED (
+            SELECT * FROM billing._backfill_scan(t, billing._estimate_model())
+        ), estimates AS (
+            INSERT INTO billing.estimated_prompts
+            SELECT p_source, s.message_id, s.prompt_estimate FROM scan AS s WHERE s.recorded AND s.estimated
+            ON CONFLICT (source_id, message_id) DO NOTHING
+        ), problems AS (
+            INSERT INTO billing.problem_messages
+            SELECT p_source, s.message_id, CASE WHEN isfinite(s.created_at) THEN s.created_at END,
+                   concat_ws('; ', s.problem,
+                             CASE WHEN NOT coalesce(billing._countable(s.created_at), false)
+                                  THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+              FROM scan AS s
+             WHERE s.recorded AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false))
+            ON CONFLICT (source_id, message_id) DO NOTHING
+        ), drop_ledger AS (
+            DELETE FROM billing.usage_ledger WHERE source_id = p_source
+        ), drop_stale AS (
+            DELETE FROM billing.stale_months WHERE source_id = p_source
+        ), drop_months AS (
+            DELETE FROM billing.month_usage WHERE source_id = p_source RETURNING 1
+        ), drop_conversations AS (
+            DELETE FROM billing.conversation_usage WHERE source_id = p_source RETURNING 1
+        ), add_months AS (
+            -- Reading the DELETE's output makes it run before this INSERT.
+            INSERT INTO billing.month_usage
+            SELECT p_source, s.month, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+                   sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+                   sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+                   sum(s.estimated_cost), sum(s.unpriced_tokens)
+              FROM scan AS s
+             WHERE NOT s.recorded AND (SELECT count(*) FROM drop_months) >= 0
+             GROUP BY s.month, coalesce(s.model, '')
+        )
+        INSERT INTO billing.conversation_usage
+        SELECT p_source, s.month, s.conversation_id, sum(s.messages), sum(s.prompt_tokens),
+               sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt + s.estimated_completion),
+               sum(s.cost + s.estimated_cost), sum(s.unpriced_tokens), min(s.first_message_at),
+               max(s.last_message_at), false
+          FROM scan AS s
+         WHERE NOT s.recorded AND (SELECT count(*) FROM drop_conversations) >= 0
+         GROUP BY s.month, s.conversation_id;
+        UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source;
+        RETURN;
+    END IF;
     -- Writers may change these rows while we record them: _backfill_rows
     -- locks the ones it lists (estimated replies and unreadable rows, a
     -- small part of the table) before it estimates their prompts.

@@ -359,6 +359,33 @@ SELECT 'seed' AS shape, * FROM compare_stored('scan_seed', 'copy_seed')
 UNION ALL SELECT 'orm', * FROM compare_stored('scan_orm', 'copy_orm')
 UNION ALL SELECT 'json', * FROM compare_stored('scan_json', 'copy_json')
 UNION ALL SELECT 'chars', * FROM compare_stored('scan_chars', 'copy_chars');
+-- That one read estimates the replies' prompts itself while each
+-- conversation's rows come in (created_at, id) order, and leaves the others
+-- to a query of their conversations: compared again on the seed's rows
+-- read in another order (ids by their md5), plus a conversation whose reply
+-- is read in order but an earlier message after it (the reply's estimate
+-- takes it in), then a reply read out of order.
+CREATE TABLE mixed_merge (LIKE scan_seed INCLUDING ALL);
+INSERT INTO mixed_merge SELECT * FROM scan_seed ORDER BY md5(coalesce(id, ''));
+INSERT INTO mixed_merge VALUES
+  ('z1', 'z', 'user', 'a question of 25 letters', '{}', '2026-11-09 10:00'),
+  ('z2', 'z', 'assistant', 'estimated', '{}', '2026-11-09 10:05'),
+  ('z0', 'z', 'user', 'read after, written before', '{}', '2026-11-09 09:00'),
+  ('z3', 'z', 'assistant', 'estimated after the disorder', '{}', '2026-11-09 10:10');
+CREATE TABLE mixed_pass (LIKE scan_seed INCLUDING ALL);
+INSERT INTO mixed_pass SELECT * FROM mixed_merge;
+SELECT tracked, backfilled FROM billing.track_messages('mixed_merge', backfill => false);
+SELECT billing.merge() >= 0 AS merged;
+SELECT tracked, backfilled FROM billing.track_messages('mixed_pass');
+SELECT * FROM compare_stored('mixed_merge', 'mixed_pass');
+-- z2: 'a question of 25 letters' (24 characters, 6 tokens) and 'read after,
+-- written before' (26, 7 tokens); z3: those and z2 (9, 3 tokens).
+SELECT e.message_id, e.prompt_tokens FROM billing.estimated_prompts AS e
+  JOIN billing.tracked_tables AS t ON t.id = e.source_id AND t.relation = 'mixed_pass'::regclass
+ WHERE e.message_id LIKE 'z%' ORDER BY 1;
+SELECT billing.untrack_messages('mixed_merge'), billing.untrack_messages('mixed_pass');
+DROP TABLE mixed_merge, mixed_pass;
+
 -- A frozen estimate is kept (estimated_prompts' INSERT ... ON CONFLICT DO
 -- NOTHING), and the month's rollup counts it: a copy whose reply 4 has one
 -- of 1000 tokens before the backfill.

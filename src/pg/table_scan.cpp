@@ -596,9 +596,10 @@ void record_start(void* state, TupleDesc desc) { start_rows(&static_cast<Recordi
 
 // Adds the row of v / null, whose usage is u and time at (unless at_null),
 // to the rows recorded, with an earlier-messages target for an estimated
-// reply.
+// reply: `estimated_in_pass` when the caller estimates it in its own read,
+// else one the `earlier` query will estimate.
 void record(Recording* r, const RowReader& reader, const Datum* v, const bool* null, const RowUsage& u, bool at_null,
-            TimestampTz at) {
+            TimestampTz at, Target* estimated_in_pass = nullptr) {
   // The problem's words: usage_of's for jsonb, _usage_of_text's column for text.
   char problem[256];
   if (u.f.problem && !reader.decoded) describe_usage_error(u.usage, problem, sizeof problem);
@@ -623,11 +624,15 @@ void record(Recording* r, const RowReader& reader, const Datum* v, const bool* n
   x->estimated = u.f.estimated;
   if (u.f.problem) x->problem = reader.decoded ? text_to_cstring(DatumGetTextPP(v[kProblem])) : pstrdup(problem);
   if (x->estimated && !null[kConversation]) {
-    if (!r->earlier_ready) {
-      earlier_init(&r->earlier, reader, r->work);
-      r->earlier_ready = true;
+    if (estimated_in_pass != nullptr) {
+      x->target = estimated_in_pass;
+    } else {
+      if (!r->earlier_ready) {
+        earlier_init(&r->earlier, reader, r->work);
+        r->earlier_ready = true;
+      }
+      x->target = earlier_add(&r->earlier, v[kConversation], v[kCreatedAt], at_null, v[kId], null[kId]);
     }
-    x->target = earlier_add(&r->earlier, v[kConversation], v[kCreatedAt], at_null, v[kId], null[kId]);
   }
   MemoryContextSwitchTo(old);
 }
@@ -695,6 +700,37 @@ struct Pending {
   int64 estimated_prompt;
 };
 
+// The backfill's one read also estimates the replies' prompts, when it can:
+// while the rows of a conversation come in (created_at, id) order, as an
+// app appends them, every row read before a reply is earlier than it, so
+// the reply's estimate is the sum of those rows' estimates so far, plus
+// that of any later-read row that turns out to be earlier. The replies of a
+// conversation read out of that order, or with a NULL time or id, are left
+// to the `earlier` query.
+struct ConvState {
+  bool unordered;  // a row came out of (created_at, id) order, or with a NULL
+  bool has_last;
+  Datum last_at, last_id;  // the last row's; last_id in id_copy when by reference
+  char* id_copy;
+  Size id_copy_size;
+  Sum128 total;     // the estimates of its rows read so far
+  Target* targets;  // its replies estimated in this read
+};
+
+// A conversation's value as its equality compares it: a text as its bytes
+// (a character(n) without trailing spaces), a uuid's 16 bytes, an
+// integer's 8.
+Bytes conversation_value(Datum v, Kind kind, int64* integer) {
+  switch (kind) {
+    case Kind::Uuid: return Bytes{reinterpret_cast<const char*>(DatumGetUUIDP(v)->data), UUID_LEN};
+    case Kind::Int2: *integer = DatumGetInt16(v); break;
+    case Kind::Int4: *integer = DatumGetInt32(v); break;
+    case Kind::Int8: *integer = DatumGetInt64(v); break;
+    default: return text_bytes(v, kind);
+  }
+  return Bytes{reinterpret_cast<const char*>(integer), sizeof *integer};
+}
+
 struct TableScan {
   CostCall* call;
   MemoryContext work;     // groups, pending rows: the length of the call
@@ -713,6 +749,7 @@ struct TableScan {
   EarlierSums earlier;  // the pending replies' earlier messages (read mode, before the first backfill)
   bool earlier_ready;
   Recording* rec;  // the backfill's one pass: the rows it records (their targets estimate the pending replies too)
+  KeyedTable<ConvState>* convs;  // ... and each conversation's rows so far (nullptr: every estimate by query)
   // Its progress: rows read, and when it last said so (a NOTICE every 5 s).
   int64 rows_read;
   TimestampTz started, reported;
@@ -881,6 +918,63 @@ void scan_row(void* state, TupleTableSlot* slot) {
   MemoryContextReset(s->row_cxt);
 }
 
+// Follows row v / null in its conversation; returns the target of an
+// estimated reply when this read estimates it (nullptr: the query will).
+Target* follow_conversation(TableScan* s, const Datum* v, const bool* null, bool estimated) {
+  if (null[kConversation]) return nullptr;
+  const EarlierSums* e = &s->rec->earlier;
+  int64 integer;
+  const Bytes value = conversation_value(v[kConversation], s->reader.conversation.kind, &integer);
+  bool added = false;
+  auto* entry = s->convs->find_or_add(value.data, static_cast<uint32>(value.len), &added);
+  if (entry == nullptr) out_of_memory();
+  ConvState& c = entry->value;
+  const bool at_null = null[kCreatedAt], id_null = null[kId];
+  if (!c.unordered) {
+    if (at_null || id_null) {
+      c.unordered = true;
+    } else if (c.has_last) {
+      int order = DatumGetInt32(FunctionCall2Coll(&e->at_type->cmp_proc_finfo, e->at.collation, v[kCreatedAt], c.last_at));
+      if (order == 0)
+        order = DatumGetInt32(FunctionCall2Coll(&e->id_type->cmp_proc_finfo, e->id.collation, v[kId], c.last_id));
+      if (order <= 0) c.unordered = true;
+    }
+    if (!c.unordered) {
+      c.last_at = v[kCreatedAt];  // (a time is passed by value)
+      if (e->id_type->typbyval) {
+        c.last_id = v[kId];
+      } else {
+        const Size size = datumGetSize(v[kId], false, e->id_type->typlen);
+        if (size > c.id_copy_size) {
+          c.id_copy_size = size < 64 ? 64 : size * 2;
+          c.id_copy = static_cast<char*>(MemoryContextAlloc(s->work, c.id_copy_size));
+        }
+        memcpy(c.id_copy, DatumGetPointer(v[kId]), size);
+        c.last_id = PointerGetDatum(c.id_copy);
+      }
+      c.has_last = true;
+    }
+  }
+  if (c.unordered && c.targets == nullptr) return nullptr;  // (its replies: the query's)
+  const int64 tokens = null[kContent] ? 0 : text_estimate(v[kContent], s->reader.content.kind);
+  for (Target* t = c.targets; t != nullptr; t = t->next)
+    if (earlier_than(e, v[kCreatedAt], at_null, v[kId], id_null, t)) t->sum += tokens;
+  Target* target = nullptr;
+  if (estimated && !c.unordered) {
+    // Every row of the conversation read so far is earlier than this one.
+    const MemoryContext old = MemoryContextSwitchTo(s->work);
+    target = static_cast<Target*>(palloc0(sizeof(Target)));
+    target->at = v[kCreatedAt];
+    target->id = datumCopy(v[kId], e->id_type->typbyval, e->id_type->typlen);
+    target->sum = c.total;
+    target->next = c.targets;
+    c.targets = target;
+    MemoryContextSwitchTo(old);
+  }
+  c.total += tokens;
+  return target;
+}
+
 // Every 5 s of a backfill: how far it is.
 void report_progress(TableScan* s) {
   const TimestampTz now = GetCurrentTimestamp();
@@ -892,6 +986,21 @@ void report_progress(TableScan* s) {
   ereport(NOTICE, (errmsg("billing: taking in %s: %lld of about %.0f rows, %.0f rows/s, about %.0f s left",
                           s->relation_name, static_cast<long long>(s->rows_read), expected, rate,
                           (expected - s->rows_read) / (rate > 1 ? rate : 1))));
+}
+
+void backfill_start(void* state, TupleDesc desc) {
+  auto* s = static_cast<TableScan*>(state);
+  start_rows(&s->reader, desc);
+  Recording* r = s->rec;
+  earlier_init(&r->earlier, s->reader, s->work);
+  r->earlier_ready = true;
+  // Equal conversations have equal bytes, unless a collation says otherwise.
+  const Oid collation = s->reader.conversation.collation;
+  if (OidIsValid(collation) && !get_collation_isdeterministic(collation)) return;
+  const MemoryContext old = MemoryContextSwitchTo(s->work);
+  s->convs = static_cast<KeyedTable<ConvState>*>(palloc0(sizeof(KeyedTable<ConvState>)));
+  MemoryContextSwitchTo(old);
+  if (!s->convs->init(arena_in(s->work), 1024)) out_of_memory();
 }
 
 // A row of the backfill's one pass: recorded if it is an estimated reply,
@@ -906,7 +1015,8 @@ void backfill_row(void* state, TupleTableSlot* slot) {
   const bool at_null = null[kCreatedAt];
   const TimestampTz at = at_null ? 0 : time_of(v[kCreatedAt], s->reader.created_at.kind);
   const bool countable = !at_null && countable_time(at);
-  if (u.f.estimated || u.f.problem || !countable) record(s->rec, s->reader, v, null, u, at_null, at);
+  Target* estimated_in_pass = s->convs == nullptr ? nullptr : follow_conversation(s, v, null, u.f.estimated);
+  if (u.f.estimated || u.f.problem || !countable) record(s->rec, s->reader, v, null, u, at_null, at, estimated_in_pass);
   if (countable) group_row(s, v, null, at, u);
   MemoryContextSwitchTo(old);
   MemoryContextReset(s->row_cxt);
@@ -1208,7 +1318,7 @@ extern "C" Datum backfill_scan(PG_FUNCTION_ARGS) {
     MemoryContextSwitchTo(old);
     s->started = s->reported = GetCurrentTimestamp();
   }
-  run_query(q.every, 0, nullptr, nullptr, true, scan_start, backfill_row, s);
+  run_query(q.every, 0, nullptr, nullptr, true, backfill_start, backfill_row, s);
   settle_backfill(s, source_id, q);
   SPI_finish();
 

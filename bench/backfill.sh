@@ -167,7 +167,7 @@ report=$tmp/report.md
     echo "## Backfill: billing.track_messages('public.messages') on $(printf '%d' "$rows") existing messages, $runs runs ($(utc_time))"
     echo
     machine_line "$load_before" "$load_after"
-    echo "- $pg_version; settings: $settings"
+    echo "- $pg_version; billing $(billing_version); settings: $settings"
     echo "- data: $shape"
     echo "- messages counted by billing after each backfill: $counted (of $rows): $([[ $counted == "$rows" ]] && echo yes || echo '**NO**')"
     echo

@@ -701,12 +701,14 @@ struct Pending {
 };
 
 // The backfill's one read also estimates the replies' prompts, when it can:
-// while the rows of a conversation come in (created_at, id) order, as an
-// app appends them, every row read before a reply is earlier than it, so
-// the reply's estimate is the sum of those rows' estimates so far, plus
-// that of any later-read row that turns out to be earlier. The replies of a
-// conversation read out of that order, or with a NULL time or id, are left
-// to the `earlier` query.
+// while the rows of a conversation come in (created_at, id) order (the
+// table read by its created_at index), every row read before a reply is
+// earlier than it, so the reply's estimate is the sum of those rows'
+// estimates so far, plus that of any later-read row that turns out to be
+// earlier. The replies of a conversation read out of that order (no such
+// index, or rows of equal times read out of id order), or with a NULL id,
+// are left to the `earlier` query. A row without a time is earlier than
+// none, and nothing is earlier than it.
 struct ConvState {
   bool unordered;  // a row came out of (created_at, id) order, or with a NULL
   bool has_last;
@@ -930,8 +932,16 @@ Target* follow_conversation(TableScan* s, const Datum* v, const bool* null, bool
   if (entry == nullptr) out_of_memory();
   ConvState& c = entry->value;
   const bool at_null = null[kCreatedAt], id_null = null[kId];
+  if (at_null) {
+    if (!estimated) return nullptr;
+    const MemoryContext old = MemoryContextSwitchTo(s->work);
+    auto* target = static_cast<Target*>(palloc0(sizeof(Target)));  // its estimate: 0
+    target->at_null = true;
+    MemoryContextSwitchTo(old);
+    return target;
+  }
   if (!c.unordered) {
-    if (at_null || id_null) {
+    if (id_null) {
       c.unordered = true;
     } else if (c.has_last) {
       int order = DatumGetInt32(FunctionCall2Coll(&e->at_type->cmp_proc_finfo, e->at.collation, v[kCreatedAt], c.last_at));
@@ -958,7 +968,7 @@ Target* follow_conversation(TableScan* s, const Datum* v, const bool* null, bool
   if (c.unordered && c.targets == nullptr) return nullptr;  // (its replies: the query's)
   const int64 tokens = null[kContent] ? 0 : text_estimate(v[kContent], s->reader.content.kind);
   for (Target* t = c.targets; t != nullptr; t = t->next)
-    if (earlier_than(e, v[kCreatedAt], at_null, v[kId], id_null, t)) t->sum += tokens;
+    if (earlier_than(e, v[kCreatedAt], false, v[kId], id_null, t)) t->sum += tokens;
   Target* target = nullptr;
   if (estimated && !c.unordered) {
     // Every row of the conversation read so far is earlier than this one.

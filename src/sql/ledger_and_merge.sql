@@ -222,6 +222,8 @@ $$;
 -- month that _scan_table gives once they are recorded (recorded false), in
 -- one read of the table, locking no row: for a table no writer can reach
 -- (billing._writers_locked_out). A NOTICE every 5 s tells how far it is.
+-- (enable_sort off: when the table is read in created_at order, by its
+-- index, however little the planner knows of the table.)
 -- C body: src/pg/table_scan.cpp (backfill_scan)
 CREATE FUNCTION billing._backfill_scan(t billing.tracked_tables, p_estimate_model text)
 RETURNS TABLE (recorded boolean, message_id text, created_at timestamptz, estimated boolean, prompt_estimate bigint,
@@ -231,7 +233,7 @@ RETURNS TABLE (recorded boolean, message_id text, created_at timestamptz, estima
                estimated_cost numeric, unpriced_tokens numeric,
                first_message_at timestamptz, last_message_at timestamptz)
 AS 'MODULE_PATHNAME', 'backfill_scan' LANGUAGE C STABLE ROWS 1000
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp SET enable_sort = off;
 
 -- Whether this transaction holds, on a table and on every table it reads
 -- (partitions, children), a lock that keeps writers out until it ends, as

@@ -476,7 +476,10 @@ $$;
 --   replies, problems, times billing does not count (billing._backfill).
 -- earlier: conversation, created_at, id and content of the messages whose
 --   conversation = ANY ($1), to estimate replies' prompts.
--- every: every row, unlocked (the backfill of a table no writer can reach).
+-- every: every row, unlocked (the backfill of a table no writer can reach),
+--   in created_at order when a btree index on it gives that order: each
+--   conversation's rows then come in time order, which lets the backfill
+--   estimate its replies' prompts as it reads them.
 -- Raises for a column type billing cannot read.
 CREATE FUNCTION billing._scan_queries(t billing.tracked_tables, OUT rows text, OUT recorded text, OUT earlier text,
                                       OUT every text)
@@ -490,6 +493,13 @@ DECLARE
     data text := billing._column_reader(t.relation, t.data_column, 'data', 'm');
     source text;
     recorded_if text;
+    in_order boolean := EXISTS (
+        SELECT 1 FROM pg_index AS i
+          JOIN pg_class AS ic ON ic.oid = i.indexrelid
+          JOIN pg_am AS am ON am.oid = ic.relam
+          JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+         WHERE i.indrelid = t.relation AND a.attname = t.created_at_column AND am.amname = 'btree'
+           AND i.indpred IS NULL AND i.indisvalid);
 BEGIN
     IF billing._column_base_type(t.relation, t.data_column) = 'jsonb'::regtype THEN
         source := format('SELECT %s, %s FROM %s AS m', stored, data, t.relation);
@@ -507,7 +517,7 @@ BEGIN
     earlier := format('SELECT m.%I, m.%I, m.%I, m.%I FROM %s AS m WHERE m.%I OPERATOR(pg_catalog.=) ANY ($1)',
                       t.conversation_column, t.created_at_column, t.id_column, t.content_column, t.relation,
                       t.conversation_column);
-    every := source;
+    every := source || CASE WHEN in_order THEN format(' ORDER BY m.%I', t.created_at_column) ELSE '' END;
 END
 $$;
 

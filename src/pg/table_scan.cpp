@@ -18,7 +18,10 @@
 // - the columns are read as billing._column_reader reads them: ids and
 //   conversations as text (a uuid or an integer in its text form, a
 //   character(n) without its trailing spaces), keyed by billing._key; a
-//   time without time zone (or a date) as UTC;
+//   time without time zone (or a date) as UTC; conversations grouped by
+//   their key's bytes, as the ledger and merge() group them (the SQL
+//   grouped them under the column's collation: under a nondeterministic
+//   one, 'Conv' and 'conv' made one group there, two here);
 // - usage as billing.usage_of gives it (message_figures), a reply without
 //   usage estimated from its content (src/core/usage.h);
 // - costs as billing.usage_cost (usage_cost_rule), the estimate's for the

@@ -6,6 +6,15 @@
 # more, untimed, run with auto_explain to show where the time goes, statement
 # by statement. See bench/RESULTS-part2.md.
 #
+# Each run times the call twice: in a new connection, as an app's migration
+# would make it (the figure of the target, 250,000 rows a second), and in a
+# connection that has just read the table (an untimed SELECT count(data)).
+# The difference is what a new backend pays to touch the table's pages in
+# shared_buffers for the first time (its page tables: about 1.5 s of CPU per
+# 650 MB on this VM's 4 kB pages). Both give the backend's CPU time too
+# (log_statement_stats: user + system), which another load on the 2 shared
+# cores does not stretch as much as the elapsed time.
+#
 #   bench/backfill.sh [--runs R] [--no-breakdown]
 #
 #   --runs R          timed runs (default 3)
@@ -58,6 +67,22 @@ untrack() {
 elapsed() {
     { echo '\timing on'; printf '%s;\n' "$@"; } | psql_times
 }
+# timed_backfill [warm]: one track_messages() in a new session (after an
+# untimed read of the table with "warm"); prints its elapsed ms, a tab, and
+# the backend's CPU seconds (user + system) for the statement.
+timed_backfill() {
+    local out
+    out=$({ echo 'SET client_min_messages = log;'
+            [[ ${1:-} == warm ]] && echo 'SELECT count(data) FROM messages;'
+            echo 'SET log_statement_stats = on;'
+            echo '\timing on'
+            echo "SELECT billing.track_messages('public.messages');"; } |
+          pg -At -o /dev/null 2>&1)
+    # (psql prints the statement's time after its LOG lines)
+    awk '/s user, .* s system, .* s elapsed/ { sub(/^[^0-9]*/, ""); cpu = $1 + $4 }
+         /^Time: / { ms = $2 }
+         END { printf "%s\t%.3f\n", ms, cpu }' <<<"$out"
+}
 
 untrack
 rows=$(pg -At -c 'SELECT count(*) FROM messages')
@@ -77,14 +102,20 @@ samples=$tmp/samples.tsv
 : >"$samples"
 load_before=$(load_average)
 for ((run = 1; run <= runs; run++)); do
-    log "run $run/$runs: track_messages"
+    log "run $run/$runs: track_messages in a new connection"
     pg -c CHECKPOINT >/dev/null
-    mapfile -t t < <(elapsed "SELECT billing.track_messages('public.messages')")
+    IFS=$'\t' read -r cold_ms cold_cpu < <(timed_backfill)
     counted=$(pg -At -c "SELECT sum(messages) FROM billing.month_usage")
     log "run $run/$runs: untrack_messages"
     mapfile -t u < <(elapsed "SELECT billing.untrack_messages('public.messages')")
     pg -c 'VACUUM billing.usage_ledger, billing.month_usage, billing.conversation_usage, billing.estimated_prompts, billing.problem_messages' >/dev/null
-    printf '%s\t%s\t%s\n' "${t[0]}" "${u[0]}" "$counted" >>"$samples"
+    log "run $run/$runs: track_messages in a connection that has read the table"
+    pg -c CHECKPOINT >/dev/null
+    IFS=$'\t' read -r warm_ms warm_cpu < <(timed_backfill warm)
+    warm_counted=$(pg -At -c "SELECT sum(messages) FROM billing.month_usage")
+    untrack
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$cold_ms" "${u[0]}" "$counted" "$cold_cpu" "$warm_ms" "$warm_cpu" \
+        "$warm_counted" >>"$samples"
 done
 load_after=$(load_average)
 
@@ -123,29 +154,36 @@ fi
 # ---------------------------------------------------------------------------
 
 # stats COLUMN: "median min max" of a sample column (1: track_messages ms,
-# 2: untrack_messages ms), in whole ms.
+# 2: untrack_messages ms, 5: track_messages ms in a warm connection), in
+# whole ms; cpu COLUMN: the same for CPU seconds (4: new connection, 6: warm).
 stats() { sample_stats 0 "$1" "$samples"; }
+cpu() { sample_stats 2 "$1" "$samples"; }
 pg_version=$(server_version)
 settings=$(settings_line shared_buffers work_mem maintenance_work_mem max_parallel_workers_per_gather jit wal_level)
-counted=$(cut -f 3 "$samples" | sort -u | paste -sd /)
+counted=$(cut -f 3,7 "$samples" | tr '\t' '\n' | sort -u | paste -sd /)
 
 report=$tmp/report.md
 {
     echo "## Backfill: billing.track_messages('public.messages') on $(printf '%d' "$rows") existing messages, $runs runs ($(utc_time))"
     echo
     machine_line "$load_before" "$load_after"
-    echo "- $pg_version; settings: $settings"
+    echo "- $pg_version; billing $(billing_version); settings: $settings"
     echo "- data: $shape"
     echo "- messages counted by billing after each backfill: $counted (of $rows): $([[ $counted == "$rows" ]] && echo yes || echo '**NO**')"
     echo
-    md_row step "median s" "min–max s" "rows per second (median)"
-    md_row --- ---: ---: ---:
-    read -r med lo hi < <(stats 1)
-    awk -v m="$med" -v lo="$lo" -v hi="$hi" -v r="$rows" \
-        'BEGIN { printf "| SELECT billing.track_messages('"'"'public.messages'"'"') | %.1f | %.1f–%.1f | %.0f |\n", m / 1000, lo / 1000, hi / 1000, r / (m / 1000) }'
+    md_row step "median s" "min–max s" "rows per second (median)" "backend CPU s (median, min–max)" "rows per CPU second"
+    md_row --- ---: ---: ---: ---: ---:
+    for pair in "1 4 SELECT billing.track_messages('public.messages')" \
+                "5 6 the same, in a connection that has just read the table"; do
+        read -r col cpu_col label <<<"$pair"
+        read -r med lo hi < <(stats "$col")
+        read -r cmed clo chi < <(cpu "$cpu_col")
+        awk -v m="$med" -v lo="$lo" -v hi="$hi" -v r="$rows" -v c="$cmed" -v clo="$clo" -v chi="$chi" -v l="$label" \
+            'BEGIN { printf "| %s | %.1f | %.1f–%.1f | %.0f | %.1f (%.1f–%.1f) | %.0f |\n", l, m / 1000, lo / 1000, hi / 1000, r / (m / 1000), c, clo, chi, r / c }'
+    done
     read -r med lo hi < <(stats 2)
     awk -v m="$med" -v lo="$lo" -v hi="$hi" \
-        'BEGIN { printf "| SELECT billing.untrack_messages('"'"'public.messages'"'"') | %.1f | %.1f–%.1f | |\n", m / 1000, lo / 1000, hi / 1000 }'
+        'BEGIN { printf "| SELECT billing.untrack_messages('"'"'public.messages'"'"') | %.1f | %.1f–%.1f | | | |\n", m / 1000, lo / 1000, hi / 1000 }'
     if ((breakdown)) && [[ -s $tmp/breakdown.tsv ]]; then
         echo
         echo "Where the time goes (one more run under auto_explain, nested statements, durations only; statements of 1% or more of the top-level one):"

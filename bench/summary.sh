@@ -333,6 +333,21 @@ backfill_time() {
     echo "$med s ($range s), $(thousands "$rate") rows/s"
 }
 backfill_counted() { bullet "$1" "- messages counted by billing after each backfill: "; }
+backfill_warm() {
+    local med range rate
+    med=$(cell "$1" 2 "the same, in a connection that has just read")
+    range=$(cell "$1" 3 "the same, in a connection that has just read")
+    rate=$(cell "$1" 4 "the same, in a connection that has just read")
+    [[ -n $med ]] || return 0
+    echo "$med s ($range s), $(thousands "$rate") rows/s"
+}
+backfill_cpu() {
+    local cold warm
+    cold=$(cell "$1" 5 "SELECT billing.track_messages(")
+    warm=$(cell "$1" 5 "the same, in a connection that has just read")
+    [[ -n $cold && -n $warm ]] || return 0
+    echo "$cold s; $warm s"
+}
 
 # ---------------------------------------------------------------------------
 # Targets: one row per target and report key, from the newest report that
@@ -474,6 +489,14 @@ t_writes() {
         }'
 }
 t_single() { t_writes "$1" reply user estimated; }
+# The backfill's rate in a new connection (reports before the CPU column
+# have only that row).
+t_backfill() {
+    local rate
+    rate=$(cell "$1" 4 "SELECT billing.track_messages(")
+    [[ -n $rate ]] || return 0
+    printf '%s\t%s\n' "$(thousands "$rate") rows/s" "$(met "$(at_most 250000 "$rate")")"
+}
 t_batch() { t_writes "$1" multirow copy; }
 
 # ---------------------------------------------------------------------------
@@ -539,6 +562,9 @@ EOF
     done
     for key in "${inserts_keys[@]}"; do
         target inserts "$key" "earlier target, empty tables: tracked single-row inserts at least 75% of untracked at every client count" t_inserts
+    done
+    for key in "${backfill_keys[@]}"; do
+        target backfill "$key" "the backfill (\`billing.track_messages()\` on an existing table) at least 250,000 rows a second" t_backfill
     done
 
     echo
@@ -662,6 +688,8 @@ EOF
         md_row figure value report
         md_row --- --- ---
         figure backfill "$key" "\`billing.track_messages()\` on the existing rows" backfill_time
+        figure backfill "$key" "the same in a connection that has just read the table" backfill_warm
+        figure backfill "$key" "the backend's CPU time of the backfill (new connection; warm)" backfill_cpu
         figure backfill "$key" "messages counted by billing after each backfill" backfill_counted
     done
 

@@ -12,6 +12,29 @@ Usage message_usage(JsonbContainerView data) noexcept {
   return u;
 }
 
+MessageFigures message_figures(const Usage& u, bool assistant) noexcept {
+  MessageFigures f;
+  f.has_model = u.has_model;
+  f.model = u.model;
+  switch (u.status) {
+    case UsageStatus::Ok:
+      f.prompt = u.prompt;
+      f.completion = u.completion;
+      f.cached = u.cached;
+      break;
+    case UsageStatus::TotalOnly:
+      f.unsplit = u.total;
+      break;
+    case UsageStatus::Invalid:
+      f.problem = true;
+      break;
+    case UsageStatus::NoUsage:
+      f.estimated = assistant;  // an empty reply still has a prompt: its conversation
+      break;
+  }
+  return f;
+}
+
 bool direct_ledger_counts(const Usage& u, bool assistant, LedgerCounts* out) noexcept {
   LedgerCounts c;
   c.has_model = u.has_model;

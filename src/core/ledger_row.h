@@ -22,6 +22,24 @@ Usage message_usage(JsonbContainerView data) noexcept;
 // A message without data: no usage, no model.
 inline Usage message_without_data() noexcept { return Usage{}; }
 
+// What billing.usage_of returns for a message, but the estimate of a
+// reply's completion (its content's characters, which the glue counts):
+// the usage's model and counts, a total without a split, whether the usage
+// cannot be read (usage_of's `problem`, which describe_usage_error words),
+// and whether the message is a reply whose prompt and completion are
+// estimated. The one definition, shared by usage_of and the table scans.
+struct MessageFigures {
+  bool has_model = false;
+  std::string_view model;
+  int64_t prompt = 0;
+  int64_t completion = 0;
+  int64_t cached = 0;
+  int64_t unsplit = 0;
+  bool problem = false;
+  bool estimated = false;
+};
+MessageFigures message_figures(const Usage& u, bool assistant) noexcept;
+
 // The token columns of a ledger row.
 struct LedgerCounts {
   bool has_model = false;

@@ -4,6 +4,9 @@
 
 #include <cstring>
 #include <limits>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 namespace billing {
 
@@ -529,6 +532,37 @@ std::size_t describe_usage_error(const Usage& u, char* buf, std::size_t n) noexc
     buf[0] = '\0';
     return 0;
   }
+}
+
+std::size_t utf8_char_count(const char* s, std::size_t n) noexcept {
+  constexpr uint64_t kHigh = UINT64_C(0x8080808080808080);
+  std::size_t continuing = 0;
+  std::size_t i = 0;
+#ifdef __SSE2__
+  // 16 bytes at a time: a byte continues a character when, as a signed
+  // byte, it is below -64 (0x80 to 0xBF); movemask gathers the 16 tests.
+  const __m128i kBelow = _mm_set1_epi8(static_cast<char>(-64));
+  for (; i + 16 <= n; i += 16) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmplt_epi8(bytes, kBelow)));
+    // (a popcount of 16 bits without the POPCNT instruction)
+    unsigned m = mask - ((mask >> 1) & 0x5555u);
+    m = (m & 0x3333u) + ((m >> 2) & 0x3333u);
+    m = (m + (m >> 4)) & 0x0F0Fu;
+    continuing += (m + (m >> 8)) & 0x1Fu;
+  }
+#endif
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s + i, 8);
+    // A byte continues a character when its bit 7 is set and bit 6 clear:
+    // (w << 1) moves each byte's bit 6 to its bit 7. The marks, one bit per
+    // byte, are summed by a multiplication into the top byte.
+    const uint64_t marks = (w & ~(w << 1) & kHigh) >> 7;
+    continuing += static_cast<std::size_t>((marks * UINT64_C(0x0101010101010101)) >> 56);
+  }
+  for (; i < n; ++i) continuing += (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80;
+  return n - continuing;
 }
 
 }  // namespace billing

@@ -127,4 +127,10 @@ inline constexpr int64_t estimated_tokens(int64_t chars) noexcept {
   return chars <= 0 ? 0 : (chars - 1) / kCharsPerToken + 1;
 }
 
+// The characters of valid UTF-8 text: its bytes that do not continue a
+// character (10xxxxxx). What PostgreSQL's pg_mbstrlen_with_len counts in a
+// UTF-8 database, whose text is always valid UTF-8 without NUL bytes, eight
+// bytes at a time.
+std::size_t utf8_char_count(const char* s, std::size_t n) noexcept;
+
 }  // namespace billing

@@ -1,16 +1,19 @@
 // SQL: billing.usage_of(data, role, content) and billing.usage_cost(model, prompt,
 // completion, cached, at): the per-message building blocks of the tracked
-// views. Unlike message_cost they never warn or raise for data problems: the
+// views; billing._estimated_or_problem(data, role), which of them a backfill
+// records. Unlike message_cost they never warn or raise for data problems: the
 // tracking triggers must never fail or slow down an application's write, so
 // problems come back as values for billing to keep visible.
 #include "cost_call.h"
 #include "ledger_row.h"
+#include "text_estimate.h"
 #include "usage.h"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(usage_of);
 PG_FUNCTION_INFO_V1(usage_cost);
 PG_FUNCTION_INFO_V1(text_estimated_tokens);
+PG_FUNCTION_INFO_V1(estimated_or_problem);
 }
 
 using namespace billing;
@@ -19,7 +22,7 @@ using namespace billing::pg;
 namespace {
 // The estimate of a text (src/core/usage.h), counted in characters.
 int64 text_estimate(const text* content) {
-  return estimated_tokens(pg_mbstrlen_with_len(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content)));
+  return pg::text_estimate(VARDATA_ANY(content), static_cast<int>(VARSIZE_ANY_EXHDR(content)));
 }
 }  // namespace
 
@@ -49,40 +52,30 @@ extern "C" Datum usage_of(PG_FUNCTION_ARGS) {
     const struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
     u = message_usage(JsonbContainerView{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)});
   }
-  if (u.has_model) {
-    values[0] = PointerGetDatum(cstring_to_text_with_len(u.model.data(), static_cast<int>(u.model.size())));
+  // The role matters only to a message without usage: an assistant's reply
+  // is estimated from its text.
+  bool assistant = false;
+  if (u.status == UsageStatus::NoUsage && !PG_ARGISNULL(1)) {
+    text* role = PG_GETARG_TEXT_PP(1);
+    assistant = is_assistant_role(std::string_view(VARDATA_ANY(role), VARSIZE_ANY_EXHDR(role)));
+  }
+  const MessageFigures f = message_figures(u, assistant);
+  if (f.has_model) {
+    values[0] = PointerGetDatum(cstring_to_text_with_len(f.model.data(), static_cast<int>(f.model.size())));
     nulls[0] = false;
   }
-  switch (u.status) {
-    case UsageStatus::Ok:
-      values[1] = Int64GetDatum(u.prompt);
-      values[2] = Int64GetDatum(u.completion);
-      values[3] = Int64GetDatum(u.cached);
-      break;
-    case UsageStatus::TotalOnly:
-      values[5] = Int64GetDatum(u.total);
-      break;
-    case UsageStatus::Invalid: {
-      char message[256];
-      describe_usage_error(u, message, sizeof message);
-      values[6] = PointerGetDatum(cstring_to_text(message));
-      nulls[6] = false;
-      break;
-    }
-    case UsageStatus::NoUsage: {
-      // An assistant reply without usage is estimated from its text (an
-      // empty reply still has a prompt: its conversation).
-      bool assistant = false;
-      if (!PG_ARGISNULL(1)) {
-        text* role = PG_GETARG_TEXT_PP(1);
-        assistant = is_assistant_role(std::string_view(VARDATA_ANY(role), VARSIZE_ANY_EXHDR(role)));
-      }
-      values[7] = BoolGetDatum(assistant);
-      if (assistant && !PG_ARGISNULL(2)) {
-        values[4] = Int64GetDatum(text_estimate(PG_GETARG_TEXT_PP(2)));
-      }
-      break;
-    }
+  values[1] = Int64GetDatum(f.prompt);
+  values[2] = Int64GetDatum(f.completion);
+  values[3] = Int64GetDatum(f.cached);
+  values[5] = Int64GetDatum(f.unsplit);
+  values[7] = BoolGetDatum(f.estimated);
+  // (an empty reply still has a prompt: its conversation)
+  if (f.estimated && !PG_ARGISNULL(2)) values[4] = Int64GetDatum(text_estimate(PG_GETARG_TEXT_PP(2)));
+  if (f.problem) {
+    char message[256];
+    describe_usage_error(u, message, sizeof message);
+    values[6] = PointerGetDatum(cstring_to_text(message));
+    nulls[6] = false;
   }
   return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 }
@@ -109,3 +102,29 @@ extern "C" Datum usage_cost(PG_FUNCTION_ARGS) {
 // _estimated_tokens(content text) -> bigint: the tokens billing estimates for
 // a text (one per four characters, rounded up), as usage_of does for a reply.
 extern "C" Datum text_estimated_tokens(PG_FUNCTION_ARGS) { PG_RETURN_INT64(text_estimate(PG_GETARG_TEXT_PP(0))); }
+
+// _estimated_or_problem(data jsonb, role text) -> boolean: usage_of(data,
+// role, content).estimated OR its problem IS NOT NULL, without making the
+// record: the rows a backfill records in estimated_prompts or
+// problem_messages (and locks), found in a read of the whole table. The
+// usage is read with read_usage and the call site's layout (fn_extra),
+// which gives message_usage's result in one pass.
+extern "C" Datum estimated_or_problem(PG_FUNCTION_ARGS) {
+  Usage u;  // NoUsage unless data says otherwise
+  if (!PG_ARGISNULL(0)) {
+    auto* layout = static_cast<UsageLayout*>(fcinfo->flinfo->fn_extra);
+    if (layout == nullptr) {
+      layout = static_cast<UsageLayout*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(UsageLayout)));
+      fcinfo->flinfo->fn_extra = layout;
+    }
+    const struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
+    u = read_usage(JsonbContainerView{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)}, layout);
+  }
+  bool assistant = false;
+  if (u.status == UsageStatus::NoUsage && !PG_ARGISNULL(1)) {
+    text* role = PG_GETARG_TEXT_PP(1);
+    assistant = is_assistant_role(std::string_view(VARDATA_ANY(role), VARSIZE_ANY_EXHDR(role)));
+  }
+  const MessageFigures f = message_figures(u, assistant);
+  PG_RETURN_BOOL(f.estimated || f.problem);
+}

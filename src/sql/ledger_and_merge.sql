@@ -89,6 +89,25 @@ CREATE TABLE billing.problem_messages (
     problem    text     NOT NULL,
     PRIMARY KEY (source_id, message_id)
 );
+-- What the rollups hold for a table's rows with p_from <= created_at < p_to,
+-- read from the table, per month, conversation key and model key (NULL:
+-- none): the rows' usage (billing.usage_of), their costs (billing.usage_cost,
+-- the estimate's for the row's model or else the estimate model), an
+-- estimated reply's prompt as frozen in estimated_prompts or, before the
+-- table's first backfill, estimated from its conversation's earlier
+-- messages. Computed in C, in one read of the table as the caller (row-level
+-- security applies), the rows grouped in C++ with exact sums.
+-- C body: src/pg/table_scan.cpp (scan_table_grouped)
+CREATE FUNCTION billing._scan_table_grouped(t billing.tracked_tables, p_from timestamptz, p_to timestamptz,
+                                            p_estimate_model text)
+RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
+               completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
+               estimated_completion numeric, unsplit_tokens numeric, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens numeric,
+               first_message_at timestamptz, last_message_at timestamptz)
+AS 'MODULE_PATHNAME', 'scan_table_grouped' LANGUAGE C STABLE ROWS 1000
+SET search_path = pg_catalog, pg_temp;
+
 CREATE FUNCTION billing._scan_table(p_source smallint, p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
                completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
@@ -100,51 +119,30 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t billing.tracked_tables;
-    m record;
-    earlier_content text;
 BEGIN
     SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
-    m := billing._row_reader(t, 'm');
-    earlier_content := billing._column_reader(t.relation, t.content_column, 'content', 'earlier');
+    PERFORM billing._row_reader(t, 'm');   -- a column billing cannot read raises here
     p_from := greatest(p_from, '0001-01-01 00:00:00+00');
     p_to := least(p_to, '10000-01-01 00:00:00+00');
     IF p_from >= p_to THEN
         RETURN;
     END IF;
-    RETURN QUERY EXECUTE format($q$
-        SELECT billing.month_of(r.at), r.conv, billing._key(r.model), count(*)::bigint,
-               sum(r.p), sum(r.c), sum(r.k), sum(r.ep), sum(r.ec), sum(r.unsplit), count(r.problem)::bigint,
-               coalesce(sum(r.cost), 0), coalesce(sum(r.est_cost), 0),
-               sum(billing._unpriced_tokens(r.cost, r.est_cost, r.p, r.c, r.ep, r.ec, r.unsplit)),
-               min(r.at), max(r.at)
-          FROM (SELECT q.*,
-                       billing.usage_cost(q.model, q.p, q.c, q.k, q.at) AS cost,
-                       billing.usage_cost(coalesce(q.model, $4), q.ep, q.ec, 0, q.at) AS est_cost
-                  FROM (SELECT %1$s AS at, billing._key(%2$s) AS conv, u.model,
-                               u.prompt_tokens AS p, u.completion_tokens AS c, u.cached_tokens AS k,
-                               CASE WHEN u.estimated THEN coalesce(e.prompt_tokens, %8$s) ELSE 0 END AS ep,
-                               u.estimated_completion AS ec, u.unsplit_tokens AS unsplit, u.problem
-                          FROM %5$s AS m
-                         CROSS JOIN LATERAL %4$s AS u
-                          LEFT JOIN billing.estimated_prompts AS e
-                                 ON u.estimated AND e.source_id = $1 AND e.message_id = billing._key(%3$s)
-                         WHERE %6$s AND %7$s
-                        OFFSET 0) AS q) AS r
-         WHERE billing._countable(r.at)
-         GROUP BY 1, 2, 3 $q$,
-        m.at, m.conversation, m.id, m.usage, t.relation,
-        billing._at_compare(t, 'm', '>=', '$2'), billing._at_compare(t, 'm', '<', '$3'),
-        -- Before the backfill has frozen them, the estimates of older
-        -- replies are computed here (a query per estimated reply: only
-        -- until the first merge).
-        CASE WHEN t.backfilled THEN '0'
-             ELSE format('(SELECT coalesce(sum(billing._estimated_tokens(%s)), 0)::bigint FROM %s AS earlier
-                            WHERE earlier.%I = m.%I AND (earlier.%I, earlier.%I) < (m.%I, m.%I))',
-                         earlier_content, t.relation, t.conversation_column, t.conversation_column,
-                         t.created_at_column, t.id_column, t.created_at_column, t.id_column) END)
-    USING p_source, p_from, p_to, billing._estimate_model();
+    RETURN QUERY SELECT * FROM billing._scan_table_grouped(t, p_from, p_to, billing._estimate_model());
 END
 $$;
+
+-- The rows of a table that a backfill records, in one read of the table:
+-- estimated replies, rows with a problem, rows whose time billing does not
+-- count, each locked FOR SHARE (a concurrent update or delete of one waits
+-- for the backfill, and its trigger then sees what the backfill recorded),
+-- with its key, its time, its usage's problem, and for an estimated reply
+-- the estimate of its prompt (its conversation's earlier messages, read
+-- after the locks, with a fresh snapshot).
+-- C body: src/pg/table_scan.cpp (backfill_rows)
+CREATE FUNCTION billing._backfill_rows(t billing.tracked_tables)
+RETURNS TABLE (message_id text, created_at timestamptz, estimated boolean, estimated_prompt bigint, problem text)
+AS 'MODULE_PATHNAME', 'backfill_rows' LANGUAGE C VOLATILE ROWS 1000
+SET search_path = pg_catalog, pg_temp;
 
 -- First and last message time of a conversation (as billing keys it) in a
 -- month, from the source.
@@ -220,6 +218,45 @@ BEGIN
 END
 $$;
 
+-- The rows _backfill_rows records (recorded true) and the groups of every
+-- month that _scan_table gives once they are recorded (recorded false), in
+-- one read of the table, locking no row: for a table no writer can reach
+-- (billing._writers_locked_out). A NOTICE every 5 s tells how far it is.
+-- (enable_sort off: when the table is read in created_at order, by its
+-- index, however little the planner knows of the table.)
+-- C body: src/pg/table_scan.cpp (backfill_scan)
+CREATE FUNCTION billing._backfill_scan(t billing.tracked_tables, p_estimate_model text)
+RETURNS TABLE (recorded boolean, message_id text, created_at timestamptz, estimated boolean, prompt_estimate bigint,
+               problem text, month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
+               completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
+               estimated_completion numeric, unsplit_tokens numeric, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens numeric,
+               first_message_at timestamptz, last_message_at timestamptz)
+AS 'MODULE_PATHNAME', 'backfill_scan' LANGUAGE C STABLE ROWS 1000
+SET search_path = pg_catalog, pg_temp SET enable_sort = off;
+
+-- Whether this transaction holds, on a table and on every table it reads
+-- (partitions, children), a lock that keeps writers out until it ends, as
+-- the one CREATE TRIGGER takes in track_messages.
+CREATE FUNCTION billing._writers_locked_out(relation regclass) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE tree(relid) AS (
+        SELECT relation::oid
+        UNION
+        SELECT i.inhrelid FROM pg_inherits AS i JOIN tree ON i.inhparent = tree.relid
+    )
+    SELECT NOT EXISTS (
+        SELECT 1 FROM tree
+         WHERE NOT EXISTS (SELECT 1 FROM pg_locks AS l
+                            WHERE l.locktype = 'relation' AND l.relation = tree.relid
+                              AND l.database = (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database())
+                              AND l.pid = pg_backend_pid() AND l.granted
+                              AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                                             'AccessExclusiveLock')))
+$$;
+
 -- Takes in a tracked table's existing rows: the estimates of replies stored
 -- without usage, the rows with problems, then every month.
 CREATE FUNCTION billing._backfill(p_source smallint) RETURNS void
@@ -228,45 +265,76 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t billing.tracked_tables;
-    r record;
-    earlier_content text;
 BEGIN
     SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
-    r := billing._row_reader(t, 'r');
-    earlier_content := billing._column_reader(t.relation, t.content_column, 'content', 'm');
-    -- Writers may change these rows while we record them. Lock the ones we
-    -- are about to record (estimated replies and unreadable rows, a small
-    -- part of the table): a concurrent update or delete of one of them waits
-    -- for us, and its trigger then sees our row and takes it back. The next
-    -- statements read with a fresh snapshot, after the locks.
-    EXECUTE format($q$
-        SELECT count(*) FROM (
-            SELECT 1 FROM %1$s AS r CROSS JOIN LATERAL %2$s AS u
-             WHERE u.estimated OR u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false)
-               FOR SHARE OF r) AS locked $q$,
-        t.relation, r.usage, r.at);
-    EXECUTE format($q$
+    IF billing._writers_locked_out(t.relation) THEN
+        -- No writer can change the table before we commit (track_messages:
+        -- the lock CREATE TRIGGER took): one read gives the rows to record
+        -- and the rollups of every month, as _backfill_months would build
+        -- them once the rows are recorded.
+        WITH scan AS MATERIALIZED (
+            SELECT * FROM billing._backfill_scan(t, billing._estimate_model())
+        ), estimates AS (
+            INSERT INTO billing.estimated_prompts
+            SELECT p_source, s.message_id, s.prompt_estimate FROM scan AS s WHERE s.recorded AND s.estimated
+            ON CONFLICT (source_id, message_id) DO NOTHING
+        ), problems AS (
+            INSERT INTO billing.problem_messages
+            SELECT p_source, s.message_id, CASE WHEN isfinite(s.created_at) THEN s.created_at END,
+                   concat_ws('; ', s.problem,
+                             CASE WHEN NOT coalesce(billing._countable(s.created_at), false)
+                                  THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+              FROM scan AS s
+             WHERE s.recorded AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false))
+            ON CONFLICT (source_id, message_id) DO NOTHING
+        ), drop_ledger AS (
+            DELETE FROM billing.usage_ledger WHERE source_id = p_source
+        ), drop_stale AS (
+            DELETE FROM billing.stale_months WHERE source_id = p_source
+        ), drop_months AS (
+            DELETE FROM billing.month_usage WHERE source_id = p_source RETURNING 1
+        ), drop_conversations AS (
+            DELETE FROM billing.conversation_usage WHERE source_id = p_source RETURNING 1
+        ), add_months AS (
+            -- Reading the DELETE's output makes it run before this INSERT.
+            INSERT INTO billing.month_usage
+            SELECT p_source, s.month, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+                   sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+                   sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+                   sum(s.estimated_cost), sum(s.unpriced_tokens)
+              FROM scan AS s
+             WHERE NOT s.recorded AND (SELECT count(*) FROM drop_months) >= 0
+             GROUP BY s.month, coalesce(s.model, '')
+        )
+        INSERT INTO billing.conversation_usage
+        SELECT p_source, s.month, s.conversation_id, sum(s.messages), sum(s.prompt_tokens),
+               sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt + s.estimated_completion),
+               sum(s.cost + s.estimated_cost), sum(s.unpriced_tokens), min(s.first_message_at),
+               max(s.last_message_at), false
+          FROM scan AS s
+         WHERE NOT s.recorded AND (SELECT count(*) FROM drop_conversations) >= 0
+         GROUP BY s.month, s.conversation_id;
+        UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source;
+        RETURN;
+    END IF;
+    -- Writers may change these rows while we record them: _backfill_rows
+    -- locks the ones it lists (estimated replies and unreadable rows, a
+    -- small part of the table) before it estimates their prompts.
+    WITH recorded AS MATERIALIZED (
+        SELECT * FROM billing._backfill_rows(t)
+    ), estimates AS (
         INSERT INTO billing.estimated_prompts
-        SELECT $1, billing._key(%2$s),
-               (SELECT coalesce(sum(billing._estimated_tokens(%3$s)), 0)::bigint
-                  FROM %1$s AS m
-                 WHERE m.%4$I = r.%4$I AND (m.%5$I, m.%6$I) < (r.%5$I, r.%6$I))
-          FROM %1$s AS r CROSS JOIN LATERAL %7$s AS u
-         WHERE u.estimated
-        ON CONFLICT (source_id, message_id) DO NOTHING $q$,
-        t.relation, r.id, earlier_content, t.conversation_column, t.created_at_column, t.id_column, r.usage)
-    USING p_source;
-    EXECUTE format($q$
-        INSERT INTO billing.problem_messages
-        SELECT $1, billing._key(%2$s), CASE WHEN isfinite(%3$s) THEN %3$s END,
-               concat_ws('; ', u.problem,
-                         CASE WHEN NOT coalesce(billing._countable(%3$s), false)
-                              THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
-          FROM %1$s AS r CROSS JOIN LATERAL %4$s AS u
-         WHERE u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false)
-        ON CONFLICT (source_id, message_id) DO NOTHING $q$,
-        t.relation, r.id, r.at, r.usage)
-    USING p_source;
+        SELECT p_source, r.message_id, r.estimated_prompt FROM recorded AS r WHERE r.estimated
+        ON CONFLICT (source_id, message_id) DO NOTHING
+    )
+    INSERT INTO billing.problem_messages
+    SELECT p_source, r.message_id, CASE WHEN isfinite(r.created_at) THEN r.created_at END,
+           concat_ws('; ', r.problem,
+                     CASE WHEN NOT coalesce(billing._countable(r.created_at), false)
+                          THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+      FROM recorded AS r
+     WHERE r.problem IS NOT NULL OR NOT coalesce(billing._countable(r.created_at), false)
+    ON CONFLICT (source_id, message_id) DO NOTHING;
     -- Every estimate is frozen now: the rebuilds read them (this
     -- transaction's mark is seen by no one else before it commits).
     UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source RETURNING * INTO t;

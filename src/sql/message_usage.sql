@@ -1,6 +1,7 @@
 -- What one message contributes: usage_of (its usage, the estimate of a reply
 -- without usage, or its problem), _usage_of_text (the same for data stored
--- as text or json) and usage_cost (token counts priced at a time).
+-- as text or json), _estimated_or_problem (whether a backfill records it)
+-- and usage_cost (token counts priced at a time).
 -- Relies on the catalog.
 
 -- C body: src/pg/usage_of.cpp (usage_of)
@@ -10,6 +11,13 @@ CREATE FUNCTION billing.usage_of(data jsonb, role text, content text,
     AS 'MODULE_PATHNAME', 'usage_of' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION billing.usage_of(jsonb, text, text) IS
     'What one message contributes: its usage, the estimate of a reply without usage, or the problem of its data.';
+
+-- Whether usage_of(data, role, content) says an estimated reply or a
+-- problem: the rows a backfill records in estimated_prompts and
+-- problem_messages, found without making usage_of's record for every row.
+-- C body: src/pg/usage_of.cpp (estimated_or_problem)
+CREATE FUNCTION billing._estimated_or_problem(data jsonb, role text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'estimated_or_problem' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 -- C body: src/pg/usage_of.cpp (usage_cost)
 CREATE FUNCTION billing.usage_cost(model text, prompt_tokens bigint, completion_tokens bigint,

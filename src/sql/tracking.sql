@@ -466,6 +466,61 @@ AS $$
                        THEN bound ELSE format('pg_catalog.timezone(''UTC'', %s)', bound) END)
 $$;
 
+-- The queries with which the C scans of src/pg/table_scan.cpp read a
+-- tracked table's rows as the caller, all with the same first columns:
+-- conversation, id, created_at, role and content as stored (the C code reads
+-- them as _column_reader would), then the data as jsonb, or, for data
+-- stored as text or json, the columns of billing._usage_of_text.
+-- rows: the rows with $1 <= created_at < $2 (billing._scan_table).
+-- recorded: the rows a backfill records, locked FOR SHARE: estimated
+--   replies, problems, times billing does not count (billing._backfill).
+-- earlier: conversation, created_at, id and content of the messages whose
+--   conversation = ANY ($1), to estimate replies' prompts.
+-- every: every row, unlocked (the backfill of a table no writer can reach),
+--   in created_at order when a btree index on it gives that order: each
+--   conversation's rows then come in time order, which lets the backfill
+--   estimate its replies' prompts as it reads them.
+-- Raises for a column type billing cannot read.
+CREATE FUNCTION billing._scan_queries(t billing.tracked_tables, OUT rows text, OUT recorded text, OUT earlier text,
+                                      OUT every text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record := billing._row_reader(t, 'm');
+    stored text := format('m.%I, m.%I, m.%I, m.%I, m.%I', t.conversation_column, t.id_column, t.created_at_column,
+                          t.role_column, t.content_column);
+    data text := billing._column_reader(t.relation, t.data_column, 'data', 'm');
+    source text;
+    recorded_if text;
+    in_order boolean := EXISTS (
+        SELECT 1 FROM pg_index AS i
+          JOIN pg_class AS ic ON ic.oid = i.indexrelid
+          JOIN pg_am AS am ON am.oid = ic.relam
+          JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+         WHERE i.indrelid = t.relation AND a.attname = t.created_at_column AND am.amname = 'btree'
+           AND i.indpred IS NULL AND i.indisvalid);
+BEGIN
+    IF billing._column_base_type(t.relation, t.data_column) = 'jsonb'::regtype THEN
+        source := format('SELECT %s, %s FROM %s AS m', stored, data, t.relation);
+        recorded_if := format('billing._estimated_or_problem(%s, %s)', data, m.role);
+    ELSE
+        source := format('SELECT %s, u.model, u.prompt_tokens, u.completion_tokens, u.cached_tokens,
+                                 u.estimated_completion, u.unsplit_tokens, u.problem, u.estimated
+                            FROM %s AS m CROSS JOIN LATERAL %s AS u', stored, t.relation, m.usage);
+        recorded_if := '(u.estimated OR u.problem IS NOT NULL)';
+    END IF;
+    rows := format('%s WHERE %s AND %s', source,
+                   billing._at_compare(t, 'm', '>=', '$1'), billing._at_compare(t, 'm', '<', '$2'));
+    recorded := format('%s WHERE %s OR NOT coalesce(billing._countable(%s), false) FOR SHARE OF m',
+                       source, recorded_if, m.at);
+    earlier := format('SELECT m.%I, m.%I, m.%I, m.%I FROM %s AS m WHERE m.%I OPERATOR(pg_catalog.=) ANY ($1)',
+                      t.conversation_column, t.created_at_column, t.id_column, t.content_column, t.relation,
+                      t.conversation_column);
+    every := source || CASE WHEN in_order THEN format(' ORDER BY m.%I', t.created_at_column) ELSE '' END;
+END
+$$;
+
 -- Makes anew every tracked table's trigger function whose body is not what
 -- this version writes. An extension script cannot replace a function that
 -- is not a member, so tables tracked under 0.3 are moved by the first

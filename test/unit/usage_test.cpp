@@ -654,3 +654,40 @@ TEST(EstimatedTokens, OnePerFourCharactersRoundedUp) {
   EXPECT_EQ(billing::estimated_tokens(16), 4);
   EXPECT_EQ(billing::estimated_tokens(INT64_MAX), INT64_MAX / 4 + 1);
 }
+
+namespace billing {
+namespace {
+
+// PostgreSQL's character count of UTF-8 text (pg_mbstrlen_with_len with
+// pg_utf_mblen), written out as the reference.
+std::size_t pg_utf8_chars(const std::string& s) {
+  std::size_t chars = 0;
+  std::size_t i = 0;
+  while (i < s.size() && s[i] != '\0') {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t len = (c & 0x80) == 0 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    ++chars;
+    i += len;
+  }
+  return chars;
+}
+
+TEST(Utf8CharCount, CountsCharactersOfValidText) {
+  const char* pieces[] = {"a", "é", "€", "𝄞", " ", "ß", "中", "😀", "z"};
+  uint32_t seed = 12345;
+  for (int round = 0; round < 2000; ++round) {
+    std::string s;
+    const int n = round % 97;
+    for (int i = 0; i < n; ++i) {
+      seed = seed * 1103515245u + 12345u;
+      s += pieces[(seed >> 16) % (sizeof pieces / sizeof pieces[0])];
+    }
+    EXPECT_EQ(utf8_char_count(s.data(), s.size()), pg_utf8_chars(s)) << s;
+    EXPECT_EQ(utf8_char_count(s.data(), s.size()), static_cast<std::size_t>(n));
+  }
+  EXPECT_EQ(utf8_char_count("", 0), 0u);
+  EXPECT_EQ(estimated_tokens(static_cast<int64_t>(utf8_char_count("twelve chars", 12))), 3);
+}
+
+}  // namespace
+}  // namespace billing

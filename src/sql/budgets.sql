@@ -248,42 +248,68 @@ BEGIN
 END
 $$;
 
--- Every budget's status in a month, with `p_now` as the clock: the
--- forecast extrapolates the dollars spent so far over the whole month
--- (linear run rate: spent x month length / time elapsed, the elapsed time
--- counted as at least one day), and is the spent amount once the month is over.
+-- Every budget's status in a month, with `p_now` as the clock. The
+-- forecast is billing.forecast()'s (forecast.sql), per budget: "rate
+-- blend", spent + remaining days x (spent / days + (1 - f) x past daily),
+-- f the elapsed fraction of the month and past daily the budget's daily
+-- average over the history window (the up to 3 whole months before, those
+-- before and equal to the first month with any cost left out; their spend
+-- read from the rollups); "run rate" when the window is empty: spent x
+-- month length / time elapsed, the elapsed time counted as at least one
+-- day; "month over": the spent amount once the month is over.
 CREATE FUNCTION billing._budget_status(p_month date, p_now timestamptz)
 RETURNS TABLE (budget text, scope text, model text, conversation_id text, period date, amount numeric,
                spent numeric, remaining numeric, percent numeric, forecast numeric, state text, blocks boolean,
-               thresholds numeric[])
+               thresholds numeric[], forecast_method text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_from timestamptz := billing.month_start(p_month);
     p_to timestamptz := billing.month_end(p_month);
+    m_days numeric := extract(epoch FROM p_to - p_from) / 86400;
+    m_elapsed numeric := least(greatest(extract(epoch FROM p_now - p_from) / 86400, 0), m_days);
+    first_month date;
+    w_days numeric;
+    w_months integer := 0;
 BEGIN
+    IF p_now < p_to THEN
+        first_month := (SELECT min(h.month) FROM billing.history('-infinity', p_from) AS h);
+        SELECT sum(w.days), count(*) INTO w_days, w_months FROM billing._forecast_window(p_month, first_month) AS w;
+    END IF;
     RETURN QUERY
+    WITH past AS (
+        SELECT s.budget, sum(s.spent) AS spent
+          FROM billing._forecast_window(p_month, first_month) AS w
+         CROSS JOIN LATERAL billing._budget_spent(w.month) AS s
+         WHERE w_months > 0
+         GROUP BY s.budget
+    )
     SELECT b.name, b.scope, b.model, b.conversation_id, p_month, b.amount, s.spent, b.amount - s.spent,
            round(s.spent / b.amount * 100, 2),
            CASE WHEN p_now >= p_to THEN s.spent
+                WHEN w_months > 0
+                THEN round(s.spent + (m_days - m_elapsed) * (s.spent / m_days
+                                                              + (1 - m_elapsed / m_days) * coalesce(p.spent, 0) / w_days), 6)
                 ELSE round(s.spent * extract(epoch FROM p_to - p_from)
                            / greatest(extract(epoch FROM p_now - p_from), 86400), 6) END,
            CASE WHEN s.spent >= b.amount THEN 'exceeded'
                 WHEN s.spent >= b.amount * b.thresholds[1] / 100 THEN 'warning'
                 ELSE 'ok' END,
-           b.blocks, b.thresholds
+           b.blocks, b.thresholds,
+           CASE WHEN p_now >= p_to THEN 'month over' WHEN w_months > 0 THEN 'rate blend' ELSE 'run rate' END
       FROM billing.budgets AS b
-      JOIN billing._budget_spent(p_month) AS s ON s.budget = b.name;
+      JOIN billing._budget_spent(p_month) AS s ON s.budget = b.name
+      LEFT JOIN past AS p ON p.budget = b.name;
 END
 $$;
 
 CREATE VIEW billing.budget_status WITH (security_invoker = true) AS
 SELECT s.budget, s.scope, s.model, s.conversation_id, s.period, s.amount, s.spent, s.remaining, s.percent,
-       s.forecast, s.state, s.blocks
+       s.forecast, s.state, s.blocks, s.forecast_method
   FROM billing._budget_status(billing.month_of(now()), now()) AS s;
 COMMENT ON VIEW billing.budget_status IS
-    'Each budget this month: dollars spent (as the views show them), remaining, percent, forecast at the month''s end (linear run rate) and state (ok, warning: a threshold below 100% reached, exceeded).';
+    'Each budget this month: dollars spent (as the views show them), remaining, percent, forecast at the month''s end (forecast_method: rate blend, as billing.forecast(), or run rate without a whole month of history) and state (ok, warning: a threshold below 100% reached, exceeded).';
 
 -- The dashboard's "budgets" entry: the status of the month `p_month`
 -- (budget name order), or NULL for a role that may not read billing.budgets
@@ -302,7 +328,8 @@ BEGIN
     RETURN (SELECT jsonb_agg(jsonb_build_object(
                        'budget', s.budget, 'scope', s.scope, 'model', s.model, 'conversation_id', s.conversation_id,
                        'amount', s.amount, 'spent', s.spent, 'remaining', s.remaining, 'percent', s.percent,
-                       'forecast', s.forecast, 'state', s.state, 'blocks', s.blocks)
+                       'forecast', s.forecast, 'forecast_method', s.forecast_method, 'state', s.state,
+                       'blocks', s.blocks)
                    ORDER BY s.budget)
               FROM billing._budget_status(p_month, now()) AS s);
 END

@@ -2314,42 +2314,68 @@ BEGIN
 END
 $$;
 
--- Every budget's status in a month, with `p_now` as the clock: the
--- forecast extrapolates the dollars spent so far over the whole month
--- (linear run rate: spent x month length / time elapsed, the elapsed time
--- counted as at least one day), and is the spent amount once the month is over.
+-- Every budget's status in a month, with `p_now` as the clock. The
+-- forecast is billing.forecast()'s (forecast.sql), per budget: "rate
+-- blend", spent + remaining days x (spent / days + (1 - f) x past daily),
+-- f the elapsed fraction of the month and past daily the budget's daily
+-- average over the history window (the up to 3 whole months before, those
+-- before and equal to the first month with any cost left out; their spend
+-- read from the rollups); "run rate" when the window is empty: spent x
+-- month length / time elapsed, the elapsed time counted as at least one
+-- day; "month over": the spent amount once the month is over.
 CREATE FUNCTION billing._budget_status(p_month date, p_now timestamptz)
 RETURNS TABLE (budget text, scope text, model text, conversation_id text, period date, amount numeric,
                spent numeric, remaining numeric, percent numeric, forecast numeric, state text, blocks boolean,
-               thresholds numeric[])
+               thresholds numeric[], forecast_method text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_from timestamptz := billing.month_start(p_month);
     p_to timestamptz := billing.month_end(p_month);
+    m_days numeric := extract(epoch FROM p_to - p_from) / 86400;
+    m_elapsed numeric := least(greatest(extract(epoch FROM p_now - p_from) / 86400, 0), m_days);
+    first_month date;
+    w_days numeric;
+    w_months integer := 0;
 BEGIN
+    IF p_now < p_to THEN
+        first_month := (SELECT min(h.month) FROM billing.history('-infinity', p_from) AS h);
+        SELECT sum(w.days), count(*) INTO w_days, w_months FROM billing._forecast_window(p_month, first_month) AS w;
+    END IF;
     RETURN QUERY
+    WITH past AS (
+        SELECT s.budget, sum(s.spent) AS spent
+          FROM billing._forecast_window(p_month, first_month) AS w
+         CROSS JOIN LATERAL billing._budget_spent(w.month) AS s
+         WHERE w_months > 0
+         GROUP BY s.budget
+    )
     SELECT b.name, b.scope, b.model, b.conversation_id, p_month, b.amount, s.spent, b.amount - s.spent,
            round(s.spent / b.amount * 100, 2),
            CASE WHEN p_now >= p_to THEN s.spent
+                WHEN w_months > 0
+                THEN round(s.spent + (m_days - m_elapsed) * (s.spent / m_days
+                                                              + (1 - m_elapsed / m_days) * coalesce(p.spent, 0) / w_days), 6)
                 ELSE round(s.spent * extract(epoch FROM p_to - p_from)
                            / greatest(extract(epoch FROM p_now - p_from), 86400), 6) END,
            CASE WHEN s.spent >= b.amount THEN 'exceeded'
                 WHEN s.spent >= b.amount * b.thresholds[1] / 100 THEN 'warning'
                 ELSE 'ok' END,
-           b.blocks, b.thresholds
+           b.blocks, b.thresholds,
+           CASE WHEN p_now >= p_to THEN 'month over' WHEN w_months > 0 THEN 'rate blend' ELSE 'run rate' END
       FROM billing.budgets AS b
-      JOIN billing._budget_spent(p_month) AS s ON s.budget = b.name;
+      JOIN billing._budget_spent(p_month) AS s ON s.budget = b.name
+      LEFT JOIN past AS p ON p.budget = b.name;
 END
 $$;
 
 CREATE VIEW billing.budget_status WITH (security_invoker = true) AS
 SELECT s.budget, s.scope, s.model, s.conversation_id, s.period, s.amount, s.spent, s.remaining, s.percent,
-       s.forecast, s.state, s.blocks
+       s.forecast, s.state, s.blocks, s.forecast_method
   FROM billing._budget_status(billing.month_of(now()), now()) AS s;
 COMMENT ON VIEW billing.budget_status IS
-    'Each budget this month: dollars spent (as the views show them), remaining, percent, forecast at the month''s end (linear run rate) and state (ok, warning: a threshold below 100% reached, exceeded).';
+    'Each budget this month: dollars spent (as the views show them), remaining, percent, forecast at the month''s end (forecast_method: rate blend, as billing.forecast(), or run rate without a whole month of history) and state (ok, warning: a threshold below 100% reached, exceeded).';
 
 -- The dashboard's "budgets" entry: the status of the month `p_month`
 -- (budget name order), or NULL for a role that may not read billing.budgets
@@ -2368,7 +2394,8 @@ BEGIN
     RETURN (SELECT jsonb_agg(jsonb_build_object(
                        'budget', s.budget, 'scope', s.scope, 'model', s.model, 'conversation_id', s.conversation_id,
                        'amount', s.amount, 'spent', s.spent, 'remaining', s.remaining, 'percent', s.percent,
-                       'forecast', s.forecast, 'state', s.state, 'blocks', s.blocks)
+                       'forecast', s.forecast, 'forecast_method', s.forecast_method, 'state', s.state,
+                       'blocks', s.blocks)
                    ORDER BY s.budget)
               FROM billing._budget_status(p_month, now()) AS s);
 END
@@ -3094,20 +3121,37 @@ GRANT SELECT ON billing.savings_pairs TO PUBLIC;
 -- The month's end cost, forecast (README "Forecast"): billing.forecast(p_at)
 -- says, per source (openai, aws, total), what p_at's month had cost at p_at
 -- and what it will have cost at its end, and names the method.
+-- billing._budget_status (budgets.sql) forecasts each budget the same way.
 -- Relies on views.sql (billing.history) and reads.sql.
 
+-- The history window of a forecast of month p_month: the (up to) 3 whole
+-- months before it, left out those before or equal to p_first_month, the
+-- first month with any cost (taken as partial: an app starts in the middle
+-- of a month); none when p_first_month is NULL. With each month's length
+-- in days.
+CREATE FUNCTION billing._forecast_window(p_month date, p_first_month date)
+RETURNS TABLE (month date, days numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT g.month::date,
+           extract(epoch FROM billing.month_end(g.month::date) - billing.month_start(g.month::date)) / 86400
+      FROM generate_series(greatest((p_month - interval '3 months')::date, p_first_month + interval '1 month'),
+                           p_month - interval '1 month', interval '1 month') AS g(month)
+     WHERE p_first_month IS NOT NULL
+$$;
+
 -- The method, chosen by the backtest of bench/forecast_backtest.sh (bench/README.md
--- "Forecast backtest"):
--- * "month so far + past daily average": spent + remaining days x the
---   daily average of the history window. The window is the (up to) 3
---   whole months before p_at's month, left out those before or equal to
---   the first month with any cost (that month is taken as partial: an app
---   starts in the middle of a month). It is the run rate and the history
---   blended by the elapsed fraction f of the month:
---   f x (spent / f) + (1 - f) x (past daily x days) = spent + (1 - f) x days x past daily.
+-- "Forecast backtest"), better than the others there on every day scored:
+-- * "rate blend": the days to come at a blend of two daily rates, the
+--   month's own (spent / elapsed days) weighted by the elapsed fraction f
+--   of the month and the history window's daily average weighted by 1 - f:
+--   spent + (days - elapsed) x (f x spent / elapsed + (1 - f) x past daily),
+--   where f x spent / elapsed = spent / days (so no division by a near-zero
+--   elapsed time at the month's start: the month's own rate weighs f).
 -- * "run rate" when the window is empty (no whole month of history):
 --   spent x days / elapsed days, the elapsed time counted as at least one
---   day, as billing.budget_status's forecast.
+--   day.
 -- spent is what billing.history(month start, p_at) shows: only usage with
 -- time < p_at counts, so that the forecast can be asked as of a past day.
 -- That read of a partial month reads the tracked tables' rows of the month
@@ -3142,12 +3186,7 @@ BEGIN
     WITH past AS MATERIALIZED (
         SELECT h.month, h.source, h.cost FROM billing.history('-infinity', m_from) AS h
     ), win AS MATERIALIZED (
-        SELECT g.month::date AS month,
-               extract(epoch FROM billing.month_end(g.month::date) - billing.month_start(g.month::date)) / 86400 AS days
-          FROM (SELECT min(p.month) AS first_month FROM past AS p) AS f
-         CROSS JOIN LATERAL generate_series(greatest((m - interval '3 months')::date, f.first_month + interval '1 month'),
-                                            m - interval '1 month', interval '1 month') AS g(month)
-         WHERE f.first_month IS NOT NULL
+        SELECT w.month, w.days FROM billing._forecast_window(m, (SELECT min(p.month) FROM past AS p)) AS w
     ), rate AS (
         SELECT s.source,
                (SELECT sum(p.cost) FROM past AS p JOIN win AS w ON w.month = p.month WHERE p.source = s.source)
@@ -3163,12 +3202,13 @@ BEGIN
           FROM rate AS r LEFT JOIN now_ AS n ON n.source = r.source
     ), f AS (
         SELECT p.source, p.spent, p.daily, p.months,
-               CASE WHEN p.months > 0 THEN p.spent + (m_days - m_elapsed) * p.daily
+               CASE WHEN p.months > 0
+                    THEN p.spent + (m_days - m_elapsed) * (p.spent / m_days + (1 - m_elapsed / m_days) * p.daily)
                     ELSE p.spent * m_days / greatest(m_elapsed, 1) END AS forecast
           FROM per AS p
     )
     SELECT x.source, m, x.spent, round(x.daily, 6), x.months, round(x.forecast, 6),
-           CASE WHEN x.months > 0 THEN 'month so far + past daily average' ELSE 'run rate' END
+           CASE WHEN x.months > 0 THEN 'rate blend' ELSE 'run rate' END
       FROM (SELECT f.source, f.spent, f.daily, f.months, f.forecast, 1 AS o FROM f WHERE f.source = 'openai'
             UNION ALL
             SELECT f.source, f.spent, f.daily, f.months, f.forecast, 2 FROM f WHERE f.source = 'aws'
@@ -3178,4 +3218,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION billing.forecast(timestamptz) IS
-    'The cost of p_at''s month at its end, per source (openai, aws, total): spent before p_at, the past months'' daily average, and the forecast: spent + remaining days x that average ("month so far + past daily average"), or the run rate when there is no whole month of history.';
+    'The cost of p_at''s month at its end, per source (openai, aws, total): spent before p_at, the past months'' daily average, and the forecast: spent + remaining days x (f x the month''s own daily rate + (1 - f) x that average), f the elapsed fraction ("rate blend"), or the run rate when there is no whole month of history.';

@@ -271,7 +271,6 @@ class Deliverer {
 
     async run() {
         if (this.config.once) {
-            this.config.batch = Math.max(this.config.batch, 1);
             await this.wake();
             await this.pool.end();
             return this.failed ? 1 : 0;

@@ -65,8 +65,6 @@ app_stop() {
     fi
 }
 if ((keep)); then trap 'app_stop; keep_hint' EXIT; else trap 'app_stop; removed_hint' EXIT; fi
-# Ctrl-C while the app runs ends the demo normally (the EXIT trap cleans up).
-trap 'exit 0' INT TERM
 
 echo "==> starting a throwaway PostgreSQL 15 cluster"
 # shellcheck disable=SC2119 # (no extra postgresql.conf lines needed)
@@ -118,4 +116,6 @@ echo
 echo "==> the billing page: http://127.0.0.1:$app_port/billing"
 echo "    its data:         http://127.0.0.1:$app_port/api/billing   (one query: examples/nextjs/lib/billing-query.ts)"
 echo "    Ctrl-C stops the app$( ((keep)) && echo '' || echo ' and removes the cluster')"
+# Ctrl-C while the app runs ends the demo normally (the EXIT trap cleans up).
+trap 'exit 0' INT TERM
 wait "$app_pid" || true

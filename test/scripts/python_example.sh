@@ -25,7 +25,11 @@ if ! { [[ -n ${BILLING_CLUSTER_DIR:-} && -n ${PGPORT:-} ]] && cluster_pg_ctl sta
     own_cluster=1
 fi
 db=billing_python_example
-trap 'dropdb --if-exists "$db" >/dev/null 2>&1 || true; ((own_cluster)) && cluster_stop' EXIT
+cleanup() {
+    dropdb --if-exists "$db" >/dev/null 2>&1 || true
+    if ((own_cluster)); then cluster_stop; fi
+}
+trap cleanup EXIT
 
 python=/usr/bin/python3
 if ! "$python" -c 'import psycopg' 2>/dev/null; then

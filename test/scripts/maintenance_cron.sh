@@ -45,6 +45,14 @@ q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 # err SQL...: the error message (first line) of a statement that must fail
 err() { psql -X -q -At -v ON_ERROR_STOP=1 "$@" 2>&1 >/dev/null | sed -n 's/^ERROR: *//p' | head -n 1; }
 
+# The reply is written now and checked in this month's figures up to 150 s
+# later: within 3 minutes of the (UTC) month's end, wait for the next month.
+left=$(( $(date -u -d "$(date -u +%Y-%m-01) +1 month" +%s) - $(date -u +%s) ))
+if ((left < 180)); then
+    echo "the month ends in $left s: waiting for the next one"
+    sleep $((left + 2))
+fi
+
 trap cluster_stop EXIT
 cluster_start >/dev/null
 echo "cluster with pg_cron: $BILLING_CLUSTER_DIR port $PGPORT"
@@ -57,7 +65,7 @@ CREATE TABLE public.messages (
     content text NOT NULL, data jsonb, created_at timestamptz NOT NULL DEFAULT now());
 INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
 VALUES ('cron-test-model', '2000-01-01', 1000, 1000);
-SELECT billing.track_messages('public.messages');
+SELECT FROM billing.track_messages('public.messages');
 INSERT INTO billing.budgets (name, amount, thresholds) VALUES ('cron-test', 1.00, '{50,100}');
 SQL
 

@@ -3096,7 +3096,6 @@ COMMENT ON FUNCTION billing.forecast(timestamptz) IS
 ALTER FUNCTION billing._create_trigger_function(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._create_trigger(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._drop_trigger_functions(smallint) SET citus.enable_ddl_propagation = off;
-ALTER FUNCTION billing._create_profiles_trigger(regclass, name, text, text) SET citus.enable_ddl_propagation = off;
 
 -- Whether Citus manages a relation (a distributed table, a partition of
 -- one, a reference table or a Citus local table): its rows then live in

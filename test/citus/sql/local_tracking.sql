@@ -96,16 +96,17 @@ VALUES ('gpt-9', '2024-01-01', 1.00, 2.00);
 SELECT * FROM citus_test.views_match();
 SELECT billing.merge() >= 0 AS merged;
 SELECT * FROM citus_test.views_match();
-SET client_min_messages = warning;
 DELETE FROM billing.model_prices WHERE model = 'gpt-9';
 SELECT billing.merge() >= 0 AS merged;
 SELECT * FROM citus_test.views_match();
+SET client_min_messages = warning;
 
 -- A Citus table cannot be tracked (its rows are in shards, where the
 -- trigger would not run), and a tracked table cannot be distributed.
 \set VERBOSITY terse
 SELECT billing.track_messages('messages', content_column => 'role');
 SELECT count(*) AS tracked FROM billing.tracked_tables;
+SELECT billing.track_profiles('messages');
 SET citus.enable_unsafe_triggers = on;
 SELECT create_distributed_table('citus_test.tracked_local', 'conversation_id');
 RESET citus.enable_unsafe_triggers;

@@ -250,8 +250,8 @@ BEGIN
     RETURN found;
 END
 $$;
--- (as the extension's owner: the other backends' transaction ids)
-ALTER FUNCTION billing._catalog_in_flux(xid) SECURITY DEFINER;
+-- (As the caller: the other connection of the same distributed transaction
+-- is the caller's own, whose transaction id pg_stat_activity shows it.)
 
 REVOKE ALL ON FUNCTION billing._catalog_sent(), billing._catalog_received(), billing.citus_share_catalog(),
     billing.citus_unshare_catalog() FROM PUBLIC;

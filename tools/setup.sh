@@ -64,7 +64,7 @@ packages=(postgresql-15 postgresql-server-dev-15 libfmt-dev g++ make)
 # (libFuzzer, ASan, UBSan runtimes) for the fuzz build, llvm-14 for its
 # llvm-symbolizer (file:line in sanitizer reports), faketime (libfaketime)
 # for tools/test.sh's run of pg_regress and isolation with the server's
-# clock at another date.
+# clock at another date. Node.js and npm: below.
 if ((!demo)); then
     packages+=(
         postgresql-15-cron cmake pkg-config
@@ -79,6 +79,14 @@ for pkg in "${packages[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
     [[ $status == "install ok installed" ]] || missing+=("$pkg")
 done
+# Node.js and npm for tools/alert-delivery (test/scripts/alert_delivery.sh)
+# and bench/node: Debian's nodejs and npm, unless node and npm are already
+# there (a Node.js of another origin, whose nodejs package provides npm and
+# conflicts with Debian's).
+if ((!demo)); then
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+fi
 
 # Another apt or dpkg (unattended-upgrades, a second terminal) holds its
 # locks: wait for it, up to 10 minutes, rather than fail. apt-get install

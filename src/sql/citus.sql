@@ -33,20 +33,52 @@ BEGIN
 END
 $$;
 
--- A table whose rows Citus keeps in shards cannot be tracked yet: the
--- trigger would be on the coordinator's empty shell only, and no write
--- would be counted. Refused before anything is made (track_messages
--- inserts its row here first).
+-- Whether Citus distributes a table's rows over shards by a column (a
+-- distributed table, not a reference or Citus local table). False without
+-- Citus.
+CREATE FUNCTION billing._citus_distributed(relation regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found boolean;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                             WHERE logicalrelid = $1 AND partmethod <> ''n'')'
+       INTO found USING relation;
+    RETURN found;
+END
+$$;
+
+-- A distributed table is tracked by recomputation (docs/citus.md,
+-- "Tracking a distributed table"): track_messages makes no trigger on it
+-- (its rows are in shards on the workers); its backfill reads it whole,
+-- without row locks (billing._backfill), and every billing.merge() does
+-- that again, replacing its rollups, frozen estimates and problem rows.
+-- Its figures are those of the last merge (exact as of then), and a
+-- month a price change made stale is read from the table until the next
+-- merge. It is tracked from the coordinator, which holds the rollups.
+-- A reference or Citus local table is refused: refused before anything
+-- is made (track_messages inserts its row here first).
 CREATE FUNCTION billing._citus_tracked_table_checked() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF billing._citus_table(NEW.relation) THEN
-        RAISE EXCEPTION 'billing: table % is a Citus table, which billing cannot track yet', NEW.relation
+    IF billing._citus_distributed(NEW.relation) THEN
+        IF NOT billing._citus_coordinator() THEN
+            RAISE EXCEPTION 'billing: distributed table % is tracked from the Citus coordinator', NEW.relation
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Run billing.track_messages() on the coordinator: its merge() recomputes the table''s figures.';
+        END IF;
+    ELSIF billing._citus_table(NEW.relation) THEN
+        RAISE EXCEPTION 'billing: table % is a Citus reference or local table, which billing cannot track', NEW.relation
             USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'Its rows are in shards on the workers, where billing''s trigger would not run: no write would be counted.',
-                  HINT = 'Track a local table, or price the distributed table with the cost aggregates (README, "Citus").';
+                  DETAIL = 'Its rows are in shards, where billing''s trigger would not run: no write would be counted.',
+                  HINT = 'Track a local or a distributed table, or price this one with the cost aggregates (README, "Citus").';
     END IF;
     RETURN NEW;
 END

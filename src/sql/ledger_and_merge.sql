@@ -267,7 +267,12 @@ DECLARE
     t billing.tracked_tables;
 BEGIN
     SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
-    IF billing._writers_locked_out(t.relation) THEN
+    IF billing._citus_distributed(t.relation) THEN
+        -- No trigger follows a table Citus distributes: each merge takes it
+        -- in anew, whole, in the one read below (citus.sql).
+        PERFORM billing._forget_rows(p_source);
+    END IF;
+    IF billing._writers_locked_out(t.relation) OR billing._citus_distributed(t.relation) THEN
         -- No writer can change the table before we commit (track_messages:
         -- the lock CREATE TRIGGER took): one read gives the rows to record
         -- and the rollups of every month, as _backfill_months would build
@@ -356,7 +361,8 @@ BEGIN
         RETURN 0;
     END IF;
     PERFORM billing._refresh_trigger_functions();
-    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled ORDER BY id LOOP
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled OR billing._citus_distributed(relation)
+              ORDER BY id LOOP
         PERFORM billing._merge_step(s.id, 'backfill', NULL);
     END LOOP;
     FOR s IN SELECT sm.source_id, sm.month FROM billing.stale_months AS sm

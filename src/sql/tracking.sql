@@ -172,7 +172,10 @@ BEGIN
     -- Every column exists and has a type billing reads (else an error that
     -- names it, and nothing is kept).
     PERFORM billing._row_reader(t, 'NEW');
-    PERFORM billing._create_trigger(t);
+    -- (A table Citus distributes gets no trigger: merge() recomputes it, citus.sql.)
+    IF NOT billing._citus_distributed(relation) THEN
+        PERFORM billing._create_trigger(t);
+    END IF;
     tracked := relation;
     backfilled := track_messages.backfill;
     IF backfill THEN

@@ -686,7 +686,12 @@ DECLARE
     t billing.tracked_tables;
 BEGIN
     SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
-    IF billing._writers_locked_out(t.relation) THEN
+    IF billing._citus_distributed(t.relation) THEN
+        -- No trigger follows a table Citus distributes: each merge takes it
+        -- in anew, whole, in the one read below (citus.sql).
+        PERFORM billing._forget_rows(p_source);
+    END IF;
+    IF billing._writers_locked_out(t.relation) OR billing._citus_distributed(t.relation) THEN
         -- No writer can change the table before we commit (track_messages:
         -- the lock CREATE TRIGGER took): one read gives the rows to record
         -- and the rollups of every month, as _backfill_months would build
@@ -890,7 +895,8 @@ BEGIN
         RETURN 0;
     END IF;
     PERFORM billing._refresh_trigger_functions();
-    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled ORDER BY id LOOP
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled OR billing._citus_distributed(relation)
+              ORDER BY id LOOP
         PERFORM billing._merge_step(s.id, 'backfill', NULL);
     END LOOP;
     FOR s IN SELECT sm.source_id, sm.month FROM billing.stale_months AS sm
@@ -1536,7 +1542,10 @@ BEGIN
     -- Every column exists and has a type billing reads (else an error that
     -- names it, and nothing is kept).
     PERFORM billing._row_reader(t, 'NEW');
-    PERFORM billing._create_trigger(t);
+    -- (A table Citus distributes gets no trigger: merge() recomputes it, citus.sql.)
+    IF NOT billing._citus_distributed(relation) THEN
+        PERFORM billing._create_trigger(t);
+    END IF;
     tracked := relation;
     backfilled := track_messages.backfill;
     IF backfill THEN
@@ -2708,7 +2717,8 @@ BEGIN
         RETURN 0;
     END IF;
     PERFORM billing._refresh_trigger_functions();
-    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled ORDER BY id LOOP
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled OR billing._citus_distributed(relation)
+              ORDER BY id LOOP
         PERFORM billing._merge_step(s.id, 'backfill', NULL);
     END LOOP;
     FOR s IN SELECT sm.source_id, sm.month FROM billing.stale_months AS sm
@@ -3375,20 +3385,52 @@ BEGIN
 END
 $$;
 
--- A table whose rows Citus keeps in shards cannot be tracked yet: the
--- trigger would be on the coordinator's empty shell only, and no write
--- would be counted. Refused before anything is made (track_messages
--- inserts its row here first).
+-- Whether Citus distributes a table's rows over shards by a column (a
+-- distributed table, not a reference or Citus local table). False without
+-- Citus.
+CREATE FUNCTION billing._citus_distributed(relation regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found boolean;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                             WHERE logicalrelid = $1 AND partmethod <> ''n'')'
+       INTO found USING relation;
+    RETURN found;
+END
+$$;
+
+-- A distributed table is tracked by recomputation (docs/citus.md,
+-- "Tracking a distributed table"): track_messages makes no trigger on it
+-- (its rows are in shards on the workers); its backfill reads it whole,
+-- without row locks (billing._backfill), and every billing.merge() does
+-- that again, replacing its rollups, frozen estimates and problem rows.
+-- Its figures are those of the last merge (exact as of then), and a
+-- month a price change made stale is read from the table until the next
+-- merge. It is tracked from the coordinator, which holds the rollups.
+-- A reference or Citus local table is refused: refused before anything
+-- is made (track_messages inserts its row here first).
 CREATE FUNCTION billing._citus_tracked_table_checked() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF billing._citus_table(NEW.relation) THEN
-        RAISE EXCEPTION 'billing: table % is a Citus table, which billing cannot track yet', NEW.relation
+    IF billing._citus_distributed(NEW.relation) THEN
+        IF NOT billing._citus_coordinator() THEN
+            RAISE EXCEPTION 'billing: distributed table % is tracked from the Citus coordinator', NEW.relation
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Run billing.track_messages() on the coordinator: its merge() recomputes the table''s figures.';
+        END IF;
+    ELSIF billing._citus_table(NEW.relation) THEN
+        RAISE EXCEPTION 'billing: table % is a Citus reference or local table, which billing cannot track', NEW.relation
             USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'Its rows are in shards on the workers, where billing''s trigger would not run: no write would be counted.',
-                  HINT = 'Track a local table, or price the distributed table with the cost aggregates (README, "Citus").';
+                  DETAIL = 'Its rows are in shards, where billing''s trigger would not run: no write would be counted.',
+                  HINT = 'Track a local or a distributed table, or price this one with the cost aggregates (README, "Citus").';
     END IF;
     RETURN NEW;
 END

@@ -101,16 +101,21 @@ SELECT billing.merge() >= 0 AS merged;
 SELECT * FROM citus_test.views_match();
 SET client_min_messages = warning;
 
--- A Citus table cannot be tracked (its rows are in shards, where the
--- trigger would not run), and a tracked table cannot be distributed.
+-- A Citus reference table cannot be tracked (its rows are in shards,
+-- where the trigger would not run; a distributed table is tracked by
+-- recomputation: distributed_tracking), and a tracked table cannot be
+-- distributed.
+CREATE TABLE citus_test.reference_messages (LIKE messages_local INCLUDING ALL);
+SELECT create_reference_table('citus_test.reference_messages');
 \set VERBOSITY terse
-SELECT billing.track_messages('messages', content_column => 'role');
+SELECT billing.track_messages('citus_test.reference_messages', content_column => 'role');
 SELECT count(*) AS tracked FROM billing.tracked_tables;
 SELECT billing.track_profiles('messages');
 SET citus.enable_unsafe_triggers = on;
 SELECT create_distributed_table('citus_test.tracked_local', 'conversation_id');
 RESET citus.enable_unsafe_triggers;
 SELECT create_distributed_table('citus_test.tracked_local', 'conversation_id');
+DROP TABLE citus_test.reference_messages;
 \set VERBOSITY default
 
 -- A table merge() cannot read does not stop it for the others: two tables

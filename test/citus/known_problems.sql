@@ -76,6 +76,13 @@ SELECT count(*), sum(c) FROM (SELECT conversation_id, billing.openai_cost(data, 
 SELECT sum(billing.message_cost(data, created_at)) FROM messages;
 SELECT sum(billing.message_cost(data, created_at)) FROM messages_local;
 
-\echo '==== 5. track_messages on the distributed table: refused (a local table tracks: test/citus/sql/local_tracking.sql)'
-SELECT billing.track_messages('messages');
+\echo '==== 5. track_messages on the distributed table: no trigger; merge() recomputes it (test/citus/sql/distributed_tracking.sql)'
+SELECT tracked, backfilled, messages FROM billing.track_messages('messages', content_column => 'role');
+INSERT INTO messages (id, conversation_id, role, data, created_at)
+SELECT id + 100000, conversation_id, role, data, created_at FROM messages WHERE id <= 10;
+SELECT sum(messages) AS until_the_next_merge FROM billing.conversation_costs;
+SELECT billing.merge() >= 0 AS merged;
+SELECT sum(messages) AS after_the_merge FROM billing.conversation_costs;
+SELECT billing.untrack_messages('messages');
+DELETE FROM messages WHERE id > 100000;
 SELECT billing.track_profiles('messages');

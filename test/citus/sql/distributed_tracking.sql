@@ -143,6 +143,18 @@ DELETE FROM billing.model_prices WHERE model = 'gpt-9';
 SELECT * FROM citus_test.compare();
 SELECT billing.merge() >= 0 AS merged;
 SELECT * FROM citus_test.compare();
+-- A settings change: every month of every table is read from the table
+-- (the distributed one by a distributed query, its estimates from each
+-- conversation's earlier messages) until the next merge takes them in
+-- again; New York's months, then UTC's again. (Same messages, other
+-- months: the conversation rows are not shown.)
+UPDATE billing.settings SET value = 'America/New_York' WHERE name = 'month_time_zone';
+SELECT same, differing, dist_messages, local_messages FROM citus_test.compare();
+SELECT billing.merge() >= 0 AS merged;
+SELECT same, differing, dist_messages, local_messages FROM citus_test.compare();
+UPDATE billing.settings SET value = 'UTC' WHERE name = 'month_time_zone';
+SELECT billing.merge() >= 0 AS merged;
+SELECT * FROM citus_test.compare();
 SET client_min_messages = warning;
 
 -- A table merge() cannot read does not stop it for the others: the

@@ -4121,3 +4121,50 @@ CREATE POLICY everyone ON billing.statement_lines USING (true);
 CREATE POLICY as_customer ON billing.statement_lines AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL
            OR statement_id IN (SELECT s.id FROM billing.statements AS s WHERE s.customer = billing.current_customer()));
+
+-- CSV export: set-returning functions for COPY (SELECT ...) TO STDOUT WITH
+-- CSV HEADER and \copy (tools/export_month.sh writes a month's files).
+-- Amounts are numeric: their text is exact, every decimal kept.
+CREATE FUNCTION billing.export_statements(month date DEFAULT NULL)
+RETURNS TABLE (number text, customer text, month date, issued_at timestamptz, usage_total numeric,
+               adjustments_total numeric, total numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.number, s.customer, s.month, s.issued_at, s.usage_total, s.adjustments_total, s.total
+      FROM billing.statements AS s
+     WHERE $1 IS NULL OR s.month = $1
+     ORDER BY s.id
+$$;
+COMMENT ON FUNCTION billing.export_statements(date) IS
+    'Issued statements (of one month, or all), for CSV: COPY (SELECT * FROM billing.export_statements(''2026-10-01'')) TO STDOUT WITH CSV HEADER.';
+
+CREATE FUNCTION billing.export_statement_lines(month date DEFAULT NULL)
+RETURNS TABLE (number text, customer text, statement_month date, line integer, kind text, month date,
+               adjusts text, source text, item text, description text, quantity numeric, unit_price numeric,
+               price_name text, price_effective_from timestamptz, amount numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.number, s.customer, s.month, l.line, l.kind, l.month, o.number, l.source, l.item, l.description,
+           l.quantity, l.unit_price, l.price_name, l.price_effective_from, l.amount
+      FROM billing.statements AS s
+      JOIN billing.statement_lines AS l ON l.statement_id = s.id
+      LEFT JOIN billing.statements AS o ON o.id = l.adjusts
+     WHERE $1 IS NULL OR s.month = $1
+     ORDER BY s.id, l.line
+$$;
+COMMENT ON FUNCTION billing.export_statement_lines(date) IS
+    'The lines of issued statements (of one month, or all), for CSV, with the number of the statement an adjustment corrects.';
+
+CREATE FUNCTION billing.export_costs("from" timestamptz, "to" timestamptz, group_by text DEFAULT 'month',
+                                     customer text DEFAULT NULL)
+RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric, total_cost numeric,
+               tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM billing.costs($1, $2, $3, $4)
+$$;
+COMMENT ON FUNCTION billing.export_costs(timestamptz, timestamptz, text, text) IS
+    'billing.costs() for CSV: costs of any range per customer and day or month.';

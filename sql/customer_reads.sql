@@ -139,3 +139,6 @@ DROP TABLE messages, conversations;
 DELETE FROM billing.aws_usage;
 DELETE FROM billing.aws_actuals;
 DELETE FROM billing.model_prices WHERE model = 'gpt-4o' AND effective_from = '2026-10-01';
+-- Issued statements cannot be deleted: the next tests start from a new install.
+DROP EXTENSION billing;
+CREATE EXTENSION billing;

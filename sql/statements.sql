@@ -138,3 +138,6 @@ SELECT billing.untrack_messages('messages');
 DROP TABLE messages, conversations;
 DELETE FROM billing.aws_usage;
 DELETE FROM billing.model_prices WHERE model = 'gpt-4o-mini' AND effective_from = '2026-10-01';
+-- Issued statements cannot be deleted: the next tests start from a new install.
+DROP EXTENSION billing;
+CREATE EXTENSION billing;

@@ -2,7 +2,8 @@
 # pg_dump / pg_restore of a database that uses billing keeps the user's price
 # rows and seed removals, duplicates no seed row, and restores a catalog that
 # prices exactly as the original; budgets and fired alerts are kept, and an
-# alert fired before the dump does not fire again after the restore. Runs
+# alert fired before the dump does not fire again after the restore; issued
+# statements and their lines are kept byte for byte, and stay unchangeable. Runs
 # against the cluster tools/test.sh started (PGHOST/PGPORT/PGUSER in the
 # environment).
 set -euo pipefail
@@ -41,6 +42,15 @@ SELECT billing.merge();
 INSERT INTO messages (conversation_id, role, content, data, created_at)
 VALUES ('b', 'assistant', 'w', '{"model": "gpt-4o", "prompt_tokens": 10, "completion_tokens": 10}', '2026-01-03');
 SELECT billing.record_usage('ses', 250, '2026-01-05');
+-- Customers and issued statements: September 2024, then January 2026 with
+-- the adjustments of September after conversation b moved to another customer.
+CREATE TABLE conversations (id text PRIMARY KEY, user_id text);
+INSERT INTO conversations VALUES ('a', 'acme'), ('b', 'bolt');
+SELECT billing.track_customers('messages', 'conversations');
+SELECT billing.record_customer_usage('acme', 'ses', 100, '2026-01-06');
+SELECT count(*) FROM billing.issue_statements('2024-09-01', true);
+UPDATE conversations SET user_id = 'acme' WHERE id = 'b';
+SELECT count(*) FROM billing.issue_statements('2026-01-01', true);
 -- (a dropped column before data: the restored table numbers its columns anew)
 CREATE TABLE profiles (id int PRIMARY KEY, old_counter int, data jsonb);
 ALTER TABLE profiles DROP COLUMN old_counter;
@@ -76,13 +86,33 @@ estimates="SELECT string_agg(format('%s|%s', message_id, prompt_tokens), ',' ORD
 settings="SELECT string_agg(name || '=' || value, ',' ORDER BY name) FROM billing.settings"
 budgets="SELECT string_agg(format('%s|%s|%s|%s|%s|%s', name, scope, amount, thresholds, blocks, created_at), ',' ORDER BY name) FROM billing.budgets"
 alerts="SELECT string_agg(format('%s|%s|%s|%s|%s|%s|%s', id, budget, threshold, period, spent, fired_at, delivered_at), ',' ORDER BY id) FROM billing.alerts"
-for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings" "$budgets" "$alerts"; do
+# Statements byte for byte (every column's text), and the customers' views.
+statements="SELECT string_agg(s::text, E'\\n' ORDER BY s.id) FROM billing.statements AS s"
+lines="SELECT string_agg(l::text, E'\\n' ORDER BY l.statement_id, l.line) FROM billing.statement_lines AS l"
+issued="SELECT string_agg(i::text, E'\\n' ORDER BY i.month) FROM billing.issued_months AS i"
+customers="SELECT string_agg(c::text, E'\\n' ORDER BY c.month, c.customer) FROM billing.customer_costs AS c"
+for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings" "$budgets" "$alerts" \
+         "$statements" "$lines" "$issued" "$customers"; do
     a=$(psql_q -d "$src" -c "$q")
     b=$(psql_q -d "$dst" -c "$q")
     if [[ "$a" != "$b" ]]; then
         echo "FAIL: differs after restore: $q"; diff <(echo "$a") <(echo "$b") || true; exit 1
     fi
 done
+
+# Three statements: bolt's of September 2024 (conversation b), then in
+# January 2026 acme's (its usage, and b's September as a debit) and bolt's
+# (the credit of b's September).
+n=$(psql_q -d "$dst" -c "SELECT count(*) || '/' || count(*) FILTER (WHERE adjustments_total <> 0) FROM billing.statements")
+[[ "$n" == 3/2 ]] || { echo "FAIL: restored statements: $n (want 3/2)"; exit 1; }
+# Restored statements still cannot change, issuing an issued month changes
+# nothing, and nothing is pending.
+if psql_q -d "$dst" -c "UPDATE billing.statements SET total = 0" 2>/dev/null; then
+    echo "FAIL: a restored statement could be changed"; exit 1
+fi
+again=$(psql_q -d "$dst" -c "SELECT count(*) FROM billing.issue_statements('2026-01-01', true)")
+pending=$(psql_q -d "$dst" -c "SELECT count(*) FROM billing.pending_adjustments")
+[[ "$again" == 2 && "$pending" == 0 ]] || { echo "FAIL: after restore: reissue gave $again, pending $pending"; exit 1; }
 
 # The restored database is read from the source until merged; then the same.
 psql_q -d "$dst" -c "SELECT billing.merge()" >/dev/null
@@ -128,4 +158,4 @@ left=$(psql_q -d "$dst" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('m
 [[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on messages after DROP EXTENSION"; exit 1; }
 psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
                      VALUES ('d', 'assistant', 'u', '{}', '2026-01-05')"
-echo "dump/restore: catalog, removals, settings, budgets, alerts and costs identical; no alert fires twice; DROP EXTENSION leaves the app's table writable"
+echo "dump/restore: catalog, removals, settings, budgets, alerts, costs and statements (byte for byte) identical; no alert fires twice; DROP EXTENSION leaves the app's table writable"

@@ -38,6 +38,7 @@ CREATE FUNCTION billing.track_customers(relation regclass, lookup regclass,
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     sid smallint;
@@ -70,6 +71,7 @@ COMMENT ON FUNCTION billing.track_customers(regclass, regclass, name, name) IS
 CREATE FUNCTION billing.untrack_customers(relation regclass) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     DELETE FROM billing.customer_sources AS c
      USING billing.tracked_tables AS t
@@ -118,6 +120,7 @@ CREATE FUNCTION billing._customer_conversations(p_customer text, p_every boolean
 RETURNS TABLE (source_id smallint, conversation_id text, customer text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     s billing.customer_sources;
@@ -160,6 +163,7 @@ RETURNS TABLE (customer text, month date, messages bigint, prompt_tokens numeric
                cached_tokens numeric, estimated_tokens numeric, cost numeric, unpriced_tokens numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     s record;
@@ -197,6 +201,7 @@ RETURNS TABLE (source_id smallint, conversation_id text, month date, messages bi
                unpriced_tokens numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     s record;
@@ -257,6 +262,7 @@ CREATE FUNCTION billing._aws_by_customer(p_from timestamptz, p_to timestamptz, p
 RETURNS TABLE (customer text, month date, service text, quantity numeric, cost numeric, unpriced_quantity numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 SET billing.unknown_service = 'ignore'
 AS $$
 BEGIN
@@ -306,6 +312,7 @@ RETURNS TABLE (customer text, month date, openai_cost numeric, aws_cost numeric,
                unpriced_tokens numeric, messages bigint, emails numeric, unpriced_aws_quantity numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     who text := coalesce(billing.current_customer(), p_customer);
@@ -348,6 +355,7 @@ RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric
                tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     who text := coalesce(billing.current_customer(), p_customer);
@@ -421,6 +429,7 @@ RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric
                tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     SELECT * FROM billing._costs($1, $2, $3, $4) AS c ORDER BY c.period, c.customer NULLS FIRST
 $$;
@@ -434,6 +443,7 @@ CREATE FUNCTION billing._dashboard_customers(p_from timestamptz, p_to timestampt
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM billing.customer_sources)
@@ -462,6 +472,7 @@ CREATE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamp
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     who text := dashboard.customer;
@@ -563,6 +574,7 @@ CREATE FUNCTION billing.dashboard(customer text, months integer DEFAULT 6, top_c
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     PERFORM billing._require_reader();

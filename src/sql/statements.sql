@@ -88,6 +88,7 @@ RETURNS TABLE (customer text, source text, item text, description text, quantity
                price_name text, price_effective_from timestamptz, amount numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 SET billing.unknown_service = 'ignore'
 AS $$
 DECLARE
@@ -105,17 +106,21 @@ BEGIN
         SELECT c.at AS p_from, lead(c.at) OVER (ORDER BY c.at) AS p_to FROM cuts AS c
     ), map AS MATERIALIZED (
         SELECT * FROM billing._customer_conversations(NULL, true)
+    ), scanned AS MATERIALIZED (
+        -- (each part of each table read once, before any join)
+        SELECT cs.source_id, parts.p_from, r.*
+          FROM parts
+         CROSS JOIN billing.customer_sources AS cs
+         CROSS JOIN LATERAL billing._scan_table_safely(cs.source_id, parts.p_from, parts.p_to) AS r
+         WHERE parts.p_to IS NOT NULL AND billing._may_read_table(cs.source_id)
     ), groups AS (
-        SELECT k.customer, parts.p_from, coalesce(r.model, '') AS model,
+        SELECT k.customer, r.p_from, coalesce(r.model, '') AS model,
                sum(r.prompt_tokens) AS prompt, sum(r.completion_tokens) AS completion, sum(r.cached_tokens) AS cached,
                sum(r.estimated_prompt) AS est_prompt, sum(r.estimated_completion) AS est_completion,
                sum(r.unpriced_tokens) AS unpriced, sum(r.cost) AS cost, sum(r.estimated_cost) AS estimated_cost,
                sum(r.messages) AS messages
-          FROM parts
-         CROSS JOIN billing.customer_sources AS cs
-         CROSS JOIN LATERAL billing._scan_table_safely(cs.source_id, parts.p_from, parts.p_to) AS r
-          JOIN map AS k ON k.source_id = cs.source_id AND k.conversation_id = r.conversation_id
-         WHERE parts.p_to IS NOT NULL AND billing._may_read_table(cs.source_id)
+          FROM scanned AS r
+          JOIN map AS k ON k.source_id = r.source_id AND k.conversation_id = r.conversation_id
          GROUP BY 1, 2, 3
     ), priced AS (
         SELECT g.*, p.model AS p_name, p.effective_from AS p_at, p.input_per_1m / 1000000 AS p_in,
@@ -195,6 +200,7 @@ RETURNS TABLE (customer text, month date, original bigint, source text, item tex
                quantity numeric, unit_price numeric, price_name text, price_effective_from timestamptz, amount numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     m date;
@@ -232,6 +238,7 @@ CREATE FUNCTION billing._pending_totals(p_month date)
 RETURNS TABLE (customer text, month date, views_total numeric, billed_total numeric, amount numeric)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     WITH v AS (
         SELECT c.customer, sum(c.cost) AS openai
@@ -276,6 +283,7 @@ CREATE FUNCTION billing.issue_statements(month date, allow_open boolean DEFAULT 
 RETURNS SETOF billing.statements
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     m date := issue_statements.month;
@@ -369,6 +377,7 @@ RETURNS TABLE (number text, customer text, month date, issued_at timestamptz, us
                adjustments_total numeric, total numeric)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     SELECT s.number, s.customer, s.month, s.issued_at, s.usage_total, s.adjustments_total, s.total
       FROM billing.statements AS s
@@ -384,6 +393,7 @@ RETURNS TABLE (number text, customer text, statement_month date, line integer, k
                price_name text, price_effective_from timestamptz, amount numeric)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     SELECT s.number, s.customer, s.month, l.line, l.kind, l.month, o.number, l.source, l.item, l.description,
            l.quantity, l.unit_price, l.price_name, l.price_effective_from, l.amount
@@ -402,6 +412,7 @@ RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric
                tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     SELECT * FROM billing.costs($1, $2, $3, $4)
 $$;

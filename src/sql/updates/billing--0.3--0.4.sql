@@ -3140,6 +3140,7 @@ CREATE FUNCTION billing.track_customers(relation regclass, lookup regclass,
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     sid smallint;
@@ -3172,6 +3173,7 @@ COMMENT ON FUNCTION billing.track_customers(regclass, regclass, name, name) IS
 CREATE FUNCTION billing.untrack_customers(relation regclass) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     DELETE FROM billing.customer_sources AS c
      USING billing.tracked_tables AS t
@@ -3220,6 +3222,7 @@ CREATE FUNCTION billing._customer_conversations(p_customer text, p_every boolean
 RETURNS TABLE (source_id smallint, conversation_id text, customer text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     s billing.customer_sources;
@@ -3262,6 +3265,7 @@ RETURNS TABLE (customer text, month date, messages bigint, prompt_tokens numeric
                cached_tokens numeric, estimated_tokens numeric, cost numeric, unpriced_tokens numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     s record;
@@ -3299,6 +3303,7 @@ RETURNS TABLE (source_id smallint, conversation_id text, month date, messages bi
                unpriced_tokens numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     s record;
@@ -3359,6 +3364,7 @@ CREATE FUNCTION billing._aws_by_customer(p_from timestamptz, p_to timestamptz, p
 RETURNS TABLE (customer text, month date, service text, quantity numeric, cost numeric, unpriced_quantity numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 SET billing.unknown_service = 'ignore'
 AS $$
 BEGIN
@@ -3408,6 +3414,7 @@ RETURNS TABLE (customer text, month date, openai_cost numeric, aws_cost numeric,
                unpriced_tokens numeric, messages bigint, emails numeric, unpriced_aws_quantity numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     who text := coalesce(billing.current_customer(), p_customer);
@@ -3450,6 +3457,7 @@ RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric
                tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     who text := coalesce(billing.current_customer(), p_customer);
@@ -3523,6 +3531,7 @@ RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric
                tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     SELECT * FROM billing._costs($1, $2, $3, $4) AS c ORDER BY c.period, c.customer NULLS FIRST
 $$;
@@ -3536,6 +3545,7 @@ CREATE FUNCTION billing._dashboard_customers(p_from timestamptz, p_to timestampt
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM billing.customer_sources)
@@ -3564,6 +3574,7 @@ CREATE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamp
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     who text := dashboard.customer;
@@ -3665,6 +3676,7 @@ CREATE FUNCTION billing.dashboard(customer text, months integer DEFAULT 6, top_c
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 BEGIN
     PERFORM billing._require_reader();
@@ -3849,6 +3861,7 @@ RETURNS TABLE (customer text, source text, item text, description text, quantity
                price_name text, price_effective_from timestamptz, amount numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 SET billing.unknown_service = 'ignore'
 AS $$
 DECLARE
@@ -3866,17 +3879,21 @@ BEGIN
         SELECT c.at AS p_from, lead(c.at) OVER (ORDER BY c.at) AS p_to FROM cuts AS c
     ), map AS MATERIALIZED (
         SELECT * FROM billing._customer_conversations(NULL, true)
+    ), scanned AS MATERIALIZED (
+        -- (each part of each table read once, before any join)
+        SELECT cs.source_id, parts.p_from, r.*
+          FROM parts
+         CROSS JOIN billing.customer_sources AS cs
+         CROSS JOIN LATERAL billing._scan_table_safely(cs.source_id, parts.p_from, parts.p_to) AS r
+         WHERE parts.p_to IS NOT NULL AND billing._may_read_table(cs.source_id)
     ), groups AS (
-        SELECT k.customer, parts.p_from, coalesce(r.model, '') AS model,
+        SELECT k.customer, r.p_from, coalesce(r.model, '') AS model,
                sum(r.prompt_tokens) AS prompt, sum(r.completion_tokens) AS completion, sum(r.cached_tokens) AS cached,
                sum(r.estimated_prompt) AS est_prompt, sum(r.estimated_completion) AS est_completion,
                sum(r.unpriced_tokens) AS unpriced, sum(r.cost) AS cost, sum(r.estimated_cost) AS estimated_cost,
                sum(r.messages) AS messages
-          FROM parts
-         CROSS JOIN billing.customer_sources AS cs
-         CROSS JOIN LATERAL billing._scan_table_safely(cs.source_id, parts.p_from, parts.p_to) AS r
-          JOIN map AS k ON k.source_id = cs.source_id AND k.conversation_id = r.conversation_id
-         WHERE parts.p_to IS NOT NULL AND billing._may_read_table(cs.source_id)
+          FROM scanned AS r
+          JOIN map AS k ON k.source_id = r.source_id AND k.conversation_id = r.conversation_id
          GROUP BY 1, 2, 3
     ), priced AS (
         SELECT g.*, p.model AS p_name, p.effective_from AS p_at, p.input_per_1m / 1000000 AS p_in,
@@ -3956,6 +3973,7 @@ RETURNS TABLE (customer text, month date, original bigint, source text, item tex
                quantity numeric, unit_price numeric, price_name text, price_effective_from timestamptz, amount numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     m date;
@@ -3993,6 +4011,7 @@ CREATE FUNCTION billing._pending_totals(p_month date)
 RETURNS TABLE (customer text, month date, views_total numeric, billed_total numeric, amount numeric)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     WITH v AS (
         SELECT c.customer, sum(c.cost) AS openai
@@ -4037,6 +4056,7 @@ CREATE FUNCTION billing.issue_statements(month date, allow_open boolean DEFAULT 
 RETURNS SETOF billing.statements
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     m date := issue_statements.month;
@@ -4130,6 +4150,7 @@ RETURNS TABLE (number text, customer text, month date, issued_at timestamptz, us
                adjustments_total numeric, total numeric)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     SELECT s.number, s.customer, s.month, s.issued_at, s.usage_total, s.adjustments_total, s.total
       FROM billing.statements AS s
@@ -4145,6 +4166,7 @@ RETURNS TABLE (number text, customer text, statement_month date, line integer, k
                price_name text, price_effective_from timestamptz, amount numeric)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     SELECT s.number, s.customer, s.month, l.line, l.kind, l.month, o.number, l.source, l.item, l.description,
            l.quantity, l.unit_price, l.price_name, l.price_effective_from, l.amount
@@ -4163,6 +4185,7 @@ RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric
                tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     SELECT * FROM billing.costs($1, $2, $3, $4)
 $$;

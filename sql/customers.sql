@@ -115,6 +115,28 @@ SELECT billing.untrack_customers('chat_messages');
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
 SELECT billing.untrack_messages('chat_messages');
 
+-- A profiles table's e-mails belong to the profile's customer (its id):
+-- 3 e-mails, then 2 more = 5 x $0.0001 = 0.0005 for customer 42 in the
+-- month they are recorded.
+CREATE TABLE profiles (id integer PRIMARY KEY, data jsonb);
+SELECT billing.track_profile_customers('profiles');
+SELECT billing.track_profiles('profiles');
+SELECT billing.track_profile_customers('profiles', 'nope');
+SELECT billing.track_profile_customers('profiles');
+INSERT INTO profiles VALUES (42, '{"emails_sent_this_month": 3}');
+UPDATE profiles SET data = '{"emails_sent_this_month": 5}' WHERE id = 42;
+SELECT service, quantity, customer, origin FROM billing.aws_usage WHERE origin = 'track_profiles' ORDER BY id;
+SELECT customer, aws_cost, emails FROM billing.customer_costs WHERE customer = '42';
+SELECT billing.untrack_profiles('profiles');
+SELECT count(*) AS profile_customers FROM billing.profile_customers;
+DROP TABLE profiles;
+-- A mapping table dropped: its conversations belong to no one, reads go on.
+CREATE TABLE gone (id text PRIMARY KEY, user_id text);
+SELECT billing.track_customers('messages', 'gone');
+DROP TABLE gone;
+SELECT customer, month, openai_cost FROM billing.customer_costs WHERE customer IS DISTINCT FROM '42' ORDER BY month, customer NULLS FIRST;   -- October 0.022, November 0.15, all no one's
+SELECT billing.track_customers('messages', 'conversations');
+
 -- Leave the database as the next tests expect it.
 SELECT billing.untrack_messages('messages');
 DROP TABLE messages, conversations, loose, chats, chat_messages;

@@ -131,7 +131,9 @@ BEGIN
     -- (a mapping the caller may not read gives no customer: its
     -- conversations count as no customer's)
     FOR s IN SELECT cs.* FROM billing.customer_sources AS cs
-              WHERE billing._may_read_table(cs.source_id) AND has_table_privilege(cs.lookup, 'SELECT')
+              WHERE billing._may_read_table(cs.source_id)
+                AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)   -- (not dropped since)
+                AND has_table_privilege(cs.lookup, 'SELECT')
               ORDER BY cs.source_id LOOP
         k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
         c := billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
@@ -668,3 +670,55 @@ AS $$
      WHERE billing.current_customer() IS NOT NULL
      GROUP BY a.month
 $$;
+
+-- The customer of a profiles table's e-mails (billing.track_profiles): a
+-- column of the profile (its id, when a profile is a user).
+CREATE TABLE billing.profile_customers (
+    relation        regclass PRIMARY KEY,
+    customer_column name     NOT NULL
+);
+COMMENT ON TABLE billing.profile_customers IS
+    'The column of a tracked profiles table that names the customer of its e-mails (billing.track_profile_customers).';
+SELECT pg_catalog.pg_extension_config_dump('billing.profile_customers', '');
+
+CREATE FUNCTION billing.track_profile_customers(relation regclass, customer_column name DEFAULT 'id')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger AS g WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles') THEN
+        RAISE EXCEPTION 'billing: table % is not tracked by track_profiles', relation USING ERRCODE = 'undefined_object',
+              HINT = 'billing.track_profiles() starts tracking it.';
+    END IF;
+    -- A column of a type billing reads as an id (else an error naming it).
+    PERFORM billing._column_reader(relation, customer_column, 'id', 'p');
+    INSERT INTO billing.profile_customers AS pc VALUES (relation, customer_column)
+    ON CONFLICT ON CONSTRAINT profile_customers_pkey DO UPDATE SET customer_column = excluded.customer_column;
+END
+$$;
+COMMENT ON FUNCTION billing.track_profile_customers(regclass, name) IS
+    'The e-mails a tracked profiles table''s counter records from now on belong to the customer its customer_column names.';
+
+-- The customer of a profile row (NULL when its table has no customer
+-- column, or the column is NULL or empty), for the profiles trigger (which
+-- runs as billing's owner). The column is read with built-in conversions
+-- only (billing._column_reader).
+CREATE FUNCTION billing._profile_customer(p_relation regclass, p_row anyelement) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name := (SELECT pc.customer_column FROM billing.profile_customers AS pc WHERE pc.relation = p_relation);
+    who text;
+BEGIN
+    IF col IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT %s', billing._column_reader(p_relation, col, 'id', '($1)')) INTO who USING p_row;
+    RETURN CASE WHEN who <> '' THEN who END;
+EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
+    RETURN NULL;   -- the column was dropped or changed type: the e-mails belong to no customer
+END
+$$;
+REVOKE ALL ON FUNCTION billing._profile_customer(regclass, anyelement) FROM PUBLIC;

@@ -438,9 +438,60 @@ $$;
 COMMENT ON FUNCTION billing.costs(timestamptz, timestamptz, text, text) IS
     'Costs with from <= time < to per customer and day or month (group_by), of every customer or of one.';
 
+-- The customers of some conversations of one tracked table (keys as
+-- billing keys them), read from its mapping as the caller through the
+-- mapping's unique index: for a few thousand conversations, cheaper than
+-- reading the whole mapping. (A key billing shortened, see billing._key,
+-- is matched through the key.)
+CREATE FUNCTION billing._customers_of(p_source smallint, p_keys text[])
+RETURNS TABLE (source_id smallint, conversation_id text, customer text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s billing.customer_sources;
+    k text;
+    c text;
+    ktype text;
+BEGIN
+    SELECT cs.* INTO s FROM billing.customer_sources AS cs
+     WHERE cs.source_id = p_source AND billing._may_read_table(cs.source_id)
+       AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)
+       AND has_table_privilege(cs.lookup, 'SELECT');
+    IF NOT FOUND OR p_keys IS NULL THEN
+        RETURN;
+    END IF;
+    k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+    c := billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+    ktype := format_type((SELECT a.atttypid FROM pg_attribute AS a
+                           WHERE a.attrelid = s.lookup AND a.attname = s.lookup_key), NULL);
+    BEGIN
+        RETURN QUERY EXECUTE format(
+            'SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE c.%I = ANY ($1::%s[]) AND %s IS NOT NULL',
+            p_source, k, c, s.lookup, s.lookup_key, ktype, c)
+            USING ARRAY(SELECT x FROM unnest(p_keys) AS x WHERE x NOT LIKE '%... (md5 %)');
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        -- a key that is no value of the column's type: look them up one by one
+        RETURN QUERY EXECUTE format(
+            'SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE %s = ANY ($1) AND %s IS NOT NULL',
+            p_source, k, c, s.lookup, k, c)
+            USING p_keys;
+        RETURN;
+    END;
+    IF EXISTS (SELECT 1 FROM unnest(p_keys) AS x WHERE x LIKE '%... (md5 %)') THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE billing._key(%s) = ANY ($1) AND %s IS NOT NULL',
+            p_source, k, c, s.lookup, k, c)
+            USING ARRAY(SELECT x FROM unnest(p_keys) AS x WHERE x LIKE '%... (md5 %)');
+    END IF;
+END
+$$;
+
 -- The top 10 customers of a period, for the owner's dashboard: a
 -- "customers" entry once billing knows customers (else nothing, and no
--- read).
+-- read). The period's conversations are read once, and their customers
+-- looked up through the mapping's index.
 CREATE FUNCTION billing._dashboard_customers(p_from timestamptz, p_to timestamptz)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -453,16 +504,31 @@ BEGIN
         RETURN '{}'::jsonb;
     END IF;
     RETURN jsonb_build_object('customers', (
-        SELECT coalesce(jsonb_agg(jsonb_build_object('customer', c.customer, 'cost', c.cost, 'openai', c.openai,
-                                                     'aws', c.aws, 'tokens', c.tokens, 'messages', c.messages)
-                                  ORDER BY c.cost DESC, c.customer), '[]'::jsonb)
-          FROM (SELECT m.customer, sum(m.total_cost) AS cost, sum(m.openai_cost) AS openai, sum(m.aws_cost) AS aws,
-                       sum(m.tokens) AS tokens, sum(m.messages) AS messages
-                  FROM billing._customer_months(p_from, p_to, NULL) AS m
-                 WHERE m.customer IS NOT NULL
-                 GROUP BY m.customer
+        WITH conv AS MATERIALIZED (
+            SELECT * FROM billing._usage_by_conversation(p_from, p_to)
+        ), keys AS (
+            SELECT c.source_id, array_agg(c.conversation_id) AS keys FROM conv AS c
+             WHERE c.source_id IN (SELECT cs.source_id FROM billing.customer_sources AS cs)
+               AND c.conversation_id IS NOT NULL
+             GROUP BY c.source_id
+        ), map AS MATERIALIZED (
+            SELECT m.* FROM keys AS k CROSS JOIN LATERAL billing._customers_of(k.source_id, k.keys) AS m
+        ), x AS (
+            SELECT m.customer, c.cost AS openai, 0 AS aws, c.prompt_tokens::numeric + c.completion_tokens
+                   + c.estimated_tokens AS tokens, c.messages
+              FROM conv AS c JOIN map AS m ON m.source_id = c.source_id AND m.conversation_id = c.conversation_id
+            UNION ALL
+            SELECT a.customer, 0, a.cost, 0, 0 FROM billing._aws_by_customer(p_from, p_to, NULL) AS a
+             WHERE a.customer IS NOT NULL
+        )
+        SELECT coalesce(jsonb_agg(jsonb_build_object('customer', t.customer, 'cost', t.cost, 'openai', t.openai,
+                                                     'aws', t.aws, 'tokens', t.tokens, 'messages', t.messages)
+                                  ORDER BY t.cost DESC, t.customer), '[]'::jsonb)
+          FROM (SELECT x.customer, sum(x.openai + x.aws) AS cost, sum(x.openai) AS openai, sum(x.aws) AS aws,
+                       sum(x.tokens) AS tokens, sum(x.messages) AS messages
+                  FROM x GROUP BY x.customer
                  ORDER BY 2 DESC, 1
-                 LIMIT 10) AS c));
+                 LIMIT 10) AS t));
 END
 $$;
 

@@ -66,7 +66,10 @@ SELECT billing.dashboard(customer => 'alice', months => 3, at => '2026-11-15') -
 SELECT billing.dashboard(customer => 'bob', months => 3, at => '2026-11-15') - 'period' AS bob;
 SELECT billing.dashboard(3, 50, '2026-11-15') - 'period' AS owner_form;
 SELECT billing.dashboard('2026-10-01', '2026-11-01') ->> 'total_cost' AS october;   -- 0.0025 + 0.01
-SELECT openai_cost, aws_cost, total_cost FROM billing.current_period;   -- this month: nothing
+-- current_period: alice's current month, whatever the date.
+SELECT p.total_cost = coalesce((SELECT c.total_cost FROM billing.customer_costs AS c
+                                 WHERE c.month = billing.month_of(now())), 0) AS current_period_is_alices
+  FROM billing.current_period AS p;
 -- history and monthly_history: alice's months.
 SELECT month, source, cost, messages, emails FROM billing.history() ORDER BY month, source;
 SELECT month, source, cost, month_total FROM billing.monthly_history ORDER BY month, source;

@@ -121,6 +121,12 @@ SELECT l.kind, l.month, o.number AS adjusts, l.description, l.quantity, l.amount
  WHERE s.month = '2026-12-01' ORDER BY s.id, l.line;
 SELECT month, statements FROM billing.issued_months ORDER BY month;
 
+-- CSV export: every decimal kept (0.00000075, -0.0000018, ...), adjustments
+-- with the number of the statement they correct.
+COPY (SELECT * FROM billing.export_statement_lines('2026-11-01')) TO STDOUT WITH CSV HEADER;
+COPY (SELECT * FROM billing.export_costs('2026-10-01', '2026-12-01', 'month')) TO STDOUT WITH CSV HEADER;
+SELECT number, customer, month, usage_total, adjustments_total, total FROM billing.export_statements('2026-10-01');
+
 -- An ordinary role cannot change them either, nor issue.
 CREATE ROLE statement_reader;
 GRANT USAGE ON SCHEMA billing TO statement_reader;

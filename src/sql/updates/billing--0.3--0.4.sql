@@ -3745,6 +3745,18 @@ BEGIN
              ORDER BY 2 DESC, 1
              LIMIT top_conversations) AS x;
 
+    -- The AWS card's breakdown per service: the customer's recorded usage,
+    -- priced by effective date (an estimate: actual figures are not kept
+    -- per customer).
+    aws := aws || jsonb_build_object(
+        'breakdown', coalesce((SELECT jsonb_object_agg(b.service, jsonb_build_object('quantity', b.quantity, 'cost', b.cost,
+                                                                                     'basis', 'estimate'))
+                                 FROM (SELECT a.service, sum(a.quantity) AS quantity, sum(a.cost) AS cost
+                                         FROM billing._aws_by_customer(period_start, period_end, who) AS a
+                                        WHERE billing.current_customer() IS NULL OR billing.current_customer() = who
+                                        GROUP BY a.service) AS b), '{}'::jsonb),
+        'source', 'estimate');
+
     RETURN jsonb_build_object(
         'customer', who,
         'period', jsonb_build_object('start', period_start, 'end', period_end),

@@ -6,13 +6,14 @@
 # the month's actual total (billing.monthly_history). Methods compared, all
 # from the same two figures billing.forecast() returns (spent before p_at,
 # the past months' daily average):
-#   - run rate (the baseline; billing.budget_status's forecast): spent x
+#   - run rate (the baseline; billing.forecast's without history): spent x
 #     days / elapsed days;
 #   - past daily average only: past daily x days (ignores the month so far);
-#   - rate blend: spent + remaining days x (f x spent / elapsed + (1 - f) x
-#     past daily), f the elapsed fraction of the month;
-#   - month so far + past daily average (billing.forecast's method): spent +
-#     remaining days x past daily; the run rate where there is no history.
+#   - rate blend (billing.forecast's method, and budget_status's): spent +
+#     remaining days x (f x spent / elapsed + (1 - f) x past daily), f the
+#     elapsed fraction of the month; the run rate where there is no history;
+#   - month so far + past daily average (billing.forecast's method before
+#     the rate blend): spent + remaining days x past daily.
 # The error is the mean absolute percentage error, |forecast - actual| /
 # actual, over the months, per day and method; the report also lists every
 # month's figures.
@@ -149,7 +150,7 @@ report="$tmp/report.md"
         md_row "$m" "$(mape total 5 "$m")" "$(mape total 10 "$m")" "$(mape total 15 "$m")" "$(mape total 20 "$m")"
     done
     echo
-    echo "\"month so far + past daily average\" is billing.forecast()'s method; its errors computed from the function's own" \
+    echo "\"rate blend\" is billing.forecast()'s method; its errors computed from the function's own" \
          "forecast column: day 5 $(mape total 5 'billing.forecast() itself'), day 20 $(mape total 20 'billing.forecast() itself')."
     echo
     echo "## Every month (total)"

@@ -10,7 +10,7 @@
 #
 #   bench/inserts.sh [--rounds N] [--duration S] [--clients "1 4 8"] [--preload N]
 #                    [--workloads "reply user estimated multirow copy"] [--copies K]
-#                    [--settings-kind NAME]
+#                    [--settings-kind NAME] [--budgets N]
 #
 #   --rounds N         rounds (default 3); each runs every workload on both tables
 #   --duration S       seconds per pgbench run (default 30)
@@ -26,6 +26,10 @@
 #                      transaction, 1 client), copy (COPY of 10,000 rows per
 #                      transaction, 1 client); default all five
 #   --copies K         COPY statements per copy run (default 10)
+#   --budgets N        N budgets defined during the runs (default 0; issue
+#                      11 measures 20): a budget over everything, one for
+#                      OpenAI, one for AWS, the others per model and per
+#                      conversation; removed at the end
 #   --settings-kind N  the cluster's settings, for the report and its name:
 #                      "bench" (bench/cluster-settings.sh), "default"
 #                      (PostgreSQL's), ...; default "bench" when the server runs
@@ -57,6 +61,7 @@ preload=1000000
 workloads="reply user estimated multirow copy"
 copies=10
 settings_kind=""
+budgets=0
 
 # Rows per transaction of the multirow and copy workloads; the targets
 # (issue 15): tracked throughput at least this fraction of untracked.
@@ -65,7 +70,7 @@ copy_rows=10000
 single_target=0.9
 batch_target=0.8
 
-usage() { sed -n '11,32s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '11,36s/^# \{0,1\}//p' "$0"; }
 
 while (($#)); do
     case $1 in
@@ -76,6 +81,7 @@ while (($#)); do
         --workloads) workloads=${2:-}; shift ;;
         --copies) copies=${2:-}; shift ;;
         --settings-kind) settings_kind=${2:-}; shift ;;
+        --budgets) budgets=${2:-}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "inserts.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -87,6 +93,10 @@ for n in "$rounds" "$duration" "$copies" $clients; do
         exit 2
     fi
 done
+if [[ ! $budgets =~ ^[0-9]+$ ]]; then
+    echo "inserts.sh: --budgets takes a non-negative integer, got '$budgets'" >&2
+    exit 2
+fi
 if [[ ! $preload =~ ^[1-9][0-9]*$ ]] || ((preload < 100)); then
     echo "inserts.sh: --preload takes an integer of at least 100 (one conversation), got '$preload'" >&2
     exit 2
@@ -132,6 +142,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/billing-inserts.XXXXXX")
 chmod 0755 "$tmp"
 drop_tables() {
     pg >/dev/null 2>&1 <<'SQL' || true
+DELETE FROM billing.alerts WHERE budget LIKE 'bench_ins_%';
+DELETE FROM billing.budgets WHERE name LIKE 'bench_ins_%';
 SELECT billing.untrack_messages('bench_ins_tracked')
   FROM billing.tracked_tables WHERE relation = to_regclass('bench_ins_tracked');
 DROP TABLE IF EXISTS bench_ins_tracked, bench_ins_untracked;
@@ -205,6 +217,21 @@ log "preloaded $preloaded rows into each table in $((SECONDS - start)) s"
 log "tracking bench_ins_tracked (backfill)"
 backfill_seconds=$(pg -At -c "SELECT seconds FROM billing.track_messages('bench_ins_tracked')")
 pg -c 'VACUUM ANALYZE bench_ins_tracked' >/dev/null
+
+# The budgets of --budgets: amounts far above the tables' spend, so no alert
+# fires (merge() still checks every budget in prepare, untimed).
+if ((budgets > 0)); then
+    pg >/dev/null <<SQL
+INSERT INTO billing.budgets (name, scope, model, conversation_id, amount)
+SELECT 'bench_ins_' || k,
+       CASE WHEN k = 1 THEN 'all' WHEN k = 2 THEN 'openai' WHEN k = 3 THEN 'aws'
+            WHEN k % 2 = 0 THEN 'model' ELSE 'conversation' END,
+       CASE WHEN k > 3 AND k % 2 = 0 THEN (ARRAY['gpt-4o', 'gpt-4o-mini'])[1 + k / 2 % 2] END,
+       CASE WHEN k > 3 AND k % 2 = 1 THEN ($(conversation_of k))::text END,
+       1000000000
+  FROM generate_series(1, $budgets) AS k;
+SQL
+fi
 
 # What an estimated reply's trigger reads, alone: the query of its full body
 # (billing._trigger_function_body in src/sql/tracking.sql) for a new reply in
@@ -307,6 +334,14 @@ done
 
 # Samples, one line per run:
 #   workload  table  clients  rows/s  ms per transaction  WAL bytes per row  failed transactions
+#   server CPU µs per row
+# The server's CPU time per row (bench/lib.sh, server_cpu_ticks): every
+# process of the cluster, from just before a run to just after it, over the
+# run's rows; NaN when the server is not on this machine.
+pm=$(postmaster_pid)
+clock_ticks=$(getconf CLK_TCK)
+idle_children=0
+[[ -z $pm ]] || idle_children=$(server_children "$pm")
 samples=$tmp/samples.tsv
 : >"$samples"
 wal_lsn() { pg -At -c "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')"; }
@@ -326,10 +361,14 @@ SQL
 
 # run WORKLOAD TABLE CLIENTS: one timed run; appends its sample line.
 run() {
-    local w=$1 t=$2 n=$3 wal0 wal1 rows tps lat failed=0 rate i
+    local w=$1 t=$2 n=$3 wal0 wal1 rows tps lat failed=0 rate i cpu0=0 cpu1=0 cpu_us=NaN
     prepare
     log "round $round/$rounds: $w, $t, $n client$( ((n == 1)) || echo s)"
     wal0=$(wal_lsn)
+    if [[ -n $pm ]]; then
+        server_settle "$pm" "$idle_children"
+        cpu0=$(server_cpu_ticks "$pm")
+    fi
     if [[ $w == copy ]]; then
         # shellcheck disable=SC2119 # psql_times takes no arguments here
         {
@@ -360,15 +399,20 @@ run() {
             exit 1
         fi
     fi
+    if [[ -n $pm ]]; then
+        server_settle "$pm" "$idle_children"
+        cpu1=$(server_cpu_ticks "$pm")
+    fi
     wal1=$(wal_lsn)
     rows=$(rows_of "$t")
+    [[ -z $pm ]] || cpu_us=$(awk -v a="$cpu0" -v b="$cpu1" -v r="$rows" -v hz="$clock_ticks" 'BEGIN { printf "%.2f", (b - a) * 1e6 / hz / r }')
     case $w in
         multirow) rate=$(awk -v t="$tps" -v r="$multirow_rows" 'BEGIN { printf "%.1f", t * r }') ;;
         copy) rate=$(awk -v t="$tps" -v r="$copy_rows" 'BEGIN { printf "%.1f", t * r }') ;;
         *) rate=$tps ;;
     esac
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$t" "$n" "$rate" "$lat" \
-        "$(awk -v a="$wal0" -v b="$wal1" -v r="$rows" 'BEGIN { printf "%.0f", (b - a) / r }')" "${failed:-0}" >>"$samples"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$t" "$n" "$rate" "$lat" \
+        "$(awk -v a="$wal0" -v b="$wal1" -v r="$rows" 'BEGIN { printf "%.0f", (b - a) / r }')" "${failed:-0}" "$cpu_us" >>"$samples"
 }
 
 load_before=$(load_average)
@@ -443,10 +487,12 @@ report=$tmp/report.md
     machine_line "$load_before" "$load_after" "the runs ($minutes min)"
     echo "- $pg_version; billing $billing_version; $(pgbench --version)"
     echo "- cluster settings: $settings_kind, $settings_said"
+    echo "- budgets defined during the runs: $budgets$( ((budgets == 0)) || echo " (bench_ins_1 to bench_ins_$budgets: over everything, OpenAI, AWS, then per model and per conversation)")"
     echo "- durability, WAL and memory settings: $settings"
     echo "- tables: bench_ins_tracked and bench_ins_untracked, the columns and indexes of public.messages, each preloaded with the same $preloaded rows of public.messages ($conversations conversations of $conv_avg messages on average, $conv_min to $conv_max; $table_size with indexes); bench_ins_tracked then tracked by billing.track_messages() (its backfill: $backfill_seconds s)"
     echo "- before every run, untimed: the previous run's rows deleted, billing.merge(), VACUUM of both tables and billing's, CHECKPOINT; tracked and untracked alternate, which goes first flips each round"
     echo "- single-row workloads: pgbench -n -M prepared -c N -j min(N, 2) -T $duration, one INSERT per transaction (autocommit) into a random preloaded conversation; multirow: the same at 1 client; copy: one psql session per run, $copies \\copy FROM a file of $copy_rows rows, each its own transaction, timed by psql's \\timing; the clients run on the same CPUs as the server"
+    echo "- server CPU µs per row: the CPU time of every process of the cluster (backends, WAL writer, checkpointer, autovacuum; from /proc: the postmaster's own, its exited children's and its live children's) from just before a run to just after it, over the run's rows, median of the rounds; it leaves out pgbench and psql, which share the CPUs. \"server CPU, untracked / tracked\" is the throughput ratio a server-bound run would show, and is not moved by other work on the machine as rows/s are"
     echo "- rows/s: transactions per second times rows per transaction; extra µs per row: 1/tracked − 1/untracked rows/s (at 1 client, what the trigger adds to each row); WAL bytes per row: the WAL the run wrote (pg_current_wal_insert_lsn(), whole cluster) over its rows"
     echo "- after the runs: $ins_rows rows in bench_ins_tracked, $tracked_messages counted by billing after merge(); the cost of their usage from billing.month_usage = billing.openai_cost(data, created_at) over the table ($direct_cost); $estimates frozen prompt estimates for the $no_usage replies without usage: $(yes_no "$check_ok")"
     if ((failed_total > 0)); then
@@ -458,8 +504,9 @@ report=$tmp/report.md
         echo "### ${title[$w]}"
         echo
         md_row clients "untracked rows/s (median, min–max)" "tracked rows/s (median, min–max)" "tracked / untracked" \
-            "ms per transaction, untracked / tracked" "extra µs per row" "WAL bytes per row, untracked / tracked" "target ≥ ${target}×"
-        md_row ---: ---: ---: ---: ---: ---: ---: ---
+            "ms per transaction, untracked / tracked" "extra µs per row" "WAL bytes per row, untracked / tracked" \
+            "server CPU µs per row, untracked / tracked" "server CPU, untracked / tracked" "target ≥ ${target}×: rows/s, CPU"
+        md_row ---: ---: ---: ---: ---: ---: ---: ---: ---: ---
         for n in $counts; do
             read -r ur ulo uhi < <(stats "$w" bench_ins_untracked "$n" 4)
             read -r tr tlo thi < <(stats "$w" bench_ins_tracked "$n" 4)
@@ -467,11 +514,19 @@ report=$tmp/report.md
             read -r tl _ < <(stats "$w" bench_ins_tracked "$n" 5)
             read -r uw _ < <(stats "$w" bench_ins_untracked "$n" 6)
             read -r tw _ < <(stats "$w" bench_ins_tracked "$n" 6)
+            read -r uc _ < <(stats "$w" bench_ins_untracked "$n" 8)
+            read -r tc _ < <(stats "$w" bench_ins_tracked "$n" 8)
             # Three decimals: a ratio just under its target must not print as the target.
             met=$(awk -v a="$tr" -v b="$ur" -v g="$target" 'BEGIN { print (a / b >= g ? "met" : "**not met**") }')
+            if [[ -n $pm ]]; then
+                cpu_ratio=$(awk -v a="$uc" -v b="$tc" 'BEGIN { printf "%.3f×", a / b }')
+                met="$met, $(awk -v a="$uc" -v b="$tc" -v g="$target" 'BEGIN { print (a / b >= g ? "met" : "**not met**") }')"
+            else
+                cpu_ratio=n/a
+            fi
             md_row "$n" "$(printf '%.0f (%.0f–%.0f)' "$ur" "$ulo" "$uhi")" "$(printf '%.0f (%.0f–%.0f)' "$tr" "$tlo" "$thi")" \
                 "$(awk -v a="$tr" -v b="$ur" 'BEGIN { printf "%.3f×", a / b }')" "$(printf '%.3f / %.3f' "$ul" "$tl")" "$(extra_us "$tr" "$ur")" \
-                "$(printf '%.0f / %.0f' "$uw" "$tw")" "$met"
+                "$(printf '%.0f / %.0f' "$uw" "$tw")" "$(printf '%s / %s' "$uc" "$tc")" "$cpu_ratio" "$met"
         done
     done
     if [[ " $workloads " == *" estimated "* ]]; then

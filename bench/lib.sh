@@ -136,3 +136,60 @@ save_report() {
         log "could not regenerate $(dirname "$2")/latest.md (bash bench/summary.sh)"
     fi
 }
+
+# The server's CPU time, for benches whose wall-clock figures a shared
+# machine makes noisy: CPU time is what a run cost the server whatever else
+# the CPUs were doing.
+#
+# postmaster_pid: the PID of the cluster's postmaster (the parent of its
+# checkpointer), or nothing when the server is not on this machine.
+postmaster_pid() {
+    local ckpt
+    ckpt=$(pg -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'") || return 0
+    [[ -n $ckpt && -r /proc/$ckpt/stat ]] || return 0
+    server_stat_fields "$ckpt" | cut -d ' ' -f 2
+}
+# server_stat_fields PID: the fields of /proc/PID/stat after the command
+# name (state ppid ... utime stime cutime cstime ...), or fails.
+server_stat_fields() {
+    local line
+    { read -r line </proc/"$1"/stat; } 2>/dev/null || return 1
+    echo "${line##*) }"
+}
+# server_cpu_ticks POSTMASTER: clock ticks of CPU the server has used: the
+# postmaster's own, its exited children's (cutime, cstime: a backend's
+# time is added there when the postmaster reaps it) and its live children's.
+server_cpu_ticks() {
+    local pm=$1 f ticks=0 pid
+    local -a v
+    read -ra v <<<"$(server_stat_fields "$pm")"
+    ticks=$((v[11] + v[12] + v[13] + v[14]))
+    for f in /proc/[0-9]*/stat; do
+        pid=${f#/proc/}
+        pid=${pid%/stat}
+        [[ $pid == "$pm" ]] && continue
+        read -ra v <<<"$(server_stat_fields "$pid")" || continue
+        ((${#v[@]} > 12)) && [[ ${v[1]} == "$pm" ]] && ticks=$((ticks + v[11] + v[12]))
+    done
+    echo "$ticks"
+}
+# server_children POSTMASTER: how many processes the postmaster has now.
+server_children() {
+    local f n=0
+    local -a v
+    for f in /proc/[0-9]*/stat; do
+        read -ra v <<<"$(server_stat_fields "${f//[^0-9]/}")" || continue
+        [[ ${v[1]:-} == "$1" ]] && n=$((n + 1))
+    done
+    echo "$n"
+}
+# server_settle POSTMASTER COUNT: wait (up to 5 s) until the postmaster has
+# at most COUNT children again, so that the sessions of a run have exited
+# and their CPU time is in the postmaster's cutime.
+server_settle() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        (($(server_children "$1") <= $2)) && return 0
+        sleep 0.1
+    done
+}

@@ -5,7 +5,7 @@
 # bench/dashboard.sh and bench/inserts.sh on it. See bench/RESULTS-part2.md.
 #
 #   bench/part2.sh [--messages N] [--runs R] [--backfill-runs R] [--skip LIST] [--no-setup]
-#                  [--default-settings] [--rounds N] [--duration S]
+#                  [--default-settings] [--rounds N] [--duration S] [--budgets N]
 #
 #   --messages N        rows in public.messages (default 1000000)
 #   --runs R            dashboard.sh rounds (default 5)
@@ -20,6 +20,7 @@
 #                       replace the bench settings' figures in latest.md
 #   --rounds N          inserts.sh rounds (its default: 3)
 #   --duration S        inserts.sh seconds per run (its default: 30)
+#   --budgets N         budgets defined during inserts.sh's runs (its default: 0)
 #
 # Each script's report goes to stdout and to bench/results/, and each
 # regenerates bench/results/latest.md (bench/summary.sh).
@@ -37,7 +38,7 @@ setup=1
 default_settings=0
 inserts_opts=()
 
-usage() { sed -n '7,23s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '7,24s/^# \{0,1\}//p' "$0"; }
 
 while (($#)); do
     case $1 in
@@ -47,9 +48,9 @@ while (($#)); do
         --skip) skip=${2:-}; shift ;;
         --no-setup) setup=0 ;;
         --default-settings) default_settings=1 ;;
-        --rounds | --duration)
-            if [[ ! ${2:-} =~ ^[1-9][0-9]*$ ]]; then
-                echo "part2.sh: $1 takes a positive integer, got '${2:-}'" >&2
+        --rounds | --duration | --budgets)
+            if [[ ! ${2:-} =~ ^[0-9]+$ || ( $1 != --budgets && ${2:-} == 0 ) ]]; then
+                echo "part2.sh: $1 takes a positive integer (--budgets: 0 or more), got '${2:-}'" >&2
                 exit 2
             fi
             inserts_opts+=("$1" "$2"); shift ;;

@@ -118,6 +118,21 @@ SELECT * FROM bud_differences;
 SELECT budget, spent = forecast AS final FROM billing._budget_status('2024-11-01', '2024-12-05') ORDER BY budget;
 -- December is another period: 0.01 of gpt-4o, 0.05 of SES (all 0.06).
 SELECT budget, spent, state FROM billing._budget_status('2024-12-01', '2024-12-10') ORDER BY budget;
+-- November had no whole month of history (October, the first month with
+-- any cost, is left out): its forecast was the run rate (above).
+SELECT DISTINCT forecast_method FROM billing._budget_status('2024-11-01', '2024-11-16 00:00+00');
+-- December's forecast on the 16th 00:00 is the rate blend (billing.forecast's
+-- method) over November (30 days): 15 of 31 days gone, f = 15/31, 16 days
+-- left: spent + 16 x (spent / 31 + (16/31) x november / 30)
+--      = spent x 47/31 + november x 256/930:
+--   4o      0.01 x 47/31 + 0.00075   x 256/930 = 0.015161290 + 0.000206452 = 0.015368
+--   all     0.06 x 47/31 + 1.2732518 x 256/930 = 0.090967742 + 0.350486517 = 0.441454
+--   aws     0.05 x 47/31 + 0.52      x 256/930 = 0.075806452 + 0.143139785 = 0.218946
+--   conv-a  0            + 0.75075   x 256/930 = 0.206658
+--   conv-z  0            + 0                   = 0
+--   mini    0            + 0.7500018 x 256/930 = 0.206452
+--   openai  0.01 x 47/31 + 0.7532518 x 256/930 = 0.015161290 + 0.207346732 = 0.222508
+SELECT budget, spent, forecast, forecast_method FROM billing._budget_status('2024-12-01', '2024-12-16 00:00+00') ORDER BY budget;
 
 -- === Alerts ===============================================================
 -- On 20 November: all 1.27 of 2 reaches 50% (1.00); openai 100%; aws 50%;

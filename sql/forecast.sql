@@ -31,18 +31,21 @@ SELECT billing.record_usage('ses', 5000, '2025-06-05 00:00+00') > 0 AS recorded;
 SELECT month, source, cost FROM billing.monthly_history ORDER BY month, source;
 
 -- === With history: 11 June 2025 00:00 =====================================
--- 10 of June's 30 days gone. The window: April and May (March, the first
--- month with usage, is left out), 30 + 31 = 61 days.
+-- 10 of June's 30 days gone (f = 1/3, 20 days left). The window: April and
+-- May (March, the first month with usage, is left out), 30 + 31 = 61 days.
+-- The rate blend: spent + 20 x (spent / 30 + (2/3) x past daily)
+--               = spent x 5/3 + past daily x 40/3.
 --   openai: spent 10 (the reply at exactly 00:00 is not before p_at);
 --           past daily (30 + 62) / 61 = 1.508196721... -> 1.508197;
---           forecast 10 + 20 x 92 / 61 = 10 + 30.163934426... = 40.163934
+--           forecast 10 x 5/3 + (92 / 61) x 40/3 = 16.666666667 + 20.109289617 = 36.775956284 -> 36.775956
 --   aws:    spent 0.5; past daily (0 + 1) / 61 = 0.016393442... -> 0.016393;
---           forecast 0.5 + 20 / 61 = 0.827868852... -> 0.827869
+--           forecast 0.5 x 5/3 + (1 / 61) x 40/3 = 0.833333333 + 0.218579235 = 1.051912568 -> 1.051913
 --   total:  spent 10.5; past daily 93 / 61 = 1.524590164 -> 1.524590;
---           forecast 10.5 + 20 x 93 / 61 = 40.991803278... -> 40.991803
+--           forecast 10.5 x 5/3 + (93 / 61) x 40/3 = 17.5 + 20.327868852 = 37.827868852 -> 37.827869
 SELECT * FROM billing.forecast('2025-06-11 00:00+00');
 -- Unmerged writes count like merged ones: a $1.00 reply on 3 June, left in
--- the ledger, moves openai to spent 11 and forecast 41.163934.
+-- the ledger, moves openai to spent 11 and forecast
+-- 11 x 5/3 + 20.109289617 = 18.333333333 + 20.109289617 = 38.442622951 -> 38.442623.
 INSERT INTO fc_messages (conversation_id, role, content, data, created_at)
 VALUES ('c', 'assistant', 'late', '{"model": "gpt-4o", "prompt_tokens": 400000, "completion_tokens": 0}', '2025-06-03 00:00+00');
 SELECT source, spent, forecast FROM billing.forecast('2025-06-11 00:00+00') WHERE source = 'openai';
@@ -51,12 +54,12 @@ SELECT source, spent, forecast FROM billing.forecast('2025-06-11 00:00+00') WHER
 DELETE FROM fc_messages WHERE content = 'late';
 SELECT billing.merge() IS NOT NULL AS merged;
 
--- At the month's first instant nothing is spent: the forecast is the past
--- daily average over the whole month: openai 30 x 92 / 61 = 45.245901639...
+-- At the month's first instant nothing is spent and f = 0: the forecast is
+-- the past daily average over the whole month: openai 30 x 92 / 61 = 45.245901639...
 -- -> 45.245902; aws 30 / 61 = 0.491803; total 30 x 93 / 61 = 45.737705.
 SELECT source, spent, forecast, method FROM billing.forecast('2025-06-01 00:00+00');
 -- The last microsecond of June: spent 12 (all of June's replies), nearly
--- nothing left at the past rate: 12 + 1e-6 / 86400 x 92 / 61 -> 12.000000.
+-- nothing left: 12 + (1e-6 / 86400) x (12 / 30 + ~0 x 92 / 61) -> 12.000000.
 SELECT source, spent, forecast FROM billing.forecast('2025-06-30 23:59:59.999999+00') WHERE source = 'openai';
 
 -- === Without history: the run rate ========================================
@@ -67,9 +70,12 @@ SELECT * FROM billing.forecast('2025-04-16 00:00+00');
 SELECT source, spent, forecast, method FROM billing.forecast('2025-03-11 00:00+00');
 -- 10 March 12:00: 9.5 days gone: 2 x 31 / 9.5 = 6.526315789... -> 6.526316.
 SELECT source, spent, forecast FROM billing.forecast('2025-03-10 12:00+00') WHERE source = 'openai';
--- May 2025 as of the 21st 00:00 (20 of 31 days gone): the window is April
--- alone (30 days, $30: $1 a day). openai spent 40: 40 + 11 x 1 = 51;
--- aws spent 1 (the e-mails of the 15th), past daily 0: 1.
+-- May 2025 as of the 21st 00:00 (20 of 31 days gone, f = 20/31, 11 days
+-- left): the window is April alone (30 days, $30: $1 a day). The rate
+-- blend: spent + 11 x (spent / 31 + (11/31) x past daily).
+--   openai spent 40: 40 + 11 x (40 + 11) / 31 = 40 + 561/31 = 58.096774193... -> 58.096774;
+--   aws spent 1 (the e-mails of the 15th), past daily 0: 1 + 11/31 = 1.354838709... -> 1.354839;
+--   total spent 41, past daily 1: 41 + 11 x (41 + 11) / 31 = 41 + 572/31 = 59.451612903... -> 59.451613.
 SELECT source, spent, past_daily, past_months, forecast FROM billing.forecast('2025-05-21 00:00+00');
 
 -- === Bad input ============================================================

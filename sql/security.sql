@@ -57,7 +57,8 @@ RESET search_path;
 
 -- SECURITY DEFINER only where app roles write through billing (the triggers,
 -- and event triggers on their DDL, that keep billing's tables in step;
--- record_usage), each with a pinned search_path and no EXECUTE for PUBLIC.
+-- record_usage; allowance() and the three functions that deliver alerts,
+-- granted explicitly), each with a pinned search_path and no EXECUTE for PUBLIC.
 SELECT p.oid::regprocedure AS security_definer, p.proconfig AS config,
        has_function_privilege('public', p.oid, 'EXECUTE') AS public_may_execute
   FROM pg_proc AS p WHERE p.pronamespace = 'billing'::regnamespace AND p.prosecdef ORDER BY 1;

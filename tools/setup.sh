@@ -3,22 +3,24 @@
 # extension.  Idempotent: a machine that has every package does no apt work,
 # so tools/test.sh can call this on every run.
 #
-#   tools/setup.sh [--demo] [--log FILE]
+#   tools/setup.sh [--demo] [--app] [--log FILE]
 #   --demo      only what tools/demo.sh needs: PostgreSQL 15 and its server
 #               headers, libfmt-dev, g++ and make; the extension is built and
 #               installed, the C++ unit tests are not built
+#   --app       with --demo: also Node.js and npm if missing (tools/demo.sh --app)
 #   --log FILE  apt and compiler output go to FILE (appended), the terminal
 #               gets one line per step, and the log's tail if a step fails
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-demo=0 log=
+demo=0 app=0 log=
 while (($#)); do
     case $1 in
         --demo) demo=1 ;;
+        --app) app=1 ;;
         --log) log=${2:?--log needs a file}; shift ;;
-        -h|--help) sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -64,13 +66,26 @@ packages=(postgresql-15 postgresql-server-dev-15 libfmt-dev g++ make)
 # (libFuzzer, ASan, UBSan runtimes) for the fuzz build, llvm-14 for its
 # llvm-symbolizer (file:line in sanitizer reports), faketime (libfaketime)
 # for tools/test.sh's run of pg_regress and isolation with the server's
-# clock at another date.
+# clock at another date; chromium for the example app's browser test
+# (test/scripts/app_e2e.sh, playwright-core drives it), python3-psycopg for
+# the Python example's (test/scripts/python_example.sh).
 if ((!demo)); then
     packages+=(
         postgresql-15-cron cmake pkg-config
         googletest libgtest-dev libgmock-dev libbenchmark-dev
         clang libclang-rt-14-dev llvm-14 git ca-certificates faketime
+        chromium python3-psycopg
     )
+fi
+# Node.js and npm, for the example app (examples/nextjs, tools/demo.sh --app
+# and the browser test), tools/alert-delivery and bench/node: Debian's only
+# when the machine has none (a Node.js from elsewhere, such as NodeSource's,
+# brings its own npm, and its nodejs package conflicts with Debian's npm).
+# Next.js 16 needs Node.js >= 20.9; Debian 12's is 18, with which the app's
+# test says so and fails.
+if ((!demo || app)); then
+    command -v node >/dev/null || packages+=(nodejs)
+    command -v npm >/dev/null || packages+=(npm)
 fi
 
 missing=()

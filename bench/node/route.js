@@ -66,13 +66,10 @@ function hasUsage(data) {
     (data.prompt_tokens != null || data.completion_tokens != null || data.tokens != null);
 }
 
-async function main() {
-  const args = parseArgs(process.argv.slice(2));
-  const client = new Client();
-  await client.connect();
-
-  const start = process.hrtime.bigint();
-  const now = args.at ?? new Date();
+// Steps 1-7 on a connected client, for the time `now`: the payload, its
+// JSON text (the response body) and the number of messages fetched. Also
+// served over HTTP by serve.js (bench/app.sh).
+async function seedRoute(client, now) {
   const currentMonth = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
   const historyFrom = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - (HISTORY_MONTHS - 1), 1));
   const nextMonth = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1));
@@ -178,8 +175,19 @@ async function main() {
     conversations: top,
     history,
   };
-  const body = JSON.stringify(payload);
+  return { payload, body: JSON.stringify(payload), rows: messages.length, messages };
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const client = new Client();
+  await client.connect();
+
+  const start = process.hrtime.bigint();
+  // (messages kept alive to the end, so heap_used_kb counts them as before)
+  const { payload, body, rows, messages } = await seedRoute(client, args.at ?? new Date());
   const elapsedMs = Number(process.hrtime.bigint() - start) / 1e6;
+  const { openai: current, aws, conversations: top, history } = payload;
 
   await client.end();
   if (args.payload) require('fs').writeFileSync(args.payload, body);
@@ -188,7 +196,7 @@ async function main() {
     elapsed_ms: Math.round(elapsedMs * 10) / 10,
     max_rss_kb: usage.maxRSS,
     heap_used_kb: Math.round(process.memoryUsage().heapUsed / 1024),
-    rows: messages.length,
+    rows: messages.length === rows ? rows : -1,
     payload_bytes: Buffer.byteLength(body),
     openai_cost: current.cost,
     total_cost: payload.total_cost,
@@ -198,7 +206,11 @@ async function main() {
   }) + '\n');
 }
 
-main().catch((err) => {
-  process.stderr.write(`route.js: ${err.stack || err}\n`);
-  process.exit(1);
-});
+module.exports = { seedRoute };
+
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`route.js: ${err.stack || err}\n`);
+    process.exit(1);
+  });
+}

@@ -14,7 +14,12 @@ namespace {
 // The generation comes with the table's OID: DROP EXTENSION and CREATE
 // EXTENSION in one connection restart the sequence, so a generation alone
 // can repeat; the pair cannot (a new table gets a new OID).
-constexpr const char* kGenerationQuery = "SELECT generation, tableoid FROM billing.catalog_state";
+// The third column: whether a transaction still in progress is changing this
+// node's catalog while the Citus coordinator shares it (src/sql/citus.sql);
+// false at once when no transaction has touched the row since it was written.
+constexpr const char* kGenerationQuery =
+    "SELECT generation, tableoid, CASE WHEN xmax = '0'::pg_catalog.xid THEN false "
+    "ELSE billing._catalog_in_flux(xmax) END FROM billing.catalog_state";
 constexpr const char* kModelQuery =
     "SELECT model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m FROM billing.model_prices";
 constexpr const char* kServiceQuery = "SELECT service, effective_from, unit_price FROM billing.aws_prices";
@@ -82,6 +87,18 @@ Generation read_generation() {
   const Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
   bool table_isnull;
   const Datum table = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &table_isnull);
+  bool flux_isnull;
+  const Datum flux = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &flux_isnull);
+  if (!flux_isnull && DatumGetBool(flux))
+    ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                    errmsg("billing: this node's price catalog is being changed by a transaction "
+                           "this query does not see"),
+                    errdetail("This transaction changed prices over another connection to this node, or a "
+                              "committed change is still being applied here: the coordinator may price with "
+                              "another catalog than this node, and the query fails rather than mix them."),
+                    errhint("Run the query again once the change has committed; in the transaction that "
+                            "changes prices, SET LOCAL citus.multi_shard_modify_mode = 'sequential' before "
+                            "the change keeps one connection per node.")));
   return Generation{isnull ? 0 : DatumGetInt64(d), table_isnull ? InvalidOid : DatumGetObjectId(table)};
 }
 

@@ -76,36 +76,6 @@ SELECT count(*), sum(c) FROM (SELECT conversation_id, billing.openai_cost(data, 
 SELECT sum(billing.message_cost(data, created_at)) FROM messages;
 SELECT sum(billing.message_cost(data, created_at)) FROM messages_local;
 
-\echo '==== 5. track_messages on the distributed table'
+\echo '==== 5. track_messages on the distributed table: refused (a local table tracks: test/citus/sql/local_tracking.sql)'
 SELECT billing.track_messages('messages');
-\echo '---- ... with DDL propagation off (billing''s functions stay on the coordinator)'
-BEGIN;
-SET LOCAL citus.enable_ddl_propagation = off;
-SELECT billing.track_messages('messages');
-SELECT tgrelid::regclass, tgname FROM pg_trigger WHERE tgname LIKE 'billing%' ORDER BY 1, 2;
-SELECT * FROM run_command_on_workers($$SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'billing%'$$);
-ROLLBACK;
-\echo '==== 6. track_messages on a Citus coordinator, a local table'
-SELECT billing.track_messages('messages_local');
-\echo '---- ... with DDL propagation off'
-SET citus.enable_ddl_propagation = off;
-SELECT billing.track_messages('messages_local');
-RESET citus.enable_ddl_propagation;
-INSERT INTO messages_local (id, conversation_id, role, data, created_at)
-VALUES (5001, '00000000-0000-4000-8000-000000000001', 'assistant',
-        '{"model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 100}', '2025-02-01 12:00+00');
-SELECT count(*) AS ledger_rows FROM billing.usage_ledger;
-\echo '==== 7. the distributed table tracked without backfill (DDL propagation off): writes on the workers'
-SET citus.enable_ddl_propagation = off;
-SELECT tracked, backfilled FROM billing.track_messages('messages', backfill => false);
-RESET citus.enable_ddl_propagation;
-SELECT tgrelid::regclass, tgname FROM pg_trigger WHERE tgname LIKE 'billing%' ORDER BY 1, 2;
-SELECT * FROM run_command_on_workers($$SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'billing%'$$);
-INSERT INTO messages (id, conversation_id, role, data, created_at)
-VALUES (5002, '00000000-0000-4000-8000-000000000001', 'assistant',
-        '{"model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 100}', '2025-02-01 12:00+00');
-SELECT count(*) AS ledger_rows FROM billing.usage_ledger;
-\echo '==== 8. merge()'
-SELECT billing.merge();
-\echo '==== 9. dashboard()'
-SELECT billing.dashboard() IS NOT NULL AS dashboard;
+SELECT billing.track_profiles('messages');

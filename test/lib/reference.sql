@@ -289,19 +289,58 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- What each budget (but model budgets: the reference does not resolve
--- names) has spent in the current and the previous UTC month, recomputed.
-CREATE VIEW ref.budget_spend AS
-SELECT b.name AS budget, p.m AS period,
+-- names) has spent in the UTC month p_month, recomputed.
+CREATE FUNCTION ref.budget_spent_in(p_month date) RETURNS TABLE (budget text, spent numeric)
+LANGUAGE sql STABLE AS $$
+SELECT b.name,
        CASE b.scope
-           WHEN 'all' THEN coalesce((SELECT t.month_total FROM ref.month_totals AS t WHERE t.month = p.m), 0)
-           WHEN 'openai' THEN coalesce((SELECT o.cost FROM ref.openai_months AS o WHERE o.month = p.m), 0)
-           WHEN 'aws' THEN coalesce((SELECT a.cost FROM ref.aws_months AS a WHERE a.month = p.m), 0)
+           WHEN 'all' THEN coalesce((SELECT t.month_total FROM ref.month_totals AS t WHERE t.month = p_month), 0)
+           WHEN 'openai' THEN coalesce((SELECT o.cost FROM ref.openai_months AS o WHERE o.month = p_month), 0)
+           WHEN 'aws' THEN coalesce((SELECT a.cost FROM ref.aws_months AS a WHERE a.month = p_month), 0)
            ELSE coalesce((SELECT sum(c.cost) FROM ref.conversations AS c
-                           WHERE c.month = p.m AND c.conversation_id = b.conversation_id), 0) END AS spent
+                           WHERE c.month = p_month AND c.conversation_id = b.conversation_id), 0) END
   FROM billing.budgets AS b
- CROSS JOIN (VALUES (date_trunc('month', now() AT TIME ZONE 'UTC')::date),
-                    ((date_trunc('month', now() AT TIME ZONE 'UTC') - interval '1 month')::date)) AS p(m)
- WHERE b.scope <> 'model';
+ WHERE b.scope <> 'model'
+$$;
+
+-- ... in the current and the previous UTC month.
+CREATE VIEW ref.budget_spend AS
+SELECT s.budget, p.m AS period, s.spent
+  FROM (VALUES (date_trunc('month', now() AT TIME ZONE 'UTC')::date),
+               ((date_trunc('month', now() AT TIME ZONE 'UTC') - interval '1 month')::date)) AS p(m)
+ CROSS JOIN LATERAL ref.budget_spent_in(p.m) AS s;
+
+-- Each budget's forecast of the current UTC month at now(), as
+-- budget_status makes it (README "billing.budget_status"), from the
+-- recomputed spend: the rate blend, spent + days left x (spent / days +
+-- (1 - f) x past daily), f the elapsed fraction of the month and past
+-- daily the budget's spend over the history window (the up to 3 whole
+-- months before, the first month with any cost and those before it left
+-- out) divided by its days; the run rate (elapsed counted as at least one
+-- day) when the window is empty.
+CREATE VIEW ref.budget_forecast AS
+WITH m AS (
+    SELECT x.m, (x.m + interval '1 month')::date - x.m AS days,
+           extract(epoch FROM now() - (x.m::timestamp AT TIME ZONE 'UTC')) / 86400 AS elapsed
+      FROM (SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date AS m) AS x
+), win AS (
+    SELECT g::date AS month, (g + interval '1 month')::date - g::date AS days
+      FROM m, (SELECT min(t.month) AS first_month FROM ref.month_totals AS t WHERE t.month < (SELECT m FROM m)) AS f,
+           generate_series(greatest(m.m - interval '3 months', f.first_month + interval '1 month'),
+                           m.m - interval '1 month', interval '1 month') AS g
+     WHERE f.first_month IS NOT NULL
+), past AS (
+    SELECT s.budget, sum(s.spent) AS spent FROM win CROSS JOIN LATERAL ref.budget_spent_in(win.month) AS s GROUP BY s.budget
+), w AS (
+    SELECT count(*) AS months, sum(win.days) AS days FROM win
+)
+SELECT s.budget,
+       CASE WHEN w.months > 0
+            THEN round(s.spent + (m.days - m.elapsed) * (s.spent / m.days + (1 - m.elapsed / m.days) * p.spent / w.days), 6)
+            ELSE round(s.spent * m.days / greatest(m.elapsed, 1), 6) END AS forecast,
+       CASE WHEN w.months > 0 THEN 'rate blend' ELSE 'run rate' END AS forecast_method
+  FROM m CROSS JOIN w CROSS JOIN LATERAL ref.budget_spent_in(m.m) AS s
+  LEFT JOIN past AS p ON p.budget = s.budget;
 
 -- The comparisons of ref.mismatches(), over the current ref.priced.
 -- (jit = off: the planner's estimates for this many set-returning calls
@@ -354,6 +393,12 @@ LANGUAGE sql STABLE SET jit = off AS $$
           FROM (SELECT DISTINCT r.period FROM ref_budgets AS r) AS p
          CROSS JOIN LATERAL billing._budget_status(p.period, now()) AS s
          WHERE s.scope <> 'model'
+    ), ref_forecast AS MATERIALIZED (
+        SELECT * FROM ref.budget_forecast
+    ), got_forecast AS MATERIALIZED (
+        SELECT s.budget, s.forecast, s.forecast_method
+          FROM billing._budget_status(date_trunc('month', now() AT TIME ZONE 'UTC')::date, now()) AS s
+         WHERE s.scope <> 'model'
     ), d AS MATERIALIZED (
         SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS m_from,
                (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC' AS m_to,
@@ -390,7 +435,12 @@ LANGUAGE sql STABLE SET jit = off AS $$
     UNION ALL
     SELECT 'budget_status spent', 'expected', x::text FROM (SELECT * FROM ref_budgets EXCEPT SELECT * FROM got_budgets) AS x
     UNION ALL
-    SELECT 'budget_status spent', 'got', x::text FROM (SELECT * FROM got_budgets EXCEPT SELECT * FROM ref_budgets) AS x    UNION ALL
+    SELECT 'budget_status spent', 'got', x::text FROM (SELECT * FROM got_budgets EXCEPT SELECT * FROM ref_budgets) AS x
+    UNION ALL
+    SELECT 'budget_status forecast', 'expected', x::text FROM (SELECT * FROM ref_forecast EXCEPT SELECT * FROM got_forecast) AS x
+    UNION ALL
+    SELECT 'budget_status forecast', 'got', x::text FROM (SELECT * FROM got_forecast EXCEPT SELECT * FROM ref_forecast) AS x
+    UNION ALL
     SELECT m.* FROM d CROSS JOIN LATERAL ref.dashboard_mismatches('dashboard()', d.current, d.m_from, d.m_to, 50, 6) AS m
     UNION ALL
     SELECT m.* FROM d CROSS JOIN LATERAL ref.dashboard_mismatches('dashboard(-40 days, -3 days)', d.ragged,

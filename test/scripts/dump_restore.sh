@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # pg_dump / pg_restore of a database that uses billing keeps the user's price
 # rows and seed removals, duplicates no seed row, and restores a catalog that
-# prices exactly as the original; budgets and fired alerts are kept, and an
-# alert fired before the dump does not fire again after the restore; issued
-# statements and their lines are kept byte for byte, and stay unchangeable. Runs
+# prices exactly as the original; budgets, fired alerts (with their
+# delivery state) and the user's savings pairs are kept, an alert fired
+# before the dump does not fire again after the restore, and a delivered
+# one is not claimed for delivery again; issued statements and their lines
+# are kept byte for byte, and stay unchangeable. Runs
 # against the cluster tools/test.sh started (PGHOST/PGPORT/PGUSER in the
 # environment).
 set -euo pipefail
@@ -60,6 +62,16 @@ INSERT INTO billing.aws_actuals (month, service, cost) VALUES ('2025-12-01', 'se
 -- 50% of 20 (10), not 100%.
 INSERT INTO billing.budgets (name, scope, amount, thresholds, created_at) VALUES ('january', 'all', 20, '{50,100}', '2026-01-01');
 SELECT billing.check_alerts('2026-01-20');
+-- Its delivery: one failed attempt, then delivered.
+SELECT count(*) FROM billing.claim_alerts('deliverer', 10);
+SELECT billing.alert_failed(1, 'deliverer', 'HTTP 503', '0 seconds');
+SELECT count(*) FROM billing.claim_alerts('deliverer', 10);
+SELECT billing.alert_delivered(1, 'deliverer');
+-- Savings pairs: one on the user's own model (restored after its price),
+-- a changed default (now the user's), a default switched off.
+INSERT INTO billing.savings_pairs (model, cheaper_model) VALUES ('my-finetune', 'gpt-4o-mini');
+UPDATE billing.savings_pairs SET cheaper_model = 'gpt-4.1-nano' WHERE model = 'gpt-4.1';
+UPDATE billing.savings_pairs SET cheaper_model = NULL WHERE model = 'o1';
 SQL
 
 pg_dump -Fc -d "$src" -f "$dump"
@@ -85,13 +97,16 @@ conversations="SELECT string_agg(format('%s|%s|%s|%s', month, conversation_id, c
 estimates="SELECT string_agg(format('%s|%s', message_id, prompt_tokens), ',' ORDER BY message_id) FROM billing.estimated_prompts"
 settings="SELECT string_agg(name || '=' || value, ',' ORDER BY name) FROM billing.settings"
 budgets="SELECT string_agg(format('%s|%s|%s|%s|%s|%s', name, scope, amount, thresholds, blocks, created_at), ',' ORDER BY name) FROM billing.budgets"
-alerts="SELECT string_agg(format('%s|%s|%s|%s|%s|%s|%s', id, budget, threshold, period, spent, fired_at, delivered_at), ',' ORDER BY id) FROM billing.alerts"
+alerts="SELECT string_agg(format('%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s', id, budget, threshold, period, spent, fired_at, delivered_at,
+                                  attempts, last_error, claimed_by, next_attempt_at), ',' ORDER BY id) FROM billing.alerts"
+pairs="SELECT string_agg(format('%s|%s|%s', model, cheaper_model, origin), ',' ORDER BY model) FROM billing.savings_pairs"
+savings="SELECT string_agg(format('%s|%s|%s|%s', model, cheaper_model, cost, cheaper_cost), ',' ORDER BY model) FROM billing.savings('2026-01-01', '2026-02-01')"
 # Statements byte for byte (every column's text), and the customers' views.
 statements="SELECT string_agg(s::text, E'\\n' ORDER BY s.id) FROM billing.statements AS s"
 lines="SELECT string_agg(l::text, E'\\n' ORDER BY l.statement_id, l.line) FROM billing.statement_lines AS l"
 issued="SELECT string_agg(i::text, E'\\n' ORDER BY i.month) FROM billing.issued_months AS i"
 customers="SELECT string_agg(c::text, E'\\n' ORDER BY c.month, c.customer) FROM billing.customer_costs AS c"
-for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings" "$budgets" "$alerts" \
+for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings" "$budgets" "$alerts" "$pairs" "$savings" \
          "$statements" "$lines" "$issued" "$customers"; do
     a=$(psql_q -d "$src" -c "$q")
     b=$(psql_q -d "$dst" -c "$q")
@@ -139,6 +154,14 @@ dups=$(psql_q -d "$dst" -c "SELECT count(*) FROM (SELECT model, effective_from F
 removed_back=$(psql_q -d "$dst" -c "SELECT count(*) FROM billing.model_prices WHERE model = 'o1-preview'")
 [[ "$dups" == 0 && "$removed_back" == 0 ]] || { echo "FAIL: duplicates=$dups o1-preview rows=$removed_back"; exit 1; }
 
+# The user's pairs as written (and the defaults as shipped).
+want_pairs="gpt-4.1|gpt-4.1-nano|user my-finetune|gpt-4o-mini|user o1||user"
+got_pairs=$(psql_q -d "$dst" -c "SELECT string_agg(format('%s|%s|%s', model, cheaper_model, origin), ' ' ORDER BY model)
+                                   FROM billing.savings_pairs WHERE origin = 'user'")
+[[ $got_pairs == "$want_pairs" ]] || { echo "FAIL: the restored user pairs are '$got_pairs', not '$want_pairs'"; exit 1; }
+[[ $(psql_q -d "$dst" -c "SELECT cheaper_model FROM billing.savings_pairs WHERE model = 'gpt-4o'") == gpt-4o-mini ]] ||
+    { echo "FAIL: the default pair of gpt-4o is not restored"; exit 1; }
+
 # The restored alert does not fire again, and the alerts' ids go on: 2M
 # gpt-4o prompt tokens (5.00) take January past 100% of 20.
 [[ $(psql_q -d "$src" -c "SELECT count(*) FROM billing.alerts") == 1 ]] || { echo "FAIL: no alert fired before the dump"; exit 1; }
@@ -150,6 +173,9 @@ ids=$(psql_q -d "$dst" -c "SELECT string_agg(id || ':' || threshold, ',' ORDER B
 if [[ $fired != 0 || $again != 1 || $ids != '1:50,2:100' ]]; then
     echo "FAIL: after restore the check fired $fired then $again, alerts $ids (want 0, 1, 1:50,2:100)"; exit 1
 fi
+# Delivery goes on where it was: only the new alert is claimed.
+claimed=$(psql_q -d "$dst" -c "SELECT string_agg(id || ':' || attempts, ',') FROM billing.claim_alerts('deliverer', 10)")
+[[ $claimed == 2:1 ]] || { echo "FAIL: after restore the delivery claimed '$claimed', not the new alert alone (2:1)"; exit 1; }
 
 # The restored triggers still go away with the extension: the app's table
 # stays writable after DROP EXTENSION billing.
@@ -158,4 +184,4 @@ left=$(psql_q -d "$dst" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('m
 [[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on messages after DROP EXTENSION"; exit 1; }
 psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
                      VALUES ('d', 'assistant', 'u', '{}', '2026-01-05')"
-echo "dump/restore: catalog, removals, settings, budgets, alerts, costs and statements (byte for byte) identical; no alert fires twice; DROP EXTENSION leaves the app's table writable"
+echo "dump/restore: catalog, removals, settings, budgets, alerts (and their delivery), savings pairs, costs and statements (byte for byte) identical; no alert fires or is delivered twice; DROP EXTENSION leaves the app's table writable"

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Benchmark: the dashboard's figures for a distributed messages table, on a
+# throwaway Citus cluster (a coordinator and two workers, tools/citus.sh).
+#
+#   bench/citus_dashboard.sh [--messages M] [--runs R] [--label TEXT]
+#
+#   --messages M  messages of bench/generate.sql (default 1000000)
+#   --runs R      timed rounds (default 5), after one untimed warm-up round
+#   --label TEXT  what is measured, for the report's title
+#
+# billing cannot track a distributed table yet (docs/citus.md), so
+# billing.dashboard() cannot read one: what a Citus user runs instead is the
+# dashboard's figures priced from the table by the cost aggregates. The
+# script generates M messages (bench/generate.sql) on the coordinator,
+# distributes a copy by conversation_id over 32 shards (messages_dist), shares
+# the catalog (billing.citus_share_catalog()), tracks the local table, and
+# times, as the client sees them (psql's \timing, one session):
+#   period   the current month's cost and messages
+#   models   the current month's cost per model
+#   top      the current month's 50 costliest conversations
+#   history  cost and messages per month, the current one and the 5 before
+# on the distributed table and on the local copy (the same figures: checked),
+# and billing.dashboard() on the tracked local table (its rollups).
+# citus.coordinator_aggregation_strategy = 'disabled'.
+#
+# Reports medians, min-max and ratios of medians; the report goes to stdout
+# and to bench/results/citus-dashboard-<UTC date and time>-<M>.md. Uses the
+# PostgreSQL of PG_BINDIR (default /usr/lib/postgresql/15/bin), where billing
+# and Citus must be installed. At 1M messages it takes about 5 minutes on
+# 2 cores: bench/citus_dashboard.sh --messages 1000000
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export BILLING_REPO_ROOT=$PWD
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
+messages=1000000 runs=5 label=""
+value() {
+    if (($# < 2)); then echo "citus_dashboard.sh: $1 needs a value" >&2; exit 2; fi
+    echo "$2"
+}
+while (($#)); do
+    case $1 in
+        --messages) messages=$(value "$@"); shift ;;
+        --runs) runs=$(value "$@"); shift ;;
+        --label) label=$(value "$@"); shift ;;
+        -h | --help) sed -n '2,30s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) echo "citus_dashboard.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+for n in "$messages" "$runs"; do
+    [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "citus_dashboard.sh: --messages and --runs take a positive integer" >&2; exit 2; }
+done
+
+export PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+# shellcheck source=tools/cluster.sh
+. tools/cluster.sh
+# shellcheck source=tools/citus.sh
+. tools/citus.sh
+# shellcheck source=bench/cluster-settings.sh
+. bench/cluster-settings.sh
+
+rc=0
+citus_available || rc=$?
+((rc == 0)) || exit 1
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/billing-citus-bench.XXXXXX")
+chmod 0755 "$tmp"
+cleanup() {
+    citus_cluster_stop
+    rm -rf -- "$tmp"
+}
+trap cleanup EXIT
+export CITUS_DB=bench
+# (shared_buffers smaller than the bench's 2GB: three servers on one machine)
+citus_cluster_start "${bench_cluster_settings[@]}" "shared_buffers = '512MB'" >&2
+citus_psql 0 -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION billing' -c 'SELECT billing.citus_share_catalog()' >/dev/null
+
+log "generating $messages messages on the coordinator (bench/generate.sql)"
+citus_psql 0 -v messages="$messages" -f bench/generate.sql >/dev/null
+log "distributing a copy over 32 shards; tracking the local table"
+citus_psql 0 -c "CREATE TABLE messages_dist (LIKE messages INCLUDING DEFAULTS)" \
+    -c "SET citus.shard_count = 32" \
+    -c "SELECT create_distributed_table('messages_dist', 'conversation_id')" \
+    -c "INSERT INTO messages_dist SELECT * FROM messages" \
+    -c "CREATE INDEX ON messages_dist (created_at)" \
+    -c "VACUUM ANALYZE messages_dist" -c "VACUUM ANALYZE messages" \
+    -c "SET client_min_messages = error" \
+    -c "SELECT billing.track_messages('messages')" >/dev/null
+
+# The dashboard's figures from table %s (bounds: the current month in
+# month_time_zone, and the 5 months before it).
+ids=(period models top history)
+declare -A query_of
+query_of[period]="SELECT billing.openai_cost(data, created_at), count(*) FROM %s
+   WHERE created_at >= billing.month_start(billing.month_of(now()))"
+query_of[models]="SELECT data ->> 'model', billing.openai_cost(data, created_at), count(*) FROM %s
+   WHERE created_at >= billing.month_start(billing.month_of(now())) GROUP BY 1 ORDER BY 2 DESC NULLS LAST, 1"
+query_of[top]="SELECT conversation_id, billing.openai_cost(data, created_at) FROM %s
+   WHERE created_at >= billing.month_start(billing.month_of(now()))
+   GROUP BY 1 ORDER BY 2 DESC NULLS LAST, 1 LIMIT 50"
+query_of[history]="SELECT billing.month_of(created_at), billing.openai_cost(data, created_at), count(*) FROM %s
+   WHERE created_at >= billing.month_start((billing.month_of(now()) - interval '5 months')::date)
+   GROUP BY 1 ORDER BY 1"
+q() { printf "${query_of[$1]}" "$2"; }
+settings="SET citus.coordinator_aggregation_strategy = 'disabled'; SET client_min_messages = error;"
+
+# The same figures on both tables.
+same=t
+for id in "${ids[@]}"; do
+    d=$(citus_psql 0 -At -c "$settings" -c "$(q "$id" messages_dist)" | md5sum)
+    l=$(citus_psql 0 -At -c "$settings" -c "$(q "$id" messages)" | md5sum)
+    [[ $d == "$l" ]] || { same=f; log "$id: the distributed table's figures differ from the local copy's"; }
+done
+
+log "$runs rounds and a warm-up round, in one session"
+load_before=$(load_average)
+times=$({
+    echo "$settings"
+    echo '\timing on'
+    for ((round = 0; round <= runs; round++)); do
+        for id in "${ids[@]}"; do
+            echo "$(q "$id" messages_dist);"
+            echo "$(q "$id" messages);"
+        done
+        echo "SELECT billing.dashboard();"
+    done
+} | PGHOST=${CITUS_NODE_HOSTS[0]} PGPORT=${CITUS_NODE_PORTS[0]} PGDATABASE=$CITUS_DB PGUSER=postgres psql_times)
+load_after=$(load_average)
+per_round=$((2 * ${#ids[@]} + 1))
+samples=$tmp/samples.tsv
+echo "$times" | awk -v n="$per_round" -v ids="${ids[*]}" '
+    BEGIN { split(ids, id, " ") }
+    { i = (NR - 1) % n; round = int((NR - 1) / n) }
+    round == 0 { next }
+    i == n - 1 { printf "dashboard\ttracked\t%s\n", $1; next }
+    { printf "%s\t%s\t%s\n", id[int(i / 2) + 1], (i % 2 == 0 ? "distributed" : "local"), $1 }' >"$samples"
+# per round: the sum of the four queries
+awk -F '\t' -v n="$per_round" '
+    $1 != "dashboard" { k = c[$2]++; sum[$2, int(k / 4)] += $3 }
+    END { for (k in sum) { split(k, p, SUBSEP); printf "all four\t%s\t%s\n", p[1], sum[k] } }' "$samples" >>"$samples"
+
+stats() { sample_stats 1 3 "$samples" "$1" "$2"; }
+report=$tmp/report.md
+{
+    echo "## Citus: the dashboard's figures on a distributed table${label:+, $label} ($(utc_time))"
+    echo
+    machine_line "$load_before" "$load_after" "the rounds"
+    echo "- $(PGHOST=${CITUS_NODE_HOSTS[0]} PGPORT=${CITUS_NODE_PORTS[0]} PGDATABASE=$CITUS_DB PGUSER=postgres server_version);" \
+         "Citus $(citus_psql 0 -At -c "SELECT extversion FROM pg_extension WHERE extname = 'citus'");" \
+         "billing $(citus_psql 0 -At -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")"
+    echo "- $messages messages (bench/generate.sql), distributed by conversation_id over 32 shards on 2 workers;"
+    echo "  the same rows in a local table on the coordinator, tracked; catalog shared (citus_share_catalog())"
+    echo "- the same figures on the distributed table and on the local copy: $(yes_no "$same")"
+    echo
+    echo "Client-side time (psql \\timing), $runs runs; the figures priced from the table by"
+    echo "\`billing.openai_cost(data, created_at)\`, and \`billing.dashboard()\` on the tracked local table."
+    echo
+    md_row "figures" "distributed, median ms" "min–max ms" "local copy, median ms" "min–max ms" "distributed / local"
+    md_row "---" "---:" "---:" "---:" "---:" "---:"
+    for id in "${ids[@]}" "all four"; do
+        read -r dm dlo dhi < <(stats "$id" distributed)
+        read -r lm llo lhi < <(stats "$id" local)
+        md_row "$id" "$dm" "$dlo–$dhi" "$lm" "$llo–$lhi" "$(ratio "$dm" "$lm" x)"
+    done
+    read -r tm tlo thi < <(stats dashboard tracked)
+    echo
+    echo "\`billing.dashboard()\` on the tracked local table: median $tm ms ($tlo–$thi)."
+} >"$report"
+mkdir -p bench/results
+out=bench/results/citus-dashboard-$(utc_stamp)-$messages.md
+cp "$report" "$out"
+cat "$report"
+log "report saved to $out"
+[[ $same == t ]]

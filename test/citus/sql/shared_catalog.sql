@@ -1,0 +1,125 @@
+-- One catalog for the cluster: billing.citus_share_catalog() makes the
+-- coordinator's prices and settings every node's, changed in the same
+-- transaction (visible everywhere on commit, nowhere on rollback); a shard
+-- query that would price with another catalog than the coordinator's fails.
+SET timezone = 'UTC';
+SET citus.coordinator_aggregation_strategy = 'disabled';
+SET client_min_messages = error;   -- (the aggregates' warnings: o1, gpt-9, "12a")
+
+-- Whether every worker's prices and settings are the coordinator's.
+CREATE FUNCTION citus_test.catalog_agrees() RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    q text := $q$SELECT md5(concat_ws('|',
+                  (SELECT string_agg(p::text, ',' ORDER BY p.model, p.effective_from) FROM billing.model_prices AS p),
+                  (SELECT string_agg(p::text, ',' ORDER BY p.service, p.effective_from) FROM billing.aws_prices AS p),
+                  (SELECT string_agg(s::text, ',' ORDER BY s.name) FROM billing.settings AS s)))$q$;
+    mine text;
+BEGIN
+    EXECUTE q INTO mine;
+    RETURN (SELECT bool_and(w.success AND w.result = mine) FROM run_command_on_workers(q) AS w);
+END
+$$;
+-- The total of the distributed table and of its local copy.
+CREATE FUNCTION citus_test.totals(OUT distributed numeric, OUT local numeric)
+LANGUAGE sql AS $$
+    SELECT (SELECT billing.openai_cost(data, created_at) FROM messages),
+           (SELECT billing.openai_cost(data, created_at) FROM messages_local)
+$$;
+CREATE TEMP TABLE before AS SELECT * FROM citus_test.totals();
+SELECT distributed = local AS same FROM before;
+
+-- Not shared: a price added on the coordinator is not seen by the workers.
+INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
+VALUES ('gpt-9', '2020-01-01', 1.00, 2.00);
+SELECT citus_test.catalog_agrees() AS agrees, distributed = local AS same FROM citus_test.totals();
+DELETE FROM billing.model_prices WHERE model = 'gpt-9';
+
+SELECT billing.citus_share_catalog() AS nodes;
+SELECT citus_test.catalog_agrees() AS agrees;
+SELECT billing.citus_share_catalog() AS nodes;   -- again: nothing changes
+
+-- A price added and committed: every node has it. The 10 gpt-9 replies of
+-- setup (ids 3, 2003, ..., 18003) have 1000 + id % 7 prompt tokens (id % 7:
+-- 3, 1, 6, 4, 2, 0, 5, 3, 1, 6, sum 31) and 20 completion tokens each:
+-- 10,031 x $1.00/1M + 200 x $2.00/1M = 0.010031 + 0.0004 = 0.010431 more.
+INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
+VALUES ('gpt-9', '2020-01-01', 1.00, 2.00);
+SELECT citus_test.catalog_agrees() AS agrees;
+SELECT t.distributed - b.distributed AS added, t.local - b.local AS added_local
+  FROM citus_test.totals() AS t, before AS b;
+
+-- Rolled back: seen nowhere.
+BEGIN;
+UPDATE billing.model_prices SET input_per_1m = 101 WHERE model = 'gpt-9';
+ROLLBACK;
+SELECT citus_test.catalog_agrees() AS agrees;
+SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, before AS b;
+
+-- In the transaction that makes the change, the shard queries go over the
+-- connections that made it: 10,031 x $101/1M + 0.0004 = 1.013531 more.
+BEGIN;
+UPDATE billing.model_prices SET input_per_1m = 101 WHERE model = 'gpt-9';
+SELECT t.distributed - b.distributed AS added, t.local - b.local AS added_local
+  FROM citus_test.totals() AS t, before AS b;
+ROLLBACK;
+-- ... unless the query opens more connections to a node, which do not see
+-- the change: the query fails (it would have priced gpt-9 at $1.00 on some
+-- shards); under citus.multi_shard_modify_mode = 'sequential' it does not.
+\set VERBOSITY terse
+BEGIN;
+SET LOCAL citus.force_max_query_parallelization = on;
+UPDATE billing.model_prices SET input_per_1m = 101 WHERE model = 'gpt-9';
+SELECT billing.openai_cost(data, created_at) FROM messages;
+ROLLBACK;
+BEGIN;
+SET LOCAL citus.force_max_query_parallelization = on;
+UPDATE billing.model_prices SET input_per_1m = 101 WHERE model = 'gpt-9';
+SELECT count(*), sum(c) FROM (SELECT conversation_id, billing.openai_cost(data, created_at) AS c FROM messages GROUP BY 1) AS s;
+ROLLBACK;
+\set VERBOSITY default
+BEGIN;
+SET LOCAL citus.multi_shard_modify_mode = 'sequential';
+UPDATE billing.model_prices SET input_per_1m = 101 WHERE model = 'gpt-9';
+SELECT t.distributed - b.distributed AS added, t.local - b.local AS added_local
+  FROM citus_test.totals() AS t, before AS b;
+ROLLBACK;
+
+-- Another session's change, not committed: this one prices with the
+-- committed catalog everywhere, without an error.
+CREATE EXTENSION IF NOT EXISTS dblink;
+SELECT dblink_connect('changer', format('host=127.0.0.1 port=%s dbname=%s user=%s',
+                                        current_setting('port'), current_database(), current_user));
+SELECT dblink_exec('changer', 'BEGIN');
+SELECT dblink_exec('changer', $$UPDATE billing.model_prices SET input_per_1m = 101 WHERE model = 'gpt-9'$$);
+SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, before AS b;
+SELECT dblink_exec('changer', 'ROLLBACK');
+SELECT dblink_disconnect('changer');
+DROP EXTENSION dblink;
+
+-- Settings too: month_time_zone groups the distributed table's months as
+-- the coordinator's.
+UPDATE billing.settings SET value = 'America/New_York' WHERE name = 'month_time_zone';
+SELECT citus_test.catalog_agrees() AS agrees;
+SELECT plan, same, nrows FROM citus_test.compare(
+    'SELECT billing.month_of(created_at), count(*), billing.openai_cost(data, created_at) FROM %s GROUP BY 1');
+UPDATE billing.settings SET value = 'UTC' WHERE name = 'month_time_zone';
+
+DELETE FROM billing.model_prices WHERE model = 'gpt-9';
+SELECT citus_test.catalog_agrees() AS agrees;
+SELECT t.distributed = b.distributed AS as_before FROM citus_test.totals() AS t, before AS b;
+
+-- Unshared: every node keeps its tables; the next change stays on the
+-- coordinator.
+SELECT billing.citus_unshare_catalog();
+SELECT count(*) AS cluster_catalog FROM pg_dist_partition WHERE logicalrelid::text = 'billing.cluster_catalog';
+SELECT citus_test.catalog_agrees() AS agrees;
+INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
+VALUES ('gpt-9', '2020-01-01', 1.00, 2.00);
+SELECT citus_test.catalog_agrees() AS agrees;
+DELETE FROM billing.model_prices WHERE model = 'gpt-9';
+SELECT citus_test.catalog_agrees() AS agrees;
+
+-- Not on a worker.
+\set VERBOSITY terse
+SELECT result FROM run_command_on_workers($$SELECT billing.citus_share_catalog()$$);

@@ -15,6 +15,7 @@ int unknown_model_policy = kUnpricedWarn;
 int unknown_service_policy = kUnpricedWarn;
 int invalid_usage_policy = kUnpricedWarn;
 bool trigger_fast_path = true;
+char* customer_setting = nullptr;  // billing.customer: read by SQL (billing.current_customer())
 
 namespace {
 const struct config_enum_entry kPolicies[] = {
@@ -47,6 +48,11 @@ void define_settings() {
                            "on (default): an INSERT whose data says its usage is written by the C trigger; "
                            "off: every write runs the PL/pgSQL body billing.track_N_full (same rows, slower).",
                            &trigger_fast_path, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomStringVariable("billing.customer",
+                             "The customer whose costs billing's reads show (empty: every customer).",
+                             "Set per request by an app that shows each customer its own costs "
+                             "(README \"Reading as one customer\").",
+                             &customer_setting, "", PGC_USERSET, 0, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("billing");
 }
 

@@ -176,6 +176,7 @@ DECLARE
     legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
 BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS billing_track_profiles ON %s', relation);
+    DELETE FROM billing.profile_customers AS pc WHERE pc.relation = untrack_profiles.relation;
     -- The per-table function of a table tracked before 0.3 (see the end of
     -- this script), if one was left.
     IF legacy IS NOT NULL THEN
@@ -227,8 +228,9 @@ BEGIN
         IF after - before >= 1e12 THEN
             RAISE WARNING 'billing: % of % jumped by %: not counted as usage', counter, TG_RELID::regclass, after - before;
         ELSE
-            INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
-            VALUES (service, after - before, now(), NULL, 'track_profiles');
+            -- (customer: the profile's, billing.track_profile_customers in customers.sql)
+            INSERT INTO billing.aws_usage (service, quantity, at, note, origin, customer)
+            VALUES (service, after - before, now(), NULL, 'track_profiles', billing._profile_customer(TG_RELID, NEW));
         END IF;
     END IF;
     RETURN NULL;

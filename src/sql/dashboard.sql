@@ -32,6 +32,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM billing._require_reader();
+    -- Read as one customer (the setting billing.customer, customers.sql):
+    -- that customer's page, nothing of anyone else's.
+    IF billing.current_customer() IS NOT NULL THEN
+        RETURN billing.dashboard(period_start, period_end, billing.current_customer(), top_conversations, months);
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
         RAISE NOTICE 'billing: no tracked table that role "%" may read, so OpenAI figures are zero', current_user
             USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table; '
@@ -153,7 +158,9 @@ BEGIN
         'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
         'conversations', conversations,
         'history', hist,
-        'budgets', billing._dashboard_budgets(last_month));
+        'budgets', billing._dashboard_budgets(last_month))
+        -- The top customers, once customers are known (customers.sql).
+        || billing._dashboard_customers(period_start, period_end);
 END
 $$;
 COMMENT ON FUNCTION billing.dashboard(timestamptz, timestamptz, integer, integer) IS

@@ -617,7 +617,13 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN QUERY SELECT * FROM billing._scan_table(p_source, p_from, p_to);
+    -- Read as one customer (the setting billing.customer, customers.sql):
+    -- the rows of that customer's conversations only.
+    RETURN QUERY SELECT * FROM billing._scan_table(p_source, p_from, p_to) AS r
+                  WHERE billing.current_customer() IS NULL
+                     OR r.conversation_id IN (SELECT c.conversation_id
+                                                FROM billing._customer_conversations(billing.current_customer(), false) AS c
+                                               WHERE c.source_id = p_source);
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'billing: could not read tracked table %: %; its costs are missing from this result',
                   (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source), SQLERRM;

@@ -3,7 +3,9 @@
 # by an immediate shutdown of the server (no checkpoint: the restart replays
 # the WAL); after recovery the views must equal the plain-SQL recomputation
 # from the recovered tables exactly, before and after billing.merge(), and
-# every insert and record_usage call that a client saw commit must be there.
+# every insert and record_usage call that a client saw commit must be there;
+# customers' costs and issued statements plus pending adjustments equal the
+# recomputation too.
 # A second crash hits a merge in the middle of rebuilding stale months: its
 # work must vanish as a whole. See test/README.md.
 #
@@ -115,8 +117,10 @@ crash_main() {
     echo "==> after recovery"
     crash_ids "$idlog" || failed=1
     soak_check "after crash recovery" || failed=1
+    soak_customer_check "after crash recovery" || failed=1
     echo "merge: $(soak_psql -c 'SELECT billing.merge()') rows"
     soak_check "after recovery and merge" || failed=1
+    soak_customer_check "after recovery and merge" || failed=1
     soak_alert_check "after recovery and merge" || failed=1
 
     # --- crash 2: in the middle of a merge ---------------------------------
@@ -180,8 +184,10 @@ SQL
     fi
     crash_ids "$idlog" || failed=1
     soak_check "after a crash during merge" || failed=1
+    soak_customer_check "after a crash during merge" || failed=1
     echo "merge: $(soak_psql -c 'SELECT billing.merge()') rows"
     soak_check "after the crash during merge, merged" || failed=1
+    soak_customer_check "after the crash during merge, merged" || failed=1
     soak_alert_check "after the crash during merge, merged" || failed=1
     local left
     left=$(soak_psql -c "SELECT count(*) FROM billing.stale_months")

@@ -4,7 +4,8 @@
 # prices exactly as the original; budgets, fired alerts (with their
 # delivery state) and the user's savings pairs are kept, an alert fired
 # before the dump does not fire again after the restore, and a delivered
-# one is not claimed for delivery again. Runs
+# one is not claimed for delivery again; issued statements and their lines
+# are kept byte for byte, and stay unchangeable. Runs
 # against the cluster tools/test.sh started (PGHOST/PGPORT/PGUSER in the
 # environment).
 set -euo pipefail
@@ -43,6 +44,15 @@ SELECT billing.merge();
 INSERT INTO messages (conversation_id, role, content, data, created_at)
 VALUES ('b', 'assistant', 'w', '{"model": "gpt-4o", "prompt_tokens": 10, "completion_tokens": 10}', '2026-01-03');
 SELECT billing.record_usage('ses', 250, '2026-01-05');
+-- Customers and issued statements: September 2024, then January 2026 with
+-- the adjustments of September after conversation b moved to another customer.
+CREATE TABLE conversations (id text PRIMARY KEY, user_id text);
+INSERT INTO conversations VALUES ('a', 'acme'), ('b', 'bolt');
+SELECT billing.track_customers('messages', 'conversations');
+SELECT billing.record_customer_usage('acme', 'ses', 100, '2026-01-06');
+SELECT count(*) FROM billing.issue_statements('2024-09-01', true);
+UPDATE conversations SET user_id = 'acme' WHERE id = 'b';
+SELECT count(*) FROM billing.issue_statements('2026-01-01', true);
 -- (a dropped column before data: the restored table numbers its columns anew)
 CREATE TABLE profiles (id int PRIMARY KEY, old_counter int, data jsonb);
 ALTER TABLE profiles DROP COLUMN old_counter;
@@ -91,13 +101,33 @@ alerts="SELECT string_agg(format('%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s', id, budget,
                                   attempts, last_error, claimed_by, next_attempt_at), ',' ORDER BY id) FROM billing.alerts"
 pairs="SELECT string_agg(format('%s|%s|%s', model, cheaper_model, origin), ',' ORDER BY model) FROM billing.savings_pairs"
 savings="SELECT string_agg(format('%s|%s|%s|%s', model, cheaper_model, cost, cheaper_cost), ',' ORDER BY model) FROM billing.savings('2026-01-01', '2026-02-01')"
-for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings" "$budgets" "$alerts" "$pairs" "$savings"; do
+# Statements byte for byte (every column's text), and the customers' views.
+statements="SELECT string_agg(s::text, E'\\n' ORDER BY s.id) FROM billing.statements AS s"
+lines="SELECT string_agg(l::text, E'\\n' ORDER BY l.statement_id, l.line) FROM billing.statement_lines AS l"
+issued="SELECT string_agg(i::text, E'\\n' ORDER BY i.month) FROM billing.issued_months AS i"
+customers="SELECT string_agg(c::text, E'\\n' ORDER BY c.month, c.customer) FROM billing.customer_costs AS c"
+for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings" "$budgets" "$alerts" "$pairs" "$savings" \
+         "$statements" "$lines" "$issued" "$customers"; do
     a=$(psql_q -d "$src" -c "$q")
     b=$(psql_q -d "$dst" -c "$q")
     if [[ "$a" != "$b" ]]; then
         echo "FAIL: differs after restore: $q"; diff <(echo "$a") <(echo "$b") || true; exit 1
     fi
 done
+
+# Three statements: bolt's of September 2024 (conversation b), then in
+# January 2026 acme's (its usage, and b's September as a debit) and bolt's
+# (the credit of b's September).
+n=$(psql_q -d "$dst" -c "SELECT count(*) || '/' || count(*) FILTER (WHERE adjustments_total <> 0) FROM billing.statements")
+[[ "$n" == 3/2 ]] || { echo "FAIL: restored statements: $n (want 3/2)"; exit 1; }
+# Restored statements still cannot change, issuing an issued month changes
+# nothing, and nothing is pending.
+if psql_q -d "$dst" -c "UPDATE billing.statements SET total = 0" 2>/dev/null; then
+    echo "FAIL: a restored statement could be changed"; exit 1
+fi
+again=$(psql_q -d "$dst" -c "SELECT count(*) FROM billing.issue_statements('2026-01-01', true)")
+pending=$(psql_q -d "$dst" -c "SELECT count(*) FROM billing.pending_adjustments")
+[[ "$again" == 2 && "$pending" == 0 ]] || { echo "FAIL: after restore: reissue gave $again, pending $pending"; exit 1; }
 
 # The restored database is read from the source until merged; then the same.
 psql_q -d "$dst" -c "SELECT billing.merge()" >/dev/null
@@ -154,4 +184,4 @@ left=$(psql_q -d "$dst" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('m
 [[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on messages after DROP EXTENSION"; exit 1; }
 psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
                      VALUES ('d', 'assistant', 'u', '{}', '2026-01-05')"
-echo "dump/restore: catalog, removals, settings, budgets, alerts (and their delivery), savings pairs and costs identical; no alert fires or is delivered twice; DROP EXTENSION leaves the app's table writable"
+echo "dump/restore: catalog, removals, settings, budgets, alerts (and their delivery), savings pairs, costs and statements (byte for byte) identical; no alert fires or is delivered twice; DROP EXTENSION leaves the app's table writable"

@@ -3,10 +3,14 @@
 # and to the AWS side (inserts now and back-dated, updates of data,
 # created_at, conversation_id and content, deletes, explicit transactions
 # that sometimes roll back, billing.record_usage, profile counters, price and
-# setting changes, billing.merge() and billing.dashboard()), every view must
+# setting changes, billing.merge() and billing.dashboard(); conversations
+# moved between customers, customers' AWS usage, statements issued, a
+# customer's reads), every view must
 # equal a plain-SQL recomputation (test/lib/reference.sql) exactly,
 # compared in one REPEATABLE READ snapshot every ~10 s, after the load, and
-# after a final billing.merge(). See test/README.md.
+# after a final billing.merge(); every customer's costs equal the reference,
+# and issued statements plus pending adjustments equal it too (also after
+# issuing the current month, with nothing pending then). See test/README.md.
 #
 #   test/scripts/soak.sh                       # ~60 s of load, 6 clients
 #   SOAK_SECONDS=600 SOAK_CLIENTS=12 test/scripts/soak.sh
@@ -169,6 +173,15 @@ SELECT id, (data->>'emails_sent_this_month')::bigint, 'value when tracking began
   FROM profiles WHERE (data->>'emails_sent_this_month')::bigint > 0;
 SELECT billing.track_profiles('profiles');
 COMMIT;
+
+-- Customers: conversations c1..c400 belong to 37 users (every 11th to
+-- none); the load moves conversations between them.
+CREATE TABLE conversations (id text PRIMARY KEY, user_id text);
+INSERT INTO conversations SELECT 'c' || i, CASE WHEN i % 11 = 0 THEN NULL ELSE 'u' || (i % 37) END
+  FROM generate_series(1, 400) AS i;
+SELECT billing.track_customers('messages', 'conversations');
+SELECT billing.record_customer_usage('u' || (i % 37), 'ses', i, now() - make_interval(days => i))
+  FROM generate_series(1, 60) AS i;
 
 -- AWS usage recorded before the load, and an actual figure.
 SELECT billing.record_usage(s, q, now() - make_interval(days => d))
@@ -415,6 +428,37 @@ $log_insert
 $log_usage
 EOF
     fi
+    # Customers: a conversation moves to another customer (or to none),
+    # AWS usage of a customer, a month's statements issued (any of the last
+    # 26 ended months, in any order; an issued month changes nothing), and
+    # a customer's reads, as the owner and as that customer.
+    add customer_move 30 <<'EOF'
+\set conv random(1, 420)
+\set u random(0, 40)
+INSERT INTO conversations VALUES ('c' || :conv, CASE WHEN :u = 0 THEN NULL ELSE 'u' || :u END)
+ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id;
+EOF
+    add record_customer_usage 20 <<'EOF'
+\set u random(1, 40)
+\set q random(1, 500)
+\set back random(0, 400)
+SELECT billing.record_customer_usage('u' || :u, 'ses', :q, now() - make_interval(days => :back));
+EOF
+    add issue_statements 2 <<'EOF'
+\set k random(1, 26)
+SELECT count(*) FROM billing.issue_statements((date_trunc('month', now() AT TIME ZONE 'UTC')
+                                               - make_interval(months => :k))::date);
+EOF
+    add customer_reads 5 <<'EOF'
+\set u random(1, 40)
+SELECT billing.dashboard(customer => 'u' || :u);
+SELECT count(*) FROM billing.costs(now() - interval '40 days', now(), 'day', customer => 'u' || :u);
+BEGIN;
+SELECT set_config('billing.customer', 'u' || :u, true);
+SELECT billing.dashboard();
+SELECT count(*) FROM billing.customer_costs;
+COMMIT;
+EOF
     add merge 10 <<'EOF'
 SELECT billing.merge();
 EOF
@@ -525,6 +569,71 @@ SQL
     SOAK_CHECKS_PASSED=$((SOAK_CHECKS_PASSED + 1))
 }
 
+# soak_customer_check LABEL: in one REPEATABLE READ snapshot, every
+# customer's costs per month (billing.customer_costs) equal the reference
+# (its conversations' recomputed costs under the current mapping, and its
+# AWS usage priced by effective date), each statement's total is its lines'
+# sum, and for every issued month and customer the statements' lines of
+# that month plus the pending adjustment equal the reference. Returns 1 on
+# any difference.
+soak_customer_check() {
+    local label=$1 out
+    out=$(soak_psql -F $'\t' 2>&1 <<'SQL'
+SET jit = off;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+DELETE FROM ref.priced;
+INSERT INTO ref.priced SELECT * FROM ref.priced_now;
+CREATE TEMP TABLE ref_customer ON COMMIT DROP AS
+SELECT customer, month, sum(openai) AS openai, sum(aws) AS aws
+  FROM (SELECT c.user_id AS customer, p.month, p.total_cost AS openai, 0 AS aws
+          FROM ref.priced AS p LEFT JOIN conversations AS c ON c.id = p.conversation_id
+         WHERE p.month IS NOT NULL
+        UNION ALL
+        SELECT u.customer, date_trunc('month', u.at AT TIME ZONE 'UTC')::date, 0,
+               coalesce(u.quantity * ref.aws_unit_price(u.service, u.at), 0)
+          FROM billing.aws_usage AS u WHERE u.customer IS NOT NULL) AS x
+ WHERE customer IS NOT NULL
+ GROUP BY 1, 2;
+CREATE TEMP TABLE got_customer ON COMMIT DROP AS
+SELECT customer, month, openai_cost AS openai, aws_cost AS aws FROM billing.customer_costs WHERE customer IS NOT NULL;
+SELECT 'row', 'customer_costs', coalesce(r.customer, g.customer), coalesce(r.month, g.month),
+       format('expected %s + %s, got %s + %s', r.openai, r.aws, g.openai, g.aws)
+  FROM ref_customer AS r FULL JOIN got_customer AS g ON g.customer = r.customer AND g.month = r.month
+ WHERE coalesce(r.openai, 0) <> coalesce(g.openai, 0) OR coalesce(r.aws, 0) <> coalesce(g.aws, 0);
+SELECT 'row', 'statement total', s.number, s.month, format('total %s, lines %s', s.total, sum(l.amount))
+  FROM billing.statements AS s JOIN billing.statement_lines AS l ON l.statement_id = s.id
+ GROUP BY s.id HAVING s.total <> sum(l.amount);
+SELECT 'row', 'issued + pending', x.customer, x.month,
+       format('billed %s + pending %s, reference %s', x.billed, x.pending, x.reference)
+  FROM (SELECT k.customer, k.month,
+               coalesce((SELECT sum(l.amount) FROM billing.statement_lines AS l
+                           JOIN billing.statements AS s ON s.id = l.statement_id
+                          WHERE s.customer = k.customer AND l.month = k.month), 0) AS billed,
+               coalesce((SELECT p.amount FROM billing.pending_adjustments AS p
+                          WHERE p.customer = k.customer AND p.month = k.month), 0) AS pending,
+               coalesce((SELECT r.openai + r.aws FROM ref_customer AS r
+                          WHERE r.customer = k.customer AND r.month = k.month), 0) AS reference
+          FROM (SELECT r.customer, r.month FROM ref_customer AS r JOIN billing.issued_months AS i ON i.month = r.month
+                UNION
+                SELECT s.customer, l.month FROM billing.statements AS s
+                  JOIN billing.statement_lines AS l ON l.statement_id = s.id) AS k) AS x
+ WHERE x.billed + x.pending <> x.reference;
+SELECT 'stats', (SELECT count(*) FROM billing.issued_months) || ' months issued, '
+                || (SELECT count(*) FROM billing.statements) || ' statements, '
+                || (SELECT count(*) FROM billing.statement_lines WHERE kind <> 'usage') || ' adjustment lines, '
+                || (SELECT count(*) FROM billing.pending_adjustments) || ' pending';
+COMMIT;
+SQL
+) || { echo "CHECK $label (customers): ERROR: $out"; SOAK_CHECKS_FAILED=$((SOAK_CHECKS_FAILED + 1)); return 1; }
+    if grep -q '^row' <<<"$out"; then
+        echo "CHECK $label (customers): MISMATCH"
+        sed -n 's/^row\t\(.*\)$/    \1/p' <<<"$out" | head -n 20
+        SOAK_CHECKS_FAILED=$((SOAK_CHECKS_FAILED + 1)); return 1
+    fi
+    echo "CHECK $label (customers): exact ($(sed -n 's/^stats\t//p' <<<"$out"))"
+    SOAK_CHECKS_PASSED=$((SOAK_CHECKS_PASSED + 1))
+}
+
 # soak_alert_check LABEL: after a merge, every budget threshold that the
 # reference's spend reaches has fired, and none below its threshold
 # (ref.alert_mismatches()). Prints the differences; returns 1 on any.
@@ -585,6 +694,7 @@ soak_main() {
     echo "==> set-up (database billing_soak)"
     soak_setup billing_soak
     soak_check "before load" || failed=1
+    soak_customer_check "before load" || failed=1
 
     soak_write_workload "$SOAK_TMP/workload"
     echo "==> load: $clients clients, $jobs threads, $secs s, SOAK_SEED=$SOAK_SEED; a check every $every s"
@@ -596,6 +706,7 @@ soak_main() {
         if ((SECONDS >= next)); then
             n=$((n + 1))
             soak_check "during load #$n (t=$((SECONDS - t0)) s)" || failed=1
+            soak_customer_check "during load #$n" || failed=1
             next=$((next + every))
         fi
         sleep 1
@@ -615,8 +726,17 @@ soak_main() {
 
     echo "==> after the load"
     soak_check "after load" || failed=1
+    soak_customer_check "after load" || failed=1
     echo "merge: $(soak_psql -c 'SELECT billing.merge()') rows"
     soak_check "after merge" || failed=1
+    soak_customer_check "after merge" || failed=1
+    # This month's statements carry every pending adjustment: nothing is
+    # pending after them, and issued statements equal the views.
+    echo "issued: $(soak_psql -c "SELECT count(*) FROM billing.issue_statements(billing.month_of(now()), allow_open => true)") statements of this month"
+    soak_customer_check "after issuing this month" || failed=1
+    local pending
+    pending=$(soak_psql -c "SELECT count(*) FROM billing.pending_adjustments")
+    [[ $pending == 0 ]] || { echo "FAIL: $pending adjustments pending after this month's statements"; failed=1; }
     soak_alert_check "after merge" || failed=1
     local left
     left=$(soak_psql -c "SELECT (SELECT count(*) FROM billing.usage_ledger) || ' ledger rows, '

@@ -999,7 +999,13 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN QUERY SELECT * FROM billing._scan_table(p_source, p_from, p_to);
+    -- Read as one customer (the setting billing.customer, customers.sql):
+    -- the rows of that customer's conversations only.
+    RETURN QUERY SELECT * FROM billing._scan_table(p_source, p_from, p_to) AS r
+                  WHERE billing.current_customer() IS NULL
+                     OR r.conversation_id IN (SELECT c.conversation_id
+                                                FROM billing._customer_conversations(billing.current_customer(), false) AS c
+                                               WHERE c.source_id = p_source);
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'billing: could not read tracked table %: %; its costs are missing from this result',
                   (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source), SQLERRM;
@@ -1336,6 +1342,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM billing._require_reader();
+    -- Read as one customer (the setting billing.customer, customers.sql):
+    -- that customer's page, nothing of anyone else's.
+    IF billing.current_customer() IS NOT NULL THEN
+        RETURN billing.dashboard(period_start, period_end, billing.current_customer(), top_conversations, months);
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
         RAISE NOTICE 'billing: no tracked table that role "%" may read, so OpenAI figures are zero', current_user
             USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table; '
@@ -1963,8 +1974,9 @@ BEGIN
         IF after - before >= 1e12 THEN
             RAISE WARNING 'billing: % of % jumped by %: not counted as usage', counter, TG_RELID::regclass, after - before;
         ELSE
-            INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
-            VALUES (service, after - before, now(), NULL, 'track_profiles');
+            -- (customer: the profile's, billing.track_profile_customers in customers.sql)
+            INSERT INTO billing.aws_usage (service, quantity, at, note, origin, customer)
+            VALUES (service, after - before, now(), NULL, 'track_profiles', billing._profile_customer(TG_RELID, NEW));
         END IF;
     END IF;
     RETURN NULL;
@@ -2834,6 +2846,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM billing._require_reader();
+    -- Read as one customer (the setting billing.customer, customers.sql):
+    -- that customer's page, nothing of anyone else's.
+    IF billing.current_customer() IS NOT NULL THEN
+        RETURN billing.dashboard(period_start, period_end, billing.current_customer(), top_conversations, months);
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
         RAISE NOTICE 'billing: no tracked table that role "%" may read, so OpenAI figures are zero', current_user
             USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table; '
@@ -2955,7 +2972,9 @@ BEGIN
         'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
         'conversations', conversations,
         'history', hist,
-        'budgets', billing._dashboard_budgets(last_month));
+        'budgets', billing._dashboard_budgets(last_month))
+        -- The top customers, once customers are known (customers.sql).
+        || billing._dashboard_customers(period_start, period_end);
 END
 $$;
 
@@ -3641,3 +3660,1247 @@ REVOKE ALL ON FUNCTION billing._catalog_sent(), billing._catalog_received(), bil
     billing.citus_unshare_catalog() FROM PUBLIC;
 ALTER FUNCTION billing._catalog_sent() SECURITY DEFINER;
 ALTER FUNCTION billing._catalog_received() SECURITY DEFINER;
+
+-- untrack_profiles also forgets the table's customer column (customers.sql).
+CREATE OR REPLACE FUNCTION billing.untrack_profiles(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS billing_track_profiles ON %s', relation);
+    DELETE FROM billing.profile_customers AS pc WHERE pc.relation = untrack_profiles.relation;
+    -- The per-table function of a table tracked before 0.3 (see the end of
+    -- this script), if one was left.
+    IF legacy IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION %s', legacy);
+    END IF;
+END
+$$;
+
+-- ==== 0.4: customers and statements (src/sql/customers.sql, statements.sql, customer_reads.sql)
+
+-- Customers: who each tracked message (and recorded AWS usage) is billed
+-- to, and the costs per customer: billing.customer_sources (a tracked
+-- table's customer, looked up through a mapping table by conversation),
+-- record_customer_usage, _usage_by_customer (OpenAI) and _aws_by_customer,
+-- the view customer_costs, costs(from, to, group_by, customer) and
+-- dashboard(customer => ...), and the reading-as-one-customer setting.
+-- Relies on reads.sql, views.sql, aws_usage.sql and dashboard.sql.
+--
+-- Why the customer is resolved when read: a customer found through a
+-- conversation (the app's conversations table: conversation id -> user) is
+-- joined, at read time, to the per-conversation rollups
+-- (billing.conversation_usage plus the unmerged ledger), which are exact
+-- already. The write path is unchanged (no lookup per message, no lock on
+-- the mapping), and when a conversation moves to another customer every
+-- view follows the current mapping, exactly, with nothing to rebuild.
+
+CREATE TABLE billing.customer_sources (
+    source_id       smallint PRIMARY KEY REFERENCES billing.tracked_tables (id) ON DELETE CASCADE,
+    lookup          regclass NOT NULL,
+    lookup_key      name     NOT NULL,
+    customer_column name     NOT NULL
+);
+COMMENT ON TABLE billing.customer_sources IS
+    'The customer of a tracked table''s messages: lookup.customer_column of the row whose lookup_key is the message''s conversation (billing.track_customers).';
+SELECT pg_catalog.pg_extension_config_dump('billing.customer_sources', '');
+
+-- Probes of one customer's conversations.
+CREATE INDEX conversation_usage_conversation ON billing.conversation_usage (source_id, conversation_id, month);
+
+-- Recorded AWS usage may name its customer.
+ALTER TABLE billing.aws_usage ADD COLUMN customer text CHECK (customer <> '');
+CREATE INDEX aws_usage_customer ON billing.aws_usage (customer, at) WHERE customer IS NOT NULL;
+
+-- The mapping table must give one customer per conversation: its key column
+-- must be unique (a primary key or a unique index on that column alone).
+CREATE FUNCTION billing.track_customers(relation regclass, lookup regclass,
+                                        lookup_key name DEFAULT 'id', customer_column name DEFAULT 'user_id')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    sid smallint;
+BEGIN
+    SELECT t.id INTO sid FROM billing.tracked_tables AS t WHERE t.relation = track_customers.relation;
+    IF sid IS NULL THEN
+        RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object',
+              HINT = 'billing.track_messages() starts tracking it.';
+    END IF;
+    -- Both columns exist and have a type billing reads as an id (else an error naming it).
+    PERFORM billing._column_reader(lookup, lookup_key, 'conversation', 'c');
+    PERFORM billing._column_reader(lookup, customer_column, 'id', 'c');
+    IF NOT EXISTS (SELECT 1 FROM pg_index AS i
+                     JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    WHERE i.indrelid = lookup AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+                      AND a.attname = lookup_key) THEN
+        RAISE EXCEPTION 'billing: column % of table % is not unique, so it cannot give one customer per conversation',
+                        quote_ident(lookup_key), lookup
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use the table''s primary key (or a column with a unique index of its own). Nothing was changed.';
+    END IF;
+    INSERT INTO billing.customer_sources VALUES (sid, lookup, lookup_key, customer_column)
+    ON CONFLICT (source_id) DO UPDATE
+       SET lookup = excluded.lookup, lookup_key = excluded.lookup_key, customer_column = excluded.customer_column;
+END
+$$;
+COMMENT ON FUNCTION billing.track_customers(regclass, regclass, name, name) IS
+    'The customer of a tracked table''s messages: lookup.customer_column of the row whose lookup_key is the message''s conversation, read when costs are read.';
+
+CREATE FUNCTION billing.untrack_customers(relation regclass) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    DELETE FROM billing.customer_sources AS c
+     USING billing.tracked_tables AS t
+     WHERE t.id = c.source_id AND t.relation = untrack_customers.relation
+$$;
+
+-- AWS usage of a customer: billing.record_usage's checks, and the customer.
+CREATE FUNCTION billing.record_customer_usage(customer text, service text, quantity numeric,
+                                              at timestamptz DEFAULT now(), note text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF customer IS NULL OR customer = '' THEN
+        RAISE EXCEPTION 'billing: customer must be given' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'billing.record_usage() records usage of no customer.';
+    END IF;
+    new_id := billing.record_usage(service, quantity, at, note);
+    UPDATE billing.aws_usage AS u SET customer = record_customer_usage.customer WHERE u.id = new_id;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION billing.record_customer_usage(text, text, numeric, timestamptz, text) IS
+    'Records AWS usage of a customer (as billing.record_usage does, with the customer).';
+REVOKE ALL ON FUNCTION billing.record_customer_usage(text, text, numeric, timestamptz, text) FROM PUBLIC;
+
+-- The customer an app reads as (the setting billing.customer, set per
+-- request), or NULL: the caller reads every customer it may read.
+CREATE FUNCTION billing.current_customer() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN pg_catalog.current_setting('billing.customer', true) OPERATOR(pg_catalog.<>) ''
+                THEN pg_catalog.current_setting('billing.customer', true) END
+$$;
+COMMENT ON FUNCTION billing.current_customer() IS
+    'The setting billing.customer: when set, every read of billing shows that customer''s costs only.';
+
+-- The conversations of one customer (p_customer), or of every customer
+-- (p_every), per tracked table, read from the mapping tables as the caller.
+-- A conversation without a row in the mapping (or whose customer is NULL)
+-- has no customer.
+CREATE FUNCTION billing._customer_conversations(p_customer text, p_every boolean)
+RETURNS TABLE (source_id smallint, conversation_id text, customer text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s billing.customer_sources;
+    k text;
+    c text;
+    ctype text;
+BEGIN
+    -- (a mapping the caller may not read gives no customer: its
+    -- conversations count as no customer's)
+    FOR s IN SELECT cs.* FROM billing.customer_sources AS cs
+              WHERE billing._may_read_table(cs.source_id)
+                AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)   -- (not dropped since)
+                AND has_table_privilege(cs.lookup, 'SELECT')
+              ORDER BY cs.source_id LOOP
+        k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+        c := billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+        IF p_every THEN
+            RETURN QUERY EXECUTE format('SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE %s IS NOT NULL',
+                                        s.source_id, k, c, s.lookup, c);
+        ELSIF p_customer IS NOT NULL THEN
+            -- Compared in the column's own type, so that an index on it is used.
+            ctype := format_type((SELECT a.atttypid FROM pg_attribute AS a
+                                   WHERE a.attrelid = s.lookup AND a.attname = s.customer_column), NULL);
+            BEGIN
+                RETURN QUERY EXECUTE format('SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE c.%I = $1::%s',
+                                            s.source_id, k, c, s.lookup, s.customer_column, ctype)
+                    USING p_customer;
+            EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+                NULL;   -- not a value of the column's type: no conversation of that customer
+            END;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- OpenAI usage per customer and month, with p_from <= time < p_to: of one
+-- customer (p_customer), or of every customer (p_customer NULL; messages of
+-- no customer under a NULL customer). Conversations of tracked tables
+-- without a customer source belong to no customer.
+CREATE FUNCTION billing._usage_by_customer(p_from timestamptz, p_to timestamptz, p_customer text)
+RETURNS TABLE (customer text, month date, messages bigint, prompt_tokens numeric, completion_tokens numeric,
+               cached_tokens numeric, estimated_tokens numeric, cost numeric, unpriced_tokens numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s record;
+BEGIN
+    PERFORM billing._require_reader();
+    IF p_customer IS NULL THEN
+        RETURN QUERY
+        SELECT m.customer, c.month, sum(c.messages)::bigint, sum(c.prompt_tokens)::numeric,
+               sum(c.completion_tokens)::numeric, sum(c.cached_tokens)::numeric, sum(c.estimated_tokens)::numeric,
+               sum(c.cost), sum(c.unpriced_tokens)::numeric
+          FROM billing._usage_by_conversation(p_from, p_to) AS c
+          LEFT JOIN (SELECT * FROM billing._customer_conversations(NULL, true)) AS m
+                 ON m.source_id = c.source_id AND m.conversation_id = c.conversation_id
+         GROUP BY m.customer, c.month
+        HAVING sum(c.messages) <> 0;
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    SELECT p_customer, r.month, sum(r.messages)::bigint, sum(r.prompt_tokens), sum(r.completion_tokens),
+           sum(r.cached_tokens), sum(r.estimated_tokens), sum(r.cost), sum(r.unpriced_tokens)
+      FROM billing._customer_rows(p_from, p_to, p_customer) AS r
+     GROUP BY r.month;
+END
+$$;
+
+-- One customer's OpenAI usage per conversation and month, with p_from <=
+-- time < p_to: its conversations' rollups (whole fresh months) and
+-- unmerged ledger rows, probed through the mapping's index and the
+-- rollup's (source_id, conversation_id, month) index, then the parts read
+-- from the tables (stale months, partial months at the ends).
+CREATE FUNCTION billing._customer_rows(p_from timestamptz, p_to timestamptz, p_customer text)
+RETURNS TABLE (source_id smallint, conversation_id text, month date, messages bigint, prompt_tokens numeric,
+               completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric, cost numeric,
+               unpriced_tokens numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s record;
+    ks smallint[];
+    kc text[];
+BEGIN
+    PERFORM billing._require_reader();
+    SELECT array_agg(k.source_id), array_agg(k.conversation_id) INTO ks, kc
+      FROM (SELECT DISTINCT c.source_id, c.conversation_id FROM billing._customer_conversations(p_customer, false) AS c
+             WHERE billing._may_read_table(c.source_id)) AS k;
+    IF ks IS NULL THEN
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH x AS (
+        SELECT u.source_id, u.conversation_id, u.month, u.messages, u.prompt_tokens, u.completion_tokens,
+               u.cached_tokens, u.estimated_tokens, u.cost, u.unpriced_tokens
+          FROM unnest(ks, kc) AS k(source_id, conversation_id)
+          JOIN billing.conversation_usage AS u ON u.source_id = k.source_id AND u.conversation_id = k.conversation_id
+         WHERE u.month >= billing.month_of(p_from)
+           AND billing.month_start(u.month) >= p_from
+           AND billing.month_end(u.month) <= p_to
+        UNION ALL
+        SELECT l.source_id, l.conversation_id, l.month, l.messages, l.prompt_tokens, l.completion_tokens,
+               l.cached_tokens, l.estimated_prompt + l.estimated_completion, l.cost + l.estimated_cost,
+               l.unpriced_tokens
+          FROM billing._ledger_usage(p_from, p_to, billing._estimate_model()) AS l
+          JOIN unnest(ks, kc) AS k(source_id, conversation_id) ON k.source_id = l.source_id AND k.conversation_id = l.conversation_id
+    )
+    SELECT x.source_id, x.conversation_id, x.month, sum(x.messages)::bigint, sum(x.prompt_tokens),
+           sum(x.completion_tokens), sum(x.cached_tokens), sum(x.estimated_tokens), sum(x.cost), sum(x.unpriced_tokens)
+      FROM x
+     CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
+     GROUP BY x.source_id, x.conversation_id, x.month
+    HAVING sum(x.messages) <> 0;
+
+    FOR s IN SELECT r.* FROM billing._table_ranges(p_from, p_to) AS r
+              WHERE r.source_id = ANY (ks) LOOP
+        RETURN QUERY
+        SELECT s.source_id, r.conversation_id, r.month, sum(r.messages)::bigint, sum(r.prompt_tokens),
+               sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt + r.estimated_completion),
+               sum(r.cost + r.estimated_cost), sum(r.unpriced_tokens)
+          FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to) AS r
+          JOIN unnest(ks, kc) AS k(source_id, conversation_id) ON k.source_id = s.source_id AND k.conversation_id = r.conversation_id
+         GROUP BY r.conversation_id, r.month;
+    END LOOP;
+END
+$$;
+
+-- AWS per customer, month and service with p_from <= at < p_to. A
+-- customer's AWS costs are its recorded usage at the prices of its time;
+-- everything else (usage recorded without a customer, usage patterns,
+-- actual figures in place of the estimate) is the NULL customer's, so that
+-- the customers add up to billing's AWS figures. p_customer: that customer
+-- only.
+CREATE FUNCTION billing._aws_by_customer(p_from timestamptz, p_to timestamptz, p_customer text)
+RETURNS TABLE (customer text, month date, service text, quantity numeric, cost numeric, unpriced_quantity numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET billing.unknown_service = 'ignore'
+AS $$
+BEGIN
+    IF p_customer IS NOT NULL THEN
+        RETURN QUERY
+        SELECT u.customer, billing.month_of(u.at), u.service, sum(u.quantity),
+               coalesce(billing.aws_cost(u.service, u.quantity, u.at), 0),
+               coalesce(sum(u.quantity) FILTER (WHERE billing.resolve_aws_price(u.service, u.at) IS NULL), 0)
+          FROM billing.aws_usage AS u
+         WHERE u.customer = p_customer AND u.at >= p_from AND u.at < p_to
+         GROUP BY 1, 2, 3;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH named AS MATERIALIZED (
+        SELECT u.customer, billing.month_of(u.at) AS month, u.service, sum(u.quantity) AS quantity,
+               coalesce(billing.aws_cost(u.service, u.quantity, u.at), 0) AS cost,
+               coalesce(sum(u.quantity) FILTER (WHERE billing.resolve_aws_price(u.service, u.at) IS NULL), 0)
+                   AS unpriced_quantity
+          FROM billing.aws_usage AS u
+         WHERE u.customer IS NOT NULL AND u.at >= p_from AND u.at < p_to
+         GROUP BY 1, 2, 3
+    ), named_total AS (
+        SELECT n.month, n.service, sum(n.quantity) AS quantity, sum(n.cost) AS cost,
+               sum(n.unpriced_quantity) AS unpriced_quantity
+          FROM named AS n GROUP BY 1, 2
+    ), everything AS (
+        SELECT a.month, a.service, a.quantity, a.cost, a.unpriced_quantity FROM billing._aws_usage_by_service(p_from, p_to) AS a
+    )
+    SELECT n.customer, n.month, n.service, n.quantity, n.cost, n.unpriced_quantity FROM named AS n
+    UNION ALL
+    SELECT NULL, coalesce(e.month, t.month), coalesce(e.service, t.service),
+           coalesce(e.quantity, 0) - coalesce(t.quantity, 0), coalesce(e.cost, 0) - coalesce(t.cost, 0),
+           greatest(coalesce(e.unpriced_quantity, 0) - coalesce(t.unpriced_quantity, 0), 0)
+      FROM everything AS e FULL JOIN named_total AS t ON t.month = e.month AND t.service = e.service
+     WHERE coalesce(e.quantity, 0) <> coalesce(t.quantity, 0) OR coalesce(e.cost, 0) <> coalesce(t.cost, 0);
+END
+$$;
+
+-- Costs per customer and month with p_from <= time < p_to (whole or
+-- partial months): OpenAI and AWS. p_customer NULL: every customer (and the
+-- NULL customer: usage of no customer); under the setting billing.customer,
+-- only that customer, whatever p_customer says.
+CREATE FUNCTION billing._customer_months(p_from timestamptz, p_to timestamptz, p_customer text)
+RETURNS TABLE (customer text, month date, openai_cost numeric, aws_cost numeric, total_cost numeric, tokens numeric,
+               prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric,
+               unpriced_tokens numeric, messages bigint, emails numeric, unpriced_aws_quantity numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    who text := coalesce(billing.current_customer(), p_customer);
+BEGIN
+    IF billing.current_customer() IS NOT NULL AND p_customer IS DISTINCT FROM billing.current_customer()
+       AND p_customer IS NOT NULL THEN
+        RETURN;   -- reading as one customer: no other customer's figures
+    END IF;
+    RETURN QUERY
+    WITH o AS (
+        SELECT * FROM billing._usage_by_customer(p_from, p_to, who)
+    ), a AS (
+        SELECT x.customer, x.month, sum(x.cost) AS cost,
+               coalesce(sum(x.quantity) FILTER (WHERE x.service = 'ses'), 0) AS emails,
+               sum(x.unpriced_quantity) AS unpriced_quantity
+          FROM billing._aws_by_customer(p_from, p_to, who) AS x
+         GROUP BY x.customer, x.month
+    )
+    SELECT coalesce(o.customer, a.customer), coalesce(o.month, a.month), coalesce(o.cost, 0), coalesce(a.cost, 0),
+           coalesce(o.cost, 0) + coalesce(a.cost, 0),
+           coalesce(o.prompt_tokens + o.completion_tokens + o.estimated_tokens, 0),
+           coalesce(o.prompt_tokens, 0), coalesce(o.completion_tokens, 0), coalesce(o.cached_tokens, 0),
+           coalesce(o.estimated_tokens, 0), coalesce(o.unpriced_tokens, 0), coalesce(o.messages, 0),
+           coalesce(a.emails, 0), coalesce(a.unpriced_quantity, 0)
+      FROM o FULL JOIN a ON a.customer IS NOT DISTINCT FROM o.customer AND a.month = o.month;
+END
+$$;
+
+CREATE VIEW billing.customer_costs WITH (security_invoker = true) AS
+SELECT c.customer, c.month, c.openai_cost, c.aws_cost, c.total_cost, c.tokens, c.prompt_tokens,
+       c.completion_tokens, c.cached_tokens, c.estimated_tokens, c.unpriced_tokens, c.messages, c.emails,
+       c.unpriced_aws_quantity
+  FROM billing._customer_months('-infinity', 'infinity', NULL) AS c;
+COMMENT ON VIEW billing.customer_costs IS
+    'Cost per customer and month: OpenAI (actual and estimated) and AWS, tokens, messages, estimated and unpriced parts. customer NULL: usage of no customer.';
+
+-- Costs of any range, per day or month, of every customer or one.
+CREATE FUNCTION billing._costs("from" timestamptz, "to" timestamptz, group_by text, p_customer text)
+RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric, total_cost numeric,
+               tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    who text := coalesce(billing.current_customer(), p_customer);
+    tz text := (SELECT s.value FROM billing.settings AS s WHERE s.name = 'month_time_zone');
+BEGIN
+    IF "from" IS NULL OR "to" IS NULL OR "to" <= "from" OR NOT billing._countable("from")
+       OR NOT billing._countable("to" - interval '1 microsecond') THEN
+        RAISE EXCEPTION 'billing: the range must have a start before its end, within the years 1 to 9999'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF group_by IS NULL OR group_by NOT IN ('day', 'month') THEN
+        RAISE EXCEPTION 'billing: group_by must be ''day'' or ''month'', got %', coalesce(quote_literal(group_by), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF billing.current_customer() IS NOT NULL AND p_customer IS NOT NULL
+       AND p_customer <> billing.current_customer() THEN
+        RETURN;
+    END IF;
+    PERFORM billing._require_reader();
+    IF group_by = 'month' THEN
+        RETURN QUERY
+        SELECT c.month, c.customer, c.openai_cost, c.aws_cost, c.total_cost, c.tokens, c.estimated_tokens,
+               c.unpriced_tokens, c.messages
+          FROM billing._customer_months("from", "to", who) AS c;
+        RETURN;
+    END IF;
+    IF ("to" - "from") > interval '3700 days' THEN
+        RAISE EXCEPTION 'billing: a range by day may not exceed about ten years' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- By day: each day read from the tracked tables (as the caller), the
+    -- days in the month_time_zone setting's zone; AWS from recorded usage
+    -- (usage patterns and actual figures are monthly: they are in the
+    -- month rows only).
+    RETURN QUERY
+    WITH days AS (
+        SELECT g.d::date AS day, greatest("from", timezone(tz, g.d::timestamp)) AS d_from,
+               least("to", timezone(tz, g.d::timestamp + interval '1 day')) AS d_to
+          FROM generate_series(timezone(tz, "from")::date, timezone(tz, "to" - interval '1 microsecond')::date,
+                               interval '1 day') AS g(d)
+    ), map AS MATERIALIZED (
+        SELECT * FROM billing._customer_conversations(who, who IS NULL)
+    ), o AS (
+        SELECT days.day, m.customer, sum(r.cost + r.estimated_cost) AS cost,
+               sum(r.prompt_tokens + r.completion_tokens + r.estimated_prompt + r.estimated_completion) AS tokens,
+               sum(r.estimated_prompt + r.estimated_completion) AS estimated_tokens,
+               sum(r.unpriced_tokens) AS unpriced_tokens, sum(r.messages)::bigint AS messages
+          FROM days
+         CROSS JOIN billing.tracked_tables AS t
+         CROSS JOIN LATERAL billing._scan_table_safely(t.id, days.d_from, days.d_to) AS r
+          LEFT JOIN map AS m ON m.source_id = t.id AND m.conversation_id = r.conversation_id
+         WHERE billing._may_read_table(t.id) AND (who IS NULL OR m.customer IS NOT NULL)
+         GROUP BY 1, 2
+        HAVING sum(r.messages) <> 0
+    ), a AS (
+        SELECT timezone(tz, u.at)::date AS day, u.customer,
+               coalesce(billing.aws_cost(u.service, u.quantity, u.at), 0) AS cost
+          FROM billing.aws_usage AS u
+         WHERE u.at >= "from" AND u.at < "to" AND (who IS NULL OR u.customer = who)
+         GROUP BY 1, 2
+    )
+    SELECT coalesce(o.day, a.day), coalesce(o.customer, a.customer), coalesce(o.cost, 0), coalesce(a.cost, 0),
+           coalesce(o.cost, 0) + coalesce(a.cost, 0), coalesce(o.tokens, 0), coalesce(o.estimated_tokens, 0),
+           coalesce(o.unpriced_tokens, 0), coalesce(o.messages, 0)
+      FROM o FULL JOIN a ON a.day = o.day AND a.customer IS NOT DISTINCT FROM o.customer;
+END
+$$;
+
+CREATE FUNCTION billing.costs("from" timestamptz, "to" timestamptz, group_by text DEFAULT 'month',
+                              customer text DEFAULT NULL)
+RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric, total_cost numeric,
+               tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    SELECT * FROM billing._costs($1, $2, $3, $4) AS c ORDER BY c.period, c.customer NULLS FIRST
+$$;
+COMMENT ON FUNCTION billing.costs(timestamptz, timestamptz, text, text) IS
+    'Costs with from <= time < to per customer and day or month (group_by), of every customer or of one.';
+
+-- The customers of some conversations of one tracked table (keys as
+-- billing keys them), read from its mapping as the caller through the
+-- mapping's unique index: for a few thousand conversations, cheaper than
+-- reading the whole mapping. (A key billing shortened, see billing._key,
+-- is matched through the key.)
+CREATE FUNCTION billing._customers_of(p_source smallint, p_keys text[])
+RETURNS TABLE (source_id smallint, conversation_id text, customer text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s billing.customer_sources;
+    k text;
+    c text;
+    ktype text;
+BEGIN
+    SELECT cs.* INTO s FROM billing.customer_sources AS cs
+     WHERE cs.source_id = p_source AND billing._may_read_table(cs.source_id)
+       AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)
+       AND has_table_privilege(cs.lookup, 'SELECT');
+    IF NOT FOUND OR p_keys IS NULL THEN
+        RETURN;
+    END IF;
+    k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+    c := billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+    ktype := format_type((SELECT a.atttypid FROM pg_attribute AS a
+                           WHERE a.attrelid = s.lookup AND a.attname = s.lookup_key), NULL);
+    BEGIN
+        RETURN QUERY EXECUTE format(
+            'SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE c.%I = ANY ($1::%s[]) AND %s IS NOT NULL',
+            p_source, k, c, s.lookup, s.lookup_key, ktype, c)
+            USING ARRAY(SELECT x FROM unnest(p_keys) AS x WHERE x NOT LIKE '%... (md5 %)');
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        -- a key that is no value of the column's type: look them up one by one
+        RETURN QUERY EXECUTE format(
+            'SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE %s = ANY ($1) AND %s IS NOT NULL',
+            p_source, k, c, s.lookup, k, c)
+            USING p_keys;
+        RETURN;
+    END;
+    IF EXISTS (SELECT 1 FROM unnest(p_keys) AS x WHERE x LIKE '%... (md5 %)') THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE billing._key(%s) = ANY ($1) AND %s IS NOT NULL',
+            p_source, k, c, s.lookup, k, c)
+            USING ARRAY(SELECT x FROM unnest(p_keys) AS x WHERE x LIKE '%... (md5 %)');
+    END IF;
+END
+$$;
+
+-- The top 10 customers of a period, for the owner's dashboard: a
+-- "customers" entry once billing knows customers (else nothing, and no
+-- read). The period's conversations are read once, and their customers
+-- looked up through the mapping's index.
+CREATE FUNCTION billing._dashboard_customers(p_from timestamptz, p_to timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM billing.customer_sources)
+       AND NOT EXISTS (SELECT 1 FROM billing.aws_usage AS u WHERE u.customer IS NOT NULL) THEN
+        RETURN '{}'::jsonb;
+    END IF;
+    RETURN jsonb_build_object('customers', (
+        WITH conv AS MATERIALIZED (
+            SELECT * FROM billing._usage_by_conversation(p_from, p_to)
+        ), keys AS (
+            SELECT c.source_id, array_agg(c.conversation_id) AS keys FROM conv AS c
+             WHERE c.source_id IN (SELECT cs.source_id FROM billing.customer_sources AS cs)
+               AND c.conversation_id IS NOT NULL
+             GROUP BY c.source_id
+        ), map AS MATERIALIZED (
+            SELECT m.* FROM keys AS k CROSS JOIN LATERAL billing._customers_of(k.source_id, k.keys) AS m
+        ), x AS (
+            SELECT m.customer, c.cost AS openai, 0 AS aws, c.prompt_tokens::numeric + c.completion_tokens
+                   + c.estimated_tokens AS tokens, c.messages
+              FROM conv AS c JOIN map AS m ON m.source_id = c.source_id AND m.conversation_id = c.conversation_id
+            UNION ALL
+            SELECT a.customer, 0, a.cost, 0, 0 FROM billing._aws_by_customer(p_from, p_to, NULL) AS a
+             WHERE a.customer IS NOT NULL
+        )
+        SELECT coalesce(jsonb_agg(jsonb_build_object('customer', t.customer, 'cost', t.cost, 'openai', t.openai,
+                                                     'aws', t.aws, 'tokens', t.tokens, 'messages', t.messages)
+                                  ORDER BY t.cost DESC, t.customer), '[]'::jsonb)
+          FROM (SELECT x.customer, sum(x.openai + x.aws) AS cost, sum(x.openai) AS openai, sum(x.aws) AS aws,
+                       sum(x.tokens) AS tokens, sum(x.messages) AS messages
+                  FROM x GROUP BY x.customer
+                 ORDER BY 2 DESC, 1
+                 LIMIT 10) AS t));
+END
+$$;
+
+-- One customer's dashboard: the owner's payload, of that customer's usage
+-- (no per-model breakdown: costs are kept per conversation, and a
+-- conversation's customer is found when read).
+CREATE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamptz, customer text,
+                                  top_conversations integer DEFAULT 50, months integer DEFAULT 6)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    who text := dashboard.customer;
+    last_month date;
+    history_from date;
+    openai jsonb;
+    aws jsonb;
+    hist jsonb;
+    conversations jsonb;
+    months_json jsonb;
+BEGIN
+    IF who IS NULL THEN
+        RAISE EXCEPTION 'billing: customer must be given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start
+       OR NOT billing._countable(period_start) OR NOT billing._countable(period_end - interval '1 microsecond') THEN
+        RAISE EXCEPTION 'billing: the period must have a start before its end, within the years 1 to 9999'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF top_conversations < 0 OR top_conversations > 10000 OR months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000 and months between 1 and 1200'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM billing._require_reader();
+    last_month := billing.month_of(period_end - interval '1 microsecond');
+    history_from := (last_month - (months - 1) * interval '1 month')::date;
+
+    SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]') INTO months_json FROM billing._customer_months(least(period_start, billing.month_start(history_from)),
+                                           greatest(period_end, billing.month_end(last_month)), who) AS c
+     WHERE billing.current_customer() IS NULL OR billing.current_customer() = who;
+
+    -- The cards: the period itself (read again unless it is whole months
+    -- of the history).
+    IF period_start = billing.month_start(billing.month_of(period_start))
+       AND period_end = billing.month_end(last_month) AND billing.month_of(period_start) >= history_from THEN
+        SELECT jsonb_build_object('cost', coalesce(sum(c.openai_cost), 0), 'tokens', coalesce(sum(c.tokens), 0),
+                                  'prompt_tokens', coalesce(sum(c.prompt_tokens), 0),
+                                  'completion_tokens', coalesce(sum(c.completion_tokens), 0),
+                                  'cached_tokens', coalesce(sum(c.cached_tokens), 0),
+                                  'estimated_tokens', coalesce(sum(c.estimated_tokens), 0),
+                                  'unpriced_tokens', coalesce(sum(c.unpriced_tokens), 0),
+                                  'messages', coalesce(sum(c.messages), 0)),
+               jsonb_build_object('cost', coalesce(sum(c.aws_cost), 0), 'emails', coalesce(sum(c.emails), 0))
+          INTO openai, aws
+          FROM jsonb_to_recordset(months_json) AS c(month date, openai_cost numeric, aws_cost numeric, total_cost numeric, tokens numeric, prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint, emails numeric)
+         WHERE c.month >= billing.month_of(period_start);
+    ELSE
+        SELECT jsonb_build_object('cost', coalesce(sum(c.openai_cost), 0), 'tokens', coalesce(sum(c.tokens), 0),
+                                  'prompt_tokens', coalesce(sum(c.prompt_tokens), 0),
+                                  'completion_tokens', coalesce(sum(c.completion_tokens), 0),
+                                  'cached_tokens', coalesce(sum(c.cached_tokens), 0),
+                                  'estimated_tokens', coalesce(sum(c.estimated_tokens), 0),
+                                  'unpriced_tokens', coalesce(sum(c.unpriced_tokens), 0),
+                                  'messages', coalesce(sum(c.messages), 0)),
+               jsonb_build_object('cost', coalesce(sum(c.aws_cost), 0), 'emails', coalesce(sum(c.emails), 0))
+          INTO openai, aws
+          FROM billing._customer_months(period_start, period_end, who) AS c
+         WHERE billing.current_customer() IS NULL OR billing.current_customer() = who;
+    END IF;
+
+    SELECT jsonb_agg(jsonb_build_object(
+               'month', to_char(g.m, 'YYYY-MM'),
+               'openai', coalesce((SELECT sum(c.openai_cost) FROM jsonb_to_recordset(months_json) AS c(month date, openai_cost numeric, aws_cost numeric, total_cost numeric, tokens numeric, prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint, emails numeric) WHERE c.month = g.m), 0),
+               'aws', coalesce((SELECT sum(c.aws_cost) FROM jsonb_to_recordset(months_json) AS c(month date, openai_cost numeric, aws_cost numeric, total_cost numeric, tokens numeric, prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint, emails numeric) WHERE c.month = g.m), 0),
+               'total', coalesce((SELECT sum(c.total_cost) FROM jsonb_to_recordset(months_json) AS c(month date, openai_cost numeric, aws_cost numeric, total_cost numeric, tokens numeric, prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint, emails numeric) WHERE c.month = g.m), 0))
+             ORDER BY g.m)
+      INTO hist
+      FROM generate_series(history_from, last_month, interval '1 month') AS g(m);
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object('conversation_id', x.conversation_id, 'cost', x.cost,
+                                                 'tokens', x.tokens, 'messages', x.messages)
+                              ORDER BY x.cost DESC, x.conversation_id), '[]'::jsonb)
+      INTO conversations
+      FROM (SELECT c.conversation_id, sum(c.cost) AS cost,
+                   sum(c.prompt_tokens + c.completion_tokens + c.estimated_tokens) AS tokens,
+                   sum(c.messages) AS messages
+              FROM billing._customer_rows(period_start, period_end, who) AS c
+             WHERE billing.current_customer() IS NULL OR billing.current_customer() = who
+             GROUP BY c.conversation_id
+            HAVING sum(c.messages) <> 0
+             ORDER BY 2 DESC, 1
+             LIMIT top_conversations) AS x;
+
+    -- The AWS card's breakdown per service: the customer's recorded usage,
+    -- priced by effective date (an estimate: actual figures are not kept
+    -- per customer).
+    aws := aws || jsonb_build_object(
+        'breakdown', coalesce((SELECT jsonb_object_agg(b.service, jsonb_build_object('quantity', b.quantity, 'cost', b.cost,
+                                                                                     'basis', 'estimate'))
+                                 FROM (SELECT a.service, sum(a.quantity) AS quantity, sum(a.cost) AS cost
+                                         FROM billing._aws_by_customer(period_start, period_end, who) AS a
+                                        WHERE billing.current_customer() IS NULL OR billing.current_customer() = who
+                                        GROUP BY a.service) AS b), '{}'::jsonb),
+        'source', 'estimate');
+
+    RETURN jsonb_build_object(
+        'customer', who,
+        'period', jsonb_build_object('start', period_start, 'end', period_end),
+        'openai', openai,
+        'aws', aws,
+        'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
+        'conversations', conversations,
+        'history', hist);
+END
+$$;
+COMMENT ON FUNCTION billing.dashboard(timestamptz, timestamptz, text, integer, integer) IS
+    'One customer''s billing page for usage with period_start <= time < period_end: OpenAI and AWS cards, its top conversations, its history.';
+
+CREATE FUNCTION billing.dashboard(customer text, months integer DEFAULT 6, top_conversations integer DEFAULT 50,
+                                  at timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    PERFORM billing._require_reader();
+    RETURN billing.dashboard(billing.month_start(billing.month_of(at)), billing.month_end(billing.month_of(at)),
+                             customer, top_conversations, months);
+END
+$$;
+COMMENT ON FUNCTION billing.dashboard(text, integer, integer, timestamptz) IS
+    'One customer''s billing page for the month that contains `at`: SELECT billing.dashboard(customer => ''u1'');';
+
+
+-- Reading as one customer. An app that shows each of its customers their
+-- own costs sets billing.customer for the request (SET LOCAL
+-- billing.customer = 'u1', or set_config('billing.customer', 'u1', true));
+-- then every read of billing, as any role other than billing's owner,
+-- shows that customer's costs only: the restrictive policies below hide
+-- every other customer's rows of the rollups, the ledger (unmerged writes),
+-- recorded AWS usage and statements; month_usage (not kept per customer),
+-- problem rows and AWS actual figures are hidden whole; the reads of the
+-- tracked tables themselves (stale months, partial months) keep that
+-- customer's conversations only (billing._scan_table_safely); and
+-- billing.dashboard() and billing.history() give that customer's figures.
+-- The setting only ever narrows what a role sees: a role sees a customer's
+-- costs only if it may read them without it.
+CREATE POLICY as_customer ON billing.usage_ledger AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL
+           OR (source_id, billing._key(conversation_id)) IN
+              (SELECT c.source_id, c.conversation_id
+                 FROM billing._customer_conversations(billing.current_customer(), false) AS c));
+CREATE POLICY as_customer ON billing.conversation_usage AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL
+           OR (source_id, conversation_id) IN
+              (SELECT c.source_id, c.conversation_id
+                 FROM billing._customer_conversations(billing.current_customer(), false) AS c));
+CREATE POLICY as_customer ON billing.month_usage AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL);
+CREATE POLICY as_customer ON billing.problem_messages AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL);
+ALTER TABLE billing.aws_usage ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.aws_usage USING (true);
+CREATE POLICY as_customer ON billing.aws_usage AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL OR customer = billing.current_customer());
+ALTER TABLE billing.aws_actuals ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.aws_actuals USING (true);
+CREATE POLICY as_customer ON billing.aws_actuals AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL);
+ALTER TABLE billing.aws_usage_patterns ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.aws_usage_patterns USING (true);
+CREATE POLICY as_customer ON billing.aws_usage_patterns AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL);
+
+-- billing.history (views.sql) as one customer: that customer's months.
+CREATE OR REPLACE FUNCTION billing.history(p_from timestamptz DEFAULT '-infinity', p_to timestamptz DEFAULT 'infinity')
+RETURNS TABLE (month date, source text, cost numeric, basis text, messages bigint, prompt_tokens bigint,
+               completion_tokens bigint, cached_tokens bigint, estimated_tokens bigint,
+               unpriced_tokens bigint, emails numeric, services jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.month, 'openai', sum(m.cost + m.estimated_cost),
+           CASE WHEN sum(m.estimated_prompt::numeric + m.estimated_completion) > 0 THEN 'partly estimated'
+                ELSE 'actual usage' END,
+           sum(m.messages)::bigint, billing._sat(sum(m.prompt_tokens)), billing._sat(sum(m.completion_tokens)),
+           billing._sat(sum(m.cached_tokens)), billing._sat(sum(m.estimated_prompt::numeric + m.estimated_completion)),
+           billing._sat(sum(m.unpriced_tokens)), NULL::numeric, NULL::jsonb
+      FROM billing._usage_by_model(p_from, p_to) AS m
+     WHERE billing.current_customer() IS NULL
+     GROUP BY m.month
+    UNION ALL
+    SELECT a.month, 'aws', sum(a.cost),
+           CASE WHEN bool_and(a.basis = 'actual') THEN 'actual'
+                WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END,
+           NULL, NULL, NULL, NULL, NULL, NULL,
+           coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+           jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+      FROM billing._aws_usage_by_service(p_from, p_to) AS a
+     WHERE billing.current_customer() IS NULL
+     GROUP BY a.month
+    UNION ALL
+    SELECT c.month, 'openai', c.openai_cost,
+           CASE WHEN c.estimated_tokens > 0 THEN 'partly estimated' ELSE 'actual usage' END,
+           c.messages, billing._sat(c.prompt_tokens), billing._sat(c.completion_tokens), billing._sat(c.cached_tokens),
+           billing._sat(c.estimated_tokens), billing._sat(c.unpriced_tokens), NULL::numeric, NULL::jsonb
+      FROM billing._customer_months(p_from, p_to, billing.current_customer()) AS c
+     WHERE billing.current_customer() IS NOT NULL AND c.messages <> 0
+    UNION ALL
+    SELECT a.month, 'aws', sum(a.cost), 'estimate', NULL, NULL, NULL, NULL, NULL, NULL,
+           coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+           jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', 'estimate'))
+      FROM billing._aws_by_customer(p_from, p_to, billing.current_customer()) AS a
+     WHERE billing.current_customer() IS NOT NULL
+     GROUP BY a.month
+$$;
+
+-- The customer of a profiles table's e-mails (billing.track_profiles): a
+-- column of the profile (its id, when a profile is a user).
+CREATE TABLE billing.profile_customers (
+    relation        regclass PRIMARY KEY,
+    customer_column name     NOT NULL
+);
+COMMENT ON TABLE billing.profile_customers IS
+    'The column of a tracked profiles table that names the customer of its e-mails (billing.track_profile_customers).';
+SELECT pg_catalog.pg_extension_config_dump('billing.profile_customers', '');
+
+CREATE FUNCTION billing.track_profile_customers(relation regclass, customer_column name DEFAULT 'id')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger AS g WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles') THEN
+        RAISE EXCEPTION 'billing: table % is not tracked by track_profiles', relation USING ERRCODE = 'undefined_object',
+              HINT = 'billing.track_profiles() starts tracking it.';
+    END IF;
+    -- A column of a type billing reads as an id (else an error naming it).
+    PERFORM billing._column_reader(relation, customer_column, 'id', 'p');
+    INSERT INTO billing.profile_customers AS pc VALUES (relation, customer_column)
+    ON CONFLICT ON CONSTRAINT profile_customers_pkey DO UPDATE SET customer_column = excluded.customer_column;
+END
+$$;
+COMMENT ON FUNCTION billing.track_profile_customers(regclass, name) IS
+    'The e-mails a tracked profiles table''s counter records from now on belong to the customer its customer_column names.';
+
+-- The customer of a profile row (NULL when its table has no customer
+-- column, or the column is NULL or empty), for the profiles trigger (which
+-- runs as billing's owner). The column is read with built-in conversions
+-- only (billing._column_reader).
+CREATE FUNCTION billing._profile_customer(p_relation regclass, p_row anyelement) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name := (SELECT pc.customer_column FROM billing.profile_customers AS pc WHERE pc.relation = p_relation);
+    who text;
+BEGIN
+    IF col IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT %s', billing._column_reader(p_relation, col, 'id', '($1)')) INTO who USING p_row;
+    RETURN CASE WHEN who <> '' THEN who END;
+EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
+    RETURN NULL;   -- the column was dropped or changed type: the e-mails belong to no customer
+END
+$$;
+REVOKE ALL ON FUNCTION billing._profile_customer(regclass, anyelement) FROM PUBLIC;
+
+-- Statements: issuing a month freezes, per customer with usage, a numbered
+-- statement with line items (billing.statements, billing.statement_lines)
+-- whose total is the views' exact total for that customer and month. Issued
+-- statements never change: a later change to an issued month becomes
+-- adjustment lines (credit or debit, pointing at the original statement) on
+-- the customer's next statement. billing.pending_adjustments shows what the
+-- next statements will carry.
+-- Relies on customers.sql.
+
+CREATE TABLE billing.statements (
+    id                bigint      PRIMARY KEY,
+    number            text        NOT NULL UNIQUE,
+    customer          text        NOT NULL,
+    month             date        NOT NULL,
+    issued_at         timestamptz NOT NULL,
+    usage_total       numeric     NOT NULL,   -- the month's own usage
+    adjustments_total numeric     NOT NULL,   -- corrections of earlier months
+    total             numeric     NOT NULL,   -- usage_total + adjustments_total
+    UNIQUE (customer, month),
+    CHECK (total = usage_total + adjustments_total)
+);
+COMMENT ON TABLE billing.statements IS
+    'Issued statements (billing.issue_statements): one per customer and month, never changed once issued.';
+SELECT pg_catalog.pg_extension_config_dump('billing.statements', '');
+
+CREATE TABLE billing.statement_lines (
+    statement_id         bigint      NOT NULL REFERENCES billing.statements (id),
+    line                 integer     NOT NULL,
+    kind                 text        NOT NULL CHECK (kind IN ('usage', 'credit', 'debit')),
+    month                date        NOT NULL,   -- the month of the usage: the statement's, or the one adjusted
+    adjusts              bigint      REFERENCES billing.statements (id),   -- adjustments: the original statement
+    source               text        NOT NULL CHECK (source IN ('openai', 'aws')),
+    item                 text        NOT NULL,   -- the model as stored, or the AWS service
+    description          text        NOT NULL,   -- input tokens, output tokens, ..., or the AWS unit
+    quantity             numeric     NOT NULL,
+    unit_price           numeric,                -- USD per unit (per token); NULL: unpriced
+    price_name           text,                   -- the price row: model_prices.model or aws_prices.service
+    price_effective_from timestamptz,            --   and its effective_from
+    amount               numeric     NOT NULL,
+    PRIMARY KEY (statement_id, line)
+);
+COMMENT ON TABLE billing.statement_lines IS
+    'The lines of issued statements: usage per model (and price row) and AWS service, and adjustments of earlier months.';
+SELECT pg_catalog.pg_extension_config_dump('billing.statement_lines', '');
+
+CREATE TABLE billing.issued_months (
+    month      date        PRIMARY KEY,
+    issued_at  timestamptz NOT NULL,
+    statements integer     NOT NULL
+);
+COMMENT ON TABLE billing.issued_months IS 'Months whose statements are issued (billing.issue_statements).';
+SELECT pg_catalog.pg_extension_config_dump('billing.issued_months', '');
+
+-- Issued is issued: no role changes or removes a statement, a line or an
+-- issued month (only DROP EXTENSION removes them).
+CREATE FUNCTION billing._statements_immutable() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'billing: issued statements cannot be changed (% on %)', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'A later change to an issued month becomes an adjustment on the customer''s next statement.';
+END
+$$;
+CREATE TRIGGER statements_immutable BEFORE UPDATE OR DELETE ON billing.statements
+    FOR EACH ROW EXECUTE FUNCTION billing._statements_immutable();
+CREATE TRIGGER statements_immutable_truncate BEFORE TRUNCATE ON billing.statements
+    FOR EACH STATEMENT EXECUTE FUNCTION billing._statements_immutable();
+CREATE TRIGGER statement_lines_immutable BEFORE UPDATE OR DELETE ON billing.statement_lines
+    FOR EACH ROW EXECUTE FUNCTION billing._statements_immutable();
+CREATE TRIGGER statement_lines_immutable_truncate BEFORE TRUNCATE ON billing.statement_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION billing._statements_immutable();
+CREATE TRIGGER issued_months_immutable BEFORE UPDATE OR DELETE ON billing.issued_months
+    FOR EACH ROW EXECUTE FUNCTION billing._statements_immutable();
+CREATE TRIGGER issued_months_immutable_truncate BEFORE TRUNCATE ON billing.issued_months
+    FOR EACH STATEMENT EXECUTE FUNCTION billing._statements_immutable();
+
+-- The items of one month's usage per customer, as the views count it now:
+-- OpenAI per model, price row and kind of token (the month is cut at every
+-- price change within it, so that each part has one price row per model),
+-- from the tracked tables with a customer source; AWS per service and price
+-- row, from usage recorded with a customer. Each model's lines add up to
+-- the exact cost the views give it (else one line with that cost and no
+-- unit price). Read as the caller.
+CREATE FUNCTION billing._month_items(p_month date)
+RETURNS TABLE (customer text, source text, item text, description text, quantity numeric, unit_price numeric,
+               price_name text, price_effective_from timestamptz, amount numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET billing.unknown_service = 'ignore'
+AS $$
+DECLARE
+    m_from timestamptz := billing.month_start(p_month);
+    m_to timestamptz := billing.month_end(p_month);
+    est_model text := billing._estimate_model();
+BEGIN
+    RETURN QUERY
+    WITH cuts AS (
+        SELECT DISTINCT x.at FROM (
+            SELECT m_from AS at UNION ALL SELECT m_to
+            UNION ALL SELECT p.effective_from FROM billing.model_prices AS p
+             WHERE p.effective_from > m_from AND p.effective_from < m_to) AS x
+    ), parts AS (
+        SELECT c.at AS p_from, lead(c.at) OVER (ORDER BY c.at) AS p_to FROM cuts AS c
+    ), map AS MATERIALIZED (
+        SELECT * FROM billing._customer_conversations(NULL, true)
+    ), scanned AS MATERIALIZED (
+        -- (each part of each table read once, before any join)
+        SELECT cs.source_id, parts.p_from, r.*
+          FROM parts
+         CROSS JOIN billing.customer_sources AS cs
+         CROSS JOIN LATERAL billing._scan_table_safely(cs.source_id, parts.p_from, parts.p_to) AS r
+         WHERE parts.p_to IS NOT NULL AND billing._may_read_table(cs.source_id)
+    ), groups AS (
+        SELECT k.customer, r.p_from, coalesce(r.model, '') AS model,
+               sum(r.prompt_tokens) AS prompt, sum(r.completion_tokens) AS completion, sum(r.cached_tokens) AS cached,
+               sum(r.estimated_prompt) AS est_prompt, sum(r.estimated_completion) AS est_completion,
+               sum(r.unpriced_tokens) AS unpriced, sum(r.cost) AS cost, sum(r.estimated_cost) AS estimated_cost,
+               sum(r.messages) AS messages
+          FROM scanned AS r
+          JOIN map AS k ON k.source_id = r.source_id AND k.conversation_id = r.conversation_id
+         GROUP BY 1, 2, 3
+    ), priced AS (
+        SELECT g.*, p.model AS p_name, p.effective_from AS p_at, p.input_per_1m / 1000000 AS p_in,
+               coalesce(p.cached_input_per_1m, p.input_per_1m) / 1000000 AS p_cached, p.output_per_1m / 1000000 AS p_out,
+               e.model AS e_name, e.effective_from AS e_at, e.input_per_1m / 1000000 AS e_in,
+               e.output_per_1m / 1000000 AS e_out
+          FROM groups AS g
+          LEFT JOIN LATERAL (SELECT mp.* FROM billing.resolve_model_price(nullif(g.model, ''), g.p_from) AS k
+                               JOIN billing.model_prices AS mp ON mp.model = k.model AND mp.effective_from = k.effective_from) AS p ON true
+          LEFT JOIN LATERAL (SELECT mp.* FROM billing.resolve_model_price(coalesce(nullif(g.model, ''), est_model), g.p_from) AS k
+                               JOIN billing.model_prices AS mp ON mp.model = k.model AND mp.effective_from = k.effective_from) AS e ON true
+    ), lines AS (
+        SELECT pr.customer, pr.model, pr.p_from, pr.cost + pr.estimated_cost AS group_cost, l.*
+          FROM priced AS pr
+         CROSS JOIN LATERAL (VALUES
+             (1, 'input tokens', pr.prompt - pr.cached, pr.p_in, pr.p_name, pr.p_at),
+             (2, 'cached input tokens', pr.cached, pr.p_cached, pr.p_name, pr.p_at),
+             (3, 'output tokens', pr.completion, pr.p_out, pr.p_name, pr.p_at),
+             (4, 'estimated input tokens', pr.est_prompt, pr.e_in, pr.e_name, pr.e_at),
+             (5, 'estimated output tokens', pr.est_completion, pr.e_out, pr.e_name, pr.e_at)
+         ) AS l(ord, description, quantity, unit_price, price_name, price_at)
+         -- (tokens no price covers are the unpriced line's)
+         WHERE l.quantity <> 0 AND l.price_name IS NOT NULL
+    ), checked AS (
+        -- A group whose priced lines do not make its exact cost (usage a
+        -- price cannot be read from line by line) gets one line instead.
+        SELECT l.*, sum(coalesce(l.quantity * l.unit_price, 0)) OVER (PARTITION BY l.customer, l.model, l.p_from) AS lines_cost
+          FROM lines AS l
+    )
+    SELECT c.customer, 'openai', CASE WHEN c.model = '' THEN '(none)' ELSE c.model END, c.description,
+           sum(c.quantity), trim_scale(c.unit_price), c.price_name, c.price_at,
+           trim_scale(sum(coalesce(c.quantity * c.unit_price, 0)))
+      FROM checked AS c
+     WHERE c.lines_cost = c.group_cost
+     GROUP BY c.customer, c.model, c.ord, c.description, c.unit_price, c.price_name, c.price_at
+    UNION ALL
+    SELECT g.customer, 'openai', CASE WHEN g.model = '' THEN '(none)' ELSE g.model END, 'tokens',
+           sum(g.quantity), NULL, NULL, NULL, trim_scale(g.group_cost)
+      FROM (SELECT DISTINCT c.customer, c.model, c.p_from, c.group_cost,
+                   sum(c.quantity) OVER (PARTITION BY c.customer, c.model, c.p_from) AS quantity
+              FROM checked AS c WHERE c.lines_cost <> c.group_cost) AS g
+     GROUP BY g.customer, g.model, g.p_from, g.group_cost
+    UNION ALL
+    -- Usage no price covers: shown with its tokens, at no cost.
+    SELECT pr.customer, 'openai', CASE WHEN pr.model = '' THEN '(none)' ELSE pr.model END, 'unpriced tokens',
+           sum(pr.unpriced), NULL, NULL, NULL, 0
+      FROM priced AS pr WHERE pr.unpriced <> 0
+     GROUP BY pr.customer, pr.model
+    UNION ALL
+    SELECT u.customer, 'aws', u.service, coalesce(p.unit, 'units'), sum(u.quantity), trim_scale(p.unit_price), p.service,
+           p.effective_from, trim_scale(coalesce(sum(u.quantity * p.unit_price), 0))
+      FROM billing.aws_usage AS u
+      LEFT JOIN LATERAL (SELECT ap.* FROM billing.resolve_aws_price(u.service, u.at) AS k
+                           JOIN billing.aws_prices AS ap ON ap.service = k.service AND ap.effective_from = k.effective_from) AS p ON true
+     WHERE u.customer IS NOT NULL AND u.at >= m_from AND u.at < m_to
+       AND (billing.current_customer() IS NULL OR u.customer = billing.current_customer())
+     GROUP BY u.customer, u.service, p.unit, p.unit_price, p.service, p.effective_from;
+END
+$$;
+
+-- What the statements of a customer already say about a month: its usage
+-- lines plus every adjustment of that month, per item.
+CREATE VIEW billing._billed_items WITH (security_invoker = true) AS
+SELECT s.customer, l.month, l.source, l.item, l.description, l.unit_price, l.price_name, l.price_effective_from,
+       sum(CASE WHEN l.kind = 'credit' THEN -l.quantity ELSE l.quantity END) AS quantity, sum(l.amount) AS amount,
+       (SELECT o.id FROM billing.statements AS o WHERE o.customer = s.customer AND o.month = l.month) AS original
+  FROM billing.statement_lines AS l
+  JOIN billing.statements AS s ON s.id = l.statement_id
+ GROUP BY s.customer, l.month, l.source, l.item, l.description, l.unit_price, l.price_name, l.price_effective_from;
+
+-- The differences between what the views give each customer for the issued
+-- months (other than p_except) and what its statements already say: the
+-- adjustments the next statements carry. Per customer and month in
+-- total (cheap: from the views); per item only where asked (p_items).
+CREATE FUNCTION billing._adjustment_items(p_except date)
+RETURNS TABLE (customer text, month date, original bigint, source text, item text, description text,
+               quantity numeric, unit_price numeric, price_name text, price_effective_from timestamptz, amount numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    m date;
+BEGIN
+    FOR m IN SELECT i.month FROM billing.issued_months AS i
+              WHERE i.month IS DISTINCT FROM p_except ORDER BY i.month LOOP
+        -- Only months whose totals moved are read item by item.
+        IF EXISTS (SELECT 1 FROM billing._pending_totals(m) AS t) THEN
+            RETURN QUERY
+            WITH now_items AS (
+                SELECT * FROM billing._month_items(m)
+            ), billed AS (
+                SELECT * FROM billing._billed_items AS b WHERE b.month = m
+            )
+            SELECT coalesce(n.customer, b.customer), m, (SELECT o.id FROM billing.statements AS o
+                                                          WHERE o.customer = coalesce(n.customer, b.customer) AND o.month = m),
+                   coalesce(n.source, b.source), coalesce(n.item, b.item), coalesce(n.description, b.description),
+                   coalesce(n.quantity, 0) - coalesce(b.quantity, 0), coalesce(n.unit_price, b.unit_price),
+                   coalesce(n.price_name, b.price_name), coalesce(n.price_effective_from, b.price_effective_from),
+                   coalesce(n.amount, 0) - coalesce(b.amount, 0)
+              FROM now_items AS n
+              FULL JOIN billed AS b
+                ON b.customer = n.customer AND b.source = n.source AND b.item = n.item AND b.description = n.description
+               AND b.unit_price IS NOT DISTINCT FROM n.unit_price AND b.price_name IS NOT DISTINCT FROM n.price_name
+               AND b.price_effective_from IS NOT DISTINCT FROM n.price_effective_from
+             WHERE coalesce(n.quantity, 0) <> coalesce(b.quantity, 0) OR coalesce(n.amount, 0) <> coalesce(b.amount, 0);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Per customer, the difference between the views' total of an issued month
+-- and what its statements say about it (rows only where they differ).
+CREATE FUNCTION billing._pending_totals(p_month date)
+RETURNS TABLE (customer text, month date, views_total numeric, billed_total numeric, amount numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    WITH v AS (
+        SELECT c.customer, sum(c.cost) AS openai
+          FROM billing._usage_by_customer(billing.month_start(p_month), billing.month_end(p_month), NULL) AS c
+         WHERE c.customer IS NOT NULL
+         GROUP BY c.customer
+    ), a AS (
+        SELECT u.customer, billing.aws_cost(u.service, u.quantity, u.at) AS aws
+          FROM billing.aws_usage AS u
+         WHERE u.customer IS NOT NULL AND u.at >= billing.month_start(p_month) AND u.at < billing.month_end(p_month)
+         GROUP BY u.customer
+    ), views AS (
+        SELECT coalesce(v.customer, a.customer) AS customer, coalesce(v.openai, 0) + coalesce(a.aws, 0) AS total
+          FROM v FULL JOIN a ON a.customer = v.customer
+    ), billed AS (
+        SELECT b.customer, sum(b.amount) AS total FROM billing._billed_items AS b WHERE b.month = p_month
+         GROUP BY b.customer
+    )
+    SELECT coalesce(v.customer, b.customer), p_month, coalesce(v.total, 0), coalesce(b.total, 0),
+           coalesce(v.total, 0) - coalesce(b.total, 0)
+      FROM views AS v FULL JOIN billed AS b ON b.customer = v.customer
+     WHERE coalesce(v.total, 0) <> coalesce(b.total, 0)
+       AND (billing.current_customer() IS NULL OR coalesce(v.customer, b.customer) = billing.current_customer())
+$$;
+
+-- Changes to issued months not yet on a statement, per customer and month:
+-- issued statements plus these equal the views.
+CREATE VIEW billing.pending_adjustments WITH (security_invoker = true) AS
+SELECT t.customer, t.month, (SELECT s.id FROM billing.statements AS s WHERE s.customer = t.customer AND s.month = t.month)
+           AS statement_id,
+       t.views_total, t.billed_total, t.amount
+  FROM billing.issued_months AS i
+ CROSS JOIN LATERAL billing._pending_totals(i.month) AS t;
+COMMENT ON VIEW billing.pending_adjustments IS
+    'Changes to issued months (back-dated writes, deletions, price corrections, conversations moved) that the customer''s next statement will carry: views_total = billed_total + amount.';
+
+-- Issues the statements of a month: one per customer with usage in it or
+-- with pending adjustments. Issuing an issued month returns its statements
+-- and changes nothing; a month that has not ended is refused unless
+-- allow_open.
+CREATE FUNCTION billing.issue_statements(month date, allow_open boolean DEFAULT false)
+RETURNS SETOF billing.statements
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    m date := issue_statements.month;
+    next_id bigint;
+    n integer;
+BEGIN
+    IF m IS NULL OR m <> date_trunc('month', m)::date THEN
+        RAISE EXCEPTION 'billing: a month is given by its first day, got %', m USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT billing._countable(billing.month_start(m)) OR NOT billing._countable(billing.month_end(m) - interval '1 microsecond') THEN
+        RAISE EXCEPTION 'billing: month % is outside the years billing counts', m USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF billing.current_customer() IS NOT NULL THEN
+        RAISE EXCEPTION 'billing: statements are issued for every customer: reset billing.customer first'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- One issuer at a time; the second waits, then finds the month issued.
+    LOCK TABLE billing.issued_months IN SHARE ROW EXCLUSIVE MODE;
+    IF EXISTS (SELECT 1 FROM billing.issued_months AS i WHERE i.month = m) THEN
+        RETURN QUERY SELECT s.* FROM billing.statements AS s WHERE s.month = m ORDER BY s.id;
+        RETURN;
+    END IF;
+    IF billing.month_end(m) > now() AND NOT coalesce(allow_open, false) THEN
+        RAISE EXCEPTION 'billing: month % has not ended (it ends at %)', to_char(m, 'YYYY-MM'), billing.month_end(m)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Its usage may still change; billing.issue_statements(month, allow_open => true) issues it anyway.';
+    END IF;
+
+    IF to_regclass('pg_temp.billing_issue_lines') IS NULL THEN
+        CREATE TEMP TABLE billing_issue_lines (
+        customer text, kind text, month date, adjusts bigint, source text, item text, description text,
+        quantity numeric, unit_price numeric, price_name text, price_effective_from timestamptz, amount numeric);
+    END IF;
+    TRUNCATE billing_issue_lines;
+    INSERT INTO billing_issue_lines
+    SELECT i.customer, 'usage', m, NULL, i.source, i.item, i.description, i.quantity, i.unit_price, i.price_name,
+           i.price_effective_from, i.amount
+      FROM billing._month_items(m) AS i;
+    INSERT INTO billing_issue_lines
+    SELECT a.customer, CASE WHEN a.amount < 0 OR (a.amount = 0 AND a.quantity < 0) THEN 'credit' ELSE 'debit' END,
+           a.month, a.original, a.source, a.item, a.description,
+           CASE WHEN a.amount < 0 OR (a.amount = 0 AND a.quantity < 0) THEN -a.quantity ELSE a.quantity END,
+           a.unit_price, a.price_name, a.price_effective_from, a.amount
+      FROM billing._adjustment_items(m) AS a;
+
+    next_id := coalesce((SELECT max(s.id) FROM billing.statements AS s), 0);
+    WITH customers AS (
+        SELECT l.customer, sum(l.amount) FILTER (WHERE l.kind = 'usage') AS usage_total,
+               sum(l.amount) FILTER (WHERE l.kind <> 'usage') AS adjustments_total,
+               row_number() OVER (ORDER BY l.customer) AS rn
+          FROM billing_issue_lines AS l GROUP BY l.customer
+    )
+    INSERT INTO billing.statements (id, number, customer, month, issued_at, usage_total, adjustments_total, total)
+    SELECT next_id + c.rn, format('%s-%s', to_char(m, 'YYYYMM'), lpad((next_id + c.rn)::text, 6, '0')), c.customer, m,
+           now(), coalesce(c.usage_total, 0), coalesce(c.adjustments_total, 0),
+           coalesce(c.usage_total, 0) + coalesce(c.adjustments_total, 0)
+      FROM customers AS c;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO billing.statement_lines
+    SELECT s.id, row_number() OVER (PARTITION BY s.id ORDER BY l.kind <> 'usage', l.month, l.source, l.item,
+                                                              l.price_effective_from NULLS LAST, l.description, l.unit_price),
+           l.kind, l.month, l.adjusts, l.source, l.item, l.description, l.quantity, l.unit_price, l.price_name,
+           l.price_effective_from, l.amount
+      FROM billing_issue_lines AS l
+      JOIN billing.statements AS s ON s.customer = l.customer AND s.month = m;
+    INSERT INTO billing.issued_months VALUES (m, now(), n);
+    TRUNCATE billing_issue_lines;
+    RETURN QUERY SELECT s.* FROM billing.statements AS s WHERE s.month = m ORDER BY s.id;
+END
+$$;
+COMMENT ON FUNCTION billing.issue_statements(date, boolean) IS
+    'Issues a month''s statements: per customer with usage, its usage lines and the adjustments of earlier issued months. Issuing an issued month changes nothing; an open month is refused unless allow_open.';
+REVOKE ALL ON FUNCTION billing.issue_statements(date, boolean) FROM PUBLIC;
+
+-- Read as one customer (billing.customer, customers.sql): its statements only.
+ALTER TABLE billing.statements ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.statements USING (true);
+CREATE POLICY as_customer ON billing.statements AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL OR customer = billing.current_customer());
+ALTER TABLE billing.statement_lines ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.statement_lines USING (true);
+CREATE POLICY as_customer ON billing.statement_lines AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL
+           OR statement_id IN (SELECT s.id FROM billing.statements AS s WHERE s.customer = billing.current_customer()));
+
+-- CSV export: set-returning functions for COPY (SELECT ...) TO STDOUT WITH
+-- CSV HEADER and \copy (tools/export_month.sh writes a month's files).
+-- Amounts are numeric: their text is exact, every decimal kept.
+CREATE FUNCTION billing.export_statements(month date DEFAULT NULL)
+RETURNS TABLE (number text, customer text, month date, issued_at timestamptz, usage_total numeric,
+               adjustments_total numeric, total numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    SELECT s.number, s.customer, s.month, s.issued_at, s.usage_total, s.adjustments_total, s.total
+      FROM billing.statements AS s
+     WHERE $1 IS NULL OR s.month = $1
+     ORDER BY s.id
+$$;
+COMMENT ON FUNCTION billing.export_statements(date) IS
+    'Issued statements (of one month, or all), for CSV: COPY (SELECT * FROM billing.export_statements(''2026-10-01'')) TO STDOUT WITH CSV HEADER.';
+
+CREATE FUNCTION billing.export_statement_lines(month date DEFAULT NULL)
+RETURNS TABLE (number text, customer text, statement_month date, line integer, kind text, month date,
+               adjusts text, source text, item text, description text, quantity numeric, unit_price numeric,
+               price_name text, price_effective_from timestamptz, amount numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    SELECT s.number, s.customer, s.month, l.line, l.kind, l.month, o.number, l.source, l.item, l.description,
+           l.quantity, l.unit_price, l.price_name, l.price_effective_from, l.amount
+      FROM billing.statements AS s
+      JOIN billing.statement_lines AS l ON l.statement_id = s.id
+      LEFT JOIN billing.statements AS o ON o.id = l.adjusts
+     WHERE $1 IS NULL OR s.month = $1
+     ORDER BY s.id, l.line
+$$;
+COMMENT ON FUNCTION billing.export_statement_lines(date) IS
+    'The lines of issued statements (of one month, or all), for CSV, with the number of the statement an adjustment corrects.';
+
+CREATE FUNCTION billing.export_costs("from" timestamptz, "to" timestamptz, group_by text DEFAULT 'month',
+                                     customer text DEFAULT NULL)
+RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric, total_cost numeric,
+               tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    SELECT * FROM billing.costs($1, $2, $3, $4)
+$$;
+COMMENT ON FUNCTION billing.export_costs(timestamptz, timestamptz, text, text) IS
+    'billing.costs() for CSV: costs of any range per customer and day or month.';

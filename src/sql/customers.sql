@@ -1,0 +1,802 @@
+-- Customers: who each tracked message (and recorded AWS usage) is billed
+-- to, and the costs per customer: billing.customer_sources (a tracked
+-- table's customer, looked up through a mapping table by conversation),
+-- record_customer_usage, _usage_by_customer (OpenAI) and _aws_by_customer,
+-- the view customer_costs, costs(from, to, group_by, customer) and
+-- dashboard(customer => ...), and the reading-as-one-customer setting.
+-- Relies on reads.sql, views.sql, aws_usage.sql and dashboard.sql.
+--
+-- Why the customer is resolved when read: a customer found through a
+-- conversation (the app's conversations table: conversation id -> user) is
+-- joined, at read time, to the per-conversation rollups
+-- (billing.conversation_usage plus the unmerged ledger), which are exact
+-- already. The write path is unchanged (no lookup per message, no lock on
+-- the mapping), and when a conversation moves to another customer every
+-- view follows the current mapping, exactly, with nothing to rebuild.
+
+CREATE TABLE billing.customer_sources (
+    source_id       smallint PRIMARY KEY REFERENCES billing.tracked_tables (id) ON DELETE CASCADE,
+    lookup          regclass NOT NULL,
+    lookup_key      name     NOT NULL,
+    customer_column name     NOT NULL
+);
+COMMENT ON TABLE billing.customer_sources IS
+    'The customer of a tracked table''s messages: lookup.customer_column of the row whose lookup_key is the message''s conversation (billing.track_customers).';
+SELECT pg_catalog.pg_extension_config_dump('billing.customer_sources', '');
+
+-- Probes of one customer's conversations.
+CREATE INDEX conversation_usage_conversation ON billing.conversation_usage (source_id, conversation_id, month);
+
+-- Recorded AWS usage may name its customer.
+ALTER TABLE billing.aws_usage ADD COLUMN customer text CHECK (customer <> '');
+CREATE INDEX aws_usage_customer ON billing.aws_usage (customer, at) WHERE customer IS NOT NULL;
+
+-- The mapping table must give one customer per conversation: its key column
+-- must be unique (a primary key or a unique index on that column alone).
+CREATE FUNCTION billing.track_customers(relation regclass, lookup regclass,
+                                        lookup_key name DEFAULT 'id', customer_column name DEFAULT 'user_id')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    sid smallint;
+BEGIN
+    SELECT t.id INTO sid FROM billing.tracked_tables AS t WHERE t.relation = track_customers.relation;
+    IF sid IS NULL THEN
+        RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object',
+              HINT = 'billing.track_messages() starts tracking it.';
+    END IF;
+    -- Both columns exist and have a type billing reads as an id (else an error naming it).
+    PERFORM billing._column_reader(lookup, lookup_key, 'conversation', 'c');
+    PERFORM billing._column_reader(lookup, customer_column, 'id', 'c');
+    IF NOT EXISTS (SELECT 1 FROM pg_index AS i
+                     JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    WHERE i.indrelid = lookup AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+                      AND a.attname = lookup_key) THEN
+        RAISE EXCEPTION 'billing: column % of table % is not unique, so it cannot give one customer per conversation',
+                        quote_ident(lookup_key), lookup
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use the table''s primary key (or a column with a unique index of its own). Nothing was changed.';
+    END IF;
+    INSERT INTO billing.customer_sources VALUES (sid, lookup, lookup_key, customer_column)
+    ON CONFLICT (source_id) DO UPDATE
+       SET lookup = excluded.lookup, lookup_key = excluded.lookup_key, customer_column = excluded.customer_column;
+END
+$$;
+COMMENT ON FUNCTION billing.track_customers(regclass, regclass, name, name) IS
+    'The customer of a tracked table''s messages: lookup.customer_column of the row whose lookup_key is the message''s conversation, read when costs are read.';
+
+CREATE FUNCTION billing.untrack_customers(relation regclass) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    DELETE FROM billing.customer_sources AS c
+     USING billing.tracked_tables AS t
+     WHERE t.id = c.source_id AND t.relation = untrack_customers.relation
+$$;
+
+-- AWS usage of a customer: billing.record_usage's checks, and the customer.
+CREATE FUNCTION billing.record_customer_usage(customer text, service text, quantity numeric,
+                                              at timestamptz DEFAULT now(), note text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF customer IS NULL OR customer = '' THEN
+        RAISE EXCEPTION 'billing: customer must be given' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'billing.record_usage() records usage of no customer.';
+    END IF;
+    new_id := billing.record_usage(service, quantity, at, note);
+    UPDATE billing.aws_usage AS u SET customer = record_customer_usage.customer WHERE u.id = new_id;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION billing.record_customer_usage(text, text, numeric, timestamptz, text) IS
+    'Records AWS usage of a customer (as billing.record_usage does, with the customer).';
+REVOKE ALL ON FUNCTION billing.record_customer_usage(text, text, numeric, timestamptz, text) FROM PUBLIC;
+
+-- The customer an app reads as (the setting billing.customer, set per
+-- request), or NULL: the caller reads every customer it may read.
+CREATE FUNCTION billing.current_customer() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN pg_catalog.current_setting('billing.customer', true) OPERATOR(pg_catalog.<>) ''
+                THEN pg_catalog.current_setting('billing.customer', true) END
+$$;
+COMMENT ON FUNCTION billing.current_customer() IS
+    'The setting billing.customer: when set, every read of billing shows that customer''s costs only.';
+
+-- The conversations of one customer (p_customer), or of every customer
+-- (p_every), per tracked table, read from the mapping tables as the caller.
+-- A conversation without a row in the mapping (or whose customer is NULL)
+-- has no customer.
+CREATE FUNCTION billing._customer_conversations(p_customer text, p_every boolean)
+RETURNS TABLE (source_id smallint, conversation_id text, customer text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s billing.customer_sources;
+    k text;
+    c text;
+    ctype text;
+BEGIN
+    -- (a mapping the caller may not read gives no customer: its
+    -- conversations count as no customer's)
+    FOR s IN SELECT cs.* FROM billing.customer_sources AS cs
+              WHERE billing._may_read_table(cs.source_id)
+                AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)   -- (not dropped since)
+                AND has_table_privilege(cs.lookup, 'SELECT')
+              ORDER BY cs.source_id LOOP
+        k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+        c := billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+        IF p_every THEN
+            RETURN QUERY EXECUTE format('SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE %s IS NOT NULL',
+                                        s.source_id, k, c, s.lookup, c);
+        ELSIF p_customer IS NOT NULL THEN
+            -- Compared in the column's own type, so that an index on it is used.
+            ctype := format_type((SELECT a.atttypid FROM pg_attribute AS a
+                                   WHERE a.attrelid = s.lookup AND a.attname = s.customer_column), NULL);
+            BEGIN
+                RETURN QUERY EXECUTE format('SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE c.%I = $1::%s',
+                                            s.source_id, k, c, s.lookup, s.customer_column, ctype)
+                    USING p_customer;
+            EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+                NULL;   -- not a value of the column's type: no conversation of that customer
+            END;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- OpenAI usage per customer and month, with p_from <= time < p_to: of one
+-- customer (p_customer), or of every customer (p_customer NULL; messages of
+-- no customer under a NULL customer). Conversations of tracked tables
+-- without a customer source belong to no customer.
+CREATE FUNCTION billing._usage_by_customer(p_from timestamptz, p_to timestamptz, p_customer text)
+RETURNS TABLE (customer text, month date, messages bigint, prompt_tokens numeric, completion_tokens numeric,
+               cached_tokens numeric, estimated_tokens numeric, cost numeric, unpriced_tokens numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s record;
+BEGIN
+    PERFORM billing._require_reader();
+    IF p_customer IS NULL THEN
+        RETURN QUERY
+        SELECT m.customer, c.month, sum(c.messages)::bigint, sum(c.prompt_tokens)::numeric,
+               sum(c.completion_tokens)::numeric, sum(c.cached_tokens)::numeric, sum(c.estimated_tokens)::numeric,
+               sum(c.cost), sum(c.unpriced_tokens)::numeric
+          FROM billing._usage_by_conversation(p_from, p_to) AS c
+          LEFT JOIN (SELECT * FROM billing._customer_conversations(NULL, true)) AS m
+                 ON m.source_id = c.source_id AND m.conversation_id = c.conversation_id
+         GROUP BY m.customer, c.month
+        HAVING sum(c.messages) <> 0;
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    SELECT p_customer, r.month, sum(r.messages)::bigint, sum(r.prompt_tokens), sum(r.completion_tokens),
+           sum(r.cached_tokens), sum(r.estimated_tokens), sum(r.cost), sum(r.unpriced_tokens)
+      FROM billing._customer_rows(p_from, p_to, p_customer) AS r
+     GROUP BY r.month;
+END
+$$;
+
+-- One customer's OpenAI usage per conversation and month, with p_from <=
+-- time < p_to: its conversations' rollups (whole fresh months) and
+-- unmerged ledger rows, probed through the mapping's index and the
+-- rollup's (source_id, conversation_id, month) index, then the parts read
+-- from the tables (stale months, partial months at the ends).
+CREATE FUNCTION billing._customer_rows(p_from timestamptz, p_to timestamptz, p_customer text)
+RETURNS TABLE (source_id smallint, conversation_id text, month date, messages bigint, prompt_tokens numeric,
+               completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric, cost numeric,
+               unpriced_tokens numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s record;
+    ks smallint[];
+    kc text[];
+BEGIN
+    PERFORM billing._require_reader();
+    SELECT array_agg(k.source_id), array_agg(k.conversation_id) INTO ks, kc
+      FROM (SELECT DISTINCT c.source_id, c.conversation_id FROM billing._customer_conversations(p_customer, false) AS c
+             WHERE billing._may_read_table(c.source_id)) AS k;
+    IF ks IS NULL THEN
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH x AS (
+        SELECT u.source_id, u.conversation_id, u.month, u.messages, u.prompt_tokens, u.completion_tokens,
+               u.cached_tokens, u.estimated_tokens, u.cost, u.unpriced_tokens
+          FROM unnest(ks, kc) AS k(source_id, conversation_id)
+          JOIN billing.conversation_usage AS u ON u.source_id = k.source_id AND u.conversation_id = k.conversation_id
+         WHERE u.month >= billing.month_of(p_from)
+           AND billing.month_start(u.month) >= p_from
+           AND billing.month_end(u.month) <= p_to
+        UNION ALL
+        SELECT l.source_id, l.conversation_id, l.month, l.messages, l.prompt_tokens, l.completion_tokens,
+               l.cached_tokens, l.estimated_prompt + l.estimated_completion, l.cost + l.estimated_cost,
+               l.unpriced_tokens
+          FROM billing._ledger_usage(p_from, p_to, billing._estimate_model()) AS l
+          JOIN unnest(ks, kc) AS k(source_id, conversation_id) ON k.source_id = l.source_id AND k.conversation_id = l.conversation_id
+    )
+    SELECT x.source_id, x.conversation_id, x.month, sum(x.messages)::bigint, sum(x.prompt_tokens),
+           sum(x.completion_tokens), sum(x.cached_tokens), sum(x.estimated_tokens), sum(x.cost), sum(x.unpriced_tokens)
+      FROM x
+     CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
+     GROUP BY x.source_id, x.conversation_id, x.month
+    HAVING sum(x.messages) <> 0;
+
+    FOR s IN SELECT r.* FROM billing._table_ranges(p_from, p_to) AS r
+              WHERE r.source_id = ANY (ks) LOOP
+        RETURN QUERY
+        SELECT s.source_id, r.conversation_id, r.month, sum(r.messages)::bigint, sum(r.prompt_tokens),
+               sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt + r.estimated_completion),
+               sum(r.cost + r.estimated_cost), sum(r.unpriced_tokens)
+          FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to) AS r
+          JOIN unnest(ks, kc) AS k(source_id, conversation_id) ON k.source_id = s.source_id AND k.conversation_id = r.conversation_id
+         GROUP BY r.conversation_id, r.month;
+    END LOOP;
+END
+$$;
+
+-- AWS per customer, month and service with p_from <= at < p_to. A
+-- customer's AWS costs are its recorded usage at the prices of its time;
+-- everything else (usage recorded without a customer, usage patterns,
+-- actual figures in place of the estimate) is the NULL customer's, so that
+-- the customers add up to billing's AWS figures. p_customer: that customer
+-- only.
+CREATE FUNCTION billing._aws_by_customer(p_from timestamptz, p_to timestamptz, p_customer text)
+RETURNS TABLE (customer text, month date, service text, quantity numeric, cost numeric, unpriced_quantity numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+SET billing.unknown_service = 'ignore'
+AS $$
+BEGIN
+    IF p_customer IS NOT NULL THEN
+        RETURN QUERY
+        SELECT u.customer, billing.month_of(u.at), u.service, sum(u.quantity),
+               coalesce(billing.aws_cost(u.service, u.quantity, u.at), 0),
+               coalesce(sum(u.quantity) FILTER (WHERE billing.resolve_aws_price(u.service, u.at) IS NULL), 0)
+          FROM billing.aws_usage AS u
+         WHERE u.customer = p_customer AND u.at >= p_from AND u.at < p_to
+         GROUP BY 1, 2, 3;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH named AS MATERIALIZED (
+        SELECT u.customer, billing.month_of(u.at) AS month, u.service, sum(u.quantity) AS quantity,
+               coalesce(billing.aws_cost(u.service, u.quantity, u.at), 0) AS cost,
+               coalesce(sum(u.quantity) FILTER (WHERE billing.resolve_aws_price(u.service, u.at) IS NULL), 0)
+                   AS unpriced_quantity
+          FROM billing.aws_usage AS u
+         WHERE u.customer IS NOT NULL AND u.at >= p_from AND u.at < p_to
+         GROUP BY 1, 2, 3
+    ), named_total AS (
+        SELECT n.month, n.service, sum(n.quantity) AS quantity, sum(n.cost) AS cost,
+               sum(n.unpriced_quantity) AS unpriced_quantity
+          FROM named AS n GROUP BY 1, 2
+    ), everything AS (
+        SELECT a.month, a.service, a.quantity, a.cost, a.unpriced_quantity FROM billing._aws_usage_by_service(p_from, p_to) AS a
+    )
+    SELECT n.customer, n.month, n.service, n.quantity, n.cost, n.unpriced_quantity FROM named AS n
+    UNION ALL
+    SELECT NULL, coalesce(e.month, t.month), coalesce(e.service, t.service),
+           coalesce(e.quantity, 0) - coalesce(t.quantity, 0), coalesce(e.cost, 0) - coalesce(t.cost, 0),
+           greatest(coalesce(e.unpriced_quantity, 0) - coalesce(t.unpriced_quantity, 0), 0)
+      FROM everything AS e FULL JOIN named_total AS t ON t.month = e.month AND t.service = e.service
+     WHERE coalesce(e.quantity, 0) <> coalesce(t.quantity, 0) OR coalesce(e.cost, 0) <> coalesce(t.cost, 0);
+END
+$$;
+
+-- Costs per customer and month with p_from <= time < p_to (whole or
+-- partial months): OpenAI and AWS. p_customer NULL: every customer (and the
+-- NULL customer: usage of no customer); under the setting billing.customer,
+-- only that customer, whatever p_customer says.
+CREATE FUNCTION billing._customer_months(p_from timestamptz, p_to timestamptz, p_customer text)
+RETURNS TABLE (customer text, month date, openai_cost numeric, aws_cost numeric, total_cost numeric, tokens numeric,
+               prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric,
+               unpriced_tokens numeric, messages bigint, emails numeric, unpriced_aws_quantity numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    who text := coalesce(billing.current_customer(), p_customer);
+BEGIN
+    IF billing.current_customer() IS NOT NULL AND p_customer IS DISTINCT FROM billing.current_customer()
+       AND p_customer IS NOT NULL THEN
+        RETURN;   -- reading as one customer: no other customer's figures
+    END IF;
+    RETURN QUERY
+    WITH o AS (
+        SELECT * FROM billing._usage_by_customer(p_from, p_to, who)
+    ), a AS (
+        SELECT x.customer, x.month, sum(x.cost) AS cost,
+               coalesce(sum(x.quantity) FILTER (WHERE x.service = 'ses'), 0) AS emails,
+               sum(x.unpriced_quantity) AS unpriced_quantity
+          FROM billing._aws_by_customer(p_from, p_to, who) AS x
+         GROUP BY x.customer, x.month
+    )
+    SELECT coalesce(o.customer, a.customer), coalesce(o.month, a.month), coalesce(o.cost, 0), coalesce(a.cost, 0),
+           coalesce(o.cost, 0) + coalesce(a.cost, 0),
+           coalesce(o.prompt_tokens + o.completion_tokens + o.estimated_tokens, 0),
+           coalesce(o.prompt_tokens, 0), coalesce(o.completion_tokens, 0), coalesce(o.cached_tokens, 0),
+           coalesce(o.estimated_tokens, 0), coalesce(o.unpriced_tokens, 0), coalesce(o.messages, 0),
+           coalesce(a.emails, 0), coalesce(a.unpriced_quantity, 0)
+      FROM o FULL JOIN a ON a.customer IS NOT DISTINCT FROM o.customer AND a.month = o.month;
+END
+$$;
+
+CREATE VIEW billing.customer_costs WITH (security_invoker = true) AS
+SELECT c.customer, c.month, c.openai_cost, c.aws_cost, c.total_cost, c.tokens, c.prompt_tokens,
+       c.completion_tokens, c.cached_tokens, c.estimated_tokens, c.unpriced_tokens, c.messages, c.emails,
+       c.unpriced_aws_quantity
+  FROM billing._customer_months('-infinity', 'infinity', NULL) AS c;
+COMMENT ON VIEW billing.customer_costs IS
+    'Cost per customer and month: OpenAI (actual and estimated) and AWS, tokens, messages, estimated and unpriced parts. customer NULL: usage of no customer.';
+
+-- Costs of any range, per day or month, of every customer or one.
+CREATE FUNCTION billing._costs("from" timestamptz, "to" timestamptz, group_by text, p_customer text)
+RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric, total_cost numeric,
+               tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    who text := coalesce(billing.current_customer(), p_customer);
+    tz text := (SELECT s.value FROM billing.settings AS s WHERE s.name = 'month_time_zone');
+BEGIN
+    IF "from" IS NULL OR "to" IS NULL OR "to" <= "from" OR NOT billing._countable("from")
+       OR NOT billing._countable("to" - interval '1 microsecond') THEN
+        RAISE EXCEPTION 'billing: the range must have a start before its end, within the years 1 to 9999'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF group_by IS NULL OR group_by NOT IN ('day', 'month') THEN
+        RAISE EXCEPTION 'billing: group_by must be ''day'' or ''month'', got %', coalesce(quote_literal(group_by), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF billing.current_customer() IS NOT NULL AND p_customer IS NOT NULL
+       AND p_customer <> billing.current_customer() THEN
+        RETURN;
+    END IF;
+    PERFORM billing._require_reader();
+    IF group_by = 'month' THEN
+        RETURN QUERY
+        SELECT c.month, c.customer, c.openai_cost, c.aws_cost, c.total_cost, c.tokens, c.estimated_tokens,
+               c.unpriced_tokens, c.messages
+          FROM billing._customer_months("from", "to", who) AS c;
+        RETURN;
+    END IF;
+    IF ("to" - "from") > interval '3700 days' THEN
+        RAISE EXCEPTION 'billing: a range by day may not exceed about ten years' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- By day: each day read from the tracked tables (as the caller), the
+    -- days in the month_time_zone setting's zone; AWS from recorded usage
+    -- (usage patterns and actual figures are monthly: they are in the
+    -- month rows only).
+    RETURN QUERY
+    WITH days AS (
+        SELECT g.d::date AS day, greatest("from", timezone(tz, g.d::timestamp)) AS d_from,
+               least("to", timezone(tz, g.d::timestamp + interval '1 day')) AS d_to
+          FROM generate_series(timezone(tz, "from")::date, timezone(tz, "to" - interval '1 microsecond')::date,
+                               interval '1 day') AS g(d)
+    ), map AS MATERIALIZED (
+        SELECT * FROM billing._customer_conversations(who, who IS NULL)
+    ), o AS (
+        SELECT days.day, m.customer, sum(r.cost + r.estimated_cost) AS cost,
+               sum(r.prompt_tokens + r.completion_tokens + r.estimated_prompt + r.estimated_completion) AS tokens,
+               sum(r.estimated_prompt + r.estimated_completion) AS estimated_tokens,
+               sum(r.unpriced_tokens) AS unpriced_tokens, sum(r.messages)::bigint AS messages
+          FROM days
+         CROSS JOIN billing.tracked_tables AS t
+         CROSS JOIN LATERAL billing._scan_table_safely(t.id, days.d_from, days.d_to) AS r
+          LEFT JOIN map AS m ON m.source_id = t.id AND m.conversation_id = r.conversation_id
+         WHERE billing._may_read_table(t.id) AND (who IS NULL OR m.customer IS NOT NULL)
+         GROUP BY 1, 2
+        HAVING sum(r.messages) <> 0
+    ), a AS (
+        SELECT timezone(tz, u.at)::date AS day, u.customer,
+               coalesce(billing.aws_cost(u.service, u.quantity, u.at), 0) AS cost
+          FROM billing.aws_usage AS u
+         WHERE u.at >= "from" AND u.at < "to" AND (who IS NULL OR u.customer = who)
+         GROUP BY 1, 2
+    )
+    SELECT coalesce(o.day, a.day), coalesce(o.customer, a.customer), coalesce(o.cost, 0), coalesce(a.cost, 0),
+           coalesce(o.cost, 0) + coalesce(a.cost, 0), coalesce(o.tokens, 0), coalesce(o.estimated_tokens, 0),
+           coalesce(o.unpriced_tokens, 0), coalesce(o.messages, 0)
+      FROM o FULL JOIN a ON a.day = o.day AND a.customer IS NOT DISTINCT FROM o.customer;
+END
+$$;
+
+CREATE FUNCTION billing.costs("from" timestamptz, "to" timestamptz, group_by text DEFAULT 'month',
+                              customer text DEFAULT NULL)
+RETURNS TABLE (period date, customer text, openai_cost numeric, aws_cost numeric, total_cost numeric,
+               tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    SELECT * FROM billing._costs($1, $2, $3, $4) AS c ORDER BY c.period, c.customer NULLS FIRST
+$$;
+COMMENT ON FUNCTION billing.costs(timestamptz, timestamptz, text, text) IS
+    'Costs with from <= time < to per customer and day or month (group_by), of every customer or of one.';
+
+-- The customers of some conversations of one tracked table (keys as
+-- billing keys them), read from its mapping as the caller through the
+-- mapping's unique index: for a few thousand conversations, cheaper than
+-- reading the whole mapping. (A key billing shortened, see billing._key,
+-- is matched through the key.)
+CREATE FUNCTION billing._customers_of(p_source smallint, p_keys text[])
+RETURNS TABLE (source_id smallint, conversation_id text, customer text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s billing.customer_sources;
+    k text;
+    c text;
+    ktype text;
+BEGIN
+    SELECT cs.* INTO s FROM billing.customer_sources AS cs
+     WHERE cs.source_id = p_source AND billing._may_read_table(cs.source_id)
+       AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)
+       AND has_table_privilege(cs.lookup, 'SELECT');
+    IF NOT FOUND OR p_keys IS NULL THEN
+        RETURN;
+    END IF;
+    k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+    c := billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+    ktype := format_type((SELECT a.atttypid FROM pg_attribute AS a
+                           WHERE a.attrelid = s.lookup AND a.attname = s.lookup_key), NULL);
+    BEGIN
+        RETURN QUERY EXECUTE format(
+            'SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE c.%I = ANY ($1::%s[]) AND %s IS NOT NULL',
+            p_source, k, c, s.lookup, s.lookup_key, ktype, c)
+            USING ARRAY(SELECT x FROM unnest(p_keys) AS x WHERE x NOT LIKE '%... (md5 %)');
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        -- a key that is no value of the column's type: look them up one by one
+        RETURN QUERY EXECUTE format(
+            'SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE %s = ANY ($1) AND %s IS NOT NULL',
+            p_source, k, c, s.lookup, k, c)
+            USING p_keys;
+        RETURN;
+    END;
+    IF EXISTS (SELECT 1 FROM unnest(p_keys) AS x WHERE x LIKE '%... (md5 %)') THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE billing._key(%s) = ANY ($1) AND %s IS NOT NULL',
+            p_source, k, c, s.lookup, k, c)
+            USING ARRAY(SELECT x FROM unnest(p_keys) AS x WHERE x LIKE '%... (md5 %)');
+    END IF;
+END
+$$;
+
+-- The top 10 customers of a period, for the owner's dashboard: a
+-- "customers" entry once billing knows customers (else nothing, and no
+-- read). The period's conversations are read once, and their customers
+-- looked up through the mapping's index.
+CREATE FUNCTION billing._dashboard_customers(p_from timestamptz, p_to timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM billing.customer_sources)
+       AND NOT EXISTS (SELECT 1 FROM billing.aws_usage AS u WHERE u.customer IS NOT NULL) THEN
+        RETURN '{}'::jsonb;
+    END IF;
+    RETURN jsonb_build_object('customers', (
+        WITH conv AS MATERIALIZED (
+            SELECT * FROM billing._usage_by_conversation(p_from, p_to)
+        ), keys AS (
+            SELECT c.source_id, array_agg(c.conversation_id) AS keys FROM conv AS c
+             WHERE c.source_id IN (SELECT cs.source_id FROM billing.customer_sources AS cs)
+               AND c.conversation_id IS NOT NULL
+             GROUP BY c.source_id
+        ), map AS MATERIALIZED (
+            SELECT m.* FROM keys AS k CROSS JOIN LATERAL billing._customers_of(k.source_id, k.keys) AS m
+        ), x AS (
+            SELECT m.customer, c.cost AS openai, 0 AS aws, c.prompt_tokens::numeric + c.completion_tokens
+                   + c.estimated_tokens AS tokens, c.messages
+              FROM conv AS c JOIN map AS m ON m.source_id = c.source_id AND m.conversation_id = c.conversation_id
+            UNION ALL
+            SELECT a.customer, 0, a.cost, 0, 0 FROM billing._aws_by_customer(p_from, p_to, NULL) AS a
+             WHERE a.customer IS NOT NULL
+        )
+        SELECT coalesce(jsonb_agg(jsonb_build_object('customer', t.customer, 'cost', t.cost, 'openai', t.openai,
+                                                     'aws', t.aws, 'tokens', t.tokens, 'messages', t.messages)
+                                  ORDER BY t.cost DESC, t.customer), '[]'::jsonb)
+          FROM (SELECT x.customer, sum(x.openai + x.aws) AS cost, sum(x.openai) AS openai, sum(x.aws) AS aws,
+                       sum(x.tokens) AS tokens, sum(x.messages) AS messages
+                  FROM x GROUP BY x.customer
+                 ORDER BY 2 DESC, 1
+                 LIMIT 10) AS t));
+END
+$$;
+
+-- One customer's dashboard: the owner's payload, of that customer's usage
+-- (no per-model breakdown: costs are kept per conversation, and a
+-- conversation's customer is found when read).
+CREATE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamptz, customer text,
+                                  top_conversations integer DEFAULT 50, months integer DEFAULT 6)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    who text := dashboard.customer;
+    last_month date;
+    history_from date;
+    openai jsonb;
+    aws jsonb;
+    hist jsonb;
+    conversations jsonb;
+    months_json jsonb;
+BEGIN
+    IF who IS NULL THEN
+        RAISE EXCEPTION 'billing: customer must be given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start
+       OR NOT billing._countable(period_start) OR NOT billing._countable(period_end - interval '1 microsecond') THEN
+        RAISE EXCEPTION 'billing: the period must have a start before its end, within the years 1 to 9999'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF top_conversations < 0 OR top_conversations > 10000 OR months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000 and months between 1 and 1200'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM billing._require_reader();
+    last_month := billing.month_of(period_end - interval '1 microsecond');
+    history_from := (last_month - (months - 1) * interval '1 month')::date;
+
+    SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]') INTO months_json FROM billing._customer_months(least(period_start, billing.month_start(history_from)),
+                                           greatest(period_end, billing.month_end(last_month)), who) AS c
+     WHERE billing.current_customer() IS NULL OR billing.current_customer() = who;
+
+    -- The cards: the period itself (read again unless it is whole months
+    -- of the history).
+    IF period_start = billing.month_start(billing.month_of(period_start))
+       AND period_end = billing.month_end(last_month) AND billing.month_of(period_start) >= history_from THEN
+        SELECT jsonb_build_object('cost', coalesce(sum(c.openai_cost), 0), 'tokens', coalesce(sum(c.tokens), 0),
+                                  'prompt_tokens', coalesce(sum(c.prompt_tokens), 0),
+                                  'completion_tokens', coalesce(sum(c.completion_tokens), 0),
+                                  'cached_tokens', coalesce(sum(c.cached_tokens), 0),
+                                  'estimated_tokens', coalesce(sum(c.estimated_tokens), 0),
+                                  'unpriced_tokens', coalesce(sum(c.unpriced_tokens), 0),
+                                  'messages', coalesce(sum(c.messages), 0)),
+               jsonb_build_object('cost', coalesce(sum(c.aws_cost), 0), 'emails', coalesce(sum(c.emails), 0))
+          INTO openai, aws
+          FROM jsonb_to_recordset(months_json) AS c(month date, openai_cost numeric, aws_cost numeric, total_cost numeric, tokens numeric, prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint, emails numeric)
+         WHERE c.month >= billing.month_of(period_start);
+    ELSE
+        SELECT jsonb_build_object('cost', coalesce(sum(c.openai_cost), 0), 'tokens', coalesce(sum(c.tokens), 0),
+                                  'prompt_tokens', coalesce(sum(c.prompt_tokens), 0),
+                                  'completion_tokens', coalesce(sum(c.completion_tokens), 0),
+                                  'cached_tokens', coalesce(sum(c.cached_tokens), 0),
+                                  'estimated_tokens', coalesce(sum(c.estimated_tokens), 0),
+                                  'unpriced_tokens', coalesce(sum(c.unpriced_tokens), 0),
+                                  'messages', coalesce(sum(c.messages), 0)),
+               jsonb_build_object('cost', coalesce(sum(c.aws_cost), 0), 'emails', coalesce(sum(c.emails), 0))
+          INTO openai, aws
+          FROM billing._customer_months(period_start, period_end, who) AS c
+         WHERE billing.current_customer() IS NULL OR billing.current_customer() = who;
+    END IF;
+
+    SELECT jsonb_agg(jsonb_build_object(
+               'month', to_char(g.m, 'YYYY-MM'),
+               'openai', coalesce((SELECT sum(c.openai_cost) FROM jsonb_to_recordset(months_json) AS c(month date, openai_cost numeric, aws_cost numeric, total_cost numeric, tokens numeric, prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint, emails numeric) WHERE c.month = g.m), 0),
+               'aws', coalesce((SELECT sum(c.aws_cost) FROM jsonb_to_recordset(months_json) AS c(month date, openai_cost numeric, aws_cost numeric, total_cost numeric, tokens numeric, prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint, emails numeric) WHERE c.month = g.m), 0),
+               'total', coalesce((SELECT sum(c.total_cost) FROM jsonb_to_recordset(months_json) AS c(month date, openai_cost numeric, aws_cost numeric, total_cost numeric, tokens numeric, prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric, unpriced_tokens numeric, messages bigint, emails numeric) WHERE c.month = g.m), 0))
+             ORDER BY g.m)
+      INTO hist
+      FROM generate_series(history_from, last_month, interval '1 month') AS g(m);
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object('conversation_id', x.conversation_id, 'cost', x.cost,
+                                                 'tokens', x.tokens, 'messages', x.messages)
+                              ORDER BY x.cost DESC, x.conversation_id), '[]'::jsonb)
+      INTO conversations
+      FROM (SELECT c.conversation_id, sum(c.cost) AS cost,
+                   sum(c.prompt_tokens + c.completion_tokens + c.estimated_tokens) AS tokens,
+                   sum(c.messages) AS messages
+              FROM billing._customer_rows(period_start, period_end, who) AS c
+             WHERE billing.current_customer() IS NULL OR billing.current_customer() = who
+             GROUP BY c.conversation_id
+            HAVING sum(c.messages) <> 0
+             ORDER BY 2 DESC, 1
+             LIMIT top_conversations) AS x;
+
+    -- The AWS card's breakdown per service: the customer's recorded usage,
+    -- priced by effective date (an estimate: actual figures are not kept
+    -- per customer).
+    aws := aws || jsonb_build_object(
+        'breakdown', coalesce((SELECT jsonb_object_agg(b.service, jsonb_build_object('quantity', b.quantity, 'cost', b.cost,
+                                                                                     'basis', 'estimate'))
+                                 FROM (SELECT a.service, sum(a.quantity) AS quantity, sum(a.cost) AS cost
+                                         FROM billing._aws_by_customer(period_start, period_end, who) AS a
+                                        WHERE billing.current_customer() IS NULL OR billing.current_customer() = who
+                                        GROUP BY a.service) AS b), '{}'::jsonb),
+        'source', 'estimate');
+
+    RETURN jsonb_build_object(
+        'customer', who,
+        'period', jsonb_build_object('start', period_start, 'end', period_end),
+        'openai', openai,
+        'aws', aws,
+        'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
+        'conversations', conversations,
+        'history', hist);
+END
+$$;
+COMMENT ON FUNCTION billing.dashboard(timestamptz, timestamptz, text, integer, integer) IS
+    'One customer''s billing page for usage with period_start <= time < period_end: OpenAI and AWS cards, its top conversations, its history.';
+
+CREATE FUNCTION billing.dashboard(customer text, months integer DEFAULT 6, top_conversations integer DEFAULT 50,
+                                  at timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+BEGIN
+    PERFORM billing._require_reader();
+    RETURN billing.dashboard(billing.month_start(billing.month_of(at)), billing.month_end(billing.month_of(at)),
+                             customer, top_conversations, months);
+END
+$$;
+COMMENT ON FUNCTION billing.dashboard(text, integer, integer, timestamptz) IS
+    'One customer''s billing page for the month that contains `at`: SELECT billing.dashboard(customer => ''u1'');';
+
+
+-- Reading as one customer. An app that shows each of its customers their
+-- own costs sets billing.customer for the request (SET LOCAL
+-- billing.customer = 'u1', or set_config('billing.customer', 'u1', true));
+-- then every read of billing, as any role other than billing's owner,
+-- shows that customer's costs only: the restrictive policies below hide
+-- every other customer's rows of the rollups, the ledger (unmerged writes),
+-- recorded AWS usage and statements; month_usage (not kept per customer),
+-- problem rows and AWS actual figures are hidden whole; the reads of the
+-- tracked tables themselves (stale months, partial months) keep that
+-- customer's conversations only (billing._scan_table_safely); and
+-- billing.dashboard() and billing.history() give that customer's figures.
+-- The setting only ever narrows what a role sees: a role sees a customer's
+-- costs only if it may read them without it.
+CREATE POLICY as_customer ON billing.usage_ledger AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL
+           OR (source_id, billing._key(conversation_id)) IN
+              (SELECT c.source_id, c.conversation_id
+                 FROM billing._customer_conversations(billing.current_customer(), false) AS c));
+CREATE POLICY as_customer ON billing.conversation_usage AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL
+           OR (source_id, conversation_id) IN
+              (SELECT c.source_id, c.conversation_id
+                 FROM billing._customer_conversations(billing.current_customer(), false) AS c));
+CREATE POLICY as_customer ON billing.month_usage AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL);
+CREATE POLICY as_customer ON billing.problem_messages AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL);
+ALTER TABLE billing.aws_usage ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.aws_usage USING (true);
+CREATE POLICY as_customer ON billing.aws_usage AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL OR customer = billing.current_customer());
+ALTER TABLE billing.aws_actuals ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.aws_actuals USING (true);
+CREATE POLICY as_customer ON billing.aws_actuals AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL);
+ALTER TABLE billing.aws_usage_patterns ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.aws_usage_patterns USING (true);
+CREATE POLICY as_customer ON billing.aws_usage_patterns AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL);
+
+-- billing.history (views.sql) as one customer: that customer's months.
+CREATE OR REPLACE FUNCTION billing.history(p_from timestamptz DEFAULT '-infinity', p_to timestamptz DEFAULT 'infinity')
+RETURNS TABLE (month date, source text, cost numeric, basis text, messages bigint, prompt_tokens bigint,
+               completion_tokens bigint, cached_tokens bigint, estimated_tokens bigint,
+               unpriced_tokens bigint, emails numeric, services jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.month, 'openai', sum(m.cost + m.estimated_cost),
+           CASE WHEN sum(m.estimated_prompt::numeric + m.estimated_completion) > 0 THEN 'partly estimated'
+                ELSE 'actual usage' END,
+           sum(m.messages)::bigint, billing._sat(sum(m.prompt_tokens)), billing._sat(sum(m.completion_tokens)),
+           billing._sat(sum(m.cached_tokens)), billing._sat(sum(m.estimated_prompt::numeric + m.estimated_completion)),
+           billing._sat(sum(m.unpriced_tokens)), NULL::numeric, NULL::jsonb
+      FROM billing._usage_by_model(p_from, p_to) AS m
+     WHERE billing.current_customer() IS NULL
+     GROUP BY m.month
+    UNION ALL
+    SELECT a.month, 'aws', sum(a.cost),
+           CASE WHEN bool_and(a.basis = 'actual') THEN 'actual'
+                WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END,
+           NULL, NULL, NULL, NULL, NULL, NULL,
+           coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+           jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+      FROM billing._aws_usage_by_service(p_from, p_to) AS a
+     WHERE billing.current_customer() IS NULL
+     GROUP BY a.month
+    UNION ALL
+    SELECT c.month, 'openai', c.openai_cost,
+           CASE WHEN c.estimated_tokens > 0 THEN 'partly estimated' ELSE 'actual usage' END,
+           c.messages, billing._sat(c.prompt_tokens), billing._sat(c.completion_tokens), billing._sat(c.cached_tokens),
+           billing._sat(c.estimated_tokens), billing._sat(c.unpriced_tokens), NULL::numeric, NULL::jsonb
+      FROM billing._customer_months(p_from, p_to, billing.current_customer()) AS c
+     WHERE billing.current_customer() IS NOT NULL AND c.messages <> 0
+    UNION ALL
+    SELECT a.month, 'aws', sum(a.cost), 'estimate', NULL, NULL, NULL, NULL, NULL, NULL,
+           coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+           jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', 'estimate'))
+      FROM billing._aws_by_customer(p_from, p_to, billing.current_customer()) AS a
+     WHERE billing.current_customer() IS NOT NULL
+     GROUP BY a.month
+$$;
+
+-- The customer of a profiles table's e-mails (billing.track_profiles): a
+-- column of the profile (its id, when a profile is a user).
+CREATE TABLE billing.profile_customers (
+    relation        regclass PRIMARY KEY,
+    customer_column name     NOT NULL
+);
+COMMENT ON TABLE billing.profile_customers IS
+    'The column of a tracked profiles table that names the customer of its e-mails (billing.track_profile_customers).';
+SELECT pg_catalog.pg_extension_config_dump('billing.profile_customers', '');
+
+CREATE FUNCTION billing.track_profile_customers(relation regclass, customer_column name DEFAULT 'id')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger AS g WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles') THEN
+        RAISE EXCEPTION 'billing: table % is not tracked by track_profiles', relation USING ERRCODE = 'undefined_object',
+              HINT = 'billing.track_profiles() starts tracking it.';
+    END IF;
+    -- A column of a type billing reads as an id (else an error naming it).
+    PERFORM billing._column_reader(relation, customer_column, 'id', 'p');
+    INSERT INTO billing.profile_customers AS pc VALUES (relation, customer_column)
+    ON CONFLICT ON CONSTRAINT profile_customers_pkey DO UPDATE SET customer_column = excluded.customer_column;
+END
+$$;
+COMMENT ON FUNCTION billing.track_profile_customers(regclass, name) IS
+    'The e-mails a tracked profiles table''s counter records from now on belong to the customer its customer_column names.';
+
+-- The customer of a profile row (NULL when its table has no customer
+-- column, or the column is NULL or empty), for the profiles trigger (which
+-- runs as billing's owner). The column is read with built-in conversions
+-- only (billing._column_reader).
+CREATE FUNCTION billing._profile_customer(p_relation regclass, p_row anyelement) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name := (SELECT pc.customer_column FROM billing.profile_customers AS pc WHERE pc.relation = p_relation);
+    who text;
+BEGIN
+    IF col IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT %s', billing._column_reader(p_relation, col, 'id', '($1)')) INTO who USING p_row;
+    RETURN CASE WHEN who <> '' THEN who END;
+EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
+    RETURN NULL;   -- the column was dropped or changed type: the e-mails belong to no customer
+END
+$$;
+REVOKE ALL ON FUNCTION billing._profile_customer(regclass, anyelement) FROM PUBLIC;

@@ -26,6 +26,7 @@ INSERT INTO billing.budgets (name, amount) VALUES ('  ', 1);
 INSERT INTO billing.budgets (name, amount) VALUES (repeat('x', 201), 1);
 INSERT INTO billing.budgets (name, scope, amount) VALUES ('odd', 'everything', 1);
 INSERT INTO billing.budgets (name, scope, amount) VALUES ('who', 'customer', 1);
+INSERT INTO billing.budgets (name, scope, customer, amount) VALUES ('customer of all', 'all', 'u1', 1);
 INSERT INTO billing.budgets (name, scope, amount) VALUES ('null scope', NULL, 1);
 INSERT INTO billing.budgets (name, amount, thresholds) VALUES ('twice', 1, '{50,80,50}');
 INSERT INTO billing.budgets (name, amount, thresholds) VALUES ('low', 1, '{0,50}');
@@ -269,6 +270,57 @@ DELETE FROM billing.budgets WHERE scope <> 'aws';
 SELECT * FROM billing.allowance('gpt-4o', 'x');
 ROLLBACK;
 
+-- === A customer's budget (scope customer) ================================
+-- The customer of a conversation is found through the app's mapping table
+-- (billing.track_customers); a customer budget spends what
+-- billing.customer_costs shows for that customer: its conversations'
+-- OpenAI cost and its recorded AWS usage.
+BEGIN;
+CREATE TABLE cust_messages (id bigserial PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                            created_at timestamptz DEFAULT now());
+CREATE TABLE cust_conversations (id text PRIMARY KEY, user_id text);
+INSERT INTO cust_conversations VALUES ('p', 'u1'), ('q', 'u1'), ('r', 'u2');
+SELECT tracked FROM billing.track_messages('cust_messages');
+SELECT billing.track_customers('cust_messages', 'cust_conversations', 'id', 'user_id');
+-- November 2024: p 100 x 2.50/1M + 50 x 10/1M = 0.00075 (u1); q 1M
+-- gpt-4o-mini prompt tokens x 0.15/1M = 0.15 (u1); r 1000 gpt-4o completion
+-- tokens x 10/1M = 0.01 (u2); u1's 100 e-mails x 0.0001 = 0.01.
+INSERT INTO cust_messages (conversation_id, role, content, data, created_at) VALUES
+  ('p', 'assistant', 'p1', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2024-11-02 10:00+00'),
+  ('q', 'assistant', 'q1', '{"model": "gpt-4o-mini", "prompt_tokens": 1000000, "completion_tokens": 0}', '2024-11-03 10:00+00'),
+  ('r', 'assistant', 'r1', '{"model": "gpt-4o", "prompt_tokens": 0, "completion_tokens": 1000}', '2024-11-04 10:00+00');
+SELECT billing.record_customer_usage('u1', 'ses', 100, '2024-11-05') > 0 AS recorded;
+INSERT INTO billing.budgets (name, scope, customer, amount, blocks, created_at) VALUES
+  ('u1', 'customer', 'u1', 0.2,  true,  '2024-11-01'),
+  ('u2', 'customer', 'u2', 0.01, true,  '2024-11-01'),
+  ('u3', 'customer', 'u3', 1,    false, '2024-11-01');
+-- u1: 0.00075 + 0.15 + 0.01 = 0.16075 of 0.2 = 80.375% (warning); u2:
+-- 0.01 of 0.01 = 100% (exceeded); u3: nothing.
+SELECT budget, scope, customer, spent, remaining, percent, state
+  FROM billing._budget_status('2024-11-01', '2024-12-05') ORDER BY budget;
+-- Conversation q moves to u2, and its 0.15 with it: u1 0.00075 + 0.01 =
+-- 0.01075, u2 0.15 + 0.01 = 0.16. Each equals customer_costs' total.
+UPDATE cust_conversations SET user_id = 'u2' WHERE id = 'q';
+SELECT s.budget, s.spent, s.spent = c.total_cost AS as_customer_costs
+  FROM billing._budget_status('2024-11-01', '2024-12-05') AS s
+  LEFT JOIN billing.customer_costs AS c ON c.customer = s.customer AND c.month = '2024-11-01'
+ ORDER BY s.budget;
+-- Alerts: u2's 0.16 of 0.01 passes 50, 80 and 100%; u1's 5.375% nothing.
+SELECT billing.check_alerts('2024-11-20');
+SELECT budget, threshold, period, spent FROM billing.alerts ORDER BY budget, threshold;
+-- This month: p 0.00075 (u1), r 0.01 (u2). allowance(model, conversation,
+-- customer): u1 has 0.2 - 0.00075 = 0.19925 left; u2 0.01 - 0.01 = 0, a
+-- blocking budget spent: refused. Without a customer, no customer budget
+-- applies (and here no other budget exists).
+INSERT INTO cust_messages (conversation_id, role, content, data) VALUES
+  ('p', 'assistant', 'p2', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}'),
+  ('r', 'assistant', 'r2', '{"model": "gpt-4o", "prompt_tokens": 0, "completion_tokens": 1000}');
+SELECT allowed, remaining, budget, blocked_by FROM billing.allowance('gpt-4o', 'p', 'u1');
+SELECT allowed, remaining, budget, blocked_by FROM billing.allowance('gpt-4o', 'r', 'u2');
+SELECT allowed, remaining, budget, blocked_by FROM billing.allowance('gpt-4o', 'p');
+SELECT budget, customer, spent, state FROM billing.budget_status ORDER BY budget;
+ROLLBACK;
+
 -- === Who may call what ====================================================
 CREATE ROLE regress_budget_app;
 GRANT USAGE ON SCHEMA billing TO regress_budget_app;
@@ -276,11 +328,11 @@ SET ROLE regress_budget_app;
 SELECT * FROM billing.allowance();
 SELECT billing.check_alerts();
 RESET ROLE;
-GRANT EXECUTE ON FUNCTION billing.allowance(text, text) TO regress_budget_app;
+GRANT EXECUTE ON FUNCTION billing.allowance(text, text, text) TO regress_budget_app;
 SET ROLE regress_budget_app;
 SELECT allowed FROM billing.allowance('gpt-4o');
 SELECT count(*) FROM billing.budgets;
 RESET ROLE;
-REVOKE ALL ON FUNCTION billing.allowance(text, text) FROM regress_budget_app;
+REVOKE ALL ON FUNCTION billing.allowance(text, text, text) FROM regress_budget_app;
 REVOKE USAGE ON SCHEMA billing FROM regress_budget_app;
 DROP ROLE regress_budget_app;

@@ -2100,9 +2100,10 @@ AS 'MODULE_PATHNAME', 'ledger_usage' LANGUAGE C STABLE ROWS 100;
 CREATE TABLE billing.budgets (
     name            text      PRIMARY KEY,
     scope           text      NOT NULL DEFAULT 'all'
-                              CHECK (scope IN ('all', 'openai', 'aws', 'model', 'conversation')),
+                              CHECK (scope IN ('all', 'openai', 'aws', 'model', 'conversation', 'customer')),
     model           text      CHECK ((model IS NOT NULL) = (scope = 'model')),
     conversation_id text      CHECK ((conversation_id IS NOT NULL) = (scope = 'conversation')),
+    customer        text      CHECK ((customer IS NOT NULL) = (scope = 'customer')),
     amount          numeric   NOT NULL CHECK (amount > 0 AND amount < 'Infinity'),
     thresholds      numeric[] NOT NULL DEFAULT '{50,80,100}'
                               CHECK (cardinality(thresholds) BETWEEN 1 AND 20),
@@ -2111,7 +2112,7 @@ CREATE TABLE billing.budgets (
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE billing.budgets IS
-    'Monthly budgets in USD: scope all, openai, aws, model (one catalog model) or conversation; alert thresholds in percent of amount; blocks: billing.allowance() refuses requests once spent reaches amount.';
+    'Monthly budgets in USD: scope all, openai, aws, model (one catalog model), conversation or customer (billing.customer_costs''s customer); alert thresholds in percent of amount; blocks: billing.allowance() refuses requests once spent reaches amount.';
 SELECT pg_catalog.pg_extension_config_dump('billing.budgets', '');
 
 -- A budget row as written: every field checked, with an error that names
@@ -2135,17 +2136,12 @@ BEGIN
             USING ERRCODE = 'check_violation', COLUMN = 'name', SCHEMA = 'billing', TABLE = 'budgets';
     END IF;
     IF NEW.scope IS NULL THEN
-        RAISE EXCEPTION 'billing.budgets: scope must be given (all, openai, aws, model or conversation)'
+        RAISE EXCEPTION 'billing.budgets: scope must be given (all, openai, aws, model, conversation or customer)'
             USING ERRCODE = 'not_null_violation', COLUMN = 'scope', SCHEMA = 'billing', TABLE = 'budgets';
     END IF;
     NEW.scope := lower(btrim(NEW.scope));
-    IF NEW.scope = 'customer' THEN
-        RAISE EXCEPTION 'billing.budgets: scope "customer" is not available yet: billing knows no customers'
-            USING ERRCODE = 'check_violation', COLUMN = 'scope', SCHEMA = 'billing', TABLE = 'budgets',
-                  HINT = 'The scopes are all, openai, aws, model and conversation.';
-    END IF;
-    IF NEW.scope NOT IN ('all', 'openai', 'aws', 'model', 'conversation') THEN
-        RAISE EXCEPTION 'billing.budgets: scope must be all, openai, aws, model or conversation, got "%"', NEW.scope
+    IF NEW.scope NOT IN ('all', 'openai', 'aws', 'model', 'conversation', 'customer') THEN
+        RAISE EXCEPTION 'billing.budgets: scope must be all, openai, aws, model, conversation or customer, got "%"', NEW.scope
             USING ERRCODE = 'check_violation', COLUMN = 'scope', SCHEMA = 'billing', TABLE = 'budgets';
     END IF;
     IF NEW.scope = 'model' AND (NEW.model IS NULL OR btrim(NEW.model) = '') THEN
@@ -2163,6 +2159,14 @@ BEGIN
     IF NEW.scope <> 'conversation' AND NEW.conversation_id IS NOT NULL THEN
         RAISE EXCEPTION 'billing.budgets: conversation_id is only for scope conversation (this budget''s scope is %)', NEW.scope
             USING ERRCODE = 'check_violation', COLUMN = 'conversation_id', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF NEW.scope = 'customer' AND (NEW.customer IS NULL OR btrim(NEW.customer) = '') THEN
+        RAISE EXCEPTION 'billing.budgets: customer must be given when scope is customer'
+            USING ERRCODE = 'not_null_violation', COLUMN = 'customer', SCHEMA = 'billing', TABLE = 'budgets';
+    END IF;
+    IF NEW.scope <> 'customer' AND NEW.customer IS NOT NULL THEN
+        RAISE EXCEPTION 'billing.budgets: customer is only for scope customer (this budget''s scope is %)', NEW.scope
+            USING ERRCODE = 'check_violation', COLUMN = 'customer', SCHEMA = 'billing', TABLE = 'budgets';
     END IF;
     IF NEW.amount IS NULL THEN
         RAISE EXCEPTION 'billing.budgets: amount must be given (USD per month)'
@@ -2324,14 +2328,25 @@ BEGIN
     ), t AS (
         SELECT (SELECT coalesce(sum(m.spent), 0) FROM m) AS openai,
                (SELECT coalesce(sum(p.spent), 0) FROM p WHERE p.kind = 'aws') AS aws
+    ), k AS (
+        -- A customer's month as billing.customer_costs shows it (OpenAI
+        -- and AWS), read only when a customer budget exists.
+        SELECT x.customer, sum(x.total_cost) AS spent
+          FROM (SELECT DISTINCT b.customer FROM billing.budgets AS b WHERE b.scope = 'customer') AS w
+         CROSS JOIN LATERAL billing._customer_months(billing.month_start(p_month), billing.month_end(p_month),
+                                                     w.customer) AS x
+         WHERE x.customer = w.customer
+         GROUP BY x.customer
     )
     SELECT b.name,
            CASE b.scope WHEN 'all' THEN t.openai + t.aws WHEN 'openai' THEN t.openai WHEN 'aws' THEN t.aws
-                        WHEN 'model' THEN coalesce(r.spent, 0) ELSE coalesce(c.spent, 0) END
+                        WHEN 'model' THEN coalesce(r.spent, 0) WHEN 'customer' THEN coalesce(k.spent, 0)
+                        ELSE coalesce(c.spent, 0) END
       FROM billing.budgets AS b
      CROSS JOIN t
       LEFT JOIN r ON b.scope = 'model' AND r.model = b.model
-      LEFT JOIN c ON b.scope = 'conversation' AND c.key = billing._key(b.conversation_id);
+      LEFT JOIN c ON b.scope = 'conversation' AND c.key = billing._key(b.conversation_id)
+      LEFT JOIN k ON b.scope = 'customer' AND k.customer = b.customer;
 END
 $$;
 
@@ -2347,7 +2362,7 @@ $$;
 CREATE FUNCTION billing._budget_status(p_month date, p_now timestamptz)
 RETURNS TABLE (budget text, scope text, model text, conversation_id text, period date, amount numeric,
                spent numeric, remaining numeric, percent numeric, forecast numeric, state text, blocks boolean,
-               thresholds numeric[], forecast_method text)
+               thresholds numeric[], forecast_method text, customer text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2384,7 +2399,8 @@ BEGIN
                 WHEN s.spent >= b.amount * b.thresholds[1] / 100 THEN 'warning'
                 ELSE 'ok' END,
            b.blocks, b.thresholds,
-           CASE WHEN p_now >= p_to THEN 'month over' WHEN w_months > 0 THEN 'rate blend' ELSE 'run rate' END
+           CASE WHEN p_now >= p_to THEN 'month over' WHEN w_months > 0 THEN 'rate blend' ELSE 'run rate' END,
+           b.customer
       FROM billing.budgets AS b
       JOIN billing._budget_spent(p_month) AS s ON s.budget = b.name
       LEFT JOIN past AS p ON p.budget = b.name;
@@ -2393,7 +2409,7 @@ $$;
 
 CREATE VIEW billing.budget_status WITH (security_invoker = true) AS
 SELECT s.budget, s.scope, s.model, s.conversation_id, s.period, s.amount, s.spent, s.remaining, s.percent,
-       s.forecast, s.state, s.blocks, s.forecast_method
+       s.forecast, s.state, s.blocks, s.forecast_method, s.customer
   FROM billing._budget_status(billing.month_of(now()), now()) AS s;
 COMMENT ON VIEW billing.budget_status IS
     'Each budget this month: dollars spent (as the views show them), remaining, percent, forecast at the month''s end (forecast_method: rate blend, as billing.forecast(), or run rate without a whole month of history) and state (ok, warning: a threshold below 100% reached, exceeded).';
@@ -2414,6 +2430,7 @@ BEGIN
     END IF;
     RETURN (SELECT jsonb_agg(jsonb_build_object(
                        'budget', s.budget, 'scope', s.scope, 'model', s.model, 'conversation_id', s.conversation_id,
+                       'customer', s.customer,
                        'amount', s.amount, 'spent', s.spent, 'remaining', s.remaining, 'percent', s.percent,
                        'forecast', s.forecast, 'forecast_method', s.forecast_method, 'state', s.state,
                        'blocks', s.blocks)
@@ -2456,7 +2473,7 @@ $$;
 -- made stale keeps its old prices here until billing.merge() rebuilds it.
 -- SECURITY DEFINER: the app's role needs only EXECUTE (granted explicitly).
 CREATE FUNCTION billing.allowance(model text DEFAULT NULL, conversation_id text DEFAULT NULL,
-                                  OUT allowed boolean, OUT remaining numeric, OUT budget text, OUT blocked_by text)
+                                  customer text DEFAULT NULL, OUT allowed boolean, OUT remaining numeric, OUT budget text, OUT blocked_by text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2475,6 +2492,7 @@ DECLARE
     model_spent numeric := 0;
     conversation_spent numeric := 0;
     aws numeric := 0;
+    customer_spent numeric := 0;
     left_over numeric;
 BEGIN
     IF allowance.model IS NOT NULL THEN
@@ -2486,7 +2504,8 @@ BEGIN
       INTO names, scopes, amounts, blocking
       FROM billing.budgets AS b
      WHERE b.scope IN ('all', 'openai') OR (b.scope = 'model' AND b.model = target)
-        OR (b.scope = 'conversation' AND billing._key(b.conversation_id) = conv);
+        OR (b.scope = 'conversation' AND billing._key(b.conversation_id) = conv)
+        OR (b.scope = 'customer' AND b.customer = allowance.customer);
     allowed := true;
     IF names IS NULL THEN
         RETURN;
@@ -2514,12 +2533,20 @@ BEGIN
     IF 'all' = ANY (scopes) THEN
         aws := billing._aws_month_cost(m);
     END IF;
+    -- The customer's month as billing.customer_costs shows it (its
+    -- conversations found through the mapping, its recorded AWS usage).
+    IF 'customer' = ANY (scopes) THEN
+        SELECT coalesce(sum(x.total_cost), 0) INTO customer_spent
+          FROM billing._customer_months(billing.month_start(m), p_to, allowance.customer) AS x
+         WHERE x.customer = allowance.customer;
+    END IF;
     -- The tightest budget (the least remaining, then by name), and the
     -- first blocking one (by name) that has spent its amount. (The arrays
     -- are in name order.)
     FOR i IN 1 .. cardinality(names) LOOP
         left_over := amounts[i] - CASE scopes[i] WHEN 'all' THEN openai + aws WHEN 'openai' THEN openai
-                                                 WHEN 'model' THEN model_spent ELSE conversation_spent END;
+                                                 WHEN 'model' THEN model_spent WHEN 'customer' THEN customer_spent
+                                                 ELSE conversation_spent END;
         IF remaining IS NULL OR left_over < remaining THEN
             remaining := left_over;
             budget := names[i];
@@ -2531,7 +2558,7 @@ BEGIN
     allowed := blocked_by IS NULL;
 END
 $$;
-COMMENT ON FUNCTION billing.allowance(text, text) IS
+COMMENT ON FUNCTION billing.allowance(text, text, text) IS
     'Before an OpenAI request: allowed (false once a blocking budget that applies has spent its amount), the dollars remaining under the tightest budget that applies, that budget, and the blocking budget that refuses. Reads the rollups and the unmerged ledger only.';
 
 -- The JSON of an alert's NOTIFY billing_alert.
@@ -2708,7 +2735,7 @@ COMMENT ON FUNCTION billing.alert_failed(bigint, text, text, interval) IS
 -- granted EXECUTE on claim_alerts(), alert_delivered() and alert_failed().
 ALTER FUNCTION billing._budget_checked() SECURITY DEFINER;
 REVOKE ALL ON FUNCTION billing._budget_checked() FROM PUBLIC;
-REVOKE ALL ON FUNCTION billing.allowance(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing.allowance(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing.check_alerts(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._merge_alerts() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing.claim_alerts(text, integer, interval) FROM PUBLIC;

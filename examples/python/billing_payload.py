@@ -50,6 +50,25 @@ SELECT (d.d || jsonb_build_object(
           (SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.fired_at DESC, a.id DESC), '[]'::jsonb)
              FROM (SELECT x.id, x.budget, x.threshold, x.period, x.spent, x.amount, x.fired_at
                      FROM billing.alerts AS x ORDER BY x.fired_at DESC, x.id DESC LIMIT 20) AS a),
+          'customers',
+          (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                    'customer', k.customer, 'openai', coalesce(k.openai, 0), 'aws', coalesce(k.aws, 0),
+                    'cost', coalesce(k.cost, 0),
+                    'statements',
+                    (SELECT coalesce(jsonb_agg(jsonb_build_object('number', s.number, 'month', s.month, 'total', s.total)
+                                               ORDER BY s.month DESC, s.id DESC), '[]'::jsonb)
+                       FROM billing.statements AS s WHERE s.customer = k.customer))
+                    ORDER BY coalesce(k.cost, 0) DESC, k.customer), '[]'::jsonb)
+             FROM (SELECT coalesce(c.customer, s.customer) AS customer, c.openai, c.aws, c.cost
+                     FROM (SELECT x.customer, sum(x.openai_cost) AS openai, sum(x.aws_cost) AS aws,
+                                  sum(x.total_cost) AS cost
+                             FROM billing.costs((d.d -> 'period' ->> 'start')::timestamptz,
+                                                (d.d -> 'period' ->> 'end')::timestamptz) AS x
+                            WHERE x.customer IS NOT NULL
+                            GROUP BY x.customer) AS c
+                     FULL JOIN (SELECT DISTINCT y.customer FROM billing.statements AS y) AS s
+                            ON s.customer = c.customer
+                    WHERE d.d ? 'customers') AS k),
           'generated_at', now()))::text AS payload
   FROM d"""
 
@@ -110,6 +129,10 @@ def main() -> None:
         print(f"alert        {a['budget']} reached {a['threshold']}% of {cents(a['amount'])} for {a['period'][:7]}")
     for c in p["conversations"][:5]:
         print(f"conversation {cents(c['cost']):>10}  {c['title'] or 'Untitled'}")
+    for c in p.get("customers") or []:
+        statements = ", ".join(f"{s['number']} {cents(s['total'])}" for s in c["statements"]) or "no statement"
+        print(f"customer     {cents(c['cost']):>10}  {c['customer']} (OpenAI {cents(c['openai'])}, "
+              f"AWS {cents(c['aws'])}; {statements})")
 
 
 if __name__ == "__main__":

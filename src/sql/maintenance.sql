@@ -14,6 +14,14 @@
 --   failed, or found nothing to merge, does not hold an alert back.
 -- * month-close: on the 1st of each month, a merge and an alert check for
 --   the month that just ended (check_alerts looks at the month before too).
+-- * statements: the month that just ended is issued (issue_statements), at
+--   12:10 GMT on the 1st: then the month has ended in every time zone
+--   (UTC-12 to UTC+14: 00:10 on the 1st to 02:10 on the 2nd), so the month
+--   before month_of(now()) is it whatever month_time_zone says, and late
+--   writes have had hours to land. Only once billing knows customers (a
+--   mapping, a profiles column or AWS usage of a customer): issuing a month
+--   records it as issued, and months issued with no customer would turn all
+--   their usage into adjustments once customers are tracked.
 CREATE FUNCTION billing.maintenance_jobs(merge_schedule text DEFAULT '* * * * *')
 RETURNS TABLE (job text, schedule text, command text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -22,12 +30,16 @@ AS $$
     SELECT j.job, j.schedule, j.command
       FROM (VALUES (1, 'billing-merge', merge_schedule, 'SELECT billing.merge()'),
                    (2, 'billing-alerts', '*/5 * * * *', 'SELECT billing.check_alerts()'),
-                   (3, 'billing-month-close', '5 0 1 * *', 'SELECT billing.merge(); SELECT billing.check_alerts()'))
+                   (3, 'billing-month-close', '5 0 1 * *', 'SELECT billing.merge(); SELECT billing.check_alerts()'),
+                   (4, 'billing-statements', '10 12 1 * *',
+                    'DO $j$ BEGIN IF EXISTS (SELECT FROM billing.customer_sources) OR EXISTS (SELECT FROM billing.profile_customers) '
+                    'OR EXISTS (SELECT FROM billing.aws_usage WHERE customer IS NOT NULL) THEN '
+                    'PERFORM billing.issue_statements((billing.month_of(now()) - interval ''1 month'')::date); END IF; END $j$'))
            AS j(o, job, schedule, command)
      ORDER BY j.o
 $$;
 COMMENT ON FUNCTION billing.maintenance_jobs(text) IS
-    'billing''s periodic work as pg_cron jobs (name, schedule in GMT, command): the merge (every minute by default), alert checks every 5 minutes, and a merge and alert check on the 1st of each month.';
+    'billing''s periodic work as pg_cron jobs (name, schedule in GMT, command): the merge (every minute by default), alert checks every 5 minutes, a merge and alert check on the 1st of each month, and the statements of the month that ended on the 1st at 12:10 GMT.';
 
 -- Where pg_cron can be called from this database: the error (with a hint
 -- that says what to do) when it cannot.

@@ -4,7 +4,7 @@
 #  1. on a throwaway cluster with pg_cron preloaded (tools/cluster.sh does
 #     that when postgresql-15-cron is installed): before CREATE EXTENSION
 #     pg_cron, billing.schedule_maintenance() fails with a clear error; after
-#     it, one call schedules the three jobs of billing.maintenance_jobs();
+#     it, one call schedules the four jobs of billing.maintenance_jobs();
 #  2. a reply that crosses a budget is written (unmerged, in the ledger);
 #     within a bounded time (pg_cron 1.4 runs a job at most once a minute:
 #     150 s) the merge job has run and succeeded, the ledger is empty and the
@@ -12,8 +12,13 @@
 #     completion tokens at 1,000 USD per 1M tokens each costs
 #     1000 x 1000 / 1e6 + 1000 x 1000 / 1e6 = 2.00 USD, over both thresholds
 #     (50 % and 100 %) of a 1.00 USD budget: two alerts;
-#  3. one call removes the jobs; calling it again removes none;
-#  4. in a database other than cron.database_name, and on a cluster without
+#  3. the statements job's command (run here, not waited for: it runs on the
+#     1st): with no customer known it issues nothing (no month is recorded
+#     as issued); once usage of a customer is recorded in the month before,
+#     it issues that month: 1000 SES e-mails x 0.0001 USD = 0.10 USD;
+#     run again, it changes nothing;
+#  4. one call removes the jobs; calling it again removes none;
+#  5. in a database other than cron.database_name, and on a cluster without
 #     pg_cron preloaded, the error says what to do instead.
 #
 #   test/scripts/maintenance_cron.sh
@@ -74,12 +79,12 @@ check "without CREATE EXTENSION pg_cron: an error" \
     'billing: pg_cron is loaded but its extension is not created in database "postgres"'
 
 q -d postgres -c 'CREATE EXTENSION pg_cron' >/dev/null
-check "schedule_maintenance() schedules three jobs" \
+check "schedule_maintenance() schedules four jobs" \
     "$(q -d postgres -c "SELECT string_agg(job || ' ' || schedule, ', ' ORDER BY job) FROM billing.schedule_maintenance()")" \
-    'billing-alerts:postgres */5 * * * *, billing-merge:postgres * * * * *, billing-month-close:postgres 5 0 1 * *'
-check "a second call updates them (still three jobs in cron.job)" \
+    'billing-alerts:postgres */5 * * * *, billing-merge:postgres * * * * *, billing-month-close:postgres 5 0 1 * *, billing-statements:postgres 10 12 1 * *'
+check "a second call updates them (still four jobs in cron.job)" \
     "$(q -d postgres -c 'SELECT count(*) FROM billing.schedule_maintenance()'; q -d postgres -c "SELECT count(*) FROM cron.job WHERE jobname LIKE 'billing-%'")" \
-    $'3\n3'
+    $'4\n4'
 
 # The reply that crosses the budget; unmerged, nothing has fired yet.
 q -d postgres <<'SQL'
@@ -113,7 +118,21 @@ check "the merged month shows the reply's cost" \
 q -d postgres -c "SELECT jobname, status, return_message FROM cron.job_run_details JOIN cron.job USING (jobid) ORDER BY runid" |
     sed 's/^/    run: /'
 
-check "unschedule_maintenance() removes the three jobs" "$(q -d postgres -c 'SELECT billing.unschedule_maintenance()')" 3
+# The statements job's command, as pg_cron runs it (from cron.job).
+statements_job() { q -d postgres -c "SELECT command FROM cron.job WHERE jobname = 'billing-statements:postgres'" | q -d postgres; }
+statements_job
+check "the statements job with no customer known: nothing issued" \
+    "$(q -d postgres -c 'SELECT count(*) FROM billing.issued_months')" 0
+q -d postgres -c "SELECT billing.record_customer_usage('acme', 'ses', 1000,
+                    billing.month_start(billing.month_of(now())) - interval '10 days')" >/dev/null
+statements_job
+statements_job
+check "then the month before is issued, once: acme 1000 x 0.0001 = 0.10" \
+    "$(q -d postgres -c "SELECT string_agg(i.month || ' ' || s.customer || ' ' || s.total::numeric(10, 2), ', ')
+                           FROM billing.issued_months AS i JOIN billing.statements AS s USING (month)")" \
+    "$(date -u -d "$(q -d postgres -c 'SELECT billing.month_of(now())') -1 month" +%Y-%m-%d) acme 0.10"
+
+check "unschedule_maintenance() removes the four jobs" "$(q -d postgres -c 'SELECT billing.unschedule_maintenance()')" 4
 check "and then none is left" \
     "$(q -d postgres -c "SELECT count(*) FROM cron.job WHERE jobname LIKE 'billing-%'"; q -d postgres -c 'SELECT billing.unschedule_maintenance()')" \
     $'0\n0'
@@ -133,6 +152,6 @@ check "without pg_cron: an error that says so" \
     "$(err -d postgres -c 'SELECT * FROM billing.schedule_maintenance()')" \
     'billing: pg_cron is not installed, so billing cannot schedule its periodic work'
 check "maintenance_jobs() lists the jobs all the same" \
-    "$(q -d postgres -c 'SELECT count(*) FROM billing.maintenance_jobs()')" 3
+    "$(q -d postgres -c 'SELECT count(*) FROM billing.maintenance_jobs()')" 4
 
 exit "$fail"

@@ -6,6 +6,7 @@
 #    every digit: OpenAI 1.005 + 0.881697523084 + 0.01005 = 1.896747523084,
 #    total + 0.1234 (1234 e-mails x 0.0001) = 2.020147523084, the top
 #    conversation 1.005 (cents: $1.01, where a float would give $1.00);
+#    per customer, globex 1.005097523084 and acme 1.005 with its statement;
 #  - run as a script, it prints the period's figures.
 #
 #   test/scripts/python_example.sh
@@ -72,6 +73,12 @@ check("top conversation, exact, with its title",
 check("to the cent: 1.005 -> $1.01", cents(p["conversations"][0]["cost"]), "$1.01")
 check("budget state", [(b["budget"], b["state"]) for b in p["budgets"]], [("monthly", "ok")])
 check("forecast sources", sorted(p["forecast"]), ["aws", "openai", "total"])
+# e2e/data.sql: globex 0.881697523084 + 0.1234 = 1.005097523084, acme 1.005
+# (and last month's statement, 2000 x 0.001005 + 500 x 0.0001 = 2.06)
+check("customers, exact, by total",
+      [(c["customer"], c["openai"], c["aws"], c["cost"], [s["total"] for s in c["statements"]]) for c in p["customers"]],
+      [("globex", Decimal("0.881697523084"), Decimal("0.1234"), Decimal("1.005097523084"), []),
+       ("acme", Decimal("1.005"), 0, Decimal("1.005"), [Decimal("2.06")])])
 sys.exit(failed)
 PY
 echo "==> python3 examples/python/billing_payload.py"

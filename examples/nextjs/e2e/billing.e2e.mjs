@@ -12,12 +12,19 @@
 //     figures worked out by hand in e2e/data.sql;
 //  2. usage that crosses the budget, merged (what pg_cron's merge job does),
 //     shows the alerts after a click on Refresh;
-//  3. the loading and error states;
-//  4. a screenshot of the page, saved in OUT_DIR (the path is printed).
+//  3. the customers table (billing.costs for the month, per customer, and
+//     billing.statements), the statement's CSV download equal byte for byte
+//     to psql's COPY (SELECT * FROM billing.export_statement_lines(...)) TO
+//     STDOUT WITH CSV HEADER, and the printable statement page against
+//     billing.statements / statement_lines, printed with page.pdf();
+//  4. the loading and error states;
+//  5. a screenshot of the page and the statement's PDF and CSV, saved in
+//     OUT_DIR (the paths are printed).
 // Prints "N passed, N failed"; exit status 1 on any failure.
 import { chromium } from 'playwright-core';
 import pg from 'pg';
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 
 const BASE_URL = process.env.BASE_URL ?? 'http://127.0.0.1:3000';
@@ -76,7 +83,18 @@ async function expected(db, at) {
   const alerts = await q(`
     SELECT budget, round(threshold)::text || '%' AS threshold, ${MONEY('spent')} AS spent, ${MONEY('amount')} AS amount
       FROM billing.alerts ORDER BY fired_at DESC, id DESC LIMIT 20`);
-  return { d: d.d, cards, conversations, history, forecast, budgets, alerts };
+  // Per customer, the month's costs (billing.costs over the month of `at`)
+  // and its statements, newest first.
+  const customers = await q(`
+    SELECT c.customer, ${MONEY('c.openai')} AS openai, ${MONEY('c.aws')} AS aws, ${MONEY('c.total')} AS total,
+           coalesce((SELECT string_agg(s.number || ' ' || ${MONEY('s.total')}, ', ' ORDER BY s.month DESC, s.id DESC)
+                       FROM billing.statements AS s WHERE s.customer = c.customer), '') AS statements
+      FROM (SELECT customer, sum(openai_cost) AS openai, sum(aws_cost) AS aws, sum(total_cost) AS total
+              FROM billing.costs(billing.month_start(billing.month_of($1::timestamptz)),
+                                 billing.month_end(billing.month_of($1::timestamptz)))
+             WHERE customer IS NOT NULL GROUP BY customer) AS c
+     ORDER BY c.total DESC, c.customer`, [at]);
+  return { d: d.d, cards, conversations, history, forecast, budgets, alerts, customers };
 }
 
 async function shown(page) {
@@ -127,6 +145,14 @@ async function shown(page) {
         spent: t(a, 'alert-spent'),
         amount: t(a, 'alert-amount'),
       })),
+      customers: all('customer-row').map((r) => ({
+        customer: r.getAttribute('data-customer'),
+        openai: t(r, 'customer-openai'),
+        aws: t(r, 'customer-aws'),
+        total: t(r, 'customer-total'),
+        statements: [...r.querySelectorAll('[data-testid="statement"]')]
+          .map((s) => `${s.getAttribute('data-number')} ${t(s, 'statement-total')}`).join(', '),
+      })),
       chartBars: document.querySelectorAll('[data-testid="history-chart"] .recharts-bar-rectangle').length,
     };
   });
@@ -139,7 +165,12 @@ function compareAll(label, page, sql) {
   check(`${label}: forecast`, page.forecast, { openai: sql.forecast.openai, aws: sql.forecast.aws, total: sql.forecast.total });
   check(`${label}: budgets`, page.budgets, sql.budgets);
   check(`${label}: alerts`, page.alerts, sql.alerts);
+  check(`${label}: customers (order, costs, statements)`, page.customers, sql.customers);
 }
+
+// psql's own CSV export of a query (the bytes COPY writes).
+const copyCsv = (sql) =>
+  execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', `COPY (${sql}) TO STDOUT WITH CSV HEADER`]);
 
 const db = new pg.Client();
 await db.connect();
@@ -177,6 +208,14 @@ try {
         [got.budgets[0]?.state, got.budgets[0]?.spent, got.budgets[0]?.amount, got.budgets[0]?.percent],
         ['ok', '$2.02', '$5.00', '40.4%']);
   check('no alert yet', got.alerts.length, 0);
+  // Last month's statement (e2e/data.sql): acme, 2000 x 1005 / 1e6 + 500 x 0.0001 = 2.06.
+  const [{ last_month: lastMonth, number }] = (await db.query(
+    `SELECT to_char(billing.month_of(now()) - interval '1 month', 'YYYYMM') AS last_month,
+            to_char(billing.month_of(now()) - interval '1 month', 'YYYYMM') || '-000001' AS number`)).rows;
+  check('by hand: customers by total, per customer OpenAI, AWS, total (1.005 -> $1.01 twice)', got.customers, [
+    { customer: 'globex', openai: '$0.88', aws: '$0.12', total: '$1.01', statements: '' },
+    { customer: 'acme', openai: '$1.01', aws: '$0.00', total: '$1.01', statements: `${number} $2.06` },
+  ]);
   check('the chart draws 6 months x 2 stacked bars (zero-height ones left out)', got.chartBars >= 6, true);
 
   // 2. Usage that crosses the budget: 4 replies of 1000 e2e-tie prompt tokens,
@@ -199,13 +238,75 @@ try {
   ]);
   check('by hand: the budget is exceeded', got.budgets[0]?.state, 'exceeded');
   check('the alert banner is shown', await page.isVisible('[data-testid="alerts"]'), true);
+  check('by hand: acme after the 4 replies: 1.005 + 4.02 = 5.025 -> $5.03, first',
+        got.customers.map((c) => [c.customer, c.total]), [['acme', '$5.03'], ['globex', '$1.01']]);
+
+  // 3. The statement: its CSV download is the SQL export, byte for byte.
+  const [download] = await Promise.all([
+    page.waitForEvent('download', { timeout: 30_000 }),
+    page.click(`[data-testid="statement"][data-number="${number}"] [data-testid="statement-csv"]`),
+  ]);
+  const csvPath = path.join(OUT_DIR, `statement-${number}.csv`);
+  await download.saveAs(csvPath);
+  const csv = fs.readFileSync(csvPath);
+  const sqlCsv = copyCsv(`SELECT * FROM billing.export_statement_lines('${lastMonth.slice(0, 4)}-${lastMonth.slice(4)}-01') ` +
+                         `WHERE number = '${number}'`);
+  check('the CSV download equals the SQL export byte for byte', csv.equals(sqlCsv), true);
+  if (!csv.equals(sqlCsv)) console.log(`  download:\n${csv}\n  SQL export:\n${sqlCsv}`);
+  check('its file name', download.suggestedFilename(), `statement-${number}.csv`);
+  check('by hand: the CSV has a header and 2 lines (ses 500 x 0.0001 = 0.05, e2e-tie 2000 x 0.001005 = 2.01)',
+        csv.toString().trim().split('\n').slice(1).map((l) => l.split(',').slice(8, 11).concat(l.split(',').at(-1))),
+        [['ses', 'email', '500', '0.05'], ['e2e-tie', 'input tokens', '2000', '2.01']]);
+  console.log(`statement CSV: ${csvPath}`);
+  const missing = await fetch(`${BASE_URL}/api/billing/statements/209901-999999`);
+  check('no such statement: 404', missing.status, 404);
+
+  // The printable statement page, against billing.statements and its lines.
+  const sheet = await context.newPage();
+  await sheet.goto(`${BASE_URL}/billing/statements/${number}`);
+  await sheet.waitForSelector('[data-testid="statement-page"]', { timeout: 60_000 });
+  const onSheet = await sheet.evaluate(() => {
+    const t = (id) => document.querySelector(`[data-testid="${id}"]`)?.textContent?.trim() ?? null;
+    return {
+      title: document.querySelector('h1')?.textContent?.trim(),
+      customer: t('statement-customer'),
+      usage: t('statement-usage-total'),
+      adjustments: t('statement-adjustments-total'),
+      total: t('statement-total'),
+      lines: [...document.querySelectorAll('[data-testid="statement-line"]')].map((l) => [
+        l.getAttribute('data-line'),
+        l.querySelector('[data-testid="line-quantity"]').textContent.trim(),
+        l.querySelector('[data-testid="line-unit-price"]').textContent.trim(),
+        l.querySelector('[data-testid="line-price"]').textContent.trim(),
+        l.querySelector('[data-testid="line-amount"]').textContent.trim(),
+      ]),
+    };
+  });
+  const [sqlStatement] = (await db.query(`
+    SELECT 'Statement ' || s.number AS title, s.customer, ${MONEY('s.usage_total')} AS usage,
+           ${MONEY('s.adjustments_total')} AS adjustments, ${MONEY('s.total')} AS total,
+           (SELECT json_agg(json_build_array(l.line::text, l.quantity::text, coalesce(l.unit_price::text, 'unpriced'),
+                                             coalesce(l.price_name || ' from ' || l.price_effective_from::text, '—'),
+                                             ${MONEY('l.amount')}) ORDER BY l.line)
+              FROM billing.statement_lines AS l WHERE l.statement_id = s.id) AS lines
+      FROM billing.statements AS s WHERE s.number = $1`, [number])).rows;
+  check('the statement page equals billing.statements and its lines', onSheet, sqlStatement);
+  check('by hand: acme, $2.06', [onSheet.customer, onSheet.total], ['acme', '$2.06']);
+  await sheet.emulateMedia({ media: 'print' });
+  check('printed, the page hides its buttons', await sheet.isVisible('[data-testid="print"]'), false);
+  await sheet.screenshot({ path: path.join(OUT_DIR, `statement-${number}.png`), fullPage: true });
+  const pdfPath = path.join(OUT_DIR, `statement-${number}.pdf`);
+  await sheet.pdf({ path: pdfPath, format: 'A4', printBackground: true, margin: { top: '15mm', bottom: '15mm', left: '12mm', right: '12mm' } });
+  check('the statement printed as a PDF', fs.readFileSync(pdfPath).subarray(0, 5).toString(), '%PDF-');
+  console.log(`statement PDF: ${pdfPath}`);
+  await sheet.close();
 
   const shot = path.join(OUT_DIR, 'billing.png');
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`screenshot: ${shot}`);
   check('no error in the browser console', consoleErrors, []);
 
-  // 3. Loading and error states (the API answered slowly, then with an error).
+  // 4. Loading and error states (the API answered slowly, then with an error).
   const slow = await context.newPage();
   let release;
   const held = new Promise((r) => { release = r; });

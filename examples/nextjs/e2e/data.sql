@@ -14,7 +14,18 @@
 -- AWS this month: 1234 SES e-mails x 0.0001 = 0.1234 USD (page: $0.12)
 -- Total: 2.020147523084 (page: $2.02)
 -- Earlier months: one e2e-tie reply of 2000 prompt tokens (2.01 USD) in each
--- of the 5 months before, 2 months ago also 10 e-mails (0.001 USD).
+-- of the 5 months before, 2 months ago also 10 e-mails (0.001 USD), last
+-- month also 500 e-mails of acme (0.05 USD).
+-- Customers (public.conversations.user_id, billing.track_customers):
+--   acme    ...0001 (and its earlier months), last month's 500 e-mails
+--   globex  ...0002, and this month's 1234 e-mails
+--   ...0003 has no row: no customer (not listed in the customers table)
+-- This month per customer (page: OpenAI, AWS, total):
+--   acme    1.005 + 0                                    -> $1.01, $0.00, $1.01
+--   globex  0.881697523084 + 0.1234 = 1.005097523084     -> $0.88, $0.12, $1.01
+-- Last month's statement, issued (the only customer with usage then): acme,
+--   2000 x 1005 / 1e6 = 2.01 (e2e-tie input tokens) + 500 x 0.0001 = 0.05
+--   (ses) = 2.06 USD, number <last month as YYYYMM>-000001.
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 SET timezone = 'UTC';
@@ -24,10 +35,10 @@ INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_pe
 VALUES ('e2e-tie', '2000-01-01', 1005, 0, 'e2e test'),
        ('e2e-fine', '2000-01-01', 0.123456789012, 2.5, 'e2e test');
 
-CREATE TABLE public.conversations (id uuid PRIMARY KEY, title text NOT NULL);
+CREATE TABLE public.conversations (id uuid PRIMARY KEY, title text NOT NULL, user_id text);
 INSERT INTO public.conversations
-VALUES ('00000000-0000-0000-0000-000000000001', 'Quarterly report'),
-       ('00000000-0000-0000-0000-000000000002', 'Travel plans');
+VALUES ('00000000-0000-0000-0000-000000000001', 'Quarterly report', 'acme'),
+       ('00000000-0000-0000-0000-000000000002', 'Travel plans', 'globex');
 
 CREATE TABLE public.messages (
     id              bigserial PRIMARY KEY,
@@ -63,9 +74,12 @@ SELECT '00000000-0000-0000-0000-000000000001', 'assistant', 'older ' || k,
   FROM generate_series(1, 5) AS k;
 
 SELECT FROM billing.track_messages('public.messages');
-SELECT FROM billing.record_usage('ses', 1234, billing.month_start(billing.month_of(now())) + interval '1 hour', 'e2e');
+SELECT FROM billing.track_customers('public.messages', 'public.conversations');
+SELECT FROM billing.record_customer_usage('globex', 'ses', 1234, billing.month_start(billing.month_of(now())) + interval '1 hour', 'e2e');
+SELECT FROM billing.record_customer_usage('acme', 'ses', 500, billing.month_start(billing.month_of(now())) - interval '1 month' + interval '3 days', 'e2e');
 SELECT FROM billing.record_usage('ses', 10, billing.month_start(billing.month_of(now())) - interval '2 months' + interval '1 day', 'e2e');
 -- A budget of 5 USD for everything: ok now (2.02 spent), crossed by the
 -- test's insert (a 1000-prompt e2e-tie reply ... x 4 = 4.02 USD more).
 INSERT INTO billing.budgets (name, scope, amount, thresholds) VALUES ('monthly', 'all', 5, '{80,100}');
 SELECT billing.merge();
+SELECT FROM billing.issue_statements((billing.month_of(now()) - interval '1 month')::date);

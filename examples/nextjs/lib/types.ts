@@ -28,7 +28,19 @@ export interface BillingPayload {
   budgets: Budget[] | null;
   forecast: Record<'openai' | 'aws' | 'total', { spent: Dec; forecast: Dec; past_daily: Dec | null; method: string }> | null;
   alerts: Alert[];
+  /** Every customer with costs in the period or with statements ([] until billing knows customers). */
+  customers: Customer[];
   generated_at: string;
+}
+
+export interface Customer {
+  customer: string;
+  /** the period's costs (billing.costs over the dashboard's period) */
+  openai: Dec;
+  aws: Dec;
+  cost: Dec;
+  /** its issued statements, newest month first */
+  statements: { number: string; month: string; total: Dec }[];
 }
 
 export interface Budget {

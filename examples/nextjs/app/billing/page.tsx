@@ -8,6 +8,7 @@ import { ForecastBudgets } from '@/components/ForecastBudgets';
 import { Alerts } from '@/components/Alerts';
 import { ConversationTable } from '@/components/ConversationTable';
 import { HistoryChart } from '@/components/HistoryChart';
+import { CustomersSection } from '@/components/CustomersSection';
 
 type State =
   | { status: 'loading' }
@@ -15,12 +16,13 @@ type State =
   | { status: 'ready'; data: BillingPayload; ms: number; loads: number };
 
 // The page's sections, in order; each takes the whole payload. A new
-// section (the per-customer table with its statements) is one more entry.
+// section is one more entry.
 const SECTIONS: { key: string; Component: (props: { data: BillingPayload }) => React.ReactNode }[] = [
   { key: 'alerts', Component: Alerts },
   { key: 'cards', Component: CurrentPeriodCards },
   { key: 'forecast', Component: ForecastBudgets },
   { key: 'conversations', Component: ConversationTable },
+  { key: 'customers', Component: CustomersSection },
   { key: 'history', Component: HistoryChart },
 ];
 

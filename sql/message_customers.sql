@@ -127,3 +127,8 @@ SELECT billing.untrack_customers('m1');
 SELECT count(*) AS several FROM billing.usage_problems WHERE kind = 'several customers';
 DROP OWNED BY regress_msgcust_app;
 DROP ROLE regress_msgcust_app;
+
+-- Issued statements cannot be deleted: the next tests start from a new install.
+DROP TABLE m1, m2, m3, untracked, convs;
+DROP EXTENSION billing;
+CREATE EXTENSION billing;

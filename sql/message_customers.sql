@@ -117,6 +117,13 @@ SELECT conversation_id, cost FROM billing.conversation_costs ORDER BY conversati
 RESET billing.customer;
 RESET ROLE;
 
+-- The customer column renamed: reads of customers fail, naming it, until
+-- it is given again (then bob 0.011 as before).
+ALTER TABLE m1 RENAME COLUMN customer_id TO customer;
+SELECT count(*) FROM billing.customer_costs;
+SELECT billing.track_message_customers('m1', 'customer');
+SELECT customer, openai_cost FROM billing.customer_costs WHERE customer = 'bob';
+
 -- Back to a lookup table: the per-message source is replaced.
 CREATE TABLE convs (id text PRIMARY KEY, user_id text);
 INSERT INTO convs VALUES ('k1', 'erin');

@@ -72,6 +72,14 @@ SELECT billing.alert_delivered(1, 'deliverer');
 INSERT INTO billing.savings_pairs (model, cheaper_model) VALUES ('my-finetune', 'gpt-4o-mini');
 UPDATE billing.savings_pairs SET cheaper_model = 'gpt-4.1-nano' WHERE model = 'gpt-4.1';
 UPDATE billing.savings_pairs SET cheaper_model = NULL WHERE model = 'o1';
+-- A customer named by the messages' data (track_message_customers), in a
+-- month no statement covers: n1 cobalt 1000 x $2.50/1M = 0.0025.
+CREATE TABLE notes (id bigserial PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                    created_at timestamptz);
+INSERT INTO notes (conversation_id, role, content, data, created_at)
+VALUES ('n1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 0, "customer": "cobalt"}', '2025-12-04');
+SELECT backfilled FROM billing.track_messages('notes');
+SELECT billing.track_message_customers('notes', data_member => 'customer');
 SQL
 
 pg_dump -Fc -d "$src" -f "$dump"
@@ -120,6 +128,8 @@ done
 # (the credit of b's September).
 n=$(psql_q -d "$dst" -c "SELECT count(*) || '/' || count(*) FILTER (WHERE adjustments_total <> 0) FROM billing.statements")
 [[ "$n" == 3/2 ]] || { echo "FAIL: restored statements: $n (want 3/2)"; exit 1; }
+cobalt=$(psql_q -d "$dst" -c "SELECT openai_cost FROM billing.customer_costs WHERE customer = 'cobalt' AND month = '2025-12-01'")
+[[ "$cobalt" == 0.0025 ]] || { echo "FAIL: restored customer named by the messages' data: cobalt $cobalt (want 0.0025)"; exit 1; }
 # Restored statements still cannot change, issuing an issued month changes
 # nothing, and nothing is pending.
 if psql_q -d "$dst" -c "UPDATE billing.statements SET total = 0" 2>/dev/null; then

@@ -3740,10 +3740,13 @@ CREATE TABLE billing.customer_sources (
     source_id       smallint PRIMARY KEY REFERENCES billing.tracked_tables (id) ON DELETE CASCADE,
     lookup          regclass NOT NULL,
     lookup_key      name     NOT NULL,
-    customer_column name     NOT NULL
+    customer_column name     NOT NULL,
+    customer_member text     CHECK (customer_member <> ''),
+    per_message     boolean  NOT NULL DEFAULT false,
+    CHECK (per_message OR customer_member IS NULL)
 );
 COMMENT ON TABLE billing.customer_sources IS
-    'The customer of a tracked table''s messages: lookup.customer_column of the row whose lookup_key is the message''s conversation (billing.track_customers).';
+    'The customer of a tracked table''s messages: lookup.customer_column of the row whose lookup_key is the message''s conversation (billing.track_customers); per_message: the customer_column, or the data member customer_member, of the conversation''s latest message that names one (billing.track_message_customers).';
 SELECT pg_catalog.pg_extension_config_dump('billing.customer_sources', '');
 
 -- Probes of one customer's conversations.
@@ -3784,7 +3787,8 @@ BEGIN
     END IF;
     INSERT INTO billing.customer_sources VALUES (sid, lookup, lookup_key, customer_column)
     ON CONFLICT (source_id) DO UPDATE
-       SET lookup = excluded.lookup, lookup_key = excluded.lookup_key, customer_column = excluded.customer_column;
+       SET lookup = excluded.lookup, lookup_key = excluded.lookup_key, customer_column = excluded.customer_column,
+           customer_member = NULL, per_message = false;
 END
 $$;
 COMMENT ON FUNCTION billing.track_customers(regclass, regclass, name, name) IS
@@ -3798,6 +3802,203 @@ AS $$
     DELETE FROM billing.customer_sources AS c
      USING billing.tracked_tables AS t
      WHERE t.id = c.source_id AND t.relation = untrack_customers.relation
+$$;
+
+-- The customer as a column of the tracked table itself, or as a member of
+-- its data (billing.track_message_customers): the messages table is its own
+-- mapping, read when costs are read, like a lookup table. Costs are kept
+-- per conversation, so a conversation has one customer: the one its latest
+-- message (by time, then id) that names a customer names. A conversation
+-- whose messages name different customers is listed in
+-- billing.usage_problems ('several customers'), with the customer it is
+-- billed to; one none of whose messages names a customer (NULL or empty)
+-- belongs to no customer.
+CREATE FUNCTION billing.track_message_customers(relation regclass, customer_column name DEFAULT NULL,
+                                                data_member text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    t billing.tracked_tables;
+BEGIN
+    SELECT tt.* INTO t FROM billing.tracked_tables AS tt WHERE tt.relation = track_message_customers.relation;
+    IF t.id IS NULL THEN
+        RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object',
+              HINT = 'billing.track_messages() starts tracking it.';
+    END IF;
+    IF (customer_column IS NULL) = (data_member IS NULL) OR data_member = '' THEN
+        RAISE EXCEPTION 'billing: give either customer_column or data_member'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'customer_column: a column of the table names the customer; data_member: a member of its data does. Nothing was changed.';
+    END IF;
+    IF customer_column IS NOT NULL THEN
+        -- A column of a type billing reads as an id (else an error naming it).
+        PERFORM billing._column_reader(relation, customer_column, 'id', 'c');
+    END IF;
+    INSERT INTO billing.customer_sources AS cs (source_id, lookup, lookup_key, customer_column, customer_member, per_message)
+    VALUES (t.id, relation, t.conversation_column, coalesce(customer_column, t.data_column), data_member, true)
+    ON CONFLICT (source_id) DO UPDATE
+       SET lookup = excluded.lookup, lookup_key = excluded.lookup_key, customer_column = excluded.customer_column,
+           customer_member = excluded.customer_member, per_message = true;
+END
+$$;
+COMMENT ON FUNCTION billing.track_message_customers(regclass, name, text) IS
+    'The customer of a tracked table''s conversations: the customer_column (or the data member data_member) of its latest message that names one, read when costs are read.';
+
+-- A member of usage data held as text or json, or NULL when it is not JSON.
+CREATE FUNCTION billing._json_member(data text, member text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN data::jsonb ->> member;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END
+$$;
+
+-- The SQL expression that reads the customer a message (alias c) names,
+-- NULL for none (NULL, empty, not a member of its data); with p_raw, the
+-- plain expression an index on it can serve (for comparing to a customer).
+CREATE FUNCTION billing._message_customer_reader(s billing.customer_sources, t billing.tracked_tables, p_raw boolean)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x text;
+BEGIN
+    IF s.customer_member IS NULL THEN
+        x := billing._column_reader(t.relation, s.customer_column, 'id', 'c');
+    ELSIF billing._column_base_type(t.relation, t.data_column) = 'jsonb'::regtype THEN
+        x := format('(%s OPERATOR(pg_catalog.->>) %L::pg_catalog.text)',
+                    billing._column_reader(t.relation, t.data_column, 'data', 'c'), s.customer_member);
+    ELSE
+        x := format('billing._json_member(%s, %L)', billing._column_reader(t.relation, t.data_column, 'data', 'c'),
+                    s.customer_member);
+    END IF;
+    RETURN CASE WHEN p_raw THEN x ELSE format('NULLIF(%s, ''''::pg_catalog.text)', x) END;
+END
+$$;
+
+-- The customers of a tracked table whose messages name them
+-- (track_message_customers), per conversation: of every conversation, of
+-- one customer's (p_customer: probed through an index on the customer
+-- column or data member, when there is one, then through the conversation
+-- column), or of some conversations (p_keys, keys as billing keys them).
+-- Read as the caller; the caller checks that it may read the table.
+CREATE FUNCTION billing._message_customers(p_source smallint, p_customer text, p_keys text[])
+RETURNS TABLE (source_id smallint, conversation_id text, customer text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s billing.customer_sources;
+    t billing.tracked_tables;
+    q1 text;
+    q2 text;
+    filter text;
+    ktype text;
+BEGIN
+    SELECT cs.* INTO s FROM billing.customer_sources AS cs WHERE cs.source_id = p_source AND cs.per_message;
+    SELECT tt.* INTO t FROM billing.tracked_tables AS tt WHERE tt.id = p_source;
+    IF s.source_id IS NULL OR t.id IS NULL THEN
+        RETURN;
+    END IF;
+    -- The latest message naming a customer, per conversation.
+    q1 := format('SELECT %s::pg_catalog.int2, billing._key(x.k), x.cu
+                    FROM (SELECT DISTINCT ON (c.%I) %s AS k, %s AS cu FROM %s AS c WHERE (',
+                 p_source, t.conversation_column,
+                 billing._column_reader(t.relation, t.conversation_column, 'conversation', 'c'),
+                 billing._message_customer_reader(s, t, false), t.relation);
+    q2 := format(') AND c.%I IS NOT NULL AND %s IS NOT NULL
+                          ORDER BY c.%I, %s DESC NULLS LAST, c.%I DESC) AS x
+                   WHERE $1 IS NULL OR x.cu = $1',
+                 t.conversation_column, billing._message_customer_reader(s, t, false), t.conversation_column,
+                 billing._column_reader(t.relation, t.created_at_column, 'created_at', 'c'), t.id_column);
+    IF p_customer IS NOT NULL THEN
+        IF s.customer_member IS NULL THEN
+            filter := format('c.%I = $1::%s', s.customer_column,
+                             format_type((SELECT a.atttypid FROM pg_attribute AS a
+                                           WHERE a.attrelid = t.relation AND a.attname = s.customer_column), NULL));
+        ELSE
+            filter := format('%s = $1', billing._message_customer_reader(s, t, true));
+        END IF;
+        BEGIN
+            RETURN QUERY EXECUTE q1 || format('c.%I IN (SELECT c.%I FROM %s AS c WHERE %s)',
+                                                  t.conversation_column, t.conversation_column, t.relation, filter) || q2
+                USING p_customer, p_keys;
+        EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+            NULL;   -- not a value of the column's type: no conversation of that customer
+        END;
+    ELSIF p_keys IS NOT NULL THEN
+        ktype := format_type((SELECT a.atttypid FROM pg_attribute AS a
+                               WHERE a.attrelid = t.relation AND a.attname = t.conversation_column), NULL);
+        BEGIN
+            -- (through an index on the conversation column)
+            RETURN QUERY EXECUTE q1 || format('c.%I = ANY ($2::%s[])', t.conversation_column, ktype) || q2
+                USING NULL::text, ARRAY(SELECT y FROM unnest(p_keys) AS y WHERE y NOT LIKE '%... (md5 %');
+        EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+            -- a key that is no value of the column's type: compared as text
+            RETURN QUERY EXECUTE q1 || format('billing._key(%s) = ANY ($2)',
+                                              billing._column_reader(t.relation, t.conversation_column, 'conversation', 'c')) || q2
+                USING NULL::text, p_keys;
+            RETURN;
+        END;
+        IF EXISTS (SELECT 1 FROM unnest(p_keys) AS y WHERE y LIKE '%... (md5 %') THEN
+            -- a key billing shortened (billing._key) is matched through the key
+            RETURN QUERY EXECUTE q1 || format('billing._key(%s) = ANY ($2)',
+                                              billing._column_reader(t.relation, t.conversation_column, 'conversation', 'c')) || q2
+                USING NULL::text, ARRAY(SELECT y FROM unnest(p_keys) AS y WHERE y LIKE '%... (md5 %');
+        END IF;
+    ELSE
+        RETURN QUERY EXECUTE q1 || 'true' || q2 USING NULL::text, p_keys;
+    END IF;
+END
+$$;
+
+-- Conversations whose messages name different customers, of the tables
+-- the caller may read: the customers named, the one the conversation is
+-- billed to (its latest message's), and how many messages name another.
+CREATE FUNCTION billing._customer_conflicts()
+RETURNS TABLE (source_id smallint, conversation_id text, customers text[], customer text, messages bigint,
+               last_message_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s billing.customer_sources;
+    t billing.tracked_tables;
+    cu text;
+    at text;
+BEGIN
+    FOR s IN SELECT cs.* FROM billing.customer_sources AS cs
+              WHERE cs.per_message AND billing._may_read_table(cs.source_id)
+                AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)
+                AND has_table_privilege(cs.lookup, 'SELECT')
+              ORDER BY cs.source_id LOOP
+        SELECT tt.* INTO t FROM billing.tracked_tables AS tt WHERE tt.id = s.source_id;
+        cu := billing._message_customer_reader(s, t, false);
+        at := billing._column_reader(t.relation, t.created_at_column, 'created_at', 'c');
+        RETURN QUERY EXECUTE format(
+            'SELECT %s::pg_catalog.int2, billing._key(x.k), x.named, x.named_last[1],
+                    (SELECT pg_catalog.count(*) FROM pg_catalog.unnest(x.every) AS e WHERE e <> x.named_last[1]), x.last_at
+               FROM (SELECT pg_catalog.min(%s) AS k,
+                            pg_catalog.array_agg(DISTINCT %s ORDER BY %s) AS named,
+                            pg_catalog.array_agg(%s ORDER BY %s DESC NULLS LAST, c.%I DESC) AS named_last,
+                            pg_catalog.array_agg(%s) AS every, pg_catalog.max(%s) AS last_at
+                       FROM %s AS c
+                      WHERE c.%I IS NOT NULL AND %s IS NOT NULL
+                      GROUP BY c.%I
+                     HAVING pg_catalog.count(DISTINCT %s) > 1) AS x',
+            s.source_id, billing._column_reader(t.relation, t.conversation_column, 'conversation', 'c'),
+            cu, cu, cu, at, t.id_column, cu, at, t.relation, t.conversation_column, cu, t.conversation_column, cu);
+    END LOOP;
+END
 $$;
 
 -- AWS usage of a customer: billing.record_usage's checks, and the customer.
@@ -3857,6 +4058,14 @@ BEGIN
                 AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)   -- (not dropped since)
                 AND has_table_privilege(cs.lookup, 'SELECT')
               ORDER BY cs.source_id LOOP
+        IF s.per_message THEN
+            -- (the customer a column or data member of the messages names)
+            IF p_every OR p_customer IS NOT NULL THEN
+                RETURN QUERY SELECT * FROM billing._message_customers(s.source_id, CASE WHEN NOT p_every THEN p_customer END,
+                                                                      NULL);
+            END IF;
+            CONTINUE;
+        END IF;
         k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
         c := billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
         IF p_every THEN
@@ -4182,6 +4391,10 @@ BEGIN
        AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)
        AND has_table_privilege(cs.lookup, 'SELECT');
     IF NOT FOUND OR p_keys IS NULL THEN
+        RETURN;
+    END IF;
+    IF s.per_message THEN
+        RETURN QUERY SELECT * FROM billing._message_customers(p_source, NULL, p_keys);
         RETURN;
     END IF;
     k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
@@ -4522,6 +4735,50 @@ EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
 END
 $$;
 REVOKE ALL ON FUNCTION billing._profile_customer(regclass, anyelement) FROM PUBLIC;
+
+-- billing.usage_problems (views.sql), with the conversations whose messages
+-- name different customers (track_message_customers): one row each, the
+-- customers named, the one billed, and in messages how many of its
+-- messages name another customer. Hidden when reading as one customer.
+CREATE OR REPLACE VIEW billing.usage_problems WITH (security_invoker = true) AS
+SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
+       'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
+  FROM billing.problem_messages AS p
+  JOIN billing.tracked_tables AS t ON t.id = p.source_id
+UNION ALL
+SELECT t.relation, NULL, NULL, m.month,
+       CASE WHEN m.model = '' THEN 'no model' ELSE 'unpriced model' END,
+       CASE WHEN m.model = '' THEN 'usage without a model name'
+            ELSE format('model "%s" has no price in billing.model_prices at that time',
+                        CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END) END,
+       NULL, billing._sat(m.unpriced_tokens::numeric - m.unsplit_tokens)
+  FROM billing._usage_by_model('-infinity', 'infinity') AS m
+  JOIN billing.tracked_tables AS t ON t.id = m.source_id
+ WHERE m.unpriced_tokens <> m.unsplit_tokens
+UNION ALL
+SELECT t.relation, NULL, NULL, m.month, 'no token split',
+       format('usage of model "%s" gives only a total token count: the split decides the price',
+              CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END),
+       NULL, m.unsplit_tokens
+  FROM billing._usage_by_model('-infinity', 'infinity') AS m
+  JOIN billing.tracked_tables AS t ON t.id = m.source_id
+ WHERE m.unsplit_tokens <> 0
+UNION ALL
+SELECT NULL, NULL, NULL, a.month, 'unpriced AWS service',
+       format('service "%s" has no price in billing.aws_prices', a.service), NULL, NULL
+  FROM billing._aws_usage_by_service('-infinity', 'infinity') AS a
+ WHERE a.unpriced_quantity <> 0
+UNION ALL
+SELECT t.relation, NULL, x.last_message_at, billing.month_of(x.last_message_at), 'several customers',
+       format('conversation "%s": its messages name the customers %s; billed to %s, its latest message''s',
+              CASE WHEN length(x.conversation_id) > 60 THEN left(x.conversation_id, 60) || '...' ELSE x.conversation_id END,
+              array_to_string(x.customers, ', '), x.customer),
+       x.messages, NULL
+  FROM billing._customer_conflicts() AS x
+  JOIN billing.tracked_tables AS t ON t.id = x.source_id
+ WHERE billing.current_customer() IS NULL;
+COMMENT ON VIEW billing.usage_problems IS
+    'Messages whose data billing cannot read (one row each), per month the usage that could not be priced, and conversations whose messages name different customers.';
 
 -- Statements: issuing a month freezes, per customer with usage, a numbered
 -- statement with line items (billing.statements, billing.statement_lines)

@@ -14,6 +14,9 @@
 #   --no-setup    reuse the installed extension and the built app (no
 #                 tools/setup.sh, and next build only if .next is missing)
 #   --no-seed     leave the seed's route out
+#   --existing    the caller's cluster (PG* variables) and its
+#                 public.messages instead of a throwaway one: tracks it,
+#                 its profiles and a conversations table if not done yet
 #
 # Both servers run in production mode on 127.0.0.1 (next start; node), each
 # started fresh, so "first" includes the pool's first connection and the
@@ -29,14 +32,15 @@ root=$PWD
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-messages=1000000 runs=5 setup=1 seed=1
+messages=1000000 runs=5 setup=1 seed=1 existing=0
 while (($#)); do
     case $1 in
         --messages) messages=${2:-}; shift ;;
         --runs) runs=${2:-}; shift ;;
         --no-setup) setup=0 ;;
         --no-seed) seed=0 ;;
-        -h | --help) sed -n '9,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --existing) existing=1 ;;
+        -h | --help) sed -n '9,20s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "app.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -57,7 +61,7 @@ cleanup() {
         kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    cluster_stop
+    ((existing)) || cluster_stop
 }
 trap cleanup EXIT
 
@@ -77,24 +81,34 @@ fi
 
 # shellcheck source=bench/cluster-settings.sh
 . bench/cluster-settings.sh
-log "starting a throwaway cluster (bench settings)"
-cluster_start "${bench_cluster_settings[@]}"
-pg -c 'CREATE EXTENSION billing'
-log "generating $messages messages (bench/generate.sql)"
-start=$SECONDS
-pg -v messages="$messages" -f bench/generate.sql
-log "generated in $((SECONDS - start)) s"
+if ((existing)); then
+    # The caller's cluster (PG* variables), its public.messages already
+    # generated: what is missing of the rest is added below.
+    messages=$(pg -At -c 'SELECT count(*) FROM public.messages')
+    log "the existing cluster: $messages messages"
+else
+    log "starting a throwaway cluster (bench settings)"
+    cluster_start "${bench_cluster_settings[@]}"
+    pg -c 'CREATE EXTENSION billing'
+    log "generating $messages messages (bench/generate.sql)"
+    start=$SECONDS
+    pg -v messages="$messages" -f bench/generate.sql
+    log "generated in $((SECONDS - start)) s"
+fi
 log "tracking messages and profiles, merging; the app's conversations table"
 start=$SECONDS
 pg <<'SQL' >/dev/null
 SET client_min_messages = warning;
-SELECT FROM billing.track_messages('public.messages');
-SELECT FROM billing.track_profiles('public.profiles');
+SELECT FROM billing.track_messages('public.messages')
+ WHERE NOT EXISTS (SELECT 1 FROM billing.tracked_tables WHERE relation = 'public.messages'::regclass);
+SELECT FROM billing.track_profiles('public.profiles')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'public.profiles'::regclass AND tgname = 'billing_track_profiles');
 SELECT FROM billing.merge();
-CREATE TABLE public.conversations (id uuid PRIMARY KEY, title text NOT NULL);
+CREATE TABLE IF NOT EXISTS public.conversations (id uuid PRIMARY KEY, title text NOT NULL);
 INSERT INTO public.conversations SELECT DISTINCT conversation_id, 'Conversation ' || left(conversation_id::text, 8)
-  FROM public.messages;
-INSERT INTO billing.budgets (name, amount) VALUES ('monthly', 1000);
+  FROM public.messages
+ON CONFLICT (id) DO NOTHING;
+INSERT INTO billing.budgets (name, amount) VALUES ('monthly', 1000) ON CONFLICT (name) DO NOTHING;
 VACUUM ANALYZE;
 SQL
 log "ready in $((SECONDS - start)) s"

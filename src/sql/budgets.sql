@@ -193,8 +193,12 @@ BEGIN
       FROM (SELECT c.source_id, c.conversation_id, c.cost
               FROM billing.tracked_tables AS t
              CROSS JOIN unnest(keys) AS k(id)
-              JOIN billing.conversation_usage AS c
-                ON c.source_id = t.id AND c.month = p_month AND c.conversation_id = k.id
+             -- One probe of the rollups' unique index per table and key,
+             -- whatever the statistics say (OFFSET 0 keeps the planner from
+             -- turning it into a scan of the whole month's rows).
+             CROSS JOIN LATERAL (SELECT r.source_id, r.conversation_id, r.cost FROM billing.conversation_usage AS r
+                                  WHERE r.source_id = t.id AND r.month = p_month AND r.conversation_id = k.id
+                                 OFFSET 0) AS c
             UNION ALL
             SELECT l.source_id, l.conversation_id, l.cost FROM l WHERE l.conversation_id IS NOT NULL) AS x
      CROSS JOIN LATERAL billing._rollups_current(x.source_id, p_month) AS fresh

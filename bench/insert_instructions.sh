@@ -75,24 +75,10 @@ pg -c 'CREATE EXTENSION billing' >/dev/null
 log "generating $preload messages (bench/generate.sql)"
 pg -v messages="$preload" -f bench/generate.sql >/dev/null
 
-# The two tables: public.messages' columns and indexes (as inserts.sh makes
-# them), the same rows; one tracked.
+# The two tables: public.messages' shape and rows (bench/lib.sh's
+# messages_copy_sql, as inserts.sh makes them); one tracked.
 for t in ins_untracked ins_tracked; do
-    pg >/dev/null <<SQL
-CREATE TABLE $t (
-    id              bigserial PRIMARY KEY,
-    conversation_id uuid        NOT NULL,
-    role            text        NOT NULL CHECK (role IN ('user', 'assistant')),
-    content         text        NOT NULL,
-    data            jsonb,
-    created_at      timestamptz NOT NULL DEFAULT now()
-);
-INSERT INTO $t SELECT * FROM public.messages ORDER BY id;
-SELECT setval(pg_get_serial_sequence('$t', 'id'), (SELECT max(id) FROM $t));
-CREATE INDEX ${t}_created_at_idx ON $t (created_at);
-CREATE INDEX ${t}_conversation_id_idx ON $t (conversation_id);
-VACUUM ANALYZE $t;
-SQL
+    messages_copy_sql "$t" | pg >/dev/null
 done
 pg -c "SELECT billing.track_messages('ins_tracked')" >/dev/null
 pg -c 'SELECT billing.merge()' -c 'VACUUM ANALYZE' >/dev/null

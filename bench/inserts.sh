@@ -181,30 +181,7 @@ drop_tables
 log "preloading both tables: the $conversations conversations numbered 1 to $conversations of public.messages"
 start=$SECONDS
 for t in bench_ins_untracked bench_ins_tracked; do
-    # One transaction: with wal_level = minimal the rows skip the WAL.
-    pg >/dev/null <<SQL
-SET maintenance_work_mem = '1GB';
-BEGIN;
-CREATE TABLE $t (
-    id              bigserial,
-    conversation_id uuid        NOT NULL,
-    role            text        NOT NULL CHECK (role IN ('user', 'assistant')),
-    content         text        NOT NULL,
-    data            jsonb,
-    created_at      timestamptz NOT NULL DEFAULT now()
-);
-INSERT INTO $t (id, conversation_id, role, content, data, created_at)
-SELECT m.id, m.conversation_id, m.role, m.content, m.data, m.created_at
-  FROM public.messages AS m
- WHERE m.conversation_id IN (SELECT $(conversation_of k) FROM generate_series(1, $conversations) AS k)
- ORDER BY m.id;
-SELECT setval(pg_get_serial_sequence('$t', 'id'), (SELECT max(id) FROM public.messages));
-ALTER TABLE $t ADD PRIMARY KEY (id);
-CREATE INDEX ${t}_created_at_idx ON $t (created_at);
-CREATE INDEX ${t}_conversation_id_idx ON $t (conversation_id);
-COMMIT;
-VACUUM ANALYZE $t;
-SQL
+    messages_copy_sql "$t" "m.conversation_id IN (SELECT $(conversation_of k) FROM generate_series(1, $conversations) AS k)" | pg >/dev/null
 done
 # New rows get ids above every preloaded one: a run's rows are those above.
 base_id=$(pg -At -c 'SELECT max(id) FROM public.messages')

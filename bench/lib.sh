@@ -193,3 +193,37 @@ server_settle() {
         sleep 0.1
     done
 }
+
+# SQL that makes table $1 a copy of public.messages' shape (columns, primary
+# key, the two indexes an app has) holding the rows of public.messages that
+# match the condition $2 (default: all), with its id sequence past every id of
+# public.messages. The insert benches (inserts.sh, insert_instructions.sh)
+# compare a tracked and an untracked table made by it, so the two are always
+# the same shape. One transaction: with wal_level = minimal the rows skip the
+# WAL; the keys are built after the rows, which is faster.
+messages_copy_sql() {
+    local t=$1 where=${2:-true}
+    cat <<SQL
+SET maintenance_work_mem = '1GB';
+BEGIN;
+CREATE TABLE $t (
+    id              bigserial,
+    conversation_id uuid        NOT NULL,
+    role            text        NOT NULL CHECK (role IN ('user', 'assistant')),
+    content         text        NOT NULL,
+    data            jsonb,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO $t (id, conversation_id, role, content, data, created_at)
+SELECT m.id, m.conversation_id, m.role, m.content, m.data, m.created_at
+  FROM public.messages AS m
+ WHERE $where
+ ORDER BY m.id;
+SELECT setval(pg_get_serial_sequence('$t', 'id'), (SELECT max(id) FROM public.messages));
+ALTER TABLE $t ADD PRIMARY KEY (id);
+CREATE INDEX ${t}_created_at_idx ON $t (created_at);
+CREATE INDEX ${t}_conversation_id_idx ON $t (conversation_id);
+COMMIT;
+VACUUM ANALYZE $t;
+SQL
+}

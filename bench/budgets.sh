@@ -81,16 +81,7 @@ if ((existing)); then
     : "${PGHOST:?--existing: set PGHOST (and PGPORT) to the cluster to use}"
     messages=$(pg -At -c 'SELECT count(*) FROM messages')
 else
-    # shellcheck source=bench/cluster-settings.sh
-    . bench/cluster-settings.sh
-    log "starting a throwaway cluster"
-    cluster_start "${bench_cluster_settings[@]}"
-    pg -c 'CREATE EXTENSION billing'
-    log "generating $messages messages (bench/generate.sql)"
-    pg -v messages="$messages" -f bench/generate.sql >/dev/null
-    log "tracking them"
-    pg -c "SELECT * FROM billing.track_messages('messages')" >/dev/null
-    pg -c 'VACUUM ANALYZE' >/dev/null
+    start_cluster_with_tracked_messages "$messages"
 fi
 
 log "$budgets budgets, $writes unmerged writes"

@@ -227,3 +227,21 @@ COMMIT;
 VACUUM ANALYZE $t;
 SQL
 }
+
+# A throwaway cluster with the bench's settings (bench/cluster-settings.sh)
+# holding $1 messages of bench/generate.sql, tracked and analyzed: what a
+# bench measures on when it is not given an existing cluster. Needs
+# tools/cluster.sh sourced (the caller owns the trap that calls cluster_stop).
+start_cluster_with_tracked_messages() {
+    local messages=$1
+    # shellcheck source=bench/cluster-settings.sh
+    . bench/cluster-settings.sh
+    log "starting a throwaway cluster"
+    cluster_start "${bench_cluster_settings[@]}"
+    pg -c 'CREATE EXTENSION billing'
+    log "generating $messages messages (bench/generate.sql)"
+    pg -v messages="$messages" -f bench/generate.sql >/dev/null
+    log "tracking them"
+    pg -c "SELECT * FROM billing.track_messages('messages')" >/dev/null
+    pg -c 'VACUUM ANALYZE' >/dev/null
+}

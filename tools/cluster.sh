@@ -134,6 +134,21 @@ cluster_start() {
     return 1
 }
 
+# For a test script: use the cluster of tools/test.sh when the environment
+# names a running one, else start a throwaway one. Sets CLUSTER_OWNED to 1 in
+# the second case, so the script's trap stops only a cluster it started.
+cluster_use_or_start() {
+    CLUSTER_OWNED=0
+    if [[ -n ${BILLING_CLUSTER_DIR:-} && -n ${PGPORT:-} ]] && cluster_pg_ctl status >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "no running cluster in the environment: starting a throwaway one"
+    # shellcheck disable=SC2119 # (no extra postgresql.conf lines)
+    cluster_start || return 1
+    # shellcheck disable=SC2034 # (read by the calling script)
+    CLUSTER_OWNED=1
+}
+
 # Safe as an EXIT trap: never fails (a failing command in a trap would turn
 # a successful run into exit 1) and is a no-op without a cluster.
 cluster_stop() {

@@ -19,12 +19,7 @@ root=${BILLING_REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 cd "$root"
 # shellcheck source=tools/cluster.sh
 . tools/cluster.sh
-own_cluster=0
-if ! { [[ -n ${BILLING_CLUSTER_DIR:-} && -n ${PGPORT:-} ]] && cluster_pg_ctl status >/dev/null 2>&1; }; then
-    echo "no running cluster in the environment: starting a throwaway one"
-    cluster_start
-    own_cluster=1
-fi
+cluster_use_or_start
 
 app=$root/examples/nextjs
 out=$root/build/app-e2e
@@ -45,7 +40,7 @@ cleanup() {
     else
         echo "(database $db kept; log: $log)"
     fi
-    ((own_cluster)) && cluster_stop
+    ((CLUSTER_OWNED)) && cluster_stop
     exit "$rc"
 }
 trap cleanup EXIT

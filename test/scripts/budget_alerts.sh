@@ -25,12 +25,7 @@ root=${BILLING_REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 cd "$root"
 # shellcheck source=tools/cluster.sh
 . tools/cluster.sh
-own_cluster=0
-if ! { [[ -n ${BILLING_CLUSTER_DIR:-} && -n ${PGPORT:-} ]] && cluster_pg_ctl status >/dev/null 2>&1; }; then
-    echo "no running cluster in the environment: starting a throwaway one"
-    cluster_start
-    own_cluster=1
-fi
+cluster_use_or_start
 
 db=billing_budget_alerts
 clients=${BUDGET_CLIENTS:-8}
@@ -56,7 +51,7 @@ cleanup() {
         echo "(database $db kept)"
     fi
     rm -rf -- "$tmp"
-    ((own_cluster)) && cluster_stop
+    ((CLUSTER_OWNED)) && cluster_stop
     exit "$rc"
 }
 trap cleanup EXIT

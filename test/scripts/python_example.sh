@@ -19,16 +19,11 @@ root=${BILLING_REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 cd "$root"
 # shellcheck source=tools/cluster.sh
 . tools/cluster.sh
-own_cluster=0
-if ! { [[ -n ${BILLING_CLUSTER_DIR:-} && -n ${PGPORT:-} ]] && cluster_pg_ctl status >/dev/null 2>&1; }; then
-    echo "no running cluster in the environment: starting a throwaway one"
-    cluster_start
-    own_cluster=1
-fi
+cluster_use_or_start
 db=billing_python_example
 cleanup() {
     dropdb --if-exists "$db" >/dev/null 2>&1 || true
-    if ((own_cluster)); then cluster_stop; fi
+    if ((CLUSTER_OWNED)); then cluster_stop; fi
 }
 trap cleanup EXIT
 

@@ -45,13 +45,8 @@ SOAK_OWN_CLUSTER=0
 soak_ensure_cluster() {
     # shellcheck source=tools/cluster.sh
     . "$SOAK_ROOT/tools/cluster.sh"
-    if [[ -n ${BILLING_CLUSTER_DIR:-} && -n ${PGPORT:-} ]] && cluster_pg_ctl status >/dev/null 2>&1; then
-        return 0
-    fi
-    echo "no running cluster in the environment: starting a throwaway one"
-    # shellcheck disable=SC2119 # (no extra postgresql.conf lines)
-    cluster_start
-    SOAK_OWN_CLUSTER=1
+    cluster_use_or_start
+    SOAK_OWN_CLUSTER=$CLUSTER_OWNED
 }
 
 # soak_setup DB: a fresh database with the app's tables (seed-shaped), rows

@@ -10,7 +10,7 @@
 #
 #   bench/inserts.sh [--rounds N] [--duration S] [--clients "1 4 8"] [--preload N]
 #                    [--workloads "reply user estimated multirow copy"] [--copies K]
-#                    [--settings-kind NAME] [--budgets N]
+#                    [--settings-kind NAME] [--budgets N] [--waits]
 #
 #   --rounds N         rounds (default 3); each runs every workload on both tables
 #   --duration S       seconds per pgbench run (default 30)
@@ -30,6 +30,11 @@
 #                      11 measures 20): a budget over everything, one for
 #                      OpenAI, one for AWS, the others per model and per
 #                      conversation; removed at the end
+#   --waits            during each pgbench run, sample what the clients'
+#                      backends wait on (pg_stat_activity, every 10 ms) and
+#                      report the shares: CPU, WAL, locks, the client... Where
+#                      rows/s scatter with the machine's load, this shows
+#                      whether tracking adds waits of its own at 4 and 8 clients
 #   --settings-kind N  the cluster's settings, for the report and its name:
 #                      "bench" (bench/cluster-settings.sh), "default"
 #                      (PostgreSQL's), ...; default "bench" when the server runs
@@ -62,6 +67,7 @@ workloads="reply user estimated multirow copy"
 copies=10
 settings_kind=""
 budgets=0
+waits=0
 
 # Rows per transaction of the multirow and copy workloads; the targets
 # (issue 15): tracked throughput at least this fraction of untracked.
@@ -70,7 +76,7 @@ copy_rows=10000
 single_target=0.9
 batch_target=0.8
 
-usage() { sed -n '11,36s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '11,41s/^# \{0,1\}//p' "$0"; }
 
 while (($#)); do
     case $1 in
@@ -82,6 +88,7 @@ while (($#)); do
         --copies) copies=${2:-}; shift ;;
         --settings-kind) settings_kind=${2:-}; shift ;;
         --budgets) budgets=${2:-}; shift ;;
+        --waits) waits=1 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "inserts.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -146,7 +153,7 @@ DELETE FROM billing.alerts WHERE budget LIKE 'bench_ins_%';
 DELETE FROM billing.budgets WHERE name LIKE 'bench_ins_%';
 SELECT billing.untrack_messages('bench_ins_tracked')
   FROM billing.tracked_tables WHERE relation = to_regclass('bench_ins_tracked');
-DROP TABLE IF EXISTS bench_ins_tracked, bench_ins_untracked;
+DROP TABLE IF EXISTS bench_ins_tracked, bench_ins_untracked, bench_ins_waits;
 SQL
 }
 cleanup() {
@@ -178,6 +185,7 @@ conversations=$((preload / 100))
 conversation_of() { echo "overlay(overlay(md5('conversation ' || $1) PLACING '4' FROM 13) PLACING '8' FROM 17)::uuid"; }
 
 drop_tables
+((waits == 0)) || pg -c "CREATE UNLOGGED TABLE bench_ins_waits (run text NOT NULL, state text NOT NULL)" >/dev/null
 log "preloading both tables: the $conversations conversations numbered 1 to $conversations of public.messages"
 start=$SECONDS
 for t in bench_ins_untracked bench_ins_tracked; do
@@ -336,6 +344,42 @@ CHECKPOINT;
 SQL
 }
 
+# sample_waits WORKLOAD TABLE CLIENTS: while a pgbench run lasts, every
+# 10 ms, what each of pgbench's backends waits on (no wait event: on a CPU,
+# or waiting for one), into the unlogged table bench_ins_waits. One DO block
+# in one session; pg_stat_clear_snapshot() makes each look a fresh one.
+sample_waits() {
+    pg -v w="$1" -v t="$2" -v n="$3" -v secs="$duration" >/dev/null <<'SQL'
+SELECT set_config('bench.run', :'w' || ' ' || :'t' || ' ' || :'n', false),
+       set_config('bench.secs', :'secs', false);
+DO $$
+DECLARE
+    stop timestamptz := clock_timestamp() + make_interval(secs => current_setting('bench.secs')::int);
+BEGIN
+    -- Wait for pgbench's backends to exist (a second at most).
+    FOR i IN 1..100 LOOP
+        PERFORM pg_stat_clear_snapshot();
+        EXIT WHEN EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pgbench');
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    WHILE clock_timestamp() < stop LOOP
+        PERFORM pg_stat_clear_snapshot();
+        INSERT INTO bench_ins_waits
+        SELECT current_setting('bench.run'),
+               CASE WHEN a.wait_event IS NULL THEN 'CPU'
+                    WHEN a.wait_event_type = 'Client' THEN 'client'
+                    WHEN a.wait_event LIKE 'WAL%' THEN 'WAL'
+                    WHEN a.wait_event_type = 'Lock' THEN 'lock'
+                    ELSE a.wait_event_type || ':' || a.wait_event END
+          FROM pg_stat_activity AS a
+         WHERE a.application_name = 'pgbench' AND a.backend_type = 'client backend';
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+SQL
+}
+
 # run WORKLOAD TABLE CLIENTS: one timed run; appends its sample line.
 run() {
     local w=$1 t=$2 n=$3 wal0 wal1 rows tps lat failed=0 rate i cpu0=0 cpu1=0 cpu_us=NaN
@@ -364,10 +408,16 @@ run() {
         else
             scripts=(-f "$tmp/$w-$t.sql")
         fi
+        local sampler=""
+        if ((waits)); then
+            sample_waits "$w" "$t" "$n" &
+            sampler=$!
+        fi
         pgbench -n -M prepared "${scripts[@]}" -c "$n" -j "$((n < 2 ? n : 2))" -T "$duration" >"$tmp/pgbench.out" 2>&1 || {
             cat "$tmp/pgbench.out" >&2
             exit 1
         }
+        [[ -z $sampler ]] || wait "$sampler"
         tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$tmp/pgbench.out")
         lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$tmp/pgbench.out")
         failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$tmp/pgbench.out")
@@ -506,6 +556,34 @@ report=$tmp/report.md
                 "$(printf '%.0f / %.0f' "$uw" "$tw")" "$(printf '%s / %s' "$uc" "$tc")" "$cpu_ratio" "$met"
         done
     done
+    if ((waits)); then
+        echo
+        echo "### Where pgbench's backends were (--waits)"
+        echo
+        echo "Every 10 ms of each pgbench run (single-row and multirow workloads), the wait event of each of pgbench's backends (pg_stat_activity), all rounds together: CPU is no wait event (running, or ready to run on these 2 CPUs), client is waiting for pgbench (ClientRead), WAL is any WAL wait (the commit's flush: WALWrite, WALSync, WALInsert...), lock is a heavyweight lock; the rest is named. What tracking adds of its own shows as a larger share of CPU or of waits that are not the WAL's."
+        echo
+        md_row workload clients table samples "CPU %" "client %" "WAL %" "lock %" "other (samples)"
+        md_row --- ---: --- ---: ---: ---: ---: ---: ---
+        pg -At -F '|' <<'SQL' | while IFS='|' read -r w n t total cpu client wal lock other; do md_row "$w" "$n" "$t" "$total" "$cpu" "$client" "$wal" "$lock" "$other"; done
+WITH r AS (
+    SELECT split_part(run, ' ', 1) AS w, split_part(run, ' ', 3)::int AS n, split_part(run, ' ', 2) AS t, state
+      FROM bench_ins_waits
+)
+SELECT w, n, t, count(*),
+       round(100.0 * count(*) FILTER (WHERE state = 'CPU') / count(*), 1),
+       round(100.0 * count(*) FILTER (WHERE state = 'client') / count(*), 1),
+       round(100.0 * count(*) FILTER (WHERE state = 'WAL') / count(*), 1),
+       round(100.0 * count(*) FILTER (WHERE state = 'lock') / count(*), 1),
+       coalesce((SELECT string_agg(o.state || ' ' || o.c, ', ' ORDER BY o.c DESC, o.state)
+                   FROM (SELECT x.state, count(*) AS c FROM r AS x
+                          WHERE x.w = r.w AND x.n = r.n AND x.t = r.t
+                            AND x.state NOT IN ('CPU', 'client', 'WAL', 'lock')
+                          GROUP BY x.state) AS o), '')
+  FROM r
+ GROUP BY w, n, t
+ ORDER BY w, n, t DESC;
+SQL
+    fi
     if [[ " $workloads " == *" estimated "* ]]; then
         n1=${clients%% *}
         read -r er _ < <(stats estimated bench_ins_tracked "$n1" 4)

@@ -2094,8 +2094,9 @@ AS 'MODULE_PATHNAME', 'ledger_usage' LANGUAGE C STABLE ROWS 100;
 -- billing.alerts with check_alerts(), which billing.merge() runs last
 -- (_merge_alerts): each threshold of each budget fires once per period, as
 -- a row and a NOTIFY billing_alert sent on commit.
--- Relies on reads.sql, aws_usage.sql and views.sql; merge()
--- (ledger_and_merge.sql) and dashboard() (dashboard.sql) call in here.
+-- Relies on reads.sql, aws_usage.sql, views.sql and, when called,
+-- customers.sql (loaded later); merge() (ledger_and_merge.sql) and
+-- dashboard() (dashboard.sql) call in here.
 
 CREATE TABLE billing.budgets (
     name            text      PRIMARY KEY,
@@ -2404,7 +2405,16 @@ DECLARE
     w_first date;
 BEGIN
     IF p_now < p_to THEN
-        first_month := (SELECT min(h.month) FROM billing.history('-infinity', p_from) AS h);
+        -- The first month billing.history shows before p_month: read from
+        -- the two reads it unites (a plan kept for the session, where the
+        -- SQL function would be planned again at each call), or from it
+        -- when reading as one customer.
+        IF billing.current_customer() IS NULL THEN
+            first_month := least((SELECT min(u.month) FROM billing._usage_by_model('-infinity', p_from) AS u),
+                                 (SELECT min(a.month) FROM billing._aws_usage_by_service('-infinity', p_from) AS a));
+        ELSE
+            first_month := (SELECT min(h.month) FROM billing.history('-infinity', p_from) AS h);
+        END IF;
         SELECT sum(w.days), count(*), min(w.month) INTO w_days, w_months, w_first
           FROM billing._forecast_window(p_month, first_month) AS w;
     END IF;

@@ -321,6 +321,77 @@ SELECT allowed, remaining, budget, blocked_by FROM billing.allowance('gpt-4o', '
 SELECT budget, customer, spent, state FROM billing.budget_status ORDER BY budget;
 ROLLBACK;
 
+-- === The forecast window, read in one pass ================================
+-- budget_status reads the month and its window (the whole months before
+-- it) at once and splits the figures by month. Months in New York here,
+-- and the zone set after the table was taken in, so that the window is
+-- first read from the table itself (the zone change sends it back there),
+-- then from the rollups, then with an unmerged write. Five months, as New
+-- York counts them:
+--   December 2024: 0.15, the first month with any cost (left out of the
+--     window: taken as partial);
+--   January 2025: nothing at all (an empty month in the window);
+--   February: only AWS, 1,000 e-mails at 0.0001 = 0.10, sent 2025-03-01
+--     03:00 UTC = February 28, 22:00 EST (March in UTC);
+--   March (31 days less the hour that daylight saving time takes on the
+--     9th: 2025-03-01 05:00 UTC to 2025-04-01 04:00 UTC): y 1M completion
+--     tokens of gpt-4o = 10.00, x 1M prompt tokens of gpt-4o = 2.50 at
+--     2025-04-01 03:00 UTC = March 31, 23:00 EDT (April in UTC);
+--   April (30 days, 2025-04-01 04:00 UTC to 2025-05-01 04:00 UTC): x
+--     2.50 (gpt-4o), then x 0.15 (gpt-4o-mini, 1M prompt tokens) unmerged.
+BEGIN;
+CREATE TABLE win_messages (id bigint PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                           created_at timestamptz);
+INSERT INTO win_messages VALUES
+  (1, 'x', 'assistant', 'dec', '{"model": "gpt-4o-mini", "prompt_tokens": 1000000, "completion_tokens": 0}', '2024-12-15 12:00+00'),
+  (2, 'y', 'assistant', 'mar', '{"model": "gpt-4o", "prompt_tokens": 0, "completion_tokens": 1000000}', '2025-03-01 06:00+00'),
+  (3, 'x', 'assistant', 'mar', '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2025-04-01 03:00+00'),
+  (4, 'x', 'assistant', 'apr', '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2025-04-10 12:00+00');
+SELECT tracked, messages FROM billing.track_messages('win_messages');
+SELECT billing.record_usage('ses', 1000, '2025-03-01 03:00+00') IS NOT NULL AS recorded;
+INSERT INTO billing.budgets (name, scope, model, conversation_id, amount) VALUES
+  ('w-all', 'all', NULL, NULL, 100), ('w-openai', 'openai', NULL, NULL, 100), ('w-aws', 'aws', NULL, NULL, 1),
+  ('w-4o', 'model', 'gpt-4o', NULL, 4), ('w-x', 'conversation', NULL, 'x', 10);
+UPDATE billing.settings SET value = 'America/New_York' WHERE name = 'month_time_zone';
+INSERT INTO win_messages VALUES
+  (5, 'x', 'assistant', 'apr', '{"model": "gpt-4o-mini", "prompt_tokens": 1000000, "completion_tokens": 0}', '2025-04-12 12:00+00');
+SELECT backfilled FROM billing.tracked_tables WHERE relation = 'win_messages'::regclass;
+-- Each month of the window and April, the empty January included:
+-- all: 0, 0.10, 12.50, 2.65; openai: 0, 0, 12.50, 2.65; aws: 0, 0.10, 0,
+-- 0; gpt-4o: 0, 0, 12.50, 2.50; x: 0, 0, 2.50, 2.65.
+SELECT month, budget, spent FROM billing._budget_spent_months('2025-01-01', '2025-04-01') ORDER BY budget, month;
+-- At 2025-04-16 04:00 UTC (April 16, 00:00 EDT): 15 of April's 30 days
+-- gone, f = 1/2; the window is January to March (December is the first
+-- month with a cost), w_days = 31 + 28 + (31 - 1/24) = 2159/24.
+-- forecast = spent + 15 x (spent / 30 + 1/2 x past / w_days)
+--          = 1.5 x spent + 180 x past / 2159, rounded to 6 decimals:
+--   w-all    1.5 x 2.65 + 180 x 12.60 / 2159 = 3.975 + 1.0504863... = 5.025486
+--   w-openai 1.5 x 2.65 + 180 x 12.50 / 2159 = 3.975 + 1.0421491... = 5.017149
+--   w-aws    1.5 x 0    + 180 x  0.10 / 2159 = 0.0083371...           = 0.008337
+--   w-4o     1.5 x 2.50 + 180 x 12.50 / 2159 = 3.75  + 1.0421491... = 4.792149
+--   w-x      1.5 x 2.65 + 180 x  2.50 / 2159 = 3.975 + 0.2084298... = 4.183430
+-- w-4o: 2.50 of 4 = 62.50%, past its 50% threshold: warning.
+SELECT budget, spent, percent, forecast, state, forecast_method
+  FROM billing._budget_status('2025-04-01', '2025-04-16 04:00+00') ORDER BY budget;
+-- The same from the rollups, once merged in New York months.
+SELECT billing.merge() >= 0 AS merged;
+SELECT backfilled FROM billing.tracked_tables WHERE relation = 'win_messages'::regclass;
+SELECT budget, spent, percent, forecast, state, forecast_method
+  FROM billing._budget_status('2025-04-01', '2025-04-16 04:00+00') ORDER BY budget;
+-- An unmerged write back-dated into March: x 0.15 (gpt-4o-mini) at
+-- 2025-04-01 03:30 UTC = March 31, 23:30 EDT. March becomes all 12.65,
+-- openai 12.65, x 2.65 (the window's past: all 12.75, openai 12.65, x
+-- 2.65); April is unchanged:
+--   w-all    3.975 + 180 x 12.75 / 2159 = 3.975 + 1.0629921... = 5.037992
+--   w-openai 3.975 + 180 x 12.65 / 2159 = 3.975 + 1.0546549... = 5.029655
+--   w-x      3.975 + 180 x  2.65 / 2159 = 3.975 + 0.2209356... = 4.195936
+INSERT INTO win_messages VALUES
+  (6, 'x', 'assistant', 'mar', '{"model": "gpt-4o-mini", "prompt_tokens": 1000000, "completion_tokens": 0}', '2025-04-01 03:30+00');
+SELECT month, budget, spent FROM billing._budget_spent_months('2025-03-01', '2025-04-01')
+ WHERE budget IN ('w-all', 'w-openai', 'w-x') ORDER BY budget, month;
+SELECT budget, spent, forecast FROM billing._budget_status('2025-04-01', '2025-04-16 04:00+00') ORDER BY budget;
+ROLLBACK;
+
 -- === Who may call what ====================================================
 CREATE ROLE regress_budget_app;
 GRANT USAGE ON SCHEMA billing TO regress_budget_app;

@@ -2087,15 +2087,16 @@ AS 'MODULE_PATHNAME', 'ledger_usage' LANGUAGE C STABLE ROWS 100;
 
 -- Budgets and alerts (README "Budgets and alerts"): billing.budgets (a
 -- monthly amount per scope, checked when written), what a budget has spent
--- in a month (_period_spend, _budget_spent: exactly the dollars the views
--- show), billing.budget_status and the dashboard's "budgets" entry,
--- billing.allowance() (the check the app runs before each OpenAI request:
--- rollups plus the unmerged ledger, no table scan), and billing.alerts
--- with check_alerts(), which billing.merge() runs last (_merge_alerts):
--- each threshold of each budget fires once per period, as a row and a
--- NOTIFY billing_alert sent on commit.
--- Relies on reads.sql, aws_usage.sql and views.sql; merge()
--- (ledger_and_merge.sql) and dashboard() (dashboard.sql) call in here.
+-- in each month of a range (_months_spend, _budget_spent_months: exactly
+-- the dollars the views show), billing.budget_status and the dashboard's
+-- "budgets" entry, billing.allowance() (the check the app runs before each
+-- OpenAI request: rollups plus the unmerged ledger, no table scan), and
+-- billing.alerts with check_alerts(), which billing.merge() runs last
+-- (_merge_alerts): each threshold of each budget fires once per period, as
+-- a row and a NOTIFY billing_alert sent on commit.
+-- Relies on reads.sql, aws_usage.sql, views.sql and, when called,
+-- customers.sql (loaded later); merge() (ledger_and_merge.sql) and
+-- dashboard() (dashboard.sql) call in here.
 
 CREATE TABLE billing.budgets (
     name            text      PRIMARY KEY,
@@ -2243,24 +2244,31 @@ AS 'MODULE_PATHNAME', 'ledger_spend' LANGUAGE C STABLE ROWS 20;
 COMMENT ON FUNCTION billing._ledger_spend(timestamptz, timestamptz, text, text[]) IS
     'Dollars (actual and estimated) of the unmerged ledger rows with p_from <= created_at < p_to, per tracked table, month and model key, and apart for the conversations (as billing._key keys them) of p_conversations.';
 
--- What a month cost, exactly as the views show it, in the pieces budgets
--- need: ('model', a model key as stored, dollars), ('conversation', a
+-- What each month of p_first .. p_last (first days of months) cost,
+-- exactly as the views show it, in the pieces budgets need, per month:
+-- ('model', a model key as stored, dollars), ('conversation', a
 -- conversation of p_conversations as billing._key keys it, dollars) and
--- ('aws', NULL, dollars); a key may come in several rows (one per way it
--- was read). The rules of billing._usage_by_model and
+-- ('aws', NULL, dollars, one row per month); a key may come in several
+-- rows (one per way it was read). The rules of billing._usage_by_model and
 -- _usage_by_conversation: the rollups plus the unmerged ledger where they
--- are current (the ledger read once, by billing._ledger_spend), the
--- tracked table itself for stale months and tables not taken in yet. PL/pgSQL,
--- so that its plans are kept for the session.
-CREATE FUNCTION billing._period_spend(p_month date, p_conversations text[])
-RETURNS TABLE (kind text, key text, spent numeric)
+-- are current, the tracked table itself for stale months and tables not
+-- taken in yet. The whole range is read once (the ledger by
+-- billing._ledger_spend, AWS by _aws_usage_by_service, each range of
+-- _table_ranges scanned once), grouped by month; a budgeted
+-- conversation's rollups by one probe of their unique index per table,
+-- month and conversation, whatever the statistics say (OFFSET 0 keeps the
+-- planner from turning the probes into a scan of the months' rows). PL/pgSQL, so that its plans are kept
+-- for the session.
+CREATE FUNCTION billing._months_spend(p_first date, p_last date, p_conversations text[])
+RETURNS TABLE (month date, kind text, key text, spent numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s record;
-    p_from timestamptz := billing.month_start(p_month);
-    p_to timestamptz := billing.month_end(p_month);
+    p_from timestamptz := billing.month_start(p_first);
+    p_to timestamptz := billing.month_end(p_last);
+    months date[] := ARRAY(SELECT g.m::date FROM generate_series(p_first, p_last, interval '1 month') AS g(m));
     keys text[] := ARRAY(SELECT DISTINCT billing._key(c) FROM unnest(p_conversations) AS c WHERE c IS NOT NULL);
 BEGIN
     PERFORM billing._require_reader();
@@ -2268,89 +2276,105 @@ BEGIN
     WITH l AS MATERIALIZED (
         SELECT * FROM billing._ledger_spend(p_from, p_to, billing._estimate_model(), keys)
     )
-    SELECT 'model', x.model, sum(x.cost)
-      FROM (SELECT u.source_id, u.model, u.cost + u.estimated_cost AS cost
-              FROM billing.month_usage AS u WHERE u.month = p_month
+    SELECT x.month, 'model', x.model, sum(x.cost)
+      FROM (SELECT u.source_id, u.month, u.model, u.cost + u.estimated_cost AS cost
+              FROM billing.month_usage AS u WHERE u.month >= p_first AND u.month <= p_last
             UNION ALL
-            SELECT l.source_id, l.model, l.cost FROM l) AS x
-     CROSS JOIN LATERAL billing._rollups_current(x.source_id, p_month) AS fresh
-     GROUP BY x.model
+            SELECT l.source_id, l.month, l.model, l.cost FROM l) AS x
+     CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
+     GROUP BY x.month, x.model
     UNION ALL
-    SELECT 'conversation', x.conversation_id, sum(x.cost)
-      FROM (SELECT c.source_id, c.conversation_id, c.cost
+    SELECT x.month, 'conversation', x.conversation_id, sum(x.cost)
+      FROM (SELECT c.source_id, c.month, c.conversation_id, c.cost
               FROM billing.tracked_tables AS t
+             CROSS JOIN unnest(months) AS mo(month)
              CROSS JOIN unnest(keys) AS k(id)
-             -- One probe of the rollups' unique index per table and key,
-             -- whatever the statistics say (OFFSET 0 keeps the planner from
-             -- turning it into a scan of the whole month's rows).
-             CROSS JOIN LATERAL (SELECT r.source_id, r.conversation_id, r.cost FROM billing.conversation_usage AS r
-                                  WHERE r.source_id = t.id AND r.month = p_month AND r.conversation_id = k.id
+             CROSS JOIN LATERAL (SELECT r.source_id, r.month, r.conversation_id, r.cost
+                                   FROM billing.conversation_usage AS r
+                                  WHERE r.source_id = t.id AND r.month = mo.month AND r.conversation_id = k.id
                                  OFFSET 0) AS c
             UNION ALL
-            SELECT l.source_id, l.conversation_id, l.cost FROM l WHERE l.conversation_id IS NOT NULL) AS x
-     CROSS JOIN LATERAL billing._rollups_current(x.source_id, p_month) AS fresh
-     GROUP BY x.conversation_id
+            SELECT l.source_id, l.month, l.conversation_id, l.cost FROM l WHERE l.conversation_id IS NOT NULL) AS x
+     CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
+     GROUP BY x.month, x.conversation_id
     UNION ALL
-    SELECT 'aws', NULL, coalesce(sum(a.cost), 0) FROM billing._aws_usage_by_service(p_from, p_to) AS a;
+    SELECT mo.month, 'aws', NULL, coalesce(sum(a.cost), 0)
+      FROM unnest(months) AS mo(month)
+      LEFT JOIN billing._aws_usage_by_service(p_from, p_to) AS a ON a.month = mo.month
+     GROUP BY mo.month;
     FOR s IN SELECT * FROM billing._table_ranges(p_from, p_to) LOOP
         RETURN QUERY
         WITH r AS MATERIALIZED (
             SELECT * FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to)
         )
-        SELECT 'model', coalesce(r.model, ''), sum(r.cost + r.estimated_cost) FROM r GROUP BY 2
+        SELECT r.month, 'model', coalesce(r.model, ''), sum(r.cost + r.estimated_cost) FROM r GROUP BY 1, 3
         UNION ALL
-        SELECT 'conversation', r.conversation_id, sum(r.cost + r.estimated_cost)
-          FROM r WHERE r.conversation_id = ANY (keys) GROUP BY 2;
+        SELECT r.month, 'conversation', r.conversation_id, sum(r.cost + r.estimated_cost)
+          FROM r WHERE r.conversation_id = ANY (keys) GROUP BY 1, 3;
     END LOOP;
 END
 $$;
 
--- Each budget's dollars spent in a month. A stored model name is resolved
--- at the month's last instant; the replies without a model count for the
--- estimate_model that priced them.
-CREATE FUNCTION billing._budget_spent(p_month date)
-RETURNS TABLE (budget text, spent numeric)
+-- Each budget's dollars spent in each month of p_first .. p_last (first
+-- days of months), the months read in one pass (_months_spend). A stored
+-- model name is resolved at its month's last instant; the replies without
+-- a model count for the estimate_model that priced them.
+CREATE FUNCTION billing._budget_spent_months(p_first date, p_last date)
+RETURNS TABLE (month date, budget text, spent numeric)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN QUERY
     WITH p AS MATERIALIZED (
-        SELECT * FROM billing._period_spend(p_month, ARRAY(SELECT b.conversation_id FROM billing.budgets AS b
-                                                             WHERE b.scope = 'conversation'))
+        SELECT * FROM billing._months_spend(p_first, p_last, ARRAY(SELECT b.conversation_id FROM billing.budgets AS b
+                                                                    WHERE b.scope = 'conversation'))
     ), m AS (
-        SELECT p.key, sum(p.spent) AS spent FROM p WHERE p.kind = 'model' GROUP BY p.key
+        SELECT p.month, p.key, sum(p.spent) AS spent FROM p WHERE p.kind = 'model' GROUP BY p.month, p.key
     ), r AS (
-        SELECT rm.model, sum(m.spent) AS spent
+        SELECT m.month, rm.model, sum(m.spent) AS spent
           FROM m CROSS JOIN LATERAL billing.resolve_model_price(
                      CASE WHEN m.key = '' THEN billing._estimate_model() ELSE m.key END,
-                     billing.month_end(p_month) - interval '1 microsecond') AS rm
+                     billing.month_end(m.month) - interval '1 microsecond') AS rm
          WHERE rm.model IS NOT NULL
-         GROUP BY rm.model
+         GROUP BY m.month, rm.model
     ), c AS (
-        SELECT p.key, sum(p.spent) AS spent FROM p WHERE p.kind = 'conversation' GROUP BY p.key
+        SELECT p.month, p.key, sum(p.spent) AS spent FROM p WHERE p.kind = 'conversation' GROUP BY p.month, p.key
     ), t AS (
-        SELECT (SELECT coalesce(sum(m.spent), 0) FROM m) AS openai,
-               (SELECT coalesce(sum(p.spent), 0) FROM p WHERE p.kind = 'aws') AS aws
+        SELECT g.m::date AS month,
+               (SELECT coalesce(sum(m.spent), 0) FROM m WHERE m.month = g.m::date) AS openai,
+               (SELECT coalesce(sum(p.spent), 0) FROM p WHERE p.kind = 'aws' AND p.month = g.m::date) AS aws
+          FROM generate_series(p_first, p_last, interval '1 month') AS g(m)
     ), k AS (
-        -- A customer's month as billing.customer_costs shows it (OpenAI
+        -- A customer's months as billing.customer_costs shows them (OpenAI
         -- and AWS), read only when a customer budget exists.
-        SELECT x.customer, sum(x.total_cost) AS spent
+        SELECT x.month, x.customer, sum(x.total_cost) AS spent
           FROM (SELECT DISTINCT b.customer FROM billing.budgets AS b WHERE b.scope = 'customer') AS w
-         CROSS JOIN LATERAL billing._customer_months(billing.month_start(p_month), billing.month_end(p_month),
+         CROSS JOIN LATERAL billing._customer_months(billing.month_start(p_first), billing.month_end(p_last),
                                                      w.customer) AS x
          WHERE x.customer = w.customer
-         GROUP BY x.customer
+         GROUP BY x.month, x.customer
     )
-    SELECT b.name,
+    SELECT t.month, b.name,
            CASE b.scope WHEN 'all' THEN t.openai + t.aws WHEN 'openai' THEN t.openai WHEN 'aws' THEN t.aws
                         WHEN 'model' THEN coalesce(r.spent, 0) WHEN 'customer' THEN coalesce(k.spent, 0)
                         ELSE coalesce(c.spent, 0) END
       FROM billing.budgets AS b
      CROSS JOIN t
-      LEFT JOIN r ON b.scope = 'model' AND r.model = b.model
-      LEFT JOIN c ON b.scope = 'conversation' AND c.key = billing._key(b.conversation_id)
-      LEFT JOIN k ON b.scope = 'customer' AND k.customer = b.customer;
+      LEFT JOIN r ON b.scope = 'model' AND r.month = t.month AND r.model = b.model
+      LEFT JOIN c ON b.scope = 'conversation' AND c.month = t.month AND c.key = billing._key(b.conversation_id)
+      LEFT JOIN k ON b.scope = 'customer' AND k.month = t.month AND k.customer = b.customer;
+END
+$$;
+
+-- Each budget's dollars spent in a month (check_alerts()).
+CREATE FUNCTION billing._budget_spent(p_month date)
+RETURNS TABLE (budget text, spent numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT s.budget, s.spent FROM billing._budget_spent_months(p_month, p_month) AS s;
 END
 $$;
 
@@ -2378,18 +2402,34 @@ DECLARE
     first_month date;
     w_days numeric;
     w_months integer := 0;
+    w_first date;
 BEGIN
     IF p_now < p_to THEN
-        first_month := (SELECT min(h.month) FROM billing.history('-infinity', p_from) AS h);
-        SELECT sum(w.days), count(*) INTO w_days, w_months FROM billing._forecast_window(p_month, first_month) AS w;
+        -- The first month billing.history shows before p_month: read from
+        -- the two reads it unites (a plan kept for the session, where the
+        -- SQL function would be planned again at each call), or from it
+        -- when reading as one customer.
+        IF billing.current_customer() IS NULL THEN
+            first_month := least((SELECT min(u.month) FROM billing._usage_by_model('-infinity', p_from) AS u),
+                                 (SELECT min(a.month) FROM billing._aws_usage_by_service('-infinity', p_from) AS a));
+        ELSE
+            first_month := (SELECT min(h.month) FROM billing.history('-infinity', p_from) AS h);
+        END IF;
+        SELECT sum(w.days), count(*), min(w.month) INTO w_days, w_months, w_first
+          FROM billing._forecast_window(p_month, first_month) AS w;
     END IF;
+    -- The month and its window (whole months just before it) read in one
+    -- pass.
     RETURN QUERY
-    WITH past AS (
-        SELECT s.budget, sum(s.spent) AS spent
-          FROM billing._forecast_window(p_month, first_month) AS w
-         CROSS JOIN LATERAL billing._budget_spent(w.month) AS s
-         WHERE w_months > 0
-         GROUP BY s.budget
+    WITH a AS MATERIALIZED (
+        SELECT * FROM billing._budget_spent_months(coalesce(w_first, p_month), p_month)
+    ), s AS (
+        SELECT a.budget, a.spent FROM a WHERE a.month = p_month
+    ), past AS (
+        SELECT a.budget, sum(a.spent) AS spent
+          FROM a
+         WHERE w_months > 0 AND a.month < p_month
+         GROUP BY a.budget
     )
     SELECT b.name, b.scope, b.model, b.conversation_id, p_month, b.amount, s.spent, b.amount - s.spent,
            round(s.spent / b.amount * 100, 2),
@@ -2406,7 +2446,7 @@ BEGIN
            CASE WHEN p_now >= p_to THEN 'month over' WHEN w_months > 0 THEN 'rate blend' ELSE 'run rate' END,
            b.customer
       FROM billing.budgets AS b
-      JOIN billing._budget_spent(p_month) AS s ON s.budget = b.name
+      JOIN s ON s.budget = b.name
       LEFT JOIN past AS p ON p.budget = b.name;
 END
 $$;

@@ -762,10 +762,10 @@ BEGIN
         RETURN '{}'::jsonb;
     END IF;
     -- One whole month that the rollups hold (the usual dashboard): its
-    -- conversations' rollups are read through the rollups' unique index,
-    -- one range per tracked table (LATERAL ... OFFSET 0, in the index's
-    -- order: the same plan whatever the statistics say, not a scan of every
-    -- month's rows), plus the unmerged ledger rows.
+    -- conversations' rollups are read through an index on the month, one
+    -- probe per tracked table (LATERAL ... OFFSET 0: parameterized by the
+    -- table, so never a scan of every month's rows, whatever the statistics
+    -- say), plus the unmerged ledger rows.
     whole_month := p_from = billing.month_start(mon) AND p_to = billing.month_end(mon)
                    AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
                                     WHERE NOT EXISTS (SELECT 1 FROM billing._rollups_current(t.id, mon)));
@@ -785,7 +785,6 @@ BEGIN
                                                 r.completion_tokens, r.estimated_tokens, r.messages
                                            FROM billing.conversation_usage AS r
                                           WHERE r.source_id = t.id AND r.month = mon
-                                          ORDER BY r.source_id, r.month, r.conversation_id
                                          OFFSET 0) AS u
                     UNION ALL
                     SELECT l.source_id, l.conversation_id, l.cost + l.estimated_cost, l.prompt_tokens,

@@ -132,6 +132,7 @@ SELECT billing.dashboard(customer => 'bob', months => 1, at => '2025-11-15') -> 
        billing.dashboard(customer => 'bob', months => 1, at => '2025-11-15') -> 'budgets' AS bob_budgets;
 COMMIT;
 
+DROP TABLE owner_view;
 REVOKE ALL ON ALL TABLES IN SCHEMA billing FROM regress_cd_app;
 REVOKE ALL ON SCHEMA billing FROM regress_cd_app;
 REVOKE ALL ON cd_messages, cd_conversations FROM regress_cd_app;

@@ -5793,7 +5793,7 @@ END
 $$;
 
 CREATE FUNCTION billing._customer_usage_by_model(p_from timestamptz, p_to timestamptz, p_customer text)
-RETURNS TABLE (month date, model text, messages bigint, prompt_tokens numeric, completion_tokens numeric,
+RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric, completion_tokens numeric,
                cached_tokens numeric, estimated_prompt numeric, estimated_completion numeric,
                unsplit_tokens numeric, problems bigint, cost numeric, estimated_cost numeric,
                unpriced_tokens numeric)
@@ -5819,7 +5819,7 @@ BEGIN
 
     RETURN QUERY
     WITH x AS (
-        SELECT u.source_id, u.month, u.model, u.messages, u.prompt_tokens, u.completion_tokens, u.cached_tokens,
+        SELECT u.source_id, u.month, u.conversation_id, u.model, u.messages, u.prompt_tokens, u.completion_tokens, u.cached_tokens,
                u.estimated_prompt, u.estimated_completion, u.unsplit_tokens, u.problems, u.cost,
                u.estimated_cost, u.unpriced_tokens
           FROM unnest(ks, kc) AS k(source_id, conversation_id)
@@ -5830,32 +5830,32 @@ BEGIN
                                 AND billing.month_end(r.month) <= p_to
                              OFFSET 0) AS u
         UNION ALL
-        SELECT l.source_id, l.month, l.model, l.messages, l.prompt_tokens, l.completion_tokens, l.cached_tokens,
+        SELECT l.source_id, l.month, l.conversation_id, l.model, l.messages, l.prompt_tokens, l.completion_tokens, l.cached_tokens,
                l.estimated_prompt, l.estimated_completion, l.unsplit_tokens, l.problems, l.cost,
                l.estimated_cost, l.unpriced_tokens
           FROM billing._ledger_usage(p_from, p_to, billing._estimate_model()) AS l
           JOIN unnest(ks, kc) AS k(source_id, conversation_id)
             ON k.source_id = l.source_id AND k.conversation_id = l.conversation_id
     )
-    SELECT x.month, x.model, sum(x.messages)::bigint, sum(x.prompt_tokens), sum(x.completion_tokens),
+    SELECT x.month, x.conversation_id, x.model, sum(x.messages)::bigint, sum(x.prompt_tokens), sum(x.completion_tokens),
            sum(x.cached_tokens), sum(x.estimated_prompt), sum(x.estimated_completion), sum(x.unsplit_tokens),
            sum(x.problems)::bigint, sum(x.cost), sum(x.estimated_cost), sum(x.unpriced_tokens)
       FROM x
      CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
-     GROUP BY x.month, x.model
+     GROUP BY x.month, x.conversation_id, x.model
     HAVING sum(x.messages) <> 0;
 
     FOR s IN SELECT r.* FROM billing._table_ranges(p_from, p_to) AS r
               WHERE r.source_id = ANY (ks) LOOP
         RETURN QUERY
-        SELECT r.month, coalesce(r.model, ''), sum(r.messages)::bigint, sum(r.prompt_tokens),
+        SELECT r.month, r.conversation_id, coalesce(r.model, ''), sum(r.messages)::bigint, sum(r.prompt_tokens),
                sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt), sum(r.estimated_completion),
                sum(r.unsplit_tokens), sum(r.problems)::bigint, sum(r.cost), sum(r.estimated_cost),
                sum(r.unpriced_tokens)
           FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to) AS r
           JOIN unnest(ks, kc) AS k(source_id, conversation_id)
             ON k.source_id = s.source_id AND k.conversation_id = r.conversation_id
-         GROUP BY r.month, coalesce(r.model, '');
+         GROUP BY r.month, r.conversation_id, coalesce(r.model, '');
     END LOOP;
 END
 $$;
@@ -5957,7 +5957,8 @@ DECLARE
     history_from date;
     whole_months boolean;
     shown boolean;
-    m_all jsonb;        -- per month and model, the history's months (and the period's when whole months)
+    m_all jsonb;        -- per month, conversation and model, the history's months
+    period_rows jsonb;  -- the same of the period (from m_all when it is whole months of the history)
     aws_all jsonb;      -- per month and service, the history's months
     openai jsonb;
     aws jsonb;
@@ -5992,7 +5993,7 @@ BEGIN
                     AND period_end = billing.month_end(last_month) AND billing.month_of(period_start) >= history_from;
 
     -- One read of the history's months serves the history and, for whole
-    -- months (the usual call), the cards.
+    -- months (the usual call), the cards and the top conversations.
     SELECT coalesce(jsonb_agg(to_jsonb(m)), '[]') INTO m_all
       FROM billing._customer_usage_by_model(billing.month_start(history_from), billing.month_end(last_month), who) AS m
      WHERE shown;
@@ -6001,8 +6002,9 @@ BEGIN
      WHERE shown;
 
     IF whole_months THEN
-        openai := billing._openai_card((SELECT jsonb_agg(e) FROM jsonb_array_elements(m_all) AS e
-                                         WHERE (e ->> 'month')::date >= billing.month_of(period_start)));
+        period_rows := coalesce((SELECT jsonb_agg(e) FROM jsonb_array_elements(m_all) AS e
+                                  WHERE (e ->> 'month')::date >= billing.month_of(period_start)), '[]');
+        openai := billing._openai_card(period_rows);
         aws := (SELECT jsonb_build_object(
                            'cost', coalesce(sum(a.cost), 0),
                            'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
@@ -6013,9 +6015,10 @@ BEGIN
                          WHERE x.month >= billing.month_of(period_start)
                          GROUP BY x.service) AS a);
     ELSE
-        openai := billing._openai_card((SELECT jsonb_agg(to_jsonb(m))
-                                          FROM billing._customer_usage_by_model(period_start, period_end, who) AS m
-                                         WHERE shown));
+        period_rows := (SELECT coalesce(jsonb_agg(to_jsonb(m)), '[]')
+                          FROM billing._customer_usage_by_model(period_start, period_end, who) AS m
+                         WHERE shown);
+        openai := billing._openai_card(period_rows);
         aws := (SELECT jsonb_build_object(
                            'cost', coalesce(sum(a.cost), 0),
                            'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
@@ -6043,15 +6046,18 @@ BEGIN
                            FROM jsonb_to_recordset(aws_all) AS x(month date, cost numeric)
                           WHERE x.month = g.m) AS a;
 
+    -- Its top conversations, from the same rows (tokens: prompt +
+    -- completion + estimated, as the owner's list counts them).
     SELECT coalesce(jsonb_agg(jsonb_build_object('conversation_id', x.conversation_id, 'cost', x.cost,
                                                  'tokens', x.tokens, 'messages', x.messages)
                               ORDER BY x.cost DESC, x.conversation_id), '[]'::jsonb)
       INTO conversations
-      FROM (SELECT c.conversation_id, sum(c.cost) AS cost,
-                   sum(c.prompt_tokens + c.completion_tokens + c.estimated_tokens) AS tokens,
+      FROM (SELECT c.conversation_id, sum(c.cost + c.estimated_cost) AS cost,
+                   sum(c.prompt_tokens + c.completion_tokens + c.estimated_prompt + c.estimated_completion) AS tokens,
                    sum(c.messages) AS messages
-              FROM billing._customer_rows(period_start, period_end, who) AS c
-             WHERE shown
+              FROM jsonb_to_recordset(period_rows) AS c(conversation_id text, messages numeric, prompt_tokens numeric,
+                                                        completion_tokens numeric, estimated_prompt numeric,
+                                                        estimated_completion numeric, cost numeric, estimated_cost numeric)
              GROUP BY c.conversation_id
             HAVING sum(c.messages) <> 0
              ORDER BY 2 DESC, 1

@@ -30,7 +30,7 @@ $(BILLING_INSTALL_SQL): src/sql/load_order.txt $(SQL_SOURCES)
 # sql/*.sql must be listed: a test left out would silently stop running.
 REGRESS_SCHEDULE = cost_engine bad_input bad_input_more invalid_usage catalog_edits parallel month_zone \
                    tracking tracked_ddl app_tables trigger_paths table_scan aws_usage aws_patterns user_feedback \
-                   budgets savings forecast customers message_customers statements customer_reads permissions security attacks drop_extension
+                   budgets savings forecast customers message_customers statements customer_reads customer_dashboard permissions security attacks drop_extension
 REGRESS = $(REGRESS_SCHEDULE)
 ifneq ($(sort $(REGRESS_SCHEDULE)),$(sort $(patsubst sql/%.sql,%,$(wildcard sql/*.sql))))
 $(error REGRESS_SCHEDULE in the Makefile and the tests in sql/ differ: \

@@ -93,6 +93,7 @@ SELECT * FROM billing.savings('2026-09-01', '2026-12-01');
 -- billing's tables: the rollups and ledger of alice's conversation only;
 -- month_usage, problem rows and actual figures hidden.
 SELECT DISTINCT conversation_id FROM billing.conversation_usage;
+SELECT DISTINCT conversation_id FROM billing.conversation_model_usage;
 SELECT DISTINCT conversation_id FROM billing.usage_ledger;
 SELECT count(*) AS month_rows FROM billing.month_usage;
 SELECT count(*) AS problem_rows FROM billing.problem_messages;

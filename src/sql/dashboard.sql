@@ -1,6 +1,7 @@
 -- billing.dashboard(): the /api/billing payload in one call, for a month or
 -- a period (and with untyped literals), and the current_period view.
--- Relies on reads.sql, aws_usage.sql and views.sql.
+-- Relies on reads.sql and aws_usage.sql (billing.history, views.sql, is read
+-- when it runs).
 
 CREATE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamptz,
                                              top_conversations integer DEFAULT 50, months integer DEFAULT 6)

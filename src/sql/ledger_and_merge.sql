@@ -63,6 +63,31 @@ CREATE TABLE billing.conversation_usage (
 CREATE INDEX conversation_usage_top ON billing.conversation_usage (month, cost DESC, conversation_id);
 COMMENT ON TABLE billing.conversation_usage IS 'Merged usage per tracked table, month and conversation.';
 
+-- The same usage per conversation and model: what one customer's per-model
+-- figures (billing.dashboard(customer => ...)'s by_model) are read from. A
+-- conversation's customer is found when costs are read (customers.sql), so
+-- per-customer figures must come from rollups keyed by conversation; this
+-- one adds the model (as billing._key keys it, '' for none).
+CREATE TABLE billing.conversation_model_usage (
+    source_id            smallint NOT NULL,
+    month                date     NOT NULL,
+    conversation_id      text,
+    model                text     NOT NULL,
+    messages             bigint   NOT NULL,
+    prompt_tokens        numeric  NOT NULL,
+    completion_tokens    numeric  NOT NULL,
+    cached_tokens        numeric  NOT NULL,
+    estimated_prompt     numeric  NOT NULL,
+    estimated_completion numeric  NOT NULL,
+    unsplit_tokens       numeric  NOT NULL,
+    problems             bigint   NOT NULL,
+    cost                 numeric  NOT NULL,
+    estimated_cost       numeric  NOT NULL,
+    unpriced_tokens      numeric  NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (source_id, conversation_id, month, model)
+);
+COMMENT ON TABLE billing.conversation_model_usage IS 'Merged usage per tracked table, month, conversation and model as stored.';
+
 CREATE TABLE billing.stale_months (
     source_id smallint NOT NULL,
     month     date     NOT NULL,
@@ -196,6 +221,11 @@ BEGIN
          WHERE source_id = p_source AND month >= billing.month_of(p_from)
            AND month <= billing.month_of(p_to - interval '1 microsecond')
         RETURNING 1
+    ), drop_conversation_models AS (
+        DELETE FROM billing.conversation_model_usage
+         WHERE source_id = p_source AND month >= billing.month_of(p_from)
+           AND month <= billing.month_of(p_to - interval '1 microsecond')
+        RETURNING 1
     ), add_months AS (
         -- Reading the DELETE's output makes it run before this INSERT.
         INSERT INTO billing.month_usage
@@ -206,6 +236,15 @@ BEGIN
           FROM scan s
          WHERE (SELECT count(*) FROM drop_months) >= 0
          GROUP BY s.month, coalesce(s.model, '')
+    ), add_conversation_models AS (
+        INSERT INTO billing.conversation_model_usage
+        SELECT p_source, s.month, s.conversation_id, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+               sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+               sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+               sum(s.estimated_cost), sum(s.unpriced_tokens)
+          FROM scan s
+         WHERE (SELECT count(*) FROM drop_conversation_models) >= 0
+         GROUP BY s.month, s.conversation_id, coalesce(s.model, '')
     )
     INSERT INTO billing.conversation_usage
     SELECT p_source, s.month, s.conversation_id, sum(s.messages), sum(s.prompt_tokens),
@@ -300,6 +339,8 @@ BEGIN
             DELETE FROM billing.month_usage WHERE source_id = p_source RETURNING 1
         ), drop_conversations AS (
             DELETE FROM billing.conversation_usage WHERE source_id = p_source RETURNING 1
+        ), drop_conversation_models AS (
+            DELETE FROM billing.conversation_model_usage WHERE source_id = p_source RETURNING 1
         ), add_months AS (
             -- Reading the DELETE's output makes it run before this INSERT.
             INSERT INTO billing.month_usage
@@ -310,6 +351,15 @@ BEGIN
               FROM scan AS s
              WHERE NOT s.recorded AND (SELECT count(*) FROM drop_months) >= 0
              GROUP BY s.month, coalesce(s.model, '')
+        ), add_conversation_models AS (
+            INSERT INTO billing.conversation_model_usage
+            SELECT p_source, s.month, s.conversation_id, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+                   sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+                   sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+                   sum(s.estimated_cost), sum(s.unpriced_tokens)
+              FROM scan AS s
+             WHERE NOT s.recorded AND (SELECT count(*) FROM drop_conversation_models) >= 0
+             GROUP BY s.month, s.conversation_id, coalesce(s.model, '')
         )
         INSERT INTO billing.conversation_usage
         SELECT p_source, s.month, s.conversation_id, sum(s.messages), sum(s.prompt_tokens),
@@ -411,6 +461,25 @@ BEGIN
             cost = u.cost + excluded.cost,
             estimated_cost = u.estimated_cost + excluded.estimated_cost,
             unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens
+    ), conversation_models AS (
+        INSERT INTO billing.conversation_model_usage AS u
+        SELECT r.source_id, r.month, billing._key(r.conversation_id), r.model_key, sum(r.messages),
+               sum(r.prompt_tokens), sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt),
+               sum(r.estimated_completion), sum(r.unsplit_tokens), sum(r.problems), sum(r.cost),
+               sum(r.estimated_cost), sum(r.unpriced_tokens)
+          FROM rows AS r GROUP BY 1, 2, 3, 4
+        ON CONFLICT (source_id, conversation_id, month, model) DO UPDATE SET
+            messages = u.messages + excluded.messages,
+            prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+            completion_tokens = u.completion_tokens + excluded.completion_tokens,
+            cached_tokens = u.cached_tokens + excluded.cached_tokens,
+            estimated_prompt = u.estimated_prompt + excluded.estimated_prompt,
+            estimated_completion = u.estimated_completion + excluded.estimated_completion,
+            unsplit_tokens = u.unsplit_tokens + excluded.unsplit_tokens,
+            problems = u.problems + excluded.problems,
+            cost = u.cost + excluded.cost,
+            estimated_cost = u.estimated_cost + excluded.estimated_cost,
+            unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens
     )
     INSERT INTO billing.conversation_usage AS u
     SELECT r.source_id, r.month, billing._key(r.conversation_id), sum(r.messages), sum(r.prompt_tokens),
@@ -436,6 +505,7 @@ BEGIN
     -- have moved are read again from the source.
     DELETE FROM billing.month_usage WHERE messages = 0;
     DELETE FROM billing.conversation_usage WHERE messages = 0;
+    DELETE FROM billing.conversation_model_usage WHERE messages = 0;
     UPDATE billing.conversation_usage AS c
        SET first_message_at = b.first_at, last_message_at = b.last_at, bounds_stale = false
       FROM (SELECT source_id, month, conversation_id FROM billing.conversation_usage WHERE bounds_stale) AS k,

@@ -23,20 +23,19 @@ REVOKE ALL ON FUNCTION billing.record_usage(text, numeric, timestamptz, text) FR
 
 ALTER TABLE billing.month_usage ENABLE ROW LEVEL SECURITY;
 ALTER TABLE billing.conversation_usage ENABLE ROW LEVEL SECURITY;
+ALTER TABLE billing.conversation_model_usage ENABLE ROW LEVEL SECURITY;
 ALTER TABLE billing.usage_ledger ENABLE ROW LEVEL SECURITY;
 ALTER TABLE billing.stale_months ENABLE ROW LEVEL SECURITY;
 ALTER TABLE billing.estimated_prompts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE billing.problem_messages ENABLE ROW LEVEL SECURITY;
 CREATE POLICY source_readers ON billing.month_usage FOR SELECT USING (source_id IN (SELECT r.id FROM billing._readable_tables AS r));
 CREATE POLICY source_readers ON billing.conversation_usage FOR SELECT USING (source_id IN (SELECT r.id FROM billing._readable_tables AS r));
+CREATE POLICY source_readers ON billing.conversation_model_usage FOR SELECT USING (source_id IN (SELECT r.id FROM billing._readable_tables AS r));
 CREATE POLICY source_readers ON billing.usage_ledger FOR SELECT USING (source_id IN (SELECT r.id FROM billing._readable_tables AS r));
 CREATE POLICY source_readers ON billing.stale_months FOR SELECT USING (source_id IN (SELECT r.id FROM billing._readable_tables AS r));
 CREATE POLICY source_readers ON billing.estimated_prompts FOR SELECT USING (source_id IN (SELECT r.id FROM billing._readable_tables AS r));
 CREATE POLICY source_readers ON billing.problem_messages FOR SELECT USING (source_id IN (SELECT r.id FROM billing._readable_tables AS r));
 ALTER VIEW billing._ledger_priced SET (security_invoker = true);
-ALTER VIEW billing.monthly_history SET (security_invoker = true);
-ALTER VIEW billing.conversation_costs SET (security_invoker = true);
-ALTER VIEW billing.usage_problems SET (security_invoker = true);
 ALTER VIEW billing.current_period SET (security_invoker = true);
 GRANT SELECT ON billing._readable_tables TO PUBLIC;
 REVOKE ALL ON FUNCTION billing._depend_on_extension(regprocedure, regclass, name[]) FROM PUBLIC;

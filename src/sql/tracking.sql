@@ -222,6 +222,7 @@ BEGIN
     DELETE FROM billing.usage_ledger WHERE source_id = p_source;
     DELETE FROM billing.month_usage WHERE source_id = p_source;
     DELETE FROM billing.conversation_usage WHERE source_id = p_source;
+    DELETE FROM billing.conversation_model_usage WHERE source_id = p_source;
     DELETE FROM billing.stale_months WHERE source_id = p_source;
     DELETE FROM billing.estimated_prompts WHERE source_id = p_source;
     DELETE FROM billing.problem_messages WHERE source_id = p_source;

@@ -1,8 +1,11 @@
 -- The views: billing.history and monthly_history (per month and source),
--- conversation_costs, usage_problems.
--- Relies on reads.sql and aws_usage.sql.
+-- conversation_costs, usage_problems, each defined once, with what reading
+-- as one customer and customers named by messages add to them.
+-- Relies on reads.sql, aws_usage.sql and customers.sql (loaded after them).
 
--- One row per month and cost source ('openai', 'aws'), for every month with usage.
+-- One row per month and cost source ('openai', 'aws'), for every month with
+-- usage; read as one customer (the setting billing.customer), that
+-- customer's months (its conversations' usage, its recorded AWS usage).
 CREATE FUNCTION billing.history(p_from timestamptz DEFAULT '-infinity', p_to timestamptz DEFAULT 'infinity')
 RETURNS TABLE (month date, source text, cost numeric, basis text, messages bigint, prompt_tokens bigint,
                completion_tokens bigint, cached_tokens bigint, estimated_tokens bigint,
@@ -17,6 +20,7 @@ AS $$
            billing._sat(sum(m.cached_tokens)), billing._sat(sum(m.estimated_prompt::numeric + m.estimated_completion)),
            billing._sat(sum(m.unpriced_tokens)), NULL::numeric, NULL::jsonb
       FROM billing._usage_by_model(p_from, p_to) AS m
+     WHERE billing.current_customer() IS NULL
      GROUP BY m.month
     UNION ALL
     SELECT a.month, 'aws', sum(a.cost),
@@ -26,12 +30,27 @@ AS $$
            coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
            jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
       FROM billing._aws_usage_by_service(p_from, p_to) AS a
+     WHERE billing.current_customer() IS NULL
+     GROUP BY a.month
+    UNION ALL
+    SELECT c.month, 'openai', c.openai_cost,
+           CASE WHEN c.estimated_tokens > 0 THEN 'partly estimated' ELSE 'actual usage' END,
+           c.messages, billing._sat(c.prompt_tokens), billing._sat(c.completion_tokens), billing._sat(c.cached_tokens),
+           billing._sat(c.estimated_tokens), billing._sat(c.unpriced_tokens), NULL::numeric, NULL::jsonb
+      FROM billing._customer_months(p_from, p_to, billing.current_customer()) AS c
+     WHERE billing.current_customer() IS NOT NULL AND c.messages <> 0
+    UNION ALL
+    SELECT a.month, 'aws', sum(a.cost), 'estimate', NULL, NULL, NULL, NULL, NULL, NULL,
+           coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+           jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', 'estimate'))
+      FROM billing._aws_by_customer(p_from, p_to, billing.current_customer()) AS a
+     WHERE billing.current_customer() IS NOT NULL
      GROUP BY a.month
 $$;
 COMMENT ON FUNCTION billing.history(timestamptz, timestamptz) IS
     'Costs per month and source (openai, aws) for usage with p_from <= time < p_to.';
 
-CREATE VIEW billing.monthly_history AS
+CREATE VIEW billing.monthly_history WITH (security_invoker = true) AS
 SELECT h.*, sum(h.cost) OVER (PARTITION BY h.month) AS month_total
   FROM billing.history() AS h;
 COMMENT ON VIEW billing.monthly_history IS
@@ -47,6 +66,11 @@ SELECT c.month, c.conversation_id, t.relation AS source_table, c.cost,
   JOIN billing.tracked_tables AS t ON t.id = c.source_id;
 COMMENT ON VIEW billing.conversation_costs IS 'Cost, tokens and messages per conversation and month.';
 
+-- Messages billing cannot read, usage it cannot price, and the
+-- conversations whose messages name different customers
+-- (track_message_customers): one row each, the customers named, the one
+-- billed, and in messages how many of its messages name another customer
+-- (hidden when reading as one customer).
 CREATE VIEW billing.usage_problems WITH (security_invoker = true) AS
 SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
        'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
@@ -74,6 +98,15 @@ UNION ALL
 SELECT NULL, NULL, NULL, a.month, 'unpriced AWS service',
        format('service "%s" has no price in billing.aws_prices', a.service), NULL, NULL
   FROM billing._aws_usage_by_service('-infinity', 'infinity') AS a
- WHERE a.unpriced_quantity <> 0;
+ WHERE a.unpriced_quantity <> 0
+UNION ALL
+SELECT t.relation, NULL, x.last_message_at, billing.month_of(x.last_message_at), 'several customers',
+       format('conversation "%s": its messages name the customers %s; billed to %s, its latest message''s',
+              CASE WHEN length(x.conversation_id) > 60 THEN left(x.conversation_id, 60) || '...' ELSE x.conversation_id END,
+              array_to_string(x.customers, ', '), x.customer),
+       x.messages, NULL
+  FROM billing._customer_conflicts() AS x
+  JOIN billing.tracked_tables AS t ON t.id = x.source_id
+ WHERE billing.current_customer() IS NULL;
 COMMENT ON VIEW billing.usage_problems IS
-    'Messages whose data billing cannot read (one row each), and per month the usage that could not be priced.';
+    'Messages whose data billing cannot read (one row each), per month the usage that could not be priced, and conversations whose messages name different customers.';

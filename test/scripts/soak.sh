@@ -16,7 +16,8 @@
 #   SOAK_SECONDS=600 SOAK_CLIENTS=12 test/scripts/soak.sh
 #
 # Environment: SOAK_SECONDS (60), SOAK_CLIENTS (6), SOAK_JOBS (2),
-# SOAK_CHECK_EVERY (10 s), SOAK_SEED (pgbench --random-seed, default: random),
+# SOAK_CHECK_EVERY (10 s), SOAK_CUSTOMER_SOURCE (lookup, column, member),
+# SOAK_SEED (pgbench --random-seed, default: random),
 # SOAK_KNOWN_BUGS (check: the default; skip: leave out the operations and
 # the check that showed the (fixed) bugs listed in test/README.md, to test the
 # rest while they are open), SOAK_SHOW_ROWS (differing rows shown per check
@@ -36,6 +37,11 @@ if [[ ${SOAK_KNOWN_BUGS:-check} == skip ]]; then
     SOAK_STRICT_TIES=off      # the dashboard's top list breaks cost ties arbitrarily
 fi
 SOAK_REFERENCE=$SOAK_ROOT/test/lib/reference.sql
+# Where the customers come from: lookup (a conversations table, the
+# default), column (a column of the messages) or member (a member of their
+# data); test/scripts/soak_customer_sources.sh runs the other two.
+SOAK_CUSTOMER_SOURCE=${SOAK_CUSTOMER_SOURCE:-lookup}
+case $SOAK_CUSTOMER_SOURCE in lookup | column | member) ;; *) echo "SOAK_CUSTOMER_SOURCE: lookup, column or member" >&2; exit 2 ;; esac
 
 soak_psql() { psql -X -q -v ON_ERROR_STOP=1 -At -d "$SOAK_DB" "$@"; }
 
@@ -57,7 +63,7 @@ soak_setup() {
     createdb "$SOAK_DB"
     # A session time zone far from UTC: months are UTC months whatever it is.
     soak_psql -c "ALTER DATABASE $SOAK_DB SET timezone = 'Asia/Kathmandu'"
-    soak_psql -v empty_replies="${SOAK_EMPTY_REPLIES:-1}" >/dev/null <<'SQL'
+    soak_psql -v empty_replies="${SOAK_EMPTY_REPLIES:-1}" -v customer_source="$SOAK_CUSTOMER_SOURCE" >/dev/null <<'SQL'
 CREATE TABLE messages (
     id bigserial PRIMARY KEY,
     conversation_id text,
@@ -175,6 +181,39 @@ CREATE TABLE conversations (id text PRIMARY KEY, user_id text);
 INSERT INTO conversations SELECT 'c' || i, CASE WHEN i % 11 = 0 THEN NULL ELSE 'u' || (i % 37) END
   FROM generate_series(1, 400) AS i;
 SELECT billing.track_customers('messages', 'conversations');
+-- SOAK_CUSTOMER_SOURCE=column or member: the messages name their customer
+-- themselves (a column, or a member of data): most name their
+-- conversation's user, some no one (NULL, empty, the member absent or
+-- null), a few another customer (a conversation then has several). The
+-- load changes them (customer_move). soak.customer_map is the reference's
+-- mapping: the customer of a conversation's latest message that names one.
+SELECT :'customer_source' = 'column' AS by_column, :'customer_source' = 'member' AS by_member \gset
+\if :by_column
+ALTER TABLE messages ADD COLUMN customer_id text;
+CREATE INDEX ON messages (customer_id);
+UPDATE messages AS m
+   SET customer_id = CASE WHEN m.id % 7 = 0 THEN NULL WHEN m.id % 31 = 0 THEN '' WHEN m.id % 53 = 0 THEN 'u' || (m.id % 41)
+                          ELSE c.user_id END
+  FROM conversations AS c WHERE c.id = m.conversation_id;
+SELECT billing.track_message_customers('messages', 'customer_id');
+CREATE VIEW soak.customer_map AS
+SELECT DISTINCT ON (m.conversation_id) m.conversation_id AS id, m.customer_id AS user_id
+  FROM messages AS m WHERE m.conversation_id IS NOT NULL AND nullif(m.customer_id, '') IS NOT NULL
+ ORDER BY m.conversation_id, m.created_at DESC NULLS LAST, m.id DESC;
+\elif :by_member
+CREATE INDEX ON messages ((data ->> 'customer'));
+UPDATE messages AS m
+   SET data = m.data || jsonb_build_object('customer', CASE WHEN m.id % 31 = 0 THEN '' WHEN m.id % 53 = 0 THEN 'u' || (m.id % 41)
+                                                           ELSE c.user_id END)
+  FROM conversations AS c WHERE c.id = m.conversation_id AND jsonb_typeof(m.data) = 'object' AND m.id % 7 <> 0;
+SELECT billing.track_message_customers('messages', data_member => 'customer');
+CREATE VIEW soak.customer_map AS
+SELECT DISTINCT ON (m.conversation_id) m.conversation_id AS id, m.data ->> 'customer' AS user_id
+  FROM messages AS m WHERE m.conversation_id IS NOT NULL AND nullif(m.data ->> 'customer', '') IS NOT NULL
+ ORDER BY m.conversation_id, m.created_at DESC NULLS LAST, m.id DESC;
+\else
+CREATE VIEW soak.customer_map AS SELECT c.id, c.user_id FROM conversations AS c;
+\endif
 SELECT billing.record_customer_usage('u' || (i % 37), 'ses', i, now() - make_interval(days => i))
   FROM generate_series(1, 60) AS i;
 
@@ -427,12 +466,33 @@ EOF
     # AWS usage of a customer, a month's statements issued (any of the last
     # 26 ended months, in any order; an issued month changes nothing), and
     # a customer's reads, as the owner and as that customer.
-    add customer_move 30 <<'EOF'
+    # (SOAK_CUSTOMER_SOURCE column or member: a message names another
+    # customer, or no one: '' or NULL)
+    case $SOAK_CUSTOMER_SOURCE in
+    column) add customer_move 30 <<EOF
+$target
+\set u random(0, 41)
+UPDATE messages SET customer_id = CASE WHEN :u = 0 THEN NULL WHEN :u = 41 THEN '' ELSE 'u' || :u END WHERE id = :target;
+EOF
+        ;;
+    member) add customer_move 30 <<EOF
+$target
+\set u random(0, 41)
+UPDATE messages
+   SET data = CASE WHEN jsonb_typeof(data) = 'object'
+                   THEN data || jsonb_build_object('customer', CASE WHEN :u = 0 THEN NULL WHEN :u = 41 THEN '' ELSE 'u' || :u END)
+                   ELSE data END
+ WHERE id = :target;
+EOF
+        ;;
+    *) add customer_move 30 <<'EOF'
 \set conv random(1, 420)
 \set u random(0, 40)
 INSERT INTO conversations VALUES ('c' || :conv, CASE WHEN :u = 0 THEN NULL ELSE 'u' || :u END)
 ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id;
 EOF
+        ;;
+    esac
     add record_customer_usage 20 <<'EOF'
 \set u random(1, 40)
 \set q random(1, 500)
@@ -581,7 +641,7 @@ INSERT INTO ref.priced SELECT * FROM ref.priced_now;
 CREATE TEMP TABLE ref_customer ON COMMIT DROP AS
 SELECT customer, month, sum(openai) AS openai, sum(aws) AS aws
   FROM (SELECT c.user_id AS customer, p.month, p.total_cost AS openai, 0 AS aws
-          FROM ref.priced AS p LEFT JOIN conversations AS c ON c.id = p.conversation_id
+          FROM ref.priced AS p LEFT JOIN soak.customer_map AS c ON c.id = p.conversation_id
          WHERE p.month IS NOT NULL
         UNION ALL
         SELECT u.customer, date_trunc('month', u.at AT TIME ZONE 'UTC')::date, 0,
@@ -595,6 +655,37 @@ SELECT 'row', 'customer_costs', coalesce(r.customer, g.customer), coalesce(r.mon
        format('expected %s + %s, got %s + %s', r.openai, r.aws, g.openai, g.aws)
   FROM ref_customer AS r FULL JOIN got_customer AS g ON g.customer = r.customer AND g.month = r.month
  WHERE coalesce(r.openai, 0) <> coalesce(g.openai, 0) OR coalesce(r.aws, 0) <> coalesce(g.aws, 0);
+-- Each customer's dashboard this month: its OpenAI card and by_model (per
+-- model as billing.usage_of reads it from the row, "(none)" for none: a row
+-- whose counts cannot be read has none, one whose cached tokens exceed its
+-- prompt keeps its model; a model no price covers shows a null cost, 0 in
+-- the reference).
+CREATE TEMP TABLE ref_by_model ON COMMIT DROP AS
+SELECT c.user_id AS customer,
+       coalesce(nullif((billing.usage_of(p.data, p.role, p.content)).model, ''), '(none)') AS model,
+       sum(p.total_cost) AS cost, count(*) AS messages
+  FROM ref.priced AS p JOIN soak.customer_map AS c ON c.id = p.conversation_id
+ WHERE p.month = date_trunc('month', now() AT TIME ZONE 'UTC')::date
+ GROUP BY 1, 2;
+CREATE TEMP TABLE got_dashboard ON COMMIT DROP AS
+SELECT w.customer, billing.dashboard(customer => w.customer, months => 1, top_conversations => 0) AS d
+  FROM (SELECT DISTINCT r.customer FROM ref_by_model AS r UNION SELECT 'u1') AS w;
+SELECT 'row', 'dashboard(customer) by_model', coalesce(r.customer, g.customer), coalesce(r.model, g.model),
+       format('expected %s in %s messages, got %s in %s', r.cost, r.messages, g.cost, g.messages)
+  FROM ref_by_model AS r
+  FULL JOIN (SELECT d.customer, b.key AS model, coalesce((b.value ->> 'cost')::numeric, 0) AS cost,
+                    (b.value ->> 'messages')::bigint AS messages
+               FROM got_dashboard AS d CROSS JOIN LATERAL jsonb_each(d.d -> 'openai' -> 'by_model') AS b) AS g
+    ON g.customer = r.customer AND g.model = r.model
+ WHERE r.cost IS DISTINCT FROM g.cost OR r.messages IS DISTINCT FROM g.messages;
+SELECT 'row', 'dashboard(customer) card', d.customer, NULL,
+       format('cost %s, by_model %s; messages %s, by_model %s', d.d -> 'openai' ->> 'cost',
+              sum(coalesce((b.value ->> 'cost')::numeric, 0)), d.d -> 'openai' ->> 'messages',
+              sum((b.value ->> 'messages')::numeric))
+  FROM got_dashboard AS d LEFT JOIN LATERAL jsonb_each(d.d -> 'openai' -> 'by_model') AS b ON true
+ GROUP BY d.customer, d.d
+HAVING (d.d -> 'openai' ->> 'cost')::numeric <> coalesce(sum(coalesce((b.value ->> 'cost')::numeric, 0)), 0)
+    OR (d.d -> 'openai' ->> 'messages')::numeric <> coalesce(sum((b.value ->> 'messages')::numeric), 0);
 SELECT 'row', 'statement total', s.number, s.month, format('total %s, lines %s', s.total, sum(l.amount))
   FROM billing.statements AS s JOIN billing.statement_lines AS l ON l.statement_id = s.id
  GROUP BY s.id HAVING s.total <> sum(l.amount);

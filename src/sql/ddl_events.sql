@@ -77,6 +77,7 @@ BEGIN
             END IF;
             IF d.source_id IS NOT NULL THEN
                 PERFORM billing._drop_trigger_functions(d.source_id);
+                PERFORM billing._citus_drop_triggers(d.source_id);
             END IF;
             IF d.profiles_fn IS NOT NULL THEN
                 EXECUTE format('DROP FUNCTION %s', d.profiles_fn);

@@ -172,8 +172,11 @@ BEGIN
     -- Every column exists and has a type billing reads (else an error that
     -- names it, and nothing is kept).
     PERFORM billing._row_reader(t, 'NEW');
-    -- (A table Citus distributes gets no trigger: merge() recomputes it, citus.sql.)
-    IF NOT billing._citus_distributed(relation) THEN
+    -- A table Citus distributes is followed by triggers on its shards when
+    -- it can be, else recomputed by every merge() (citus.sql).
+    IF billing._citus_distributed(relation) THEN
+        PERFORM billing._citus_set_up_triggers(t);
+    ELSE
         PERFORM billing._create_trigger(t);
     END IF;
     tracked := relation;
@@ -185,7 +188,11 @@ BEGIN
           INTO messages, unpriced_models
           FROM billing.month_usage AS u WHERE u.source_id = t.id;
         messages := coalesce(messages, 0);
-        SELECT count(*) INTO problems FROM billing.problem_messages AS p WHERE p.source_id = t.id;
+        SELECT count(*) INTO problems
+          FROM (SELECT p.source_id FROM billing.problem_messages AS p
+                UNION ALL
+                SELECT p.source_id FROM billing._citus_problem_rows() AS p) AS p   -- (citus.sql)
+         WHERE p.source_id = t.id;
     END IF;
     seconds := round(extract(epoch FROM clock_timestamp() - started)::numeric, 3);
 END
@@ -264,6 +271,7 @@ BEGIN
         EXECUTE format('DROP TRIGGER %I ON %s', tg, relation);
     END LOOP;
     PERFORM billing._drop_trigger_functions(sid);
+    PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
     PERFORM billing._forget_rows(sid);
     DELETE FROM billing.tracked_tables WHERE id = sid;
 END

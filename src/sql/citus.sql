@@ -554,7 +554,9 @@ BEGIN
         EXECUTE format('DROP FUNCTION %s CASCADE', fn);
     END IF;
     FOREACH x IN ARRAY ARRAY['citus_ledger_', 'citus_estimates_', 'citus_problems_'] LOOP
-        EXECUTE format('DROP TABLE IF EXISTS billing.%I', x || p_source);
+        IF to_regclass(format('billing.%I', x || p_source)) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE billing.%I', x || p_source);
+        END IF;
     END LOOP;
 END
 $$;

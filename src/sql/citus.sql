@@ -536,7 +536,30 @@ BEGIN
                     FOR EACH ROW EXECUTE FUNCTION %s()',
                    t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
                    t.created_at_column, t.relation, fn);
+    PERFORM billing._citus_truncate_trigger(t, true);
     RETURN NULL;
+END
+$$;
+
+-- The TRUNCATE trigger of a distributed table followed by its shards'
+-- triggers: on the coordinator's copy of the table only (Citus runs a
+-- TRUNCATE there too, and its trigger there), where it empties billing's
+-- rows of the table and its distributed ledger, estimates and problems
+-- (billing._tracked_truncated, _forget_rows). p_create false: dropped.
+CREATE FUNCTION billing._citus_truncate_trigger(t billing.tracked_tables, p_create boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_ddl_propagation = off
+AS $$
+BEGIN
+    IF p_create THEN
+        EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
+    ELSIF EXISTS (SELECT 1 FROM pg_trigger AS g
+                   WHERE g.tgrelid = t.relation AND g.tgname = 'billing_track_truncate'
+                     AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure) THEN
+        EXECUTE format('DROP TRIGGER billing_track_truncate ON %s', t.relation);
+    END IF;
 END
 $$;
 
@@ -548,8 +571,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     fn regprocedure := to_regprocedure(format('billing.%I()', 'citus_track_' || p_source));
+    t billing.tracked_tables;
     x text;
 BEGIN
+    SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.id = p_source;
+    IF FOUND AND billing._citus_triggered(p_source) THEN
+        PERFORM billing._citus_truncate_trigger(t, false);
+    END IF;
     IF fn IS NOT NULL THEN
         EXECUTE format('DROP FUNCTION %s CASCADE', fn);
     END IF;
@@ -661,5 +689,6 @@ CREATE EVENT TRIGGER billing_citus_table_altered ON ddl_command_end
     EXECUTE FUNCTION billing._citus_table_altered();
 
 REVOKE ALL ON FUNCTION billing._citus_set_up_triggers(billing.tracked_tables),
+    billing._citus_truncate_trigger(billing.tracked_tables, boolean),
     billing._citus_drop_triggers(smallint), billing._citus_take_ledger(smallint, boolean),
     billing._citus_ship_recorded(billing.tracked_tables), billing._citus_table_altered() FROM PUBLIC;

@@ -72,12 +72,14 @@ BEGIN
         CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
         BEGIN
             IF d.source_id IS NOT NULL THEN
+                -- (first: Citus drops the function on every node, which it
+                -- refuses after a distributed DELETE in the transaction)
+                PERFORM billing._citus_drop_triggers(d.source_id);
                 PERFORM billing._forget_rows(d.source_id);
                 DELETE FROM billing.tracked_tables WHERE id = d.source_id;
             END IF;
             IF d.source_id IS NOT NULL THEN
                 PERFORM billing._drop_trigger_functions(d.source_id);
-                PERFORM billing._citus_drop_triggers(d.source_id);
             END IF;
             IF d.profiles_fn IS NOT NULL THEN
                 EXECUTE format('DROP FUNCTION %s', d.profiles_fn);

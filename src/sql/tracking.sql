@@ -232,6 +232,12 @@ BEGIN
     DELETE FROM billing.stale_months WHERE source_id = p_source;
     DELETE FROM billing.estimated_prompts WHERE source_id = p_source;
     DELETE FROM billing.problem_messages WHERE source_id = p_source;
+    IF billing._citus_triggered(p_source) THEN
+        -- (a distributed table's, kept beside its messages: citus.sql)
+        EXECUTE format('DELETE FROM billing.%I', 'citus_ledger_' || p_source);
+        EXECUTE format('DELETE FROM billing.%I', 'citus_estimates_' || p_source);
+        EXECUTE format('DELETE FROM billing.%I', 'citus_problems_' || p_source);
+    END IF;
 END
 $$;
 
@@ -262,6 +268,7 @@ BEGIN
         RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
     END IF;
     fn := to_regprocedure(format('billing.%I()', 'track_' || sid));
+    PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
     FOR tg IN SELECT g.tgname FROM pg_trigger AS g
                WHERE g.tgrelid = relation AND NOT g.tgisinternal
                  AND (g.tgfoid = fn
@@ -271,7 +278,6 @@ BEGIN
         EXECUTE format('DROP TRIGGER %I ON %s', tg, relation);
     END LOOP;
     PERFORM billing._drop_trigger_functions(sid);
-    PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
     PERFORM billing._forget_rows(sid);
     DELETE FROM billing.tracked_tables WHERE id = sid;
 END

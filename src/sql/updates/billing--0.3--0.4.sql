@@ -5563,7 +5563,30 @@ BEGIN
                     FOR EACH ROW EXECUTE FUNCTION %s()',
                    t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
                    t.created_at_column, t.relation, fn);
+    PERFORM billing._citus_truncate_trigger(t, true);
     RETURN NULL;
+END
+$$;
+
+-- The TRUNCATE trigger of a distributed table followed by its shards'
+-- triggers: on the coordinator's copy of the table only (Citus runs a
+-- TRUNCATE there too, and its trigger there), where it empties billing's
+-- rows of the table and its distributed ledger, estimates and problems
+-- (billing._tracked_truncated, _forget_rows). p_create false: dropped.
+CREATE FUNCTION billing._citus_truncate_trigger(t billing.tracked_tables, p_create boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_ddl_propagation = off
+AS $$
+BEGIN
+    IF p_create THEN
+        EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
+    ELSIF EXISTS (SELECT 1 FROM pg_trigger AS g
+                   WHERE g.tgrelid = t.relation AND g.tgname = 'billing_track_truncate'
+                     AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure) THEN
+        EXECUTE format('DROP TRIGGER billing_track_truncate ON %s', t.relation);
+    END IF;
 END
 $$;
 
@@ -5575,8 +5598,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     fn regprocedure := to_regprocedure(format('billing.%I()', 'citus_track_' || p_source));
+    t billing.tracked_tables;
     x text;
 BEGIN
+    SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.id = p_source;
+    IF FOUND AND billing._citus_triggered(p_source) THEN
+        PERFORM billing._citus_truncate_trigger(t, false);
+    END IF;
     IF fn IS NOT NULL THEN
         EXECUTE format('DROP FUNCTION %s CASCADE', fn);
     END IF;
@@ -5688,6 +5716,7 @@ CREATE EVENT TRIGGER billing_citus_table_altered ON ddl_command_end
     EXECUTE FUNCTION billing._citus_table_altered();
 
 REVOKE ALL ON FUNCTION billing._citus_set_up_triggers(billing.tracked_tables),
+    billing._citus_truncate_trigger(billing.tracked_tables, boolean),
     billing._citus_drop_triggers(smallint), billing._citus_take_ledger(smallint, boolean),
     billing._citus_ship_recorded(billing.tracked_tables), billing._citus_table_altered() FROM PUBLIC;
 
@@ -5746,6 +5775,27 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION billing._forget_rows(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM billing.usage_ledger WHERE source_id = p_source;
+    DELETE FROM billing.month_usage WHERE source_id = p_source;
+    DELETE FROM billing.conversation_usage WHERE source_id = p_source;
+    DELETE FROM billing.stale_months WHERE source_id = p_source;
+    DELETE FROM billing.estimated_prompts WHERE source_id = p_source;
+    DELETE FROM billing.problem_messages WHERE source_id = p_source;
+    IF billing._citus_triggered(p_source) THEN
+        -- (a distributed table's, kept beside its messages: citus.sql)
+        EXECUTE format('DELETE FROM billing.%I', 'citus_ledger_' || p_source);
+        EXECUTE format('DELETE FROM billing.%I', 'citus_estimates_' || p_source);
+        EXECUTE format('DELETE FROM billing.%I', 'citus_problems_' || p_source);
+    END IF;
+END
+$$;
+
+
 CREATE OR REPLACE FUNCTION billing.untrack_messages(relation regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -5760,6 +5810,7 @@ BEGIN
         RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
     END IF;
     fn := to_regprocedure(format('billing.%I()', 'track_' || sid));
+    PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
     FOR tg IN SELECT g.tgname FROM pg_trigger AS g
                WHERE g.tgrelid = relation AND NOT g.tgisinternal
                  AND (g.tgfoid = fn
@@ -5769,7 +5820,6 @@ BEGIN
         EXECUTE format('DROP TRIGGER %I ON %s', tg, relation);
     END LOOP;
     PERFORM billing._drop_trigger_functions(sid);
-    PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
     PERFORM billing._forget_rows(sid);
     DELETE FROM billing.tracked_tables WHERE id = sid;
 END
@@ -6103,12 +6153,14 @@ BEGIN
         CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
         BEGIN
             IF d.source_id IS NOT NULL THEN
+                -- (first: Citus drops the function on every node, which it
+                -- refuses after a distributed DELETE in the transaction)
+                PERFORM billing._citus_drop_triggers(d.source_id);
                 PERFORM billing._forget_rows(d.source_id);
                 DELETE FROM billing.tracked_tables WHERE id = d.source_id;
             END IF;
             IF d.source_id IS NOT NULL THEN
                 PERFORM billing._drop_trigger_functions(d.source_id);
-                PERFORM billing._citus_drop_triggers(d.source_id);
             END IF;
             IF d.profiles_fn IS NOT NULL THEN
                 EXECUTE format('DROP FUNCTION %s', d.profiles_fn);

@@ -9,7 +9,7 @@
 -- is estimated from their conversation's earlier messages), updates and
 -- deletes (before and after the merge), a price change and its removal,
 -- and a settings change; a ledger merge() cannot take does not stop it for
--- the others; a rename that would break the trigger is refused;
+-- the others; TRUNCATE is followed; a rename that would break the trigger is refused;
 -- untrack_messages removes everything on every node; a table distributed
 -- by another column is tracked by recomputation.
 SET timezone = 'UTC';
@@ -51,7 +51,8 @@ SELECT regexp_replace(p.logicalrelid::text, '[0-9]+$', 'N') AS ledger_table, p.c
  WHERE m.logicalrelid = 'citus_test.dist_messages'::regclass
    AND p.logicalrelid::text LIKE 'billing.citus_%'
  ORDER BY 1;
-SELECT count(*) AS coordinator_triggers FROM pg_trigger
+SELECT count(*) AS coordinator_triggers   -- (billing_track and billing_track_truncate)
+  FROM pg_trigger
  WHERE tgrelid = 'citus_test.dist_messages'::regclass AND NOT tgisinternal;
 -- (on a shard, Citus names the trigger billing_track_<shard id>)
 SELECT sum(result::int) AS worker_triggers   -- (8 shards + the table on each of the 2 workers)
@@ -257,6 +258,27 @@ SET client_min_messages = error;
 SELECT * FROM citus_test.compare();
 SELECT billing.merge() >= 0 AS merged;
 SELECT * FROM citus_test.ledgers();
+SELECT * FROM citus_test.compare();
+SET client_min_messages = warning;
+
+-- TRUNCATE is followed (a trigger on the coordinator's copy of the table
+-- empties billing's rows of it, its distributed ledger, estimates and
+-- problems); then ids 1 to 100 again in both: 100 messages 777 s apart
+-- from 2024-09-01 (all in September 2024), each in its own conversation
+-- (i % 400): 100 conversation rows.
+TRUNCATE citus_test.dist_messages;
+TRUNCATE citus_test.local_messages;
+SELECT (SELECT count(*) FROM billing.conversation_costs
+         WHERE source_table IN ('citus_test.dist_messages'::regclass, 'citus_test.local_messages'::regclass))
+           AS conversation_rows,
+       (SELECT count(*) FROM billing._citus_problem_rows()) AS problem_rows;
+SELECT * FROM citus_test.ledgers();
+INSERT INTO citus_test.dist_messages (id, conversation_id, role, data, created_at)
+SELECT id, conversation_id, role, data, created_at FROM messages_local WHERE id <= 100;
+INSERT INTO citus_test.local_messages SELECT * FROM citus_test.dist_messages;
+SET client_min_messages = error;
+SELECT * FROM citus_test.compare();
+SELECT billing.merge() >= 0 AS merged;
 SELECT * FROM citus_test.compare();
 SET client_min_messages = warning;
 

@@ -5345,8 +5345,8 @@ SELECT t.relation, NULL, x.last_message_at, billing.month_of(x.last_message_at),
 -- local ledger). The backfill and the rebuild of a stale month read the
 -- table under a SHARE lock (Citus takes it on every shard: writers wait),
 -- not row locks. These objects belong to no extension: untrack_messages,
--- the table's DROP and DROP EXTENSION billing (CASCADE, or untrack first)
--- drop them.
+-- the table's DROP and DROP EXTENSION billing (_citus_extension_dropped,
+-- below) drop them.
 
 -- Whether tracked table p_source is followed by its shards' triggers.
 CREATE FUNCTION billing._citus_triggered(p_source smallint) RETURNS boolean
@@ -6171,3 +6171,34 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- DROP EXTENSION billing (with or without CASCADE) would leave a
+-- distributed table's trigger on the workers' shards, calling functions of
+-- the extension that is gone, and every write to the table would fail:
+-- before the drop, such tables stop being followed by their shards'
+-- triggers (billing._citus_drop_triggers: the trigger function, the
+-- triggers and the distributed tables go, on every node). The command's
+-- text names the extensions dropped (an event trigger cannot see them at
+-- ddl_command_start); the drop happens in the same transaction, so a drop
+-- that fails undoes this too.
+CREATE FUNCTION billing._citus_extension_dropped() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s smallint;
+BEGIN
+    IF current_query() !~* '\mbilling\M' THEN
+        RETURN;
+    END IF;
+    FOR s IN SELECT t.id FROM billing.tracked_tables AS t ORDER BY t.id LOOP
+        IF billing._citus_triggered(s) THEN
+            PERFORM billing._citus_drop_triggers(s);
+        END IF;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER billing_citus_extension_dropped ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION billing._citus_extension_dropped();
+REVOKE ALL ON FUNCTION billing._citus_extension_dropped() FROM PUBLIC;

@@ -8,19 +8,22 @@
 #   --runs R      timed rounds (default 5), after one untimed warm-up round
 #   --label TEXT  what is measured, for the report's title
 #
-# billing cannot track a distributed table yet (docs/citus.md), so
-# billing.dashboard() cannot read one: what a Citus user runs instead is the
-# dashboard's figures priced from the table by the cost aggregates. The
-# script generates M messages (bench/generate.sql) on the coordinator,
+# The script generates M messages (bench/generate.sql) on the coordinator,
 # distributes a copy by conversation_id over 32 shards (messages_dist), shares
-# the catalog (billing.citus_share_catalog()), tracks the local table, and
-# times, as the client sees them (psql's \timing, one session):
+# the catalog (billing.citus_share_catalog()), tracks the local table, then
+# the distributed one (by triggers on its shards, docs/citus.md: the time of
+# its track_messages, whose backfill reads the whole table, is reported),
+# and times, as the client sees them (psql's \timing, one session):
 #   period   the current month's cost and messages
 #   models   the current month's cost per model
 #   top      the current month's 50 costliest conversations
 #   history  cost and messages per month, the current one and the 5 before
 # on the distributed table and on the local copy (the same figures: checked),
-# and billing.dashboard() on the tracked local table (its rollups).
+# and billing.dashboard() as a role that may read the distributed table only
+# and as one that may read the local copy only (the same payload: checked).
+# Then, once each: 10,000 rows inserted into each table (through their
+# triggers), both dashboards again (the writes unmerged: still the same
+# payload), and the billing.merge() that folds both ledgers.
 # citus.coordinator_aggregation_strategy = 'disabled'.
 #
 # Reports medians, min-max and ratios of medians; the report goes to stdout
@@ -89,6 +92,20 @@ citus_psql 0 -c "CREATE TABLE messages_dist (LIKE messages INCLUDING DEFAULTS)" 
     -c "VACUUM ANALYZE messages_dist" -c "VACUUM ANALYZE messages" \
     -c "SET client_min_messages = error" \
     -c "SELECT billing.track_messages('messages')" >/dev/null
+log "tracking the distributed table (by triggers on its shards)"
+track_dist=$(citus_psql 0 -At -c "SET client_min_messages = error" \
+    -c "SELECT seconds FROM billing.track_messages('messages_dist')")
+triggered=$(citus_psql 0 -At -c "SELECT billing._citus_triggered(id) FROM billing.tracked_tables
+                                   WHERE relation = 'messages_dist'::regclass")
+# billing.dashboard() as a role that may read one of the two tables only.
+citus_psql 0 -c "CREATE ROLE bench_dist LOGIN" -c "CREATE ROLE bench_local LOGIN" \
+    -c "GRANT USAGE ON SCHEMA billing TO bench_dist, bench_local" \
+    -c "GRANT SELECT ON ALL TABLES IN SCHEMA billing TO bench_dist, bench_local" \
+    -c "GRANT SELECT ON messages_dist TO bench_dist" -c "GRANT SELECT ON messages TO bench_local" \
+    -c "CREATE FUNCTION dashboard_as(r name) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+        DECLARE d jsonb;
+        BEGIN EXECUTE format('SET LOCAL ROLE %I', r); d := billing.dashboard(); RESET ROLE; RETURN d; END \$\$" \
+    >/dev/null
 
 # The dashboard's figures from table %s (bounds: the current month in
 # month_time_zone, and the 5 months before it).
@@ -114,6 +131,12 @@ for id in "${ids[@]}"; do
     l=$(citus_psql 0 -At -c "$settings" -c "$(q "$id" messages)" | md5sum)
     [[ $d == "$l" ]] || { same=f; log "$id: the distributed table's figures differ from the local copy's"; }
 done
+# (in one statement: one now() for both)
+same_dashboard() {
+    citus_psql 0 -At -c "SET client_min_messages = error" \
+        -c "SELECT dashboard_as('bench_dist') = dashboard_as('bench_local')"
+}
+same_dash=$(same_dashboard)
 
 log "$runs rounds and a warm-up round, in one session"
 load_before=$(load_average)
@@ -125,22 +148,42 @@ times=$({
             echo "$(q "$id" messages_dist);"
             echo "$(q "$id" messages);"
         done
-        echo "SELECT billing.dashboard();"
+        echo "SELECT dashboard_as('bench_dist');"
+        echo "SELECT dashboard_as('bench_local');"
     done
 } | PGHOST=${CITUS_NODE_HOSTS[0]} PGPORT=${CITUS_NODE_PORTS[0]} PGDATABASE=$CITUS_DB PGUSER=postgres psql_times)
 load_after=$(load_average)
-per_round=$((2 * ${#ids[@]} + 1))
+per_round=$((2 * ${#ids[@]} + 2))
 samples=$tmp/samples.tsv
 echo "$times" | awk -v n="$per_round" -v ids="${ids[*]}" '
     BEGIN { split(ids, id, " ") }
     { i = (NR - 1) % n; round = int((NR - 1) / n) }
     round == 0 { next }
-    i == n - 1 { printf "dashboard\ttracked\t%s\n", $1; next }
+    i == n - 2 { printf "dashboard\tdistributed\t%s\n", $1; next }
+    i == n - 1 { printf "dashboard\tlocal\t%s\n", $1; next }
     { printf "%s\t%s\t%s\n", id[int(i / 2) + 1], (i % 2 == 0 ? "distributed" : "local"), $1 }' >"$samples"
 # per round: the sum of the four queries
 awk -F '\t' -v n="$per_round" '
     $1 != "dashboard" { k = c[$2]++; sum[$2, int(k / 4)] += $3 }
     END { for (k in sum) { split(k, p, SUBSEP); printf "all four\t%s\t%s\n", p[1], sum[k] } }' "$samples" >>"$samples"
+
+# Writes through the triggers, the dashboards before the merge, the merge.
+log "10,000 inserts into each table, the dashboards unmerged, the merge"
+timed() { PGHOST=${CITUS_NODE_HOSTS[0]} PGPORT=${CITUS_NODE_PORTS[0]} PGDATABASE=$CITUS_DB PGUSER=postgres psql_times | tr '\n' ' '; }
+writes=$({
+    echo "SET client_min_messages = error;"
+    echo '\timing on'
+    for t in messages_dist messages; do
+        echo "INSERT INTO $t SELECT id + 100000000, conversation_id, role, content, data, created_at + interval '1 second'
+                FROM messages WHERE id <= 10000;"
+    done
+    echo "SELECT dashboard_as('bench_dist');"
+    echo "SELECT dashboard_as('bench_local');"
+} | timed)
+read -r w_dist w_local d_dist_unmerged d_local_unmerged <<<"$writes"
+same_unmerged=$(same_dashboard)   # (no merge has run since the inserts)
+merge_ms=$({ echo "SET client_min_messages = error;"; echo '\timing on'; echo "SELECT billing.merge();"; } | timed)
+same_merged=$(same_dashboard)
 
 stats() { sample_stats 1 3 "$samples" "$1" "$2"; }
 report=$tmp/report.md
@@ -152,11 +195,11 @@ report=$tmp/report.md
          "Citus $(citus_psql 0 -At -c "SELECT extversion FROM pg_extension WHERE extname = 'citus'");" \
          "billing $(citus_psql 0 -At -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")"
     echo "- $messages messages (bench/generate.sql), distributed by conversation_id over 32 shards on 2 workers;"
-    echo "  the same rows in a local table on the coordinator, tracked; catalog shared (citus_share_catalog())"
+    echo "  the same rows in a local table on the coordinator; both tracked; catalog shared (citus_share_catalog())"
     echo "- the same figures on the distributed table and on the local copy: $(yes_no "$same")"
     echo
     echo "Client-side time (psql \\timing), $runs runs; the figures priced from the table by"
-    echo "\`billing.openai_cost(data, created_at)\`, and \`billing.dashboard()\` on the tracked local table."
+    echo "\`billing.openai_cost(data, created_at)\`, and \`billing.dashboard()\` as a reader of each tracked table."
     echo
     md_row "figures" "distributed, median ms" "min–max ms" "local copy, median ms" "min–max ms" "distributed / local"
     md_row "---" "---:" "---:" "---:" "---:" "---:"
@@ -165,13 +208,23 @@ report=$tmp/report.md
         read -r lm llo lhi < <(stats "$id" local)
         md_row "$id" "$dm" "$dlo–$dhi" "$lm" "$llo–$lhi" "$(ratio "$dm" "$lm" x)"
     done
-    read -r tm tlo thi < <(stats dashboard tracked)
+    read -r dm dlo dhi < <(stats dashboard distributed)
+    read -r lm llo lhi < <(stats dashboard local)
+    md_row "\`billing.dashboard()\`, tracked" "$dm" "$dlo–$dhi" "$lm" "$llo–$lhi" "$(ratio "$dm" "$lm" x)"
     echo
-    echo "\`billing.dashboard()\` on the tracked local table: median $tm ms ($tlo–$thi)."
+    echo "- the distributed table tracked by triggers on its shards: $(yes_no "$triggered");" \
+         "its \`track_messages\` (backfill of every row) took $track_dist s"
+    echo "- \`billing.dashboard()\` as a role that may read only the distributed table, and only the"
+    echo "  local copy: the same payload $(yes_no "$same_dash") (after 10,000 unmerged inserts into each:" \
+         "$(yes_no "$same_unmerged"); after the merge: $(yes_no "$same_merged"))"
+    echo "- once: 10,000 rows inserted by one \`INSERT ... SELECT\` into the distributed table $w_dist ms," \
+         "into the local copy $w_local ms (each through its trigger); \`billing.dashboard()\` with"
+    echo "  them unmerged: distributed $d_dist_unmerged ms, local $d_local_unmerged ms;" \
+         "the \`billing.merge()\` that folds both ledgers $merge_ms ms"
 } >"$report"
 mkdir -p bench/results
 out=bench/results/citus-dashboard-$(utc_stamp)-$messages.md
 cp "$report" "$out"
 cat "$report"
 log "report saved to $out"
-[[ $same == t ]]
+[[ $same == t && $same_dash == t && $same_unmerged == t && $same_merged == t ]]

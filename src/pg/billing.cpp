@@ -16,6 +16,7 @@ int unknown_service_policy = kUnpricedWarn;
 int invalid_usage_policy = kUnpricedWarn;
 bool trigger_fast_path = true;
 char* customer_setting = nullptr;  // billing.customer: read by SQL (billing.current_customer())
+bool citus_triggers = true;        // billing.citus_triggers: read by SQL (src/sql/citus.sql)
 
 namespace {
 const struct config_enum_entry kPolicies[] = {
@@ -53,6 +54,12 @@ void define_settings() {
                              "Set per request by an app that shows each customer its own costs "
                              "(README \"Reading as one customer\").",
                              &customer_setting, "", PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomBoolVariable("billing.citus_triggers",
+                           "Whether track_messages follows a Citus distributed table by triggers on its shards.",
+                           "on (default): when the table is distributed by hash on its conversation column, "
+                           "triggers on its shards write a ledger distributed like it; off, or for any other "
+                           "distributed table: every billing.merge() recomputes the table (docs/citus.md).",
+                           &citus_triggers, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("billing");
 }
 

@@ -6,7 +6,9 @@
 #include "ledger_read.h"
 
 extern "C" {
+#include "catalog/pg_namespace.h"
 #include "nodes/params.h"
+#include "utils/lsyscache.h"
 #include "tcop/dest.h"
 }
 
@@ -59,6 +61,10 @@ void read_ledger_rows(const char* query, TimestampTz from, TimestampTz to, Ledge
   const int rc = SPI_execute_plan_extended(plan, &options);
   // (SPI says SPI_OK_UTILITY for a SELECT whose rows go to a DestNone receiver)
   if (rc < 0) elog(ERROR, "billing: reading the ledger failed: %s", SPI_result_code_string(rc));
+}
+
+bool citus_present() {
+  return OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE));
 }
 
 }  // namespace billing::pg

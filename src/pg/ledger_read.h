@@ -23,6 +23,12 @@ using LedgerRowFn = void (*)(void* state, const Datum* values, const bool* nulls
 // executor. The caller has done SPI_connect().
 void read_ledger_rows(const char* query, TimestampTz from, TimestampTz to, LedgerRowFn add, void* state);
 
+// Whether Citus is installed in this database (its catalog pg_dist_partition
+// exists): only then may a distributed table be tracked by its shards'
+// triggers, whose unmerged writes are in billing.citus_ledger_N tables
+// (billing._citus_ledger_rows, src/sql/reads.sql).
+bool citus_present();
+
 // billing._key(): as is up to 200 bytes, else its first 32 characters,
 // '... (md5 ', its md5 and ')' (palloc'd in the current context).
 inline const char* ledger_key(const char* value, int len, int* key_len) {

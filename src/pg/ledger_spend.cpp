@@ -59,6 +59,11 @@ constexpr const char* kSpendQuery =
     "l.cached_tokens, l.estimated_prompt, l.estimated_completion FROM billing.usage_ledger AS l "
     "WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2";
 
+// The same columns of the distributed tables' ledgers (Citus only).
+constexpr const char* kCitusSpendQuery =
+    "SELECT l.source_id, l.created_at, l.conversation_id, l.model, l.prompt_tokens, l.completion_tokens, "
+    "l.cached_tokens, l.estimated_prompt, l.estimated_completion FROM billing._citus_ledger_rows($1, $2) AS l";
+
 struct Key {
   const char* bytes;
   int len;
@@ -322,6 +327,7 @@ extern "C" Datum ledger_spend(PG_FUNCTION_ARGS) {
   const Oid ledger = get_relname_relid("usage_ledger", get_namespace_oid("billing", false));
   if (!OidIsValid(ledger)) elog(ERROR, "billing: billing.usage_ledger is missing");
   if (!read_directly(&s, ledger, from, to)) read_ledger_rows(kSpendQuery, from, to, add_spend_row, &s);
+  if (citus_present()) read_ledger_rows(kCitusSpendQuery, from, to, add_spend_row, &s);
   SPI_finish();
 
   HASH_SEQ_STATUS scan;

@@ -44,6 +44,11 @@ constexpr const char* kLedgerQuery =
     "l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens, "
     "l.problems FROM billing.usage_ledger AS l "
     "WHERE l.created_at OPERATOR(pg_catalog.>=) $1 AND l.created_at OPERATOR(pg_catalog.<) $2";
+// The same columns of the distributed tables' ledgers (Citus only).
+constexpr const char* kCitusLedgerQuery =
+    "SELECT l.source_id, l.created_at, l.conversation_id, l.model, l.messages, l.prompt_tokens, "
+    "l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens, "
+    "l.problems FROM billing._citus_ledger_rows($1, $2) AS l";
 constexpr int kBatch = 1000;  // rows per fetch: small enough to reuse memory, not map it anew
 
 struct GroupKey {
@@ -258,6 +263,7 @@ extern "C" Datum ledger_usage(PG_FUNCTION_ARGS) {
     MemoryContextSwitchTo(old);
   }
   read_ledger_rows(kLedgerQuery, lo, hi, add_ledger_row, &reader);
+  if (citus_present()) read_ledger_rows(kCitusLedgerQuery, lo, hi, add_ledger_row, &reader);
   SPI_finish();
 
   // One row per group.

@@ -41,6 +41,7 @@
 // memory contexts.
 #include "cost_call.h"
 #include "keyed_table.h"
+#include "ledger_read.h"
 #include "ledger_row.h"
 #include "month.h"
 #include "postgres_headers.h"
@@ -1091,6 +1092,11 @@ void frozen_estimates(int16 source_id, Datum* keys, int nkeys, KeyedTable<int64>
   run_query("SELECT e.message_id, e.prompt_tokens FROM billing.estimated_prompts AS e "
             "WHERE e.source_id OPERATOR(pg_catalog.=) $1 AND e.message_id OPERATOR(pg_catalog.=) ANY ($2)",
             2, types, args, true, frozen_start, frozen_row, &f);
+  // A distributed table tracked by its shards' triggers keeps them beside
+  // its messages (billing.citus_estimates_N, src/sql/citus.sql).
+  if (citus_present())
+    run_query("SELECT e.message_id, e.prompt_tokens FROM billing._citus_frozen_estimates($1, $2) AS e", 2, types, args,
+              true, frozen_start, frozen_row, &f);
 }
 
 // Counts a pending reply, its prompt estimate known.

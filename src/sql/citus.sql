@@ -289,3 +289,437 @@ REVOKE ALL ON FUNCTION billing._catalog_sent(), billing._catalog_received(), bil
     billing.citus_unshare_catalog() FROM PUBLIC;
 ALTER FUNCTION billing._catalog_sent() SECURITY DEFINER;
 ALTER FUNCTION billing._catalog_received() SECURITY DEFINER;
+
+-- ==== A distributed table tracked by its shards' triggers ====
+-- (docs/citus.md, "Tracking a distributed table"). When the table is
+-- distributed by hash on its conversation column (and billing.citus_triggers
+-- is on), track_messages makes, for tracked table N:
+-- - billing.citus_ledger_N: its unmerged writes, billing.usage_ledger's
+--   columns after `conversation` (the conversation in the messages' own
+--   type), distributed by it and co-located with the messages: a shard's
+--   trigger writes the ledger shard beside it, on the same worker;
+-- - billing.citus_estimates_N and billing.citus_problems_N: its frozen
+--   prompt estimates and its problem rows (estimated_prompts and
+--   problem_messages for a local table), distributed the same way;
+-- - billing.citus_track_N(), the trigger function, a PL/pgSQL body like a
+--   local table's billing.track_N_full writing those three tables; Citus
+--   creates it on every node (it is not marked as depending on the
+--   extension, which Citus refuses for a distributed function) and puts the
+--   trigger on every shard (citus.enable_unsafe_triggers). A reply stored
+--   without usage has its prompt estimated from its conversation's earlier
+--   messages with one query on the table by name and conversation, which
+--   Citus routes to the shard beside it.
+-- The reads take the ledger in beside billing.usage_ledger
+-- (_citus_ledger_rows), the scans of the table its estimates
+-- (_citus_frozen_estimates), usage_problems its problems
+-- (_citus_problem_rows). merge() moves the ledger into the rollups
+-- (_citus_take_ledger: a distributed DELETE ... RETURNING whose rows go
+-- to billing.usage_ledger, in merge()'s transaction, then folded with the
+-- local ledger). The backfill and the rebuild of a stale month read the
+-- table under a SHARE lock (Citus takes it on every shard: writers wait),
+-- not row locks. These objects belong to no extension: untrack_messages,
+-- the table's DROP and DROP EXTENSION billing (_citus_extension_dropped,
+-- below) drop them.
+
+-- Whether tracked table p_source is followed by its shards' triggers.
+CREATE FUNCTION billing._citus_triggered(p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.to_regclass(pg_catalog.format('billing.%I', 'citus_ledger_' || p_source)) IS NOT NULL $$;
+
+-- Whether tracked table p_source is a distributed table tracked by
+-- recomputation at each merge (citus.sql, above).
+CREATE FUNCTION billing._citus_recomputed(p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT billing._citus_distributed(t.relation) AND NOT billing._citus_triggered(t.id)
+      FROM billing.tracked_tables AS t WHERE t.id = p_source
+$$;
+
+-- Why a distributed table cannot be followed by its shards' triggers (NULL
+-- when it can): it is then tracked by recomputation.
+CREATE FUNCTION billing._citus_trigger_refusal(t billing.tracked_tables) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    method "char";
+    dist_column text;
+BEGIN
+    IF NOT coalesce(current_setting('billing.citus_triggers', true), 'on')::boolean THEN
+        RETURN 'billing.citus_triggers is off';
+    END IF;
+    EXECUTE 'SELECT partmethod, pg_catalog.column_to_column_name(logicalrelid, partkey)
+               FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1'
+       INTO method, dist_column USING t.relation;
+    IF method IS DISTINCT FROM 'h' THEN
+        RETURN 'it is not distributed by hash';
+    ELSIF dist_column IS DISTINCT FROM t.conversation_column THEN
+        RETURN format('it is distributed by %I, not by its conversation column %I', dist_column,
+                      t.conversation_column);
+    ELSIF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = t.relation) <> 'r' THEN
+        RETURN 'it is partitioned';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- The body of billing.citus_track_N: billing._trigger_function_body's
+-- rules, writing the distributed ledger, estimates and problems, each row
+-- beside its message (the conversation first). It runs on the worker that
+-- holds the shard, on a shard of the table it was made for only.
+CREATE FUNCTION billing._citus_trigger_body(t billing.tracked_tables) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    o record := billing._row_reader(t, 'OLD');
+    n record := billing._row_reader(t, 'NEW');
+    earlier_content text := billing._column_reader(t.relation, t.content_column, 'content', 'm');
+    nsp name := (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
+                  WHERE cl.oid = t.relation);
+    rel name := (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation);
+BEGIN
+    RETURN format($body$
+DECLARE
+    o record;
+    n record;
+    est bigint := 0;
+    old_est bigint := 0;
+    old_estimated boolean := false;   -- OLD was a reply estimated from its text
+    old_logged boolean := false;      -- OLD is in billing.%19$I
+    old_id text;
+    new_id text;
+    old_at timestamptz;
+    new_at timestamptz;
+BEGIN
+    -- This function serves the shards of one table (by name: the OIDs
+    -- differ from node to node).
+    IF TG_TABLE_SCHEMA <> %16$L OR NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_dist_shard AS s
+            WHERE s.logicalrelid = pg_catalog.to_regclass(%15$L)
+              AND TG_TABLE_NAME IN (%17$L, %17$L || '_' || s.shardid)) THEN
+        RAISE EXCEPTION 'billing: this trigger function tracks the shards of %%, not %%.%%', %15$L,
+                        TG_TABLE_SCHEMA, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        old_id := billing._key(%4$s);
+        old_at := %6$s;
+        SELECT * INTO o FROM %8$s;
+        old_estimated := o.estimated;
+        old_logged := o.problem IS NOT NULL OR NOT coalesce(billing._countable(old_at), false);
+        IF old_estimated THEN
+            SELECT coalesce(max(e.prompt_tokens), 0) INTO old_est FROM billing.%18$I AS e
+             WHERE e.conversation = OLD.%11$I AND e.message_id = old_id;
+        END IF;
+        IF billing._countable(old_at) THEN
+            INSERT INTO billing.%20$I VALUES (OLD.%11$I, %1$s, billing._key(%2$s), old_at, o.model, -1,
+                -o.prompt_tokens, -o.completion_tokens, -o.cached_tokens, -old_est, -o.estimated_completion,
+                -o.unsplit_tokens, CASE WHEN o.problem IS NULL THEN 0 ELSE -1 END);
+        END IF;
+        IF TG_OP = 'DELETE' THEN
+            IF old_estimated THEN
+                DELETE FROM billing.%18$I WHERE conversation = OLD.%11$I AND message_id = old_id;
+            END IF;
+            IF old_logged THEN
+                DELETE FROM billing.%19$I WHERE conversation = OLD.%11$I AND message_id = old_id;
+            END IF;
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    new_id := billing._key(%5$s);
+    new_at := %7$s;
+    SELECT * INTO n FROM %9$s;
+    IF old_estimated AND (NOT n.estimated OR old_id <> new_id) THEN
+        DELETE FROM billing.%18$I WHERE conversation = OLD.%11$I AND message_id = old_id;
+    END IF;
+    IF n.estimated THEN
+        IF old_estimated AND old_id = new_id THEN
+            est := old_est;   -- the estimate was taken when the reply was stored
+        ELSE
+            -- (by the table's name and conversation: Citus routes it to the shard beside this one)
+            SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
+              FROM %10$s AS m
+             WHERE m.%11$I = NEW.%11$I AND (m.%12$I, m.%13$I) < (NEW.%12$I, NEW.%13$I);
+            INSERT INTO billing.%18$I VALUES (NEW.%11$I, %1$s, new_id, est)
+                ON CONFLICT (conversation, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
+        END IF;
+    END IF;
+
+    IF NOT coalesce(billing._countable(new_at), false) THEN
+        n.problem := coalesce(n.problem || '; ', '')
+                     || 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month';
+    ELSE
+        INSERT INTO billing.%20$I VALUES (NEW.%11$I, %1$s, billing._key(%3$s), new_at, n.model, 1,
+            n.prompt_tokens, n.completion_tokens, n.cached_tokens, est, n.estimated_completion,
+            n.unsplit_tokens, CASE WHEN n.problem IS NULL THEN 0 ELSE 1 END);
+    END IF;
+    IF old_logged AND (n.problem IS NULL OR old_id <> new_id) THEN
+        DELETE FROM billing.%19$I WHERE conversation = OLD.%11$I AND message_id = old_id;
+    END IF;
+    IF n.problem IS NOT NULL THEN
+        INSERT INTO billing.%19$I
+        VALUES (NEW.%11$I, %1$s, new_id, CASE WHEN isfinite(new_at) THEN new_at END, n.problem)
+            ON CONFLICT (conversation, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem;
+    END IF;
+    RETURN NULL;
+END
+$body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n.usage,
+        t.relation, t.conversation_column, t.created_at_column, t.id_column, earlier_content,
+        format('%I.%I', nsp, rel), nsp, rel,
+        'citus_estimates_' || t.id, 'citus_problems_' || t.id, 'citus_ledger_' || t.id);
+END
+$fn$;
+
+-- Sets up the shards' triggers of a distributed table (see above), or
+-- returns why it cannot (the table is then tracked by recomputation).
+CREATE FUNCTION billing._citus_set_up_triggers(t billing.tracked_tables) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_unsafe_triggers = on
+AS $$
+DECLARE
+    refusal text := billing._citus_trigger_refusal(t);
+    conv_type text;
+    ledger text := format('billing.%I', 'citus_ledger_' || t.id);
+    estimates text := format('billing.%I', 'citus_estimates_' || t.id);
+    problems text := format('billing.%I', 'citus_problems_' || t.id);
+    fn text := format('billing.%I', 'citus_track_' || t.id);
+    readable text;
+    x text;
+BEGIN
+    IF refusal IS NOT NULL THEN
+        RETURN refusal;
+    END IF;
+    -- The trigger function first: Citus creates it on every node, which it
+    -- refuses after a parallel operation on a distributed table in the
+    -- same transaction (create_distributed_table below).
+    -- SECURITY DEFINER: the app's role writes its own table only.
+    EXECUTE format('CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+                    SET search_path = pg_catalog, pg_temp AS %L', fn, billing._citus_trigger_body(t));
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+    -- The conversation in the messages' own type and collation: Citus
+    -- co-locates only columns of the same type.
+    SELECT format_type(a.atttypid, a.atttypmod)
+           || CASE WHEN a.attcollation <> 0 THEN ' COLLATE ' || (SELECT format('%I.%I', n.nspname, c.collname)
+                                                                    FROM pg_collation AS c
+                                                                    JOIN pg_namespace AS n ON n.oid = c.collnamespace
+                                                                   WHERE c.oid = a.attcollation)
+                   ELSE '' END
+      INTO conv_type
+      FROM pg_attribute AS a WHERE a.attrelid = t.relation AND a.attname = t.conversation_column;
+    EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, LIKE billing.usage_ledger)', ledger, conv_type);
+    EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, source_id smallint NOT NULL, message_id text NOT NULL,
+                                     prompt_tokens bigint NOT NULL, PRIMARY KEY (conversation, message_id))',
+                   estimates, conv_type);
+    EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, source_id smallint NOT NULL, message_id text NOT NULL,
+                                     created_at timestamptz, problem text NOT NULL,
+                                     PRIMARY KEY (conversation, message_id))', problems, conv_type);
+    -- Readable as billing.usage_ledger, estimated_prompts and problem_messages
+    -- are: by a role that may read the tracked table (checked by its name:
+    -- the policy runs on the workers too, whose OIDs differ).
+    readable := format('pg_catalog.has_table_privilege(%L, ''SELECT'')', t.relation::text);
+    FOREACH x IN ARRAY ARRAY[ledger, estimates, problems] LOOP
+        EXECUTE format('COMMENT ON TABLE %s IS %L', x,
+                       format('billing: %s of tracked distributed table %s (billing.untrack_messages drops it).',
+                              CASE x WHEN ledger THEN 'the unmerged writes' WHEN estimates THEN 'the frozen prompt estimates'
+                                     ELSE 'the problem rows' END, t.relation));
+        EXECUTE format('SELECT create_distributed_table(%L, ''conversation'', colocate_with => %L)', x, t.relation::text);
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', x);
+        EXECUTE format('CREATE POLICY readers ON %s FOR SELECT USING (%s)', x, readable);
+        EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', x);
+        EXECUTE format('GRANT SELECT ON %s TO PUBLIC', x);
+    END LOOP;
+    EXECUTE format('CREATE TRIGGER billing_track AFTER INSERT OR DELETE OR UPDATE OF %I, %I, %I, %I, %I, %I ON %s
+                    FOR EACH ROW EXECUTE FUNCTION %s()',
+                   t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
+                   t.created_at_column, t.relation, fn);
+    PERFORM billing._citus_truncate_trigger(t, true);
+    RETURN NULL;
+END
+$$;
+
+-- The TRUNCATE trigger of a distributed table followed by its shards'
+-- triggers: on the coordinator's copy of the table only (Citus runs a
+-- TRUNCATE there too, and its trigger there), where it empties billing's
+-- rows of the table and its distributed ledger, estimates and problems
+-- (billing._tracked_truncated, _forget_rows). p_create false: dropped.
+CREATE FUNCTION billing._citus_truncate_trigger(t billing.tracked_tables, p_create boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_ddl_propagation = off
+AS $$
+BEGIN
+    IF p_create THEN
+        EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
+    ELSIF EXISTS (SELECT 1 FROM pg_trigger AS g
+                   WHERE g.tgrelid = t.relation AND g.tgname = 'billing_track_truncate'
+                     AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure) THEN
+        EXECUTE format('DROP TRIGGER billing_track_truncate ON %s', t.relation);
+    END IF;
+END
+$$;
+
+-- Drops what _citus_set_up_triggers made for tracked table p_source (the
+-- trigger goes with its function, on the table and on every shard).
+CREATE FUNCTION billing._citus_drop_triggers(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure := to_regprocedure(format('billing.%I()', 'citus_track_' || p_source));
+    t billing.tracked_tables;
+    x text;
+BEGIN
+    SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.id = p_source;
+    IF FOUND AND billing._citus_triggered(p_source) THEN
+        PERFORM billing._citus_truncate_trigger(t, false);
+    END IF;
+    IF fn IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION %s CASCADE', fn);
+    END IF;
+    FOREACH x IN ARRAY ARRAY['citus_ledger_', 'citus_estimates_', 'citus_problems_'] LOOP
+        IF to_regclass(format('billing.%I', x || p_source)) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE billing.%I', x || p_source);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Moves tracked table p_source's distributed ledger into billing.usage_ledger
+-- (one distributed DELETE ... RETURNING: each row moves once, a write
+-- committed meanwhile stays for the next merge), in the caller's
+-- transaction; merge() then folds it into the rollups with the local
+-- ledger. With p_lock, first a SHARE lock on the table, which Citus takes
+-- on every shard: no write can come until the transaction ends (the
+-- rebuild of a stale month, which reads the table then). Returns the rows moved.
+CREATE FUNCTION billing._citus_take_ledger(p_source smallint, p_lock boolean) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    moved bigint;
+BEGIN
+    IF p_lock THEN
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', (SELECT t.relation FROM billing.tracked_tables AS t
+                                                         WHERE t.id = p_source));
+    END IF;
+    EXECUTE format('WITH moved AS (
+                        DELETE FROM billing.%I AS l
+                        RETURNING l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
+                                  l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
+                                  l.unsplit_tokens, l.problems)
+                    INSERT INTO billing.usage_ledger SELECT * FROM moved', 'citus_ledger_' || p_source);
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved;
+END
+$$;
+
+-- After a backfill of tracked table p_source (which recorded its estimates
+-- and problem rows in estimated_prompts and problem_messages, on the
+-- coordinator), moves them beside their messages: a distributed INSERT of
+-- each row with its message's conversation (a frozen estimate already
+-- there is kept, as ON CONFLICT DO NOTHING keeps it for a local table).
+CREATE FUNCTION billing._citus_ship_recorded(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record := billing._row_reader(t, 'm');
+BEGIN
+    EXECUTE format('WITH e AS MATERIALIZED (
+                        SELECT message_id, prompt_tokens FROM billing.estimated_prompts WHERE source_id = $1)
+                    INSERT INTO billing.%I
+                    SELECT m.%I, $1, e.message_id, e.prompt_tokens
+                      FROM %s AS m JOIN e ON billing._key(%s) = e.message_id
+                    ON CONFLICT (conversation, message_id) DO NOTHING',
+                   'citus_estimates_' || t.id, t.conversation_column, t.relation, m.id)
+        USING t.id;
+    EXECUTE format('WITH p AS MATERIALIZED (
+                        SELECT message_id, created_at, problem FROM billing.problem_messages WHERE source_id = $1)
+                    INSERT INTO billing.%I
+                    SELECT m.%I, $1, p.message_id, p.created_at, p.problem
+                      FROM %s AS m JOIN p ON billing._key(%s) = p.message_id
+                    ON CONFLICT (conversation, message_id) DO NOTHING',
+                   'citus_problems_' || t.id, t.conversation_column, t.relation, m.id)
+        USING t.id;
+    DELETE FROM billing.estimated_prompts WHERE source_id = t.id;
+    DELETE FROM billing.problem_messages WHERE source_id = t.id;
+END
+$$;
+
+-- A column rename (or a rename of the table) would leave the shards'
+-- trigger reading columns or a table that are no longer there, and every
+-- write of the app would fail: refused, with the command.
+CREATE FUNCTION billing._citus_table_altered() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    same boolean;
+BEGIN
+    FOR t IN SELECT DISTINCT ON (tt.id) tt.*
+               FROM billing.tracked_tables AS tt
+               JOIN pg_event_trigger_ddl_commands() AS c
+                 ON c.classid = 'pg_class'::regclass AND c.objid = tt.relation::oid
+              ORDER BY tt.id
+    LOOP
+        CONTINUE WHEN NOT billing._citus_triggered(t.id);
+        BEGIN
+            same := (SELECT p.prosrc FROM pg_proc AS p
+                      WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id)))
+                    = billing._citus_trigger_body(t);
+        EXCEPTION WHEN OTHERS THEN
+            same := false;
+        END;
+        IF NOT coalesce(same, false) THEN
+            RAISE EXCEPTION 'billing: distributed table % is tracked by its shards'' triggers, which this change would break', t.relation
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'billing.untrack_messages() it first, then billing.track_messages() it again.';
+        END IF;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER billing_citus_table_altered ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION billing._citus_table_altered();
+
+REVOKE ALL ON FUNCTION billing._citus_set_up_triggers(billing.tracked_tables),
+    billing._citus_truncate_trigger(billing.tracked_tables, boolean),
+    billing._citus_drop_triggers(smallint), billing._citus_take_ledger(smallint, boolean),
+    billing._citus_ship_recorded(billing.tracked_tables), billing._citus_table_altered() FROM PUBLIC;
+
+-- DROP EXTENSION billing (with or without CASCADE) would leave a
+-- distributed table's trigger on the workers' shards, calling functions of
+-- the extension that is gone, and every write to the table would fail:
+-- before the drop, such tables stop being followed by their shards'
+-- triggers (billing._citus_drop_triggers: the trigger function, the
+-- triggers and the distributed tables go, on every node). The command's
+-- text names the extensions dropped (an event trigger cannot see them at
+-- ddl_command_start); the drop happens in the same transaction, so a drop
+-- that fails undoes this too.
+CREATE FUNCTION billing._citus_extension_dropped() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s smallint;
+BEGIN
+    IF current_query() !~* '\mbilling\M' THEN
+        RETURN;
+    END IF;
+    FOR s IN SELECT t.id FROM billing.tracked_tables AS t ORDER BY t.id LOOP
+        IF billing._citus_triggered(s) THEN
+            PERFORM billing._citus_drop_triggers(s);
+        END IF;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER billing_citus_extension_dropped ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION billing._citus_extension_dropped();
+REVOKE ALL ON FUNCTION billing._citus_extension_dropped() FROM PUBLIC;

@@ -72,6 +72,9 @@ BEGIN
         CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
         BEGIN
             IF d.source_id IS NOT NULL THEN
+                -- (first: Citus drops the function on every node, which it
+                -- refuses after a distributed DELETE in the transaction)
+                PERFORM billing._citus_drop_triggers(d.source_id);
                 PERFORM billing._forget_rows(d.source_id);
                 DELETE FROM billing.tracked_tables WHERE id = d.source_id;
             END IF;

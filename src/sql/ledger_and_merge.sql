@@ -202,6 +202,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF billing._citus_triggered(p_source) THEN
+        -- A distributed table followed by its shards' triggers: writers
+        -- wait until we commit, and its ledger joins the local one, whose
+        -- rows of the range the rebuild replaces (citus.sql).
+        PERFORM billing._citus_take_ledger(p_source, true);
+    END IF;
     WITH scan AS MATERIALIZED (
         SELECT * FROM billing._scan_table(p_source, p_from, p_to)
     ), drop_ledger AS (
@@ -306,9 +312,16 @@ DECLARE
     t billing.tracked_tables;
 BEGIN
     SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
-    IF billing._citus_distributed(t.relation) THEN
-        -- No trigger follows a table Citus distributes: each merge takes it
-        -- in anew, whole, in the one read below (citus.sql).
+    IF billing._citus_triggered(p_source) THEN
+        -- A distributed table followed by its shards' triggers (citus.sql):
+        -- writers wait until we commit (a SHARE lock, which Citus takes on
+        -- every shard; it allows no row locks on them), and the one read
+        -- below takes in every write its ledger holds.
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', t.relation);
+        EXECUTE format('DELETE FROM billing.%I', 'citus_ledger_' || p_source);
+    ELSIF billing._citus_distributed(t.relation) THEN
+        -- No trigger follows this table Citus distributes: each merge takes
+        -- it in anew, whole, in the one read below (citus.sql).
         PERFORM billing._forget_rows(p_source);
     END IF;
     IF billing._writers_locked_out(t.relation) OR billing._citus_distributed(t.relation) THEN
@@ -369,6 +382,10 @@ BEGIN
           FROM scan AS s
          WHERE NOT s.recorded AND (SELECT count(*) FROM drop_conversations) >= 0
          GROUP BY s.month, s.conversation_id;
+        IF billing._citus_triggered(p_source) THEN
+            -- (its estimates and problem rows live beside its messages)
+            PERFORM billing._citus_ship_recorded(t);
+        END IF;
         UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source;
         RETURN;
     END IF;
@@ -411,7 +428,13 @@ BEGIN
         RETURN 0;
     END IF;
     PERFORM billing._refresh_trigger_functions();
-    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled OR billing._citus_distributed(relation)
+    -- The ledgers of distributed tables followed by their shards' triggers
+    -- join the local one (citus.sql).
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE backfilled AND billing._citus_triggered(id)
+              ORDER BY id LOOP
+        PERFORM billing._merge_step(s.id, 'take', NULL);
+    END LOOP;
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled OR billing._citus_recomputed(id)
               ORDER BY id LOOP
         PERFORM billing._merge_step(s.id, 'backfill', NULL);
     END LOOP;
@@ -540,6 +563,8 @@ BEGIN
     SELECT source_id, month FROM billing.month_usage WHERE month >= billing.month_of(p_from)
     UNION
     SELECT source_id, billing.month_of(created_at) FROM billing.usage_ledger WHERE created_at >= p_from
+    UNION
+    SELECT source_id, billing.month_of(created_at) FROM billing._citus_ledger_rows(p_from, 'infinity')
     ON CONFLICT DO NOTHING;
 END
 $$;
@@ -660,15 +685,19 @@ AS $$
 BEGIN
     IF p_what = 'backfill' THEN
         PERFORM billing._backfill(p_source);
+    ELSIF p_what = 'take' THEN
+        PERFORM billing._citus_take_ledger(p_source, false);
     ELSE
         PERFORM billing._rebuild(p_source, billing.month_start(p_month), billing.month_end(p_month));
     END IF;
     RETURN true;
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'billing: merge could not % tracked table %: %',
-                  CASE WHEN p_what = 'backfill' THEN 'take in' ELSE format('rebuild month %s of', p_month) END,
+                  CASE WHEN p_what = 'backfill' THEN 'take in' WHEN p_what = 'take' THEN 'take in the ledger of'
+                       ELSE format('rebuild month %s of', p_month) END,
                   (SELECT relation FROM billing.tracked_tables WHERE id = p_source), SQLERRM
-        USING HINT = 'Its figures are read from the table until a merge succeeds; billing.usage_problems and the server log say more.';
+        USING HINT = CASE WHEN p_what = 'take' THEN 'Its unmerged writes stay in its ledger, which the reads take in, until a merge succeeds.'
+                          ELSE 'Its figures are read from the table until a merge succeeds; billing.usage_problems and the server log say more.' END;
     RETURN false;
 END
 $$;

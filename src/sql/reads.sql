@@ -324,3 +324,84 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The unmerged writes of the distributed tables tracked by their shards'
+-- triggers (citus.sql: billing.citus_ledger_N, a table distributed like
+-- the messages), with p_from <= created_at < p_to, as billing.usage_ledger
+-- rows: the C readers of the ledger (_ledger_usage, _ledger_spend) add them
+-- to its own. Only the tables the caller may read; as one customer, that
+-- customer's conversations only (the ledger's policies). Read as the
+-- caller (the table's policy: SELECT on the tracked table). Nothing
+-- without Citus.
+CREATE FUNCTION billing._citus_ledger_rows(p_from timestamptz, p_to timestamptz)
+RETURNS SETOF billing.usage_ledger
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tt.id, c.oid::regclass AS ledger FROM billing.tracked_tables AS tt
+               JOIN pg_class AS c ON c.relname = 'citus_ledger_' || tt.id
+                                 AND c.relnamespace = 'billing'::regnamespace
+              WHERE billing._may_read_table(tt.id) ORDER BY tt.id LOOP
+        RETURN QUERY EXECUTE format(
+            'SELECT l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
+                    l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
+                    l.unsplit_tokens, l.problems
+               FROM %s AS l
+              WHERE l.created_at >= $1 AND l.created_at < $2
+                AND (billing.current_customer() IS NULL
+                     OR l.conversation_id IN (SELECT c.conversation_id
+                                                FROM billing._customer_conversations(billing.current_customer(), false) AS c
+                                               WHERE c.source_id = $3))', t.ledger)
+            USING p_from, p_to, t.id;
+    END LOOP;
+END
+$$;
+
+-- The frozen prompt estimates of messages `p_keys` of a distributed table
+-- tracked by its shards' triggers (billing.citus_estimates_N): what
+-- billing.estimated_prompts holds for a local table. Read by the C scans
+-- of the table (src/pg/table_scan.cpp) beside estimated_prompts.
+CREATE FUNCTION billing._citus_frozen_estimates(p_source smallint, p_keys text[])
+RETURNS TABLE (message_id text, prompt_tokens bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    estimates regclass := to_regclass(format('billing.%I', 'citus_estimates_' || p_source));
+BEGIN
+    IF estimates IS NULL OR NOT billing._may_read_table(p_source) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT e.message_id, e.prompt_tokens FROM %s AS e WHERE e.message_id = ANY ($1)',
+                                estimates)
+        USING p_keys;
+END
+$$;
+
+-- The problem rows of the distributed tables tracked by their shards'
+-- triggers (billing.citus_problems_N), as billing.problem_messages rows:
+-- billing.usage_problems shows them beside that table's. Hidden when
+-- reading as one customer, as problem_messages is.
+CREATE FUNCTION billing._citus_problem_rows()
+RETURNS SETOF billing.problem_messages
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    IF billing.current_customer() IS NOT NULL THEN
+        RETURN;
+    END IF;
+    FOR t IN SELECT tt.id, c.oid::regclass AS problems FROM billing.tracked_tables AS tt
+               JOIN pg_class AS c ON c.relname = 'citus_problems_' || tt.id
+                                 AND c.relnamespace = 'billing'::regnamespace
+              WHERE billing._may_read_table(tt.id) ORDER BY tt.id LOOP
+        RETURN QUERY EXECUTE format('SELECT p.source_id, p.message_id, p.created_at, p.problem FROM %s AS p',
+                                    t.problems);
+    END LOOP;
+END
+$$;

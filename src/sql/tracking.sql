@@ -172,8 +172,11 @@ BEGIN
     -- Every column exists and has a type billing reads (else an error that
     -- names it, and nothing is kept).
     PERFORM billing._row_reader(t, 'NEW');
-    -- (A table Citus distributes gets no trigger: merge() recomputes it, citus.sql.)
-    IF NOT billing._citus_distributed(relation) THEN
+    -- A table Citus distributes is followed by triggers on its shards when
+    -- it can be, else recomputed by every merge() (citus.sql).
+    IF billing._citus_distributed(relation) THEN
+        PERFORM billing._citus_set_up_triggers(t);
+    ELSE
         PERFORM billing._create_trigger(t);
     END IF;
     tracked := relation;
@@ -185,7 +188,11 @@ BEGIN
           INTO messages, unpriced_models
           FROM billing.month_usage AS u WHERE u.source_id = t.id;
         messages := coalesce(messages, 0);
-        SELECT count(*) INTO problems FROM billing.problem_messages AS p WHERE p.source_id = t.id;
+        SELECT count(*) INTO problems
+          FROM (SELECT p.source_id FROM billing.problem_messages AS p
+                UNION ALL
+                SELECT p.source_id FROM billing._citus_problem_rows() AS p) AS p   -- (citus.sql)
+         WHERE p.source_id = t.id;
     END IF;
     seconds := round(extract(epoch FROM clock_timestamp() - started)::numeric, 3);
 END
@@ -226,6 +233,12 @@ BEGIN
     DELETE FROM billing.stale_months WHERE source_id = p_source;
     DELETE FROM billing.estimated_prompts WHERE source_id = p_source;
     DELETE FROM billing.problem_messages WHERE source_id = p_source;
+    IF billing._citus_triggered(p_source) THEN
+        -- (a distributed table's, kept beside its messages: citus.sql)
+        EXECUTE format('DELETE FROM billing.%I', 'citus_ledger_' || p_source);
+        EXECUTE format('DELETE FROM billing.%I', 'citus_estimates_' || p_source);
+        EXECUTE format('DELETE FROM billing.%I', 'citus_problems_' || p_source);
+    END IF;
 END
 $$;
 
@@ -256,6 +269,7 @@ BEGIN
         RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
     END IF;
     fn := to_regprocedure(format('billing.%I()', 'track_' || sid));
+    PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
     FOR tg IN SELECT g.tgname FROM pg_trigger AS g
                WHERE g.tgrelid = relation AND NOT g.tgisinternal
                  AND (g.tgfoid = fn

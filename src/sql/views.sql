@@ -74,7 +74,9 @@ COMMENT ON VIEW billing.conversation_costs IS 'Cost, tokens and messages per con
 CREATE VIEW billing.usage_problems WITH (security_invoker = true) AS
 SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
        'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
-  FROM billing.problem_messages AS p
+  FROM (SELECT * FROM billing.problem_messages
+        UNION ALL
+        SELECT * FROM billing._citus_problem_rows()) AS p
   JOIN billing.tracked_tables AS t ON t.id = p.source_id
 UNION ALL
 SELECT t.relation, NULL, NULL, m.month,

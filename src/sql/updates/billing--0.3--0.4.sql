@@ -6131,3 +6131,1047 @@ END
 $$;
 COMMENT ON FUNCTION billing.dashboard(timestamptz, timestamptz, text, integer, integer) IS
     'One customer''s billing page for usage with period_start <= time < period_end: the owner''s payload (OpenAI card with by_model, AWS card, top conversations, history, budgets) of that customer''s usage.';
+
+-- ==== Tracking a distributed table by its shards' triggers (issue 14) ====
+-- (the final definitions of reads.sql, views, citus.sql, tracking.sql,
+-- ledger_and_merge.sql and ddl_events.sql for it)
+
+CREATE FUNCTION billing._citus_ledger_rows(p_from timestamptz, p_to timestamptz)
+RETURNS SETOF billing.usage_ledger
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tt.id, c.oid::regclass AS ledger FROM billing.tracked_tables AS tt
+               JOIN pg_class AS c ON c.relname = 'citus_ledger_' || tt.id
+                                 AND c.relnamespace = 'billing'::regnamespace
+              WHERE billing._may_read_table(tt.id) ORDER BY tt.id LOOP
+        RETURN QUERY EXECUTE format(
+            'SELECT l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
+                    l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
+                    l.unsplit_tokens, l.problems
+               FROM %s AS l
+              WHERE l.created_at >= $1 AND l.created_at < $2
+                AND (billing.current_customer() IS NULL
+                     OR l.conversation_id IN (SELECT c.conversation_id
+                                                FROM billing._customer_conversations(billing.current_customer(), false) AS c
+                                               WHERE c.source_id = $3))', t.ledger)
+            USING p_from, p_to, t.id;
+    END LOOP;
+END
+$$;
+
+
+CREATE FUNCTION billing._citus_frozen_estimates(p_source smallint, p_keys text[])
+RETURNS TABLE (message_id text, prompt_tokens bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    estimates regclass := to_regclass(format('billing.%I', 'citus_estimates_' || p_source));
+BEGIN
+    IF estimates IS NULL OR NOT billing._may_read_table(p_source) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT e.message_id, e.prompt_tokens FROM %s AS e WHERE e.message_id = ANY ($1)',
+                                estimates)
+        USING p_keys;
+END
+$$;
+
+
+CREATE FUNCTION billing._citus_problem_rows()
+RETURNS SETOF billing.problem_messages
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    IF billing.current_customer() IS NOT NULL THEN
+        RETURN;
+    END IF;
+    FOR t IN SELECT tt.id, c.oid::regclass AS problems FROM billing.tracked_tables AS tt
+               JOIN pg_class AS c ON c.relname = 'citus_problems_' || tt.id
+                                 AND c.relnamespace = 'billing'::regnamespace
+              WHERE billing._may_read_table(tt.id) ORDER BY tt.id LOOP
+        RETURN QUERY EXECUTE format('SELECT p.source_id, p.message_id, p.created_at, p.problem FROM %s AS p',
+                                    t.problems);
+    END LOOP;
+END
+$$;
+
+
+CREATE OR REPLACE VIEW billing.usage_problems WITH (security_invoker = true) AS
+SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
+       'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
+  FROM (SELECT * FROM billing.problem_messages
+        UNION ALL
+        SELECT * FROM billing._citus_problem_rows()) AS p
+  JOIN billing.tracked_tables AS t ON t.id = p.source_id
+UNION ALL
+SELECT t.relation, NULL, NULL, m.month,
+       CASE WHEN m.model = '' THEN 'no model' ELSE 'unpriced model' END,
+       CASE WHEN m.model = '' THEN 'usage without a model name'
+            ELSE format('model "%s" has no price in billing.model_prices at that time',
+                        CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END) END,
+       NULL, billing._sat(m.unpriced_tokens::numeric - m.unsplit_tokens)
+  FROM billing._usage_by_model('-infinity', 'infinity') AS m
+  JOIN billing.tracked_tables AS t ON t.id = m.source_id
+ WHERE m.unpriced_tokens <> m.unsplit_tokens
+UNION ALL
+SELECT t.relation, NULL, NULL, m.month, 'no token split',
+       format('usage of model "%s" gives only a total token count: the split decides the price',
+              CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END),
+       NULL, m.unsplit_tokens
+  FROM billing._usage_by_model('-infinity', 'infinity') AS m
+  JOIN billing.tracked_tables AS t ON t.id = m.source_id
+ WHERE m.unsplit_tokens <> 0
+UNION ALL
+SELECT NULL, NULL, NULL, a.month, 'unpriced AWS service',
+       format('service "%s" has no price in billing.aws_prices', a.service), NULL, NULL
+  FROM billing._aws_usage_by_service('-infinity', 'infinity') AS a
+ WHERE a.unpriced_quantity <> 0
+UNION ALL
+SELECT t.relation, NULL, x.last_message_at, billing.month_of(x.last_message_at), 'several customers',
+       format('conversation "%s": its messages name the customers %s; billed to %s, its latest message''s',
+              CASE WHEN length(x.conversation_id) > 60 THEN left(x.conversation_id, 60) || '...' ELSE x.conversation_id END,
+              array_to_string(x.customers, ', '), x.customer),
+       x.messages, NULL
+  FROM billing._customer_conflicts() AS x
+  JOIN billing.tracked_tables AS t ON t.id = x.source_id
+ WHERE billing.current_customer() IS NULL;
+
+-- ==== A distributed table tracked by its shards' triggers ====
+-- (docs/citus.md, "Tracking a distributed table"). When the table is
+-- distributed by hash on its conversation column (and billing.citus_triggers
+-- is on), track_messages makes, for tracked table N:
+-- - billing.citus_ledger_N: its unmerged writes, billing.usage_ledger's
+--   columns after `conversation` (the conversation in the messages' own
+--   type), distributed by it and co-located with the messages: a shard's
+--   trigger writes the ledger shard beside it, on the same worker;
+-- - billing.citus_estimates_N and billing.citus_problems_N: its frozen
+--   prompt estimates and its problem rows (estimated_prompts and
+--   problem_messages for a local table), distributed the same way;
+-- - billing.citus_track_N(), the trigger function, a PL/pgSQL body like a
+--   local table's billing.track_N_full writing those three tables; Citus
+--   creates it on every node (it is not marked as depending on the
+--   extension, which Citus refuses for a distributed function) and puts the
+--   trigger on every shard (citus.enable_unsafe_triggers). A reply stored
+--   without usage has its prompt estimated from its conversation's earlier
+--   messages with one query on the table by name and conversation, which
+--   Citus routes to the shard beside it.
+-- The reads take the ledger in beside billing.usage_ledger
+-- (_citus_ledger_rows), the scans of the table its estimates
+-- (_citus_frozen_estimates), usage_problems its problems
+-- (_citus_problem_rows). merge() moves the ledger into the rollups
+-- (_citus_take_ledger: a distributed DELETE ... RETURNING whose rows go
+-- to billing.usage_ledger, in merge()'s transaction, then folded with the
+-- local ledger). The backfill and the rebuild of a stale month read the
+-- table under a SHARE lock (Citus takes it on every shard: writers wait),
+-- not row locks. These objects belong to no extension: untrack_messages,
+-- the table's DROP and DROP EXTENSION billing (_citus_extension_dropped,
+-- below) drop them.
+
+-- Whether tracked table p_source is followed by its shards' triggers.
+CREATE FUNCTION billing._citus_triggered(p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.to_regclass(pg_catalog.format('billing.%I', 'citus_ledger_' || p_source)) IS NOT NULL $$;
+
+-- Whether tracked table p_source is a distributed table tracked by
+-- recomputation at each merge (citus.sql, above).
+CREATE FUNCTION billing._citus_recomputed(p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT billing._citus_distributed(t.relation) AND NOT billing._citus_triggered(t.id)
+      FROM billing.tracked_tables AS t WHERE t.id = p_source
+$$;
+
+-- Why a distributed table cannot be followed by its shards' triggers (NULL
+-- when it can): it is then tracked by recomputation.
+CREATE FUNCTION billing._citus_trigger_refusal(t billing.tracked_tables) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    method "char";
+    dist_column text;
+BEGIN
+    IF NOT coalesce(current_setting('billing.citus_triggers', true), 'on')::boolean THEN
+        RETURN 'billing.citus_triggers is off';
+    END IF;
+    EXECUTE 'SELECT partmethod, pg_catalog.column_to_column_name(logicalrelid, partkey)
+               FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1'
+       INTO method, dist_column USING t.relation;
+    IF method IS DISTINCT FROM 'h' THEN
+        RETURN 'it is not distributed by hash';
+    ELSIF dist_column IS DISTINCT FROM t.conversation_column THEN
+        RETURN format('it is distributed by %I, not by its conversation column %I', dist_column,
+                      t.conversation_column);
+    ELSIF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = t.relation) <> 'r' THEN
+        RETURN 'it is partitioned';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- The body of billing.citus_track_N: billing._trigger_function_body's
+-- rules, writing the distributed ledger, estimates and problems, each row
+-- beside its message (the conversation first). It runs on the worker that
+-- holds the shard, on a shard of the table it was made for only.
+CREATE FUNCTION billing._citus_trigger_body(t billing.tracked_tables) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    o record := billing._row_reader(t, 'OLD');
+    n record := billing._row_reader(t, 'NEW');
+    earlier_content text := billing._column_reader(t.relation, t.content_column, 'content', 'm');
+    nsp name := (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
+                  WHERE cl.oid = t.relation);
+    rel name := (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation);
+BEGIN
+    RETURN format($body$
+DECLARE
+    o record;
+    n record;
+    est bigint := 0;
+    old_est bigint := 0;
+    old_estimated boolean := false;   -- OLD was a reply estimated from its text
+    old_logged boolean := false;      -- OLD is in billing.%19$I
+    old_id text;
+    new_id text;
+    old_at timestamptz;
+    new_at timestamptz;
+BEGIN
+    -- This function serves the shards of one table (by name: the OIDs
+    -- differ from node to node).
+    IF TG_TABLE_SCHEMA <> %16$L OR NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_dist_shard AS s
+            WHERE s.logicalrelid = pg_catalog.to_regclass(%15$L)
+              AND TG_TABLE_NAME IN (%17$L, %17$L || '_' || s.shardid)) THEN
+        RAISE EXCEPTION 'billing: this trigger function tracks the shards of %%, not %%.%%', %15$L,
+                        TG_TABLE_SCHEMA, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        old_id := billing._key(%4$s);
+        old_at := %6$s;
+        SELECT * INTO o FROM %8$s;
+        old_estimated := o.estimated;
+        old_logged := o.problem IS NOT NULL OR NOT coalesce(billing._countable(old_at), false);
+        IF old_estimated THEN
+            SELECT coalesce(max(e.prompt_tokens), 0) INTO old_est FROM billing.%18$I AS e
+             WHERE e.conversation = OLD.%11$I AND e.message_id = old_id;
+        END IF;
+        IF billing._countable(old_at) THEN
+            INSERT INTO billing.%20$I VALUES (OLD.%11$I, %1$s, billing._key(%2$s), old_at, o.model, -1,
+                -o.prompt_tokens, -o.completion_tokens, -o.cached_tokens, -old_est, -o.estimated_completion,
+                -o.unsplit_tokens, CASE WHEN o.problem IS NULL THEN 0 ELSE -1 END);
+        END IF;
+        IF TG_OP = 'DELETE' THEN
+            IF old_estimated THEN
+                DELETE FROM billing.%18$I WHERE conversation = OLD.%11$I AND message_id = old_id;
+            END IF;
+            IF old_logged THEN
+                DELETE FROM billing.%19$I WHERE conversation = OLD.%11$I AND message_id = old_id;
+            END IF;
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    new_id := billing._key(%5$s);
+    new_at := %7$s;
+    SELECT * INTO n FROM %9$s;
+    IF old_estimated AND (NOT n.estimated OR old_id <> new_id) THEN
+        DELETE FROM billing.%18$I WHERE conversation = OLD.%11$I AND message_id = old_id;
+    END IF;
+    IF n.estimated THEN
+        IF old_estimated AND old_id = new_id THEN
+            est := old_est;   -- the estimate was taken when the reply was stored
+        ELSE
+            -- (by the table's name and conversation: Citus routes it to the shard beside this one)
+            SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
+              FROM %10$s AS m
+             WHERE m.%11$I = NEW.%11$I AND (m.%12$I, m.%13$I) < (NEW.%12$I, NEW.%13$I);
+            INSERT INTO billing.%18$I VALUES (NEW.%11$I, %1$s, new_id, est)
+                ON CONFLICT (conversation, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
+        END IF;
+    END IF;
+
+    IF NOT coalesce(billing._countable(new_at), false) THEN
+        n.problem := coalesce(n.problem || '; ', '')
+                     || 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month';
+    ELSE
+        INSERT INTO billing.%20$I VALUES (NEW.%11$I, %1$s, billing._key(%3$s), new_at, n.model, 1,
+            n.prompt_tokens, n.completion_tokens, n.cached_tokens, est, n.estimated_completion,
+            n.unsplit_tokens, CASE WHEN n.problem IS NULL THEN 0 ELSE 1 END);
+    END IF;
+    IF old_logged AND (n.problem IS NULL OR old_id <> new_id) THEN
+        DELETE FROM billing.%19$I WHERE conversation = OLD.%11$I AND message_id = old_id;
+    END IF;
+    IF n.problem IS NOT NULL THEN
+        INSERT INTO billing.%19$I
+        VALUES (NEW.%11$I, %1$s, new_id, CASE WHEN isfinite(new_at) THEN new_at END, n.problem)
+            ON CONFLICT (conversation, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem;
+    END IF;
+    RETURN NULL;
+END
+$body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n.usage,
+        t.relation, t.conversation_column, t.created_at_column, t.id_column, earlier_content,
+        format('%I.%I', nsp, rel), nsp, rel,
+        'citus_estimates_' || t.id, 'citus_problems_' || t.id, 'citus_ledger_' || t.id);
+END
+$fn$;
+
+-- Sets up the shards' triggers of a distributed table (see above), or
+-- returns why it cannot (the table is then tracked by recomputation).
+CREATE FUNCTION billing._citus_set_up_triggers(t billing.tracked_tables) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_unsafe_triggers = on
+AS $$
+DECLARE
+    refusal text := billing._citus_trigger_refusal(t);
+    conv_type text;
+    ledger text := format('billing.%I', 'citus_ledger_' || t.id);
+    estimates text := format('billing.%I', 'citus_estimates_' || t.id);
+    problems text := format('billing.%I', 'citus_problems_' || t.id);
+    fn text := format('billing.%I', 'citus_track_' || t.id);
+    readable text;
+    x text;
+BEGIN
+    IF refusal IS NOT NULL THEN
+        RETURN refusal;
+    END IF;
+    -- The trigger function first: Citus creates it on every node, which it
+    -- refuses after a parallel operation on a distributed table in the
+    -- same transaction (create_distributed_table below).
+    -- SECURITY DEFINER: the app's role writes its own table only.
+    EXECUTE format('CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+                    SET search_path = pg_catalog, pg_temp AS %L', fn, billing._citus_trigger_body(t));
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+    -- The conversation in the messages' own type and collation: Citus
+    -- co-locates only columns of the same type.
+    SELECT format_type(a.atttypid, a.atttypmod)
+           || CASE WHEN a.attcollation <> 0 THEN ' COLLATE ' || (SELECT format('%I.%I', n.nspname, c.collname)
+                                                                    FROM pg_collation AS c
+                                                                    JOIN pg_namespace AS n ON n.oid = c.collnamespace
+                                                                   WHERE c.oid = a.attcollation)
+                   ELSE '' END
+      INTO conv_type
+      FROM pg_attribute AS a WHERE a.attrelid = t.relation AND a.attname = t.conversation_column;
+    EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, LIKE billing.usage_ledger)', ledger, conv_type);
+    EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, source_id smallint NOT NULL, message_id text NOT NULL,
+                                     prompt_tokens bigint NOT NULL, PRIMARY KEY (conversation, message_id))',
+                   estimates, conv_type);
+    EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, source_id smallint NOT NULL, message_id text NOT NULL,
+                                     created_at timestamptz, problem text NOT NULL,
+                                     PRIMARY KEY (conversation, message_id))', problems, conv_type);
+    -- Readable as billing.usage_ledger, estimated_prompts and problem_messages
+    -- are: by a role that may read the tracked table (checked by its name:
+    -- the policy runs on the workers too, whose OIDs differ).
+    readable := format('pg_catalog.has_table_privilege(%L, ''SELECT'')', t.relation::text);
+    FOREACH x IN ARRAY ARRAY[ledger, estimates, problems] LOOP
+        EXECUTE format('COMMENT ON TABLE %s IS %L', x,
+                       format('billing: %s of tracked distributed table %s (billing.untrack_messages drops it).',
+                              CASE x WHEN ledger THEN 'the unmerged writes' WHEN estimates THEN 'the frozen prompt estimates'
+                                     ELSE 'the problem rows' END, t.relation));
+        EXECUTE format('SELECT create_distributed_table(%L, ''conversation'', colocate_with => %L)', x, t.relation::text);
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', x);
+        EXECUTE format('CREATE POLICY readers ON %s FOR SELECT USING (%s)', x, readable);
+        EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', x);
+        EXECUTE format('GRANT SELECT ON %s TO PUBLIC', x);
+    END LOOP;
+    EXECUTE format('CREATE TRIGGER billing_track AFTER INSERT OR DELETE OR UPDATE OF %I, %I, %I, %I, %I, %I ON %s
+                    FOR EACH ROW EXECUTE FUNCTION %s()',
+                   t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
+                   t.created_at_column, t.relation, fn);
+    PERFORM billing._citus_truncate_trigger(t, true);
+    RETURN NULL;
+END
+$$;
+
+-- The TRUNCATE trigger of a distributed table followed by its shards'
+-- triggers: on the coordinator's copy of the table only (Citus runs a
+-- TRUNCATE there too, and its trigger there), where it empties billing's
+-- rows of the table and its distributed ledger, estimates and problems
+-- (billing._tracked_truncated, _forget_rows). p_create false: dropped.
+CREATE FUNCTION billing._citus_truncate_trigger(t billing.tracked_tables, p_create boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_ddl_propagation = off
+AS $$
+BEGIN
+    IF p_create THEN
+        EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
+    ELSIF EXISTS (SELECT 1 FROM pg_trigger AS g
+                   WHERE g.tgrelid = t.relation AND g.tgname = 'billing_track_truncate'
+                     AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure) THEN
+        EXECUTE format('DROP TRIGGER billing_track_truncate ON %s', t.relation);
+    END IF;
+END
+$$;
+
+-- Drops what _citus_set_up_triggers made for tracked table p_source (the
+-- trigger goes with its function, on the table and on every shard).
+CREATE FUNCTION billing._citus_drop_triggers(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure := to_regprocedure(format('billing.%I()', 'citus_track_' || p_source));
+    t billing.tracked_tables;
+    x text;
+BEGIN
+    SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.id = p_source;
+    IF FOUND AND billing._citus_triggered(p_source) THEN
+        PERFORM billing._citus_truncate_trigger(t, false);
+    END IF;
+    IF fn IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION %s CASCADE', fn);
+    END IF;
+    FOREACH x IN ARRAY ARRAY['citus_ledger_', 'citus_estimates_', 'citus_problems_'] LOOP
+        IF to_regclass(format('billing.%I', x || p_source)) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE billing.%I', x || p_source);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Moves tracked table p_source's distributed ledger into billing.usage_ledger
+-- (one distributed DELETE ... RETURNING: each row moves once, a write
+-- committed meanwhile stays for the next merge), in the caller's
+-- transaction; merge() then folds it into the rollups with the local
+-- ledger. With p_lock, first a SHARE lock on the table, which Citus takes
+-- on every shard: no write can come until the transaction ends (the
+-- rebuild of a stale month, which reads the table then). Returns the rows moved.
+CREATE FUNCTION billing._citus_take_ledger(p_source smallint, p_lock boolean) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    moved bigint;
+BEGIN
+    IF p_lock THEN
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', (SELECT t.relation FROM billing.tracked_tables AS t
+                                                         WHERE t.id = p_source));
+    END IF;
+    EXECUTE format('WITH moved AS (
+                        DELETE FROM billing.%I AS l
+                        RETURNING l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
+                                  l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
+                                  l.unsplit_tokens, l.problems)
+                    INSERT INTO billing.usage_ledger SELECT * FROM moved', 'citus_ledger_' || p_source);
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved;
+END
+$$;
+
+-- After a backfill of tracked table p_source (which recorded its estimates
+-- and problem rows in estimated_prompts and problem_messages, on the
+-- coordinator), moves them beside their messages: a distributed INSERT of
+-- each row with its message's conversation (a frozen estimate already
+-- there is kept, as ON CONFLICT DO NOTHING keeps it for a local table).
+CREATE FUNCTION billing._citus_ship_recorded(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record := billing._row_reader(t, 'm');
+BEGIN
+    EXECUTE format('WITH e AS MATERIALIZED (
+                        SELECT message_id, prompt_tokens FROM billing.estimated_prompts WHERE source_id = $1)
+                    INSERT INTO billing.%I
+                    SELECT m.%I, $1, e.message_id, e.prompt_tokens
+                      FROM %s AS m JOIN e ON billing._key(%s) = e.message_id
+                    ON CONFLICT (conversation, message_id) DO NOTHING',
+                   'citus_estimates_' || t.id, t.conversation_column, t.relation, m.id)
+        USING t.id;
+    EXECUTE format('WITH p AS MATERIALIZED (
+                        SELECT message_id, created_at, problem FROM billing.problem_messages WHERE source_id = $1)
+                    INSERT INTO billing.%I
+                    SELECT m.%I, $1, p.message_id, p.created_at, p.problem
+                      FROM %s AS m JOIN p ON billing._key(%s) = p.message_id
+                    ON CONFLICT (conversation, message_id) DO NOTHING',
+                   'citus_problems_' || t.id, t.conversation_column, t.relation, m.id)
+        USING t.id;
+    DELETE FROM billing.estimated_prompts WHERE source_id = t.id;
+    DELETE FROM billing.problem_messages WHERE source_id = t.id;
+END
+$$;
+
+-- A column rename (or a rename of the table) would leave the shards'
+-- trigger reading columns or a table that are no longer there, and every
+-- write of the app would fail: refused, with the command.
+CREATE FUNCTION billing._citus_table_altered() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    same boolean;
+BEGIN
+    FOR t IN SELECT DISTINCT ON (tt.id) tt.*
+               FROM billing.tracked_tables AS tt
+               JOIN pg_event_trigger_ddl_commands() AS c
+                 ON c.classid = 'pg_class'::regclass AND c.objid = tt.relation::oid
+              ORDER BY tt.id
+    LOOP
+        CONTINUE WHEN NOT billing._citus_triggered(t.id);
+        BEGIN
+            same := (SELECT p.prosrc FROM pg_proc AS p
+                      WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id)))
+                    = billing._citus_trigger_body(t);
+        EXCEPTION WHEN OTHERS THEN
+            same := false;
+        END;
+        IF NOT coalesce(same, false) THEN
+            RAISE EXCEPTION 'billing: distributed table % is tracked by its shards'' triggers, which this change would break', t.relation
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'billing.untrack_messages() it first, then billing.track_messages() it again.';
+        END IF;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER billing_citus_table_altered ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION billing._citus_table_altered();
+
+REVOKE ALL ON FUNCTION billing._citus_set_up_triggers(billing.tracked_tables),
+    billing._citus_truncate_trigger(billing.tracked_tables, boolean),
+    billing._citus_drop_triggers(smallint), billing._citus_take_ledger(smallint, boolean),
+    billing._citus_ship_recorded(billing.tracked_tables), billing._citus_table_altered() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION billing.track_messages(
+    relation regclass,
+    id_column name DEFAULT 'id',
+    conversation_column name DEFAULT 'conversation_id',
+    role_column name DEFAULT 'role',
+    content_column name DEFAULT 'content',
+    data_column name DEFAULT 'data',
+    created_at_column name DEFAULT 'created_at',
+    backfill boolean DEFAULT true,
+    OUT tracked regclass, OUT backfilled boolean, OUT messages numeric, OUT problems bigint,
+    OUT unpriced_models text[], OUT seconds numeric)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    started timestamptz := clock_timestamp();
+BEGIN
+    IF EXISTS (SELECT 1 FROM billing.tracked_tables tt WHERE tt.relation = track_messages.relation) THEN
+        RAISE EXCEPTION 'billing: table % is already tracked', relation USING ERRCODE = 'duplicate_object';
+    END IF;
+    INSERT INTO billing.tracked_tables (relation, id_column, conversation_column, role_column,
+                                        content_column, data_column, created_at_column)
+    VALUES (relation, id_column, conversation_column, role_column, content_column, data_column,
+            created_at_column)
+    RETURNING * INTO t;
+    -- Every column exists and has a type billing reads (else an error that
+    -- names it, and nothing is kept).
+    PERFORM billing._row_reader(t, 'NEW');
+    -- A table Citus distributes is followed by triggers on its shards when
+    -- it can be, else recomputed by every merge() (citus.sql).
+    IF billing._citus_distributed(relation) THEN
+        PERFORM billing._citus_set_up_triggers(t);
+    ELSE
+        PERFORM billing._create_trigger(t);
+    END IF;
+    tracked := relation;
+    backfilled := track_messages.backfill;
+    IF backfill THEN
+        PERFORM billing._backfill(t.id);
+        SELECT sum(u.messages), array_agg(DISTINCT u.model ORDER BY u.model)
+                                  FILTER (WHERE u.model <> '' AND u.unpriced_tokens > u.unsplit_tokens)
+          INTO messages, unpriced_models
+          FROM billing.month_usage AS u WHERE u.source_id = t.id;
+        messages := coalesce(messages, 0);
+        SELECT count(*) INTO problems
+          FROM (SELECT p.source_id FROM billing.problem_messages AS p
+                UNION ALL
+                SELECT p.source_id FROM billing._citus_problem_rows() AS p) AS p   -- (citus.sql)
+         WHERE p.source_id = t.id;
+    END IF;
+    seconds := round(extract(epoch FROM clock_timestamp() - started)::numeric, 3);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._forget_rows(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM billing.usage_ledger WHERE source_id = p_source;
+    DELETE FROM billing.month_usage WHERE source_id = p_source;
+    DELETE FROM billing.conversation_usage WHERE source_id = p_source;
+    DELETE FROM billing.conversation_model_usage WHERE source_id = p_source;
+    DELETE FROM billing.stale_months WHERE source_id = p_source;
+    DELETE FROM billing.estimated_prompts WHERE source_id = p_source;
+    DELETE FROM billing.problem_messages WHERE source_id = p_source;
+    IF billing._citus_triggered(p_source) THEN
+        -- (a distributed table's, kept beside its messages: citus.sql)
+        EXECUTE format('DELETE FROM billing.%I', 'citus_ledger_' || p_source);
+        EXECUTE format('DELETE FROM billing.%I', 'citus_estimates_' || p_source);
+        EXECUTE format('DELETE FROM billing.%I', 'citus_problems_' || p_source);
+    END IF;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION billing.untrack_messages(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid smallint;
+    fn regprocedure;
+    tg name;
+BEGIN
+    SELECT id INTO sid FROM billing.tracked_tables tt WHERE tt.relation = untrack_messages.relation;
+    IF sid IS NULL THEN
+        RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
+    END IF;
+    fn := to_regprocedure(format('billing.%I()', 'track_' || sid));
+    PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
+    FOR tg IN SELECT g.tgname FROM pg_trigger AS g
+               WHERE g.tgrelid = relation AND NOT g.tgisinternal
+                 AND (g.tgfoid = fn
+                      OR (g.tgfoid = 'billing._tracked_truncated()'::regprocedure
+                          AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = sid::text || '\000'))
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', tg, relation);
+    END LOOP;
+    PERFORM billing._drop_trigger_functions(sid);
+    PERFORM billing._forget_rows(sid);
+    DELETE FROM billing.tracked_tables WHERE id = sid;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._rebuild(p_source smallint, p_from timestamptz, p_to timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF billing._citus_triggered(p_source) THEN
+        -- A distributed table followed by its shards' triggers: writers
+        -- wait until we commit, and its ledger joins the local one, whose
+        -- rows of the range the rebuild replaces (citus.sql).
+        PERFORM billing._citus_take_ledger(p_source, true);
+    END IF;
+    WITH scan AS MATERIALIZED (
+        SELECT * FROM billing._scan_table(p_source, p_from, p_to)
+    ), drop_ledger AS (
+        DELETE FROM billing.usage_ledger
+         WHERE source_id = p_source AND created_at >= p_from AND created_at < p_to
+    ), drop_stale AS (
+        DELETE FROM billing.stale_months
+         WHERE source_id = p_source AND month >= billing.month_of(p_from)
+           AND month <= billing.month_of(p_to - interval '1 microsecond')
+    ), drop_months AS (
+        DELETE FROM billing.month_usage
+         WHERE source_id = p_source AND month >= billing.month_of(p_from)
+           AND month <= billing.month_of(p_to - interval '1 microsecond')
+        RETURNING 1
+    ), drop_conversations AS (
+        DELETE FROM billing.conversation_usage
+         WHERE source_id = p_source AND month >= billing.month_of(p_from)
+           AND month <= billing.month_of(p_to - interval '1 microsecond')
+        RETURNING 1
+    ), drop_conversation_models AS (
+        DELETE FROM billing.conversation_model_usage
+         WHERE source_id = p_source AND month >= billing.month_of(p_from)
+           AND month <= billing.month_of(p_to - interval '1 microsecond')
+        RETURNING 1
+    ), add_months AS (
+        -- Reading the DELETE's output makes it run before this INSERT.
+        INSERT INTO billing.month_usage
+        SELECT p_source, s.month, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+               sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+               sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+               sum(s.estimated_cost), sum(s.unpriced_tokens)
+          FROM scan s
+         WHERE (SELECT count(*) FROM drop_months) >= 0
+         GROUP BY s.month, coalesce(s.model, '')
+    ), add_conversation_models AS (
+        INSERT INTO billing.conversation_model_usage
+        SELECT p_source, s.month, s.conversation_id, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+               sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+               sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+               sum(s.estimated_cost), sum(s.unpriced_tokens)
+          FROM scan s
+         WHERE (SELECT count(*) FROM drop_conversation_models) >= 0
+         GROUP BY s.month, s.conversation_id, coalesce(s.model, '')
+    )
+    INSERT INTO billing.conversation_usage
+    SELECT p_source, s.month, s.conversation_id, sum(s.messages), sum(s.prompt_tokens),
+           sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt + s.estimated_completion),
+           sum(s.cost + s.estimated_cost), sum(s.unpriced_tokens), min(s.first_message_at),
+           max(s.last_message_at), false
+      FROM scan s
+     WHERE (SELECT count(*) FROM drop_conversations) >= 0
+     GROUP BY s.month, s.conversation_id;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION billing._backfill(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+BEGIN
+    SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+    IF billing._citus_triggered(p_source) THEN
+        -- A distributed table followed by its shards' triggers (citus.sql):
+        -- writers wait until we commit (a SHARE lock, which Citus takes on
+        -- every shard; it allows no row locks on them), and the one read
+        -- below takes in every write its ledger holds.
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', t.relation);
+        EXECUTE format('DELETE FROM billing.%I', 'citus_ledger_' || p_source);
+    ELSIF billing._citus_distributed(t.relation) THEN
+        -- No trigger follows this table Citus distributes: each merge takes
+        -- it in anew, whole, in the one read below (citus.sql).
+        PERFORM billing._forget_rows(p_source);
+    END IF;
+    IF billing._writers_locked_out(t.relation) OR billing._citus_distributed(t.relation) THEN
+        -- No writer can change the table before we commit (track_messages:
+        -- the lock CREATE TRIGGER took): one read gives the rows to record
+        -- and the rollups of every month, as _backfill_months would build
+        -- them once the rows are recorded.
+        WITH scan AS MATERIALIZED (
+            SELECT * FROM billing._backfill_scan(t, billing._estimate_model())
+        ), estimates AS (
+            INSERT INTO billing.estimated_prompts
+            SELECT p_source, s.message_id, s.prompt_estimate FROM scan AS s WHERE s.recorded AND s.estimated
+            ON CONFLICT (source_id, message_id) DO NOTHING
+        ), problems AS (
+            INSERT INTO billing.problem_messages
+            SELECT p_source, s.message_id, CASE WHEN isfinite(s.created_at) THEN s.created_at END,
+                   concat_ws('; ', s.problem,
+                             CASE WHEN NOT coalesce(billing._countable(s.created_at), false)
+                                  THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+              FROM scan AS s
+             WHERE s.recorded AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false))
+            ON CONFLICT (source_id, message_id) DO NOTHING
+        ), drop_ledger AS (
+            DELETE FROM billing.usage_ledger WHERE source_id = p_source
+        ), drop_stale AS (
+            DELETE FROM billing.stale_months WHERE source_id = p_source
+        ), drop_months AS (
+            DELETE FROM billing.month_usage WHERE source_id = p_source RETURNING 1
+        ), drop_conversations AS (
+            DELETE FROM billing.conversation_usage WHERE source_id = p_source RETURNING 1
+        ), drop_conversation_models AS (
+            DELETE FROM billing.conversation_model_usage WHERE source_id = p_source RETURNING 1
+        ), add_months AS (
+            -- Reading the DELETE's output makes it run before this INSERT.
+            INSERT INTO billing.month_usage
+            SELECT p_source, s.month, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+                   sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+                   sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+                   sum(s.estimated_cost), sum(s.unpriced_tokens)
+              FROM scan AS s
+             WHERE NOT s.recorded AND (SELECT count(*) FROM drop_months) >= 0
+             GROUP BY s.month, coalesce(s.model, '')
+        ), add_conversation_models AS (
+            INSERT INTO billing.conversation_model_usage
+            SELECT p_source, s.month, s.conversation_id, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+                   sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+                   sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+                   sum(s.estimated_cost), sum(s.unpriced_tokens)
+              FROM scan AS s
+             WHERE NOT s.recorded AND (SELECT count(*) FROM drop_conversation_models) >= 0
+             GROUP BY s.month, s.conversation_id, coalesce(s.model, '')
+        )
+        INSERT INTO billing.conversation_usage
+        SELECT p_source, s.month, s.conversation_id, sum(s.messages), sum(s.prompt_tokens),
+               sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt + s.estimated_completion),
+               sum(s.cost + s.estimated_cost), sum(s.unpriced_tokens), min(s.first_message_at),
+               max(s.last_message_at), false
+          FROM scan AS s
+         WHERE NOT s.recorded AND (SELECT count(*) FROM drop_conversations) >= 0
+         GROUP BY s.month, s.conversation_id;
+        IF billing._citus_triggered(p_source) THEN
+            -- (its estimates and problem rows live beside its messages)
+            PERFORM billing._citus_ship_recorded(t);
+        END IF;
+        UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source;
+        RETURN;
+    END IF;
+    -- Writers may change these rows while we record them: _backfill_rows
+    -- locks the ones it lists (estimated replies and unreadable rows, a
+    -- small part of the table) before it estimates their prompts.
+    WITH recorded AS MATERIALIZED (
+        SELECT * FROM billing._backfill_rows(t)
+    ), estimates AS (
+        INSERT INTO billing.estimated_prompts
+        SELECT p_source, r.message_id, r.estimated_prompt FROM recorded AS r WHERE r.estimated
+        ON CONFLICT (source_id, message_id) DO NOTHING
+    )
+    INSERT INTO billing.problem_messages
+    SELECT p_source, r.message_id, CASE WHEN isfinite(r.created_at) THEN r.created_at END,
+           concat_ws('; ', r.problem,
+                     CASE WHEN NOT coalesce(billing._countable(r.created_at), false)
+                          THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+      FROM recorded AS r
+     WHERE r.problem IS NOT NULL OR NOT coalesce(billing._countable(r.created_at), false)
+    ON CONFLICT (source_id, message_id) DO NOTHING;
+    -- Every estimate is frozen now: the rebuilds read them (this
+    -- transaction's mark is seen by no one else before it commits).
+    UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source RETURNING * INTO t;
+    PERFORM billing._backfill_months(t);
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION billing.merge() RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    merged bigint;
+BEGIN
+    -- One merge at a time; a second caller has nothing to do.
+    -- (a row lock: only a role that may update billing's tables can hold it)
+    IF NOT EXISTS (SELECT 1 FROM billing.merge_lock FOR UPDATE SKIP LOCKED) THEN
+        RETURN 0;
+    END IF;
+    PERFORM billing._refresh_trigger_functions();
+    -- The ledgers of distributed tables followed by their shards' triggers
+    -- join the local one (citus.sql).
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE backfilled AND billing._citus_triggered(id)
+              ORDER BY id LOOP
+        PERFORM billing._merge_step(s.id, 'take', NULL);
+    END LOOP;
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled OR billing._citus_recomputed(id)
+              ORDER BY id LOOP
+        PERFORM billing._merge_step(s.id, 'backfill', NULL);
+    END LOOP;
+    FOR s IN SELECT sm.source_id, sm.month FROM billing.stale_months AS sm
+               JOIN billing.tracked_tables AS t ON t.id = sm.source_id AND t.backfilled
+              ORDER BY 1, 2 LOOP
+        PERFORM billing._merge_step(s.source_id, 'rebuild', s.month);
+    END LOOP;
+
+    WITH moved AS (
+        -- (a join on ctid: billing._rollups_current must be joined, not
+        -- called per row from a WHERE clause, to be planned as one hash)
+        DELETE FROM billing.usage_ledger AS l
+         USING (SELECT f.ctid FROM billing.usage_ledger AS f
+                 CROSS JOIN LATERAL billing._rollups_current(f.source_id, billing.month_of(f.created_at)) AS fresh
+               ) AS current_rows
+         WHERE l.ctid = current_rows.ctid
+        RETURNING l.*
+    ), priced AS MATERIALIZED (
+        SELECT m.*, billing.month_of(m.created_at) AS month, billing._key(coalesce(m.model, '')) AS model_key,
+               billing.usage_cost(m.model, m.prompt_tokens, m.completion_tokens, m.cached_tokens, m.created_at) AS c,
+               billing.usage_cost(coalesce(m.model, cfg.estimate_model), m.estimated_prompt,
+                                  m.estimated_completion, 0, m.created_at) AS e
+          FROM moved AS m
+         CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS cfg
+    ), rows AS MATERIALIZED (
+        SELECT p.*, coalesce(p.c, 0) AS cost, coalesce(p.e, 0) AS estimated_cost,
+               billing._unpriced_tokens(p.c, p.e, p.prompt_tokens, p.completion_tokens, p.estimated_prompt,
+                                        p.estimated_completion, p.unsplit_tokens) AS unpriced_tokens
+          FROM priced AS p
+    ), months AS (
+        INSERT INTO billing.month_usage AS u
+        SELECT r.source_id, r.month, r.model_key, sum(r.messages), sum(r.prompt_tokens),
+               sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt),
+               sum(r.estimated_completion), sum(r.unsplit_tokens), sum(r.problems), sum(r.cost),
+               sum(r.estimated_cost), sum(r.unpriced_tokens)
+          FROM rows AS r GROUP BY 1, 2, 3
+        ON CONFLICT (source_id, month, model) DO UPDATE SET
+            messages = u.messages + excluded.messages,
+            prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+            completion_tokens = u.completion_tokens + excluded.completion_tokens,
+            cached_tokens = u.cached_tokens + excluded.cached_tokens,
+            estimated_prompt = u.estimated_prompt + excluded.estimated_prompt,
+            estimated_completion = u.estimated_completion + excluded.estimated_completion,
+            unsplit_tokens = u.unsplit_tokens + excluded.unsplit_tokens,
+            problems = u.problems + excluded.problems,
+            cost = u.cost + excluded.cost,
+            estimated_cost = u.estimated_cost + excluded.estimated_cost,
+            unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens
+    ), conversation_models AS (
+        INSERT INTO billing.conversation_model_usage AS u
+        SELECT r.source_id, r.month, billing._key(r.conversation_id), r.model_key, sum(r.messages),
+               sum(r.prompt_tokens), sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt),
+               sum(r.estimated_completion), sum(r.unsplit_tokens), sum(r.problems), sum(r.cost),
+               sum(r.estimated_cost), sum(r.unpriced_tokens)
+          FROM rows AS r GROUP BY 1, 2, 3, 4
+        ON CONFLICT (source_id, conversation_id, month, model) DO UPDATE SET
+            messages = u.messages + excluded.messages,
+            prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+            completion_tokens = u.completion_tokens + excluded.completion_tokens,
+            cached_tokens = u.cached_tokens + excluded.cached_tokens,
+            estimated_prompt = u.estimated_prompt + excluded.estimated_prompt,
+            estimated_completion = u.estimated_completion + excluded.estimated_completion,
+            unsplit_tokens = u.unsplit_tokens + excluded.unsplit_tokens,
+            problems = u.problems + excluded.problems,
+            cost = u.cost + excluded.cost,
+            estimated_cost = u.estimated_cost + excluded.estimated_cost,
+            unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens
+    )
+    INSERT INTO billing.conversation_usage AS u
+    SELECT r.source_id, r.month, billing._key(r.conversation_id), sum(r.messages), sum(r.prompt_tokens),
+           sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt::numeric + r.estimated_completion),
+           sum(r.cost + r.estimated_cost), sum(r.unpriced_tokens),
+           min(r.created_at) FILTER (WHERE r.messages > 0), max(r.created_at) FILTER (WHERE r.messages > 0),
+           bool_or(r.messages < 0)
+      FROM rows AS r GROUP BY 1, 2, 3
+    ON CONFLICT (source_id, month, conversation_id) DO UPDATE SET
+        messages = u.messages + excluded.messages,
+        prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = u.completion_tokens + excluded.completion_tokens,
+        cached_tokens = u.cached_tokens + excluded.cached_tokens,
+        estimated_tokens = u.estimated_tokens + excluded.estimated_tokens,
+        cost = u.cost + excluded.cost,
+        unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens,
+        first_message_at = least(u.first_message_at, excluded.first_message_at),
+        last_message_at = greatest(u.last_message_at, excluded.last_message_at),
+        bounds_stale = u.bounds_stale OR excluded.bounds_stale;
+    GET DIAGNOSTICS merged = ROW_COUNT;
+
+    -- Rows whose messages were all taken back disappear; bounds a removal may
+    -- have moved are read again from the source.
+    DELETE FROM billing.month_usage WHERE messages = 0;
+    DELETE FROM billing.conversation_usage WHERE messages = 0;
+    DELETE FROM billing.conversation_model_usage WHERE messages = 0;
+    UPDATE billing.conversation_usage AS c
+       SET first_message_at = b.first_at, last_message_at = b.last_at, bounds_stale = false
+      FROM (SELECT source_id, month, conversation_id FROM billing.conversation_usage WHERE bounds_stale) AS k,
+           LATERAL billing._conversation_bounds(k.source_id, k.month, k.conversation_id) AS b
+     WHERE c.source_id = k.source_id AND c.month = k.month
+       AND c.conversation_id IS NOT DISTINCT FROM k.conversation_id;
+    -- Budget alerts fire at the latest here (budgets.sql).
+    PERFORM billing._merge_alerts();
+    RETURN merged;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._mark_stale_from(p_from timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Wait for a running merge: it may be folding writes at the old prices.
+    PERFORM 1 FROM billing.merge_lock FOR UPDATE;
+    IF NOT isfinite(p_from) THEN
+        UPDATE billing.tracked_tables SET backfilled = false WHERE backfilled;
+        RETURN;
+    END IF;
+    INSERT INTO billing.stale_months (source_id, month)
+    SELECT t.id, m::date
+      FROM billing.tracked_tables AS t,
+           generate_series(billing.month_of(greatest(p_from, '0001-01-01 00:00:00+00')),
+                           billing.month_of(now()) + interval '1 month', interval '1 month') AS m
+    UNION
+    SELECT source_id, month FROM billing.month_usage WHERE month >= billing.month_of(p_from)
+    UNION
+    SELECT source_id, billing.month_of(created_at) FROM billing.usage_ledger WHERE created_at >= p_from
+    UNION
+    SELECT source_id, billing.month_of(created_at) FROM billing._citus_ledger_rows(p_from, 'infinity')
+    ON CONFLICT DO NOTHING;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION billing._merge_step(p_source smallint, p_what text, p_month date) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_what = 'backfill' THEN
+        PERFORM billing._backfill(p_source);
+    ELSIF p_what = 'take' THEN
+        PERFORM billing._citus_take_ledger(p_source, false);
+    ELSE
+        PERFORM billing._rebuild(p_source, billing.month_start(p_month), billing.month_end(p_month));
+    END IF;
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'billing: merge could not % tracked table %: %',
+                  CASE WHEN p_what = 'backfill' THEN 'take in' WHEN p_what = 'take' THEN 'take in the ledger of'
+                       ELSE format('rebuild month %s of', p_month) END,
+                  (SELECT relation FROM billing.tracked_tables WHERE id = p_source), SQLERRM
+        USING HINT = CASE WHEN p_what = 'take' THEN 'Its unmerged writes stay in its ledger, which the reads take in, until a merge succeeds.'
+                          ELSE 'Its figures are read from the table until a merge succeeds; billing.usage_problems and the server log say more.' END;
+    RETURN false;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION billing._tracked_table_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+BEGIN
+    FOR d IN SELECT o.objid, t.id AS source_id,
+                    to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
+               FROM pg_event_trigger_dropped_objects() AS o
+               LEFT JOIN billing.tracked_tables AS t ON t.relation::oid = o.objid
+              WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND o.object_type = 'table'
+    LOOP
+        CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
+        BEGIN
+            IF d.source_id IS NOT NULL THEN
+                -- (first: Citus drops the function on every node, which it
+                -- refuses after a distributed DELETE in the transaction)
+                PERFORM billing._citus_drop_triggers(d.source_id);
+                PERFORM billing._forget_rows(d.source_id);
+                DELETE FROM billing.tracked_tables WHERE id = d.source_id;
+            END IF;
+            IF d.source_id IS NOT NULL THEN
+                PERFORM billing._drop_trigger_functions(d.source_id);
+            END IF;
+            IF d.profiles_fn IS NOT NULL THEN
+                EXECUTE format('DROP FUNCTION %s', d.profiles_fn);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: could not forget dropped table %: %', d.objid, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
+-- DROP EXTENSION billing (with or without CASCADE) would leave a
+-- distributed table's trigger on the workers' shards, calling functions of
+-- the extension that is gone, and every write to the table would fail:
+-- before the drop, such tables stop being followed by their shards'
+-- triggers (billing._citus_drop_triggers: the trigger function, the
+-- triggers and the distributed tables go, on every node). The command's
+-- text names the extensions dropped (an event trigger cannot see them at
+-- ddl_command_start); the drop happens in the same transaction, so a drop
+-- that fails undoes this too.
+CREATE FUNCTION billing._citus_extension_dropped() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s smallint;
+BEGIN
+    IF current_query() !~* '\mbilling\M' THEN
+        RETURN;
+    END IF;
+    FOR s IN SELECT t.id FROM billing.tracked_tables AS t ORDER BY t.id LOOP
+        IF billing._citus_triggered(s) THEN
+            PERFORM billing._citus_drop_triggers(s);
+        END IF;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER billing_citus_extension_dropped ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION billing._citus_extension_dropped();
+REVOKE ALL ON FUNCTION billing._citus_extension_dropped() FROM PUBLIC;

@@ -12,6 +12,7 @@
 SET timezone = 'UTC';
 SET client_min_messages = warning;
 SET citus.shard_count = 8;
+SET billing.citus_triggers = off;   -- (this test: the recomputation; distributed_triggers.sql: the triggers)
 
 -- 4,000 of setup's messages (ids 1 to 4000, two of each odd kind: an
 -- invalid token count, the unknown model gpt-9, a reply with a model

@@ -84,6 +84,15 @@ SELECT b ->> 'budget' AS budget, b ->> 'scope' AS scope, (b ->> 'spent')::numeri
 SELECT billing.dashboard(customer => 'bob', months => 1, at => '2025-11-15') -> 'openai' -> 'by_model' AS bob_november;
 SELECT b ->> 'budget' AS budget, (b ->> 'spent')::numeric AS spent
   FROM jsonb_array_elements(billing.dashboard(customer => 'bob', at => '2025-11-15') -> 'budgets') AS b;
+-- A customer no budget names (neither it nor one of its conversations):
+-- no budgets, while five exist.
+SELECT billing.dashboard(customer => 'nobody', at => '2025-10-15') -> 'budgets' AS nobody_budgets;
+-- Without her own budget, alice still has c1's (0.0054, as above).
+BEGIN;
+DELETE FROM billing.budgets WHERE name = 'alice-month';
+SELECT b ->> 'budget' AS budget, (b ->> 'spent')::numeric AS spent
+  FROM jsonb_array_elements(billing.dashboard(customer => 'alice', at => '2025-10-15') -> 'budgets') AS b;
+ROLLBACK;
 -- A period that is not whole months (read from the table): alice's
 -- October 6th to 9th: gpt-4o-mini 0.0009 + 0.0000018, gpt-9, the user message.
 SELECT billing.dashboard('2025-10-06', '2025-10-10', 'alice', 0, 1) -> 'openai' -> 'by_model' AS alice_days;

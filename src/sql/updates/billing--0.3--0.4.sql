@@ -5981,6 +5981,18 @@ BEGIN
         RETURN '[]';
     END IF;
     PERFORM set_config('billing.customer', p_customer, true);
+    -- Most customers have no budget of their own: then the status of every
+    -- budget (all of them read as this customer) is not computed only to be
+    -- filtered away. The same condition as the filter below, so the result
+    -- is the same.
+    IF NOT EXISTS (SELECT 1 FROM billing.budgets AS b
+                    WHERE (b.scope = 'customer' AND b.customer = p_customer)
+                       OR (b.scope = 'conversation'
+                           AND billing._key(b.conversation_id) IN (SELECT c.conversation_id
+                                                                     FROM billing._customer_conversations(p_customer, false) AS c))) THEN
+        PERFORM set_config('billing.customer', coalesce(before, ''), true);
+        RETURN '[]';
+    END IF;
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'budget', s.budget, 'scope', s.scope, 'model', s.model, 'conversation_id', s.conversation_id,
                'customer', s.customer,

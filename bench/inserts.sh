@@ -181,8 +181,6 @@ if ((preload > available)); then
     preload=$available
 fi
 conversations=$((preload / 100))
-# The conversation numbered :k by bench/generate.sql (its bench_uuid()).
-conversation_of() { echo "overlay(overlay(md5('conversation ' || $1) PLACING '4' FROM 13) PLACING '8' FROM 17)::uuid"; }
 
 drop_tables
 ((waits == 0)) || pg -c "CREATE UNLOGGED TABLE bench_ins_waits (run text NOT NULL, state text NOT NULL)" >/dev/null
@@ -203,20 +201,9 @@ log "tracking bench_ins_tracked (backfill)"
 backfill_seconds=$(pg -At -c "SELECT seconds FROM billing.track_messages('bench_ins_tracked')")
 pg -c 'VACUUM ANALYZE bench_ins_tracked' >/dev/null
 
-# The budgets of --budgets: amounts far above the tables' spend, so no alert
-# fires (merge() still checks every budget in prepare, untimed).
-if ((budgets > 0)); then
-    pg >/dev/null <<SQL
-INSERT INTO billing.budgets (name, scope, model, conversation_id, amount)
-SELECT 'bench_ins_' || k,
-       CASE WHEN k = 1 THEN 'all' WHEN k = 2 THEN 'openai' WHEN k = 3 THEN 'aws'
-            WHEN k % 2 = 0 THEN 'model' ELSE 'conversation' END,
-       CASE WHEN k > 3 AND k % 2 = 0 THEN (ARRAY['gpt-4o', 'gpt-4o-mini'])[1 + k / 2 % 2] END,
-       CASE WHEN k > 3 AND k % 2 = 1 THEN ($(conversation_of k))::text END,
-       1000000000
-  FROM generate_series(1, $budgets) AS k;
-SQL
-fi
+# The budgets of --budgets (merge() still checks every one in prepare,
+# untimed).
+((budgets == 0)) || bench_budgets_sql bench_ins_ "$budgets" | pg >/dev/null
 
 # What an estimated reply's trigger reads, alone: the query of its full body
 # (billing._trigger_function_body in src/sql/tracking.sql) for a new reply in

@@ -245,3 +245,25 @@ start_cluster_with_tracked_messages() {
     pg -c "SELECT * FROM billing.track_messages('messages')" >/dev/null
     pg -c 'VACUUM ANALYZE' >/dev/null
 }
+
+# The conversation numbered $1 by bench/generate.sql (its bench_uuid()), as
+# an SQL expression.
+conversation_of() { echo "overlay(overlay(md5('conversation ' || $1) PLACING '4' FROM 13) PLACING '8' FROM 17)::uuid"; }
+
+# SQL that defines $2 budgets named $1<k>, as the insert benches define them
+# (issue 11 measures writes with 20): over everything, OpenAI, AWS, then per
+# model and per conversation of bench/generate.sql; amounts far above any
+# bench table's spend, so that no alert fires.
+bench_budgets_sql() {
+    local prefix=$1 n=$2
+    cat <<SQL
+INSERT INTO billing.budgets (name, scope, model, conversation_id, amount)
+SELECT '$prefix' || k,
+       CASE WHEN k = 1 THEN 'all' WHEN k = 2 THEN 'openai' WHEN k = 3 THEN 'aws'
+            WHEN k % 2 = 0 THEN 'model' ELSE 'conversation' END,
+       CASE WHEN k > 3 AND k % 2 = 0 THEN (ARRAY['gpt-4o', 'gpt-4o-mini'])[1 + k / 2 % 2] END,
+       CASE WHEN k > 3 AND k % 2 = 1 THEN ($(conversation_of k))::text END,
+       1000000000
+  FROM generate_series(1, $n) AS k;
+SQL
+}

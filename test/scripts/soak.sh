@@ -666,6 +666,7 @@ SELECT c.user_id AS customer,
        sum(p.total_cost) AS cost, count(*) AS messages
   FROM ref.priced AS p JOIN soak.customer_map AS c ON c.id = p.conversation_id
  WHERE p.month = date_trunc('month', now() AT TIME ZONE 'UTC')::date
+   AND c.user_id IS NOT NULL   -- a conversation mapped to no one is no customer's dashboard
  GROUP BY 1, 2;
 CREATE TEMP TABLE got_dashboard ON COMMIT DROP AS
 SELECT w.customer, billing.dashboard(customer => w.customer, months => 1, top_conversations => 0) AS d

@@ -5,19 +5,24 @@
 // The common write, an INSERT of a message that says all billing needs (a
 // reply with its usage, a user's message, a total-only usage) at a countable
 // time, is written to billing.usage_ledger here, with no SQL statement and
-// no change of role or search_path. Every other write (UPDATE, DELETE, a
-// reply without usage whose prompt is estimated from its conversation, data
-// with a problem, json or text data, an unusual column type, a key long
-// enough to be shortened) goes to billing.track_N_full(), the PL/pgSQL body
-// that handles them all; so does the first row a backend sees from each
-// table, which is how the full body's check that the function serves this
-// table (billing._trigger_guard) also guards the fast path.
+// no change of role or search_path. So is a reply without usage, whose
+// prompt is estimated from its conversation's earlier messages, when the
+// table has an index on its conversation column to read them by
+// (src/pg/prompt_estimate.cpp). Every other write (UPDATE, DELETE, such a
+// reply without that index, data with a problem, json or text data, an
+// unusual column type, a key long enough to be shortened) goes to
+// billing.track_N_full(), the PL/pgSQL body that handles them all; so does
+// the first row a backend sees from each table, which is how the full
+// body's check that the function serves this table (billing._trigger_guard)
+// also guards the fast path.
 //
 // Nothing here throws or holds an object with a destructor: the core calls
 // are noexcept and return plain values.
 #include "ledger_row.h"
 #include "postgres_headers.h"
+#include "prompt_estimate.h"
 #include "settings.h"
+#include "text_estimate.h"
 
 extern "C" {
 #include "access/heapam.h"
@@ -273,6 +278,25 @@ Relation open_ledger(Oid schema) {
   return rel;
 }
 
+// The estimates of a reply without usage, its prompt stored in
+// billing.estimated_prompts as the full body stores it; false (nothing
+// written) to leave the reply to the full body.
+bool estimate_reply(const TriggerData* td, const TrackEntry& e, int64* prompt, int64* completion) {
+  const Column_value content = column(td, kContent);
+  *completion = 0;  // (an empty reply still has a prompt: its conversation)
+  if (!content.null) {
+    if (content.type != TEXTOID && content.type != VARCHAROID) return false;
+    const struct varlena* v = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(content.value)));
+    *completion = pg::text_estimate(VARDATA_ANY(v), static_cast<int>(VARSIZE_ANY_EXHDR(v)));
+  }
+  Datum message = 0;
+  bool message_null = false;
+  if (!conversation_key(column(td, kId), &message, &message_null) || message_null) return false;
+  const int16* att = td->tg_trigger->tgattr;
+  const pg::ReplyColumns columns{att[kId], att[kConversation], att[kContent], att[kCreatedAt]};
+  return pg::estimate_prompt(td, columns, prompt) && pg::store_prompt_estimate(e.schema, e.source_id, message, *prompt);
+}
+
 }  // namespace
 
 extern "C" Datum track_row(PG_FUNCTION_ARGS) {
@@ -309,15 +333,30 @@ extern "C" Datum track_row(PG_FUNCTION_ARGS) {
     if (!known) return run_full_body(fcinfo, e);
   }
   LedgerCounts counts;
+  bool estimated = false;  // a reply without usage: its prompt and completion estimated
+  if (!direct_ledger_counts(usage, assistant, &counts)) {
+    const MessageFigures f = message_figures(usage, assistant);
+    if (!f.estimated || f.problem) return run_full_body(fcinfo, e);
+    estimated = true;
+    counts = LedgerCounts{};
+    counts.has_model = f.has_model;
+    counts.model = f.model;
+  }
   TimestampTz at = 0;
   Datum conversation = 0;
   bool conversation_null = false;
-  if (!direct_ledger_counts(usage, assistant, &counts) || !message_time(column(td, kCreatedAt), &at) ||
+  if (!message_time(column(td, kCreatedAt), &at) ||
       !conversation_key(column(td, kConversation), &conversation, &conversation_null))
     return run_full_body(fcinfo, e);
 
   Relation ledger = open_ledger(e.schema);
   if (ledger == nullptr) return run_full_body(fcinfo, e);
+  int64 estimated_prompt = 0;
+  int64 estimated_completion = 0;
+  if (estimated && !estimate_reply(td, e, &estimated_prompt, &estimated_completion)) {
+    table_close(ledger, RowExclusiveLock);
+    return run_full_body(fcinfo, e);
+  }
   Datum values[kLedgerColumns];
   bool nulls[kLedgerColumns] = {};
   values[0] = Int16GetDatum(e.source_id);
@@ -334,8 +373,8 @@ extern "C" Datum track_row(PG_FUNCTION_ARGS) {
   values[5] = Int64GetDatum(counts.prompt);
   values[6] = Int64GetDatum(counts.completion);
   values[7] = Int64GetDatum(counts.cached);
-  values[8] = Int64GetDatum(0);  // estimated prompt: only for replies without usage
-  values[9] = Int64GetDatum(0);  // estimated completion: same
+  values[8] = Int64GetDatum(estimated_prompt);  // only for replies without usage
+  values[9] = Int64GetDatum(estimated_completion);
   values[10] = Int64GetDatum(counts.unsplit);
   values[11] = Int32GetDatum(0);  // no problem
   HeapTuple row = heap_form_tuple(RelationGetDescr(ledger), values, nulls);

@@ -200,7 +200,11 @@ bool store_prompt_estimate(Oid schema, int16 source_id, Datum message_key, int64
   }
   if (plain) {
     // A row for the message, committed or still being written: the full
-    // body's INSERT ... ON CONFLICT waits for it and replaces it.
+    // body's INSERT ... ON CONFLICT waits for it and replaces it. (Two
+    // transactions that store the same message id at the same instant can
+    // both pass this probe; the second's unique check then waits for the
+    // first and fails if it commits. A table whose ids are unique never
+    // gets that far: its own unique index stops the second row first.)
     SnapshotData dirty;
     InitDirtySnapshot(dirty);
     ScanKeyData keys[2];

@@ -176,7 +176,7 @@ ROLLBACK;
 CREATE TABLE est_fast (id text, conversation_id uuid, role text, content text, data jsonb, created_at timestamp);
 CREATE INDEX ON est_fast (conversation_id, created_at);
 CREATE TABLE est_full (LIKE est_fast INCLUDING INDEXES);
-SELECT billing.track_messages('est_fast'), billing.track_messages('est_full');
+SELECT f.tracked, p.tracked FROM billing.track_messages('est_fast') AS f, billing.track_messages('est_full') AS p;
 CREATE FUNCTION write_estimates(name text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     a text := 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11';

@@ -784,3 +784,41 @@ CREATE EVENT TRIGGER billing_citus_extension_dropped ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION')
     EXECUTE FUNCTION billing._citus_extension_dropped();
 REVOKE ALL ON FUNCTION billing._citus_extension_dropped() FROM PUBLIC;
+
+-- Trigger functions of local tables that Citus copied to the workers and
+-- left there: create_distributed_table of a tracked table copies the
+-- table's trigger function (billing.track_N) to every worker before it
+-- refuses the table (its trigger depends on an extension), and does not
+-- take the copies back. They belong to no extension on the workers, so
+-- DROP EXTENSION billing left them in the workers' schema billing, and
+-- CREATE EXTENSION billing then refused that schema as not empty. They are
+-- dropped from the workers with the extension.
+CREATE FUNCTION billing._citus_leftovers_dropped() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_query() !~* '\mbilling\M' OR NOT billing._citus_coordinator() THEN
+        RETURN;
+    END IF;
+    EXECUTE $q$SELECT pg_catalog.run_command_on_workers($c$
+        DO $d$
+        DECLARE
+            f regprocedure;
+        BEGIN
+            FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
+                      WHERE p.pronamespace = pg_catalog.to_regnamespace('billing')
+                        AND p.proname ~ '^track_[0-9]+(_full)?$'
+                        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
+                                         WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                                           AND d.objid = p.oid AND d.deptype = 'e') LOOP
+                EXECUTE pg_catalog.format('DROP FUNCTION %s CASCADE', f);
+            END LOOP;
+        END
+        $d$ $c$)$q$;
+END
+$$;
+CREATE EVENT TRIGGER billing_citus_leftovers_dropped ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION billing._citus_leftovers_dropped();
+REVOKE ALL ON FUNCTION billing._citus_leftovers_dropped() FROM PUBLIC;

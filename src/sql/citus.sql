@@ -301,11 +301,14 @@ ALTER FUNCTION billing._catalog_received() SECURITY DEFINER;
 -- - billing.citus_estimates_N and billing.citus_problems_N: its frozen
 --   prompt estimates and its problem rows (estimated_prompts and
 --   problem_messages for a local table), distributed the same way;
--- - billing.citus_track_N(), the trigger function, a PL/pgSQL body like a
---   local table's billing.track_N_full writing those three tables; Citus
---   creates it on every node (it is not marked as depending on the
---   extension, which Citus refuses for a distributed function) and puts the
---   trigger on every shard (citus.enable_unsafe_triggers). A reply stored
+-- - billing.citus_track_N(), the trigger function, C (src/pg/track_row.cpp,
+--   citus_track_row: the common INSERT written into the co-located ledger
+--   shard directly), and billing.citus_track_N_full(), the PL/pgSQL body
+--   like a local table's billing.track_N_full writing those three tables,
+--   for every other write; Citus creates both on every node (they are not
+--   marked as depending on the extension, which Citus refuses for a
+--   distributed function) and puts the trigger on every shard
+--   (citus.enable_unsafe_triggers). A reply stored
 --   without usage has its prompt estimated from its conversation's earlier
 --   messages with one query on the table by name and conversation, which
 --   Citus routes to the shard beside it.
@@ -365,7 +368,7 @@ BEGIN
 END
 $$;
 
--- The body of billing.citus_track_N: billing._trigger_function_body's
+-- The body of billing.citus_track_N_full: billing._trigger_function_body's
 -- rules, writing the distributed ledger, estimates and problems, each row
 -- beside its message (the conversation first). It runs on the worker that
 -- holds the shard, on a shard of the table it was made for only.

@@ -141,7 +141,8 @@ BEGIN
 END
 $$;
 -- The unmerged rows: the distributed ledger's and the local table's in
--- billing.usage_ledger, equal (but for source_id) as sorted lists.
+-- billing.usage_ledger, equal (but for source_id) as lists sorted by their
+-- whole content (an update's two rows share conversation and time).
 CREATE FUNCTION citus_test.fast_ledgers(OUT distributed bigint, OUT local bigint, OUT same_rows boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -149,11 +150,12 @@ DECLARE
     l jsonb;
 BEGIN
     EXECUTE format('SELECT count(*), coalesce(jsonb_agg(to_jsonb(x) - ''source_id'' - ''conversation''
-                                                        ORDER BY x.conversation_id, x.created_at), ''[]'')
+                                                        ORDER BY (to_jsonb(x) - ''source_id'' - ''conversation'')::text),
+                                              ''[]'')
                       FROM billing.%I AS x', 'citus_ledger_' || (SELECT id FROM billing.tracked_tables
                                                                   WHERE relation = 'citus_test.fast_messages'::regclass))
        INTO distributed, d;
-    SELECT count(*), coalesce(jsonb_agg(to_jsonb(x) - 'source_id' ORDER BY x.conversation_id, x.created_at), '[]')
+    SELECT count(*), coalesce(jsonb_agg(to_jsonb(x) - 'source_id' ORDER BY (to_jsonb(x) - 'source_id')::text), '[]')
       INTO local, l
       FROM billing.usage_ledger AS x
      WHERE x.source_id = (SELECT id FROM billing.tracked_tables WHERE relation = 'citus_test.fast_local'::regclass);

@@ -15,6 +15,8 @@ RETURNS smallint LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE format('CREATE TABLE %I (id %s PRIMARY KEY, conversation_id %s, role %s, content varchar,
                                      data %s, created_at %s)', name, id_type, conv_type, role_type, data_type, at_type);
+    -- (as apps have: the C path reads a reply's earlier messages by it)
+    EXECUTE format('CREATE INDEX ON %I (conversation_id)', name);
     PERFORM billing.track_messages(name::regclass);
     RETURN (SELECT id FROM billing.tracked_tables WHERE relation = name::regclass);
 END
@@ -148,7 +150,9 @@ SELECT month, sum(cost) AS cost, sum(messages) AS messages, sum(unpriced_tokens)
 
 -- Which path ran: after a table's first row in a session (the full body,
 -- which also checks that the function serves this table), a plain INSERT
--- is written in C; a reply to estimate still runs the full body.
+-- is written in C, and so is a reply to estimate while the table has an
+-- index on its conversation column; without one, the full body reads the
+-- conversation.
 BEGIN;
 SET LOCAL track_functions = 'all';
 INSERT INTO seed_fast VALUES (100, 'c9', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '2026-11-11'),
@@ -156,7 +160,81 @@ INSERT INTO seed_fast VALUES (100, 'c9', 'assistant', 'x', '{"model": "gpt-4o", 
 INSERT INTO seed_fast VALUES (102, 'c9', 'assistant', 'z', '{}', '2026-11-11');
 SELECT replace(funcname, :seed_fast::text, 'N') AS function, calls FROM pg_stat_xact_user_functions
  WHERE funcname IN (format('track_%s', :seed_fast), format('track_%s_full', :seed_fast)) ORDER BY funcname;
+DROP INDEX seed_fast_conversation_id_idx;
+INSERT INTO seed_fast VALUES (103, 'c9', 'assistant', 'z', '{}', '2026-11-11');
+SELECT replace(funcname, :seed_fast::text, 'N') AS function, calls FROM pg_stat_xact_user_functions
+ WHERE funcname IN (format('track_%s', :seed_fast), format('track_%s_full', :seed_fast)) ORDER BY funcname;
+-- 'x' and 'y' (1 token each) before 102, in C; 'x', 'y' and 'z' before 103, by the full body
+SELECT message_id, prompt_tokens FROM billing.estimated_prompts WHERE source_id = :seed_fast AND message_id IN ('102', '103')
+ ORDER BY message_id;
 ROLLBACK;
+
+-- Replies estimated in C, case by case, against the full body and by hand.
+-- The prompt of a reply is every message of its conversation before it by
+-- (created_at, id), one token per 4 characters (rounded up), as SQL
+-- compares rows: a NULL time or id decides nothing and is not counted.
+CREATE TABLE est_fast (id text, conversation_id uuid, role text, content text, data jsonb, created_at timestamp);
+CREATE INDEX ON est_fast (conversation_id, created_at);
+CREATE TABLE est_full (LIKE est_fast INCLUDING INDEXES);
+SELECT f.tracked, p.tracked FROM billing.track_messages('est_fast') AS f, billing.track_messages('est_full') AS p;
+CREATE FUNCTION write_estimates(name text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    a text := 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11';
+    b text := 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12';
+BEGIN
+    EXECUTE format($q$
+      INSERT INTO %1$I VALUES
+        ('m01', %2$L, 'user', 'hello there', '{}', '2026-11-10 10:00'),          -- 11 chars: 3
+        ('m03', %2$L, 'user', 'déjà vu', '{}', '2026-11-10 10:01'),              -- 7 characters (9 bytes): 2
+        ('m02', %2$L, 'user', NULL, '{}', '2026-11-10 10:01'),                   -- no content: nothing
+        ('m04', %2$L, 'user', 'not timed', '{}', NULL),                          -- not counted
+        ('m05', %3$L, 'user', 'other conversation', '{}', '2026-11-10 09:00')
+    $q$, name, a, b);
+    -- One statement: the reply sees the message stored with it, whose time
+    -- ties with its own and whose id sorts first ('m06' < 'm07').
+    EXECUTE format($q$
+      INSERT INTO %1$I VALUES
+        ('m07', %2$L, 'assistant', 'abcdefghi', '{"model": "gpt-4o-mini"}', '2026-11-10 10:02'),
+        ('m06', %2$L, 'user', 'four', '{}', '2026-11-10 10:02'),
+        ('m08', %2$L, 'user', 'after', '{}', '2026-11-10 10:03')
+    $q$, name, a);
+    -- A reply stored later but timed earlier, an empty reply, and one whose
+    -- id is stored again (its estimate replaced, as ON CONFLICT does).
+    EXECUTE format($q$INSERT INTO %1$I VALUES ('m09', %2$L, 'assistant', '', '{}', '2026-11-10 10:00:30')$q$, name, a);
+    EXECUTE format($q$INSERT INTO %1$I VALUES ('m10', %2$L, 'assistant', NULL, NULL, '2026-11-10 10:05')$q$, name, a);
+    EXECUTE format($q$INSERT INTO %1$I VALUES ('m12', %2$L, 'user', 'more text', '{}', '2026-11-10 10:05:30')$q$, name, a);
+    EXECUTE format($q$INSERT INTO %1$I VALUES ('m10', %2$L, 'assistant', 'again', NULL, '2026-11-10 10:06')$q$, name, a);
+    EXECUTE format($q$INSERT INTO %1$I VALUES ('m11', NULL, 'assistant', 'no conversation', '{}', '2026-11-10 10:07')$q$, name);
+END
+$$;
+SET billing.trigger_fast_path = on;
+BEGIN;
+SET LOCAL track_functions = 'all';
+SELECT write_estimates('est_fast');
+-- 13 rows; 3 in the full body: the table's first row in this session
+-- (m01), a row without a time (m04) and m10 stored again (the full body's
+-- INSERT ... ON CONFLICT replaces its estimate).
+SELECT regexp_replace(funcname, '[0-9]+', 'N') AS function, calls FROM pg_stat_xact_user_functions
+ WHERE funcname ~ format('^track_%s(_full)?$', (SELECT id FROM billing.tracked_tables WHERE relation = 'est_fast'::regclass))
+ ORDER BY funcname;
+COMMIT;
+SET billing.trigger_fast_path = off;
+SELECT write_estimates('est_full');
+RESET billing.trigger_fast_path;
+SELECT * FROM compare_paths((SELECT id FROM billing.tracked_tables WHERE relation = 'est_fast'::regclass),
+                            (SELECT id FROM billing.tracked_tables WHERE relation = 'est_full'::regclass)) ORDER BY 1, 2;
+-- By hand:
+--   m07 (10:02): m01 3 + m03 2 + m06 ('four', tied time, smaller id) 1 = 6
+--   m09 (10:00:30): m01 3 = 3
+--   m10 (10:05): m01 3 + m03 2 + m06 1 + m07 ('abcdefghi') 3
+--     + m08 ('after') 2 + m09 ('') 0 = 11; stored again at 10:06, after
+--     m12 ('more text', 3) and the first m10 (no content): 14 replaces 11
+--   m11: no conversation, 0
+SELECT message_id, prompt_tokens FROM billing.estimated_prompts
+ WHERE source_id = (SELECT id FROM billing.tracked_tables WHERE relation = 'est_fast'::regclass) ORDER BY message_id;
+SELECT billing.untrack_messages('est_fast'), billing.untrack_messages('est_full');
+DROP TABLE est_fast, est_full;
+DROP FUNCTION write_estimates;
 
 -- The C function refuses to serve a table it was not made for, even once it
 -- has written rows for its own table in this session.

@@ -5,6 +5,12 @@
 #include "memory_resource.h"
 #include "pg_numeric.h"
 
+extern "C" {
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
+#include "utils/syscache.h"
+}
+
 namespace billing::pg {
 
 namespace {
@@ -102,8 +108,34 @@ Generation read_generation() {
   return Generation{isnull ? 0 : DatumGetInt64(d), table_isnull ? InvalidOid : DatumGetObjectId(table)};
 }
 
+// Fails the query when this node's prices are not the Citus cluster's
+// (billing._catalog_divergence(), citus.sql; looked up by name, so that
+// this library also serves an install not yet updated to the version that
+// has it).
+void check_cluster_catalog() {
+  const Oid schema = get_namespace_oid("billing", true);
+  if (!OidIsValid(schema)) return;
+  const Oid check = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid, CStringGetDatum("_catalog_divergence"),
+                                    PointerGetDatum(buildoidvector(nullptr, 0)), ObjectIdGetDatum(schema));
+  if (!OidIsValid(check)) return;
+  LOCAL_FCINFO(call, 0);
+  FmgrInfo flinfo;
+  fmgr_info(check, &flinfo);
+  InitFunctionCallInfoData(*call, &flinfo, 0, InvalidOid, nullptr, nullptr);
+  const Datum why = FunctionCallInvoke(call);
+  if (call->isnull) return;
+  ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                  errmsg("billing: this node's price catalog is not the Citus cluster's: %s",
+                         TextDatumGetCString(why)),
+                  errdetail("Its shards would be priced with other prices or settings than the coordinator's; "
+                            "the query fails rather than add them up."),
+                  errhint("Run SELECT billing.citus_share_catalog(); on the coordinator: it makes the "
+                          "coordinator's prices and settings every node's again.")));
+}
+
 // Builds a catalog from the two price tables into a new memory context.
 void load(Generation generation) {
+  check_cluster_catalog();
   if (SPI_execute(kModelQuery, true, 0) != SPI_OK_SELECT) elog(ERROR, "billing: cannot read billing.model_prices");
   SPITupleTable* models = SPI_tuptable;
   const uint64 nmodels = SPI_processed;

@@ -5,19 +5,24 @@
 // The common write, an INSERT of a message that says all billing needs (a
 // reply with its usage, a user's message, a total-only usage) at a countable
 // time, is written to billing.usage_ledger here, with no SQL statement and
-// no change of role or search_path. Every other write (UPDATE, DELETE, a
-// reply without usage whose prompt is estimated from its conversation, data
-// with a problem, json or text data, an unusual column type, a key long
-// enough to be shortened) goes to billing.track_N_full(), the PL/pgSQL body
-// that handles them all; so does the first row a backend sees from each
-// table, which is how the full body's check that the function serves this
-// table (billing._trigger_guard) also guards the fast path.
+// no change of role or search_path. So is a reply without usage, whose
+// prompt is estimated from its conversation's earlier messages, when the
+// table has an index on its conversation column to read them by
+// (src/pg/prompt_estimate.cpp). Every other write (UPDATE, DELETE, such a
+// reply without that index, data with a problem, json or text data, an
+// unusual column type, a key long enough to be shortened) goes to
+// billing.track_N_full(), the PL/pgSQL body that handles them all; so does
+// the first row a backend sees from each table, which is how the full
+// body's check that the function serves this table (billing._trigger_guard)
+// also guards the fast path.
 //
 // Nothing here throws or holds an object with a destructor: the core calls
 // are noexcept and return plain values.
 #include "ledger_row.h"
 #include "postgres_headers.h"
+#include "prompt_estimate.h"
 #include "settings.h"
+#include "text_estimate.h"
 
 extern "C" {
 #include "access/genam.h"
@@ -272,7 +277,8 @@ bool message_time(const Column_value& c, TimestampTz* at) {
 
 // billing.usage_ledger's row for the common INSERT (a message whose data
 // says all billing needs, at a countable time), in values/nulls; false when
-// the full body must handle the write.
+// the full body must handle the write (a reply without usage among them:
+// the Citus path leaves its estimate to the PL/pgSQL body).
 bool common_insert_row(const TriggerData* td, int16 source_id, Datum* values, bool* nulls) {
   const Column_value data = column(td, kData);
   Usage usage;
@@ -318,6 +324,26 @@ bool common_insert_row(const TriggerData* td, int16 source_id, Datum* values, bo
   values[11] = Int32GetDatum(0);  // no problem
   return true;
 }
+
+// The estimates of a reply without usage, its prompt stored in
+// billing.estimated_prompts as the full body stores it; false (nothing
+// written) to leave the reply to the full body.
+bool estimate_reply(const TriggerData* td, const TrackEntry& e, int64* prompt, int64* completion) {
+  const Column_value content = column(td, kContent);
+  *completion = 0;  // (an empty reply still has a prompt: its conversation)
+  if (!content.null) {
+    if (content.type != TEXTOID && content.type != VARCHAROID) return false;
+    const struct varlena* v = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(content.value)));
+    *completion = pg::text_estimate(VARDATA_ANY(v), static_cast<int>(VARSIZE_ANY_EXHDR(v)));
+  }
+  Datum message = 0;
+  bool message_null = false;
+  if (!conversation_key(column(td, kId), &message, &message_null) || message_null) return false;
+  const int16* att = td->tg_trigger->tgattr;
+  const pg::ReplyColumns columns{att[kId], att[kConversation], att[kContent], att[kCreatedAt]};
+  return pg::estimate_prompt(td, columns, prompt) && pg::store_prompt_estimate(e.schema, e.source_id, message, *prompt);
+}
+
 
 // Whether rel is a plain table the fast path may write with a heap insert:
 // `leading` columns of the types in leading_types, then billing.usage_ledger's
@@ -367,11 +393,68 @@ extern "C" Datum track_row(PG_FUNCTION_ARGS) {
     return result;
   }
 
-  Datum values[kLedgerColumns];
-  bool nulls[kLedgerColumns] = {};
-  if (!common_insert_row(td, e.source_id, values, nulls)) return run_full_body(fcinfo, e);
+  // The usage.
+  const Column_value data = column(td, kData);
+  Usage usage;
+  if (data.null) {
+    usage = message_without_data();
+  } else if (data.type == JSONBOID) {
+    const struct varlena* v = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(data.value)));
+    usage = message_usage(JsonbContainerView{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)});
+  } else {
+    return run_full_body(fcinfo, e);  // json or text: parsed with care there
+  }
+  bool assistant = false;
+  if (usage.status == UsageStatus::NoUsage) {
+    bool known = false;
+    assistant = is_assistant(column(td, kRole), &known);
+    if (!known) return run_full_body(fcinfo, e);
+  }
+  LedgerCounts counts;
+  bool estimated = false;  // a reply without usage: its prompt and completion estimated
+  if (!direct_ledger_counts(usage, assistant, &counts)) {
+    const MessageFigures f = message_figures(usage, assistant);
+    if (!f.estimated || f.problem) return run_full_body(fcinfo, e);
+    estimated = true;
+    counts = LedgerCounts{};
+    counts.has_model = f.has_model;
+    counts.model = f.model;
+  }
+  TimestampTz at = 0;
+  Datum conversation = 0;
+  bool conversation_null = false;
+  if (!message_time(column(td, kCreatedAt), &at) ||
+      !conversation_key(column(td, kConversation), &conversation, &conversation_null))
+    return run_full_body(fcinfo, e);
+
   Relation ledger = open_ledger(e.schema);
   if (ledger == nullptr) return run_full_body(fcinfo, e);
+  int64 estimated_prompt = 0;
+  int64 estimated_completion = 0;
+  if (estimated && !estimate_reply(td, e, &estimated_prompt, &estimated_completion)) {
+    table_close(ledger, RowExclusiveLock);
+    return run_full_body(fcinfo, e);
+  }
+  Datum values[kLedgerColumns];
+  bool nulls[kLedgerColumns] = {};
+  values[0] = Int16GetDatum(e.source_id);
+  values[1] = conversation;
+  nulls[1] = conversation_null;
+  values[2] = TimestampTzGetDatum(at);
+  if (counts.has_model) {
+    values[3] = PointerGetDatum(cstring_to_text_with_len(counts.model.data(), static_cast<int>(counts.model.size())));
+  } else {
+    values[3] = 0;
+    nulls[3] = true;
+  }
+  values[4] = Int32GetDatum(1);  // one message
+  values[5] = Int64GetDatum(counts.prompt);
+  values[6] = Int64GetDatum(counts.completion);
+  values[7] = Int64GetDatum(counts.cached);
+  values[8] = Int64GetDatum(estimated_prompt);  // only for replies without usage
+  values[9] = Int64GetDatum(estimated_completion);
+  values[10] = Int64GetDatum(counts.unsplit);
+  values[11] = Int32GetDatum(0);  // no problem
   HeapTuple row = heap_form_tuple(RelationGetDescr(ledger), values, nulls);
   simple_heap_insert(ledger, row);
   table_close(ledger, NoLock);  // the lock is held to the end of the transaction
@@ -383,7 +466,8 @@ extern "C" Datum track_row(PG_FUNCTION_ARGS) {
 // SQL: billing.citus_track_N() (C body `citus_track_row`), the trigger that
 // Citus puts on every shard of tracked distributed table N (made by
 // billing._citus_set_up_triggers; docs/citus.md). It runs on the node that
-// holds the shard. The common INSERT (as above) is written here, with a heap
+// holds the shard. The common INSERT (as above, but for a reply without usage,
+// whose estimate stays with the PL/pgSQL body) is written here, with a heap
 // insert, into the shard of billing.citus_ledger_N co-located with the
 // messages' shard: the same hash range in the same colocation group, on this
 // node. Everything else goes to billing.citus_track_N_full(), the PL/pgSQL

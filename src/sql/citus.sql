@@ -290,6 +290,67 @@ REVOKE ALL ON FUNCTION billing._catalog_sent(), billing._catalog_received(), bil
 ALTER FUNCTION billing._catalog_sent() SECURITY DEFINER;
 ALTER FUNCTION billing._catalog_received() SECURITY DEFINER;
 
+-- Why this node would price with other prices or settings than the
+-- cluster's (NULL when it would not: the catalog is not shared, or this
+-- node's tables hold what its copy of billing.cluster_catalog holds). The
+-- C catalog reader asks each time it loads the prices (src/pg/catalog_cache.cpp)
+-- and fails the query when this is not NULL: a worker whose prices were
+-- changed on it alone, restored from an older backup, or added to the
+-- cluster without billing.citus_share_catalog() would otherwise price its
+-- shards with its own catalog and the coordinator add them up without a
+-- word. Rows are compared as rows (jsonb would compare timestamps in the
+-- time zone of the session that wrote them).
+CREATE FUNCTION billing._catalog_divergence() RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    copy regclass;
+    c record;
+BEGIN
+    IF NOT billing._catalog_shared() THEN
+        RETURN NULL;
+    END IF;
+    -- This node's copy, read as the plain table it is here: inside a shard
+    -- query Citus refuses a query on the reference table itself.
+    EXECUTE $q$SELECT pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid))
+                 FROM pg_catalog.pg_dist_shard AS s
+                WHERE s.logicalrelid = 'billing.cluster_catalog'::pg_catalog.regclass$q$
+       INTO copy;
+    IF copy IS NULL THEN
+        IF billing._citus_coordinator() THEN
+            RETURN NULL;   -- (its prices are the ones it sends)
+        END IF;
+        RETURN 'this node holds no copy of billing.cluster_catalog';
+    END IF;
+    EXECUTE format('SELECT model_prices, aws_prices, settings FROM %s', copy) INTO c;
+    IF c.model_prices IS NULL THEN
+        RETURN 'its copy of billing.cluster_catalog is empty';
+    END IF;
+    IF EXISTS (SELECT * FROM jsonb_populate_recordset(NULL::billing.model_prices, c.model_prices)
+               EXCEPT ALL SELECT * FROM billing.model_prices)
+       OR EXISTS (SELECT * FROM billing.model_prices
+                  EXCEPT ALL SELECT * FROM jsonb_populate_recordset(NULL::billing.model_prices, c.model_prices)) THEN
+        RETURN 'its billing.model_prices differ from the cluster''s';
+    END IF;
+    IF EXISTS (SELECT * FROM jsonb_populate_recordset(NULL::billing.aws_prices, c.aws_prices)
+               EXCEPT ALL SELECT * FROM billing.aws_prices)
+       OR EXISTS (SELECT * FROM billing.aws_prices
+                  EXCEPT ALL SELECT * FROM jsonb_populate_recordset(NULL::billing.aws_prices, c.aws_prices)) THEN
+        RETURN 'its billing.aws_prices differ from the cluster''s';
+    END IF;
+    IF EXISTS (SELECT * FROM jsonb_populate_recordset(NULL::billing.settings, c.settings)
+               EXCEPT ALL SELECT * FROM billing.settings)
+       OR EXISTS (SELECT * FROM billing.settings
+                  EXCEPT ALL SELECT * FROM jsonb_populate_recordset(NULL::billing.settings, c.settings)) THEN
+        RETURN 'its billing.settings differ from the cluster''s';
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._catalog_divergence() FROM PUBLIC;
+ALTER FUNCTION billing._catalog_divergence() SECURITY DEFINER;   -- (read for every role that prices)
+
 -- ==== A distributed table tracked by its shards' triggers ====
 -- (docs/citus.md, "Tracking a distributed table"). When the table is
 -- distributed by hash on its conversation column (and billing.citus_triggers

@@ -6,13 +6,18 @@ SET timezone = 'UTC';
 SET citus.coordinator_aggregation_strategy = 'disabled';
 SET client_min_messages = error;   -- (the aggregates' warnings: o1, gpt-9, "12a")
 
--- Whether every worker's prices and settings are the coordinator's.
+-- Whether every worker's prices and settings are the coordinator's. (Times
+-- as epochs: run_command_on_workers's sessions do not have this session's
+-- TimeZone and DateStyle, which pg_regress sets, so a time's text would
+-- differ between the nodes even when the rows are equal.)
 CREATE FUNCTION citus_test.catalog_agrees() RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     q text := $q$SELECT md5(concat_ws('|',
-                  (SELECT string_agg(p::text, ',' ORDER BY p.model, p.effective_from) FROM billing.model_prices AS p),
-                  (SELECT string_agg(p::text, ',' ORDER BY p.service, p.effective_from) FROM billing.aws_prices AS p),
+                  (SELECT string_agg((to_jsonb(p) || jsonb_build_object('effective_from', extract(epoch FROM p.effective_from)))::text,
+                                     ',' ORDER BY p.model, p.effective_from) FROM billing.model_prices AS p),
+                  (SELECT string_agg((to_jsonb(p) || jsonb_build_object('effective_from', extract(epoch FROM p.effective_from)))::text,
+                                     ',' ORDER BY p.service, p.effective_from) FROM billing.aws_prices AS p),
                   (SELECT string_agg(s::text, ',' ORDER BY s.name) FROM billing.settings AS s)))$q$;
     mine text;
 BEGIN
@@ -96,6 +101,32 @@ SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, bef
 SELECT dblink_exec('changer', 'ROLLBACK');
 SELECT dblink_disconnect('changer');
 DROP EXTENSION dblink;
+
+-- A node whose prices were changed on it alone (as one restored from an
+-- older backup, or added without citus_share_catalog()): every query that
+-- prices there fails and says what differs, instead of adding up shards
+-- priced with two catalogs; citus_share_catalog() makes the coordinator's
+-- catalog every node's again. Checked whenever a node loads its prices
+-- (after any change to them), AWS prices and settings included.
+\set VERBOSITY terse
+SELECT result FROM run_command_on_workers($$UPDATE billing.model_prices SET input_per_1m = 5 WHERE model = 'gpt-4o'$$);
+SELECT billing.openai_cost(data, created_at) FROM messages;
+SELECT billing.citus_share_catalog() AS nodes;
+SELECT citus_test.catalog_agrees() AS agrees;
+SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, before AS b;
+SELECT result FROM run_command_on_workers($$UPDATE billing.aws_prices SET note = 'changed here'
+                                             WHERE service = (SELECT min(service) FROM billing.aws_prices)$$);
+SELECT billing.openai_cost(data, created_at) FROM messages;
+-- (a settings change alone is seen when the node next loads its prices:
+-- here its catalog generation is renewed as a price change renews it)
+SELECT billing.citus_share_catalog() AS nodes;
+SELECT result FROM run_command_on_workers($$INSERT INTO billing.settings VALUES ('month_time_zone', 'Europe/Paris')$$);
+SELECT result FROM run_command_on_workers($$UPDATE billing.catalog_state SET generation = nextval('billing.catalog_generation')$$);
+SELECT billing.openai_cost(data, created_at) FROM messages;
+SELECT billing.citus_share_catalog() AS nodes;
+SELECT citus_test.catalog_agrees() AS agrees;
+SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, before AS b;
+\set VERBOSITY default
 
 -- Settings too: month_time_zone groups the distributed table's months as
 -- the coordinator's.

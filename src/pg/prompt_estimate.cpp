@@ -1,0 +1,237 @@
+// The prompt estimate of a reply stored without usage, for the tracking
+// trigger's C path (src/pg/track_row.cpp). The full body (PL/pgSQL,
+// billing._trigger_function_body) estimates such a reply with one query
+// on the table; an app that stores replies without usage (streamed
+// replies, say) paid that query, a PL/pgSQL call and an INSERT ... ON
+// CONFLICT for each. Here the same rows are read through the table's own
+// index on its conversation column, as the planner would read them, and
+// the estimate is stored with a heap and an index insert.
+//
+// Nothing here throws or holds an object with a destructor.
+#include "prompt_estimate.h"
+
+#include "text_estimate.h"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/nbtree.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/index.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "commands/defrem.h"
+#include "common/int.h"
+#include "executor/tuptable.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/typcache.h"
+}
+
+namespace billing::pg {
+namespace {
+
+struct ColumnType {
+  Oid type;  // through any domain
+  Oid collation;
+};
+
+ColumnType column_type(Relation rel, AttrNumber attnum) {
+  const Form_pg_attribute a = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+  return ColumnType{getBaseType(a->atttypid), a->attcollation};
+}
+
+// A btree index of the table whose first key is the conversation column,
+// compared as the column's `=` compares it (its type's default operator
+// family, its collation), over every row (no predicate); opened, or
+// nullptr.
+Relation open_conversation_index(Relation rel, AttrNumber conversation, const ColumnType& type) {
+  const Oid opclass = GetDefaultOpClass(type.type, BTREE_AM_OID);
+  if (!OidIsValid(opclass)) return nullptr;
+  const Oid family = get_opclass_family(opclass);
+  List* indexes = RelationGetIndexList(rel);
+  Relation found = nullptr;
+  ListCell* cell;
+  foreach (cell, indexes) {
+    Relation index = index_open(lfirst_oid(cell), AccessShareLock);
+    const Form_pg_index ix = index->rd_index;
+    if (index->rd_rel->relam == BTREE_AM_OID && ix->indisvalid && ix->indisready && ix->indislive &&
+        ix->indnkeyatts >= 1 && ix->indkey.values[0] == conversation && index->rd_opfamily[0] == family &&
+        index->rd_indcollation[0] == type.collation &&
+        heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr)) {
+      found = index;
+      break;
+    }
+    index_close(index, AccessShareLock);
+  }
+  list_free(indexes);
+  return found;
+}
+
+// The function of the operator family's `=` for the type, or InvalidOid.
+Oid equality_function(Oid family, Oid type) {
+  const Oid op = get_opfamily_member(family, type, type, BTEqualStrategyNumber);
+  return OidIsValid(op) ? get_opcode(op) : InvalidOid;
+}
+
+// The btree comparison of a column's type (as `<` and `=` compare it), or nullptr.
+FmgrInfo* comparison(Oid type) {
+  TypeCacheEntry* t = lookup_type_cache(type, TYPECACHE_CMP_PROC_FINFO);
+  return OidIsValid(t->cmp_proc_finfo.fn_oid) ? &t->cmp_proc_finfo : nullptr;
+}
+
+int compare(FmgrInfo* cmp, Oid collation, Datum a, Datum b) {
+  return DatumGetInt32(FunctionCall2Coll(cmp, collation, a, b));
+}
+
+// Adds the content's estimate to *sum; false past bigint.
+bool add_content(Datum content, int64* sum) {
+  auto* raw = reinterpret_cast<struct varlena*>(DatumGetPointer(content));
+  struct varlena* v = pg_detoast_datum_packed(raw);
+  const int64 tokens = text_estimate(VARDATA_ANY(v), static_cast<int>(VARSIZE_ANY_EXHDR(v)));
+  if (v != raw) pfree(v);
+  return !pg_add_s64_overflow(*sum, tokens, sum);
+}
+
+}  // namespace
+
+bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* tokens) {
+  Relation rel = td->tg_relation;
+  // The full body reads the table it was made for, with its partitions or
+  // inheritance children, under its row security: left to it.
+  if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition || rel->rd_rel->relhassubclass ||
+      rel->rd_rel->relrowsecurity)
+    return false;
+  const TupleDesc desc = RelationGetDescr(rel);
+  const ColumnType content_type = column_type(rel, columns.content);
+  if (content_type.type != TEXTOID && content_type.type != VARCHAROID) return false;
+
+  bool null = false;
+  const Datum conversation = heap_getattr(td->tg_trigtuple, columns.conversation, desc, &null);
+  if (null) {  // m.conversation = NULL holds for no row
+    *tokens = 0;
+    return true;
+  }
+  const Datum at = heap_getattr(td->tg_trigtuple, columns.created_at, desc, &null);
+  if (null) return false;
+  const Datum id = heap_getattr(td->tg_trigtuple, columns.id, desc, &null);
+  if (null) return false;  // (NULL, NULL) < ... holds for no row: the full body says so
+
+  const ColumnType at_type = column_type(rel, columns.created_at);
+  const ColumnType id_type = column_type(rel, columns.id);
+  FmgrInfo* at_cmp = comparison(at_type.type);
+  FmgrInfo* id_cmp = comparison(id_type.type);
+  if (at_cmp == nullptr || id_cmp == nullptr) return false;
+  const ColumnType conversation_type = column_type(rel, columns.conversation);
+  Relation index = open_conversation_index(rel, columns.conversation, conversation_type);
+  if (index == nullptr) return false;
+  const Oid equals = equality_function(index->rd_opfamily[0], index->rd_opcintype[0]);
+  if (!OidIsValid(equals)) {
+    index_close(index, AccessShareLock);
+    return false;
+  }
+
+  // What the full body's query would see: this transaction's writes so far
+  // (the statement's other rows included) and what others committed.
+  CommandCounterIncrement();
+  PushActiveSnapshot(GetTransactionSnapshot());
+  ScanKeyData key;
+  ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[0], equals,
+                         conversation);
+  TupleTableSlot* slot = table_slot_create(rel, nullptr);
+  IndexScanDesc scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+  index_rescan(scan, &key, 1, nullptr, 0);
+  int64 sum = 0;
+  bool ok = true;
+  while (ok && index_getnext_slot(scan, ForwardScanDirection, slot)) {
+    // (m.created_at, m.id) < (NEW.created_at, NEW.id), as SQL compares rows:
+    // a NULL decides nothing, so the row is not counted.
+    const Datum m_at = slot_getattr(slot, columns.created_at, &null);
+    if (null) continue;
+    const int by_time = compare(at_cmp, at_type.collation, m_at, at);
+    if (by_time > 0) continue;
+    if (by_time == 0) {
+      const Datum m_id = slot_getattr(slot, columns.id, &null);
+      if (null || compare(id_cmp, id_type.collation, m_id, id) >= 0) continue;
+    }
+    const Datum content = slot_getattr(slot, columns.content, &null);
+    if (null) continue;  // (_estimated_tokens is strict: sum() skips it)
+    ok = add_content(content, &sum);
+  }
+  index_endscan(scan);
+  ExecDropSingleTupleTableSlot(slot);
+  index_close(index, AccessShareLock);
+  PopActiveSnapshot();
+  *tokens = sum;
+  return ok;
+}
+
+bool store_prompt_estimate(Oid schema, int16 source_id, Datum message_key, int64 tokens) {
+  const Oid prompts_oid = get_relname_relid("estimated_prompts", schema);
+  const Oid index_oid = get_relname_relid("estimated_prompts_pkey", schema);
+  if (!OidIsValid(prompts_oid) || !OidIsValid(index_oid)) return false;
+  Relation prompts = table_open(prompts_oid, RowExclusiveLock);
+  const TupleDesc desc = RelationGetDescr(prompts);
+  static constexpr Oid kTypes[3] = {INT2OID, TEXTOID, INT8OID};
+  bool plain = prompts->rd_rel->relkind == RELKIND_RELATION && !prompts->rd_rel->relhasrules &&
+               prompts->trigdesc == nullptr && desc->natts == 3 &&
+               (desc->constr == nullptr || (desc->constr->num_check == 0 && desc->constr->num_defval == 0));
+  for (int i = 0; plain && i < 3; ++i) {
+    const Form_pg_attribute a = TupleDescAttr(desc, i);
+    plain = !a->attisdropped && a->atttypid == kTypes[i] && a->attgenerated == '\0';
+  }
+  if (plain) {
+    List* indexes = RelationGetIndexList(prompts);
+    plain = list_length(indexes) == 1 && linitial_oid(indexes) == index_oid;
+    list_free(indexes);
+  }
+  Relation index = nullptr;
+  if (plain) {
+    index = index_open(index_oid, RowExclusiveLock);
+    const Form_pg_index ix = index->rd_index;
+    plain = index->rd_rel->relam == BTREE_AM_OID && ix->indisunique && ix->indisvalid && ix->indisready &&
+            ix->indnkeyatts == 2 && ix->indnatts == 2 && ix->indkey.values[0] == 1 && ix->indkey.values[1] == 2 &&
+            heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr) &&
+            heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr);
+  }
+  if (plain) {
+    // A row for the message, committed or still being written: the full
+    // body's INSERT ... ON CONFLICT waits for it and replaces it. (Two
+    // transactions that store the same message id at the same instant can
+    // both pass this probe; the second's unique check then waits for the
+    // first and fails if it commits. A table whose ids are unique never
+    // gets that far: its own unique index stops the second row first.)
+    SnapshotData dirty;
+    InitDirtySnapshot(dirty);
+    ScanKeyData keys[2];
+    ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid, InvalidOid, F_INT2EQ,
+                           Int16GetDatum(source_id));
+    ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[1], F_TEXTEQ,
+                           message_key);
+    TupleTableSlot* slot = table_slot_create(prompts, nullptr);
+    IndexScanDesc scan = index_beginscan(prompts, index, &dirty, 2, 0);
+    index_rescan(scan, keys, 2, nullptr, 0);
+    plain = !index_getnext_slot(scan, ForwardScanDirection, slot);
+    index_endscan(scan);
+    ExecDropSingleTupleTableSlot(slot);
+  }
+  if (!plain) {
+    if (index != nullptr) index_close(index, RowExclusiveLock);
+    table_close(prompts, RowExclusiveLock);
+    return false;
+  }
+  Datum values[3] = {Int16GetDatum(source_id), message_key, Int64GetDatum(tokens)};
+  bool nulls[3] = {false, false, false};
+  HeapTuple row = heap_form_tuple(desc, values, nulls);
+  simple_heap_insert(prompts, row);
+  index_insert(index, values, nulls, &row->t_self, prompts, UNIQUE_CHECK_YES, false, nullptr);
+  index_close(index, NoLock);
+  table_close(prompts, NoLock);  // the locks are held to the end of the transaction
+  return true;
+}
+
+}  // namespace billing::pg

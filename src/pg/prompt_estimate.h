@@ -1,0 +1,39 @@
+// The prompt estimate of a reply stored without usage, read in C by the
+// tracking trigger (src/pg/track_row.cpp) instead of by the PL/pgSQL full
+// body: the same figure, from the same rows, with no SQL statement.
+#pragma once
+
+#include "postgres_headers.h"
+
+extern "C" {
+#include "commands/trigger.h"
+}
+
+namespace billing::pg {
+
+// The trigger's column numbers in the tracked table (its UPDATE OF list).
+struct ReplyColumns {
+  AttrNumber id;
+  AttrNumber conversation;
+  AttrNumber content;
+  AttrNumber created_at;
+};
+
+// The full body's estimate of the reply `td` fires for:
+//   sum(billing._estimated_tokens(content)) over the messages m of its
+//   conversation with (m.created_at, m.id) < (NEW.created_at, NEW.id),
+// read here through a btree index of the table on its conversation column,
+// with the snapshot the full body's query would have. True with *tokens;
+// false when the full body must read it (no such index, a partition or a
+// table with inheritance children or row security, a content that is not
+// text, an id without a value, a figure past bigint).
+bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* tokens);
+
+// Stores the estimate for message `message_key` (billing._key of its id) of
+// tracked table `source_id` in billing.estimated_prompts of schema
+// `schema`. False, having written nothing, when the message already has a
+// row there (committed or not: the full body replaces it) or the table is
+// not the plain one this writes.
+bool store_prompt_estimate(Oid schema, int16 source_id, Datum message_key, int64 tokens);
+
+}  // namespace billing::pg

@@ -25,20 +25,27 @@
 #include "text_estimate.h"
 
 extern "C" {
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_proc.h"
 #include "commands/trigger.h"
+#include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "pgstat.h"
 #include "utils/syscache.h"
 #include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(track_row);
+PG_FUNCTION_INFO_V1(citus_track_row);
 }
 
 using namespace billing;
@@ -61,7 +68,8 @@ struct TrackKey {
 };
 struct TrackEntry {
   TrackKey key;
-  int16 source_id;  // -1: the function's name is not track_<id>
+  int16 source_id;  // -1: the function's name is not track_<id> (citus_track_<id> when citus)
+  bool citus;       // billing.citus_track_N, on a shard of a Citus distributed table
   Oid full_function;
   Oid schema;
   bool verified;  // the full body ran here once without refusing the table
@@ -79,10 +87,14 @@ void forget_entries(Datum, int, uint32) {
   }
 }
 
-int16 source_id_of(const char* name) {
-  static constexpr char kPrefix[] = "track_";
-  if (strncmp(name, kPrefix, sizeof kPrefix - 1) != 0) return -1;
-  const char* digits = name + sizeof kPrefix - 1;
+constexpr char kTrackPrefix[] = "track_";
+constexpr char kCitusTrackPrefix[] = "citus_track_";
+
+// N of a function named <prefix>N, or -1.
+int16 source_id_of(const char* name, const char* prefix) {
+  const size_t prefix_len = strlen(prefix);
+  if (strncmp(name, prefix, prefix_len) != 0) return -1;
+  const char* digits = name + prefix_len;
   if (*digits == '\0') return -1;
   int64 id = 0;
   for (const char* p = digits; *p != '\0'; ++p) {
@@ -131,7 +143,8 @@ TrackEntry entry_for(Oid function, Oid relation) {
   e.full_function = InvalidOid;
   e.schema = get_func_namespace(function);
   if (char* name = get_func_name(function)) {
-    e.source_id = source_id_of(name);
+    e.citus = strncmp(name, kCitusTrackPrefix, sizeof kCitusTrackPrefix - 1) == 0;
+    e.source_id = source_id_of(name, e.citus ? kCitusTrackPrefix : kTrackPrefix);
     e.full_function = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid, CStringGetDatum(psprintf("%s_full", name)),
                                       PointerGetDatum(buildoidvector(nullptr, 0)), ObjectIdGetDatum(e.schema));
   }
@@ -163,7 +176,13 @@ Datum run_full_body(FunctionCallInfo fcinfo, const TrackEntry& e) {
   }
   LOCAL_FCINFO(call, 0);
   InitFunctionCallInfoData(*call, full, 0, InvalidOid, fcinfo->context, nullptr);
-  return FunctionCallInvoke(call);
+  // Counted in pg_stat_user_functions (track_functions) as the executor
+  // counts the trigger itself: how many writes took the full body.
+  PgStat_FunctionCallUsage usage;
+  pgstat_init_function_usage(call, &usage);
+  const Datum result = FunctionCallInvoke(call);
+  pgstat_end_function_usage(&usage, true);
+  return result;
 }
 
 // The column's type through any domains, and whether it is null.
@@ -256,26 +275,54 @@ bool message_time(const Column_value& c, TimestampTz* at) {
   return countable_time(*at);
 }
 
-// billing.usage_ledger when it is the plain table the fast path writes:
-// these columns, no index, trigger, check constraint or rule (else the full
-// body's INSERT does what they ask). nullptr to use the full body.
-Relation open_ledger(Oid schema) {
-  const Oid ledger = get_relname_relid("usage_ledger", schema);
-  if (!OidIsValid(ledger)) return nullptr;
-  Relation rel = table_open(ledger, RowExclusiveLock);
-  const TupleDesc desc = RelationGetDescr(rel);
-  bool plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhasindex && !rel->rd_rel->relhasrules &&
-               rel->trigdesc == nullptr && desc->natts == kLedgerColumns &&
-               (desc->constr == nullptr || (desc->constr->num_check == 0 && desc->constr->num_defval == 0));
-  for (int i = 0; plain && i < kLedgerColumns; ++i) {
-    const Form_pg_attribute a = TupleDescAttr(desc, i);
-    plain = !a->attisdropped && a->atttypid == kLedgerTypes[i] && a->attgenerated == '\0';
+// billing.usage_ledger's row for the common INSERT (a message whose data
+// says all billing needs, at a countable time), in values/nulls; false when
+// the full body must handle the write (a reply without usage among them:
+// the Citus path leaves its estimate to the PL/pgSQL body).
+bool common_insert_row(const TriggerData* td, int16 source_id, Datum* values, bool* nulls) {
+  const Column_value data = column(td, kData);
+  Usage usage;
+  if (data.null) {
+    usage = message_without_data();
+  } else if (data.type == JSONBOID) {
+    const struct varlena* v = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(data.value)));
+    usage = message_usage(JsonbContainerView{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)});
+  } else {
+    return false;  // json or text: parsed with care there
   }
-  if (!plain) {
-    table_close(rel, RowExclusiveLock);
-    return nullptr;
+  bool assistant = false;
+  if (usage.status == UsageStatus::NoUsage) {
+    bool known = false;
+    assistant = is_assistant(column(td, kRole), &known);
+    if (!known) return false;
   }
-  return rel;
+  LedgerCounts counts;
+  TimestampTz at = 0;
+  Datum conversation = 0;
+  bool conversation_null = false;
+  if (!direct_ledger_counts(usage, assistant, &counts) || !message_time(column(td, kCreatedAt), &at) ||
+      !conversation_key(column(td, kConversation), &conversation, &conversation_null))
+    return false;
+  for (int i = 0; i < kLedgerColumns; ++i) nulls[i] = false;
+  values[0] = Int16GetDatum(source_id);
+  values[1] = conversation;
+  nulls[1] = conversation_null;
+  values[2] = TimestampTzGetDatum(at);
+  if (counts.has_model) {
+    values[3] = PointerGetDatum(cstring_to_text_with_len(counts.model.data(), static_cast<int>(counts.model.size())));
+  } else {
+    values[3] = 0;
+    nulls[3] = true;
+  }
+  values[4] = Int32GetDatum(1);  // one message
+  values[5] = Int64GetDatum(counts.prompt);
+  values[6] = Int64GetDatum(counts.completion);
+  values[7] = Int64GetDatum(counts.cached);
+  values[8] = Int64GetDatum(0);  // estimated prompt: only for replies without usage
+  values[9] = Int64GetDatum(0);  // estimated completion: same
+  values[10] = Int64GetDatum(counts.unsplit);
+  values[11] = Int32GetDatum(0);  // no problem
+  return true;
 }
 
 // The estimates of a reply without usage, its prompt stored in
@@ -297,6 +344,37 @@ bool estimate_reply(const TriggerData* td, const TrackEntry& e, int64* prompt, i
   return pg::estimate_prompt(td, columns, prompt) && pg::store_prompt_estimate(e.schema, e.source_id, message, *prompt);
 }
 
+
+// Whether rel is a plain table the fast path may write with a heap insert:
+// `leading` columns of the types in leading_types, then billing.usage_ledger's
+// columns, and no index, trigger, check constraint, default or rule (else the
+// full body's INSERT does what they ask).
+bool plain_ledger(Relation rel, int leading, const Oid* leading_types) {
+  const TupleDesc desc = RelationGetDescr(rel);
+  bool plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhasindex && !rel->rd_rel->relhasrules &&
+               rel->trigdesc == nullptr && desc->natts == leading + kLedgerColumns &&
+               (desc->constr == nullptr || (desc->constr->num_check == 0 && desc->constr->num_defval == 0));
+  for (int i = 0; plain && i < desc->natts; ++i) {
+    const Form_pg_attribute a = TupleDescAttr(desc, i);
+    const Oid expected = i < leading ? leading_types[i] : kLedgerTypes[i - leading];
+    plain = !a->attisdropped && a->atttypid == expected && a->attgenerated == '\0';
+  }
+  return plain;
+}
+
+// billing.usage_ledger when it is the plain table the fast path writes;
+// nullptr to use the full body.
+Relation open_ledger(Oid schema) {
+  const Oid ledger = get_relname_relid("usage_ledger", schema);
+  if (!OidIsValid(ledger)) return nullptr;
+  Relation rel = table_open(ledger, RowExclusiveLock);
+  if (!plain_ledger(rel, 0, nullptr)) {
+    table_close(rel, RowExclusiveLock);
+    return nullptr;
+  }
+  return rel;
+}
+
 }  // namespace
 
 extern "C" Datum track_row(PG_FUNCTION_ARGS) {
@@ -308,7 +386,7 @@ extern "C" Datum track_row(PG_FUNCTION_ARGS) {
 
   const bool simple_event = TRIGGER_FIRED_BY_INSERT(td->tg_event) && TRIGGER_FIRED_FOR_ROW(td->tg_event) &&
                             TRIGGER_FIRED_AFTER(td->tg_event) && td->tg_trigger->tgnattr == kColumns;
-  if (!e.verified || e.source_id < 0 || !simple_event || !pg::trigger_fast_path) {
+  if (!e.verified || e.source_id < 0 || e.citus || !simple_event || !pg::trigger_fast_path) {
     const Datum result = run_full_body(fcinfo, e);
     // (reached only when the full body accepted the table: it raises otherwise)
     if (!e.verified) mark_verified(e);
@@ -377,6 +455,332 @@ extern "C" Datum track_row(PG_FUNCTION_ARGS) {
   values[9] = Int64GetDatum(estimated_completion);
   values[10] = Int64GetDatum(counts.unsplit);
   values[11] = Int32GetDatum(0);  // no problem
+  HeapTuple row = heap_form_tuple(RelationGetDescr(ledger), values, nulls);
+  simple_heap_insert(ledger, row);
+  table_close(ledger, NoLock);  // the lock is held to the end of the transaction
+  return PointerGetDatum(nullptr);
+}
+
+// ==== Citus: billing.citus_track_N() on the shards of a distributed table ====
+//
+// SQL: billing.citus_track_N() (C body `citus_track_row`), the trigger that
+// Citus puts on every shard of tracked distributed table N (made by
+// billing._citus_set_up_triggers; docs/citus.md). It runs on the node that
+// holds the shard. The common INSERT (as above, but for a reply without usage,
+// whose estimate stays with the PL/pgSQL body) is written here, with a heap
+// insert, into the shard of billing.citus_ledger_N co-located with the
+// messages' shard: the same hash range in the same colocation group, on this
+// node. Everything else goes to billing.citus_track_N_full(), the PL/pgSQL
+// body, whose INSERT Citus routes to that same shard (one statement through
+// Citus's planner per write: what the fast path saves). So does the first
+// row a backend sees on each shard (its check that the function serves a
+// shard of its table guards the fast path, as for a local table).
+//
+// Where the ledger shard is comes from Citus's metadata (pg_dist_shard,
+// pg_dist_partition, pg_dist_placement, pg_dist_local_group), read once per
+// backend and shard with catalog scans as Citus reads it, and kept until a
+// relcache invalidation of the table, the ledger or either shard: Citus
+// invalidates a distributed table's relcache entry whenever the metadata of
+// its shards or placements changes (a shard moved, split, or its placement
+// marked), and a DROP invalidates the shard. When anything is not as
+// expected, the write goes to the PL/pgSQL body, which lets Citus route it:
+// - the ledger shard is not on this node by pg_dist_placement (a shard
+//   being moved or cleaned up: the messages' own shard here may be an old
+//   copy; Citus knows where the write belongs),
+// - no ledger shard has the messages shard's hash range (a split under way,
+//   or tables no longer co-located), or the table is not hash-distributed,
+// - the shard's name is not <table>_<shard id> of its pg_dist_shard row,
+// - the ledger shard is not a plain table of the expected columns,
+// - an invalidation arrived during the lookup (not cached; looked up again
+//   at the next row).
+// A move takes co-located shards together, and Citus blocks the group's
+// writes before it switches placements: a write and its ledger row, written
+// in one transaction on one node, move together.
+
+namespace {
+
+struct ShardKey {
+  Oid function;
+  Oid relation;  // the messages' shard the trigger fires on
+};
+struct ShardEntry {
+  ShardKey key;
+  Oid ledger_shard;  // InvalidOid: every write through the full body
+  Oid table;         // the distributed table (Citus's shell) and its ledger's
+  Oid ledger_table;
+};
+
+HTAB* shard_entries = nullptr;
+uint64 shard_generation = 0;  // moves on at every invalidation that forgets entries
+
+void forget_shard_entries(Datum, Oid relid) {
+  if (shard_entries == nullptr) return;
+  if (!OidIsValid(relid)) {
+    hash_destroy(shard_entries);
+    shard_entries = nullptr;
+    ++shard_generation;
+    return;
+  }
+  HASH_SEQ_STATUS seq;
+  hash_seq_init(&seq, shard_entries);
+  while (auto* entry = static_cast<ShardEntry*>(hash_seq_search(&seq))) {
+    if (entry->key.relation == relid || entry->ledger_shard == relid || entry->table == relid ||
+        entry->ledger_table == relid) {
+      hash_search(shard_entries, &entry->key, HASH_REMOVE, nullptr);  // (the current one: allowed)
+      ++shard_generation;
+    }
+  }
+}
+
+void forget_all_shard_entries(Datum, int, uint32) { forget_shard_entries(0, InvalidOid); }
+
+HTAB* shard_table() {
+  static bool callbacks_registered = false;
+  if (!callbacks_registered) {
+    CacheRegisterRelcacheCallback(forget_shard_entries, 0);
+    CacheRegisterSyscacheCallback(PROCOID, forget_all_shard_entries, 0);
+    callbacks_registered = true;
+  }
+  if (shard_entries == nullptr) {
+    HASHCTL ctl;
+    memset(&ctl, 0, sizeof ctl);
+    ctl.keysize = sizeof(ShardKey);
+    ctl.entrysize = sizeof(ShardEntry);
+    ctl.hcxt = TopMemoryContext;
+    shard_entries = hash_create("billing Citus ledger shards", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+  }
+  return shard_entries;
+}
+
+// One of Citus's catalog tables (in pg_catalog), or InvalidOid.
+Oid citus_catalog(const char* name) { return get_relname_relid(name, PG_CATALOG_NAMESPACE); }
+
+// Reads rows of a Citus catalog table: the rows whose column `key_column`
+// equals `key` (compared with `eq`), through `visit` until it returns false.
+// False when the table or a column is missing.
+template <typename Visit>
+bool scan_citus_catalog(const char* table, const char* key_column, RegProcedure eq, Datum key, Visit visit) {
+  const Oid relid = citus_catalog(table);
+  if (!OidIsValid(relid)) return false;
+  Relation rel = table_open(relid, AccessShareLock);
+  const AttrNumber key_attnum = key_column == nullptr ? InvalidAttrNumber : get_attnum(relid, key_column);
+  if (key_column != nullptr && key_attnum == InvalidAttrNumber) {
+    table_close(rel, AccessShareLock);
+    return false;
+  }
+  ScanKeyData skey;
+  if (key_column != nullptr) ScanKeyInit(&skey, key_attnum, BTEqualStrategyNumber, eq, key);
+  SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, nullptr, key_column == nullptr ? 0 : 1, &skey);
+  bool ok = true;
+  for (HeapTuple tup; (tup = systable_getnext(scan)) != nullptr;) {
+    if (!visit(rel, tup, &ok)) break;
+  }
+  systable_endscan(scan);
+  table_close(rel, AccessShareLock);
+  return ok;
+}
+
+// A column of a Citus catalog row by name; false when missing or null.
+bool citus_column(Relation rel, HeapTuple tup, const char* name, Datum* value) {
+  const AttrNumber attnum = get_attnum(RelationGetRelid(rel), name);
+  if (attnum == InvalidAttrNumber) return false;
+  bool isnull = true;
+  *value = heap_getattr(tup, attnum, RelationGetDescr(rel), &isnull);
+  return !isnull;
+}
+
+struct DistShard {
+  bool found = false;
+  Oid table = InvalidOid;
+  char* min = nullptr;  // the hash range, as pg_dist_shard keeps it
+  char* max = nullptr;
+};
+
+DistShard dist_shard(int64 shard_id) {
+  DistShard d;
+  scan_citus_catalog("pg_dist_shard", "shardid", F_INT8EQ, Int64GetDatum(shard_id),
+                     [&](Relation rel, HeapTuple tup, bool* ok) {
+                       Datum table, min, max;
+                       if (!citus_column(rel, tup, "logicalrelid", &table) ||
+                           !citus_column(rel, tup, "shardminvalue", &min) ||
+                           !citus_column(rel, tup, "shardmaxvalue", &max)) {
+                         *ok = false;
+                         return false;
+                       }
+                       d.found = true;
+                       d.table = DatumGetObjectId(table);
+                       d.min = TextDatumGetCString(min);
+                       d.max = TextDatumGetCString(max);
+                       return false;
+                     });
+  return d;
+}
+
+// The colocation group of a table distributed by hash, or -1.
+int64 hash_colocation(Oid table) {
+  int64 colocation = -1;
+  scan_citus_catalog("pg_dist_partition", "logicalrelid", F_OIDEQ, ObjectIdGetDatum(table),
+                     [&](Relation rel, HeapTuple tup, bool*) {
+                       Datum method, group;
+                       if (citus_column(rel, tup, "partmethod", &method) && DatumGetChar(method) == 'h' &&
+                           citus_column(rel, tup, "colocationid", &group))
+                         colocation = DatumGetInt32(group);
+                       return false;
+                     });
+  return colocation;
+}
+
+// The shard of `table` with the hash range [min, max], or -1 (none, or more than one).
+int64 shard_with_range(Oid table, const char* min, const char* max) {
+  int64 found = -1;
+  int matches = 0;
+  const bool ok = scan_citus_catalog("pg_dist_shard", "logicalrelid", F_OIDEQ, ObjectIdGetDatum(table),
+                                     [&](Relation rel, HeapTuple tup, bool* ok_) {
+                                       Datum id, lo, hi;
+                                       if (!citus_column(rel, tup, "shardid", &id) ||
+                                           !citus_column(rel, tup, "shardminvalue", &lo) ||
+                                           !citus_column(rel, tup, "shardmaxvalue", &hi))
+                                         return true;
+                                       if (strcmp(TextDatumGetCString(lo), min) == 0 &&
+                                           strcmp(TextDatumGetCString(hi), max) == 0) {
+                                         found = DatumGetInt64(id);
+                                         ++matches;
+                                       }
+                                       (void)ok_;
+                                       return true;
+                                     });
+  return ok && matches == 1 ? found : -1;
+}
+
+// This node's group in the cluster, or -1.
+int64 local_group() {
+  int64 group = -1;
+  scan_citus_catalog("pg_dist_local_group", nullptr, InvalidOid, 0, [&](Relation rel, HeapTuple tup, bool*) {
+    Datum g;
+    if (citus_column(rel, tup, "groupid", &g)) group = DatumGetInt32(g);
+    return false;
+  });
+  return group;
+}
+
+// Whether the shard has an active placement in group `group`.
+bool placed_in(int64 shard_id, int64 group) {
+  bool placed = false;
+  scan_citus_catalog("pg_dist_placement", "shardid", F_INT8EQ, Int64GetDatum(shard_id),
+                     [&](Relation rel, HeapTuple tup, bool*) {
+                       Datum g, state;
+                       // (shardstate 1: active; a Citus without the column keeps only active ones)
+                       const bool active = !citus_column(rel, tup, "shardstate", &state) || DatumGetInt32(state) == 1;
+                       if (citus_column(rel, tup, "groupid", &g) && DatumGetInt32(g) == group && active) placed = true;
+                       return !placed;
+                     });
+  return placed;
+}
+
+// The shard id at the end of a shard's name (<table>_<shard id>), or -1.
+int64 shard_id_of(const char* name) {
+  const char* sep = strrchr(name, '_');
+  if (sep == nullptr || sep[1] == '\0') return -1;
+  int64 id = 0;
+  for (const char* p = sep + 1; *p != '\0'; ++p) {
+    if (*p < '0' || *p > '9') return -1;
+    if (id > (PG_INT64_MAX - 9) / 10) return -1;
+    id = id * 10 + (*p - '0');
+  }
+  return id;
+}
+
+// Finds, in Citus's metadata, the ledger shard beside the messages' shard
+// `shard` (see above); entry.ledger_shard stays InvalidOid when the fast
+// path must not write it.
+ShardEntry look_up_ledger_shard(const TrackEntry& e, Relation shard) {
+  ShardEntry s;
+  memset(&s, 0, sizeof s);
+  s.key.function = e.key.function;
+  s.key.relation = RelationGetRelid(shard);
+  s.ledger_shard = InvalidOid;
+  const char* shard_name = RelationGetRelationName(shard);
+  const int64 shard_id = shard_id_of(shard_name);
+  if (shard_id < 0) return s;  // the coordinator's shell, or not a shard
+  const DistShard d = dist_shard(shard_id);
+  if (!d.found) return s;
+  s.table = d.table;
+  const char* table_name = get_rel_name(d.table);
+  if (table_name == nullptr || get_rel_namespace(d.table) != RelationGetNamespace(shard) ||
+      strcmp(psprintf("%s_" INT64_FORMAT, table_name, shard_id), shard_name) != 0)
+    return s;
+  s.ledger_table = get_relname_relid(psprintf("citus_ledger_%d", e.source_id), e.schema);
+  if (!OidIsValid(s.ledger_table)) return s;
+  const int64 colocation = hash_colocation(d.table);
+  if (colocation < 0 || hash_colocation(s.ledger_table) != colocation) return s;
+  const int64 ledger_shard_id = shard_with_range(s.ledger_table, d.min, d.max);
+  if (ledger_shard_id < 0) return s;
+  const int64 group = local_group();
+  if (group < 0 || !placed_in(shard_id, group) || !placed_in(ledger_shard_id, group)) return s;
+  s.ledger_shard =
+      get_relname_relid(psprintf("citus_ledger_%d_" INT64_FORMAT, e.source_id, ledger_shard_id), e.schema);
+  return s;
+}
+
+// The ledger shard beside `shard`, opened and locked, when the fast path may
+// write it; nullptr to use the full body.
+Relation open_ledger_shard(const TrackEntry& e, Relation shard, Oid conversation_type) {
+  const ShardKey key{e.key.function, RelationGetRelid(shard)};
+  ShardEntry s;
+  if (const auto* cached = static_cast<ShardEntry*>(hash_search(shard_table(), &key, HASH_FIND, nullptr))) {
+    s = *cached;
+  } else {
+    const uint64 generation = shard_generation;
+    s = look_up_ledger_shard(e, shard);
+    if (generation != shard_generation) return nullptr;  // (the metadata changed meanwhile: not cached)
+    *static_cast<ShardEntry*>(hash_search(shard_table(), &key, HASH_ENTER, nullptr)) = s;
+  }
+  if (!OidIsValid(s.ledger_shard)) return nullptr;
+  const uint64 generation = shard_generation;
+  Relation rel = try_table_open(s.ledger_shard, RowExclusiveLock);
+  if (rel == nullptr) return nullptr;
+  // (taking the lock processed invalidations: the shard may be gone from the metadata since)
+  if (generation != shard_generation || !plain_ledger(rel, 1, &conversation_type)) {
+    table_close(rel, RowExclusiveLock);
+    return nullptr;
+  }
+  return rel;
+}
+
+}  // namespace
+
+extern "C" Datum citus_track_row(PG_FUNCTION_ARGS) {
+  if (!CALLED_AS_TRIGGER(fcinfo))
+    ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                    errmsg("billing: a tracked table's trigger function can only run as a trigger")));
+  auto* td = reinterpret_cast<TriggerData*>(fcinfo->context);
+  const TrackEntry e = entry_for(fcinfo->flinfo->fn_oid, RelationGetRelid(td->tg_relation));
+
+  const bool simple_event = TRIGGER_FIRED_BY_INSERT(td->tg_event) && TRIGGER_FIRED_FOR_ROW(td->tg_event) &&
+                            TRIGGER_FIRED_AFTER(td->tg_event) && td->tg_trigger->tgnattr == kColumns;
+  if (!e.verified || e.source_id < 0 || !e.citus || !simple_event || !pg::trigger_fast_path) {
+    const Datum result = run_full_body(fcinfo, e);
+    // (reached only when the full body accepted the shard: it raises otherwise)
+    if (!e.verified) mark_verified(e);
+    return result;
+  }
+
+  // billing.citus_ledger_N's row: the conversation in the messages' own type, then usage_ledger's columns.
+  Datum values[1 + kLedgerColumns];
+  bool nulls[1 + kLedgerColumns] = {};
+  if (!common_insert_row(td, e.source_id, values + 1, nulls + 1)) return run_full_body(fcinfo, e);
+  const AttrNumber conversation_attnum = td->tg_trigger->tgattr[kConversation];
+  const Form_pg_attribute conversation_attr =
+      TupleDescAttr(RelationGetDescr(td->tg_relation), conversation_attnum - 1);
+  bool conversation_null = true;
+  values[0] = heap_getattr(td->tg_trigtuple, conversation_attnum, RelationGetDescr(td->tg_relation),
+                           &conversation_null);
+  if (conversation_null) return run_full_body(fcinfo, e);  // (the ledger refuses it: the full body says so)
+  if (conversation_attr->attlen == -1)
+    values[0] = PointerGetDatum(pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(values[0]))));
+
+  Relation ledger = open_ledger_shard(e, td->tg_relation, conversation_attr->atttypid);
+  if (ledger == nullptr) return run_full_body(fcinfo, e);
   HeapTuple row = heap_form_tuple(RelationGetDescr(ledger), values, nulls);
   simple_heap_insert(ledger, row);
   table_close(ledger, NoLock);  // the lock is held to the end of the transaction

@@ -138,6 +138,15 @@ BEGIN
         RAISE EXCEPTION 'billing: table % is already tracked by track_profiles', relation
             USING ERRCODE = 'duplicate_object', HINT = 'billing.untrack_profiles() stops it.';
     END IF;
+    -- On Citus, the rows of a distributed (or reference) table are in shards
+    -- on the workers, where this trigger would record into each worker's own
+    -- billing.aws_usage, which no read on the coordinator sees.
+    IF billing._citus_table(relation) THEN
+        RAISE EXCEPTION 'billing: table % is a Citus distributed, reference or local table, which track_profiles cannot follow', relation
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Its rows are in shards, where the trigger would record the usage on the workers, not on the coordinator that reads it.',
+                  HINT = 'Record the sends on the coordinator with billing.record_usage(''ses'', quantity) where the app makes them, or keep the counters in a local table of the coordinator (README "Citus").';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
                     WHERE a.attrelid = relation AND a.attname = data_column AND a.attnum > 0
                       AND NOT a.attisdropped) THEN

@@ -362,11 +362,14 @@ ALTER FUNCTION billing._catalog_divergence() SECURITY DEFINER;   -- (read for ev
 -- - billing.citus_estimates_N and billing.citus_problems_N: its frozen
 --   prompt estimates and its problem rows (estimated_prompts and
 --   problem_messages for a local table), distributed the same way;
--- - billing.citus_track_N(), the trigger function, a PL/pgSQL body like a
---   local table's billing.track_N_full writing those three tables; Citus
---   creates it on every node (it is not marked as depending on the
---   extension, which Citus refuses for a distributed function) and puts the
---   trigger on every shard (citus.enable_unsafe_triggers). A reply stored
+-- - billing.citus_track_N(), the trigger function, C (src/pg/track_row.cpp,
+--   citus_track_row: the common INSERT written into the co-located ledger
+--   shard directly), and billing.citus_track_N_full(), the PL/pgSQL body
+--   like a local table's billing.track_N_full writing those three tables,
+--   for every other write; Citus creates both on every node (they are not
+--   marked as depending on the extension, which Citus refuses for a
+--   distributed function) and puts the trigger on every shard
+--   (citus.enable_unsafe_triggers). A reply stored
 --   without usage has its prompt estimated from its conversation's earlier
 --   messages with one query on the table by name and conversation, which
 --   Citus routes to the shard beside it.
@@ -426,7 +429,7 @@ BEGIN
 END
 $$;
 
--- The body of billing.citus_track_N: billing._trigger_function_body's
+-- The body of billing.citus_track_N_full: billing._trigger_function_body's
 -- rules, writing the distributed ledger, estimates and problems, each row
 -- beside its message (the conversation first). It runs on the worker that
 -- holds the shard, on a shard of the table it was made for only.
@@ -534,6 +537,36 @@ $body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n
 END
 $fn$;
 
+-- The trigger functions of tracked distributed table t (made anew when they
+-- exist, on every node: Citus propagates CREATE OR REPLACE of a distributed
+-- function): billing.citus_track_N, C (src/pg/track_row.cpp,
+-- citus_track_row), which writes the common INSERT into the co-located
+-- ledger shard itself and passes every other write to
+-- billing.citus_track_N_full, the PL/pgSQL body (_citus_trigger_body). Made
+-- by _citus_set_up_triggers, and by _refresh_trigger_functions (every
+-- merge()) when their bodies are not what this version writes, as after
+-- ALTER EXTENSION billing UPDATE. Run on the coordinator, before any
+-- parallel operation on a distributed table in the transaction.
+CREATE FUNCTION billing._citus_create_trigger_functions(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn text := format('billing.%I', 'citus_track_' || t.id);
+    full_fn text := format('billing.%I', 'citus_track_' || t.id || '_full');
+BEGIN
+    -- SECURITY DEFINER: the app's role writes its own table only. The C
+    -- function runs as the app's role and runs no SQL.
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+                    SET search_path = pg_catalog, pg_temp AS %L', full_fn, billing._citus_trigger_body(t));
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', full_fn);
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE c AS %L, %L', fn,
+                   (SELECT p.probin FROM pg_proc AS p WHERE p.oid = 'billing.usage_of(jsonb, text, text)'::regprocedure),
+                   'citus_track_row');
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+END
+$$;
+
 -- Sets up the shards' triggers of a distributed table (see above), or
 -- returns why it cannot (the table is then tracked by recomputation).
 CREATE FUNCTION billing._citus_set_up_triggers(t billing.tracked_tables) RETURNS text
@@ -554,13 +587,10 @@ BEGIN
     IF refusal IS NOT NULL THEN
         RETURN refusal;
     END IF;
-    -- The trigger function first: Citus creates it on every node, which it
+    -- The trigger functions first: Citus creates them on every node, which it
     -- refuses after a parallel operation on a distributed table in the
     -- same transaction (create_distributed_table below).
-    -- SECURITY DEFINER: the app's role writes its own table only.
-    EXECUTE format('CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-                    SET search_path = pg_catalog, pg_temp AS %L', fn, billing._citus_trigger_body(t));
-    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+    PERFORM billing._citus_create_trigger_functions(t);
     -- The conversation in the messages' own type and collation: Citus
     -- co-locates only columns of the same type.
     SELECT format_type(a.atttypid, a.atttypmod)
@@ -631,7 +661,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    fn regprocedure := to_regprocedure(format('billing.%I()', 'citus_track_' || p_source));
+    fn regprocedure;
     t billing.tracked_tables;
     x text;
 BEGIN
@@ -639,9 +669,12 @@ BEGIN
     IF FOUND AND billing._citus_triggered(p_source) THEN
         PERFORM billing._citus_truncate_trigger(t, false);
     END IF;
-    IF fn IS NOT NULL THEN
-        EXECUTE format('DROP FUNCTION %s CASCADE', fn);
-    END IF;
+    FOREACH fn IN ARRAY ARRAY[to_regprocedure(format('billing.%I()', 'citus_track_' || p_source)),
+                              to_regprocedure(format('billing.%I()', 'citus_track_' || p_source || '_full'))] LOOP
+        IF fn IS NOT NULL THEN
+            EXECUTE format('DROP FUNCTION %s CASCADE', fn);
+        END IF;
+    END LOOP;
     FOREACH x IN ARRAY ARRAY['citus_ledger_', 'citus_estimates_', 'citus_problems_'] LOOP
         IF to_regclass(format('billing.%I', x || p_source)) IS NOT NULL THEN
             EXECUTE format('DROP TABLE billing.%I', x || p_source);
@@ -731,9 +764,12 @@ BEGIN
     LOOP
         CONTINUE WHEN NOT billing._citus_triggered(t.id);
         BEGIN
-            same := (SELECT p.prosrc FROM pg_proc AS p
-                      WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id)))
-                    = billing._citus_trigger_body(t);
+            -- (the full body; before the C fast path, citus_track_N itself)
+            same := billing._citus_trigger_body(t) IN (
+                        (SELECT p.prosrc FROM pg_proc AS p
+                          WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id || '_full'))),
+                        (SELECT p.prosrc FROM pg_proc AS p
+                          WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id))));
         EXCEPTION WHEN OTHERS THEN
             same := false;
         END;
@@ -750,6 +786,7 @@ CREATE EVENT TRIGGER billing_citus_table_altered ON ddl_command_end
     EXECUTE FUNCTION billing._citus_table_altered();
 
 REVOKE ALL ON FUNCTION billing._citus_set_up_triggers(billing.tracked_tables),
+    billing._citus_create_trigger_functions(billing.tracked_tables),
     billing._citus_truncate_trigger(billing.tracked_tables, boolean),
     billing._citus_drop_triggers(smallint), billing._citus_take_ledger(smallint, boolean),
     billing._citus_ship_recorded(billing.tracked_tables), billing._citus_table_altered() FROM PUBLIC;

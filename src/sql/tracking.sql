@@ -540,7 +540,7 @@ END
 $$;
 
 -- Makes anew every tracked table's trigger function whose body is not what
--- this version writes. An extension script cannot replace a function that
+-- this version writes (a distributed table's on every node, citus.sql). An extension script cannot replace a function that
 -- is not a member, so tables tracked under 0.3 are moved by the first
 -- billing.merge() after the update (and by any ALTER TABLE of theirs). A
 -- table it cannot move (a column of a type 0.4 refuses) keeps its function,
@@ -564,6 +564,24 @@ BEGIN
                     WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
                IS DISTINCT FROM 'track_row' THEN
                 PERFORM billing._create_trigger_function(t);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
+        END;
+    END LOOP;
+    -- Distributed tables followed by their shards' triggers: their trigger
+    -- functions, on every node (citus.sql, _citus_create_trigger_functions).
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+              WHERE billing._citus_triggered(tt.id) ORDER BY tt.id LOOP
+        BEGIN
+            -- (a table tracked before the C fast path has a PL/pgSQL citus_track_N and no citus_track_N_full)
+            IF (SELECT p.prosrc FROM pg_proc AS p
+                 WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id || '_full')))
+               IS DISTINCT FROM billing._citus_trigger_body(t)
+               OR (SELECT p.prosrc FROM pg_proc AS p
+                    WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id)))
+               IS DISTINCT FROM 'citus_track_row' THEN
+                PERFORM billing._citus_create_trigger_functions(t);
             END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;

@@ -39,7 +39,7 @@ SELECT tracked, backfilled, messages, problems, unpriced_models
   FROM billing.track_messages('citus_test.local_messages');
 -- The distributed table's ledger, estimates and problems: distributed by
 -- the conversation, co-located with the messages; its trigger on every one
--- of the 8 shards (and on the table, on every node), its function on
+-- of the 8 shards (and on the table, on every node), its functions on
 -- every node; its two problem rows (setup's invalid usage and usage
 -- without tokens among ids 1 to 4000: ids 2001 and 2005) beside their
 -- messages, none on the coordinator.

@@ -110,13 +110,27 @@ SELECT create_reference_table('citus_test.reference_messages');
 \set VERBOSITY terse
 SELECT billing.track_messages('citus_test.reference_messages', content_column => 'role');
 SELECT count(*) AS tracked FROM billing.tracked_tables;
-SELECT billing.track_profiles('messages');
+SELECT billing.track_profiles('citus_test.reference_messages');
 SET citus.enable_unsafe_triggers = on;
 SELECT create_distributed_table('citus_test.tracked_local', 'conversation_id');
 RESET citus.enable_unsafe_triggers;
 SELECT create_distributed_table('citus_test.tracked_local', 'conversation_id');
 DROP TABLE citus_test.reference_messages;
 \set VERBOSITY default
+-- track_profiles refuses a distributed table, saying why and what to do
+-- instead; nothing is made (no trigger on any node, no usage recorded).
+SELECT count(*) AS aws_rows FROM billing.aws_usage \gset
+SELECT billing.track_profiles('messages');
+SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'billing\_track\_profiles%') AS triggers,
+       (SELECT count(*) FROM billing.aws_usage) - :aws_rows AS recorded;
+SELECT nodeport > 0 AS worker, result AS triggers
+  FROM run_command_on_workers($$SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'billing\_track\_profiles%'$$);
+-- The alternative: the sends recorded on the coordinator (by hand: 3 + 4).
+SELECT billing.record_usage('ses', 3, '2025-01-15 10:00+00') IS NOT NULL AS recorded,
+       billing.record_usage('ses', 4, '2025-01-15 11:00+00') IS NOT NULL AS recorded_again;
+SELECT sum(quantity) AS ses_sends FROM billing.aws_usage
+ WHERE service = 'ses' AND at >= '2025-01-15' AND at < '2025-01-16';
+DELETE FROM billing.aws_usage WHERE service = 'ses' AND at >= '2025-01-15' AND at < '2025-01-16';
 
 -- A table merge() cannot read does not stop it for the others: two tables
 -- tracked without backfill, one of them locked by another session (dblink)

@@ -207,8 +207,10 @@ BEGIN
     EXECUTE format($q$INSERT INTO %1$I VALUES ('m11', NULL, 'assistant', 'no conversation', '{}', '2026-11-10 10:07')$q$, name);
 END
 $$;
+-- (under REPEATABLE READ, as in a transaction of the app's: each reply
+-- still sees the messages this transaction stored before it)
 SET billing.trigger_fast_path = on;
-BEGIN;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 SET LOCAL track_functions = 'all';
 SELECT write_estimates('est_fast');
 -- 13 rows; 3 in the full body: the table's first row in this session
@@ -219,7 +221,9 @@ SELECT regexp_replace(funcname, '[0-9]+', 'N') AS function, calls FROM pg_stat_x
  ORDER BY funcname;
 COMMIT;
 SET billing.trigger_fast_path = off;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT write_estimates('est_full');
+COMMIT;
 RESET billing.trigger_fast_path;
 SELECT * FROM compare_paths((SELECT id FROM billing.tracked_tables WHERE relation = 'est_fast'::regclass),
                             (SELECT id FROM billing.tracked_tables WHERE relation = 'est_full'::regclass)) ORDER BY 1, 2;

@@ -135,10 +135,13 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
     return false;
   }
 
-  // What the full body's query would see: this transaction's writes so far
-  // (the statement's other rows included) and what others committed.
+  // What the full body's query would see, taken as SPI takes it: this
+  // transaction's writes so far (the statement's other rows included) and
+  // what others committed (under REPEATABLE READ, what they had committed
+  // when the transaction began).
   CommandCounterIncrement();
   PushActiveSnapshot(GetTransactionSnapshot());
+  UpdateActiveSnapshotCommandId();
   ScanKeyData key;
   ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[0], equals,
                          conversation);

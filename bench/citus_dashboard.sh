@@ -23,7 +23,13 @@
 # and as one that may read the local copy only (the same payload: checked).
 # Then, once each: 10,000 rows inserted into each table (through their
 # triggers), both dashboards again (the writes unmerged: still the same
-# payload), and the billing.merge() that folds both ledgers.
+# payload), and the billing.merge() that folds both ledgers. Last, 2,000
+# replies stored without usage (generate.sql's first 2,000 replies, their
+# usage taken out: each estimated from its conversation's earlier messages)
+# into each table, 3 times each by the trigger's C path and by its PL/pgSQL body
+# (billing.trigger_fast_path = off, which SET LOCAL with
+# citus.propagate_set_commands = 'local' takes to the workers), then a merge
+# (the same payload: checked).
 # citus.coordinator_aggregation_strategy = 'disabled'.
 #
 # Reports medians, min-max and ratios of medians; the report goes to stdout
@@ -89,6 +95,7 @@ citus_psql 0 -c "CREATE TABLE messages_dist (LIKE messages INCLUDING DEFAULTS)" 
     -c "SELECT create_distributed_table('messages_dist', 'conversation_id')" \
     -c "INSERT INTO messages_dist SELECT * FROM messages" \
     -c "CREATE INDEX ON messages_dist (created_at)" \
+    -c "CREATE INDEX ON messages_dist (conversation_id)" \
     -c "VACUUM ANALYZE messages_dist" -c "VACUUM ANALYZE messages" \
     -c "SET client_min_messages = error" \
     -c "SELECT billing.track_messages('messages')" >/dev/null
@@ -185,6 +192,46 @@ same_unmerged=$(same_dashboard)   # (no merge has run since the inserts)
 merge_ms=$({ echo "SET client_min_messages = error;"; echo '\timing on'; echo "SELECT billing.merge();"; } | timed)
 same_merged=$(same_dashboard)
 
+# Replies without usage: each INSERT in a transaction of its own, whose
+# statements' times are summed (the commit included); the two paths and the
+# two tables alternate, round after round (the first round reads the
+# conversations' pages into the caches for both).
+log "2,000 replies without usage into each table, by the C path and by the PL/pgSQL body"
+estimated_insert() {  # TABLE ID-OFFSET FAST-PATH(on|off)
+    echo "BEGIN;"
+    echo "SET LOCAL citus.propagate_set_commands = 'local';"
+    echo "SET LOCAL billing.trigger_fast_path = $3;"
+    echo "INSERT INTO $1 SELECT id + $2, conversation_id, role, content,
+                data - 'tokens' - 'prompt_tokens' - 'completion_tokens' - 'prompt_tokens_details',
+                created_at + interval '2 seconds'
+            FROM (SELECT * FROM messages WHERE role = 'assistant' AND id < 100000000 ORDER BY id LIMIT 2000) AS m;"
+    echo "COMMIT;"
+}
+est_rounds=3
+est_times=$({
+    echo "SET client_min_messages = error;"
+    echo '\timing on'
+    for ((r = 1; r <= est_rounds; r++)); do
+        estimated_insert messages_dist $((200000000 + r * 1000000)) on
+        estimated_insert messages_dist $((300000000 + r * 1000000)) off
+        estimated_insert messages $((200000000 + r * 1000000)) on
+        estimated_insert messages $((300000000 + r * 1000000)) off
+    done
+} | timed)
+# (per transaction: the sum of its 5 statements' times; per kind: the median of the rounds)
+read -r e_dist_c e_dist_full e_local_c e_local_full < <(
+    echo "$est_times" | tr ' ' '\n' | awk -v rounds="$est_rounds" 'NF { t[int(n / 5)] += $1; n++ }
+        END {
+            for (k = 0; k < 4; k++) {
+                m = 0
+                for (r = 0; r < rounds; r++) v[m++] = t[r * 4 + k]
+                for (i = 1; i < m; i++) for (j = i; j > 0 && v[j - 1] > v[j]; j--) { x = v[j]; v[j] = v[j - 1]; v[j - 1] = x }
+                printf "%.0f%s", (m % 2 ? v[int(m / 2)] : (v[m / 2 - 1] + v[m / 2]) / 2), (k < 3 ? " " : "\n")
+            }
+        }')
+est_merge_ms=$({ echo "SET client_min_messages = error;"; echo '\timing on'; echo "SELECT billing.merge();"; } | timed)
+same_estimated=$(same_dashboard)
+
 stats() { sample_stats 1 3 "$samples" "$1" "$2"; }
 report=$tmp/report.md
 {
@@ -221,10 +268,14 @@ report=$tmp/report.md
          "into the local copy $w_local ms (each through its trigger); \`billing.dashboard()\` with"
     echo "  them unmerged: distributed $d_dist_unmerged ms, local $d_local_unmerged ms;" \
          "the \`billing.merge()\` that folds both ledgers $merge_ms ms"
+    echo "- 2,000 replies without usage (each estimated from its conversation's earlier messages), medians of $est_rounds"
+    echo "  alternating rounds, into the distributed table by the trigger's C path $e_dist_c ms, by its PL/pgSQL body $e_dist_full ms"
+    echo "  ($(ratio "$e_dist_full" "$e_dist_c" x)); into the local copy $e_local_c ms and $e_local_full ms;" \
+         "after the merge ($est_merge_ms ms) the same payload $(yes_no "$same_estimated")"
 } >"$report"
 mkdir -p bench/results
 out=bench/results/citus-dashboard-$(utc_stamp)-$messages.md
 cp "$report" "$out"
 cat "$report"
 log "report saved to $out"
-[[ $same == t && $same_dash == t && $same_unmerged == t && $same_merged == t ]]
+[[ $same == t && $same_dash == t && $same_unmerged == t && $same_merged == t && $same_estimated == t ]]

@@ -84,6 +84,8 @@ FmgrInfo* comparison(Oid type) {
   return OidIsValid(t->cmp_proc_finfo.fn_oid) ? &t->cmp_proc_finfo : nullptr;
 }
 
+constexpr int kMaxEstimateColumns = 4;
+
 int compare(FmgrInfo* cmp, Oid collation, Datum a, Datum b) {
   return DatumGetInt32(FunctionCall2Coll(cmp, collation, a, b));
 }
@@ -173,50 +175,61 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
   return ok;
 }
 
-bool store_prompt_estimate(Oid schema, int16 source_id, Datum message_key, int64 tokens) {
-  const Oid prompts_oid = get_relname_relid("estimated_prompts", schema);
-  const Oid index_oid = get_relname_relid("estimated_prompts_pkey", schema);
-  if (!OidIsValid(prompts_oid) || !OidIsValid(index_oid)) return false;
-  Relation prompts = table_open(prompts_oid, RowExclusiveLock);
-  const TupleDesc desc = RelationGetDescr(prompts);
-  static constexpr Oid kTypes[3] = {INT2OID, TEXTOID, INT8OID};
-  bool plain = prompts->rd_rel->relkind == RELKIND_RELATION && !prompts->rd_rel->relhasrules &&
-               prompts->trigdesc == nullptr && desc->natts == 3 &&
+namespace {
+
+// Inserts one row into `rel_oid` when it is the plain table the estimates
+// are kept in: columns of exactly `types` (no default, check, rule, trigger
+// or generated column) and one index, a unique btree on the columns
+// `key_attnums` (two of them). False, having written nothing, when it is
+// not, or when the row's key already has a row there (committed or not:
+// the full body's INSERT ... ON CONFLICT waits for it and replaces it).
+// (Two transactions that store the same message id at the same instant can
+// both pass the probe; the second's unique check then waits for the first
+// and fails if it commits. A table whose ids are unique never gets that
+// far: its own unique index stops the second row first.)
+bool insert_new_key(Oid rel_oid, const Oid* types, int natts, const AttrNumber key_attnums[2], Datum* values) {
+  if (!OidIsValid(rel_oid)) return false;
+  Relation rel = try_table_open(rel_oid, RowExclusiveLock);
+  if (rel == nullptr) return false;
+  const TupleDesc desc = RelationGetDescr(rel);
+  bool plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhasrules && rel->trigdesc == nullptr &&
+               desc->natts == natts &&
                (desc->constr == nullptr || (desc->constr->num_check == 0 && desc->constr->num_defval == 0));
-  for (int i = 0; plain && i < 3; ++i) {
+  for (int i = 0; plain && i < natts; ++i) {
     const Form_pg_attribute a = TupleDescAttr(desc, i);
-    plain = !a->attisdropped && a->atttypid == kTypes[i] && a->attgenerated == '\0';
+    plain = !a->attisdropped && a->atttypid == types[i] && a->attgenerated == '\0';
   }
+  Oid index_oid = InvalidOid;
   if (plain) {
-    List* indexes = RelationGetIndexList(prompts);
-    plain = list_length(indexes) == 1 && linitial_oid(indexes) == index_oid;
+    List* indexes = RelationGetIndexList(rel);
+    plain = list_length(indexes) == 1;
+    if (plain) index_oid = linitial_oid(indexes);
     list_free(indexes);
   }
   Relation index = nullptr;
+  ScanKeyData keys[2];
   if (plain) {
     index = index_open(index_oid, RowExclusiveLock);
     const Form_pg_index ix = index->rd_index;
     plain = index->rd_rel->relam == BTREE_AM_OID && ix->indisunique && ix->indisvalid && ix->indisready &&
-            ix->indnkeyatts == 2 && ix->indnatts == 2 && ix->indkey.values[0] == 1 && ix->indkey.values[1] == 2 &&
+            ix->indnkeyatts == 2 && ix->indnatts == 2 && ix->indkey.values[0] == key_attnums[0] &&
+            ix->indkey.values[1] == key_attnums[1] &&
             heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr) &&
             heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr);
+    for (int k = 0; plain && k < 2; ++k) {
+      // (compared as the index compares: its operator family's `=`, its collation)
+      const Oid equals = equality_function(index->rd_opfamily[k], index->rd_opcintype[k]);
+      plain = OidIsValid(equals);
+      if (plain)
+        ScanKeyEntryInitialize(&keys[k], 0, k + 1, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[k], equals,
+                               values[key_attnums[k] - 1]);
+    }
   }
   if (plain) {
-    // A row for the message, committed or still being written: the full
-    // body's INSERT ... ON CONFLICT waits for it and replaces it. (Two
-    // transactions that store the same message id at the same instant can
-    // both pass this probe; the second's unique check then waits for the
-    // first and fails if it commits. A table whose ids are unique never
-    // gets that far: its own unique index stops the second row first.)
     SnapshotData dirty;
     InitDirtySnapshot(dirty);
-    ScanKeyData keys[2];
-    ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid, InvalidOid, F_INT2EQ,
-                           Int16GetDatum(source_id));
-    ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[1], F_TEXTEQ,
-                           message_key);
-    TupleTableSlot* slot = table_slot_create(prompts, nullptr);
-    IndexScanDesc scan = index_beginscan(prompts, index, &dirty, 2, 0);
+    TupleTableSlot* slot = table_slot_create(rel, nullptr);
+    IndexScanDesc scan = index_beginscan(rel, index, &dirty, 2, 0);
     index_rescan(scan, keys, 2, nullptr, 0);
     plain = !index_getnext_slot(scan, ForwardScanDirection, slot);
     index_endscan(scan);
@@ -224,17 +237,35 @@ bool store_prompt_estimate(Oid schema, int16 source_id, Datum message_key, int64
   }
   if (!plain) {
     if (index != nullptr) index_close(index, RowExclusiveLock);
-    table_close(prompts, RowExclusiveLock);
+    table_close(rel, RowExclusiveLock);
     return false;
   }
-  Datum values[3] = {Int16GetDatum(source_id), message_key, Int64GetDatum(tokens)};
-  bool nulls[3] = {false, false, false};
+  bool nulls[kMaxEstimateColumns] = {};
   HeapTuple row = heap_form_tuple(desc, values, nulls);
-  simple_heap_insert(prompts, row);
-  index_insert(index, values, nulls, &row->t_self, prompts, UNIQUE_CHECK_YES, false, nullptr);
+  simple_heap_insert(rel, row);
+  // (the index's key columns, in its order)
+  Datum index_values[2] = {values[key_attnums[0] - 1], values[key_attnums[1] - 1]};
+  index_insert(index, index_values, nulls, &row->t_self, rel, UNIQUE_CHECK_YES, false, nullptr);
   index_close(index, NoLock);
-  table_close(prompts, NoLock);  // the locks are held to the end of the transaction
+  table_close(rel, NoLock);  // the locks are held to the end of the transaction
   return true;
+}
+
+}  // namespace
+
+bool store_prompt_estimate(Oid schema, int16 source_id, Datum message_key, int64 tokens) {
+  static constexpr Oid kTypes[3] = {INT2OID, TEXTOID, INT8OID};
+  static constexpr AttrNumber kKey[2] = {1, 2};  // (source_id, message_id)
+  Datum values[3] = {Int16GetDatum(source_id), message_key, Int64GetDatum(tokens)};
+  return insert_new_key(get_relname_relid("estimated_prompts", schema), kTypes, 3, kKey, values);
+}
+
+bool store_citus_prompt_estimate(Oid estimates_shard, Oid conversation_type, Datum conversation, int16 source_id,
+                                 Datum message_key, int64 tokens) {
+  const Oid types[4] = {conversation_type, INT2OID, TEXTOID, INT8OID};
+  static constexpr AttrNumber kKey[2] = {1, 3};  // (conversation, message_id)
+  Datum values[4] = {conversation, Int16GetDatum(source_id), message_key, Int64GetDatum(tokens)};
+  return insert_new_key(estimates_shard, types, 4, kKey, values);
 }
 
 }  // namespace billing::pg

@@ -36,4 +36,12 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
 // not the plain one this writes.
 bool store_prompt_estimate(Oid schema, int16 source_id, Datum message_key, int64 tokens);
 
+// The same for a reply on a shard of a tracked Citus distributed table: in
+// `estimates_shard`, the shard of billing.citus_estimates_N beside the
+// messages' shard (columns conversation, source_id, message_id,
+// prompt_tokens; key (conversation, message_id)), where the full body's
+// INSERT would have been routed.
+bool store_citus_prompt_estimate(Oid estimates_shard, Oid conversation_type, Datum conversation, int16 source_id,
+                                 Datum message_key, int64 tokens);
+
 }  // namespace billing::pg

@@ -276,10 +276,12 @@ bool message_time(const Column_value& c, TimestampTz* at) {
 }
 
 // billing.usage_ledger's row for the common INSERT (a message whose data
-// says all billing needs, at a countable time), in values/nulls; false when
-// the full body must handle the write (a reply without usage among them:
-// the Citus path leaves its estimate to the PL/pgSQL body).
-bool common_insert_row(const TriggerData* td, int16 source_id, Datum* values, bool* nulls) {
+// says all billing needs, or a reply without usage, at a countable time),
+// in values/nulls; false when the full body must handle the write. For a
+// reply without usage *estimated is set, and the caller fills in its
+// estimates (values[8] and [9]: estimate_reply) or leaves the write to the
+// full body.
+bool common_insert_row(const TriggerData* td, int16 source_id, Datum* values, bool* nulls, bool* estimated) {
   const Column_value data = column(td, kData);
   Usage usage;
   if (data.null) {
@@ -297,10 +299,19 @@ bool common_insert_row(const TriggerData* td, int16 source_id, Datum* values, bo
     if (!known) return false;
   }
   LedgerCounts counts;
+  *estimated = false;
+  if (!direct_ledger_counts(usage, assistant, &counts)) {
+    const MessageFigures f = message_figures(usage, assistant);
+    if (!f.estimated || f.problem) return false;
+    *estimated = true;
+    counts = LedgerCounts{};
+    counts.has_model = f.has_model;
+    counts.model = f.model;
+  }
   TimestampTz at = 0;
   Datum conversation = 0;
   bool conversation_null = false;
-  if (!direct_ledger_counts(usage, assistant, &counts) || !message_time(column(td, kCreatedAt), &at) ||
+  if (!message_time(column(td, kCreatedAt), &at) ||
       !conversation_key(column(td, kConversation), &conversation, &conversation_null))
     return false;
   for (int i = 0; i < kLedgerColumns; ++i) nulls[i] = false;
@@ -318,30 +329,35 @@ bool common_insert_row(const TriggerData* td, int16 source_id, Datum* values, bo
   values[5] = Int64GetDatum(counts.prompt);
   values[6] = Int64GetDatum(counts.completion);
   values[7] = Int64GetDatum(counts.cached);
-  values[8] = Int64GetDatum(0);  // estimated prompt: only for replies without usage
+  values[8] = Int64GetDatum(0);  // estimated prompt: only for replies without usage (the caller's)
   values[9] = Int64GetDatum(0);  // estimated completion: same
   values[10] = Int64GetDatum(counts.unsplit);
   values[11] = Int32GetDatum(0);  // no problem
   return true;
 }
 
-// The estimates of a reply without usage, its prompt stored in
-// billing.estimated_prompts as the full body stores it; false (nothing
-// written) to leave the reply to the full body.
-bool estimate_reply(const TriggerData* td, const TrackEntry& e, int64* prompt, int64* completion) {
+// The estimates of a reply without usage, and its message's key
+// (billing._key of its id), under which the caller stores the prompt's
+// estimate as the full body does; false (nothing read) to leave the reply
+// to the full body.
+struct ReplyEstimate {
+  int64 prompt = 0;
+  int64 completion = 0;
+  Datum message = 0;
+};
+bool estimate_reply(const TriggerData* td, ReplyEstimate* r) {
   const Column_value content = column(td, kContent);
-  *completion = 0;  // (an empty reply still has a prompt: its conversation)
+  r->completion = 0;  // (an empty reply still has a prompt: its conversation)
   if (!content.null) {
     if (content.type != TEXTOID && content.type != VARCHAROID) return false;
     const struct varlena* v = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(content.value)));
-    *completion = pg::text_estimate(VARDATA_ANY(v), static_cast<int>(VARSIZE_ANY_EXHDR(v)));
+    r->completion = pg::text_estimate(VARDATA_ANY(v), static_cast<int>(VARSIZE_ANY_EXHDR(v)));
   }
-  Datum message = 0;
   bool message_null = false;
-  if (!conversation_key(column(td, kId), &message, &message_null) || message_null) return false;
+  if (!conversation_key(column(td, kId), &r->message, &message_null) || message_null) return false;
   const int16* att = td->tg_trigger->tgattr;
   const pg::ReplyColumns columns{att[kId], att[kConversation], att[kContent], att[kCreatedAt]};
-  return pg::estimate_prompt(td, columns, prompt) && pg::store_prompt_estimate(e.schema, e.source_id, message, *prompt);
+  return pg::estimate_prompt(td, columns, &r->prompt);
 }
 
 
@@ -393,68 +409,21 @@ extern "C" Datum track_row(PG_FUNCTION_ARGS) {
     return result;
   }
 
-  // The usage.
-  const Column_value data = column(td, kData);
-  Usage usage;
-  if (data.null) {
-    usage = message_without_data();
-  } else if (data.type == JSONBOID) {
-    const struct varlena* v = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(data.value)));
-    usage = message_usage(JsonbContainerView{reinterpret_cast<const uint8_t*>(VARDATA_ANY(v)), VARSIZE_ANY_EXHDR(v)});
-  } else {
-    return run_full_body(fcinfo, e);  // json or text: parsed with care there
-  }
-  bool assistant = false;
-  if (usage.status == UsageStatus::NoUsage) {
-    bool known = false;
-    assistant = is_assistant(column(td, kRole), &known);
-    if (!known) return run_full_body(fcinfo, e);
-  }
-  LedgerCounts counts;
+  Datum values[kLedgerColumns];
+  bool nulls[kLedgerColumns] = {};
   bool estimated = false;  // a reply without usage: its prompt and completion estimated
-  if (!direct_ledger_counts(usage, assistant, &counts)) {
-    const MessageFigures f = message_figures(usage, assistant);
-    if (!f.estimated || f.problem) return run_full_body(fcinfo, e);
-    estimated = true;
-    counts = LedgerCounts{};
-    counts.has_model = f.has_model;
-    counts.model = f.model;
-  }
-  TimestampTz at = 0;
-  Datum conversation = 0;
-  bool conversation_null = false;
-  if (!message_time(column(td, kCreatedAt), &at) ||
-      !conversation_key(column(td, kConversation), &conversation, &conversation_null))
-    return run_full_body(fcinfo, e);
-
+  if (!common_insert_row(td, e.source_id, values, nulls, &estimated)) return run_full_body(fcinfo, e);
   Relation ledger = open_ledger(e.schema);
   if (ledger == nullptr) return run_full_body(fcinfo, e);
-  int64 estimated_prompt = 0;
-  int64 estimated_completion = 0;
-  if (estimated && !estimate_reply(td, e, &estimated_prompt, &estimated_completion)) {
+  // (the estimate stored last: nothing after it can leave the write to the full body)
+  ReplyEstimate r;
+  if (estimated &&
+      !(estimate_reply(td, &r) && pg::store_prompt_estimate(e.schema, e.source_id, r.message, r.prompt))) {
     table_close(ledger, RowExclusiveLock);
     return run_full_body(fcinfo, e);
   }
-  Datum values[kLedgerColumns];
-  bool nulls[kLedgerColumns] = {};
-  values[0] = Int16GetDatum(e.source_id);
-  values[1] = conversation;
-  nulls[1] = conversation_null;
-  values[2] = TimestampTzGetDatum(at);
-  if (counts.has_model) {
-    values[3] = PointerGetDatum(cstring_to_text_with_len(counts.model.data(), static_cast<int>(counts.model.size())));
-  } else {
-    values[3] = 0;
-    nulls[3] = true;
-  }
-  values[4] = Int32GetDatum(1);  // one message
-  values[5] = Int64GetDatum(counts.prompt);
-  values[6] = Int64GetDatum(counts.completion);
-  values[7] = Int64GetDatum(counts.cached);
-  values[8] = Int64GetDatum(estimated_prompt);  // only for replies without usage
-  values[9] = Int64GetDatum(estimated_completion);
-  values[10] = Int64GetDatum(counts.unsplit);
-  values[11] = Int32GetDatum(0);  // no problem
+  values[8] = Int64GetDatum(r.prompt);  // only for replies without usage
+  values[9] = Int64GetDatum(r.completion);
   HeapTuple row = heap_form_tuple(RelationGetDescr(ledger), values, nulls);
   simple_heap_insert(ledger, row);
   table_close(ledger, NoLock);  // the lock is held to the end of the transaction
@@ -466,11 +435,12 @@ extern "C" Datum track_row(PG_FUNCTION_ARGS) {
 // SQL: billing.citus_track_N() (C body `citus_track_row`), the trigger that
 // Citus puts on every shard of tracked distributed table N (made by
 // billing._citus_set_up_triggers; docs/citus.md). It runs on the node that
-// holds the shard. The common INSERT (as above, but for a reply without usage,
-// whose estimate stays with the PL/pgSQL body) is written here, with a heap
+// holds the shard. The common INSERT (as above) is written here, with a heap
 // insert, into the shard of billing.citus_ledger_N co-located with the
 // messages' shard: the same hash range in the same colocation group, on this
-// node. Everything else goes to billing.citus_track_N_full(), the PL/pgSQL
+// node. A reply without usage is estimated from the messages' shard itself
+// (its conversation's messages are all there) and its estimate stored in the
+// shard of billing.citus_estimates_N beside it, found the same way. Everything else goes to billing.citus_track_N_full(), the PL/pgSQL
 // body, whose INSERT Citus routes to that same shard (one statement through
 // Citus's planner per write: what the fast path saves). So does the first
 // row a backend sees on each shard (its check that the function serves a
@@ -505,9 +475,11 @@ struct ShardKey {
 };
 struct ShardEntry {
   ShardKey key;
-  Oid ledger_shard;  // InvalidOid: every write through the full body
-  Oid table;         // the distributed table (Citus's shell) and its ledger's
+  Oid ledger_shard;     // InvalidOid: every write through the full body
+  Oid estimates_shard;  // InvalidOid: replies without usage through the full body
+  Oid table;            // the distributed table (Citus's shell), its ledger's and estimates'
   Oid ledger_table;
+  Oid estimates_table;
 };
 
 HTAB* shard_entries = nullptr;
@@ -525,7 +497,7 @@ void forget_shard_entries(Datum, Oid relid) {
   hash_seq_init(&seq, shard_entries);
   while (auto* entry = static_cast<ShardEntry*>(hash_seq_search(&seq))) {
     if (entry->key.relation == relid || entry->ledger_shard == relid || entry->table == relid ||
-        entry->ledger_table == relid) {
+        entry->ledger_table == relid || entry->estimates_shard == relid || entry->estimates_table == relid) {
       hash_search(shard_entries, &entry->key, HASH_REMOVE, nullptr);  // (the current one: allowed)
       ++shard_generation;
     }
@@ -690,9 +662,20 @@ int64 shard_id_of(const char* name) {
   return id;
 }
 
-// Finds, in Citus's metadata, the ledger shard beside the messages' shard
-// `shard` (see above); entry.ledger_shard stays InvalidOid when the fast
-// path must not write it.
+// The shard of `table` (a table of billing's beside the distributed table,
+// named in schema), colocated with it, with the hash range [min, max] and
+// placed on this node (group), or InvalidOid.
+Oid companion_shard(Oid schema, const char* name, Oid table, int64 colocation, const DistShard& d, int64 group) {
+  if (!OidIsValid(table) || hash_colocation(table) != colocation) return InvalidOid;
+  const int64 shard_id = shard_with_range(table, d.min, d.max);
+  if (shard_id < 0 || !placed_in(shard_id, group)) return InvalidOid;
+  return get_relname_relid(psprintf("%s_" INT64_FORMAT, name, shard_id), schema);
+}
+
+// Finds, in Citus's metadata, the ledger and estimates shards beside the
+// messages' shard `shard` (see above); entry.ledger_shard stays InvalidOid
+// when the fast path must not write it, entry.estimates_shard when it must
+// leave replies without usage to the full body.
 ShardEntry look_up_ledger_shard(const TrackEntry& e, Relation shard) {
   ShardEntry s;
   memset(&s, 0, sizeof s);
@@ -709,22 +692,23 @@ ShardEntry look_up_ledger_shard(const TrackEntry& e, Relation shard) {
   if (table_name == nullptr || get_rel_namespace(d.table) != RelationGetNamespace(shard) ||
       strcmp(psprintf("%s_" INT64_FORMAT, table_name, shard_id), shard_name) != 0)
     return s;
-  s.ledger_table = get_relname_relid(psprintf("citus_ledger_%d", e.source_id), e.schema);
-  if (!OidIsValid(s.ledger_table)) return s;
+  const char* ledger_name = psprintf("citus_ledger_%d", e.source_id);
+  const char* estimates_name = psprintf("citus_estimates_%d", e.source_id);
+  s.ledger_table = get_relname_relid(ledger_name, e.schema);
+  s.estimates_table = get_relname_relid(estimates_name, e.schema);
   const int64 colocation = hash_colocation(d.table);
-  if (colocation < 0 || hash_colocation(s.ledger_table) != colocation) return s;
-  const int64 ledger_shard_id = shard_with_range(s.ledger_table, d.min, d.max);
-  if (ledger_shard_id < 0) return s;
   const int64 group = local_group();
-  if (group < 0 || !placed_in(shard_id, group) || !placed_in(ledger_shard_id, group)) return s;
-  s.ledger_shard =
-      get_relname_relid(psprintf("citus_ledger_%d_" INT64_FORMAT, e.source_id, ledger_shard_id), e.schema);
+  if (colocation < 0 || group < 0 || !placed_in(shard_id, group)) return s;
+  s.ledger_shard = companion_shard(e.schema, ledger_name, s.ledger_table, colocation, d, group);
+  if (OidIsValid(s.ledger_shard))
+    s.estimates_shard = companion_shard(e.schema, estimates_name, s.estimates_table, colocation, d, group);
   return s;
 }
 
 // The ledger shard beside `shard`, opened and locked, when the fast path may
-// write it; nullptr to use the full body.
-Relation open_ledger_shard(const TrackEntry& e, Relation shard, Oid conversation_type) {
+// write it (and in *estimates_shard the estimates shard beside it, or
+// InvalidOid); nullptr to use the full body.
+Relation open_ledger_shard(const TrackEntry& e, Relation shard, Oid conversation_type, Oid* estimates_shard) {
   const ShardKey key{e.key.function, RelationGetRelid(shard)};
   ShardEntry s;
   if (const auto* cached = static_cast<ShardEntry*>(hash_search(shard_table(), &key, HASH_FIND, nullptr))) {
@@ -744,6 +728,7 @@ Relation open_ledger_shard(const TrackEntry& e, Relation shard, Oid conversation
     table_close(rel, RowExclusiveLock);
     return nullptr;
   }
+  *estimates_shard = s.estimates_shard;
   return rel;
 }
 
@@ -768,7 +753,8 @@ extern "C" Datum citus_track_row(PG_FUNCTION_ARGS) {
   // billing.citus_ledger_N's row: the conversation in the messages' own type, then usage_ledger's columns.
   Datum values[1 + kLedgerColumns];
   bool nulls[1 + kLedgerColumns] = {};
-  if (!common_insert_row(td, e.source_id, values + 1, nulls + 1)) return run_full_body(fcinfo, e);
+  bool estimated = false;  // a reply without usage: its prompt and completion estimated
+  if (!common_insert_row(td, e.source_id, values + 1, nulls + 1, &estimated)) return run_full_body(fcinfo, e);
   const AttrNumber conversation_attnum = td->tg_trigger->tgattr[kConversation];
   const Form_pg_attribute conversation_attr =
       TupleDescAttr(RelationGetDescr(td->tg_relation), conversation_attnum - 1);
@@ -779,8 +765,19 @@ extern "C" Datum citus_track_row(PG_FUNCTION_ARGS) {
   if (conversation_attr->attlen == -1)
     values[0] = PointerGetDatum(pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(values[0]))));
 
-  Relation ledger = open_ledger_shard(e, td->tg_relation, conversation_attr->atttypid);
+  Oid estimates_shard = InvalidOid;
+  Relation ledger = open_ledger_shard(e, td->tg_relation, conversation_attr->atttypid, &estimates_shard);
   if (ledger == nullptr) return run_full_body(fcinfo, e);
+  // (the estimate stored last: nothing after it can leave the write to the full body)
+  ReplyEstimate r;
+  if (estimated && !(OidIsValid(estimates_shard) && estimate_reply(td, &r) &&
+                     pg::store_citus_prompt_estimate(estimates_shard, conversation_attr->atttypid, values[0],
+                                                     e.source_id, r.message, r.prompt))) {
+    table_close(ledger, RowExclusiveLock);
+    return run_full_body(fcinfo, e);
+  }
+  values[1 + 8] = Int64GetDatum(r.prompt);  // only for replies without usage
+  values[1 + 9] = Int64GetDatum(r.completion);
   HeapTuple row = heap_form_tuple(RelationGetDescr(ledger), values, nulls);
   simple_heap_insert(ledger, row);
   table_close(ledger, NoLock);  // the lock is held to the end of the transaction

@@ -302,6 +302,71 @@ SELECT same, differing FROM citus_test.fast_compare();
 SELECT billing.merge() >= 0 AS merged;
 SELECT same, differing FROM citus_test.fast_compare();
 
+-- Replies without usage by the fast path: each estimated from its
+-- conversation's earlier messages on its own shard, its estimate stored in
+-- the estimates' shard beside it (no statement through Citus). Reply A_j
+-- (id 10000 + j, j = 1 to 40, conversation j % 40, on 2025-05-01, after
+-- every message so far) has 4 j characters: j completion tokens; its
+-- prompt is its conversation's earlier messages, all empty but message
+-- 1001 (40 characters, 10 tokens, in conversation 4). Then reply B_j (id
+-- 20000 + j, on 2025-05-02), 8 characters: 2 tokens, prompt j (A_j), +10
+-- for j = 4. By hand: prompts 10 + (820 + 10) = 840, completions
+-- (1 + ... + 40) + 40 * 2 = 820 + 80 = 900. Each statement: 40 calls of
+-- the trigger, the PL/pgSQL body once per shard written (the first row a
+-- new worker backend sees there).
+CREATE FUNCTION citus_test.fast_replies(tbl regclass) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format($q$INSERT INTO %s (id, conversation_id, role, content, data, created_at)
+                      SELECT 10000 + j, r.conversation_id, 'assistant', repeat('y', 4 * j), '{"model": "gpt-4o"}',
+                             timestamptz '2025-05-01 00:00+00' + j * interval '1 minute'
+                        FROM generate_series(1, 40) AS j, citus_test.fast_rows(j, j) AS r$q$, tbl);
+    EXECUTE format($q$INSERT INTO %s (id, conversation_id, role, content, data, created_at)
+                      SELECT 20000 + j, r.conversation_id, 'assistant', repeat('z', 8), '{"model": "gpt-4o"}',
+                             timestamptz '2025-05-02 00:00+00' + j * interval '1 minute'
+                        FROM generate_series(1, 40) AS j, citus_test.fast_rows(j, j) AS r$q$, tbl);
+END
+$$;
+SELECT citus_test.fast_shards(1, 40) AS shards_each_statement;
+SELECT c_calls AS c_before, full_calls AS full_before FROM citus_test.trigger_calls() \gset
+SELECT citus_test.fast_replies('citus_test.fast_messages');
+SELECT * FROM citus_test.trigger_calls_since(:c_before, :full_before, 80);
+SELECT citus_test.fast_replies('citus_test.fast_local');
+SELECT format('billing.%I', 'citus_ledger_' || :fast_id) AS fast_ledger,
+       format('billing.%I', 'citus_estimates_' || :fast_id) AS fast_estimates \gset
+SELECT count(*) AS rows, sum(estimated_prompt) AS estimated_prompt, sum(estimated_completion) AS estimated_completion
+  FROM :fast_ledger;
+-- The stored estimates: the distributed table's equal the local copy's.
+CREATE FUNCTION citus_test.fast_estimates(OUT estimates bigint, OUT prompt_tokens numeric, OUT same_as_local boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    d jsonb;
+BEGIN
+    EXECUTE format('SELECT count(*), sum(prompt_tokens), jsonb_object_agg(message_id, prompt_tokens)
+                      FROM billing.%I WHERE message_id::bigint >= 10000',
+                   'citus_estimates_' || (SELECT id FROM billing.tracked_tables
+                                           WHERE relation = 'citus_test.fast_messages'::regclass))
+       INTO estimates, prompt_tokens, d;
+    same_as_local := d = (SELECT jsonb_object_agg(e.message_id, e.prompt_tokens)
+                            FROM billing.estimated_prompts AS e
+                           WHERE e.source_id = (SELECT id FROM billing.tracked_tables
+                                                 WHERE relation = 'citus_test.fast_local'::regclass)
+                             AND e.message_id::bigint >= 10000);
+END
+$$;
+SELECT * FROM citus_test.fast_estimates();
+SELECT * FROM citus_test.fast_ledgers();
+SELECT same, differing FROM citus_test.fast_compare();
+-- The full body finds an estimate the fast path stored: deleting B_1
+-- (prompt 1, completion 2) takes back exactly that (ledger: 839 and 898).
+DELETE FROM citus_test.fast_messages WHERE id = 20001;
+DELETE FROM citus_test.fast_local WHERE id = 20001;
+SELECT count(*) AS rows, sum(estimated_prompt) AS estimated_prompt, sum(estimated_completion) AS estimated_completion
+  FROM :fast_ledger;
+SELECT * FROM citus_test.fast_estimates();
+SELECT same, differing FROM citus_test.fast_compare();
+SELECT billing.merge() >= 0 AS merged;
+SELECT same, differing FROM citus_test.fast_compare();
+
 SELECT billing.untrack_messages('citus_test.fast_messages');
 SELECT billing.untrack_messages('citus_test.fast_local');
 SELECT nodeport > 0 AS worker, result AS left_on_worker
@@ -314,6 +379,7 @@ ALTER DATABASE citus_test RESET track_functions;
 REVOKE ALL ON ALL TABLES IN SCHEMA billing FROM reads_fast_dist, reads_fast_local;
 REVOKE ALL ON SCHEMA billing, citus_test FROM reads_fast_dist, reads_fast_local;
 DROP FUNCTION citus_test.fast_compare(), citus_test.fast_figures_as(name), citus_test.fast_ledgers(),
-    citus_test.fast_others(regclass), citus_test.trigger_calls_since(bigint, bigint, bigint),
+    citus_test.fast_others(regclass), citus_test.fast_replies(regclass), citus_test.fast_estimates(),
+    citus_test.trigger_calls_since(bigint, bigint, bigint),
     citus_test.trigger_calls(), citus_test.fast_shards(int, int), citus_test.fast_rows(int, int);
 DROP ROLE reads_fast_dist, reads_fast_local;

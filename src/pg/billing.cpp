@@ -1,8 +1,10 @@
-// Module entry point: PG_MODULE_MAGIC, settings and the catalog cache.
+// Module entry point: PG_MODULE_MAGIC, settings, the catalog cache and the
+// filter of warnings relayed from Citus workers.
 #include "postgres_headers.h"
 
 #include "catalog_cache.h"
 #include "settings.h"
+#include "worker_warnings.h"
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -68,4 +70,5 @@ void define_settings() {
 void _PG_init(void) {
   billing::pg::define_settings();
   billing::pg::catalog_cache_init();
+  billing::pg::worker_warnings_init();
 }

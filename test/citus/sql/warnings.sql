@@ -63,3 +63,58 @@ SELECT date_trunc('month', created_at) AS month, billing.openai_cost(data) IS NO
   FROM messages GROUP BY 1 ORDER BY 1;
 RESET billing.unknown_model;
 RESET billing.invalid_usage;
+
+-- Pushed down (grouped by the distribution column), the final function runs
+-- on the workers, once per shard, and Citus relays each shard's warning;
+-- billing's emit_log_hook on the coordinator (src/pg/worker_warnings.cpp)
+-- lets each warning through once per statement. Here one gpt-9 row in each
+-- of 4 conversations on 4 different shards, one "12a" row in 2 more shards,
+-- and 40 conversations with a gpt-4o reply of 100 prompt and 50 completion
+-- tokens: 40 * (100 * 2.50 + 50 * 10.00) / 1M = 40 * 0.00075 = 0.03.
+-- Without the hook: 4 gpt-9 and 2 "12a" warnings (each DETAIL: 1 row).
+SET citus.shard_count = 8;
+CREATE TABLE citus_test.warn_pushed (conversation_id int, data jsonb);
+SELECT create_distributed_table('citus_test.warn_pushed', 'conversation_id');
+INSERT INTO citus_test.warn_pushed
+SELECT c, '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}' FROM generate_series(1, 40) AS c;
+-- (the first conversation of each shard, in shard order: gpt-9 in the first
+-- four shards, "12a" in the next two)
+INSERT INTO citus_test.warn_pushed
+SELECT c, CASE WHEN n <= 4 THEN '{"model": "gpt-9", "prompt_tokens": 10, "completion_tokens": 1}'
+                ELSE '{"model": "gpt-4o", "prompt_tokens": "12a", "completion_tokens": 1}' END::jsonb
+  FROM (SELECT c, row_number() OVER (ORDER BY s) AS n
+          FROM (SELECT DISTINCT ON (s) s, c
+                  FROM (SELECT get_shard_id_for_distribution_column('citus_test.warn_pushed', c) AS s, c
+                          FROM generate_series(1, 40) AS c) AS x
+                 ORDER BY s, c) AS y) AS z
+ WHERE n <= 6;
+SELECT count(DISTINCT get_shard_id_for_distribution_column('citus_test.warn_pushed', conversation_id))
+           FILTER (WHERE data->>'model' = 'gpt-9') AS gpt_9_shards,
+       count(DISTINCT get_shard_id_for_distribution_column('citus_test.warn_pushed', conversation_id))
+           FILTER (WHERE data->>'prompt_tokens' = '12a') AS invalid_shards
+  FROM citus_test.warn_pushed;
+SELECT citus_test.plan_of($$SELECT conversation_id, billing.openai_cost(data) FROM citus_test.warn_pushed GROUP BY 1$$);
+SELECT sum(c) AS total
+  FROM (SELECT conversation_id, billing.openai_cost(data) AS c FROM citus_test.warn_pushed GROUP BY 1) AS s;
+-- once per statement: the next statement warns again
+SELECT sum(c) AS total
+  FROM (SELECT conversation_id, billing.openai_cost(data) AS c FROM citus_test.warn_pushed GROUP BY 1) AS s;
+-- In a new session whose first statement is the pushed-down query (planning
+-- it loads billing on the coordinator), and in one that preloads billing
+-- (session_preload_libraries, as docs/citus.md recommends): once each.
+\c
+\set VERBOSITY terse
+SELECT sum(c) AS total
+  FROM (SELECT conversation_id, billing.openai_cost(data) AS c FROM citus_test.warn_pushed GROUP BY 1) AS s;
+SET client_min_messages = warning;
+ALTER ROLE CURRENT_USER IN DATABASE citus_test SET session_preload_libraries = 'billing';
+RESET client_min_messages;
+\c
+\set VERBOSITY terse
+SHOW session_preload_libraries;
+SELECT sum(c) AS total
+  FROM (SELECT conversation_id, billing.openai_cost(data) AS c FROM citus_test.warn_pushed GROUP BY 1) AS s;
+SET client_min_messages = warning;
+ALTER ROLE CURRENT_USER IN DATABASE citus_test RESET session_preload_libraries;
+RESET client_min_messages;
+DROP TABLE citus_test.warn_pushed;

@@ -367,6 +367,36 @@ SELECT same, differing FROM citus_test.fast_compare();
 SELECT billing.merge() >= 0 AS merged;
 SELECT same, differing FROM citus_test.fast_compare();
 
+-- A shard split in two (citus_split_shard_by_split_points, block_writes:
+-- Citus splits the co-located ledger, estimates and problems shards with
+-- it, one half on each worker). Writes through one worker session before
+-- and after it (whose backend looked the ledger shards up before the
+-- split): the figures still equal the local copy's, before and after the
+-- merge.
+SELECT s.shardid AS split_shard,
+       ((s.shardminvalue::bigint + s.shardmaxvalue::bigint) / 2)::text AS split_point
+  FROM pg_dist_shard AS s
+ WHERE s.shardid = get_shard_id_for_distribution_column('citus_test.fast_messages',
+                       (SELECT conversation_id FROM citus_test.fast_rows(2, 2))) \gset
+SELECT dblink_connect('fast_worker', format('host=127.0.0.1 port=%s dbname=%s user=%s',
+                      (SELECT min(nodeport) FROM pg_dist_node WHERE groupid > 0), current_database(), current_user));
+SELECT dblink_exec('fast_worker', 'INSERT INTO citus_test.fast_messages SELECT * FROM citus_test.fast_rows(621, 640)');
+INSERT INTO citus_test.fast_local SELECT * FROM citus_test.fast_rows(621, 640);
+SELECT citus_split_shard_by_split_points(:split_shard, ARRAY[:'split_point'],
+           ARRAY(SELECT nodeid FROM pg_dist_node WHERE groupid > 0 ORDER BY nodeport), 'block_writes') IS NOT NULL AS split;
+CALL citus_cleanup_orphaned_resources();
+SELECT count(*) AS messages_shards,
+       count(*) FILTER (WHERE s.shardid = :split_shard) AS old_shard_left
+  FROM pg_dist_shard AS s WHERE s.logicalrelid = 'citus_test.fast_messages'::regclass;
+SELECT count(*) AS ledger_shards FROM pg_dist_shard WHERE logicalrelid = :'fast_ledger'::regclass;
+SELECT dblink_exec('fast_worker', 'INSERT INTO citus_test.fast_messages SELECT * FROM citus_test.fast_rows(641, 660)');
+SELECT dblink_disconnect('fast_worker');
+INSERT INTO citus_test.fast_local SELECT * FROM citus_test.fast_rows(641, 660);
+SELECT * FROM citus_test.fast_ledgers();
+SELECT same, differing FROM citus_test.fast_compare();
+SELECT billing.merge() >= 0 AS merged;
+SELECT same, differing FROM citus_test.fast_compare();
+
 SELECT billing.untrack_messages('citus_test.fast_messages');
 SELECT billing.untrack_messages('citus_test.fast_local');
 SELECT nodeport > 0 AS worker, result AS left_on_worker

@@ -7350,3 +7350,101 @@ CREATE EVENT TRIGGER billing_citus_leftovers_dropped ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION')
     EXECUTE FUNCTION billing._citus_leftovers_dropped();
 REVOKE ALL ON FUNCTION billing._citus_leftovers_dropped() FROM PUBLIC;
+
+-- ==== One read of one customer's usage (src/sql/customers.sql) ====
+-- One customer's costs are summed from billing._customer_usage_by_model
+-- (the per-model read its dashboard makes); billing._customer_rows, the
+-- per-conversation read that did the same work, is gone.
+
+-- OpenAI usage per customer and month, with p_from <= time < p_to: of one
+-- customer (p_customer), or of every customer (p_customer NULL; messages of
+-- no customer under a NULL customer). Conversations of tracked tables
+-- without a customer source belong to no customer.
+CREATE OR REPLACE FUNCTION billing._usage_by_customer(p_from timestamptz, p_to timestamptz, p_customer text)
+RETURNS TABLE (customer text, month date, messages bigint, prompt_tokens numeric, completion_tokens numeric,
+               cached_tokens numeric, estimated_tokens numeric, cost numeric, unpriced_tokens numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    s record;
+BEGIN
+    PERFORM billing._require_reader();
+    IF p_customer IS NULL AND NOT isfinite(p_from) AND NOT isfinite(p_to) THEN
+        -- Every customer, every month (billing.customer_costs): the parts
+        -- billing._usage_by_conversation reads (fresh months' rollups and
+        -- unmerged ledger rows, the tables for the rest), summed per
+        -- customer and month at once: no grouping
+        -- per conversation first, no first and last message times, and
+        -- the freshness test as an anti-join (one hash, not one probe per
+        -- rollup row): 1.6x faster with 200,000 customers. (For a bounded
+        -- range, as statements read one month, grouping per conversation
+        -- first, below, measured as fast or faster.)
+        RETURN QUERY
+        WITH map AS MATERIALIZED (
+            SELECT * FROM billing._customer_conversations(NULL, true)
+        ), stale AS MATERIALIZED (
+            SELECT sm.source_id, sm.month FROM billing.stale_months AS sm
+            UNION ALL
+            SELECT t.id, NULL FROM billing.tracked_tables AS t WHERE NOT t.backfilled
+        ), x AS (
+            SELECT u.source_id, u.conversation_id, u.month, u.messages, u.prompt_tokens, u.completion_tokens,
+                   u.cached_tokens, u.estimated_tokens, u.cost, u.unpriced_tokens
+              FROM billing.conversation_usage AS u
+             WHERE u.month >= billing.month_of(p_from)
+               AND billing.month_start(u.month) >= p_from
+               AND billing.month_end(u.month) <= p_to
+            UNION ALL
+            SELECT l.source_id, l.conversation_id, l.month, l.messages, l.prompt_tokens, l.completion_tokens,
+                   l.cached_tokens, l.estimated_prompt + l.estimated_completion, l.cost + l.estimated_cost,
+                   l.unpriced_tokens
+              FROM billing._ledger_usage(p_from, p_to, billing._estimate_model()) AS l
+        ), y AS (
+            SELECT x.* FROM x
+             WHERE NOT EXISTS (SELECT 1 FROM stale AS st
+                                WHERE st.source_id = x.source_id AND (st.month = x.month OR st.month IS NULL))
+            UNION ALL
+            SELECT r.source_id, r.conversation_id, r.month, r.messages, r.prompt_tokens, r.completion_tokens,
+                   r.cached_tokens, r.estimated_tokens, r.cost, r.unpriced_tokens
+              FROM billing._table_ranges(p_from, p_to) AS g
+             CROSS JOIN LATERAL (SELECT g.source_id, t.conversation_id, t.month, t.messages, t.prompt_tokens,
+                                        t.completion_tokens, t.cached_tokens,
+                                        t.estimated_prompt + t.estimated_completion AS estimated_tokens,
+                                        t.cost + t.estimated_cost AS cost, t.unpriced_tokens
+                                   FROM billing._scan_table_safely(g.source_id, g.range_from, g.range_to) AS t) AS r
+        )
+        SELECT m.customer, y.month, sum(y.messages)::bigint, sum(y.prompt_tokens), sum(y.completion_tokens),
+               sum(y.cached_tokens), sum(y.estimated_tokens), sum(y.cost), sum(y.unpriced_tokens)
+          FROM y
+          LEFT JOIN map AS m ON m.source_id = y.source_id AND m.conversation_id = y.conversation_id
+         GROUP BY m.customer, y.month
+        HAVING sum(y.messages) <> 0;
+        RETURN;
+    END IF;
+    IF p_customer IS NULL THEN
+        RETURN QUERY
+        SELECT m.customer, c.month, sum(c.messages)::bigint, sum(c.prompt_tokens)::numeric,
+               sum(c.completion_tokens)::numeric, sum(c.cached_tokens)::numeric, sum(c.estimated_tokens)::numeric,
+               sum(c.cost), sum(c.unpriced_tokens)::numeric
+          FROM billing._usage_by_conversation(p_from, p_to) AS c
+          LEFT JOIN (SELECT * FROM billing._customer_conversations(NULL, true)) AS m
+                 ON m.source_id = c.source_id AND m.conversation_id = c.conversation_id
+         GROUP BY m.customer, c.month
+        HAVING sum(c.messages) <> 0;
+        RETURN;
+    END IF;
+
+    -- One customer: its per-model rows (the customer's dashboard reads the
+    -- same), summed per month.
+    RETURN QUERY
+    SELECT p_customer, r.month, sum(r.messages)::bigint, sum(r.prompt_tokens), sum(r.completion_tokens),
+           sum(r.cached_tokens), sum(r.estimated_prompt + r.estimated_completion),
+           sum(r.cost + r.estimated_cost), sum(r.unpriced_tokens)
+      FROM billing._customer_usage_by_model(p_from, p_to, p_customer) AS r
+     GROUP BY r.month;
+END
+$$;
+
+DROP FUNCTION billing._customer_rows(timestamptz, timestamptz, text);
+

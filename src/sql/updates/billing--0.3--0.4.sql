@@ -7448,3 +7448,188 @@ $$;
 
 DROP FUNCTION billing._customer_rows(timestamptz, timestamptz, text);
 
+-- ==== One OpenAI card for both dashboards (src/sql/dashboard.sql) ====
+-- billing._openai_card moves to dashboard.sql, STABLE (what it calls is),
+-- and billing.dashboard() builds its card with it too.
+
+-- The OpenAI card of the dashboard payload (README "The dashboard
+-- payload"), from per-model rows: a jsonb array of objects with the columns
+-- of billing._usage_by_model or billing._customer_usage_by_model (model,
+-- messages, the token counts, problems, cost, estimated_cost,
+-- unpriced_tokens; others are ignored). The one definition of the card's
+-- figures, for billing.dashboard() and billing.dashboard(customer => ...):
+-- tokens = prompt + completion + estimated + total-only tokens; by_model
+-- adds up to the card, at most 100 models by cost, the rest in "(other
+-- models)", a model without any price with a null cost (unknown, not
+-- zero). STABLE, as jsonb_to_recordset and jsonb_build_object are.
+CREATE OR REPLACE FUNCTION billing._openai_card(p_rows jsonb) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH m AS (
+        SELECT * FROM jsonb_to_recordset(coalesce(p_rows, '[]')) AS r(
+            model text, messages numeric, prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric,
+            estimated_prompt numeric, estimated_completion numeric, unsplit_tokens numeric, problems numeric,
+            cost numeric, estimated_cost numeric, unpriced_tokens numeric)
+    ), per_model AS (
+        SELECT CASE WHEN m.model = '' THEN '(none)' ELSE m.model END AS model,
+               sum(m.cost + m.estimated_cost) AS cost,
+               sum(m.prompt_tokens + m.completion_tokens + m.estimated_prompt + m.estimated_completion
+                   + m.unsplit_tokens) AS tokens,
+               sum(m.unpriced_tokens) AS unpriced_tokens,
+               sum(m.messages) AS messages,
+               -- no price at all: the cost is unknown, not zero
+               bool_and(m.unpriced_tokens = m.prompt_tokens + m.completion_tokens + m.estimated_prompt
+                        + m.estimated_completion + m.unsplit_tokens AND m.unpriced_tokens <> 0) AS unpriced
+          FROM m GROUP BY 1
+    ),
+    -- At most 100 models by name; the rest (a payload must stay small
+    -- whatever names the app writes) in one "(other models)" entry.
+    ranked AS (
+        SELECT p.*, row_number() OVER (ORDER BY p.cost DESC, p.tokens DESC, p.model) AS rank FROM per_model AS p
+    ), shown AS (
+        SELECT r.model, r.cost, r.tokens, r.unpriced_tokens, r.messages, r.unpriced FROM ranked AS r WHERE r.rank <= 100
+        UNION ALL
+        SELECT '(other models)', sum(r.cost), sum(r.tokens), sum(r.unpriced_tokens), sum(r.messages), bool_and(r.unpriced)
+          FROM ranked AS r WHERE r.rank > 100 HAVING count(*) > 0
+    )
+    SELECT jsonb_build_object(
+               'cost', coalesce(sum(m.cost + m.estimated_cost), 0),
+               'estimated_cost', coalesce(sum(m.estimated_cost), 0),
+               'tokens', coalesce(sum(m.prompt_tokens + m.completion_tokens + m.estimated_prompt
+                                      + m.estimated_completion + m.unsplit_tokens), 0),
+               'prompt_tokens', coalesce(sum(m.prompt_tokens), 0),
+               'completion_tokens', coalesce(sum(m.completion_tokens), 0),
+               'cached_tokens', coalesce(sum(m.cached_tokens), 0),
+               'estimated_tokens', coalesce(sum(m.estimated_prompt + m.estimated_completion), 0),
+               'unsplit_tokens', coalesce(sum(m.unsplit_tokens), 0),
+               'unpriced_tokens', coalesce(sum(m.unpriced_tokens), 0),
+               'messages', coalesce(sum(m.messages), 0),
+               'problems', coalesce(sum(m.problems), 0),
+               'by_model', coalesce((
+                   SELECT jsonb_object_agg(b.model, jsonb_build_object(
+                              'cost', CASE WHEN b.unpriced THEN NULL ELSE b.cost END,
+                              'tokens', b.tokens, 'unpriced_tokens', b.unpriced_tokens,
+                              'messages', b.messages))
+                     FROM shown AS b), '{}'::jsonb))
+      FROM m
+$$;
+
+CREATE OR REPLACE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamptz,
+                                             top_conversations integer DEFAULT 50, months integer DEFAULT 6)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    openai jsonb;
+    aws jsonb;
+    conversations jsonb;
+    hist jsonb;
+    history_from date;
+    last_month date;
+    whole_month boolean;       -- the period is one whole month: the last of the history
+    openai_by_month jsonb;     -- then the history's OpenAI figures, from the same read
+BEGIN
+    IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start THEN
+        RAISE EXCEPTION 'billing: the period must have a start before its end' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The work is bounded whatever the arguments: a finite period within
+    -- the years billing counts, at most 1,200 months of history.
+    IF NOT billing._countable(period_start) OR NOT billing._countable(period_end - interval '1 microsecond') THEN
+        RAISE EXCEPTION 'billing: the period must lie within the years 1 to 9999, got % to %', period_start, period_end
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF top_conversations < 0 OR top_conversations > 10000 OR months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000 and months between 1 and 1200'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM billing._require_reader();
+    -- Read as one customer (the setting billing.customer, customers.sql):
+    -- that customer's page, nothing of anyone else's.
+    IF billing.current_customer() IS NOT NULL THEN
+        RETURN billing.dashboard(period_start, period_end, billing.current_customer(), top_conversations, months);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
+        RAISE NOTICE 'billing: no tracked table that role "%" may read, so OpenAI figures are zero', current_user
+            USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table; '
+                         'a role sees the costs of the tracked tables it may SELECT.';
+    END IF;
+
+    -- History: the `months` months that end with the period's last month.
+    last_month := billing.month_of(period_end - interval '1 microsecond');
+    history_from := (last_month - (months - 1) * interval '1 month')::date;
+    whole_month := period_start = billing.month_start(last_month) AND period_end = billing.month_end(last_month);
+
+    -- Every figure is defined once (README "The dashboard payload"), by
+    -- billing._openai_card. For a whole month (the usual call) one read of
+    -- the history's months serves the card and the history: each unmerged
+    -- write is priced once less.
+    WITH m_all AS MATERIALIZED (
+        SELECT * FROM billing._usage_by_model(
+            CASE WHEN whole_month THEN billing.month_start(history_from) ELSE period_start END,
+            period_end)
+    )
+    SELECT billing._openai_card((SELECT jsonb_agg(to_jsonb(m)) FROM m_all AS m
+                                  WHERE NOT whole_month OR m.month = last_month)),
+           CASE WHEN whole_month THEN
+               (SELECT coalesce(jsonb_object_agg(to_char(a.month, 'YYYY-MM'), a.cost), '{}'::jsonb)
+                  FROM (SELECT x.month, sum(x.cost + x.estimated_cost) AS cost FROM m_all AS x GROUP BY x.month) AS a)
+           END
+      INTO openai, openai_by_month;
+
+    SELECT jsonb_build_object(
+               'cost', coalesce(sum(a.cost), 0),
+               'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+               'breakdown', coalesce(jsonb_object_agg(a.service, jsonb_build_object(
+                                'quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+                                FILTER (WHERE a.service IS NOT NULL), '{}'::jsonb),
+               'source', CASE WHEN count(*) = 0 THEN 'estimate'
+                              WHEN bool_and(a.basis = 'actual') THEN 'actual'
+                              WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END)
+      INTO aws
+      FROM billing._aws_usage_by_service(period_start, period_end) AS a;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object('conversation_id', c.conversation_id, 'cost', c.cost,
+                                                 'tokens', c.tokens, 'messages', c.messages)
+                              ORDER BY c.cost DESC, c.conversation_id), '[]'::jsonb)
+      INTO conversations
+      FROM billing._top_conversations(period_start, period_end, top_conversations) AS c;
+
+    WITH h AS (
+        SELECT h.month, h.source, h.cost
+          FROM billing.history(billing.month_start(history_from),
+                               billing.month_end(last_month)) AS h
+         WHERE NOT whole_month
+        UNION ALL
+        SELECT to_date(o.key, 'YYYY-MM'), 'openai', o.value::numeric
+          FROM jsonb_each_text(openai_by_month) AS o
+         WHERE whole_month
+        UNION ALL
+        SELECT a.month, 'aws', sum(a.cost)
+          FROM billing._aws_usage_by_service(billing.month_start(history_from), billing.month_end(last_month)) AS a
+         WHERE whole_month
+         GROUP BY a.month
+    )
+    SELECT jsonb_agg(jsonb_build_object(
+               'month', to_char(g.m, 'YYYY-MM'),
+               'openai', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'openai'), 0),
+               'aws', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'aws'), 0),
+               'total', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m), 0))
+             ORDER BY g.m)
+      INTO hist
+      FROM generate_series(history_from, last_month, interval '1 month') AS g(m);
+
+    RETURN jsonb_build_object(
+        'period', jsonb_build_object('start', period_start, 'end', period_end),
+        'openai', openai,
+        'aws', aws,
+        'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
+        'conversations', conversations,
+        'history', hist,
+        'budgets', billing._dashboard_budgets(last_month))
+        -- The top customers, once customers are known (customers.sql).
+        || billing._dashboard_customers(period_start, period_end);
+END
+$$;
+

@@ -7633,3 +7633,342 @@ BEGIN
 END
 $$;
 
+-- ==== One lookup of a tracked table's Citus companion tables (src/sql/citus.sql) ====
+
+-- The companion table of kind p_kind ('ledger', 'estimates' or 'problems')
+-- of tracked table p_source: billing.citus_<kind>_<id>, the distributed
+-- table beside its messages that _citus_set_up_triggers made (below);
+-- NULL when there is none (the table is not followed by its shards'
+-- triggers). The one place that finds a companion by its name (the
+-- trigger's body, run on the workers, and _citus_set_up_triggers, which
+-- makes them, name them themselves).
+CREATE FUNCTION billing._citus_companion(p_source smallint, p_kind text) RETURNS regclass
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_kind IS NULL OR p_kind NOT IN ('ledger', 'estimates', 'problems') THEN
+        RAISE EXCEPTION 'billing: no companion table of kind %', coalesce(quote_literal(p_kind), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN (SELECT c.oid::regclass FROM pg_class AS c
+             WHERE c.relname = 'citus_' || p_kind || '_' || p_source
+               AND c.relnamespace = 'billing'::regnamespace);
+END
+$$;
+
+-- Whether tracked table p_source is followed by its shards' triggers.
+CREATE OR REPLACE FUNCTION billing._citus_triggered(p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT billing._citus_companion(p_source, 'ledger') IS NOT NULL $$;
+
+-- Drops what _citus_set_up_triggers made for tracked table p_source (the
+-- trigger goes with its function, on the table and on every shard).
+CREATE OR REPLACE FUNCTION billing._citus_drop_triggers(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure;
+    t billing.tracked_tables;
+    x text;
+    companion regclass;
+BEGIN
+    SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.id = p_source;
+    IF FOUND AND billing._citus_triggered(p_source) THEN
+        PERFORM billing._citus_truncate_trigger(t, false);
+    END IF;
+    FOREACH fn IN ARRAY ARRAY[to_regprocedure(format('billing.%I()', 'citus_track_' || p_source)),
+                              to_regprocedure(format('billing.%I()', 'citus_track_' || p_source || '_full'))] LOOP
+        IF fn IS NOT NULL THEN
+            EXECUTE format('DROP FUNCTION %s CASCADE', fn);
+        END IF;
+    END LOOP;
+    FOREACH x IN ARRAY ARRAY['ledger', 'estimates', 'problems'] LOOP
+        companion := billing._citus_companion(p_source, x);
+        IF companion IS NOT NULL THEN
+            EXECUTE format('DROP TABLE %s', companion);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Moves tracked table p_source's distributed ledger into billing.usage_ledger
+-- (one distributed DELETE ... RETURNING: each row moves once, a write
+-- committed meanwhile stays for the next merge), in the caller's
+-- transaction; merge() then folds it into the rollups with the local
+-- ledger. With p_lock, first a SHARE lock on the table, which Citus takes
+-- on every shard: no write can come until the transaction ends (the
+-- rebuild of a stale month, which reads the table then). Returns the rows moved.
+CREATE OR REPLACE FUNCTION billing._citus_take_ledger(p_source smallint, p_lock boolean) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ledger regclass := billing._citus_companion(p_source, 'ledger');
+    moved bigint;
+BEGIN
+    IF ledger IS NULL THEN
+        RETURN 0;   -- (not followed by its shards' triggers: no ledger of its own)
+    END IF;
+    IF p_lock THEN
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', (SELECT t.relation FROM billing.tracked_tables AS t
+                                                         WHERE t.id = p_source));
+    END IF;
+    EXECUTE format('WITH moved AS (
+                        DELETE FROM %s AS l
+                        RETURNING l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
+                                  l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
+                                  l.unsplit_tokens, l.problems)
+                    INSERT INTO billing.usage_ledger SELECT * FROM moved', ledger);
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    RETURN moved;
+END
+$$;
+
+-- After a backfill of tracked table p_source (which recorded its estimates
+-- and problem rows in estimated_prompts and problem_messages, on the
+-- coordinator), moves them beside their messages: a distributed INSERT of
+-- each row with its message's conversation (a frozen estimate already
+-- there is kept, as ON CONFLICT DO NOTHING keeps it for a local table).
+CREATE OR REPLACE FUNCTION billing._citus_ship_recorded(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record := billing._row_reader(t, 'm');
+BEGIN
+    EXECUTE format('WITH e AS MATERIALIZED (
+                        SELECT message_id, prompt_tokens FROM billing.estimated_prompts WHERE source_id = $1)
+                    INSERT INTO %s
+                    SELECT m.%I, $1, e.message_id, e.prompt_tokens
+                      FROM %s AS m JOIN e ON billing._key(%s) = e.message_id
+                    ON CONFLICT (conversation, message_id) DO NOTHING',
+                   billing._citus_companion(t.id, 'estimates'), t.conversation_column, t.relation, m.id)
+        USING t.id;
+    EXECUTE format('WITH p AS MATERIALIZED (
+                        SELECT message_id, created_at, problem FROM billing.problem_messages WHERE source_id = $1)
+                    INSERT INTO %s
+                    SELECT m.%I, $1, p.message_id, p.created_at, p.problem
+                      FROM %s AS m JOIN p ON billing._key(%s) = p.message_id
+                    ON CONFLICT (conversation, message_id) DO NOTHING',
+                   billing._citus_companion(t.id, 'problems'), t.conversation_column, t.relation, m.id)
+        USING t.id;
+    DELETE FROM billing.estimated_prompts WHERE source_id = t.id;
+    DELETE FROM billing.problem_messages WHERE source_id = t.id;
+END
+$$;
+
+-- The unmerged writes of the distributed tables tracked by their shards'
+-- triggers (citus.sql: billing.citus_ledger_N, a table distributed like
+-- the messages), with p_from <= created_at < p_to, as billing.usage_ledger
+-- rows: the C readers of the ledger (_ledger_usage, _ledger_spend) add them
+-- to its own. Only the tables the caller may read; as one customer, that
+-- customer's conversations only (the ledger's policies). Read as the
+-- caller (the table's policy: SELECT on the tracked table). Nothing
+-- without Citus.
+CREATE OR REPLACE FUNCTION billing._citus_ledger_rows(p_from timestamptz, p_to timestamptz)
+RETURNS SETOF billing.usage_ledger
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tt.id, billing._citus_companion(tt.id, 'ledger') AS ledger FROM billing.tracked_tables AS tt
+              WHERE billing._may_read_table(tt.id) ORDER BY tt.id LOOP
+        CONTINUE WHEN t.ledger IS NULL;
+        RETURN QUERY EXECUTE format(
+            'SELECT l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
+                    l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
+                    l.unsplit_tokens, l.problems
+               FROM %s AS l
+              WHERE l.created_at >= $1 AND l.created_at < $2
+                AND (billing.current_customer() IS NULL
+                     OR l.conversation_id IN (SELECT c.conversation_id
+                                                FROM billing._customer_conversations(billing.current_customer(), false) AS c
+                                               WHERE c.source_id = $3))', t.ledger)
+            USING p_from, p_to, t.id;
+    END LOOP;
+END
+$$;
+
+-- The frozen prompt estimates of messages `p_keys` of a distributed table
+-- tracked by its shards' triggers (billing.citus_estimates_N): what
+-- billing.estimated_prompts holds for a local table. Read by the C scans
+-- of the table (src/pg/table_scan.cpp) beside estimated_prompts.
+CREATE OR REPLACE FUNCTION billing._citus_frozen_estimates(p_source smallint, p_keys text[])
+RETURNS TABLE (message_id text, prompt_tokens bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    estimates regclass := billing._citus_companion(p_source, 'estimates');
+BEGIN
+    IF estimates IS NULL OR NOT billing._may_read_table(p_source) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT e.message_id, e.prompt_tokens FROM %s AS e WHERE e.message_id = ANY ($1)',
+                                estimates)
+        USING p_keys;
+END
+$$;
+
+-- The problem rows of the distributed tables tracked by their shards'
+-- triggers (billing.citus_problems_N), as billing.problem_messages rows:
+-- billing.usage_problems shows them beside that table's. Hidden when
+-- reading as one customer, as problem_messages is.
+CREATE OR REPLACE FUNCTION billing._citus_problem_rows()
+RETURNS SETOF billing.problem_messages
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    IF billing.current_customer() IS NOT NULL THEN
+        RETURN;
+    END IF;
+    FOR t IN SELECT tt.id, billing._citus_companion(tt.id, 'problems') AS problems FROM billing.tracked_tables AS tt
+              WHERE billing._may_read_table(tt.id) ORDER BY tt.id LOOP
+        CONTINUE WHEN t.problems IS NULL;
+        RETURN QUERY EXECUTE format('SELECT p.source_id, p.message_id, p.created_at, p.problem FROM %s AS p',
+                                    t.problems);
+    END LOOP;
+END
+$$;
+
+-- Takes in a tracked table's existing rows: the estimates of replies stored
+-- without usage, the rows with problems, then every month.
+CREATE OR REPLACE FUNCTION billing._backfill(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+BEGIN
+    SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+    IF billing._citus_triggered(p_source) THEN
+        -- A distributed table followed by its shards' triggers (citus.sql):
+        -- writers wait until we commit (a SHARE lock, which Citus takes on
+        -- every shard; it allows no row locks on them), and the one read
+        -- below takes in every write its ledger holds.
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', t.relation);
+        EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'ledger'));
+    ELSIF billing._citus_distributed(t.relation) THEN
+        -- No trigger follows this table Citus distributes: each merge takes
+        -- it in anew, whole, in the one read below (citus.sql).
+        PERFORM billing._forget_rows(p_source);
+    END IF;
+    IF billing._writers_locked_out(t.relation) OR billing._citus_distributed(t.relation) THEN
+        -- No writer can change the table before we commit (track_messages:
+        -- the lock CREATE TRIGGER took): one read gives the rows to record
+        -- and the rollups of every month, as _backfill_months would build
+        -- them once the rows are recorded.
+        WITH scan AS MATERIALIZED (
+            SELECT * FROM billing._backfill_scan(t, billing._estimate_model())
+        ), estimates AS (
+            INSERT INTO billing.estimated_prompts
+            SELECT p_source, s.message_id, s.prompt_estimate FROM scan AS s WHERE s.recorded AND s.estimated
+            ON CONFLICT (source_id, message_id) DO NOTHING
+        ), problems AS (
+            INSERT INTO billing.problem_messages
+            SELECT p_source, s.message_id, CASE WHEN isfinite(s.created_at) THEN s.created_at END,
+                   concat_ws('; ', s.problem,
+                             CASE WHEN NOT coalesce(billing._countable(s.created_at), false)
+                                  THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+              FROM scan AS s
+             WHERE s.recorded AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false))
+            ON CONFLICT (source_id, message_id) DO NOTHING
+        ), drop_ledger AS (
+            DELETE FROM billing.usage_ledger WHERE source_id = p_source
+        ), drop_stale AS (
+            DELETE FROM billing.stale_months WHERE source_id = p_source
+        ), drop_months AS (
+            DELETE FROM billing.month_usage WHERE source_id = p_source RETURNING 1
+        ), drop_conversations AS (
+            DELETE FROM billing.conversation_usage WHERE source_id = p_source RETURNING 1
+        ), drop_conversation_models AS (
+            DELETE FROM billing.conversation_model_usage WHERE source_id = p_source RETURNING 1
+        ), add_months AS (
+            -- Reading the DELETE's output makes it run before this INSERT.
+            INSERT INTO billing.month_usage
+            SELECT p_source, s.month, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+                   sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+                   sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+                   sum(s.estimated_cost), sum(s.unpriced_tokens)
+              FROM scan AS s
+             WHERE NOT s.recorded AND (SELECT count(*) FROM drop_months) >= 0
+             GROUP BY s.month, coalesce(s.model, '')
+        ), add_conversation_models AS (
+            INSERT INTO billing.conversation_model_usage
+            SELECT p_source, s.month, s.conversation_id, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+                   sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+                   sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+                   sum(s.estimated_cost), sum(s.unpriced_tokens)
+              FROM scan AS s
+             WHERE NOT s.recorded AND (SELECT count(*) FROM drop_conversation_models) >= 0
+             GROUP BY s.month, s.conversation_id, coalesce(s.model, '')
+        )
+        INSERT INTO billing.conversation_usage
+        SELECT p_source, s.month, s.conversation_id, sum(s.messages), sum(s.prompt_tokens),
+               sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt + s.estimated_completion),
+               sum(s.cost + s.estimated_cost), sum(s.unpriced_tokens), min(s.first_message_at),
+               max(s.last_message_at), false
+          FROM scan AS s
+         WHERE NOT s.recorded AND (SELECT count(*) FROM drop_conversations) >= 0
+         GROUP BY s.month, s.conversation_id;
+        IF billing._citus_triggered(p_source) THEN
+            -- (its estimates and problem rows live beside its messages)
+            PERFORM billing._citus_ship_recorded(t);
+        END IF;
+        UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source;
+        RETURN;
+    END IF;
+    -- Writers may change these rows while we record them: _backfill_rows
+    -- locks the ones it lists (estimated replies and unreadable rows, a
+    -- small part of the table) before it estimates their prompts.
+    WITH recorded AS MATERIALIZED (
+        SELECT * FROM billing._backfill_rows(t)
+    ), estimates AS (
+        INSERT INTO billing.estimated_prompts
+        SELECT p_source, r.message_id, r.estimated_prompt FROM recorded AS r WHERE r.estimated
+        ON CONFLICT (source_id, message_id) DO NOTHING
+    )
+    INSERT INTO billing.problem_messages
+    SELECT p_source, r.message_id, CASE WHEN isfinite(r.created_at) THEN r.created_at END,
+           concat_ws('; ', r.problem,
+                     CASE WHEN NOT coalesce(billing._countable(r.created_at), false)
+                          THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+      FROM recorded AS r
+     WHERE r.problem IS NOT NULL OR NOT coalesce(billing._countable(r.created_at), false)
+    ON CONFLICT (source_id, message_id) DO NOTHING;
+    -- Every estimate is frozen now: the rebuilds read them (this
+    -- transaction's mark is seen by no one else before it commits).
+    UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source RETURNING * INTO t;
+    PERFORM billing._backfill_months(t);
+END
+$$;
+
+-- Everything billing stored about a tracked table's rows.
+CREATE OR REPLACE FUNCTION billing._forget_rows(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM billing.usage_ledger WHERE source_id = p_source;
+    DELETE FROM billing.month_usage WHERE source_id = p_source;
+    DELETE FROM billing.conversation_usage WHERE source_id = p_source;
+    DELETE FROM billing.conversation_model_usage WHERE source_id = p_source;
+    DELETE FROM billing.stale_months WHERE source_id = p_source;
+    DELETE FROM billing.estimated_prompts WHERE source_id = p_source;
+    DELETE FROM billing.problem_messages WHERE source_id = p_source;
+    IF billing._citus_triggered(p_source) THEN
+        -- (a distributed table's, kept beside its messages: citus.sql)
+        EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'ledger'));
+        EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'estimates'));
+        EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'problems'));
+    END IF;
+END
+$$;

@@ -120,9 +120,7 @@ struct Spend {
   HTAB* groups;
   HTAB* wanted;  // nullptr: no conversation asked for
   Key only;      // the one conversation asked for, when there is one (bytes nullptr: not one)
-  pg_tz* tz;
-  DateADT cached_month;
-  TimestampTz cached_month_start, cached_month_end;
+  MonthCache months;
   // The groups met last, tried before the hash table: a scan meets few
   // models, in any order.
   SpendGroup* recent[kRecent];
@@ -135,15 +133,7 @@ int64 int_at(const Datum* v, const bool* n, int i) { return n[i] ? 0 : DatumGetI
 void add_row(Spend* s, const Datum* v, const bool* n) {
   const int16 source_id = DatumGetInt16(v[0]);
   const TimestampTz at = DatumGetTimestampTz(v[1]);
-  DateADT month;
-  if (at >= s->cached_month_start && at < s->cached_month_end) {
-    month = s->cached_month;
-  } else {
-    month = month_containing(at, s->tz);
-    s->cached_month = month;
-    s->cached_month_start = month_begins(month, 0, s->tz);
-    s->cached_month_end = month_begins(month, 1, s->tz);
-  }
+  const DateADT month = s->months.month_of(at);
   const text* model = n[3] ? nullptr : DatumGetTextPP(v[3]);
   const int64 prompt = int_at(v, n, 4);
   const int64 completion = int_at(v, n, 5);
@@ -319,11 +309,9 @@ extern "C" Datum ledger_spend(PG_FUNCTION_ARGS) {
   if (s.estimate_model != nullptr)
     s.estimate_resolution =
         resolve_model_cached(fcinfo, s.call, s.estimate_model, static_cast<int>(strlen(s.estimate_model)));
-  s.cached_month_start = 1;  // an empty span: the first row computes its month
-  s.cached_month_end = 0;
 
   if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
-  s.tz = month_time_zone();
+  s.months.set_time_zone(month_time_zone());
   const Oid ledger = get_relname_relid("usage_ledger", get_namespace_oid("billing", false));
   if (!OidIsValid(ledger)) elog(ERROR, "billing: billing.usage_ledger is missing");
   if (!read_directly(&s, ledger, from, to)) read_ledger_rows(kSpendQuery, from, to, add_spend_row, &s);

@@ -108,27 +108,17 @@ struct LedgerReader {
   CostCall* call;
   ModelResolution estimate_resolution;
   bool has_estimate_model;
-  pg_tz* tz;
+  MonthCache months;
   HTAB* groups;
   MemoryContext work;  // groups and their keys
   StringInfoData key;  // the group key of the current row, in `work`
-  DateADT month;       // the month of [month_start, month_end): rows come in runs of one month
-  TimestampTz month_start, month_end;
 };
 
 // Adds one ledger row (the columns of kLedgerQuery) to its group.
 void add_row(LedgerReader* r, const Datum* values, const bool* nulls) {
   const int16 source_id = DatumGetInt16(values[0]);
   const TimestampTz at = DatumGetTimestampTz(values[1]);
-  DateADT month;
-  if (at >= r->month_start && at < r->month_end) {
-    month = r->month;
-  } else {
-    month = month_containing(at, r->tz);
-    r->month = month;
-    r->month_start = month_begins(month, 0, r->tz);
-    r->month_end = month_begins(month, 1, r->tz);
-  }
+  const DateADT month = r->months.month_of(at);
   const text* conversation = nulls[2] ? nullptr : DatumGetTextPP(values[2]);
   const text* model = nulls[3] ? nullptr : DatumGetTextPP(values[3]);
   const int64 messages = int_column(values, nulls, 4, true);
@@ -253,10 +243,9 @@ extern "C" Datum ledger_usage(PG_FUNCTION_ARGS) {
   reader.call = call;
   reader.estimate_resolution = estimate_resolution;
   reader.has_estimate_model = estimate_model != nullptr;
-  reader.tz = tz;
+  reader.months.set_time_zone(tz);
   reader.groups = groups;
   reader.work = work;
-  reader.month_start = 1;  // an empty range: the first row computes its month
   {
     const MemoryContext old = MemoryContextSwitchTo(work);
     initStringInfo(&reader.key);

@@ -129,6 +129,12 @@ TimestampTz month_begins(DateADT month, int month_offset, pg_tz* tz) {
   return start_of_month(month, month_offset, tz);
 }
 
+void MonthCache::refill(TimestampTz at) {
+  month_ = month_containing(at, tz_);
+  start_ = month_begins(month_, 0, tz_);
+  end_ = month_begins(month_, 1, tz_);
+}
+
 }  // namespace billing::pg
 
 extern "C" Datum month_of(PG_FUNCTION_ARGS) {

@@ -19,4 +19,29 @@ DateADT month_containing(TimestampTz at, pg_tz* tz);
 // When the month `month_offset` months after `month` begins in `tz`.
 TimestampTz month_begins(DateADT month, int month_offset, pg_tz* tz);
 
+// The months of the rows of one read, which come in runs of one month: the
+// month of the last time asked for is kept with its [start, end), and only
+// a time outside it calls month_containing and month_begins. Zeroed (as
+// palloc0 and value-initialization leave it) it holds no month; the time
+// zone is set before the first month_of.
+class MonthCache {
+ public:
+  void set_time_zone(pg_tz* tz) {
+    tz_ = tz;
+    start_ = end_ = 0;  // (an empty span: the next time computes its month)
+  }
+  // The first day of the month that contains `at`, as month_containing.
+  DateADT month_of(TimestampTz at) {
+    if (at < start_ || at >= end_) refill(at);
+    return month_;
+  }
+
+ private:
+  void refill(TimestampTz at);
+
+  pg_tz* tz_;
+  DateADT month_;
+  TimestampTz start_, end_;  // [start_, end_): month_'s span (infinite months: empty)
+};
+
 }  // namespace billing::pg

@@ -768,9 +768,7 @@ struct TableScan {
   MemoryContext work;     // groups, pending rows: the length of the call
   MemoryContext row_cxt;  // reset after every row
   RowReader reader;
-  pg_tz* tz;
-  DateADT cached_month;
-  TimestampTz month_start, month_end;  // [start, end) of cached_month; empty at first
+  MonthCache months;
   const char* estimate_model;
   int estimate_model_len;
   bool backfilled;
@@ -833,16 +831,10 @@ void scan_start(void* state, TupleDesc desc) { start_rows(&static_cast<TableScan
 // Adds a row with a countable time at, whose usage is u, to its group; an
 // estimated reply to the pending ones.
 void group_row(TableScan* s, const Datum* v, const bool* null, TimestampTz at, const RowUsage& u) {
-  if (at < s->month_start || at >= s->month_end) {
-    s->cached_month = month_containing(at, s->tz);
-    s->month_start = month_begins(s->cached_month, 0, s->tz);
-    s->month_end = month_begins(s->cached_month, 1, s->tz);
-  }
-
   // The group key: month, conversation key, model key (each with a NULL flag).
   Group shape;
   memset(&shape, 0, sizeof shape);
-  shape.month = s->cached_month;
+  shape.month = s->months.month_of(at);
   resetStringInfo(&s->key);
   appendBinaryStringInfo(&s->key, reinterpret_cast<const char*>(&shape.month), sizeof shape.month);
   char id_buf[kKeyBuffer], key_buf[kKeyBuffer];
@@ -1275,8 +1267,6 @@ TableScan* new_scan(FunctionCallInfo fcinfo, int model_arg, int16* source_id) {
   s->work = AllocSetContextCreate(CurrentMemoryContext, "billing table scan", ALLOCSET_DEFAULT_SIZES);
   s->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "billing table scan row", ALLOCSET_SMALL_SIZES);
   s->backfilled = backfilled;
-  s->month_start = 1;
-  s->month_end = 0;  // empty: the first row computes its month
   if (estimate_model != nullptr) {
     s->estimate_model = VARDATA_ANY(estimate_model);
     s->estimate_model_len = static_cast<int>(VARSIZE_ANY_EXHDR(estimate_model));
@@ -1309,7 +1299,7 @@ extern "C" Datum scan_table_grouped(PG_FUNCTION_ARGS) {
   TableScan* s = new_scan(fcinfo, 3, &source_id);
 
   if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
-  s->tz = month_time_zone();
+  s->months.set_time_zone(month_time_zone());
   const ScanQueries q = scan_queries(t, s->work);
   Oid types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
   run_query(q.rows, 2, types, bounds, true, scan_start, scan_row, s);
@@ -1342,7 +1332,7 @@ extern "C" Datum backfill_scan(PG_FUNCTION_ARGS) {
   s->rec->row_cxt = s->row_cxt;
 
   if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
-  s->tz = month_time_zone();
+  s->months.set_time_zone(month_time_zone());
   const ScanQueries q = scan_queries(t, s->work);
   {
     // Progress: the planner's count of the table's rows, and its name.

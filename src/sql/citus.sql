@@ -385,11 +385,33 @@ ALTER FUNCTION billing._catalog_divergence() SECURITY DEFINER;   -- (read for ev
 -- the table's DROP and DROP EXTENSION billing (_citus_extension_dropped,
 -- below) drop them.
 
+-- The companion table of kind p_kind ('ledger', 'estimates' or 'problems')
+-- of tracked table p_source: billing.citus_<kind>_<id>, the distributed
+-- table beside its messages that _citus_set_up_triggers made (below);
+-- NULL when there is none (the table is not followed by its shards'
+-- triggers). The one place that finds a companion by its name (the
+-- trigger's body, run on the workers, and _citus_set_up_triggers, which
+-- makes them, name them themselves).
+CREATE FUNCTION billing._citus_companion(p_source smallint, p_kind text) RETURNS regclass
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_kind IS NULL OR p_kind NOT IN ('ledger', 'estimates', 'problems') THEN
+        RAISE EXCEPTION 'billing: no companion table of kind %', coalesce(quote_literal(p_kind), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN (SELECT c.oid::regclass FROM pg_class AS c
+             WHERE c.relname = 'citus_' || p_kind || '_' || p_source
+               AND c.relnamespace = 'billing'::regnamespace);
+END
+$$;
+
 -- Whether tracked table p_source is followed by its shards' triggers.
 CREATE FUNCTION billing._citus_triggered(p_source smallint) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pg_catalog.to_regclass(pg_catalog.format('billing.%I', 'citus_ledger_' || p_source)) IS NOT NULL $$;
+AS $$ SELECT billing._citus_companion(p_source, 'ledger') IS NOT NULL $$;
 
 -- Whether tracked table p_source is a distributed table tracked by
 -- recomputation at each merge (citus.sql, above).
@@ -664,6 +686,7 @@ DECLARE
     fn regprocedure;
     t billing.tracked_tables;
     x text;
+    companion regclass;
 BEGIN
     SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.id = p_source;
     IF FOUND AND billing._citus_triggered(p_source) THEN
@@ -675,9 +698,10 @@ BEGIN
             EXECUTE format('DROP FUNCTION %s CASCADE', fn);
         END IF;
     END LOOP;
-    FOREACH x IN ARRAY ARRAY['citus_ledger_', 'citus_estimates_', 'citus_problems_'] LOOP
-        IF to_regclass(format('billing.%I', x || p_source)) IS NOT NULL THEN
-            EXECUTE format('DROP TABLE billing.%I', x || p_source);
+    FOREACH x IN ARRAY ARRAY['ledger', 'estimates', 'problems'] LOOP
+        companion := billing._citus_companion(p_source, x);
+        IF companion IS NOT NULL THEN
+            EXECUTE format('DROP TABLE %s', companion);
         END IF;
     END LOOP;
 END
@@ -695,18 +719,22 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    ledger regclass := billing._citus_companion(p_source, 'ledger');
     moved bigint;
 BEGIN
+    IF ledger IS NULL THEN
+        RETURN 0;   -- (not followed by its shards' triggers: no ledger of its own)
+    END IF;
     IF p_lock THEN
         EXECUTE format('LOCK TABLE %s IN SHARE MODE', (SELECT t.relation FROM billing.tracked_tables AS t
                                                          WHERE t.id = p_source));
     END IF;
     EXECUTE format('WITH moved AS (
-                        DELETE FROM billing.%I AS l
+                        DELETE FROM %s AS l
                         RETURNING l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
                                   l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
                                   l.unsplit_tokens, l.problems)
-                    INSERT INTO billing.usage_ledger SELECT * FROM moved', 'citus_ledger_' || p_source);
+                    INSERT INTO billing.usage_ledger SELECT * FROM moved', ledger);
     GET DIAGNOSTICS moved = ROW_COUNT;
     RETURN moved;
 END
@@ -726,19 +754,19 @@ DECLARE
 BEGIN
     EXECUTE format('WITH e AS MATERIALIZED (
                         SELECT message_id, prompt_tokens FROM billing.estimated_prompts WHERE source_id = $1)
-                    INSERT INTO billing.%I
+                    INSERT INTO %s
                     SELECT m.%I, $1, e.message_id, e.prompt_tokens
                       FROM %s AS m JOIN e ON billing._key(%s) = e.message_id
                     ON CONFLICT (conversation, message_id) DO NOTHING',
-                   'citus_estimates_' || t.id, t.conversation_column, t.relation, m.id)
+                   billing._citus_companion(t.id, 'estimates'), t.conversation_column, t.relation, m.id)
         USING t.id;
     EXECUTE format('WITH p AS MATERIALIZED (
                         SELECT message_id, created_at, problem FROM billing.problem_messages WHERE source_id = $1)
-                    INSERT INTO billing.%I
+                    INSERT INTO %s
                     SELECT m.%I, $1, p.message_id, p.created_at, p.problem
                       FROM %s AS m JOIN p ON billing._key(%s) = p.message_id
                     ON CONFLICT (conversation, message_id) DO NOTHING',
-                   'citus_problems_' || t.id, t.conversation_column, t.relation, m.id)
+                   billing._citus_companion(t.id, 'problems'), t.conversation_column, t.relation, m.id)
         USING t.id;
     DELETE FROM billing.estimated_prompts WHERE source_id = t.id;
     DELETE FROM billing.problem_messages WHERE source_id = t.id;

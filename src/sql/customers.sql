@@ -10,10 +10,11 @@
 -- Why the customer is resolved when read: a customer found through a
 -- conversation (the app's conversations table: conversation id -> user) is
 -- joined, at read time, to the per-conversation rollups
--- (billing.conversation_usage plus the unmerged ledger), which are exact
--- already. The write path is unchanged (no lookup per message, no lock on
--- the mapping), and when a conversation moves to another customer every
--- view follows the current mapping, exactly, with nothing to rebuild.
+-- (billing.conversation_usage, or conversation_model_usage for one
+-- customer, plus the unmerged ledger), which are exact already. The write
+-- path is unchanged (no lookup per message, no lock on the mapping), and
+-- when a conversation moves to another customer every view follows the
+-- current mapping, exactly, with nothing to rebuild.
 
 CREATE TABLE billing.customer_sources (
     source_id       smallint PRIMARY KEY REFERENCES billing.tracked_tables (id) ON DELETE CASCADE,
@@ -445,73 +446,14 @@ BEGIN
         RETURN;
     END IF;
 
+    -- One customer: its per-model rows (the customer's dashboard reads the
+    -- same), summed per month.
     RETURN QUERY
     SELECT p_customer, r.month, sum(r.messages)::bigint, sum(r.prompt_tokens), sum(r.completion_tokens),
-           sum(r.cached_tokens), sum(r.estimated_tokens), sum(r.cost), sum(r.unpriced_tokens)
-      FROM billing._customer_rows(p_from, p_to, p_customer) AS r
+           sum(r.cached_tokens), sum(r.estimated_prompt + r.estimated_completion),
+           sum(r.cost + r.estimated_cost), sum(r.unpriced_tokens)
+      FROM billing._customer_usage_by_model(p_from, p_to, p_customer) AS r
      GROUP BY r.month;
-END
-$$;
-
--- One customer's OpenAI usage per conversation and month, with p_from <=
--- time < p_to: its conversations' rollups (whole fresh months) and
--- unmerged ledger rows, probed through the mapping's index and the
--- rollup's (source_id, conversation_id, month) index, then the parts read
--- from the tables (stale months, partial months at the ends).
-CREATE FUNCTION billing._customer_rows(p_from timestamptz, p_to timestamptz, p_customer text)
-RETURNS TABLE (source_id smallint, conversation_id text, month date, messages bigint, prompt_tokens numeric,
-               completion_tokens numeric, cached_tokens numeric, estimated_tokens numeric, cost numeric,
-               unpriced_tokens numeric)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-AS $$
-DECLARE
-    s record;
-    ks smallint[];
-    kc text[];
-BEGIN
-    PERFORM billing._require_reader();
-    SELECT array_agg(k.source_id), array_agg(k.conversation_id) INTO ks, kc
-      FROM (SELECT DISTINCT c.source_id, c.conversation_id FROM billing._customer_conversations(p_customer, false) AS c
-             WHERE billing._may_read_table(c.source_id)) AS k;
-    IF ks IS NULL THEN
-        RETURN;
-    END IF;
-
-    RETURN QUERY
-    WITH x AS (
-        SELECT u.source_id, u.conversation_id, u.month, u.messages, u.prompt_tokens, u.completion_tokens,
-               u.cached_tokens, u.estimated_tokens, u.cost, u.unpriced_tokens
-          FROM unnest(ks, kc) AS k(source_id, conversation_id)
-          JOIN billing.conversation_usage AS u ON u.source_id = k.source_id AND u.conversation_id = k.conversation_id
-         WHERE u.month >= billing.month_of(p_from)
-           AND billing.month_start(u.month) >= p_from
-           AND billing.month_end(u.month) <= p_to
-        UNION ALL
-        SELECT l.source_id, l.conversation_id, l.month, l.messages, l.prompt_tokens, l.completion_tokens,
-               l.cached_tokens, l.estimated_prompt + l.estimated_completion, l.cost + l.estimated_cost,
-               l.unpriced_tokens
-          FROM billing._ledger_usage(p_from, p_to, billing._estimate_model()) AS l
-          JOIN unnest(ks, kc) AS k(source_id, conversation_id) ON k.source_id = l.source_id AND k.conversation_id = l.conversation_id
-    )
-    SELECT x.source_id, x.conversation_id, x.month, sum(x.messages)::bigint, sum(x.prompt_tokens),
-           sum(x.completion_tokens), sum(x.cached_tokens), sum(x.estimated_tokens), sum(x.cost), sum(x.unpriced_tokens)
-      FROM x
-     CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
-     GROUP BY x.source_id, x.conversation_id, x.month
-    HAVING sum(x.messages) <> 0;
-
-    FOR s IN SELECT r.* FROM billing._table_ranges(p_from, p_to) AS r
-              WHERE r.source_id = ANY (ks) LOOP
-        RETURN QUERY
-        SELECT s.source_id, r.conversation_id, r.month, sum(r.messages)::bigint, sum(r.prompt_tokens),
-               sum(r.completion_tokens), sum(r.cached_tokens), sum(r.estimated_prompt + r.estimated_completion),
-               sum(r.cost + r.estimated_cost), sum(r.unpriced_tokens)
-          FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to) AS r
-          JOIN unnest(ks, kc) AS k(source_id, conversation_id) ON k.source_id = s.source_id AND k.conversation_id = r.conversation_id
-         GROUP BY r.conversation_id, r.month;
-    END LOOP;
 END
 $$;
 
@@ -840,7 +782,9 @@ $$;
 -- the rollups' unique index whatever the statistics say (LATERAL ... OFFSET
 -- 0), the unmerged ledger rows of those conversations, and the parts read
 -- from the tables (stale months, partial months at the ends): the rules of
--- billing._usage_by_model, for the conversations of one customer.
+-- billing._usage_by_model, for the conversations of one customer. The one
+-- read of one customer's usage: its dashboard, and its costs
+-- (billing._usage_by_customer sums it over conversations and models).
 CREATE FUNCTION billing._customer_usage_by_model(p_from timestamptz, p_to timestamptz, p_customer text)
 RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric, completion_tokens numeric,
                cached_tokens numeric, estimated_prompt numeric, estimated_completion numeric,
@@ -907,61 +851,6 @@ BEGIN
          GROUP BY r.month, r.conversation_id, coalesce(r.model, '');
     END LOOP;
 END
-$$;
-
--- The OpenAI card of the dashboard payload (README "The dashboard
--- payload"), from per-model rows (as billing._customer_usage_by_model gives
--- them): the figures of billing.dashboard()'s card, by the same formulas,
--- by_model included (at most 100 models by cost, the rest in "(other
--- models)").
-CREATE FUNCTION billing._openai_card(p_rows jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH m AS (
-        SELECT * FROM jsonb_to_recordset(coalesce(p_rows, '[]')) AS r(
-            model text, messages numeric, prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric,
-            estimated_prompt numeric, estimated_completion numeric, unsplit_tokens numeric, problems numeric,
-            cost numeric, estimated_cost numeric, unpriced_tokens numeric)
-    ), per_model AS (
-        SELECT CASE WHEN m.model = '' THEN '(none)' ELSE m.model END AS model,
-               sum(m.cost + m.estimated_cost) AS cost,
-               sum(m.prompt_tokens + m.completion_tokens + m.estimated_prompt + m.estimated_completion
-                   + m.unsplit_tokens) AS tokens,
-               sum(m.unpriced_tokens) AS unpriced_tokens,
-               sum(m.messages) AS messages,
-               -- no price at all: the cost is unknown, not zero
-               bool_and(m.unpriced_tokens = m.prompt_tokens + m.completion_tokens + m.estimated_prompt
-                        + m.estimated_completion + m.unsplit_tokens AND m.unpriced_tokens <> 0) AS unpriced
-          FROM m GROUP BY 1
-    ), ranked AS (
-        SELECT p.*, row_number() OVER (ORDER BY p.cost DESC, p.tokens DESC, p.model) AS rank FROM per_model AS p
-    ), shown AS (
-        SELECT r.model, r.cost, r.tokens, r.unpriced_tokens, r.messages, r.unpriced FROM ranked AS r WHERE r.rank <= 100
-        UNION ALL
-        SELECT '(other models)', sum(r.cost), sum(r.tokens), sum(r.unpriced_tokens), sum(r.messages), bool_and(r.unpriced)
-          FROM ranked AS r WHERE r.rank > 100 HAVING count(*) > 0
-    )
-    SELECT jsonb_build_object(
-               'cost', coalesce(sum(m.cost + m.estimated_cost), 0),
-               'estimated_cost', coalesce(sum(m.estimated_cost), 0),
-               'tokens', coalesce(sum(m.prompt_tokens + m.completion_tokens + m.estimated_prompt
-                                      + m.estimated_completion + m.unsplit_tokens), 0),
-               'prompt_tokens', coalesce(sum(m.prompt_tokens), 0),
-               'completion_tokens', coalesce(sum(m.completion_tokens), 0),
-               'cached_tokens', coalesce(sum(m.cached_tokens), 0),
-               'estimated_tokens', coalesce(sum(m.estimated_prompt + m.estimated_completion), 0),
-               'unsplit_tokens', coalesce(sum(m.unsplit_tokens), 0),
-               'unpriced_tokens', coalesce(sum(m.unpriced_tokens), 0),
-               'messages', coalesce(sum(m.messages), 0),
-               'problems', coalesce(sum(m.problems), 0),
-               'by_model', coalesce((
-                   SELECT jsonb_object_agg(b.model, jsonb_build_object(
-                              'cost', CASE WHEN b.unpriced THEN NULL ELSE b.cost END,
-                              'tokens', b.tokens, 'unpriced_tokens', b.unpriced_tokens,
-                              'messages', b.messages))
-                     FROM shown AS b), '{}'::jsonb))
-      FROM m
 $$;
 
 -- A customer's dashboard "budgets" entry: the status in month p_month of

@@ -3,6 +3,69 @@
 -- Relies on reads.sql and aws_usage.sql (billing.history, views.sql, is read
 -- when it runs).
 
+-- The OpenAI card of the dashboard payload (README "The dashboard
+-- payload"), from per-model rows: a jsonb array of objects with the columns
+-- of billing._usage_by_model or billing._customer_usage_by_model (model,
+-- messages, the token counts, problems, cost, estimated_cost,
+-- unpriced_tokens; others are ignored). The one definition of the card's
+-- figures, for billing.dashboard() and billing.dashboard(customer => ...):
+-- tokens = prompt + completion + estimated + total-only tokens; by_model
+-- adds up to the card, at most 100 models by cost, the rest in "(other
+-- models)", a model without any price with a null cost (unknown, not
+-- zero). STABLE, as jsonb_to_recordset and jsonb_build_object are.
+CREATE FUNCTION billing._openai_card(p_rows jsonb) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH m AS (
+        SELECT * FROM jsonb_to_recordset(coalesce(p_rows, '[]')) AS r(
+            model text, messages numeric, prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric,
+            estimated_prompt numeric, estimated_completion numeric, unsplit_tokens numeric, problems numeric,
+            cost numeric, estimated_cost numeric, unpriced_tokens numeric)
+    ), per_model AS (
+        SELECT CASE WHEN m.model = '' THEN '(none)' ELSE m.model END AS model,
+               sum(m.cost + m.estimated_cost) AS cost,
+               sum(m.prompt_tokens + m.completion_tokens + m.estimated_prompt + m.estimated_completion
+                   + m.unsplit_tokens) AS tokens,
+               sum(m.unpriced_tokens) AS unpriced_tokens,
+               sum(m.messages) AS messages,
+               -- no price at all: the cost is unknown, not zero
+               bool_and(m.unpriced_tokens = m.prompt_tokens + m.completion_tokens + m.estimated_prompt
+                        + m.estimated_completion + m.unsplit_tokens AND m.unpriced_tokens <> 0) AS unpriced
+          FROM m GROUP BY 1
+    ),
+    -- At most 100 models by name; the rest (a payload must stay small
+    -- whatever names the app writes) in one "(other models)" entry.
+    ranked AS (
+        SELECT p.*, row_number() OVER (ORDER BY p.cost DESC, p.tokens DESC, p.model) AS rank FROM per_model AS p
+    ), shown AS (
+        SELECT r.model, r.cost, r.tokens, r.unpriced_tokens, r.messages, r.unpriced FROM ranked AS r WHERE r.rank <= 100
+        UNION ALL
+        SELECT '(other models)', sum(r.cost), sum(r.tokens), sum(r.unpriced_tokens), sum(r.messages), bool_and(r.unpriced)
+          FROM ranked AS r WHERE r.rank > 100 HAVING count(*) > 0
+    )
+    SELECT jsonb_build_object(
+               'cost', coalesce(sum(m.cost + m.estimated_cost), 0),
+               'estimated_cost', coalesce(sum(m.estimated_cost), 0),
+               'tokens', coalesce(sum(m.prompt_tokens + m.completion_tokens + m.estimated_prompt
+                                      + m.estimated_completion + m.unsplit_tokens), 0),
+               'prompt_tokens', coalesce(sum(m.prompt_tokens), 0),
+               'completion_tokens', coalesce(sum(m.completion_tokens), 0),
+               'cached_tokens', coalesce(sum(m.cached_tokens), 0),
+               'estimated_tokens', coalesce(sum(m.estimated_prompt + m.estimated_completion), 0),
+               'unsplit_tokens', coalesce(sum(m.unsplit_tokens), 0),
+               'unpriced_tokens', coalesce(sum(m.unpriced_tokens), 0),
+               'messages', coalesce(sum(m.messages), 0),
+               'problems', coalesce(sum(m.problems), 0),
+               'by_model', coalesce((
+                   SELECT jsonb_object_agg(b.model, jsonb_build_object(
+                              'cost', CASE WHEN b.unpriced THEN NULL ELSE b.cost END,
+                              'tokens', b.tokens, 'unpriced_tokens', b.unpriced_tokens,
+                              'messages', b.messages))
+                     FROM shown AS b), '{}'::jsonb))
+      FROM m
+$$;
+
 CREATE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamptz,
                                              top_conversations integer DEFAULT 50, months integer DEFAULT 6)
 RETURNS jsonb
@@ -49,66 +112,22 @@ BEGIN
     history_from := (last_month - (months - 1) * interval '1 month')::date;
     whole_month := period_start = billing.month_start(last_month) AND period_end = billing.month_end(last_month);
 
-    -- Every figure is defined once (README "The dashboard payload"):
-    -- tokens = prompt + completion + estimated + total-only tokens, and the
-    -- by_model entries add up to the card. For a whole month (the usual
-    -- call) one read of the history's months serves the card and the
-    -- history: each unmerged write is priced once less.
+    -- Every figure is defined once (README "The dashboard payload"), by
+    -- billing._openai_card. For a whole month (the usual call) one read of
+    -- the history's months serves the card and the history: each unmerged
+    -- write is priced once less.
     WITH m_all AS MATERIALIZED (
         SELECT * FROM billing._usage_by_model(
             CASE WHEN whole_month THEN billing.month_start(history_from) ELSE period_start END,
             period_end)
-    ),
-    m AS (SELECT * FROM m_all WHERE NOT whole_month OR m_all.month = last_month),
-    per_model AS (
-        SELECT CASE WHEN m.model = '' THEN '(none)' ELSE m.model END AS model,
-               sum(m.cost + m.estimated_cost) AS cost,
-               sum(m.prompt_tokens::numeric + m.completion_tokens + m.estimated_prompt
-                   + m.estimated_completion + m.unsplit_tokens) AS tokens,
-               sum(m.unpriced_tokens) AS unpriced_tokens,
-               sum(m.messages) AS messages,
-               -- no price at all: the cost is unknown, not zero
-               bool_and(m.unpriced_tokens::numeric = m.prompt_tokens::numeric + m.completion_tokens
-                        + m.estimated_prompt + m.estimated_completion + m.unsplit_tokens
-                        AND m.unpriced_tokens <> 0) AS unpriced
-          FROM m GROUP BY 1
-    ),
-    -- At most 100 models by name; the rest (a payload must stay small
-    -- whatever names the app writes) in one "(other models)" entry.
-    ranked AS (
-        SELECT p.*, row_number() OVER (ORDER BY p.cost DESC, p.tokens DESC, p.model) AS rank FROM per_model AS p
-    ),
-    shown AS (
-        SELECT r.model, r.cost, r.tokens, r.unpriced_tokens, r.messages, r.unpriced FROM ranked AS r WHERE r.rank <= 100
-        UNION ALL
-        SELECT '(other models)', sum(r.cost), sum(r.tokens), sum(r.unpriced_tokens), sum(r.messages), bool_and(r.unpriced)
-          FROM ranked AS r WHERE r.rank > 100 HAVING count(*) > 0
     )
-    SELECT jsonb_build_object(
-               'cost', coalesce(sum(m.cost + m.estimated_cost), 0),
-               'estimated_cost', coalesce(sum(m.estimated_cost), 0),
-               'tokens', coalesce(sum(m.prompt_tokens::numeric + m.completion_tokens + m.estimated_prompt
-                                      + m.estimated_completion + m.unsplit_tokens), 0),
-               'prompt_tokens', coalesce(sum(m.prompt_tokens), 0),
-               'completion_tokens', coalesce(sum(m.completion_tokens), 0),
-               'cached_tokens', coalesce(sum(m.cached_tokens), 0),
-               'estimated_tokens', coalesce(sum(m.estimated_prompt::numeric + m.estimated_completion), 0),
-               'unsplit_tokens', coalesce(sum(m.unsplit_tokens), 0),
-               'unpriced_tokens', coalesce(sum(m.unpriced_tokens), 0),
-               'messages', coalesce(sum(m.messages), 0),
-               'problems', coalesce(sum(m.problems), 0),
-               'by_model', coalesce((
-                   SELECT jsonb_object_agg(b.model, jsonb_build_object(
-                              'cost', CASE WHEN b.unpriced THEN NULL ELSE b.cost END,
-                              'tokens', b.tokens, 'unpriced_tokens', b.unpriced_tokens,
-                              'messages', b.messages))
-                     FROM shown AS b), '{}'::jsonb)),
+    SELECT billing._openai_card((SELECT jsonb_agg(to_jsonb(m)) FROM m_all AS m
+                                  WHERE NOT whole_month OR m.month = last_month)),
            CASE WHEN whole_month THEN
                (SELECT coalesce(jsonb_object_agg(to_char(a.month, 'YYYY-MM'), a.cost), '{}'::jsonb)
                   FROM (SELECT x.month, sum(x.cost + x.estimated_cost) AS cost FROM m_all AS x GROUP BY x.month) AS a)
            END
-      INTO openai, openai_by_month
-      FROM m;
+      INTO openai, openai_by_month;
 
     SELECT jsonb_build_object(
                'cost', coalesce(sum(a.cost), 0),

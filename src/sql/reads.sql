@@ -341,10 +341,9 @@ AS $$
 DECLARE
     t record;
 BEGIN
-    FOR t IN SELECT tt.id, c.oid::regclass AS ledger FROM billing.tracked_tables AS tt
-               JOIN pg_class AS c ON c.relname = 'citus_ledger_' || tt.id
-                                 AND c.relnamespace = 'billing'::regnamespace
+    FOR t IN SELECT tt.id, billing._citus_companion(tt.id, 'ledger') AS ledger FROM billing.tracked_tables AS tt
               WHERE billing._may_read_table(tt.id) ORDER BY tt.id LOOP
+        CONTINUE WHEN t.ledger IS NULL;
         RETURN QUERY EXECUTE format(
             'SELECT l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
                     l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
@@ -370,7 +369,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    estimates regclass := to_regclass(format('billing.%I', 'citus_estimates_' || p_source));
+    estimates regclass := billing._citus_companion(p_source, 'estimates');
 BEGIN
     IF estimates IS NULL OR NOT billing._may_read_table(p_source) THEN
         RETURN;
@@ -396,10 +395,9 @@ BEGIN
     IF billing.current_customer() IS NOT NULL THEN
         RETURN;
     END IF;
-    FOR t IN SELECT tt.id, c.oid::regclass AS problems FROM billing.tracked_tables AS tt
-               JOIN pg_class AS c ON c.relname = 'citus_problems_' || tt.id
-                                 AND c.relnamespace = 'billing'::regnamespace
+    FOR t IN SELECT tt.id, billing._citus_companion(tt.id, 'problems') AS problems FROM billing.tracked_tables AS tt
               WHERE billing._may_read_table(tt.id) ORDER BY tt.id LOOP
+        CONTINUE WHEN t.problems IS NULL;
         RETURN QUERY EXECUTE format('SELECT p.source_id, p.message_id, p.created_at, p.problem FROM %s AS p',
                                     t.problems);
     END LOOP;

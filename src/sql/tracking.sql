@@ -235,9 +235,9 @@ BEGIN
     DELETE FROM billing.problem_messages WHERE source_id = p_source;
     IF billing._citus_triggered(p_source) THEN
         -- (a distributed table's, kept beside its messages: citus.sql)
-        EXECUTE format('DELETE FROM billing.%I', 'citus_ledger_' || p_source);
-        EXECUTE format('DELETE FROM billing.%I', 'citus_estimates_' || p_source);
-        EXECUTE format('DELETE FROM billing.%I', 'citus_problems_' || p_source);
+        EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'ledger'));
+        EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'estimates'));
+        EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'problems'));
     END IF;
 END
 $$;

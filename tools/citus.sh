@@ -9,6 +9,7 @@
 #   trap citus_cluster_stop EXIT
 #   citus_cluster_start                # exports CITUS_NODE_HOSTS/PORTS, PG* = the coordinator
 #   citus_psql 1 -c 'SELECT 1'         # 0: coordinator, 1 and 2: the workers
+#   citus_spare_node_start             # node 3: Citus ready, not in the cluster
 #
 # Citus is not packaged by Debian: its source and a build script are kept
 # beside the repository, in ../shared/vendor/citus/ (relative to the
@@ -113,6 +114,24 @@ citus_cluster_start() {
     export BILLING_CLUSTER_DIR=${CITUS_NODE_DIRS[0]} PGHOST=${CITUS_NODE_HOSTS[0]} PGPORT=${CITUS_NODE_PORTS[0]}
     export PGUSER=postgres PGDATABASE=$db
     echo "citus cluster: coordinator port ${CITUS_NODE_PORTS[0]}, workers ${CITUS_NODE_PORTS[1]} and ${CITUS_NODE_PORTS[2]}"
+}
+
+# Starts one more server (node 3) as the others, with the database and
+# Citus, but does not add it to the cluster: a test adds it, as a DBA
+# grows a cluster (test/citus/sql/add_node.sql). Its port is
+# CITUS_NODE_PORTS[3]; citus_cluster_stop stops it too.
+citus_spare_node_start() {
+    local db=${CITUS_DB:-citus_test} keep_host=$PGHOST keep_port=$PGPORT keep_db=$PGDATABASE
+    local keep_dir=$BILLING_CLUSTER_DIR
+    cluster_start "max_prepared_transactions = 100" "max_connections = 150" \
+        "citus.node_conninfo = 'sslmode=disable'" "$@" "shared_preload_libraries = 'citus'" || return 1
+    CITUS_NODE_DIRS[3]=$BILLING_CLUSTER_DIR
+    CITUS_NODE_HOSTS[3]=$PGHOST
+    CITUS_NODE_PORTS[3]=$PGPORT
+    export CITUS_NODE_DIRS CITUS_NODE_HOSTS CITUS_NODE_PORTS
+    # (the coordinator stays the PG* default)
+    export BILLING_CLUSTER_DIR=$keep_dir PGHOST=$keep_host PGPORT=$keep_port PGDATABASE=$keep_db
+    citus_psql 3 -d postgres -c "CREATE DATABASE $db" && citus_psql 3 -d "$db" -c "CREATE EXTENSION citus"
 }
 
 # Stops every node started (safe as an EXIT trap, a no-op without nodes).

@@ -10,6 +10,11 @@
 -- schema of that name if one exists, and objects its owner put there (or
 -- puts there later) would be called by billing's triggers with billing's
 -- rights. Refuse a schema owned by another role, or one that holds objects.
+-- One exception: on a node that Citus adds to a cluster where a distributed
+-- table is tracked, Citus creates the table's trigger functions
+-- (billing.citus_track_N and citus_track_N_full, which belong to no
+-- extension: docs/citus.md) before it creates the extension. Those, owned
+-- by a superuser, are left to be billing's own.
 DO $$
 DECLARE
     s record;
@@ -21,7 +26,10 @@ BEGIN
                   HINT = 'Drop or rename that schema (after checking what it holds), then CREATE EXTENSION billing.';
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = s.oid)
-       OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = s.oid)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc AS p
+                   WHERE p.pronamespace = s.oid
+                     AND NOT (p.proname ~ '^citus_track_[0-9]+(_full)?$'
+                              AND (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.oid = p.proowner)))
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = s.oid)
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_operator WHERE oprnamespace = s.oid) THEN
         RAISE EXCEPTION 'billing: schema billing already exists and holds objects'

@@ -217,7 +217,9 @@ BEGIN
             FOR EACH ROW EXECUTE FUNCTION billing._catalog_received();
         PERFORM create_reference_table('billing.cluster_catalog');
     ELSE
-        PERFORM replicate_reference_tables();
+        -- (to a node added since; block_writes: the catalog is one row, and
+        -- Citus's default would need wal_level = logical)
+        PERFORM replicate_reference_tables('block_writes');
     END IF;
     -- Written again once it is on every node: each worker takes it in.
     UPDATE billing.cluster_catalog
@@ -664,15 +666,67 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET citus.enable_ddl_propagation = off
 AS $$
+DECLARE
+    failed text;
 BEGIN
     IF p_create THEN
         EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
                         FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
-    ELSIF EXISTS (SELECT 1 FROM pg_trigger AS g
-                   WHERE g.tgrelid = t.relation AND g.tgname = 'billing_track_truncate'
-                     AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure) THEN
-        EXECUTE format('DROP TRIGGER billing_track_truncate ON %s', t.relation);
+    ELSE
+        IF EXISTS (SELECT 1 FROM pg_trigger AS g
+                    WHERE g.tgrelid = t.relation AND g.tgname = 'billing_track_truncate'
+                      AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure) THEN
+            EXECUTE format('DROP TRIGGER billing_track_truncate ON %s', t.relation);
+        END IF;
+        -- The copies Citus made on nodes added since (see below).
+        FOR failed IN SELECT format('%s:%s: %s', w.nodename, w.nodeport, w.result)
+                        FROM run_command_on_workers(format('SELECT billing._citus_drop_truncate_copies(%L)',
+                                                           t.relation::text)) AS w
+                       WHERE NOT w.success LOOP
+            RAISE WARNING 'billing: could not drop the copies of the TRUNCATE trigger of table % on node %',
+                          t.relation, failed
+                USING HINT = format('They do nothing there; run SELECT billing._citus_drop_truncate_copies(%L) '
+                                    'on that node before DROP EXTENSION billing.', t.relation::text);
+        END LOOP;
     END IF;
+END
+$$;
+
+-- On a worker: drops the copies of billing's TRUNCATE trigger of
+-- distributed table p_table (named as on the coordinator) from its shell
+-- and from its shards on this node; returns how many. billing puts that
+-- trigger on the coordinator's copy of the table only, but Citus copies a
+-- distributed table's triggers to a node added to the cluster later, and
+-- to the shards it places there. There they do nothing
+-- (billing._tracked_truncated acts on the tracked table only), yet they
+-- would make DROP EXTENSION billing fail on that node. Run on every worker
+-- by billing._citus_truncate_trigger when the table is untracked.
+CREATE FUNCTION billing._citus_drop_truncate_copies(p_table text) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_ddl_propagation = off
+SET citus.enable_manual_changes_to_shards = on
+AS $$
+DECLARE
+    shell regclass := to_regclass(p_table);
+    g record;
+    dropped integer := 0;
+BEGIN
+    IF shell IS NULL THEN
+        RETURN 0;
+    END IF;
+    FOR g IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
+               FROM pg_trigger AS tg
+              WHERE tg.tgfoid = 'billing._tracked_truncated()'::regprocedure
+                AND (tg.tgrelid = shell
+                     OR tg.tgrelid IN (SELECT to_regclass(format('%I.%I', n.nspname, c.relname || '_' || s.shardid))
+                                         FROM pg_dist_shard AS s, pg_class AS c
+                                         JOIN pg_namespace AS n ON n.oid = c.relnamespace
+                                        WHERE s.logicalrelid = shell AND c.oid = shell)) LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', g.tgname, g.rel);
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
 END
 $$;
 
@@ -816,7 +870,7 @@ CREATE EVENT TRIGGER billing_citus_table_altered ON ddl_command_end
 REVOKE ALL ON FUNCTION billing._citus_set_up_triggers(billing.tracked_tables),
     billing._citus_create_trigger_functions(billing.tracked_tables),
     billing._citus_truncate_trigger(billing.tracked_tables, boolean),
-    billing._citus_drop_triggers(smallint), billing._citus_take_ledger(smallint, boolean),
+    billing._citus_drop_truncate_copies(text), billing._citus_drop_triggers(smallint), billing._citus_take_ledger(smallint, boolean),
     billing._citus_ship_recorded(billing.tracked_tables), billing._citus_table_altered() FROM PUBLIC;
 
 -- DROP EXTENSION billing (with or without CASCADE) would leave a

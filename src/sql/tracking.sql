@@ -242,12 +242,21 @@ BEGIN
 END
 $$;
 
+-- The TRUNCATE trigger of tracked table TG_ARGV[0]: what billing stored
+-- about the table goes with its rows. Only on the tracked table itself:
+-- Citus copies a distributed table's triggers, this one too, to a node it
+-- adds later and to the shards it places there, where a TRUNCATE fires the
+-- copy for a shard (there is nothing of the table's to forget on a worker,
+-- and forgetting it there would run a distributed query from a shard).
 CREATE FUNCTION billing._tracked_truncated() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM billing._forget_rows(TG_ARGV[0]::smallint);
+    IF EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                WHERE t.id = TG_ARGV[0]::smallint AND t.relation = TG_RELID) THEN
+        PERFORM billing._forget_rows(TG_ARGV[0]::smallint);
+    END IF;
     RETURN NULL;
 END
 $$;

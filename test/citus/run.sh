@@ -55,6 +55,9 @@ else
     trap citus_cluster_stop EXIT
 fi
 citus_cluster_start
+# A node for add_node.sql to add (its port in a database setting the test reads).
+citus_spare_node_start >/dev/null
+citus_psql 0 -c "ALTER DATABASE $CITUS_DB SET citus_test.spare_port = '${CITUS_NODE_PORTS[3]}'"
 citus_psql 0 -c "CREATE EXTENSION billing"
 
 if ((known)); then

@@ -38,8 +38,42 @@ elif [[ $out != *"schema billing already exists and holds objects"* ]]; then
 else
     echo "refused: $(grep -o 'billing: .*' <<<"$out" | head -1)"
 fi
+# 2b. A function named like a Citus table's trigger function
+# (billing.citus_track_N, which Citus creates before the extension on a
+# node it adds) is accepted only when a superuser owns it: one owned by
+# another role is refused like any object.
+psql_q -d "$db" >/dev/null <<'SQL'
+DROP SCHEMA billing CASCADE;
+CREATE SCHEMA billing;
+GRANT CREATE ON SCHEMA billing TO regress_squatter;
+SET ROLE regress_squatter;
+CREATE FUNCTION billing.citus_track_1() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+RESET ROLE;
+SQL
+if out=$(psql_q -d "$db" -c 'CREATE EXTENSION billing' 2>&1); then
+    echo "FAIL: CREATE EXTENSION accepted billing.citus_track_1 owned by another role"; fail=1
+elif [[ $out != *"schema billing already exists and holds objects"* ]]; then
+    echo "FAIL: unexpected error: $out"; fail=1
+else
+    echo "refused (citus_track_1 of another role): $(grep -o 'billing: .*' <<<"$out" | head -1)"
+fi
+psql_q -d "$db" >/dev/null <<'SQL'
+DROP FUNCTION billing.citus_track_1();
+REVOKE CREATE ON SCHEMA billing FROM regress_squatter;
+CREATE FUNCTION billing.citus_track_1() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+CREATE FUNCTION billing.citus_track_1_full() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+SQL
+if ! out=$(psql_q -d "$db" -c 'CREATE EXTENSION billing' 2>&1); then
+    echo "FAIL: a superuser's billing.citus_track_1 and _full were refused: $out"; fail=1
+elif [[ $(psql_q -d "$db" -c "SELECT count(*) FROM pg_depend AS d JOIN pg_proc AS p ON p.oid = d.objid
+                               WHERE p.proname LIKE 'citus\_track\_1%' AND d.deptype = 'e'") != 0 ]]; then
+    echo "FAIL: the trigger functions became members of the extension"; fail=1
+else
+    echo "accepted: a superuser's billing.citus_track_1 and citus_track_1_full (left outside the extension)"
+fi
+psql_q -d "$db" -c 'DROP EXTENSION billing' -c 'DROP SCHEMA billing CASCADE' >/dev/null
 # 3. An empty schema of its own is fine, and so is none.
-psql_q -d "$db" -c 'DROP SCHEMA billing CASCADE' -c 'CREATE SCHEMA billing' -c 'CREATE EXTENSION billing' >/dev/null 2>&1 \
+psql_q -d "$db" -c 'CREATE SCHEMA billing' -c 'CREATE EXTENSION billing' >/dev/null 2>&1 \
     || { echo "FAIL: an empty schema billing of the installing role was refused"; fail=1; }
 psql_q -d "$db" -c 'DROP EXTENSION billing' -c 'DROP SCHEMA IF EXISTS billing' -c 'CREATE EXTENSION billing' >/dev/null \
     || { echo "FAIL: CREATE EXTENSION without a schema failed"; fail=1; }

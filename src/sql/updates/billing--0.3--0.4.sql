@@ -3698,7 +3698,9 @@ BEGIN
             FOR EACH ROW EXECUTE FUNCTION billing._catalog_received();
         PERFORM create_reference_table('billing.cluster_catalog');
     ELSE
-        PERFORM replicate_reference_tables();
+        -- (to a node added since; block_writes: the catalog is one row, and
+        -- Citus's default would need wal_level = logical)
+        PERFORM replicate_reference_tables('block_writes');
     END IF;
     -- Written again once it is on every node: each worker takes it in.
     UPDATE billing.cluster_catalog
@@ -7972,3 +7974,82 @@ BEGIN
     END IF;
 END
 $$;
+
+
+-- ==== Citus: a node added while a distributed table is tracked (src/sql/citus.sql, tracking.sql) ====
+-- The TRUNCATE trigger acts on the tracked table only (Citus copies it to
+-- added nodes and their shards), and untracking drops those copies.
+CREATE OR REPLACE FUNCTION billing._tracked_truncated() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                WHERE t.id = TG_ARGV[0]::smallint AND t.relation = TG_RELID) THEN
+        PERFORM billing._forget_rows(TG_ARGV[0]::smallint);
+    END IF;
+    RETURN NULL;
+END
+$$;
+ALTER FUNCTION billing._tracked_truncated() SECURITY DEFINER;
+
+CREATE FUNCTION billing._citus_drop_truncate_copies(p_table text) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_ddl_propagation = off
+SET citus.enable_manual_changes_to_shards = on
+AS $$
+DECLARE
+    shell regclass := to_regclass(p_table);
+    g record;
+    dropped integer := 0;
+BEGIN
+    IF shell IS NULL THEN
+        RETURN 0;
+    END IF;
+    FOR g IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
+               FROM pg_trigger AS tg
+              WHERE tg.tgfoid = 'billing._tracked_truncated()'::regprocedure
+                AND (tg.tgrelid = shell
+                     OR tg.tgrelid IN (SELECT to_regclass(format('%I.%I', n.nspname, c.relname || '_' || s.shardid))
+                                         FROM pg_dist_shard AS s, pg_class AS c
+                                         JOIN pg_namespace AS n ON n.oid = c.relnamespace
+                                        WHERE s.logicalrelid = shell AND c.oid = shell)) LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', g.tgname, g.rel);
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._citus_truncate_trigger(t billing.tracked_tables, p_create boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_ddl_propagation = off
+AS $$
+DECLARE
+    failed text;
+BEGIN
+    IF p_create THEN
+        EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
+    ELSE
+        IF EXISTS (SELECT 1 FROM pg_trigger AS g
+                    WHERE g.tgrelid = t.relation AND g.tgname = 'billing_track_truncate'
+                      AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure) THEN
+            EXECUTE format('DROP TRIGGER billing_track_truncate ON %s', t.relation);
+        END IF;
+        -- The copies Citus made on nodes added since (see below).
+        FOR failed IN SELECT format('%s:%s: %s', w.nodename, w.nodeport, w.result)
+                        FROM run_command_on_workers(format('SELECT billing._citus_drop_truncate_copies(%L)',
+                                                           t.relation::text)) AS w
+                       WHERE NOT w.success LOOP
+            RAISE WARNING 'billing: could not drop the copies of the TRUNCATE trigger of table % on node %',
+                          t.relation, failed
+                USING HINT = format('They do nothing there; run SELECT billing._citus_drop_truncate_copies(%L) '
+                                    'on that node before DROP EXTENSION billing.', t.relation::text);
+        END LOOP;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._citus_drop_truncate_copies(text) FROM PUBLIC;

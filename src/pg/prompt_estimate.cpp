@@ -10,6 +10,7 @@
 // Nothing here throws or holds an object with a destructor.
 #include "prompt_estimate.h"
 
+#include "plain_table.h"
 #include "text_estimate.h"
 
 extern "C" {
@@ -83,8 +84,6 @@ FmgrInfo* comparison(Oid type) {
   TypeCacheEntry* t = lookup_type_cache(type, TYPECACHE_CMP_PROC_FINFO);
   return OidIsValid(t->cmp_proc_finfo.fn_oid) ? &t->cmp_proc_finfo : nullptr;
 }
-
-constexpr int kMaxEstimateColumns = 4;
 
 int compare(FmgrInfo* cmp, Oid collation, Datum a, Datum b) {
   return DatumGetInt32(FunctionCall2Coll(cmp, collation, a, b));
@@ -177,6 +176,8 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
 
 namespace {
 
+constexpr int kMaxEstimateColumns = 4;  // billing.citus_estimates_N's
+
 // Inserts one row into `rel_oid` when it is the plain table the estimates
 // are kept in: columns of exactly `types` (no default, check, rule, trigger
 // or generated column) and one index, a unique btree on the columns
@@ -192,13 +193,7 @@ bool insert_new_key(Oid rel_oid, const Oid* types, int natts, const AttrNumber k
   Relation rel = try_table_open(rel_oid, RowExclusiveLock);
   if (rel == nullptr) return false;
   const TupleDesc desc = RelationGetDescr(rel);
-  bool plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhasrules && rel->trigdesc == nullptr &&
-               desc->natts == natts &&
-               (desc->constr == nullptr || (desc->constr->num_check == 0 && desc->constr->num_defval == 0));
-  for (int i = 0; plain && i < natts; ++i) {
-    const Form_pg_attribute a = TupleDescAttr(desc, i);
-    plain = !a->attisdropped && a->atttypid == types[i] && a->attgenerated == '\0';
-  }
+  bool plain = natts <= kMaxEstimateColumns && plain_table(rel, types, natts);
   Oid index_oid = InvalidOid;
   if (plain) {
     List* indexes = RelationGetIndexList(rel);

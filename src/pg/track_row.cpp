@@ -19,6 +19,7 @@
 // Nothing here throws or holds an object with a destructor: the core calls
 // are noexcept and return plain values.
 #include "ledger_row.h"
+#include "plain_table.h"
 #include "postgres_headers.h"
 #include "prompt_estimate.h"
 #include "settings.h"
@@ -366,16 +367,11 @@ bool estimate_reply(const TriggerData* td, ReplyEstimate* r) {
 // columns, and no index, trigger, check constraint, default or rule (else the
 // full body's INSERT does what they ask).
 bool plain_ledger(Relation rel, int leading, const Oid* leading_types) {
-  const TupleDesc desc = RelationGetDescr(rel);
-  bool plain = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhasindex && !rel->rd_rel->relhasrules &&
-               rel->trigdesc == nullptr && desc->natts == leading + kLedgerColumns &&
-               (desc->constr == nullptr || (desc->constr->num_check == 0 && desc->constr->num_defval == 0));
-  for (int i = 0; plain && i < desc->natts; ++i) {
-    const Form_pg_attribute a = TupleDescAttr(desc, i);
-    const Oid expected = i < leading ? leading_types[i] : kLedgerTypes[i - leading];
-    plain = !a->attisdropped && a->atttypid == expected && a->attgenerated == '\0';
-  }
-  return plain;
+  Oid types[1 + kLedgerColumns];
+  if (leading < 0 || leading > 1) return false;  // (a ledger shard has one: the conversation)
+  for (int i = 0; i < leading; ++i) types[i] = leading_types[i];
+  for (int i = 0; i < kLedgerColumns; ++i) types[leading + i] = kLedgerTypes[i];
+  return !rel->rd_rel->relhasindex && pg::plain_table(rel, types, leading + kLedgerColumns);
 }
 
 // billing.usage_ledger when it is the plain table the fast path writes;
@@ -440,8 +436,9 @@ extern "C" Datum track_row(PG_FUNCTION_ARGS) {
 // messages' shard: the same hash range in the same colocation group, on this
 // node. A reply without usage is estimated from the messages' shard itself
 // (its conversation's messages are all there) and its estimate stored in the
-// shard of billing.citus_estimates_N beside it, found the same way. Everything else goes to billing.citus_track_N_full(), the PL/pgSQL
-// body, whose INSERT Citus routes to that same shard (one statement through
+// shard of billing.citus_estimates_N beside it, found the same way.
+// Everything else goes to billing.citus_track_N_full(), the PL/pgSQL body,
+// whose INSERT Citus routes to that same shard (one statement through
 // Citus's planner per write: what the fast path saves). So does the first
 // row a backend sees on each shard (its check that the function serves a
 // shard of its table guards the fast path, as for a local table).

@@ -8011,10 +8011,8 @@ BEGIN
                FROM pg_trigger AS tg
               WHERE tg.tgfoid = 'billing._tracked_truncated()'::regprocedure
                 AND (tg.tgrelid = shell
-                     OR tg.tgrelid IN (SELECT to_regclass(format('%I.%I', n.nspname, c.relname || '_' || s.shardid))
-                                         FROM pg_dist_shard AS s, pg_class AS c
-                                         JOIN pg_namespace AS n ON n.oid = c.relnamespace
-                                        WHERE s.logicalrelid = shell AND c.oid = shell)) LOOP
+                     OR tg.tgrelid IN (SELECT to_regclass(shard_name(s.logicalrelid, s.shardid))
+                                         FROM pg_dist_shard AS s WHERE s.logicalrelid = shell)) LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', g.tgname, g.rel);
         dropped := dropped + 1;
     END LOOP;

@@ -84,28 +84,32 @@ citus_psql() {
         psql -X -q -v ON_ERROR_STOP=1 "$@"
 }
 
-# Starts the coordinator and two workers (tools/cluster.sh's cluster_start,
-# three times: each a temporary directory and a free port), makes them one
-# Citus cluster and creates the database $CITUS_DB (default citus_test)
-# with citus on every node. Extra postgresql.conf lines: the arguments.
+# Starts node N (tools/cluster.sh's cluster_start: a temporary directory
+# and a free port) with Citus preloaded, records it in CITUS_NODE_DIRS,
+# _HOSTS and _PORTS, and creates the database $CITUS_DB (default
+# citus_test) with citus in it. Extra postgresql.conf lines: the arguments
+# after N. cluster_start leaves PG* naming that node.
+_citus_node_start() {
+    local n=$1 db=${CITUS_DB:-citus_test}
+    shift
+    # shared_preload_libraries last: it replaces cluster_start's pg_cron.
+    cluster_start "max_prepared_transactions = 100" "max_connections = 150" \
+        "citus.node_conninfo = 'sslmode=disable'" "$@" "shared_preload_libraries = 'citus'" || return 1
+    CITUS_NODE_DIRS[n]=$BILLING_CLUSTER_DIR
+    CITUS_NODE_HOSTS[n]=$PGHOST
+    CITUS_NODE_PORTS[n]=$PGPORT
+    export CITUS_NODE_DIRS CITUS_NODE_HOSTS CITUS_NODE_PORTS
+    citus_psql "$n" -d postgres -c "CREATE DATABASE $db" && citus_psql "$n" -d "$db" -c "CREATE EXTENSION citus"
+}
+
+# Starts the coordinator and two workers (_citus_node_start three times),
+# makes them one Citus cluster, and leaves PG* naming the coordinator's
+# database $CITUS_DB. Extra postgresql.conf lines: the arguments.
 citus_cluster_start() {
     local n db=${CITUS_DB:-citus_test}
     CITUS_NODE_DIRS=() CITUS_NODE_HOSTS=() CITUS_NODE_PORTS=()
     for n in 0 1 2; do
-        # shared_preload_libraries last: it replaces cluster_start's pg_cron.
-        if ! cluster_start "max_prepared_transactions = 100" "max_connections = 150" \
-                "citus.node_conninfo = 'sslmode=disable'" "$@" "shared_preload_libraries = 'citus'"; then
-            citus_cluster_stop
-            return 1
-        fi
-        CITUS_NODE_DIRS[n]=$BILLING_CLUSTER_DIR
-        CITUS_NODE_HOSTS[n]=$PGHOST
-        CITUS_NODE_PORTS[n]=$PGPORT
-    done
-    export CITUS_NODE_DIRS CITUS_NODE_HOSTS CITUS_NODE_PORTS
-    for n in 0 1 2; do
-        citus_psql "$n" -d postgres -c "CREATE DATABASE $db" &&
-            citus_psql "$n" -d "$db" -c "CREATE EXTENSION citus" || { citus_cluster_stop; return 1; }
+        _citus_node_start "$n" "$@" || { citus_cluster_stop; return 1; }
     done
     citus_psql 0 -d "$db" -At \
         -c "SELECT citus_set_coordinator_host('127.0.0.1', ${CITUS_NODE_PORTS[0]})" \
@@ -119,19 +123,13 @@ citus_cluster_start() {
 # Starts one more server (node 3) as the others, with the database and
 # Citus, but does not add it to the cluster: a test adds it, as a DBA
 # grows a cluster (test/citus/sql/add_node.sql). Its port is
-# CITUS_NODE_PORTS[3]; citus_cluster_stop stops it too.
+# CITUS_NODE_PORTS[3]; citus_cluster_stop stops it too. PG* keep naming
+# the coordinator.
 citus_spare_node_start() {
-    local db=${CITUS_DB:-citus_test} keep_host=$PGHOST keep_port=$PGPORT keep_db=$PGDATABASE
-    local keep_dir=$BILLING_CLUSTER_DIR
-    cluster_start "max_prepared_transactions = 100" "max_connections = 150" \
-        "citus.node_conninfo = 'sslmode=disable'" "$@" "shared_preload_libraries = 'citus'" || return 1
-    CITUS_NODE_DIRS[3]=$BILLING_CLUSTER_DIR
-    CITUS_NODE_HOSTS[3]=$PGHOST
-    CITUS_NODE_PORTS[3]=$PGPORT
-    export CITUS_NODE_DIRS CITUS_NODE_HOSTS CITUS_NODE_PORTS
-    # (the coordinator stays the PG* default)
+    local keep_host=$PGHOST keep_port=$PGPORT keep_db=$PGDATABASE keep_dir=$BILLING_CLUSTER_DIR rc=0
+    _citus_node_start 3 "$@" || rc=$?
     export BILLING_CLUSTER_DIR=$keep_dir PGHOST=$keep_host PGPORT=$keep_port PGDATABASE=$keep_db
-    citus_psql 3 -d postgres -c "CREATE DATABASE $db" && citus_psql 3 -d "$db" -c "CREATE EXTENSION citus"
+    return "$rc"
 }
 
 # Stops every node started (safe as an EXIT trap, a no-op without nodes).

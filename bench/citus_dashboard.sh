@@ -218,17 +218,13 @@ est_times=$({
         estimated_insert messages $((300000000 + r * 1000000)) off
     done
 } | timed)
-# (per transaction: the sum of its 5 statements' times; per kind: the median of the rounds)
-read -r e_dist_c e_dist_full e_local_c e_local_full < <(
-    echo "$est_times" | tr ' ' '\n' | awk -v rounds="$est_rounds" 'NF { t[int(n / 5)] += $1; n++ }
-        END {
-            for (k = 0; k < 4; k++) {
-                m = 0
-                for (r = 0; r < rounds; r++) v[m++] = t[r * 4 + k]
-                for (i = 1; i < m; i++) for (j = i; j > 0 && v[j - 1] > v[j]; j--) { x = v[j]; v[j] = v[j - 1]; v[j - 1] = x }
-                printf "%.0f%s", (m % 2 ? v[int(m / 2)] : (v[m / 2 - 1] + v[m / 2]) / 2), (k < 3 ? " " : "\n")
-            }
-        }')
+# Per transaction the sum of its 5 statements' times, as "kind<TAB>ms"
+# lines (the kinds in the order above); per kind the median of the rounds.
+est_samples=$tmp/estimated.tsv
+echo "$est_times" | tr ' ' '\n' | awk 'NF { t[int(n / 5)] += $1; n++ }
+    END { for (i = 0; i < n / 5; i++) printf "%d\t%s\n", i % 4, t[i] }' >"$est_samples"
+est_median() { sample_stats 0 2 "$est_samples" "$1" | cut -d ' ' -f 1; }
+e_dist_c=$(est_median 0) e_dist_full=$(est_median 1) e_local_c=$(est_median 2) e_local_full=$(est_median 3)
 est_merge_ms=$({ echo "SET client_min_messages = error;"; echo '\timing on'; echo "SELECT billing.merge();"; } | timed)
 same_estimated=$(same_dashboard)
 

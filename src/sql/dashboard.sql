@@ -81,6 +81,7 @@ DECLARE
     last_month date;
     whole_month boolean;       -- the period is one whole month: the last of the history
     openai_by_month jsonb;     -- then the history's OpenAI figures, from the same read
+    unmerged billing._ledger_group[];  -- then the unmerged ledger of the history's months
 BEGIN
     IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start THEN
         RAISE EXCEPTION 'billing: the period must have a start before its end' USING ERRCODE = 'invalid_parameter_value';
@@ -114,12 +115,18 @@ BEGIN
 
     -- Every figure is defined once (README "The dashboard payload"), by
     -- billing._openai_card. For a whole month (the usual call) one read of
-    -- the history's months serves the card and the history: each unmerged
-    -- write is priced once less.
+    -- the history's months serves the card and the history, and one read of
+    -- the unmerged ledger serves them and the top conversations: each
+    -- unmerged write is read and priced once (on Citus, one distributed
+    -- query of the ledger instead of two).
+    IF whole_month THEN
+        unmerged := ARRAY(SELECT l FROM billing._ledger_usage(billing.month_start(history_from), period_end,
+                                                              billing._estimate_model()) AS l);
+    END IF;
     WITH m_all AS MATERIALIZED (
         SELECT * FROM billing._usage_by_model(
             CASE WHEN whole_month THEN billing.month_start(history_from) ELSE period_start END,
-            period_end)
+            period_end, unmerged)
     )
     SELECT billing._openai_card((SELECT jsonb_agg(to_jsonb(m)) FROM m_all AS m
                                   WHERE NOT whole_month OR m.month = last_month)),
@@ -145,7 +152,7 @@ BEGIN
                                                  'tokens', c.tokens, 'messages', c.messages)
                               ORDER BY c.cost DESC, c.conversation_id), '[]'::jsonb)
       INTO conversations
-      FROM billing._top_conversations(period_start, period_end, top_conversations) AS c;
+      FROM billing._top_conversations(period_start, period_end, top_conversations, unmerged) AS c;
 
     WITH h AS (
         SELECT h.month, h.source, h.cost

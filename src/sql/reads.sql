@@ -43,6 +43,16 @@ AS $$
                         WHERE t.id OPERATOR(pg_catalog.=) p_source AND NOT t.backfilled)
 $$;
 
+-- One group of unmerged ledger rows, as billing._ledger_usage returns it
+-- (per tracked table, month, conversation and model); the dashboard reads
+-- the ledger once and hands the groups, as an array, to each of its reads.
+CREATE TYPE billing._ledger_group AS (
+    source_id smallint, month date, conversation_id text, model text, messages bigint,
+    prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric,
+    estimated_prompt numeric, estimated_completion numeric, unsplit_tokens numeric, problems bigint,
+    cost numeric, estimated_cost numeric, unpriced_tokens numeric,
+    first_added timestamptz, last_added timestamptz, first_removed timestamptz, last_removed timestamptz);
+
 -- The unmerged ledger rows of the whole months within [p_from, p_to),
 -- priced and summed per tracked table, month, conversation and model (the
 -- model as billing._key keys it, '' for none): what the reads add to the
@@ -52,15 +62,27 @@ $$;
 -- as the caller: row-level security applies.
 -- C body: src/pg/ledger_usage.cpp (ledger_usage)
 CREATE FUNCTION billing._ledger_usage(p_from timestamptz, p_to timestamptz, p_estimate_model text)
-RETURNS TABLE (source_id smallint, month date, conversation_id text, model text, messages bigint,
-               prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric,
-               estimated_prompt numeric, estimated_completion numeric, unsplit_tokens numeric, problems bigint,
-               cost numeric, estimated_cost numeric, unpriced_tokens numeric,
-               first_added timestamptz, last_added timestamptz, first_removed timestamptz, last_removed timestamptz)
+RETURNS SETOF billing._ledger_group
 AS 'MODULE_PATHNAME', 'ledger_usage' LANGUAGE C STABLE ROWS 100;
 
--- OpenAI usage with p_from <= time < p_to, per table, month and model.
-CREATE FUNCTION billing._usage_by_model(p_from timestamptz, p_to timestamptz)
+-- The groups of billing._ledger_usage over [p_from, p_to), taken from
+-- p_unmerged when the caller has read them already (over a range that holds
+-- this one), else read now.
+CREATE FUNCTION billing._unmerged_groups(p_from timestamptz, p_to timestamptz, p_unmerged billing._ledger_group[])
+RETURNS SETOF billing._ledger_group
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.* FROM unnest(p_unmerged) AS l
+     WHERE billing.month_start(l.month) >= p_from AND billing.month_end(l.month) <= p_to
+    UNION ALL
+    SELECT l.* FROM billing._ledger_usage(p_from, p_to, billing._estimate_model()) AS l
+     WHERE p_unmerged IS NULL
+$$;
+
+-- OpenAI usage with p_from <= time < p_to, per table, month and model, the
+-- unmerged ledger's groups given (billing._unmerged_groups) or NULL.
+CREATE FUNCTION billing._usage_by_model(p_from timestamptz, p_to timestamptz, p_unmerged billing._ledger_group[])
 RETURNS TABLE (source_id smallint, month date, model text, messages bigint, prompt_tokens bigint,
                completion_tokens bigint, cached_tokens bigint, estimated_prompt bigint,
                estimated_completion bigint, unsplit_tokens bigint, problems bigint, cost numeric,
@@ -90,7 +112,7 @@ BEGIN
             SELECT l.source_id, l.month, l.model, l.messages, l.prompt_tokens, l.completion_tokens,
                    l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens,
                    l.problems, l.cost, l.estimated_cost, l.unpriced_tokens
-              FROM billing._ledger_usage(p_from, p_to, billing._estimate_model()) AS l) AS x
+              FROM billing._unmerged_groups(p_from, p_to, p_unmerged) AS l) AS x
      CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
      GROUP BY x.source_id, x.month, x.model
     HAVING sum(x.messages) <> 0;
@@ -108,6 +130,18 @@ BEGIN
          GROUP BY r.month, coalesce(r.model, '');
     END LOOP;
 END
+$$;
+
+-- The same, the ledger read by it.
+CREATE FUNCTION billing._usage_by_model(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (source_id smallint, month date, model text, messages bigint, prompt_tokens bigint,
+               completion_tokens bigint, cached_tokens bigint, estimated_prompt bigint,
+               estimated_completion bigint, unsplit_tokens bigint, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM billing._usage_by_model(p_from, p_to, NULL)
 $$;
 
 -- The parts of [p_from, p_to) that must be read from each tracked table:
@@ -211,7 +245,9 @@ $$;
 -- The top conversations of a period. For one whole fresh month (the usual
 -- dashboard) it reads the rollup's (month, cost) index: the first N + K rows,
 -- K being the conversations with unmerged ledger rows, are enough to be exact.
-CREATE FUNCTION billing._top_conversations(p_from timestamptz, p_to timestamptz, p_limit integer)
+-- The unmerged ledger's groups are given (billing._unmerged_groups) or NULL.
+CREATE FUNCTION billing._top_conversations(p_from timestamptz, p_to timestamptz, p_limit integer,
+                                           p_unmerged billing._ledger_group[])
 RETURNS TABLE (conversation_id text, cost numeric, tokens bigint, messages bigint)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -240,7 +276,7 @@ BEGIN
     -- rows until vacuum): its groups give K and the unmerged figures.
     RETURN QUERY
     WITH unmerged AS MATERIALIZED (
-        SELECT * FROM billing._ledger_usage(p_from, p_to, billing._estimate_model())
+        SELECT * FROM billing._unmerged_groups(p_from, p_to, p_unmerged)
     ), candidates AS (
         (SELECT u.source_id, u.conversation_id FROM billing.conversation_usage AS u
           WHERE u.month = m ORDER BY u.cost DESC, u.conversation_id
@@ -288,6 +324,15 @@ BEGIN
      ORDER BY t.cost DESC, t.conversation_id
      LIMIT p_limit;
 END
+$$;
+
+-- The same, the ledger read by it.
+CREATE FUNCTION billing._top_conversations(p_from timestamptz, p_to timestamptz, p_limit integer)
+RETURNS TABLE (conversation_id text, cost numeric, tokens bigint, messages bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM billing._top_conversations(p_from, p_to, p_limit, NULL)
 $$;
 
 -- The tracked tables the current role may read: the one statement of the

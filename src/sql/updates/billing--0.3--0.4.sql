@@ -8051,3 +8051,304 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION billing._citus_drop_truncate_copies(text) FROM PUBLIC;
+
+-- ==== One read of the unmerged ledger per dashboard (src/sql/reads.sql, dashboard.sql) ====
+-- billing._ledger_usage returns the named row type billing._ledger_group;
+-- _usage_by_model and _top_conversations take its groups as an array.
+CREATE TYPE billing._ledger_group AS (
+    source_id smallint, month date, conversation_id text, model text, messages bigint,
+    prompt_tokens numeric, completion_tokens numeric, cached_tokens numeric,
+    estimated_prompt numeric, estimated_completion numeric, unsplit_tokens numeric, problems bigint,
+    cost numeric, estimated_cost numeric, unpriced_tokens numeric,
+    first_added timestamptz, last_added timestamptz, first_removed timestamptz, last_removed timestamptz);
+
+DROP FUNCTION billing._ledger_usage(timestamptz, timestamptz, text);
+CREATE FUNCTION billing._ledger_usage(p_from timestamptz, p_to timestamptz, p_estimate_model text)
+RETURNS SETOF billing._ledger_group
+AS 'MODULE_PATHNAME', 'ledger_usage' LANGUAGE C STABLE ROWS 100;
+
+CREATE FUNCTION billing._unmerged_groups(p_from timestamptz, p_to timestamptz, p_unmerged billing._ledger_group[])
+RETURNS SETOF billing._ledger_group
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.* FROM unnest(p_unmerged) AS l
+     WHERE billing.month_start(l.month) >= p_from AND billing.month_end(l.month) <= p_to
+    UNION ALL
+    SELECT l.* FROM billing._ledger_usage(p_from, p_to, billing._estimate_model()) AS l
+     WHERE p_unmerged IS NULL
+$$;
+
+CREATE FUNCTION billing._usage_by_model(p_from timestamptz, p_to timestamptz, p_unmerged billing._ledger_group[])
+RETURNS TABLE (source_id smallint, month date, model text, messages bigint, prompt_tokens bigint,
+               completion_tokens bigint, cached_tokens bigint, estimated_prompt bigint,
+               estimated_completion bigint, unsplit_tokens bigint, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+BEGIN
+    PERFORM billing._require_reader();
+    -- Whole fresh months come from the rollups plus the ledger.
+    RETURN QUERY
+    SELECT x.source_id, x.month, x.model, sum(x.messages)::bigint, billing._sat(sum(x.prompt_tokens)),
+           billing._sat(sum(x.completion_tokens)), billing._sat(sum(x.cached_tokens)),
+           billing._sat(sum(x.estimated_prompt)), billing._sat(sum(x.estimated_completion)),
+           billing._sat(sum(x.unsplit_tokens)), sum(x.problems)::bigint,
+           sum(x.cost), sum(x.estimated_cost), billing._sat(sum(x.unpriced_tokens))
+      FROM (SELECT u.source_id, u.month, u.model, u.messages, u.prompt_tokens, u.completion_tokens,
+                   u.cached_tokens, u.estimated_prompt, u.estimated_completion, u.unsplit_tokens,
+                   u.problems, u.cost, u.estimated_cost, u.unpriced_tokens
+              FROM billing.month_usage AS u
+             WHERE u.month >= billing.month_of(p_from)
+               AND billing.month_start(u.month) >= p_from
+               AND billing.month_end(u.month) <= p_to
+            UNION ALL
+            SELECT l.source_id, l.month, l.model, l.messages, l.prompt_tokens, l.completion_tokens,
+                   l.cached_tokens, l.estimated_prompt, l.estimated_completion, l.unsplit_tokens,
+                   l.problems, l.cost, l.estimated_cost, l.unpriced_tokens
+              FROM billing._unmerged_groups(p_from, p_to, p_unmerged) AS l) AS x
+     CROSS JOIN LATERAL billing._rollups_current(x.source_id, x.month) AS fresh
+     GROUP BY x.source_id, x.month, x.model
+    HAVING sum(x.messages) <> 0;
+
+    -- Stale months, and the partial months at the ends of the range, come
+    -- from the source.
+    FOR s IN SELECT * FROM billing._table_ranges(p_from, p_to) LOOP
+        RETURN QUERY
+        SELECT s.source_id, r.month, coalesce(r.model, ''), sum(r.messages)::bigint,
+               billing._sat(sum(r.prompt_tokens)), billing._sat(sum(r.completion_tokens)),
+               billing._sat(sum(r.cached_tokens)), billing._sat(sum(r.estimated_prompt)),
+               billing._sat(sum(r.estimated_completion)), billing._sat(sum(r.unsplit_tokens)),
+               sum(r.problems)::bigint, sum(r.cost), sum(r.estimated_cost), billing._sat(sum(r.unpriced_tokens))
+          FROM billing._scan_table_safely(s.source_id, s.range_from, s.range_to) AS r
+         GROUP BY r.month, coalesce(r.model, '');
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._usage_by_model(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (source_id smallint, month date, model text, messages bigint, prompt_tokens bigint,
+               completion_tokens bigint, cached_tokens bigint, estimated_prompt bigint,
+               estimated_completion bigint, unsplit_tokens bigint, problems bigint, cost numeric,
+               estimated_cost numeric, unpriced_tokens bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM billing._usage_by_model(p_from, p_to, NULL)
+$$;
+
+CREATE FUNCTION billing._top_conversations(p_from timestamptz, p_to timestamptz, p_limit integer,
+                                           p_unmerged billing._ledger_group[])
+RETURNS TABLE (conversation_id text, cost numeric, tokens bigint, messages bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m date := billing.month_of(p_from);
+    whole_month boolean;
+BEGIN
+    whole_month := p_from = billing.month_start(m)
+                   AND p_to = billing.month_end(m)
+                   AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                                    WHERE NOT EXISTS (SELECT 1 FROM billing._rollups_current(t.id, m)));
+    IF NOT whole_month THEN
+        RETURN QUERY
+        SELECT c.conversation_id, sum(c.cost),
+               billing._sat(sum(c.prompt_tokens::numeric + c.completion_tokens + c.estimated_tokens)),
+               sum(c.messages)::bigint
+          FROM billing._usage_by_conversation(p_from, p_to) AS c
+         GROUP BY c.conversation_id
+         ORDER BY 2 DESC, 1
+         LIMIT p_limit;
+        RETURN;
+    END IF;
+
+    -- The ledger is read once (a read after a large merge scans its dead
+    -- rows until vacuum): its groups give K and the unmerged figures.
+    RETURN QUERY
+    WITH unmerged AS MATERIALIZED (
+        SELECT * FROM billing._unmerged_groups(p_from, p_to, p_unmerged)
+    ), candidates AS (
+        (SELECT u.source_id, u.conversation_id FROM billing.conversation_usage AS u
+          WHERE u.month = m ORDER BY u.cost DESC, u.conversation_id
+          LIMIT p_limit + (SELECT count(*) FROM (SELECT DISTINCT l.source_id, l.conversation_id FROM unmerged AS l) AS d))
+        UNION
+        SELECT DISTINCT l.source_id, l.conversation_id FROM unmerged AS l
+    ), totals AS (
+        SELECT x.conversation_id, sum(x.cost) AS cost, billing._sat(sum(x.tokens)) AS tokens,
+               sum(x.messages)::bigint AS messages
+          FROM (-- One probe of the rollup's unique index per candidate:
+                -- LATERAL, and fenced (LIMIT 1) so that the planner cannot
+                -- flatten it into a join that, under statistics that believe
+                -- the month empty (as at the start of every month), scans
+                -- all of the month's rows once per candidate. The NULL
+                -- conversation apart (its probe is IS NULL).
+                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens + u.estimated_tokens AS tokens,
+                       u.messages
+                  FROM candidates AS c
+                 CROSS JOIN LATERAL (SELECT r.conversation_id, r.cost, r.prompt_tokens, r.completion_tokens,
+                                            r.estimated_tokens, r.messages
+                                       FROM billing.conversation_usage AS r
+                                      WHERE r.source_id = c.source_id AND r.month = m
+                                        AND r.conversation_id = c.conversation_id
+                                      -- (the unique index's own order: no
+                                      -- other index can look cheaper)
+                                      ORDER BY r.source_id, r.month, r.conversation_id LIMIT 1) AS u
+                UNION ALL
+                SELECT u.conversation_id, u.cost, u.prompt_tokens + u.completion_tokens + u.estimated_tokens, u.messages
+                  FROM candidates AS c
+                 CROSS JOIN LATERAL (SELECT r.conversation_id, r.cost, r.prompt_tokens, r.completion_tokens,
+                                            r.estimated_tokens, r.messages
+                                       FROM billing.conversation_usage AS r
+                                      WHERE r.source_id = c.source_id AND r.month = m AND r.conversation_id IS NULL
+                                      ORDER BY r.source_id, r.month, r.conversation_id LIMIT 1) AS u
+                 WHERE c.conversation_id IS NULL
+                UNION ALL
+                SELECT l.conversation_id, l.cost + l.estimated_cost,
+                       l.prompt_tokens + l.completion_tokens + l.estimated_prompt + l.estimated_completion,
+                       l.messages
+                  FROM unmerged AS l) AS x
+         GROUP BY x.conversation_id
+        HAVING sum(x.messages) <> 0
+    )
+    SELECT t.conversation_id, t.cost, t.tokens, t.messages FROM totals AS t
+     ORDER BY t.cost DESC, t.conversation_id
+     LIMIT p_limit;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._top_conversations(p_from timestamptz, p_to timestamptz, p_limit integer)
+RETURNS TABLE (conversation_id text, cost numeric, tokens bigint, messages bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM billing._top_conversations(p_from, p_to, p_limit, NULL)
+$$;
+
+CREATE OR REPLACE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamptz,
+                                             top_conversations integer DEFAULT 50, months integer DEFAULT 6)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    openai jsonb;
+    aws jsonb;
+    conversations jsonb;
+    hist jsonb;
+    history_from date;
+    last_month date;
+    whole_month boolean;       -- the period is one whole month: the last of the history
+    openai_by_month jsonb;     -- then the history's OpenAI figures, from the same read
+    unmerged billing._ledger_group[];  -- then the unmerged ledger of the history's months
+BEGIN
+    IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start THEN
+        RAISE EXCEPTION 'billing: the period must have a start before its end' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The work is bounded whatever the arguments: a finite period within
+    -- the years billing counts, at most 1,200 months of history.
+    IF NOT billing._countable(period_start) OR NOT billing._countable(period_end - interval '1 microsecond') THEN
+        RAISE EXCEPTION 'billing: the period must lie within the years 1 to 9999, got % to %', period_start, period_end
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF top_conversations < 0 OR top_conversations > 10000 OR months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000 and months between 1 and 1200'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM billing._require_reader();
+    -- Read as one customer (the setting billing.customer, customers.sql):
+    -- that customer's page, nothing of anyone else's.
+    IF billing.current_customer() IS NOT NULL THEN
+        RETURN billing.dashboard(period_start, period_end, billing.current_customer(), top_conversations, months);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
+        RAISE NOTICE 'billing: no tracked table that role "%" may read, so OpenAI figures are zero', current_user
+            USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table; '
+                         'a role sees the costs of the tracked tables it may SELECT.';
+    END IF;
+
+    -- History: the `months` months that end with the period's last month.
+    last_month := billing.month_of(period_end - interval '1 microsecond');
+    history_from := (last_month - (months - 1) * interval '1 month')::date;
+    whole_month := period_start = billing.month_start(last_month) AND period_end = billing.month_end(last_month);
+
+    -- Every figure is defined once (README "The dashboard payload"), by
+    -- billing._openai_card. For a whole month (the usual call) one read of
+    -- the history's months serves the card and the history, and one read of
+    -- the unmerged ledger serves them and the top conversations: each
+    -- unmerged write is read and priced once (on Citus, one distributed
+    -- query of the ledger instead of two).
+    IF whole_month THEN
+        unmerged := ARRAY(SELECT l FROM billing._ledger_usage(billing.month_start(history_from), period_end,
+                                                              billing._estimate_model()) AS l);
+    END IF;
+    WITH m_all AS MATERIALIZED (
+        SELECT * FROM billing._usage_by_model(
+            CASE WHEN whole_month THEN billing.month_start(history_from) ELSE period_start END,
+            period_end, unmerged)
+    )
+    SELECT billing._openai_card((SELECT jsonb_agg(to_jsonb(m)) FROM m_all AS m
+                                  WHERE NOT whole_month OR m.month = last_month)),
+           CASE WHEN whole_month THEN
+               (SELECT coalesce(jsonb_object_agg(to_char(a.month, 'YYYY-MM'), a.cost), '{}'::jsonb)
+                  FROM (SELECT x.month, sum(x.cost + x.estimated_cost) AS cost FROM m_all AS x GROUP BY x.month) AS a)
+           END
+      INTO openai, openai_by_month;
+
+    SELECT jsonb_build_object(
+               'cost', coalesce(sum(a.cost), 0),
+               'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+               'breakdown', coalesce(jsonb_object_agg(a.service, jsonb_build_object(
+                                'quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+                                FILTER (WHERE a.service IS NOT NULL), '{}'::jsonb),
+               'source', CASE WHEN count(*) = 0 THEN 'estimate'
+                              WHEN bool_and(a.basis = 'actual') THEN 'actual'
+                              WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END)
+      INTO aws
+      FROM billing._aws_usage_by_service(period_start, period_end) AS a;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object('conversation_id', c.conversation_id, 'cost', c.cost,
+                                                 'tokens', c.tokens, 'messages', c.messages)
+                              ORDER BY c.cost DESC, c.conversation_id), '[]'::jsonb)
+      INTO conversations
+      FROM billing._top_conversations(period_start, period_end, top_conversations, unmerged) AS c;
+
+    WITH h AS (
+        SELECT h.month, h.source, h.cost
+          FROM billing.history(billing.month_start(history_from),
+                               billing.month_end(last_month)) AS h
+         WHERE NOT whole_month
+        UNION ALL
+        SELECT to_date(o.key, 'YYYY-MM'), 'openai', o.value::numeric
+          FROM jsonb_each_text(openai_by_month) AS o
+         WHERE whole_month
+        UNION ALL
+        SELECT a.month, 'aws', sum(a.cost)
+          FROM billing._aws_usage_by_service(billing.month_start(history_from), billing.month_end(last_month)) AS a
+         WHERE whole_month
+         GROUP BY a.month
+    )
+    SELECT jsonb_agg(jsonb_build_object(
+               'month', to_char(g.m, 'YYYY-MM'),
+               'openai', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'openai'), 0),
+               'aws', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'aws'), 0),
+               'total', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m), 0))
+             ORDER BY g.m)
+      INTO hist
+      FROM generate_series(history_from, last_month, interval '1 month') AS g(m);
+
+    RETURN jsonb_build_object(
+        'period', jsonb_build_object('start', period_start, 'end', period_end),
+        'openai', openai,
+        'aws', aws,
+        'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
+        'conversations', conversations,
+        'history', hist,
+        'budgets', billing._dashboard_budgets(last_month))
+        -- The top customers, once customers are known (customers.sql).
+        || billing._dashboard_customers(period_start, period_end);
+END
+$$;

@@ -719,8 +719,13 @@ BEGIN
                FROM pg_trigger AS tg
               WHERE tg.tgfoid = 'billing._tracked_truncated()'::regprocedure
                 AND (tg.tgrelid = shell
-                     OR tg.tgrelid IN (SELECT to_regclass(shard_name(s.logicalrelid, s.shardid))
-                                         FROM pg_dist_shard AS s WHERE s.logicalrelid = shell)) LOOP
+                     -- (shard_name() qualifies the name unless the schema
+                     -- is public, which this function's search_path leaves out)
+                     OR tg.tgrelid IN (SELECT to_regclass(CASE WHEN c.relnamespace::regnamespace::text = 'public'
+                                                               THEN 'public.' ELSE '' END
+                                                          || shard_name(s.logicalrelid, s.shardid))
+                                         FROM pg_dist_shard AS s JOIN pg_class AS c ON c.oid = s.logicalrelid
+                                        WHERE s.logicalrelid = shell)) LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', g.tgname, g.rel);
         dropped := dropped + 1;
     END LOOP;

@@ -389,16 +389,20 @@ BEGIN
     FOR t IN SELECT tt.id, billing._citus_companion(tt.id, 'ledger') AS ledger FROM billing.tracked_tables AS tt
               WHERE billing._may_read_table(tt.id) ORDER BY tt.id LOOP
         CONTINUE WHEN t.ledger IS NULL;
+        -- The customer's filter only when reading as one: Citus plans its
+        -- subquery apart and sends the result to every node, a round trip
+        -- more (60 ms on the test cluster) even when it is empty.
         RETURN QUERY EXECUTE format(
             'SELECT l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
                     l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
                     l.unsplit_tokens, l.problems
                FROM %s AS l
-              WHERE l.created_at >= $1 AND l.created_at < $2
-                AND (billing.current_customer() IS NULL
-                     OR l.conversation_id IN (SELECT c.conversation_id
+              WHERE l.created_at >= $1 AND l.created_at < $2', t.ledger)
+            || CASE WHEN billing.current_customer() IS NOT NULL THEN
+                   ' AND l.conversation_id IN (SELECT c.conversation_id
                                                 FROM billing._customer_conversations(billing.current_customer(), false) AS c
-                                               WHERE c.source_id = $3))', t.ledger)
+                                               WHERE c.source_id = $3)'
+               ELSE '' END
             USING p_from, p_to, t.id;
     END LOOP;
 END

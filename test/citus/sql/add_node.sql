@@ -17,6 +17,10 @@ DROP EXTENSION billing;
 CREATE TABLE citus_test.grown (id bigint, conversation_id text, role text, content text,
                                data jsonb, created_at timestamptz, PRIMARY KEY (conversation_id, id));
 SELECT create_distributed_table('citus_test.grown', 'conversation_id', shard_count => 4);
+-- An empty table like it in schema public, co-located (its shards move
+-- with grown's): Citus names a shard there without its schema.
+CREATE TABLE public.grown_public (LIKE citus_test.grown INCLUDING ALL);
+SELECT create_distributed_table('public.grown_public', 'conversation_id', colocate_with => 'citus_test.grown');
 CREATE EXTENSION billing;
 SELECT billing.citus_share_catalog() AS nodes;
 -- 20 replies of gpt-4o, 100 prompt and 50 completion tokens each, in 5
@@ -30,6 +34,7 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 INSERT INTO citus_test.grown SELECT * FROM citus_test.grown_rows(1, 20);
 SELECT tracked FROM billing.track_messages('citus_test.grown');
+SELECT tracked FROM billing.track_messages('public.grown_public');
 SELECT billing._citus_triggered(t.id) AS triggered FROM billing.tracked_tables AS t
  WHERE t.relation = 'citus_test.grown'::regclass;
 
@@ -44,8 +49,9 @@ SELECT citus_move_shard_placement(:moved_shard, '127.0.0.1', :from_port,
                                   '127.0.0.1', current_setting('citus_test.spare_port')::int,
                                   shard_transfer_mode => 'block_writes') IS NOT NULL AS moved;
 CALL citus_cleanup_orphaned_resources();
--- On the new node: billing's row trigger on the table's copy and on the
--- moved shard, and the copies of the TRUNCATE trigger there (2).
+-- On the new node: billing's row trigger on each table's copy and on its
+-- moved shard, and the copies of the TRUNCATE trigger there (2 for each
+-- of the two tables: 4).
 SELECT w.nodeport = current_setting('citus_test.spare_port')::int AS new_node,
        w.result AS truncate_trigger_copies
   FROM run_command_on_workers($$SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'billing\_track\_truncate%'$$) AS w
@@ -91,8 +97,10 @@ INSERT INTO citus_test.grown SELECT * FROM citus_test.grown_rows(26, 29);
 SELECT sum(cost) AS cost, sum(messages) AS messages FROM billing.conversation_costs
  WHERE source_table = 'citus_test.grown'::regclass;
 
--- Untracked: no billing trigger is left on any node, the new one included.
+-- Untracked: no billing trigger is left on any node, the new one included
+-- (the shard of the table in schema public too).
 SELECT billing.untrack_messages('citus_test.grown');
+SELECT billing.untrack_messages('public.grown_public');
 SELECT w.nodeport = current_setting('citus_test.spare_port')::int AS new_node, w.result AS billing_triggers
   FROM run_command_on_workers($$SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'billing\_%'$$) AS w
  ORDER BY w.nodeport;
@@ -108,6 +116,6 @@ INSERT INTO citus_test.grown SELECT * FROM citus_test.grown_rows(30, 31);
 SELECT count(*) AS rows_kept FROM citus_test.grown;
 CREATE EXTENSION billing;
 DROP FUNCTION citus_test.grown_rows(int, int);
-DROP TABLE citus_test.grown;
+DROP TABLE citus_test.grown, public.grown_public;
 REVOKE USAGE ON SCHEMA billing, citus_test FROM grown_reader;
 DROP ROLE grown_reader;

@@ -37,6 +37,16 @@ SELECT tracked, backfilled, messages, problems, unpriced_models
   FROM billing.track_messages('citus_test.dist_messages');
 SELECT tracked, backfilled, messages, problems, unpriced_models
   FROM billing.track_messages('citus_test.local_messages');
+-- The customers of both tables' conversations, from one lookup table on
+-- the coordinator: every third of setup's conversations is alice's, the
+-- rest bob's (the compare below reads alice's dashboard, and reads as alice).
+CREATE TABLE citus_test.conversation_owners (id uuid PRIMARY KEY, user_id text NOT NULL);
+INSERT INTO citus_test.conversation_owners
+SELECT c, CASE WHEN row_number() OVER (ORDER BY c) % 3 = 0 THEN 'alice' ELSE 'bob' END
+  FROM (SELECT DISTINCT conversation_id FROM messages_local) AS m(c);
+SELECT user_id, count(*) AS conversations FROM citus_test.conversation_owners GROUP BY 1 ORDER BY 1;
+SELECT billing.track_customers('citus_test.dist_messages', 'citus_test.conversation_owners');
+SELECT billing.track_customers('citus_test.local_messages', 'citus_test.conversation_owners');
 -- The distributed table's ledger, estimates and problems: distributed by
 -- the conversation, co-located with the messages; its trigger on every one
 -- of the 8 shards (and on the table, on every node), its functions on
@@ -64,13 +74,16 @@ SELECT (SELECT count(*) FROM billing.problem_messages AS p WHERE p.source_id = :
        (SELECT count(*) FROM billing._citus_problem_rows()) AS distributed_problems;
 
 -- Each table's figures as a role that may read that table only: every
--- view and three dashboards; the source table's name left out.
+-- view, four dashboards and one customer's, and the dashboard read as that
+-- customer (billing.customer: the distributed ledger read through the
+-- customer's conversations); the source table's name left out.
 CREATE ROLE reads_dist LOGIN;   -- (Citus reads the shards as the role: it logs in on the workers)
 CREATE ROLE reads_local LOGIN;
 GRANT USAGE ON SCHEMA billing, citus_test TO reads_dist, reads_local;
 GRANT SELECT ON ALL TABLES IN SCHEMA billing TO reads_dist, reads_local;
 GRANT SELECT ON citus_test.dist_messages TO reads_dist;
 GRANT SELECT ON citus_test.local_messages TO reads_local;
+GRANT SELECT ON citus_test.conversation_owners TO reads_dist, reads_local;
 CREATE FUNCTION citus_test.figures() RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'monthly_history', (SELECT jsonb_agg(to_jsonb(h) ORDER BY h.month, h.source) FROM billing.monthly_history AS h),
@@ -83,7 +96,8 @@ CREATE FUNCTION citus_test.figures() RETURNS jsonb LANGUAGE sql STABLE AS $$
         'dashboard_month', billing.dashboard('2025-01-01', '2025-02-01', months => 12),
         'dashboard_period', billing.dashboard('2024-10-15', '2025-01-20', top_conversations => 20, months => 3),
         'dashboard_march', billing.dashboard('2025-03-01', '2025-04-01', top_conversations => 5),
-        'dashboard_at', billing.dashboard(at => '2024-12-10'))
+        'dashboard_at', billing.dashboard(at => '2024-12-10'),
+        'dashboard_alice', billing.dashboard('2024-09-01', '2025-04-01', customer => 'alice', months => 7))
 $$;
 CREATE FUNCTION citus_test.figures_as(r name) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
@@ -91,6 +105,9 @@ DECLARE
 BEGIN
     EXECUTE format('SET LOCAL ROLE %I', r);
     f := citus_test.figures();
+    PERFORM set_config('billing.customer', 'alice', true);
+    f := f || jsonb_build_object('as_alice', billing.dashboard('2024-09-01', '2025-04-01', months => 7));
+    PERFORM set_config('billing.customer', '', true);
     RESET ROLE;
     RETURN f;
 END
@@ -125,6 +142,14 @@ $$;
 SET client_min_messages = error;   -- (the aggregates' warnings: o1, gpt-9, "12a")
 -- 4,000 messages in 800 (month, conversation) rows.
 SELECT * FROM citus_test.compare();
+-- Alice's dashboards are not empty: her messages of September 2024 to March 2025,
+-- as the table itself counts them.
+SELECT (f -> 'dashboard_alice' -> 'openai' ->> 'messages')::int AS alice_messages,
+       (f -> 'as_alice' -> 'openai' ->> 'messages')::int AS as_alice_messages,
+       (SELECT count(*) FROM citus_test.local_messages AS m
+          JOIN citus_test.conversation_owners AS o ON o.id = m.conversation_id AND o.user_id = 'alice'
+         WHERE m.created_at >= '2024-09-01' AND m.created_at < '2025-04-01') AS in_the_table
+  FROM citus_test.figures_as('reads_dist') AS f;
 SELECT * FROM citus_test.ledgers();
 
 -- The same writes on both, not merged: 200 new replies (ids 101001 to
@@ -326,7 +351,7 @@ SELECT nodeport > 0 AS worker, result AS left_on_worker
                                            AND relnamespace = 'billing'::regnamespace)$$);
 
 SELECT billing.untrack_messages('citus_test.local_messages');
-DROP TABLE citus_test.local_messages;
+DROP TABLE citus_test.local_messages, citus_test.conversation_owners;
 REVOKE ALL ON ALL TABLES IN SCHEMA billing FROM reads_dist, reads_local;
 REVOKE ALL ON SCHEMA billing, citus_test FROM reads_dist, reads_local;
 DROP FUNCTION citus_test.compare(), citus_test.figures_as(name), citus_test.figures(), citus_test.ledgers(),

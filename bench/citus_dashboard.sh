@@ -184,10 +184,18 @@ writes=$({
         echo "INSERT INTO $t SELECT id + 100000000, conversation_id, role, content, data, created_at + interval '1 second'
                 FROM messages WHERE id <= 10000;"
     done
-    echo "SELECT dashboard_as('bench_dist');"
-    echo "SELECT dashboard_as('bench_local');"
+    # (one untimed call each first, as in the rounds above: a warm-up)
+    for ((round = 0; round <= runs; round++)); do
+        echo "SELECT dashboard_as('bench_dist');"
+        echo "SELECT dashboard_as('bench_local');"
+    done
 } | timed)
-read -r w_dist w_local d_dist_unmerged d_local_unmerged <<<"$writes"
+read -r w_dist w_local unmerged_times <<<"$writes"
+unmerged_samples=$tmp/unmerged.tsv
+echo "$unmerged_times" | tr ' ' '\n' | awk 'NF { if (n >= 2) printf "%s\t%s\n", (n % 2 == 0 ? "distributed" : "local"), $1; n++ }' \
+    >"$unmerged_samples"
+read -r d_dist_unmerged d_dist_unmerged_lo d_dist_unmerged_hi < <(sample_stats 1 2 "$unmerged_samples" distributed)
+read -r d_local_unmerged d_local_unmerged_lo d_local_unmerged_hi < <(sample_stats 1 2 "$unmerged_samples" local)
 same_unmerged=$(same_dashboard)   # (no merge has run since the inserts)
 merge_ms=$({ echo "SET client_min_messages = error;"; echo '\timing on'; echo "SELECT billing.merge();"; } | timed)
 same_merged=$(same_dashboard)
@@ -262,8 +270,9 @@ report=$tmp/report.md
          "$(yes_no "$same_unmerged"); after the merge: $(yes_no "$same_merged"))"
     echo "- once: 10,000 rows inserted by one \`INSERT ... SELECT\` into the distributed table $w_dist ms," \
          "into the local copy $w_local ms (each through its trigger); \`billing.dashboard()\` with"
-    echo "  them unmerged: distributed $d_dist_unmerged ms, local $d_local_unmerged ms;" \
-         "the \`billing.merge()\` that folds both ledgers $merge_ms ms"
+    echo "  them unmerged, medians of $runs calls after a warm-up: distributed $d_dist_unmerged ms" \
+         "($d_dist_unmerged_lo–$d_dist_unmerged_hi), local $d_local_unmerged ms ($d_local_unmerged_lo–$d_local_unmerged_hi)," \
+         "$(ratio "$d_dist_unmerged" "$d_local_unmerged" x); the \`billing.merge()\` that folds both ledgers $merge_ms ms"
     echo "- 2,000 replies without usage (each estimated from its conversation's earlier messages), medians of $est_rounds"
     echo "  alternating rounds, into the distributed table by the trigger's C path $e_dist_c ms, by its PL/pgSQL body $e_dist_full ms"
     echo "  ($(ratio "$e_dist_full" "$e_dist_c" x)); into the local copy $e_local_c ms and $e_local_full ms;" \

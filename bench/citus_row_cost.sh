@@ -18,13 +18,19 @@
 #      max(created_at)                    a built-in aggregate, native
 #      worker_partial_agg(max, ...)       the same, as Citus runs it split
 #      openai_cost(data, created_at)      native
-#      worker_partial_agg(openai_cost, ROW(data, created_at))   split
-#      openai_cost(data), and split: one argument, no ROW()
+#      worker_partial_agg(openai_cost, ROW(data, created_at))   split, as
+#        billing's planner hook runs it (billing's partial twin,
+#        src/pg/citus_partials.cpp) and with billing.citus_partial_aggregates
+#        = off (Citus's worker_partial_agg)
+#      openai_cost(data), and split both ways: one argument, no ROW()
 #    Time: the server's execution time (EXPLAIN ANALYZE, TIMING OFF).
 # 2. The distributed table: M short replies distributed by conversation_id
 #    over 32 shards, and a local copy on the coordinator;
 #    SELECT openai_cost(data, created_at) FROM each, as the client sees it
-#    (psql's \timing), citus.coordinator_aggregation_strategy = 'disabled'.
+#    (psql's \timing), citus.coordinator_aggregation_strategy = 'disabled';
+#    billing in the workers' session_preload_libraries (README "Citus"), and
+#    the distributed query again with billing.citus_partial_aggregates = off
+#    on the workers.
 #
 # Reports medians, min-max and ratios of medians. Uses the PostgreSQL of
 # PG_BINDIR (default /usr/lib/postgresql/15/bin), where billing and Citus
@@ -90,7 +96,7 @@ citus_psql 1 -v messages="$rows" -f bench/short_rows.sql >/dev/null
 # puts its shell on the workers too)
 citus_psql 1 -c 'ALTER TABLE short_messages RENAME TO shard_rows' -c 'VACUUM ANALYZE shard_rows' >/dev/null
 
-ids=(max_native max_split cost_native cost_split cost1_native cost1_split)
+ids=(max_native max_split cost_native cost_split cost_split_citus cost1_native cost1_split cost1_split_citus)
 declare -A label_of query_of
 label_of[max_native]="max(created_at), native"
 query_of[max_native]="SELECT max(created_at) FROM shard_rows"
@@ -98,19 +104,33 @@ label_of[max_split]="max(created_at), split"
 query_of[max_split]="SELECT pg_catalog.worker_partial_agg('pg_catalog.max(timestamp with time zone)'::regprocedure, created_at) FROM shard_rows"
 label_of[cost_native]="billing.openai_cost(data, created_at), native"
 query_of[cost_native]="SELECT billing.openai_cost(data, created_at) FROM shard_rows"
-label_of[cost_split]="billing.openai_cost(data, created_at), split"
+label_of[cost_split]="billing.openai_cost(data, created_at), split: billing's partial twin"
 query_of[cost_split]="SELECT pg_catalog.worker_partial_agg('billing.openai_cost(jsonb,timestamp with time zone)'::regprocedure, ROW(data, created_at)) FROM shard_rows"
+label_of[cost_split_citus]="billing.openai_cost(data, created_at), split: Citus's worker_partial_agg"
+query_of[cost_split_citus]=${query_of[cost_split]}
 label_of[cost1_native]="billing.openai_cost(data), native"
 query_of[cost1_native]="SELECT billing.openai_cost(data) FROM shard_rows"
-label_of[cost1_split]="billing.openai_cost(data), split"
+label_of[cost1_split]="billing.openai_cost(data), split: billing's partial twin"
 query_of[cost1_split]="SELECT pg_catalog.worker_partial_agg('billing.openai_cost(jsonb)'::regprocedure, data) FROM shard_rows"
+label_of[cost1_split_citus]="billing.openai_cost(data), split: Citus's worker_partial_agg"
+query_of[cost1_split_citus]=${query_of[cost1_split]}
+# The *_citus queries run with billing.citus_partial_aggregates = off: as
+# a worker runs them without billing's planner hook (src/pg/citus_partials.cpp).
+partials_setting() {  # ID
+    case $1 in *_citus) echo "SET billing.citus_partial_aggregates = off;" ;; *) echo "SET billing.citus_partial_aggregates = on;" ;; esac
+}
 settings="SET max_parallel_workers_per_gather = 0; SET jit = off; SET client_min_messages = error;"
 
 # Equal work: the split state, combined and finished as the coordinator
 # would, gives the native total.
-same=$(citus_psql 1 -At -c "$settings" -c "
-    SELECT billing.openai_cost_final(s::text::billing.cost_state) = (SELECT billing.openai_cost(data, created_at) FROM shard_rows)
-      FROM (${query_of[cost_split]}) AS t(s)")
+# Through Citus's worker_partial_agg, then (billing loaded first: its
+# planner hook) through billing's partial twin.
+same_check="SELECT billing.openai_cost_final(s::text::billing.cost_state) = (SELECT billing.openai_cost(data, created_at) FROM shard_rows)
+      FROM (${query_of[cost_split]}) AS t(s)"
+same=$(citus_psql 1 -At -c "$settings" -c "SET billing.citus_partial_aggregates = off" -c "$same_check")
+same_twin=$(citus_psql 1 -At -c "$settings" -c "SELECT billing.message_cost('gpt-4o', 1, 1) IS NOT NULL AS loaded" \
+    -c "$same_check" | tail -1)
+[[ $same_twin == t ]] || same=f
 
 # All rounds in one session (the first rounds's first calls load billing and
 # its catalog: the untimed warm-up round takes those).
@@ -121,6 +141,7 @@ round_sql=$tmp/rounds.sql
     echo "SELECT count(created_at) AS warm_up FROM shard_rows \\gset"
     for ((round = 0; round <= runs; round++)); do
         for id in "${ids[@]}"; do
+            partials_setting "$id"
             printf '\\echo @@ %s %s\nEXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) %s;\n' "$round" "$id" "${query_of[$id]}"
         done
     done
@@ -150,18 +171,33 @@ if ((messages > 0)); then
     dist_same=$(citus_psql 0 -At -c "$dist_settings" -c "
         SELECT (SELECT billing.openai_cost(data, created_at) FROM short_messages)
              = (SELECT billing.openai_cost(data, created_at) FROM short_local)")
-    # One session; each round: the distributed table, then the local copy.
+    # billing loaded in every worker session, as README "Citus" says.
+    for node in 1 2; do
+        citus_psql "$node" -c "BEGIN" -c "SET LOCAL citus.enable_ddl_propagation = off" \
+            -c "ALTER DATABASE $CITUS_DB SET session_preload_libraries = 'billing'" -c "COMMIT" >/dev/null
+    done
+    # One session; each round: the distributed table (billing's partial
+    # twins on the workers), the same with billing.citus_partial_aggregates
+    # = off on the workers (Citus's worker_partial_agg), the local copy.
     log "part 2: $runs rounds and a warm-up round, in one session"
     times=$({
         echo "$dist_settings"
         echo '\timing on'
         for ((round = 0; round <= runs; round++)); do
             echo "SELECT billing.openai_cost(data, created_at) FROM short_messages;"
+            echo "BEGIN;"
+            echo "SET LOCAL citus.propagate_set_commands = 'local';"
+            echo "SET LOCAL billing.citus_partial_aggregates = off;"
+            echo "SELECT billing.openai_cost(data, created_at) FROM short_messages;"
+            echo "COMMIT;"
             echo "SELECT billing.openai_cost(data, created_at) FROM short_local;"
         done
     } | PGHOST=${CITUS_NODE_HOSTS[0]} PGPORT=${CITUS_NODE_PORTS[0]} PGDATABASE=$CITUS_DB psql_times)
-    # (the first two times are the warm-up round's)
-    echo "$times" | awk 'NR > 2 { printf "%s\t%s\n", (NR % 2 == 1 ? "distributed" : "local"), $1 }' >"$dist_samples"
+    # (7 times a round; the first 7 are the warm-up round's)
+    echo "$times" | awk 'NR > 7 { k = (NR - 1) % 7
+        if (k == 0) printf "distributed\t%s\n", $1
+        else if (k == 4) printf "distributed_citus\t%s\n", $1
+        else if (k == 6) printf "local\t%s\n", $1 }' >"$dist_samples"
 fi
 load_after=$(load_average)
 
@@ -187,8 +223,8 @@ report=$tmp/report.md
         read -r med lo hi < <(stats "$samples" "$id")
         case $id in
             max_split) read -r base _ < <(stats "$samples" max_native); r=$(ratio "$med" "$base" x) ;;
-            cost_split) read -r base _ < <(stats "$samples" cost_native); r=$(ratio "$med" "$base" x) ;;
-            cost1_split) read -r base _ < <(stats "$samples" cost1_native); r=$(ratio "$med" "$base" x) ;;
+            cost_split | cost_split_citus) read -r base _ < <(stats "$samples" cost_native); r=$(ratio "$med" "$base" x) ;;
+            cost1_split | cost1_split_citus) read -r base _ < <(stats "$samples" cost1_native); r=$(ratio "$med" "$base" x) ;;
             *) r="" ;;
         esac
         md_row "${label_of[$id]}" "$med" "$lo–$hi" "$(awk -v m="$med" -v n="$rows" 'BEGIN { printf "%.0f", m * 1e6 / n }')" "$r"
@@ -204,9 +240,12 @@ report=$tmp/report.md
         md_row "table" "median ms" "min–max ms" "ratio"
         md_row "---" "---:" "---:" "---:"
         read -r local_med _ < <(stats "$dist_samples" local)
-        for id in distributed local; do
+        declare -A dist_label=([distributed]="distributed: billing's partial twins on the workers"
+                               [distributed_citus]="distributed: Citus's worker_partial_agg (billing.citus_partial_aggregates = off)"
+                               [local]="local copy")
+        for id in distributed distributed_citus local; do
             read -r med lo hi < <(stats "$dist_samples" "$id")
-            md_row "$id" "$med" "$lo–$hi" "$(ratio "$med" "$local_med" x)"
+            md_row "${dist_label[$id]}" "$med" "$lo–$hi" "$(ratio "$med" "$local_med" x)"
         done
     fi
 } >"$report"

@@ -1,8 +1,10 @@
-// Module entry point: PG_MODULE_MAGIC, settings, the catalog cache and the
-// filter of warnings relayed from Citus workers.
+// Module entry point: PG_MODULE_MAGIC, settings, the catalog cache, the
+// filter of warnings relayed from Citus workers and the planner hook of
+// the split cost aggregates on them.
 #include "postgres_headers.h"
 
 #include "catalog_cache.h"
+#include "citus_partials.h"
 #include "settings.h"
 #include "worker_warnings.h"
 
@@ -62,6 +64,12 @@ void define_settings() {
                            "triggers on its shards write a ledger distributed like it; off, or for any other "
                            "distributed table: every billing.merge() recomputes the table (docs/citus.md).",
                            &citus_triggers, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomBoolVariable("billing.citus_partial_aggregates",
+                           "Whether a Citus worker runs a split cost aggregate as billing's own partial aggregate.",
+                           "on (default): worker_partial_agg(<billing cost aggregate>, ...) is planned as "
+                           "billing._citus_partial_<aggregate>(...), the same result at the native aggregate's "
+                           "cost per row; off: through Citus's generic worker_partial_agg (docs/citus.md).",
+                           &citus_partial_aggregates, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("billing");
 }
 
@@ -71,4 +79,5 @@ void _PG_init(void) {
   billing::pg::define_settings();
   billing::pg::catalog_cache_init();
   billing::pg::worker_warnings_init();
+  billing::pg::citus_partials_init();
 }

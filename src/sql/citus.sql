@@ -944,3 +944,30 @@ CREATE EVENT TRIGGER billing_citus_leftovers_dropped ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION')
     EXECUTE FUNCTION billing._citus_leftovers_dropped();
 REVOKE ALL ON FUNCTION billing._citus_leftovers_dropped() FROM PUBLIC;
+
+-- The partial twins of the cost aggregates, for Citus's workers: each is
+-- what Citus's worker_partial_agg(<aggregate>, ...) computes for its
+-- aggregate (the same transition function, state and initial value, the
+-- state as text: to_cstring(<aggregate without its final function>)), so
+-- that the coordinator's coord_combine_agg reads its result unchanged.
+-- billing's planner hook plans a worker's worker_partial_agg call as its
+-- twin (src/pg/citus_partials.cpp; setting billing.citus_partial_aggregates):
+-- the native aggregate's cost per row instead of about twice it.
+CREATE AGGREGATE billing._citus_partial_openai_cost(text, bigint, bigint) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+CREATE AGGREGATE billing._citus_partial_openai_cost(text, bigint, bigint, timestamptz) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+CREATE AGGREGATE billing._citus_partial_openai_cost(jsonb) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+CREATE AGGREGATE billing._citus_partial_openai_cost(jsonb, timestamptz) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+CREATE AGGREGATE billing._citus_partial_aws_cost(text, numeric) (
+    SFUNC = billing.aws_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+CREATE AGGREGATE billing._citus_partial_aws_cost(text, numeric, timestamptz) (
+    SFUNC = billing.aws_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);

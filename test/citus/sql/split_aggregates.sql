@@ -51,7 +51,9 @@ SELECT (SELECT billing.openai_cost(data->>'model', (data->>'prompt_tokens')::big
 
 -- Each form, each on both tables: the plan on the distributed table and
 -- whether the rows are the same.
-SELECT q.name, c.plan, c.same, c.nrows
+CREATE TABLE citus_test.split_forms (n serial, name text, query text, distributed text, local text);
+INSERT INTO citus_test.split_forms (name, query, distributed, local)
+SELECT q.name, q.query, 'messages', 'messages_local'
   FROM (VALUES
     ('jsonb', $q$SELECT billing.openai_cost(data) FROM %1$s$q$),
     ('jsonb at', $q$SELECT billing.openai_cost(data, created_at) FROM %1$s$q$),
@@ -82,8 +84,10 @@ SELECT q.name, c.plan, c.same, c.nrows
                              FROM %1$s GROUP BY 1$q$),
     ('sum of message_cost', $q$SELECT sum(billing.message_cost(data, created_at)), sum(billing.message_cost(data))
                                 FROM %1$s$q$)
-  ) AS q(name, query),
-  LATERAL citus_test.compare(q.query) AS c;
+  ) AS q(name, query);
+SELECT q.name, c.plan, c.same, c.nrows
+  FROM citus_test.split_forms AS q, LATERAL citus_test.compare(q.query) AS c
+ ORDER BY q.n;
 
 -- AWS: the same, on aws_rows distributed by account_id.
 SELECT billing.aws_cost(service, quantity, at) AS distributed FROM aws_rows;
@@ -94,7 +98,8 @@ SELECT (SELECT billing.aws_cost(service, quantity, at) FROM aws_rows)
          CROSS JOIN LATERAL (SELECT unit_price FROM billing.aws_prices AS ap
                               WHERE ap.service = a.service AND ap.effective_from <= a.at
                               ORDER BY ap.effective_from DESC LIMIT 1) AS p) AS same_as_plain;
-SELECT q.name, c.plan, c.same, c.nrows
+INSERT INTO citus_test.split_forms (name, query, distributed, local)
+SELECT q.name, q.query, 'aws_rows', 'aws_rows_local'
   FROM (VALUES
     ('aws', $q$SELECT billing.aws_cost(service, quantity) FROM %1$s$q$),
     ('aws at', $q$SELECT billing.aws_cost(service, quantity, at) FROM %1$s$q$),
@@ -104,5 +109,60 @@ SELECT q.name, c.plan, c.same, c.nrows
     ('aws by month, HAVING', $q$SELECT date_trunc('month', at), billing.aws_cost(service, quantity, at)
                                   FROM %1$s GROUP BY 1 HAVING billing.aws_cost(service, quantity) > 2000$q$),
     ('aws by account', $q$SELECT account_id, billing.aws_cost(service, quantity, at) FROM %1$s GROUP BY 1$q$)
-  ) AS q(name, query),
-  LATERAL citus_test.compare(q.query, 'aws_rows', 'aws_rows_local') AS c;
+  ) AS q(name, query);
+SELECT q.name, c.plan, c.same, c.nrows
+  FROM citus_test.split_forms AS q, LATERAL citus_test.compare(q.query, 'aws_rows', 'aws_rows_local') AS c
+ WHERE q.distributed = 'aws_rows'
+ ORDER BY q.n;
+
+-- billing's partial twins (src/pg/citus_partials.cpp). With billing loaded
+-- in the workers' sessions (session_preload_libraries, as README "Citus"
+-- says), a worker plans Citus's worker_partial_agg(<billing cost
+-- aggregate>, ...) as billing._citus_partial_<aggregate>(...), which
+-- computes the same state without Citus's per-row ROW() and look-ups: every
+-- form above gives the local copy's rows. With
+-- billing.citus_partial_aggregates = off on the workers, Citus's own
+-- worker_partial_agg again, and the same rows. (Worker sessions that load
+-- billing only when a query first calls it plan that first query through
+-- Citus's worker_partial_agg.)
+SELECT bool_and(w.success) AS preloaded_on_every_worker
+  FROM run_command_on_workers(format($$BEGIN; SET LOCAL citus.enable_ddl_propagation = off;
+                                      ALTER DATABASE %I SET session_preload_libraries = 'billing'; COMMIT$$,
+                                     current_database())) AS w;
+\c
+SET timezone = 'UTC';
+SET citus.coordinator_aggregation_strategy = 'disabled';
+SET client_min_messages = error;
+-- What the workers run for their shards (the one task EXPLAIN shows).
+CREATE FUNCTION citus_test.worker_aggregate(query text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+    plan text := '';
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || query LOOP
+        plan := plan || line || E'\n';
+    END LOOP;
+    -- (the task's query text names worker_partial_agg either way; its
+    -- plan's output, the aggregate the worker runs)
+    RETURN CASE WHEN plan LIKE '%billing._citus_partial_%' THEN 'billing''s partial twin'
+                WHEN plan LIKE '%worker_partial_agg(''%''::oid%' THEN 'Citus''s worker_partial_agg'
+                ELSE 'no worker_partial_agg' END;
+END
+$$;
+SELECT q.name, citus_test.worker_aggregate(format(q.query, q.distributed)) AS workers_run, c.same, c.nrows
+  FROM citus_test.split_forms AS q, LATERAL citus_test.compare(q.query, q.distributed, q.local) AS c
+ ORDER BY q.n;
+BEGIN;
+SET LOCAL citus.propagate_set_commands = 'local';
+SET LOCAL billing.citus_partial_aggregates = off;
+SELECT q.name, citus_test.worker_aggregate(format(q.query, q.distributed)) AS workers_run, c.same, c.nrows
+  FROM citus_test.split_forms AS q, LATERAL citus_test.compare(q.query, q.distributed, q.local) AS c
+ ORDER BY q.n;
+COMMIT;
+SELECT bool_and(w.success) AS reset_on_every_worker
+  FROM run_command_on_workers(format($$BEGIN; SET LOCAL citus.enable_ddl_propagation = off;
+                                      ALTER DATABASE %I RESET session_preload_libraries; COMMIT$$,
+                                     current_database())) AS w;
+DROP FUNCTION citus_test.worker_aggregate(text);
+DROP TABLE citus_test.split_forms;

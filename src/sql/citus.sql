@@ -187,6 +187,24 @@ $$;
 -- Makes the coordinator's catalog the cluster's (run once, on the
 -- coordinator, after CREATE EXTENSION billing; again after adding a node).
 -- Returns the number of nodes that hold it.
+-- Whether every worker's new sessions load billing before they plan a
+-- query (shared_preload_libraries or session_preload_libraries, as a new
+-- session there sees them): where they do, billing's planner hook runs a
+-- split cost aggregate as its partial twin (src/pg/citus_partials.cpp).
+CREATE FUNCTION billing._citus_workers_load_billing() RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN NOT EXISTS (
+        SELECT 1
+          FROM run_command_on_workers($q$SELECT current_setting('shared_preload_libraries') || ','
+                                                || current_setting('session_preload_libraries')$q$) AS w
+         WHERE w.success AND w.result !~ '(^|[,/" ])billing(\.so)?($|[," ])');
+END
+$$;
+REVOKE ALL ON FUNCTION billing._citus_workers_load_billing() FROM PUBLIC;
+
 CREATE FUNCTION billing.citus_share_catalog() RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -227,6 +245,15 @@ BEGIN
     EXECUTE 'SELECT count(DISTINCT groupid)::integer FROM pg_catalog.pg_dist_placement AS p
                JOIN pg_catalog.pg_dist_shard AS s USING (shardid)
               WHERE s.logicalrelid = ''billing.cluster_catalog''::regclass' INTO nodes;
+    -- A worker whose sessions do not load billing runs a split cost
+    -- aggregate through Citus's worker_partial_agg, not billing's partial
+    -- twin (src/pg/citus_partials.cpp): said once here, at set-up.
+    IF NOT billing._citus_workers_load_billing() THEN
+        RAISE NOTICE 'billing: the workers'' sessions do not load billing, so a split cost aggregate runs there through Citus''s worker_partial_agg, at about twice the cost per row'
+            USING HINT = 'Add billing to shared_preload_libraries on each worker, or run on each worker: BEGIN; '
+                         'SET LOCAL citus.enable_ddl_propagation = off; ALTER DATABASE <database> SET '
+                         'session_preload_libraries = ''billing''; COMMIT; (README "Citus")';
+    END IF;
     RETURN nodes;
 END
 $$;

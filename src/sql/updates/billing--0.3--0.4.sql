@@ -8444,3 +8444,75 @@ CREATE AGGREGATE billing._citus_partial_aws_cost(text, numeric) (
 CREATE AGGREGATE billing._citus_partial_aws_cost(text, numeric, timestamptz) (
     SFUNC = billing.aws_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
     COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+
+-- Citus: citus_share_catalog() says when the workers' sessions do not load billing (src/sql/citus.sql)
+-- Whether every worker's new sessions load billing before they plan a
+-- query (shared_preload_libraries or session_preload_libraries, as a new
+-- session there sees them): where they do, billing's planner hook runs a
+-- split cost aggregate as its partial twin (src/pg/citus_partials.cpp).
+CREATE FUNCTION billing._citus_workers_load_billing() RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN NOT EXISTS (
+        SELECT 1
+          FROM run_command_on_workers($q$SELECT current_setting('shared_preload_libraries') || ','
+                                                || current_setting('session_preload_libraries')$q$) AS w
+         WHERE w.success AND w.result !~ '(^|[,/" ])billing(\.so)?($|[," ])');
+END
+$$;
+REVOKE ALL ON FUNCTION billing._citus_workers_load_billing() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION billing.citus_share_catalog() RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_unsafe_triggers = on
+AS $$
+DECLARE
+    s record;
+    nodes integer;
+BEGIN
+    IF NOT billing._citus_coordinator() THEN
+        RAISE EXCEPTION 'billing: citus_share_catalog() runs on the Citus coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run it on the coordinator of a Citus cluster (SELECT citus_is_coordinator()).';
+    END IF;
+    s := billing._catalog_snapshot();
+    IF NOT billing._catalog_shared() THEN
+        DROP TABLE IF EXISTS billing.cluster_catalog;   -- (one a restore brought back, not Citus's)
+        CREATE TABLE billing.cluster_catalog (
+            singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            model_prices jsonb NOT NULL,
+            aws_prices   jsonb NOT NULL,
+            settings     jsonb NOT NULL
+        );
+        COMMENT ON TABLE billing.cluster_catalog IS
+            'The coordinator''s prices and settings (billing.citus_share_catalog()): a Citus reference table that every worker copies into its own.';
+        INSERT INTO billing.cluster_catalog VALUES (true, s.model_prices, s.aws_prices, s.settings);
+        CREATE TRIGGER cluster_catalog_received AFTER INSERT OR UPDATE ON billing.cluster_catalog
+            FOR EACH ROW EXECUTE FUNCTION billing._catalog_received();
+        PERFORM create_reference_table('billing.cluster_catalog');
+    ELSE
+        -- (to a node added since; block_writes: the catalog is one row, and
+        -- Citus's default would need wal_level = logical)
+        PERFORM replicate_reference_tables('block_writes');
+    END IF;
+    -- Written again once it is on every node: each worker takes it in.
+    UPDATE billing.cluster_catalog
+       SET model_prices = s.model_prices, aws_prices = s.aws_prices, settings = s.settings;
+    EXECUTE 'SELECT count(DISTINCT groupid)::integer FROM pg_catalog.pg_dist_placement AS p
+               JOIN pg_catalog.pg_dist_shard AS s USING (shardid)
+              WHERE s.logicalrelid = ''billing.cluster_catalog''::regclass' INTO nodes;
+    -- A worker whose sessions do not load billing runs a split cost
+    -- aggregate through Citus's worker_partial_agg, not billing's partial
+    -- twin (src/pg/citus_partials.cpp): said once here, at set-up.
+    IF NOT billing._citus_workers_load_billing() THEN
+        RAISE NOTICE 'billing: the workers'' sessions do not load billing, so a split cost aggregate runs there through Citus''s worker_partial_agg, at about twice the cost per row'
+            USING HINT = 'Add billing to shared_preload_libraries on each worker, or run on each worker: BEGIN; '
+                         'SET LOCAL citus.enable_ddl_propagation = off; ALTER DATABASE <database> SET '
+                         'session_preload_libraries = ''billing''; COMMIT; (README "Citus")';
+    END IF;
+    RETURN nodes;
+END
+$$;

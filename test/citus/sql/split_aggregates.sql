@@ -125,6 +125,8 @@ SELECT q.name, c.plan, c.same, c.nrows
 -- worker_partial_agg again, and the same rows. (Worker sessions that load
 -- billing only when a query first calls it plan that first query through
 -- Citus's worker_partial_agg.)
+-- (what citus_share_catalog() checks, to say when they do not)
+SELECT billing._citus_workers_load_billing() AS workers_load_billing;
 SELECT bool_and(w.success) AS preloaded_on_every_worker
   FROM run_command_on_workers(format($$BEGIN; SET LOCAL citus.enable_ddl_propagation = off;
                                       ALTER DATABASE %I SET session_preload_libraries = 'billing'; COMMIT$$,
@@ -133,6 +135,7 @@ SELECT bool_and(w.success) AS preloaded_on_every_worker
 SET timezone = 'UTC';
 SET citus.coordinator_aggregation_strategy = 'disabled';
 SET client_min_messages = error;
+SELECT billing._citus_workers_load_billing() AS workers_load_billing;
 -- What the workers run for their shards (the one task EXPLAIN shows).
 CREATE FUNCTION citus_test.worker_aggregate(query text) RETURNS text
 LANGUAGE plpgsql AS $$

@@ -150,7 +150,8 @@ BEGIN
     -- plan's output, the aggregate the worker runs)
     RETURN CASE WHEN plan LIKE '%billing._citus_partial_%' THEN 'billing''s partial twin'
                 WHEN plan LIKE '%worker_partial_agg(''%''::oid%' THEN 'Citus''s worker_partial_agg'
-                ELSE 'no worker_partial_agg' END;
+                ELSE 'no worker_partial_agg' END
+           || CASE WHEN plan LIKE '%Gather%' THEN ', in parallel' ELSE '' END;
 END
 $$;
 SELECT q.name, citus_test.worker_aggregate(format(q.query, q.distributed)) AS workers_run, c.same, c.nrows
@@ -163,9 +164,29 @@ SELECT q.name, citus_test.worker_aggregate(format(q.query, q.distributed)) AS wo
   FROM citus_test.split_forms AS q, LATERAL citus_test.compare(q.query, q.distributed, q.local) AS c
  ORDER BY q.n;
 COMMIT;
+-- In parallel on the workers (parallel plans made free there): the
+-- twins' partial states, from each parallel worker, combined by
+-- billing.cost_state_combine under a Gather; the same rows.
+SELECT bool_and(w.success) AS parallel_on_every_worker
+  FROM run_command_on_workers(format($$BEGIN; SET LOCAL citus.enable_ddl_propagation = off;
+                                      ALTER DATABASE %1$I SET parallel_setup_cost = 0;
+                                      ALTER DATABASE %1$I SET parallel_tuple_cost = 0;
+                                      ALTER DATABASE %1$I SET min_parallel_table_scan_size = 0; COMMIT$$,
+                                     current_database())) AS w;
+\c
+SET timezone = 'UTC';
+SET citus.coordinator_aggregation_strategy = 'disabled';
+SET client_min_messages = error;
+SELECT q.name, citus_test.worker_aggregate(format(q.query, q.distributed)) AS workers_run, c.same, c.nrows
+  FROM citus_test.split_forms AS q, LATERAL citus_test.compare(q.query, q.distributed, q.local) AS c
+ WHERE q.name IN ('jsonb at', 'text at', 'FILTER', 'by model', 'aws at')
+ ORDER BY q.n;
 SELECT bool_and(w.success) AS reset_on_every_worker
   FROM run_command_on_workers(format($$BEGIN; SET LOCAL citus.enable_ddl_propagation = off;
-                                      ALTER DATABASE %I RESET session_preload_libraries; COMMIT$$,
+                                      ALTER DATABASE %1$I RESET session_preload_libraries;
+                                      ALTER DATABASE %1$I RESET parallel_setup_cost;
+                                      ALTER DATABASE %1$I RESET parallel_tuple_cost;
+                                      ALTER DATABASE %1$I RESET min_parallel_table_scan_size; COMMIT$$,
                                      current_database())) AS w;
 DROP FUNCTION citus_test.worker_aggregate(text);
 DROP TABLE citus_test.split_forms;

@@ -11,13 +11,18 @@
 -- puts there later) would be called by billing's triggers with billing's
 -- rights. Refuse a schema owned by another role, or one that holds objects.
 -- One exception: on a node that Citus adds to a cluster where a distributed
--- table is tracked, Citus creates the table's trigger functions
--- (billing.citus_track_N and citus_track_N_full, which belong to no
--- extension: docs/citus.md) before it creates the extension. Those, owned
--- by a superuser, are left to be billing's own.
+-- table is tracked, Citus creates the objects it keeps in pg_dist_object in
+-- that table's order, which is not always dependency-first for billing's:
+-- a tracked table's trigger functions (billing.citus_track_N and
+-- citus_track_N_full) and billing's Citus tables (billing.citus_ledger_N,
+-- citus_estimates_N, citus_problems_N, cluster_catalog, with their indexes
+-- and row types), none of which belongs to the extension (docs/citus.md),
+-- may come before the extension. Those, owned by a superuser, are left to
+-- be billing's own.
 DO $$
 DECLARE
     s record;
+    held text;   -- (the first object found, named in the error)
 BEGIN
     SELECT n.oid, n.nspowner::regrole AS owner INTO s FROM pg_catalog.pg_namespace AS n WHERE n.nspname = 'billing';
     IF s.owner::oid <> (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
@@ -25,15 +30,36 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Drop or rename that schema (after checking what it holds), then CREATE EXTENSION billing.';
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = s.oid)
-       OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc AS p
-                   WHERE p.pronamespace = s.oid
-                     AND NOT (p.proname ~ '^citus_track_[0-9]+(_full)?$'
-                              AND (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.oid = p.proowner)))
-       OR EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = s.oid)
-       OR EXISTS (SELECT 1 FROM pg_catalog.pg_operator WHERE oprnamespace = s.oid) THEN
+    WITH citus_tables AS (   -- (billing's Citus tables, a superuser's)
+        SELECT c.oid FROM pg_catalog.pg_class AS c
+         WHERE c.relnamespace = s.oid AND c.relkind = 'r'
+           AND c.relname ~ '^(citus_(ledger|estimates|problems)_[0-9]+|cluster_catalog)$'
+           AND (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.oid = c.relowner)
+    )
+    SELECT o INTO held
+      FROM (SELECT format('relation %s', c.relname) FROM pg_catalog.pg_class AS c
+             WHERE c.relnamespace = s.oid
+               AND c.oid NOT IN (SELECT t.oid FROM citus_tables AS t)
+               AND c.oid NOT IN (SELECT i.indexrelid FROM pg_catalog.pg_index AS i
+                                  WHERE i.indrelid IN (SELECT t.oid FROM citus_tables AS t))
+            UNION ALL
+            SELECT format('function %s', p.proname) FROM pg_catalog.pg_proc AS p
+             WHERE p.pronamespace = s.oid
+               AND NOT (p.proname ~ '^citus_track_[0-9]+(_full)?$'
+                        AND (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.oid = p.proowner))
+            UNION ALL
+            SELECT format('type %s', t.typname) FROM pg_catalog.pg_type AS t
+             WHERE t.typnamespace = s.oid
+               AND t.typrelid NOT IN (SELECT c.oid FROM citus_tables AS c)
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type AS e   -- (a row type's array type)
+                                WHERE e.oid = t.typelem AND e.typrelid IN (SELECT c.oid FROM citus_tables AS c))
+            UNION ALL
+            SELECT format('operator %s', o.oprname) FROM pg_catalog.pg_operator AS o WHERE o.oprnamespace = s.oid
+           ) AS x(o)
+     ORDER BY 1 LIMIT 1;
+    IF held IS NOT NULL THEN
         RAISE EXCEPTION 'billing: schema billing already exists and holds objects'
-            USING ERRCODE = 'duplicate_schema',
+            USING ERRCODE = 'duplicate_schema', DETAIL = format('For example %s.', held),
                   HINT = 'CREATE EXTENSION billing needs an empty schema billing of its own: drop or rename that one first.';
     END IF;
 END

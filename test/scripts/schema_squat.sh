@@ -72,6 +72,38 @@ else
     echo "accepted: a superuser's billing.citus_track_1 and citus_track_1_full (left outside the extension)"
 fi
 psql_q -d "$db" -c 'DROP EXTENSION billing' -c 'DROP SCHEMA billing CASCADE' >/dev/null
+# 2c. Likewise billing's Citus tables (billing.citus_ledger_N and the
+# others, with their indexes and row types), which Citus may create before
+# the extension on a node it adds: a superuser's are accepted, another
+# role's refused.
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE SCHEMA billing;
+GRANT CREATE ON SCHEMA billing TO regress_squatter;
+SET ROLE regress_squatter;
+CREATE TABLE billing.citus_ledger_3 (conversation text, n integer);
+RESET ROLE;
+SQL
+if out=$(psql_q -d "$db" -c 'CREATE EXTENSION billing' 2>&1); then
+    echo "FAIL: CREATE EXTENSION accepted billing.citus_ledger_3 owned by another role"; fail=1
+elif [[ $out != *"schema billing already exists and holds objects"* || $out != *"relation citus_ledger_3"* ]]; then
+    echo "FAIL: unexpected error: $out"; fail=1
+else
+    echo "refused (citus_ledger_3 of another role): $(grep -o 'billing: .*' <<<"$out" | head -1)"
+fi
+psql_q -d "$db" >/dev/null <<'SQL'
+DROP TABLE billing.citus_ledger_3;
+REVOKE CREATE ON SCHEMA billing FROM regress_squatter;
+CREATE TABLE billing.citus_ledger_3 (conversation text, n integer);
+CREATE INDEX ON billing.citus_ledger_3 (conversation);
+CREATE TABLE billing.citus_estimates_3 (conversation text, message_id text, PRIMARY KEY (conversation, message_id));
+CREATE TABLE billing.cluster_catalog (singleton boolean PRIMARY KEY);
+SQL
+if ! out=$(psql_q -d "$db" -c 'CREATE EXTENSION billing' 2>&1); then
+    echo "FAIL: a superuser's billing.citus_ledger_3, citus_estimates_3 and cluster_catalog were refused: $out"; fail=1
+else
+    echo "accepted: a superuser's billing.citus_ledger_3 (and its index), citus_estimates_3 and cluster_catalog"
+fi
+psql_q -d "$db" -c 'DROP EXTENSION billing' -c 'DROP SCHEMA billing CASCADE' >/dev/null
 # 3. An empty schema of its own is fine, and so is none.
 psql_q -d "$db" -c 'CREATE SCHEMA billing' -c 'CREATE EXTENSION billing' >/dev/null 2>&1 \
     || { echo "FAIL: an empty schema billing of the installing role was refused"; fail=1; }

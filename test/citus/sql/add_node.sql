@@ -44,10 +44,16 @@ SELECT billing._citus_triggered(t.id) AS triggered FROM billing.tracked_tables A
 -- on the extension, so when they are read first (as they may be once
 -- earlier changes have left free space in pg_dist_object: a run of this
 -- test failed so), they are made before the extension, and CREATE
--- EXTENSION there must accept them. Every other row, rewritten, is read
--- after them.
-UPDATE pg_catalog.pg_dist_object SET objsubid = objsubid
+-- EXTENSION there must accept them. Here every other row is taken out,
+-- the table compacted, and those rows put back after billing's tables.
+CREATE TABLE citus_test.other_dist_objects AS
+SELECT * FROM pg_catalog.pg_dist_object
  WHERE NOT (classid = 'pg_class'::regclass AND objid::regclass::text LIKE 'billing.citus\_%');
+DELETE FROM pg_catalog.pg_dist_object
+ WHERE NOT (classid = 'pg_class'::regclass AND objid::regclass::text LIKE 'billing.citus\_%');
+VACUUM FULL pg_catalog.pg_dist_object;
+INSERT INTO pg_catalog.pg_dist_object SELECT * FROM citus_test.other_dist_objects;
+DROP TABLE citus_test.other_dist_objects;
 SELECT max(o.ctid) FILTER (WHERE o.classid = 'pg_class'::regclass AND o.objid::regclass::text LIKE 'billing.citus\_%')
      < min(o.ctid) FILTER (WHERE NOT (o.classid = 'pg_class'::regclass AND o.objid::regclass::text LIKE 'billing.citus\_%'))
        AS billing_tables_read_first

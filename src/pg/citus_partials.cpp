@@ -7,9 +7,11 @@
 // cost per row (bench/citus_row_cost.sh). This planner hook, on the
 // worker, replaces such a call by billing's own aggregate that is exactly
 // that: billing._citus_partial_openai_cost(data, created_at), the same
-// transition function, state and initial value, and the state type's
-// output function as its final function (src/sql/citus.sql). The
-// coordinator's coord_combine_agg reads the same text either way.
+// transition function, state and initial value, and a final function that
+// writes the state's text (src/sql/citus.sql), stamped with the version of
+// the cluster's shared catalog that priced it (cost_state_stamped_out,
+// src/pg/cost_state_type.cpp). The coordinator's coord_combine_agg reads
+// that text as it reads Citus's, and checks the stamp.
 //
 // Only a call it can map exactly is replaced: a billing cost aggregate
 // whose partial twin takes exactly the argument types given, without
@@ -95,36 +97,50 @@ Oid partial_twin(Oid aggregate, const Oid* types, int nargs) {
   return twin;
 }
 
-// The call of billing's partial twin that computes what `call` does, or
-// nullptr when `call` is not a worker_partial_agg of a billing cost
-// aggregate that can be mapped exactly.
-Aggref* partial_call(const Aggref* call) {
+// What a worker_partial_agg call maps to: billing's partial twin, and the
+// aggregate's own arguments (taken out of Citus's ROW()) with their types.
+struct PartialMapping {
+  Oid twin = InvalidOid;
+  List* args = NIL;
+  Oid types[kMaxArgs];
+  int nargs = 0;
+};
+
+// The mapping of `call`, or one whose twin is InvalidOid when `call` is not
+// a worker_partial_agg of a billing cost aggregate that can be mapped
+// exactly.
+PartialMapping find_partial(const Aggref* call) {
+  PartialMapping m;
   if (call->aggkind != AGGKIND_NORMAL || call->aggstar || call->aggorder != NIL || call->aggdistinct != NIL ||
       list_length(call->args) != 2 || !is_worker_partial_agg(call->aggfnoid))
-    return nullptr;
+    return m;
   const Oid aggregate = named_aggregate(call);
-  if (!OidIsValid(aggregate)) return nullptr;
+  if (!OidIsValid(aggregate)) return m;
   // The arguments: ROW(...) for several, the one expression for one.
   Expr* packed = static_cast<TargetEntry*>(lsecond(call->args))->expr;
   List* args = IsA(packed, RowExpr) ? reinterpret_cast<RowExpr*>(packed)->args : list_make1(packed);
   const int nargs = list_length(args);
-  if (nargs < 1 || nargs > kMaxArgs) return nullptr;
-  Oid types[kMaxArgs];
-  for (int i = 0; i < nargs; ++i) types[i] = exprType(static_cast<Node*>(list_nth(args, i)));
-  const Oid twin = partial_twin(aggregate, types, nargs);
-  if (!OidIsValid(twin)) return nullptr;
+  if (nargs < 1 || nargs > kMaxArgs) return m;
+  for (int i = 0; i < nargs; ++i) m.types[i] = exprType(static_cast<Node*>(list_nth(args, i)));
+  m.twin = partial_twin(aggregate, m.types, nargs);
+  m.args = args;
+  m.nargs = nargs;
+  return m;
+}
 
+// The call of the twin that computes what `call` does.
+Aggref* partial_call(const Aggref* call, const PartialMapping& m) {
   Aggref* partial = makeNode(Aggref);
-  partial->aggfnoid = twin;
+  partial->aggfnoid = m.twin;
   partial->aggtype = CSTRINGOID;
   partial->aggcollid = InvalidOid;
   partial->inputcollid = call->inputcollid;
   partial->aggtranstype = InvalidOid;  // (the planner's)
   partial->aggargtypes = NIL;
   partial->args = NIL;
-  for (int i = 0; i < nargs; ++i) {
-    partial->aggargtypes = lappend_oid(partial->aggargtypes, types[i]);
-    partial->args = lappend(partial->args, makeTargetEntry(static_cast<Expr*>(copyObjectImpl(list_nth(args, i))),
+  for (int i = 0; i < m.nargs; ++i) {
+    partial->aggargtypes = lappend_oid(partial->aggargtypes, m.types[i]);
+    partial->args = lappend(partial->args, makeTargetEntry(static_cast<Expr*>(copyObjectImpl(list_nth(m.args, i))),
                                                            static_cast<AttrNumber>(i + 1), nullptr, false));
   }
   partial->aggfilter = static_cast<Expr*>(copyObjectImpl(call->aggfilter));
@@ -148,13 +164,7 @@ To callback(From f) {
 
 bool has_partial_call(Node* node, void* context) {
   if (node == nullptr) return false;
-  if (IsA(node, Aggref)) {
-    Aggref* twin = partial_call(reinterpret_cast<Aggref*>(node));
-    if (twin != nullptr) {
-      pfree(twin);
-      return true;
-    }
-  }
+  if (IsA(node, Aggref) && OidIsValid(find_partial(reinterpret_cast<Aggref*>(node)).twin)) return true;
   if (IsA(node, Query)) return query_tree_walker(reinterpret_cast<Query*>(node), callback<Walker>(has_partial_call), context, 0);
   return expression_tree_walker(node, callback<Walker>(has_partial_call), context);
 }
@@ -162,8 +172,9 @@ bool has_partial_call(Node* node, void* context) {
 Node* replace_partial_calls(Node* node, void* context) {
   if (node == nullptr) return nullptr;
   if (IsA(node, Aggref)) {
-    Aggref* twin = partial_call(reinterpret_cast<Aggref*>(node));
-    if (twin != nullptr) return reinterpret_cast<Node*>(twin);
+    const auto* call = reinterpret_cast<Aggref*>(node);
+    const PartialMapping m = find_partial(call);
+    if (OidIsValid(m.twin)) return reinterpret_cast<Node*>(partial_call(call, m));
   }
   if (IsA(node, Query))
     return reinterpret_cast<Node*>(

@@ -84,10 +84,9 @@ BEGIN
 END
 $$;
 
--- How Citus runs a query on the distributed table: 'split' when the workers
--- run worker_partial_agg and the coordinator coord_combine_agg, 'on workers'
--- when the workers run the whole aggregate.
-CREATE FUNCTION citus_test.plan_of(query text) RETURNS text
+-- A query's plan as one text (EXPLAIN VERBOSE: with the one task Citus
+-- shows, what a worker runs).
+CREATE FUNCTION citus_test.plan_text(query text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     line text;
@@ -96,6 +95,18 @@ BEGIN
     FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || query LOOP
         plan := plan || line || E'\n';
     END LOOP;
+    RETURN plan;
+END
+$$;
+
+-- How Citus runs a query on the distributed table: 'split' when the workers
+-- run worker_partial_agg and the coordinator coord_combine_agg, 'on workers'
+-- when the workers run the whole aggregate.
+CREATE FUNCTION citus_test.plan_of(query text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    plan text := citus_test.plan_text(query);
+BEGIN
     RETURN CASE WHEN plan LIKE '%worker_partial_agg%' AND plan LIKE '%coord_combine_agg%' THEN 'split'
                 WHEN plan LIKE '%worker_partial_agg%' OR plan LIKE '%coord_combine_agg%' THEN 'half split?'
                 ELSE 'on workers' END;

@@ -140,12 +140,8 @@ SELECT billing._citus_workers_load_billing() AS workers_load_billing;
 CREATE FUNCTION citus_test.worker_aggregate(query text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    line text;
-    plan text := '';
+    plan text := citus_test.plan_text(query);
 BEGIN
-    FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || query LOOP
-        plan := plan || line || E'\n';
-    END LOOP;
     -- (the task's query text names worker_partial_agg either way; its
     -- plan's output, the aggregate the worker runs)
     RETURN CASE WHEN plan LIKE '%billing._citus_partial_%' THEN 'billing''s partial twin'

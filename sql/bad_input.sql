@@ -100,3 +100,10 @@ SELECT billing.message_cost('', 1, 1) IS NULL AS empty_name;
 -- The state type rejects malformed text.
 SELECT '(1,2)'::billing.cost_state;
 SELECT '(0.00075,1,0,0,0,"")'::billing.cost_state;
+-- A state stamped with a version of a Citus cluster's shared catalog (what
+-- billing's partial twins send from a worker) is taken in only where the
+-- query's snapshot sees that version: never without a shared catalog
+-- (test/citus/sql/shared_catalog.sql has the rest). A stamp that is not a
+-- version is malformed.
+SELECT '(0.00075,1,0,0,0,"")@42'::billing.cost_state;
+SELECT '(0.00075,1,0,0,0,"")@4x'::billing.cost_state;

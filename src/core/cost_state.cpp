@@ -297,6 +297,57 @@ std::size_t format_cost_state(const CostState& s, char (&buf)[kCostStateTextSize
   }
 }
 
+std::size_t format_stamped_cost_state(const CostState& s, int64_t catalog_version,
+                                      char (&buf)[kStampedCostStateTextSize]) noexcept {
+  char plain[kCostStateTextSize];
+  const std::size_t n = format_cost_state(s, plain);
+  if (n == 0) {
+    buf[0] = '\0';
+    return 0;
+  }
+  try {
+    const auto r = fmt::format_to_n(buf, kStampedCostStateTextSize - 1, "{}@{}", std::string_view(plain, n),
+                                    catalog_version);
+    const std::size_t used = static_cast<std::size_t>(r.out - buf);
+    if (used >= kStampedCostStateTextSize - 1) {
+      buf[0] = '\0';
+      return 0;
+    }
+    buf[used] = '\0';
+    return used;
+  } catch (...) {
+    buf[0] = '\0';
+    return 0;
+  }
+}
+
+bool split_catalog_stamp(std::string_view text, std::string_view* state, bool* has_version,
+                         int64_t* catalog_version) noexcept {
+  *has_version = false;
+  *catalog_version = 0;
+  // The state's text ends in ')' and quotes its strings, so an '@' after the
+  // last ')' can only be a stamp.
+  const std::size_t close = text.rfind(')');
+  const std::size_t at = text.rfind('@');
+  if (at == std::string_view::npos || close == std::string_view::npos || at < close) {
+    *state = text;
+    return true;
+  }
+  std::string_view digits = text.substr(at + 1);
+  while (!digits.empty() && digits.back() == ' ') digits.remove_suffix(1);
+  if (digits.empty() || digits.size() > 19) return false;
+  uint64_t v = 0;
+  for (const char c : digits) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return false;
+  *state = text.substr(0, at);
+  *has_version = true;
+  *catalog_version = static_cast<int64_t>(v);
+  return true;
+}
+
 namespace {
 
 // Splits off the next comma-separated field of a "(...)" body.

@@ -136,6 +136,21 @@ inline constexpr std::size_t kCostStateTextSize = 192;
 std::size_t format_cost_state(const CostState& s, char (&buf)[kCostStateTextSize]) noexcept;
 bool parse_cost_state(std::string_view text, CostState* out) noexcept;
 
+// A partial state as a Citus worker sends it through billing's partial
+// twins: the text form, then '@' and the version of the cluster's shared
+// catalog that priced its rows, e.g. (0.00075,1,0,0,0,"")@42. The
+// coordinator compares that version with the one its own snapshot sees
+// (src/pg/cost_state_type.cpp): the fixed 64-byte state has no room for it,
+// so it travels in the text only.
+inline constexpr std::size_t kStampedCostStateTextSize = kCostStateTextSize + 24;
+std::size_t format_stamped_cost_state(const CostState& s, int64_t catalog_version,
+                                      char (&buf)[kStampedCostStateTextSize]) noexcept;
+// Splits text into the state's text and its stamp. *has_version is false
+// (and *catalog_version 0) for a text without '@' after its ')'. False when
+// what follows '@' is not a non-negative 64-bit decimal.
+bool split_catalog_stamp(std::string_view text, std::string_view* state, bool* has_version,
+                         int64_t* catalog_version) noexcept;
+
 std::string_view unpriced_reason_text(UnpricedReason r) noexcept;
 
 }  // namespace billing

@@ -8,6 +8,8 @@
 extern "C" {
 #include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
+#include "storage/proc.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 }
 
@@ -23,9 +25,12 @@ namespace {
 // The third column: whether a transaction still in progress is changing this
 // node's catalog while the Citus coordinator shares it (src/sql/citus.sql);
 // false at once when no transaction has touched the row since it was written.
+// The fourth: the version of the Citus cluster's shared catalog this node's
+// tables hold (NULL when it is not shared), which billing's partial twins
+// stamp on the states they send to the coordinator.
 constexpr const char* kGenerationQuery =
     "SELECT generation, tableoid, CASE WHEN xmax = '0'::pg_catalog.xid THEN false "
-    "ELSE billing._catalog_in_flux(xmax) END FROM billing.catalog_state";
+    "ELSE billing._catalog_in_flux(xmax) END, cluster_version FROM billing.catalog_state";
 constexpr const char* kModelQuery =
     "SELECT model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m FROM billing.model_prices";
 constexpr const char* kServiceQuery = "SELECT service, effective_from, unit_price FROM billing.aws_prices";
@@ -76,6 +81,8 @@ int64 scaled_column(HeapTuple tuple, TupleDesc desc, int column, int scale, cons
 struct Generation {
   int64 value;
   Oid table;
+  bool shared;            // the catalog is the Citus cluster's
+  int64 cluster_version;  // which version of it (when shared)
 };
 
 Generation read_generation() {
@@ -105,7 +112,10 @@ Generation read_generation() {
                     errhint("Run the query again once the change has committed; in the transaction that "
                             "changes prices, SET LOCAL citus.multi_shard_modify_mode = 'sequential' before "
                             "the change keeps one connection per node.")));
-  return Generation{isnull ? 0 : DatumGetInt64(d), table_isnull ? InvalidOid : DatumGetObjectId(table)};
+  bool version_isnull;
+  const Datum version = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &version_isnull);
+  return Generation{isnull ? 0 : DatumGetInt64(d), table_isnull ? InvalidOid : DatumGetObjectId(table),
+                    !version_isnull, version_isnull ? 0 : DatumGetInt64(version)};
 }
 
 // Fails the query when this node's prices are not the Citus cluster's
@@ -213,12 +223,75 @@ void catalog_cache_init() {
   RegisterXactCallback(at_transaction_end, nullptr);
 }
 
+namespace {
+
+// The shared catalog's version as the last read of billing.catalog_state
+// saw it, and the snapshot it read with. What identifies a snapshot's view
+// of committed rows: this transaction, its command id, xmin, xmax and the
+// number of transactions it saw running. With the same xmax, the
+// transactions below it are the same ones and can only finish, so a later
+// snapshot that still counts as many running sees exactly what the earlier
+// one saw. (Not snapXactCompletionCount: an active snapshot is a copy,
+// where it is always 0.)
+struct SnapshotKey {
+  LocalTransactionId lxid;
+  CommandId curcid;
+  TransactionId xmin, xmax;
+  uint32 xcnt;
+  int32 subxcnt;
+  bool suboverflowed;
+};
+
+struct VersionMemo {
+  SnapshotKey key{InvalidLocalTransactionId, 0, InvalidTransactionId, InvalidTransactionId, 0, 0, false};
+  bool shared = false;
+  int64 version = 0;
+};
+
+VersionMemo memo;
+
+SnapshotKey active_snapshot_key() {
+  const Snapshot snap = GetActiveSnapshot();
+  return SnapshotKey{MyProc->lxid, snap->curcid, snap->xmin, snap->xmax, snap->xcnt, snap->subxcnt,
+                     snap->suboverflowed};
+}
+
+bool same_snapshot(const SnapshotKey& a, const SnapshotKey& b) {
+  return a.lxid != InvalidLocalTransactionId && a.lxid == b.lxid && a.curcid == b.curcid && a.xmin == b.xmin &&
+         a.xmax == b.xmax && a.xcnt == b.xcnt && a.subxcnt == b.subxcnt && a.suboverflowed == b.suboverflowed;
+}
+
+// read_generation(), remembering the version it saw for the active snapshot.
+Generation read_generation_remembered() {
+  memo.key.lxid = InvalidLocalTransactionId;  // (not valid until read)
+  const Generation g = read_generation();
+  memo.shared = g.shared;
+  memo.version = g.cluster_version;
+  memo.key = active_snapshot_key();
+  return g;
+}
+
+}  // namespace
+
 const PriceCatalog* current_catalog() {
   if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
-  const Generation generation = read_generation();
+  const Generation generation = read_generation_remembered();
   if (!cache.valid || generation.value != cache.generation || generation.table != cache.state_table) load(generation);
   SPI_finish();
   return cache.current;
+}
+
+bool snapshot_shared_catalog_version(int64_t* version) {
+  const bool pushed = !ActiveSnapshotSet();
+  if (pushed) PushActiveSnapshot(GetTransactionSnapshot());
+  if (!same_snapshot(active_snapshot_key(), memo.key)) {
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "billing: SPI_connect failed");
+    read_generation_remembered();
+    SPI_finish();
+  }
+  if (pushed) PopActiveSnapshot();
+  *version = memo.version;
+  return memo.shared;
 }
 
 }  // namespace billing::pg

@@ -15,6 +15,8 @@
 // at the end of the transaction, not at once.
 #pragma once
 
+#include <cstdint>
+
 #include "price_catalog.h"
 
 namespace billing::pg {
@@ -26,5 +28,13 @@ void catalog_cache_init();
 // The catalog for the current query's snapshot. May ereport (SPI errors, a
 // malformed price row); call it only where no C++ object is alive.
 const PriceCatalog* current_catalog();
+
+// Whether this node's catalog is the Citus cluster's shared one
+// (billing.citus_share_catalog()), and then which version of it, as the
+// active snapshot sees billing.catalog_state (one is taken when none is
+// active). Read once per snapshot: current_catalog() reads it too, so a
+// query that priced rows knows it already. May ereport (as
+// current_catalog()).
+bool snapshot_shared_catalog_version(int64_t* version);
 
 }  // namespace billing::pg

@@ -1,10 +1,12 @@
 // SQL type billing.cost_state: input/output, binary send/receive, and the
 // combine function shared by every cost aggregate.
+#include "catalog_cache.h"
 #include "cost_call.h"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(cost_state_in);
 PG_FUNCTION_INFO_V1(cost_state_out);
+PG_FUNCTION_INFO_V1(cost_state_stamped_out);
 PG_FUNCTION_INFO_V1(cost_state_recv);
 PG_FUNCTION_INFO_V1(cost_state_send);
 PG_FUNCTION_INFO_V1(cost_state_combine);
@@ -13,19 +15,80 @@ PG_FUNCTION_INFO_V1(cost_state_combine);
 using namespace billing;
 using namespace billing::pg;
 
+namespace {
+
+// A state stamped by a Citus worker (billing's partial twins, below) is
+// taken in only where the snapshot of the query that reads it sees the same
+// version of the cluster's shared catalog. Citus commits a change on the
+// coordinator first, then on each worker, and each node reads with its own
+// snapshot: without this, a query running across a price change could add
+// up one worker's totals at the old prices and another's at the new.
+void check_catalog_stamp(int64_t worker_version) {
+  int64_t here = 0;
+  const bool shared = snapshot_shared_catalog_version(&here);
+  if (shared && here == worker_version) return;
+  if (!shared)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("billing: a billing.cost_state stamped with version %lld of a Citus cluster's shared "
+                           "price catalog, where this query sees no shared catalog",
+                           static_cast<long long>(worker_version)),
+                    errdetail("Only billing's partial aggregates on a Citus worker stamp a state, for a "
+                              "coordinator that shares its catalog (billing.citus_share_catalog())."),
+                    errhint("Leave out the \"@%lld\" that follows the state.",
+                            static_cast<long long>(worker_version))));
+  ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                  errmsg("billing: a worker priced rows of this query with another version of the cluster's "
+                         "price catalog than this query sees"),
+                  errdetail("The worker priced with version %lld; this node's snapshot sees version %lld. A "
+                            "change of prices or settings committed on the workers while this query ran: the "
+                            "query fails rather than add up totals of two catalogs.",
+                            static_cast<long long>(worker_version), static_cast<long long>(here)),
+                  errhint("Run the query again (in a REPEATABLE READ transaction that began before the "
+                          "change: in a new transaction).")));
+}
+
+}  // namespace
+
 extern "C" Datum cost_state_in(PG_FUNCTION_ARGS) {
   const char* text = PG_GETARG_CSTRING(0);
   auto* s = static_cast<CostState*>(palloc(sizeof(CostState)));
-  if (!parse_cost_state(text, s))
+  std::string_view state;
+  bool stamped = false;
+  int64_t version = 0;
+  if (!split_catalog_stamp(text, &state, &stamped, &version) || !parse_cost_state(state, s))
     ereport(ERROR, (errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
                     errmsg("billing: invalid input syntax for type billing.cost_state: \"%s\"", text),
                     errdetail("Expected (cost,priced_rows,unpriced_rows,unpriced_units,reason,\"name\"), "
-                              "optionally followed by ,invalid_rows,problem,field,kind,\"value\".")));
+                              "optionally followed by ,invalid_rows,problem,field,kind,\"value\", "
+                              "and by @catalog_version.")));
+  if (stamped) check_catalog_stamp(version);
   PG_RETURN_POINTER(s);
 }
 
 extern "C" Datum cost_state_out(PG_FUNCTION_ARGS) {
   const auto* s = reinterpret_cast<const CostState*>(PG_GETARG_POINTER(0));
+  char text[kCostStateTextSize];
+  format_cost_state(*s, text);
+  PG_RETURN_CSTRING(pstrdup(text));
+}
+
+// The final function of billing's partial twins (the aggregates a Citus
+// worker runs for its part of a split cost aggregate, citus_partials.cpp):
+// the state's text, stamped with the version of the cluster's shared
+// catalog that priced it, which cost_state_in checks on the coordinator.
+// The transition function's catalog read saw that version with this
+// query's snapshot already (in a parallel plan, the leader reads it once);
+// a state that priced no row, or a catalog that is not shared, is sent
+// unstamped.
+extern "C" Datum cost_state_stamped_out(PG_FUNCTION_ARGS) {
+  const auto* s = reinterpret_cast<const CostState*>(PG_GETARG_POINTER(0));
+  int64_t version = 0;
+  if ((s->priced_rows != 0 || s->unpriced_rows != 0 || s->invalid_rows != 0) &&
+      snapshot_shared_catalog_version(&version)) {
+    char text[kStampedCostStateTextSize];
+    if (format_stamped_cost_state(*s, version, text) == 0) elog(ERROR, "billing: cannot format a billing.cost_state");
+    PG_RETURN_CSTRING(pstrdup(text));
+  }
   char text[kCostStateTextSize];
   format_cost_state(*s, text);
   PG_RETURN_CSTRING(pstrdup(text));

@@ -364,14 +364,17 @@ bool estimate_reply(const TriggerData* td, ReplyEstimate* r) {
 
 // Whether rel is a plain table the fast path may write with a heap insert:
 // `leading` columns of the types in leading_types, then billing.usage_ledger's
-// columns, and no index, trigger, check constraint, default or rule (else the
-// full body's INSERT does what they ask).
+// columns (then, for a ledger shard, merged_by: bigint, NULL when written),
+// and no index, trigger, check constraint, default or rule (else the full
+// body's INSERT does what they ask).
 bool plain_ledger(Relation rel, int leading, const Oid* leading_types) {
-  Oid types[1 + kLedgerColumns];
+  Oid types[1 + kLedgerColumns + 1];
   if (leading < 0 || leading > 1) return false;  // (a ledger shard has one: the conversation)
   for (int i = 0; i < leading; ++i) types[i] = leading_types[i];
   for (int i = 0; i < kLedgerColumns; ++i) types[leading + i] = kLedgerTypes[i];
-  return !rel->rd_rel->relhasindex && pg::plain_table(rel, types, leading + kLedgerColumns);
+  const int trailing = leading;  // (a ledger shard's merged_by: src/sql/citus.sql, billing.ledger_merges)
+  if (trailing == 1) types[leading + kLedgerColumns] = INT8OID;
+  return !rel->rd_rel->relhasindex && pg::plain_table(rel, types, leading + kLedgerColumns + trailing);
 }
 
 // billing.usage_ledger when it is the plain table the fast path writes;
@@ -747,9 +750,12 @@ extern "C" Datum citus_track_row(PG_FUNCTION_ARGS) {
     return result;
   }
 
-  // billing.citus_ledger_N's row: the conversation in the messages' own type, then usage_ledger's columns.
-  Datum values[1 + kLedgerColumns];
-  bool nulls[1 + kLedgerColumns] = {};
+  // billing.citus_ledger_N's row: the conversation in the messages' own type, then usage_ledger's columns,
+  // then merged_by (NULL: not merged yet).
+  Datum values[1 + kLedgerColumns + 1];
+  bool nulls[1 + kLedgerColumns + 1] = {};
+  values[1 + kLedgerColumns] = 0;
+  nulls[1 + kLedgerColumns] = true;
   bool estimated = false;  // a reply without usage: its prompt and completion estimated
   if (!common_insert_row(td, e.source_id, values + 1, nulls + 1, &estimated)) return run_full_body(fcinfo, e);
   const AttrNumber conversation_attnum = td->tg_trigger->tgattr[kConversation];

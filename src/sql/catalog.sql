@@ -30,11 +30,13 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Drop or rename that schema (after checking what it holds), then CREATE EXTENSION billing.';
     END IF;
-    WITH citus_tables AS (   -- (billing's Citus tables, a superuser's)
+    WITH superusers AS (
+        SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolsuper
+    ), citus_tables AS (   -- (billing's Citus tables, a superuser's)
         SELECT c.oid FROM pg_catalog.pg_class AS c
          WHERE c.relnamespace = s.oid AND c.relkind = 'r'
            AND c.relname ~ '^(citus_(ledger|estimates|problems)_[0-9]+|cluster_catalog)$'
-           AND (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.oid = c.relowner)
+           AND c.relowner IN (SELECT u.oid FROM superusers AS u)
     )
     SELECT o INTO held
       FROM (SELECT format('relation %s', c.relname) FROM pg_catalog.pg_class AS c
@@ -46,7 +48,7 @@ BEGIN
             SELECT format('function %s', p.proname) FROM pg_catalog.pg_proc AS p
              WHERE p.pronamespace = s.oid
                AND NOT (p.proname ~ '^citus_track_[0-9]+(_full)?$'
-                        AND (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.oid = p.proowner))
+                        AND p.proowner IN (SELECT u.oid FROM superusers AS u))
             UNION ALL
             SELECT format('type %s', t.typname) FROM pg_catalog.pg_type AS t
              WHERE t.typnamespace = s.oid
@@ -69,10 +71,13 @@ CREATE SEQUENCE billing.catalog_generation;
 
 CREATE TABLE billing.catalog_state (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    generation bigint  NOT NULL
+    generation bigint  NOT NULL,
+    -- On a Citus cluster whose catalog is shared (src/sql/citus.sql): the
+    -- version of it this node's tables hold; NULL otherwise.
+    cluster_version bigint
 );
 COMMENT ON TABLE billing.catalog_state IS
-    'One row: the generation of the price catalog, renewed by every change to billing.model_prices or billing.aws_prices.';
+    'One row: the generation of the price catalog, renewed by every change to billing.model_prices or billing.aws_prices; on a Citus cluster sharing the catalog, the version of it this node holds.';
 
 INSERT INTO billing.catalog_state (singleton, generation)
 VALUES (true, pg_catalog.nextval('billing.catalog_generation'));

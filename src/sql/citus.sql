@@ -99,8 +99,13 @@ REVOKE ALL ON FUNCTION billing._citus_tracked_table_checked() FROM PUBLIC;
 -- billing.cluster_catalog is made by citus_share_catalog(), not by the
 -- extension's script: Citus cannot undo a reference table that belongs to
 -- an extension, and DROP EXTENSION would leave its copies on every node.
--- It holds one row: (singleton, model_prices, aws_prices, settings), each
--- table's rows as a jsonb array.
+-- It holds one row: (singleton, model_prices, aws_prices, settings,
+-- version), each table's rows as a jsonb array, and the version: a fresh
+-- value of billing.catalog_generation at every change (NULL once
+-- unshared), which each node also keeps in billing.catalog_state.
+-- billing's partial twins stamp it on the states a worker sends, and the
+-- coordinator refuses a state priced with another version than its own
+-- snapshot sees (src/pg/cost_state_type.cpp).
 
 -- Whether billing.citus_share_catalog() made the catalog the cluster's.
 CREATE FUNCTION billing._catalog_shared() RETURNS boolean
@@ -144,11 +149,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s record;
+    v bigint;
 BEGIN
     IF billing._catalog_shared() AND billing._citus_coordinator() THEN
         s := billing._catalog_snapshot();
+        v := nextval('billing.catalog_generation');   -- (Citus refuses a volatile call in the UPDATE)
         UPDATE billing.cluster_catalog
-           SET model_prices = s.model_prices, aws_prices = s.aws_prices, settings = s.settings;
+           SET model_prices = s.model_prices, aws_prices = s.aws_prices, settings = s.settings, version = v;
+        UPDATE billing.catalog_state SET cluster_version = v;
     END IF;
     RETURN NULL;
 END
@@ -180,6 +188,7 @@ BEGIN
     DELETE FROM billing.settings;
     INSERT INTO billing.settings
     SELECT * FROM jsonb_populate_recordset(NULL::billing.settings, NEW.settings);
+    UPDATE billing.catalog_state SET cluster_version = NEW.version;
     RETURN NULL;
 END
 $$;
@@ -213,6 +222,7 @@ AS $$
 DECLARE
     s record;
     nodes integer;
+    v bigint;
 BEGIN
     IF NOT billing._citus_coordinator() THEN
         RAISE EXCEPTION 'billing: citus_share_catalog() runs on the Citus coordinator'
@@ -226,11 +236,13 @@ BEGIN
             singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
             model_prices jsonb NOT NULL,
             aws_prices   jsonb NOT NULL,
-            settings     jsonb NOT NULL
+            settings     jsonb NOT NULL,
+            version      bigint
         );
         COMMENT ON TABLE billing.cluster_catalog IS
             'The coordinator''s prices and settings (billing.citus_share_catalog()): a Citus reference table that every worker copies into its own.';
-        INSERT INTO billing.cluster_catalog VALUES (true, s.model_prices, s.aws_prices, s.settings);
+        INSERT INTO billing.cluster_catalog VALUES (true, s.model_prices, s.aws_prices, s.settings,
+                                                    nextval('billing.catalog_generation'));
         CREATE TRIGGER cluster_catalog_received AFTER INSERT OR UPDATE ON billing.cluster_catalog
             FOR EACH ROW EXECUTE FUNCTION billing._catalog_received();
         PERFORM create_reference_table('billing.cluster_catalog');
@@ -240,8 +252,10 @@ BEGIN
         PERFORM replicate_reference_tables('block_writes');
     END IF;
     -- Written again once it is on every node: each worker takes it in.
+    v := nextval('billing.catalog_generation');
     UPDATE billing.cluster_catalog
-       SET model_prices = s.model_prices, aws_prices = s.aws_prices, settings = s.settings;
+       SET model_prices = s.model_prices, aws_prices = s.aws_prices, settings = s.settings, version = v;
+    UPDATE billing.catalog_state SET cluster_version = v;
     EXECUTE 'SELECT count(DISTINCT groupid)::integer FROM pg_catalog.pg_dist_placement AS p
                JOIN pg_catalog.pg_dist_shard AS s USING (shardid)
               WHERE s.logicalrelid = ''billing.cluster_catalog''::regclass' INTO nodes;
@@ -267,11 +281,43 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF billing._catalog_shared() THEN
+        -- (each worker's copy tells its billing.catalog_state, in this
+        -- transaction, that the catalog is no longer shared)
+        UPDATE billing.cluster_catalog SET version = NULL;
+    END IF;
+    UPDATE billing.catalog_state SET cluster_version = NULL;
     DROP TABLE IF EXISTS billing.cluster_catalog;
 END
 $$;
 COMMENT ON FUNCTION billing.citus_unshare_catalog() IS
     'On a Citus coordinator: stops sharing its prices and settings with the workers (before DROP EXTENSION billing).';
+
+-- Whether transaction x is run by another backend of this node in the
+-- caller's own Citus distributed transaction (another of the coordinator's
+-- connections to this node), which this one does not see. As the caller:
+-- that connection is the caller's own, whose transaction id
+-- pg_stat_activity shows it.
+CREATE FUNCTION billing._citus_same_transaction(x xid) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found boolean;
+BEGIN
+    EXECUTE $q$
+        SELECT EXISTS (
+            SELECT 1 FROM pg_catalog.pg_stat_activity AS a
+              JOIN pg_catalog.get_all_active_transactions() AS t ON t.process_id = a.pid
+             CROSS JOIN pg_catalog.get_current_transaction_id() AS me
+             WHERE a.backend_xid = $1 AND a.pid <> pg_catalog.pg_backend_pid()
+               AND me.transaction_number <> 0
+               AND t.transaction_number = me.transaction_number
+               AND t.transaction_stamp = me.transaction_stamp)$q$
+       INTO found USING x;
+    RETURN found;
+END
+$$;
 
 -- Whether this worker's catalog, as this shard query sees it, may not be
 -- the coordinator's: the row of billing.catalog_state it reads has an
@@ -289,30 +335,14 @@ CREATE FUNCTION billing._catalog_in_flux(x xid) RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    found boolean;
 BEGIN
     IF x = '0'::xid OR NOT billing._catalog_shared() OR billing._citus_coordinator() THEN
         RETURN false;
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts AS p WHERE p.transaction = x) THEN
-        RETURN true;
-    END IF;
-    EXECUTE $q$
-        SELECT EXISTS (
-            SELECT 1 FROM pg_catalog.pg_stat_activity AS a
-              JOIN pg_catalog.get_all_active_transactions() AS t ON t.process_id = a.pid
-             CROSS JOIN pg_catalog.get_current_transaction_id() AS me
-             WHERE a.backend_xid = $1 AND a.pid <> pg_catalog.pg_backend_pid()
-               AND me.transaction_number <> 0
-               AND t.transaction_number = me.transaction_number
-               AND t.transaction_stamp = me.transaction_stamp)$q$
-       INTO found USING x;
-    RETURN found;
+    RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts AS p WHERE p.transaction = x)
+           OR billing._citus_same_transaction(x);
 END
 $$;
--- (As the caller: the other connection of the same distributed transaction
--- is the caller's own, whose transaction id pg_stat_activity shows it.)
 
 REVOKE ALL ON FUNCTION billing._catalog_sent(), billing._catalog_received(), billing.citus_share_catalog(),
     billing.citus_unshare_catalog() FROM PUBLIC;
@@ -405,10 +435,12 @@ ALTER FUNCTION billing._catalog_divergence() SECURITY DEFINER;   -- (read for ev
 -- The reads take the ledger in beside billing.usage_ledger
 -- (_citus_ledger_rows), the scans of the table its estimates
 -- (_citus_frozen_estimates), usage_problems its problems
--- (_citus_problem_rows). merge() moves the ledger into the rollups
--- (_citus_take_ledger: a distributed DELETE ... RETURNING whose rows go
--- to billing.usage_ledger, in merge()'s transaction, then folded with the
--- local ledger). The backfill and the rebuild of a stale month read the
+-- (_citus_problem_rows). merge() takes the ledger into the rollups
+-- (_citus_take_ledger: a distributed UPDATE ... RETURNING that marks its
+-- rows with the merge's epoch and sends them to billing.usage_ledger, in
+-- merge()'s transaction, then folded with the local ledger; the reads
+-- leave out the epochs their snapshot sees merged, and a later merge
+-- deletes them: billing.ledger_merges, below). The backfill and the rebuild of a stale month read the
 -- table under a SHARE lock (Citus takes it on every shard: writers wait),
 -- not row locks. These objects belong to no extension: untrack_messages,
 -- the table's DROP and DROP EXTENSION billing (_citus_extension_dropped,
@@ -441,6 +473,64 @@ CREATE FUNCTION billing._citus_triggered(p_source smallint) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT billing._citus_companion(p_source, 'ledger') IS NOT NULL $$;
+
+-- The merges of a distributed ledger (docs/citus.md, "Merges and the
+-- two-phase commit"). Citus commits a transaction on the coordinator first,
+-- then on each worker, and each node reads with its own snapshot: a read
+-- that falls between would count a write twice (in the rollups here, and
+-- still in a worker's ledger) or not at all, if merge() moved the rows with
+-- a DELETE. So merge() does not delete them: in its transaction it marks
+-- them on the workers (merged_by = its epoch), copies them into
+-- billing.usage_ledger and records the epoch here, on the coordinator. A
+-- read leaves out of the workers' ledgers exactly the epochs its own
+-- snapshot here sees merged (_citus_ledger_rows), whatever a worker's
+-- snapshot says, and fails on a row whose merge is still committing on its
+-- worker (_citus_ledger_row_settled). A later merge deletes an epoch's rows
+-- once every snapshot here sees it merged ('purged'), and the one after
+-- forgets it.
+CREATE SEQUENCE billing.ledger_merge_epoch;
+CREATE TABLE billing.ledger_merges (
+    source_id smallint NOT NULL,
+    epoch     bigint   NOT NULL,
+    state     text     NOT NULL CHECK (state IN ('merged', 'purged')),
+    xact      xid8     NOT NULL,   -- the transaction that set the state
+    PRIMARY KEY (source_id, epoch)
+);
+COMMENT ON TABLE billing.ledger_merges IS
+    'The merges whose rows are still in the distributed ledgers of tracked Citus tables, marked with their epoch: the reads leave them out.';
+GRANT SELECT ON billing.ledger_merges TO PUBLIC;   -- (the reads run as their caller; epochs only)
+
+-- C bodies: src/pg/xact_status.cpp
+CREATE FUNCTION billing._xact_committed(xid) RETURNS boolean
+AS 'MODULE_PATHNAME', 'xact_committed' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+CREATE FUNCTION billing._xact_before_every_snapshot(xid8) RETURNS boolean
+AS 'MODULE_PATHNAME', 'xact_before_every_snapshot' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+-- On a worker, for a row of a distributed ledger that the reading shard
+-- query sees and that has an updater x (its xmax): true, or an error when
+-- the row may be counted twice. Only merges update or delete those rows.
+-- x committed (after this snapshot was taken), prepared (committed on the
+-- coordinator, perhaps), or run by another backend of this same distributed
+-- transaction: the coordinator may already see that merge, and with it the
+-- row in its rollups. A merge still running elsewhere (not prepared) is no
+-- such case: the coordinator cannot have committed it.
+CREATE FUNCTION billing._citus_ledger_row_settled(x xid) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF billing._xact_committed(x)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts AS p WHERE p.transaction = x)
+       OR billing._citus_same_transaction(x) THEN
+        RAISE EXCEPTION 'billing: a merge of this ledger is committing on this node'
+            USING ERRCODE = 'serialization_failure',
+                  DETAIL = 'Citus commits a merge on the coordinator first, then on each worker: this query '
+                           'could count the write twice, and fails instead.',
+                  HINT = 'Run the query again.';
+    END IF;
+    RETURN true;
+END
+$$;
 
 -- Whether tracked table p_source is a distributed table tracked by
 -- recomputation at each merge (citus.sql, above).
@@ -652,7 +742,10 @@ BEGIN
                    ELSE '' END
       INTO conv_type
       FROM pg_attribute AS a WHERE a.attrelid = t.relation AND a.attname = t.conversation_column;
-    EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, LIKE billing.usage_ledger)', ledger, conv_type);
+    -- (merged_by: the epoch of the merge that took the row in, NULL until
+    -- then: billing.ledger_merges)
+    EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, LIKE billing.usage_ledger, merged_by bigint)',
+                   ledger, conv_type);
     EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, source_id smallint NOT NULL, message_id text NOT NULL,
                                      prompt_tokens bigint NOT NULL, PRIMARY KEY (conversation, message_id))',
                    estimates, conv_type);
@@ -788,22 +881,50 @@ BEGIN
             EXECUTE format('DROP TABLE %s', companion);
         END IF;
     END LOOP;
+    DELETE FROM billing.ledger_merges WHERE source_id = p_source;
 END
 $$;
 
--- Moves tracked table p_source's distributed ledger into billing.usage_ledger
--- (one distributed DELETE ... RETURNING: each row moves once, a write
--- committed meanwhile stays for the next merge), in the caller's
--- transaction; merge() then folds it into the rollups with the local
--- ledger. With p_lock, first a SHARE lock on the table, which Citus takes
--- on every shard: no write can come until the transaction ends (the
--- rebuild of a stale month, which reads the table then). Returns the rows moved.
+-- Retires every row of tracked table p_source's distributed ledger not yet
+-- merged, in the caller's transaction, which has made them obsolete (a
+-- backfill that reads the whole table, a TRUNCATE): marked with a new
+-- epoch recorded as merged, so that the reads leave them out exactly when
+-- they see the caller's transaction, and deleted by a later merge.
+CREATE FUNCTION billing._citus_retire_ledger(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ledger regclass := billing._citus_companion(p_source, 'ledger');
+    epoch bigint := nextval('billing.ledger_merge_epoch');
+BEGIN
+    IF ledger IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('UPDATE %s AS l SET merged_by = $1 WHERE l.merged_by IS NULL', ledger) USING epoch;
+    INSERT INTO billing.ledger_merges VALUES (p_source, epoch, 'merged', pg_current_xact_id());
+END
+$$;
+
+-- Takes tracked table p_source's distributed ledger into billing.usage_ledger
+-- in the caller's transaction (merge() then folds it into the rollups with
+-- the local ledger): one distributed UPDATE ... RETURNING marks the rows not
+-- yet merged with a new epoch and sends them here, where the epoch is
+-- recorded in billing.ledger_merges (each row is taken once; a write
+-- committed meanwhile stays for the next merge). Before that, it deletes
+-- the rows of epochs every snapshot here sees merged, and forgets the
+-- epochs an earlier merge deleted (see billing.ledger_merges). With p_lock,
+-- first a SHARE lock on the table, which Citus takes on every shard: no
+-- write can come until the transaction ends (the rebuild of a stale month,
+-- which reads the table then). Returns the rows taken.
 CREATE FUNCTION billing._citus_take_ledger(p_source smallint, p_lock boolean) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ledger regclass := billing._citus_companion(p_source, 'ledger');
+    purged bigint[];
+    epoch bigint;
     moved bigint;
 BEGIN
     IF ledger IS NULL THEN
@@ -813,13 +934,31 @@ BEGIN
         EXECUTE format('LOCK TABLE %s IN SHARE MODE', (SELECT t.relation FROM billing.tracked_tables AS t
                                                          WHERE t.id = p_source));
     END IF;
+    -- (their rows left every worker when that merge committed)
+    DELETE FROM billing.ledger_merges AS m
+     WHERE m.source_id = p_source AND m.state = 'purged' AND m.xact <> pg_current_xact_id();
+    WITH gone AS (
+        UPDATE billing.ledger_merges AS m SET state = 'purged', xact = pg_current_xact_id()
+         WHERE m.source_id = p_source AND m.state = 'merged' AND billing._xact_before_every_snapshot(m.xact)
+        RETURNING m.epoch
+    )
+    SELECT array_agg(g.epoch) INTO purged FROM gone AS g;
+    IF purged IS NOT NULL THEN
+        EXECUTE format('DELETE FROM %s AS l WHERE l.merged_by = ANY ($1)', ledger) USING purged;
+    END IF;
+    epoch := nextval('billing.ledger_merge_epoch');
     EXECUTE format('WITH moved AS (
-                        DELETE FROM %s AS l
+                        UPDATE %s AS l SET merged_by = $1
+                         WHERE l.merged_by IS NULL
                         RETURNING l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
                                   l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
                                   l.unsplit_tokens, l.problems)
-                    INSERT INTO billing.usage_ledger SELECT * FROM moved', ledger);
+                    INSERT INTO billing.usage_ledger SELECT * FROM moved', ledger)
+        USING epoch;
     GET DIAGNOSTICS moved = ROW_COUNT;
+    IF moved > 0 THEN
+        INSERT INTO billing.ledger_merges VALUES (p_source, epoch, 'merged', pg_current_xact_id());
+    END IF;
     RETURN moved;
 END
 $$;
@@ -900,7 +1039,7 @@ CREATE EVENT TRIGGER billing_citus_table_altered ON ddl_command_end
 REVOKE ALL ON FUNCTION billing._citus_set_up_triggers(billing.tracked_tables),
     billing._citus_create_trigger_functions(billing.tracked_tables),
     billing._citus_truncate_trigger(billing.tracked_tables, boolean),
-    billing._citus_drop_truncate_copies(text), billing._citus_drop_triggers(smallint), billing._citus_take_ledger(smallint, boolean),
+    billing._citus_drop_truncate_copies(text), billing._citus_drop_triggers(smallint), billing._citus_take_ledger(smallint, boolean), billing._citus_retire_ledger(smallint),
     billing._citus_ship_recorded(billing.tracked_tables), billing._citus_table_altered() FROM PUBLIC;
 
 -- DROP EXTENSION billing (with or without CASCADE) would leave a
@@ -979,22 +1118,30 @@ REVOKE ALL ON FUNCTION billing._citus_leftovers_dropped() FROM PUBLIC;
 -- that the coordinator's coord_combine_agg reads its result unchanged.
 -- billing's planner hook plans a worker's worker_partial_agg call as its
 -- twin (src/pg/citus_partials.cpp; setting billing.citus_partial_aggregates):
--- the native aggregate's cost per row instead of about twice it.
+-- the native aggregate's cost per row instead of about twice it. Their
+-- final function also stamps the state with the version of the shared
+-- catalog that priced it, which the coordinator checks against its own
+-- snapshot's when it reads the state (cost_state_in): a query that runs
+-- across a price change fails instead of adding up two catalogs' totals.
+-- C body: src/pg/cost_state_type.cpp (cost_state_stamped_out)
+CREATE FUNCTION billing._citus_partial_state_out(billing.cost_state) RETURNS cstring
+AS 'MODULE_PATHNAME', 'cost_state_stamped_out'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE AGGREGATE billing._citus_partial_openai_cost(text, bigint, bigint) (
     SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
-    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);
 CREATE AGGREGATE billing._citus_partial_openai_cost(text, bigint, bigint, timestamptz) (
     SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
-    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);
 CREATE AGGREGATE billing._citus_partial_openai_cost(jsonb) (
     SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
-    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);
 CREATE AGGREGATE billing._citus_partial_openai_cost(jsonb, timestamptz) (
     SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
-    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);
 CREATE AGGREGATE billing._citus_partial_aws_cost(text, numeric) (
     SFUNC = billing.aws_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
-    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);
 CREATE AGGREGATE billing._citus_partial_aws_cost(text, numeric, timestamptz) (
     SFUNC = billing.aws_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
-    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing.cost_state_out, PARALLEL = SAFE);
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);

@@ -5,9 +5,11 @@
 
 CREATE TYPE billing.cost_state;
 
--- C body: src/pg/cost_state_type.cpp (cost_state_in)
+-- C body: src/pg/cost_state_type.cpp (cost_state_in). STABLE: a state a
+-- Citus worker stamped with the shared catalog's version is checked against
+-- the version the query's snapshot sees (src/sql/citus.sql).
 CREATE FUNCTION billing.cost_state_in(cstring) RETURNS billing.cost_state
-    AS 'MODULE_PATHNAME', 'cost_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'cost_state_in' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 -- C body: src/pg/cost_state_type.cpp (cost_state_out)
 CREATE FUNCTION billing.cost_state_out(billing.cost_state) RETURNS cstring
     AS 'MODULE_PATHNAME', 'cost_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;

@@ -318,7 +318,7 @@ BEGIN
         -- every shard; it allows no row locks on them), and the one read
         -- below takes in every write its ledger holds.
         EXECUTE format('LOCK TABLE %s IN SHARE MODE', t.relation);
-        EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'ledger'));
+        PERFORM billing._citus_retire_ledger(p_source);
     ELSIF billing._citus_distributed(t.relation) THEN
         -- No trigger follows this table Citus distributes: each merge takes
         -- it in anew, whole, in the one read below (citus.sql).

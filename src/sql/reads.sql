@@ -377,7 +377,10 @@ $$;
 -- to its own. Only the tables the caller may read; as one customer, that
 -- customer's conversations only (the ledger's policies). Read as the
 -- caller (the table's policy: SELECT on the tracked table). Nothing
--- without Citus.
+-- without Citus. The rows of merges this snapshot sees (billing.ledger_merges,
+-- in billing.usage_ledger or the rollups already) are left out, whatever
+-- the worker's own snapshot says; a row that a merge is committing on its
+-- worker fails the read (_citus_ledger_row_settled).
 CREATE FUNCTION billing._citus_ledger_rows(p_from timestamptz, p_to timestamptz)
 RETURNS SETOF billing.usage_ledger
 LANGUAGE plpgsql STABLE
@@ -397,13 +400,17 @@ BEGIN
                     l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
                     l.unsplit_tokens, l.problems
                FROM %s AS l
-              WHERE l.created_at >= $1 AND l.created_at < $2', t.ledger)
+              WHERE l.created_at >= $1 AND l.created_at < $2
+                AND CASE WHEN l.merged_by = ANY ($4) THEN false   -- (in the rollups or billing.usage_ledger)
+                         WHEN l.xmax = ''0''::pg_catalog.xid THEN true
+                         ELSE billing._citus_ledger_row_settled(l.xmax) END', t.ledger)
             || CASE WHEN billing.current_customer() IS NOT NULL THEN
                    ' AND l.conversation_id IN (SELECT c.conversation_id
                                                 FROM billing._customer_conversations(billing.current_customer(), false) AS c
                                                WHERE c.source_id = $3)'
                ELSE '' END
-            USING p_from, p_to, t.id;
+            USING p_from, p_to, t.id,
+                  ARRAY(SELECT m.epoch FROM billing.ledger_merges AS m WHERE m.source_id = t.id);
     END LOOP;
 END
 $$;

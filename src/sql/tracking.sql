@@ -235,7 +235,7 @@ BEGIN
     DELETE FROM billing.problem_messages WHERE source_id = p_source;
     IF billing._citus_triggered(p_source) THEN
         -- (a distributed table's, kept beside its messages: citus.sql)
-        EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'ledger'));
+        PERFORM billing._citus_retire_ledger(p_source);
         EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'estimates'));
         EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'problems'));
     END IF;

@@ -908,6 +908,55 @@ TEST(AssembleCostState, AcceptsWhatTheBinaryFormCarries) {
   EXPECT_FALSE(assemble_cost_state(p, &s));
 }
 
+// What a worker's partial twin sends: the text form, '@', the catalog
+// version; split back into the two, with '@' and ')' inside quoted names
+// left to the state.
+TEST(CatalogStamp, FormatsAndSplits) {
+  CostState s = empty_cost_state();
+  ASSERT_TRUE(add_priced(s, 750000000000000));  // $0.00075
+  char buf[kStampedCostStateTextSize];
+  ASSERT_GT(format_stamped_cost_state(s, 42, buf), 0u);
+  EXPECT_STREQ(buf, "(0.00075,1,0,0,0,\"\")@42");
+
+  std::string_view state;
+  bool has;
+  int64_t v;
+  ASSERT_TRUE(split_catalog_stamp(buf, &state, &has, &v));
+  EXPECT_TRUE(has);
+  EXPECT_EQ(v, 42);
+  EXPECT_EQ(state, "(0.00075,1,0,0,0,\"\")");
+
+  ASSERT_TRUE(split_catalog_stamp("(0.00075,1,0,0,0,\"\")", &state, &has, &v));  // no stamp
+  EXPECT_FALSE(has);
+  EXPECT_EQ(v, 0);
+  EXPECT_EQ(state, "(0.00075,1,0,0,0,\"\")");
+  ASSERT_TRUE(split_catalog_stamp("(0,0,1,1,1,\"a)@7\")", &state, &has, &v));  // '@' inside the name
+  EXPECT_FALSE(has);
+  ASSERT_TRUE(split_catalog_stamp("(0,0,1,1,1,\"a)@7\")@9", &state, &has, &v));
+  EXPECT_TRUE(has);
+  EXPECT_EQ(v, 9);
+  EXPECT_EQ(state, "(0,0,1,1,1,\"a)@7\")");
+  ASSERT_TRUE(split_catalog_stamp("(0,0,0,0,0,\"\")@9223372036854775807", &state, &has, &v));
+  EXPECT_EQ(v, INT64_MAX);
+
+  for (const char* bad : {"(0,0,0,0,0,\"\")@", "(0,0,0,0,0,\"\")@-1", "(0,0,0,0,0,\"\")@4x",
+                          "(0,0,0,0,0,\"\")@9223372036854775808", "(0,0,0,0,0,\"\")@99999999999999999999"})
+    EXPECT_FALSE(split_catalog_stamp(bad, &state, &has, &v)) << bad;
+
+  // The longest state still fits with the longest version.
+  CostState big = empty_cost_state();
+  big.set_cost(-(static_cast<Atto>(1) << 126));
+  big.priced_rows = big.unpriced_rows = big.unpriced_units = big.invalid_rows = INT64_MAX;
+  add_unpriced(big, UnpricedReason::UnknownModel, "\"\"\"\"\"\"\"\"\"\"\"\"", 0);
+  big.unpriced_rows = INT64_MAX;
+  ASSERT_GT(format_stamped_cost_state(big, INT64_MAX, buf), 0u) << buf;
+  ASSERT_TRUE(split_catalog_stamp(buf, &state, &has, &v));
+  EXPECT_EQ(v, INT64_MAX);
+  CostState back;
+  ASSERT_TRUE(parse_cost_state(state, &back));
+  EXPECT_EQ(text_of(back), std::string(state));
+}
+
 TEST(UnpricedReasonText, AllReasons) {
   EXPECT_EQ(unpriced_reason_text(UnpricedReason::None), "");
   EXPECT_EQ(unpriced_reason_text(UnpricedReason::UnknownModel), "not in the price catalog");

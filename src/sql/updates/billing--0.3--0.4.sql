@@ -8516,3 +8516,548 @@ BEGIN
     RETURN nodes;
 END
 $$;
+
+-- The shared catalog's version (billing.cluster_catalog.version, and in
+-- billing.catalog_state on each node): billing's partial twins stamp it on
+-- the states a Citus worker sends, and cost_state_in, now STABLE, refuses
+-- a state priced with another version than the reading query's snapshot
+-- sees.
+ALTER TABLE billing.catalog_state ADD COLUMN cluster_version bigint;
+COMMENT ON TABLE billing.catalog_state IS
+    'One row: the generation of the price catalog, renewed by every change to billing.model_prices or billing.aws_prices; on a Citus cluster sharing the catalog, the version of it this node holds.';
+ALTER FUNCTION billing.cost_state_in(cstring) STABLE;
+CREATE OR REPLACE FUNCTION billing._catalog_sent() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    v bigint;
+BEGIN
+    IF billing._catalog_shared() AND billing._citus_coordinator() THEN
+        s := billing._catalog_snapshot();
+        v := nextval('billing.catalog_generation');   -- (Citus refuses a volatile call in the UPDATE)
+        UPDATE billing.cluster_catalog
+           SET model_prices = s.model_prices, aws_prices = s.aws_prices, settings = s.settings, version = v;
+        UPDATE billing.catalog_state SET cluster_version = v;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._catalog_received() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF billing._citus_coordinator() THEN
+        RETURN NULL;
+    END IF;
+    DELETE FROM billing.model_prices;
+    INSERT INTO billing.model_prices
+    SELECT * FROM jsonb_populate_recordset(NULL::billing.model_prices, NEW.model_prices);
+    DELETE FROM billing.aws_prices;
+    INSERT INTO billing.aws_prices
+    SELECT * FROM jsonb_populate_recordset(NULL::billing.aws_prices, NEW.aws_prices);
+    DELETE FROM billing.settings;
+    INSERT INTO billing.settings
+    SELECT * FROM jsonb_populate_recordset(NULL::billing.settings, NEW.settings);
+    UPDATE billing.catalog_state SET cluster_version = NEW.version;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.citus_share_catalog() RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_unsafe_triggers = on
+AS $$
+DECLARE
+    s record;
+    nodes integer;
+    v bigint;
+BEGIN
+    IF NOT billing._citus_coordinator() THEN
+        RAISE EXCEPTION 'billing: citus_share_catalog() runs on the Citus coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run it on the coordinator of a Citus cluster (SELECT citus_is_coordinator()).';
+    END IF;
+    s := billing._catalog_snapshot();
+    IF NOT billing._catalog_shared() THEN
+        DROP TABLE IF EXISTS billing.cluster_catalog;   -- (one a restore brought back, not Citus's)
+        CREATE TABLE billing.cluster_catalog (
+            singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            model_prices jsonb NOT NULL,
+            aws_prices   jsonb NOT NULL,
+            settings     jsonb NOT NULL,
+            version      bigint
+        );
+        COMMENT ON TABLE billing.cluster_catalog IS
+            'The coordinator''s prices and settings (billing.citus_share_catalog()): a Citus reference table that every worker copies into its own.';
+        INSERT INTO billing.cluster_catalog VALUES (true, s.model_prices, s.aws_prices, s.settings,
+                                                    nextval('billing.catalog_generation'));
+        CREATE TRIGGER cluster_catalog_received AFTER INSERT OR UPDATE ON billing.cluster_catalog
+            FOR EACH ROW EXECUTE FUNCTION billing._catalog_received();
+        PERFORM create_reference_table('billing.cluster_catalog');
+    ELSE
+        -- (to a node added since; block_writes: the catalog is one row, and
+        -- Citus's default would need wal_level = logical)
+        PERFORM replicate_reference_tables('block_writes');
+    END IF;
+    -- Written again once it is on every node: each worker takes it in.
+    v := nextval('billing.catalog_generation');
+    UPDATE billing.cluster_catalog
+       SET model_prices = s.model_prices, aws_prices = s.aws_prices, settings = s.settings, version = v;
+    UPDATE billing.catalog_state SET cluster_version = v;
+    EXECUTE 'SELECT count(DISTINCT groupid)::integer FROM pg_catalog.pg_dist_placement AS p
+               JOIN pg_catalog.pg_dist_shard AS s USING (shardid)
+              WHERE s.logicalrelid = ''billing.cluster_catalog''::regclass' INTO nodes;
+    -- A worker whose sessions do not load billing runs a split cost
+    -- aggregate through Citus's worker_partial_agg, not billing's partial
+    -- twin (src/pg/citus_partials.cpp): said once here, at set-up.
+    IF NOT billing._citus_workers_load_billing() THEN
+        RAISE NOTICE 'billing: the workers'' sessions do not load billing, so a split cost aggregate runs there through Citus''s worker_partial_agg, at about twice the cost per row'
+            USING HINT = 'Add billing to shared_preload_libraries on each worker, or run on each worker: BEGIN; '
+                         'SET LOCAL citus.enable_ddl_propagation = off; ALTER DATABASE <database> SET '
+                         'session_preload_libraries = ''billing''; COMMIT; (README "Citus")';
+    END IF;
+    RETURN nodes;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.citus_unshare_catalog() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF billing._catalog_shared() THEN
+        -- (each worker's copy tells its billing.catalog_state, in this
+        -- transaction, that the catalog is no longer shared)
+        UPDATE billing.cluster_catalog SET version = NULL;
+    END IF;
+    UPDATE billing.catalog_state SET cluster_version = NULL;
+    DROP TABLE IF EXISTS billing.cluster_catalog;
+END
+$$;
+
+ALTER FUNCTION billing._catalog_sent() SECURITY DEFINER;   -- (CREATE OR REPLACE reset it)
+ALTER FUNCTION billing._catalog_received() SECURITY DEFINER;
+-- C body: src/pg/cost_state_type.cpp (cost_state_stamped_out)
+CREATE FUNCTION billing._citus_partial_state_out(billing.cost_state) RETURNS cstring
+AS 'MODULE_PATHNAME', 'cost_state_stamped_out'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE billing._citus_partial_openai_cost(text, bigint, bigint) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE billing._citus_partial_openai_cost(text, bigint, bigint, timestamptz) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE billing._citus_partial_openai_cost(jsonb) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE billing._citus_partial_openai_cost(jsonb, timestamptz) (
+    SFUNC = billing.openai_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE billing._citus_partial_aws_cost(text, numeric) (
+    SFUNC = billing.aws_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);
+CREATE OR REPLACE AGGREGATE billing._citus_partial_aws_cost(text, numeric, timestamptz) (
+    SFUNC = billing.aws_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',
+    COMBINEFUNC = billing.cost_state_combine, FINALFUNC = billing._citus_partial_state_out, PARALLEL = SAFE);
+
+-- Merges of a distributed ledger that survive Citus's two-phase commit
+-- (billing.ledger_merges): merge() marks the rows it takes with its epoch
+-- instead of deleting them, the reads leave out the epochs their snapshot
+-- sees merged and fail on a row a merge is committing on its worker.
+CREATE SEQUENCE billing.ledger_merge_epoch;
+CREATE TABLE billing.ledger_merges (
+    source_id smallint NOT NULL,
+    epoch     bigint   NOT NULL,
+    state     text     NOT NULL CHECK (state IN ('merged', 'purged')),
+    xact      xid8     NOT NULL,   -- the transaction that set the state
+    PRIMARY KEY (source_id, epoch)
+);
+COMMENT ON TABLE billing.ledger_merges IS
+    'The merges whose rows are still in the distributed ledgers of tracked Citus tables, marked with their epoch: the reads leave them out.';
+GRANT SELECT ON billing.ledger_merges TO PUBLIC;   -- (the reads run as their caller; epochs only)
+CREATE FUNCTION billing._xact_committed(xid) RETURNS boolean
+AS 'MODULE_PATHNAME', 'xact_committed' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+CREATE FUNCTION billing._xact_before_every_snapshot(xid8) RETURNS boolean
+AS 'MODULE_PATHNAME', 'xact_before_every_snapshot' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+CREATE FUNCTION billing._citus_same_transaction(x xid) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found boolean;
+BEGIN
+    EXECUTE $q$
+        SELECT EXISTS (
+            SELECT 1 FROM pg_catalog.pg_stat_activity AS a
+              JOIN pg_catalog.get_all_active_transactions() AS t ON t.process_id = a.pid
+             CROSS JOIN pg_catalog.get_current_transaction_id() AS me
+             WHERE a.backend_xid = $1 AND a.pid <> pg_catalog.pg_backend_pid()
+               AND me.transaction_number <> 0
+               AND t.transaction_number = me.transaction_number
+               AND t.transaction_stamp = me.transaction_stamp)$q$
+       INTO found USING x;
+    RETURN found;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._catalog_in_flux(x xid) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF x = '0'::xid OR NOT billing._catalog_shared() OR billing._citus_coordinator() THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts AS p WHERE p.transaction = x)
+           OR billing._citus_same_transaction(x);
+END
+$$;
+
+CREATE FUNCTION billing._citus_ledger_row_settled(x xid) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF billing._xact_committed(x)
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts AS p WHERE p.transaction = x)
+       OR billing._citus_same_transaction(x) THEN
+        RAISE EXCEPTION 'billing: a merge of this ledger is committing on this node'
+            USING ERRCODE = 'serialization_failure',
+                  DETAIL = 'Citus commits a merge on the coordinator first, then on each worker: this query '
+                           'could count the write twice, and fails instead.',
+                  HINT = 'Run the query again.';
+    END IF;
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._citus_set_up_triggers(t billing.tracked_tables) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET citus.enable_unsafe_triggers = on
+AS $$
+DECLARE
+    refusal text := billing._citus_trigger_refusal(t);
+    conv_type text;
+    ledger text := format('billing.%I', 'citus_ledger_' || t.id);
+    estimates text := format('billing.%I', 'citus_estimates_' || t.id);
+    problems text := format('billing.%I', 'citus_problems_' || t.id);
+    fn text := format('billing.%I', 'citus_track_' || t.id);
+    readable text;
+    x text;
+BEGIN
+    IF refusal IS NOT NULL THEN
+        RETURN refusal;
+    END IF;
+    -- The trigger functions first: Citus creates them on every node, which it
+    -- refuses after a parallel operation on a distributed table in the
+    -- same transaction (create_distributed_table below).
+    PERFORM billing._citus_create_trigger_functions(t);
+    -- The conversation in the messages' own type and collation: Citus
+    -- co-locates only columns of the same type.
+    SELECT format_type(a.atttypid, a.atttypmod)
+           || CASE WHEN a.attcollation <> 0 THEN ' COLLATE ' || (SELECT format('%I.%I', n.nspname, c.collname)
+                                                                    FROM pg_collation AS c
+                                                                    JOIN pg_namespace AS n ON n.oid = c.collnamespace
+                                                                   WHERE c.oid = a.attcollation)
+                   ELSE '' END
+      INTO conv_type
+      FROM pg_attribute AS a WHERE a.attrelid = t.relation AND a.attname = t.conversation_column;
+    -- (merged_by: the epoch of the merge that took the row in, NULL until
+    -- then: billing.ledger_merges)
+    EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, LIKE billing.usage_ledger, merged_by bigint)',
+                   ledger, conv_type);
+    EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, source_id smallint NOT NULL, message_id text NOT NULL,
+                                     prompt_tokens bigint NOT NULL, PRIMARY KEY (conversation, message_id))',
+                   estimates, conv_type);
+    EXECUTE format('CREATE TABLE %s (conversation %s NOT NULL, source_id smallint NOT NULL, message_id text NOT NULL,
+                                     created_at timestamptz, problem text NOT NULL,
+                                     PRIMARY KEY (conversation, message_id))', problems, conv_type);
+    -- Readable as billing.usage_ledger, estimated_prompts and problem_messages
+    -- are: by a role that may read the tracked table (checked by its name:
+    -- the policy runs on the workers too, whose OIDs differ).
+    readable := format('pg_catalog.has_table_privilege(%L, ''SELECT'')', t.relation::text);
+    FOREACH x IN ARRAY ARRAY[ledger, estimates, problems] LOOP
+        EXECUTE format('COMMENT ON TABLE %s IS %L', x,
+                       format('billing: %s of tracked distributed table %s (billing.untrack_messages drops it).',
+                              CASE x WHEN ledger THEN 'the unmerged writes' WHEN estimates THEN 'the frozen prompt estimates'
+                                     ELSE 'the problem rows' END, t.relation));
+        EXECUTE format('SELECT create_distributed_table(%L, ''conversation'', colocate_with => %L)', x, t.relation::text);
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', x);
+        EXECUTE format('CREATE POLICY readers ON %s FOR SELECT USING (%s)', x, readable);
+        EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', x);
+        EXECUTE format('GRANT SELECT ON %s TO PUBLIC', x);
+    END LOOP;
+    EXECUTE format('CREATE TRIGGER billing_track AFTER INSERT OR DELETE OR UPDATE OF %I, %I, %I, %I, %I, %I ON %s
+                    FOR EACH ROW EXECUTE FUNCTION %s()',
+                   t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
+                   t.created_at_column, t.relation, fn);
+    PERFORM billing._citus_truncate_trigger(t, true);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._citus_drop_triggers(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure;
+    t billing.tracked_tables;
+    x text;
+    companion regclass;
+BEGIN
+    SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.id = p_source;
+    IF FOUND AND billing._citus_triggered(p_source) THEN
+        PERFORM billing._citus_truncate_trigger(t, false);
+    END IF;
+    FOREACH fn IN ARRAY ARRAY[to_regprocedure(format('billing.%I()', 'citus_track_' || p_source)),
+                              to_regprocedure(format('billing.%I()', 'citus_track_' || p_source || '_full'))] LOOP
+        IF fn IS NOT NULL THEN
+            EXECUTE format('DROP FUNCTION %s CASCADE', fn);
+        END IF;
+    END LOOP;
+    FOREACH x IN ARRAY ARRAY['ledger', 'estimates', 'problems'] LOOP
+        companion := billing._citus_companion(p_source, x);
+        IF companion IS NOT NULL THEN
+            EXECUTE format('DROP TABLE %s', companion);
+        END IF;
+    END LOOP;
+    DELETE FROM billing.ledger_merges WHERE source_id = p_source;
+END
+$$;
+
+CREATE FUNCTION billing._citus_retire_ledger(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ledger regclass := billing._citus_companion(p_source, 'ledger');
+    epoch bigint := nextval('billing.ledger_merge_epoch');
+BEGIN
+    IF ledger IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('UPDATE %s AS l SET merged_by = $1 WHERE l.merged_by IS NULL', ledger) USING epoch;
+    INSERT INTO billing.ledger_merges VALUES (p_source, epoch, 'merged', pg_current_xact_id());
+END
+$$;
+
+REVOKE ALL ON FUNCTION billing._citus_retire_ledger(smallint) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION billing._citus_take_ledger(p_source smallint, p_lock boolean) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ledger regclass := billing._citus_companion(p_source, 'ledger');
+    purged bigint[];
+    epoch bigint;
+    moved bigint;
+BEGIN
+    IF ledger IS NULL THEN
+        RETURN 0;   -- (not followed by its shards' triggers: no ledger of its own)
+    END IF;
+    IF p_lock THEN
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', (SELECT t.relation FROM billing.tracked_tables AS t
+                                                         WHERE t.id = p_source));
+    END IF;
+    -- (their rows left every worker when that merge committed)
+    DELETE FROM billing.ledger_merges AS m
+     WHERE m.source_id = p_source AND m.state = 'purged' AND m.xact <> pg_current_xact_id();
+    WITH gone AS (
+        UPDATE billing.ledger_merges AS m SET state = 'purged', xact = pg_current_xact_id()
+         WHERE m.source_id = p_source AND m.state = 'merged' AND billing._xact_before_every_snapshot(m.xact)
+        RETURNING m.epoch
+    )
+    SELECT array_agg(g.epoch) INTO purged FROM gone AS g;
+    IF purged IS NOT NULL THEN
+        EXECUTE format('DELETE FROM %s AS l WHERE l.merged_by = ANY ($1)', ledger) USING purged;
+    END IF;
+    epoch := nextval('billing.ledger_merge_epoch');
+    EXECUTE format('WITH moved AS (
+                        UPDATE %s AS l SET merged_by = $1
+                         WHERE l.merged_by IS NULL
+                        RETURNING l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
+                                  l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
+                                  l.unsplit_tokens, l.problems)
+                    INSERT INTO billing.usage_ledger SELECT * FROM moved', ledger)
+        USING epoch;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    IF moved > 0 THEN
+        INSERT INTO billing.ledger_merges VALUES (p_source, epoch, 'merged', pg_current_xact_id());
+    END IF;
+    RETURN moved;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._backfill(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+BEGIN
+    SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+    IF billing._citus_triggered(p_source) THEN
+        -- A distributed table followed by its shards' triggers (citus.sql):
+        -- writers wait until we commit (a SHARE lock, which Citus takes on
+        -- every shard; it allows no row locks on them), and the one read
+        -- below takes in every write its ledger holds.
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', t.relation);
+        PERFORM billing._citus_retire_ledger(p_source);
+    ELSIF billing._citus_distributed(t.relation) THEN
+        -- No trigger follows this table Citus distributes: each merge takes
+        -- it in anew, whole, in the one read below (citus.sql).
+        PERFORM billing._forget_rows(p_source);
+    END IF;
+    IF billing._writers_locked_out(t.relation) OR billing._citus_distributed(t.relation) THEN
+        -- No writer can change the table before we commit (track_messages:
+        -- the lock CREATE TRIGGER took): one read gives the rows to record
+        -- and the rollups of every month, as _backfill_months would build
+        -- them once the rows are recorded.
+        WITH scan AS MATERIALIZED (
+            SELECT * FROM billing._backfill_scan(t, billing._estimate_model())
+        ), estimates AS (
+            INSERT INTO billing.estimated_prompts
+            SELECT p_source, s.message_id, s.prompt_estimate FROM scan AS s WHERE s.recorded AND s.estimated
+            ON CONFLICT (source_id, message_id) DO NOTHING
+        ), problems AS (
+            INSERT INTO billing.problem_messages
+            SELECT p_source, s.message_id, CASE WHEN isfinite(s.created_at) THEN s.created_at END,
+                   concat_ws('; ', s.problem,
+                             CASE WHEN NOT coalesce(billing._countable(s.created_at), false)
+                                  THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+              FROM scan AS s
+             WHERE s.recorded AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false))
+            ON CONFLICT (source_id, message_id) DO NOTHING
+        ), drop_ledger AS (
+            DELETE FROM billing.usage_ledger WHERE source_id = p_source
+        ), drop_stale AS (
+            DELETE FROM billing.stale_months WHERE source_id = p_source
+        ), drop_months AS (
+            DELETE FROM billing.month_usage WHERE source_id = p_source RETURNING 1
+        ), drop_conversations AS (
+            DELETE FROM billing.conversation_usage WHERE source_id = p_source RETURNING 1
+        ), drop_conversation_models AS (
+            DELETE FROM billing.conversation_model_usage WHERE source_id = p_source RETURNING 1
+        ), add_months AS (
+            -- Reading the DELETE's output makes it run before this INSERT.
+            INSERT INTO billing.month_usage
+            SELECT p_source, s.month, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+                   sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+                   sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+                   sum(s.estimated_cost), sum(s.unpriced_tokens)
+              FROM scan AS s
+             WHERE NOT s.recorded AND (SELECT count(*) FROM drop_months) >= 0
+             GROUP BY s.month, coalesce(s.model, '')
+        ), add_conversation_models AS (
+            INSERT INTO billing.conversation_model_usage
+            SELECT p_source, s.month, s.conversation_id, coalesce(s.model, ''), sum(s.messages), sum(s.prompt_tokens),
+                   sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt),
+                   sum(s.estimated_completion), sum(s.unsplit_tokens), sum(s.problems), sum(s.cost),
+                   sum(s.estimated_cost), sum(s.unpriced_tokens)
+              FROM scan AS s
+             WHERE NOT s.recorded AND (SELECT count(*) FROM drop_conversation_models) >= 0
+             GROUP BY s.month, s.conversation_id, coalesce(s.model, '')
+        )
+        INSERT INTO billing.conversation_usage
+        SELECT p_source, s.month, s.conversation_id, sum(s.messages), sum(s.prompt_tokens),
+               sum(s.completion_tokens), sum(s.cached_tokens), sum(s.estimated_prompt + s.estimated_completion),
+               sum(s.cost + s.estimated_cost), sum(s.unpriced_tokens), min(s.first_message_at),
+               max(s.last_message_at), false
+          FROM scan AS s
+         WHERE NOT s.recorded AND (SELECT count(*) FROM drop_conversations) >= 0
+         GROUP BY s.month, s.conversation_id;
+        IF billing._citus_triggered(p_source) THEN
+            -- (its estimates and problem rows live beside its messages)
+            PERFORM billing._citus_ship_recorded(t);
+        END IF;
+        UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source;
+        RETURN;
+    END IF;
+    -- Writers may change these rows while we record them: _backfill_rows
+    -- locks the ones it lists (estimated replies and unreadable rows, a
+    -- small part of the table) before it estimates their prompts.
+    WITH recorded AS MATERIALIZED (
+        SELECT * FROM billing._backfill_rows(t)
+    ), estimates AS (
+        INSERT INTO billing.estimated_prompts
+        SELECT p_source, r.message_id, r.estimated_prompt FROM recorded AS r WHERE r.estimated
+        ON CONFLICT (source_id, message_id) DO NOTHING
+    )
+    INSERT INTO billing.problem_messages
+    SELECT p_source, r.message_id, CASE WHEN isfinite(r.created_at) THEN r.created_at END,
+           concat_ws('; ', r.problem,
+                     CASE WHEN NOT coalesce(billing._countable(r.created_at), false)
+                          THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+      FROM recorded AS r
+     WHERE r.problem IS NOT NULL OR NOT coalesce(billing._countable(r.created_at), false)
+    ON CONFLICT (source_id, message_id) DO NOTHING;
+    -- Every estimate is frozen now: the rebuilds read them (this
+    -- transaction's mark is seen by no one else before it commits).
+    UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source RETURNING * INTO t;
+    PERFORM billing._backfill_months(t);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._forget_rows(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM billing.usage_ledger WHERE source_id = p_source;
+    DELETE FROM billing.month_usage WHERE source_id = p_source;
+    DELETE FROM billing.conversation_usage WHERE source_id = p_source;
+    DELETE FROM billing.conversation_model_usage WHERE source_id = p_source;
+    DELETE FROM billing.stale_months WHERE source_id = p_source;
+    DELETE FROM billing.estimated_prompts WHERE source_id = p_source;
+    DELETE FROM billing.problem_messages WHERE source_id = p_source;
+    IF billing._citus_triggered(p_source) THEN
+        -- (a distributed table's, kept beside its messages: citus.sql)
+        PERFORM billing._citus_retire_ledger(p_source);
+        EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'estimates'));
+        EXECUTE format('DELETE FROM %s', billing._citus_companion(p_source, 'problems'));
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._citus_ledger_rows(p_from timestamptz, p_to timestamptz)
+RETURNS SETOF billing.usage_ledger
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tt.id, billing._citus_companion(tt.id, 'ledger') AS ledger FROM billing.tracked_tables AS tt
+              WHERE billing._may_read_table(tt.id) ORDER BY tt.id LOOP
+        CONTINUE WHEN t.ledger IS NULL;
+        -- The customer's filter only when reading as one: Citus plans its
+        -- subquery apart and sends the result to every node, a round trip
+        -- more (60 ms on the test cluster) even when it is empty.
+        RETURN QUERY EXECUTE format(
+            'SELECT l.source_id, l.conversation_id, l.created_at, l.model, l.messages, l.prompt_tokens,
+                    l.completion_tokens, l.cached_tokens, l.estimated_prompt, l.estimated_completion,
+                    l.unsplit_tokens, l.problems
+               FROM %s AS l
+              WHERE l.created_at >= $1 AND l.created_at < $2
+                AND CASE WHEN l.merged_by = ANY ($4) THEN false   -- (in the rollups or billing.usage_ledger)
+                         WHEN l.xmax = ''0''::pg_catalog.xid THEN true
+                         ELSE billing._citus_ledger_row_settled(l.xmax) END', t.ledger)
+            || CASE WHEN billing.current_customer() IS NOT NULL THEN
+                   ' AND l.conversation_id IN (SELECT c.conversation_id
+                                                FROM billing._customer_conversations(billing.current_customer(), false) AS c
+                                               WHERE c.source_id = $3)'
+               ELSE '' END
+            USING p_from, p_to, t.id,
+                  ARRAY(SELECT m.epoch FROM billing.ledger_merges AS m WHERE m.source_id = t.id);
+    END LOOP;
+END
+$$;
+

@@ -31,8 +31,8 @@ LANGUAGE sql AS $$
     SELECT (SELECT billing.openai_cost(data, created_at) FROM messages),
            (SELECT billing.openai_cost(data, created_at) FROM messages_local)
 $$;
-CREATE TEMP TABLE before AS SELECT * FROM citus_test.totals();
-SELECT distributed = local AS same FROM before;
+CREATE TABLE citus_test.before AS SELECT * FROM citus_test.totals();   -- (kept across \c below)
+SELECT distributed = local AS same FROM citus_test.before;
 
 -- Not shared: a price added on the coordinator is not seen by the workers.
 INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
@@ -56,21 +56,21 @@ INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_pe
 VALUES ('gpt-9', '2020-01-01', 1.00, 2.00);
 SELECT citus_test.catalog_agrees() AS agrees;
 SELECT t.distributed - b.distributed AS added, t.local - b.local AS added_local
-  FROM citus_test.totals() AS t, before AS b;
+  FROM citus_test.totals() AS t, citus_test.before AS b;
 
 -- Rolled back: seen nowhere.
 BEGIN;
 UPDATE billing.model_prices SET input_per_1m = 101 WHERE model = 'gpt-9';
 ROLLBACK;
 SELECT citus_test.catalog_agrees() AS agrees;
-SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, before AS b;
+SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, citus_test.before AS b;
 
 -- In the transaction that makes the change, the shard queries go over the
 -- connections that made it: 10,031 x $101/1M + 0.0004 = 1.013531 more.
 BEGIN;
 UPDATE billing.model_prices SET input_per_1m = 101 WHERE model = 'gpt-9';
 SELECT t.distributed - b.distributed AS added, t.local - b.local AS added_local
-  FROM citus_test.totals() AS t, before AS b;
+  FROM citus_test.totals() AS t, citus_test.before AS b;
 ROLLBACK;
 -- ... unless the query opens more connections to a node, which do not see
 -- the change: the query fails (it would have priced gpt-9 at $1.00 on some
@@ -91,7 +91,7 @@ BEGIN;
 SET LOCAL citus.multi_shard_modify_mode = 'sequential';
 UPDATE billing.model_prices SET input_per_1m = 101 WHERE model = 'gpt-9';
 SELECT t.distributed - b.distributed AS added, t.local - b.local AS added_local
-  FROM citus_test.totals() AS t, before AS b;
+  FROM citus_test.totals() AS t, citus_test.before AS b;
 ROLLBACK;
 
 -- Another session's change, not committed: this one prices with the
@@ -101,7 +101,7 @@ SELECT dblink_connect('changer', format('host=127.0.0.1 port=%s dbname=%s user=%
                                         current_setting('port'), current_database(), current_user));
 SELECT dblink_exec('changer', 'BEGIN');
 SELECT dblink_exec('changer', $$UPDATE billing.model_prices SET input_per_1m = 101 WHERE model = 'gpt-9'$$);
-SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, before AS b;
+SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, citus_test.before AS b;
 SELECT dblink_exec('changer', 'ROLLBACK');
 SELECT dblink_disconnect('changer');
 DROP EXTENSION dblink;
@@ -117,7 +117,7 @@ SELECT result FROM run_command_on_workers($$UPDATE billing.model_prices SET inpu
 SELECT billing.openai_cost(data, created_at) FROM messages;
 SELECT billing.citus_share_catalog() AS nodes;
 SELECT citus_test.catalog_agrees() AS agrees;
-SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, before AS b;
+SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, citus_test.before AS b;
 SELECT result FROM run_command_on_workers($$UPDATE billing.aws_prices SET note = 'changed here'
                                              WHERE service = (SELECT min(service) FROM billing.aws_prices)$$);
 SELECT billing.openai_cost(data, created_at) FROM messages;
@@ -129,7 +129,7 @@ SELECT result FROM run_command_on_workers($$UPDATE billing.catalog_state SET gen
 SELECT billing.openai_cost(data, created_at) FROM messages;
 SELECT billing.citus_share_catalog() AS nodes;
 SELECT citus_test.catalog_agrees() AS agrees;
-SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, before AS b;
+SELECT t.distributed - b.distributed AS added FROM citus_test.totals() AS t, citus_test.before AS b;
 \set VERBOSITY default
 
 -- Settings too: month_time_zone groups the distributed table's months as
@@ -140,14 +140,73 @@ SELECT plan, same, nrows FROM citus_test.compare(
     'SELECT billing.month_of(created_at), count(*), billing.openai_cost(data, created_at) FROM %s GROUP BY 1');
 UPDATE billing.settings SET value = 'UTC' WHERE name = 'month_time_zone';
 
+-- A query across a price change. Citus commits the change on the
+-- coordinator, then on each worker, and each node reads with its own
+-- snapshot, so a query can meet workers that price with another catalog
+-- than the coordinator's snapshot sees. Where the workers' sessions load
+-- billing, its partial twins stamp each worker's state with the version of
+-- the shared catalog that priced it, and the coordinator fails the query
+-- when a version is not the one its snapshot sees, rather than add up
+-- totals of two catalogs.
+SELECT bool_and(w.success) AS preloaded_on_every_worker
+  FROM run_command_on_workers(format($$BEGIN; SET LOCAL citus.enable_ddl_propagation = off;
+                                      ALTER DATABASE %I SET session_preload_libraries = 'billing'; COMMIT$$,
+                                     current_database())) AS w;
+\c
+SET timezone = 'UTC';
+SET citus.coordinator_aggregation_strategy = 'disabled';
+SET client_min_messages = error;
+-- Every node holds the version the coordinator sent.
+SELECT bool_and(w.result = (SELECT cluster_version::text FROM billing.catalog_state)) AS same_version
+  FROM run_command_on_workers('SELECT cluster_version FROM billing.catalog_state') AS w;
+SELECT t.distributed - b.distributed AS added, t.local - b.local AS added_local
+  FROM citus_test.totals() AS t, citus_test.before AS b;
+-- The window, held open: a REPEATABLE READ transaction whose snapshots on
+-- the coordinator and on the worker of the first conversation's shard
+-- were taken before another session changed gpt-9's input price to $3.00
+-- and committed it everywhere; its other snapshots come after. Priced at
+-- $3.00 there and at $1.00 as the coordinator sees it, the total would
+-- have been neither catalog's; the query fails instead.
+CREATE EXTENSION IF NOT EXISTS dblink;
+SELECT dblink_connect('changer', format('host=127.0.0.1 port=%s dbname=%s user=%s',
+                                        current_setting('port'), current_database(), current_user));
+SELECT conversation_id AS first_conversation FROM messages_local ORDER BY id LIMIT 1 \gset
+\set VERBOSITY terse
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT count(*) AS gpt9_prices FROM billing.model_prices WHERE model = 'gpt-9';
+SELECT count(*) > 0 AS first_conversation FROM messages WHERE conversation_id = :'first_conversation';
+SELECT dblink_exec('changer', $$UPDATE billing.model_prices SET input_per_1m = 3.00 WHERE model = 'gpt-9'$$);
+SELECT billing.openai_cost(data, created_at) FROM messages;
+ROLLBACK;
+\set VERBOSITY default
+-- A query that starts after the change: $3.00 everywhere, as on the local
+-- copy: 10,031 x $3.00/1M + 0.0004 = 0.030493 more than before gpt-9.
+SELECT t.distributed - b.distributed AS added, t.local - b.local AS added_local
+  FROM citus_test.totals() AS t, citus_test.before AS b;
+SELECT dblink_exec('changer', $$UPDATE billing.model_prices SET input_per_1m = 1.00 WHERE model = 'gpt-9'$$);
+SELECT dblink_disconnect('changer');
+DROP EXTENSION dblink;
+SELECT bool_and(w.success) AS reset_on_every_worker
+  FROM run_command_on_workers(format($$BEGIN; SET LOCAL citus.enable_ddl_propagation = off;
+                                      ALTER DATABASE %I RESET session_preload_libraries; COMMIT$$,
+                                     current_database())) AS w;
+\c
+SET timezone = 'UTC';
+SET citus.coordinator_aggregation_strategy = 'disabled';
+SET client_min_messages = error;
+
 DELETE FROM billing.model_prices WHERE model = 'gpt-9';
 SELECT citus_test.catalog_agrees() AS agrees;
-SELECT t.distributed = b.distributed AS as_before FROM citus_test.totals() AS t, before AS b;
+SELECT t.distributed = b.distributed AS as_before FROM citus_test.totals() AS t, citus_test.before AS b;
 
 -- Unshared: every node keeps its tables; the next change stays on the
 -- coordinator.
 SELECT billing.citus_unshare_catalog();
 SELECT count(*) AS cluster_catalog FROM pg_dist_partition WHERE logicalrelid::text = 'billing.cluster_catalog';
+-- (and no node keeps a version of it)
+SELECT (SELECT cluster_version FROM billing.catalog_state) IS NULL
+       AND bool_and(w.success AND coalesce(w.result, '') = '') AS no_version_anywhere
+  FROM run_command_on_workers('SELECT cluster_version FROM billing.catalog_state') AS w;
 SELECT citus_test.catalog_agrees() AS agrees;
 INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
 VALUES ('gpt-9', '2020-01-01', 1.00, 2.00);
@@ -158,3 +217,4 @@ SELECT citus_test.catalog_agrees() AS agrees;
 -- Not on a worker.
 \set VERBOSITY terse
 SELECT result FROM run_command_on_workers($$SELECT billing.citus_share_catalog()$$);
+DROP TABLE citus_test.before;

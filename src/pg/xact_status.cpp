@@ -6,6 +6,7 @@
 #include "postgres_headers.h"
 
 extern "C" {
+#include "access/relation.h"
 #include "access/transam.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
@@ -34,17 +35,22 @@ extern "C" Datum xact_committed(PG_FUNCTION_ARGS) {
   PG_RETURN_BOOL(committed);
 }
 
-// billing._xact_before_every_snapshot(xid8): whether every snapshot that any
-// backend of this node holds or will take sees transaction x as finished: x
-// precedes the oldest xmin that a backend of any database may still read
-// with (the horizon of shared catalogs, the most conservative one).
+// billing._xact_before_every_snapshot(xid8, regclass): whether every
+// snapshot that a backend may still read table t with sees transaction x as
+// finished: x precedes the oldest xmin of this database's backends (and of
+// the replication slots that hold back t's dead rows). Not the horizon of
+// shared catalogs, which a logical replication slot holds back for as long
+// as it lags (Citus's shard moves make such slots), but the horizon of t.
 extern "C" Datum xact_before_every_snapshot(PG_FUNCTION_ARGS) {
   const FullTransactionId x = PG_GETARG_FULLTRANSACTIONID(0);
-  const TransactionId horizon = GetOldestNonRemovableTransactionId(nullptr);
+  const Oid table = PG_GETARG_OID(1);
   const FullTransactionId next = ReadNextFullTransactionId();
   // x must be a finished transaction of this node's recent past
   if (!FullTransactionIdPrecedes(x, next)) PG_RETURN_BOOL(false);
-  if (U64FromFullTransactionId(next) - U64FromFullTransactionId(x) >= (uint64) MaxTransactionId / 2)
+  if (U64FromFullTransactionId(next) - U64FromFullTransactionId(x) >= static_cast<uint64>(MaxTransactionId) / 2)
     PG_RETURN_BOOL(true);  // (older than any xid a snapshot can hold)
+  Relation rel = relation_open(table, AccessShareLock);
+  const TransactionId horizon = GetOldestNonRemovableTransactionId(rel);
+  relation_close(rel, AccessShareLock);
   PG_RETURN_BOOL(TransactionIdPrecedes(XidFromFullTransactionId(x), horizon));
 }

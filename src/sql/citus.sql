@@ -503,7 +503,7 @@ GRANT SELECT ON billing.ledger_merges TO PUBLIC;   -- (the reads run as their ca
 -- C bodies: src/pg/xact_status.cpp
 CREATE FUNCTION billing._xact_committed(xid) RETURNS boolean
 AS 'MODULE_PATHNAME', 'xact_committed' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
-CREATE FUNCTION billing._xact_before_every_snapshot(xid8) RETURNS boolean
+CREATE FUNCTION billing._xact_before_every_snapshot(xid8, regclass) RETURNS boolean
 AS 'MODULE_PATHNAME', 'xact_before_every_snapshot' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 
 -- On a worker, for a row of a distributed ledger that the reading shard
@@ -939,7 +939,8 @@ BEGIN
      WHERE m.source_id = p_source AND m.state = 'purged' AND m.xact <> pg_current_xact_id();
     WITH gone AS (
         UPDATE billing.ledger_merges AS m SET state = 'purged', xact = pg_current_xact_id()
-         WHERE m.source_id = p_source AND m.state = 'merged' AND billing._xact_before_every_snapshot(m.xact)
+         WHERE m.source_id = p_source AND m.state = 'merged'
+           AND billing._xact_before_every_snapshot(m.xact, 'billing.ledger_merges')
         RETURNING m.epoch
     )
     SELECT array_agg(g.epoch) INTO purged FROM gone AS g;

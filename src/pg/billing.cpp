@@ -1,9 +1,11 @@
 // Module entry point: PG_MODULE_MAGIC, settings, the catalog cache, the
-// filter of warnings relayed from Citus workers and the planner hook of
-// the split cost aggregates on them.
+// filter of warnings relayed from Citus workers, the planner hook of the
+// split cost aggregates on them and the end-of-query check of the shared
+// catalog (citus_catalog_check.cpp).
 #include "postgres_headers.h"
 
 #include "catalog_cache.h"
+#include "citus_catalog_check.h"
 #include "citus_partials.h"
 #include "settings.h"
 #include "worker_warnings.h"
@@ -80,4 +82,5 @@ void _PG_init(void) {
   billing::pg::catalog_cache_init();
   billing::pg::worker_warnings_init();
   billing::pg::citus_partials_init();
+  billing::pg::citus_catalog_check_init();
 }

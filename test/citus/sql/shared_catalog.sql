@@ -178,6 +178,25 @@ SELECT count(*) > 0 AS first_conversation FROM messages WHERE conversation_id = 
 SELECT dblink_exec('changer', $$UPDATE billing.model_prices SET input_per_1m = 3.00 WHERE model = 'gpt-9'$$);
 SELECT billing.openai_cost(data, created_at) FROM messages;
 ROLLBACK;
+-- The aggregates the stamp does not travel with fail too, once they have
+-- run: one Citus pushes down whole (grouped by the distribution column:
+-- each worker sends its final figures) and one split through Citus's
+-- worker_partial_agg (billing.citus_partial_aggregates off on the
+-- workers). The node that ran the query sees that a newer version of the
+-- catalog committed after its snapshot (src/pg/citus_catalog_check.cpp).
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT count(*) AS gpt9_prices FROM billing.model_prices WHERE model = 'gpt-9';
+SELECT dblink_exec('changer', $$UPDATE billing.model_prices SET input_per_1m = 4.00 WHERE model = 'gpt-9'$$);
+SELECT count(*), sum(c) FROM (SELECT conversation_id, billing.openai_cost(data, created_at) AS c
+                                FROM messages GROUP BY 1) AS s;
+ROLLBACK;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SET LOCAL citus.propagate_set_commands = 'local';
+SET LOCAL billing.citus_partial_aggregates = off;
+SELECT count(*) AS gpt9_prices FROM billing.model_prices WHERE model = 'gpt-9';
+SELECT dblink_exec('changer', $$UPDATE billing.model_prices SET input_per_1m = 3.00 WHERE model = 'gpt-9'$$);
+SELECT billing.openai_cost(data, created_at) FROM messages;
+ROLLBACK;
 \set VERBOSITY default
 -- A query that starts after the change: $3.00 everywhere, as on the local
 -- copy: 10,031 x $3.00/1M + 0.0004 = 0.030493 more than before gpt-9.

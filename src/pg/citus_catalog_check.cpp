@@ -1,5 +1,5 @@
-// A distributed query that names billing fails when the cluster's shared
-// price catalog changed while its workers ran it.
+// A distributed SELECT that prices on the workers fails when the cluster's
+// shared price catalog changed while its workers ran it.
 //
 // Citus commits a change of the shared catalog on the coordinator first,
 // then on each worker, and each node reads with its own snapshot, taken
@@ -34,15 +34,14 @@
 
 extern "C" {
 #include "access/parallel.h"
-#include "commands/extension.h"
 #include "catalog/namespace.h"
+#include "commands/extension.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "nodes/extensible.h"
+#include "nodes/plannodes.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
-#include "nodes/extensible.h"
-#include "nodes/nodeFuncs.h"
-#include "nodes/plannodes.h"
 #include "utils/snapmgr.h"
 }
 

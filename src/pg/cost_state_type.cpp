@@ -65,11 +65,19 @@ extern "C" Datum cost_state_in(PG_FUNCTION_ARGS) {
   PG_RETURN_POINTER(s);
 }
 
-extern "C" Datum cost_state_out(PG_FUNCTION_ARGS) {
-  const auto* s = reinterpret_cast<const CostState*>(PG_GETARG_POINTER(0));
+namespace {
+
+// The state's text form, palloc'd.
+char* state_text(const CostState& s) {
   char text[kCostStateTextSize];
-  format_cost_state(*s, text);
-  PG_RETURN_CSTRING(pstrdup(text));
+  format_cost_state(s, text);
+  return pstrdup(text);
+}
+
+}  // namespace
+
+extern "C" Datum cost_state_out(PG_FUNCTION_ARGS) {
+  PG_RETURN_CSTRING(state_text(*reinterpret_cast<const CostState*>(PG_GETARG_POINTER(0))));
 }
 
 // The final function of billing's partial twins (the aggregates a Citus
@@ -89,9 +97,7 @@ extern "C" Datum cost_state_stamped_out(PG_FUNCTION_ARGS) {
     if (format_stamped_cost_state(*s, version, text) == 0) elog(ERROR, "billing: cannot format a billing.cost_state");
     PG_RETURN_CSTRING(pstrdup(text));
   }
-  char text[kCostStateTextSize];
-  format_cost_state(*s, text);
-  PG_RETURN_CSTRING(pstrdup(text));
+  PG_RETURN_CSTRING(state_text(*s));
 }
 
 // Binary form: cost as two int64 (high, low), the three counters, the reason

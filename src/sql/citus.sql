@@ -293,18 +293,23 @@ $$;
 COMMENT ON FUNCTION billing.citus_unshare_catalog() IS
     'On a Citus coordinator: stops sharing its prices and settings with the workers (before DROP EXTENSION billing).';
 
--- Whether transaction x is run by another backend of this node in the
--- caller's own Citus distributed transaction (another of the coordinator's
--- connections to this node), which this one does not see. As the caller:
--- that connection is the caller's own, whose transaction id
+-- Whether transaction x, which this shard query does not see, may be
+-- one the coordinator sees: x is prepared on this node (Citus's two-phase
+-- commit ends on the workers after the coordinator commits), or run by
+-- another backend of this node in the caller's own Citus distributed
+-- transaction (another of the coordinator's connections to this node). As
+-- the caller: that connection is the caller's own, whose transaction id
 -- pg_stat_activity shows it.
-CREATE FUNCTION billing._citus_same_transaction(x xid) RETURNS boolean
+CREATE FUNCTION billing._citus_xact_unseen(x xid) RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found boolean;
 BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts AS p WHERE p.transaction = x) THEN
+        RETURN true;
+    END IF;
     EXECUTE $q$
         SELECT EXISTS (
             SELECT 1 FROM pg_catalog.pg_stat_activity AS a
@@ -339,8 +344,7 @@ BEGIN
     IF x = '0'::xid OR NOT billing._catalog_shared() OR billing._citus_coordinator() THEN
         RETURN false;
     END IF;
-    RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts AS p WHERE p.transaction = x)
-           OR billing._citus_same_transaction(x);
+    RETURN billing._citus_xact_unseen(x);
 END
 $$;
 
@@ -519,9 +523,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF billing._xact_committed(x)
-       OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts AS p WHERE p.transaction = x)
-       OR billing._citus_same_transaction(x) THEN
+    IF billing._xact_committed(x) OR billing._citus_xact_unseen(x) THEN
         RAISE EXCEPTION 'billing: a merge of this ledger is committing on this node'
             USING ERRCODE = 'serialization_failure',
                   DETAIL = 'Citus commits a merge on the coordinator first, then on each worker: this query '

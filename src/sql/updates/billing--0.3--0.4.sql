@@ -8685,13 +8685,16 @@ CREATE FUNCTION billing._xact_committed(xid) RETURNS boolean
 AS 'MODULE_PATHNAME', 'xact_committed' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 CREATE FUNCTION billing._xact_before_every_snapshot(xid8, regclass) RETURNS boolean
 AS 'MODULE_PATHNAME', 'xact_before_every_snapshot' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
-CREATE FUNCTION billing._citus_same_transaction(x xid) RETURNS boolean
+CREATE FUNCTION billing._citus_xact_unseen(x xid) RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found boolean;
 BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts AS p WHERE p.transaction = x) THEN
+        RETURN true;
+    END IF;
     EXECUTE $q$
         SELECT EXISTS (
             SELECT 1 FROM pg_catalog.pg_stat_activity AS a
@@ -8714,8 +8717,7 @@ BEGIN
     IF x = '0'::xid OR NOT billing._catalog_shared() OR billing._citus_coordinator() THEN
         RETURN false;
     END IF;
-    RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts AS p WHERE p.transaction = x)
-           OR billing._citus_same_transaction(x);
+    RETURN billing._citus_xact_unseen(x);
 END
 $$;
 
@@ -8724,9 +8726,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF billing._xact_committed(x)
-       OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts AS p WHERE p.transaction = x)
-       OR billing._citus_same_transaction(x) THEN
+    IF billing._xact_committed(x) OR billing._citus_xact_unseen(x) THEN
         RAISE EXCEPTION 'billing: a merge of this ledger is committing on this node'
             USING ERRCODE = 'serialization_failure',
                   DETAIL = 'Citus commits a merge on the coordinator first, then on each worker: this query '

@@ -306,9 +306,12 @@ write_rows() {
         /^### [a-z]+: / { w = substr($2, 1, length($2) - 1); next }
         /^\| clients \| / { n = split(substr($0, 3, length($0) - 4), h, / \| /); target = h[n]; sub(/^target /, "", target); next }
         w != "" && /^\| [0-9]+ \| / {
-            split(substr($0, 3, length($0) - 4), c, / \| /)
+            m = split(substr($0, 3, length($0) - 4), c, / \| /)
             split(c[2], u, " "); split(c[3], t, " ")
-            printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", w, c[1], c[4], u[1], t[1], c[6], c[7], target, c[8]
+            # The verdict is the last column; since the server CPU columns
+            # it reads "rows/s verdict, CPU verdict": the rows/s one decides.
+            verdict = c[m]; sub(/, .*$/, "", verdict)
+            printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", w, c[1], c[4], u[1], t[1], c[6], c[7], target, verdict
         }' "$1"
 }
 # write_figure FILE WORKLOAD CLIENTS: one row of a workload.

@@ -132,7 +132,63 @@ INSERT INTO part_messages VALUES
 SELECT month, cost FROM billing.monthly_history WHERE source = 'openai' ORDER BY month;
 SELECT billing.merge() > 0 AS merged;
 SELECT month, cost FROM billing.monthly_history WHERE source = 'openai' ORDER BY month;
+
+-- Rows that come or go with a whole partition, which no row trigger sees:
+-- each time the figures must be the table's own (what a recomputation from
+-- it gives), before and after merge(). gpt-4o 100 + 50 tokens = $0.00075 a
+-- row; the table holds 3 rows: $0.00225.
+CREATE TABLE part_messages_2026_10 (LIKE part_messages INCLUDING ALL);
+INSERT INTO part_messages_2026_10 VALUES
+  (10, 'q', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-10-05'),
+  (11, 'q', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-10-06');
+CREATE FUNCTION pg_temp.part_figures() RETURNS TABLE (month date, cost numeric, messages bigint, stale boolean)
+LANGUAGE sql AS $$
+    SELECT h.month, h.cost, h.messages, NOT t.backfilled
+      FROM billing.monthly_history AS h, billing.tracked_tables AS t
+     WHERE h.source = 'openai' AND h.month >= '2026-10-01' AND h.month < '2027-02-01'
+       AND t.relation = 'part_messages'::regclass
+     ORDER BY h.month
+$$;
+-- Attached with 2 rows: October $0.0015, 2 messages; the table is taken in
+-- anew (read from the table until the merge).
+ALTER TABLE part_messages ATTACH PARTITION part_messages_2026_10 FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+SELECT * FROM pg_temp.part_figures();
+SELECT billing.merge() > 0 AS merged;
+SELECT * FROM pg_temp.part_figures();
+-- Its rows deleted after the merge: October back to nothing, never negative.
+DELETE FROM part_messages WHERE conversation_id = 'q' AND id = 11;
+SELECT billing.merge() > 0 AS merged;
+SELECT * FROM pg_temp.part_figures();
+-- A partition created afterwards gets the TRUNCATE trigger too.
+CREATE TABLE part_messages_2027_01 PARTITION OF part_messages FOR VALUES FROM ('2027-01-01') TO ('2027-02-01');
+INSERT INTO part_messages VALUES
+  (20, 'r', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2027-01-02');
+SELECT billing.merge() > 0 AS merged;
+SELECT relid, (SELECT count(*) FROM pg_trigger AS g
+                WHERE g.tgrelid = p.relid AND g.tgname = 'billing_track_truncate') AS truncate_triggers
+  FROM pg_partition_tree('part_messages') AS p ORDER BY relid::text;
+-- January's partition truncated alone: January goes, the rest stays.
+TRUNCATE part_messages_2027_01;
+SELECT * FROM pg_temp.part_figures();
+SELECT billing.merge() > 0 AS merged;
+SELECT * FROM pg_temp.part_figures();
+-- October detached (its row leaves the table) and November dropped.
+ALTER TABLE part_messages DETACH PARTITION part_messages_2026_10;
+SELECT * FROM pg_temp.part_figures();
+SELECT billing.merge() > 0 AS merged;
+DROP TABLE part_messages_2026_11;
+SELECT * FROM pg_temp.part_figures();
+SELECT billing.merge() > 0 AS merged;
+SELECT * FROM pg_temp.part_figures();
+-- What the table holds, by the cost aggregate: December's $0.0015.
+SELECT billing.openai_cost(data, created_at) AS table_cost FROM part_messages;
 SELECT billing.untrack_messages('part_messages');
+-- Untracking leaves no trigger on any partition (the detached one keeps
+-- its TRUNCATE trigger, which does nothing there, until DROP EXTENSION).
+SELECT count(*) AS triggers_left FROM pg_trigger
+ WHERE tgrelid IN (SELECT relid FROM pg_partition_tree('part_messages')) AND NOT tgisinternal;
+TRUNCATE part_messages_2026_10;
+DROP TABLE part_messages_2026_10;
 
 -- Types billing cannot read are refused, naming the column and its type,
 -- and nothing is kept.

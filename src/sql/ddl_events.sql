@@ -3,7 +3,15 @@
 -- forget a dropped table.
 -- Relies on tracking.sql.
 
--- DDL on a tracked table: renames are followed whatever command made them
+-- Whether an ALTER TABLE attached or detached a partition (SQL sees the
+-- command as "ALTER TABLE" on the parent, as it sees ADD COLUMN).
+-- C body: src/pg/ddl_command.cpp (ddl_moves_partitions)
+CREATE FUNCTION billing._ddl_moves_partitions(pg_ddl_command) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ddl_moves_partitions' LANGUAGE C STRICT STABLE;
+
+-- DDL on a tracked table: a partition attached or detached (at any level of
+-- its tree) moved rows its trigger never saw, so the table is taken in anew;
+-- a partition created or attached gets the TRUNCATE trigger; renames are followed whatever command made them
 -- (ALTER INDEX, ALTER VIEW ... RENAME also rename a table), billing's own
 -- trigger is found by its function, not by a name the table's owner can
 -- give another trigger, and a column changed to a type billing cannot read
@@ -15,7 +23,27 @@ AS $$
 DECLARE
     t billing.tracked_tables;
     cols name[];
+    sid smallint;
+    moved boolean;
 BEGIN
+    FOR sid, moved IN SELECT tree.id, bool_or(c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command))
+                        FROM pg_event_trigger_ddl_commands() AS c
+                       CROSS JOIN LATERAL (SELECT billing._tracked_tree_of(c.objid) AS id) AS tree
+                       WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                         AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE') AND tree.id IS NOT NULL
+                       GROUP BY tree.id ORDER BY tree.id
+    LOOP
+        SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = sid;
+        BEGIN
+            IF moved THEN
+                PERFORM billing._partitions_changed(t.id);
+            END IF;
+            PERFORM billing._partition_truncate_triggers(t);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: could not follow the partitions of tracked table %: %', t.relation, SQLERRM
+                USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
+        END;
+    END LOOP;
     FOR t IN SELECT DISTINCT ON (tt.id) tt.*
                FROM billing.tracked_tables AS tt
                JOIN pg_event_trigger_ddl_commands() AS c
@@ -50,7 +78,7 @@ END
 $$;
 CREATE EVENT TRIGGER billing_tracked_table_altered ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'ALTER INDEX', 'ALTER VIEW', 'ALTER SEQUENCE', 'ALTER MATERIALIZED VIEW',
-                 'ALTER FOREIGN TABLE')
+                 'ALTER FOREIGN TABLE', 'CREATE TABLE')
     EXECUTE FUNCTION billing._tracked_table_altered();
 
 -- A dropped tracked table takes its costs with it, as a recomputation from
@@ -62,7 +90,25 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d record;
+    sid smallint;
 BEGIN
+    -- A dropped partition of a tracked table (a dropped table that carried a
+    -- clone of billing's row trigger) took rows its trigger never saw go.
+    -- Which tracked table it belonged to is gone with it: every partitioned
+    -- tracked table not dropped here is taken in anew.
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS g
+                JOIN pg_event_trigger_dropped_objects() AS r
+                  ON r.object_type = 'table' AND r.address_names = g.address_names[1:2]
+                WHERE g.object_type = 'trigger' AND g.address_names[3] = 'billing_track'
+                  AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t WHERE t.relation::oid = r.objid)) THEN
+        FOR sid IN SELECT t.id FROM billing.tracked_tables AS t
+                     JOIN pg_class AS c ON c.oid = t.relation AND c.relkind = 'p'
+                    WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS o
+                                       WHERE o.classid = 'pg_class'::regclass AND o.objid = t.relation::oid)
+                    ORDER BY t.id LOOP
+            PERFORM billing._partitions_changed(sid);
+        END LOOP;
+    END IF;
     FOR d IN SELECT o.objid, t.id AS source_id,
                     to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
                FROM pg_event_trigger_dropped_objects() AS o

@@ -44,6 +44,8 @@ REVOKE ALL ON FUNCTION billing._profiles_counter_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._create_profiles_trigger(regclass, name, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._tracked_table_altered() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._tracked_table_dropped() FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._partitions_changed(smallint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._ddl_moves_partitions(pg_ddl_command) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._merge_step(smallint, text, date) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._trigger_guard(smallint, oid) FROM PUBLIC;
 

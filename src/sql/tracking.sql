@@ -217,7 +217,68 @@ BEGIN
                     FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
     PERFORM billing._depend_on_extension(NULL, t.relation,
                                          ARRAY['billing_track', 'billing_track_truncate']::name[]);
+    PERFORM billing._partition_truncate_triggers(t);
 END
+$$;
+
+-- The TRUNCATE trigger on every partition of a partitioned tracked table
+-- (at any level) that lacks it. PostgreSQL clones a row trigger onto each
+-- partition, never a statement trigger, and a TRUNCATE of one partition
+-- fires that partition's triggers alone. Run again when a partition is
+-- created or attached (billing._tracked_table_altered).
+CREATE FUNCTION billing._partition_truncate_triggers(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+BEGIN
+    IF billing._citus_distributed(t.relation) THEN
+        RETURN;   -- (Citus places a distributed table's triggers itself: citus.sql)
+    END IF;
+    FOR part IN SELECT p.relid FROM pg_partition_tree(t.relation) AS p
+                 WHERE p.level > 0
+                   AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
+                                    WHERE g.tgrelid = p.relid
+                                      AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure
+                                      AND encode(g.tgargs, 'escape') = t.id::text || '\000')
+                 ORDER BY p.level, p.relid LOOP
+        EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', part, t.id);
+        PERFORM billing._depend_on_extension(NULL, part, ARRAY['billing_track_truncate']::name[]);
+    END LOOP;
+END
+$$;
+
+-- A tracked table whose rows changed without its row trigger: a partition
+-- attached, detached, truncated alone or dropped. Its rollups and ledger
+-- no longer say what the table holds, so it is taken in anew, as after a
+-- price change back to the beginning of time: the reads go to the table at
+-- once, and the next merge() rebuilds every month from it (frozen prompt
+-- estimates are kept).
+CREATE FUNCTION billing._partitions_changed(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Wait for a running merge: it may be folding rows the change removed.
+    PERFORM 1 FROM billing.merge_lock FOR UPDATE;
+    UPDATE billing.tracked_tables SET backfilled = false WHERE id = p_source AND backfilled;
+END
+$$;
+
+-- The tracked table whose partition tree holds the relation (the relation
+-- itself included), or NULL.
+CREATE FUNCTION billing._tracked_tree_of(p_relation oid) RETURNS smallint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- (pg_partition_ancestors returns no row for a table outside any
+    -- partition tree)
+    SELECT t.id FROM (SELECT a.relid FROM pg_partition_ancestors(p_relation) AS a
+                      UNION SELECT p_relation::regclass) AS a
+      JOIN billing.tracked_tables AS t ON t.relation = a.relid
+     ORDER BY t.id LIMIT 1
 $$;
 
 -- Everything billing stored about a tracked table's rows.
@@ -243,7 +304,9 @@ END
 $$;
 
 -- The TRUNCATE trigger of tracked table TG_ARGV[0]: what billing stored
--- about the table goes with its rows. Only on the tracked table itself:
+-- about the table goes with its rows. On one of its partitions, truncated
+-- alone, the table is taken in anew (billing._partitions_changed). Only on
+-- the tracked table and its partitions:
 -- Citus copies a distributed table's triggers, this one too, to a node it
 -- adds later and to the shards it places there, where a TRUNCATE fires the
 -- copy for a shard (there is nothing of the table's to forget on a worker,
@@ -256,6 +319,8 @@ BEGIN
     IF EXISTS (SELECT 1 FROM billing.tracked_tables AS t
                 WHERE t.id = TG_ARGV[0]::smallint AND t.relation = TG_RELID) THEN
         PERFORM billing._forget_rows(TG_ARGV[0]::smallint);
+    ELSIF billing._tracked_tree_of(TG_RELID) = TG_ARGV[0]::smallint THEN
+        PERFORM billing._partitions_changed(TG_ARGV[0]::smallint);
     END IF;
     RETURN NULL;
 END
@@ -272,6 +337,7 @@ DECLARE
     sid smallint;
     fn regprocedure;
     tg name;
+    part regclass;
 BEGIN
     SELECT id INTO sid FROM billing.tracked_tables tt WHERE tt.relation = untrack_messages.relation;
     IF sid IS NULL THEN
@@ -279,13 +345,17 @@ BEGIN
     END IF;
     fn := to_regprocedure(format('billing.%I()', 'track_' || sid));
     PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
-    FOR tg IN SELECT g.tgname FROM pg_trigger AS g
-               WHERE g.tgrelid = relation AND NOT g.tgisinternal
-                 AND (g.tgfoid = fn
-                      OR (g.tgfoid = 'billing._tracked_truncated()'::regprocedure
-                          AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = sid::text || '\000'))
+    -- (and the TRUNCATE triggers of its partitions; not the row trigger's
+    -- clones on them, which go with it)
+    FOR tg, part IN SELECT g.tgname, g.tgrelid::regclass FROM pg_trigger AS g
+                     WHERE g.tgrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p
+                                         UNION SELECT relation)
+                       AND NOT g.tgisinternal AND g.tgparentid = 0
+                       AND ((g.tgfoid = fn AND g.tgrelid = relation)
+                            OR (g.tgfoid = 'billing._tracked_truncated()'::regprocedure
+                                AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = sid::text || '\000'))
     LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', tg, relation);
+        EXECUTE format('DROP TRIGGER %I ON %s', tg, part);
     END LOOP;
     PERFORM billing._drop_trigger_functions(sid);
     PERFORM billing._forget_rows(sid);

@@ -128,3 +128,30 @@ got=$(psql_q -d "$db" -c "SELECT (SELECT sum(cost) FROM billing.monthly_history)
 dropdb "$db"
 [[ "$got" == t ]] || { echo "FAIL: a table tracked under 0.3 did not get the $current trigger function"; exit 1; }
 echo "upgrade 0.3 -> $current: tracked tables get the new trigger function at the first merge"
+
+# A partitioned table tracked under 0.3: the update puts the TRUNCATE trigger
+# on its partition, so that truncating that partition alone takes its
+# $0.00075 out of the figures (to 0: it held the one row).
+db=billing_upgrade_partitioned_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE EXTENSION billing VERSION '0.3';
+CREATE TABLE pmessages (id int, conversation_id text, role text, content text, data jsonb, created_at timestamptz)
+    PARTITION BY RANGE (created_at);
+CREATE TABLE pmessages_2026 PARTITION OF pmessages FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+SELECT billing.track_messages('pmessages');
+INSERT INTO pmessages VALUES
+    (1, 'a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-01');
+ALTER EXTENSION billing UPDATE;
+SELECT billing.merge();
+SQL
+got=$(psql_q -d "$db" -c "SELECT (SELECT sum(cost) FROM billing.monthly_history) = 0.00075
+                                 AND (SELECT count(*) FROM pg_trigger
+                                       WHERE tgrelid = 'pmessages_2026'::regclass AND tgname = 'billing_track_truncate') = 1" \
+             -c "TRUNCATE pmessages_2026" \
+             -c "SELECT coalesce(sum(cost), 0) = 0 AND billing.merge() >= 0 FROM billing.monthly_history" \
+             -c "SELECT coalesce(sum(cost), 0) = 0 FROM billing.monthly_history")
+dropdb "$db"
+[[ "$got" == $'t\nt\nt' ]] || { echo "FAIL: a partitioned table tracked under 0.3: got $got"; exit 1; }
+echo "upgrade 0.3 -> $current: a partitioned tracked table's partitions get the TRUNCATE trigger"

@@ -9062,3 +9062,262 @@ BEGIN
 END
 $$;
 
+
+-- Partitions attached, detached, truncated alone or dropped move rows that
+-- no row trigger sees: the tracked table is then taken in anew
+-- (billing._partitions_changed), and every partition carries the TRUNCATE
+-- trigger (billing._partition_truncate_triggers), the partitions of tables
+-- tracked before this change included.
+CREATE FUNCTION billing._ddl_moves_partitions(pg_ddl_command) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ddl_moves_partitions' LANGUAGE C STRICT STABLE;
+
+CREATE FUNCTION billing._partitions_changed(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Wait for a running merge: it may be folding rows the change removed.
+    PERFORM 1 FROM billing.merge_lock FOR UPDATE;
+    UPDATE billing.tracked_tables SET backfilled = false WHERE id = p_source AND backfilled;
+END
+$$;
+
+CREATE FUNCTION billing._tracked_tree_of(p_relation oid) RETURNS smallint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- (pg_partition_ancestors returns no row for a table outside any
+    -- partition tree)
+    SELECT t.id FROM (SELECT a.relid FROM pg_partition_ancestors(p_relation) AS a
+                      UNION SELECT p_relation::regclass) AS a
+      JOIN billing.tracked_tables AS t ON t.relation = a.relid
+     ORDER BY t.id LIMIT 1
+$$;
+
+CREATE FUNCTION billing._partition_truncate_triggers(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+BEGIN
+    IF billing._citus_distributed(t.relation) THEN
+        RETURN;   -- (Citus places a distributed table's triggers itself: citus.sql)
+    END IF;
+    FOR part IN SELECT p.relid FROM pg_partition_tree(t.relation) AS p
+                 WHERE p.level > 0
+                   AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
+                                    WHERE g.tgrelid = p.relid
+                                      AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure
+                                      AND encode(g.tgargs, 'escape') = t.id::text || '\000')
+                 ORDER BY p.level, p.relid LOOP
+        EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                        FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', part, t.id);
+        PERFORM billing._depend_on_extension(NULL, part, ARRAY['billing_track_truncate']::name[]);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._create_trigger(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure := billing._create_trigger_function(t);
+BEGIN
+    -- The column list is kept by attribute number: it also tells
+    -- billing._tracked_table_altered which columns a rename touched.
+    EXECUTE format('CREATE TRIGGER billing_track AFTER INSERT OR DELETE OR UPDATE OF %I, %I, %I, %I, %I, %I ON %s
+                    FOR EACH ROW EXECUTE FUNCTION %s',
+                   t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
+                   t.created_at_column, t.relation, fn);
+    EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
+    PERFORM billing._depend_on_extension(NULL, t.relation,
+                                         ARRAY['billing_track', 'billing_track_truncate']::name[]);
+    PERFORM billing._partition_truncate_triggers(t);
+END
+$$;
+ALTER FUNCTION billing._create_trigger(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
+
+CREATE OR REPLACE FUNCTION billing._tracked_truncated() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                WHERE t.id = TG_ARGV[0]::smallint AND t.relation = TG_RELID) THEN
+        PERFORM billing._forget_rows(TG_ARGV[0]::smallint);
+    ELSIF billing._tracked_tree_of(TG_RELID) = TG_ARGV[0]::smallint THEN
+        PERFORM billing._partitions_changed(TG_ARGV[0]::smallint);
+    END IF;
+    RETURN NULL;
+END
+$$;
+ALTER FUNCTION billing._tracked_truncated() SECURITY DEFINER;
+
+CREATE OR REPLACE FUNCTION billing.untrack_messages(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid smallint;
+    fn regprocedure;
+    tg name;
+    part regclass;
+BEGIN
+    SELECT id INTO sid FROM billing.tracked_tables tt WHERE tt.relation = untrack_messages.relation;
+    IF sid IS NULL THEN
+        RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
+    END IF;
+    fn := to_regprocedure(format('billing.%I()', 'track_' || sid));
+    PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
+    -- (and the TRUNCATE triggers of its partitions; not the row trigger's
+    -- clones on them, which go with it)
+    FOR tg, part IN SELECT g.tgname, g.tgrelid::regclass FROM pg_trigger AS g
+                     WHERE g.tgrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p
+                                         UNION SELECT relation)
+                       AND NOT g.tgisinternal AND g.tgparentid = 0
+                       AND ((g.tgfoid = fn AND g.tgrelid = relation)
+                            OR (g.tgfoid = 'billing._tracked_truncated()'::regprocedure
+                                AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = sid::text || '\000'))
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', tg, part);
+    END LOOP;
+    PERFORM billing._drop_trigger_functions(sid);
+    PERFORM billing._forget_rows(sid);
+    DELETE FROM billing.tracked_tables WHERE id = sid;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._tracked_table_altered() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    cols name[];
+    sid smallint;
+    moved boolean;
+BEGIN
+    FOR sid, moved IN SELECT tree.id, bool_or(c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command))
+                        FROM pg_event_trigger_ddl_commands() AS c
+                       CROSS JOIN LATERAL (SELECT billing._tracked_tree_of(c.objid) AS id) AS tree
+                       WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                         AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE') AND tree.id IS NOT NULL
+                       GROUP BY tree.id ORDER BY tree.id
+    LOOP
+        SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = sid;
+        BEGIN
+            IF moved THEN
+                PERFORM billing._partitions_changed(t.id);
+            END IF;
+            PERFORM billing._partition_truncate_triggers(t);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: could not follow the partitions of tracked table %: %', t.relation, SQLERRM
+                USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
+        END;
+    END LOOP;
+    FOR t IN SELECT DISTINCT ON (tt.id) tt.*
+               FROM billing.tracked_tables AS tt
+               JOIN pg_event_trigger_ddl_commands() AS c
+                 ON c.classid = 'pg_class'::regclass AND c.objid = tt.relation::oid
+              ORDER BY tt.id
+    LOOP
+        SELECT array_agg(a.attname ORDER BY k.ord) INTO cols
+          FROM pg_trigger AS g
+         CROSS JOIN LATERAL unnest(g.tgattr::int2[]) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = k.attnum
+         WHERE g.tgrelid = t.relation AND NOT g.tgisinternal
+           AND g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id));
+        CONTINUE WHEN cardinality(cols) IS DISTINCT FROM 6;
+        UPDATE billing.tracked_tables
+           SET id_column = cols[1], conversation_column = cols[2], role_column = cols[3],
+               content_column = cols[4], data_column = cols[5], created_at_column = cols[6]
+         WHERE id = t.id
+        RETURNING * INTO t;
+        BEGIN
+            PERFORM billing._create_trigger_function(t);
+        EXCEPTION
+            WHEN datatype_mismatch THEN
+                RAISE EXCEPTION 'billing: % is tracked, and %', t.relation, regexp_replace(SQLERRM, '^billing: ', '')
+                    USING ERRCODE = 'datatype_mismatch',
+                          HINT = 'billing.untrack_messages() first, or keep a type billing reads (README "Tracking the app''s tables").';
+            WHEN OTHERS THEN
+                RAISE WARNING 'billing: could not follow ALTER of tracked table %: %', t.relation, SQLERRM
+                    USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
+        END;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._tracked_table_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+    sid smallint;
+BEGIN
+    -- A dropped partition of a tracked table (a dropped table that carried a
+    -- clone of billing's row trigger) took rows its trigger never saw go.
+    -- Which tracked table it belonged to is gone with it: every partitioned
+    -- tracked table not dropped here is taken in anew.
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS g
+                JOIN pg_event_trigger_dropped_objects() AS r
+                  ON r.object_type = 'table' AND r.address_names = g.address_names[1:2]
+                WHERE g.object_type = 'trigger' AND g.address_names[3] = 'billing_track'
+                  AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t WHERE t.relation::oid = r.objid)) THEN
+        FOR sid IN SELECT t.id FROM billing.tracked_tables AS t
+                     JOIN pg_class AS c ON c.oid = t.relation AND c.relkind = 'p'
+                    WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS o
+                                       WHERE o.classid = 'pg_class'::regclass AND o.objid = t.relation::oid)
+                    ORDER BY t.id LOOP
+            PERFORM billing._partitions_changed(sid);
+        END LOOP;
+    END IF;
+    FOR d IN SELECT o.objid, t.id AS source_id,
+                    to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
+               FROM pg_event_trigger_dropped_objects() AS o
+               LEFT JOIN billing.tracked_tables AS t ON t.relation::oid = o.objid
+              WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND o.object_type = 'table'
+    LOOP
+        CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
+        BEGIN
+            IF d.source_id IS NOT NULL THEN
+                -- (first: Citus drops the function on every node, which it
+                -- refuses after a distributed DELETE in the transaction)
+                PERFORM billing._citus_drop_triggers(d.source_id);
+                PERFORM billing._forget_rows(d.source_id);
+                DELETE FROM billing.tracked_tables WHERE id = d.source_id;
+            END IF;
+            IF d.source_id IS NOT NULL THEN
+                PERFORM billing._drop_trigger_functions(d.source_id);
+            END IF;
+            IF d.profiles_fn IS NOT NULL THEN
+                EXECUTE format('DROP FUNCTION %s', d.profiles_fn);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: could not forget dropped table %: %', d.objid, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
+REVOKE ALL ON FUNCTION billing._partitions_changed(smallint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._ddl_moves_partitions(pg_ddl_command) FROM PUBLIC;
+DROP EVENT TRIGGER billing_tracked_table_altered;
+CREATE EVENT TRIGGER billing_tracked_table_altered ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'ALTER INDEX', 'ALTER VIEW', 'ALTER SEQUENCE', 'ALTER MATERIALIZED VIEW',
+                 'ALTER FOREIGN TABLE', 'CREATE TABLE')
+    EXECUTE FUNCTION billing._tracked_table_altered();
+
+DO $$
+DECLARE
+    t billing.tracked_tables;
+BEGIN
+    FOR t IN SELECT * FROM billing.tracked_tables ORDER BY id LOOP
+        PERFORM billing._partition_truncate_triggers(t);
+    END LOOP;
+END
+$$;

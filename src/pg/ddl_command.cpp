@@ -1,0 +1,38 @@
+// SQL: billing._ddl_moves_partitions(pg_ddl_command), for the event trigger
+// that follows DDL on tracked tables (src/sql/ddl_events.sql). An ALTER
+// TABLE that attaches or detaches a partition moves rows into or out of a
+// tracked table without a row trigger firing, and SQL sees that command only
+// as "ALTER TABLE" on the parent, as it sees ADD COLUMN; its subcommands are
+// visible from C alone.
+//
+// Nothing here throws or holds an object with a destructor.
+#include "postgres_headers.h"
+
+extern "C" {
+#include "nodes/parsenodes.h"
+#include "tcop/deparse_utility.h"
+
+PG_FUNCTION_INFO_V1(ddl_moves_partitions);
+}
+
+// Whether the collected command is an ALTER TABLE with an ATTACH PARTITION
+// or DETACH PARTITION (plain, CONCURRENTLY or FINALIZE) among its subcommands.
+extern "C" Datum ddl_moves_partitions(PG_FUNCTION_ARGS) {
+  const auto* command = reinterpret_cast<const CollectedCommand*>(PG_GETARG_POINTER(0));
+  if (command == nullptr || command->type != SCT_AlterTable) PG_RETURN_BOOL(false);
+  ListCell* cell;
+  foreach (cell, command->d.alterTable.subcmds) {
+    const auto* collected = static_cast<const CollectedATSubcmd*>(lfirst(cell));
+    const Node* parsed = collected->parsetree;
+    if (parsed == nullptr || !IsA(parsed, AlterTableCmd)) continue;
+    switch (reinterpret_cast<const AlterTableCmd*>(parsed)->subtype) {
+      case AT_AttachPartition:
+      case AT_DetachPartition:
+      case AT_DetachPartitionFinalize:
+        PG_RETURN_BOOL(true);
+      default:
+        break;
+    }
+  }
+  PG_RETURN_BOOL(false);
+}

@@ -140,7 +140,14 @@ void check_unpriced_policy(int policy, const char* kind, UnpricedReason why, con
                    std::strcmp(kind, "model") == 0 ? "model_prices" : "aws_prices", kind)));
 }
 
-void warn_unpriced(const CostState& s, const char* kind, const char* setting) {
+namespace {
+// (a scalar function has no total: it answers NULL for the row, and warns
+// once per call site, not once per such row)
+constexpr const char* kScalarDetail =
+    "The function returns NULL for such a row; this warning is given once per query, for the first one.";
+}  // namespace
+
+void warn_unpriced(const CostState& s, const char* kind, const char* setting, WarnedFor what) {
   if (s.unpriced_rows == 0) return;
   const std::string_view name = s.first_unpriced_name();
   const std::string_view reason = reason_for(static_cast<UnpricedReason>(s.first_reason), kind);
@@ -148,7 +155,9 @@ void warn_unpriced(const CostState& s, const char* kind, const char* setting) {
           (errcode(ERRCODE_WARNING),
            errmsg("billing: %s \"%.*s\" cannot be priced: %.*s", kind, static_cast<int>(name.size()), name.data(),
                   static_cast<int>(reason.size()), reason.data()),
-           errdetail("%lld row(s) were left out of the total.", static_cast<long long>(s.unpriced_rows)),
+           what == WarnedFor::ScalarRow
+               ? errdetail("%s", kScalarDetail)
+               : errdetail("%lld row(s) were left out of the total.", static_cast<long long>(s.unpriced_rows)),
            errhint("Add the missing price to billing.%s, or set %s = 'ignore'.",
                    std::strcmp(kind, "model") == 0 ? "model_prices" : "aws_prices", setting)));
 }
@@ -171,14 +180,15 @@ void error_invalid_usage_state(const CostState& s) {
                   errhint("billing.usage_problem(data) names the problem of each row without raising an error.")));
 }
 
-void warn_invalid_usage(const CostState& s) {
+void warn_invalid_usage(const CostState& s, WarnedFor what) {
   if (s.invalid_rows == 0) return;
   char problem[256];
   if (describe_first_problem(s, problem, sizeof problem) == 0) strlcpy(problem, "usage cannot be read", sizeof problem);
   ereport(WARNING,
           (errcode(ERRCODE_WARNING), errmsg("billing: %s", problem),
-           errdetail("%lld row(s) with invalid usage were left out of the total.",
-                     static_cast<long long>(s.invalid_rows)),
+           what == WarnedFor::ScalarRow ? errdetail("%s", kScalarDetail)
+                                        : errdetail("%lld row(s) with invalid usage were left out of the total.",
+                                                    static_cast<long long>(s.invalid_rows)),
            errhint("Find the rows with billing.usage_problem(data), or set billing.invalid_usage = 'ignore'.")));
 }
 

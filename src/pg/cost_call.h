@@ -79,8 +79,12 @@ inline CostState* writable_state(FunctionCallInfo fcinfo, int argno) {
 void check_unpriced_policy(int policy, const char* kind, UnpricedReason why, const char* name, int name_len,
                            const TimestampTz* at);
 
+// What a warning is about: an aggregate's total, or one row of a scalar
+// function (which returns NULL for it and warns once per call site).
+enum class WarnedFor { Total, ScalarRow };
+
 // The WARNING a final function raises for a state with unpriced rows.
-void warn_unpriced(const CostState& s, const char* kind, const char* setting);
+void warn_unpriced(const CostState& s, const char* kind, const char* setting, WarnedFor what = WarnedFor::Total);
 
 // A final function under billing.unknown_model (or unknown_service) =
 // 'error' given a state with unpriced rows: they were left out where the
@@ -94,7 +98,7 @@ void error_unpriced_state(const CostState& s, const char* kind, int policy);
 void error_invalid_usage_state(const CostState& s);
 
 // The WARNING for a state with rows whose usage could not be read.
-void warn_invalid_usage(const CostState& s);
+void warn_invalid_usage(const CostState& s, WarnedFor what = WarnedFor::Total);
 
 // A numeric Datum for an exact amount of atto-dollars.
 Datum atto_to_numeric(Atto v);

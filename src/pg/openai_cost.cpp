@@ -192,7 +192,7 @@ Datum scalar_result(FunctionCallInfo fcinfo, CostCall* call, const Row& row, con
     call->warned = true;
     CostState s = empty_cost_state();
     add_to_state(&s, row, price, units);
-    warn_unpriced(s, "model", "billing.unknown_model");
+    warn_unpriced(s, "model", "billing.unknown_model", WarnedFor::ScalarRow);
   }
   PG_RETURN_NULL();
 }
@@ -202,7 +202,7 @@ Datum scalar_result(FunctionCallInfo fcinfo, CostCall* call, const Row& row, con
 Datum scalar_invalid(FunctionCallInfo fcinfo, CostCall* call, const CostState& one_row) {
   if (invalid_usage_policy == kUnpricedWarn && !call->warned_invalid) {
     call->warned_invalid = true;
-    warn_invalid_usage(one_row);
+    warn_invalid_usage(one_row, WarnedFor::ScalarRow);
   }
   PG_RETURN_NULL();
 }

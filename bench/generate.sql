@@ -3,12 +3,13 @@
 -- owner profile counting SES e-mails) and public.messages_bad (the few rows
 -- the app should never have written).
 --
---   psql -v messages=1000000 -f bench/generate.sql
+--   psql -v messages=1000000 [-v per_conversation=100] -f bench/generate.sql
 --
 -- Shape, for :messages = M (default 1,000,000):
 -- * M messages in M/100 conversations (100,000 conversations for 10M); the
 --   conversation sizes vary (exponential-ish, about 10 to 1,000 messages,
---   100 on average) and add up to exactly M;
+--   100 on average) and add up to exactly M (:per_conversation = P makes it
+--   M/P conversations of P messages on average, from about P/10 to 10P);
 -- * every conversation lives 1 to 5 days somewhere in the 12 months ending
 --   now, its messages alternating user / assistant;
 -- * user messages: data = '{}';
@@ -35,6 +36,10 @@
 \if :{?messages}
 \else
 \set messages 1000000
+\endif
+\if :{?per_conversation}
+\else
+\set per_conversation 100
 \endif
 
 SET client_min_messages = warning;
@@ -80,10 +85,10 @@ WITH drawn AS (
            random() AS model_draw,
            interval '1 day' + random() * interval '4 days' AS lifespan,
            random() AS start_draw
-      FROM generate_series(1, greatest(1, :messages / 100)) AS k
+      FROM generate_series(1, greatest(1, :messages / :per_conversation)) AS k
 ), cut AS (
     SELECT *,
-           CASE WHEN k = greatest(1, :messages / 100) THEN :messages::bigint
+           CASE WHEN k = greatest(1, :messages / :per_conversation) THEN :messages::bigint
                 ELSE floor(sum(weight) OVER (ORDER BY k) * :messages / sum(weight) OVER ())::bigint
            END AS last_msg
       FROM drawn

@@ -12,15 +12,23 @@
 # fsync), waits for locks and I/O, and the client. See bench/README.md
 # ("Inserts in instructions").
 #
-#   bench/insert_instructions.sh [--rows N] [--preload N] [--budgets N] [--no-setup]
+#   bench/insert_instructions.sh [--rows N] [--preload N] [--per-conversation P]
+#                                [--workloads LIST] [--budgets N] [--no-setup]
 #
 #   --rows N      rows per single-row workload (default 2000; multirow: N
 #                 rows in statements of 100, copy: 10,000 rows in one COPY)
 #   --preload N   messages of bench/generate.sql in each table (default
 #                 100000: 1,000 conversations of 100 messages on average)
+#   --per-conversation P  messages per conversation on average (default 100;
+#                 generate.sql's per_conversation): what an estimated
+#                 reply reads grows with it
+#   --workloads LIST  space-separated, among reply user estimated multirow
+#                 copy (default: all five)
 #   --budgets N   N budgets defined (default 0; issue 11 asks for writes with
 #                 20), as bench/inserts.sh --budgets defines them
 #   --no-setup    skip tools/setup.sh (reuse the installed build)
+#   --profiles DIR  keep each run's callgrind profile in DIR
+#                 (<workload>-<table>-<part>.callgrind, for callgrind_annotate)
 #
 # Makes its own throwaway cluster (tools/cluster.sh, PostgreSQL's default
 # settings), stops it, and runs each workload as a script of prepared
@@ -39,12 +47,18 @@ rows=2000
 preload=100000
 setup=1
 budgets=0
-usage() { sed -n '15,24s/^# \{0,1\}//p' "$0"; }
+per_conversation=100
+profiles=""
+workloads="reply user estimated multirow copy"
+usage() { sed -n '15,32s/^# \{0,1\}//p' "$0"; }
 while (($#)); do
     case $1 in
         --rows) rows=${2:-}; shift ;;
         --preload) preload=${2:-}; shift ;;
         --budgets) budgets=${2:-}; shift ;;
+        --per-conversation) per_conversation=${2:-}; shift ;;
+        --workloads) workloads=${2:-}; shift ;;
+        --profiles) profiles=${2:-}; shift ;;
         --no-setup) setup=0 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "insert_instructions.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -57,6 +71,11 @@ for n in "$rows" "$preload"; do
         exit 2
     fi
 done
+[[ $per_conversation =~ ^[1-9][0-9]*$ ]] || { echo "insert_instructions.sh: --per-conversation takes a positive integer, got '$per_conversation'" >&2; exit 2; }
+for w in $workloads; do
+    [[ " reply user estimated multirow copy " == *" $w "* ]] || { echo "insert_instructions.sh: unknown workload '$w'" >&2; exit 2; }
+done
+[[ -n ${workloads// /} ]] || { echo "insert_instructions.sh: --workloads names none" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "insert_instructions.sh: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 if ((setup)); then
     log "tools/setup.sh"
@@ -77,7 +96,7 @@ log "starting a throwaway cluster (PostgreSQL's default settings)"
 cluster_start
 pg -c 'CREATE EXTENSION billing' >/dev/null
 log "generating $preload messages (bench/generate.sql)"
-pg -v messages="$preload" -f bench/generate.sql >/dev/null
+pg -v messages="$preload" -v per_conversation="$per_conversation" -f bench/generate.sql >/dev/null
 
 # The two tables: public.messages' shape and rows (bench/lib.sh's
 # messages_copy_sql, as inserts.sh makes them); one tracked.
@@ -158,20 +177,25 @@ instructions() {
     local out=$tmp/$1-$2-$3
     script "$1" "$2" "$3" >"$out.sql"
     chmod 0644 "$out.sql"
-    as_owner valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+    local keep=/dev/null
+    if [[ -n $profiles ]]; then
+        mkdir -p "$tmp/profiles" && chmod 0777 "$tmp/profiles"   # (written by the cluster's owner)
+        keep=$tmp/profiles/$1-$2-$3.callgrind
+    fi
+    as_owner valgrind --tool=callgrind --callgrind-out-file="$keep" \
         "$PG_BINDIR/postgres" --single -D "$data_dir" -c shared_preload_libraries= postgres \
         <"$out.sql" >"$out.out" 2>"$out.err" || { cat "$out.err" >&2; return 1; }
     if grep -q 'ERROR' "$out.out"; then
         grep -m 3 'ERROR' "$out.out" >&2
         return 1
     fi
+    [[ -z $profiles ]] || { mkdir -p "$profiles" && cp "$keep" "$profiles/"; }
     sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$out.err"
 }
 
 load_before=$(load_average)
 started=$SECONDS
 declare -A count
-workloads="reply user estimated multirow copy"
 for w in $workloads; do
     for t in ins_untracked ins_tracked; do
         for part in warm all; do
@@ -193,7 +217,12 @@ declare -A title=(
 )
 report=$tmp/report.md
 {
-    echo "## Inserts in instructions, tracked vs untracked, tables of $preload rows ($(utc_time))"
+    if [[ $per_conversation == 100 && $workloads == "reply user estimated multirow copy" ]]; then
+        echo "## Inserts in instructions, tracked vs untracked, tables of $preload rows ($(utc_time))"
+    else
+        # (a partial run: bench/summary.sh lists it, and shows the newest full one)
+        echo "## Inserts in instructions, tracked vs untracked, tables of $preload rows, $per_conversation messages per conversation on average: ${workloads// /, } ($(utc_time))"
+    fi
     echo
     machine_line "$load_before" "$load_after" "the runs ($(((SECONDS - started + 30) / 60)) min; instructions do not depend on it)"
     echo "- $versions; $(valgrind --version)"

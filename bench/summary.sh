@@ -76,7 +76,9 @@ for f in "$dir"/*.md; do
         forecast-*-*.md) kind=forecast key=${name##*-} key=${key%.md} ;;
         insert-instructions-*.md)
             kind=instructions
-            key=$(sed -n '1s/^## Inserts in instructions, tracked vs untracked, tables of \([0-9]*\) rows .*/\1/p' "$f") ;;
+            key=$(sed -n '1s/^## Inserts in instructions, tracked vs untracked, tables of \([0-9]*\) rows (.*/\1/p' "$f")
+            # (a run of some workloads, or of other conversation sizes)
+            [[ -n $key ]] || { kind=instructions-partial; key=$(sed -n '1s/^## Inserts in instructions, [^0-9]*\([0-9]*\) rows, \([0-9]*\) messages.*/\1 rows, \2/p' "$f"); } ;;
         inserts-*.md)
             # Since issue 15: preloaded tables, five workloads, the settings
             # kind; before: empty tables, single-row inserts only.
@@ -787,6 +789,7 @@ EOF
             inserts) what="inserts, $key per client count" ;;
             writes) what="inserts, $(data_of writes "$key")" ;;
             instructions) what="inserts in instructions, tables of $(thousands "$key") rows" ;;
+            instructions-partial) what="inserts in instructions, some workloads, tables of $(thousands "${key%% *}") rows, ${key##* } messages per conversation" ;;
             *) what="?" ;;
         esac
         md_row "[$name]($name)" "$what" "$time" "$version" "$load" "$checks"

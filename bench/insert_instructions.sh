@@ -243,6 +243,11 @@ report=$tmp/report.md
 } >"$report"
 cat "$report"
 mkdir -p bench/results
-cp "$report" "bench/results/insert-instructions-$(utc_stamp).md"
-chmod 0644 "bench/results/insert-instructions-$(utc_stamp).md"
-log "report saved to bench/results/insert-instructions-$(utc_stamp).md"
+# (a partial run's file names what it ran, so that a full run of the same
+# minute keeps its own)
+name=insert-instructions-$(utc_stamp)
+[[ $per_conversation == 100 && $workloads == "reply user estimated multirow copy" ]] ||
+    name+=-p$per_conversation-${workloads// /-}
+cp "$report" "bench/results/$name.md"
+chmod 0644 "bench/results/$name.md"
+log "report saved to bench/results/$name.md"

@@ -11,8 +11,8 @@ AS 'MODULE_PATHNAME', 'ddl_moves_partitions' LANGUAGE C STRICT STABLE;
 
 -- DDL on a tracked table: a partition attached or detached (at any level of
 -- its tree) moved rows its trigger never saw, so the table is taken in anew;
--- a partition created or attached gets the TRUNCATE trigger; renames are followed whatever command made them
--- (ALTER INDEX, ALTER VIEW ... RENAME also rename a table), billing's own
+-- a partition created or attached gets the TRUNCATE trigger; renames are
+-- followed whatever command made them (ALTER INDEX, ALTER VIEW ... RENAME also rename a table), billing's own
 -- trigger is found by its function, not by a name the table's owner can
 -- give another trigger, and a column changed to a type billing cannot read
 -- is refused with the command (the app's writes would fail otherwise).

@@ -221,6 +221,17 @@ BEGIN
 END
 $$;
 
+-- Whether trigger g is billing's TRUNCATE trigger for tracked table
+-- p_source (billing._tracked_truncated with that table's id), on the table
+-- or on one of its partitions.
+CREATE FUNCTION billing._is_truncate_trigger(g pg_catalog.pg_trigger, p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT g.tgfoid = 'billing._tracked_truncated()'::regprocedure
+           AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = p_source::text || '\000'
+$$;
+
 -- The TRUNCATE trigger on every partition of a partitioned tracked table
 -- (at any level) that lacks it. PostgreSQL clones a row trigger onto each
 -- partition, never a statement trigger, and a TRUNCATE of one partition
@@ -239,9 +250,7 @@ BEGIN
     FOR part IN SELECT p.relid FROM pg_partition_tree(t.relation) AS p
                  WHERE p.level > 0
                    AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
-                                    WHERE g.tgrelid = p.relid
-                                      AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure
-                                      AND encode(g.tgargs, 'escape') = t.id::text || '\000')
+                                    WHERE g.tgrelid = p.relid AND billing._is_truncate_trigger(g, t.id))
                  ORDER BY p.level, p.relid LOOP
         EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
                         FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', part, t.id);
@@ -351,9 +360,7 @@ BEGIN
                      WHERE g.tgrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p
                                          UNION SELECT relation)
                        AND NOT g.tgisinternal AND g.tgparentid = 0
-                       AND ((g.tgfoid = fn AND g.tgrelid = relation)
-                            OR (g.tgfoid = 'billing._tracked_truncated()'::regprocedure
-                                AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = sid::text || '\000'))
+                       AND ((g.tgfoid = fn AND g.tgrelid = relation) OR billing._is_truncate_trigger(g, sid))
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', tg, part);
     END LOOP;

@@ -9094,6 +9094,14 @@ AS $$
      ORDER BY t.id LIMIT 1
 $$;
 
+CREATE FUNCTION billing._is_truncate_trigger(g pg_catalog.pg_trigger, p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT g.tgfoid = 'billing._tracked_truncated()'::regprocedure
+           AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = p_source::text || '\000'
+$$;
+
 CREATE FUNCTION billing._partition_truncate_triggers(t billing.tracked_tables) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -9107,9 +9115,7 @@ BEGIN
     FOR part IN SELECT p.relid FROM pg_partition_tree(t.relation) AS p
                  WHERE p.level > 0
                    AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
-                                    WHERE g.tgrelid = p.relid
-                                      AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure
-                                      AND encode(g.tgargs, 'escape') = t.id::text || '\000')
+                                    WHERE g.tgrelid = p.relid AND billing._is_truncate_trigger(g, t.id))
                  ORDER BY p.level, p.relid LOOP
         EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
                         FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', part, t.id);
@@ -9178,9 +9184,7 @@ BEGIN
                      WHERE g.tgrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p
                                          UNION SELECT relation)
                        AND NOT g.tgisinternal AND g.tgparentid = 0
-                       AND ((g.tgfoid = fn AND g.tgrelid = relation)
-                            OR (g.tgfoid = 'billing._tracked_truncated()'::regprocedure
-                                AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = sid::text || '\000'))
+                       AND ((g.tgfoid = fn AND g.tgrelid = relation) OR billing._is_truncate_trigger(g, sid))
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', tg, part);
     END LOOP;

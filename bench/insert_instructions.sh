@@ -76,6 +76,10 @@ for w in $workloads; do
     [[ " reply user estimated multirow copy " == *" $w "* ]] || { echo "insert_instructions.sh: unknown workload '$w'" >&2; exit 2; }
 done
 [[ -n ${workloads// /} ]] || { echo "insert_instructions.sh: --workloads names none" >&2; exit 2; }
+# A partial run (other conversation sizes, some workloads) is titled and
+# named apart: bench/summary.sh shows the newest full run.
+partial=0
+[[ $per_conversation == 100 && $workloads == "reply user estimated multirow copy" ]] || partial=1
 command -v valgrind >/dev/null || { echo "insert_instructions.sh: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 if ((setup)); then
     log "tools/setup.sh"
@@ -217,7 +221,7 @@ declare -A title=(
 )
 report=$tmp/report.md
 {
-    if [[ $per_conversation == 100 && $workloads == "reply user estimated multirow copy" ]]; then
+    if ((!partial)); then
         echo "## Inserts in instructions, tracked vs untracked, tables of $preload rows ($(utc_time))"
     else
         # (a partial run: bench/summary.sh lists it, and shows the newest full one)
@@ -246,8 +250,7 @@ mkdir -p bench/results
 # (a partial run's file names what it ran, so that a full run of the same
 # minute keeps its own)
 name=insert-instructions-$(utc_stamp)
-[[ $per_conversation == 100 && $workloads == "reply user estimated multirow copy" ]] ||
-    name+=-p$per_conversation-${workloads// /-}
+((!partial)) || name+=-p$per_conversation-${workloads// /-}
 cp "$report" "bench/results/$name.md"
 chmod 0644 "bench/results/$name.md"
 log "report saved to bench/results/$name.md"

@@ -57,6 +57,78 @@ RESET ROLE;
 
 SELECT billing.untrack_messages('perm_messages');
 DELETE FROM billing.model_prices WHERE model = 'perm-model';
+
+-- The app's role owns a partitioned tracked table and runs its own
+-- migrations: it creates and attaches partitions. PostgreSQL copies billing's
+-- row trigger onto each and checks EXECUTE on its function, which billing
+-- grants the table's owner, and no one else.
+CREATE ROLE regress_billing_owner;
+CREATE ROLE regress_billing_owner2;
+CREATE SCHEMA perm_app AUTHORIZATION regress_billing_owner;
+SET search_path = perm_app, public;
+CREATE TABLE perm_parted (id bigint, conversation_id text, role text, content text, data jsonb,
+                          created_at timestamp) PARTITION BY RANGE (created_at);
+CREATE TABLE perm_parted_2026_10 PARTITION OF perm_parted FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+ALTER TABLE perm_parted OWNER TO regress_billing_owner;
+ALTER TABLE perm_parted_2026_10 OWNER TO regress_billing_owner;
+SELECT tracked FROM billing.track_messages('perm_parted');
+SELECT format('billing.track_%s()', id) AS track_fn FROM billing.tracked_tables
+ WHERE relation = 'perm_parted'::regclass \gset
+SELECT r.rolname, has_function_privilege(r.oid, :'track_fn', 'EXECUTE') AS may_execute
+  FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2', 'regress_billing_app')
+ ORDER BY r.rolname;
+SET ROLE regress_billing_owner;
+CREATE TABLE perm_parted_2026_11 PARTITION OF perm_parted FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+CREATE TABLE perm_parted_2026_12 (LIKE perm_parted);
+INSERT INTO perm_parted_2026_12 VALUES
+  (1, 'q1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-12-05');
+ALTER TABLE perm_parted ATTACH PARTITION perm_parted_2026_12 FOR VALUES FROM ('2026-12-01') TO ('2027-01-01');
+INSERT INTO perm_parted VALUES
+  (2, 'q1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-05');
+RESET ROLE;
+-- gpt-4o 100 + 50 tokens = 100 x 2.5/1M + 50 x 10/1M = $0.00075 in November
+-- (the trigger) and in December (the attached partition), before and after merge.
+SELECT month, cost, messages FROM billing.monthly_history
+ WHERE source = 'openai' AND month IN ('2026-11-01', '2026-12-01') ORDER BY month;
+-- (the attached partition's rows came in with no trigger: the table is taken in anew)
+SELECT backfilled FROM billing.tracked_tables WHERE relation = 'perm_parted'::regclass;
+SELECT billing.merge() IS NOT NULL AS merged;
+SELECT backfilled FROM billing.tracked_tables WHERE relation = 'perm_parted'::regclass;
+SELECT month, cost, messages FROM billing.monthly_history
+ WHERE source = 'openai' AND month IN ('2026-11-01', '2026-12-01') ORDER BY month;
+-- Every partition got billing's TRUNCATE trigger, whoever made it.
+SELECT c.relname, count(g.tgname) AS truncate_triggers
+  FROM pg_partition_tree('perm_parted') AS p JOIN pg_class AS c ON c.oid = p.relid
+  LEFT JOIN pg_trigger AS g ON g.tgrelid = p.relid AND g.tgname = 'billing_track_truncate'
+ GROUP BY c.relname ORDER BY c.relname;
+
+-- The right follows the table to a new owner, and leaves the old one.
+ALTER TABLE perm_parted OWNER TO regress_billing_owner2;
+SELECT r.rolname, has_function_privilege(r.oid, :'track_fn', 'EXECUTE') AS may_execute
+  FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2') ORDER BY r.rolname;
+-- REASSIGN OWNED fires no event trigger: the next merge() gives the right.
+REASSIGN OWNED BY regress_billing_owner2 TO regress_billing_owner;
+SELECT billing.merge() IS NOT NULL AS merged;
+SELECT r.rolname, has_function_privilege(r.oid, :'track_fn', 'EXECUTE') AS may_execute
+  FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2') ORDER BY r.rolname;
+
+-- The right gives nothing more: the function refuses a table outside its
+-- tracked table's tree, and the owner's own table is all that stops.
+GRANT USAGE ON SCHEMA billing TO regress_billing_owner;
+SET ROLE regress_billing_owner;
+CREATE TABLE perm_other (LIKE perm_parted);
+CREATE TRIGGER borrowed AFTER INSERT ON perm_other FOR EACH ROW EXECUTE FUNCTION :track_fn;
+INSERT INTO perm_other VALUES
+  (3, 'q2', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-06');
+DROP TABLE perm_other;
+RESET ROLE;
+SELECT month, cost, messages FROM billing.monthly_history
+ WHERE source = 'openai' AND month IN ('2026-11-01', '2026-12-01') ORDER BY month;
+SELECT billing.untrack_messages('perm_parted');
+DROP SCHEMA perm_app CASCADE;
+RESET search_path;
+REVOKE ALL ON SCHEMA billing FROM regress_billing_owner;
+DROP ROLE regress_billing_owner, regress_billing_owner2;
 DELETE FROM billing.aws_usage;
 DROP TABLE perm_messages;
 REVOKE ALL ON ALL TABLES IN SCHEMA billing FROM regress_billing_viewer, regress_billing_outsider;

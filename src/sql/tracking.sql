@@ -422,10 +422,42 @@ BEGIN
                    (SELECT p.probin FROM pg_proc AS p WHERE p.oid = 'billing.usage_of(jsonb, text, text)'::regprocedure),
                    'track_row');
     EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+    PERFORM billing._grant_trigger_function(format('%s()', fn)::regprocedure, t.relation);
     -- (again after a replace: CREATE OR REPLACE drops the mark)
     PERFORM billing._depend_on_extension(format('%s()', full_fn)::regprocedure, t.relation, ARRAY[]::name[]);
     PERFORM billing._depend_on_extension(format('%s()', fn)::regprocedure, t.relation, ARRAY[]::name[]);
     RETURN format('%s()', fn)::regprocedure;
+END
+$$;
+
+-- EXECUTE on trigger function `fn` for the owner of `relation`, and for no
+-- one else but the function's owner. PostgreSQL checks that right when it
+-- copies the row trigger onto a partition being created or attached, which
+-- only the table's owner (or a member of its role) may do; without it the
+-- app's own migrations fail. The right gives nothing more: the C function
+-- runs as its caller, and refuses any table outside its tracked table's tree
+-- (billing._trigger_guard). Run again whenever the table is altered, so
+-- ALTER TABLE ... OWNER TO moves the right to the new owner, and by
+-- billing.merge() (billing._refresh_trigger_functions), which catches an
+-- owner changed by REASSIGN OWNED.
+CREATE FUNCTION billing._grant_trigger_function(fn regprocedure, relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    table_owner oid := (SELECT c.relowner FROM pg_class AS c WHERE c.oid = relation);
+    fn_owner oid := (SELECT p.proowner FROM pg_proc AS p WHERE p.oid = fn);
+    grantee oid;
+BEGIN
+    FOR grantee IN SELECT DISTINCT a.grantee
+                     FROM pg_proc AS p CROSS JOIN LATERAL aclexplode(p.proacl) AS a
+                    WHERE p.oid = fn AND a.grantee NOT IN (fn_owner, table_owner, 0)
+                    ORDER BY 1 LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %s', fn, grantee::regrole);
+    END LOOP;
+    IF table_owner <> fn_owner AND NOT has_function_privilege(table_owner, fn, 'EXECUTE') THEN
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', fn, table_owner::regrole);
+    END IF;
 END
 $$;
 
@@ -650,6 +682,11 @@ BEGIN
                     WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
                IS DISTINCT FROM 'track_row' THEN
                 PERFORM billing._create_trigger_function(t);
+            ELSIF NOT has_function_privilege((SELECT c.relowner FROM pg_class AS c WHERE c.oid = t.relation),
+                                             to_regprocedure(format('billing.%I()', 'track_' || t.id)), 'EXECUTE') THEN
+                -- (an owner changed by REASSIGN OWNED, which no event trigger sees)
+                PERFORM billing._grant_trigger_function(to_regprocedure(format('billing.%I()', 'track_' || t.id)),
+                                                        t.relation);
             END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;

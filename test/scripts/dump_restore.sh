@@ -5,7 +5,8 @@
 # delivery state) and the user's savings pairs are kept, an alert fired
 # before the dump does not fire again after the restore, and a delivered
 # one is not claimed for delivery again; issued statements and their lines
-# are kept byte for byte, and stay unchangeable. Runs
+# are kept byte for byte, and stay unchangeable; the app's role that owns a
+# partitioned tracked table still adds partitions to it. Runs
 # against the cluster tools/test.sh started (PGHOST/PGPORT/PGUSER in the
 # environment).
 set -euo pipefail
@@ -13,11 +14,13 @@ set -euo pipefail
 src=billing_dump_src
 dst=billing_dump_dst
 dump=$(mktemp)
-trap 'rm -f "$dump"; dropdb --if-exists "$src"; dropdb --if-exists "$dst"' EXIT
+app_role=billing_dump_app
+trap 'rm -f "$dump"; dropdb --if-exists "$src"; dropdb --if-exists "$dst"; psql -X -q -d postgres -c "DROP ROLE IF EXISTS $app_role"' EXIT
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
 dropdb --if-exists "$src" 2>/dev/null
 dropdb --if-exists "$dst" 2>/dev/null
+psql_q -d postgres -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS $app_role" -c "CREATE ROLE $app_role"
 createdb "$src"
 psql_q -d "$src" >/dev/null <<'SQL'
 CREATE EXTENSION billing;
@@ -80,6 +83,15 @@ INSERT INTO notes (conversation_id, role, content, data, created_at)
 VALUES ('n1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 0, "customer": "cobalt"}', '2025-12-04');
 SELECT backfilled FROM billing.track_messages('notes');
 SELECT billing.track_message_customers('notes', data_member => 'customer');
+-- The app's role owns its partitioned table, and its migrations add
+-- partitions (billing grants it EXECUTE on the table's trigger function).
+CREATE SCHEMA app AUTHORIZATION billing_dump_app;
+CREATE TABLE app.events (id bigint, conversation_id text, role text, content text, data jsonb,
+                         created_at timestamp) PARTITION BY RANGE (created_at);
+CREATE TABLE app.events_2025_06 PARTITION OF app.events FOR VALUES FROM ('2025-06-01') TO ('2025-07-01');
+ALTER TABLE app.events OWNER TO billing_dump_app;
+ALTER TABLE app.events_2025_06 OWNER TO billing_dump_app;
+SELECT backfilled FROM billing.track_messages('app.events');
 SQL
 
 pg_dump -Fc -d "$src" -f "$dump"
@@ -148,6 +160,16 @@ psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data,
                      VALUES ('c', 'assistant', 'v', '{\"model\": \"gpt-4o\", \"prompt_tokens\": 1000000, \"completion_tokens\": 0}', '2026-01-04')"
 tracked=$(psql_q -d "$dst" -c "SELECT cost = 2.50 FROM billing.conversation_costs WHERE conversation_id = 'c'")
 [[ "$tracked" == t ]] || { echo "FAIL: a write after restore was not tracked"; exit 1; }
+# The app's role adds a partition to its restored table, and its row is
+# billed: gpt-4o 100 x 2.5/1M + 50 x 10/1M = 0.00075 in July 2025.
+psql_q -d "$dst" >/dev/null <<'SQL'
+SET ROLE billing_dump_app;
+CREATE TABLE app.events_2025_07 PARTITION OF app.events FOR VALUES FROM ('2025-07-01') TO ('2025-08-01');
+INSERT INTO app.events VALUES
+  (1, 'e', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2025-07-02');
+SQL
+july=$(psql_q -d "$dst" -c "SELECT cost FROM billing.monthly_history WHERE source = 'openai' AND month = '2025-07-01'")
+[[ "$july" == 0.00075 ]] || { echo "FAIL: the app role's new partition after restore: July 2025 costs '$july', not 0.00075"; exit 1; }
 # So is the e-mail counter: 7 e-mails after restore.
 psql_q -d "$dst" -c "INSERT INTO profiles VALUES (1, '{\"emails_sent_this_month\": 7}')"
 emails=$(psql_q -d "$dst" -c "SELECT sum(quantity) FROM billing.aws_usage WHERE origin = 'track_profiles'")
@@ -194,4 +216,4 @@ left=$(psql_q -d "$dst" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('m
 [[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on messages after DROP EXTENSION"; exit 1; }
 psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
                      VALUES ('d', 'assistant', 'u', '{}', '2026-01-05')"
-echo "dump/restore: catalog, removals, settings, budgets, alerts (and their delivery), savings pairs, costs and statements (byte for byte) identical; no alert fires or is delivered twice; DROP EXTENSION leaves the app's table writable"
+echo "dump/restore: catalog, removals, settings, budgets, alerts (and their delivery), savings pairs, costs and statements (byte for byte) identical; no alert fires or is delivered twice; the app's role adds partitions to its restored table; DROP EXTENSION leaves the app's table writable"

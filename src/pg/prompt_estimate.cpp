@@ -5,7 +5,8 @@
 // replies, say) paid that query, a PL/pgSQL call and an INSERT ... ON
 // CONFLICT for each. Here the same rows are read through the table's own
 // index on its conversation column, as the planner would read them, and
-// the estimate is stored with a heap and an index insert.
+// the estimate is stored with a speculative heap insert and an index insert,
+// as ON CONFLICT stores a row.
 //
 // Nothing here throws or holds an object with a destructor.
 #include "prompt_estimate.h"
@@ -23,9 +24,13 @@ extern "C" {
 #include "catalog/index.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
+#include "access/xact.h"
 #include "common/int.h"
 #include "executor/tuptable.h"
+#include "storage/lmgr.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -45,9 +50,61 @@ ColumnType column_type(Relation rel, AttrNumber attnum) {
   return ColumnType{getBaseType(a->atttypid), a->attcollation};
 }
 
-// A btree index of the table whose first key is the conversation column,
-// compared as the column's `=` compares it (its type's default operator
-// family, its collation), over every row (no predicate); opened, or
+// Whether `index` (opened) is a btree index of `table` whose first key is the
+// conversation column, compared as the column's `=` compares it (the
+// type's default operator family, its collation), over every row (no
+// predicate), and usable now.
+bool is_conversation_index(Relation index, Oid table, AttrNumber conversation, Oid family, Oid collation) {
+  const Form_pg_index ix = index->rd_index;
+  return ix->indrelid == table && index->rd_rel->relam == BTREE_AM_OID && ix->indisvalid && ix->indisready && ix->indislive &&
+         ix->indnkeyatts >= 1 && ix->indkey.values[0] == conversation && index->rd_opfamily[0] == family &&
+         index->rd_indcollation[0] == collation &&
+         heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr);
+}
+
+// The conversation index found last for each table (InvalidOid: none),
+// per backend: finding it opens the table's indexes one by one, 2,700
+// instructions each, for every estimated reply. Forgotten when the table's
+// relcache entry is invalidated, as it is when an index is created,
+// dropped or changed; the index is checked again once opened.
+struct IndexChoiceKey {
+  Oid relation;
+  AttrNumber conversation;
+};
+struct IndexChoice {
+  IndexChoiceKey key;
+  Oid index;
+};
+HTAB* index_choices = nullptr;
+
+void forget_index_choices(Datum, Oid relid) {
+  if (index_choices == nullptr) return;
+  HASH_SEQ_STATUS seq;
+  hash_seq_init(&seq, index_choices);
+  while (auto* choice = static_cast<IndexChoice*>(hash_seq_search(&seq))) {
+    if (relid == InvalidOid || choice->key.relation == relid)
+      hash_search(index_choices, &choice->key, HASH_REMOVE, nullptr);  // (the current one: allowed)
+  }
+}
+
+IndexChoice* index_choice(Oid relation, AttrNumber conversation, HASHACTION action) {
+  if (index_choices == nullptr) {
+    HASHCTL ctl;
+    memset(&ctl, 0, sizeof ctl);
+    ctl.keysize = sizeof(IndexChoiceKey);
+    ctl.entrysize = sizeof(IndexChoice);
+    ctl.hcxt = TopMemoryContext;
+    index_choices = hash_create("billing conversation indexes", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    CacheRegisterRelcacheCallback(forget_index_choices, 0);
+  }
+  IndexChoiceKey key;
+  memset(&key, 0, sizeof key);
+  key.relation = relation;
+  key.conversation = conversation;
+  return static_cast<IndexChoice*>(hash_search(index_choices, &key, action, nullptr));
+}
+
+// The table's conversation index (is_conversation_index), opened, or
 // nullptr.
 Relation open_conversation_index(Relation rel, AttrNumber conversation, const ColumnType& type) {
   // (the type cache keeps the default btree opclass's family, which
@@ -55,22 +112,33 @@ Relation open_conversation_index(Relation rel, AttrNumber conversation, const Co
   // reply, half of what the estimate cost in a 10-message conversation)
   const Oid family = lookup_type_cache(type.type, TYPECACHE_BTREE_OPFAMILY)->btree_opf;
   if (!OidIsValid(family)) return nullptr;
+  const IndexChoice* choice = index_choice(RelationGetRelid(rel), conversation, HASH_FIND);
+  if (choice != nullptr) {
+    const Oid chosen = choice->index;
+    if (!OidIsValid(chosen)) return nullptr;
+    // (the relcache callback forgets a dropped index first; the check costs little)
+    if (get_rel_relkind(chosen) == RELKIND_INDEX) {
+      Relation index = index_open(chosen, AccessShareLock);
+      if (is_conversation_index(index, RelationGetRelid(rel), conversation, family, type.collation)) return index;
+      index_close(index, AccessShareLock);
+    }
+  }
   List* indexes = RelationGetIndexList(rel);
   Relation found = nullptr;
   ListCell* cell;
   foreach (cell, indexes) {
     Relation index = index_open(lfirst_oid(cell), AccessShareLock);
-    const Form_pg_index ix = index->rd_index;
-    if (index->rd_rel->relam == BTREE_AM_OID && ix->indisvalid && ix->indisready && ix->indislive &&
-        ix->indnkeyatts >= 1 && ix->indkey.values[0] == conversation && index->rd_opfamily[0] == family &&
-        index->rd_indcollation[0] == type.collation &&
-        heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr)) {
+    if (is_conversation_index(index, RelationGetRelid(rel), conversation, family, type.collation)) {
       found = index;
       break;
     }
     index_close(index, AccessShareLock);
   }
   list_free(indexes);
+  // (entered only now: opening an index may have processed invalidations,
+  // or failed)
+  index_choice(RelationGetRelid(rel), conversation, HASH_ENTER)->index =
+      found != nullptr ? RelationGetRelid(found) : InvalidOid;
   return found;
 }
 
@@ -183,12 +251,9 @@ constexpr int kMaxEstimateColumns = 4;  // billing.citus_estimates_N's
 // are kept in: columns of exactly `types` (no default, check, rule, trigger
 // or generated column) and one index, a unique btree on the columns
 // `key_attnums` (two of them). False, having written nothing, when it is
-// not, or when the row's key already has a row there (committed or not:
-// the full body's INSERT ... ON CONFLICT waits for it and replaces it).
-// (Two transactions that store the same message id at the same instant can
-// both pass the probe; the second's unique check then waits for the first
-// and fails if it commits. A table whose ids are unique never gets that
-// far: its own unique index stops the second row first.)
+// not; false, having written only a row already dead to every snapshot,
+// when the row's key already has a row there (committed or not: the full
+// body's INSERT ... ON CONFLICT waits for it and replaces it).
 bool insert_new_key(Oid rel_oid, const Oid* types, int natts, const AttrNumber key_attnums[2], Datum* values) {
   if (!OidIsValid(rel_oid)) return false;
   Relation rel = try_table_open(rel_oid, RowExclusiveLock);
@@ -203,7 +268,6 @@ bool insert_new_key(Oid rel_oid, const Oid* types, int natts, const AttrNumber k
     list_free(indexes);
   }
   Relation index = nullptr;
-  ScanKeyData keys[2];
   if (plain) {
     index = index_open(index_oid, RowExclusiveLock);
     const Form_pg_index ix = index->rd_index;
@@ -212,36 +276,37 @@ bool insert_new_key(Oid rel_oid, const Oid* types, int natts, const AttrNumber k
             ix->indkey.values[1] == key_attnums[1] &&
             heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr) &&
             heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr);
-    for (int k = 0; plain && k < 2; ++k) {
-      // (compared as the index compares: its operator family's `=`, its collation)
-      const Oid equals = equality_function(index->rd_opfamily[k], index->rd_opcintype[k]);
-      plain = OidIsValid(equals);
-      if (plain)
-        ScanKeyEntryInitialize(&keys[k], 0, k + 1, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[k], equals,
-                               values[key_attnums[k] - 1]);
-    }
-  }
-  if (plain) {
-    SnapshotData dirty;
-    InitDirtySnapshot(dirty);
-    TupleTableSlot* slot = table_slot_create(rel, nullptr);
-    IndexScanDesc scan = index_beginscan(rel, index, &dirty, 2, 0);
-    index_rescan(scan, keys, 2, nullptr, 0);
-    plain = !index_getnext_slot(scan, ForwardScanDirection, slot);
-    index_endscan(scan);
-    ExecDropSingleTupleTableSlot(slot);
   }
   if (!plain) {
     if (index != nullptr) index_close(index, RowExclusiveLock);
     table_close(rel, RowExclusiveLock);
     return false;
   }
+  // Inserted as INSERT ... ON CONFLICT inserts, speculatively: the unique
+  // index's own check (partial: it neither waits nor raises) says whether
+  // the key is already there, and if so the row is taken back at once. A
+  // probe of the index before the insert cost as much as the insert's own
+  // descent, for a key that is almost never there.
   bool nulls[kMaxEstimateColumns] = {};
   HeapTuple row = heap_form_tuple(desc, values, nulls);
-  simple_heap_insert(rel, row);
+  const TransactionId xid = GetCurrentTransactionId();
+  const uint32 token = SpeculativeInsertionLockAcquire(xid);
+  HeapTupleHeaderSetSpeculativeToken(row->t_data, token);
+  heap_insert(rel, row, GetCurrentCommandId(true), HEAP_INSERT_SPECULATIVE, nullptr);
   // (the index's key columns, in its order)
   Datum index_values[2] = {values[key_attnums[0] - 1], values[key_attnums[1] - 1]};
-  index_insert(index, index_values, nulls, &row->t_self, rel, UNIQUE_CHECK_YES, false, nullptr);
+  const bool unique =
+      index_insert(index, index_values, nulls, &row->t_self, rel, UNIQUE_CHECK_PARTIAL, false, nullptr);
+  if (unique)
+    heap_finish_speculative(rel, &row->t_self);
+  else
+    heap_abort_speculative(rel, &row->t_self);  // (its index entry now points at a dead row)
+  SpeculativeInsertionLockRelease(xid);
+  if (!unique) {
+    index_close(index, RowExclusiveLock);
+    table_close(rel, RowExclusiveLock);
+    return false;
+  }
   index_close(index, NoLock);
   table_close(rel, NoLock);  // the locks are held to the end of the transaction
   return true;

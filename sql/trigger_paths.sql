@@ -236,6 +236,34 @@ SELECT * FROM compare_paths((SELECT id FROM billing.tracked_tables WHERE relatio
 --   m11: no conversation, 0
 SELECT message_id, prompt_tokens FROM billing.estimated_prompts
  WHERE source_id = (SELECT id FROM billing.tracked_tables WHERE relation = 'est_fast'::regclass) ORDER BY message_id;
+-- Each backend remembers a table's conversation index. Dropped, a reply
+-- goes to the full body (still estimated, by a query); made anew, under
+-- another name, the C path finds it. 'abcd' and 'r' are 1 token each:
+--   x02: x01 = 1;  x03: x01 + x02 = 2;  x04: x01 + x02 + x03 = 3
+SET billing.trigger_fast_path = on;
+BEGIN;
+SET LOCAL track_functions = 'all';
+-- (the counts so far: the view also holds calls of earlier transactions not yet reported)
+SELECT coalesce(sum(calls) FILTER (WHERE funcname !~ '_full$'), 0) AS c_calls,
+       coalesce(sum(calls) FILTER (WHERE funcname ~ '_full$'), 0) AS full_calls
+  FROM pg_stat_xact_user_functions
+ WHERE funcname ~ format('^track_%s(_full)?$', (SELECT id FROM billing.tracked_tables WHERE relation = 'est_fast'::regclass)) \gset
+INSERT INTO est_fast VALUES ('x01', '00000000-0000-0000-0000-0000000000aa', 'user', 'abcd', '{}', '2026-11-11 10:00'),
+                            ('x02', '00000000-0000-0000-0000-0000000000aa', 'assistant', 'r', '{}', '2026-11-11 10:01');
+DROP INDEX est_fast_conversation_id_created_at_idx;
+INSERT INTO est_fast VALUES ('x03', '00000000-0000-0000-0000-0000000000aa', 'assistant', 'r', '{}', '2026-11-11 10:02');
+CREATE INDEX est_fast_by_conversation ON est_fast (conversation_id);
+INSERT INTO est_fast VALUES ('x04', '00000000-0000-0000-0000-0000000000aa', 'assistant', 'r', '{}', '2026-11-11 10:03');
+-- (4 rows; 1 in the full body: x03)
+SELECT coalesce(sum(calls) FILTER (WHERE funcname !~ '_full$'), 0) - :c_calls AS track_n,
+       coalesce(sum(calls) FILTER (WHERE funcname ~ '_full$'), 0) - :full_calls AS track_n_full
+  FROM pg_stat_xact_user_functions
+ WHERE funcname ~ format('^track_%s(_full)?$', (SELECT id FROM billing.tracked_tables WHERE relation = 'est_fast'::regclass));
+COMMIT;
+RESET billing.trigger_fast_path;
+SELECT message_id, prompt_tokens FROM billing.estimated_prompts
+ WHERE source_id = (SELECT id FROM billing.tracked_tables WHERE relation = 'est_fast'::regclass)
+   AND message_id LIKE 'x%' ORDER BY message_id;
 SELECT billing.untrack_messages('est_fast'), billing.untrack_messages('est_full');
 DROP TABLE est_fast, est_full;
 DROP FUNCTION write_estimates;

@@ -23,6 +23,7 @@ int invalid_usage_policy = kUnpricedWarn;
 bool trigger_fast_path = true;
 char* customer_setting = nullptr;  // billing.customer: read by SQL (billing.current_customer())
 bool citus_triggers = true;        // billing.citus_triggers: read by SQL (src/sql/citus.sql)
+int merge_lock_timeout_ms = 10000;  // billing.merge_lock_timeout: read by SQL (billing._merge_step)
 
 namespace {
 const struct config_enum_entry kPolicies[] = {
@@ -72,6 +73,13 @@ void define_settings() {
                            "billing._citus_partial_<aggregate>(...), the same result at the native aggregate's "
                            "cost per row; off: through Citus's generic worker_partial_agg (docs/citus.md).",
                            &citus_partial_aggregates, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("billing.merge_lock_timeout",
+                          "How long billing.merge() waits for a lock held on one tracked table's rows or table.",
+                          "A table whose lock is held longer (an app transaction left open, say) is left for "
+                          "the next merge with a WARNING, and every other table goes on: no writer can stall "
+                          "merging. 0: wait as long as it takes.",
+                          &merge_lock_timeout_ms, 10000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
+                          nullptr);
   MarkGUCPrefixReserved("billing");
 }
 

@@ -677,12 +677,18 @@ $$;
 
 -- Runs one tracked table's part of merge(): a table billing cannot read
 -- (dropped column, lost privilege, ...) is reported and left for the next
--- merge, and every other table goes on.
+-- merge, and every other table goes on. So is a table whose rows or table
+-- another transaction holds locked longer than billing.merge_lock_timeout
+-- (the backfill locks the rows it records FOR SHARE): an app transaction
+-- left open must not stall the merge of every table.
+-- (The function's own SET keeps the lock_timeout set here to this call.)
 CREATE FUNCTION billing._merge_step(p_source smallint, p_what text, p_month date) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '10s'
 AS $$
 BEGIN
+    PERFORM set_config('lock_timeout', coalesce(current_setting('billing.merge_lock_timeout', true), '10s'), true);
     IF p_what = 'backfill' THEN
         PERFORM billing._backfill(p_source);
     ELSIF p_what = 'take' THEN
@@ -696,7 +702,8 @@ EXCEPTION WHEN OTHERS THEN
                   CASE WHEN p_what = 'backfill' THEN 'take in' WHEN p_what = 'take' THEN 'take in the ledger of'
                        ELSE format('rebuild month %s of', p_month) END,
                   (SELECT relation FROM billing.tracked_tables WHERE id = p_source), SQLERRM
-        USING HINT = CASE WHEN p_what = 'take' THEN 'Its unmerged writes stay in its ledger, which the reads take in, until a merge succeeds.'
+        USING HINT = CASE WHEN SQLSTATE = '55P03' THEN 'Another transaction holds a lock on its rows or on the table (pg_locks, pg_stat_activity); the next merge tries again. billing.merge_lock_timeout sets the wait.'
+                          WHEN p_what = 'take' THEN 'Its unmerged writes stay in its ledger, which the reads take in, until a merge succeeds.'
                           ELSE 'Its figures are read from the table until a merge succeeds; billing.usage_problems and the server log say more.' END;
     RETURN false;
 END

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# A transaction that holds a lock on a tracked table's rows (an app's
+# transaction left open, or any role with UPDATE on the table) cannot stall
+# billing.merge() for everyone. The backfill of a table locks the rows it
+# records FOR SHARE; here a row lock held by another session makes it wait
+# billing.merge_lock_timeout (500 ms here), then that table is left for the
+# next merge with a WARNING, its figures read from the table meanwhile, and
+# the other tracked table is merged. Once the lock goes, the next merge
+# takes the table in. Runs against the cluster tools/test.sh started
+# (PGHOST/PGPORT/PGUSER in the environment).
+set -euo pipefail
+psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+db=billing_merge_locks
+holder=
+trap '[[ -n $holder ]] && kill "$holder" 2>/dev/null; dropdb --if-exists "$db"' EXIT
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+# By hand (gpt-4o $2.50 / $10.00 per 1M tokens, gpt-4o-mini $0.15 / $0.60):
+#   held, November 2026: 'sixteen chars!!!' (user, 4 tokens); a reply
+#   without usage 'twelve chars' (3 completion tokens, prompt 4, priced as
+#   gpt-4o-mini: 4 x 0.15/1M + 3 x 0.60/1M = 0.0000024); gpt-4o 1000 + 100
+#   (0.0025 + 0.001 = 0.0035): 0.0035024, 3 messages.
+#   other, October 2026: gpt-4o 100 + 50 (0.00025 + 0.0005 = 0.00075).
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE EXTENSION billing;
+CREATE TABLE held (id bigint PRIMARY KEY, conversation_id text, role text, content text, data jsonb, created_at timestamptz);
+INSERT INTO held VALUES
+  (1, 'a', 'user', 'sixteen chars!!!', '{}', '2026-11-03 10:00+00'),
+  (2, 'a', 'assistant', 'twelve chars', '{}', '2026-11-03 10:01+00'),
+  (3, 'a', 'assistant', 'an answer', '{"model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 100}', '2026-11-03 10:02+00');
+CREATE TABLE other (id bigint PRIMARY KEY, conversation_id text, role text, content text, data jsonb, created_at timestamptz);
+SELECT billing.track_messages('other');
+INSERT INTO other VALUES (1, 'o', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-10-05 00:00+00');
+SELECT billing.track_messages('held', backfill => false);
+SQL
+figures="SELECT string_agg(format('%s|%s|%s', month, cost, messages), ',' ORDER BY month) FROM billing.monthly_history WHERE source = 'openai'"
+want='2026-10-01|0.00075|1,2026-11-01|0.0035024|3'
+fail=0
+
+# Another session holds a lock on the reply without usage, which the backfill records.
+psql -X -q -d "$db" -c "BEGIN; UPDATE held SET content = content WHERE id = 2; SELECT pg_sleep(30); COMMIT;" >/dev/null &
+holder=$!
+for _ in $(seq 100); do
+    [[ $(psql_q -d "$db" -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db' AND query LIKE '%pg_sleep(30)%' AND wait_event = 'PgSleep'") == 1 ]] && break
+    sleep 0.1
+done
+start=$(date +%s%N)
+out=$(psql_q -d "$db" -c "SET billing.merge_lock_timeout = '500ms'" -c "SELECT billing.merge()" 2>&1)
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+if [[ $out != *"WARNING:  billing: merge could not take in tracked table public.held: canceling statement due to lock timeout"* ]]; then
+    echo "FAIL: the merge against a held row lock said: $out"; fail=1
+fi
+((ms < 10000)) || { echo "FAIL: the merge waited ${ms} ms for the held lock"; fail=1; }
+state=$(psql_q -d "$db" -c "SELECT string_agg(format('%s:%s', relation, backfilled), ',' ORDER BY id) FROM billing.tracked_tables")
+ledger=$(psql_q -d "$db" -c "SELECT count(*) FROM billing.usage_ledger")
+got=$(psql_q -d "$db" -c "$figures")
+[[ $state == 'other:t,held:f' ]] || { echo "FAIL: after the merge that timed out: $state (want other:t,held:f)"; fail=1; }
+[[ $ledger == 0 ]] || { echo "FAIL: the other table's ledger was not merged: $ledger rows left"; fail=1; }
+[[ $got == "$want" ]] || { echo "FAIL: figures while the table waits: $got (want $want)"; fail=1; }
+echo "a held row lock: merge returned in ${ms} ms, the table left for the next merge, the other merged; figures $got"
+
+# The lock gone, the next merge takes the table in.
+kill "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
+holder=
+psql_q -d "$db" -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$db' AND pid <> pg_backend_pid()" >/dev/null
+psql_q -d "$db" -c "SELECT billing.merge()" >/dev/null
+state=$(psql_q -d "$db" -c "SELECT string_agg(format('%s:%s', relation, backfilled), ',' ORDER BY id) FROM billing.tracked_tables")
+got=$(psql_q -d "$db" -c "$figures")
+[[ $state == 'other:t,held:t' ]] || { echo "FAIL: after the lock went: $state (want other:t,held:t)"; fail=1; }
+[[ $got == "$want" ]] || { echo "FAIL: figures after the table was taken in: $got (want $want)"; fail=1; }
+echo "the lock gone: the next merge took the table in; figures $got"
+exit $fail

@@ -41,8 +41,23 @@ SELECT count(*) AS marked FROM pg_depend
    AND objid = (SELECT g.tgfoid FROM pg_trigger AS g
                  WHERE g.tgrelid = 'chat_turns'::regclass AND g.tgname = 'billing_track');
 
--- A tracked column cannot be dropped from under the trigger.
+-- A tracked column cannot be dropped from under the trigger: PostgreSQL
+-- refuses, and with CASCADE (which would drop billing's trigger and leave
+-- the table's writes unbilled) billing refuses. So does a DROP of billing's
+-- triggers by hand, or of their function; the writes stay billed.
 ALTER TABLE chat_turns DROP COLUMN usage;
+ALTER TABLE chat_turns DROP COLUMN usage CASCADE;
+DROP TRIGGER billing_track ON chat_turns;
+DROP TRIGGER billing_track_truncate ON chat_turns;
+SELECT format('billing.track_%s()', id) AS track_fn FROM billing.tracked_tables
+ WHERE relation = 'chat_turns'::regclass \gset
+DROP FUNCTION :track_fn CASCADE;
+-- ($10.00 more: the trigger is still there)
+INSERT INTO chat_turns (conversation_id, role, content, usage, sent_at) VALUES
+    ('b', 'assistant', 'z', '{"model": "gpt-4o", "prompt_tokens": 0, "completion_tokens": 1000000}', '2026-03-08');
+SELECT conversation_id, cost, messages FROM billing.conversation_costs WHERE conversation_id = 'b';
+-- A column billing does not read goes, CASCADE or not.
+ALTER TABLE chat_turns DROP COLUMN note CASCADE;
 
 -- The e-mail counter's column can be renamed too: 2 e-mails, then 3 more.
 CREATE TABLE ddl_profiles (id int PRIMARY KEY, data jsonb);

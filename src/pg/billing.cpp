@@ -23,7 +23,7 @@ int invalid_usage_policy = kUnpricedWarn;
 bool trigger_fast_path = true;
 char* customer_setting = nullptr;  // billing.customer: read by SQL (billing.current_customer())
 bool citus_triggers = true;        // billing.citus_triggers: read by SQL (src/sql/citus.sql)
-int merge_lock_timeout_ms = 10000;  // billing.merge_lock_timeout: read by SQL (billing._merge_step)
+int merge_lock_timeout_ms = 10000;  // billing.merge_lock_timeout: read by SQL (billing._merge_lock_timeout())
 
 namespace {
 const struct config_enum_entry kPolicies[] = {

@@ -16,6 +16,10 @@ extern int invalid_usage_policy;
 // itself (on) or passes every write to the PL/pgSQL body (off).
 extern bool trigger_fast_path;
 
+// billing.merge_lock_timeout: how long merge() waits, in milliseconds, for
+// a lock held on one tracked table (0: no limit).
+extern int merge_lock_timeout_ms;
+
 void define_settings();
 
 }  // namespace billing::pg

@@ -91,7 +91,31 @@ AS $$
 DECLARE
     d record;
     sid smallint;
+    stack text;
 BEGIN
+    -- billing's own trigger dropped while its table stays tracked (ALTER
+    -- TABLE ... DROP COLUMN ... CASCADE of a column billing reads, DROP
+    -- TRIGGER, DROP FUNCTION billing.track_N() CASCADE): the table's writes
+    -- would go unbilled, and nothing would say so. Refused, unless billing
+    -- itself drops it (untrack_messages and the like: a function of
+    -- billing's further up the call stack than this one).
+    GET DIAGNOSTICS stack = PG_CONTEXT;
+    IF NOT EXISTS (SELECT 1 FROM regexp_split_to_table(stack, E'\n') WITH ORDINALITY AS f(frame, n)
+                    WHERE f.n > 1 AND f.frame LIKE '%function billing.%') THEN
+        FOR d IN SELECT o.address_names[3] AS trigger_name, r.relation, t.relation AS tracked
+                   FROM pg_event_trigger_dropped_objects() AS o
+                  CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                                             AS relation) AS r
+                   JOIN billing.tracked_tables AS t ON t.id = billing._tracked_tree_of(r.relation)
+                  WHERE o.object_type = 'trigger' AND o.address_names[3] IN ('billing_track', 'billing_track_truncate')
+                  ORDER BY t.id LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: this would drop trigger % on %, which bills the writes of tracked table %',
+                            d.trigger_name, d.relation, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_messages(%L) first, and track it again after.',
+                                    d.tracked::text);
+        END LOOP;
+    END IF;
     -- A dropped partition of a tracked table (a dropped table that carried a
     -- clone of billing's row trigger) took rows its trigger never saw go.
     -- Which tracked table it belonged to is gone with it: every partitioned

@@ -675,20 +675,31 @@ BEGIN
 END
 $$;
 
+-- billing.merge_lock_timeout in milliseconds (0: no limit).
+-- C body: src/pg/merge_lock_timeout.cpp
+CREATE FUNCTION billing._merge_lock_timeout() RETURNS integer
+AS 'MODULE_PATHNAME', 'merge_lock_timeout' LANGUAGE C STABLE PARALLEL SAFE;
+
 -- Runs one tracked table's part of merge(): a table billing cannot read
 -- (dropped column, lost privilege, ...) is reported and left for the next
 -- merge, and every other table goes on. So is a table whose rows or table
 -- another transaction holds locked longer than billing.merge_lock_timeout
--- (the backfill locks the rows it records FOR SHARE): an app transaction
--- left open must not stall the merge of every table.
--- (The function's own SET keeps the lock_timeout set here to this call.)
+-- (the backfill locks the rows it records FOR SHARE), or the caller's own
+-- lock_timeout when that is shorter: an app transaction left open must not
+-- stall the merge of every table.
 CREATE FUNCTION billing._merge_step(p_source smallint, p_what text, p_month date) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET lock_timeout = '10s'
 AS $$
+DECLARE
+    caller_timeout text := current_setting('lock_timeout');
+    wait_ms integer := billing._merge_lock_timeout();
+    caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
 BEGIN
-    PERFORM set_config('lock_timeout', coalesce(current_setting('billing.merge_lock_timeout', true), '10s'), true);
+    IF wait_ms > 0 AND (caller_ms = 0 OR wait_ms < caller_ms) THEN
+        -- (undone at the end; an error undoes it with the block)
+        PERFORM set_config('lock_timeout', wait_ms || 'ms', true);
+    END IF;
     IF p_what = 'backfill' THEN
         PERFORM billing._backfill(p_source);
     ELSIF p_what = 'take' THEN
@@ -696,6 +707,7 @@ BEGIN
     ELSE
         PERFORM billing._rebuild(p_source, billing.month_start(p_month), billing.month_end(p_month));
     END IF;
+    PERFORM set_config('lock_timeout', caller_timeout, true);
     RETURN true;
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'billing: merge could not % tracked table %: %',

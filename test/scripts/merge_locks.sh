@@ -45,12 +45,15 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 start=$(date +%s%N)
-out=$(psql_q -d "$db" -c "SET billing.merge_lock_timeout = '500ms'" -c "SELECT billing.merge()" 2>&1)
+out=$(psql_q -d "$db" -c "SET lock_timeout = '1min'" -c "SET billing.merge_lock_timeout = '500ms'" \
+             -c "SELECT billing.merge()" -c "SHOW lock_timeout" 2>&1)
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 if [[ $out != *"WARNING:  billing: merge could not take in tracked table public.held: canceling statement due to lock timeout"* ]]; then
     echo "FAIL: the merge against a held row lock said: $out"; fail=1
 fi
 ((ms < 10000)) || { echo "FAIL: the merge waited ${ms} ms for the held lock"; fail=1; }
+# (the session's own lock_timeout, longer, is its own again after the merge)
+[[ $(tail -n 1 <<<"$out") == 1min ]] || { echo "FAIL: lock_timeout after the merge: $(tail -n 1 <<<"$out") (want 1min)"; fail=1; }
 state=$(psql_q -d "$db" -c "SELECT string_agg(format('%s:%s', relation, backfilled), ',' ORDER BY id) FROM billing.tracked_tables")
 ledger=$(psql_q -d "$db" -c "SELECT count(*) FROM billing.usage_ledger")
 got=$(psql_q -d "$db" -c "$figures")

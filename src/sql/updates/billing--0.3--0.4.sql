@@ -890,6 +890,11 @@ SELECT l.source_id, billing.month_of(l.created_at) AS month, l.conversation_id,
  CROSS JOIN LATERAL billing.usage_cost(coalesce(l.model, s.estimate_model), l.estimated_prompt,
                                        l.estimated_completion, 0, l.created_at) AS e(cost);
 
+-- billing.merge_lock_timeout in milliseconds (0: no limit).
+-- C body: src/pg/merge_lock_timeout.cpp
+CREATE FUNCTION billing._merge_lock_timeout() RETURNS integer
+AS 'MODULE_PATHNAME', 'merge_lock_timeout' LANGUAGE C STABLE PARALLEL SAFE;
+
 -- Runs one tracked table's part of merge(): a table billing cannot read
 -- (dropped column, lost privilege, ...) is reported and left for the next
 -- merge, and every other table goes on.
@@ -7205,10 +7210,16 @@ $$;
 CREATE OR REPLACE FUNCTION billing._merge_step(p_source smallint, p_what text, p_month date) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET lock_timeout = '10s'
 AS $$
+DECLARE
+    caller_timeout text := current_setting('lock_timeout');
+    wait_ms integer := billing._merge_lock_timeout();
+    caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
 BEGIN
-    PERFORM set_config('lock_timeout', coalesce(current_setting('billing.merge_lock_timeout', true), '10s'), true);
+    IF wait_ms > 0 AND (caller_ms = 0 OR wait_ms < caller_ms) THEN
+        -- (undone at the end; an error undoes it with the block)
+        PERFORM set_config('lock_timeout', wait_ms || 'ms', true);
+    END IF;
     IF p_what = 'backfill' THEN
         PERFORM billing._backfill(p_source);
     ELSIF p_what = 'take' THEN
@@ -7216,6 +7227,7 @@ BEGIN
     ELSE
         PERFORM billing._rebuild(p_source, billing.month_start(p_month), billing.month_end(p_month));
     END IF;
+    PERFORM set_config('lock_timeout', caller_timeout, true);
     RETURN true;
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'billing: merge could not % tracked table %: %',
@@ -9304,7 +9316,31 @@ AS $$
 DECLARE
     d record;
     sid smallint;
+    stack text;
 BEGIN
+    -- billing's own trigger dropped while its table stays tracked (ALTER
+    -- TABLE ... DROP COLUMN ... CASCADE of a column billing reads, DROP
+    -- TRIGGER, DROP FUNCTION billing.track_N() CASCADE): the table's writes
+    -- would go unbilled, and nothing would say so. Refused, unless billing
+    -- itself drops it (untrack_messages and the like: a function of
+    -- billing's further up the call stack than this one).
+    GET DIAGNOSTICS stack = PG_CONTEXT;
+    IF NOT EXISTS (SELECT 1 FROM regexp_split_to_table(stack, E'\n') WITH ORDINALITY AS f(frame, n)
+                    WHERE f.n > 1 AND f.frame LIKE '%function billing.%') THEN
+        FOR d IN SELECT o.address_names[3] AS trigger_name, r.relation, t.relation AS tracked
+                   FROM pg_event_trigger_dropped_objects() AS o
+                  CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                                             AS relation) AS r
+                   JOIN billing.tracked_tables AS t ON t.id = billing._tracked_tree_of(r.relation)
+                  WHERE o.object_type = 'trigger' AND o.address_names[3] IN ('billing_track', 'billing_track_truncate')
+                  ORDER BY t.id LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: this would drop trigger % on %, which bills the writes of tracked table %',
+                            d.trigger_name, d.relation, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_messages(%L) first, and track it again after.',
+                                    d.tracked::text);
+        END LOOP;
+    END IF;
     -- A dropped partition of a tracked table (a dropped table that carried a
     -- clone of billing's row trigger) took rows its trigger never saw go.
     -- Which tracked table it belonged to is gone with it: every partitioned

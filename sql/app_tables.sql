@@ -58,9 +58,14 @@ SELECT tracked, backfilled FROM billing.track_messages('drizzle_messages');
 INSERT INTO drizzle_messages (conversation_id, role, content, data, created_at) VALUES
   ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'user', 'what is the time', NULL, '2026-11-03 09:00'),
   ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'assistant', 'twelve chars', '{}', '2026-11-03 09:01');
-SELECT conversation_id, cost, estimated_tokens, messages FROM billing.conversation_costs;
+-- json keeps a \u0000 escape that jsonb cannot store: the usage is read all
+-- the same, 100 x 2.5/1M + 50 x 10/1M = 0.00075.
+INSERT INTO drizzle_messages (conversation_id, role, content, data, created_at) VALUES
+  ('b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12', 'assistant', 'x',
+   '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50, "note": "\u0000"}', '2026-11-03 09:02');
+SELECT conversation_id, cost, estimated_tokens, messages FROM billing.conversation_costs ORDER BY conversation_id;
 SELECT billing.merge() > 0 AS merged;
-SELECT conversation_id, cost, estimated_tokens, messages FROM billing.conversation_costs;
+SELECT conversation_id, cost, estimated_tokens, messages FROM billing.conversation_costs ORDER BY conversation_id;
 SELECT billing.untrack_messages('drizzle_messages');
 
 -- Django: bigint ids, a TextField holding JSON, timestamptz. Text that is
@@ -77,8 +82,11 @@ SELECT tracked, backfilled FROM billing.track_messages('django_messages');
 INSERT INTO django_messages (conversation_id, role, content, data, created_at) VALUES
   (7, 'assistant', 'ok', '{"model": "gpt-4o-mini", "prompt_tokens": 1000000, "completion_tokens": 0}', '2026-11-04'),
   (7, 'assistant', 'bad', 'not json {', '2026-11-04'),
-  (7, 'assistant', 'nul', '{"model": "gpt-4o", "x": "\u0000"}', '2026-11-04');
--- 1M x 0.15/1M = 0.15; the two bad rows are problems, not costs.
+  (7, 'assistant', 'nul', '{"model": "gpt-4o", "x": "\u0000", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-04');
+-- 1M x 0.15/1M = 0.15; the row that is not JSON is a problem, not a cost;
+-- the one with a \u0000 escape (valid JSON, which jsonb cannot store) is
+-- read with U+FFFD in its place: 100 x 2.5/1M + 50 x 10/1M = 0.00075,
+-- 0.15075 in all.
 SELECT conversation_id, cost, messages FROM billing.conversation_costs;
 SELECT kind, detail, messages FROM billing.usage_problems ORDER BY detail;
 SELECT billing.merge() > 0 AS merged;

@@ -55,6 +55,37 @@ SET ROLE regress_billing_outsider;
 SELECT billing.dashboard(1, 5, '2026-11-15') -> 'openai' ->> 'cost' AS outsider_cost_stale;
 RESET ROLE;
 
+-- A table with row-level security of its own (one tenant's rows per
+-- reader): billing's rollups sum every tenant's rows, so a reader subject
+-- to the policy reads none of the table's costs, before a merge (from the
+-- table) and after (from the rollups) alike, and no other tenant's
+-- conversation. A reader the policy does not apply to (here a superuser)
+-- sees them all: 100 + 50 tokens of gpt-4o = $0.00075 for tenant A,
+-- 1M prompt tokens = $2.50 for tenant B.
+CREATE TABLE perm_tenants (id int PRIMARY KEY, tenant text, conversation_id text, role text, content text,
+                           data jsonb, created_at timestamptz);
+ALTER TABLE perm_tenants ENABLE ROW LEVEL SECURITY;
+CREATE POLICY by_tenant ON perm_tenants USING (tenant = current_setting('app.tenant', true));
+INSERT INTO perm_tenants VALUES
+  (1, 'A', 'ta', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-04'),
+  (2, 'B', 'tb', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2026-11-04');
+SELECT tracked FROM billing.track_messages('perm_tenants', backfill => false);
+GRANT SELECT ON perm_tenants TO regress_billing_viewer;
+SET ROLE regress_billing_viewer;
+SET app.tenant = 'A';
+SELECT count(*) AS tenant_rows FROM perm_tenants;
+SELECT conversation_id, cost FROM billing.conversation_costs WHERE conversation_id IN ('ta', 'tb') ORDER BY 1;
+RESET ROLE;
+SELECT billing.merge() IS NOT NULL AS merged;
+SET ROLE regress_billing_viewer;
+SELECT conversation_id, cost FROM billing.conversation_costs WHERE conversation_id IN ('ta', 'tb') ORDER BY 1;
+SELECT count(*) AS rollup_rows FROM billing.conversation_usage WHERE conversation_id IN ('ta', 'tb');
+RESET ROLE;
+RESET app.tenant;
+SELECT conversation_id, cost FROM billing.conversation_costs WHERE conversation_id IN ('ta', 'tb') ORDER BY 1;
+SELECT billing.untrack_messages('perm_tenants');
+DROP TABLE perm_tenants;
+
 SELECT billing.untrack_messages('perm_messages');
 DELETE FROM billing.model_prices WHERE model = 'perm-model';
 

@@ -25,7 +25,25 @@ DECLARE
     cols name[];
     sid smallint;
     moved boolean;
+    heir record;
 BEGIN
+    -- A table made an inheritance child of a tracked table (CREATE TABLE
+    -- ... INHERITS, ALTER TABLE ... INHERIT): its rows would be read with
+    -- the tracked table's, and its writes never seen. Refused, as
+    -- track_messages refuses a table that has such children.
+    FOR heir IN SELECT c.objid::regclass AS child, tt.relation AS tracked
+                  FROM pg_event_trigger_ddl_commands() AS c
+                  JOIN pg_inherits AS i ON i.inhrelid = c.objid
+                  JOIN pg_class AS k ON k.oid = c.objid AND NOT k.relispartition
+                  JOIN billing.tracked_tables AS tt ON tt.relation = i.inhparent
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                 ORDER BY tt.id LIMIT 1 LOOP
+        RAISE EXCEPTION 'billing: % would inherit from tracked table %, whose reads would include its rows and whose trigger would not see its writes',
+                        heir.child, heir.tracked
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('Untrack %s first (SELECT billing.untrack_messages(%L)), or make it a partitioned table.',
+                                heir.tracked, heir.tracked::text);
+    END LOOP;
     FOR sid, moved IN SELECT tree.id, bool_or(c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command))
                         FROM pg_event_trigger_ddl_commands() AS c
                        CROSS JOIN LATERAL (SELECT billing._tracked_tree_of(c.objid) AS id) AS tree
@@ -37,6 +55,11 @@ BEGIN
         BEGIN
             IF moved THEN
                 PERFORM billing._partitions_changed(t.id);
+            END IF;
+            IF billing._trigger_disabled(t.id) THEN
+                PERFORM billing._partitions_changed(t.id);
+                RAISE WARNING 'billing: a trigger of tracked table % is disabled: its writes pass unbilled', t.relation
+                    USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
             END IF;
             PERFORM billing._partition_truncate_triggers(t);
         EXCEPTION WHEN OTHERS THEN

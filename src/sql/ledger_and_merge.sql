@@ -434,7 +434,9 @@ BEGIN
               ORDER BY id LOOP
         PERFORM billing._merge_step(s.id, 'take', NULL);
     END LOOP;
-    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled OR billing._citus_recomputed(id)
+    -- (a table whose trigger is disabled stays read from the table itself)
+    FOR s IN SELECT id FROM billing.tracked_tables
+              WHERE (NOT backfilled OR billing._citus_recomputed(id)) AND NOT billing._trigger_disabled(id)
               ORDER BY id LOOP
         PERFORM billing._merge_step(s.id, 'backfill', NULL);
     END LOOP;

@@ -40,7 +40,20 @@ DECLARE
 BEGIN
     BEGIN
         parsed := data::jsonb;
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN untranslatable_character THEN
+        -- Valid JSON (json accepts it) with a \u0000 escape in some string,
+        -- which jsonb cannot store: read with U+FFFD in its place (the
+        -- counts are numbers, and an escaped backslash before "u0000" is
+        -- left alone).
+        BEGIN
+            parsed := regexp_replace(data, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')::jsonb;
+        EXCEPTION WHEN OTHERS THEN
+            prompt_tokens := 0; completion_tokens := 0; cached_tokens := 0;
+            estimated_completion := 0; unsplit_tokens := 0; estimated := false;
+            problem := 'data is not valid JSON';
+            RETURN;
+        END;
+    WHEN OTHERS THEN
         prompt_tokens := 0; completion_tokens := 0; cached_tokens := 0;
         estimated_completion := 0; unsplit_tokens := 0; estimated := false;
         problem := 'data is not valid JSON';

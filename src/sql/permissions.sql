@@ -49,6 +49,7 @@ REVOKE ALL ON FUNCTION billing._partitions_changed(smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._ddl_moves_partitions(pg_ddl_command) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._merge_step(smallint, text, date) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._trigger_guard(smallint, oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing.rebuild_messages(regclass) FROM PUBLIC;
 
 -- A reader sees the tracked tables it may read, no other table's name.
 ALTER TABLE billing.tracked_tables ENABLE ROW LEVEL SECURITY;

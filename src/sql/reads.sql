@@ -341,8 +341,13 @@ $$;
 -- privileges, as 0.2's billing._may_read_table() did. PUBLIC may select
 -- from it (what it returns depends on the caller), so that roles granted
 -- SELECT on billing's tables before this view existed keep reading.
+-- A role subject to a tracked table's own row-level security reads none of
+-- its costs: the rollups sum every row of the table, whichever tenant's
+-- they are, and a read of the table itself would show that role fewer rows
+-- than the rollups it reads after a merge.
 CREATE VIEW billing._readable_tables WITH (security_invoker = true) AS
-SELECT t.id FROM billing.tracked_tables AS t WHERE pg_catalog.has_table_privilege(t.relation, 'SELECT');
+SELECT t.id FROM billing.tracked_tables AS t
+ WHERE pg_catalog.has_table_privilege(t.relation, 'SELECT') AND NOT pg_catalog.row_security_active(t.relation);
 
 -- Raises a clear error when the calling role lacks a grant the reads need
 -- (instead of "permission denied for table settings" from deep inside).

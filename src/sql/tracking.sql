@@ -143,6 +143,58 @@ $body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n
         (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation));
 END
 $fn$;
+-- Refuses, with a message that says why, a relation whose writes billing's
+-- triggers would not all see, or that would leave costs behind: not a table
+-- (a view, a foreign table ...), a temporary table (it goes with its
+-- session, and no event says so), a table with inheritance children (its
+-- reads would include their rows, which no trigger of its sees), a
+-- partition of a tracked table (followed with it already), a partitioned
+-- table one of whose partitions is tracked on its own.
+CREATE FUNCTION billing._check_trackable(p_relation regclass) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c pg_class := (SELECT k FROM pg_class AS k WHERE k.oid = p_relation);
+    other regclass;
+BEGIN
+    IF c.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'billing: % is a %, not a table: billing tracks a table''s writes with triggers', p_relation,
+                        CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
+                                       WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' WHEN 'I' THEN 'index'
+                                       ELSE 'relation of kind ' || c.relkind::text END
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Track the table the view or copy reads from.';
+    END IF;
+    IF c.relpersistence = 't' THEN
+        RAISE EXCEPTION 'billing: % is a temporary table: it goes with its session, and billing would keep its costs', p_relation
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    SELECT i.inhrelid::regclass INTO other FROM pg_inherits AS i JOIN pg_class AS k ON k.oid = i.inhrelid
+     WHERE i.inhparent = p_relation AND NOT k.relispartition ORDER BY i.inhrelid LIMIT 1;
+    IF other IS NOT NULL THEN
+        RAISE EXCEPTION 'billing: % has inheritance children (%): its reads would include their rows, which its trigger would not see', p_relation, other
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Track each table of the hierarchy that has no children on its own, or make it a partitioned table.';
+    END IF;
+    IF c.relispartition THEN
+        SELECT t.relation INTO other FROM pg_partition_ancestors(p_relation) AS a
+          JOIN billing.tracked_tables AS t ON t.relation = a.relid AND a.relid <> p_relation LIMIT 1;
+        IF other IS NOT NULL THEN
+            RAISE EXCEPTION 'billing: % is a partition of tracked table %, whose trigger follows it already', p_relation, other
+                USING ERRCODE = 'duplicate_object';
+        END IF;
+    END IF;
+    SELECT t.relation INTO other FROM pg_partition_tree(p_relation) AS p
+      JOIN billing.tracked_tables AS t ON t.relation = p.relid AND p.level > 0 LIMIT 1;
+    IF other IS NOT NULL THEN
+        RAISE EXCEPTION 'billing: partition % of % is tracked on its own', other, p_relation
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('Run SELECT billing.untrack_messages(%L) first.', other::text);
+    END IF;
+END
+$$;
+
 CREATE FUNCTION billing.track_messages(
     relation regclass,
     id_column name DEFAULT 'id',
@@ -160,9 +212,22 @@ AS $$
 DECLARE
     t billing.tracked_tables;
     started timestamptz := clock_timestamp();
+    missing_param text;
+    missing_col name;
 BEGIN
     IF EXISTS (SELECT 1 FROM billing.tracked_tables tt WHERE tt.relation = track_messages.relation) THEN
         RAISE EXCEPTION 'billing: table % is already tracked', relation USING ERRCODE = 'duplicate_object';
+    END IF;
+    PERFORM billing._check_trackable(relation);
+    -- (a column that is not there: the error names the parameter that names it)
+    SELECT p.param, p.col INTO missing_param, missing_col
+      FROM (VALUES (1, 'id_column', id_column), (2, 'conversation_column', conversation_column),
+                   (3, 'role_column', role_column), (4, 'content_column', content_column),
+                   (5, 'data_column', data_column), (6, 'created_at_column', created_at_column)) AS p(n, param, col)
+     WHERE billing._column_base_type(relation, p.col) IS NULL ORDER BY p.n LIMIT 1;
+    IF missing_param IS NOT NULL THEN
+        RAISE EXCEPTION 'billing: table % has no column %', relation, missing_col USING ERRCODE = 'undefined_column',
+            HINT = format('Name the table''s column with the parameter %s => ''...''.', missing_param);
     END IF;
     INSERT INTO billing.tracked_tables (relation, id_column, conversation_column, role_column,
                                         content_column, data_column, created_at_column)
@@ -260,7 +325,9 @@ END
 $$;
 
 -- A tracked table whose rows changed without its row trigger: a partition
--- attached, detached, truncated alone or dropped. Its rollups and ledger
+-- attached, detached, truncated alone or dropped, a trigger of billing's
+-- disabled, rows loaded under session_replication_role = replica
+-- (billing.rebuild_messages). Its rollups and ledger
 -- no longer say what the table holds, so it is taken in anew, as after a
 -- price change back to the beginning of time: the reads go to the table at
 -- once, and the next merge() rebuilds every month from it (frozen prompt
@@ -275,6 +342,44 @@ BEGIN
     UPDATE billing.tracked_tables SET backfilled = false WHERE id = p_source AND backfilled;
 END
 $$;
+
+-- Whether one of billing's triggers on tracked table p_source, or on one
+-- of its partitions, is disabled (ALTER TABLE ... DISABLE TRIGGER, ALL or
+-- by name): the writes it would see pass unbilled. billing then reads the
+-- table itself (billing._tracked_table_altered takes it in anew) and
+-- merge() leaves it so until the trigger is enabled again.
+CREATE FUNCTION billing._trigger_disabled(p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM billing.tracked_tables AS t
+         CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(t.relation) AS p
+                             UNION SELECT t.relation) AS r
+          JOIN pg_trigger AS g ON g.tgrelid = r.relid
+         WHERE t.id = p_source AND g.tgenabled = 'D'
+           AND (g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id))
+                OR billing._is_truncate_trigger(g, t.id)))
+$$;
+
+-- Has billing take a tracked table in anew, for rows written where its
+-- trigger could not see them (a load under session_replication_role =
+-- replica, as logical replication and pg_restore --disable-triggers do).
+CREATE FUNCTION billing.rebuild_messages(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid smallint := (SELECT t.id FROM billing.tracked_tables AS t WHERE t.relation = rebuild_messages.relation);
+BEGIN
+    IF sid IS NULL THEN
+        RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM billing._partitions_changed(sid);
+END
+$$;
+COMMENT ON FUNCTION billing.rebuild_messages(regclass) IS
+    'Takes a tracked table in anew: the reads go to the table at once, and the next billing.merge() rebuilds its months from it (frozen prompt estimates kept). For rows its trigger did not see (session_replication_role = replica).';
 
 -- The tracked table whose partition tree holds the relation (the relation
 -- itself included), or NULL.

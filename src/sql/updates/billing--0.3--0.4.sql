@@ -369,7 +369,20 @@ DECLARE
 BEGIN
     BEGIN
         parsed := data::jsonb;
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN untranslatable_character THEN
+        -- Valid JSON (json accepts it) with a \u0000 escape in some string,
+        -- which jsonb cannot store: read with U+FFFD in its place (the
+        -- counts are numbers, and an escaped backslash before "u0000" is
+        -- left alone).
+        BEGIN
+            parsed := regexp_replace(data, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')::jsonb;
+        EXCEPTION WHEN OTHERS THEN
+            prompt_tokens := 0; completion_tokens := 0; cached_tokens := 0;
+            estimated_completion := 0; unsplit_tokens := 0; estimated := false;
+            problem := 'data is not valid JSON';
+            RETURN;
+        END;
+    WHEN OTHERS THEN
         prompt_tokens := 0; completion_tokens := 0; cached_tokens := 0;
         estimated_completion := 0; unsplit_tokens := 0; estimated := false;
         problem := 'data is not valid JSON';
@@ -6786,9 +6799,22 @@ AS $$
 DECLARE
     t billing.tracked_tables;
     started timestamptz := clock_timestamp();
+    missing_param text;
+    missing_col name;
 BEGIN
     IF EXISTS (SELECT 1 FROM billing.tracked_tables tt WHERE tt.relation = track_messages.relation) THEN
         RAISE EXCEPTION 'billing: table % is already tracked', relation USING ERRCODE = 'duplicate_object';
+    END IF;
+    PERFORM billing._check_trackable(relation);
+    -- (a column that is not there: the error names the parameter that names it)
+    SELECT p.param, p.col INTO missing_param, missing_col
+      FROM (VALUES (1, 'id_column', id_column), (2, 'conversation_column', conversation_column),
+                   (3, 'role_column', role_column), (4, 'content_column', content_column),
+                   (5, 'data_column', data_column), (6, 'created_at_column', created_at_column)) AS p(n, param, col)
+     WHERE billing._column_base_type(relation, p.col) IS NULL ORDER BY p.n LIMIT 1;
+    IF missing_param IS NOT NULL THEN
+        RAISE EXCEPTION 'billing: table % has no column %', relation, missing_col USING ERRCODE = 'undefined_column',
+            HINT = format('Name the table''s column with the parameter %s => ''...''.', missing_param);
     END IF;
     INSERT INTO billing.tracked_tables (relation, id_column, conversation_column, role_column,
                                         content_column, data_column, created_at_column)
@@ -7073,7 +7099,9 @@ BEGIN
               ORDER BY id LOOP
         PERFORM billing._merge_step(s.id, 'take', NULL);
     END LOOP;
-    FOR s IN SELECT id FROM billing.tracked_tables WHERE NOT backfilled OR billing._citus_recomputed(id)
+    -- (a table whose trigger is disabled stays read from the table itself)
+    FOR s IN SELECT id FROM billing.tracked_tables
+              WHERE (NOT backfilled OR billing._citus_recomputed(id)) AND NOT billing._trigger_disabled(id)
               ORDER BY id LOOP
         PERFORM billing._merge_step(s.id, 'backfill', NULL);
     END LOOP;
@@ -9257,7 +9285,25 @@ DECLARE
     cols name[];
     sid smallint;
     moved boolean;
+    heir record;
 BEGIN
+    -- A table made an inheritance child of a tracked table (CREATE TABLE
+    -- ... INHERITS, ALTER TABLE ... INHERIT): its rows would be read with
+    -- the tracked table's, and its writes never seen. Refused, as
+    -- track_messages refuses a table that has such children.
+    FOR heir IN SELECT c.objid::regclass AS child, tt.relation AS tracked
+                  FROM pg_event_trigger_ddl_commands() AS c
+                  JOIN pg_inherits AS i ON i.inhrelid = c.objid
+                  JOIN pg_class AS k ON k.oid = c.objid AND NOT k.relispartition
+                  JOIN billing.tracked_tables AS tt ON tt.relation = i.inhparent
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                 ORDER BY tt.id LIMIT 1 LOOP
+        RAISE EXCEPTION 'billing: % would inherit from tracked table %, whose reads would include its rows and whose trigger would not see its writes',
+                        heir.child, heir.tracked
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('Untrack %s first (SELECT billing.untrack_messages(%L)), or make it a partitioned table.',
+                                heir.tracked, heir.tracked::text);
+    END LOOP;
     FOR sid, moved IN SELECT tree.id, bool_or(c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command))
                         FROM pg_event_trigger_ddl_commands() AS c
                        CROSS JOIN LATERAL (SELECT billing._tracked_tree_of(c.objid) AS id) AS tree
@@ -9269,6 +9315,11 @@ BEGIN
         BEGIN
             IF moved THEN
                 PERFORM billing._partitions_changed(t.id);
+            END IF;
+            IF billing._trigger_disabled(t.id) THEN
+                PERFORM billing._partitions_changed(t.id);
+                RAISE WARNING 'billing: a trigger of tracked table % is disabled: its writes pass unbilled', t.relation
+                    USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
             END IF;
             PERFORM billing._partition_truncate_triggers(t);
         EXCEPTION WHEN OTHERS THEN
@@ -9403,3 +9454,106 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Relations whose writes the triggers would not all see are refused when
+-- tracked; a disabled trigger has billing read the table itself; rows
+-- loaded without the trigger are taken in by billing.rebuild_messages();
+-- a reader subject to a tracked table's row-level security reads none of its costs.
+-- Refuses, with a message that says why, a relation whose writes billing's
+-- triggers would not all see, or that would leave costs behind: not a table
+-- (a view, a foreign table ...), a temporary table (it goes with its
+-- session, and no event says so), a table with inheritance children (its
+-- reads would include their rows, which no trigger of its sees), a
+-- partition of a tracked table (followed with it already), a partitioned
+-- table one of whose partitions is tracked on its own.
+CREATE FUNCTION billing._check_trackable(p_relation regclass) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c pg_class := (SELECT k FROM pg_class AS k WHERE k.oid = p_relation);
+    other regclass;
+BEGIN
+    IF c.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'billing: % is a %, not a table: billing tracks a table''s writes with triggers', p_relation,
+                        CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
+                                       WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' WHEN 'I' THEN 'index'
+                                       ELSE 'relation of kind ' || c.relkind::text END
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Track the table the view or copy reads from.';
+    END IF;
+    IF c.relpersistence = 't' THEN
+        RAISE EXCEPTION 'billing: % is a temporary table: it goes with its session, and billing would keep its costs', p_relation
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    SELECT i.inhrelid::regclass INTO other FROM pg_inherits AS i JOIN pg_class AS k ON k.oid = i.inhrelid
+     WHERE i.inhparent = p_relation AND NOT k.relispartition ORDER BY i.inhrelid LIMIT 1;
+    IF other IS NOT NULL THEN
+        RAISE EXCEPTION 'billing: % has inheritance children (%): its reads would include their rows, which its trigger would not see', p_relation, other
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Track each table of the hierarchy that has no children on its own, or make it a partitioned table.';
+    END IF;
+    IF c.relispartition THEN
+        SELECT t.relation INTO other FROM pg_partition_ancestors(p_relation) AS a
+          JOIN billing.tracked_tables AS t ON t.relation = a.relid AND a.relid <> p_relation LIMIT 1;
+        IF other IS NOT NULL THEN
+            RAISE EXCEPTION 'billing: % is a partition of tracked table %, whose trigger follows it already', p_relation, other
+                USING ERRCODE = 'duplicate_object';
+        END IF;
+    END IF;
+    SELECT t.relation INTO other FROM pg_partition_tree(p_relation) AS p
+      JOIN billing.tracked_tables AS t ON t.relation = p.relid AND p.level > 0 LIMIT 1;
+    IF other IS NOT NULL THEN
+        RAISE EXCEPTION 'billing: partition % of % is tracked on its own', other, p_relation
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('Run SELECT billing.untrack_messages(%L) first.', other::text);
+    END IF;
+END
+$$;
+
+-- Whether one of billing's triggers on tracked table p_source, or on one
+-- of its partitions, is disabled (ALTER TABLE ... DISABLE TRIGGER, ALL or
+-- by name): the writes it would see pass unbilled. billing then reads the
+-- table itself (billing._tracked_table_altered takes it in anew) and
+-- merge() leaves it so until the trigger is enabled again.
+CREATE FUNCTION billing._trigger_disabled(p_source smallint) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM billing.tracked_tables AS t
+         CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(t.relation) AS p
+                             UNION SELECT t.relation) AS r
+          JOIN pg_trigger AS g ON g.tgrelid = r.relid
+         WHERE t.id = p_source AND g.tgenabled = 'D'
+           AND (g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id))
+                OR billing._is_truncate_trigger(g, t.id)))
+$$;
+
+-- Has billing take a tracked table in anew, for rows written where its
+-- trigger could not see them (a load under session_replication_role =
+-- replica, as logical replication and pg_restore --disable-triggers do).
+CREATE FUNCTION billing.rebuild_messages(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid smallint := (SELECT t.id FROM billing.tracked_tables AS t WHERE t.relation = rebuild_messages.relation);
+BEGIN
+    IF sid IS NULL THEN
+        RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM billing._partitions_changed(sid);
+END
+$$;
+COMMENT ON FUNCTION billing.rebuild_messages(regclass) IS
+    'Takes a tracked table in anew: the reads go to the table at once, and the next billing.merge() rebuilds its months from it (frozen prompt estimates kept). For rows its trigger did not see (session_replication_role = replica).';
+REVOKE ALL ON FUNCTION billing.rebuild_messages(regclass) FROM PUBLIC;
+
+-- A role subject to a tracked table's own row-level security reads none of
+-- its costs: the rollups sum every row of the table, whichever tenant's
+-- they are, and a read of the table itself would show that role fewer rows
+-- than the rollups it reads after a merge.
+CREATE OR REPLACE VIEW billing._readable_tables WITH (security_invoker = true) AS
+SELECT t.id FROM billing.tracked_tables AS t
+ WHERE pg_catalog.has_table_privilege(t.relation, 'SELECT') AND NOT pg_catalog.row_security_active(t.relation);

@@ -104,6 +104,38 @@ SELECT billing.track_messages('shape_parted');
 SELECT billing.untrack_messages('shape_parted_2026');
 SELECT tracked FROM billing.track_messages('shape_parted');
 SELECT billing.track_messages('shape_parted_2026');
+-- The app's BEFORE trigger sets data on an UPDATE whose SET list names
+-- none of the columns billing reads (a streamed reply's usage filled in
+-- from the raw response): billing_track_update sees it. 1M prompt tokens of
+-- gpt-4o = $2.50; an UPDATE that names data is counted once, not twice
+-- (1M more prompt tokens: $5.00), and one that changes nothing billing
+-- reads adds nothing.
+CREATE TABLE shape_streamed (id int PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                             created_at timestamptz, response jsonb);
+CREATE FUNCTION shape_fill_data() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.data := (NEW.response -> 'usage') || jsonb_build_object('model', NEW.response ->> 'model');
+    RETURN NEW;
+END $$;
+CREATE TRIGGER fill_data BEFORE INSERT OR UPDATE ON shape_streamed
+    FOR EACH ROW WHEN (NEW.response IS NOT NULL) EXECUTE FUNCTION shape_fill_data();
+SELECT tracked FROM billing.track_messages('shape_streamed');
+INSERT INTO shape_streamed VALUES (1, 'st', 'assistant', '', NULL, '2026-06-01', NULL);
+UPDATE shape_streamed SET response = '{"model": "gpt-4o", "usage": {"prompt_tokens": 1000000, "completion_tokens": 0}}';
+SELECT cost, messages FROM billing.conversation_costs WHERE conversation_id = 'st';
+UPDATE shape_streamed SET data = '{"model": "gpt-4o", "prompt_tokens": 2000000, "completion_tokens": 0}', response = NULL;
+SELECT cost, messages FROM billing.conversation_costs WHERE conversation_id = 'st';
+UPDATE shape_streamed SET response = NULL;
+SELECT billing.merge() IS NOT NULL AS merged;
+SELECT cost, messages FROM billing.conversation_costs WHERE conversation_id = 'st';
+SET billing.trigger_fast_path = off;
+UPDATE shape_streamed SET response = '{"model": "gpt-4o", "usage": {"prompt_tokens": 1000000, "completion_tokens": 0}}';
+RESET billing.trigger_fast_path;
+SELECT cost, messages FROM billing.conversation_costs WHERE conversation_id = 'st';
+SELECT billing.untrack_messages('shape_streamed');
+DROP TABLE shape_streamed;
+DROP FUNCTION shape_fill_data();
+
 -- A column that is not there: the error names the parameter to use.
 CREATE TABLE shape_nocol (id int, conversation_id text, role text, content text, usage jsonb, created_at timestamptz);
 SELECT billing.track_messages('shape_nocol');

@@ -33,6 +33,7 @@ extern "C" {
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -392,11 +393,32 @@ Relation open_ledger(Oid schema) {
 
 }  // namespace
 
+// Whether the table has billing's trigger of every UPDATE that changes a
+// column billing reads (billing_track_update: the same function, no column
+// list, enabled). billing_track fires only for an UPDATE that names one of
+// those columns in its SET list, so a change made by the app's BEFORE
+// trigger would pass it; where billing_track_update exists it takes every
+// UPDATE, and billing_track leaves them to it.
+static bool has_update_trigger(Relation rel, Oid function) {
+  const TriggerDesc* triggers = rel->trigdesc;
+  if (triggers == nullptr) return false;
+  for (int i = 0; i < triggers->numtriggers; ++i) {
+    const Trigger& t = triggers->triggers[i];
+    if (t.tgfoid == function && t.tgnattr == 0 && TRIGGER_FOR_ROW(t.tgtype) && TRIGGER_FOR_AFTER(t.tgtype) &&
+        TRIGGER_FOR_UPDATE(t.tgtype) && t.tgenabled != TRIGGER_DISABLED)
+      return true;
+  }
+  return false;
+}
+
 extern "C" Datum track_row(PG_FUNCTION_ARGS) {
   if (!CALLED_AS_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
                     errmsg("billing: a tracked table's trigger function can only run as a trigger")));
   auto* td = reinterpret_cast<TriggerData*>(fcinfo->context);
+  if (TRIGGER_FIRED_BY_UPDATE(td->tg_event) && td->tg_trigger->tgnattr > 0 &&
+      has_update_trigger(td->tg_relation, fcinfo->flinfo->fn_oid))
+    return PointerGetDatum(nullptr);  // (billing_track_update takes this UPDATE)
   const TrackEntry e = entry_for(fcinfo->flinfo->fn_oid, RelationGetRelid(td->tg_relation));
 
   const bool simple_event = TRIGGER_FIRED_BY_INSERT(td->tg_event) && TRIGGER_FIRED_FOR_ROW(td->tg_event) &&

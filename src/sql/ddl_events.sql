@@ -130,7 +130,8 @@ BEGIN
                   CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
                                              AS relation) AS r
                    JOIN billing.tracked_tables AS t ON t.id = billing._tracked_tree_of(r.relation)
-                  WHERE o.object_type = 'trigger' AND o.address_names[3] IN ('billing_track', 'billing_track_truncate')
+                  WHERE o.object_type = 'trigger'
+                    AND o.address_names[3] IN ('billing_track', 'billing_track_truncate', 'billing_track_update')
                   ORDER BY t.id LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: this would drop trigger % on %, which bills the writes of tracked table %',
                             d.trigger_name, d.relation, d.tracked

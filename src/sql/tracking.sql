@@ -282,7 +282,41 @@ BEGIN
                     FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
     PERFORM billing._depend_on_extension(NULL, t.relation,
                                          ARRAY['billing_track', 'billing_track_truncate']::name[]);
+    PERFORM billing._create_update_trigger(t);
     PERFORM billing._partition_truncate_triggers(t);
+END
+$$;
+
+-- The trigger of every UPDATE that changes a column billing reads,
+-- whatever its SET list names: billing_track fires only for an UPDATE
+-- that names one of them (PostgreSQL's rule for a column list), so a value
+-- the app's BEFORE trigger sets would pass it. The C function (track_row)
+-- leaves an UPDATE to this trigger where it exists; made only once the
+-- table's function is that C function, which knows to (a table tracked by
+-- 0.3 gets it at the first merge after the update, with its C function:
+-- billing._refresh_trigger_functions). The columns are compared as text:
+-- json has no equality, and every type billing reads has a text form.
+CREATE FUNCTION billing._create_update_trigger(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure := to_regprocedure(format('billing.%I()', 'track_' || t.id));
+    changed text;
+BEGIN
+    IF fn IS NULL OR (SELECT p.prosrc FROM pg_proc AS p WHERE p.oid = fn) IS DISTINCT FROM 'track_row'
+       OR EXISTS (SELECT 1 FROM pg_trigger AS g
+                   WHERE g.tgrelid = t.relation AND g.tgfoid = fn AND g.tgparentid = 0 AND cardinality(g.tgattr::int2[]) = 0
+                     AND (g.tgtype::int & 16) <> 0) THEN   -- (16: TRIGGER_TYPE_UPDATE)
+        RETURN;
+    END IF;
+    SELECT string_agg(format('(OLD.%1$I)::pg_catalog.text IS DISTINCT FROM (NEW.%1$I)::pg_catalog.text', c), ' OR ')
+      INTO changed
+      FROM unnest(ARRAY[t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
+                        t.created_at_column]) AS c;
+    EXECUTE format('CREATE TRIGGER billing_track_update AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
+                   t.relation, changed, fn);
+    PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track_update']::name[]);
 END
 $$;
 
@@ -787,6 +821,7 @@ BEGIN
                     WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
                IS DISTINCT FROM 'track_row' THEN
                 PERFORM billing._create_trigger_function(t);
+                PERFORM billing._create_update_trigger(t);
             ELSIF NOT has_function_privilege((SELECT c.relowner FROM pg_class AS c WHERE c.oid = t.relation),
                                              to_regprocedure(format('billing.%I()', 'track_' || t.id)), 'EXECUTE') THEN
                 -- (an owner changed by REASSIGN OWNED, which no event trigger sees)

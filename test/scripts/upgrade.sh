@@ -112,13 +112,19 @@ SELECT billing.track_messages('messages');
 INSERT INTO messages (conversation_id, role, content, data, created_at)
 VALUES ('a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-01');
 ALTER EXTENSION billing UPDATE;
+-- (an UPDATE before the first merge: the 0.3 function takes it, once)
+UPDATE messages SET data = '{"model": "gpt-4o", "prompt_tokens": 200, "completion_tokens": 50}';
 SELECT billing.merge();
+-- (and one after, with billing_track_update in place: once too)
+UPDATE messages SET data = '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}';
 INSERT INTO messages (conversation_id, role, content, data, created_at)
 VALUES ('a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}',
         '294276-12-31 23:59:59+00');
 SQL
 # 100 x $2.50 / 1M + 50 x $10 / 1M = $0.00075; the far row is a problem.
 got=$(psql_q -d "$db" -c "SELECT (SELECT sum(cost) FROM billing.monthly_history) = 0.00075
+                                 AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'messages'::regclass
+                                                                      AND tgname = 'billing_track_update')
                                  AND (SELECT count(*) FROM billing.usage_problems WHERE kind = 'malformed data') = 1
                                  AND billing.merge() >= 0
                                  -- the C trigger, with its PL/pgSQL body beside it

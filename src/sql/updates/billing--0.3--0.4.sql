@@ -1654,6 +1654,7 @@ BEGIN
                     WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
                IS DISTINCT FROM 'track_row' THEN
                 PERFORM billing._create_trigger_function(t);
+                PERFORM billing._create_update_trigger(t);
             ELSIF NOT has_function_privilege((SELECT c.relowner FROM pg_class AS c WHERE c.oid = t.relation),
                                              to_regprocedure(format('billing.%I()', 'track_' || t.id)), 'EXECUTE') THEN
                 -- (an owner changed by REASSIGN OWNED, which no event trigger sees)
@@ -9223,6 +9224,7 @@ BEGIN
                     FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
     PERFORM billing._depend_on_extension(NULL, t.relation,
                                          ARRAY['billing_track', 'billing_track_truncate']::name[]);
+    PERFORM billing._create_update_trigger(t);
     PERFORM billing._partition_truncate_triggers(t);
 END
 $$;
@@ -9383,7 +9385,8 @@ BEGIN
                   CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
                                              AS relation) AS r
                    JOIN billing.tracked_tables AS t ON t.id = billing._tracked_tree_of(r.relation)
-                  WHERE o.object_type = 'trigger' AND o.address_names[3] IN ('billing_track', 'billing_track_truncate')
+                  WHERE o.object_type = 'trigger'
+                    AND o.address_names[3] IN ('billing_track', 'billing_track_truncate', 'billing_track_update')
                   ORDER BY t.id LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: this would drop trigger % on %, which bills the writes of tracked table %',
                             d.trigger_name, d.relation, d.tracked
@@ -9557,3 +9560,38 @@ REVOKE ALL ON FUNCTION billing.rebuild_messages(regclass) FROM PUBLIC;
 CREATE OR REPLACE VIEW billing._readable_tables WITH (security_invoker = true) AS
 SELECT t.id FROM billing.tracked_tables AS t
  WHERE pg_catalog.has_table_privilege(t.relation, 'SELECT') AND NOT pg_catalog.row_security_active(t.relation);
+
+-- The trigger of every UPDATE that changes a column billing reads,
+-- whatever its SET list names: billing_track fires only for an UPDATE
+-- that names one of them (PostgreSQL's rule for a column list), so a value
+-- the app's BEFORE trigger sets would pass it. The C function (track_row)
+-- leaves an UPDATE to this trigger where it exists; made only once the
+-- table's function is that C function, which knows to (a table tracked by
+-- 0.3 gets it at the first merge after the update, with its C function:
+-- billing._refresh_trigger_functions). The columns are compared as text:
+-- json has no equality, and every type billing reads has a text form.
+CREATE FUNCTION billing._create_update_trigger(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure := to_regprocedure(format('billing.%I()', 'track_' || t.id));
+    changed text;
+BEGIN
+    IF fn IS NULL OR (SELECT p.prosrc FROM pg_proc AS p WHERE p.oid = fn) IS DISTINCT FROM 'track_row'
+       OR EXISTS (SELECT 1 FROM pg_trigger AS g
+                   WHERE g.tgrelid = t.relation AND g.tgfoid = fn AND g.tgparentid = 0 AND cardinality(g.tgattr::int2[]) = 0
+                     AND (g.tgtype::int & 16) <> 0) THEN   -- (16: TRIGGER_TYPE_UPDATE)
+        RETURN;
+    END IF;
+    SELECT string_agg(format('(OLD.%1$I)::pg_catalog.text IS DISTINCT FROM (NEW.%1$I)::pg_catalog.text', c), ' OR ')
+      INTO changed
+      FROM unnest(ARRAY[t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
+                        t.created_at_column]) AS c;
+    EXECUTE format('CREATE TRIGGER billing_track_update AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
+                   t.relation, changed, fn);
+    PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track_update']::name[]);
+END
+$$;
+REVOKE ALL ON FUNCTION billing._create_update_trigger(billing.tracked_tables) FROM PUBLIC;
+ALTER FUNCTION billing._create_update_trigger(billing.tracked_tables) SET citus.enable_ddl_propagation = off;

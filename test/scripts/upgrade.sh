@@ -135,6 +135,25 @@ dropdb "$db"
 [[ "$got" == t ]] || { echo "FAIL: a table tracked under 0.3 did not get the $current trigger function"; exit 1; }
 echo "upgrade 0.3 -> $current: tracked tables get the new trigger function at the first merge"
 
+# A temporary table tracked under 0.3 (0.4 refuses them), gone with its
+# session without an event: the first merge after the update forgets it and
+# its $0.00075, which the views had kept for good.
+db=billing_upgrade_temp_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE EXTENSION billing VERSION '0.3';
+CREATE TEMP TABLE scratch (id int, conversation_id text, role text, content text, data jsonb, created_at timestamptz);
+SELECT billing.track_messages('scratch');
+INSERT INTO scratch VALUES (1, 'tmp', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-01');
+SQL
+before=$(psql_q -d "$db" -c "SELECT count(*) FROM billing.tracked_tables")
+psql_q -d "$db" -c "ALTER EXTENSION billing UPDATE" -c "SELECT billing.merge()" >/dev/null 2>&1
+got=$(psql_q -d "$db" -c "SELECT (SELECT count(*) FROM billing.tracked_tables) || '/' || coalesce((SELECT sum(cost) FROM billing.monthly_history), 0)")
+dropdb "$db"
+[[ "$before/$got" == 1/0/0 ]] || { echo "FAIL: a temporary table tracked under 0.3: tracked before/after, cost after: $before/$got (want 1/0/0)"; exit 1; }
+echo "upgrade 0.3 -> $current: a temporary table tracked under 0.3 and gone is forgotten at the first merge"
+
 # A partitioned table tracked under 0.3: the update puts the TRUNCATE trigger
 # on its partition, so that truncating that partition alone takes its
 # $0.00075 out of the figures (to 0: it held the one row).

@@ -1642,6 +1642,17 @@ AS $$
 DECLARE
     t billing.tracked_tables;
 BEGIN
+    -- A tracked table that is gone without an event billing heard (a
+    -- temporary table, which versions before 0.4 let be tracked, dropped
+    -- with its session) is forgotten, as a dropped table is.
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+              WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = tt.relation::oid)
+              ORDER BY tt.id LOOP
+        RAISE NOTICE 'billing: tracked table % is gone: its costs are forgotten', t.relation::oid;
+        PERFORM billing._forget_rows(t.id);
+        DELETE FROM billing.tracked_tables WHERE id = t.id;
+        PERFORM billing._drop_trigger_functions(t.id);
+    END LOOP;
     FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
                JOIN pg_proc AS p ON p.oid = to_regprocedure(format('billing.%I()', 'track_' || tt.id))
               ORDER BY tt.id LOOP

@@ -66,6 +66,12 @@ INSERT INTO drizzle_messages (conversation_id, role, content, data, created_at) 
 SELECT conversation_id, cost, estimated_tokens, messages FROM billing.conversation_costs ORDER BY conversation_id;
 SELECT billing.merge() > 0 AS merged;
 SELECT conversation_id, cost, estimated_tokens, messages FROM billing.conversation_costs ORDER BY conversation_id;
+-- An UPDATE of the json usage (json has no equality: billing compares its
+-- text): 200 x 2.5/1M + 50 x 10/1M = 0.0005 + 0.0005 = 0.001.
+UPDATE drizzle_messages SET data = '{"model": "gpt-4o", "prompt_tokens": 200, "completion_tokens": 50}'
+ WHERE conversation_id = 'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12';
+SELECT conversation_id, cost FROM billing.conversation_costs
+ WHERE conversation_id = 'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12';
 SELECT billing.untrack_messages('drizzle_messages');
 
 -- Django: bigint ids, a TextField holding JSON, timestamptz. Text that is

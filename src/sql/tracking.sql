@@ -294,8 +294,9 @@ $$;
 -- leaves an UPDATE to this trigger where it exists; made only once the
 -- table's function is that C function, which knows to (a table tracked by
 -- 0.3 gets it at the first merge after the update, with its C function:
--- billing._refresh_trigger_functions). The columns are compared as text:
--- json has no equality, and every type billing reads has a text form.
+-- billing._refresh_trigger_functions). The columns are compared with their
+-- types' own equality (made here, with search_path pg_catalog: built-in
+-- operators), json as text (it has no equality).
 CREATE FUNCTION billing._create_update_trigger(t billing.tracked_tables) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -310,10 +311,13 @@ BEGIN
                      AND (g.tgtype::int & 16) <> 0) THEN   -- (16: TRIGGER_TYPE_UPDATE)
         RETURN;
     END IF;
-    SELECT string_agg(format('(OLD.%1$I)::pg_catalog.text IS DISTINCT FROM (NEW.%1$I)::pg_catalog.text', c), ' OR ')
+    -- (the cheap columns first: OR stops at the first change)
+    SELECT string_agg(CASE WHEN billing._column_base_type(t.relation, c) = 'json'::regtype
+                           THEN format('(OLD.%1$I)::pg_catalog.text IS DISTINCT FROM (NEW.%1$I)::pg_catalog.text', c)
+                           ELSE format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', c) END, ' OR ' ORDER BY n)
       INTO changed
-      FROM unnest(ARRAY[t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
-                        t.created_at_column]) AS c;
+      FROM unnest(ARRAY[t.id_column, t.conversation_column, t.role_column, t.created_at_column, t.data_column,
+                        t.content_column]) WITH ORDINALITY AS u(c, n);
     EXECUTE format('CREATE TRIGGER billing_track_update AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
                    t.relation, changed, fn);
     PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track_update']::name[]);

@@ -9595,10 +9595,13 @@ BEGIN
                      AND (g.tgtype::int & 16) <> 0) THEN   -- (16: TRIGGER_TYPE_UPDATE)
         RETURN;
     END IF;
-    SELECT string_agg(format('(OLD.%1$I)::pg_catalog.text IS DISTINCT FROM (NEW.%1$I)::pg_catalog.text', c), ' OR ')
+    -- (the cheap columns first: OR stops at the first change)
+    SELECT string_agg(CASE WHEN billing._column_base_type(t.relation, c) = 'json'::regtype
+                           THEN format('(OLD.%1$I)::pg_catalog.text IS DISTINCT FROM (NEW.%1$I)::pg_catalog.text', c)
+                           ELSE format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', c) END, ' OR ' ORDER BY n)
       INTO changed
-      FROM unnest(ARRAY[t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
-                        t.created_at_column]) AS c;
+      FROM unnest(ARRAY[t.id_column, t.conversation_column, t.role_column, t.created_at_column, t.data_column,
+                        t.content_column]) WITH ORDINALITY AS u(c, n);
     EXECUTE format('CREATE TRIGGER billing_track_update AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
                    t.relation, changed, fn);
     PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track_update']::name[]);

@@ -391,15 +391,13 @@ Relation open_ledger(Oid schema) {
   return rel;
 }
 
-}  // namespace
-
 // Whether the table has billing's trigger of every UPDATE that changes a
 // column billing reads (billing_track_update: the same function, no column
 // list, enabled). billing_track fires only for an UPDATE that names one of
 // those columns in its SET list, so a change made by the app's BEFORE
 // trigger would pass it; where billing_track_update exists it takes every
 // UPDATE, and billing_track leaves them to it.
-static bool has_update_trigger(Relation rel, Oid function) {
+bool has_update_trigger(Relation rel, Oid function) {
   const TriggerDesc* triggers = rel->trigdesc;
   if (triggers == nullptr) return false;
   for (int i = 0; i < triggers->numtriggers; ++i) {
@@ -410,6 +408,8 @@ static bool has_update_trigger(Relation rel, Oid function) {
   }
   return false;
 }
+
+}  // namespace
 
 extern "C" Datum track_row(PG_FUNCTION_ARGS) {
   if (!CALLED_AS_TRIGGER(fcinfo))

@@ -54,10 +54,10 @@ BEGIN
         SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = sid;
         BEGIN
             IF moved THEN
-                PERFORM billing._partitions_changed(t.id);
+                PERFORM billing._take_in_anew(t.id);
             END IF;
             IF billing._trigger_disabled(t.id) THEN
-                PERFORM billing._partitions_changed(t.id);
+                PERFORM billing._take_in_anew(t.id);
                 RAISE WARNING 'billing: a trigger of tracked table % is disabled: its writes pass unbilled', t.relation
                     USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
             END IF;
@@ -154,7 +154,7 @@ BEGIN
                     WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS o
                                        WHERE o.classid = 'pg_class'::regclass AND o.objid = t.relation::oid)
                     ORDER BY t.id LOOP
-            PERFORM billing._partitions_changed(sid);
+            PERFORM billing._take_in_anew(sid);
         END LOOP;
     END IF;
     FOR d IN SELECT o.objid, t.id AS source_id,
@@ -166,14 +166,7 @@ BEGIN
         CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
         BEGIN
             IF d.source_id IS NOT NULL THEN
-                -- (first: Citus drops the function on every node, which it
-                -- refuses after a distributed DELETE in the transaction)
-                PERFORM billing._citus_drop_triggers(d.source_id);
-                PERFORM billing._forget_rows(d.source_id);
-                DELETE FROM billing.tracked_tables WHERE id = d.source_id;
-            END IF;
-            IF d.source_id IS NOT NULL THEN
-                PERFORM billing._drop_trigger_functions(d.source_id);
+                PERFORM billing._forget_table(d.source_id);
             END IF;
             IF d.profiles_fn IS NOT NULL THEN
                 EXECUTE format('DROP FUNCTION %s', d.profiles_fn);

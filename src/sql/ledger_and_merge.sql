@@ -694,7 +694,6 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    caller_timeout text := current_setting('lock_timeout');
     wait_ms integer := billing._merge_lock_timeout();
     caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
 BEGIN
@@ -709,7 +708,7 @@ BEGIN
     ELSE
         PERFORM billing._rebuild(p_source, billing.month_start(p_month), billing.month_end(p_month));
     END IF;
-    PERFORM set_config('lock_timeout', caller_timeout, true);
+    PERFORM set_config('lock_timeout', caller_ms || 'ms', true);
     RETURN true;
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'billing: merge could not % tracked table %: %',

@@ -178,8 +178,8 @@ BEGIN
                   HINT = 'Track each table of the hierarchy that has no children on its own, or make it a partitioned table.';
     END IF;
     IF c.relispartition THEN
-        SELECT t.relation INTO other FROM pg_partition_ancestors(p_relation) AS a
-          JOIN billing.tracked_tables AS t ON t.relation = a.relid AND a.relid <> p_relation LIMIT 1;
+        other := (SELECT t.relation FROM billing.tracked_tables AS t
+                   WHERE t.id = billing._tracked_tree_of(p_relation) AND t.relation <> p_relation);
         IF other IS NOT NULL THEN
             RAISE EXCEPTION 'billing: % is a partition of tracked table %, whose trigger follows it already', p_relation, other
                 USING ERRCODE = 'duplicate_object';
@@ -370,7 +370,7 @@ $$;
 -- price change back to the beginning of time: the reads go to the table at
 -- once, and the next merge() rebuilds every month from it (frozen prompt
 -- estimates are kept).
-CREATE FUNCTION billing._partitions_changed(p_source smallint) RETURNS void
+CREATE FUNCTION billing._take_in_anew(p_source smallint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -413,7 +413,7 @@ BEGIN
     IF sid IS NULL THEN
         RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
     END IF;
-    PERFORM billing._partitions_changed(sid);
+    PERFORM billing._take_in_anew(sid);
 END
 $$;
 COMMENT ON FUNCTION billing.rebuild_messages(regclass) IS
@@ -431,6 +431,23 @@ AS $$
                       UNION SELECT p_relation::regclass) AS a
       JOIN billing.tracked_tables AS t ON t.relation = a.relid
      ORDER BY t.id LIMIT 1
+$$;
+
+-- Forgets a tracked table that is gone (dropped, or a temporary table gone
+-- with its session): everything billing stored about it, its row of
+-- billing.tracked_tables and its trigger functions. (Citus's part first:
+-- Citus drops a function on every node, which it refuses after a
+-- distributed DELETE in the transaction.)
+CREATE FUNCTION billing._forget_table(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM billing._citus_drop_triggers(p_source);   -- (citus.sql)
+    PERFORM billing._forget_rows(p_source);
+    DELETE FROM billing.tracked_tables WHERE id = p_source;
+    PERFORM billing._drop_trigger_functions(p_source);
+END
 $$;
 
 -- Everything billing stored about a tracked table's rows.
@@ -457,7 +474,7 @@ $$;
 
 -- The TRUNCATE trigger of tracked table TG_ARGV[0]: what billing stored
 -- about the table goes with its rows. On one of its partitions, truncated
--- alone, the table is taken in anew (billing._partitions_changed). Only on
+-- alone, the table is taken in anew (billing._take_in_anew). Only on
 -- the tracked table and its partitions:
 -- Citus copies a distributed table's triggers, this one too, to a node it
 -- adds later and to the shards it places there, where a TRUNCATE fires the
@@ -472,7 +489,7 @@ BEGIN
                 WHERE t.id = TG_ARGV[0]::smallint AND t.relation = TG_RELID) THEN
         PERFORM billing._forget_rows(TG_ARGV[0]::smallint);
     ELSIF billing._tracked_tree_of(TG_RELID) = TG_ARGV[0]::smallint THEN
-        PERFORM billing._partitions_changed(TG_ARGV[0]::smallint);
+        PERFORM billing._take_in_anew(TG_ARGV[0]::smallint);
     END IF;
     RETURN NULL;
 END
@@ -812,6 +829,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t billing.tracked_tables;
+    fn regprocedure;
 BEGIN
     -- A tracked table that is gone without an event billing heard (a
     -- temporary table, which versions before 0.4 let be tracked, dropped
@@ -820,9 +838,7 @@ BEGIN
               WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = tt.relation::oid)
               ORDER BY tt.id LOOP
         RAISE NOTICE 'billing: tracked table % is gone: its costs are forgotten', t.relation::oid;
-        PERFORM billing._forget_rows(t.id);
-        DELETE FROM billing.tracked_tables WHERE id = t.id;
-        PERFORM billing._drop_trigger_functions(t.id);
+        PERFORM billing._forget_table(t.id);
     END LOOP;
     FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
                JOIN pg_proc AS p ON p.oid = to_regprocedure(format('billing.%I()', 'track_' || tt.id))
@@ -837,11 +853,13 @@ BEGIN
                IS DISTINCT FROM 'track_row' THEN
                 PERFORM billing._create_trigger_function(t);
                 PERFORM billing._create_update_trigger(t);
-            ELSIF NOT has_function_privilege((SELECT c.relowner FROM pg_class AS c WHERE c.oid = t.relation),
-                                             to_regprocedure(format('billing.%I()', 'track_' || t.id)), 'EXECUTE') THEN
+            ELSE
                 -- (an owner changed by REASSIGN OWNED, which no event trigger sees)
-                PERFORM billing._grant_trigger_function(to_regprocedure(format('billing.%I()', 'track_' || t.id)),
-                                                        t.relation);
+                fn := to_regprocedure(format('billing.%I()', 'track_' || t.id));
+                IF NOT has_function_privilege((SELECT c.relowner FROM pg_class AS c WHERE c.oid = t.relation), fn,
+                                              'EXECUTE') THEN
+                    PERFORM billing._grant_trigger_function(fn, t.relation);
+                END IF;
             END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;

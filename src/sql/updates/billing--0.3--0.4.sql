@@ -1641,6 +1641,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t billing.tracked_tables;
+    fn regprocedure;
 BEGIN
     -- A tracked table that is gone without an event billing heard (a
     -- temporary table, which versions before 0.4 let be tracked, dropped
@@ -1649,9 +1650,7 @@ BEGIN
               WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = tt.relation::oid)
               ORDER BY tt.id LOOP
         RAISE NOTICE 'billing: tracked table % is gone: its costs are forgotten', t.relation::oid;
-        PERFORM billing._forget_rows(t.id);
-        DELETE FROM billing.tracked_tables WHERE id = t.id;
-        PERFORM billing._drop_trigger_functions(t.id);
+        PERFORM billing._forget_table(t.id);
     END LOOP;
     FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
                JOIN pg_proc AS p ON p.oid = to_regprocedure(format('billing.%I()', 'track_' || tt.id))
@@ -1666,11 +1665,13 @@ BEGIN
                IS DISTINCT FROM 'track_row' THEN
                 PERFORM billing._create_trigger_function(t);
                 PERFORM billing._create_update_trigger(t);
-            ELSIF NOT has_function_privilege((SELECT c.relowner FROM pg_class AS c WHERE c.oid = t.relation),
-                                             to_regprocedure(format('billing.%I()', 'track_' || t.id)), 'EXECUTE') THEN
+            ELSE
                 -- (an owner changed by REASSIGN OWNED, which no event trigger sees)
-                PERFORM billing._grant_trigger_function(to_regprocedure(format('billing.%I()', 'track_' || t.id)),
-                                                        t.relation);
+                fn := to_regprocedure(format('billing.%I()', 'track_' || t.id));
+                IF NOT has_function_privilege((SELECT c.relowner FROM pg_class AS c WHERE c.oid = t.relation), fn,
+                                              'EXECUTE') THEN
+                    PERFORM billing._grant_trigger_function(fn, t.relation);
+                END IF;
             END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
@@ -7252,7 +7253,6 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    caller_timeout text := current_setting('lock_timeout');
     wait_ms integer := billing._merge_lock_timeout();
     caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
 BEGIN
@@ -7267,7 +7267,7 @@ BEGIN
     ELSE
         PERFORM billing._rebuild(p_source, billing.month_start(p_month), billing.month_end(p_month));
     END IF;
-    PERFORM set_config('lock_timeout', caller_timeout, true);
+    PERFORM set_config('lock_timeout', caller_ms || 'ms', true);
     RETURN true;
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'billing: merge could not % tracked table %: %',
@@ -9159,13 +9159,13 @@ $$;
 
 -- Partitions attached, detached, truncated alone or dropped move rows that
 -- no row trigger sees: the tracked table is then taken in anew
--- (billing._partitions_changed), and every partition carries the TRUNCATE
+-- (billing._take_in_anew), and every partition carries the TRUNCATE
 -- trigger (billing._partition_truncate_triggers), the partitions of tables
 -- tracked before this change included.
 CREATE FUNCTION billing._ddl_moves_partitions(pg_ddl_command) RETURNS boolean
 AS 'MODULE_PATHNAME', 'ddl_moves_partitions' LANGUAGE C STRICT STABLE;
 
-CREATE FUNCTION billing._partitions_changed(p_source smallint) RETURNS void
+CREATE FUNCTION billing._take_in_anew(p_source smallint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -9250,7 +9250,7 @@ BEGIN
                 WHERE t.id = TG_ARGV[0]::smallint AND t.relation = TG_RELID) THEN
         PERFORM billing._forget_rows(TG_ARGV[0]::smallint);
     ELSIF billing._tracked_tree_of(TG_RELID) = TG_ARGV[0]::smallint THEN
-        PERFORM billing._partitions_changed(TG_ARGV[0]::smallint);
+        PERFORM billing._take_in_anew(TG_ARGV[0]::smallint);
     END IF;
     RETURN NULL;
 END
@@ -9327,10 +9327,10 @@ BEGIN
         SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = sid;
         BEGIN
             IF moved THEN
-                PERFORM billing._partitions_changed(t.id);
+                PERFORM billing._take_in_anew(t.id);
             END IF;
             IF billing._trigger_disabled(t.id) THEN
-                PERFORM billing._partitions_changed(t.id);
+                PERFORM billing._take_in_anew(t.id);
                 RAISE WARNING 'billing: a trigger of tracked table % is disabled: its writes pass unbilled', t.relation
                     USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
             END IF;
@@ -9372,6 +9372,24 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Forgets a tracked table that is gone (dropped, or a temporary table gone
+-- with its session): everything billing stored about it, its row of
+-- billing.tracked_tables and its trigger functions. (Citus's part first:
+-- Citus drops a function on every node, which it refuses after a
+-- distributed DELETE in the transaction.)
+CREATE FUNCTION billing._forget_table(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM billing._citus_drop_triggers(p_source);   -- (citus.sql)
+    PERFORM billing._forget_rows(p_source);
+    DELETE FROM billing.tracked_tables WHERE id = p_source;
+    PERFORM billing._drop_trigger_functions(p_source);
+END
+$$;
+REVOKE ALL ON FUNCTION billing._forget_table(smallint) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION billing._tracked_table_dropped() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -9420,7 +9438,7 @@ BEGIN
                     WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS o
                                        WHERE o.classid = 'pg_class'::regclass AND o.objid = t.relation::oid)
                     ORDER BY t.id LOOP
-            PERFORM billing._partitions_changed(sid);
+            PERFORM billing._take_in_anew(sid);
         END LOOP;
     END IF;
     FOR d IN SELECT o.objid, t.id AS source_id,
@@ -9432,14 +9450,7 @@ BEGIN
         CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
         BEGIN
             IF d.source_id IS NOT NULL THEN
-                -- (first: Citus drops the function on every node, which it
-                -- refuses after a distributed DELETE in the transaction)
-                PERFORM billing._citus_drop_triggers(d.source_id);
-                PERFORM billing._forget_rows(d.source_id);
-                DELETE FROM billing.tracked_tables WHERE id = d.source_id;
-            END IF;
-            IF d.source_id IS NOT NULL THEN
-                PERFORM billing._drop_trigger_functions(d.source_id);
+                PERFORM billing._forget_table(d.source_id);
             END IF;
             IF d.profiles_fn IS NOT NULL THEN
                 EXECUTE format('DROP FUNCTION %s', d.profiles_fn);
@@ -9451,7 +9462,7 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION billing._partitions_changed(smallint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._take_in_anew(smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._ddl_moves_partitions(pg_ddl_command) FROM PUBLIC;
 DROP EVENT TRIGGER billing_tracked_table_altered;
 CREATE EVENT TRIGGER billing_tracked_table_altered ON ddl_command_end
@@ -9508,8 +9519,8 @@ BEGIN
                   HINT = 'Track each table of the hierarchy that has no children on its own, or make it a partitioned table.';
     END IF;
     IF c.relispartition THEN
-        SELECT t.relation INTO other FROM pg_partition_ancestors(p_relation) AS a
-          JOIN billing.tracked_tables AS t ON t.relation = a.relid AND a.relid <> p_relation LIMIT 1;
+        other := (SELECT t.relation FROM billing.tracked_tables AS t
+                   WHERE t.id = billing._tracked_tree_of(p_relation) AND t.relation <> p_relation);
         IF other IS NOT NULL THEN
             RAISE EXCEPTION 'billing: % is a partition of tracked table %, whose trigger follows it already', p_relation, other
                 USING ERRCODE = 'duplicate_object';
@@ -9557,7 +9568,7 @@ BEGIN
     IF sid IS NULL THEN
         RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
     END IF;
-    PERFORM billing._partitions_changed(sid);
+    PERFORM billing._take_in_anew(sid);
 END
 $$;
 COMMENT ON FUNCTION billing.rebuild_messages(regclass) IS

@@ -156,6 +156,57 @@ RESET ROLE;
 SELECT month, cost, messages FROM billing.monthly_history
  WHERE source = 'openai' AND month IN ('2026-11-01', '2026-12-01') ORDER BY month;
 SELECT billing.untrack_messages('perm_parted');
+
+-- The same for a partitioned profiles table: its owner creates and attaches
+-- partitions, and their counters' increases are recorded (billing grants
+-- EXECUTE on the shared profiles trigger function to the owners of tracked
+-- profiles tables, and to no one else).
+DELETE FROM billing.aws_usage;
+CREATE TABLE perm_profiles (id int, region text, data jsonb) PARTITION BY LIST (region);
+CREATE TABLE perm_profiles_eu PARTITION OF perm_profiles FOR VALUES IN ('eu');
+ALTER TABLE perm_profiles OWNER TO regress_billing_owner;
+ALTER TABLE perm_profiles_eu OWNER TO regress_billing_owner;
+INSERT INTO perm_profiles VALUES (1, 'eu', '{"emails_sent_this_month": 2}');
+SELECT tracked, recorded FROM billing.track_profiles('perm_profiles');   -- 2 sent before tracking
+SELECT r.rolname, has_function_privilege(r.oid, 'billing._profiles_counter_changed()', 'EXECUTE') AS may_execute
+  FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2', 'regress_billing_app')
+ ORDER BY r.rolname;
+SET ROLE regress_billing_owner;
+CREATE TABLE perm_profiles_us PARTITION OF perm_profiles FOR VALUES IN ('us');
+CREATE TABLE perm_profiles_ap (LIKE perm_profiles);
+INSERT INTO perm_profiles_ap VALUES (3, 'ap', '{"emails_sent_this_month": 4}');
+ALTER TABLE perm_profiles ATTACH PARTITION perm_profiles_ap FOR VALUES IN ('ap');
+INSERT INTO perm_profiles VALUES (2, 'us', '{"emails_sent_this_month": 5}');         -- +5
+UPDATE perm_profiles SET data = '{"emails_sent_this_month": 7}' WHERE id = 1;       -- +5 (2 -> 7)
+UPDATE perm_profiles SET data = '{"emails_sent_this_month": 6}' WHERE id = 3;       -- +2 (4 -> 6)
+-- Billing's trigger on a tracked profiles table is not the owner's to drop.
+DROP TRIGGER billing_track_profiles ON perm_profiles;
+-- The right gives nothing more: a trigger of the owner's own on another
+-- table, with billing's function, records nothing.
+CREATE TABLE perm_other_profiles (id int, data jsonb);
+CREATE TRIGGER borrowed AFTER INSERT OR UPDATE ON perm_other_profiles
+    FOR EACH ROW EXECUTE FUNCTION billing._profiles_counter_changed('emails_sent_this_month', 'ses');
+INSERT INTO perm_other_profiles VALUES (1, '{"emails_sent_this_month": 1000}');
+DROP TABLE perm_other_profiles;
+RESET ROLE;
+-- 2 + 5 + 5 + 2 = 14 e-mails, as SES at $0.10 per 1,000: $0.0014.
+SELECT sum(quantity) AS emails, count(*) AS rows, billing.aws_cost(service, quantity, at) AS billed
+  FROM billing.aws_usage WHERE origin = 'track_profiles';
+-- The right follows the table to a new owner, and goes with untracking.
+ALTER TABLE perm_profiles OWNER TO regress_billing_owner2;
+SELECT r.rolname, has_function_privilege(r.oid, 'billing._profiles_counter_changed()', 'EXECUTE') AS may_execute
+  FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2') ORDER BY r.rolname;
+-- REASSIGN OWNED fires no event trigger: the next merge() moves the right.
+REASSIGN OWNED BY regress_billing_owner2 TO regress_billing_owner;
+SELECT billing.merge() IS NOT NULL AS merged;
+SELECT r.rolname, has_function_privilege(r.oid, 'billing._profiles_counter_changed()', 'EXECUTE') AS may_execute
+  FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2') ORDER BY r.rolname;
+SELECT billing.untrack_profiles('perm_profiles');
+SELECT r.rolname, has_function_privilege(r.oid, 'billing._profiles_counter_changed()', 'EXECUTE') AS may_execute
+  FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2') ORDER BY r.rolname;
+SELECT count(*) AS still_registered FROM billing.tracked_profiles;
+DROP TABLE perm_profiles;
+DELETE FROM billing.aws_usage;
 DROP SCHEMA perm_app CASCADE;
 RESET search_path;
 REVOKE ALL ON SCHEMA billing FROM regress_billing_owner;

@@ -67,10 +67,18 @@ ALTER TABLE ddl_profiles RENAME COLUMN data TO prefs;
 UPDATE ddl_profiles SET prefs = '{"emails_sent_this_month": 5}';
 SELECT sum(quantity) AS emails FROM billing.aws_usage WHERE origin = 'track_profiles';
 DELETE FROM billing.aws_usage;
+-- Its trigger is not dropped behind billing's back, by DROP TRIGGER or with
+-- the counter's column: the e-mails would go unrecorded.
+DROP TRIGGER billing_track_profiles ON ddl_profiles;
+ALTER TABLE ddl_profiles DROP COLUMN prefs CASCADE;
+UPDATE ddl_profiles SET prefs = '{"emails_sent_this_month": 6}';
+SELECT sum(quantity) AS emails FROM billing.aws_usage WHERE origin = 'track_profiles';   -- 1
+DELETE FROM billing.aws_usage;
 
 -- Dropping tracked tables forgets them; dropping other tables is silent.
 CREATE TABLE ddl_unrelated (x int);
 DROP TABLE chat_turns, ddl_profiles, ddl_unrelated;
+SELECT count(*) AS profiles_registered FROM billing.tracked_profiles;
 SELECT (SELECT count(*) FROM billing.tracked_tables) AS tracked,
        (SELECT count(*) FROM billing.month_usage) + (SELECT count(*) FROM billing.conversation_usage)
        + (SELECT count(*) FROM billing.usage_ledger) + (SELECT count(*) FROM billing.estimated_prompts) AS rows_kept,

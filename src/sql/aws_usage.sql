@@ -126,6 +126,21 @@ BEGIN
       FROM est AS e FULL JOIN act AS a ON a.month = e.month AND a.service = e.service;
 END
 $$;
+-- The profiles tables billing.track_profiles follows, with the counter it
+-- reads and the service it records. The shared trigger function reads its
+-- settings here, not from its trigger's arguments, and records nothing for
+-- a table that is not here nor a partition of one: so any role may create
+-- a trigger with it (PostgreSQL requires that right of a table's owner when
+-- it copies the trigger onto a new partition), and gains nothing by it.
+CREATE TABLE billing.tracked_profiles (
+    relation regclass PRIMARY KEY,
+    counter  text     NOT NULL,
+    service  text     NOT NULL
+);
+COMMENT ON TABLE billing.tracked_profiles IS
+    'Profiles tables whose e-mail counter billing.track_profiles follows: the counter (a key of the jsonb column) and the service recorded.';
+SELECT pg_catalog.pg_extension_config_dump('billing.tracked_profiles', '');
+
 CREATE FUNCTION billing.track_profiles(relation regclass, counter text DEFAULT 'emails_sent_this_month',
                                        data_column name DEFAULT 'data', service text DEFAULT 'ses',
                                        OUT tracked regclass, OUT recorded numeric)
@@ -160,7 +175,10 @@ BEGIN
                                       WHERE a.attrelid = relation AND a.attname = data_column), NULL)
             USING ERRCODE = 'datatype_mismatch', HINT = 'Nothing was changed.';
     END IF;
+    INSERT INTO billing.tracked_profiles AS tp VALUES (relation, counter, service)
+        ON CONFLICT ON CONSTRAINT tracked_profiles_pkey DO UPDATE SET counter = excluded.counter, service = excluded.service;
     PERFORM billing._create_profiles_trigger(relation, data_column, counter, service);
+    PERFORM billing._grant_profiles_function();
     -- What the counters already hold was sent this month before tracking began.
     EXECUTE format($q$INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
         SELECT %3$L, sum((p.%1$I ->> %2$L)::numeric), now(), 'counter value when tracking began', 'track_profiles'
@@ -185,6 +203,8 @@ DECLARE
     legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
 BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS billing_track_profiles ON %s', relation);
+    DELETE FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation;
+    PERFORM billing._grant_profiles_function();
     DELETE FROM billing.profile_customers AS pc WHERE pc.relation = untrack_profiles.relation;
     -- The per-table function of a table tracked before 0.3 (see the end of
     -- this script), if one was left.
@@ -197,7 +217,10 @@ $$;
 -- The e-mail counter is read from its column by attribute (no whole-row
 -- conversion: to_jsonb(NEW) would run a cast to json that the table's
 -- owner may have defined for a type of another column), and only from a
--- jsonb column.
+-- jsonb column. The counter's name and the service come from
+-- billing.tracked_profiles (the trigger's arguments only say them to a
+-- reader of the table's definition): a trigger that the owner of some other
+-- table makes with this function records nothing.
 CREATE FUNCTION billing._profiles_counter_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -205,13 +228,23 @@ AS $$
 DECLARE
     col name;
     col_type oid;
-    counter text := TG_ARGV[0];
-    service text := TG_ARGV[1];
+    counter text;
+    service text;
     new_value jsonb;
     old_value jsonb;
     before numeric := 0;
     after numeric;
 BEGIN
+    SELECT tp.counter, tp.service INTO counter, service
+      FROM billing.tracked_profiles AS tp
+     WHERE tp.relation = TG_RELID::regclass   -- (pg_partition_ancestors lists nothing for a plain table)
+        OR tp.relation = ANY (SELECT a.relid FROM pg_partition_ancestors(TG_RELID) AS a)
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE WARNING 'billing: trigger % on % is not one that billing.track_profiles made: nothing recorded',
+                      TG_NAME, TG_RELID::regclass;
+        RETURN NULL;
+    END IF;
     SELECT a.attname, a.atttypid INTO col, col_type
       FROM pg_trigger AS g
       JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = g.tgattr[0]
@@ -243,6 +276,41 @@ BEGIN
         END IF;
     END IF;
     RETURN NULL;
+END
+$$;
+
+-- EXECUTE on the profiles trigger's function for the owners of the tracked
+-- profiles tables, and for no one else but the function's owner.
+-- PostgreSQL checks that right when it copies the trigger onto a partition
+-- being created or attached, which only the table's owner may do; without
+-- it the app's own migrations fail. The right gives nothing more: the
+-- function records nothing for a table outside billing.tracked_profiles'
+-- trees, and reads its settings from there. Run again by track_profiles,
+-- untrack_profiles, ALTER TABLE on a tracked profiles table (OWNER TO) and
+-- billing.merge() (REASSIGN OWNED, which no event trigger sees).
+CREATE FUNCTION billing._grant_profiles_function() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure := 'billing._profiles_counter_changed()'::regprocedure;
+    fn_owner oid := (SELECT p.proowner FROM pg_proc AS p WHERE p.oid = fn);
+    owners oid[] := ARRAY(SELECT DISTINCT c.relowner FROM billing.tracked_profiles AS tp
+                            JOIN pg_class AS c ON c.oid = tp.relation ORDER BY 1);
+    grantee oid;
+BEGIN
+    FOR grantee IN SELECT DISTINCT a.grantee
+                     FROM pg_proc AS p CROSS JOIN LATERAL aclexplode(p.proacl) AS a
+                    WHERE p.oid = fn AND a.grantee <> fn_owner AND a.grantee <> ALL (owners)
+                    ORDER BY 1 LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %s', fn, CASE grantee WHEN 0 THEN 'PUBLIC'
+                                                                 ELSE grantee::regrole::text END);
+    END LOOP;
+    FOREACH grantee IN ARRAY owners LOOP
+        IF grantee <> fn_owner AND NOT has_function_privilege(grantee, fn, 'EXECUTE') THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', fn, grantee::regrole);
+        END IF;
+    END LOOP;
 END
 $$;
 

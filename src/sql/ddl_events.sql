@@ -67,6 +67,13 @@ BEGIN
                 USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
         END;
     END LOOP;
+    -- (ALTER TABLE ... OWNER TO of a tracked profiles table: the new owner
+    -- gets the right its migrations need, the old one loses it)
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() AS c
+                 JOIN billing.tracked_profiles AS tp ON tp.relation::oid = c.objid
+                WHERE c.classid = 'pg_class'::regclass AND c.command_tag = 'ALTER TABLE') THEN
+        PERFORM billing._grant_profiles_function();
+    END IF;
     FOR t IN SELECT DISTINCT ON (tt.id) tt.*
                FROM billing.tracked_tables AS tt
                JOIN pg_event_trigger_ddl_commands() AS c
@@ -139,6 +146,22 @@ BEGIN
                       HINT = format('Run SELECT billing.untrack_messages(%L) first, and track it again after.',
                                     d.tracked::text);
         END LOOP;
+        -- The same for the e-mail counter's trigger of a tracked profiles table.
+        FOR d IN SELECT r.relation, tp.relation AS tracked
+                   FROM pg_event_trigger_dropped_objects() AS o
+                  CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                                             AS relation) AS r
+                   JOIN billing.tracked_profiles AS tp
+                     ON tp.relation = r.relation
+                     OR tp.relation = ANY (SELECT a.relid FROM pg_partition_ancestors(r.relation) AS a)
+                  WHERE o.object_type = 'trigger' AND o.address_names[3] = 'billing_track_profiles'
+                  ORDER BY tp.relation::oid LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: this would drop trigger billing_track_profiles on %, which records the e-mails of tracked profiles table %',
+                            d.relation, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_profiles(%L) first, and track it again after.',
+                                    d.tracked::text);
+        END LOOP;
     END IF;
     -- A dropped partition of a tracked table (a dropped table that carried a
     -- clone of billing's row trigger) took rows its trigger never saw go.
@@ -156,6 +179,12 @@ BEGIN
                     ORDER BY t.id LOOP
             PERFORM billing._take_in_anew(sid);
         END LOOP;
+    END IF;
+    DELETE FROM billing.tracked_profiles AS tp
+     WHERE tp.relation::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
+                                 WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
+    IF FOUND THEN
+        PERFORM billing._grant_profiles_function();
     END IF;
     FOR d IN SELECT o.objid, t.id AS source_id,
                     to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn

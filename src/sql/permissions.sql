@@ -44,6 +44,7 @@ REVOKE ALL ON FUNCTION billing._grant_trigger_function(regprocedure, regclass) F
 REVOKE ALL ON FUNCTION billing._create_update_trigger(billing.tracked_tables) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._profiles_counter_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._create_profiles_trigger(regclass, name, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._grant_profiles_function() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._tracked_table_altered() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._tracked_table_dropped() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._take_in_anew(smallint) FROM PUBLIC;

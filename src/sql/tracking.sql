@@ -831,6 +831,16 @@ DECLARE
     t billing.tracked_tables;
     fn regprocedure;
 BEGIN
+    -- The owners of tracked profiles tables may copy its trigger onto new
+    -- partitions (after a REASSIGN OWNED, which no event trigger sees); a
+    -- profiles table gone without an event (a temporary one) is forgotten.
+    DELETE FROM billing.tracked_profiles AS tp
+     WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = tp.relation::oid);
+    IF FOUND OR EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp JOIN pg_class AS c ON c.oid = tp.relation
+                         WHERE NOT has_function_privilege(c.relowner, 'billing._profiles_counter_changed()',
+                                                          'EXECUTE')) THEN
+        PERFORM billing._grant_profiles_function();
+    END IF;
     -- A tracked table that is gone without an event billing heard (a
     -- temporary table, which versions before 0.4 let be tracked, dropped
     -- with its session) is forgotten, as a dropped table is.

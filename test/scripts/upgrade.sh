@@ -135,6 +135,41 @@ dropdb "$db"
 [[ "$got" == t ]] || { echo "FAIL: a table tracked under 0.3 did not get the $current trigger function"; exit 1; }
 echo "upgrade 0.3 -> $current: tracked tables get the new trigger function at the first merge"
 
+# A partitioned profiles table tracked under 0.3, owned by the app's role,
+# its counter named in French on a service of its own: the update records it
+# in billing.tracked_profiles (counter and service read back from the
+# trigger's arguments), and its owner may then add partitions. By hand:
+# 1 e-mail when tracking began, + 2 on the old partition, + 3 on the new one.
+db=billing_upgrade_profiles_03
+dropdb --if-exists "$db" 2>/dev/null
+psql_q -c "DROP ROLE IF EXISTS billing_upgrade_owner" >/dev/null 2>&1
+createdb "$db"
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE ROLE billing_upgrade_owner;
+GRANT CREATE ON SCHEMA public TO billing_upgrade_owner;
+CREATE EXTENSION billing VERSION '0.3';
+INSERT INTO billing.aws_prices (service, unit, unit_price, effective_from)
+VALUES ('ses-eu', 'email', 0.0001, '2020-01-01');
+CREATE TABLE profiles (id int, region text, data jsonb) PARTITION BY LIST (region);
+CREATE TABLE profiles_eu PARTITION OF profiles FOR VALUES IN ('eu');
+ALTER TABLE profiles OWNER TO billing_upgrade_owner;
+ALTER TABLE profiles_eu OWNER TO billing_upgrade_owner;
+INSERT INTO profiles VALUES (1, 'eu', '{"courriels_envoyés": 1}');
+SELECT billing.track_profiles('profiles', counter => 'courriels_envoyés', service => 'ses-eu');
+ALTER EXTENSION billing UPDATE;
+SET ROLE billing_upgrade_owner;
+UPDATE profiles SET data = '{"courriels_envoyés": 3}';
+CREATE TABLE profiles_us PARTITION OF profiles FOR VALUES IN ('us');
+INSERT INTO profiles VALUES (2, 'us', '{"courriels_envoyés": 3}');
+RESET ROLE;
+SQL
+got=$(psql_q -d "$db" -c "SELECT (SELECT string_agg(counter || '/' || service, ',') FROM billing.tracked_profiles)
+                                 || ' ' || (SELECT sum(quantity) FROM billing.aws_usage WHERE service = 'ses-eu')")
+dropdb "$db"
+psql_q -c "DROP ROLE billing_upgrade_owner" >/dev/null
+[[ "$got" == "courriels_envoyés/ses-eu 6" ]] || { echo "FAIL: profiles tracked under 0.3: got '$got' (want 'courriels_envoyés/ses-eu 6')"; exit 1; }
+echo "upgrade 0.3 -> $current: a tracked profiles table is registered, and its owner may add partitions"
+
 # A temporary table tracked under 0.3 (0.4 refuses them), gone with its
 # session without an event: the first merge after the update forgets it and
 # its $0.00075, which the views had kept for good.

@@ -1643,6 +1643,16 @@ DECLARE
     t billing.tracked_tables;
     fn regprocedure;
 BEGIN
+    -- The owners of tracked profiles tables may copy its trigger onto new
+    -- partitions (after a REASSIGN OWNED, which no event trigger sees); a
+    -- profiles table gone without an event (a temporary one) is forgotten.
+    DELETE FROM billing.tracked_profiles AS tp
+     WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = tp.relation::oid);
+    IF FOUND OR EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp JOIN pg_class AS c ON c.oid = tp.relation
+                         WHERE NOT has_function_privilege(c.relowner, 'billing._profiles_counter_changed()',
+                                                          'EXECUTE')) THEN
+        PERFORM billing._grant_profiles_function();
+    END IF;
     -- A tracked table that is gone without an event billing heard (a
     -- temporary table, which versions before 0.4 let be tracked, dropped
     -- with its session) is forgotten, as a dropped table is.
@@ -1788,7 +1798,10 @@ BEGIN
                                       WHERE a.attrelid = relation AND a.attname = data_column), NULL)
             USING ERRCODE = 'datatype_mismatch', HINT = 'Nothing was changed.';
     END IF;
+    INSERT INTO billing.tracked_profiles AS tp VALUES (relation, counter, service)
+        ON CONFLICT ON CONSTRAINT tracked_profiles_pkey DO UPDATE SET counter = excluded.counter, service = excluded.service;
     PERFORM billing._create_profiles_trigger(relation, data_column, counter, service);
+    PERFORM billing._grant_profiles_function();
     -- What the counters already hold was sent this month before tracking began.
     EXECUTE format($q$INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
         SELECT %3$L, sum((p.%1$I ->> %2$L)::numeric), now(), 'counter value when tracking began', 'track_profiles'
@@ -2038,13 +2051,23 @@ AS $$
 DECLARE
     col name;
     col_type oid;
-    counter text := TG_ARGV[0];
-    service text := TG_ARGV[1];
+    counter text;
+    service text;
     new_value jsonb;
     old_value jsonb;
     before numeric := 0;
     after numeric;
 BEGIN
+    SELECT tp.counter, tp.service INTO counter, service
+      FROM billing.tracked_profiles AS tp
+     WHERE tp.relation = TG_RELID::regclass   -- (pg_partition_ancestors lists nothing for a plain table)
+        OR tp.relation = ANY (SELECT a.relid FROM pg_partition_ancestors(TG_RELID) AS a)
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE WARNING 'billing: trigger % on % is not one that billing.track_profiles made: nothing recorded',
+                      TG_NAME, TG_RELID::regclass;
+        RETURN NULL;
+    END IF;
     SELECT a.attname, a.atttypid INTO col, col_type
       FROM pg_trigger AS g
       JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = g.tgattr[0]
@@ -3852,6 +3875,8 @@ DECLARE
     legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
 BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS billing_track_profiles ON %s', relation);
+    DELETE FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation;
+    PERFORM billing._grant_profiles_function();
     DELETE FROM billing.profile_customers AS pc WHERE pc.relation = untrack_profiles.relation;
     -- The per-table function of a table tracked before 0.3 (see the end of
     -- this script), if one was left.
@@ -9340,6 +9365,13 @@ BEGIN
                 USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
         END;
     END LOOP;
+    -- (ALTER TABLE ... OWNER TO of a tracked profiles table: the new owner
+    -- gets the right its migrations need, the old one loses it)
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() AS c
+                 JOIN billing.tracked_profiles AS tp ON tp.relation::oid = c.objid
+                WHERE c.classid = 'pg_class'::regclass AND c.command_tag = 'ALTER TABLE') THEN
+        PERFORM billing._grant_profiles_function();
+    END IF;
     FOR t IN SELECT DISTINCT ON (tt.id) tt.*
                FROM billing.tracked_tables AS tt
                JOIN pg_event_trigger_ddl_commands() AS c
@@ -9423,6 +9455,22 @@ BEGIN
                       HINT = format('Run SELECT billing.untrack_messages(%L) first, and track it again after.',
                                     d.tracked::text);
         END LOOP;
+        -- The same for the e-mail counter's trigger of a tracked profiles table.
+        FOR d IN SELECT r.relation, tp.relation AS tracked
+                   FROM pg_event_trigger_dropped_objects() AS o
+                  CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                                             AS relation) AS r
+                   JOIN billing.tracked_profiles AS tp
+                     ON tp.relation = r.relation
+                     OR tp.relation = ANY (SELECT a.relid FROM pg_partition_ancestors(r.relation) AS a)
+                  WHERE o.object_type = 'trigger' AND o.address_names[3] = 'billing_track_profiles'
+                  ORDER BY tp.relation::oid LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: this would drop trigger billing_track_profiles on %, which records the e-mails of tracked profiles table %',
+                            d.relation, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_profiles(%L) first, and track it again after.',
+                                    d.tracked::text);
+        END LOOP;
     END IF;
     -- A dropped partition of a tracked table (a dropped table that carried a
     -- clone of billing's row trigger) took rows its trigger never saw go.
@@ -9440,6 +9488,12 @@ BEGIN
                     ORDER BY t.id LOOP
             PERFORM billing._take_in_anew(sid);
         END LOOP;
+    END IF;
+    DELETE FROM billing.tracked_profiles AS tp
+     WHERE tp.relation::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
+                                 WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
+    IF FOUND THEN
+        PERFORM billing._grant_profiles_function();
     END IF;
     FOR d IN SELECT o.objid, t.id AS source_id,
                     to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
@@ -9620,3 +9674,88 @@ END
 $$;
 REVOKE ALL ON FUNCTION billing._create_update_trigger(billing.tracked_tables) FROM PUBLIC;
 ALTER FUNCTION billing._create_update_trigger(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
+
+------------------------------------------------------------------------------
+-- Tracked profiles tables, in a table of their own: the shared trigger
+-- function reads its settings there and records nothing for any other
+-- table, so the owners of tracked profiles tables may be given EXECUTE on
+-- it, which PostgreSQL requires of them to create or attach partitions.
+------------------------------------------------------------------------------
+-- The profiles tables billing.track_profiles follows, with the counter it
+-- reads and the service it records. The shared trigger function reads its
+-- settings here, not from its trigger's arguments, and records nothing for
+-- a table that is not here nor a partition of one: so any role may create
+-- a trigger with it (PostgreSQL requires that right of a table's owner when
+-- it copies the trigger onto a new partition), and gains nothing by it.
+CREATE TABLE billing.tracked_profiles (
+    relation regclass PRIMARY KEY,
+    counter  text     NOT NULL,
+    service  text     NOT NULL
+);
+COMMENT ON TABLE billing.tracked_profiles IS
+    'Profiles tables whose e-mail counter billing.track_profiles follows: the counter (a key of the jsonb column) and the service recorded.';
+SELECT pg_catalog.pg_extension_config_dump('billing.tracked_profiles', '');
+
+-- The tables 0.3 tracked with the shared function, their counter and
+-- service from their trigger's arguments (partitions' copies left out).
+DO $$
+DECLARE
+    g record;
+    rest bytea;
+    n integer;
+    args text[];
+BEGIN
+    FOR g IN SELECT t.tgrelid::regclass AS relation, t.tgargs, t.tgnargs
+               FROM pg_catalog.pg_trigger AS t
+              WHERE t.tgname = 'billing_track_profiles' AND t.tgparentid = 0
+                AND t.tgfoid = 'billing._profiles_counter_changed()'::regprocedure
+              ORDER BY t.tgrelid LOOP
+        CONTINUE WHEN g.tgnargs <> 2;
+        rest := g.tgargs;
+        args := ARRAY[]::text[];
+        FOR i IN 1 .. g.tgnargs LOOP
+            n := position('\x00'::bytea IN rest);
+            args := args || convert_from(substring(rest FROM 1 FOR n - 1), getdatabaseencoding());
+            rest := substring(rest FROM n + 1);
+        END LOOP;
+        INSERT INTO billing.tracked_profiles VALUES (g.relation, args[1], args[2]) ON CONFLICT DO NOTHING;
+    END LOOP;
+END
+$$;
+-- EXECUTE on the profiles trigger's function for the owners of the tracked
+-- profiles tables, and for no one else but the function's owner.
+-- PostgreSQL checks that right when it copies the trigger onto a partition
+-- being created or attached, which only the table's owner may do; without
+-- it the app's own migrations fail. The right gives nothing more: the
+-- function records nothing for a table outside billing.tracked_profiles'
+-- trees, and reads its settings from there. Run again by track_profiles,
+-- untrack_profiles, ALTER TABLE on a tracked profiles table (OWNER TO) and
+-- billing.merge() (REASSIGN OWNED, which no event trigger sees).
+CREATE FUNCTION billing._grant_profiles_function() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure := 'billing._profiles_counter_changed()'::regprocedure;
+    fn_owner oid := (SELECT p.proowner FROM pg_proc AS p WHERE p.oid = fn);
+    owners oid[] := ARRAY(SELECT DISTINCT c.relowner FROM billing.tracked_profiles AS tp
+                            JOIN pg_class AS c ON c.oid = tp.relation ORDER BY 1);
+    grantee oid;
+BEGIN
+    FOR grantee IN SELECT DISTINCT a.grantee
+                     FROM pg_proc AS p CROSS JOIN LATERAL aclexplode(p.proacl) AS a
+                    WHERE p.oid = fn AND a.grantee <> fn_owner AND a.grantee <> ALL (owners)
+                    ORDER BY 1 LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %s', fn, CASE grantee WHEN 0 THEN 'PUBLIC'
+                                                                 ELSE grantee::regrole::text END);
+    END LOOP;
+    FOREACH grantee IN ARRAY owners LOOP
+        IF grantee <> fn_owner AND NOT has_function_privilege(grantee, fn, 'EXECUTE') THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', fn, grantee::regrole);
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._grant_profiles_function() FROM PUBLIC;
+ALTER FUNCTION billing._grant_profiles_function() SET citus.enable_ddl_propagation = off;
+SELECT billing._grant_profiles_function();

@@ -196,6 +196,34 @@ SELECT billing.merge() > 0 AS merged;
 SELECT * FROM pg_temp.part_figures();
 -- What the table holds, by the cost aggregate: December's $0.0015.
 SELECT billing.openai_cost(data, created_at) AS table_cost FROM part_messages;
+-- An unlogged table is emptied by a crash, and billing would keep its
+-- costs: refused for a tracked table's partitions, new or old, and by
+-- track_messages.
+ALTER TABLE part_messages_2026_12 SET UNLOGGED;
+CREATE UNLOGGED TABLE part_messages_2027_02 PARTITION OF part_messages FOR VALUES FROM ('2027-02-01') TO ('2027-03-01');
+CREATE UNLOGGED TABLE unlogged_messages (LIKE part_messages);
+SELECT billing.track_messages('unlogged_messages');
+DROP TABLE unlogged_messages;
+-- The detached October partition (its one row, id 10: $0.00075) moves to
+-- another tracked partitioned table: the TRUNCATE trigger it kept from
+-- part_messages gives way to part_other's, and part_other takes it in.
+CREATE TABLE part_other (LIKE part_messages) PARTITION BY RANGE (created_at);
+SELECT tracked FROM billing.track_messages('part_other');
+ALTER TABLE part_other ATTACH PARTITION part_messages_2026_10 FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+SELECT billing.merge() IS NOT NULL AS merged;
+SELECT source_table, month, cost, messages FROM billing.conversation_costs WHERE conversation_id = 'q';
+SELECT count(*) AS truncate_triggers,
+       bool_and(encode(g.tgargs, 'escape') = (SELECT id FROM billing.tracked_tables
+                                              WHERE relation = 'part_other'::regclass) || '\000') AS part_others
+  FROM pg_trigger AS g
+ WHERE g.tgrelid = 'part_messages_2026_10'::regclass AND g.tgname = 'billing_track_truncate';
+-- Detached again, it can be tracked on its own.
+ALTER TABLE part_other DETACH PARTITION part_messages_2026_10;
+SELECT tracked, messages FROM billing.track_messages('part_messages_2026_10');
+SELECT source_table, month, cost, messages FROM billing.conversation_costs WHERE conversation_id = 'q';
+SELECT billing.untrack_messages('part_messages_2026_10');
+SELECT billing.untrack_messages('part_other');
+DROP TABLE part_other;
 SELECT billing.untrack_messages('part_messages');
 -- Untracking leaves no trigger on any partition (the detached one keeps
 -- its TRUNCATE trigger, which does nothing there, until DROP EXTENSION).

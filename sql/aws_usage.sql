@@ -41,7 +41,18 @@ UPDATE profiles SET data = '{"emails_sent_this_month": 10}';
 UPDATE profiles SET data = '{"emails_sent_this_month": 0, "last_billing_reset": "now"}';
 UPDATE profiles SET data = '{"emails_sent_this_month": 1}';
 UPDATE profiles SET data = '{"emails_sent_this_month": "many"}';
--- 7 at the start + 1 + 2 + 1 = 11 e-mails recorded
+-- A counter that held no count (a string, a negative or fractional number)
+-- gives no baseline: its next change records nothing. An absent one counts
+-- from 0.
+UPDATE profiles SET data = '{"emails_sent_this_month": 2}';       -- from "many": nothing
+UPDATE profiles SET data = '{"emails_sent_this_month": -1000}';   -- a decrease
+UPDATE profiles SET data = '{"emails_sent_this_month": 0}';       -- from -1000: nothing
+UPDATE profiles SET data = '{"emails_sent_this_month": 2.5}';     -- not whole: nothing
+UPDATE profiles SET data = '{"emails_sent_this_month": 3}';       -- from 2.5: nothing
+UPDATE profiles SET data = '{"emails_sent_this_month": 4}';       -- + 1
+UPDATE profiles SET data = '{"other": true}';                     -- the counter gone
+UPDATE profiles SET data = '{"emails_sent_this_month": 2}';       -- from absent: + 2
+-- 7 at the start + 1 + 2 + 1, then + 1 + 2 = 14 e-mails recorded, in 6 rows
 SELECT sum(quantity) AS emails, count(*) AS rows FROM billing.aws_usage WHERE origin = 'track_profiles';
 SELECT billing.untrack_profiles('profiles');
 UPDATE profiles SET data = '{"emails_sent_this_month": 50}';

@@ -76,11 +76,25 @@ SELECT billing.record_usage('ses', 1000, '2026-03-01 03:00+00') IS NOT NULL AS r
 SELECT month, source, cost, emails FROM billing.monthly_history WHERE source = 'aws';
 DELETE FROM billing.aws_usage;
 
--- Back to UTC: everything in March again, and the rollups agree once merged.
-UPDATE billing.settings SET value = 'UTC' WHERE name = 'month_time_zone';
+-- Back to UTC by TRUNCATE billing.settings (a deleted row means the
+-- default: UTC months, gpt-4o-mini for estimates): everything in March
+-- again, and the rollups agree once merged.
+TRUNCATE billing.settings;
 SELECT month, source, cost FROM billing.monthly_history ORDER BY 1, 2;
 SELECT billing.merge() >= 0 AS merged;
 SELECT month, model, cost FROM billing.month_usage ORDER BY 1, 2;
+-- Writes after that merge are kept by the next one, an estimated reply
+-- priced as the default estimate model: 'sixteen chars!!!' (4 tokens) then
+-- a reply 'twelve chars' without usage (3 completion tokens, prompt 4), as
+-- gpt-4o-mini: 4 x 0.15/1M + 3 x 0.60/1M = 0.0000024; April 0.1500024.
+INSERT INTO zone_messages (conversation_id, role, content, data, created_at) VALUES
+    ('e', 'user', 'sixteen chars!!!', '{}', '2026-04-02 10:00+00'),
+    ('e', 'assistant', 'twelve chars', '{}', '2026-04-02 10:01+00');
+SELECT month, source, cost FROM billing.monthly_history ORDER BY 1, 2;
+SELECT billing.merge() >= 0 AS merged;
+SELECT month, source, cost FROM billing.monthly_history ORDER BY 1, 2;
+SELECT count(*) AS unmerged FROM billing.usage_ledger;
+INSERT INTO billing.settings VALUES ('estimate_model', 'gpt-4o-mini'), ('month_time_zone', 'UTC');
 
 SELECT billing.untrack_messages('zone_messages');
 DROP TABLE zone_messages;

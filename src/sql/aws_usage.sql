@@ -262,6 +262,13 @@ BEGIN
         IF jsonb_typeof(old_value) = 'number' THEN
             before := old_value::text::numeric;
         END IF;
+        -- A counter that held no count of e-mails (a string, a negative or
+        -- a fractional number) gives no baseline: its change is not usage.
+        -- An absent counter, or JSON null, counts from 0.
+        IF coalesce(jsonb_typeof(old_value), 'null') <> 'null' AND
+           (jsonb_typeof(old_value) <> 'number' OR before < 0 OR before <> round(before)) THEN
+            RETURN NULL;
+        END IF;
     END IF;
     -- Only increases are usage; a decrease is the monthly reset. An
     -- increase of a trillion or more is not e-mails sent: it is left out,

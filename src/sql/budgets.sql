@@ -468,7 +468,8 @@ BEGIN
         RETURN;
     END IF;
     -- (billing._estimate_model(), read here: a SQL function is planned at each call)
-    SELECT s.value INTO estimate_model FROM billing.settings AS s WHERE s.name = 'estimate_model';
+    SELECT coalesce(max(s.value), 'gpt-4o-mini') INTO estimate_model FROM billing.settings AS s
+     WHERE s.name = 'estimate_model';
     SELECT coalesce(sum(x.cost), 0),
            coalesce(sum(x.cost) FILTER (WHERE target IS NOT NULL AND x.model IS NOT NULL
                                         AND (billing.resolve_model_price(CASE WHEN x.model = '' THEN estimate_model

@@ -25,6 +25,7 @@ DECLARE
     cols name[];
     sid smallint;
     moved boolean;
+    created boolean;
     heir record;
 BEGIN
     -- A table made an inheritance child of a tracked table (CREATE TABLE
@@ -44,7 +45,27 @@ BEGIN
                   HINT = format('Untrack %s first (SELECT billing.untrack_messages(%L)), or make it a partitioned table.',
                                 heir.tracked, heir.tracked::text);
     END LOOP;
-    FOR sid, moved IN SELECT tree.id, bool_or(c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command))
+    -- (the TRUNCATE triggers only for a partition created or attached: any
+    -- other ALTER, as a restore's ADD CONSTRAINT after billing's tables are
+    -- back, would make the ones the restore itself creates next collide)
+    -- A table of a tracked tree made unlogged (ALTER TABLE ... SET UNLOGGED,
+    -- CREATE UNLOGGED TABLE ... PARTITION OF): a crash would empty it, and
+    -- billing would keep its costs. Refused, as track_messages refuses it.
+    FOR heir IN SELECT c.objid::regclass AS child, tt.relation AS tracked
+                  FROM pg_event_trigger_ddl_commands() AS c
+                  JOIN pg_class AS k ON k.oid = c.objid AND k.relpersistence = 'u'
+                  JOIN billing.tracked_tables AS tt ON tt.id = billing._tracked_tree_of(c.objid)
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                   AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')
+                 ORDER BY tt.id LIMIT 1 LOOP
+        RAISE EXCEPTION 'billing: % would be unlogged, and it holds rows of tracked table %: a crash would empty it, and billing would keep its costs',
+                        heir.child, heir.tracked
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('Untrack %s first (SELECT billing.untrack_messages(%L)).', heir.tracked, heir.tracked::text);
+    END LOOP;
+    FOR sid, moved, created IN
+                     SELECT tree.id, bool_or(c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command)),
+                            bool_or(c.command_tag = 'CREATE TABLE')
                         FROM pg_event_trigger_ddl_commands() AS c
                        CROSS JOIN LATERAL (SELECT billing._tracked_tree_of(c.objid) AS id) AS tree
                        WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
@@ -61,7 +82,9 @@ BEGIN
                 RAISE WARNING 'billing: a trigger of tracked table % is disabled: its writes pass unbilled', t.relation
                     USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
             END IF;
-            PERFORM billing._partition_truncate_triggers(t);
+            IF moved OR created THEN
+                PERFORM billing._partition_truncate_triggers(t);
+            END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: could not follow the partitions of tracked table %: %', t.relation, SQLERRM
                 USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';

@@ -461,7 +461,7 @@ BEGIN
                billing.usage_cost(coalesce(m.model, cfg.estimate_model), m.estimated_prompt,
                                   m.estimated_completion, 0, m.created_at) AS e
           FROM moved AS m
-         CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS cfg
+         CROSS JOIN (SELECT billing._estimate_model() AS estimate_model) AS cfg
     ), rows AS MATERIALIZED (
         SELECT p.*, coalesce(p.c, 0) AS cost, coalesce(p.e, 0) AS estimated_cost,
                billing._unpriced_tokens(p.c, p.e, p.prompt_tokens, p.completion_tokens, p.estimated_prompt,
@@ -613,7 +613,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE ON billing.settings
+CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON billing.settings
     FOR EACH STATEMENT EXECUTE FUNCTION billing._settings_changed();
 
 -- The rollups of every month of a table, from the table. Where an index on

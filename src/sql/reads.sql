@@ -15,7 +15,7 @@ SELECT l.source_id, billing.month_of(l.created_at) AS month, l.conversation_id,
        billing._sat(billing._unpriced_tokens(c.cost, e.cost, l.prompt_tokens, l.completion_tokens, l.estimated_prompt,
                                              l.estimated_completion, l.unsplit_tokens)) AS unpriced_tokens
   FROM billing.usage_ledger AS l
- CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS s
+ CROSS JOIN (SELECT billing._estimate_model() AS estimate_model) AS s
  CROSS JOIN LATERAL billing.usage_cost(l.model, l.prompt_tokens, l.completion_tokens, l.cached_tokens,
                                        l.created_at) AS c(cost)
  CROSS JOIN LATERAL billing.usage_cost(coalesce(l.model, s.estimate_model), l.estimated_prompt,

@@ -28,10 +28,12 @@ $$;
 CREATE TRIGGER settings_inserted BEFORE INSERT ON billing.settings
     FOR EACH ROW EXECUTE FUNCTION billing._setting_inserted();
 
+-- (a deleted row means the default, as for month_time_zone: a merge that
+-- priced its rows with no estimate model at all would lose them)
 CREATE FUNCTION billing._estimate_model() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT value FROM billing.settings WHERE name = 'estimate_model' $$;
+AS $$ SELECT coalesce((SELECT value FROM billing.settings WHERE name = 'estimate_model'), 'gpt-4o-mini') $$;
 
 -- STABLE (it reads the setting): each call site reads it once per
 -- statement and keeps the zone, so a row costs one time conversion.

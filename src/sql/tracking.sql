@@ -170,6 +170,14 @@ BEGIN
         RAISE EXCEPTION 'billing: % is a temporary table: it goes with its session, and billing would keep its costs', p_relation
             USING ERRCODE = 'feature_not_supported';
     END IF;
+    SELECT p.relid::regclass INTO other FROM pg_partition_tree(p_relation) AS p JOIN pg_class AS k ON k.oid = p.relid
+     WHERE k.relpersistence = 'u' ORDER BY p.level, p.relid LIMIT 1;
+    IF c.relpersistence = 'u' OR other IS NOT NULL THEN
+        RAISE EXCEPTION 'billing: % is an unlogged table: a crash empties it, and billing would keep its costs',
+                        coalesce(other, p_relation)
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'ALTER TABLE ... SET LOGGED first.';
+    END IF;
     SELECT i.inhrelid::regclass INTO other FROM pg_inherits AS i JOIN pg_class AS k ON k.oid = i.inhrelid
      WHERE i.inhparent = p_relation AND NOT k.relispartition ORDER BY i.inhrelid LIMIT 1;
     IF other IS NOT NULL THEN
@@ -278,10 +286,8 @@ BEGIN
                     FOR EACH ROW EXECUTE FUNCTION %s',
                    t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
                    t.created_at_column, t.relation, fn);
-    EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
-                    FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
-    PERFORM billing._depend_on_extension(NULL, t.relation,
-                                         ARRAY['billing_track', 'billing_track_truncate']::name[]);
+    PERFORM billing._create_truncate_trigger(t.relation, t.id);
+    PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track']::name[]);
     PERFORM billing._create_update_trigger(t);
     PERFORM billing._partition_truncate_triggers(t);
 END
@@ -335,6 +341,27 @@ AS $$
            AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = p_source::text || '\000'
 $$;
 
+-- billing's TRUNCATE trigger on `relation`, for tracked table `p_source`.
+-- One that billing left on a table that has since left another tracked
+-- tree (a detached partition keeps it: nothing drops it) is replaced; a
+-- trigger of another function by that name is the owner's, and the
+-- CREATE fails on it.
+CREATE FUNCTION billing._create_truncate_trigger(relation regclass, p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE %s TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)',
+                   CASE WHEN EXISTS (SELECT 1 FROM pg_trigger AS g
+                                      WHERE g.tgrelid = relation AND g.tgname = 'billing_track_truncate'
+                                        AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure)
+                        THEN 'OR REPLACE' ELSE '' END,
+                   relation, p_source);
+    PERFORM billing._depend_on_extension(NULL, relation, ARRAY['billing_track_truncate']::name[]);
+END
+$$;
+
 -- The TRUNCATE trigger on every partition of a partitioned tracked table
 -- (at any level) that lacks it. PostgreSQL clones a row trigger onto each
 -- partition, never a statement trigger, and a TRUNCATE of one partition
@@ -355,9 +382,7 @@ BEGIN
                    AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
                                     WHERE g.tgrelid = p.relid AND billing._is_truncate_trigger(g, t.id))
                  ORDER BY p.level, p.relid LOOP
-        EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
-                        FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', part, t.id);
-        PERFORM billing._depend_on_extension(NULL, part, ARRAY['billing_track_truncate']::name[]);
+        PERFORM billing._create_truncate_trigger(part, t.id);
     END LOOP;
 END
 $$;
@@ -907,9 +932,15 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- (a partition whose DETACH ... CONCURRENTLY is pending is no longer
+    -- in its tree, as PostgreSQL lists it, but still counted with it until
+    -- the detach completes: its writes are the table's until then)
     IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
                     WHERE t.id = p_source
-                      AND t.relation = coalesce(pg_partition_root(p_relid), p_relid)) THEN
+                      AND t.relation = coalesce(pg_partition_root(p_relid), p_relid))
+       AND NOT EXISTS (SELECT 1 FROM pg_inherits AS i
+                        WHERE i.inhrelid = p_relid AND i.inhdetachpending
+                          AND billing._tracked_tree_of(i.inhparent) = p_source) THEN
         RAISE EXCEPTION 'billing: this trigger function tracks %, not %',
                         coalesce((SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source),
                                  'a table no longer tracked'), p_relid::regclass

@@ -87,7 +87,7 @@ SELECT billing.track_message_customers('notes', data_member => 'customer');
 -- partitions (billing grants it EXECUTE on the table's trigger function).
 CREATE SCHEMA app AUTHORIZATION billing_dump_app;
 CREATE TABLE app.events (id bigint, conversation_id text, role text, content text, data jsonb,
-                         created_at timestamp) PARTITION BY RANGE (created_at);
+                         created_at timestamp, PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
 CREATE TABLE app.events_2025_06 PARTITION OF app.events FOR VALUES FROM ('2025-06-01') TO ('2025-07-01');
 ALTER TABLE app.events OWNER TO billing_dump_app;
 ALTER TABLE app.events_2025_06 OWNER TO billing_dump_app;
@@ -96,7 +96,9 @@ SQL
 
 pg_dump -Fc -d "$src" -f "$dump"
 createdb "$dst"
-pg_restore -d "$dst" --exit-on-error "$dump"
+# (in one transaction: an error anywhere, such as a trigger billing made
+# again before the dump's own, fails the restore)
+pg_restore -d "$dst" --exit-on-error --single-transaction "$dump"
 
 # The same catalog, row for row, and no seed row twice.
 catalog=$(cat <<'SQL'

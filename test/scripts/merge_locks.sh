@@ -73,4 +73,42 @@ got=$(psql_q -d "$db" -c "$figures")
 [[ $state == 'other:t,held:t' ]] || { echo "FAIL: after the lock went: $state (want other:t,held:t)"; fail=1; }
 [[ $got == "$want" ]] || { echo "FAIL: figures after the table was taken in: $got (want $want)"; fail=1; }
 echo "the lock gone: the next merge took the table in; figures $got"
+
+# A DETACH PARTITION ... CONCURRENTLY that waits on an old snapshot and is
+# cancelled leaves the partition "detach pending". Writes to it must still
+# work (billing's trigger, copied onto it, still counts them with the
+# table), and once the detach is finished (FINALIZE) the table is taken in
+# anew without the partition. By hand: October's partition holds
+# gpt-4o 1M prompt tokens ($2.50), November's 100 + 50 tokens ($0.00075).
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE TABLE pm (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamptz NOT NULL,
+                 PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
+CREATE TABLE pm_2026_10 PARTITION OF pm FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+CREATE TABLE pm_2026_11 PARTITION OF pm FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+INSERT INTO pm VALUES
+  (1, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2026-10-02 00:00+00'),
+  (2, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-02 00:00+00');
+SELECT billing.untrack_messages('held');
+SELECT billing.untrack_messages('other');
+SELECT billing.track_messages('pm');
+SQL
+psql -X -q -d "$db" -c "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pm; SELECT pg_sleep(30); COMMIT;" >/dev/null &
+holder=$!
+for _ in $(seq 100); do
+    [[ $(psql_q -d "$db" -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db' AND query LIKE '%pg_sleep(30)%' AND wait_event = 'PgSleep'") == 1 ]] && break
+    sleep 0.1
+done
+psql_q -d "$db" -c "SET statement_timeout = '1s'" -c "ALTER TABLE pm DETACH PARTITION pm_2026_10 CONCURRENTLY" >/dev/null 2>&1 || true
+pending=$(psql_q -d "$db" -c "SELECT count(*) FROM pg_inherits WHERE inhrelid = 'pm_2026_10'::regclass AND inhdetachpending")
+writes=$(psql_q -d "$db" -c "INSERT INTO pm_2026_10 VALUES (3, 'p', 'user', 'hi', '{}', '2026-10-03 00:00+00')" \
+                          -c "DELETE FROM pm_2026_10 WHERE id = 3" -c "SELECT 'ok'" 2>&1)
+kill "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
+holder=
+psql_q -d "$db" -c "ALTER TABLE pm DETACH PARTITION pm_2026_10 FINALIZE" -c "SELECT billing.merge()" >/dev/null
+got=$(psql_q -d "$db" -c "$figures")
+[[ $pending == 1 ]] || { echo "FAIL: the cancelled DETACH CONCURRENTLY left no pending detach ($pending)"; fail=1; }
+[[ $writes == ok ]] || { echo "FAIL: writes to a partition whose detach is pending: $writes"; fail=1; }
+[[ $got == '2026-11-01|0.00075|1' ]] || { echo "FAIL: figures after DETACH ... FINALIZE: $got (want 2026-11-01|0.00075|1)"; fail=1; }
+echo "a pending DETACH CONCURRENTLY: writes to the partition work; after FINALIZE, figures $got"
 exit $fail

@@ -897,7 +897,7 @@ SELECT l.source_id, billing.month_of(l.created_at) AS month, l.conversation_id,
        billing._sat(billing._unpriced_tokens(c.cost, e.cost, l.prompt_tokens, l.completion_tokens, l.estimated_prompt,
                                              l.estimated_completion, l.unsplit_tokens)) AS unpriced_tokens
   FROM billing.usage_ledger AS l
- CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS s
+ CROSS JOIN (SELECT billing._estimate_model() AS estimate_model) AS s
  CROSS JOIN LATERAL billing.usage_cost(l.model, l.prompt_tokens, l.completion_tokens, l.cached_tokens,
                                        l.created_at) AS c(cost)
  CROSS JOIN LATERAL billing.usage_cost(coalesce(l.model, s.estimate_model), l.estimated_prompt,
@@ -1977,9 +1977,15 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- (a partition whose DETACH ... CONCURRENTLY is pending is no longer
+    -- in its tree, as PostgreSQL lists it, but still counted with it until
+    -- the detach completes: its writes are the table's until then)
     IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
                     WHERE t.id = p_source
-                      AND t.relation = coalesce(pg_partition_root(p_relid), p_relid)) THEN
+                      AND t.relation = coalesce(pg_partition_root(p_relid), p_relid))
+       AND NOT EXISTS (SELECT 1 FROM pg_inherits AS i
+                        WHERE i.inhrelid = p_relid AND i.inhdetachpending
+                          AND billing._tracked_tree_of(i.inhparent) = p_source) THEN
         RAISE EXCEPTION 'billing: this trigger function tracks %, not %',
                         coalesce((SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source),
                                  'a table no longer tracked'), p_relid::regclass
@@ -2084,6 +2090,13 @@ BEGIN
         EXECUTE format('SELECT ($1).%I OPERATOR(pg_catalog.->) $2', col) INTO old_value USING OLD, counter;
         IF jsonb_typeof(old_value) = 'number' THEN
             before := old_value::text::numeric;
+        END IF;
+        -- A counter that held no count of e-mails (a string, a negative or
+        -- a fractional number) gives no baseline: its change is not usage.
+        -- An absent counter, or JSON null, counts from 0.
+        IF coalesce(jsonb_typeof(old_value), 'null') <> 'null' AND
+           (jsonb_typeof(old_value) <> 'number' OR before < 0 OR before <> round(before)) THEN
+            RETURN NULL;
         END IF;
     END IF;
     -- Only increases are usage; a decrease is the monthly reset. An
@@ -2674,7 +2687,8 @@ BEGIN
         RETURN;
     END IF;
     -- (billing._estimate_model(), read here: a SQL function is planned at each call)
-    SELECT s.value INTO estimate_model FROM billing.settings AS s WHERE s.name = 'estimate_model';
+    SELECT coalesce(max(s.value), 'gpt-4o-mini') INTO estimate_model FROM billing.settings AS s
+     WHERE s.name = 'estimate_model';
     SELECT coalesce(sum(x.cost), 0),
            coalesce(sum(x.cost) FILTER (WHERE target IS NOT NULL AND x.model IS NOT NULL
                                         AND (billing.resolve_model_price(CASE WHEN x.model = '' THEN estimate_model
@@ -7164,7 +7178,7 @@ BEGIN
                billing.usage_cost(coalesce(m.model, cfg.estimate_model), m.estimated_prompt,
                                   m.estimated_completion, 0, m.created_at) AS e
           FROM moved AS m
-         CROSS JOIN (SELECT value AS estimate_model FROM billing.settings WHERE name = 'estimate_model') AS cfg
+         CROSS JOIN (SELECT billing._estimate_model() AS estimate_model) AS cfg
     ), rows AS MATERIALIZED (
         SELECT p.*, coalesce(p.c, 0) AS cost, coalesce(p.e, 0) AS estimated_cost,
                billing._unpriced_tokens(p.c, p.e, p.prompt_tokens, p.completion_tokens, p.estimated_prompt,
@@ -9236,9 +9250,7 @@ BEGIN
                    AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
                                     WHERE g.tgrelid = p.relid AND billing._is_truncate_trigger(g, t.id))
                  ORDER BY p.level, p.relid LOOP
-        EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
-                        FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', part, t.id);
-        PERFORM billing._depend_on_extension(NULL, part, ARRAY['billing_track_truncate']::name[]);
+        PERFORM billing._create_truncate_trigger(part, t.id);
     END LOOP;
 END
 $$;
@@ -9256,10 +9268,8 @@ BEGIN
                     FOR EACH ROW EXECUTE FUNCTION %s',
                    t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
                    t.created_at_column, t.relation, fn);
-    EXECUTE format('CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
-                    FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)', t.relation, t.id);
-    PERFORM billing._depend_on_extension(NULL, t.relation,
-                                         ARRAY['billing_track', 'billing_track_truncate']::name[]);
+    PERFORM billing._create_truncate_trigger(t.relation, t.id);
+    PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track']::name[]);
     PERFORM billing._create_update_trigger(t);
     PERFORM billing._partition_truncate_triggers(t);
 END
@@ -9323,6 +9333,7 @@ DECLARE
     cols name[];
     sid smallint;
     moved boolean;
+    created boolean;
     heir record;
 BEGIN
     -- A table made an inheritance child of a tracked table (CREATE TABLE
@@ -9342,7 +9353,27 @@ BEGIN
                   HINT = format('Untrack %s first (SELECT billing.untrack_messages(%L)), or make it a partitioned table.',
                                 heir.tracked, heir.tracked::text);
     END LOOP;
-    FOR sid, moved IN SELECT tree.id, bool_or(c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command))
+    -- (the TRUNCATE triggers only for a partition created or attached: any
+    -- other ALTER, as a restore's ADD CONSTRAINT after billing's tables are
+    -- back, would make the ones the restore itself creates next collide)
+    -- A table of a tracked tree made unlogged (ALTER TABLE ... SET UNLOGGED,
+    -- CREATE UNLOGGED TABLE ... PARTITION OF): a crash would empty it, and
+    -- billing would keep its costs. Refused, as track_messages refuses it.
+    FOR heir IN SELECT c.objid::regclass AS child, tt.relation AS tracked
+                  FROM pg_event_trigger_ddl_commands() AS c
+                  JOIN pg_class AS k ON k.oid = c.objid AND k.relpersistence = 'u'
+                  JOIN billing.tracked_tables AS tt ON tt.id = billing._tracked_tree_of(c.objid)
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                   AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')
+                 ORDER BY tt.id LIMIT 1 LOOP
+        RAISE EXCEPTION 'billing: % would be unlogged, and it holds rows of tracked table %: a crash would empty it, and billing would keep its costs',
+                        heir.child, heir.tracked
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('Untrack %s first (SELECT billing.untrack_messages(%L)).', heir.tracked, heir.tracked::text);
+    END LOOP;
+    FOR sid, moved, created IN
+                     SELECT tree.id, bool_or(c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command)),
+                            bool_or(c.command_tag = 'CREATE TABLE')
                         FROM pg_event_trigger_ddl_commands() AS c
                        CROSS JOIN LATERAL (SELECT billing._tracked_tree_of(c.objid) AS id) AS tree
                        WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
@@ -9359,7 +9390,9 @@ BEGIN
                 RAISE WARNING 'billing: a trigger of tracked table % is disabled: its writes pass unbilled', t.relation
                     USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
             END IF;
-            PERFORM billing._partition_truncate_triggers(t);
+            IF moved OR created THEN
+                PERFORM billing._partition_truncate_triggers(t);
+            END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: could not follow the partitions of tracked table %: %', t.relation, SQLERRM
                 USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
@@ -9565,6 +9598,14 @@ BEGIN
         RAISE EXCEPTION 'billing: % is a temporary table: it goes with its session, and billing would keep its costs', p_relation
             USING ERRCODE = 'feature_not_supported';
     END IF;
+    SELECT p.relid::regclass INTO other FROM pg_partition_tree(p_relation) AS p JOIN pg_class AS k ON k.oid = p.relid
+     WHERE k.relpersistence = 'u' ORDER BY p.level, p.relid LIMIT 1;
+    IF c.relpersistence = 'u' OR other IS NOT NULL THEN
+        RAISE EXCEPTION 'billing: % is an unlogged table: a crash empties it, and billing would keep its costs',
+                        coalesce(other, p_relation)
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'ALTER TABLE ... SET LOGGED first.';
+    END IF;
     SELECT i.inhrelid::regclass INTO other FROM pg_inherits AS i JOIN pg_class AS k ON k.oid = i.inhrelid
      WHERE i.inhparent = p_relation AND NOT k.relispartition ORDER BY i.inhrelid LIMIT 1;
     IF other IS NOT NULL THEN
@@ -9759,3 +9800,38 @@ $$;
 REVOKE ALL ON FUNCTION billing._grant_profiles_function() FROM PUBLIC;
 ALTER FUNCTION billing._grant_profiles_function() SET citus.enable_ddl_propagation = off;
 SELECT billing._grant_profiles_function();
+
+-- TRUNCATE billing.settings is a change of settings too (every one back to
+-- its default): the months are read anew, as after a DELETE.
+DROP TRIGGER settings_changed ON billing.settings;
+CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON billing.settings
+    FOR EACH STATEMENT EXECUTE FUNCTION billing._settings_changed();
+
+-- billing's TRUNCATE trigger on `relation`, for tracked table `p_source`.
+-- One that billing left on a table that has since left another tracked
+-- tree (a detached partition keeps it: nothing drops it) is replaced; a
+-- trigger of another function by that name is the owner's, and the
+-- CREATE fails on it.
+CREATE FUNCTION billing._create_truncate_trigger(relation regclass, p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE %s TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)',
+                   CASE WHEN EXISTS (SELECT 1 FROM pg_trigger AS g
+                                      WHERE g.tgrelid = relation AND g.tgname = 'billing_track_truncate'
+                                        AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure)
+                        THEN 'OR REPLACE' ELSE '' END,
+                   relation, p_source);
+    PERFORM billing._depend_on_extension(NULL, relation, ARRAY['billing_track_truncate']::name[]);
+END
+$$;
+
+-- A deleted estimate_model row means the default, gpt-4o-mini, as a
+-- deleted month_time_zone means UTC. Before, merge() priced its rows with
+-- no estimate model at all, and lost them.
+CREATE OR REPLACE FUNCTION billing._estimate_model() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce((SELECT value FROM billing.settings WHERE name = 'estimate_model'), 'gpt-4o-mini') $$;

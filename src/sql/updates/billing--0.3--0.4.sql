@@ -9235,6 +9235,27 @@ AS $$
            AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = p_source::text || '\000'
 $$;
 
+-- billing's TRUNCATE trigger on `relation`, for tracked table `p_source`.
+-- One that billing left on a table that has since left another tracked
+-- tree (a detached partition keeps it: nothing drops it) is replaced; a
+-- trigger of another function by that name is the owner's, and the
+-- CREATE fails on it.
+CREATE FUNCTION billing._create_truncate_trigger(relation regclass, p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE %s TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)',
+                   CASE WHEN EXISTS (SELECT 1 FROM pg_trigger AS g
+                                      WHERE g.tgrelid = relation AND g.tgname = 'billing_track_truncate'
+                                        AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure)
+                        THEN 'OR REPLACE' ELSE '' END,
+                   relation, p_source);
+    PERFORM billing._depend_on_extension(NULL, relation, ARRAY['billing_track_truncate']::name[]);
+END
+$$;
+
 CREATE FUNCTION billing._partition_truncate_triggers(t billing.tracked_tables) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -9807,26 +9828,6 @@ DROP TRIGGER settings_changed ON billing.settings;
 CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON billing.settings
     FOR EACH STATEMENT EXECUTE FUNCTION billing._settings_changed();
 
--- billing's TRUNCATE trigger on `relation`, for tracked table `p_source`.
--- One that billing left on a table that has since left another tracked
--- tree (a detached partition keeps it: nothing drops it) is replaced; a
--- trigger of another function by that name is the owner's, and the
--- CREATE fails on it.
-CREATE FUNCTION billing._create_truncate_trigger(relation regclass, p_source smallint) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    EXECUTE format('CREATE %s TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
-                    FOR EACH STATEMENT EXECUTE FUNCTION billing._tracked_truncated(%s)',
-                   CASE WHEN EXISTS (SELECT 1 FROM pg_trigger AS g
-                                      WHERE g.tgrelid = relation AND g.tgname = 'billing_track_truncate'
-                                        AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure)
-                        THEN 'OR REPLACE' ELSE '' END,
-                   relation, p_source);
-    PERFORM billing._depend_on_extension(NULL, relation, ARRAY['billing_track_truncate']::name[]);
-END
-$$;
 
 -- A deleted estimate_model row means the default, gpt-4o-mini, as a
 -- deleted month_time_zone means UTC. Before, merge() priced its rows with

@@ -139,6 +139,8 @@ SELECT budget, spent, forecast, forecast_method FROM billing._budget_status('202
 -- On 20 November: all 1.27 of 2 reaches 50% (1.00); openai 100%; aws 50%;
 -- 4o 0.00075 of 0.001 reaches 50% (0.0005), not 80% (0.0008); conv-a all
 -- three. 7 alerts.
+-- An infinite time has no month: refused, as forecast() refuses it.
+SELECT billing.check_alerts('infinity');
 SELECT billing.check_alerts('2024-11-20');
 SELECT budget, threshold, period, spent, amount, delivered_at, attempts, last_error
   FROM billing.alerts ORDER BY budget, threshold;

@@ -111,6 +111,24 @@ SELECT conversation_id, cost FROM billing._top_conversations('2026-10-01', '2026
 SELECT DISTINCT customer FROM billing._customer_months('-infinity', 'infinity', 'bob');
 SELECT DISTINCT customer FROM billing._usage_by_customer('-infinity', 'infinity', 'bob');
 SELECT DISTINCT customer FROM billing._aws_by_customer('-infinity', 'infinity', NULL);
+-- Budgets and alerts: alice's own only. The whole app's budget and bob's
+-- ($0.001 each) fired alerts for November (0.0025 + 0.0075 = 0.01 spent,
+-- and bob's 0.0075); alice's ($1) fired none: as alice, nothing of those.
+RESET ROLE;
+RESET billing.customer;
+INSERT INTO billing.budgets (name, amount) VALUES ('everything', 0.001);
+INSERT INTO billing.budgets (name, scope, customer, amount) VALUES ('alice-budget', 'customer', 'alice', 1),
+                                                                 ('bob-budget', 'customer', 'bob', 0.001);
+SELECT billing.check_alerts('2026-11-15') > 0 AS fired;
+SELECT DISTINCT budget FROM billing.alerts ORDER BY 1;
+SET ROLE regress_customer_app;
+SET billing.customer = 'alice';
+SELECT name, customer FROM billing.budgets;
+SELECT count(*) AS alerts FROM billing.alerts;
+SELECT budget, spent FROM billing._budget_status('2026-11-01', '2026-11-15');
+RESET ROLE;
+DELETE FROM billing.alerts;
+DELETE FROM billing.budgets;
 -- Statements are not issued as a customer.
 RESET ROLE;
 SET billing.customer = 'alice';

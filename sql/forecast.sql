@@ -82,6 +82,17 @@ SELECT source, spent, past_daily, past_months, forecast FROM billing.forecast('2
 SELECT * FROM billing.forecast(NULL);
 SELECT * FROM billing.forecast('infinity');
 
+-- === A forecast is never below the spend =================================
+-- 3 prompt tokens of gpt-4o-mini (3 x 0.15/1M = 0.00000045) in November
+-- 2031, asked half a day before its end: the projection rounds to 6
+-- decimals, the spend stays exact, so the forecast is at least the spend.
+BEGIN;
+INSERT INTO fc_messages (conversation_id, role, content, data, created_at)
+VALUES ('tiny', 'assistant', 'r', '{"model": "gpt-4o-mini", "prompt_tokens": 3, "completion_tokens": 0}', '2031-11-10 00:00+00');
+SELECT source, spent, forecast >= spent AS not_below_spent
+  FROM billing.forecast('2031-11-30 12:00+00') WHERE source <> 'aws';
+ROLLBACK;
+
 -- === A role without read access gets the readers' error ==================
 CREATE ROLE fc_nobody;
 SET ROLE fc_nobody;

@@ -95,6 +95,14 @@ SELECT model, cheaper_model, cheaper_cost, saving, caching_saved
   FROM billing.savings('2024-11-01', '2024-12-01') ORDER BY model;
 ROLLBACK;
 
+-- A model with no price: its cost is NULL, not 0 (10 + 5 tokens of gpt-9).
+BEGIN;
+INSERT INTO sav_messages VALUES
+  (90, 'z', 'assistant', 'x', '{"model": "gpt-9", "prompt_tokens": 10, "completion_tokens": 5}', '2024-11-10 10:00+00');
+SELECT model, priced_as, prompt_tokens, completion_tokens, cost, saving
+  FROM billing.savings('2024-11-01', '2024-12-01') WHERE model = 'gpt-9';
+ROLLBACK;
+
 -- The default period is the current month: none of this usage is in it.
 SELECT count(*) AS rows_now FROM billing.savings();
 

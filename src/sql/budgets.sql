@@ -548,6 +548,12 @@ DECLARE
     a billing.alerts;
     fired integer := 0;
 BEGIN
+    -- (an infinite time has no month: its spend would be read month by
+    -- month without end)
+    IF at IS NULL OR NOT isfinite(at) THEN
+        RAISE EXCEPTION 'billing.check_alerts: at must be a finite time, got %', coalesce(at::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM billing.budgets) THEN
         RETURN 0;
     END IF;

@@ -1102,6 +1102,17 @@ ALTER TABLE billing.aws_usage_patterns ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.aws_usage_patterns USING (true);
 CREATE POLICY as_customer ON billing.aws_usage_patterns AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL);
+-- Budgets and their alerts: one customer's own only. A budget of the whole
+-- app, of a model or of a conversation says what others spend.
+ALTER TABLE billing.budgets ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.budgets USING (true);
+CREATE POLICY as_customer ON billing.budgets AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL OR customer = billing.current_customer());
+ALTER TABLE billing.alerts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.alerts USING (true);
+CREATE POLICY as_customer ON billing.alerts AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL
+           OR budget IN (SELECT b.name FROM billing.budgets AS b WHERE b.customer = billing.current_customer()));
 
 -- The customer of a profiles table's e-mails (billing.track_profiles): a
 -- column of the profile (its id, when a profile is a user).

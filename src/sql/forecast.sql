@@ -87,7 +87,9 @@ BEGIN
                     ELSE p.spent * m_days / greatest(m_elapsed, 1) END AS forecast
           FROM per AS p
     )
-    SELECT x.source, m, x.spent, round(x.daily, 6), x.months, round(x.forecast, 6),
+    -- (the projected rest rounded, not the total: the spend is exact, and a
+    -- forecast is never below it)
+    SELECT x.source, m, x.spent, round(x.daily, 6), x.months, x.spent + round(x.forecast - x.spent, 6),
            CASE WHEN x.months > 0 THEN 'rate blend' ELSE 'run rate' END
       FROM (SELECT f.source, f.spent, f.daily, f.months, f.forecast, 1 AS o FROM f WHERE f.source = 'openai'
             UNION ALL

@@ -144,7 +144,9 @@ BEGIN
                           AND mp.effective_from > r.part_from AND mp.effective_from <= r.at) AS price_changed
           FROM r
     )
-    SELECT q.model, q.priced_as, billing._sat(sum(q.p)), billing._sat(sum(q.c)), billing._sat(sum(q.k)), sum(q.cost),
+    -- (a cost is NULL where tokens went unpriced: no price is not zero cost)
+    SELECT q.model, q.priced_as, billing._sat(sum(q.p)), billing._sat(sum(q.c)), billing._sat(sum(q.k)),
+           CASE WHEN sum(q.unpriced) = 0 THEN sum(q.cost) END,
            q.cheaper_model,
            CASE WHEN count(q.cheaper_cost) = count(*) THEN sum(q.cheaper_cost) END,
            CASE WHEN count(q.cheaper_cost) = count(*) THEN sum(q.cost) - sum(q.cheaper_cost) END,

@@ -2767,6 +2767,12 @@ DECLARE
     a billing.alerts;
     fired integer := 0;
 BEGIN
+    -- (an infinite time has no month: its spend would be read month by
+    -- month without end)
+    IF at IS NULL OR NOT isfinite(at) THEN
+        RAISE EXCEPTION 'billing.check_alerts: at must be a finite time, got %', coalesce(at::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM billing.budgets) THEN
         RETURN 0;
     END IF;
@@ -3332,7 +3338,9 @@ BEGIN
                           AND mp.effective_from > r.part_from AND mp.effective_from <= r.at) AS price_changed
           FROM r
     )
-    SELECT q.model, q.priced_as, billing._sat(sum(q.p)), billing._sat(sum(q.c)), billing._sat(sum(q.k)), sum(q.cost),
+    -- (a cost is NULL where tokens went unpriced: no price is not zero cost)
+    SELECT q.model, q.priced_as, billing._sat(sum(q.p)), billing._sat(sum(q.c)), billing._sat(sum(q.k)),
+           CASE WHEN sum(q.unpriced) = 0 THEN sum(q.cost) END,
            q.cheaper_model,
            CASE WHEN count(q.cheaper_cost) = count(*) THEN sum(q.cheaper_cost) END,
            CASE WHEN count(q.cheaper_cost) = count(*) THEN sum(q.cost) - sum(q.cheaper_cost) END,
@@ -3440,7 +3448,9 @@ BEGIN
                     ELSE p.spent * m_days / greatest(m_elapsed, 1) END AS forecast
           FROM per AS p
     )
-    SELECT x.source, m, x.spent, round(x.daily, 6), x.months, round(x.forecast, 6),
+    -- (the projected rest rounded, not the total: the spend is exact, and a
+    -- forecast is never below it)
+    SELECT x.source, m, x.spent, round(x.daily, 6), x.months, x.spent + round(x.forecast - x.spent, 6),
            CASE WHEN x.months > 0 THEN 'rate blend' ELSE 'run rate' END
       FROM (SELECT f.source, f.spent, f.daily, f.months, f.forecast, 1 AS o FROM f WHERE f.source = 'openai'
             UNION ALL
@@ -9836,3 +9846,14 @@ CREATE OR REPLACE FUNCTION billing._estimate_model() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT coalesce((SELECT value FROM billing.settings WHERE name = 'estimate_model'), 'gpt-4o-mini') $$;
+
+-- Budgets and their alerts, read as one customer: that customer's own only.
+ALTER TABLE billing.budgets ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.budgets USING (true);
+CREATE POLICY as_customer ON billing.budgets AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL OR customer = billing.current_customer());
+ALTER TABLE billing.alerts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON billing.alerts USING (true);
+CREATE POLICY as_customer ON billing.alerts AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL
+           OR budget IN (SELECT b.name FROM billing.budgets AS b WHERE b.customer = billing.current_customer()));

@@ -140,6 +140,17 @@ REVOKE ALL ON billing.statements FROM statement_reader;
 REVOKE ALL ON SCHEMA billing FROM statement_reader;
 DROP ROLE statement_reader;
 
+-- A customer id of any length: one of 4,200 bytes gets its statement, and
+-- so does alice, in March 2027. gpt-4o 100 + 50 tokens = 100 x 2.5/1M +
+-- 50 x 10/1M = $0.00075 each; the long one also sent 10 e-mails ($0.001).
+INSERT INTO conversations VALUES ('c9', repeat('long-customer-', 300));
+INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
+  ('c9', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2027-03-05 10:00'),
+  ('c1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2027-03-05 10:00');
+SELECT billing.record_customer_usage(repeat('long-customer-', 300), 'ses', 10, '2027-03-06') > 0 AS recorded;
+SELECT left(customer, 14) AS customer, octet_length(customer) AS bytes, usage_total, total
+  FROM billing.issue_statements('2027-03-01', true) ORDER BY 1;
+
 SELECT billing.untrack_messages('messages');
 DROP TABLE messages, conversations;
 DELETE FROM billing.aws_usage;

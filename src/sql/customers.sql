@@ -34,7 +34,9 @@ CREATE INDEX conversation_usage_conversation ON billing.conversation_usage (sour
 
 -- Recorded AWS usage may name its customer.
 ALTER TABLE billing.aws_usage ADD COLUMN customer text CHECK (customer <> '');
-CREATE INDEX aws_usage_customer ON billing.aws_usage (customer, at) WHERE customer IS NOT NULL;
+-- (hash: a customer id is the app's, of any length, and a btree row holds
+-- at most 2704 bytes)
+CREATE INDEX aws_usage_customer ON billing.aws_usage USING hash (customer) WHERE customer IS NOT NULL;
 
 -- The mapping table must give one customer per conversation: its key column
 -- must be unique (a primary key or a unique index on that column alone).

@@ -16,9 +16,11 @@ CREATE TABLE billing.statements (
     usage_total       numeric     NOT NULL,   -- the month's own usage
     adjustments_total numeric     NOT NULL,   -- corrections of earlier months
     total             numeric     NOT NULL,   -- usage_total + adjustments_total
-    UNIQUE (customer, month),
     CHECK (total = usage_total + adjustments_total)
 );
+-- One statement per customer and month. The customer id is the app's, of
+-- any length; a btree row holds at most 2704 bytes, so its md5 is indexed.
+CREATE UNIQUE INDEX statements_customer_month_key ON billing.statements (pg_catalog.md5(customer), month);
 COMMENT ON TABLE billing.statements IS
     'Issued statements (billing.issue_statements): one per customer and month, never changed once issued.';
 SELECT pg_catalog.pg_extension_config_dump('billing.statements', '');

@@ -9857,3 +9857,11 @@ CREATE POLICY everyone ON billing.alerts USING (true);
 CREATE POLICY as_customer ON billing.alerts AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL
            OR budget IN (SELECT b.name FROM billing.budgets AS b WHERE b.customer = billing.current_customer()));
+
+-- Customer ids of any length: indexed by their md5, or by hash. A btree
+-- row holds at most 2704 bytes, and one long id failed every customer's
+-- statements (and a profiles write that recorded its e-mails).
+ALTER TABLE billing.statements DROP CONSTRAINT statements_customer_month_key;
+CREATE UNIQUE INDEX statements_customer_month_key ON billing.statements (pg_catalog.md5(customer), month);
+DROP INDEX billing.aws_usage_customer;
+CREATE INDEX aws_usage_customer ON billing.aws_usage USING hash (customer) WHERE customer IS NOT NULL;

@@ -111,6 +111,17 @@ SELECT billing.track_customers('chat_messages', 'chats', customer_column => 'acc
 -- 100 x 2.5/1M = 0.00025
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => 'not a number');
+-- The mapping's columns renamed: followed, the same 0.00025. A change that
+-- would leave it unreadable (a column dropped, the key no longer unique) is
+-- refused: every read of customers, budgets and alerts would fail on it.
+ALTER TABLE chats RENAME COLUMN account TO account_id;
+ALTER TABLE chats RENAME COLUMN id TO chat_id;
+SELECT lookup_key, customer_column FROM billing.customer_sources WHERE lookup = 'chats'::regclass;
+SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
+ALTER TABLE chats DROP COLUMN account_id;
+ALTER TABLE chats DROP CONSTRAINT chats_pkey;
+ALTER TABLE chats ALTER COLUMN account_id TYPE point USING point(account_id, 0);
+SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
 SELECT billing.untrack_customers('chat_messages');
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
 SELECT billing.untrack_messages('chat_messages');

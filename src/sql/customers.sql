@@ -86,6 +86,63 @@ AS $$
      WHERE t.id = c.source_id AND t.relation = untrack_customers.relation
 $$;
 
+-- After DDL on the table a customer source reads (its lookup table, or the
+-- tracked table itself for track_message_customers): a renamed column is
+-- followed (`renamed`: the attribute numbers the command renamed, whose new
+-- names replace the names that are gone), and a change that leaves the
+-- source unreadable (a column dropped or of a type billing cannot read, a
+-- lookup key no longer unique) is refused with the command: every read of
+-- customers, and with them budgets, alerts and the dashboard, would fail.
+CREATE FUNCTION billing._customer_source_altered(p_source smallint, renamed smallint[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s billing.customer_sources;
+    new_name name;
+BEGIN
+    SELECT * INTO s FROM billing.customer_sources AS c WHERE c.source_id = p_source;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF cardinality(renamed) = 1 THEN
+        new_name := (SELECT a.attname FROM pg_attribute AS a WHERE a.attrelid = s.lookup AND a.attnum = renamed[1]);
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
+                        WHERE a.attrelid = s.lookup AND a.attname = s.lookup_key AND NOT a.attisdropped) THEN
+            s.lookup_key := new_name;
+        ELSIF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
+                           WHERE a.attrelid = s.lookup AND a.attname = s.customer_column AND NOT a.attisdropped) THEN
+            s.customer_column := new_name;
+        END IF;
+        UPDATE billing.customer_sources AS c SET lookup_key = s.lookup_key, customer_column = s.customer_column
+         WHERE c.source_id = p_source;
+    END IF;
+    BEGIN
+        PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+        IF s.customer_member IS NULL THEN
+            PERFORM billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+        END IF;
+        IF NOT s.per_message
+           AND NOT EXISTS (SELECT 1 FROM pg_index AS i
+                             JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                            WHERE i.indrelid = s.lookup AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+                              AND a.attname = s.lookup_key) THEN
+            RAISE EXCEPTION 'column % would no longer be unique, so it cannot give one customer per conversation',
+                            quote_ident(s.lookup_key)
+                USING ERRCODE = 'invalid_table_definition';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'billing: % gives the customers of tracked table %, and %', s.lookup,
+                        (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source),
+                        regexp_replace(SQLERRM, '^billing: ', '')
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = format('Run SELECT billing.untrack_customers(%L) first, and track its customers again after.',
+                                (SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source));
+    END;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._customer_source_altered(smallint, smallint[]) FROM PUBLIC;
+
 -- The customer as a column of the tracked table itself, or as a member of
 -- its data (billing.track_message_customers): the messages table is its own
 -- mapping, read when costs are read, like a lookup table. Costs are kept
@@ -1104,17 +1161,22 @@ ALTER TABLE billing.aws_usage_patterns ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.aws_usage_patterns USING (true);
 CREATE POLICY as_customer ON billing.aws_usage_patterns AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL);
--- Budgets and their alerts: one customer's own only. A budget of the whole
--- app, of a model or of a conversation says what others spend.
+-- Budgets and their alerts: one customer's own and its conversations'
+-- only (as billing.dashboard(customer => ...) shows them). A budget of the
+-- whole app or of a model says what others spend.
 ALTER TABLE billing.budgets ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.budgets USING (true);
 CREATE POLICY as_customer ON billing.budgets AS RESTRICTIVE FOR SELECT
-    USING (billing.current_customer() IS NULL OR customer = billing.current_customer());
+    USING (billing.current_customer() IS NULL
+           OR (scope = 'customer' AND customer = billing.current_customer())
+           OR (scope = 'conversation'
+               AND billing._key(conversation_id) IN (SELECT c.conversation_id
+                                                       FROM billing._customer_conversations(billing.current_customer(), false) AS c)));
 ALTER TABLE billing.alerts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.alerts USING (true);
 CREATE POLICY as_customer ON billing.alerts AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL
-           OR budget IN (SELECT b.name FROM billing.budgets AS b WHERE b.customer = billing.current_customer()));
+           OR budget IN (SELECT b.name FROM billing.budgets AS b));   -- (the budgets this reader sees, above)
 
 -- The customer of a profiles table's e-mails (billing.track_profiles): a
 -- column of the profile (its id, when a profile is a user).

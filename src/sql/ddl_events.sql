@@ -90,6 +90,20 @@ BEGIN
                 USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
         END;
     END LOOP;
+    -- Customer sources (customers.sql): renames followed, breaking changes
+    -- refused. (Not while the extension's own script runs: customers.sql
+    -- makes the table after this file.)
+    IF to_regclass('billing.customer_sources') IS NOT NULL THEN
+        FOR sid IN SELECT DISTINCT s.source_id FROM billing.customer_sources AS s
+                     JOIN pg_event_trigger_ddl_commands() AS c
+                       ON c.classid = 'pg_class'::regclass AND c.objid = s.lookup::oid AND c.command_tag = 'ALTER TABLE'
+                    ORDER BY 1 LOOP
+            PERFORM billing._customer_source_altered(sid,
+                ARRAY(SELECT c.objsubid::smallint FROM pg_event_trigger_ddl_commands() AS c
+                        JOIN billing.customer_sources AS s ON s.source_id = sid AND c.objid = s.lookup::oid
+                       WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0 AND c.command_tag = 'ALTER TABLE'));
+        END LOOP;
+    END IF;
     -- (ALTER TABLE ... OWNER TO of a tracked profiles table: the new owner
     -- gets the right its migrations need, the old one loses it)
     IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() AS c
@@ -208,6 +222,29 @@ BEGIN
                                  WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
     IF FOUND THEN
         PERFORM billing._grant_profiles_function();
+    END IF;
+    -- A customer lookup table dropped: its tracked table's customers are no
+    -- longer known (every read of customers would fail on it).
+    -- (not while the extension's own script runs: customers.sql makes the
+    -- table after this file)
+    IF to_regclass('billing.customer_sources') IS NOT NULL THEN
+        FOR d IN SELECT cs.source_id FROM billing.customer_sources AS cs
+                  WHERE NOT cs.per_message
+                    AND cs.lookup::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
+                                            WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0)
+                  ORDER BY 1 LOOP
+            DELETE FROM billing.customer_sources AS cs WHERE cs.source_id = d.source_id;
+            RAISE WARNING 'billing: the lookup table of the customers of tracked table % is dropped: its costs belong to no customer now',
+                          (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = d.source_id)
+                USING HINT = 'billing.track_customers() names another lookup table.';
+        END LOOP;
+        -- An index dropped (DROP INDEX, DROP CONSTRAINT): a lookup key that is
+        -- no longer unique would bill a conversation to several customers.
+        IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS o WHERE o.object_type IN ('index', 'table constraint')) THEN
+            FOR sid IN SELECT cs.source_id FROM billing.customer_sources AS cs WHERE NOT cs.per_message ORDER BY 1 LOOP
+                PERFORM billing._customer_source_altered(sid, ARRAY[]::smallint[]);
+            END LOOP;
+        END IF;
     END IF;
     FOR d IN SELECT o.objid, t.id AS source_id,
                     to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn

@@ -9429,6 +9429,20 @@ BEGIN
                 USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
         END;
     END LOOP;
+    -- Customer sources (customers.sql): renames followed, breaking changes
+    -- refused. (Not while the extension's own script runs: customers.sql
+    -- makes the table after this file.)
+    IF to_regclass('billing.customer_sources') IS NOT NULL THEN
+        FOR sid IN SELECT DISTINCT s.source_id FROM billing.customer_sources AS s
+                     JOIN pg_event_trigger_ddl_commands() AS c
+                       ON c.classid = 'pg_class'::regclass AND c.objid = s.lookup::oid AND c.command_tag = 'ALTER TABLE'
+                    ORDER BY 1 LOOP
+            PERFORM billing._customer_source_altered(sid,
+                ARRAY(SELECT c.objsubid::smallint FROM pg_event_trigger_ddl_commands() AS c
+                        JOIN billing.customer_sources AS s ON s.source_id = sid AND c.objid = s.lookup::oid
+                       WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0 AND c.command_tag = 'ALTER TABLE'));
+        END LOOP;
+    END IF;
     -- (ALTER TABLE ... OWNER TO of a tracked profiles table: the new owner
     -- gets the right its migrations need, the old one loses it)
     IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() AS c
@@ -9558,6 +9572,29 @@ BEGIN
                                  WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
     IF FOUND THEN
         PERFORM billing._grant_profiles_function();
+    END IF;
+    -- A customer lookup table dropped: its tracked table's customers are no
+    -- longer known (every read of customers would fail on it).
+    -- (not while the extension's own script runs: customers.sql makes the
+    -- table after this file)
+    IF to_regclass('billing.customer_sources') IS NOT NULL THEN
+        FOR d IN SELECT cs.source_id FROM billing.customer_sources AS cs
+                  WHERE NOT cs.per_message
+                    AND cs.lookup::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
+                                            WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0)
+                  ORDER BY 1 LOOP
+            DELETE FROM billing.customer_sources AS cs WHERE cs.source_id = d.source_id;
+            RAISE WARNING 'billing: the lookup table of the customers of tracked table % is dropped: its costs belong to no customer now',
+                          (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = d.source_id)
+                USING HINT = 'billing.track_customers() names another lookup table.';
+        END LOOP;
+        -- An index dropped (DROP INDEX, DROP CONSTRAINT): a lookup key that is
+        -- no longer unique would bill a conversation to several customers.
+        IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS o WHERE o.object_type IN ('index', 'table constraint')) THEN
+            FOR sid IN SELECT cs.source_id FROM billing.customer_sources AS cs WHERE NOT cs.per_message ORDER BY 1 LOOP
+                PERFORM billing._customer_source_altered(sid, ARRAY[]::smallint[]);
+            END LOOP;
+        END IF;
     END IF;
     FOR d IN SELECT o.objid, t.id AS source_id,
                     to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
@@ -9851,12 +9888,16 @@ AS $$ SELECT coalesce((SELECT value FROM billing.settings WHERE name = 'estimate
 ALTER TABLE billing.budgets ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.budgets USING (true);
 CREATE POLICY as_customer ON billing.budgets AS RESTRICTIVE FOR SELECT
-    USING (billing.current_customer() IS NULL OR customer = billing.current_customer());
+    USING (billing.current_customer() IS NULL
+           OR (scope = 'customer' AND customer = billing.current_customer())
+           OR (scope = 'conversation'
+               AND billing._key(conversation_id) IN (SELECT c.conversation_id
+                                                       FROM billing._customer_conversations(billing.current_customer(), false) AS c)));
 ALTER TABLE billing.alerts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.alerts USING (true);
 CREATE POLICY as_customer ON billing.alerts AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL
-           OR budget IN (SELECT b.name FROM billing.budgets AS b WHERE b.customer = billing.current_customer()));
+           OR budget IN (SELECT b.name FROM billing.budgets AS b));   -- (the budgets this reader sees, above)
 
 -- Customer ids of any length: indexed by their md5, or by hash. A btree
 -- row holds at most 2704 bytes, and one long id failed every customer's
@@ -9865,3 +9906,60 @@ ALTER TABLE billing.statements DROP CONSTRAINT statements_customer_month_key;
 CREATE UNIQUE INDEX statements_customer_month_key ON billing.statements (pg_catalog.md5(customer), month);
 DROP INDEX billing.aws_usage_customer;
 CREATE INDEX aws_usage_customer ON billing.aws_usage USING hash (customer) WHERE customer IS NOT NULL;
+
+-- After DDL on the table a customer source reads (its lookup table, or the
+-- tracked table itself for track_message_customers): a renamed column is
+-- followed (`renamed`: the attribute numbers the command renamed, whose new
+-- names replace the names that are gone), and a change that leaves the
+-- source unreadable (a column dropped or of a type billing cannot read, a
+-- lookup key no longer unique) is refused with the command: every read of
+-- customers, and with them budgets, alerts and the dashboard, would fail.
+CREATE FUNCTION billing._customer_source_altered(p_source smallint, renamed smallint[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s billing.customer_sources;
+    new_name name;
+BEGIN
+    SELECT * INTO s FROM billing.customer_sources AS c WHERE c.source_id = p_source;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF cardinality(renamed) = 1 THEN
+        new_name := (SELECT a.attname FROM pg_attribute AS a WHERE a.attrelid = s.lookup AND a.attnum = renamed[1]);
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
+                        WHERE a.attrelid = s.lookup AND a.attname = s.lookup_key AND NOT a.attisdropped) THEN
+            s.lookup_key := new_name;
+        ELSIF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
+                           WHERE a.attrelid = s.lookup AND a.attname = s.customer_column AND NOT a.attisdropped) THEN
+            s.customer_column := new_name;
+        END IF;
+        UPDATE billing.customer_sources AS c SET lookup_key = s.lookup_key, customer_column = s.customer_column
+         WHERE c.source_id = p_source;
+    END IF;
+    BEGIN
+        PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+        IF s.customer_member IS NULL THEN
+            PERFORM billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+        END IF;
+        IF NOT s.per_message
+           AND NOT EXISTS (SELECT 1 FROM pg_index AS i
+                             JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                            WHERE i.indrelid = s.lookup AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+                              AND a.attname = s.lookup_key) THEN
+            RAISE EXCEPTION 'column % would no longer be unique, so it cannot give one customer per conversation',
+                            quote_ident(s.lookup_key)
+                USING ERRCODE = 'invalid_table_definition';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'billing: % gives the customers of tracked table %, and %', s.lookup,
+                        (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source),
+                        regexp_replace(SQLERRM, '^billing: ', '')
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = format('Run SELECT billing.untrack_customers(%L) first, and track its customers again after.',
+                                (SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source));
+    END;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._customer_source_altered(smallint, smallint[]) FROM PUBLIC;

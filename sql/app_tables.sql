@@ -203,6 +203,9 @@ ALTER TABLE part_messages_2026_12 SET UNLOGGED;
 CREATE UNLOGGED TABLE part_messages_2027_02 PARTITION OF part_messages FOR VALUES FROM ('2027-02-01') TO ('2027-03-01');
 CREATE UNLOGGED TABLE unlogged_messages (LIKE part_messages);
 SELECT billing.track_messages('unlogged_messages');
+ALTER TABLE part_messages ATTACH PARTITION unlogged_messages FOR VALUES FROM ('2027-02-01') TO ('2027-03-01');
+-- (any other ALTER of a tracked table goes on as before)
+ALTER TABLE part_messages_2026_12 SET (fillfactor = 90);
 DROP TABLE unlogged_messages;
 -- The detached October partition (its one row, id 10: $0.00075) moves to
 -- another tracked partitioned table: the TRUNCATE trigger it kept from

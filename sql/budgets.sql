@@ -139,6 +139,17 @@ SELECT budget, spent, forecast, forecast_method FROM billing._budget_status('202
 -- On 20 November: all 1.27 of 2 reaches 50% (1.00); openai 100%; aws 50%;
 -- 4o 0.00075 of 0.001 reaches 50% (0.0005), not 80% (0.0008); conv-a all
 -- three. 7 alerts.
+-- A role granted SELECT on billing.alerts alone reads it (its policy for
+-- readers as one customer needs no other table).
+CREATE ROLE regress_alerts_reader;
+GRANT USAGE ON SCHEMA billing TO regress_alerts_reader;
+GRANT SELECT ON billing.alerts TO regress_alerts_reader;
+SET ROLE regress_alerts_reader;
+SELECT count(*) >= 0 AS reads_alerts FROM billing.alerts;
+RESET ROLE;
+REVOKE ALL ON billing.alerts FROM regress_alerts_reader;
+REVOKE ALL ON SCHEMA billing FROM regress_alerts_reader;
+DROP ROLE regress_alerts_reader;
 -- An infinite time has no month: refused, as forecast() refuses it.
 SELECT billing.check_alerts('infinity');
 SELECT billing.check_alerts('2024-11-20');

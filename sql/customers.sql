@@ -111,9 +111,11 @@ SELECT billing.track_customers('chat_messages', 'chats', customer_column => 'acc
 -- 100 x 2.5/1M = 0.00025
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => 'not a number');
--- The mapping's columns renamed: followed, the same 0.00025. A change that
--- would leave it unreadable (a column dropped, the key no longer unique) is
--- refused: every read of customers, budgets and alerts would fail on it.
+-- The mapping's columns renamed: followed, the same 0.00025. Dropping a
+-- column it reads, or the constraint that keeps its key unique, is refused
+-- (reads of customers would fail, or bill a conversation twice); a type
+-- billing cannot read is a WARNING, and reads of its customers then fail
+-- with an error naming the column.
 ALTER TABLE chats RENAME COLUMN account TO account_id;
 ALTER TABLE chats RENAME COLUMN id TO chat_id;
 SELECT lookup_key, customer_column FROM billing.customer_sources WHERE lookup = 'chats'::regclass;
@@ -124,6 +126,22 @@ ALTER TABLE chats ALTER COLUMN account_id TYPE point USING point(account_id, 0);
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
 SELECT billing.untrack_customers('chat_messages');
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
+-- Renames made by any command, or on a parent of the lookup, are followed;
+-- a column dropped by DROP DOMAIN ... CASCADE is refused like DROP COLUMN.
+CREATE DOMAIN account_id AS bigint;
+CREATE TABLE chats_all (id bigint, region text, account account_id, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+CREATE TABLE chats_eu PARTITION OF chats_all FOR VALUES IN ('eu');
+CREATE UNIQUE INDEX chats_eu_id ON chats_eu (id);
+INSERT INTO chats_all VALUES (1, 'eu', 42);
+SELECT billing.track_customers('chat_messages', 'chats_eu', customer_column => 'account');
+ALTER TABLE chats_all RENAME COLUMN account TO owner_account;
+ALTER VIEW chats_all RENAME COLUMN id TO chat;
+SELECT lookup_key, customer_column FROM billing.customer_sources WHERE lookup = 'chats_eu'::regclass;
+SELECT customer, openai_cost FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
+DROP DOMAIN account_id CASCADE;
+SELECT billing.untrack_customers('chat_messages');
+DROP TABLE chats_all;
+DROP DOMAIN account_id;
 SELECT billing.untrack_messages('chat_messages');
 
 -- A profiles table's e-mails belong to the profile's customer (its id):

@@ -92,6 +92,14 @@ VALUES ('tiny', 'assistant', 'r', '{"model": "gpt-4o-mini", "prompt_tokens": 3, 
 SELECT source, spent, forecast >= spent AS not_below_spent
   FROM billing.forecast('2031-11-30 12:00+00') WHERE source <> 'aws';
 ROLLBACK;
+-- Nor after a month of credits (an actual figure of -500 in October 2031,
+-- a past daily rate below zero): the forecast is the spend, 0.00000045.
+BEGIN;
+INSERT INTO fc_messages (conversation_id, role, content, data, created_at)
+VALUES ('tiny', 'assistant', 'r', '{"model": "gpt-4o-mini", "prompt_tokens": 3, "completion_tokens": 0}', '2031-11-10 00:00+00');
+INSERT INTO billing.aws_actuals (month, service, cost) VALUES ('2031-10-01', 'credits', -500);
+SELECT source, spent, forecast FROM billing.forecast('2031-11-20 00:00+00') WHERE source = 'total';
+ROLLBACK;
 
 -- === A role without read access gets the readers' error ==================
 CREATE ROLE fc_nobody;

@@ -168,6 +168,7 @@ ALTER TABLE perm_profiles OWNER TO regress_billing_owner;
 ALTER TABLE perm_profiles_eu OWNER TO regress_billing_owner;
 INSERT INTO perm_profiles VALUES (1, 'eu', '{"emails_sent_this_month": 2}');
 SELECT tracked, recorded FROM billing.track_profiles('perm_profiles');   -- 2 sent before tracking
+SELECT billing.track_profile_customers('perm_profiles', 'id');
 SELECT r.rolname, has_function_privilege(r.oid, 'billing._profiles_counter_changed()', 'EXECUTE') AS may_execute
   FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2', 'regress_billing_app')
  ORDER BY r.rolname;
@@ -192,6 +193,10 @@ RESET ROLE;
 -- 2 + 5 + 5 + 2 = 14 e-mails, as SES at $0.10 per 1,000: $0.0014.
 SELECT sum(quantity) AS emails, count(*) AS rows, billing.aws_cost(service, quantity, at) AS billed
   FROM billing.aws_usage WHERE origin = 'track_profiles';
+-- Each partition's e-mails belong to the profile's customer (its id), the
+-- 2 sent before tracking to none.
+SELECT customer, sum(quantity) AS emails FROM billing.aws_usage WHERE origin = 'track_profiles'
+ GROUP BY customer ORDER BY customer NULLS FIRST;
 -- The right follows the table to a new owner, and goes with untracking.
 ALTER TABLE perm_profiles OWNER TO regress_billing_owner2;
 SELECT r.rolname, has_function_privilege(r.oid, 'billing._profiles_counter_changed()', 'EXECUTE') AS may_execute

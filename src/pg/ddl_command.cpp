@@ -1,4 +1,5 @@
-// SQL: billing._ddl_moves_partitions(pg_ddl_command), for the event trigger
+// SQL: billing._ddl_moves_partitions(pg_ddl_command) and
+// billing._ddl_sets_unlogged(pg_ddl_command), for the event trigger
 // that follows DDL on tracked tables (src/sql/ddl_events.sql). An ALTER
 // TABLE that attaches or detaches a partition moves rows into or out of a
 // tracked table without a row trigger firing, and SQL sees that command only
@@ -13,26 +14,41 @@ extern "C" {
 #include "tcop/deparse_utility.h"
 
 PG_FUNCTION_INFO_V1(ddl_moves_partitions);
+PG_FUNCTION_INFO_V1(ddl_sets_unlogged);
 }
+
+namespace {
+
+// Whether the collected command is an ALTER TABLE with a subcommand for
+// which `wanted` is true.
+template <typename Predicate>
+bool has_subcommand(const CollectedCommand* command, Predicate wanted) {
+  if (command == nullptr || command->type != SCT_AlterTable) return false;
+  ListCell* cell;
+  foreach (cell, command->d.alterTable.subcmds) {
+    const auto* collected = static_cast<const CollectedATSubcmd*>(lfirst(cell));
+    const Node* parsed = collected->parsetree;
+    if (parsed != nullptr && IsA(parsed, AlterTableCmd) && wanted(reinterpret_cast<const AlterTableCmd*>(parsed)->subtype))
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 // Whether the collected command is an ALTER TABLE with an ATTACH PARTITION
 // or DETACH PARTITION (plain, CONCURRENTLY or FINALIZE) among its subcommands.
 extern "C" Datum ddl_moves_partitions(PG_FUNCTION_ARGS) {
   const auto* command = reinterpret_cast<const CollectedCommand*>(PG_GETARG_POINTER(0));
-  if (command == nullptr || command->type != SCT_AlterTable) PG_RETURN_BOOL(false);
-  ListCell* cell;
-  foreach (cell, command->d.alterTable.subcmds) {
-    const auto* collected = static_cast<const CollectedATSubcmd*>(lfirst(cell));
-    const Node* parsed = collected->parsetree;
-    if (parsed == nullptr || !IsA(parsed, AlterTableCmd)) continue;
-    switch (reinterpret_cast<const AlterTableCmd*>(parsed)->subtype) {
-      case AT_AttachPartition:
-      case AT_DetachPartition:
-      case AT_DetachPartitionFinalize:
-        PG_RETURN_BOOL(true);
-      default:
-        break;
-    }
-  }
-  PG_RETURN_BOOL(false);
+  PG_RETURN_BOOL(has_subcommand(command, [](AlterTableType t) {
+    return t == AT_AttachPartition || t == AT_DetachPartition || t == AT_DetachPartitionFinalize;
+  }));
+}
+
+// Whether the collected command is an ALTER TABLE ... SET UNLOGGED: the one
+// change that makes a table a crash empties (billing refuses it on a
+// tracked table, whose costs it would keep).
+extern "C" Datum ddl_sets_unlogged(PG_FUNCTION_ARGS) {
+  const auto* command = reinterpret_cast<const CollectedCommand*>(PG_GETARG_POINTER(0));
+  PG_RETURN_BOOL(has_subcommand(command, [](AlterTableType t) { return t == AT_SetUnLogged; }));
 }

@@ -185,6 +185,7 @@ BEGIN
           FROM %4$s AS p
          WHERE jsonb_typeof(p.%1$I -> %2$L) = 'number' AND (p.%1$I ->> %2$L)::numeric > 0
            AND (p.%1$I ->> %2$L)::numeric < 1e12
+           AND (p.%1$I ->> %2$L)::numeric = round((p.%1$I ->> %2$L)::numeric)
         HAVING sum((p.%1$I ->> %2$L)::numeric) > 0
         RETURNING quantity $q$, data_column, counter, service, relation)
        INTO recorded;
@@ -228,6 +229,7 @@ AS $$
 DECLARE
     col name;
     col_type oid;
+    tracked regclass;
     counter text;
     service text;
     new_value jsonb;
@@ -235,10 +237,13 @@ DECLARE
     before numeric := 0;
     after numeric;
 BEGIN
-    SELECT tp.counter, tp.service INTO counter, service
-      FROM billing.tracked_profiles AS tp
-     WHERE tp.relation = TG_RELID::regclass   -- (pg_partition_ancestors lists nothing for a plain table)
-        OR tp.relation = ANY (SELECT a.relid FROM pg_partition_ancestors(TG_RELID) AS a)
+    -- (the table or one of its ancestors, through every link, pending
+    -- detaches too: pg_partition_ancestors stops at those)
+    WITH RECURSIVE up (rel) AS (
+        SELECT TG_RELID
+        UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
+    SELECT tp.relation, tp.counter, tp.service INTO tracked, counter, service
+      FROM up JOIN billing.tracked_profiles AS tp ON tp.relation = up.rel::regclass
      LIMIT 1;
     IF NOT FOUND THEN
         RAISE WARNING 'billing: trigger % on % is not one that billing.track_profiles made: nothing recorded',
@@ -279,7 +284,7 @@ BEGIN
         ELSE
             -- (customer: the profile's, billing.track_profile_customers in customers.sql)
             INSERT INTO billing.aws_usage (service, quantity, at, note, origin, customer)
-            VALUES (service, after - before, now(), NULL, 'track_profiles', billing._profile_customer(TG_RELID, NEW));
+            VALUES (service, after - before, now(), NULL, 'track_profiles', billing._profile_customer(tracked, NEW));
         END IF;
     END IF;
     RETURN NULL;

@@ -141,6 +141,7 @@ CREATE TABLE billing.alerts (
     last_error   text,
     claimed_by   text,
     next_attempt_at timestamptz,
+    customer     text,   -- the budget's customer when it fired (a customer budget's)
     UNIQUE (budget, period, threshold)
 );
 CREATE INDEX alerts_undelivered ON billing.alerts (id) WHERE delivered_at IS NULL;
@@ -562,8 +563,8 @@ BEGIN
     END IF;
     FOREACH p IN ARRAY periods LOOP
         FOR a IN
-            INSERT INTO billing.alerts AS x (budget, threshold, period, spent, amount)
-            SELECT b.name, t.threshold, p, s.spent, b.amount
+            INSERT INTO billing.alerts AS x (budget, threshold, period, spent, amount, customer)
+            SELECT b.name, t.threshold, p, s.spent, b.amount, b.customer
               FROM billing.budgets AS b
               JOIN billing._budget_spent(p) AS s ON s.budget = b.name
              CROSS JOIN LATERAL unnest(b.thresholds) AS t(threshold)

@@ -86,36 +86,37 @@ AS $$
      WHERE t.id = c.source_id AND t.relation = untrack_customers.relation
 $$;
 
--- After DDL on the table a customer source reads (its lookup table, or the
--- tracked table itself for track_message_customers): a renamed column is
--- followed (`renamed`: the attribute numbers the command renamed, whose new
--- names replace the names that are gone), and a change that leaves the
--- source unreadable (a column dropped or of a type billing cannot read, a
--- lookup key no longer unique) is refused with the command: every read of
--- customers, and with them budgets, alerts and the dashboard, would fail.
-CREATE FUNCTION billing._customer_source_altered(p_source smallint, renamed smallint[]) RETURNS void
+-- After DDL on the table a customer source reads (its lookup table, or
+-- the tracked table itself for track_message_customers), or on a parent
+-- of it: a renamed column is followed (`new_names`: the names the command
+-- gave, which replace the names that are gone). A source the command left
+-- unreadable (a column of a type billing cannot read, a lookup key that is
+-- no longer unique) gets a WARNING: reads of customers would fail on it,
+-- or bill a conversation twice. Never fails the command: a restore, say,
+-- adds a lookup's constraints one by one. (A column billing reads is not
+-- dropped: billing._tracked_table_dropped refuses it.)
+CREATE FUNCTION billing._customer_source_altered(p_source smallint, new_names name[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s billing.customer_sources;
-    new_name name;
+    present name[];
+    fresh name;
 BEGIN
     SELECT * INTO s FROM billing.customer_sources AS c WHERE c.source_id = p_source;
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    IF cardinality(renamed) = 1 THEN
-        new_name := (SELECT a.attname FROM pg_attribute AS a WHERE a.attrelid = s.lookup AND a.attnum = renamed[1]);
-        IF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
-                        WHERE a.attrelid = s.lookup AND a.attname = s.lookup_key AND NOT a.attisdropped) THEN
-            s.lookup_key := new_name;
-        ELSIF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
-                           WHERE a.attrelid = s.lookup AND a.attname = s.customer_column AND NOT a.attisdropped) THEN
-            s.customer_column := new_name;
-        END IF;
-        UPDATE billing.customer_sources AS c SET lookup_key = s.lookup_key, customer_column = s.customer_column
-         WHERE c.source_id = p_source;
+    present := ARRAY(SELECT a.attname FROM pg_attribute AS a
+                      WHERE a.attrelid = s.lookup AND a.attnum > 0 AND NOT a.attisdropped);
+    fresh := (SELECT n FROM unnest(new_names) AS n WHERE n = ANY (present) LIMIT 1);
+    IF fresh IS NOT NULL AND NOT (s.lookup_key = ANY (present) AND s.customer_column = ANY (present)) THEN
+        UPDATE billing.customer_sources AS c
+           SET lookup_key = CASE WHEN s.lookup_key = ANY (present) THEN s.lookup_key ELSE fresh END,
+               customer_column = CASE WHEN s.customer_column = ANY (present) THEN s.customer_column ELSE fresh END
+         WHERE c.source_id = p_source
+        RETURNING * INTO s;
     END IF;
     BEGIN
         PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
@@ -127,21 +128,18 @@ BEGIN
                              JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                             WHERE i.indrelid = s.lookup AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
                               AND a.attname = s.lookup_key) THEN
-            RAISE EXCEPTION 'column % would no longer be unique, so it cannot give one customer per conversation',
-                            quote_ident(s.lookup_key)
-                USING ERRCODE = 'invalid_table_definition';
+            RAISE EXCEPTION 'column % is not unique, so it cannot give one customer per conversation',
+                            quote_ident(s.lookup_key);
         END IF;
     EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'billing: % gives the customers of tracked table %, and %', s.lookup,
-                        (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source),
-                        regexp_replace(SQLERRM, '^billing: ', '')
-            USING ERRCODE = 'dependent_objects_still_exist',
-                  HINT = format('Run SELECT billing.untrack_customers(%L) first, and track its customers again after.',
-                                (SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source));
+        RAISE WARNING 'billing: % gives the customers of tracked table %, and %', s.lookup,
+                      (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source),
+                      regexp_replace(SQLERRM, '^billing: ', '')
+            USING HINT = 'Reads of customers fail (or count twice) until billing.track_customers() or track_message_customers() names a readable source again.';
     END;
 END
 $$;
-REVOKE ALL ON FUNCTION billing._customer_source_altered(smallint, smallint[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._customer_source_altered(smallint, name[]) FROM PUBLIC;
 
 -- The customer as a column of the tracked table itself, or as a member of
 -- its data (billing.track_message_customers): the messages table is its own
@@ -1161,8 +1159,10 @@ ALTER TABLE billing.aws_usage_patterns ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.aws_usage_patterns USING (true);
 CREATE POLICY as_customer ON billing.aws_usage_patterns AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL);
--- Budgets and their alerts: one customer's own and its conversations'
--- only (as billing.dashboard(customer => ...) shows them). A budget of the
+-- Budgets and their alerts: one customer's own budgets and its
+-- conversations' (as billing.dashboard(customer => ...) shows them), and
+-- the alerts its own budgets fired (the customer is kept with the alert: a
+-- budget's name may be given to another budget later). A budget of the
 -- whole app or of a model says what others spend.
 ALTER TABLE billing.budgets ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.budgets USING (true);
@@ -1175,8 +1175,7 @@ CREATE POLICY as_customer ON billing.budgets AS RESTRICTIVE FOR SELECT
 ALTER TABLE billing.alerts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.alerts USING (true);
 CREATE POLICY as_customer ON billing.alerts AS RESTRICTIVE FOR SELECT
-    USING (billing.current_customer() IS NULL
-           OR budget IN (SELECT b.name FROM billing.budgets AS b));   -- (the budgets this reader sees, above)
+    USING (billing.current_customer() IS NULL OR customer = billing.current_customer());
 
 -- The customer of a profiles table's e-mails (billing.track_profiles): a
 -- column of the profile (its id, when a profile is a user).

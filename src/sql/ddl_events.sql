@@ -9,6 +9,11 @@
 CREATE FUNCTION billing._ddl_moves_partitions(pg_ddl_command) RETURNS boolean
 AS 'MODULE_PATHNAME', 'ddl_moves_partitions' LANGUAGE C STRICT STABLE;
 
+-- Whether an ALTER TABLE made its table unlogged (SET UNLOGGED).
+-- C body: src/pg/ddl_command.cpp (ddl_sets_unlogged)
+CREATE FUNCTION billing._ddl_sets_unlogged(pg_ddl_command) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ddl_sets_unlogged' LANGUAGE C STRICT STABLE;
+
 -- DDL on a tracked table: a partition attached or detached (at any level of
 -- its tree) moved rows its trigger never saw, so the table is taken in anew;
 -- a partition created or attached gets the TRUNCATE trigger; renames are
@@ -49,12 +54,20 @@ BEGIN
     -- other ALTER, as a restore's ADD CONSTRAINT after billing's tables are
     -- back, would make the ones the restore itself creates next collide)
     -- A table of a tracked tree made unlogged (ALTER TABLE ... SET UNLOGGED,
-    -- CREATE UNLOGGED TABLE ... PARTITION OF): a crash would empty it, and
-    -- billing would keep its costs. Refused, as track_messages refuses it.
-    FOR heir IN SELECT c.objid::regclass AS child, tt.relation AS tracked
+    -- CREATE UNLOGGED TABLE ... PARTITION OF, ATTACH PARTITION of an
+    -- unlogged table): a crash would empty it, and billing would keep its
+    -- costs. Refused, as track_messages refuses it. (Only those commands:
+    -- a tree unlogged already, as 0.3 let one be tracked, keeps its other
+    -- DDL and its restores.)
+    FOR heir IN SELECT k.oid::regclass AS child, tt.relation AS tracked
                   FROM pg_event_trigger_ddl_commands() AS c
-                  JOIN pg_class AS k ON k.oid = c.objid AND k.relpersistence = 'u'
-                  JOIN billing.tracked_tables AS tt ON tt.id = billing._tracked_tree_of(c.objid)
+                 CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(c.objid::regclass) AS p
+                                      WHERE c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command)
+                                     UNION ALL SELECT c.objid::regclass
+                                      WHERE c.command_tag = 'CREATE TABLE'
+                                         OR billing._ddl_sets_unlogged(c.command)) AS m
+                  JOIN pg_class AS k ON k.oid = m.relid AND k.relpersistence = 'u'
+                  JOIN billing.tracked_tables AS tt ON tt.id = billing._tracked_tree_of(k.oid)
                  WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
                    AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')
                  ORDER BY tt.id LIMIT 1 LOOP
@@ -90,18 +103,24 @@ BEGIN
                 USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
         END;
     END LOOP;
-    -- Customer sources (customers.sql): renames followed, breaking changes
-    -- refused. (Not while the extension's own script runs: customers.sql
-    -- makes the table after this file.)
+    -- Customer sources (customers.sql): renames followed, whatever command
+    -- made them, on the source's table or on a parent of it (a rename
+    -- there renames the column of every partition or child). (Not while
+    -- the extension's own script runs: customers.sql makes the table after
+    -- this file.)
     IF to_regclass('billing.customer_sources') IS NOT NULL THEN
         FOR sid IN SELECT DISTINCT s.source_id FROM billing.customer_sources AS s
-                     JOIN pg_event_trigger_ddl_commands() AS c
-                       ON c.classid = 'pg_class'::regclass AND c.objid = s.lookup::oid AND c.command_tag = 'ALTER TABLE'
+                     JOIN pg_event_trigger_ddl_commands() AS c ON c.classid = 'pg_class'::regclass
+                    WHERE c.objid = s.lookup::oid
+                       OR c.objid IN (WITH RECURSIVE up (rel) AS (
+                                          SELECT s.lookup::oid
+                                          UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
+                                      SELECT up.rel FROM up)
                     ORDER BY 1 LOOP
             PERFORM billing._customer_source_altered(sid,
-                ARRAY(SELECT c.objsubid::smallint FROM pg_event_trigger_ddl_commands() AS c
-                        JOIN billing.customer_sources AS s ON s.source_id = sid AND c.objid = s.lookup::oid
-                       WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0 AND c.command_tag = 'ALTER TABLE'));
+                ARRAY(SELECT a.attname FROM pg_event_trigger_ddl_commands() AS c
+                        JOIN pg_attribute AS a ON a.attrelid = c.objid AND a.attnum = c.objsubid
+                       WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0));
         END LOOP;
     END IF;
     -- (ALTER TABLE ... OWNER TO of a tracked profiles table: the new owner
@@ -238,11 +257,46 @@ BEGIN
                           (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = d.source_id)
                 USING HINT = 'billing.track_customers() names another lookup table.';
         END LOOP;
-        -- An index dropped (DROP INDEX, DROP CONSTRAINT): a lookup key that is
-        -- no longer unique would bill a conversation to several customers.
+        -- A column a customer source reads, dropped (ALTER TABLE ... DROP
+        -- COLUMN, or DROP TYPE/DOMAIN ... CASCADE): refused, as every read of
+        -- customers would fail on it.
+        FOR d IN SELECT cs.lookup, t.relation AS tracked, o.address_names[3] AS col
+                   FROM pg_event_trigger_dropped_objects() AS o
+                   JOIN billing.customer_sources AS cs
+                     ON cs.lookup = to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                    AND o.address_names[3] IN (cs.lookup_key, cs.customer_column)
+                   JOIN billing.tracked_tables AS t ON t.id = cs.source_id
+                  WHERE o.object_type = 'table column'
+                  ORDER BY cs.source_id LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: this would drop column % of %, which gives the customers of tracked table %',
+                            quote_ident(d.col), d.lookup, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_customers(%L) first.', d.tracked::text);
+        END LOOP;
+        -- A constraint of a lookup table dropped that made its key unique:
+        -- refused, as a conversation would be billed to several customers.
+        FOR d IN SELECT DISTINCT cs.source_id, cs.lookup, cs.lookup_key, t.relation AS tracked
+                   FROM pg_event_trigger_dropped_objects() AS o
+                   JOIN billing.customer_sources AS cs
+                     ON cs.lookup = to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                   JOIN billing.tracked_tables AS t ON t.id = cs.source_id
+                  WHERE o.object_type = 'table constraint' AND NOT cs.per_message
+                    AND NOT EXISTS (SELECT 1 FROM pg_index AS i
+                                      JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                                     WHERE i.indrelid = cs.lookup AND i.indisunique AND i.indnkeyatts = 1
+                                       AND i.indpred IS NULL AND a.attname = cs.lookup_key)
+                  ORDER BY cs.source_id LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: column % of % would no longer be unique, and it gives one customer per conversation of tracked table %',
+                            quote_ident(d.lookup_key), d.lookup, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_customers(%L) first.', d.tracked::text);
+        END LOOP;
+        -- Any index dropped: the same, as a WARNING (DROP INDEX does not say
+        -- which table the index was on).
         IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS o WHERE o.object_type IN ('index', 'table constraint')) THEN
-            FOR sid IN SELECT cs.source_id FROM billing.customer_sources AS cs WHERE NOT cs.per_message ORDER BY 1 LOOP
-                PERFORM billing._customer_source_altered(sid, ARRAY[]::smallint[]);
+            FOR sid IN SELECT cs.source_id FROM billing.customer_sources AS cs
+                        WHERE NOT cs.per_message AND EXISTS (SELECT 1 FROM pg_class AS k WHERE k.oid = cs.lookup) ORDER BY 1 LOOP
+                PERFORM billing._customer_source_altered(sid, ARRAY[]::name[]);
             END LOOP;
         END IF;
     END IF;

@@ -88,8 +88,8 @@ BEGIN
           FROM per AS p
     )
     -- (the projected rest rounded, not the total: the spend is exact, and a
-    -- forecast is never below it)
-    SELECT x.source, m, x.spent, round(x.daily, 6), x.months, x.spent + round(x.forecast - x.spent, 6),
+    -- forecast is never below it, even after months of credits)
+    SELECT x.source, m, x.spent, round(x.daily, 6), x.months, x.spent + greatest(round(x.forecast - x.spent, 6), 0),
            CASE WHEN x.months > 0 THEN 'rate blend' ELSE 'run rate' END
       FROM (SELECT f.source, f.spent, f.daily, f.months, f.forecast, 1 AS o FROM f WHERE f.source = 'openai'
             UNION ALL

@@ -932,15 +932,15 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- (a partition whose DETACH ... CONCURRENTLY is pending is no longer
-    -- in its tree, as PostgreSQL lists it, but still counted with it until
-    -- the detach completes: its writes are the table's until then)
-    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
-                    WHERE t.id = p_source
-                      AND t.relation = coalesce(pg_partition_root(p_relid), p_relid))
-       AND NOT EXISTS (SELECT 1 FROM pg_inherits AS i
-                        WHERE i.inhrelid = p_relid AND i.inhdetachpending
-                          AND billing._tracked_tree_of(i.inhparent) = p_source) THEN
+    -- (every ancestor link, pending ones too: a partition whose DETACH ...
+    -- CONCURRENTLY is pending, at any level, is no longer in its tree as
+    -- PostgreSQL lists it, but still counted with it until the detach
+    -- completes; its writes are the table's until then)
+    IF NOT EXISTS (WITH RECURSIVE up (rel) AS (
+                       SELECT p_relid
+                       UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
+                   SELECT 1 FROM up JOIN billing.tracked_tables AS t ON t.relation = up.rel::regclass
+                    WHERE t.id = p_source) THEN
         RAISE EXCEPTION 'billing: this trigger function tracks %, not %',
                         coalesce((SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source),
                                  'a table no longer tracked'), p_relid::regclass

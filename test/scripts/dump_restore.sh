@@ -49,8 +49,11 @@ VALUES ('b', 'assistant', 'w', '{"model": "gpt-4o", "prompt_tokens": 10, "comple
 SELECT billing.record_usage('ses', 250, '2026-01-05');
 -- Customers and issued statements: September 2024, then January 2026 with
 -- the adjustments of September after conversation b moved to another customer.
-CREATE TABLE conversations (id text PRIMARY KEY, user_id text);
-INSERT INTO conversations VALUES ('a', 'acme'), ('b', 'bolt');
+-- (the key unique by an index of its own, the primary key on another
+-- column: the restore adds them one by one, and billing must let it)
+CREATE TABLE conversations (pk serial PRIMARY KEY, id text NOT NULL, user_id text);
+CREATE UNIQUE INDEX conversations_id ON conversations (id);
+INSERT INTO conversations (id, user_id) VALUES ('a', 'acme'), ('b', 'bolt');
 SELECT billing.track_customers('messages', 'conversations');
 SELECT billing.record_customer_usage('acme', 'ses', 100, '2026-01-06');
 SELECT count(*) FROM billing.issue_statements('2024-09-01', true);

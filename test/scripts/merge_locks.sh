@@ -83,7 +83,10 @@ echo "the lock gone: the next merge took the table in; figures $got"
 psql_q -d "$db" >/dev/null <<'SQL'
 CREATE TABLE pm (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamptz NOT NULL,
                  PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
-CREATE TABLE pm_2026_10 PARTITION OF pm FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+-- (October's partition is itself partitioned: the pending link is then an
+-- ancestor's of the table a row is written to)
+CREATE TABLE pm_2026_10 PARTITION OF pm FOR VALUES FROM ('2026-10-01') TO ('2026-11-01') PARTITION BY RANGE (created_at);
+CREATE TABLE pm_2026_10a PARTITION OF pm_2026_10 FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
 CREATE TABLE pm_2026_11 PARTITION OF pm FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
 INSERT INTO pm VALUES
   (1, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}', '2026-10-02 00:00+00'),

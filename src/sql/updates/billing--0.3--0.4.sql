@@ -1808,6 +1808,7 @@ BEGIN
           FROM %4$s AS p
          WHERE jsonb_typeof(p.%1$I -> %2$L) = 'number' AND (p.%1$I ->> %2$L)::numeric > 0
            AND (p.%1$I ->> %2$L)::numeric < 1e12
+           AND (p.%1$I ->> %2$L)::numeric = round((p.%1$I ->> %2$L)::numeric)
         HAVING sum((p.%1$I ->> %2$L)::numeric) > 0
         RETURNING quantity $q$, data_column, counter, service, relation)
        INTO recorded;
@@ -1977,15 +1978,15 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- (a partition whose DETACH ... CONCURRENTLY is pending is no longer
-    -- in its tree, as PostgreSQL lists it, but still counted with it until
-    -- the detach completes: its writes are the table's until then)
-    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
-                    WHERE t.id = p_source
-                      AND t.relation = coalesce(pg_partition_root(p_relid), p_relid))
-       AND NOT EXISTS (SELECT 1 FROM pg_inherits AS i
-                        WHERE i.inhrelid = p_relid AND i.inhdetachpending
-                          AND billing._tracked_tree_of(i.inhparent) = p_source) THEN
+    -- (every ancestor link, pending ones too: a partition whose DETACH ...
+    -- CONCURRENTLY is pending, at any level, is no longer in its tree as
+    -- PostgreSQL lists it, but still counted with it until the detach
+    -- completes; its writes are the table's until then)
+    IF NOT EXISTS (WITH RECURSIVE up (rel) AS (
+                       SELECT p_relid
+                       UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
+                   SELECT 1 FROM up JOIN billing.tracked_tables AS t ON t.relation = up.rel::regclass
+                    WHERE t.id = p_source) THEN
         RAISE EXCEPTION 'billing: this trigger function tracks %, not %',
                         coalesce((SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source),
                                  'a table no longer tracked'), p_relid::regclass
@@ -1994,6 +1995,12 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION billing._trigger_guard(smallint, oid) FROM PUBLIC;
+
+-- Whether an ALTER TABLE made its table unlogged (SET UNLOGGED).
+-- C body: src/pg/ddl_command.cpp (ddl_sets_unlogged)
+CREATE FUNCTION billing._ddl_sets_unlogged(pg_ddl_command) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ddl_sets_unlogged' LANGUAGE C STRICT STABLE;
+REVOKE ALL ON FUNCTION billing._ddl_sets_unlogged(pg_ddl_command) FROM PUBLIC;
 
 -- DDL on a tracked table: renames are followed whatever command made them
 -- (ALTER INDEX, ALTER VIEW ... RENAME also rename a table), billing's own
@@ -2057,6 +2064,7 @@ AS $$
 DECLARE
     col name;
     col_type oid;
+    tracked regclass;
     counter text;
     service text;
     new_value jsonb;
@@ -2064,10 +2072,13 @@ DECLARE
     before numeric := 0;
     after numeric;
 BEGIN
-    SELECT tp.counter, tp.service INTO counter, service
-      FROM billing.tracked_profiles AS tp
-     WHERE tp.relation = TG_RELID::regclass   -- (pg_partition_ancestors lists nothing for a plain table)
-        OR tp.relation = ANY (SELECT a.relid FROM pg_partition_ancestors(TG_RELID) AS a)
+    -- (the table or one of its ancestors, through every link, pending
+    -- detaches too: pg_partition_ancestors stops at those)
+    WITH RECURSIVE up (rel) AS (
+        SELECT TG_RELID
+        UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
+    SELECT tp.relation, tp.counter, tp.service INTO tracked, counter, service
+      FROM up JOIN billing.tracked_profiles AS tp ON tp.relation = up.rel::regclass
      LIMIT 1;
     IF NOT FOUND THEN
         RAISE WARNING 'billing: trigger % on % is not one that billing.track_profiles made: nothing recorded',
@@ -2108,7 +2119,7 @@ BEGIN
         ELSE
             -- (customer: the profile's, billing.track_profile_customers in customers.sql)
             INSERT INTO billing.aws_usage (service, quantity, at, note, origin, customer)
-            VALUES (service, after - before, now(), NULL, 'track_profiles', billing._profile_customer(TG_RELID, NEW));
+            VALUES (service, after - before, now(), NULL, 'track_profiles', billing._profile_customer(tracked, NEW));
         END IF;
     END IF;
     RETURN NULL;
@@ -2781,8 +2792,8 @@ BEGIN
     END IF;
     FOREACH p IN ARRAY periods LOOP
         FOR a IN
-            INSERT INTO billing.alerts AS x (budget, threshold, period, spent, amount)
-            SELECT b.name, t.threshold, p, s.spent, b.amount
+            INSERT INTO billing.alerts AS x (budget, threshold, period, spent, amount, customer)
+            SELECT b.name, t.threshold, p, s.spent, b.amount, b.customer
               FROM billing.budgets AS b
               JOIN billing._budget_spent(p) AS s ON s.budget = b.name
              CROSS JOIN LATERAL unnest(b.thresholds) AS t(threshold)
@@ -3449,8 +3460,8 @@ BEGIN
           FROM per AS p
     )
     -- (the projected rest rounded, not the total: the spend is exact, and a
-    -- forecast is never below it)
-    SELECT x.source, m, x.spent, round(x.daily, 6), x.months, x.spent + round(x.forecast - x.spent, 6),
+    -- forecast is never below it, even after months of credits)
+    SELECT x.source, m, x.spent, round(x.daily, 6), x.months, x.spent + greatest(round(x.forecast - x.spent, 6), 0),
            CASE WHEN x.months > 0 THEN 'rate blend' ELSE 'run rate' END
       FROM (SELECT f.source, f.spent, f.daily, f.months, f.forecast, 1 AS o FROM f WHERE f.source = 'openai'
             UNION ALL
@@ -9388,12 +9399,20 @@ BEGIN
     -- other ALTER, as a restore's ADD CONSTRAINT after billing's tables are
     -- back, would make the ones the restore itself creates next collide)
     -- A table of a tracked tree made unlogged (ALTER TABLE ... SET UNLOGGED,
-    -- CREATE UNLOGGED TABLE ... PARTITION OF): a crash would empty it, and
-    -- billing would keep its costs. Refused, as track_messages refuses it.
-    FOR heir IN SELECT c.objid::regclass AS child, tt.relation AS tracked
+    -- CREATE UNLOGGED TABLE ... PARTITION OF, ATTACH PARTITION of an
+    -- unlogged table): a crash would empty it, and billing would keep its
+    -- costs. Refused, as track_messages refuses it. (Only those commands:
+    -- a tree unlogged already, as 0.3 let one be tracked, keeps its other
+    -- DDL and its restores.)
+    FOR heir IN SELECT k.oid::regclass AS child, tt.relation AS tracked
                   FROM pg_event_trigger_ddl_commands() AS c
-                  JOIN pg_class AS k ON k.oid = c.objid AND k.relpersistence = 'u'
-                  JOIN billing.tracked_tables AS tt ON tt.id = billing._tracked_tree_of(c.objid)
+                 CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(c.objid::regclass) AS p
+                                      WHERE c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command)
+                                     UNION ALL SELECT c.objid::regclass
+                                      WHERE c.command_tag = 'CREATE TABLE'
+                                         OR billing._ddl_sets_unlogged(c.command)) AS m
+                  JOIN pg_class AS k ON k.oid = m.relid AND k.relpersistence = 'u'
+                  JOIN billing.tracked_tables AS tt ON tt.id = billing._tracked_tree_of(k.oid)
                  WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
                    AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')
                  ORDER BY tt.id LIMIT 1 LOOP
@@ -9429,18 +9448,24 @@ BEGIN
                 USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
         END;
     END LOOP;
-    -- Customer sources (customers.sql): renames followed, breaking changes
-    -- refused. (Not while the extension's own script runs: customers.sql
-    -- makes the table after this file.)
+    -- Customer sources (customers.sql): renames followed, whatever command
+    -- made them, on the source's table or on a parent of it (a rename
+    -- there renames the column of every partition or child). (Not while
+    -- the extension's own script runs: customers.sql makes the table after
+    -- this file.)
     IF to_regclass('billing.customer_sources') IS NOT NULL THEN
         FOR sid IN SELECT DISTINCT s.source_id FROM billing.customer_sources AS s
-                     JOIN pg_event_trigger_ddl_commands() AS c
-                       ON c.classid = 'pg_class'::regclass AND c.objid = s.lookup::oid AND c.command_tag = 'ALTER TABLE'
+                     JOIN pg_event_trigger_ddl_commands() AS c ON c.classid = 'pg_class'::regclass
+                    WHERE c.objid = s.lookup::oid
+                       OR c.objid IN (WITH RECURSIVE up (rel) AS (
+                                          SELECT s.lookup::oid
+                                          UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
+                                      SELECT up.rel FROM up)
                     ORDER BY 1 LOOP
             PERFORM billing._customer_source_altered(sid,
-                ARRAY(SELECT c.objsubid::smallint FROM pg_event_trigger_ddl_commands() AS c
-                        JOIN billing.customer_sources AS s ON s.source_id = sid AND c.objid = s.lookup::oid
-                       WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0 AND c.command_tag = 'ALTER TABLE'));
+                ARRAY(SELECT a.attname FROM pg_event_trigger_ddl_commands() AS c
+                        JOIN pg_attribute AS a ON a.attrelid = c.objid AND a.attnum = c.objsubid
+                       WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0));
         END LOOP;
     END IF;
     -- (ALTER TABLE ... OWNER TO of a tracked profiles table: the new owner
@@ -9588,11 +9613,46 @@ BEGIN
                           (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = d.source_id)
                 USING HINT = 'billing.track_customers() names another lookup table.';
         END LOOP;
-        -- An index dropped (DROP INDEX, DROP CONSTRAINT): a lookup key that is
-        -- no longer unique would bill a conversation to several customers.
+        -- A column a customer source reads, dropped (ALTER TABLE ... DROP
+        -- COLUMN, or DROP TYPE/DOMAIN ... CASCADE): refused, as every read of
+        -- customers would fail on it.
+        FOR d IN SELECT cs.lookup, t.relation AS tracked, o.address_names[3] AS col
+                   FROM pg_event_trigger_dropped_objects() AS o
+                   JOIN billing.customer_sources AS cs
+                     ON cs.lookup = to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                    AND o.address_names[3] IN (cs.lookup_key, cs.customer_column)
+                   JOIN billing.tracked_tables AS t ON t.id = cs.source_id
+                  WHERE o.object_type = 'table column'
+                  ORDER BY cs.source_id LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: this would drop column % of %, which gives the customers of tracked table %',
+                            quote_ident(d.col), d.lookup, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_customers(%L) first.', d.tracked::text);
+        END LOOP;
+        -- A constraint of a lookup table dropped that made its key unique:
+        -- refused, as a conversation would be billed to several customers.
+        FOR d IN SELECT DISTINCT cs.source_id, cs.lookup, cs.lookup_key, t.relation AS tracked
+                   FROM pg_event_trigger_dropped_objects() AS o
+                   JOIN billing.customer_sources AS cs
+                     ON cs.lookup = to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                   JOIN billing.tracked_tables AS t ON t.id = cs.source_id
+                  WHERE o.object_type = 'table constraint' AND NOT cs.per_message
+                    AND NOT EXISTS (SELECT 1 FROM pg_index AS i
+                                      JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                                     WHERE i.indrelid = cs.lookup AND i.indisunique AND i.indnkeyatts = 1
+                                       AND i.indpred IS NULL AND a.attname = cs.lookup_key)
+                  ORDER BY cs.source_id LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: column % of % would no longer be unique, and it gives one customer per conversation of tracked table %',
+                            quote_ident(d.lookup_key), d.lookup, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_customers(%L) first.', d.tracked::text);
+        END LOOP;
+        -- Any index dropped: the same, as a WARNING (DROP INDEX does not say
+        -- which table the index was on).
         IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS o WHERE o.object_type IN ('index', 'table constraint')) THEN
-            FOR sid IN SELECT cs.source_id FROM billing.customer_sources AS cs WHERE NOT cs.per_message ORDER BY 1 LOOP
-                PERFORM billing._customer_source_altered(sid, ARRAY[]::smallint[]);
+            FOR sid IN SELECT cs.source_id FROM billing.customer_sources AS cs
+                        WHERE NOT cs.per_message AND EXISTS (SELECT 1 FROM pg_class AS k WHERE k.oid = cs.lookup) ORDER BY 1 LOOP
+                PERFORM billing._customer_source_altered(sid, ARRAY[]::name[]);
             END LOOP;
         END IF;
     END IF;
@@ -9895,9 +9955,9 @@ CREATE POLICY as_customer ON billing.budgets AS RESTRICTIVE FOR SELECT
                                                        FROM billing._customer_conversations(billing.current_customer(), false) AS c)));
 ALTER TABLE billing.alerts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.alerts USING (true);
+ALTER TABLE billing.alerts ADD COLUMN customer text;   -- the budget's customer when it fired (a customer budget's)
 CREATE POLICY as_customer ON billing.alerts AS RESTRICTIVE FOR SELECT
-    USING (billing.current_customer() IS NULL
-           OR budget IN (SELECT b.name FROM billing.budgets AS b));   -- (the budgets this reader sees, above)
+    USING (billing.current_customer() IS NULL OR customer = billing.current_customer());
 
 -- Customer ids of any length: indexed by their md5, or by hash. A btree
 -- row holds at most 2704 bytes, and one long id failed every customer's
@@ -9907,36 +9967,37 @@ CREATE UNIQUE INDEX statements_customer_month_key ON billing.statements (pg_cata
 DROP INDEX billing.aws_usage_customer;
 CREATE INDEX aws_usage_customer ON billing.aws_usage USING hash (customer) WHERE customer IS NOT NULL;
 
--- After DDL on the table a customer source reads (its lookup table, or the
--- tracked table itself for track_message_customers): a renamed column is
--- followed (`renamed`: the attribute numbers the command renamed, whose new
--- names replace the names that are gone), and a change that leaves the
--- source unreadable (a column dropped or of a type billing cannot read, a
--- lookup key no longer unique) is refused with the command: every read of
--- customers, and with them budgets, alerts and the dashboard, would fail.
-CREATE FUNCTION billing._customer_source_altered(p_source smallint, renamed smallint[]) RETURNS void
+-- After DDL on the table a customer source reads (its lookup table, or
+-- the tracked table itself for track_message_customers), or on a parent
+-- of it: a renamed column is followed (`new_names`: the names the command
+-- gave, which replace the names that are gone). A source the command left
+-- unreadable (a column of a type billing cannot read, a lookup key that is
+-- no longer unique) gets a WARNING: reads of customers would fail on it,
+-- or bill a conversation twice. Never fails the command: a restore, say,
+-- adds a lookup's constraints one by one. (A column billing reads is not
+-- dropped: billing._tracked_table_dropped refuses it.)
+CREATE FUNCTION billing._customer_source_altered(p_source smallint, new_names name[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s billing.customer_sources;
-    new_name name;
+    present name[];
+    fresh name;
 BEGIN
     SELECT * INTO s FROM billing.customer_sources AS c WHERE c.source_id = p_source;
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    IF cardinality(renamed) = 1 THEN
-        new_name := (SELECT a.attname FROM pg_attribute AS a WHERE a.attrelid = s.lookup AND a.attnum = renamed[1]);
-        IF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
-                        WHERE a.attrelid = s.lookup AND a.attname = s.lookup_key AND NOT a.attisdropped) THEN
-            s.lookup_key := new_name;
-        ELSIF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
-                           WHERE a.attrelid = s.lookup AND a.attname = s.customer_column AND NOT a.attisdropped) THEN
-            s.customer_column := new_name;
-        END IF;
-        UPDATE billing.customer_sources AS c SET lookup_key = s.lookup_key, customer_column = s.customer_column
-         WHERE c.source_id = p_source;
+    present := ARRAY(SELECT a.attname FROM pg_attribute AS a
+                      WHERE a.attrelid = s.lookup AND a.attnum > 0 AND NOT a.attisdropped);
+    fresh := (SELECT n FROM unnest(new_names) AS n WHERE n = ANY (present) LIMIT 1);
+    IF fresh IS NOT NULL AND NOT (s.lookup_key = ANY (present) AND s.customer_column = ANY (present)) THEN
+        UPDATE billing.customer_sources AS c
+           SET lookup_key = CASE WHEN s.lookup_key = ANY (present) THEN s.lookup_key ELSE fresh END,
+               customer_column = CASE WHEN s.customer_column = ANY (present) THEN s.customer_column ELSE fresh END
+         WHERE c.source_id = p_source
+        RETURNING * INTO s;
     END IF;
     BEGIN
         PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
@@ -9948,18 +10009,16 @@ BEGIN
                              JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                             WHERE i.indrelid = s.lookup AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
                               AND a.attname = s.lookup_key) THEN
-            RAISE EXCEPTION 'column % would no longer be unique, so it cannot give one customer per conversation',
-                            quote_ident(s.lookup_key)
-                USING ERRCODE = 'invalid_table_definition';
+            RAISE EXCEPTION 'column % is not unique, so it cannot give one customer per conversation',
+                            quote_ident(s.lookup_key);
         END IF;
     EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'billing: % gives the customers of tracked table %, and %', s.lookup,
-                        (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source),
-                        regexp_replace(SQLERRM, '^billing: ', '')
-            USING ERRCODE = 'dependent_objects_still_exist',
-                  HINT = format('Run SELECT billing.untrack_customers(%L) first, and track its customers again after.',
-                                (SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source));
+        RAISE WARNING 'billing: % gives the customers of tracked table %, and %', s.lookup,
+                      (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = p_source),
+                      regexp_replace(SQLERRM, '^billing: ', '')
+            USING HINT = 'Reads of customers fail (or count twice) until billing.track_customers() or track_message_customers() names a readable source again.';
     END;
 END
 $$;
-REVOKE ALL ON FUNCTION billing._customer_source_altered(smallint, smallint[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._customer_source_altered(smallint, name[]) FROM PUBLIC;
+

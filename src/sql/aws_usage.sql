@@ -237,13 +237,9 @@ DECLARE
     before numeric := 0;
     after numeric;
 BEGIN
-    -- (the table or one of its ancestors, through every link, pending
-    -- detaches too: pg_partition_ancestors stops at those)
-    WITH RECURSIVE up (rel) AS (
-        SELECT TG_RELID
-        UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
+    -- (the table or one of its ancestors, pending detaches too)
     SELECT tp.relation, tp.counter, tp.service INTO tracked, counter, service
-      FROM up JOIN billing.tracked_profiles AS tp ON tp.relation = up.rel::regclass
+      FROM billing._lineage(TG_RELID) AS l(rel) JOIN billing.tracked_profiles AS tp ON tp.relation = l.rel::regclass
      LIMIT 1;
     IF NOT FOUND THEN
         RAISE WARNING 'billing: trigger % on % is not one that billing.track_profiles made: nothing recorded',

@@ -40,6 +40,20 @@ CREATE INDEX aws_usage_customer ON billing.aws_usage USING hash (customer) WHERE
 
 -- The mapping table must give one customer per conversation: its key column
 -- must be unique (a primary key or a unique index on that column alone).
+-- Whether column `col` of `relation` is unique by an index on it alone (a
+-- primary key, a unique constraint or index, not partial): what a lookup
+-- table's key must be to give one customer per conversation.
+CREATE FUNCTION billing._unique_key(relation regclass, col name) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_index AS i
+                     JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    WHERE i.indrelid = relation AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+                      AND a.attname = col)
+$$;
+REVOKE ALL ON FUNCTION billing._unique_key(regclass, name) FROM PUBLIC;
+
 CREATE FUNCTION billing.track_customers(relation regclass, lookup regclass,
                                         lookup_key name DEFAULT 'id', customer_column name DEFAULT 'user_id')
 RETURNS void
@@ -58,10 +72,7 @@ BEGIN
     -- Both columns exist and have a type billing reads as an id (else an error naming it).
     PERFORM billing._column_reader(lookup, lookup_key, 'conversation', 'c');
     PERFORM billing._column_reader(lookup, customer_column, 'id', 'c');
-    IF NOT EXISTS (SELECT 1 FROM pg_index AS i
-                     JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                    WHERE i.indrelid = lookup AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
-                      AND a.attname = lookup_key) THEN
+    IF NOT billing._unique_key(lookup, lookup_key) THEN
         RAISE EXCEPTION 'billing: column % of table % is not unique, so it cannot give one customer per conversation',
                         quote_ident(lookup_key), lookup
             USING ERRCODE = 'invalid_parameter_value',
@@ -123,11 +134,7 @@ BEGIN
         IF s.customer_member IS NULL THEN
             PERFORM billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
         END IF;
-        IF NOT s.per_message
-           AND NOT EXISTS (SELECT 1 FROM pg_index AS i
-                             JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                            WHERE i.indrelid = s.lookup AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
-                              AND a.attname = s.lookup_key) THEN
+        IF NOT s.per_message AND NOT billing._unique_key(s.lookup, s.lookup_key) THEN
             RAISE EXCEPTION 'column % is not unique, so it cannot give one customer per conversation',
                             quote_ident(s.lookup_key);
         END IF;

@@ -50,9 +50,6 @@ BEGIN
                   HINT = format('Untrack %s first (SELECT billing.untrack_messages(%L)), or make it a partitioned table.',
                                 heir.tracked, heir.tracked::text);
     END LOOP;
-    -- (the TRUNCATE triggers only for a partition created or attached: any
-    -- other ALTER, as a restore's ADD CONSTRAINT after billing's tables are
-    -- back, would make the ones the restore itself creates next collide)
     -- A table of a tracked tree made unlogged (ALTER TABLE ... SET UNLOGGED,
     -- CREATE UNLOGGED TABLE ... PARTITION OF, ATTACH PARTITION of an
     -- unlogged table): a crash would empty it, and billing would keep its
@@ -95,6 +92,10 @@ BEGIN
                 RAISE WARNING 'billing: a trigger of tracked table % is disabled: its writes pass unbilled', t.relation
                     USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
             END IF;
+            -- (the TRUNCATE triggers only for a partition created or
+            -- attached: any other ALTER, as a restore's ADD CONSTRAINT after
+            -- billing's tables are back, would make the ones the restore
+            -- itself creates next collide)
             IF moved OR created THEN
                 PERFORM billing._partition_truncate_triggers(t);
             END IF;
@@ -111,11 +112,7 @@ BEGIN
     IF to_regclass('billing.customer_sources') IS NOT NULL THEN
         FOR sid IN SELECT DISTINCT s.source_id FROM billing.customer_sources AS s
                      JOIN pg_event_trigger_ddl_commands() AS c ON c.classid = 'pg_class'::regclass
-                    WHERE c.objid = s.lookup::oid
-                       OR c.objid IN (WITH RECURSIVE up (rel) AS (
-                                          SELECT s.lookup::oid
-                                          UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
-                                      SELECT up.rel FROM up)
+                    WHERE c.objid IN (SELECT l.rel FROM billing._lineage(s.lookup::oid) AS l(rel))
                     ORDER BY 1 LOOP
             PERFORM billing._customer_source_altered(sid,
                 ARRAY(SELECT a.attname FROM pg_event_trigger_ddl_commands() AS c
@@ -208,8 +205,7 @@ BEGIN
                   CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
                                              AS relation) AS r
                    JOIN billing.tracked_profiles AS tp
-                     ON tp.relation = r.relation
-                     OR tp.relation = ANY (SELECT a.relid FROM pg_partition_ancestors(r.relation) AS a)
+                     ON tp.relation::oid IN (SELECT l.rel FROM billing._lineage(r.relation) AS l(rel))
                   WHERE o.object_type = 'trigger' AND o.address_names[3] = 'billing_track_profiles'
                   ORDER BY tp.relation::oid LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: this would drop trigger billing_track_profiles on %, which records the e-mails of tracked profiles table %',
@@ -281,10 +277,7 @@ BEGIN
                      ON cs.lookup = to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
                    JOIN billing.tracked_tables AS t ON t.id = cs.source_id
                   WHERE o.object_type = 'table constraint' AND NOT cs.per_message
-                    AND NOT EXISTS (SELECT 1 FROM pg_index AS i
-                                      JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                                     WHERE i.indrelid = cs.lookup AND i.indisunique AND i.indnkeyatts = 1
-                                       AND i.indpred IS NULL AND a.attname = cs.lookup_key)
+                    AND NOT billing._unique_key(cs.lookup, cs.lookup_key)
                   ORDER BY cs.source_id LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: column % of % would no longer be unique, and it gives one customer per conversation of tracked table %',
                             quote_ident(d.lookup_key), d.lookup, d.tracked

@@ -446,6 +446,20 @@ COMMENT ON FUNCTION billing.rebuild_messages(regclass) IS
 
 -- The tracked table whose partition tree holds the relation (the relation
 -- itself included), or NULL.
+-- A relation and every ancestor it has through pg_inherits, pending links
+-- included: a partition whose DETACH ... CONCURRENTLY is pending, at any
+-- level, is left out by pg_partition_ancestors and pg_partition_root, but
+-- still counted with its table until the detach completes.
+CREATE FUNCTION billing._lineage(p_relid oid) RETURNS SETOF oid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up (rel) AS (
+        SELECT p_relid
+        UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
+    SELECT up.rel FROM up
+$$;
+
 CREATE FUNCTION billing._tracked_tree_of(p_relation oid) RETURNS smallint
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -932,14 +946,10 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- (every ancestor link, pending ones too: a partition whose DETACH ...
-    -- CONCURRENTLY is pending, at any level, is no longer in its tree as
-    -- PostgreSQL lists it, but still counted with it until the detach
-    -- completes; its writes are the table's until then)
-    IF NOT EXISTS (WITH RECURSIVE up (rel) AS (
-                       SELECT p_relid
-                       UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
-                   SELECT 1 FROM up JOIN billing.tracked_tables AS t ON t.relation = up.rel::regclass
+    -- (every ancestor, pending links too: a partition being detached
+    -- concurrently writes to its table until the detach completes)
+    IF NOT EXISTS (SELECT 1 FROM billing._lineage(p_relid) AS l(rel)
+                     JOIN billing.tracked_tables AS t ON t.relation = l.rel::regclass
                     WHERE t.id = p_source) THEN
         RAISE EXCEPTION 'billing: this trigger function tracks %, not %',
                         coalesce((SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source),

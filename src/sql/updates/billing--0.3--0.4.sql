@@ -37,6 +37,34 @@
 -- openai/aws (and a tracked table's id column, source_id)
 ------------------------------------------------------------------------------
 
+-- A relation and every ancestor it has through pg_inherits, pending links
+-- included: a partition whose DETACH ... CONCURRENTLY is pending, at any
+-- level, is left out by pg_partition_ancestors and pg_partition_root, but
+-- still counted with its table until the detach completes.
+CREATE FUNCTION billing._lineage(p_relid oid) RETURNS SETOF oid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up (rel) AS (
+        SELECT p_relid
+        UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
+    SELECT up.rel FROM up
+$$;
+
+-- Whether column `col` of `relation` is unique by an index on it alone (a
+-- primary key, a unique constraint or index, not partial): what a lookup
+-- table's key must be to give one customer per conversation.
+CREATE FUNCTION billing._unique_key(relation regclass, col name) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_index AS i
+                     JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    WHERE i.indrelid = relation AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+                      AND a.attname = col)
+$$;
+REVOKE ALL ON FUNCTION billing._unique_key(regclass, name) FROM PUBLIC;
+
 ALTER FUNCTION billing._model_usage(timestamptz, timestamptz) RENAME TO _usage_by_model;
 ALTER FUNCTION billing._conversation_usage(timestamptz, timestamptz) RENAME TO _usage_by_conversation;
 ALTER FUNCTION billing._aws_usage(timestamptz, timestamptz) RENAME TO _aws_usage_by_service;
@@ -1978,14 +2006,10 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- (every ancestor link, pending ones too: a partition whose DETACH ...
-    -- CONCURRENTLY is pending, at any level, is no longer in its tree as
-    -- PostgreSQL lists it, but still counted with it until the detach
-    -- completes; its writes are the table's until then)
-    IF NOT EXISTS (WITH RECURSIVE up (rel) AS (
-                       SELECT p_relid
-                       UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
-                   SELECT 1 FROM up JOIN billing.tracked_tables AS t ON t.relation = up.rel::regclass
+    -- (every ancestor, pending links too: a partition being detached
+    -- concurrently writes to its table until the detach completes)
+    IF NOT EXISTS (SELECT 1 FROM billing._lineage(p_relid) AS l(rel)
+                     JOIN billing.tracked_tables AS t ON t.relation = l.rel::regclass
                     WHERE t.id = p_source) THEN
         RAISE EXCEPTION 'billing: this trigger function tracks %, not %',
                         coalesce((SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source),
@@ -2072,13 +2096,9 @@ DECLARE
     before numeric := 0;
     after numeric;
 BEGIN
-    -- (the table or one of its ancestors, through every link, pending
-    -- detaches too: pg_partition_ancestors stops at those)
-    WITH RECURSIVE up (rel) AS (
-        SELECT TG_RELID
-        UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
+    -- (the table or one of its ancestors, pending detaches too)
     SELECT tp.relation, tp.counter, tp.service INTO tracked, counter, service
-      FROM up JOIN billing.tracked_profiles AS tp ON tp.relation = up.rel::regclass
+      FROM billing._lineage(TG_RELID) AS l(rel) JOIN billing.tracked_profiles AS tp ON tp.relation = l.rel::regclass
      LIMIT 1;
     IF NOT FOUND THEN
         RAISE WARNING 'billing: trigger % on % is not one that billing.track_profiles made: nothing recorded',
@@ -3979,10 +3999,7 @@ BEGIN
     -- Both columns exist and have a type billing reads as an id (else an error naming it).
     PERFORM billing._column_reader(lookup, lookup_key, 'conversation', 'c');
     PERFORM billing._column_reader(lookup, customer_column, 'id', 'c');
-    IF NOT EXISTS (SELECT 1 FROM pg_index AS i
-                     JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                    WHERE i.indrelid = lookup AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
-                      AND a.attname = lookup_key) THEN
+    IF NOT billing._unique_key(lookup, lookup_key) THEN
         RAISE EXCEPTION 'billing: column % of table % is not unique, so it cannot give one customer per conversation',
                         quote_ident(lookup_key), lookup
             USING ERRCODE = 'invalid_parameter_value',
@@ -9395,9 +9412,6 @@ BEGIN
                   HINT = format('Untrack %s first (SELECT billing.untrack_messages(%L)), or make it a partitioned table.',
                                 heir.tracked, heir.tracked::text);
     END LOOP;
-    -- (the TRUNCATE triggers only for a partition created or attached: any
-    -- other ALTER, as a restore's ADD CONSTRAINT after billing's tables are
-    -- back, would make the ones the restore itself creates next collide)
     -- A table of a tracked tree made unlogged (ALTER TABLE ... SET UNLOGGED,
     -- CREATE UNLOGGED TABLE ... PARTITION OF, ATTACH PARTITION of an
     -- unlogged table): a crash would empty it, and billing would keep its
@@ -9440,6 +9454,10 @@ BEGIN
                 RAISE WARNING 'billing: a trigger of tracked table % is disabled: its writes pass unbilled', t.relation
                     USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
             END IF;
+            -- (the TRUNCATE triggers only for a partition created or
+            -- attached: any other ALTER, as a restore's ADD CONSTRAINT after
+            -- billing's tables are back, would make the ones the restore
+            -- itself creates next collide)
             IF moved OR created THEN
                 PERFORM billing._partition_truncate_triggers(t);
             END IF;
@@ -9456,11 +9474,7 @@ BEGIN
     IF to_regclass('billing.customer_sources') IS NOT NULL THEN
         FOR sid IN SELECT DISTINCT s.source_id FROM billing.customer_sources AS s
                      JOIN pg_event_trigger_ddl_commands() AS c ON c.classid = 'pg_class'::regclass
-                    WHERE c.objid = s.lookup::oid
-                       OR c.objid IN (WITH RECURSIVE up (rel) AS (
-                                          SELECT s.lookup::oid
-                                          UNION SELECT i.inhparent FROM pg_inherits AS i JOIN up ON i.inhrelid = up.rel)
-                                      SELECT up.rel FROM up)
+                    WHERE c.objid IN (SELECT l.rel FROM billing._lineage(s.lookup::oid) AS l(rel))
                     ORDER BY 1 LOOP
             PERFORM billing._customer_source_altered(sid,
                 ARRAY(SELECT a.attname FROM pg_event_trigger_ddl_commands() AS c
@@ -9564,8 +9578,7 @@ BEGIN
                   CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
                                              AS relation) AS r
                    JOIN billing.tracked_profiles AS tp
-                     ON tp.relation = r.relation
-                     OR tp.relation = ANY (SELECT a.relid FROM pg_partition_ancestors(r.relation) AS a)
+                     ON tp.relation::oid IN (SELECT l.rel FROM billing._lineage(r.relation) AS l(rel))
                   WHERE o.object_type = 'trigger' AND o.address_names[3] = 'billing_track_profiles'
                   ORDER BY tp.relation::oid LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: this would drop trigger billing_track_profiles on %, which records the e-mails of tracked profiles table %',
@@ -9637,10 +9650,7 @@ BEGIN
                      ON cs.lookup = to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
                    JOIN billing.tracked_tables AS t ON t.id = cs.source_id
                   WHERE o.object_type = 'table constraint' AND NOT cs.per_message
-                    AND NOT EXISTS (SELECT 1 FROM pg_index AS i
-                                      JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                                     WHERE i.indrelid = cs.lookup AND i.indisunique AND i.indnkeyatts = 1
-                                       AND i.indpred IS NULL AND a.attname = cs.lookup_key)
+                    AND NOT billing._unique_key(cs.lookup, cs.lookup_key)
                   ORDER BY cs.source_id LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: column % of % would no longer be unique, and it gives one customer per conversation of tracked table %',
                             quote_ident(d.lookup_key), d.lookup, d.tracked
@@ -10004,11 +10014,7 @@ BEGIN
         IF s.customer_member IS NULL THEN
             PERFORM billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
         END IF;
-        IF NOT s.per_message
-           AND NOT EXISTS (SELECT 1 FROM pg_index AS i
-                             JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                            WHERE i.indrelid = s.lookup AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
-                              AND a.attname = s.lookup_key) THEN
+        IF NOT s.per_message AND NOT billing._unique_key(s.lookup, s.lookup_key) THEN
             RAISE EXCEPTION 'column % is not unique, so it cannot give one customer per conversation',
                             quote_ident(s.lookup_key);
         END IF;

@@ -143,6 +143,35 @@ SELECT billing.merge() IS NOT NULL AS merged;
 SELECT r.rolname, has_function_privilege(r.oid, :'track_fn', 'EXECUTE') AS may_execute
   FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2') ORDER BY r.rolname;
 
+-- A sub-partitioned tree whose middle level another role owns: that role
+-- adds partitions under it (billing grants every owner of a partitioned
+-- table of the tree), and loses the right with the table.
+SET ROLE regress_billing_owner;
+CREATE TABLE perm_parted_2027 PARTITION OF perm_parted FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')
+    PARTITION BY RANGE (created_at);
+RESET ROLE;
+GRANT USAGE, CREATE ON SCHEMA perm_app TO regress_billing_owner2;
+ALTER TABLE perm_parted_2027 OWNER TO regress_billing_owner2;
+SELECT r.rolname, has_function_privilege(r.oid, :'track_fn', 'EXECUTE') AS may_execute
+  FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2') ORDER BY r.rolname;
+SET ROLE regress_billing_owner2;
+CREATE TABLE perm_parted_2027_01 PARTITION OF perm_parted_2027 FOR VALUES FROM ('2027-01-01') TO ('2027-02-01');
+CREATE TABLE perm_parted_2027_02 (id bigint, conversation_id text, role text, content text, data jsonb,
+                                  created_at timestamp);
+ALTER TABLE perm_parted_2027 ATTACH PARTITION perm_parted_2027_02 FOR VALUES FROM ('2027-02-01') TO ('2027-03-01');
+INSERT INTO perm_parted_2027 VALUES
+  (4, 'q3', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2027-01-10'),
+  (5, 'q3', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 200, "completion_tokens": 100}', '2027-02-10');
+RESET ROLE;
+-- 100 + 50 tokens of gpt-4o = $0.00075 in January 2027; 200 + 100 =
+-- 200 x 2.5/1M + 100 x 10/1M = $0.0015 in February.
+SELECT month, cost, messages FROM billing.monthly_history
+ WHERE source = 'openai' AND month IN ('2027-01-01', '2027-02-01') ORDER BY month;
+-- Given back to the tree's owner, the middle level takes the right with it.
+ALTER TABLE perm_parted_2027 OWNER TO regress_billing_owner;
+SELECT r.rolname, has_function_privilege(r.oid, :'track_fn', 'EXECUTE') AS may_execute
+  FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2') ORDER BY r.rolname;
+
 -- The right gives nothing more: the function refuses a table outside its
 -- tracked table's tree, and the owner's own table is all that stops.
 GRANT USAGE ON SCHEMA billing TO regress_billing_owner;
@@ -197,6 +226,22 @@ SELECT sum(quantity) AS emails, count(*) AS rows, billing.aws_cost(service, quan
 -- 2 sent before tracking to none.
 SELECT customer, sum(quantity) AS emails FROM billing.aws_usage WHERE origin = 'track_profiles'
  GROUP BY customer ORDER BY customer NULLS FIRST;
+-- A middle level of the profiles tree owned by another role: it adds a
+-- partition under it, and its profiles' e-mails are recorded.
+CREATE TABLE perm_profiles_sa PARTITION OF perm_profiles FOR VALUES IN ('sa') PARTITION BY HASH (id);
+ALTER TABLE perm_profiles_sa OWNER TO regress_billing_owner2;
+SELECT r.rolname, has_function_privilege(r.oid, 'billing._profiles_counter_changed()', 'EXECUTE') AS may_execute
+  FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2') ORDER BY r.rolname;
+SET ROLE regress_billing_owner2;
+CREATE TABLE perm_profiles_sa_0 PARTITION OF perm_profiles_sa FOR VALUES WITH (MODULUS 1, REMAINDER 0);
+INSERT INTO perm_profiles_sa VALUES (4, 'sa', '{"emails_sent_this_month": 3}');      -- +3
+UPDATE perm_profiles_sa SET data = '{"emails_sent_this_month": 4}' WHERE id = 4;    -- +1 (3 -> 4)
+RESET ROLE;
+-- 14 + 3 + 1 = 18 e-mails: $0.0018; profile 4's 4 are its own.
+SELECT sum(quantity) AS emails, billing.aws_cost(service, quantity, at) AS billed
+  FROM billing.aws_usage WHERE origin = 'track_profiles';
+SELECT customer, sum(quantity) AS emails FROM billing.aws_usage
+ WHERE origin = 'track_profiles' AND customer = '4' GROUP BY customer;
 -- The right follows the table to a new owner, and goes with untracking.
 ALTER TABLE perm_profiles OWNER TO regress_billing_owner2;
 SELECT r.rolname, has_function_privilege(r.oid, 'billing._profiles_counter_changed()', 'EXECUTE') AS may_execute

@@ -287,39 +287,23 @@ BEGIN
 END
 $$;
 
--- EXECUTE on the profiles trigger's function for the owners of the tracked
--- profiles tables, and for no one else but the function's owner.
--- PostgreSQL checks that right when it copies the trigger onto a partition
--- being created or attached, which only the table's owner may do; without
--- it the app's own migrations fail. The right gives nothing more: the
--- function records nothing for a table outside billing.tracked_profiles'
--- trees, and reads its settings from there. Run again by track_profiles,
--- untrack_profiles, ALTER TABLE on a tracked profiles table (OWNER TO) and
--- billing.merge() (REASSIGN OWNED, which no event trigger sees).
+-- EXECUTE on the profiles trigger's function for the roles that may add
+-- partitions to a tracked profiles table (billing._tree_owners: its owner,
+-- and the owners of partitioned tables under it), and for no one else but
+-- the function's owner. Without it the app's own migrations fail. The right
+-- gives nothing more: the function records nothing for a table outside
+-- billing.tracked_profiles' trees, and reads its settings from there. Run
+-- again by track_profiles, untrack_profiles, DDL on a table of a tracked
+-- profiles tree (OWNER TO) and billing.merge() (REASSIGN OWNED, which no
+-- event trigger sees).
 CREATE FUNCTION billing._grant_profiles_function() RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    fn regprocedure := 'billing._profiles_counter_changed()'::regprocedure;
-    fn_owner oid := (SELECT p.proowner FROM pg_proc AS p WHERE p.oid = fn);
-    owners oid[] := ARRAY(SELECT DISTINCT c.relowner FROM billing.tracked_profiles AS tp
-                            JOIN pg_class AS c ON c.oid = tp.relation ORDER BY 1);
-    grantee oid;
-BEGIN
-    FOR grantee IN SELECT DISTINCT a.grantee
-                     FROM pg_proc AS p CROSS JOIN LATERAL aclexplode(p.proacl) AS a
-                    WHERE p.oid = fn AND a.grantee <> fn_owner AND a.grantee <> ALL (owners)
-                    ORDER BY 1 LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %s', fn, CASE grantee WHEN 0 THEN 'PUBLIC'
-                                                                 ELSE grantee::regrole::text END);
-    END LOOP;
-    FOREACH grantee IN ARRAY owners LOOP
-        IF grantee <> fn_owner AND NOT has_function_privilege(grantee, fn, 'EXECUTE') THEN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', fn, grantee::regrole);
-        END IF;
-    END LOOP;
-END
+    SELECT billing._grant_execute_only('billing._profiles_counter_changed()'::regprocedure,
+                                       ARRAY(SELECT DISTINCT o.owner FROM billing.tracked_profiles AS tp
+                                              CROSS JOIN LATERAL unnest(billing._tree_owners(tp.relation)) AS o(owner)
+                                              ORDER BY 1))
 $$;
 
 CREATE FUNCTION billing._create_profiles_trigger(relation regclass, data_column name, counter text, service text)

@@ -13,6 +13,7 @@
 ALTER FUNCTION billing._create_trigger_function(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._grant_trigger_function(regprocedure, regclass) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._grant_profiles_function() SET citus.enable_ddl_propagation = off;
+ALTER FUNCTION billing._grant_execute_only(regprocedure, oid[]) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._create_trigger(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._create_update_trigger(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._drop_trigger_functions(smallint) SET citus.enable_ddl_propagation = off;

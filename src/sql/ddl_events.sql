@@ -99,6 +99,13 @@ BEGIN
             IF moved OR created THEN
                 PERFORM billing._partition_truncate_triggers(t);
             END IF;
+            -- (a table of the tree given to another owner, created or
+            -- attached: the roles that may add partitions to it keep or
+            -- get the right that needs)
+            IF to_regprocedure(format('billing.%I()', 'track_' || t.id)) IS NOT NULL THEN
+                PERFORM billing._grant_trigger_function(to_regprocedure(format('billing.%I()', 'track_' || t.id)),
+                                                        t.relation);
+            END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: could not follow the partitions of tracked table %: %', t.relation, SQLERRM
                 USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
@@ -120,11 +127,14 @@ BEGIN
                        WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0));
         END LOOP;
     END IF;
-    -- (ALTER TABLE ... OWNER TO of a tracked profiles table: the new owner
-    -- gets the right its migrations need, the old one loses it)
+    -- (ALTER TABLE ... OWNER TO of a table of a tracked profiles tree, or a
+    -- partition created or attached: the roles that may add partitions get
+    -- the right their migrations need, a former owner loses it)
     IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() AS c
-                 JOIN billing.tracked_profiles AS tp ON tp.relation::oid = c.objid
-                WHERE c.classid = 'pg_class'::regclass AND c.command_tag = 'ALTER TABLE') THEN
+                 JOIN billing.tracked_profiles AS tp
+                   ON tp.relation::oid IN (SELECT l.rel FROM billing._lineage(c.objid) AS l(rel))
+                WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                  AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')) THEN
         PERFORM billing._grant_profiles_function();
     END IF;
     FOR t IN SELECT DISTINCT ON (tt.id) tt.*

@@ -41,6 +41,7 @@ GRANT SELECT ON billing._readable_tables TO PUBLIC;
 REVOKE ALL ON FUNCTION billing._depend_on_extension(regprocedure, regclass, name[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._create_trigger_function(billing.tracked_tables) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._grant_trigger_function(regprocedure, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._grant_execute_only(regprocedure, oid[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._create_update_trigger(billing.tracked_tables) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._profiles_counter_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._create_profiles_trigger(regclass, name, text, text) FROM PUBLIC;

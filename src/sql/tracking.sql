@@ -629,35 +629,62 @@ BEGIN
 END
 $$;
 
--- EXECUTE on trigger function `fn` for the owner of `relation`, and for no
--- one else but the function's owner. PostgreSQL checks that right when it
--- copies the row trigger onto a partition being created or attached, which
--- only the table's owner (or a member of its role) may do; without it the
--- app's own migrations fail. The right gives nothing more: the C function
--- runs as its caller, and refuses any table outside its tracked table's tree
--- (billing._trigger_guard). Run again whenever the table is altered, so
--- ALTER TABLE ... OWNER TO moves the right to the new owner, and by
--- billing.merge() (billing._refresh_trigger_functions), which catches an
--- owner changed by REASSIGN OWNED.
-CREATE FUNCTION billing._grant_trigger_function(fn regprocedure, relation regclass) RETURNS void
+-- The roles that may add a partition to `relation`'s tree: the owners of
+-- it and of every partitioned table under it (CREATE TABLE ... PARTITION OF
+-- and ATTACH PARTITION need the parent's ownership, or membership in its
+-- owner's role). A sub-partitioned table whose middle level another role
+-- owns needs that role too.
+CREATE FUNCTION billing._tree_owners(p_relation regclass) RETURNS oid[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(DISTINCT c.relowner ORDER BY c.relowner), '{}')
+      FROM (SELECT p_relation::oid AS relid UNION SELECT t.relid FROM pg_partition_tree(p_relation) AS t) AS m
+      JOIN pg_class AS c ON c.oid = m.relid AND (c.oid = p_relation::oid OR c.relkind = 'p')
+$$;
+
+-- EXECUTE on billing's function `fn` for `grantees`, and for no one else
+-- but the function's owner (a grant to PUBLIC revoked too). Checked by
+-- PostgreSQL when it copies a row trigger onto a partition being created
+-- or attached; billing's trigger functions need no more (the C ones run as
+-- their caller and refuse a table outside the trees they were made for).
+CREATE FUNCTION billing._grant_execute_only(fn regprocedure, grantees oid[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    table_owner oid := (SELECT c.relowner FROM pg_class AS c WHERE c.oid = relation);
     fn_owner oid := (SELECT p.proowner FROM pg_proc AS p WHERE p.oid = fn);
     grantee oid;
 BEGIN
     FOR grantee IN SELECT DISTINCT a.grantee
                      FROM pg_proc AS p CROSS JOIN LATERAL aclexplode(p.proacl) AS a
-                    WHERE p.oid = fn AND a.grantee NOT IN (fn_owner, table_owner, 0)
+                    WHERE p.oid = fn AND a.grantee <> fn_owner AND a.grantee <> ALL (grantees)
                     ORDER BY 1 LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %s', fn, grantee::regrole);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %s', fn, CASE grantee WHEN 0 THEN 'PUBLIC'
+                                                                 ELSE grantee::regrole::text END);
     END LOOP;
-    IF table_owner <> fn_owner AND NOT has_function_privilege(table_owner, fn, 'EXECUTE') THEN
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', fn, table_owner::regrole);
-    END IF;
+    FOREACH grantee IN ARRAY grantees LOOP
+        IF grantee <> fn_owner AND NOT has_function_privilege(grantee, fn, 'EXECUTE') THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', fn, grantee::regrole);
+        END IF;
+    END LOOP;
 END
+$$;
+
+-- EXECUTE on trigger function `fn` for the roles that may add partitions
+-- to `relation`'s tree (billing._tree_owners), and for no one else but the
+-- function's owner: without it the app's own migrations fail. The right
+-- gives nothing more: the C function runs as its caller, and refuses any
+-- table outside its tracked table's tree (billing._trigger_guard). Run
+-- again whenever a table of the tree is created or altered, so ALTER TABLE
+-- ... OWNER TO moves the right to the new owner, and by billing.merge()
+-- (billing._refresh_trigger_functions), which catches an owner changed by
+-- REASSIGN OWNED.
+CREATE FUNCTION billing._grant_trigger_function(fn regprocedure, relation regclass) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT billing._grant_execute_only(fn, billing._tree_owners(relation))
 $$;
 
 -- Drops the trigger functions of tracked table `p_source` (CASCADE: a
@@ -868,18 +895,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t billing.tracked_tables;
-    fn regprocedure;
 BEGIN
     -- The owners of tracked profiles tables may copy its trigger onto new
     -- partitions (after a REASSIGN OWNED, which no event trigger sees); a
     -- profiles table gone without an event (a temporary one) is forgotten.
     DELETE FROM billing.tracked_profiles AS tp
      WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = tp.relation::oid);
-    IF FOUND OR EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp JOIN pg_class AS c ON c.oid = tp.relation
-                         WHERE NOT has_function_privilege(c.relowner, 'billing._profiles_counter_changed()',
-                                                          'EXECUTE')) THEN
-        PERFORM billing._grant_profiles_function();
-    END IF;
+    -- (a no-op when every right is in place)
+    PERFORM billing._grant_profiles_function();
     -- A tracked table that is gone without an event billing heard (a
     -- temporary table, which versions before 0.4 let be tracked, dropped
     -- with its session) is forgotten, as a dropped table is.
@@ -903,12 +926,10 @@ BEGIN
                 PERFORM billing._create_trigger_function(t);
                 PERFORM billing._create_update_trigger(t);
             ELSE
-                -- (an owner changed by REASSIGN OWNED, which no event trigger sees)
-                fn := to_regprocedure(format('billing.%I()', 'track_' || t.id));
-                IF NOT has_function_privilege((SELECT c.relowner FROM pg_class AS c WHERE c.oid = t.relation), fn,
-                                              'EXECUTE') THEN
-                    PERFORM billing._grant_trigger_function(fn, t.relation);
-                END IF;
+                -- (an owner changed by REASSIGN OWNED, which no event
+                -- trigger sees; a no-op when every right is in place)
+                PERFORM billing._grant_trigger_function(to_regprocedure(format('billing.%I()', 'track_' || t.id)),
+                                                        t.relation);
             END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;

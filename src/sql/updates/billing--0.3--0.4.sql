@@ -194,6 +194,48 @@ BEGIN
 END
 $$;
 
+-- The roles that may add a partition to `relation`'s tree: the owners of
+-- it and of every partitioned table under it (CREATE TABLE ... PARTITION OF
+-- and ATTACH PARTITION need the parent's ownership, or membership in its
+-- owner's role). A sub-partitioned table whose middle level another role
+-- owns needs that role too.
+CREATE FUNCTION billing._tree_owners(p_relation regclass) RETURNS oid[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(DISTINCT c.relowner ORDER BY c.relowner), '{}')
+      FROM (SELECT p_relation::oid AS relid UNION SELECT t.relid FROM pg_partition_tree(p_relation) AS t) AS m
+      JOIN pg_class AS c ON c.oid = m.relid AND (c.oid = p_relation::oid OR c.relkind = 'p')
+$$;
+
+-- EXECUTE on billing's function `fn` for `grantees`, and for no one else
+-- but the function's owner (a grant to PUBLIC revoked too). Checked by
+-- PostgreSQL when it copies a row trigger onto a partition being created
+-- or attached; billing's trigger functions need no more (the C ones run as
+-- their caller and refuse a table outside the trees they were made for).
+CREATE FUNCTION billing._grant_execute_only(fn regprocedure, grantees oid[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn_owner oid := (SELECT p.proowner FROM pg_proc AS p WHERE p.oid = fn);
+    grantee oid;
+BEGIN
+    FOR grantee IN SELECT DISTINCT a.grantee
+                     FROM pg_proc AS p CROSS JOIN LATERAL aclexplode(p.proacl) AS a
+                    WHERE p.oid = fn AND a.grantee <> fn_owner AND a.grantee <> ALL (grantees)
+                    ORDER BY 1 LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %s', fn, CASE grantee WHEN 0 THEN 'PUBLIC'
+                                                                 ELSE grantee::regrole::text END);
+    END LOOP;
+    FOREACH grantee IN ARRAY grantees LOOP
+        IF grantee <> fn_owner AND NOT has_function_privilege(grantee, fn, 'EXECUTE') THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', fn, grantee::regrole);
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- EXECUTE on trigger function `fn` for the owner of `relation`, and for no
 -- one else but the function's owner. PostgreSQL checks that right when it
 -- copies the row trigger onto a partition being created or attached, which
@@ -205,26 +247,13 @@ $$;
 -- billing.merge() (billing._refresh_trigger_functions), which catches an
 -- owner changed by REASSIGN OWNED.
 CREATE FUNCTION billing._grant_trigger_function(fn regprocedure, relation regclass) RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    table_owner oid := (SELECT c.relowner FROM pg_class AS c WHERE c.oid = relation);
-    fn_owner oid := (SELECT p.proowner FROM pg_proc AS p WHERE p.oid = fn);
-    grantee oid;
-BEGIN
-    FOR grantee IN SELECT DISTINCT a.grantee
-                     FROM pg_proc AS p CROSS JOIN LATERAL aclexplode(p.proacl) AS a
-                    WHERE p.oid = fn AND a.grantee NOT IN (fn_owner, table_owner, 0)
-                    ORDER BY 1 LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %s', fn, grantee::regrole);
-    END LOOP;
-    IF table_owner <> fn_owner AND NOT has_function_privilege(table_owner, fn, 'EXECUTE') THEN
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', fn, table_owner::regrole);
-    END IF;
-END
+    SELECT billing._grant_execute_only(fn, billing._tree_owners(relation))
 $$;
 REVOKE ALL ON FUNCTION billing._grant_trigger_function(regprocedure, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._grant_execute_only(regprocedure, oid[]) FROM PUBLIC;
 
 -- Replaced by _rollups_current, which the planner can join.
 DROP FUNCTION billing._is_stale(smallint, date);
@@ -1669,18 +1698,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t billing.tracked_tables;
-    fn regprocedure;
 BEGIN
     -- The owners of tracked profiles tables may copy its trigger onto new
     -- partitions (after a REASSIGN OWNED, which no event trigger sees); a
     -- profiles table gone without an event (a temporary one) is forgotten.
     DELETE FROM billing.tracked_profiles AS tp
      WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = tp.relation::oid);
-    IF FOUND OR EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp JOIN pg_class AS c ON c.oid = tp.relation
-                         WHERE NOT has_function_privilege(c.relowner, 'billing._profiles_counter_changed()',
-                                                          'EXECUTE')) THEN
-        PERFORM billing._grant_profiles_function();
-    END IF;
+    -- (a no-op when every right is in place)
+    PERFORM billing._grant_profiles_function();
     -- A tracked table that is gone without an event billing heard (a
     -- temporary table, which versions before 0.4 let be tracked, dropped
     -- with its session) is forgotten, as a dropped table is.
@@ -1704,12 +1729,10 @@ BEGIN
                 PERFORM billing._create_trigger_function(t);
                 PERFORM billing._create_update_trigger(t);
             ELSE
-                -- (an owner changed by REASSIGN OWNED, which no event trigger sees)
-                fn := to_regprocedure(format('billing.%I()', 'track_' || t.id));
-                IF NOT has_function_privilege((SELECT c.relowner FROM pg_class AS c WHERE c.oid = t.relation), fn,
-                                              'EXECUTE') THEN
-                    PERFORM billing._grant_trigger_function(fn, t.relation);
-                END IF;
+                -- (an owner changed by REASSIGN OWNED, which no event
+                -- trigger sees; a no-op when every right is in place)
+                PERFORM billing._grant_trigger_function(to_regprocedure(format('billing.%I()', 'track_' || t.id)),
+                                                        t.relation);
             END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
@@ -3640,6 +3663,7 @@ REVOKE ALL ON FUNCTION billing._require_pg_cron() FROM PUBLIC;
 -- coordinator. The setting is the function's own: it ends with the call.
 ALTER FUNCTION billing._create_trigger_function(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._grant_trigger_function(regprocedure, regclass) SET citus.enable_ddl_propagation = off;
+ALTER FUNCTION billing._grant_execute_only(regprocedure, oid[]) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._create_trigger(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._drop_trigger_functions(smallint) SET citus.enable_ddl_propagation = off;
 
@@ -9461,6 +9485,13 @@ BEGIN
             IF moved OR created THEN
                 PERFORM billing._partition_truncate_triggers(t);
             END IF;
+            -- (a table of the tree given to another owner, created or
+            -- attached: the roles that may add partitions to it keep or
+            -- get the right that needs)
+            IF to_regprocedure(format('billing.%I()', 'track_' || t.id)) IS NOT NULL THEN
+                PERFORM billing._grant_trigger_function(to_regprocedure(format('billing.%I()', 'track_' || t.id)),
+                                                        t.relation);
+            END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: could not follow the partitions of tracked table %: %', t.relation, SQLERRM
                 USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
@@ -9482,11 +9513,14 @@ BEGIN
                        WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0));
         END LOOP;
     END IF;
-    -- (ALTER TABLE ... OWNER TO of a tracked profiles table: the new owner
-    -- gets the right its migrations need, the old one loses it)
+    -- (ALTER TABLE ... OWNER TO of a table of a tracked profiles tree, or a
+    -- partition created or attached: the roles that may add partitions get
+    -- the right their migrations need, a former owner loses it)
     IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() AS c
-                 JOIN billing.tracked_profiles AS tp ON tp.relation::oid = c.objid
-                WHERE c.classid = 'pg_class'::regclass AND c.command_tag = 'ALTER TABLE') THEN
+                 JOIN billing.tracked_profiles AS tp
+                   ON tp.relation::oid IN (SELECT l.rel FROM billing._lineage(c.objid) AS l(rel))
+                WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                  AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')) THEN
         PERFORM billing._grant_profiles_function();
     END IF;
     FOR t IN SELECT DISTINCT ON (tt.id) tt.*
@@ -9911,29 +9945,13 @@ $$;
 -- untrack_profiles, ALTER TABLE on a tracked profiles table (OWNER TO) and
 -- billing.merge() (REASSIGN OWNED, which no event trigger sees).
 CREATE FUNCTION billing._grant_profiles_function() RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    fn regprocedure := 'billing._profiles_counter_changed()'::regprocedure;
-    fn_owner oid := (SELECT p.proowner FROM pg_proc AS p WHERE p.oid = fn);
-    owners oid[] := ARRAY(SELECT DISTINCT c.relowner FROM billing.tracked_profiles AS tp
-                            JOIN pg_class AS c ON c.oid = tp.relation ORDER BY 1);
-    grantee oid;
-BEGIN
-    FOR grantee IN SELECT DISTINCT a.grantee
-                     FROM pg_proc AS p CROSS JOIN LATERAL aclexplode(p.proacl) AS a
-                    WHERE p.oid = fn AND a.grantee <> fn_owner AND a.grantee <> ALL (owners)
-                    ORDER BY 1 LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %s', fn, CASE grantee WHEN 0 THEN 'PUBLIC'
-                                                                 ELSE grantee::regrole::text END);
-    END LOOP;
-    FOREACH grantee IN ARRAY owners LOOP
-        IF grantee <> fn_owner AND NOT has_function_privilege(grantee, fn, 'EXECUTE') THEN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', fn, grantee::regrole);
-        END IF;
-    END LOOP;
-END
+    SELECT billing._grant_execute_only('billing._profiles_counter_changed()'::regprocedure,
+                                       ARRAY(SELECT DISTINCT o.owner FROM billing.tracked_profiles AS tp
+                                              CROSS JOIN LATERAL unnest(billing._tree_owners(tp.relation)) AS o(owner)
+                                              ORDER BY 1))
 $$;
 REVOKE ALL ON FUNCTION billing._grant_profiles_function() FROM PUBLIC;
 ALTER FUNCTION billing._grant_profiles_function() SET citus.enable_ddl_propagation = off;

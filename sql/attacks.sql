@@ -52,12 +52,22 @@ ALTER TABLE mallory.messages ALTER COLUMN role TYPE mallory.pwn USING 'x';
 INSERT INTO mallory.messages (conversation_id, role, content, data, created_at)
 VALUES ('a', 'assistant', 'hello', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-02');
 -- 3. A decoy trigger named like billing's, listing a column of that type:
---    billing finds its trigger by its function, not by name.
+--    billing's trigger cannot be renamed out of the way, nor replaced
+--    under its name by another function (either would also let the owner
+--    drop billing's trigger unseen), nor called by a trigger of another
+--    name; and billing finds its trigger by its function, not by name.
 ALTER TABLE mallory.messages ADD COLUMN decoy mallory.pwn DEFAULT 'x';
 ALTER TRIGGER billing_track ON mallory.messages RENAME TO billing_track_moved;
 CREATE FUNCTION mallory.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
-CREATE TRIGGER billing_track AFTER UPDATE OF decoy, id, conversation_id, role, data, created_at
+CREATE OR REPLACE TRIGGER billing_track AFTER UPDATE OF decoy, id, conversation_id, role, data, created_at
     ON mallory.messages FOR EACH ROW EXECUTE FUNCTION mallory.noop();
+SELECT tgfoid::regprocedure AS mallory_fn FROM pg_trigger
+ WHERE tgrelid = 'mallory.messages'::regclass AND tgname = 'billing_track' \gset
+CREATE TRIGGER twice AFTER INSERT ON mallory.messages FOR EACH ROW EXECUTE FUNCTION :mallory_fn;
+CREATE TRIGGER billing_track_profiles AFTER UPDATE OF decoy ON mallory.messages
+    FOR EACH ROW EXECUTE FUNCTION mallory.noop();
+SELECT tgname, tgfoid = :'mallory_fn'::regprocedure AS billings
+  FROM pg_trigger WHERE tgrelid = 'mallory.messages'::regclass AND NOT tgisinternal ORDER BY tgname;
 ALTER TABLE mallory.messages RENAME COLUMN content TO body;
 INSERT INTO mallory.messages (conversation_id, role, body, data, created_at)
 VALUES ('a', 'assistant', 'answered', '{}', '2026-11-03');
@@ -146,6 +156,48 @@ SELECT (SELECT count(*) FROM jsonb_object_keys(d -> 'openai' -> 'by_model')) = 1
        (d -> 'openai' -> 'by_model' -> '(other models)' ->> 'messages')::int >= 1900 AS rest_in_one_entry,
        length(d::text) < 20000 AS payload_small
   FROM billing.dashboard('2026-11-01', '2026-12-01') AS d;
+
+-- 10. Any role's own table with a trigger named like billing's, dropped in
+--     a transaction it keeps open: no tracked table is taken in anew, and
+--     billing's merge lock is not taken in that transaction (held, it
+--     would stall every merge and block other roles' DDL).
+CREATE TABLE atk_parted (id bigint, conversation_id text, role text, content text, data jsonb,
+                         created_at timestamptz) PARTITION BY RANGE (created_at);
+CREATE TABLE atk_parted_2026 PARTITION OF atk_parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+SELECT tracked FROM billing.track_messages('atk_parted');
+SELECT billing.merge() IS NOT NULL AS merged;
+SELECT backfilled FROM billing.tracked_tables WHERE relation = 'atk_parted'::regclass;
+SET ROLE regress_mallory;
+BEGIN;
+CREATE TEMP TABLE decoy (a int);
+CREATE TRIGGER billing_track AFTER INSERT ON decoy FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
+CREATE TRIGGER billing_track_truncate AFTER TRUNCATE ON decoy EXECUTE FUNCTION suppress_redundant_updates_trigger();
+DROP TABLE decoy;
+SELECT count(*) AS merge_lock_taken FROM pg_locks
+ WHERE relation = 'billing.merge_lock'::regclass AND pid = pg_backend_pid();
+COMMIT;
+RESET ROLE;
+SELECT backfilled FROM billing.tracked_tables WHERE relation = 'atk_parted'::regclass;
+-- A partition of the tracked table dropped still takes it in anew.
+DROP TABLE atk_parted_2026;
+SELECT backfilled FROM billing.tracked_tables WHERE relation = 'atk_parted'::regclass;
+SELECT billing.untrack_messages('atk_parted');
+DROP TABLE atk_parted;
+
+-- 11. billing's trigger on a profiles table cannot be renamed and then
+--     dropped, nor dropped from a function whose name mentions billing; the
+--     setting billing's own functions use for that is a superuser's.
+SET ROLE regress_mallory;
+ALTER TRIGGER billing_track_profiles ON mallory.profiles RENAME TO gone;
+CREATE FUNCTION mallory."function billing.x"() RETURNS void LANGUAGE plpgsql
+AS $$ BEGIN DROP TRIGGER billing_track_profiles ON mallory.profiles; END $$;
+SELECT mallory."function billing.x"();
+SET billing.internal_ddl = on;
+CREATE FUNCTION mallory.with_setting() RETURNS void LANGUAGE plpgsql SET billing.internal_ddl = on
+AS $$ BEGIN DROP TRIGGER billing_track_profiles ON mallory.profiles; END $$;
+RESET ROLE;
+SELECT count(*) AS profiles_trigger_kept FROM pg_trigger
+ WHERE tgrelid = 'mallory.profiles'::regclass AND tgname = 'billing_track_profiles';
 
 -- Clean up.
 SELECT billing.untrack_messages('mallory.messages_real');

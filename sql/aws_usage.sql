@@ -31,6 +31,10 @@ SELECT jsonb_pretty(billing.dashboard(1, 0, '2026-11-15') -> 'aws' -> 'breakdown
 -- 0.05 + 0.40 + 0.23 = 0.68, partly actual
 SELECT (billing.dashboard(1, 0, '2026-11-15') -> 'aws' ->> 'cost')::numeric = 0.68 AS ok,
        billing.dashboard(1, 0, '2026-11-15') -> 'aws' ->> 'source' AS source;
+-- The unpriced service: a null cost (no price is not zero cost) and its
+-- unpriced quantity, in the dashboard and in monthly_history alike.
+SELECT billing.dashboard(1, 0, '2026-11-15') -> 'aws' -> 'breakdown' -> 'sqs' AS sqs;
+SELECT services -> 'sqs' AS sqs FROM billing.monthly_history WHERE source = 'aws' AND month = '2026-11-01';
 
 -- The app's counter: increases are e-mails, the monthly reset is ignored.
 CREATE TABLE profiles (id int PRIMARY KEY, type text, data jsonb);

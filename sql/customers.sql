@@ -120,10 +120,38 @@ ALTER TABLE chats RENAME COLUMN account TO account_id;
 ALTER TABLE chats RENAME COLUMN id TO chat_id;
 SELECT lookup_key, customer_column FROM billing.customer_sources WHERE lookup = 'chats'::regclass;
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
+-- A reader that may read the messages but not the lookup: a WARNING names
+-- the table and the GRANT, and the conversations count as no customer's;
+-- with the grant, customer 42 has its 0.00025.
+CREATE ROLE regress_lookup_reader;
+GRANT USAGE ON SCHEMA billing TO regress_lookup_reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA billing TO regress_lookup_reader;
+GRANT SELECT ON chat_messages TO regress_lookup_reader;
+SET ROLE regress_lookup_reader;
+SELECT customer, openai_cost FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
+RESET ROLE;
+GRANT SELECT ON chats TO regress_lookup_reader;
+SET ROLE regress_lookup_reader;
+SELECT customer, openai_cost FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
+RESET ROLE;
+REVOKE ALL ON ALL TABLES IN SCHEMA billing FROM regress_lookup_reader;
+REVOKE ALL ON SCHEMA billing FROM regress_lookup_reader;
+REVOKE ALL ON chat_messages, chats FROM regress_lookup_reader;
+DROP ROLE regress_lookup_reader;
 ALTER TABLE chats DROP COLUMN account_id;
 ALTER TABLE chats DROP CONSTRAINT chats_pkey;
 ALTER TABLE chats ALTER COLUMN account_id TYPE point USING point(account_id, 0);
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
+-- Every other read goes on (before, each failed on that column): the
+-- owner's dashboard, the budgets and their alerts; statements, which are
+-- kept for good, are not issued until the column is readable again.
+INSERT INTO billing.budgets (name, amount) VALUES ('regress-app', 1000);
+INSERT INTO billing.budgets (name, scope, customer, amount) VALUES ('regress-42', 'customer', '42', 10);
+SELECT billing.dashboard('2026-10-01', '2026-11-01') ? 'customers' AS dashboard_answers;
+SELECT budget FROM billing.budget_status WHERE budget IN ('regress-app', 'regress-42') ORDER BY budget;
+SELECT billing.check_alerts('2026-10-31') >= 0 AS alerts_answer;
+SELECT count(*) FROM billing.issue_statements('2026-10-01');
+DELETE FROM billing.budgets WHERE name IN ('regress-app', 'regress-42');
 SELECT billing.untrack_customers('chat_messages');
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
 -- Renames made by any command, or on a parent of the lookup, are followed;

@@ -121,8 +121,20 @@ std::size_t describe_usage_error(const Usage& u, char* buf, std::size_t n) noexc
 // usage_of applies it to a reply, billing._estimated_tokens(text) to the
 // earlier messages of its conversation.
 inline constexpr int64_t kCharsPerToken = 4;
-// The role of the replies that are estimated when they carry no usage.
-inline bool is_assistant_role(std::string_view role) noexcept { return role == "assistant"; }
+// The role of the replies that are estimated when they carry no usage:
+// "assistant" in any case of ASCII letters, as ORMs spell an enum's labels
+// (Prisma's ASSISTANT, a Rails or Django Assistant). Before 0.4 only the
+// lower-case spelling counted, and such replies went unpriced unseen.
+inline bool is_assistant_role(std::string_view role) noexcept {
+  constexpr std::string_view kAssistant = "assistant";
+  if (role.size() != kAssistant.size()) return false;
+  for (size_t i = 0; i < role.size(); ++i) {
+    const char c = role[i];
+    const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    if (lower != kAssistant[i]) return false;
+  }
+  return true;
+}
 inline constexpr int64_t estimated_tokens(int64_t chars) noexcept {
   return chars <= 0 ? 0 : (chars - 1) / kCharsPerToken + 1;
 }

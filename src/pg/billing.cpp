@@ -24,6 +24,7 @@ bool trigger_fast_path = true;
 char* customer_setting = nullptr;  // billing.customer: read by SQL (billing.current_customer())
 bool citus_triggers = true;        // billing.citus_triggers: read by SQL (src/sql/citus.sql)
 int merge_lock_timeout_ms = 10000;  // billing.merge_lock_timeout: read by SQL (billing._merge_lock_timeout())
+bool internal_ddl = false;          // billing.internal_ddl: read by SQL (billing._internal_ddl())
 
 namespace {
 const struct config_enum_entry kPolicies[] = {
@@ -80,6 +81,12 @@ void define_settings() {
                           "merging. 0: wait as long as it takes.",
                           &merge_lock_timeout_ms, 10000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
                           nullptr);
+  DefineCustomBoolVariable("billing.internal_ddl",
+                           "On while billing's own functions drop or change its triggers on tracked tables.",
+                           "Set only by billing's functions (a SET clause of theirs); a superuser-only setting, "
+                           "so that no other role can pass the guards of billing's triggers.",
+                           &internal_ddl, false, PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+                           nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("billing");
 }
 

@@ -1,6 +1,7 @@
-// SQL: billing._ddl_moves_partitions(pg_ddl_command) and
-// billing._ddl_sets_unlogged(pg_ddl_command), for the event trigger
-// that follows DDL on tracked tables (src/sql/ddl_events.sql). An ALTER
+// SQL: billing._ddl_moves_partitions(pg_ddl_command),
+// billing._ddl_sets_unlogged(pg_ddl_command) and billing._internal_ddl(),
+// for the event triggers that follow DDL on tracked tables
+// (src/sql/ddl_events.sql). An ALTER
 // TABLE that attaches or detaches a partition moves rows into or out of a
 // tracked table without a row trigger firing, and SQL sees that command only
 // as "ALTER TABLE" on the parent, as it sees ADD COLUMN; its subcommands are
@@ -9,12 +10,15 @@
 // Nothing here throws or holds an object with a destructor.
 #include "postgres_headers.h"
 
+#include "settings.h"
+
 extern "C" {
 #include "nodes/parsenodes.h"
 #include "tcop/deparse_utility.h"
 
 PG_FUNCTION_INFO_V1(ddl_moves_partitions);
 PG_FUNCTION_INFO_V1(ddl_sets_unlogged);
+PG_FUNCTION_INFO_V1(internal_ddl_active);
 }
 
 namespace {
@@ -51,4 +55,12 @@ extern "C" Datum ddl_moves_partitions(PG_FUNCTION_ARGS) {
 extern "C" Datum ddl_sets_unlogged(PG_FUNCTION_ARGS) {
   const auto* command = reinterpret_cast<const CollectedCommand*>(PG_GETARG_POINTER(0));
   PG_RETURN_BOOL(has_subcommand(command, [](AlterTableType t) { return t == AT_SetUnLogged; }));
+}
+
+// Whether billing.internal_ddl is on: one of billing's own functions is
+// changing its triggers. Read here, not by current_setting(): calling a C
+// function loads the module, whose settings then replace any placeholder
+// value a role without the right to set it gave before the load.
+extern "C" Datum internal_ddl_active(PG_FUNCTION_ARGS) {
+  PG_RETURN_BOOL(billing::pg::internal_ddl);
 }

@@ -20,6 +20,12 @@ extern bool trigger_fast_path;
 // a lock held on one tracked table (0: no limit).
 extern int merge_lock_timeout_ms;
 
+// billing.internal_ddl: on while one of billing's own functions drops or
+// changes billing's triggers on a tracked table (a function SET clause);
+// the guards of src/sql/ddl_events.sql let only those changes through.
+// PGC_SUSET: no other role can turn it on.
+extern bool internal_ddl;
+
 void define_settings();
 
 }  // namespace billing::pg

@@ -83,6 +83,21 @@ COMMENT ON FUNCTION billing.record_usage(text, numeric, timestamptz, text) IS
     'Records AWS usage (e-mails for ses, requests for lambda, GB-months for s3...) at a time. Unknown services are kept and shown unpriced.';
 -- Nothing to rebuild when it changes: AWS figures are computed when read.
 
+-- One service's entry in the AWS breakdowns (the dashboard's, history's):
+-- its quantity, cost and basis, and the quantity no price covers. A service
+-- none of whose usage has a price shows a null cost, not 0 (as an unpriced
+-- model does in the OpenAI breakdown): no price is not zero cost.
+CREATE FUNCTION billing._aws_service_entry(p_quantity numeric, p_cost numeric, p_unpriced numeric, p_basis text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('quantity', p_quantity,
+                              'cost', CASE WHEN p_unpriced <> 0 AND p_unpriced = p_quantity THEN NULL ELSE p_cost END,
+                              'basis', p_basis)
+           || CASE WHEN p_unpriced <> 0 THEN jsonb_build_object('unpriced_quantity', p_unpriced) ELSE '{}' END
+$$;
+
 -- AWS per month and service with p_from <= at < p_to: recorded usage, or
 -- the usage pattern's estimate where a month has none, replaced by actual
 -- figures where a month has them.
@@ -203,7 +218,7 @@ AS $$
 DECLARE
     legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
 BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS billing_track_profiles ON %s', relation);
+    PERFORM billing._drop_own_trigger('billing_track_profiles', relation);
     DELETE FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation;
     PERFORM billing._grant_profiles_function();
     DELETE FROM billing.profile_customers AS pc WHERE pc.relation = untrack_profiles.relation;

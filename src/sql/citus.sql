@@ -802,7 +802,7 @@ BEGIN
         IF EXISTS (SELECT 1 FROM pg_trigger AS g
                     WHERE g.tgrelid = t.relation AND g.tgname = 'billing_track_truncate'
                       AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure) THEN
-            EXECUTE format('DROP TRIGGER billing_track_truncate ON %s', t.relation);
+            PERFORM billing._drop_own_trigger('billing_track_truncate', t.relation);
         END IF;
         -- The copies Citus made on nodes added since (see below).
         FOR failed IN SELECT format('%s:%s: %s', w.nodename, w.nodeport, w.result)
@@ -864,6 +864,7 @@ $$;
 CREATE FUNCTION billing._citus_drop_triggers(p_source smallint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     fn regprocedure;

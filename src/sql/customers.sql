@@ -71,7 +71,7 @@ BEGIN
     END IF;
     -- Both columns exist and have a type billing reads as an id (else an error naming it).
     PERFORM billing._column_reader(lookup, lookup_key, 'conversation', 'c');
-    PERFORM billing._column_reader(lookup, customer_column, 'id', 'c');
+    PERFORM billing._column_reader(lookup, customer_column, 'customer', 'c');
     IF NOT billing._unique_key(lookup, lookup_key) THEN
         RAISE EXCEPTION 'billing: column % of table % is not unique, so it cannot give one customer per conversation',
                         quote_ident(lookup_key), lookup
@@ -132,7 +132,7 @@ BEGIN
     BEGIN
         PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
         IF s.customer_member IS NULL THEN
-            PERFORM billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+            PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
         END IF;
         IF NOT s.per_message AND NOT billing._unique_key(s.lookup, s.lookup_key) THEN
             RAISE EXCEPTION 'column % is not unique, so it cannot give one customer per conversation',
@@ -179,7 +179,7 @@ BEGIN
     END IF;
     IF customer_column IS NOT NULL THEN
         -- A column of a type billing reads as an id (else an error naming it).
-        PERFORM billing._column_reader(relation, customer_column, 'id', 'c');
+        PERFORM billing._column_reader(relation, customer_column, 'customer', 'c');
     END IF;
     INSERT INTO billing.customer_sources AS cs (source_id, lookup, lookup_key, customer_column, customer_member, per_message)
     VALUES (t.id, relation, t.conversation_column, coalesce(customer_column, t.data_column), data_member, true)
@@ -215,7 +215,7 @@ DECLARE
     x text;
 BEGIN
     IF s.customer_member IS NULL THEN
-        x := billing._column_reader(t.relation, s.customer_column, 'id', 'c');
+        x := billing._column_reader(t.relation, s.customer_column, 'customer', 'c');
     ELSIF billing._column_base_type(t.relation, t.data_column) = 'jsonb'::regtype THEN
         x := format('(%s OPERATOR(pg_catalog.->>) %L::pg_catalog.text)',
                     billing._column_reader(t.relation, t.data_column, 'data', 'c'), s.customer_member);
@@ -321,9 +321,7 @@ DECLARE
     at text;
 BEGIN
     FOR s IN SELECT cs.* FROM billing.customer_sources AS cs
-              WHERE cs.per_message AND billing._may_read_table(cs.source_id)
-                AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)
-                AND has_table_privilege(cs.lookup, 'SELECT')
+              WHERE cs.per_message AND billing._readable_customer_source(cs)
               ORDER BY cs.source_id LOOP
         SELECT tt.* INTO t FROM billing.tracked_tables AS tt WHERE tt.id = s.source_id;
         cu := billing._message_customer_reader(s, t, false);
@@ -379,6 +377,88 @@ $$;
 COMMENT ON FUNCTION billing.current_customer() IS
     'The setting billing.customer: when set, every read of billing shows that customer''s costs only.';
 
+-- Whether the caller's reads of customers use source `s`: its tracked
+-- table readable by the caller (billing._may_read_table), its lookup still
+-- there. A lookup the caller may not read, or a column billing cannot read
+-- (its type changed since track_customers), leaves the source out with a
+-- WARNING that says what fixes it: its conversations then count as no
+-- customer's, and every other source, budget and alert reads as before.
+CREATE FUNCTION billing._readable_customer_source(s billing.customer_sources) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    -- (one warning per source and transaction: a read asks many times)
+    warned text := coalesce(current_setting('billing_reads.unreadable_customer_sources', true), '');
+    mark text := format('[%s]', s.source_id);
+BEGIN
+    SELECT tt.* INTO t FROM billing.tracked_tables AS tt WHERE tt.id = s.source_id;
+    IF t.id IS NULL OR NOT billing._may_read_table(s.source_id)
+       OR NOT EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = s.lookup) THEN   -- (not dropped since)
+        RETURN false;
+    END IF;
+    IF NOT has_table_privilege(s.lookup, 'SELECT') THEN
+        IF strpos(warned, mark) = 0 THEN
+            PERFORM set_config('billing_reads.unreadable_customer_sources', warned || mark, true);
+            RAISE WARNING 'billing: role "%" may not read %, which gives the customers of tracked table %: its conversations count as no customer''s',
+                          current_user, s.lookup, t.relation
+                USING HINT = format('GRANT SELECT ON %s TO %I;', s.lookup, current_user);
+        END IF;
+        RETURN false;
+    END IF;
+    BEGIN
+        IF s.per_message THEN
+            PERFORM billing._message_customer_reader(s, t, false);
+        ELSE
+            PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+            PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
+        END IF;
+    EXCEPTION WHEN datatype_mismatch OR undefined_column THEN
+        IF strpos(warned, mark) = 0 THEN
+            PERFORM set_config('billing_reads.unreadable_customer_sources', warned || mark, true);
+            RAISE WARNING 'billing: the customers of tracked table % cannot be read, and its conversations count as no customer''s: %',
+                          t.relation, regexp_replace(SQLERRM, '^billing: ', '')
+                USING HINT = 'Change the column back to a type billing reads, or name the customers again with billing.track_customers() or billing.track_message_customers() (README "Customers").';
+        END IF;
+        RETURN false;
+    END;
+    RETURN true;
+END
+$$;
+
+-- Raises, for the caller, the first reason a customer source of a table it
+-- reads cannot be read (what billing._readable_customer_source warns of
+-- and reads past): for statements, which are kept for good.
+CREATE FUNCTION billing._require_customer_sources() RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s billing.customer_sources;
+    t billing.tracked_tables;
+BEGIN
+    FOR s IN SELECT cs.* FROM billing.customer_sources AS cs
+              WHERE billing._may_read_table(cs.source_id)
+                AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)
+              ORDER BY cs.source_id LOOP
+        SELECT tt.* INTO STRICT t FROM billing.tracked_tables AS tt WHERE tt.id = s.source_id;
+        IF NOT has_table_privilege(s.lookup, 'SELECT') THEN
+            RAISE EXCEPTION 'billing: role "%" may not read %, which gives the customers of tracked table %',
+                            current_user, s.lookup, t.relation
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('GRANT SELECT ON %s TO %I;', s.lookup, current_user);
+        END IF;
+        IF s.per_message THEN
+            PERFORM billing._message_customer_reader(s, t, false);
+        ELSE
+            PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+            PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- The conversations of one customer (p_customer), or of every customer
 -- (p_every), per tracked table, read from the mapping tables as the caller.
 -- A conversation without a row in the mapping (or whose customer is NULL)
@@ -395,12 +475,10 @@ DECLARE
     c text;
     ctype text;
 BEGIN
-    -- (a mapping the caller may not read gives no customer: its
-    -- conversations count as no customer's)
+    -- (a mapping the caller may not read gives no customer, with a
+    -- warning: its conversations count as no customer's)
     FOR s IN SELECT cs.* FROM billing.customer_sources AS cs
-              WHERE billing._may_read_table(cs.source_id)
-                AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)   -- (not dropped since)
-                AND has_table_privilege(cs.lookup, 'SELECT')
+              WHERE billing._readable_customer_source(cs)
               ORDER BY cs.source_id LOOP
         IF s.per_message THEN
             -- (the customer a column or data member of the messages names)
@@ -411,7 +489,7 @@ BEGIN
             CONTINUE;
         END IF;
         k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
-        c := billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+        c := billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
         IF p_every THEN
             RETURN QUERY EXECUTE format('SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE %s IS NOT NULL',
                                         s.source_id, k, c, s.lookup, c);
@@ -728,9 +806,7 @@ DECLARE
     ktype text;
 BEGIN
     SELECT cs.* INTO s FROM billing.customer_sources AS cs
-     WHERE cs.source_id = p_source AND billing._may_read_table(cs.source_id)
-       AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)
-       AND has_table_privilege(cs.lookup, 'SELECT');
+     WHERE cs.source_id = p_source AND billing._readable_customer_source(cs);
     IF NOT FOUND OR p_keys IS NULL THEN
         RETURN;
     END IF;
@@ -739,7 +815,7 @@ BEGIN
         RETURN;
     END IF;
     k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
-    c := billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+    c := billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
     ktype := format_type((SELECT a.atttypid FROM pg_attribute AS a
                            WHERE a.attrelid = s.lookup AND a.attname = s.lookup_key), NULL);
     BEGIN
@@ -1036,10 +1112,12 @@ BEGIN
         aws := (SELECT jsonb_build_object(
                            'cost', coalesce(sum(a.cost), 0),
                            'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-                           'breakdown', coalesce(jsonb_object_agg(a.service, jsonb_build_object(
-                                            'quantity', a.quantity, 'cost', a.cost, 'basis', 'estimate')), '{}'::jsonb))
-                  FROM (SELECT x.service, sum(x.quantity) AS quantity, sum(x.cost) AS cost
-                          FROM jsonb_to_recordset(aws_all) AS x(month date, service text, quantity numeric, cost numeric)
+                           'breakdown', coalesce(jsonb_object_agg(a.service, billing._aws_service_entry(
+                                            a.quantity, a.cost, a.unpriced_quantity, 'estimate')), '{}'::jsonb))
+                  FROM (SELECT x.service, sum(x.quantity) AS quantity, sum(x.cost) AS cost,
+                               sum(x.unpriced_quantity) AS unpriced_quantity
+                          FROM jsonb_to_recordset(aws_all) AS x(month date, service text, quantity numeric, cost numeric,
+                                                                unpriced_quantity numeric)
                          WHERE x.month >= billing.month_of(period_start)
                          GROUP BY x.service) AS a);
     ELSE
@@ -1050,9 +1128,10 @@ BEGIN
         aws := (SELECT jsonb_build_object(
                            'cost', coalesce(sum(a.cost), 0),
                            'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-                           'breakdown', coalesce(jsonb_object_agg(a.service, jsonb_build_object(
-                                            'quantity', a.quantity, 'cost', a.cost, 'basis', 'estimate')), '{}'::jsonb))
-                  FROM (SELECT x.service, sum(x.quantity) AS quantity, sum(x.cost) AS cost
+                           'breakdown', coalesce(jsonb_object_agg(a.service, billing._aws_service_entry(
+                                            a.quantity, a.cost, a.unpriced_quantity, 'estimate')), '{}'::jsonb))
+                  FROM (SELECT x.service, sum(x.quantity) AS quantity, sum(x.cost) AS cost,
+                               sum(x.unpriced_quantity) AS unpriced_quantity
                           FROM billing._aws_by_customer(period_start, period_end, who) AS x
                          WHERE shown
                          GROUP BY x.service) AS a);
@@ -1205,7 +1284,7 @@ BEGIN
               HINT = 'billing.track_profiles() starts tracking it.';
     END IF;
     -- A column of a type billing reads as an id (else an error naming it).
-    PERFORM billing._column_reader(relation, customer_column, 'id', 'p');
+    PERFORM billing._column_reader(relation, customer_column, 'customer', 'p');
     INSERT INTO billing.profile_customers AS pc VALUES (relation, customer_column)
     ON CONFLICT ON CONSTRAINT profile_customers_pkey DO UPDATE SET customer_column = excluded.customer_column;
 END
@@ -1228,7 +1307,7 @@ BEGIN
     IF col IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format('SELECT %s', billing._column_reader(p_relation, col, 'id', '($1)')) INTO who USING p_row;
+    EXECUTE format('SELECT %s', billing._column_reader(p_relation, col, 'customer', '($1)')) INTO who USING p_row;
     RETURN CASE WHEN who <> '' THEN who END;
 EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
     RETURN NULL;   -- the column was dropped or changed type: the e-mails belong to no customer

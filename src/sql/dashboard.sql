@@ -139,8 +139,8 @@ BEGIN
     SELECT jsonb_build_object(
                'cost', coalesce(sum(a.cost), 0),
                'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-               'breakdown', coalesce(jsonb_object_agg(a.service, jsonb_build_object(
-                                'quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+               'breakdown', coalesce(jsonb_object_agg(a.service, billing._aws_service_entry(
+                                a.quantity, a.cost, a.unpriced_quantity, a.basis))
                                 FILTER (WHERE a.service IS NOT NULL), '{}'::jsonb),
                'source', CASE WHEN count(*) = 0 THEN 'estimate'
                               WHEN bool_and(a.basis = 'actual') THEN 'actual'

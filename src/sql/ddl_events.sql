@@ -14,6 +14,13 @@ AS 'MODULE_PATHNAME', 'ddl_moves_partitions' LANGUAGE C STRICT STABLE;
 CREATE FUNCTION billing._ddl_sets_unlogged(pg_ddl_command) RETURNS boolean
 AS 'MODULE_PATHNAME', 'ddl_sets_unlogged' LANGUAGE C STRICT STABLE;
 
+-- Whether one of billing's own functions is dropping or changing billing's
+-- triggers (billing.internal_ddl, a superuser-only setting those functions
+-- turn on in their SET clauses). C body: src/pg/ddl_command.cpp
+-- (internal_ddl_active), which reads it once the module is loaded.
+CREATE FUNCTION billing._internal_ddl() RETURNS boolean
+AS 'MODULE_PATHNAME', 'internal_ddl_active' LANGUAGE C VOLATILE;
+
 -- DDL on a tracked table: a partition attached or detached (at any level of
 -- its tree) moved rows its trigger never saw, so the table is taken in anew;
 -- a partition created or attached gets the TRUNCATE trigger; renames are
@@ -99,6 +106,8 @@ BEGIN
             IF moved OR created THEN
                 PERFORM billing._partition_truncate_triggers(t);
             END IF;
+            -- (also a restore's DDL on the tree, after billing's tables are back)
+            PERFORM billing._record_partitions(t);
             -- (a table of the tree given to another owner, created or
             -- attached: the roles that may add partitions to it keep or
             -- get the right that needs)
@@ -184,17 +193,16 @@ AS $$
 DECLARE
     d record;
     sid smallint;
-    stack text;
 BEGIN
     -- billing's own trigger dropped while its table stays tracked (ALTER
     -- TABLE ... DROP COLUMN ... CASCADE of a column billing reads, DROP
     -- TRIGGER, DROP FUNCTION billing.track_N() CASCADE): the table's writes
     -- would go unbilled, and nothing would say so. Refused, unless billing
-    -- itself drops it (untrack_messages and the like: a function of
-    -- billing's further up the call stack than this one).
-    GET DIAGNOSTICS stack = PG_CONTEXT;
-    IF NOT EXISTS (SELECT 1 FROM regexp_split_to_table(stack, E'\n') WITH ORDINALITY AS f(frame, n)
-                    WHERE f.n > 1 AND f.frame LIKE '%function billing.%') THEN
+    -- itself drops it (untrack_messages and the like, which turn on the
+    -- superuser-only billing.internal_ddl; the names on the call stack,
+    -- which a table's owner can choose, no longer count). Renaming
+    -- billing's triggers first is refused too (_tracked_trigger_changed).
+    IF NOT billing._internal_ddl() THEN
         FOR d IN SELECT o.address_names[3] AS trigger_name, r.relation, t.relation AS tracked
                    FROM pg_event_trigger_dropped_objects() AS o
                   CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
@@ -225,23 +233,25 @@ BEGIN
                                     d.tracked::text);
         END LOOP;
     END IF;
-    -- A dropped partition of a tracked table (a dropped table that carried a
-    -- clone of billing's row trigger) took rows its trigger never saw go.
-    -- Which tracked table it belonged to is gone with it: every partitioned
-    -- tracked table not dropped here is taken in anew.
-    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS g
-                JOIN pg_event_trigger_dropped_objects() AS r
-                  ON r.object_type = 'table' AND r.address_names = g.address_names[1:2]
-                WHERE g.object_type = 'trigger' AND g.address_names[3] = 'billing_track'
-                  AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t WHERE t.relation::oid = r.objid)) THEN
-        FOR sid IN SELECT t.id FROM billing.tracked_tables AS t
-                     JOIN pg_class AS c ON c.oid = t.relation AND c.relkind = 'p'
-                    WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS o
-                                       WHERE o.classid = 'pg_class'::regclass AND o.objid = t.relation::oid)
-                    ORDER BY t.id LOOP
-            PERFORM billing._take_in_anew(sid);
-        END LOOP;
-    END IF;
+    -- A dropped partition of a tracked table took rows its trigger never
+    -- saw go: the table is taken in anew. Known by its OID among the
+    -- partitions billing recorded (billing.tracked_partitions), not by the
+    -- names of its triggers: any role may give a table of its own such a
+    -- trigger, and must not make billing take its merge lock.
+    FOR sid IN SELECT DISTINCT p.source_id
+                 FROM pg_event_trigger_dropped_objects() AS o
+                 JOIN billing.tracked_partitions AS p ON p.relid = o.objid
+                 JOIN billing.tracked_tables AS t ON t.id = p.source_id
+                WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
+                  AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS x
+                                   WHERE x.classid = 'pg_class'::regclass AND x.objid = t.relation::oid)
+                ORDER BY 1 LOOP
+        PERFORM billing._take_in_anew(sid);
+        DELETE FROM billing.tracked_partitions AS p
+         WHERE p.source_id = sid
+           AND p.relid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
+                            WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
+    END LOOP;
     DELETE FROM billing.tracked_profiles AS tp
      WHERE tp.relation::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
                                  WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
@@ -325,3 +335,59 @@ END
 $$;
 CREATE EVENT TRIGGER billing_tracked_table_dropped ON sql_drop
     EXECUTE FUNCTION billing._tracked_table_dropped();
+
+-- billing's triggers on a tracked table (billing_track, billing_track_update,
+-- billing_track_truncate, billing_track_profiles, on the table and its
+-- partitions) keep their names and their functions. The drop guard above
+-- knows them by name: a trigger renamed (ALTER TRIGGER ... RENAME) could
+-- then be dropped, and one replaced (CREATE OR REPLACE TRIGGER) would call
+-- another function; either way the table's writes would go unbilled
+-- without a word. Refused, as is a trigger of the owner's own that calls
+-- billing's function under another name (it would bill each write twice),
+-- unless billing itself makes the change (billing.internal_ddl).
+CREATE FUNCTION billing._tracked_trigger_changed() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+BEGIN
+    IF billing._internal_ddl() THEN
+        RETURN;
+    END IF;
+    FOR d IN SELECT g.tgname, g.tgrelid::regclass AS relation, g.tgfoid::regproc AS fn, c.command_tag,
+                    p.pronamespace = 'billing'::regnamespace AS billings
+               FROM pg_event_trigger_ddl_commands() AS c
+               JOIN pg_trigger AS g ON g.oid = c.objid
+               JOIN pg_proc AS p ON p.oid = g.tgfoid
+              WHERE c.classid = 'pg_trigger'::regclass
+                AND (p.pronamespace = 'billing'::regnamespace)
+                    <> (g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate',
+                                     'billing_track_profiles'))
+                AND (billing._tracked_tree_of(g.tgrelid) IS NOT NULL
+                     OR EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
+                                  JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel))
+              ORDER BY g.oid LIMIT 1 LOOP
+        IF d.billings THEN
+            RAISE EXCEPTION 'billing: % would make trigger % on tracked table % call billing''s function, and billing''s triggers keep their names',
+                            d.command_tag, d.tgname, d.relation
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = 'To stop billing a table, untrack it: billing.untrack_messages() or billing.untrack_profiles().';
+        END IF;
+        RAISE EXCEPTION 'billing: % would make billing''s trigger % on tracked table % call %, and billing''s triggers keep their functions',
+                        d.command_tag, d.tgname, d.relation, d.fn
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'To stop billing a table, untrack it: billing.untrack_messages() or billing.untrack_profiles().';
+    END LOOP;
+    -- (a restore makes billing's triggers after its tables' rows are back:
+    -- the partitions of the tables they track are recorded then)
+    PERFORM billing._record_partitions(t)
+       FROM billing.tracked_tables AS t
+      WHERE t.id IN (SELECT billing._tracked_tree_of(g.tgrelid)
+                       FROM pg_event_trigger_ddl_commands() AS c JOIN pg_trigger AS g ON g.oid = c.objid
+                      WHERE c.classid = 'pg_trigger'::regclass AND c.command_tag = 'CREATE TRIGGER');
+END
+$$;
+CREATE EVENT TRIGGER billing_tracked_trigger_changed ON ddl_command_end
+    WHEN TAG IN ('ALTER TRIGGER', 'CREATE TRIGGER')
+    EXECUTE FUNCTION billing._tracked_trigger_changed();

@@ -48,6 +48,9 @@ REVOKE ALL ON FUNCTION billing._create_profiles_trigger(regclass, name, text, te
 REVOKE ALL ON FUNCTION billing._grant_profiles_function() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._tracked_table_altered() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._tracked_table_dropped() FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._tracked_trigger_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._drop_own_trigger(name, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._record_partitions(billing.tracked_tables) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._take_in_anew(smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._forget_table(smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._ddl_moves_partitions(pg_ddl_command) FROM PUBLIC;

@@ -313,6 +313,9 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Its usage may still change; billing.issue_statements(month, allow_open => true) issues it anyway.';
     END IF;
+    -- (kept for good: not issued while the customers of a table cannot be
+    -- read, which reads would give to no customer)
+    PERFORM billing._require_customer_sources();
 
     IF to_regclass('pg_temp.billing_issue_lines') IS NULL THEN
         CREATE TEMP TABLE billing_issue_lines (

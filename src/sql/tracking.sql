@@ -290,6 +290,7 @@ BEGIN
     PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track']::name[]);
     PERFORM billing._create_update_trigger(t);
     PERFORM billing._partition_truncate_triggers(t);
+    PERFORM billing._record_partitions(t);
 END
 $$;
 
@@ -385,6 +386,34 @@ BEGIN
         PERFORM billing._create_truncate_trigger(part, t.id);
     END LOOP;
 END
+$$;
+
+-- The partitions (at every level) of each partitioned tracked table, as
+-- billing last saw them. A dropped partition is known by its OID alone:
+-- the sql_drop event trigger sees no parent any more, and the name of a
+-- trigger it carried is one any role can give a table of its own (which
+-- then made every role's DROP take the merge lock and every tracked table
+-- in anew). Kept by track_messages, by DDL on the tree and by every
+-- merge(); not dumped (a restore's DDL and the first merge fill it).
+CREATE TABLE billing.tracked_partitions (
+    relid     oid PRIMARY KEY,
+    source_id smallint NOT NULL REFERENCES billing.tracked_tables (id) ON DELETE CASCADE
+);
+COMMENT ON TABLE billing.tracked_partitions IS
+    'The partitions of each partitioned tracked table, by OID, as billing last saw them: a dropped one takes its table in anew.';
+
+-- Records the partitions of tracked table `t` as they are now (writing
+-- only what changed).
+CREATE FUNCTION billing._record_partitions(t billing.tracked_tables) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM billing.tracked_partitions AS p
+     WHERE p.source_id = t.id
+       AND p.relid NOT IN (SELECT x.relid FROM pg_partition_tree(t.relation) AS x WHERE x.level > 0);
+    INSERT INTO billing.tracked_partitions AS p (relid, source_id)
+    SELECT x.relid, t.id FROM pg_partition_tree(t.relation) AS x WHERE x.level > 0
+    ON CONFLICT (relid) DO UPDATE SET source_id = excluded.source_id WHERE p.source_id <> excluded.source_id;
 $$;
 
 -- A tracked table whose rows changed without its row trigger: a partition
@@ -561,7 +590,7 @@ BEGIN
                        AND NOT g.tgisinternal AND g.tgparentid = 0
                        AND ((g.tgfoid = fn AND g.tgrelid = relation) OR billing._is_truncate_trigger(g, sid))
     LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', tg, part);
+        PERFORM billing._drop_own_trigger(tg, part);
     END LOOP;
     PERFORM billing._drop_trigger_functions(sid);
     PERFORM billing._forget_rows(sid);
@@ -687,12 +716,29 @@ AS $$
     SELECT billing._grant_execute_only(fn, billing._tree_owners(relation))
 $$;
 
+-- Drops billing's trigger `p_trigger` on `p_relation`, if it is there: the
+-- way billing's own functions drop one of its triggers on a tracked table,
+-- which the drop guard (billing._tracked_table_dropped) lets through only
+-- while billing.internal_ddl is on. That setting is superuser-only and set
+-- by the SET clauses of this function and of the few others that drop or
+-- replace billing's triggers; a table's owner cannot turn it on.
+CREATE FUNCTION billing._drop_own_trigger(p_trigger name, p_relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', p_trigger, p_relation);
+END
+$$;
+
 -- Drops the trigger functions of tracked table `p_source` (CASCADE: a
 -- trigger some other table's owner attached to billing's function, where it
 -- refuses to run, must not keep them).
 CREATE FUNCTION billing._drop_trigger_functions(p_source smallint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     fn regprocedure;
@@ -722,7 +768,7 @@ AS $$
 $$;
 
 -- An SQL expression that reads column `col` of row `r` (NEW, OLD, or a table
--- alias) for the role it plays: 'id' and 'conversation' (as text), 'role'
+-- alias) for the role it plays: 'id', 'conversation' and 'customer' (as text), 'role'
 -- and 'content' (text), 'data' (jsonb, or text to be parsed), 'created_at'
 -- (timestamptz). Only built-in types, read with built-in conversions: these
 -- expressions run inside SECURITY DEFINER triggers, so nothing the table's
@@ -742,7 +788,7 @@ BEGIN
         RAISE EXCEPTION 'billing: table % has no column %', relation, col USING ERRCODE = 'undefined_column';
     END IF;
     CASE purpose
-    WHEN 'id', 'conversation' THEN
+    WHEN 'id', 'conversation', 'customer' THEN
         IF typ IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
                    'int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN
             RETURN format('%s::pg_catalog.%s::pg_catalog.text', x, tname);
@@ -785,11 +831,13 @@ BEGIN
                     quote_ident(col), relation,
                     format_type((SELECT atttypid FROM pg_attribute WHERE attrelid = relation AND attname = col), NULL),
                     CASE purpose WHEN 'id' THEN 'a message id' WHEN 'conversation' THEN 'a conversation id'
+                                 WHEN 'customer' THEN 'a customer id'
                                  WHEN 'role' THEN 'a role' WHEN 'content' THEN 'message content'
                                  WHEN 'data' THEN 'usage data' ELSE 'a message time' END
         USING ERRCODE = 'datatype_mismatch',
               HINT = format('billing reads %s from %s. Nothing was changed.',
                             CASE purpose WHEN 'id' THEN 'message ids' WHEN 'conversation' THEN 'conversation ids'
+                                         WHEN 'customer' THEN 'customer ids'
                                          WHEN 'role' THEN 'roles' WHEN 'content' THEN 'content'
                                          WHEN 'data' THEN 'usage data' ELSE 'message times' END, accepted);
 END
@@ -934,6 +982,13 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
         END;
+    END LOOP;
+    -- The partitions of partitioned tracked tables, as they are now (a
+    -- restored database's first merge records them).
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+               JOIN pg_class AS c ON c.oid = tt.relation AND c.relkind = 'p'
+              ORDER BY tt.id LOOP
+        PERFORM billing._record_partitions(t);
     END LOOP;
     -- Distributed tables followed by their shards' triggers: their trigger
     -- functions, on every node (citus.sql, _citus_create_trigger_functions).

@@ -28,7 +28,7 @@ AS $$
                 WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END,
            NULL, NULL, NULL, NULL, NULL, NULL,
            coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-           jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+           jsonb_object_agg(a.service, billing._aws_service_entry(a.quantity, a.cost, a.unpriced_quantity, a.basis))
       FROM billing._aws_usage_by_service(p_from, p_to) AS a
      WHERE billing.current_customer() IS NULL
      GROUP BY a.month
@@ -42,7 +42,7 @@ AS $$
     UNION ALL
     SELECT a.month, 'aws', sum(a.cost), 'estimate', NULL, NULL, NULL, NULL, NULL, NULL,
            coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-           jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', 'estimate'))
+           jsonb_object_agg(a.service, billing._aws_service_entry(a.quantity, a.cost, a.unpriced_quantity, 'estimate'))
       FROM billing._aws_by_customer(p_from, p_to, billing.current_customer()) AS a
      WHERE billing.current_customer() IS NOT NULL
      GROUP BY a.month

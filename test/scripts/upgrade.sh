@@ -189,9 +189,10 @@ dropdb "$db"
 [[ "$before/$got" == 1/0/0 ]] || { echo "FAIL: a temporary table tracked under 0.3: tracked before/after, cost after: $before/$got (want 1/0/0)"; exit 1; }
 echo "upgrade 0.3 -> $current: a temporary table tracked under 0.3 and gone is forgotten at the first merge"
 
-# A partitioned table tracked under 0.3: the update puts the TRUNCATE trigger
-# on its partition, so that truncating that partition alone takes its
-# $0.00075 out of the figures (to 0: it held the one row).
+# A partitioned table tracked under 0.3: the update records its partitions
+# (billing.tracked_partitions), so that dropping one takes its $0.0015 out
+# of the figures at once, and puts the TRUNCATE trigger on them, so that
+# truncating the other alone takes its $0.00075 out (to 0).
 db=billing_upgrade_partitioned_03
 dropdb --if-exists "$db" 2>/dev/null
 createdb "$db"
@@ -199,19 +200,25 @@ psql_q -d "$db" >/dev/null <<'SQL'
 CREATE EXTENSION billing VERSION '0.3';
 CREATE TABLE pmessages (id int, conversation_id text, role text, content text, data jsonb, created_at timestamptz)
     PARTITION BY RANGE (created_at);
+CREATE TABLE pmessages_2025 PARTITION OF pmessages FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
 CREATE TABLE pmessages_2026 PARTITION OF pmessages FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 SELECT billing.track_messages('pmessages');
+-- gpt-4o: 100 x 2.5/1M + 50 x 10/1M = 0.00075; 200 x 2.5/1M + 100 x 10/1M = 0.0015
 INSERT INTO pmessages VALUES
-    (1, 'a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-01');
+    (1, 'a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-01'),
+    (2, 'b', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 200, "completion_tokens": 100}', '2025-06-01');
 ALTER EXTENSION billing UPDATE;
-SELECT billing.merge();
 SQL
-got=$(psql_q -d "$db" -c "SELECT (SELECT sum(cost) FROM billing.monthly_history) = 0.00075
-                                 AND (SELECT count(*) FROM pg_trigger
-                                       WHERE tgrelid = 'pmessages_2026'::regclass AND tgname = 'billing_track_truncate') = 1" \
+got=$(psql_q -d "$db" -c "SELECT count(*) = 2 FROM billing.tracked_partitions" \
+             -c "SELECT billing.merge() >= 0" \
+             -c "SELECT (SELECT sum(cost) FROM billing.monthly_history) = 0.00225
+                        AND (SELECT count(*) FROM pg_trigger
+                              WHERE tgrelid = 'pmessages_2026'::regclass AND tgname = 'billing_track_truncate') = 1" \
+             -c "DROP TABLE pmessages_2025" \
+             -c "SELECT sum(cost) = 0.00075 FROM billing.monthly_history" \
              -c "TRUNCATE pmessages_2026" \
              -c "SELECT coalesce(sum(cost), 0) = 0 AND billing.merge() >= 0 FROM billing.monthly_history" \
              -c "SELECT coalesce(sum(cost), 0) = 0 FROM billing.monthly_history")
 dropdb "$db"
-[[ "$got" == $'t\nt\nt' ]] || { echo "FAIL: a partitioned table tracked under 0.3: got $got"; exit 1; }
-echo "upgrade 0.3 -> $current: a partitioned tracked table's partitions get the TRUNCATE trigger"
+[[ "$got" == $'t\nt\nt\nt\nt\nt' ]] || { echo "FAIL: a partitioned table tracked under 0.3: got $got"; exit 1; }
+echo "upgrade 0.3 -> $current: a partitioned tracked table's partitions are recorded and get the TRUNCATE trigger"

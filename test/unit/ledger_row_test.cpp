@@ -110,9 +110,13 @@ namespace billing {
 namespace {
 
 TEST(LedgerRow, AssistantRole) {
-  // Exactly the label: the role is compared as stored, no case folding or trimming.
+  // The label in any case of ASCII letters (ORM enums), no trimming.
   EXPECT_TRUE(is_assistant_role("assistant"));
-  EXPECT_FALSE(is_assistant_role("Assistant"));
+  EXPECT_TRUE(is_assistant_role("Assistant"));
+  EXPECT_TRUE(is_assistant_role("ASSISTANT"));
+  EXPECT_FALSE(is_assistant_role("assistants"));
+  EXPECT_FALSE(is_assistant_role("assistan"));
+  EXPECT_FALSE(is_assistant_role("ASSİSTANT"));  // (a non-ASCII letter is not folded)
   EXPECT_FALSE(is_assistant_role("assistant "));
   EXPECT_FALSE(is_assistant_role("user"));
   EXPECT_FALSE(is_assistant_role(""));

@@ -18,7 +18,7 @@ export interface BillingPayload {
   aws: {
     cost: Dec;
     emails: Dec;
-    breakdown: Record<string, { quantity: Dec; cost: Dec | null; basis: string }>;
+    breakdown: Record<string, { quantity: Dec; cost: Dec | null; basis: string; unpriced_quantity?: Dec }>;
     source: 'actual' | 'estimate' | 'mixed';
   };
   total_cost: Dec;

@@ -29,8 +29,91 @@
 --   billing.merge() runs last (NOTIFY billing_alert on commit).
 -- * Savings: billing.savings_pairs and billing.savings() (per model, the
 --   same tokens on a cheaper model, and what prompt caching saved).
+-- * billing's triggers on tracked tables keep their names and functions
+--   (renaming or replacing them is refused); billing's own functions mark
+--   their drops with the superuser-only setting billing.internal_ddl.
+-- * A dropped partition is known by its OID (billing.tracked_partitions),
+--   so no other role's DROP can take billing's merge lock.
+-- * A customer source that cannot be read (a lookup the reader may not
+--   read, a column of another type) is left out with a WARNING instead of
+--   failing every read; statements are not issued then.
+-- * A reply's role is "assistant" in any letter case (ORM enums).
 
 \echo Use "ALTER EXTENSION billing UPDATE TO '0.4'" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- billing's own DDL on its triggers, and the partitions of tracked tables
+-- (used by the event triggers this script replaces further down)
+------------------------------------------------------------------------------
+
+-- One service's entry in the AWS breakdowns (the dashboard's, history's):
+-- its quantity, cost and basis, and the quantity no price covers. A service
+-- none of whose usage has a price shows a null cost, not 0 (as an unpriced
+-- model does in the OpenAI breakdown): no price is not zero cost.
+CREATE FUNCTION billing._aws_service_entry(p_quantity numeric, p_cost numeric, p_unpriced numeric, p_basis text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('quantity', p_quantity,
+                              'cost', CASE WHEN p_unpriced <> 0 AND p_unpriced = p_quantity THEN NULL ELSE p_cost END,
+                              'basis', p_basis)
+           || CASE WHEN p_unpriced <> 0 THEN jsonb_build_object('unpriced_quantity', p_unpriced) ELSE '{}' END
+$$;
+
+-- Whether one of billing's own functions is dropping or changing billing's
+-- triggers (billing.internal_ddl, a superuser-only setting those functions
+-- turn on in their SET clauses). C body: src/pg/ddl_command.cpp
+-- (internal_ddl_active), which reads it once the module is loaded.
+CREATE FUNCTION billing._internal_ddl() RETURNS boolean
+AS 'MODULE_PATHNAME', 'internal_ddl_active' LANGUAGE C VOLATILE;
+
+-- Drops billing's trigger `p_trigger` on `p_relation`, if it is there: the
+-- way billing's own functions drop one of its triggers on a tracked table,
+-- which the drop guard (billing._tracked_table_dropped) lets through only
+-- while billing.internal_ddl is on. That setting is superuser-only and set
+-- by the SET clauses of this function and of the few others that drop or
+-- replace billing's triggers; a table's owner cannot turn it on.
+CREATE FUNCTION billing._drop_own_trigger(p_trigger name, p_relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', p_trigger, p_relation);
+END
+$$;
+
+-- The partitions (at every level) of each partitioned tracked table, as
+-- billing last saw them. A dropped partition is known by its OID alone:
+-- the sql_drop event trigger sees no parent any more, and the name of a
+-- trigger it carried is one any role can give a table of its own (which
+-- then made every role's DROP take the merge lock and every tracked table
+-- in anew). Kept by track_messages, by DDL on the tree and by every
+-- merge(); not dumped (a restore's DDL and the first merge fill it).
+CREATE TABLE billing.tracked_partitions (
+    relid     oid PRIMARY KEY,
+    source_id smallint NOT NULL REFERENCES billing.tracked_tables (id) ON DELETE CASCADE
+);
+COMMENT ON TABLE billing.tracked_partitions IS
+    'The partitions of each partitioned tracked table, by OID, as billing last saw them: a dropped one takes its table in anew.';
+
+-- Records the partitions of tracked table `t` as they are now (writing
+-- only what changed).
+CREATE FUNCTION billing._record_partitions(t billing.tracked_tables) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM billing.tracked_partitions AS p
+     WHERE p.source_id = t.id
+       AND p.relid NOT IN (SELECT x.relid FROM pg_partition_tree(t.relation) AS x WHERE x.level > 0);
+    INSERT INTO billing.tracked_partitions AS p (relid, source_id)
+    SELECT x.relid, t.id FROM pg_partition_tree(t.relation) AS x WHERE x.level > 0
+    ON CONFLICT (relid) DO UPDATE SET source_id = excluded.source_id WHERE p.source_id <> excluded.source_id;
+$$;
+
+REVOKE ALL ON FUNCTION billing._drop_own_trigger(name, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._record_partitions(billing.tracked_tables) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- Names: internal functions say what they return, and "source" means only
@@ -359,7 +442,7 @@ BEGIN
         RAISE EXCEPTION 'billing: table % has no column %', relation, col USING ERRCODE = 'undefined_column';
     END IF;
     CASE purpose
-    WHEN 'id', 'conversation' THEN
+    WHEN 'id', 'conversation', 'customer' THEN
         IF typ IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
                    'int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN
             RETURN format('%s::pg_catalog.%s::pg_catalog.text', x, tname);
@@ -402,11 +485,13 @@ BEGIN
                     quote_ident(col), relation,
                     format_type((SELECT atttypid FROM pg_attribute WHERE attrelid = relation AND attname = col), NULL),
                     CASE purpose WHEN 'id' THEN 'a message id' WHEN 'conversation' THEN 'a conversation id'
+                                 WHEN 'customer' THEN 'a customer id'
                                  WHEN 'role' THEN 'a role' WHEN 'content' THEN 'message content'
                                  WHEN 'data' THEN 'usage data' ELSE 'a message time' END
         USING ERRCODE = 'datatype_mismatch',
               HINT = format('billing reads %s from %s. Nothing was changed.',
                             CASE purpose WHEN 'id' THEN 'message ids' WHEN 'conversation' THEN 'conversation ids'
+                                         WHEN 'customer' THEN 'customer ids'
                                          WHEN 'role' THEN 'roles' WHEN 'content' THEN 'content'
                                          WHEN 'data' THEN 'usage data' ELSE 'message times' END, accepted);
 END
@@ -1738,6 +1823,13 @@ BEGIN
             RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
         END;
     END LOOP;
+    -- The partitions of partitioned tracked tables, as they are now (a
+    -- restored database's first merge records them).
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+               JOIN pg_class AS c ON c.oid = tt.relation AND c.relkind = 'p'
+              ORDER BY tt.id LOOP
+        PERFORM billing._record_partitions(t);
+    END LOOP;
     -- Distributed tables followed by their shards' triggers: their trigger
     -- functions, on every node (citus.sql, _citus_create_trigger_functions).
     FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
@@ -2211,6 +2303,7 @@ $$;
 CREATE FUNCTION billing._drop_trigger_functions(p_source smallint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     fn regprocedure;
@@ -3953,7 +4046,7 @@ AS $$
 DECLARE
     legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
 BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS billing_track_profiles ON %s', relation);
+    PERFORM billing._drop_own_trigger('billing_track_profiles', relation);
     DELETE FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation;
     PERFORM billing._grant_profiles_function();
     DELETE FROM billing.profile_customers AS pc WHERE pc.relation = untrack_profiles.relation;
@@ -4022,7 +4115,7 @@ BEGIN
     END IF;
     -- Both columns exist and have a type billing reads as an id (else an error naming it).
     PERFORM billing._column_reader(lookup, lookup_key, 'conversation', 'c');
-    PERFORM billing._column_reader(lookup, customer_column, 'id', 'c');
+    PERFORM billing._column_reader(lookup, customer_column, 'customer', 'c');
     IF NOT billing._unique_key(lookup, lookup_key) THEN
         RAISE EXCEPTION 'billing: column % of table % is not unique, so it cannot give one customer per conversation',
                         quote_ident(lookup_key), lookup
@@ -4079,7 +4172,7 @@ BEGIN
     END IF;
     IF customer_column IS NOT NULL THEN
         -- A column of a type billing reads as an id (else an error naming it).
-        PERFORM billing._column_reader(relation, customer_column, 'id', 'c');
+        PERFORM billing._column_reader(relation, customer_column, 'customer', 'c');
     END IF;
     INSERT INTO billing.customer_sources AS cs (source_id, lookup, lookup_key, customer_column, customer_member, per_message)
     VALUES (t.id, relation, t.conversation_column, coalesce(customer_column, t.data_column), data_member, true)
@@ -4115,7 +4208,7 @@ DECLARE
     x text;
 BEGIN
     IF s.customer_member IS NULL THEN
-        x := billing._column_reader(t.relation, s.customer_column, 'id', 'c');
+        x := billing._column_reader(t.relation, s.customer_column, 'customer', 'c');
     ELSIF billing._column_base_type(t.relation, t.data_column) = 'jsonb'::regtype THEN
         x := format('(%s OPERATOR(pg_catalog.->>) %L::pg_catalog.text)',
                     billing._column_reader(t.relation, t.data_column, 'data', 'c'), s.customer_member);
@@ -4221,9 +4314,7 @@ DECLARE
     at text;
 BEGIN
     FOR s IN SELECT cs.* FROM billing.customer_sources AS cs
-              WHERE cs.per_message AND billing._may_read_table(cs.source_id)
-                AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)
-                AND has_table_privilege(cs.lookup, 'SELECT')
+              WHERE cs.per_message AND billing._readable_customer_source(cs)
               ORDER BY cs.source_id LOOP
         SELECT tt.* INTO t FROM billing.tracked_tables AS tt WHERE tt.id = s.source_id;
         cu := billing._message_customer_reader(s, t, false);
@@ -4295,12 +4386,10 @@ DECLARE
     c text;
     ctype text;
 BEGIN
-    -- (a mapping the caller may not read gives no customer: its
-    -- conversations count as no customer's)
+    -- (a mapping the caller may not read gives no customer, with a
+    -- warning: its conversations count as no customer's)
     FOR s IN SELECT cs.* FROM billing.customer_sources AS cs
-              WHERE billing._may_read_table(cs.source_id)
-                AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)   -- (not dropped since)
-                AND has_table_privilege(cs.lookup, 'SELECT')
+              WHERE billing._readable_customer_source(cs)
               ORDER BY cs.source_id LOOP
         IF s.per_message THEN
             -- (the customer a column or data member of the messages names)
@@ -4311,7 +4400,7 @@ BEGIN
             CONTINUE;
         END IF;
         k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
-        c := billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+        c := billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
         IF p_every THEN
             RETURN QUERY EXECUTE format('SELECT %s::pg_catalog.int2, billing._key(%s), %s FROM %s AS c WHERE %s IS NOT NULL',
                                         s.source_id, k, c, s.lookup, c);
@@ -4631,9 +4720,7 @@ DECLARE
     ktype text;
 BEGIN
     SELECT cs.* INTO s FROM billing.customer_sources AS cs
-     WHERE cs.source_id = p_source AND billing._may_read_table(cs.source_id)
-       AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)
-       AND has_table_privilege(cs.lookup, 'SELECT');
+     WHERE cs.source_id = p_source AND billing._readable_customer_source(cs);
     IF NOT FOUND OR p_keys IS NULL THEN
         RETURN;
     END IF;
@@ -4642,7 +4729,7 @@ BEGIN
         RETURN;
     END IF;
     k := billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
-    c := billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+    c := billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
     ktype := format_type((SELECT a.atttypid FROM pg_attribute AS a
                            WHERE a.attrelid = s.lookup AND a.attname = s.lookup_key), NULL);
     BEGIN
@@ -4908,7 +4995,7 @@ AS $$
                 WHEN bool_or(a.basis = 'actual') THEN 'mixed' ELSE 'estimate' END,
            NULL, NULL, NULL, NULL, NULL, NULL,
            coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-           jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+           jsonb_object_agg(a.service, billing._aws_service_entry(a.quantity, a.cost, a.unpriced_quantity, a.basis))
       FROM billing._aws_usage_by_service(p_from, p_to) AS a
      WHERE billing.current_customer() IS NULL
      GROUP BY a.month
@@ -4922,7 +5009,7 @@ AS $$
     UNION ALL
     SELECT a.month, 'aws', sum(a.cost), 'estimate', NULL, NULL, NULL, NULL, NULL, NULL,
            coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-           jsonb_object_agg(a.service, jsonb_build_object('quantity', a.quantity, 'cost', a.cost, 'basis', 'estimate'))
+           jsonb_object_agg(a.service, billing._aws_service_entry(a.quantity, a.cost, a.unpriced_quantity, 'estimate'))
       FROM billing._aws_by_customer(p_from, p_to, billing.current_customer()) AS a
      WHERE billing.current_customer() IS NOT NULL
      GROUP BY a.month
@@ -4949,7 +5036,7 @@ BEGIN
               HINT = 'billing.track_profiles() starts tracking it.';
     END IF;
     -- A column of a type billing reads as an id (else an error naming it).
-    PERFORM billing._column_reader(relation, customer_column, 'id', 'p');
+    PERFORM billing._column_reader(relation, customer_column, 'customer', 'p');
     INSERT INTO billing.profile_customers AS pc VALUES (relation, customer_column)
     ON CONFLICT ON CONSTRAINT profile_customers_pkey DO UPDATE SET customer_column = excluded.customer_column;
 END
@@ -4972,7 +5059,7 @@ BEGIN
     IF col IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format('SELECT %s', billing._column_reader(p_relation, col, 'id', '($1)')) INTO who USING p_row;
+    EXECUTE format('SELECT %s', billing._column_reader(p_relation, col, 'customer', '($1)')) INTO who USING p_row;
     RETURN CASE WHEN who <> '' THEN who END;
 EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
     RETURN NULL;   -- the column was dropped or changed type: the e-mails belong to no customer
@@ -5337,6 +5424,9 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Its usage may still change; billing.issue_statements(month, allow_open => true) issues it anyway.';
     END IF;
+    -- (kept for good: not issued while the customers of a table cannot be
+    -- read, which reads would give to no customer)
+    PERFORM billing._require_customer_sources();
 
     IF to_regclass('pg_temp.billing_issue_lines') IS NULL THEN
         CREATE TEMP TABLE billing_issue_lines (
@@ -6275,10 +6365,12 @@ BEGIN
         aws := (SELECT jsonb_build_object(
                            'cost', coalesce(sum(a.cost), 0),
                            'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-                           'breakdown', coalesce(jsonb_object_agg(a.service, jsonb_build_object(
-                                            'quantity', a.quantity, 'cost', a.cost, 'basis', 'estimate')), '{}'::jsonb))
-                  FROM (SELECT x.service, sum(x.quantity) AS quantity, sum(x.cost) AS cost
-                          FROM jsonb_to_recordset(aws_all) AS x(month date, service text, quantity numeric, cost numeric)
+                           'breakdown', coalesce(jsonb_object_agg(a.service, billing._aws_service_entry(
+                                            a.quantity, a.cost, a.unpriced_quantity, 'estimate')), '{}'::jsonb))
+                  FROM (SELECT x.service, sum(x.quantity) AS quantity, sum(x.cost) AS cost,
+                               sum(x.unpriced_quantity) AS unpriced_quantity
+                          FROM jsonb_to_recordset(aws_all) AS x(month date, service text, quantity numeric, cost numeric,
+                                                                unpriced_quantity numeric)
                          WHERE x.month >= billing.month_of(period_start)
                          GROUP BY x.service) AS a);
     ELSE
@@ -6289,9 +6381,10 @@ BEGIN
         aws := (SELECT jsonb_build_object(
                            'cost', coalesce(sum(a.cost), 0),
                            'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-                           'breakdown', coalesce(jsonb_object_agg(a.service, jsonb_build_object(
-                                            'quantity', a.quantity, 'cost', a.cost, 'basis', 'estimate')), '{}'::jsonb))
-                  FROM (SELECT x.service, sum(x.quantity) AS quantity, sum(x.cost) AS cost
+                           'breakdown', coalesce(jsonb_object_agg(a.service, billing._aws_service_entry(
+                                            a.quantity, a.cost, a.unpriced_quantity, 'estimate')), '{}'::jsonb))
+                  FROM (SELECT x.service, sum(x.quantity) AS quantity, sum(x.cost) AS cost,
+                               sum(x.unpriced_quantity) AS unpriced_quantity
                           FROM billing._aws_by_customer(period_start, period_end, who) AS x
                          WHERE shown
                          GROUP BY x.service) AS a);
@@ -8230,7 +8323,7 @@ BEGIN
         IF EXISTS (SELECT 1 FROM pg_trigger AS g
                     WHERE g.tgrelid = t.relation AND g.tgname = 'billing_track_truncate'
                       AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure) THEN
-            EXECUTE format('DROP TRIGGER billing_track_truncate ON %s', t.relation);
+            PERFORM billing._drop_own_trigger('billing_track_truncate', t.relation);
         END IF;
         -- The copies Citus made on nodes added since (see below).
         FOR failed IN SELECT format('%s:%s: %s', w.nodename, w.nodeport, w.result)
@@ -8496,8 +8589,8 @@ BEGIN
     SELECT jsonb_build_object(
                'cost', coalesce(sum(a.cost), 0),
                'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-               'breakdown', coalesce(jsonb_object_agg(a.service, jsonb_build_object(
-                                'quantity', a.quantity, 'cost', a.cost, 'basis', a.basis))
+               'breakdown', coalesce(jsonb_object_agg(a.service, billing._aws_service_entry(
+                                a.quantity, a.cost, a.unpriced_quantity, a.basis))
                                 FILTER (WHERE a.service IS NOT NULL), '{}'::jsonb),
                'source', CASE WHEN count(*) = 0 THEN 'estimate'
                               WHEN bool_and(a.basis = 'actual') THEN 'actual'
@@ -9001,6 +9094,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing._citus_drop_triggers(p_source smallint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     fn regprocedure;
@@ -9355,6 +9449,7 @@ BEGIN
     PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track']::name[]);
     PERFORM billing._create_update_trigger(t);
     PERFORM billing._partition_truncate_triggers(t);
+    PERFORM billing._record_partitions(t);
 END
 $$;
 ALTER FUNCTION billing._create_trigger(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
@@ -9399,7 +9494,7 @@ BEGIN
                        AND NOT g.tgisinternal AND g.tgparentid = 0
                        AND ((g.tgfoid = fn AND g.tgrelid = relation) OR billing._is_truncate_trigger(g, sid))
     LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', tg, part);
+        PERFORM billing._drop_own_trigger(tg, part);
     END LOOP;
     PERFORM billing._drop_trigger_functions(sid);
     PERFORM billing._forget_rows(sid);
@@ -9485,6 +9580,8 @@ BEGIN
             IF moved OR created THEN
                 PERFORM billing._partition_truncate_triggers(t);
             END IF;
+            -- (also a restore's DDL on the tree, after billing's tables are back)
+            PERFORM billing._record_partitions(t);
             -- (a table of the tree given to another owner, created or
             -- attached: the roles that may add partitions to it keep or
             -- get the right that needs)
@@ -9581,17 +9678,16 @@ AS $$
 DECLARE
     d record;
     sid smallint;
-    stack text;
 BEGIN
     -- billing's own trigger dropped while its table stays tracked (ALTER
     -- TABLE ... DROP COLUMN ... CASCADE of a column billing reads, DROP
     -- TRIGGER, DROP FUNCTION billing.track_N() CASCADE): the table's writes
     -- would go unbilled, and nothing would say so. Refused, unless billing
-    -- itself drops it (untrack_messages and the like: a function of
-    -- billing's further up the call stack than this one).
-    GET DIAGNOSTICS stack = PG_CONTEXT;
-    IF NOT EXISTS (SELECT 1 FROM regexp_split_to_table(stack, E'\n') WITH ORDINALITY AS f(frame, n)
-                    WHERE f.n > 1 AND f.frame LIKE '%function billing.%') THEN
+    -- itself drops it (untrack_messages and the like, which turn on the
+    -- superuser-only billing.internal_ddl; the names on the call stack,
+    -- which a table's owner can choose, no longer count). Renaming
+    -- billing's triggers first is refused too (_tracked_trigger_changed).
+    IF NOT billing._internal_ddl() THEN
         FOR d IN SELECT o.address_names[3] AS trigger_name, r.relation, t.relation AS tracked
                    FROM pg_event_trigger_dropped_objects() AS o
                   CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
@@ -9622,23 +9718,25 @@ BEGIN
                                     d.tracked::text);
         END LOOP;
     END IF;
-    -- A dropped partition of a tracked table (a dropped table that carried a
-    -- clone of billing's row trigger) took rows its trigger never saw go.
-    -- Which tracked table it belonged to is gone with it: every partitioned
-    -- tracked table not dropped here is taken in anew.
-    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS g
-                JOIN pg_event_trigger_dropped_objects() AS r
-                  ON r.object_type = 'table' AND r.address_names = g.address_names[1:2]
-                WHERE g.object_type = 'trigger' AND g.address_names[3] = 'billing_track'
-                  AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t WHERE t.relation::oid = r.objid)) THEN
-        FOR sid IN SELECT t.id FROM billing.tracked_tables AS t
-                     JOIN pg_class AS c ON c.oid = t.relation AND c.relkind = 'p'
-                    WHERE NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS o
-                                       WHERE o.classid = 'pg_class'::regclass AND o.objid = t.relation::oid)
-                    ORDER BY t.id LOOP
-            PERFORM billing._take_in_anew(sid);
-        END LOOP;
-    END IF;
+    -- A dropped partition of a tracked table took rows its trigger never
+    -- saw go: the table is taken in anew. Known by its OID among the
+    -- partitions billing recorded (billing.tracked_partitions), not by the
+    -- names of its triggers: any role may give a table of its own such a
+    -- trigger, and must not make billing take its merge lock.
+    FOR sid IN SELECT DISTINCT p.source_id
+                 FROM pg_event_trigger_dropped_objects() AS o
+                 JOIN billing.tracked_partitions AS p ON p.relid = o.objid
+                 JOIN billing.tracked_tables AS t ON t.id = p.source_id
+                WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
+                  AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS x
+                                   WHERE x.classid = 'pg_class'::regclass AND x.objid = t.relation::oid)
+                ORDER BY 1 LOOP
+        PERFORM billing._take_in_anew(sid);
+        DELETE FROM billing.tracked_partitions AS p
+         WHERE p.source_id = sid
+           AND p.relid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
+                            WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
+    END LOOP;
     DELETE FROM billing.tracked_profiles AS tp
      WHERE tp.relation::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
                                  WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
@@ -10030,7 +10128,7 @@ BEGIN
     BEGIN
         PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
         IF s.customer_member IS NULL THEN
-            PERFORM billing._column_reader(s.lookup, s.customer_column, 'id', 'c');
+            PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
         END IF;
         IF NOT s.per_message AND NOT billing._unique_key(s.lookup, s.lookup_key) THEN
             RAISE EXCEPTION 'column % is not unique, so it cannot give one customer per conversation',
@@ -10046,3 +10144,155 @@ END
 $$;
 REVOKE ALL ON FUNCTION billing._customer_source_altered(smallint, name[]) FROM PUBLIC;
 
+------------------------------------------------------------------------------
+-- billing's triggers keep their names and functions; one customer source
+-- that cannot be read no longer stops other reads; rights on trigger
+-- functions for every owner of a partitioned table of a tracked tree
+------------------------------------------------------------------------------
+
+-- billing's triggers on a tracked table (billing_track, billing_track_update,
+-- billing_track_truncate, billing_track_profiles, on the table and its
+-- partitions) keep their names and their functions. The drop guard above
+-- knows them by name: a trigger renamed (ALTER TRIGGER ... RENAME) could
+-- then be dropped, and one replaced (CREATE OR REPLACE TRIGGER) would call
+-- another function; either way the table's writes would go unbilled
+-- without a word. Refused, as is a trigger of the owner's own that calls
+-- billing's function under another name (it would bill each write twice),
+-- unless billing itself makes the change (billing.internal_ddl).
+CREATE FUNCTION billing._tracked_trigger_changed() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+BEGIN
+    IF billing._internal_ddl() THEN
+        RETURN;
+    END IF;
+    FOR d IN SELECT g.tgname, g.tgrelid::regclass AS relation, g.tgfoid::regproc AS fn, c.command_tag,
+                    p.pronamespace = 'billing'::regnamespace AS billings
+               FROM pg_event_trigger_ddl_commands() AS c
+               JOIN pg_trigger AS g ON g.oid = c.objid
+               JOIN pg_proc AS p ON p.oid = g.tgfoid
+              WHERE c.classid = 'pg_trigger'::regclass
+                AND (p.pronamespace = 'billing'::regnamespace)
+                    <> (g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate',
+                                     'billing_track_profiles'))
+                AND (billing._tracked_tree_of(g.tgrelid) IS NOT NULL
+                     OR EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
+                                  JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel))
+              ORDER BY g.oid LIMIT 1 LOOP
+        IF d.billings THEN
+            RAISE EXCEPTION 'billing: % would make trigger % on tracked table % call billing''s function, and billing''s triggers keep their names',
+                            d.command_tag, d.tgname, d.relation
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = 'To stop billing a table, untrack it: billing.untrack_messages() or billing.untrack_profiles().';
+        END IF;
+        RAISE EXCEPTION 'billing: % would make billing''s trigger % on tracked table % call %, and billing''s triggers keep their functions',
+                        d.command_tag, d.tgname, d.relation, d.fn
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'To stop billing a table, untrack it: billing.untrack_messages() or billing.untrack_profiles().';
+    END LOOP;
+    -- (a restore makes billing's triggers after its tables' rows are back:
+    -- the partitions of the tables they track are recorded then)
+    PERFORM billing._record_partitions(t)
+       FROM billing.tracked_tables AS t
+      WHERE t.id IN (SELECT billing._tracked_tree_of(g.tgrelid)
+                       FROM pg_event_trigger_ddl_commands() AS c JOIN pg_trigger AS g ON g.oid = c.objid
+                      WHERE c.classid = 'pg_trigger'::regclass AND c.command_tag = 'CREATE TRIGGER');
+END
+$$;
+CREATE EVENT TRIGGER billing_tracked_trigger_changed ON ddl_command_end
+    WHEN TAG IN ('ALTER TRIGGER', 'CREATE TRIGGER')
+    EXECUTE FUNCTION billing._tracked_trigger_changed();
+REVOKE ALL ON FUNCTION billing._tracked_trigger_changed() FROM PUBLIC;
+
+-- Whether the caller's reads of customers use source `s`: its tracked
+-- table readable by the caller (billing._may_read_table), its lookup still
+-- there. A lookup the caller may not read, or a column billing cannot read
+-- (its type changed since track_customers), leaves the source out with a
+-- WARNING that says what fixes it: its conversations then count as no
+-- customer's, and every other source, budget and alert reads as before.
+CREATE FUNCTION billing._readable_customer_source(s billing.customer_sources) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    -- (one warning per source and transaction: a read asks many times)
+    warned text := coalesce(current_setting('billing_reads.unreadable_customer_sources', true), '');
+    mark text := format('[%s]', s.source_id);
+BEGIN
+    SELECT tt.* INTO t FROM billing.tracked_tables AS tt WHERE tt.id = s.source_id;
+    IF t.id IS NULL OR NOT billing._may_read_table(s.source_id)
+       OR NOT EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = s.lookup) THEN   -- (not dropped since)
+        RETURN false;
+    END IF;
+    IF NOT has_table_privilege(s.lookup, 'SELECT') THEN
+        IF strpos(warned, mark) = 0 THEN
+            PERFORM set_config('billing_reads.unreadable_customer_sources', warned || mark, true);
+            RAISE WARNING 'billing: role "%" may not read %, which gives the customers of tracked table %: its conversations count as no customer''s',
+                          current_user, s.lookup, t.relation
+                USING HINT = format('GRANT SELECT ON %s TO %I;', s.lookup, current_user);
+        END IF;
+        RETURN false;
+    END IF;
+    BEGIN
+        IF s.per_message THEN
+            PERFORM billing._message_customer_reader(s, t, false);
+        ELSE
+            PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+            PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
+        END IF;
+    EXCEPTION WHEN datatype_mismatch OR undefined_column THEN
+        IF strpos(warned, mark) = 0 THEN
+            PERFORM set_config('billing_reads.unreadable_customer_sources', warned || mark, true);
+            RAISE WARNING 'billing: the customers of tracked table % cannot be read, and its conversations count as no customer''s: %',
+                          t.relation, regexp_replace(SQLERRM, '^billing: ', '')
+                USING HINT = 'Change the column back to a type billing reads, or name the customers again with billing.track_customers() or billing.track_message_customers() (README "Customers").';
+        END IF;
+        RETURN false;
+    END;
+    RETURN true;
+END
+$$;
+
+-- Raises, for the caller, the first reason a customer source of a table it
+-- reads cannot be read (what billing._readable_customer_source warns of
+-- and reads past): for statements, which are kept for good.
+CREATE FUNCTION billing._require_customer_sources() RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s billing.customer_sources;
+    t billing.tracked_tables;
+BEGIN
+    FOR s IN SELECT cs.* FROM billing.customer_sources AS cs
+              WHERE billing._may_read_table(cs.source_id)
+                AND EXISTS (SELECT 1 FROM pg_class AS r WHERE r.oid = cs.lookup)
+              ORDER BY cs.source_id LOOP
+        SELECT tt.* INTO STRICT t FROM billing.tracked_tables AS tt WHERE tt.id = s.source_id;
+        IF NOT has_table_privilege(s.lookup, 'SELECT') THEN
+            RAISE EXCEPTION 'billing: role "%" may not read %, which gives the customers of tracked table %',
+                            current_user, s.lookup, t.relation
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('GRANT SELECT ON %s TO %I;', s.lookup, current_user);
+        END IF;
+        IF s.per_message THEN
+            PERFORM billing._message_customer_reader(s, t, false);
+        ELSE
+            PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+            PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- The partitions of the tables tracked before this update.
+SELECT billing._record_partitions(t) FROM billing.tracked_tables AS t
+  JOIN pg_catalog.pg_class AS c ON c.oid = t.relation AND c.relkind = 'p'
+ ORDER BY t.id;
+-- (the trigger functions' rights: every owner of a partitioned table of a
+-- tracked tree; the first merge does the same for the messages tables)
+SELECT billing._grant_profiles_function();

@@ -40,6 +40,31 @@ SELECT conversation_id, first_message_at AT TIME ZONE 'UTC' AS first_utc, last_m
   FROM billing.conversation_costs ORDER BY month;
 SELECT billing.untrack_messages('app."Message"');
 
+-- Prisma's enum labels are upper case: a reply whose role is ASSISTANT and
+-- that has no usage is estimated as an assistant's is. The question (39
+-- characters: 10 tokens) is its prompt and its own 39 characters are 10
+-- completion tokens, as gpt-4o-mini: 10 x 0.15/1M + 10 x 0.60/1M =
+-- 0.0000075 a conversation; read by the backfill (c1, written before
+-- tracking) and by the trigger (c2, after), before and after merge.
+CREATE TYPE app."Role" AS ENUM ('USER', 'ASSISTANT');
+CREATE TABLE app."EnumMessage" (id text PRIMARY KEY, "conversationId" text NOT NULL, role app."Role" NOT NULL,
+                                content text NOT NULL, data jsonb, "createdAt" timestamp(3) NOT NULL);
+CREATE INDEX ON app."EnumMessage" ("conversationId");
+INSERT INTO app."EnumMessage" VALUES
+  ('m1', 'c1', 'USER', 'Summarise the attached forty-char text.', NULL, '2026-11-05 10:00'),
+  ('m2', 'c1', 'ASSISTANT', 'Here is a summary that is forty chars!!', '{"model": "gpt-4o-mini"}', '2026-11-05 10:00:01');
+SELECT tracked, backfilled FROM billing.track_messages('app."EnumMessage"',
+    conversation_column => 'conversationId', created_at_column => 'createdAt');
+INSERT INTO app."EnumMessage" VALUES
+  ('m3', 'c2', 'USER', 'Summarise the attached forty-char text.', NULL, '2026-11-06 10:00'),
+  ('m4', 'c2', 'ASSISTANT', 'Here is a summary that is forty chars!!', '{"model": "gpt-4o-mini"}', '2026-11-06 10:00:01');
+SELECT conversation_id, cost, estimated_tokens FROM billing.conversation_costs
+ WHERE source_table = 'app."EnumMessage"'::regclass ORDER BY conversation_id;
+SELECT billing.merge() > 0 AS merged;
+SELECT conversation_id, cost, estimated_tokens FROM billing.conversation_costs
+ WHERE source_table = 'app."EnumMessage"'::regclass ORDER BY conversation_id;
+SELECT billing.untrack_messages('app."EnumMessage"');
+
 -- Drizzle: serial ids, uuid conversations, an enum role, varchar content,
 -- json data, timestamp without time zone.
 CREATE TYPE chat_role AS ENUM ('user', 'assistant');

@@ -145,8 +145,10 @@ SELECT (billing.dashboard('2026-11-01', '2026-12-01') -> 'aws' ->> 'emails') IS 
 CREATE ROLE regress_reader;
 GRANT USAGE ON SCHEMA billing TO regress_reader;
 GRANT SELECT ON ALL TABLES IN SCHEMA billing TO regress_reader;
+SELECT count(*) AS profiles_tracked FROM billing.tracked_profiles;
 SET ROLE regress_reader;
 SELECT count(*) AS tracked_tables_seen FROM billing.tracked_tables;
+SELECT count(*) AS profiles_tables_seen FROM billing.tracked_profiles;
 RESET ROLE;
 INSERT INTO mallory.messages_real (conversation_id, role, body, data, created_at)
 SELECT 'many', 'assistant', 'x', jsonb_build_object('model', 'm-' || g, 'prompt_tokens', 1, 'completion_tokens', 1),

@@ -1272,6 +1272,17 @@ CREATE TABLE billing.profile_customers (
 COMMENT ON TABLE billing.profile_customers IS
     'The column of a tracked profiles table that names the customer of its e-mails (billing.track_profile_customers).';
 SELECT pg_catalog.pg_extension_config_dump('billing.profile_customers', '');
+-- A reader sees the customer sources and the profiles tables of the tables
+-- it may read, no other table's name (as billing.tracked_tables shows it).
+ALTER TABLE billing.customer_sources ENABLE ROW LEVEL SECURITY;
+CREATE POLICY source_readers ON billing.customer_sources
+    USING (source_id IN (SELECT r.id FROM billing._readable_tables AS r));
+ALTER TABLE billing.tracked_profiles ENABLE ROW LEVEL SECURITY;
+CREATE POLICY source_readers ON billing.tracked_profiles
+    USING (pg_catalog.has_table_privilege(relation, 'SELECT'));
+ALTER TABLE billing.profile_customers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY source_readers ON billing.profile_customers
+    USING (pg_catalog.has_table_privilege(relation, 'SELECT'));
 
 CREATE FUNCTION billing.track_profile_customers(relation regclass, customer_column name DEFAULT 'id')
 RETURNS void

@@ -10296,3 +10296,15 @@ SELECT billing._record_partitions(t) FROM billing.tracked_tables AS t
 -- (the trigger functions' rights: every owner of a partitioned table of a
 -- tracked tree; the first merge does the same for the messages tables)
 SELECT billing._grant_profiles_function();
+
+-- A reader sees the customer sources and the profiles tables of the tables
+-- it may read, no other table's name (as billing.tracked_tables shows it).
+ALTER TABLE billing.customer_sources ENABLE ROW LEVEL SECURITY;
+CREATE POLICY source_readers ON billing.customer_sources
+    USING (source_id IN (SELECT r.id FROM billing._readable_tables AS r));
+ALTER TABLE billing.tracked_profiles ENABLE ROW LEVEL SECURITY;
+CREATE POLICY source_readers ON billing.tracked_profiles
+    USING (pg_catalog.has_table_privilege(relation, 'SELECT'));
+ALTER TABLE billing.profile_customers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY source_readers ON billing.profile_customers
+    USING (pg_catalog.has_table_privilege(relation, 'SELECT'));

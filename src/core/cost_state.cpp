@@ -53,30 +53,54 @@ bool quotes_a_string(const CostState& s) {
          s.problem_kind == static_cast<uint8_t>(JsonKind::String);
 }
 
+// The name as it fits in `room` bytes: whole, or cut (never inside a UTF-8
+// sequence) and ending in "..." so that a message does not show a cut name
+// as if it were the whole one ("gpt-4o-mi..." for gpt-4o-mini-2024-07-18).
+// Written to `buf` (room bytes at most); returns its length.
+std::size_t fit_name(std::string_view name, std::size_t room, char* buf) {
+  if (name.size() <= room) {
+    if (!name.empty()) std::memcpy(buf, name.data(), name.size());
+    return name.size();
+  }
+  if (room <= kCut.size()) {
+    const std::string_view head = utf8_prefix(name, room);
+    if (!head.empty()) std::memcpy(buf, head.data(), head.size());
+    return head.size();
+  }
+  const std::string_view head = utf8_prefix(name, room - kCut.size());
+  if (head.empty()) return 0;  // (no whole character to show: no name)
+  std::memcpy(buf, head.data(), head.size());
+  std::memcpy(buf + head.size(), kCut.data(), kCut.size());
+  return head.size() + kCut.size();
+}
+
 // Writes the shared text of `s` from a name and a problem value (see the
 // header for the rule). Either view may point into s.text.
 void lay_out_text(CostState& s, std::string_view name, std::string_view value) {
   name = before_nul(name);
   value = before_nul(value);
   char out[CostState::kTextSize] = {};
-  std::string_view kept_name = utf8_prefix(name, CostState::kTextSize);
+  fit_name(name, CostState::kTextSize, out);
   if (!value.empty()) {
     const std::size_t reserve = value.size() < kValueReserve ? value.size() : kValueReserve;
-    kept_name = utf8_prefix(name, CostState::kTextSize - 1 - reserve);
-    const std::size_t room = CostState::kTextSize - 1 - kept_name.size();
-    char* const v = out + kept_name.size() + 1;
-    if (value.size() <= room) {
-      std::memcpy(v, value.data(), value.size());
-    } else if (quotes_a_string(s)) {
-      // room >= kValueReserve > kCut.size() here: value.size() > room >= reserve.
-      const std::string_view head = utf8_prefix(value, room - kCut.size());
-      std::memcpy(v, head.data(), head.size());
-      std::memcpy(v + head.size(), kCut.data(), kCut.size());
-    } else {
-      kept_name = utf8_prefix(name, CostState::kTextSize);  // a number is shown whole or not at all
+    char shorter[CostState::kTextSize] = {};
+    const std::size_t shorter_len = fit_name(name, CostState::kTextSize - 1 - reserve, shorter);
+    const std::size_t room = CostState::kTextSize - 1 - shorter_len;
+    char* const v = out + shorter_len + 1;
+    if (value.size() <= room || quotes_a_string(s)) {
+      std::memset(out, 0, sizeof out);
+      std::memcpy(out, shorter, shorter_len);
+      if (value.size() <= room) {
+        std::memcpy(v, value.data(), value.size());
+      } else {
+        // room >= kValueReserve > kCut.size() here: value.size() > room >= reserve.
+        const std::string_view head = utf8_prefix(value, room - kCut.size());
+        std::memcpy(v, head.data(), head.size());
+        std::memcpy(v + head.size(), kCut.data(), kCut.size());
+      }
     }
+    // (otherwise a number is shown whole or not at all: the name keeps its 12 bytes)
   }
-  if (!kept_name.empty()) std::memcpy(out, kept_name.data(), kept_name.size());
   std::memcpy(s.text, out, CostState::kTextSize);
 }
 

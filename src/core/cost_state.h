@@ -44,9 +44,10 @@ enum class UnpricedReason : uint8_t {
 //
 // The name and the value share the 12 bytes: alone, the name keeps up to 12
 // bytes and the value up to 11; together, the value keeps at least
-// min(its length, 4) bytes and the name the rest. Cut strings end in "...";
-// a number that does not fit is left out (the message then omits it). Names
-// and strings are never cut inside a UTF-8 sequence.
+// min(its length, 4) bytes and the name the rest. Cut names and strings end
+// in "..." (a name cut to 12 bytes keeps 9 of its own); a number that does
+// not fit is left out (the message then omits it). Names and strings are
+// never cut inside a UTF-8 sequence.
 struct CostState {
   static constexpr std::size_t kTextSize = 12;
   // Longest name or value the text and binary forms accept: what earlier

@@ -123,6 +123,18 @@ std::string_view reason_for(UnpricedReason why, const char* kind) {
   if (why == UnpricedReason::NoModel && std::strcmp(kind, "service") == 0) return "usage without a service name";
   return unpriced_reason_text(why);
 }
+
+// What fixes it: a price for an unknown model or a time without one, but
+// no price can name a row's missing model or split its total.
+const char* fix_for(UnpricedReason why, const char* kind) {
+  const bool model = std::strcmp(kind, "model") == 0;
+  if (why == UnpricedReason::NoModel)
+    return model ? "Store the model's name with the usage (its \"model\" member: no price fits a row that names none)"
+                 : "Record the usage with its service's name";
+  if (why == UnpricedReason::NoSplit)
+    return "Store prompt_tokens and completion_tokens with the usage (no price splits a total alone)";
+  return model ? "Add the missing price to billing.model_prices" : "Add the missing price to billing.aws_prices";
+}
 }  // namespace
 
 void check_unpriced_policy(int policy, const char* kind, UnpricedReason why, const char* name, int name_len,
@@ -136,8 +148,7 @@ void check_unpriced_policy(int policy, const char* kind, UnpricedReason why, con
           (errcode(why == UnpricedReason::UnknownModel ? ERRCODE_UNDEFINED_OBJECT : ERRCODE_INVALID_PARAMETER_VALUE),
            errmsg("billing: %s \"%s\" cannot be priced%s: %.*s", kind, shown, when,
                   static_cast<int>(reason.size()), reason.data()),
-           errhint("Add a row to billing.%s, or set billing.unknown_%s to 'warn' or 'ignore'.",
-                   std::strcmp(kind, "model") == 0 ? "model_prices" : "aws_prices", kind)));
+           errhint("%s, or set billing.unknown_%s to 'warn' or 'ignore'.", fix_for(why, kind), kind)));
 }
 
 namespace {
@@ -158,8 +169,8 @@ void warn_unpriced(const CostState& s, const char* kind, const char* setting, Wa
            what == WarnedFor::ScalarRow
                ? errdetail("%s", kScalarDetail)
                : errdetail("%lld row(s) were left out of the total.", static_cast<long long>(s.unpriced_rows)),
-           errhint("Add the missing price to billing.%s, or set %s = 'ignore'.",
-                   std::strcmp(kind, "model") == 0 ? "model_prices" : "aws_prices", setting)));
+           errhint("%s, or set %s = 'ignore'.", fix_for(static_cast<UnpricedReason>(s.first_reason), kind),
+                   setting)));
 }
 
 void error_unpriced_state(const CostState& s, const char* kind, int policy) {

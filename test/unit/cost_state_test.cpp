@@ -225,39 +225,51 @@ std::string first_name_after(std::string_view name) {
   return std::string(s.first_unpriced_name());
 }
 
-TEST(AddUnpriced, LongAsciiNamesAreTruncatedTo12Bytes) {
+TEST(AddUnpriced, LongAsciiNamesAreCutTo12BytesEndingInDots) {
   EXPECT_EQ(first_name_after(std::string(12, 'a')), std::string(12, 'a'));  // fits with no NUL
-  EXPECT_EQ(first_name_after(std::string(13, 'a')), std::string(12, 'a'));
-  EXPECT_EQ(first_name_after("claude-3-5-sonnet-20241022"), "claude-3-5-s");  // 26 -> 12
+  // A cut name ends in "...", so that a message does not pass it off as whole.
+  EXPECT_EQ(first_name_after(std::string(13, 'a')), std::string(9, 'a') + "...");
+  EXPECT_EQ(first_name_after("claude-3-5-sonnet-20241022"), "claude-3-...");  // 26 -> 9 + "..."
+  EXPECT_EQ(first_name_after("gpt-4o-mini-2024-07-18"), "gpt-4o-mi...");
 }
 
 TEST(AddUnpriced, Utf8IsNotCutInHalf) {
   const std::string euro = "\xE2\x82\xAC";        // 3 bytes
   const std::string grin = "\xF0\x9F\x98\x80";    // 4 bytes
   const std::string e_acute = "\xC3\xA9";         // 2 bytes
-  // 11 ASCII + "€" = 14 bytes: byte 12 is a continuation byte, back off to 11.
-  EXPECT_EQ(first_name_after(std::string(11, 'a') + euro), std::string(11, 'a'));
-  // 10 + "€" = 13 bytes: bytes 11..12 of the euro would be cut: 10.
-  EXPECT_EQ(first_name_after(std::string(10, 'a') + euro), std::string(10, 'a'));
+  const std::string dots = "...";
+  // A name that fits is kept whole; a longer one keeps the whole characters
+  // of its first 9 bytes, then "...".
+  // 11 ASCII + "€" = 14 bytes: 9 + "...".
+  EXPECT_EQ(first_name_after(std::string(11, 'a') + euro), std::string(9, 'a') + dots);
   // 9 + "€" = 12 bytes: fits exactly.
   EXPECT_EQ(first_name_after(std::string(9, 'a') + euro), std::string(9, 'a') + euro);
-  // 9 + "€" + "b" = 13 bytes: the cut falls after the euro.
-  EXPECT_EQ(first_name_after(std::string(9, 'a') + euro + "b"), std::string(9, 'a') + euro);
-  // 9 + 4-byte emoji = 13 bytes: 9.
-  EXPECT_EQ(first_name_after(std::string(9, 'a') + grin), std::string(9, 'a'));
+  // 9 + "€" + "b" = 13 bytes: 9 + "...".
+  EXPECT_EQ(first_name_after(std::string(9, 'a') + euro + "b"), std::string(9, 'a') + dots);
   // 8 + emoji = 12 bytes: fits.
   EXPECT_EQ(first_name_after(std::string(8, 'a') + grin), std::string(8, 'a') + grin);
-  // 7 x "é" = 14 bytes: 6 whole characters = 12 bytes.
-  std::string seven, six;
+  // 7 + "€" + "bbb" = 13 bytes: byte 9 is inside the euro, back off to 7.
+  EXPECT_EQ(first_name_after(std::string(7, 'a') + euro + "bbb"), std::string(7, 'a') + dots);
+  // 7 x "é" = 14 bytes: 4 whole characters (8 bytes) + "...".
+  std::string seven, four;
   for (int i = 0; i < 7; ++i) seven += e_acute;
-  for (int i = 0; i < 6; ++i) six += e_acute;
-  EXPECT_EQ(first_name_after(seven), six);
+  for (int i = 0; i < 4; ++i) four += e_acute;
+  EXPECT_EQ(first_name_after(seven), four + dots);
   // Every position of a 4-byte character around the cut.
   for (std::size_t prefix = 4; prefix <= 13; ++prefix) {
     const std::string name = std::string(prefix, 'x') + grin + "tail";
     const std::string got = first_name_after(name);
-    // Whole characters only: either the emoji fits entirely in 12 bytes or it is dropped.
-    const std::string want = prefix + 4 <= 12 ? name.substr(0, 12) : std::string(prefix < 12 ? prefix : 12, 'x');
+    // Whole characters only: the emoji is kept entirely or dropped.
+    std::string want;
+    if (name.size() <= 12) {
+      want = name;
+    } else if (prefix >= 9) {
+      want = std::string(9, 'x') + dots;
+    } else if (prefix + 4 <= 9) {
+      want = name.substr(0, 9) + dots;
+    } else {
+      want = std::string(prefix, 'x') + dots;
+    }
     EXPECT_EQ(got, want) << prefix;
   }
 }
@@ -512,13 +524,14 @@ TEST(SharedText, TheValueKeepsFourBytesBesideALongName) {
     const char* value;
   };
   const Case cases[] = {
-      {string_usage("12a"), "claude-3", "12a"},         // 3 bytes of value: 8 of name
-      {string_usage("12ab"), "claude-", "12ab"},        // 4: 7
-      {string_usage("12abcdefgh"), "claude-", "1..."},  // longer: 4 bytes, cut
-      {invalid_usage(UsageError::Negative, TokenField::Prompt, JsonKind::Number, {}, -3), "claude-3-", "-3"},
+      // (the name, cut, ends in "...")
+      {string_usage("12a"), "claud...", "12a"},         // 3 bytes of value: 8 of name
+      {string_usage("12ab"), "clau...", "12ab"},        // 4: 7
+      {string_usage("12abcdefgh"), "clau...", "1..."},  // longer: 4 bytes, cut
+      {invalid_usage(UsageError::Negative, TokenField::Prompt, JsonKind::Number, {}, -3), "claude...", "-3"},
       // A number longer than the room is left out: the name keeps 12 bytes.
-      {invalid_usage(UsageError::Negative, TokenField::Prompt, JsonKind::Number, {}, -123456), "claude-3-5-s", ""},
-      {invalid_usage(UsageError::NotAnInteger, TokenField::Prompt, JsonKind::Number), "claude-3-5-s", ""},
+      {invalid_usage(UsageError::Negative, TokenField::Prompt, JsonKind::Number, {}, -123456), "claude-3-...", ""},
+      {invalid_usage(UsageError::NotAnInteger, TokenField::Prompt, JsonKind::Number), "claude-3-...", ""},
   };
   for (const Case& c : cases) {
     // Whichever comes first, the layout is the same.
@@ -540,8 +553,8 @@ TEST(SharedText, NameCutsNeverSplitACharacter) {
   const std::string euro = "\xE2\x82\xAC";
   CostState s = empty_cost_state();
   add_unpriced(s, UnpricedReason::UnknownModel, "abcdef" + euro + "xyz", 1);  // 12 bytes
-  add_invalid(s, string_usage("12a"));  // the name may keep 8 bytes: "abcdef" + 2 of the euro
-  EXPECT_EQ(s.first_unpriced_name(), "abcdef");
+  add_invalid(s, string_usage("12a"));  // the name may keep 8 bytes: 5 + "..."
+  EXPECT_EQ(s.first_unpriced_name(), "abcde...");
   EXPECT_EQ(s.first_problem_value(), "12a");
 }
 
@@ -629,7 +642,7 @@ TEST(Combine, SplitScanEqualsOneScan) {
   EXPECT_EQ(serial.priced_rows, 3);
   EXPECT_EQ(serial.unpriced_rows, 2);
   EXPECT_EQ(serial.invalid_rows, 3);
-  EXPECT_EQ(serial.first_unpriced_name(), "claude-3");
+  EXPECT_EQ(serial.first_unpriced_name(), "claud...");
   EXPECT_EQ(serial.first_problem_value(), "12a");
   for (std::size_t cut1 = 0; cut1 <= std::size(rows); ++cut1) {
     for (std::size_t cut2 = cut1; cut2 <= std::size(rows); ++cut2) {
@@ -737,7 +750,7 @@ TEST(ParseCostState, RoundTrip) {
 TEST(ParseCostState, RoundTripAfterUtf8Truncation) {
   CostState s = empty_cost_state();
   add_unpriced(s, UnpricedReason::UnknownModel, std::string(10, 'a') + "\xE2\x82\xAC" + "tail", 10);
-  EXPECT_EQ(s.first_unpriced_name(), std::string(10, 'a'));
+  EXPECT_EQ(s.first_unpriced_name(), std::string(9, 'a') + "...");
   EXPECT_EQ(round_trip(s), "ok");
 }
 
@@ -799,23 +812,23 @@ TEST(ParseCostState, AcceptedSpellings) {
 }
 
 // Everything an earlier version could write still reads: names of up to 23
-// bytes are cut to what the state keeps now.
+// bytes are cut to what the state keeps now (ending in "...").
 TEST(ParseCostState, OldNamesOfUpTo23BytesAreCut) {
   CostState s;
   ASSERT_TRUE(parse_cost_state("(0,0,1,1,1,\"aaaaaaaaaaaaaaaaaaaaaaa\")", &s));
-  EXPECT_EQ(s.first_unpriced_name(), std::string(12, 'a'));
+  EXPECT_EQ(s.first_unpriced_name(), std::string(9, 'a') + "...");
   std::string escaped = "(0,0,1,1,1,\"";
   for (int i = 0; i < 23; ++i) escaped += "\\\\";
   escaped += "\")";
   ASSERT_TRUE(parse_cost_state(escaped, &s));  // 46 chars of text, 23 bytes of name
-  EXPECT_EQ(s.first_unpriced_name(), std::string(12, '\\'));
+  EXPECT_EQ(s.first_unpriced_name(), std::string(9, '\\') + "...");
   ASSERT_TRUE(parse_cost_state("(0,0,1,1,1,\"gpt-4o-mini-2024-07-18\")", &s));
-  EXPECT_EQ(text_of(s), "(0,0,1,1,1,\"gpt-4o-mini-\")");
+  EXPECT_EQ(text_of(s), "(0,0,1,1,1,\"gpt-4o-mi...\")");
   ASSERT_TRUE(parse_cost_state("(0,0,1,1,1,\"gpt-4o\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\")", &s));  // 14 bytes
-  EXPECT_EQ(s.first_unpriced_name(), "gpt-4o\xC3\xA9\xC3\xA9\xC3\xA9");                      // 12
+  EXPECT_EQ(s.first_unpriced_name(), "gpt-4o\xC3\xA9...");                               // 8 + "..."
   // A long name beside a value is cut to leave the value its room.
   ASSERT_TRUE(parse_cost_state("(0,0,1,1,1,\"claude-3-5-sonnet\",2,2,0,2,\"12a\")", &s));
-  EXPECT_EQ(s.first_unpriced_name(), "claude-3");
+  EXPECT_EQ(s.first_unpriced_name(), "claud...");
   EXPECT_EQ(s.first_problem_value(), "12a");
 }
 

@@ -6330,8 +6330,12 @@ BEGIN
         RAISE EXCEPTION 'billing: the period must have a start before its end, within the years 1 to 9999'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF top_conversations < 0 OR top_conversations > 10000 OR months < 1 OR months > 1200 THEN
-        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000 and months between 1 and 1200'
+    IF top_conversations < 0 OR top_conversations > 10000 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000, got %', top_conversations
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: months must be between 1 and 1200, got %', months
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM billing._require_reader();
@@ -8542,8 +8546,12 @@ BEGIN
         RAISE EXCEPTION 'billing: the period must lie within the years 1 to 9999, got % to %', period_start, period_end
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF top_conversations < 0 OR top_conversations > 10000 OR months < 1 OR months > 1200 THEN
-        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000 and months between 1 and 1200'
+    IF top_conversations < 0 OR top_conversations > 10000 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000, got %', top_conversations
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: months must be between 1 and 1200, got %', months
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM billing._require_reader();

@@ -66,6 +66,21 @@ SELECT tgfoid::regprocedure AS mallory_fn FROM pg_trigger
 CREATE TRIGGER twice AFTER INSERT ON mallory.messages FOR EACH ROW EXECUTE FUNCTION :mallory_fn;
 CREATE TRIGGER billing_track_profiles AFTER UPDATE OF decoy ON mallory.messages
     FOR EACH ROW EXECUTE FUNCTION mallory.noop();
+-- Nor replaced by itself made to fire never, nor called under another of
+-- billing's names (each write billed twice), nor made to fire only on a
+-- replica (its writes would pass unseen: billing reads the table itself,
+-- with a warning), nor cut from the extension (DROP EXTENSION would fail).
+CREATE OR REPLACE TRIGGER billing_track AFTER INSERT ON mallory.messages FOR EACH ROW WHEN (false)
+    EXECUTE FUNCTION :mallory_fn;
+CREATE OR REPLACE TRIGGER billing_track_profiles AFTER INSERT OR UPDATE OF data ON mallory.profiles
+    FOR EACH ROW WHEN (false) EXECUTE FUNCTION billing._profiles_counter_changed();
+CREATE TRIGGER billing_track_profiles AFTER INSERT OR UPDATE OR DELETE ON mallory.messages
+    FOR EACH ROW EXECUTE FUNCTION :mallory_fn;
+CREATE TRIGGER billing_track AFTER UPDATE OF data ON mallory.profiles
+    FOR EACH ROW EXECUTE FUNCTION billing._profiles_counter_changed();
+ALTER TRIGGER billing_track ON mallory.messages NO DEPENDS ON EXTENSION billing;
+ALTER TABLE mallory.messages ENABLE REPLICA TRIGGER billing_track;
+ALTER TABLE mallory.messages ENABLE TRIGGER billing_track;
 SELECT tgname, tgfoid = :'mallory_fn'::regprocedure AS billings
   FROM pg_trigger WHERE tgrelid = 'mallory.messages'::regclass AND NOT tgisinternal ORDER BY tgname;
 ALTER TABLE mallory.messages RENAME COLUMN content TO body;

@@ -151,6 +151,9 @@ SELECT billing.dashboard('2026-10-01', '2026-11-01') ? 'customers' AS dashboard_
 SELECT budget FROM billing.budget_status WHERE budget IN ('regress-app', 'regress-42') ORDER BY budget;
 SELECT billing.check_alerts('2026-10-31') >= 0 AS alerts_answer;
 SELECT count(*) FROM billing.issue_statements('2026-10-01');
+-- allowance() is a gate: for a customer whose spend cannot be read, it
+-- fails closed, with the error, rather than allow on a figure too low.
+SELECT allowed FROM billing.allowance(customer => '42');
 DELETE FROM billing.budgets WHERE name IN ('regress-app', 'regress-42');
 SELECT billing.untrack_customers('chat_messages');
 SELECT * FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');

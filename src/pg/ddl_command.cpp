@@ -1,5 +1,6 @@
 // SQL: billing._ddl_moves_partitions(pg_ddl_command),
-// billing._ddl_sets_unlogged(pg_ddl_command) and billing._internal_ddl(),
+// billing._ddl_sets_unlogged(pg_ddl_command), billing._internal_ddl() and
+// the event trigger function billing._trigger_replace_guard(),
 // for the event triggers that follow DDL on tracked tables
 // (src/sql/ddl_events.sql). An ALTER
 // TABLE that attaches or detaches a partition moves rows into or out of a
@@ -13,12 +14,20 @@
 #include "settings.h"
 
 extern "C" {
+#include "catalog/namespace.h"
+#include "commands/event_trigger.h"
+#include "commands/trigger.h"
 #include "nodes/parsenodes.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "tcop/deparse_utility.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 PG_FUNCTION_INFO_V1(ddl_moves_partitions);
 PG_FUNCTION_INFO_V1(ddl_sets_unlogged);
 PG_FUNCTION_INFO_V1(internal_ddl_active);
+PG_FUNCTION_INFO_V1(trigger_replace_guard);
 }
 
 namespace {
@@ -63,4 +72,36 @@ extern "C" Datum ddl_sets_unlogged(PG_FUNCTION_ARGS) {
 // value a role without the right to set it gave before the load.
 extern "C" Datum internal_ddl_active(PG_FUNCTION_ARGS) {
   PG_RETURN_BOOL(billing::pg::internal_ddl);
+}
+
+// ddl_command_start of CREATE TRIGGER: CREATE OR REPLACE TRIGGER of one of
+// billing's triggers on a tracked table is refused, unless billing itself
+// runs it (billing.internal_ddl). Only the statement says that it replaces
+// (the trigger keeps its OID and name), and only C sees the statement.
+// Which triggers are billing's, SQL says (billing._billings_trigger).
+extern "C" Datum trigger_replace_guard(PG_FUNCTION_ARGS) {
+  if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+    ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
+                    errmsg("billing: billing._trigger_replace_guard() runs only as an event trigger")));
+  const auto* data = reinterpret_cast<const EventTriggerData*>(fcinfo->context);
+  if (billing::pg::internal_ddl || data->parsetree == nullptr || !IsA(data->parsetree, CreateTrigStmt))
+    PG_RETURN_VOID();
+  const auto* stmt = reinterpret_cast<const CreateTrigStmt*>(data->parsetree);
+  if (!stmt->replace || stmt->relation == nullptr || stmt->trigname == nullptr) PG_RETURN_VOID();
+  const Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+  if (!OidIsValid(relid)) PG_RETURN_VOID();
+  const Oid trigger = get_trigger_oid(relid, stmt->trigname, true);
+  if (!OidIsValid(trigger)) PG_RETURN_VOID();  // (nothing to replace: a new trigger, checked at its end)
+  Oid argtypes[1] = {OIDOID};
+  List* name = list_make2(makeString(pstrdup("billing")), makeString(pstrdup("_billings_trigger")));
+  const Oid check = LookupFuncName(name, 1, argtypes, true);
+  if (!OidIsValid(check)) PG_RETURN_VOID();
+  if (DatumGetBool(OidFunctionCall1(check, ObjectIdGetDatum(trigger))))
+    ereport(ERROR, (errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+                    errmsg("billing: CREATE OR REPLACE TRIGGER would replace billing's trigger %s on tracked table %s",
+                           stmt->trigname,
+                           quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid))),
+                    errhint("To stop billing a table, untrack it: billing.untrack_messages() or "
+                            "billing.untrack_profiles().")));
+  PG_RETURN_VOID();
 }

@@ -325,6 +325,7 @@ CREATE FUNCTION billing._create_profiles_trigger(relation regclass, data_column 
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 BEGIN
     EXECUTE format('CREATE TRIGGER billing_track_profiles AFTER INSERT OR UPDATE OF %I ON %s

@@ -495,6 +495,10 @@ BEGIN
     -- The customer's month as billing.customer_costs shows it (its
     -- conversations found through the mapping, its recorded AWS usage).
     IF 'customer' = ANY (scopes) THEN
+        -- (a gate fails closed: with a customer source billing cannot read,
+        -- the customer's spend is not known, and the request gets the
+        -- error, not an allowance)
+        PERFORM billing._require_customer_sources();
         SELECT coalesce(sum(x.total_cost), 0) INTO customer_spent
           FROM billing._customer_months(billing.month_start(m), p_to, allowance.customer) AS x
          WHERE x.customer = allowance.customer;

@@ -720,6 +720,7 @@ CREATE FUNCTION billing._citus_set_up_triggers(t billing.tracked_tables) RETURNS
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET citus.enable_unsafe_triggers = on
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     refusal text := billing._citus_trigger_refusal(t);
@@ -791,6 +792,7 @@ CREATE FUNCTION billing._citus_truncate_trigger(t billing.tracked_tables, p_crea
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET citus.enable_ddl_propagation = off
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     failed text;

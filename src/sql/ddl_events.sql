@@ -96,7 +96,7 @@ BEGIN
             END IF;
             IF billing._trigger_disabled(t.id) THEN
                 PERFORM billing._take_in_anew(t.id);
-                RAISE WARNING 'billing: a trigger of tracked table % is disabled: its writes pass unbilled', t.relation
+                RAISE WARNING 'billing: a trigger of tracked table % is disabled (or fires only on a replica): its writes pass unbilled', t.relation
                     USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
             END IF;
             -- (the TRUNCATE triggers only for a partition created or
@@ -209,7 +209,15 @@ BEGIN
                                              AS relation) AS r
                    JOIN billing.tracked_tables AS t ON t.id = billing._tracked_tree_of(r.relation)
                   WHERE o.object_type = 'trigger'
-                    AND o.address_names[3] IN ('billing_track', 'billing_track_truncate', 'billing_track_update')
+                    AND (o.address_names[3] IN ('billing_track', 'billing_track_truncate', 'billing_track_update')
+                         -- (by its function too: a trigger renamed before
+                         -- 0.4 refused renames; the table stays tracked
+                         -- only with its row trigger)
+                         OR (to_regprocedure(format('billing.%I()', 'track_' || t.id)) IS NOT NULL
+                             AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
+                                              WHERE g.tgrelid = t.relation AND g.tgparentid = 0
+                                                AND g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id))
+                                                AND g.tgtype::int & 4 <> 0)))   -- (4: TRIGGER_TYPE_INSERT)
                   ORDER BY t.id LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: this would drop trigger % on %, which bills the writes of tracked table %',
                             d.trigger_name, d.relation, d.tracked
@@ -224,7 +232,11 @@ BEGIN
                                              AS relation) AS r
                    JOIN billing.tracked_profiles AS tp
                      ON tp.relation::oid IN (SELECT l.rel FROM billing._lineage(r.relation) AS l(rel))
-                  WHERE o.object_type = 'trigger' AND o.address_names[3] = 'billing_track_profiles'
+                  WHERE o.object_type = 'trigger'
+                    AND (o.address_names[3] = 'billing_track_profiles'
+                         OR NOT EXISTS (SELECT 1 FROM pg_trigger AS g
+                                         WHERE g.tgrelid = tp.relation AND g.tgparentid = 0
+                                           AND g.tgfoid = 'billing._profiles_counter_changed()'::regprocedure))
                   ORDER BY tp.relation::oid LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: this would drop trigger billing_track_profiles on %, which records the e-mails of tracked profiles table %',
                             d.relation, d.tracked
@@ -336,48 +348,108 @@ $$;
 CREATE EVENT TRIGGER billing_tracked_table_dropped ON sql_drop
     EXECUTE FUNCTION billing._tracked_table_dropped();
 
--- billing's triggers on a tracked table (billing_track, billing_track_update,
--- billing_track_truncate, billing_track_profiles, on the table and its
--- partitions) keep their names and their functions. The drop guard above
--- knows them by name: a trigger renamed (ALTER TRIGGER ... RENAME) could
--- then be dropped, and one replaced (CREATE OR REPLACE TRIGGER) would call
--- another function; either way the table's writes would go unbilled
--- without a word. Refused, as is a trigger of the owner's own that calls
--- billing's function under another name (it would bill each write twice),
--- unless billing itself makes the change (billing.internal_ddl).
+-- Why trigger `g`, on a table of a tracked tree, is not one of billing's
+-- triggers as billing makes it (NULL: it is, or it is none of billing's;
+-- p_altered: after an ALTER TRIGGER). billing's trigger names call billing's
+-- matching function, fire as billing made them fire (a condition or a
+-- narrower column list would let writes pass unbilled), and keep their
+-- dependency on the extension (DROP EXTENSION billing takes them); billing's
+-- functions are called by those triggers alone (another trigger would bill
+-- each write twice). A new trigger can be billing's under these rules only
+-- when a restore makes it (billing refuses renames, replacements and drops
+-- of its own); the update trigger's condition is not compared, as it is
+-- made only where none is.
+CREATE FUNCTION billing._unsound_trigger(g pg_catalog.pg_trigger, p_altered boolean) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid smallint := billing._tracked_tree_of(g.tgrelid);
+    t billing.tracked_tables;
+    row_fns oid[];
+    profiles boolean := EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
+                                  JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel);
+    billings boolean := (SELECT p.pronamespace = 'billing'::regnamespace FROM pg_proc AS p WHERE p.oid = g.tgfoid);
+    named boolean := g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate',
+                                  'billing_track_profiles');
+BEGIN
+    IF NOT (named OR billings) OR (sid IS NULL AND NOT profiles) THEN
+        RETURN NULL;
+    END IF;
+    IF NOT named THEN
+        RETURN 'billing''s trigger functions are called by billing''s own triggers alone';
+    END IF;
+    IF p_altered AND g.tgparentid = 0
+       AND NOT EXISTS (SELECT 1 FROM pg_depend AS d
+                        WHERE d.classid = 'pg_trigger'::regclass AND d.objid = g.oid
+                          AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'x') THEN
+        RETURN 'billing''s triggers depend on the extension, so that DROP EXTENSION billing takes them';
+    END IF;
+    IF sid IS NOT NULL THEN
+        SELECT tt.* INTO t FROM billing.tracked_tables AS tt WHERE tt.id = sid;
+        row_fns := ARRAY[to_regprocedure(format('billing.%I()', 'track_' || sid)),
+                         to_regprocedure(format('billing.%I()', 'citus_track_' || sid))]::oid[];
+    END IF;
+    CASE g.tgname
+    WHEN 'billing_track' THEN
+        IF sid IS NULL OR g.tgfoid <> ALL (row_fns) OR g.tgtype <> 29 OR g.tgqual IS NOT NULL OR g.tgnargs <> 0
+           OR ARRAY(SELECT x FROM unnest(g.tgattr::int2[]) AS x ORDER BY 1)
+              <> ARRAY(SELECT a.attnum FROM pg_attribute AS a
+                        WHERE a.attrelid = g.tgrelid AND NOT a.attisdropped
+                          AND a.attname IN (t.id_column, t.conversation_column, t.role_column, t.content_column,
+                                            t.data_column, t.created_at_column)
+                        ORDER BY 1) THEN
+            RETURN 'billing_track calls the table''s billing.track_N() after each INSERT, DELETE and UPDATE of the columns billing reads, with no condition';
+        END IF;
+    WHEN 'billing_track_update' THEN
+        IF sid IS NULL OR g.tgfoid <> ALL (row_fns) OR g.tgtype <> 17 OR g.tgnargs <> 0
+           OR cardinality(g.tgattr::int2[]) <> 0 OR g.tgqual IS NULL THEN
+            RETURN 'billing_track_update calls the table''s billing.track_N() after each UPDATE that changes a column billing reads';
+        END IF;
+    WHEN 'billing_track_truncate' THEN
+        IF sid IS NULL OR NOT billing._is_truncate_trigger(g, sid) OR g.tgtype <> 32 OR g.tgqual IS NOT NULL THEN
+            RETURN 'billing_track_truncate calls billing._tracked_truncated(N) after each TRUNCATE';
+        END IF;
+    ELSE   -- billing_track_profiles
+        IF NOT profiles OR NOT billings OR g.tgtype <> 21 OR g.tgqual IS NOT NULL
+           OR cardinality(g.tgattr::int2[]) <> 1 THEN
+            RETURN 'billing_track_profiles calls billing._profiles_counter_changed() after each INSERT and UPDATE of the profiles'' data column, with no condition';
+        END IF;
+    END CASE;
+    RETURN NULL;
+END
+$$;
+
+-- billing's triggers on a tracked table keep their names, their functions
+-- and how they fire (billing._unsound_trigger): the drop guard above knows
+-- them by name and by function, and a renamed, narrowed or replaced one
+-- would let the table's writes go unbilled without a word. CREATE TRIGGER
+-- and ALTER TRIGGER that leave one otherwise are refused, unless billing
+-- itself makes the change (billing.internal_ddl); CREATE OR REPLACE of one
+-- of billing's is refused before it runs (billing._trigger_replace_guard).
 CREATE FUNCTION billing._tracked_trigger_changed() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d record;
+    why text;
 BEGIN
     IF billing._internal_ddl() THEN
         RETURN;
     END IF;
-    FOR d IN SELECT g.tgname, g.tgrelid::regclass AS relation, g.tgfoid::regproc AS fn, c.command_tag,
-                    p.pronamespace = 'billing'::regnamespace AS billings
+    FOR d IN SELECT g AS trig, g.tgname, g.tgrelid::regclass AS relation, c.command_tag
                FROM pg_event_trigger_ddl_commands() AS c
                JOIN pg_trigger AS g ON g.oid = c.objid
-               JOIN pg_proc AS p ON p.oid = g.tgfoid
               WHERE c.classid = 'pg_trigger'::regclass
-                AND (p.pronamespace = 'billing'::regnamespace)
-                    <> (g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate',
-                                     'billing_track_profiles'))
-                AND (billing._tracked_tree_of(g.tgrelid) IS NOT NULL
-                     OR EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
-                                  JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel))
-              ORDER BY g.oid LIMIT 1 LOOP
-        IF d.billings THEN
-            RAISE EXCEPTION 'billing: % would make trigger % on tracked table % call billing''s function, and billing''s triggers keep their names',
-                            d.command_tag, d.tgname, d.relation
+              ORDER BY g.oid LOOP
+        why := billing._unsound_trigger(d.trig, d.command_tag = 'ALTER TRIGGER');
+        IF why IS NOT NULL THEN
+            RAISE EXCEPTION 'billing: % would leave trigger % on tracked table % other than billing made it: %',
+                            d.command_tag, d.tgname, d.relation, why
                 USING ERRCODE = 'dependent_objects_still_exist',
                       HINT = 'To stop billing a table, untrack it: billing.untrack_messages() or billing.untrack_profiles().';
         END IF;
-        RAISE EXCEPTION 'billing: % would make billing''s trigger % on tracked table % call %, and billing''s triggers keep their functions',
-                        d.command_tag, d.tgname, d.relation, d.fn
-            USING ERRCODE = 'dependent_objects_still_exist',
-                  HINT = 'To stop billing a table, untrack it: billing.untrack_messages() or billing.untrack_profiles().';
     END LOOP;
     -- (a restore makes billing's triggers after its tables' rows are back:
     -- the partitions of the tables they track are recorded then)
@@ -391,3 +463,30 @@ $$;
 CREATE EVENT TRIGGER billing_tracked_trigger_changed ON ddl_command_end
     WHEN TAG IN ('ALTER TRIGGER', 'CREATE TRIGGER')
     EXECUTE FUNCTION billing._tracked_trigger_changed();
+
+-- Whether trigger `p_trigger` is one of billing's (by its name or its
+-- function) on a table of a tracked tree: for the guard below, which runs
+-- as the role replacing it. SECURITY DEFINER: it reads billing's tables.
+CREATE FUNCTION billing._billings_trigger(p_trigger oid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM pg_trigger AS g JOIN pg_proc AS p ON p.oid = g.tgfoid
+         WHERE g.oid = p_trigger
+           AND (p.pronamespace = 'billing'::regnamespace
+                OR g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate', 'billing_track_profiles'))
+           AND (billing._tracked_tree_of(g.tgrelid) IS NOT NULL
+                OR EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
+                             JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel)))
+$$;
+
+-- CREATE OR REPLACE TRIGGER of one of billing's triggers on a tracked table
+-- (billing._billings_trigger) is refused before it runs: a replacement keeps
+-- the name and may keep the function, and only the statement says that it
+-- replaces. C body: src/pg/ddl_command.cpp (trigger_replace_guard).
+CREATE FUNCTION billing._trigger_replace_guard() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'trigger_replace_guard' LANGUAGE C;
+CREATE EVENT TRIGGER billing_trigger_replaced ON ddl_command_start
+    WHEN TAG IN ('CREATE TRIGGER')
+    EXECUTE FUNCTION billing._trigger_replace_guard();

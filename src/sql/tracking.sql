@@ -276,6 +276,7 @@ COMMENT ON FUNCTION billing.track_messages(regclass, name, name, name, name, nam
 CREATE FUNCTION billing._create_trigger(t billing.tracked_tables) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     fn regprocedure := billing._create_trigger_function(t);
@@ -307,6 +308,7 @@ $$;
 CREATE FUNCTION billing._create_update_trigger(t billing.tracked_tables) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     fn regprocedure := to_regprocedure(format('billing.%I()', 'track_' || t.id));
@@ -350,6 +352,7 @@ $$;
 CREATE FUNCTION billing._create_truncate_trigger(relation regclass, p_source smallint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 BEGIN
     EXECUTE format('CREATE %s TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
@@ -449,7 +452,7 @@ AS $$
          CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(t.relation) AS p
                              UNION SELECT t.relation) AS r
           JOIN pg_trigger AS g ON g.tgrelid = r.relid
-         WHERE t.id = p_source AND g.tgenabled = 'D'
+         WHERE t.id = p_source AND g.tgenabled IN ('D', 'R')   -- (R: fires only on a replica)
            AND (g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id))
                 OR billing._is_truncate_trigger(g, t.id)))
 $$;
@@ -608,6 +611,7 @@ CREATE FUNCTION billing._depend_on_extension(fn regprocedure, relation regclass,
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     tg name;

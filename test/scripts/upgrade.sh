@@ -189,6 +189,44 @@ dropdb "$db"
 [[ "$before/$got" == 1/0/0 ]] || { echo "FAIL: a temporary table tracked under 0.3: tracked before/after, cost after: $before/$got (want 1/0/0)"; exit 1; }
 echo "upgrade 0.3 -> $current: a temporary table tracked under 0.3 and gone is forgotten at the first merge"
 
+# billing's triggers renamed under 0.3 (which allowed it): the update gives
+# them their names back, their owner cannot drop them, and writes are
+# billed: 100 x 2.5/1M + 50 x 10/1M = $0.00075 and 5 e-mails.
+db=billing_upgrade_renamed_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS billing_upgrade_renamer" -c "CREATE ROLE billing_upgrade_renamer" >/dev/null
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE EXTENSION billing VERSION '0.3';
+CREATE TABLE m (id int, conversation_id text, role text, content text, data jsonb, created_at timestamptz);
+CREATE TABLE p (id int PRIMARY KEY, data jsonb);
+ALTER TABLE m OWNER TO billing_upgrade_renamer;
+ALTER TABLE p OWNER TO billing_upgrade_renamer;
+SELECT billing.track_messages('m');
+SELECT billing.track_profiles('p');
+SET ROLE billing_upgrade_renamer;
+ALTER TRIGGER billing_track ON m RENAME TO renamed_in_03;
+ALTER TRIGGER billing_track_profiles ON p RENAME TO profiles_renamed_in_03;
+RESET ROLE;
+ALTER EXTENSION billing UPDATE;
+SQL
+refused=0
+names=$(psql_q -d "$db" -c "SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid IN ('m'::regclass, 'p'::regclass)")
+for stmt in "DROP TRIGGER billing_track ON m" "DROP TRIGGER billing_track_profiles ON p"; do
+    psql_q -d "$db" -c "SET ROLE billing_upgrade_renamer" -c "$stmt" >/dev/null 2>&1 || refused=$((refused + 1))
+done
+got=$(psql_q -d "$db" \
+        -c "INSERT INTO m VALUES (1, 'a', 'assistant', 'x', '{\"model\": \"gpt-4o\", \"prompt_tokens\": 100, \"completion_tokens\": 50}', '2026-01-01')" \
+        -c "INSERT INTO p VALUES (1, '{\"emails_sent_this_month\": 5}')" \
+        -c "SELECT billing.merge() >= 0" \
+        -c "SELECT (SELECT sum(cost) FROM billing.monthly_history WHERE source = 'openai') || '/'
+                   || (SELECT sum(quantity) FROM billing.aws_usage WHERE origin = 'track_profiles')")
+dropdb "$db"
+psql_q -c "DROP ROLE billing_upgrade_renamer" >/dev/null
+want_names=billing_track,billing_track_profiles,billing_track_truncate
+[[ "$names/$refused/$got" == "$want_names/2/t"$'\n''0.00075/5' ]] || { echo "FAIL: triggers renamed under 0.3: names/refused drops/merged/figures: $names/$refused/$got (want $want_names/2/t, 0.00075/5)"; exit 1; }
+echo "upgrade 0.3 -> $current: billing's triggers renamed under 0.3 get their names back, cannot be dropped, and bill the writes"
+
 # A partitioned table tracked under 0.3: the update records its partitions
 # (billing.tracked_partitions), so that dropping one takes its $0.0015 out
 # of the figures at once, and puts the TRUNCATE trigger on them, so that

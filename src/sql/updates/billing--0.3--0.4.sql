@@ -2860,6 +2860,10 @@ BEGIN
     -- The customer's month as billing.customer_costs shows it (its
     -- conversations found through the mapping, its recorded AWS usage).
     IF 'customer' = ANY (scopes) THEN
+        -- (a gate fails closed: with a customer source billing cannot read,
+        -- the customer's spend is not known, and the request gets the
+        -- error, not an allowance)
+        PERFORM billing._require_customer_sources();
         SELECT coalesce(sum(x.total_cost), 0) INTO customer_spent
           FROM billing._customer_months(billing.month_start(m), p_to, allowance.customer) AS x
          WHERE x.customer = allowance.customer;
@@ -8316,6 +8320,7 @@ CREATE OR REPLACE FUNCTION billing._citus_truncate_trigger(t billing.tracked_tab
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET citus.enable_ddl_propagation = off
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     failed text;
@@ -9037,6 +9042,7 @@ CREATE OR REPLACE FUNCTION billing._citus_set_up_triggers(t billing.tracked_tabl
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET citus.enable_unsafe_triggers = on
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     refusal text := billing._citus_trigger_refusal(t);
@@ -9407,6 +9413,7 @@ $$;
 CREATE FUNCTION billing._create_truncate_trigger(relation regclass, p_source smallint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 BEGIN
     EXECUTE format('CREATE %s TRIGGER billing_track_truncate AFTER TRUNCATE ON %s
@@ -9443,6 +9450,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing._create_trigger(t billing.tracked_tables) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     fn regprocedure := billing._create_trigger_function(t);
@@ -9578,7 +9586,7 @@ BEGIN
             END IF;
             IF billing._trigger_disabled(t.id) THEN
                 PERFORM billing._take_in_anew(t.id);
-                RAISE WARNING 'billing: a trigger of tracked table % is disabled: its writes pass unbilled', t.relation
+                RAISE WARNING 'billing: a trigger of tracked table % is disabled (or fires only on a replica): its writes pass unbilled', t.relation
                     USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
             END IF;
             -- (the TRUNCATE triggers only for a partition created or
@@ -9702,7 +9710,15 @@ BEGIN
                                              AS relation) AS r
                    JOIN billing.tracked_tables AS t ON t.id = billing._tracked_tree_of(r.relation)
                   WHERE o.object_type = 'trigger'
-                    AND o.address_names[3] IN ('billing_track', 'billing_track_truncate', 'billing_track_update')
+                    AND (o.address_names[3] IN ('billing_track', 'billing_track_truncate', 'billing_track_update')
+                         -- (by its function too: a trigger renamed before
+                         -- 0.4 refused renames; the table stays tracked
+                         -- only with its row trigger)
+                         OR (to_regprocedure(format('billing.%I()', 'track_' || t.id)) IS NOT NULL
+                             AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
+                                              WHERE g.tgrelid = t.relation AND g.tgparentid = 0
+                                                AND g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id))
+                                                AND g.tgtype::int & 4 <> 0)))   -- (4: TRIGGER_TYPE_INSERT)
                   ORDER BY t.id LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: this would drop trigger % on %, which bills the writes of tracked table %',
                             d.trigger_name, d.relation, d.tracked
@@ -9717,7 +9733,11 @@ BEGIN
                                              AS relation) AS r
                    JOIN billing.tracked_profiles AS tp
                      ON tp.relation::oid IN (SELECT l.rel FROM billing._lineage(r.relation) AS l(rel))
-                  WHERE o.object_type = 'trigger' AND o.address_names[3] = 'billing_track_profiles'
+                  WHERE o.object_type = 'trigger'
+                    AND (o.address_names[3] = 'billing_track_profiles'
+                         OR NOT EXISTS (SELECT 1 FROM pg_trigger AS g
+                                         WHERE g.tgrelid = tp.relation AND g.tgparentid = 0
+                                           AND g.tgfoid = 'billing._profiles_counter_changed()'::regprocedure))
                   ORDER BY tp.relation::oid LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: this would drop trigger billing_track_profiles on %, which records the e-mails of tracked profiles table %',
                             d.relation, d.tracked
@@ -9923,7 +9943,7 @@ AS $$
          CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(t.relation) AS p
                              UNION SELECT t.relation) AS r
           JOIN pg_trigger AS g ON g.tgrelid = r.relid
-         WHERE t.id = p_source AND g.tgenabled = 'D'
+         WHERE t.id = p_source AND g.tgenabled IN ('D', 'R')   -- (R: fires only on a replica)
            AND (g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id))
                 OR billing._is_truncate_trigger(g, t.id)))
 $$;
@@ -9968,6 +9988,7 @@ SELECT t.id FROM billing.tracked_tables AS t
 CREATE FUNCTION billing._create_update_trigger(t billing.tracked_tables) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
 AS $$
 DECLARE
     fn regprocedure := to_regprocedure(format('billing.%I()', 'track_' || t.id));
@@ -10026,7 +10047,7 @@ DECLARE
 BEGIN
     FOR g IN SELECT t.tgrelid::regclass AS relation, t.tgargs, t.tgnargs
                FROM pg_catalog.pg_trigger AS t
-              WHERE t.tgname = 'billing_track_profiles' AND t.tgparentid = 0
+              WHERE t.tgparentid = 0   -- (by its function: 0.3 let its owner rename it)
                 AND t.tgfoid = 'billing._profiles_counter_changed()'::regprocedure
               ORDER BY t.tgrelid LOOP
         CONTINUE WHEN g.tgnargs <> 2;
@@ -10158,48 +10179,108 @@ REVOKE ALL ON FUNCTION billing._customer_source_altered(smallint, name[]) FROM P
 -- functions for every owner of a partitioned table of a tracked tree
 ------------------------------------------------------------------------------
 
--- billing's triggers on a tracked table (billing_track, billing_track_update,
--- billing_track_truncate, billing_track_profiles, on the table and its
--- partitions) keep their names and their functions. The drop guard above
--- knows them by name: a trigger renamed (ALTER TRIGGER ... RENAME) could
--- then be dropped, and one replaced (CREATE OR REPLACE TRIGGER) would call
--- another function; either way the table's writes would go unbilled
--- without a word. Refused, as is a trigger of the owner's own that calls
--- billing's function under another name (it would bill each write twice),
--- unless billing itself makes the change (billing.internal_ddl).
+-- Why trigger `g`, on a table of a tracked tree, is not one of billing's
+-- triggers as billing makes it (NULL: it is, or it is none of billing's;
+-- p_altered: after an ALTER TRIGGER). billing's trigger names call billing's
+-- matching function, fire as billing made them fire (a condition or a
+-- narrower column list would let writes pass unbilled), and keep their
+-- dependency on the extension (DROP EXTENSION billing takes them); billing's
+-- functions are called by those triggers alone (another trigger would bill
+-- each write twice). A new trigger can be billing's under these rules only
+-- when a restore makes it (billing refuses renames, replacements and drops
+-- of its own); the update trigger's condition is not compared, as it is
+-- made only where none is.
+CREATE FUNCTION billing._unsound_trigger(g pg_catalog.pg_trigger, p_altered boolean) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid smallint := billing._tracked_tree_of(g.tgrelid);
+    t billing.tracked_tables;
+    row_fns oid[];
+    profiles boolean := EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
+                                  JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel);
+    billings boolean := (SELECT p.pronamespace = 'billing'::regnamespace FROM pg_proc AS p WHERE p.oid = g.tgfoid);
+    named boolean := g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate',
+                                  'billing_track_profiles');
+BEGIN
+    IF NOT (named OR billings) OR (sid IS NULL AND NOT profiles) THEN
+        RETURN NULL;
+    END IF;
+    IF NOT named THEN
+        RETURN 'billing''s trigger functions are called by billing''s own triggers alone';
+    END IF;
+    IF p_altered AND g.tgparentid = 0
+       AND NOT EXISTS (SELECT 1 FROM pg_depend AS d
+                        WHERE d.classid = 'pg_trigger'::regclass AND d.objid = g.oid
+                          AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'x') THEN
+        RETURN 'billing''s triggers depend on the extension, so that DROP EXTENSION billing takes them';
+    END IF;
+    IF sid IS NOT NULL THEN
+        SELECT tt.* INTO t FROM billing.tracked_tables AS tt WHERE tt.id = sid;
+        row_fns := ARRAY[to_regprocedure(format('billing.%I()', 'track_' || sid)),
+                         to_regprocedure(format('billing.%I()', 'citus_track_' || sid))]::oid[];
+    END IF;
+    CASE g.tgname
+    WHEN 'billing_track' THEN
+        IF sid IS NULL OR g.tgfoid <> ALL (row_fns) OR g.tgtype <> 29 OR g.tgqual IS NOT NULL OR g.tgnargs <> 0
+           OR ARRAY(SELECT x FROM unnest(g.tgattr::int2[]) AS x ORDER BY 1)
+              <> ARRAY(SELECT a.attnum FROM pg_attribute AS a
+                        WHERE a.attrelid = g.tgrelid AND NOT a.attisdropped
+                          AND a.attname IN (t.id_column, t.conversation_column, t.role_column, t.content_column,
+                                            t.data_column, t.created_at_column)
+                        ORDER BY 1) THEN
+            RETURN 'billing_track calls the table''s billing.track_N() after each INSERT, DELETE and UPDATE of the columns billing reads, with no condition';
+        END IF;
+    WHEN 'billing_track_update' THEN
+        IF sid IS NULL OR g.tgfoid <> ALL (row_fns) OR g.tgtype <> 17 OR g.tgnargs <> 0
+           OR cardinality(g.tgattr::int2[]) <> 0 OR g.tgqual IS NULL THEN
+            RETURN 'billing_track_update calls the table''s billing.track_N() after each UPDATE that changes a column billing reads';
+        END IF;
+    WHEN 'billing_track_truncate' THEN
+        IF sid IS NULL OR NOT billing._is_truncate_trigger(g, sid) OR g.tgtype <> 32 OR g.tgqual IS NOT NULL THEN
+            RETURN 'billing_track_truncate calls billing._tracked_truncated(N) after each TRUNCATE';
+        END IF;
+    ELSE   -- billing_track_profiles
+        IF NOT profiles OR NOT billings OR g.tgtype <> 21 OR g.tgqual IS NOT NULL
+           OR cardinality(g.tgattr::int2[]) <> 1 THEN
+            RETURN 'billing_track_profiles calls billing._profiles_counter_changed() after each INSERT and UPDATE of the profiles'' data column, with no condition';
+        END IF;
+    END CASE;
+    RETURN NULL;
+END
+$$;
+
+-- billing's triggers on a tracked table keep their names, their functions
+-- and how they fire (billing._unsound_trigger): the drop guard above knows
+-- them by name and by function, and a renamed, narrowed or replaced one
+-- would let the table's writes go unbilled without a word. CREATE TRIGGER
+-- and ALTER TRIGGER that leave one otherwise are refused, unless billing
+-- itself makes the change (billing.internal_ddl); CREATE OR REPLACE of one
+-- of billing's is refused before it runs (billing._trigger_replace_guard).
 CREATE FUNCTION billing._tracked_trigger_changed() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d record;
+    why text;
 BEGIN
     IF billing._internal_ddl() THEN
         RETURN;
     END IF;
-    FOR d IN SELECT g.tgname, g.tgrelid::regclass AS relation, g.tgfoid::regproc AS fn, c.command_tag,
-                    p.pronamespace = 'billing'::regnamespace AS billings
+    FOR d IN SELECT g AS trig, g.tgname, g.tgrelid::regclass AS relation, c.command_tag
                FROM pg_event_trigger_ddl_commands() AS c
                JOIN pg_trigger AS g ON g.oid = c.objid
-               JOIN pg_proc AS p ON p.oid = g.tgfoid
               WHERE c.classid = 'pg_trigger'::regclass
-                AND (p.pronamespace = 'billing'::regnamespace)
-                    <> (g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate',
-                                     'billing_track_profiles'))
-                AND (billing._tracked_tree_of(g.tgrelid) IS NOT NULL
-                     OR EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
-                                  JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel))
-              ORDER BY g.oid LIMIT 1 LOOP
-        IF d.billings THEN
-            RAISE EXCEPTION 'billing: % would make trigger % on tracked table % call billing''s function, and billing''s triggers keep their names',
-                            d.command_tag, d.tgname, d.relation
+              ORDER BY g.oid LOOP
+        why := billing._unsound_trigger(d.trig, d.command_tag = 'ALTER TRIGGER');
+        IF why IS NOT NULL THEN
+            RAISE EXCEPTION 'billing: % would leave trigger % on tracked table % other than billing made it: %',
+                            d.command_tag, d.tgname, d.relation, why
                 USING ERRCODE = 'dependent_objects_still_exist',
                       HINT = 'To stop billing a table, untrack it: billing.untrack_messages() or billing.untrack_profiles().';
         END IF;
-        RAISE EXCEPTION 'billing: % would make billing''s trigger % on tracked table % call %, and billing''s triggers keep their functions',
-                        d.command_tag, d.tgname, d.relation, d.fn
-            USING ERRCODE = 'dependent_objects_still_exist',
-                  HINT = 'To stop billing a table, untrack it: billing.untrack_messages() or billing.untrack_profiles().';
     END LOOP;
     -- (a restore makes billing's triggers after its tables' rows are back:
     -- the partitions of the tables they track are recorded then)
@@ -10316,3 +10397,95 @@ CREATE POLICY source_readers ON billing.tracked_profiles
 ALTER TABLE billing.profile_customers ENABLE ROW LEVEL SECURITY;
 CREATE POLICY source_readers ON billing.profile_customers
     USING (pg_catalog.has_table_privilege(relation, 'SELECT'));
+
+-- Whether trigger `p_trigger` is one of billing's (by its name or its
+-- function) on a table of a tracked tree: for the guard below, which runs
+-- as the role replacing it. SECURITY DEFINER: it reads billing's tables.
+CREATE FUNCTION billing._billings_trigger(p_trigger oid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM pg_trigger AS g JOIN pg_proc AS p ON p.oid = g.tgfoid
+         WHERE g.oid = p_trigger
+           AND (p.pronamespace = 'billing'::regnamespace
+                OR g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate', 'billing_track_profiles'))
+           AND (billing._tracked_tree_of(g.tgrelid) IS NOT NULL
+                OR EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
+                             JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel)))
+$$;
+
+-- CREATE OR REPLACE TRIGGER of one of billing's triggers on a tracked table
+-- (billing._billings_trigger) is refused before it runs: a replacement keeps
+-- the name and may keep the function, and only the statement says that it
+-- replaces. C body: src/pg/ddl_command.cpp (trigger_replace_guard).
+CREATE FUNCTION billing._trigger_replace_guard() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'trigger_replace_guard' LANGUAGE C;
+CREATE EVENT TRIGGER billing_trigger_replaced ON ddl_command_start
+    WHEN TAG IN ('CREATE TRIGGER')
+    EXECUTE FUNCTION billing._trigger_replace_guard();
+REVOKE ALL ON FUNCTION billing._billings_trigger(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._trigger_replace_guard() FROM PUBLIC;
+
+-- billing's own trigger DDL passes its guards (billing.internal_ddl).
+CREATE OR REPLACE FUNCTION billing._depend_on_extension(fn regprocedure, relation regclass, triggers name[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    tg name;
+BEGIN
+    IF fn IS NOT NULL THEN
+        EXECUTE format('ALTER FUNCTION %s DEPENDS ON EXTENSION billing', fn);
+    END IF;
+    FOREACH tg IN ARRAY triggers LOOP
+        IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relation AND tgname = tg) THEN
+            EXECUTE format('ALTER TRIGGER %I ON %s DEPENDS ON EXTENSION billing', tg, relation);
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._create_profiles_trigger(relation regclass, data_column name, counter text, service text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER billing_track_profiles AFTER INSERT OR UPDATE OF %I ON %s
+                    FOR EACH ROW EXECUTE FUNCTION billing._profiles_counter_changed(%L, %L)',
+                   data_column, relation, counter, service);
+    PERFORM billing._depend_on_extension(NULL, relation, ARRAY['billing_track_profiles']::name[]);
+END
+$$;
+
+-- billing's triggers that 0.3 let their table's owner rename get their
+-- names back (0.4 knows them by name and by function, and refuses renames).
+DO $$
+DECLARE
+    g record;
+BEGIN
+    PERFORM pg_catalog.set_config('billing.internal_ddl', 'on', true);
+    FOR g IN SELECT x.tgname, x.tgrelid::regclass AS relation, x.wanted
+               FROM (SELECT tg.tgname, tg.tgrelid,
+                            CASE WHEN tg.tgfoid = 'billing._profiles_counter_changed()'::regprocedure
+                                      THEN 'billing_track_profiles'
+                                 WHEN tg.tgfoid = 'billing._tracked_truncated()'::regprocedure
+                                      THEN 'billing_track_truncate'
+                                 WHEN t.id IS NOT NULL
+                                      AND tg.tgfoid = pg_catalog.to_regprocedure(pg_catalog.format('billing.%I()', 'track_' || t.id))
+                                      THEN 'billing_track' END AS wanted
+                       FROM pg_catalog.pg_trigger AS tg
+                       LEFT JOIN billing.tracked_tables AS t ON t.relation = tg.tgrelid::regclass
+                      WHERE tg.tgparentid = 0 AND NOT tg.tgisinternal) AS x
+              WHERE x.wanted IS NOT NULL AND x.tgname <> x.wanted
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger AS o WHERE o.tgrelid = x.tgrelid AND o.tgname = x.wanted)
+              ORDER BY x.tgrelid, x.tgname LOOP
+        EXECUTE pg_catalog.format('ALTER TRIGGER %I ON %s RENAME TO %I', g.tgname, g.relation, g.wanted);
+    END LOOP;
+    PERFORM pg_catalog.set_config('billing.internal_ddl', 'off', true);
+END
+$$;

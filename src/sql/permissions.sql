@@ -52,6 +52,11 @@ REVOKE ALL ON FUNCTION billing._tracked_trigger_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._billings_trigger(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._trigger_replace_guard() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._drop_own_trigger(name, regclass) FROM PUBLIC;
+-- (and every other function that makes or drops billing's triggers: none
+-- is for other roles; their SET billing.internal_ddl would refuse them too)
+REVOKE ALL ON FUNCTION billing._create_trigger(billing.tracked_tables) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._create_truncate_trigger(regclass, smallint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._drop_trigger_functions(smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._record_partitions(billing.tracked_tables) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._take_in_anew(smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._forget_table(smallint) FROM PUBLIC;

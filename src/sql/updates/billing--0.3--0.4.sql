@@ -10489,3 +10489,7 @@ BEGIN
     PERFORM pg_catalog.set_config('billing.internal_ddl', 'off', true);
 END
 $$;
+
+REVOKE ALL ON FUNCTION billing._create_trigger(billing.tracked_tables) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._create_truncate_trigger(regclass, smallint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._drop_trigger_functions(smallint) FROM PUBLIC;

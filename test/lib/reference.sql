@@ -147,13 +147,17 @@ SELECT month, sum(total_cost) AS cost,
        sum(unpriced)::bigint AS unpriced_tokens
   FROM ref.priced WHERE month IS NOT NULL GROUP BY month;
 
--- AWS per month and service: recorded usage priced by effective date,
--- replaced by billing.aws_actuals where a month has them.
+-- AWS per month and service: recorded usage priced by effective date (no
+-- cost, NULL, for a service none of whose usage has a price), replaced by
+-- billing.aws_actuals where a month has them.
 CREATE VIEW ref.aws_services AS
 WITH est AS (
     SELECT date_trunc('month', u.at AT TIME ZONE 'UTC')::date AS month, u.service,
            sum(u.quantity) AS quantity,
-           coalesce(sum(u.quantity * ref.aws_unit_price(u.service, u.at)), 0) AS cost
+           CASE WHEN sum(u.quantity) <> 0
+                     AND sum(u.quantity) FILTER (WHERE ref.aws_unit_price(u.service, u.at) IS NULL) = sum(u.quantity)
+                THEN NULL
+                ELSE coalesce(sum(u.quantity * ref.aws_unit_price(u.service, u.at)), 0) END AS cost
       FROM billing.aws_usage AS u GROUP BY 1, 2
 )
 SELECT coalesce(e.month, a.month) AS month, coalesce(e.service, a.service) AS service,

@@ -65,6 +65,41 @@ SELECT conversation_id, cost, estimated_tokens FROM billing.conversation_costs
  WHERE source_table = 'app."EnumMessage"'::regclass ORDER BY conversation_id;
 SELECT billing.untrack_messages('app."EnumMessage"');
 
+-- A nondeterministic collation (case-insensitive here) on the text data
+-- column: an UPDATE its collation calls no change is still one to billing.
+-- "PROMPT_TOKENS" is no token count (0 tokens, $0); "prompt_tokens" of
+-- 1,000,000 is 1M x $2.50/1M = $2.50, before and after merge.
+CREATE COLLATION app.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE app.ci_messages (id text PRIMARY KEY, conversation_id text, role text,
+                              content text COLLATE app.ci, data text COLLATE app.ci, created_at timestamptz);
+SELECT tracked FROM billing.track_messages('app.ci_messages');
+INSERT INTO app.ci_messages VALUES
+  ('m1', 'c1', 'assistant', 'hi', '{"model": "gpt-4o", "PROMPT_TOKENS": 1000000, "completion_tokens": 0}', '2026-03-01');
+SELECT conversation_id, cost FROM billing.conversation_costs WHERE source_table = 'app.ci_messages'::regclass;
+UPDATE app.ci_messages SET data = '{"model": "gpt-4o", "prompt_tokens": 1000000, "completion_tokens": 0}';
+SELECT conversation_id, cost FROM billing.conversation_costs WHERE source_table = 'app.ci_messages'::regclass;
+SELECT billing.merge() > 0 AS merged;
+SELECT conversation_id, cost FROM billing.conversation_costs WHERE source_table = 'app.ci_messages'::regclass;
+SELECT billing.untrack_messages('app.ci_messages');
+
+-- An enum label renamed (ALTER TYPE ... RENAME VALUE): no row is written,
+-- yet every "bot" message is now an assistant's reply. The table is taken
+-- in anew: the 40-character reply without usage is estimated, 10
+-- completion tokens of gpt-4o = 10 x $10/1M = $0.0001 (it was a user's
+-- message, $0), before and after merge.
+CREATE TYPE app.msg_role AS ENUM ('user', 'bot');
+CREATE TABLE app.enum_messages (id text PRIMARY KEY, conversation_id text, role app.msg_role, content text,
+                                data jsonb, created_at timestamptz);
+SELECT tracked FROM billing.track_messages('app.enum_messages');
+INSERT INTO app.enum_messages VALUES ('e1', 'c1', 'bot', repeat('x', 40), '{"model": "gpt-4o"}', '2026-03-01');
+SELECT conversation_id, cost FROM billing.conversation_costs WHERE source_table = 'app.enum_messages'::regclass;
+ALTER TYPE app.msg_role RENAME VALUE 'bot' TO 'assistant';
+SELECT backfilled FROM billing.tracked_tables WHERE relation = 'app.enum_messages'::regclass;
+SELECT conversation_id, cost FROM billing.conversation_costs WHERE source_table = 'app.enum_messages'::regclass;
+SELECT billing.merge() IS NOT NULL AS merged;
+SELECT conversation_id, cost FROM billing.conversation_costs WHERE source_table = 'app.enum_messages'::regclass;
+SELECT billing.untrack_messages('app.enum_messages');
+
 -- Drizzle: serial ids, uuid conversations, an enum role, varchar content,
 -- json data, timestamp without time zone.
 CREATE TYPE chat_role AS ENUM ('user', 'assistant');

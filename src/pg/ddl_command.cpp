@@ -1,5 +1,6 @@
 // SQL: billing._ddl_moves_partitions(pg_ddl_command),
-// billing._ddl_sets_unlogged(pg_ddl_command), billing._internal_ddl() and
+// billing._ddl_sets_unlogged(pg_ddl_command),
+// billing._ddl_renames_enum_value(pg_ddl_command), billing._internal_ddl() and
 // the event trigger function billing._trigger_replace_guard(),
 // for the event triggers that follow DDL on tracked tables
 // (src/sql/ddl_events.sql). An ALTER
@@ -28,6 +29,7 @@ PG_FUNCTION_INFO_V1(ddl_moves_partitions);
 PG_FUNCTION_INFO_V1(ddl_sets_unlogged);
 PG_FUNCTION_INFO_V1(internal_ddl_active);
 PG_FUNCTION_INFO_V1(trigger_replace_guard);
+PG_FUNCTION_INFO_V1(ddl_renames_enum_value);
 }
 
 namespace {
@@ -104,4 +106,16 @@ extern "C" Datum trigger_replace_guard(PG_FUNCTION_ARGS) {
                     errhint("To stop billing a table, untrack it: billing.untrack_messages() or "
                             "billing.untrack_profiles().")));
   PG_RETURN_VOID();
+}
+
+// Whether the collected command is ALTER TYPE ... RENAME VALUE: every row
+// of a tracked table whose role column has that enum type now reads
+// another label, with no write its trigger could see (SQL sees the
+// command only as "ALTER TYPE", as it sees ADD VALUE, which changes no row).
+extern "C" Datum ddl_renames_enum_value(PG_FUNCTION_ARGS) {
+  const auto* command = reinterpret_cast<const CollectedCommand*>(PG_GETARG_POINTER(0));
+  if (command == nullptr || command->type != SCT_Simple || command->parsetree == nullptr ||
+      !IsA(command->parsetree, AlterEnumStmt))
+    PG_RETURN_BOOL(false);
+  PG_RETURN_BOOL(reinterpret_cast<const AlterEnumStmt*>(command->parsetree)->oldVal != nullptr);
 }

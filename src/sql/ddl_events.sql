@@ -183,6 +183,37 @@ CREATE EVENT TRIGGER billing_tracked_table_altered ON ddl_command_end
                  'ALTER FOREIGN TABLE', 'CREATE TABLE')
     EXECUTE FUNCTION billing._tracked_table_altered();
 
+-- Whether an ALTER TYPE renamed a value of an enum (RENAME VALUE).
+-- C body: src/pg/ddl_command.cpp (ddl_renames_enum_value)
+CREATE FUNCTION billing._ddl_renames_enum_value(pg_ddl_command) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ddl_renames_enum_value' LANGUAGE C STRICT STABLE;
+
+-- ALTER TYPE ... RENAME VALUE of the enum a tracked table's role column
+-- has: its rows now read another role ("bot" renamed "assistant" makes
+-- replies of them, estimated when they carry no usage), and no row trigger
+-- saw it. The table is taken in anew, as after any change its trigger
+-- could not see.
+CREATE FUNCTION billing._tracked_type_altered() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid smallint;
+BEGIN
+    FOR sid IN SELECT DISTINCT t.id
+                 FROM pg_event_trigger_ddl_commands() AS c
+                 JOIN billing.tracked_tables AS t
+                   ON billing._column_base_type(t.relation, t.role_column) = c.objid
+                WHERE c.classid = 'pg_type'::regclass AND billing._ddl_renames_enum_value(c.command)
+                ORDER BY t.id LOOP
+        PERFORM billing._take_in_anew(sid);
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER billing_tracked_type_altered ON ddl_command_end
+    WHEN TAG IN ('ALTER TYPE')
+    EXECUTE FUNCTION billing._tracked_type_altered();
+
 -- A dropped tracked table takes its costs with it, as a recomputation from
 -- the (now missing) table would; its trigger function goes too, and so does
 -- the e-mail counter's function of a dropped profiles table.

@@ -49,6 +49,8 @@ REVOKE ALL ON FUNCTION billing._grant_profiles_function() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._tracked_table_altered() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._tracked_table_dropped() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._tracked_trigger_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._tracked_type_altered() FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._ddl_renames_enum_value(pg_ddl_command) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._billings_trigger(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._trigger_replace_guard() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._drop_own_trigger(name, regclass) FROM PUBLIC;

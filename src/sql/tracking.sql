@@ -320,9 +320,14 @@ BEGIN
                      AND (g.tgtype::int & 16) <> 0) THEN   -- (16: TRIGGER_TYPE_UPDATE)
         RETURN;
     END IF;
-    -- (the cheap columns first: OR stops at the first change)
+    -- (the cheap columns first: OR stops at the first change; text is
+    -- compared byte for byte, in the "C" collation: a nondeterministic
+    -- collation of the column's would call equal two values billing reads
+    -- differently, "PROMPT_TOKENS" and "prompt_tokens" say)
     SELECT string_agg(CASE WHEN billing._column_base_type(t.relation, c) = 'json'::regtype
-                           THEN format('(OLD.%1$I)::pg_catalog.text IS DISTINCT FROM (NEW.%1$I)::pg_catalog.text', c)
+                           THEN format('((OLD.%1$I)::pg_catalog.text COLLATE pg_catalog."C") IS DISTINCT FROM ((NEW.%1$I)::pg_catalog.text COLLATE pg_catalog."C")', c)
+                           WHEN billing._column_base_type(t.relation, c) IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype)
+                           THEN format('(OLD.%1$I COLLATE pg_catalog."C") IS DISTINCT FROM (NEW.%1$I COLLATE pg_catalog."C")', c)
                            ELSE format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', c) END, ' OR ' ORDER BY n)
       INTO changed
       FROM unnest(ARRAY[t.id_column, t.conversation_column, t.role_column, t.created_at_column, t.data_column,

@@ -10000,9 +10000,14 @@ BEGIN
                      AND (g.tgtype::int & 16) <> 0) THEN   -- (16: TRIGGER_TYPE_UPDATE)
         RETURN;
     END IF;
-    -- (the cheap columns first: OR stops at the first change)
+    -- (the cheap columns first: OR stops at the first change; text is
+    -- compared byte for byte, in the "C" collation: a nondeterministic
+    -- collation of the column's would call equal two values billing reads
+    -- differently, "PROMPT_TOKENS" and "prompt_tokens" say)
     SELECT string_agg(CASE WHEN billing._column_base_type(t.relation, c) = 'json'::regtype
-                           THEN format('(OLD.%1$I)::pg_catalog.text IS DISTINCT FROM (NEW.%1$I)::pg_catalog.text', c)
+                           THEN format('((OLD.%1$I)::pg_catalog.text COLLATE pg_catalog."C") IS DISTINCT FROM ((NEW.%1$I)::pg_catalog.text COLLATE pg_catalog."C")', c)
+                           WHEN billing._column_base_type(t.relation, c) IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype)
+                           THEN format('(OLD.%1$I COLLATE pg_catalog."C") IS DISTINCT FROM (NEW.%1$I COLLATE pg_catalog."C")', c)
                            ELSE format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', c) END, ' OR ' ORDER BY n)
       INTO changed
       FROM unnest(ARRAY[t.id_column, t.conversation_column, t.role_column, t.created_at_column, t.data_column,
@@ -10493,3 +10498,37 @@ $$;
 REVOKE ALL ON FUNCTION billing._create_trigger(billing.tracked_tables) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._create_truncate_trigger(regclass, smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._drop_trigger_functions(smallint) FROM PUBLIC;
+
+-- Whether an ALTER TYPE renamed a value of an enum (RENAME VALUE).
+-- C body: src/pg/ddl_command.cpp (ddl_renames_enum_value)
+CREATE FUNCTION billing._ddl_renames_enum_value(pg_ddl_command) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ddl_renames_enum_value' LANGUAGE C STRICT STABLE;
+
+-- ALTER TYPE ... RENAME VALUE of the enum a tracked table's role column
+-- has: its rows now read another role ("bot" renamed "assistant" makes
+-- replies of them, estimated when they carry no usage), and no row trigger
+-- saw it. The table is taken in anew, as after any change its trigger
+-- could not see.
+CREATE FUNCTION billing._tracked_type_altered() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid smallint;
+BEGIN
+    FOR sid IN SELECT DISTINCT t.id
+                 FROM pg_event_trigger_ddl_commands() AS c
+                 JOIN billing.tracked_tables AS t
+                   ON billing._column_base_type(t.relation, t.role_column) = c.objid
+                WHERE c.classid = 'pg_type'::regclass AND billing._ddl_renames_enum_value(c.command)
+                ORDER BY t.id LOOP
+        PERFORM billing._take_in_anew(sid);
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER billing_tracked_type_altered ON ddl_command_end
+    WHEN TAG IN ('ALTER TYPE')
+    EXECUTE FUNCTION billing._tracked_type_altered();
+
+REVOKE ALL ON FUNCTION billing._tracked_type_altered() FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._ddl_renames_enum_value(pg_ddl_command) FROM PUBLIC;

@@ -377,6 +377,22 @@ $$;
 COMMENT ON FUNCTION billing.current_customer() IS
     'The setting billing.customer: when set, every read of billing shows that customer''s costs only.';
 
+-- Raises (datatype_mismatch, undefined_column) when billing cannot read a
+-- column that customer source `s` of tracked table `t` reads.
+CREATE FUNCTION billing._check_customer_source(s billing.customer_sources, t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF s.per_message THEN
+        PERFORM billing._message_customer_reader(s, t, false);
+    ELSE
+        PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+        PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
+    END IF;
+END
+$$;
+
 -- Whether the caller's reads of customers use source `s`: its tracked
 -- table readable by the caller (billing._may_read_table), its lookup still
 -- there. A lookup the caller may not read, or a column billing cannot read
@@ -408,12 +424,7 @@ BEGIN
         RETURN false;
     END IF;
     BEGIN
-        IF s.per_message THEN
-            PERFORM billing._message_customer_reader(s, t, false);
-        ELSE
-            PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
-            PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
-        END IF;
+        PERFORM billing._check_customer_source(s, t);
     EXCEPTION WHEN datatype_mismatch OR undefined_column THEN
         IF strpos(warned, mark) = 0 THEN
             PERFORM set_config('billing_reads.unreadable_customer_sources', warned || mark, true);
@@ -449,12 +460,7 @@ BEGIN
                 USING ERRCODE = 'insufficient_privilege',
                       HINT = format('GRANT SELECT ON %s TO %I;', s.lookup, current_user);
         END IF;
-        IF s.per_message THEN
-            PERFORM billing._message_customer_reader(s, t, false);
-        ELSE
-            PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
-            PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
-        END IF;
+        PERFORM billing._check_customer_source(s, t);
     END LOOP;
 END
 $$;
@@ -1077,14 +1083,7 @@ BEGIN
         RAISE EXCEPTION 'billing: the period must have a start before its end, within the years 1 to 9999'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF top_conversations < 0 OR top_conversations > 10000 THEN
-        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000, got %', top_conversations
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF months < 1 OR months > 1200 THEN
-        RAISE EXCEPTION 'billing: months must be between 1 and 1200, got %', months
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM billing._check_dashboard_limits(top_conversations, months);
     PERFORM billing._require_reader();
     IF NOT has_table_privilege('billing.conversation_model_usage', 'SELECT') THEN
         RAISE EXCEPTION 'billing: role "%" may not read billing''s figures: it has no SELECT on billing.conversation_model_usage',

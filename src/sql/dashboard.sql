@@ -66,6 +66,24 @@ AS $$
       FROM m
 $$;
 
+-- The limits of dashboard()'s arguments (also of its customer form,
+-- customers.sql): at most 10,000 conversations and 1,200 months.
+CREATE FUNCTION billing._check_dashboard_limits(top_conversations integer, months integer) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF top_conversations < 0 OR top_conversations > 10000 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000, got %', top_conversations
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: months must be between 1 and 1200, got %', months
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION billing.dashboard(period_start timestamptz, period_end timestamptz,
                                              top_conversations integer DEFAULT 50, months integer DEFAULT 6)
 RETURNS jsonb
@@ -92,14 +110,7 @@ BEGIN
         RAISE EXCEPTION 'billing: the period must lie within the years 1 to 9999, got % to %', period_start, period_end
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF top_conversations < 0 OR top_conversations > 10000 THEN
-        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000, got %', top_conversations
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF months < 1 OR months > 1200 THEN
-        RAISE EXCEPTION 'billing: months must be between 1 and 1200, got %', months
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM billing._check_dashboard_limits(top_conversations, months);
     PERFORM billing._require_reader();
     -- Read as one customer (the setting billing.customer, customers.sql):
     -- that customer's page, nothing of anyone else's.

@@ -6334,14 +6334,7 @@ BEGIN
         RAISE EXCEPTION 'billing: the period must have a start before its end, within the years 1 to 9999'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF top_conversations < 0 OR top_conversations > 10000 THEN
-        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000, got %', top_conversations
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF months < 1 OR months > 1200 THEN
-        RAISE EXCEPTION 'billing: months must be between 1 and 1200, got %', months
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM billing._check_dashboard_limits(top_conversations, months);
     PERFORM billing._require_reader();
     IF NOT has_table_privilege('billing.conversation_model_usage', 'SELECT') THEN
         RAISE EXCEPTION 'billing: role "%" may not read billing''s figures: it has no SELECT on billing.conversation_model_usage',
@@ -8551,14 +8544,7 @@ BEGIN
         RAISE EXCEPTION 'billing: the period must lie within the years 1 to 9999, got % to %', period_start, period_end
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF top_conversations < 0 OR top_conversations > 10000 THEN
-        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000, got %', top_conversations
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF months < 1 OR months > 1200 THEN
-        RAISE EXCEPTION 'billing: months must be between 1 and 1200, got %', months
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM billing._check_dashboard_limits(top_conversations, months);
     PERFORM billing._require_reader();
     -- Read as one customer (the setting billing.customer, customers.sql):
     -- that customer's page, nothing of anyone else's.
@@ -10332,12 +10318,7 @@ BEGIN
         RETURN false;
     END IF;
     BEGIN
-        IF s.per_message THEN
-            PERFORM billing._message_customer_reader(s, t, false);
-        ELSE
-            PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
-            PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
-        END IF;
+        PERFORM billing._check_customer_source(s, t);
     EXCEPTION WHEN datatype_mismatch OR undefined_column THEN
         IF strpos(warned, mark) = 0 THEN
             PERFORM set_config('billing_reads.unreadable_customer_sources', warned || mark, true);
@@ -10373,12 +10354,7 @@ BEGIN
                 USING ERRCODE = 'insufficient_privilege',
                       HINT = format('GRANT SELECT ON %s TO %I;', s.lookup, current_user);
         END IF;
-        IF s.per_message THEN
-            PERFORM billing._message_customer_reader(s, t, false);
-        ELSE
-            PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
-            PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
-        END IF;
+        PERFORM billing._check_customer_source(s, t);
     END LOOP;
 END
 $$;
@@ -10532,3 +10508,38 @@ CREATE EVENT TRIGGER billing_tracked_type_altered ON ddl_command_end
 
 REVOKE ALL ON FUNCTION billing._tracked_type_altered() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._ddl_renames_enum_value(pg_ddl_command) FROM PUBLIC;
+
+-- Raises (datatype_mismatch, undefined_column) when billing cannot read a
+-- column that customer source `s` of tracked table `t` reads.
+CREATE FUNCTION billing._check_customer_source(s billing.customer_sources, t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF s.per_message THEN
+        PERFORM billing._message_customer_reader(s, t, false);
+    ELSE
+        PERFORM billing._column_reader(s.lookup, s.lookup_key, 'conversation', 'c');
+        PERFORM billing._column_reader(s.lookup, s.customer_column, 'customer', 'c');
+    END IF;
+END
+$$;
+
+-- The limits of dashboard()'s arguments (also of its customer form,
+-- customers.sql): at most 10,000 conversations and 1,200 months.
+CREATE FUNCTION billing._check_dashboard_limits(top_conversations integer, months integer) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF top_conversations < 0 OR top_conversations > 10000 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000, got %', top_conversations
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: months must be between 1 and 1200, got %', months
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+

@@ -166,7 +166,7 @@ SELECT coalesce(e.month, a.month) AS month, coalesce(e.service, a.service) AS se
   FROM est AS e FULL JOIN billing.aws_actuals AS a ON a.month = e.month AND a.service = e.service;
 
 CREATE VIEW ref.aws_months AS
-SELECT month, sum(cost) AS cost,
+SELECT month, coalesce(sum(cost), 0) AS cost,   -- (a month of unpriced services alone costs 0)
        CASE WHEN bool_and(basis = 'actual') THEN 'actual'
             WHEN bool_or(basis = 'actual') THEN 'mixed' ELSE 'estimate' END AS basis,
        coalesce(sum(quantity) FILTER (WHERE service = 'ses'), 0) AS emails

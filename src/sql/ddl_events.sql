@@ -140,10 +140,9 @@ BEGIN
     -- partition created or attached: the roles that may add partitions get
     -- the right their migrations need, a former owner loses it)
     IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() AS c
-                 JOIN billing.tracked_profiles AS tp
-                   ON tp.relation::oid IN (SELECT l.rel FROM billing._lineage(c.objid) AS l(rel))
                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
-                  AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')) THEN
+                  AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')
+                  AND billing._in_tracked_profiles_tree(c.objid)) THEN
         PERFORM billing._grant_profiles_function();
     END IF;
     FOR t IN SELECT DISTINCT ON (tt.id) tt.*
@@ -379,6 +378,19 @@ $$;
 CREATE EVENT TRIGGER billing_tracked_table_dropped ON sql_drop
     EXECUTE FUNCTION billing._tracked_table_dropped();
 
+-- Whether relation `p_relid` is a tracked profiles table or lies in the
+-- tree of one (billing.tracked_profiles; pending detaches too).
+CREATE FUNCTION billing._in_tracked_profiles_tree(p_relid oid) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- (PL/pgSQL: the update script makes this before billing.tracked_profiles)
+    RETURN EXISTS (SELECT 1 FROM billing._lineage(p_relid) AS l(rel)
+                     JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel);
+END
+$$;
+
 -- Why trigger `g`, on a table of a tracked tree, is not one of billing's
 -- triggers as billing makes it (NULL: it is, or it is none of billing's;
 -- p_altered: after an ALTER TRIGGER). billing's trigger names call billing's
@@ -398,8 +410,7 @@ DECLARE
     sid smallint := billing._tracked_tree_of(g.tgrelid);
     t billing.tracked_tables;
     row_fns oid[];
-    profiles boolean := EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
-                                  JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel);
+    profiles boolean := billing._in_tracked_profiles_tree(g.tgrelid);
     billings boolean := (SELECT p.pronamespace = 'billing'::regnamespace FROM pg_proc AS p WHERE p.oid = g.tgfoid);
     named boolean := g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate',
                                   'billing_track_profiles');
@@ -507,9 +518,7 @@ AS $$
          WHERE g.oid = p_trigger
            AND (p.pronamespace = 'billing'::regnamespace
                 OR g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate', 'billing_track_profiles'))
-           AND (billing._tracked_tree_of(g.tgrelid) IS NOT NULL
-                OR EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
-                             JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel)))
+           AND (billing._tracked_tree_of(g.tgrelid) IS NOT NULL OR billing._in_tracked_profiles_tree(g.tgrelid)))
 $$;
 
 -- CREATE OR REPLACE TRIGGER of one of billing's triggers on a tracked table

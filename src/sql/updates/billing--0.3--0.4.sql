@@ -46,6 +46,19 @@
 -- (used by the event triggers this script replaces further down)
 ------------------------------------------------------------------------------
 
+-- Whether relation `p_relid` is a tracked profiles table or lies in the
+-- tree of one (billing.tracked_profiles; pending detaches too).
+CREATE FUNCTION billing._in_tracked_profiles_tree(p_relid oid) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- (PL/pgSQL: the update script makes this before billing.tracked_profiles)
+    RETURN EXISTS (SELECT 1 FROM billing._lineage(p_relid) AS l(rel)
+                     JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel);
+END
+$$;
+
 -- One service's entry in the AWS breakdowns (the dashboard's, history's):
 -- its quantity, cost and basis, and the quantity no price covers. A service
 -- none of whose usage has a price shows a null cost, not 0 (as an unpriced
@@ -9616,10 +9629,9 @@ BEGIN
     -- partition created or attached: the roles that may add partitions get
     -- the right their migrations need, a former owner loses it)
     IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() AS c
-                 JOIN billing.tracked_profiles AS tp
-                   ON tp.relation::oid IN (SELECT l.rel FROM billing._lineage(c.objid) AS l(rel))
                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
-                  AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')) THEN
+                  AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')
+                  AND billing._in_tracked_profiles_tree(c.objid)) THEN
         PERFORM billing._grant_profiles_function();
     END IF;
     FOR t IN SELECT DISTINCT ON (tt.id) tt.*
@@ -10189,8 +10201,7 @@ DECLARE
     sid smallint := billing._tracked_tree_of(g.tgrelid);
     t billing.tracked_tables;
     row_fns oid[];
-    profiles boolean := EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
-                                  JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel);
+    profiles boolean := billing._in_tracked_profiles_tree(g.tgrelid);
     billings boolean := (SELECT p.pronamespace = 'billing'::regnamespace FROM pg_proc AS p WHERE p.oid = g.tgfoid);
     named boolean := g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate',
                                   'billing_track_profiles');
@@ -10391,9 +10402,7 @@ AS $$
          WHERE g.oid = p_trigger
            AND (p.pronamespace = 'billing'::regnamespace
                 OR g.tgname IN ('billing_track', 'billing_track_update', 'billing_track_truncate', 'billing_track_profiles'))
-           AND (billing._tracked_tree_of(g.tgrelid) IS NOT NULL
-                OR EXISTS (SELECT 1 FROM billing._lineage(g.tgrelid) AS l(rel)
-                             JOIN billing.tracked_profiles AS tp ON tp.relation::oid = l.rel)))
+           AND (billing._tracked_tree_of(g.tgrelid) IS NOT NULL OR billing._in_tracked_profiles_tree(g.tgrelid)))
 $$;
 
 -- CREATE OR REPLACE TRIGGER of one of billing's triggers on a tracked table

@@ -42,8 +42,9 @@ COMMENT ON FUNCTION billing.maintenance_jobs(text) IS
     'billing''s periodic work as pg_cron jobs (name, schedule in GMT, command): the merge (every minute by default), alert checks every 5 minutes, a merge and alert check on the 1st of each month, and the statements of the month that ended on the 1st at 12:10 GMT.';
 
 -- Where pg_cron can be called from this database: the error (with a hint
--- that says what to do) when it cannot.
-CREATE FUNCTION billing._require_pg_cron() RETURNS void
+-- that says what to do, to schedule the jobs or, p_unschedule, to remove
+-- them) when it cannot.
+CREATE FUNCTION billing._require_pg_cron(p_unschedule boolean DEFAULT false) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -62,7 +63,14 @@ BEGIN
                          'and CREATE EXTENSION pg_cron; or have the app run SELECT billing.merge(); every minute '
                          '(README "Maintenance").';
     END IF;
-    IF cron_db <> current_database() THEN
+    IF cron_db <> current_database() AND p_unschedule THEN
+        RAISE EXCEPTION 'billing: pg_cron runs in database "%" (cron.database_name), not in "%"', cron_db, current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Remove the jobs from database ' || quote_ident(cron_db) || ': '
+                         || (SELECT string_agg(format('SELECT cron.unschedule(%L);', m.job || ':' || current_database()),
+                                               ' ' ORDER BY m.job)
+                               FROM billing.maintenance_jobs() AS m);
+    ELSIF cron_db <> current_database() THEN
         RAISE EXCEPTION 'billing: pg_cron runs in database "%" (cron.database_name), not in "%"', cron_db, current_database()
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Schedule the jobs from database ' || quote_ident(cron_db) || ': '
@@ -113,7 +121,7 @@ AS $$
 DECLARE
     removed integer;
 BEGIN
-    PERFORM billing._require_pg_cron();
+    PERFORM billing._require_pg_cron(p_unschedule => true);
     EXECUTE 'SELECT count(cron.unschedule(c.jobid))::integer FROM cron.job AS c
               WHERE c.jobname IN (SELECT m.job || '':'' || current_database() FROM billing.maintenance_jobs() AS m)
                 AND c.username = current_user'
@@ -126,4 +134,4 @@ COMMENT ON FUNCTION billing.unschedule_maintenance() IS
 
 REVOKE ALL ON FUNCTION billing.schedule_maintenance(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing.unschedule_maintenance() FROM PUBLIC;
-REVOKE ALL ON FUNCTION billing._require_pg_cron() FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._require_pg_cron(boolean) FROM PUBLIC;

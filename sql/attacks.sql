@@ -108,7 +108,7 @@ SELECT billing.merge() >= 0 AS merged;
 SELECT count(*) AS messages, sum(cost) > 0.00075 AS estimates_priced FROM billing.conversation_costs;
 
 -- 5. After a restore without privileges the trigger functions are
---    executable by PUBLIC: attached to another table they refuse to run,
+--    executable by PUBLIC: attached to another table they bill nothing,
 --    so no ledger row can be forged and no hostile type read.
 SELECT format('billing.%I()', 'track_' || id) AS track_fn FROM billing.tracked_tables \gset
 GRANT EXECUTE ON FUNCTION :track_fn TO PUBLIC;

@@ -172,8 +172,8 @@ ALTER TABLE perm_parted_2027 OWNER TO regress_billing_owner;
 SELECT r.rolname, has_function_privilege(r.oid, :'track_fn', 'EXECUTE') AS may_execute
   FROM pg_roles AS r WHERE r.rolname IN ('regress_billing_owner', 'regress_billing_owner2') ORDER BY r.rolname;
 
--- The right gives nothing more: the function refuses a table outside its
--- tracked table's tree, and the owner's own table is all that stops.
+-- The right gives nothing more: the function bills no table outside its
+-- tracked table's tree (the write to the owner's own table passes, unbilled).
 GRANT USAGE ON SCHEMA billing TO regress_billing_owner;
 SET ROLE regress_billing_owner;
 CREATE TABLE perm_other (LIKE perm_parted);

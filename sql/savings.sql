@@ -16,6 +16,14 @@ INSERT INTO billing.savings_pairs (model, cheaper_model) VALUES ('gpt-4-turbo', 
 INSERT INTO billing.savings_pairs (model, cheaper_model) VALUES (NULL, 'gpt-4o-mini');
 INSERT INTO billing.savings_pairs (model, cheaper_model) VALUES ('  ', 'gpt-4o-mini');
 UPDATE billing.savings_pairs SET cheaper_model = 'gpt-99' WHERE model = 'gpt-4o';
+-- A restore loads the pairs with check_function_bodies off (pg_dump's
+-- scripts set it), maybe before the user's own prices (pg_restore -j): a
+-- pair on a model without a price is taken then.
+BEGIN;
+SET LOCAL check_function_bodies = off;
+INSERT INTO billing.savings_pairs (model, cheaper_model) VALUES ('gpt-99', 'gpt-98');
+SELECT model, cheaper_model, origin FROM billing.savings_pairs WHERE model = 'gpt-99';
+ROLLBACK;
 -- A default pair is not deleted (a restore would bring it back); the hint says what to do.
 \set VERBOSITY default
 DELETE FROM billing.savings_pairs WHERE model = 'gpt-4o';

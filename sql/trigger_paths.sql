@@ -268,8 +268,10 @@ SELECT billing.untrack_messages('est_fast'), billing.untrack_messages('est_full'
 DROP TABLE est_fast, est_full;
 DROP FUNCTION write_estimates;
 
--- The C function refuses to serve a table it was not made for, even once it
--- has written rows for its own table in this session.
+-- The C function bills no table it was not made for, even once it has
+-- written rows for its own table in this session: the app's writes there
+-- pass, unbilled, with one WARNING per transaction (the second row and the
+-- second statement say nothing), and none takes the fast path afterwards.
 CREATE TABLE other_messages (LIKE seed_fast);
 DO $$
 BEGIN
@@ -278,7 +280,13 @@ BEGIN
                    (SELECT id FROM billing.tracked_tables WHERE relation = 'seed_fast'::regclass));
 END
 $$;
-INSERT INTO other_messages VALUES (1, 'c1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '2026-11-11');
+BEGIN;
+INSERT INTO other_messages VALUES (1, 'c1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '2026-11-11'),
+                                  (2, 'c1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '2026-11-11');
+INSERT INTO other_messages VALUES (3, 'c1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '2026-11-11');
+COMMIT;
+INSERT INTO other_messages VALUES (4, 'c1', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}', '2026-11-11');
+SELECT count(*) AS rows_written FROM other_messages;
 SELECT count(*) AS ledger_rows_for_other FROM billing.usage_ledger
  WHERE source_id = :seed_fast AND created_at = '2026-11-11';
 DROP TABLE other_messages;

@@ -14,7 +14,10 @@
 // billing.track_N_full(), the PL/pgSQL body that handles them all; so does
 // the first row a backend sees from each table, which is how the full
 // body's check that the function serves this table (billing._trigger_guard)
-// also guards the fast path.
+// also guards the fast path. On a table it does not serve (billing's
+// triggers brought by a partial restore) the full body bills nothing and
+// returns the row; the write passes, and so do the table's other writes in
+// that transaction, with one WARNING.
 //
 // Nothing here throws or holds an object with a destructor: the core calls
 // are noexcept and return plain values.
@@ -43,6 +46,7 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "pgstat.h"
+#include "storage/proc.h"
 #include "utils/syscache.h"
 #include "utils/uuid.h"
 
@@ -75,6 +79,7 @@ struct TrackEntry {
   Oid full_function;
   Oid schema;
   bool verified;  // the full body ran here once without refusing the table
+  LocalTransactionId refused_in;  // the transaction in which the full body refused the table
 };
 
 HTAB* entries = nullptr;
@@ -162,8 +167,20 @@ void mark_verified(const TrackEntry& e) {
   stored->verified = true;
 }
 
-// Runs billing.track_N_full() on this row, as the trigger would have.
-Datum run_full_body(FunctionCallInfo fcinfo, const TrackEntry& e) {
+void mark_refused(const TrackEntry& e) {
+  auto* stored = static_cast<TrackEntry*>(hash_search(entry_table(), &e.key, HASH_ENTER, nullptr));
+  *stored = e;
+  stored->verified = false;
+  stored->refused_in = MyProc->lxid;
+}
+
+// Whether the full body refused this table earlier in this transaction
+// (it said so once: the table's later writes pass without a word).
+bool refused_now(const TrackEntry& e) { return e.refused_in == MyProc->lxid; }
+
+// Runs billing.track_N_full() on this row, as the trigger would have; its
+// result, NULL unless it refused the table.
+Datum call_full_body(FunctionCallInfo fcinfo, const TrackEntry& e) {
   if (!OidIsValid(e.full_function))
     ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
                     errmsg("billing: the full trigger body of %s is missing", get_func_name(fcinfo->flinfo->fn_oid)),
@@ -184,7 +201,18 @@ Datum run_full_body(FunctionCallInfo fcinfo, const TrackEntry& e) {
   pgstat_init_function_usage(call, &usage);
   const Datum result = FunctionCallInvoke(call);
   pgstat_end_function_usage(&usage, true);
-  return result;
+  return call->isnull ? PointerGetDatum(nullptr) : result;
+}
+
+// The full body on this row: the table marked verified when it accepted the
+// table, refused when it did not. The trigger's result is NULL either way
+// (an AFTER trigger's is ignored).
+Datum run_full_body(FunctionCallInfo fcinfo, const TrackEntry& e) {
+  if (DatumGetPointer(call_full_body(fcinfo, e)) != nullptr)
+    mark_refused(e);
+  else if (!e.verified)
+    mark_verified(e);
+  return PointerGetDatum(nullptr);
 }
 
 // The column's type through any domains, and whether it is null.
@@ -420,14 +448,12 @@ extern "C" Datum track_row(PG_FUNCTION_ARGS) {
       has_update_trigger(td->tg_relation, fcinfo->flinfo->fn_oid))
     return PointerGetDatum(nullptr);  // (billing_track_update takes this UPDATE)
   const TrackEntry e = entry_for(fcinfo->flinfo->fn_oid, RelationGetRelid(td->tg_relation));
+  if (refused_now(e)) return PointerGetDatum(nullptr);
 
   const bool simple_event = TRIGGER_FIRED_BY_INSERT(td->tg_event) && TRIGGER_FIRED_FOR_ROW(td->tg_event) &&
                             TRIGGER_FIRED_AFTER(td->tg_event) && td->tg_trigger->tgnattr == kColumns;
   if (!e.verified || e.source_id < 0 || e.citus || !simple_event || !pg::trigger_fast_path) {
-    const Datum result = run_full_body(fcinfo, e);
-    // (reached only when the full body accepted the table: it raises otherwise)
-    if (!e.verified) mark_verified(e);
-    return result;
+    return run_full_body(fcinfo, e);
   }
 
   Datum values[kLedgerColumns];
@@ -762,14 +788,12 @@ extern "C" Datum citus_track_row(PG_FUNCTION_ARGS) {
                     errmsg("billing: a tracked table's trigger function can only run as a trigger")));
   auto* td = reinterpret_cast<TriggerData*>(fcinfo->context);
   const TrackEntry e = entry_for(fcinfo->flinfo->fn_oid, RelationGetRelid(td->tg_relation));
+  if (refused_now(e)) return PointerGetDatum(nullptr);
 
   const bool simple_event = TRIGGER_FIRED_BY_INSERT(td->tg_event) && TRIGGER_FIRED_FOR_ROW(td->tg_event) &&
                             TRIGGER_FIRED_AFTER(td->tg_event) && td->tg_trigger->tgnattr == kColumns;
   if (!e.verified || e.source_id < 0 || !e.citus || !simple_event || !pg::trigger_fast_path) {
-    const Datum result = run_full_body(fcinfo, e);
-    // (reached only when the full body accepted the shard: it raises otherwise)
-    if (!e.verified) mark_verified(e);
-    return result;
+    return run_full_body(fcinfo, e);
   }
 
   // billing.citus_ledger_N's row: the conversation in the messages' own type, then usage_ledger's columns,

@@ -606,13 +606,19 @@ DECLARE
     new_at timestamptz;
 BEGIN
     -- This function serves the shards of one table (by name: the OIDs
-    -- differ from node to node).
+    -- differ from node to node). Elsewhere the write passes unbilled, with a
+    -- WARNING (billing._trigger_guard), and NEW (OLD for a DELETE) tells
+    -- billing.citus_track_N() so.
     IF TG_TABLE_SCHEMA <> %16$L OR NOT EXISTS (
            SELECT 1 FROM pg_catalog.pg_dist_shard AS s
             WHERE s.logicalrelid = pg_catalog.to_regclass(%15$L)
               AND TG_TABLE_NAME IN (%17$L, %17$L || '_' || s.shardid)) THEN
-        RAISE EXCEPTION 'billing: this trigger function tracks the shards of %%, not %%.%%', %15$L,
-                        TG_TABLE_SCHEMA, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+        RAISE WARNING 'billing: this trigger function tracks the shards of %%, not %%.%%: the write is not billed', %15$L,
+                      TG_TABLE_SCHEMA, TG_TABLE_NAME;
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        RETURN NEW;
     END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         old_id := billing._key(%4$s);

@@ -16,8 +16,13 @@
 -- when a conversation moves to another customer every view follows the
 -- current mapping, exactly, with nothing to rebuild.
 
+-- No foreign key to billing.tracked_tables: both tables are dumped, and
+-- pg_restore -j loads their data in parallel, in any order (a row whose
+-- table came second was refused, and that table's customers lost). A
+-- source goes with its table (billing._tracked_table_forgotten, below), and
+-- reads leave out one whose table is not there (_readable_customer_source).
 CREATE TABLE billing.customer_sources (
-    source_id       smallint PRIMARY KEY REFERENCES billing.tracked_tables (id) ON DELETE CASCADE,
+    source_id       smallint PRIMARY KEY,
     lookup          regclass NOT NULL,
     lookup_key      name     NOT NULL,
     customer_column name     NOT NULL,
@@ -28,6 +33,22 @@ CREATE TABLE billing.customer_sources (
 COMMENT ON TABLE billing.customer_sources IS
     'The customer of a tracked table''s messages: lookup.customer_column of the row whose lookup_key is the message''s conversation (billing.track_customers); per_message: the customer_column, or the data member customer_member, of the conversation''s latest message that names one (billing.track_message_customers).';
 SELECT pg_catalog.pg_extension_config_dump('billing.customer_sources', '');
+
+-- What ON DELETE CASCADE did: a table no longer tracked has no customers.
+-- SECURITY DEFINER, as a foreign key's action runs as the table's owner:
+-- the role that drops its tracked table may not write this one.
+CREATE FUNCTION billing._tracked_table_forgotten() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM billing.customer_sources AS cs WHERE cs.source_id = OLD.id;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._tracked_table_forgotten() FROM PUBLIC;
+CREATE TRIGGER tracked_tables_forgotten AFTER DELETE ON billing.tracked_tables
+    FOR EACH ROW EXECUTE FUNCTION billing._tracked_table_forgotten();
 
 -- Probes of one customer's conversations.
 CREATE INDEX conversation_usage_conversation ON billing.conversation_usage (source_id, conversation_id, month);

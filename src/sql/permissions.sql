@@ -54,6 +54,7 @@ REVOKE ALL ON FUNCTION billing._ddl_renames_enum_value(pg_ddl_command) FROM PUBL
 REVOKE ALL ON FUNCTION billing._billings_trigger(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._trigger_replace_guard() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._drop_own_trigger(name, regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._drop_stale_triggers(regclass) FROM PUBLIC;
 -- (and every other function that makes or drops billing's triggers: none
 -- is for other roles; their SET billing.internal_ddl would refuse them too)
 REVOKE ALL ON FUNCTION billing._create_trigger(billing.tracked_tables) FROM PUBLIC;

@@ -25,12 +25,16 @@ COMMENT ON TABLE billing.statements IS
     'Issued statements (billing.issue_statements): one per customer and month, never changed once issued.';
 SELECT pg_catalog.pg_extension_config_dump('billing.statements', '');
 
+-- No foreign key to billing.statements (statement_id, adjusts): both tables
+-- are dumped, and pg_restore -j loads their data in parallel, in any order.
+-- Only issue_statements() writes them, both in one transaction, and
+-- neither can change once written.
 CREATE TABLE billing.statement_lines (
-    statement_id         bigint      NOT NULL REFERENCES billing.statements (id),
+    statement_id         bigint      NOT NULL,
     line                 integer     NOT NULL,
     kind                 text        NOT NULL CHECK (kind IN ('usage', 'credit', 'debit')),
     month                date        NOT NULL,   -- the month of the usage: the statement's, or the one adjusted
-    adjusts              bigint      REFERENCES billing.statements (id),   -- adjustments: the original statement
+    adjusts              bigint,                 -- adjustments: the original statement
     source               text        NOT NULL CHECK (source IN ('openai', 'aws')),
     item                 text        NOT NULL,   -- the model as stored, or the AWS service
     description          text        NOT NULL,   -- input tokens, output tokens, ..., or the AWS unit

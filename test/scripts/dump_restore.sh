@@ -131,14 +131,39 @@ statements="SELECT string_agg(s::text, E'\\n' ORDER BY s.id) FROM billing.statem
 lines="SELECT string_agg(l::text, E'\\n' ORDER BY l.statement_id, l.line) FROM billing.statement_lines AS l"
 issued="SELECT string_agg(i::text, E'\\n' ORDER BY i.month) FROM billing.issued_months AS i"
 customers="SELECT string_agg(c::text, E'\\n' ORDER BY c.month, c.customer) FROM billing.customer_costs AS c"
-for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings" "$budgets" "$alerts" "$pairs" "$savings" \
-         "$statements" "$lines" "$issued" "$customers"; do
-    a=$(psql_q -d "$src" -c "$q")
-    b=$(psql_q -d "$dst" -c "$q")
-    if [[ "$a" != "$b" ]]; then
-        echo "FAIL: differs after restore: $q"; diff <(echo "$a") <(echo "$b") || true; exit 1
+same_as_source() {   # DB WHAT: every figure and row of billing's tables as in the source
+    local q a b
+    for q in "$catalog" "$aws" "$removed" "$history" "$conversations" "$estimates" "$settings" "$budgets" "$alerts" "$pairs" \
+             "$savings" "$statements" "$lines" "$issued" "$customers"; do
+        a=$(psql_q -d "$src" -c "$q")
+        b=$(psql_q -d "$1" -c "$q")
+        if [[ "$a" != "$b" ]]; then
+            echo "FAIL: differs after $2: $q"; diff <(echo "$a") <(echo "$b") || true; exit 1
+        fi
+    done
+}
+same_as_source "$dst" restore
+
+# pg_restore loads the data of billing's tables in any order: in parallel
+# with -j, or in the order a list (-L) gives. Every row comes back either
+# way: before, a foreign key between two of them refused the rows of the
+# one loaded first (statement lines, customers), and a savings pair on the
+# user's own model was refused before that model's price came.
+for how in reversed parallel; do
+    db=${src}_$how
+    dropdb --if-exists "$db"; createdb "$db"
+    if [[ $how == reversed ]]; then
+        # (the data entries, from the first to the last, in reverse order)
+        pg_restore -l "$dump" | awk '{ line[NR] = $0 } / TABLE DATA / { if (!first) first = NR; last = NR }
+            END { for (i = 1; i <= NR; i++) print (i >= first && i <= last) ? line[first + last - i] : line[i] }' >"$dump.list"
+        pg_restore -d "$db" --exit-on-error --single-transaction -L "$dump.list" "$dump"
+    else
+        pg_restore -d "$db" --exit-on-error -j 4 "$dump"
     fi
+    same_as_source "$db" "a $how restore"
+    dropdb "$db"
 done
+rm -f "$dump.list"
 
 # Three statements: bolt's of September 2024 (conversation b), then in
 # January 2026 acme's (its usage, and b's September as a debit) and bolt's
@@ -214,6 +239,63 @@ fi
 claimed=$(psql_q -d "$dst" -c "SELECT string_agg(id || ':' || attempts, ',') FROM billing.claim_alerts('deliverer', 10)")
 [[ $claimed == 2:1 ]] || { echo "FAIL: after restore the delivery claimed '$claimed', not the new alert alone (2:1)"; exit 1; }
 
+# A restore of part of a database. Source: one tracked table, chats, with
+# one reply (gpt-4o 100 + 50 tokens: 100 x 2.5/1M + 50 x 10/1M = 0.00075).
+part_src=${src}_part
+part=${src}_part_dst
+for db in "$part_src" "$part"; do dropdb --if-exists "$db"; createdb "$db"; done
+chats="CREATE TABLE chats (id bigint PRIMARY KEY, conversation_id text, role text, content text, data jsonb, created_at timestamptz)"
+reply() {   # ID DAY: a gpt-4o reply of 100 + 50 tokens (0.00075) on that day of January 2026
+    echo "INSERT INTO chats VALUES ($1, 'k', 'assistant', 'x', '{\"model\": \"gpt-4o\", \"prompt_tokens\": 100, \"completion_tokens\": 50}', '2026-01-$2')"
+}
+january() { psql_q -d "$1" -c "SELECT trim_scale(coalesce(sum(cost), 0)) FROM billing.monthly_history WHERE source = 'openai' AND month = '2026-01-01'"; }
+psql_q -d "$part_src" -c "CREATE EXTENSION billing" -c "$chats" -c "SELECT 1 FROM billing.track_messages('chats')" -c "$(reply 1 05)" >/dev/null
+pg_dump -Fc -d "$part_src" -f "$dump.part"
+pg_dump -Fc -d "$part_src" -t chats -f "$dump.chats"
+
+# pg_dump -t brings chats with billing's triggers, which call the trigger
+# functions of table 1; here table 1 is another one (other: gpt-4o 1000
+# prompt tokens, 0.0025). The app's writes pass, unbilled, with one WARNING
+# per transaction, and other's figures do not move.
+psql_q -d "$part" -c "CREATE EXTENSION billing" \
+    -c "CREATE TABLE other (id bigint PRIMARY KEY, conversation_id text, role text, content text, data jsonb, created_at timestamptz)" \
+    -c "SELECT 1 FROM billing.track_messages('other')" \
+    -c "INSERT INTO other VALUES (1, 'o', 'assistant', 'x', '{\"model\": \"gpt-4o\", \"prompt_tokens\": 1000, \"completion_tokens\": 0}', '2026-01-05')" >/dev/null
+pg_restore -d "$part" --exit-on-error "$dump.chats"
+out=$(psql_q -d "$part" -c "BEGIN" -c "$(reply 2 06)" -c "$(reply 3 07)" -c "COMMIT" 2>&1) ||
+    { echo "FAIL: a write to a table restored with another table's triggers failed: $out"; exit 1; }
+warnings=$(grep -c "WARNING:  billing: this trigger function tracks public.other, not public.chats: the write is not billed" <<<"$out" || true)
+[[ $warnings == 1 && $(january "$part") == 0.0025 ]] ||
+    { echo "FAIL: writes to chats under other's triggers: $warnings warning(s), January $(january "$part") (want 1, 0.0025): $out"; exit 1; }
+# track_messages replaces those triggers (a NOTICE names each) and takes
+# chats in: 0.0025 + 3 x 0.00075 = 0.00475; its next write is billed (0.0055).
+out=$(psql -X -q -v ON_ERROR_STOP=1 -At -d "$part" -c "SELECT 1 FROM billing.track_messages('chats')" 2>&1)
+dropped=$(grep -c "NOTICE:  billing: dropping trigger billing_track[a-z_]* on public.chats" <<<"$out" || true)
+[[ $dropped == 3 && $(january "$part") == 0.00475 ]] ||
+    { echo "FAIL: tracking chats after the partial restore: $dropped trigger(s) replaced, January $(january "$part") (want 3, 0.00475): $out"; exit 1; }
+psql_q -d "$part" -c "$(reply 4 08)"
+[[ $(january "$part") == 0.0055 ]] ||
+    { echo "FAIL: a write to chats once tracked again: January $(january "$part") (want 0.0055)"; exit 1; }
+
+# Schema first, data later (pg_restore --schema-only, then --data-only):
+# between the two, billing's triggers are there and billing.tracked_tables
+# is empty. The app's write passes, unbilled, with a WARNING; the data step
+# loads every row (chats' COPY too); its tracked_tables row takes chats in
+# from its rows: 0.00075 (restored) + 0.00075 (written in between).
+dropdb "$part"; createdb "$part"
+pg_restore -d "$part" --exit-on-error --schema-only "$dump.part"
+out=$(psql_q -d "$part" -c "$(reply 100 09)" 2>&1) ||
+    { echo "FAIL: a write between a schema-only and a data-only restore failed: $out"; exit 1; }
+grep -q "WARNING:  billing: this trigger function tracks a table not tracked (yet), not public.chats: the write is not billed" <<<"$out" ||
+    { echo "FAIL: no WARNING for the write between the two restores: $out"; exit 1; }
+pg_restore -d "$part" --exit-on-error --data-only "$dump.part" 2>/dev/null
+rows=$(psql_q -d "$part" -c "SELECT count(*) FROM chats")
+[[ $rows == 2 && $(january "$part") == 0.0015 ]] ||
+    { echo "FAIL: schema then data: $rows rows, January $(january "$part") (want 2, 0.0015)"; exit 1; }
+psql_q -d "$part" -c "SELECT billing.merge()" >/dev/null
+[[ $(january "$part") == 0.0015 ]] || { echo "FAIL: schema then data, merged: January $(january "$part") (want 0.0015)"; exit 1; }
+dropdb "$part"; dropdb "$part_src"; rm -f "$dump.part" "$dump.chats"
+
 # The restored triggers still go away with the extension: the app's table
 # stays writable after DROP EXTENSION billing.
 psql_q -d "$dst" -c "DROP EXTENSION billing"
@@ -221,4 +303,4 @@ left=$(psql_q -d "$dst" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('m
 [[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on messages after DROP EXTENSION"; exit 1; }
 psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
                      VALUES ('d', 'assistant', 'u', '{}', '2026-01-05')"
-echo "dump/restore: catalog, removals, settings, budgets, alerts (and their delivery), savings pairs, costs and statements (byte for byte) identical; no alert fires or is delivered twice; the app's role adds partitions to its restored table; DROP EXTENSION leaves the app's table writable"
+echo "dump/restore: catalog, removals, settings, budgets, alerts (and their delivery), savings pairs, costs and statements (byte for byte) identical, also restored in parallel and in reverse order; a partial restore never fails the app's writes; no alert fires or is delivered twice; the app's role adds partitions to its restored table; DROP EXTENSION leaves the app's table writable"

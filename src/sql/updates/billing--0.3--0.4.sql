@@ -678,8 +678,15 @@ BEGIN
     -- This function serves one table: the one it was made for (checked by
     -- OID and name), else whatever billing.tracked_tables says (a
     -- partition of it, or the table after a restore gave it a new OID).
+    -- Elsewhere it bills nothing: NEW (OLD for a DELETE), which an AFTER
+    -- trigger's result never is otherwise, tells billing.track_N() so.
     IF TG_RELID <> %16$s::pg_catalog.oid OR TG_TABLE_SCHEMA <> %17$L OR TG_TABLE_NAME <> %18$L THEN
-        PERFORM billing._trigger_guard(%1$s::pg_catalog.int2, TG_RELID);
+        IF NOT billing._trigger_guard(%1$s::pg_catalog.int2, TG_RELID) THEN
+            IF TG_OP = 'DELETE' THEN
+                RETURN OLD;
+            END IF;
+            RETURN NEW;
+        END IF;
     END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         old_id := billing._key(%4$s);
@@ -2124,26 +2131,36 @@ END
 $$;
 
 -- A tracked table's trigger function runs as the role that tracked the
--- table (usually a superuser). It refuses to run on any other table (one
--- attached elsewhere, e.g. after a restore without privileges made it
--- executable by PUBLIC), and reads its table by name for a prompt estimate
--- only while that name is still the table's. Both checks are made here, in
--- the body, so that its safety depends on no ACL.
-CREATE OR REPLACE FUNCTION billing._trigger_guard(p_source smallint, p_relid oid) RETURNS void
+-- table (usually a superuser). It bills no other table (one attached
+-- elsewhere, e.g. after a restore without privileges made it executable by
+-- PUBLIC), and reads its table by name for a prompt estimate only while
+-- that name is still the table's. Both checks are made here, in the body,
+-- so that its safety depends on no ACL.
+-- On another table the write passes, unbilled, with a WARNING: the app's
+-- write never fails because of billing. A restore of part of a database
+-- does this without anyone meaning it: pg_dump -n of a tracked table brings
+-- billing's triggers, which then call another table's function, and a
+-- --data-only restore loads the app's rows before billing.tracked_tables
+-- (whose restored rows then take the table in from its rows).
+CREATE FUNCTION billing._trigger_guard(p_source smallint, p_relid oid) RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- (every ancestor, pending links too: a partition being detached
     -- concurrently writes to its table until the detach completes)
-    IF NOT EXISTS (SELECT 1 FROM billing._lineage(p_relid) AS l(rel)
-                     JOIN billing.tracked_tables AS t ON t.relation = l.rel::regclass
-                    WHERE t.id = p_source) THEN
-        RAISE EXCEPTION 'billing: this trigger function tracks %, not %',
-                        coalesce((SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source),
-                                 'a table no longer tracked'), p_relid::regclass
-            USING ERRCODE = 'insufficient_privilege';
+    IF EXISTS (SELECT 1 FROM billing._lineage(p_relid) AS l(rel)
+                 JOIN billing.tracked_tables AS t ON t.relation = l.rel::regclass
+                WHERE t.id = p_source) THEN
+        RETURN true;
     END IF;
+    RAISE WARNING 'billing: this trigger function tracks %, not %: the write is not billed',
+                  coalesce((SELECT t.relation::text FROM billing.tracked_tables AS t WHERE t.id = p_source),
+                           'a table not tracked (yet)'), p_relid::regclass
+        USING HINT = format('A restore of part of a database leaves billing''s triggers on tables billing does not track (yet). '
+                            'When the restore brings billing.tracked_tables, the next billing.merge() takes the table in from its rows; '
+                            'else SELECT billing.track_messages(%L); tracks it and replaces them.', p_relid::regclass::text);
+    RETURN false;
 END
 $$;
 REVOKE ALL ON FUNCTION billing._trigger_guard(smallint, oid) FROM PUBLIC;
@@ -3385,6 +3402,8 @@ CREATE FUNCTION billing._savings_pair_checked() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    check_bodies boolean := current_setting('check_function_bodies')::boolean;
 BEGIN
     IF TG_OP = 'DELETE' THEN
         IF OLD.origin = 'seed' AND pg_trigger_depth() = 1 THEN
@@ -3399,13 +3418,18 @@ BEGIN
         RAISE EXCEPTION 'billing.savings_pairs: model must be given'
             USING ERRCODE = 'not_null_violation', COLUMN = 'model', SCHEMA = 'billing', TABLE = 'savings_pairs';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM billing.model_prices AS p WHERE p.model = NEW.model) THEN
+    -- (not while a restore loads the pairs: check_function_bodies is off in
+    -- pg_dump's scripts, as for CREATE FUNCTION, and pg_restore -j may load
+    -- this table before the user's own prices; a pair whose model has no
+    -- price compares nothing)
+    IF NOT EXISTS (SELECT 1 FROM billing.model_prices AS p WHERE p.model = NEW.model) AND check_bodies THEN
         RAISE EXCEPTION 'billing.savings_pairs: model "%" has no price in billing.model_prices', NEW.model
             USING ERRCODE = 'check_violation', COLUMN = 'model', SCHEMA = 'billing', TABLE = 'savings_pairs',
                   HINT = 'Name a model as the catalog does (SELECT DISTINCT model FROM billing.model_prices).';
     END IF;
     IF NEW.cheaper_model IS NOT NULL THEN
-        IF NOT EXISTS (SELECT 1 FROM billing.model_prices AS p WHERE p.model = NEW.cheaper_model) THEN
+        IF NOT EXISTS (SELECT 1 FROM billing.model_prices AS p WHERE p.model = NEW.cheaper_model)
+           AND check_bodies THEN
             RAISE EXCEPTION 'billing.savings_pairs: cheaper_model "%" has no price in billing.model_prices', NEW.cheaper_model
                 USING ERRCODE = 'check_violation', COLUMN = 'cheaper_model', SCHEMA = 'billing', TABLE = 'savings_pairs',
                       HINT = 'Name a model as the catalog does (SELECT DISTINCT model FROM billing.model_prices).';
@@ -3672,8 +3696,9 @@ COMMENT ON FUNCTION billing.maintenance_jobs(text) IS
     'billing''s periodic work as pg_cron jobs (name, schedule in GMT, command): the merge (every minute by default), alert checks every 5 minutes, a merge and alert check on the 1st of each month, and the statements of the month that ended on the 1st at 12:10 GMT.';
 
 -- Where pg_cron can be called from this database: the error (with a hint
--- that says what to do) when it cannot.
-CREATE FUNCTION billing._require_pg_cron() RETURNS void
+-- that says what to do, to schedule the jobs or, p_unschedule, to remove
+-- them) when it cannot.
+CREATE FUNCTION billing._require_pg_cron(p_unschedule boolean DEFAULT false) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -3692,7 +3717,14 @@ BEGIN
                          'and CREATE EXTENSION pg_cron; or have the app run SELECT billing.merge(); every minute '
                          '(README "Maintenance").';
     END IF;
-    IF cron_db <> current_database() THEN
+    IF cron_db <> current_database() AND p_unschedule THEN
+        RAISE EXCEPTION 'billing: pg_cron runs in database "%" (cron.database_name), not in "%"', cron_db, current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Remove the jobs from database ' || quote_ident(cron_db) || ': '
+                         || (SELECT string_agg(format('SELECT cron.unschedule(%L);', m.job || ':' || current_database()),
+                                               ' ' ORDER BY m.job)
+                               FROM billing.maintenance_jobs() AS m);
+    ELSIF cron_db <> current_database() THEN
         RAISE EXCEPTION 'billing: pg_cron runs in database "%" (cron.database_name), not in "%"', cron_db, current_database()
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Schedule the jobs from database ' || quote_ident(cron_db) || ': '
@@ -3743,7 +3775,7 @@ AS $$
 DECLARE
     removed integer;
 BEGIN
-    PERFORM billing._require_pg_cron();
+    PERFORM billing._require_pg_cron(p_unschedule => true);
     EXECUTE 'SELECT count(cron.unschedule(c.jobid))::integer FROM cron.job AS c
               WHERE c.jobname IN (SELECT m.job || '':'' || current_database() FROM billing.maintenance_jobs() AS m)
                 AND c.username = current_user'
@@ -3756,7 +3788,7 @@ COMMENT ON FUNCTION billing.unschedule_maintenance() IS
 
 REVOKE ALL ON FUNCTION billing.schedule_maintenance(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing.unschedule_maintenance() FROM PUBLIC;
-REVOKE ALL ON FUNCTION billing._require_pg_cron() FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._require_pg_cron(boolean) FROM PUBLIC;
 
 -- ==== citus.sql (new in 0.4) ====
 -- billing on a Citus coordinator (docs/citus.md, README "Citus"). Nothing
@@ -4093,8 +4125,13 @@ $$;
 -- the mapping), and when a conversation moves to another customer every
 -- view follows the current mapping, exactly, with nothing to rebuild.
 
+-- No foreign key to billing.tracked_tables: both tables are dumped, and
+-- pg_restore -j loads their data in parallel, in any order (a row whose
+-- table came second was refused, and that table's customers lost). A
+-- source goes with its table (billing._tracked_table_forgotten, below), and
+-- reads leave out one whose table is not there (_readable_customer_source).
 CREATE TABLE billing.customer_sources (
-    source_id       smallint PRIMARY KEY REFERENCES billing.tracked_tables (id) ON DELETE CASCADE,
+    source_id       smallint PRIMARY KEY,
     lookup          regclass NOT NULL,
     lookup_key      name     NOT NULL,
     customer_column name     NOT NULL,
@@ -4105,6 +4142,22 @@ CREATE TABLE billing.customer_sources (
 COMMENT ON TABLE billing.customer_sources IS
     'The customer of a tracked table''s messages: lookup.customer_column of the row whose lookup_key is the message''s conversation (billing.track_customers); per_message: the customer_column, or the data member customer_member, of the conversation''s latest message that names one (billing.track_message_customers).';
 SELECT pg_catalog.pg_extension_config_dump('billing.customer_sources', '');
+
+-- What ON DELETE CASCADE did: a table no longer tracked has no customers.
+-- SECURITY DEFINER, as a foreign key's action runs as the table's owner:
+-- the role that drops its tracked table may not write this one.
+CREATE FUNCTION billing._tracked_table_forgotten() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM billing.customer_sources AS cs WHERE cs.source_id = OLD.id;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._tracked_table_forgotten() FROM PUBLIC;
+CREATE TRIGGER tracked_tables_forgotten AFTER DELETE ON billing.tracked_tables
+    FOR EACH ROW EXECUTE FUNCTION billing._tracked_table_forgotten();
 
 -- Probes of one customer's conversations.
 CREATE INDEX conversation_usage_conversation ON billing.conversation_usage (source_id, conversation_id, month);
@@ -5153,12 +5206,16 @@ COMMENT ON TABLE billing.statements IS
     'Issued statements (billing.issue_statements): one per customer and month, never changed once issued.';
 SELECT pg_catalog.pg_extension_config_dump('billing.statements', '');
 
+-- No foreign key to billing.statements (statement_id, adjusts): both tables
+-- are dumped, and pg_restore -j loads their data in parallel, in any order.
+-- Only issue_statements() writes them, both in one transaction, and
+-- neither can change once written.
 CREATE TABLE billing.statement_lines (
-    statement_id         bigint      NOT NULL REFERENCES billing.statements (id),
+    statement_id         bigint      NOT NULL,
     line                 integer     NOT NULL,
     kind                 text        NOT NULL CHECK (kind IN ('usage', 'credit', 'debit')),
     month                date        NOT NULL,   -- the month of the usage: the statement's, or the one adjusted
-    adjusts              bigint      REFERENCES billing.statements (id),   -- adjustments: the original statement
+    adjusts              bigint,                 -- adjustments: the original statement
     source               text        NOT NULL CHECK (source IN ('openai', 'aws')),
     item                 text        NOT NULL,   -- the model as stored, or the AWS service
     description          text        NOT NULL,   -- input tokens, output tokens, ..., or the AWS unit
@@ -6671,13 +6728,19 @@ DECLARE
     new_at timestamptz;
 BEGIN
     -- This function serves the shards of one table (by name: the OIDs
-    -- differ from node to node).
+    -- differ from node to node). Elsewhere the write passes unbilled, with a
+    -- WARNING (billing._trigger_guard), and NEW (OLD for a DELETE) tells
+    -- billing.citus_track_N() so.
     IF TG_TABLE_SCHEMA <> %16$L OR NOT EXISTS (
            SELECT 1 FROM pg_catalog.pg_dist_shard AS s
             WHERE s.logicalrelid = pg_catalog.to_regclass(%15$L)
               AND TG_TABLE_NAME IN (%17$L, %17$L || '_' || s.shardid)) THEN
-        RAISE EXCEPTION 'billing: this trigger function tracks the shards of %%, not %%.%%', %15$L,
-                        TG_TABLE_SCHEMA, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+        RAISE WARNING 'billing: this trigger function tracks the shards of %%, not %%.%%: the write is not billed', %15$L,
+                      TG_TABLE_SCHEMA, TG_TABLE_NAME;
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+        RETURN NEW;
     END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         old_id := billing._key(%4$s);
@@ -7003,6 +7066,35 @@ REVOKE ALL ON FUNCTION billing._citus_set_up_triggers(billing.tracked_tables),
     billing._citus_drop_triggers(smallint), billing._citus_take_ledger(smallint, boolean),
     billing._citus_ship_recorded(billing.tracked_tables), billing._citus_table_altered() FROM PUBLIC;
 
+-- billing's triggers on a table it does not track, left there by a restore
+-- of part of a database (pg_dump -n of a tracked table brings them, calling
+-- the trigger functions of whichever table has that number here, and
+-- billing._trigger_guard lets the writes pass unbilled), or on a partition
+-- detached from a tracked table (its TRUNCATE trigger): track_messages
+-- replaces them. Known by their functions, billing's; a trigger of the app's
+-- own is left (and one with billing's name makes CREATE TRIGGER say so).
+CREATE FUNCTION billing._drop_stale_triggers(p_relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT t.tgname, t.tgrelid::regclass AS relation
+               FROM pg_trigger AS t JOIN pg_proc AS p ON p.oid = t.tgfoid
+              WHERE t.tgrelid IN (SELECT pt.relid FROM pg_partition_tree(p_relation) AS pt UNION SELECT p_relation)
+                AND NOT t.tgisinternal AND t.tgparentid = 0
+                AND p.pronamespace = 'billing'::regnamespace
+                AND (p.proname ~ '^(citus_)?track_[0-9]+$' OR p.proname = '_tracked_truncated')
+              ORDER BY t.tgrelid, t.tgname LOOP
+        RAISE NOTICE 'billing: dropping trigger % on %, which served another table (a restore of part of a database, or DETACH PARTITION, leaves billing''s triggers behind)',
+                     g.tgname, g.relation;
+        PERFORM billing._drop_own_trigger(g.tgname, g.relation);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._drop_stale_triggers(regclass) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION billing.track_messages(
     relation regclass,
     id_column name DEFAULT 'id',
@@ -7037,6 +7129,7 @@ BEGIN
         RAISE EXCEPTION 'billing: table % has no column %', relation, missing_col USING ERRCODE = 'undefined_column',
             HINT = format('Name the table''s column with the parameter %s => ''...''.', missing_param);
     END IF;
+    PERFORM billing._drop_stale_triggers(relation);
     INSERT INTO billing.tracked_tables (relation, id_column, conversation_column, role_column,
                                         content_column, data_column, created_at_column)
     VALUES (relation, id_column, conversation_column, role_column, content_column, data_column,

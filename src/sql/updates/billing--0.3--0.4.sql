@@ -6391,6 +6391,7 @@ DECLARE
     m_all jsonb;        -- per month, conversation and model, the history's months
     period_rows jsonb;  -- the same of the period (from m_all when it is whole months of the history)
     aws_all jsonb;      -- per month and service, the history's months
+    aws_rows jsonb;     -- the same of the period
     openai jsonb;
     aws jsonb;
     hist jsonb;
@@ -6432,34 +6433,27 @@ BEGIN
     IF whole_months THEN
         period_rows := coalesce((SELECT jsonb_agg(e) FROM jsonb_array_elements(m_all) AS e
                                   WHERE (e ->> 'month')::date >= billing.month_of(period_start)), '[]');
-        openai := billing._openai_card(period_rows);
-        aws := (SELECT jsonb_build_object(
-                           'cost', coalesce(sum(a.cost), 0),
-                           'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-                           'breakdown', coalesce(jsonb_object_agg(a.service, billing._aws_service_entry(
-                                            a.quantity, a.cost, a.unpriced_quantity, 'estimate')), '{}'::jsonb))
-                  FROM (SELECT x.service, sum(x.quantity) AS quantity, sum(x.cost) AS cost,
-                               sum(x.unpriced_quantity) AS unpriced_quantity
-                          FROM jsonb_to_recordset(aws_all) AS x(month date, service text, quantity numeric, cost numeric,
-                                                                unpriced_quantity numeric)
-                         WHERE x.month >= billing.month_of(period_start)
-                         GROUP BY x.service) AS a);
+        aws_rows := coalesce((SELECT jsonb_agg(e) FROM jsonb_array_elements(aws_all) AS e
+                               WHERE (e ->> 'month')::date >= billing.month_of(period_start)), '[]');
     ELSE
         period_rows := (SELECT coalesce(jsonb_agg(to_jsonb(m)), '[]')
                           FROM billing._customer_usage_by_model(period_start, period_end, who) AS m
                          WHERE shown);
-        openai := billing._openai_card(period_rows);
-        aws := (SELECT jsonb_build_object(
-                           'cost', coalesce(sum(a.cost), 0),
-                           'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
-                           'breakdown', coalesce(jsonb_object_agg(a.service, billing._aws_service_entry(
-                                            a.quantity, a.cost, a.unpriced_quantity, 'estimate')), '{}'::jsonb))
-                  FROM (SELECT x.service, sum(x.quantity) AS quantity, sum(x.cost) AS cost,
-                               sum(x.unpriced_quantity) AS unpriced_quantity
-                          FROM billing._aws_by_customer(period_start, period_end, who) AS x
-                         WHERE shown
-                         GROUP BY x.service) AS a);
+        aws_rows := (SELECT coalesce(jsonb_agg(to_jsonb(a)), '[]')
+                       FROM billing._aws_by_customer(period_start, period_end, who) AS a
+                      WHERE shown);
     END IF;
+    openai := billing._openai_card(period_rows);
+    aws := (SELECT jsonb_build_object(
+                       'cost', coalesce(sum(a.cost), 0),
+                       'emails', coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
+                       'breakdown', coalesce(jsonb_object_agg(a.service, billing._aws_service_entry(
+                                        a.quantity, a.cost, a.unpriced_quantity, 'estimate')), '{}'::jsonb))
+              FROM (SELECT x.service, sum(x.quantity) AS quantity, sum(x.cost) AS cost,
+                           sum(x.unpriced_quantity) AS unpriced_quantity
+                      FROM jsonb_to_recordset(aws_rows) AS x(service text, quantity numeric, cost numeric,
+                                                             unpriced_quantity numeric)
+                     GROUP BY x.service) AS a);
     -- (AWS actual figures are not kept per customer: the customer's AWS
     -- cost is its recorded usage, an estimate.)
     aws := aws || jsonb_build_object('source', 'estimate');

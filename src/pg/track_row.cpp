@@ -161,17 +161,13 @@ TrackEntry entry_for(Oid function, Oid relation) {
   return e;
 }
 
-void mark_verified(const TrackEntry& e) {
+// Remembers what the full body said of the table: it serves it (verified),
+// or it refused it in this transaction.
+void remember_outcome(const TrackEntry& e, bool refused) {
   auto* stored = static_cast<TrackEntry*>(hash_search(entry_table(), &e.key, HASH_ENTER, nullptr));
   *stored = e;
-  stored->verified = true;
-}
-
-void mark_refused(const TrackEntry& e) {
-  auto* stored = static_cast<TrackEntry*>(hash_search(entry_table(), &e.key, HASH_ENTER, nullptr));
-  *stored = e;
-  stored->verified = false;
-  stored->refused_in = MyProc->lxid;
+  stored->verified = !refused;
+  if (refused) stored->refused_in = MyProc->lxid;
 }
 
 // Whether the full body refused this table earlier in this transaction
@@ -208,10 +204,8 @@ Datum call_full_body(FunctionCallInfo fcinfo, const TrackEntry& e) {
 // table, refused when it did not. The trigger's result is NULL either way
 // (an AFTER trigger's is ignored).
 Datum run_full_body(FunctionCallInfo fcinfo, const TrackEntry& e) {
-  if (DatumGetPointer(call_full_body(fcinfo, e)) != nullptr)
-    mark_refused(e);
-  else if (!e.verified)
-    mark_verified(e);
+  const bool refused = DatumGetPointer(call_full_body(fcinfo, e)) != nullptr;
+  if (refused || !e.verified) remember_outcome(e, refused);
   return PointerGetDatum(nullptr);
 }
 

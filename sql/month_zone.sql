@@ -64,6 +64,16 @@ SELECT d -> 'period' AS period, d -> 'openai' -> 'cost' AS openai_cost,
        jsonb_path_query_array(d, '$.conversations[*].conversation_id') AS conversations,
        d -> 'history' AS history
   FROM billing.dashboard(2, 50, '2026-03-15 12:00+00') AS d;
+-- The period's bounds are written in the month zone, whatever the session's
+-- TimeZone (in Pago Pago, UTC-11, the same instants would read 2026-02-28
+-- 18:00 and 2026-03-31 17:00, and an app labelling the card by the date
+-- would show February), and name the same instants.
+SET timezone = 'Pacific/Pago_Pago';
+SELECT d -> 'period' AS period,
+       (d -> 'period' ->> 'start')::timestamptz = '2026-03-01 05:00+00' AS same_start,
+       (d -> 'period' ->> 'end')::timestamptz = '2026-04-01 04:00+00' AS same_end
+  FROM billing.dashboard(2, 50, '2026-03-15 12:00+00') AS d;
+SET timezone = 'UTC';
 -- The same month asked as an explicit range.
 SELECT billing.dashboard('2026-03-01 05:00+00', '2026-04-01 04:00+00', 50, 2)
      = billing.dashboard(2, 50, '2026-03-15 12:00+00') AS same_payload;

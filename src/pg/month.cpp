@@ -1,5 +1,6 @@
-// SQL: billing.month_of(at), billing.month_start(month), billing.month_end(month)
-// and billing._check_time_zone(name): the calendar months billing groups by,
+// SQL: billing.month_of(at), billing.month_start(month), billing.month_end(month),
+// billing._month_zone_text(at) and billing._check_time_zone(name): the
+// calendar months billing groups by,
 // in the time zone of the month_time_zone setting (billing.settings, UTC by
 // default).
 //
@@ -15,6 +16,7 @@ extern "C" {
 #include "pgtime.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
+#include "utils/json.h"
 }
 
 extern "C" {
@@ -22,6 +24,7 @@ PG_FUNCTION_INFO_V1(month_of);
 PG_FUNCTION_INFO_V1(month_start);
 PG_FUNCTION_INFO_V1(month_end);
 PG_FUNCTION_INFO_V1(check_time_zone);
+PG_FUNCTION_INFO_V1(month_zone_text);
 }
 
 namespace {
@@ -154,4 +157,24 @@ extern "C" Datum check_time_zone(PG_FUNCTION_ARGS) {
   char* name = text_to_cstring(PG_GETARG_TEXT_PP(0));
   pg_tz* tz = resolve_zone(name, "");
   PG_RETURN_TEXT_P(cstring_to_text(pg_get_timezone_name(tz)));
+}
+
+// _month_zone_text(at timestamptz) -> text: the time as JSON shows a
+// timestamptz, but in the month time zone, with its offset, whatever the
+// session's TimeZone: a month's bounds read as its first days
+// ("2026-12-01T00:00:00+00:00", not "2026-11-30T13:00:00-11:00").
+extern "C" Datum month_zone_text(PG_FUNCTION_ARGS) {
+  const TimestampTz at = PG_GETARG_TIMESTAMPTZ(0);
+  char buf[MAXDATELEN + 1];
+  if (TIMESTAMP_NOT_FINITE(at)) {
+    JsonEncodeDateTime(buf, TimestampTzGetDatum(at), TIMESTAMPTZOID, nullptr);
+  } else {
+    pg_tm tm;
+    fsec_t fsec;
+    int offset = 0;  // seconds west of UTC, as PostgreSQL counts it
+    if (timestamp2tm(at, &offset, &tm, &fsec, nullptr, month_zone(fcinfo)) != 0)
+      ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE), errmsg("timestamp out of range")));
+    JsonEncodeDateTime(buf, TimestampTzGetDatum(at), TIMESTAMPTZOID, &offset);
+  }
+  PG_RETURN_TEXT_P(cstring_to_text(buf));
 }

@@ -1190,7 +1190,9 @@ BEGIN
 
     RETURN jsonb_build_object(
         'customer', who,
-        'period', jsonb_build_object('start', period_start, 'end', period_end),
+        -- (in the month zone: the bounds read the same in every session)
+        'period', jsonb_build_object('start', billing._month_zone_text(period_start),
+                                     'end', billing._month_zone_text(period_end)),
         'openai', openai,
         'aws', aws,
         'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,

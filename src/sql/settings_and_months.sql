@@ -77,6 +77,12 @@ CREATE FUNCTION billing.month_end(month date) RETURNS timestamptz
 COMMENT ON FUNCTION billing.month_end(date) IS
     'When the month after the one that contains a date begins: a month is [month_start, month_end).';
 
+-- C body: src/pg/month.cpp (month_zone_text)
+CREATE FUNCTION billing._month_zone_text(at timestamptz) RETURNS text
+    AS 'MODULE_PATHNAME', 'month_zone_text' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION billing._month_zone_text(timestamptz) IS
+    'A time as JSON shows it, in the month_time_zone setting''s zone with its offset, whatever the session''s TimeZone.';
+
 -- The times billing counts in a month: the years 1 to 9999 (UTC). Rows
 -- outside it (and NULL or infinite times) are listed as problems. Inlinable.
 CREATE FUNCTION billing._countable(at timestamptz) RETURNS boolean

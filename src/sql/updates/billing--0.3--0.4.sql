@@ -6490,7 +6490,9 @@ BEGIN
 
     RETURN jsonb_build_object(
         'customer', who,
-        'period', jsonb_build_object('start', period_start, 'end', period_end),
+        -- (in the month zone: the bounds read the same in every session)
+        'period', jsonb_build_object('start', billing._month_zone_text(period_start),
+                                     'end', billing._month_zone_text(period_end)),
         'openai', openai,
         'aws', aws,
         'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
@@ -8728,7 +8730,9 @@ BEGIN
       FROM generate_series(history_from, last_month, interval '1 month') AS g(m);
 
     RETURN jsonb_build_object(
-        'period', jsonb_build_object('start', period_start, 'end', period_end),
+        -- (in the month zone: the bounds read the same in every session)
+        'period', jsonb_build_object('start', billing._month_zone_text(period_start),
+                                     'end', billing._month_zone_text(period_end)),
         'openai', openai,
         'aws', aws,
         'total_cost', (openai ->> 'cost')::numeric + (aws ->> 'cost')::numeric,
@@ -10639,3 +10643,8 @@ BEGIN
 END
 $$;
 
+-- C body: src/pg/month.cpp (month_zone_text)
+CREATE FUNCTION billing._month_zone_text(at timestamptz) RETURNS text
+    AS 'MODULE_PATHNAME', 'month_zone_text' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION billing._month_zone_text(timestamptz) IS
+    'A time as JSON shows it, in the month_time_zone setting''s zone with its offset, whatever the session''s TimeZone.';

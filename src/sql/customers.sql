@@ -212,16 +212,13 @@ $$;
 COMMENT ON FUNCTION billing.track_message_customers(regclass, name, text) IS
     'The customer of a tracked table''s conversations: the customer_column (or the data member data_member) of its latest message that names one, read when costs are read.';
 
--- A member of usage data held as text or json, or NULL when it is not JSON.
+-- A member of usage data held as text or json, or NULL when it is not JSON
+-- (read as usage is, by billing._jsonb_of_text).
 CREATE FUNCTION billing._json_member(data text, member text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
-    RETURN data::jsonb ->> member;
-EXCEPTION WHEN data_exception THEN
-    RETURN NULL;
-END
+    SELECT billing._jsonb_of_text(data) OPERATOR(pg_catalog.->>) member
 $$;
 
 -- The SQL expression that reads the customer a message (alias c) names,

@@ -510,9 +510,42 @@ BEGIN
 END
 $$;
 
+-- Data stored as text or json, as jsonb; NULL when it is not JSON. A \u
+-- escape jsonb cannot store in valid JSON (json accepts it) is read in
+-- place: \u0000 in any database, and in one whose encoding is not UTF8 a
+-- character that encoding lacks (an emoji or a euro sign in LATIN1,
+-- anything past ASCII in SQL_ASCII), which Python's json.dumps writes by
+-- default. Such escapes are read as U+FFFD in UTF8 and as "?" elsewhere,
+-- there every escape past ASCII (the members billing reads are ASCII; a
+-- backslash escaped before "u" is left alone). A subtransaction per call,
+-- paid only by tables whose data column is not jsonb.
+CREATE FUNCTION billing._jsonb_of_text(data text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN data::jsonb;
+EXCEPTION WHEN OTHERS THEN
+    -- The error's code depends on the encoding (untranslatable_character,
+    -- feature_not_supported in SQL_ASCII), so any data with a \u is read
+    -- again; data that is not JSON fails again.
+    IF pg_catalog.strpos(data, '\u') = 0 THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        IF pg_catalog.current_setting('server_encoding') = 'UTF8' THEN
+            RETURN pg_catalog.regexp_replace(data, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')::jsonb;
+        END IF;
+        RETURN pg_catalog.regexp_replace(data, '(?<!\\)((?:\\\\)*)\\u(?:0000|(?!00[0-7])[0-9A-Fa-f]{4})', '\1?',
+                                         'g')::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN NULL;
+    END;
+END
+$$;
+
 -- Usage of a message whose data is text: JSON that does not parse is a
--- problem of the row, never an error of the app's write. (A subtransaction
--- per call, paid only by tables whose data column is not jsonb.)
+-- problem of the row, never an error of the app's write.
 CREATE FUNCTION billing._usage_of_text(data text, role text, content text,
     OUT model text, OUT prompt_tokens bigint, OUT completion_tokens bigint, OUT cached_tokens bigint,
     OUT estimated_completion bigint, OUT unsplit_tokens bigint, OUT problem text, OUT estimated boolean)
@@ -520,29 +553,14 @@ LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    parsed jsonb;
+    parsed jsonb := billing._jsonb_of_text(data);
 BEGIN
-    BEGIN
-        parsed := data::jsonb;
-    EXCEPTION WHEN untranslatable_character THEN
-        -- Valid JSON (json accepts it) with a \u0000 escape in some string,
-        -- which jsonb cannot store: read with U+FFFD in its place (the
-        -- counts are numbers, and an escaped backslash before "u0000" is
-        -- left alone).
-        BEGIN
-            parsed := regexp_replace(data, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')::jsonb;
-        EXCEPTION WHEN OTHERS THEN
-            prompt_tokens := 0; completion_tokens := 0; cached_tokens := 0;
-            estimated_completion := 0; unsplit_tokens := 0; estimated := false;
-            problem := 'data is not valid JSON';
-            RETURN;
-        END;
-    WHEN OTHERS THEN
+    IF parsed IS NULL AND data IS NOT NULL THEN
         prompt_tokens := 0; completion_tokens := 0; cached_tokens := 0;
         estimated_completion := 0; unsplit_tokens := 0; estimated := false;
         problem := 'data is not valid JSON';
         RETURN;
-    END;
+    END IF;
     SELECT * INTO model, prompt_tokens, completion_tokens, cached_tokens, estimated_completion,
                   unsplit_tokens, problem, estimated
       FROM billing.usage_of(parsed, role, content);
@@ -4254,16 +4272,13 @@ $$;
 COMMENT ON FUNCTION billing.track_message_customers(regclass, name, text) IS
     'The customer of a tracked table''s conversations: the customer_column (or the data member data_member) of its latest message that names one, read when costs are read.';
 
--- A member of usage data held as text or json, or NULL when it is not JSON.
+-- A member of usage data held as text or json, or NULL when it is not JSON
+-- (read as usage is, by billing._jsonb_of_text).
 CREATE FUNCTION billing._json_member(data text, member text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
-    RETURN data::jsonb ->> member;
-EXCEPTION WHEN data_exception THEN
-    RETURN NULL;
-END
+    SELECT billing._jsonb_of_text(data) OPERATOR(pg_catalog.->>) member
 $$;
 
 -- The SQL expression that reads the customer a message (alias c) names,

@@ -41,11 +41,16 @@ SELECT conversation_id, cost, messages FROM billing.conversation_costs;
 SELECT (billing.dashboard(1, 5, '2026-11-15') -> 'openai' ->> 'cost')::numeric = 0.00350255 AS viewer_sees_costs;
 UPDATE billing.model_prices SET input_per_1m = 0 WHERE model = 'gpt-4o';
 SELECT billing.merge();
+-- The writes waiting for a merge, of the tables the viewer may read: 3
+-- inserts, the UPDATE's taking back and counting again, the DELETE's taking
+-- back = 6 ledger rows.
+SELECT unmerged_writes FROM billing.merge_status;
 RESET ROLE;
 
 SET ROLE regress_billing_outsider;
 SELECT count(*) AS conversations FROM billing.conversation_costs;
 SELECT count(*) AS rollup_rows FROM billing.conversation_usage;
+SELECT unmerged_writes FROM billing.merge_status;
 SELECT billing.dashboard(1, 5, '2026-11-15') -> 'openai' ->> 'cost' AS outsider_cost;
 -- Stale months would be read from the table itself: still nothing, no error.
 RESET ROLE;

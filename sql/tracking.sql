@@ -62,7 +62,13 @@ INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
 SELECT count(*) AS ledger_rows FROM billing.usage_ledger;
 SELECT views_match_reference();
 SELECT (billing.dashboard(3, 50, '2026-11-15')->'openai'->>'cost')::numeric = 0.0026024 AS november_ok;
-SELECT billing.merge() > 0 AS merged;
+-- billing.merge_status: the one write waits for the merge, which then takes
+-- it in as one rollup (c3, November) and records when it ran.
+SELECT unmerged_writes, stale_months, tables_to_take_in FROM billing.merge_status;
+BEGIN;
+SELECT billing.merge() AS merged;
+SELECT last_merge_at = now() AS at_this_merge, last_merge_rollups, unmerged_writes FROM billing.merge_status;
+COMMIT;
 SELECT count(*) AS ledger_rows FROM billing.usage_ledger;
 SELECT views_match_reference();
 -- The check can fail: a cent more in one rollup row is seen (then undone).

@@ -539,6 +539,9 @@ BEGIN
        AND c.conversation_id IS NOT DISTINCT FROM k.conversation_id;
     -- Budget alerts fire at the latest here (budgets.sql).
     PERFORM billing._merge_alerts();
+    -- What billing.merge_status shows: when merges last ran, so that a DBA
+    -- sees that they stopped (pg_cron down, a renamed database).
+    UPDATE billing.merge_lock SET last_merge_at = now(), last_merge_rollups = merged;
     RETURN merged;
 END
 $$;
@@ -753,8 +756,10 @@ $$;
 -- that may update billing's tables can take it (an advisory lock could be
 -- taken by any role that can connect, and stall every merge).
 CREATE TABLE billing.merge_lock (
-    id integer PRIMARY KEY CHECK (id = 1)
+    id                 integer PRIMARY KEY CHECK (id = 1),
+    last_merge_at      timestamptz,   -- start of the last merge() that committed
+    last_merge_rollups bigint         -- what it returned
 );
 COMMENT ON TABLE billing.merge_lock IS
-    'One row, locked by billing.merge() and by price and setting changes (which wait for a running merge).';
+    'One row, locked by billing.merge() and by price and setting changes (which wait for a running merge); holds when the last merge ran (billing.merge_status).';
 INSERT INTO billing.merge_lock VALUES (1);

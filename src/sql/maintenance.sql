@@ -135,3 +135,18 @@ COMMENT ON FUNCTION billing.unschedule_maintenance() IS
 REVOKE ALL ON FUNCTION billing.schedule_maintenance(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing.unschedule_maintenance() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._require_pg_cron(boolean) FROM PUBLIC;
+
+-- Whether the periodic work runs: when the last merge() committed, and what
+-- waits for the next one. The reads are exact without merges, so nothing
+-- else shows that merges stopped (pg_cron down, a database renamed under
+-- its jobs), while alerts and statements wait on them. Counts are of the
+-- rows the caller may read (the ledger's row-level security).
+CREATE VIEW billing.merge_status WITH (security_invoker = true) AS
+SELECT l.last_merge_at,
+       l.last_merge_rollups,
+       (SELECT count(*) FROM billing.usage_ledger) AS unmerged_writes,
+       (SELECT count(*) FROM billing.stale_months) AS stale_months,
+       (SELECT count(*) FROM billing.tracked_tables WHERE NOT backfilled) AS tables_to_take_in
+  FROM billing.merge_lock AS l;
+COMMENT ON VIEW billing.merge_status IS
+    'When billing.merge() last committed (last_merge_at, the start of its transaction; NULL: never in this database) and what waits for the next merge: ledger rows, stale months, tables to take in.';

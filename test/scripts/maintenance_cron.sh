@@ -112,6 +112,14 @@ check "the merge job ran and succeeded, the ledger is merged, the alerts fired" 
 check "the alerts: 50 % and 100 % of cron-test at 2.00 USD spent" \
     "$(q -d postgres -c "SELECT string_agg(budget || ' ' || threshold || ' ' || spent::numeric(10, 2), ', ' ORDER BY threshold) FROM billing.alerts")" \
     'cron-test 50 2.00, cron-test 100 2.00'
+check "merge_status: the last merge is a run of the merge job, nothing waits" \
+    "$(q -d postgres -c "SELECT (s.last_merge_at BETWEEN (SELECT min(d.start_time) FROM cron.job_run_details AS d
+                                                             JOIN cron.job AS j USING (jobid)
+                                                            WHERE j.jobname = 'billing-merge:postgres')
+                                                     AND now())
+                                || ' ' || s.unmerged_writes
+                           FROM billing.merge_status AS s")" \
+    'true 0'
 check "the merged month shows the reply's cost" \
     "$(q -d postgres -c "SELECT ((billing.dashboard(1, 0)) -> 'openai' ->> 'cost')::numeric(10, 2)")" \
     '2.00'

@@ -7529,6 +7529,9 @@ BEGIN
        AND c.conversation_id IS NOT DISTINCT FROM k.conversation_id;
     -- Budget alerts fire at the latest here (budgets.sql).
     PERFORM billing._merge_alerts();
+    -- What billing.merge_status shows: when merges last ran, so that a DBA
+    -- sees that they stopped (pg_cron down, a renamed database).
+    UPDATE billing.merge_lock SET last_merge_at = now(), last_merge_rollups = merged;
     RETURN merged;
 END
 $$;
@@ -10663,3 +10666,23 @@ CREATE FUNCTION billing._month_zone_text(at timestamptz) RETURNS text
     AS 'MODULE_PATHNAME', 'month_zone_text' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION billing._month_zone_text(timestamptz) IS
     'A time as JSON shows it, in the month_time_zone setting''s zone with its offset, whatever the session''s TimeZone.';
+
+-- ==== When merges last ran (src/sql/ledger_and_merge.sql, maintenance.sql) ====
+ALTER TABLE billing.merge_lock ADD COLUMN last_merge_at timestamptz, ADD COLUMN last_merge_rollups bigint;
+COMMENT ON TABLE billing.merge_lock IS
+    'One row, locked by billing.merge() and by price and setting changes (which wait for a running merge); holds when the last merge ran (billing.merge_status).';
+
+-- Whether the periodic work runs: when the last merge() committed, and what
+-- waits for the next one. The reads are exact without merges, so nothing
+-- else shows that merges stopped (pg_cron down, a database renamed under
+-- its jobs), while alerts and statements wait on them. Counts are of the
+-- rows the caller may read (the ledger's row-level security).
+CREATE VIEW billing.merge_status WITH (security_invoker = true) AS
+SELECT l.last_merge_at,
+       l.last_merge_rollups,
+       (SELECT count(*) FROM billing.usage_ledger) AS unmerged_writes,
+       (SELECT count(*) FROM billing.stale_months) AS stale_months,
+       (SELECT count(*) FROM billing.tracked_tables WHERE NOT backfilled) AS tables_to_take_in
+  FROM billing.merge_lock AS l;
+COMMENT ON VIEW billing.merge_status IS
+    'When billing.merge() last committed (last_merge_at, the start of its transaction; NULL: never in this database) and what waits for the next merge: ledger rows, stale months, tables to take in.';

@@ -705,8 +705,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    fn text := format('billing.%I', 'citus_track_' || t.id);
-    full_fn text := format('billing.%I', 'citus_track_' || t.id || '_full');
+    fn text := billing._trigger_function_name(t.id, distributed => true);
+    full_fn text := billing._trigger_function_name(t.id, full_body => true, distributed => true);
 BEGIN
     -- SECURITY DEFINER: the app's role writes its own table only. The C
     -- function runs as the app's role and runs no SQL.
@@ -734,7 +734,7 @@ DECLARE
     ledger text := format('billing.%I', 'citus_ledger_' || t.id);
     estimates text := format('billing.%I', 'citus_estimates_' || t.id);
     problems text := format('billing.%I', 'citus_problems_' || t.id);
-    fn text := format('billing.%I', 'citus_track_' || t.id);
+    fn text := billing._trigger_function_name(t.id, distributed => true);
     readable text;
     x text;
 BEGIN
@@ -884,8 +884,8 @@ BEGIN
     IF FOUND AND billing._citus_triggered(p_source) THEN
         PERFORM billing._citus_truncate_trigger(t, false);
     END IF;
-    FOREACH fn IN ARRAY ARRAY[to_regprocedure(format('billing.%I()', 'citus_track_' || p_source)),
-                              to_regprocedure(format('billing.%I()', 'citus_track_' || p_source || '_full'))] LOOP
+    FOREACH fn IN ARRAY ARRAY[billing._trigger_function(p_source, distributed => true),
+                              billing._trigger_function(p_source, full_body => true, distributed => true)] LOOP
         IF fn IS NOT NULL THEN
             EXECUTE format('DROP FUNCTION %s CASCADE', fn);
         END IF;
@@ -1034,9 +1034,9 @@ BEGIN
             -- (the full body; before the C fast path, citus_track_N itself)
             same := billing._citus_trigger_body(t) IN (
                         (SELECT p.prosrc FROM pg_proc AS p
-                          WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id || '_full'))),
+                          WHERE p.oid = billing._trigger_function(t.id, full_body => true, distributed => true)),
                         (SELECT p.prosrc FROM pg_proc AS p
-                          WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id))));
+                          WHERE p.oid = billing._trigger_function(t.id, distributed => true)));
         EXCEPTION WHEN OTHERS THEN
             same := false;
         END;

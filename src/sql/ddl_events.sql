@@ -111,8 +111,8 @@ BEGIN
             -- (a table of the tree given to another owner, created or
             -- attached: the roles that may add partitions to it keep or
             -- get the right that needs)
-            IF to_regprocedure(format('billing.%I()', 'track_' || t.id)) IS NOT NULL THEN
-                PERFORM billing._grant_trigger_function(to_regprocedure(format('billing.%I()', 'track_' || t.id)),
+            IF billing._trigger_function(t.id) IS NOT NULL THEN
+                PERFORM billing._grant_trigger_function(billing._trigger_function(t.id),
                                                         t.relation);
             END IF;
         EXCEPTION WHEN OTHERS THEN
@@ -156,7 +156,7 @@ BEGIN
          CROSS JOIN LATERAL unnest(g.tgattr::int2[]) WITH ORDINALITY AS k(attnum, ord)
           JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = k.attnum
          WHERE g.tgrelid = t.relation AND NOT g.tgisinternal
-           AND g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id));
+           AND g.tgfoid = billing._trigger_function(t.id);
         CONTINUE WHEN cardinality(cols) IS DISTINCT FROM 6;
         UPDATE billing.tracked_tables
            SET id_column = cols[1], conversation_column = cols[2], role_column = cols[3],
@@ -243,10 +243,10 @@ BEGIN
                          -- (by its function too: a trigger renamed before
                          -- 0.4 refused renames; the table stays tracked
                          -- only with its row trigger)
-                         OR (to_regprocedure(format('billing.%I()', 'track_' || t.id)) IS NOT NULL
+                         OR (billing._trigger_function(t.id) IS NOT NULL
                              AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
                                               WHERE g.tgrelid = t.relation AND g.tgparentid = 0
-                                                AND g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id))
+                                                AND g.tgfoid = billing._trigger_function(t.id)
                                                 AND g.tgtype::int & 4 <> 0)))   -- (4: TRIGGER_TYPE_INSERT)
                   ORDER BY t.id LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: this would drop trigger % on %, which bills the writes of tracked table %',
@@ -429,8 +429,8 @@ BEGIN
     END IF;
     IF sid IS NOT NULL THEN
         SELECT tt.* INTO t FROM billing.tracked_tables AS tt WHERE tt.id = sid;
-        row_fns := ARRAY[to_regprocedure(format('billing.%I()', 'track_' || sid)),
-                         to_regprocedure(format('billing.%I()', 'citus_track_' || sid))]::oid[];
+        row_fns := ARRAY[billing._trigger_function(sid),
+                         billing._trigger_function(sid, distributed => true)]::oid[];
     END IF;
     CASE g.tgname
     WHEN 'billing_track' THEN

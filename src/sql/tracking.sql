@@ -36,6 +36,29 @@ $$;
 CREATE TRIGGER tracked_tables_added BEFORE INSERT ON billing.tracked_tables
     FOR EACH ROW EXECUTE FUNCTION billing._tracked_table_added();
 
+-- The names of a tracked table's trigger functions, made in one place:
+-- billing.track_N (the trigger), billing.track_N_full (the PL/pgSQL body it
+-- calls) and, for a distributed table, billing.citus_track_N and
+-- citus_track_N_full. _trigger_function_name is the quoted name to create;
+-- _trigger_function the function, NULL when it does not exist.
+CREATE FUNCTION billing._trigger_function_name(p_source integer, full_body boolean DEFAULT false,
+                                               distributed boolean DEFAULT false) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('billing.%I', CASE WHEN distributed THEN 'citus_track_' ELSE 'track_' END
+                                           OPERATOR(pg_catalog.||) p_source::pg_catalog.text
+                                           OPERATOR(pg_catalog.||) CASE WHEN full_body THEN '_full' ELSE '' END)
+$$;
+CREATE FUNCTION billing._trigger_function(p_source integer, full_body boolean DEFAULT false,
+                                          distributed boolean DEFAULT false) RETURNS regprocedure
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.to_regprocedure(billing._trigger_function_name(p_source, full_body, distributed)
+                                      OPERATOR(pg_catalog.||) '()')
+$$;
+
 -- The body of a tracked table's trigger function (billing.track_N). The
 -- estimate of a reply's prompt: every earlier message of its conversation
 -- (the app sends the whole history), one token per 4 characters.
@@ -347,7 +370,7 @@ SET search_path = pg_catalog, pg_temp
 SET billing.internal_ddl = on
 AS $$
 DECLARE
-    fn regprocedure := to_regprocedure(format('billing.%I()', 'track_' || t.id));
+    fn regprocedure := billing._trigger_function(t.id);
     changed text;
 BEGIN
     IF fn IS NULL OR (SELECT p.prosrc FROM pg_proc AS p WHERE p.oid = fn) IS DISTINCT FROM 'track_row'
@@ -494,7 +517,7 @@ AS $$
                              UNION SELECT t.relation) AS r
           JOIN pg_trigger AS g ON g.tgrelid = r.relid
          WHERE t.id = p_source AND g.tgenabled IN ('D', 'R')   -- (R: fires only on a replica)
-           AND (g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id))
+           AND (g.tgfoid = billing._trigger_function(t.id)
                 OR billing._is_truncate_trigger(g, t.id)))
 $$;
 
@@ -624,7 +647,7 @@ BEGIN
     IF sid IS NULL THEN
         RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
     END IF;
-    fn := to_regprocedure(format('billing.%I()', 'track_' || sid));
+    fn := billing._trigger_function(sid);
     PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
     -- (and the TRUNCATE triggers of its partitions; not the row trigger's
     -- clones on them, which go with it)
@@ -683,8 +706,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    fn text := format('billing.%I', 'track_' || t.id);
-    full_fn text := format('billing.%I', 'track_' || t.id || '_full');
+    fn text := billing._trigger_function_name(t.id);
+    full_fn text := billing._trigger_function_name(t.id, full_body => true);
 BEGIN
     -- SECURITY DEFINER: the app's role writes its own table and needs no
     -- privilege on billing's tables for the trigger to keep them up to date.
@@ -788,8 +811,8 @@ AS $$
 DECLARE
     fn regprocedure;
 BEGIN
-    FOREACH fn IN ARRAY ARRAY[to_regprocedure(format('billing.%I()', 'track_' || p_source)),
-                              to_regprocedure(format('billing.%I()', 'track_' || p_source || '_full'))] LOOP
+    FOREACH fn IN ARRAY ARRAY[billing._trigger_function(p_source),
+                              billing._trigger_function(p_source, full_body => true)] LOOP
         IF fn IS NOT NULL THEN
             EXECUTE format('DROP FUNCTION %s CASCADE', fn);
         END IF;
@@ -1006,22 +1029,22 @@ BEGIN
         PERFORM billing._forget_table(t.id);
     END LOOP;
     FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
-               JOIN pg_proc AS p ON p.oid = to_regprocedure(format('billing.%I()', 'track_' || tt.id))
+               JOIN pg_proc AS p ON p.oid = billing._trigger_function(tt.id)
               ORDER BY tt.id LOOP
         BEGIN
             -- (a table tracked by 0.3 has a PL/pgSQL track_N and no track_N_full)
             IF (SELECT p.prosrc FROM pg_proc AS p
-                 WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id || '_full')))
+                 WHERE p.oid = billing._trigger_function(t.id, full_body => true))
                IS DISTINCT FROM billing._trigger_function_body(t)
                OR (SELECT p.prosrc FROM pg_proc AS p
-                    WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
+                    WHERE p.oid = billing._trigger_function(t.id))
                IS DISTINCT FROM 'track_row' THEN
                 PERFORM billing._create_trigger_function(t);
                 PERFORM billing._create_update_trigger(t);
             ELSE
                 -- (an owner changed by REASSIGN OWNED, which no event
                 -- trigger sees; a no-op when every right is in place)
-                PERFORM billing._grant_trigger_function(to_regprocedure(format('billing.%I()', 'track_' || t.id)),
+                PERFORM billing._grant_trigger_function(billing._trigger_function(t.id),
                                                         t.relation);
             END IF;
         EXCEPTION WHEN OTHERS THEN
@@ -1042,10 +1065,10 @@ BEGIN
         BEGIN
             -- (a table tracked before the C fast path has a PL/pgSQL citus_track_N and no citus_track_N_full)
             IF (SELECT p.prosrc FROM pg_proc AS p
-                 WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id || '_full')))
+                 WHERE p.oid = billing._trigger_function(t.id, full_body => true, distributed => true))
                IS DISTINCT FROM billing._citus_trigger_body(t)
                OR (SELECT p.prosrc FROM pg_proc AS p
-                    WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id)))
+                    WHERE p.oid = billing._trigger_function(t.id, distributed => true))
                IS DISTINCT FROM 'citus_track_row' THEN
                 PERFORM billing._citus_create_trigger_functions(t);
             END IF;

@@ -41,6 +41,29 @@
 
 \echo Use "ALTER EXTENSION billing UPDATE TO '0.4'" to load this file. \quit
 
+-- The names of a tracked table's trigger functions, made in one place:
+-- billing.track_N (the trigger), billing.track_N_full (the PL/pgSQL body it
+-- calls) and, for a distributed table, billing.citus_track_N and
+-- citus_track_N_full. _trigger_function_name is the quoted name to create;
+-- _trigger_function the function, NULL when it does not exist.
+CREATE FUNCTION billing._trigger_function_name(p_source integer, full_body boolean DEFAULT false,
+                                               distributed boolean DEFAULT false) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('billing.%I', CASE WHEN distributed THEN 'citus_track_' ELSE 'track_' END
+                                           OPERATOR(pg_catalog.||) p_source::pg_catalog.text
+                                           OPERATOR(pg_catalog.||) CASE WHEN full_body THEN '_full' ELSE '' END)
+$$;
+CREATE FUNCTION billing._trigger_function(p_source integer, full_body boolean DEFAULT false,
+                                          distributed boolean DEFAULT false) RETURNS regprocedure
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.to_regprocedure(billing._trigger_function_name(p_source, full_body, distributed)
+                                      OPERATOR(pg_catalog.||) '()')
+$$;
+
 ------------------------------------------------------------------------------
 -- billing's own DDL on its triggers, and the partitions of tracked tables
 -- (used by the event triggers this script replaces further down)
@@ -270,8 +293,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    fn text := format('billing.%I', 'track_' || t.id);
-    full_fn text := format('billing.%I', 'track_' || t.id || '_full');
+    fn text := billing._trigger_function_name(t.id);
+    full_fn text := billing._trigger_function_name(t.id, full_body => true);
 BEGIN
     -- SECURITY DEFINER: the app's role writes its own table and needs no
     -- privilege on billing's tables for the trigger to keep them up to date.
@@ -1839,22 +1862,22 @@ BEGIN
         PERFORM billing._forget_table(t.id);
     END LOOP;
     FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
-               JOIN pg_proc AS p ON p.oid = to_regprocedure(format('billing.%I()', 'track_' || tt.id))
+               JOIN pg_proc AS p ON p.oid = billing._trigger_function(tt.id)
               ORDER BY tt.id LOOP
         BEGIN
             -- (a table tracked by 0.3 has a PL/pgSQL track_N and no track_N_full)
             IF (SELECT p.prosrc FROM pg_proc AS p
-                 WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id || '_full')))
+                 WHERE p.oid = billing._trigger_function(t.id, full_body => true))
                IS DISTINCT FROM billing._trigger_function_body(t)
                OR (SELECT p.prosrc FROM pg_proc AS p
-                    WHERE p.oid = to_regprocedure(format('billing.%I()', 'track_' || t.id)))
+                    WHERE p.oid = billing._trigger_function(t.id))
                IS DISTINCT FROM 'track_row' THEN
                 PERFORM billing._create_trigger_function(t);
                 PERFORM billing._create_update_trigger(t);
             ELSE
                 -- (an owner changed by REASSIGN OWNED, which no event
                 -- trigger sees; a no-op when every right is in place)
-                PERFORM billing._grant_trigger_function(to_regprocedure(format('billing.%I()', 'track_' || t.id)),
+                PERFORM billing._grant_trigger_function(billing._trigger_function(t.id),
                                                         t.relation);
             END IF;
         EXCEPTION WHEN OTHERS THEN
@@ -1875,10 +1898,10 @@ BEGIN
         BEGIN
             -- (a table tracked before the C fast path has a PL/pgSQL citus_track_N and no citus_track_N_full)
             IF (SELECT p.prosrc FROM pg_proc AS p
-                 WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id || '_full')))
+                 WHERE p.oid = billing._trigger_function(t.id, full_body => true, distributed => true))
                IS DISTINCT FROM billing._citus_trigger_body(t)
                OR (SELECT p.prosrc FROM pg_proc AS p
-                    WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id)))
+                    WHERE p.oid = billing._trigger_function(t.id, distributed => true))
                IS DISTINCT FROM 'citus_track_row' THEN
                 PERFORM billing._citus_create_trigger_functions(t);
             END IF;
@@ -2356,8 +2379,8 @@ AS $$
 DECLARE
     fn regprocedure;
 BEGIN
-    FOREACH fn IN ARRAY ARRAY[to_regprocedure(format('billing.%I()', 'track_' || p_source)),
-                              to_regprocedure(format('billing.%I()', 'track_' || p_source || '_full'))] LOOP
+    FOREACH fn IN ARRAY ARRAY[billing._trigger_function(p_source),
+                              billing._trigger_function(p_source, full_body => true)] LOOP
         IF fn IS NOT NULL THEN
             EXECUTE format('DROP FUNCTION %s CASCADE', fn);
         END IF;
@@ -6838,8 +6861,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    fn text := format('billing.%I', 'citus_track_' || t.id);
-    full_fn text := format('billing.%I', 'citus_track_' || t.id || '_full');
+    fn text := billing._trigger_function_name(t.id, distributed => true);
+    full_fn text := billing._trigger_function_name(t.id, full_body => true, distributed => true);
 BEGIN
     -- SECURITY DEFINER: the app's role writes its own table only. The C
     -- function runs as the app's role and runs no SQL.
@@ -7053,9 +7076,9 @@ BEGIN
             -- (the full body; before the C fast path, citus_track_N itself)
             same := billing._citus_trigger_body(t) IN (
                         (SELECT p.prosrc FROM pg_proc AS p
-                          WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id || '_full'))),
+                          WHERE p.oid = billing._trigger_function(t.id, full_body => true, distributed => true)),
                         (SELECT p.prosrc FROM pg_proc AS p
-                          WHERE p.oid = to_regprocedure(format('billing.%I()', 'citus_track_' || t.id))));
+                          WHERE p.oid = billing._trigger_function(t.id, distributed => true)));
         EXCEPTION WHEN OTHERS THEN
             same := false;
         END;
@@ -9158,7 +9181,7 @@ DECLARE
     ledger text := format('billing.%I', 'citus_ledger_' || t.id);
     estimates text := format('billing.%I', 'citus_estimates_' || t.id);
     problems text := format('billing.%I', 'citus_problems_' || t.id);
-    fn text := format('billing.%I', 'citus_track_' || t.id);
+    fn text := billing._trigger_function_name(t.id, distributed => true);
     readable text;
     x text;
 BEGIN
@@ -9228,8 +9251,8 @@ BEGIN
     IF FOUND AND billing._citus_triggered(p_source) THEN
         PERFORM billing._citus_truncate_trigger(t, false);
     END IF;
-    FOREACH fn IN ARRAY ARRAY[to_regprocedure(format('billing.%I()', 'citus_track_' || p_source)),
-                              to_regprocedure(format('billing.%I()', 'citus_track_' || p_source || '_full'))] LOOP
+    FOREACH fn IN ARRAY ARRAY[billing._trigger_function(p_source, distributed => true),
+                              billing._trigger_function(p_source, full_body => true, distributed => true)] LOOP
         IF fn IS NOT NULL THEN
             EXECUTE format('DROP FUNCTION %s CASCADE', fn);
         END IF;
@@ -9608,7 +9631,7 @@ BEGIN
     IF sid IS NULL THEN
         RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
     END IF;
-    fn := to_regprocedure(format('billing.%I()', 'track_' || sid));
+    fn := billing._trigger_function(sid);
     PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
     -- (and the TRUNCATE triggers of its partitions; not the row trigger's
     -- clones on them, which go with it)
@@ -9709,8 +9732,8 @@ BEGIN
             -- (a table of the tree given to another owner, created or
             -- attached: the roles that may add partitions to it keep or
             -- get the right that needs)
-            IF to_regprocedure(format('billing.%I()', 'track_' || t.id)) IS NOT NULL THEN
-                PERFORM billing._grant_trigger_function(to_regprocedure(format('billing.%I()', 'track_' || t.id)),
+            IF billing._trigger_function(t.id) IS NOT NULL THEN
+                PERFORM billing._grant_trigger_function(billing._trigger_function(t.id),
                                                         t.relation);
             END IF;
         EXCEPTION WHEN OTHERS THEN
@@ -9754,7 +9777,7 @@ BEGIN
          CROSS JOIN LATERAL unnest(g.tgattr::int2[]) WITH ORDINALITY AS k(attnum, ord)
           JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = k.attnum
          WHERE g.tgrelid = t.relation AND NOT g.tgisinternal
-           AND g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id));
+           AND g.tgfoid = billing._trigger_function(t.id);
         CONTINUE WHEN cardinality(cols) IS DISTINCT FROM 6;
         UPDATE billing.tracked_tables
            SET id_column = cols[1], conversation_column = cols[2], role_column = cols[3],
@@ -9821,10 +9844,10 @@ BEGIN
                          -- (by its function too: a trigger renamed before
                          -- 0.4 refused renames; the table stays tracked
                          -- only with its row trigger)
-                         OR (to_regprocedure(format('billing.%I()', 'track_' || t.id)) IS NOT NULL
+                         OR (billing._trigger_function(t.id) IS NOT NULL
                              AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
                                               WHERE g.tgrelid = t.relation AND g.tgparentid = 0
-                                                AND g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id))
+                                                AND g.tgfoid = billing._trigger_function(t.id)
                                                 AND g.tgtype::int & 4 <> 0)))   -- (4: TRIGGER_TYPE_INSERT)
                   ORDER BY t.id LIMIT 1 LOOP
             RAISE EXCEPTION 'billing: this would drop trigger % on %, which bills the writes of tracked table %',
@@ -10051,7 +10074,7 @@ AS $$
                              UNION SELECT t.relation) AS r
           JOIN pg_trigger AS g ON g.tgrelid = r.relid
          WHERE t.id = p_source AND g.tgenabled IN ('D', 'R')   -- (R: fires only on a replica)
-           AND (g.tgfoid = to_regprocedure(format('billing.%I()', 'track_' || t.id))
+           AND (g.tgfoid = billing._trigger_function(t.id)
                 OR billing._is_truncate_trigger(g, t.id)))
 $$;
 
@@ -10098,7 +10121,7 @@ SET search_path = pg_catalog, pg_temp
 SET billing.internal_ddl = on
 AS $$
 DECLARE
-    fn regprocedure := to_regprocedure(format('billing.%I()', 'track_' || t.id));
+    fn regprocedure := billing._trigger_function(t.id);
     changed text;
 BEGIN
     IF fn IS NULL OR (SELECT p.prosrc FROM pg_proc AS p WHERE p.oid = fn) IS DISTINCT FROM 'track_row'
@@ -10329,8 +10352,8 @@ BEGIN
     END IF;
     IF sid IS NOT NULL THEN
         SELECT tt.* INTO t FROM billing.tracked_tables AS tt WHERE tt.id = sid;
-        row_fns := ARRAY[to_regprocedure(format('billing.%I()', 'track_' || sid)),
-                         to_regprocedure(format('billing.%I()', 'citus_track_' || sid))]::oid[];
+        row_fns := ARRAY[billing._trigger_function(sid),
+                         billing._trigger_function(sid, distributed => true)]::oid[];
     END IF;
     CASE g.tgname
     WHEN 'billing_track' THEN

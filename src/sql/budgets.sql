@@ -553,6 +553,7 @@ DECLARE
     a billing.alerts;
     fired integer := 0;
 BEGIN
+    PERFORM billing._require_primary('billing.check_alerts()');
     -- (an infinite time has no month: its spend would be read month by
     -- month without end)
     IF at IS NULL OR NOT isfinite(at) THEN

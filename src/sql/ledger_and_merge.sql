@@ -414,6 +414,22 @@ BEGIN
 END
 $$;
 
+-- billing's periodic work (merge, check_alerts, issue_statements) writes its
+-- tables: on a standby it stops at once with an error that says where to
+-- run it, instead of PostgreSQL's first read-only error from deep inside.
+CREATE FUNCTION billing._require_primary(p_what text) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'billing: % writes billing''s tables, so it cannot run on a standby', p_what
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Run it on the primary (pg_cron runs its jobs there only). The reads on a standby are exact without it.';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION billing.merge() RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -422,6 +438,7 @@ DECLARE
     s record;
     merged bigint;
 BEGIN
+    PERFORM billing._require_primary('billing.merge()');
     -- One merge at a time; a second caller has nothing to do.
     -- (a row lock: only a role that may update billing's tables can hold it)
     IF NOT EXISTS (SELECT 1 FROM billing.merge_lock FOR UPDATE SKIP LOCKED) THEN

@@ -296,6 +296,7 @@ DECLARE
     next_id bigint;
     n integer;
 BEGIN
+    PERFORM billing._require_primary('billing.issue_statements()');
     IF m IS NULL OR m <> date_trunc('month', m)::date THEN
         RAISE EXCEPTION 'billing: a month is given by its first day, got %', m USING ERRCODE = 'invalid_parameter_value';
     END IF;

@@ -2989,6 +2989,7 @@ DECLARE
     a billing.alerts;
     fired integer := 0;
 BEGIN
+    PERFORM billing._require_primary('billing.check_alerts()');
     -- (an infinite time has no month: its spend would be read month by
     -- month without end)
     IF at IS NULL OR NOT isfinite(at) THEN
@@ -5515,6 +5516,7 @@ DECLARE
     next_id bigint;
     n integer;
 BEGIN
+    PERFORM billing._require_primary('billing.issue_statements()');
     IF m IS NULL OR m <> date_trunc('month', m)::date THEN
         RAISE EXCEPTION 'billing: a month is given by its first day, got %', m USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -7435,6 +7437,7 @@ DECLARE
     s record;
     merged bigint;
 BEGIN
+    PERFORM billing._require_primary('billing.merge()');
     -- One merge at a time; a second caller has nothing to do.
     -- (a row lock: only a role that may update billing's tables can hold it)
     IF NOT EXISTS (SELECT 1 FROM billing.merge_lock FOR UPDATE SKIP LOCKED) THEN
@@ -10709,3 +10712,20 @@ SELECT l.last_merge_at,
   FROM billing.merge_lock AS l;
 COMMENT ON VIEW billing.merge_status IS
     'When billing.merge() last committed (last_merge_at, the start of its transaction; NULL: never in this database) and what waits for the next merge: ledger rows, stale months, tables to take in.';
+
+-- ==== The periodic work refuses a standby with its own error (src/sql/ledger_and_merge.sql) ====
+-- billing's periodic work (merge, check_alerts, issue_statements) writes its
+-- tables: on a standby it stops at once with an error that says where to
+-- run it, instead of PostgreSQL's first read-only error from deep inside.
+CREATE FUNCTION billing._require_primary(p_what text) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'billing: % writes billing''s tables, so it cannot run on a standby', p_what
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Run it on the primary (pg_cron runs its jobs there only). The reads on a standby are exact without it.';
+    END IF;
+END
+$$;

@@ -29,7 +29,7 @@ $(BILLING_INSTALL_SQL): src/sql/load_order.txt $(SQL_SOURCES)
 # drop_extension last, as it drops and re-creates the extension). Every
 # sql/*.sql must be listed: a test left out would silently stop running.
 REGRESS_SCHEDULE = cost_engine bad_input bad_input_more invalid_usage catalog_edits parallel month_zone \
-                   tracking tracked_ddl app_tables trigger_paths table_scan aws_usage aws_patterns user_feedback \
+                   tracking tracked_ddl app_tables publications trigger_paths table_scan aws_usage aws_patterns user_feedback \
                    budgets savings forecast customers message_customers statements customer_reads customer_dashboard permissions security attacks drop_extension
 REGRESS = $(REGRESS_SCHEDULE)
 ifneq ($(sort $(REGRESS_SCHEDULE)),$(sort $(patsubst sql/%.sql,%,$(wildcard sql/*.sql))))

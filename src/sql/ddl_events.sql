@@ -94,10 +94,18 @@ BEGIN
             IF moved THEN
                 PERFORM billing._take_in_anew(t.id);
             END IF;
+            -- (ENABLE ALWAYS on a partitioned table reaches its partitions'
+            -- row triggers, never their TRUNCATE triggers, which billing
+            -- makes one by one: they follow billing_track's mode)
+            PERFORM billing._fire_as_billing_track(g.tgrelid, g.tgname, t.id)
+               FROM pg_partition_tree(t.relation) AS p
+               JOIN pg_trigger AS g ON g.tgrelid = p.relid AND billing._is_truncate_trigger(g, t.id)
+              WHERE p.level > 0;
             IF billing._trigger_disabled(t.id) THEN
                 PERFORM billing._take_in_anew(t.id);
-                RAISE WARNING 'billing: a trigger of tracked table % is disabled (or fires only on a replica): its writes pass unbilled', t.relation
-                    USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
+                RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: writes it does not see pass unbilled', t.relation
+                    USING DETAIL = 'billing reads the table itself until its triggers are enabled alike again and a merge() takes the table in anew.',
+                          HINT = format('ALTER TABLE %s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS TRIGGER, all three, on a logical replication subscriber)', t.relation);
             END IF;
             -- (the TRUNCATE triggers only for a partition created or
             -- attached: any other ALTER, as a restore's ADD CONSTRAINT after

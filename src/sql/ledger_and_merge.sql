@@ -23,6 +23,14 @@ COMMENT ON TABLE billing.usage_ledger IS
     'Insert-only: one row per message counted (+) or taken back (-) since the last billing.merge().';
 -- The ledger is a queue: vacuum it often.
 ALTER TABLE billing.usage_ledger SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
+-- No primary key (an index would cost every tracked write), so REPLICA
+-- IDENTITY FULL: a publication FOR ALL TABLES in the database (Debezium
+-- makes one) publishes billing's tables too, and PostgreSQL refuses deletes
+-- from a published table without a replica identity: merge() and the app's
+-- TRUNCATE of a tracked table would fail. Costs nothing unless wal_level is
+-- logical. (The same for the two rollups below, whose unique keys hold a
+-- nullable conversation id.)
+ALTER TABLE billing.usage_ledger REPLICA IDENTITY FULL;
 
 CREATE TABLE billing.month_usage (
     source_id            smallint NOT NULL,
@@ -62,6 +70,7 @@ CREATE TABLE billing.conversation_usage (
 );
 CREATE INDEX conversation_usage_top ON billing.conversation_usage (month, cost DESC, conversation_id);
 COMMENT ON TABLE billing.conversation_usage IS 'Merged usage per tracked table, month and conversation.';
+ALTER TABLE billing.conversation_usage REPLICA IDENTITY FULL;
 
 -- The same usage per conversation and model: what one customer's per-model
 -- figures (billing.dashboard(customer => ...)'s by_model) are read from. A
@@ -87,6 +96,7 @@ CREATE TABLE billing.conversation_model_usage (
     UNIQUE NULLS NOT DISTINCT (source_id, conversation_id, month, model)
 );
 COMMENT ON TABLE billing.conversation_model_usage IS 'Merged usage per tracked table, month, conversation and model as stored.';
+ALTER TABLE billing.conversation_model_usage REPLICA IDENTITY FULL;
 
 CREATE TABLE billing.stale_months (
     source_id smallint NOT NULL,

@@ -28,13 +28,15 @@ COMMENT ON FUNCTION billing.usage_cost(text, bigint, bigint, bigint, timestamptz
 
 -- Data stored as text or json, as jsonb; NULL when it is not JSON. A \u
 -- escape jsonb cannot store in valid JSON (json accepts it) is read in
--- place: \u0000 in any database, and in one whose encoding is not UTF8 a
--- character that encoding lacks (an emoji or a euro sign in LATIN1,
--- anything past ASCII in SQL_ASCII), which Python's json.dumps writes by
--- default. Such escapes are read as U+FFFD in UTF8 and as "?" elsewhere,
--- there every escape past ASCII (the members billing reads are ASCII; a
--- backslash escaped before "u" is left alone). A subtransaction per call,
--- paid only by tables whose data column is not jsonb.
+-- place: \u0000 and a lone surrogate (JavaScript's JSON.stringify writes
+-- one for text cut inside an emoji) in any database, and in one whose
+-- encoding is not UTF8 a character that encoding lacks (an emoji or a euro
+-- sign in LATIN1, anything past ASCII in SQL_ASCII), which Python's
+-- json.dumps writes by default. Such an escape is read as U+FFFD in UTF8
+-- and as "?" elsewhere; every other escape as it is. A backslash escaped
+-- before "u" is left alone. A subtransaction per call, paid only by tables
+-- whose data column is not jsonb (and one per distinct escape, for data
+-- jsonb does not take at once).
 CREATE FUNCTION billing._jsonb_of_text(data text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -48,12 +50,27 @@ EXCEPTION WHEN OTHERS THEN
     IF pg_catalog.strpos(data, '\u') = 0 THEN
         RETURN NULL;
     END IF;
+    DECLARE
+        fixed text := data;
+        esc text;
+        unreadable text := CASE WHEN pg_catalog.current_setting('server_encoding') = 'UTF8' THEN '\ufffd' ELSE '?' END;
     BEGIN
-        IF pg_catalog.current_setting('server_encoding') = 'UTF8' THEN
-            RETURN pg_catalog.regexp_replace(data, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')::jsonb;
-        END IF;
-        RETURN pg_catalog.regexp_replace(data, '(?<!\\)((?:\\\\)*)\\u(?:0000|(?!00[0-7])[0-9A-Fa-f]{4})', '\1?',
-                                         'g')::jsonb;
+        -- Each distinct escape (a surrogate pair as one) that jsonb cannot
+        -- store here is read as U+FFFD or "?"; the others stay, so that
+        -- "\u00c9mile" is still "Émile" in LATIN1 beside an emoji.
+        FOR esc IN SELECT DISTINCT m[1]
+                     FROM pg_catalog.regexp_matches(data,
+                              '(?<!\\)(?:\\\\)*(\\u[Dd][89ABab][0-9A-Fa-f]{2}\\u[Dd][C-Fc-f][0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4})',
+                              'g') AS m LOOP
+            BEGIN
+                PERFORM ('"' OPERATOR(pg_catalog.||) esc OPERATOR(pg_catalog.||) '"')::jsonb;
+            EXCEPTION WHEN OTHERS THEN
+                fixed := pg_catalog.regexp_replace(fixed,
+                             '(?<!\\)((?:\\\\)*)' OPERATOR(pg_catalog.||) pg_catalog.replace(esc, '\', '\\'),
+                             '\1' OPERATOR(pg_catalog.||) pg_catalog.replace(unreadable, '\', '\\'), 'g');
+            END;
+        END LOOP;
+        RETURN fixed::jsonb;
     EXCEPTION WHEN OTHERS THEN
         RETURN NULL;
     END;

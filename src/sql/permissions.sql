@@ -59,6 +59,7 @@ REVOKE ALL ON FUNCTION billing._drop_stale_triggers(regclass) FROM PUBLIC;
 -- is for other roles; their SET billing.internal_ddl would refuse them too)
 REVOKE ALL ON FUNCTION billing._create_trigger(billing.tracked_tables) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._create_truncate_trigger(regclass, smallint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._fire_as_billing_track(regclass, name, smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._drop_trigger_functions(smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._record_partitions(billing.tracked_tables) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._take_in_anew(smallint) FROM PUBLIC;

@@ -311,6 +311,13 @@ BEGIN
     ELSE
         PERFORM billing._create_trigger(t);
     END IF;
+    -- Logical replication's apply worker writes as a replica: it fires no
+    -- trigger that is not ENABLE ALWAYS.
+    IF EXISTS (SELECT 1 FROM pg_subscription_rel AS sr
+                WHERE sr.srrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p UNION SELECT relation)) THEN
+        RAISE NOTICE 'billing: table % is written by a logical replication subscription, whose writes fire billing''s triggers only when they are ENABLE ALWAYS', relation
+            USING HINT = format('ALTER TABLE %s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate;', relation);
+    END IF;
     tracked := relation;
     backfilled := track_messages.backfill;
     IF backfill THEN
@@ -394,6 +401,30 @@ BEGIN
     EXECUTE format('CREATE TRIGGER billing_track_update AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
                    t.relation, changed, fn);
     PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track_update']::name[]);
+    PERFORM billing._fire_as_billing_track(t.relation, 'billing_track_update', t.id);
+END
+$$;
+
+-- A trigger billing adds to a tracked table after billing_track (the UPDATE
+-- trigger a table tracked by 0.3 gets, the TRUNCATE trigger of a partition)
+-- fires as billing_track does: ENABLE ALWAYS where the owner made it so, as
+-- a logical replication subscriber needs (README "Tracking"), and back to
+-- the ordinary mode after. (billing_track disabled, or on a replica only, is
+-- the owner's to undo: left alone.)
+CREATE FUNCTION billing._fire_as_billing_track(relation regclass, p_trigger name, p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    mode "char" := (SELECT g.tgenabled FROM billing.tracked_tables AS t JOIN pg_trigger AS g ON g.tgrelid = t.relation
+                     WHERE t.id = p_source AND g.tgname = 'billing_track');
+BEGIN
+    IF mode IN ('A', 'O') AND EXISTS (SELECT 1 FROM pg_trigger AS g
+                                       WHERE g.tgrelid = relation AND g.tgname = p_trigger AND g.tgenabled <> mode) THEN
+        EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I', relation, CASE mode WHEN 'A' THEN 'ALWAYS' ELSE '' END,
+                       p_trigger);
+    END IF;
 END
 $$;
 
@@ -427,6 +458,7 @@ BEGIN
                         THEN 'OR REPLACE' ELSE '' END,
                    relation, p_source);
     PERFORM billing._depend_on_extension(NULL, relation, ARRAY['billing_track_truncate']::name[]);
+    PERFORM billing._fire_as_billing_track(relation, 'billing_track_truncate', p_source);
 END
 $$;
 
@@ -511,14 +543,18 @@ CREATE FUNCTION billing._trigger_disabled(p_source smallint) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (
-        SELECT 1 FROM billing.tracked_tables AS t
-         CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(t.relation) AS p
-                             UNION SELECT t.relation) AS r
-          JOIN pg_trigger AS g ON g.tgrelid = r.relid
-         WHERE t.id = p_source AND g.tgenabled IN ('D', 'R')   -- (R: fires only on a replica)
-           AND (g.tgfoid = billing._trigger_function(t.id)
-                OR billing._is_truncate_trigger(g, t.id)))
+    -- (R: fires only on a replica. Mixed modes: ENABLE ALWAYS on some of
+    -- billing's triggers, as a logical replication subscriber needs on all
+    -- of them, and not on others: the apply worker's UPDATEs, say, would
+    -- pass the one trigger that takes them.)
+    SELECT bool_or(g.tgenabled IN ('D', 'R')) OR count(DISTINCT g.tgenabled) > 1
+      FROM billing.tracked_tables AS t
+     CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(t.relation) AS p
+                         UNION SELECT t.relation) AS r
+      JOIN pg_trigger AS g ON g.tgrelid = r.relid
+     WHERE t.id = p_source
+       AND (g.tgfoid = billing._trigger_function(t.id)
+            OR billing._is_truncate_trigger(g, t.id))
 $$;
 
 -- Has billing take a tracked table in anew, for rows written where its
@@ -1011,6 +1047,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t billing.tracked_tables;
+    -- The trigger DDL below locks the app's table against writes, and the
+    -- app's writes queue behind its lock request while it waits: it waits
+    -- at most 1 s (merge_lock_timeout when shorter), then the table keeps
+    -- its trigger function until the next merge (a table tracked by an
+    -- earlier version, after ALTER EXTENSION ... UPDATE).
+    caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
+    ddl_ms integer := CASE WHEN billing._merge_lock_timeout() BETWEEN 1 AND 1000 THEN billing._merge_lock_timeout()
+                           ELSE 1000 END;
 BEGIN
     -- The owners of tracked profiles tables may copy its trigger onto new
     -- partitions (after a REASSIGN OWNED, which no event trigger sees); a
@@ -1039,8 +1083,13 @@ BEGIN
                OR (SELECT p.prosrc FROM pg_proc AS p
                     WHERE p.oid = billing._trigger_function(t.id))
                IS DISTINCT FROM 'track_row' THEN
+                IF caller_ms = 0 OR ddl_ms < caller_ms THEN
+                    -- (undone below; an error undoes it with the block)
+                    PERFORM set_config('lock_timeout', ddl_ms || 'ms', true);
+                END IF;
                 PERFORM billing._create_trigger_function(t);
                 PERFORM billing._create_update_trigger(t);
+                PERFORM set_config('lock_timeout', caller_ms || 'ms', true);
             ELSE
                 -- (an owner changed by REASSIGN OWNED, which no event
                 -- trigger sees; a no-op when every right is in place)
@@ -1048,7 +1097,12 @@ BEGIN
                                                         t.relation);
             END IF;
         EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
+            IF SQLSTATE = '55P03' THEN   -- (lock_not_available)
+                RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM
+                    USING HINT = 'Another transaction holds a lock on the table (pg_locks, pg_stat_activity); the next merge tries again, waiting at most 1 s so that the app''s writes do not queue behind it.';
+            ELSE
+                RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
+            END IF;
         END;
     END LOOP;
     -- The partitions of partitioned tracked tables, as they are now (a

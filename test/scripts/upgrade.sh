@@ -135,6 +135,51 @@ dropdb "$db"
 [[ "$got" == t ]] || { echo "FAIL: a table tracked under 0.3 did not get the $current trigger function"; exit 1; }
 echo "upgrade 0.3 -> $current: tracked tables get the new trigger function at the first merge"
 
+# The first merge after the update makes the table's triggers anew, which
+# locks the table against writes; while it waits for that lock the app's
+# writes queue behind it. With an app transaction left open on the table
+# (a request waiting on OpenAI before COMMIT), the merge gives up after 1 s
+# with a WARNING, and the next merge, after that COMMIT, does it. Both
+# replies are billed: 2 x $0.00075.
+db=billing_upgrade_busy_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE EXTENSION billing VERSION '0.3';
+CREATE TABLE messages (id bigserial PRIMARY KEY, conversation_id text, role text, content text,
+                       data jsonb, created_at timestamptz);
+SELECT billing.track_messages('messages');
+INSERT INTO messages (conversation_id, role, content, data, created_at)
+VALUES ('a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-01');
+ALTER EXTENSION billing UPDATE;
+SQL
+psql_q -d "$db" -c "BEGIN" \
+    -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
+        VALUES ('b', 'assistant', 'x', '{\"model\": \"gpt-4o\", \"prompt_tokens\": 100, \"completion_tokens\": 50}', '2026-01-02')" \
+    -c "SELECT pg_sleep(6)" -c "COMMIT" >/dev/null &
+open_txn=$!
+for _ in $(seq 1 50); do   # (until the open transaction holds its lock)
+    [[ $(psql_q -d "$db" -c "SELECT count(*) FROM pg_locks WHERE relation = 'messages'::regclass AND mode = 'RowExclusiveLock' AND granted") -gt 0 ]] && break
+    sleep 0.1
+done
+started=$(date +%s%N)
+warned=$(psql_q -d "$db" -c "SELECT billing.merge()" 2>&1 >/dev/null || true)
+waited_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+lang_during=$(psql_q -d "$db" -c "SELECT l.lanname FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+                                   WHERE p.oid = 'billing.track_1()'::regprocedure")
+wait "$open_txn"
+psql_q -d "$db" -c "SELECT billing.merge()" >/dev/null
+got=$(psql_q -d "$db" -c "SELECT (SELECT l.lanname FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+                                   WHERE p.oid = 'billing.track_1()'::regprocedure)
+                                 || ' ' || (SELECT sum(cost) FROM billing.monthly_history)")
+dropdb "$db"
+if [[ $warned != *"keeps its earlier trigger function: canceling statement due to lock timeout"* ]] || ((waited_ms > 4000)) ||
+   [[ $lang_during != plpgsql || $got != "c 0.00150" ]]; then
+    echo "FAIL: the first merge beside an open app transaction: waited ${waited_ms} ms, function $lang_during then '$got' (want plpgsql, then 'c 0.00150'); said: $warned"
+    exit 1
+fi
+echo "upgrade 0.3 -> $current: beside an open app transaction, the first merge waits ${waited_ms} ms for its trigger DDL (at most 1 s), and the next one makes it"
+
 # A partitioned profiles table tracked under 0.3, owned by the app's role,
 # its counter named in French on a service of its own: the update records it
 # in billing.tracked_profiles (counter and service read back from the

@@ -64,6 +64,29 @@ AS $$
                                       OPERATOR(pg_catalog.||) '()')
 $$;
 
+-- A trigger billing adds to a tracked table after billing_track (the UPDATE
+-- trigger a table tracked by 0.3 gets, the TRUNCATE trigger of a partition)
+-- fires as billing_track does: ENABLE ALWAYS where the owner made it so, as
+-- a logical replication subscriber needs (README "Tracking"), and back to
+-- the ordinary mode after. (billing_track disabled, or on a replica only, is
+-- the owner's to undo: left alone.)
+CREATE FUNCTION billing._fire_as_billing_track(relation regclass, p_trigger name, p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    mode "char" := (SELECT g.tgenabled FROM billing.tracked_tables AS t JOIN pg_trigger AS g ON g.tgrelid = t.relation
+                     WHERE t.id = p_source AND g.tgname = 'billing_track');
+BEGIN
+    IF mode IN ('A', 'O') AND EXISTS (SELECT 1 FROM pg_trigger AS g
+                                       WHERE g.tgrelid = relation AND g.tgname = p_trigger AND g.tgenabled <> mode) THEN
+        EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I', relation, CASE mode WHEN 'A' THEN 'ALWAYS' ELSE '' END,
+                       p_trigger);
+    END IF;
+END
+$$;
+
 ------------------------------------------------------------------------------
 -- billing's own DDL on its triggers, and the partitions of tracked tables
 -- (used by the event triggers this script replaces further down)
@@ -535,13 +558,15 @@ $$;
 
 -- Data stored as text or json, as jsonb; NULL when it is not JSON. A \u
 -- escape jsonb cannot store in valid JSON (json accepts it) is read in
--- place: \u0000 in any database, and in one whose encoding is not UTF8 a
--- character that encoding lacks (an emoji or a euro sign in LATIN1,
--- anything past ASCII in SQL_ASCII), which Python's json.dumps writes by
--- default. Such escapes are read as U+FFFD in UTF8 and as "?" elsewhere,
--- there every escape past ASCII (the members billing reads are ASCII; a
--- backslash escaped before "u" is left alone). A subtransaction per call,
--- paid only by tables whose data column is not jsonb.
+-- place: \u0000 and a lone surrogate (JavaScript's JSON.stringify writes
+-- one for text cut inside an emoji) in any database, and in one whose
+-- encoding is not UTF8 a character that encoding lacks (an emoji or a euro
+-- sign in LATIN1, anything past ASCII in SQL_ASCII), which Python's
+-- json.dumps writes by default. Such an escape is read as U+FFFD in UTF8
+-- and as "?" elsewhere; every other escape as it is. A backslash escaped
+-- before "u" is left alone. A subtransaction per call, paid only by tables
+-- whose data column is not jsonb (and one per distinct escape, for data
+-- jsonb does not take at once).
 CREATE FUNCTION billing._jsonb_of_text(data text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -555,12 +580,27 @@ EXCEPTION WHEN OTHERS THEN
     IF pg_catalog.strpos(data, '\u') = 0 THEN
         RETURN NULL;
     END IF;
+    DECLARE
+        fixed text := data;
+        esc text;
+        unreadable text := CASE WHEN pg_catalog.current_setting('server_encoding') = 'UTF8' THEN '\ufffd' ELSE '?' END;
     BEGIN
-        IF pg_catalog.current_setting('server_encoding') = 'UTF8' THEN
-            RETURN pg_catalog.regexp_replace(data, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')::jsonb;
-        END IF;
-        RETURN pg_catalog.regexp_replace(data, '(?<!\\)((?:\\\\)*)\\u(?:0000|(?!00[0-7])[0-9A-Fa-f]{4})', '\1?',
-                                         'g')::jsonb;
+        -- Each distinct escape (a surrogate pair as one) that jsonb cannot
+        -- store here is read as U+FFFD or "?"; the others stay, so that
+        -- "\u00c9mile" is still "Émile" in LATIN1 beside an emoji.
+        FOR esc IN SELECT DISTINCT m[1]
+                     FROM pg_catalog.regexp_matches(data,
+                              '(?<!\\)(?:\\\\)*(\\u[Dd][89ABab][0-9A-Fa-f]{2}\\u[Dd][C-Fc-f][0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4})',
+                              'g') AS m LOOP
+            BEGIN
+                PERFORM ('"' OPERATOR(pg_catalog.||) esc OPERATOR(pg_catalog.||) '"')::jsonb;
+            EXCEPTION WHEN OTHERS THEN
+                fixed := pg_catalog.regexp_replace(fixed,
+                             '(?<!\\)((?:\\\\)*)' OPERATOR(pg_catalog.||) pg_catalog.replace(esc, '\', '\\'),
+                             '\1' OPERATOR(pg_catalog.||) pg_catalog.replace(unreadable, '\', '\\'), 'g');
+            END;
+        END LOOP;
+        RETURN fixed::jsonb;
     EXCEPTION WHEN OTHERS THEN
         RETURN NULL;
     END;
@@ -1844,6 +1884,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t billing.tracked_tables;
+    -- The trigger DDL below locks the app's table against writes, and the
+    -- app's writes queue behind its lock request while it waits: it waits
+    -- at most 1 s (merge_lock_timeout when shorter), then the table keeps
+    -- its trigger function until the next merge (a table tracked by an
+    -- earlier version, after ALTER EXTENSION ... UPDATE).
+    caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
+    ddl_ms integer := CASE WHEN billing._merge_lock_timeout() BETWEEN 1 AND 1000 THEN billing._merge_lock_timeout()
+                           ELSE 1000 END;
 BEGIN
     -- The owners of tracked profiles tables may copy its trigger onto new
     -- partitions (after a REASSIGN OWNED, which no event trigger sees); a
@@ -1872,8 +1920,13 @@ BEGIN
                OR (SELECT p.prosrc FROM pg_proc AS p
                     WHERE p.oid = billing._trigger_function(t.id))
                IS DISTINCT FROM 'track_row' THEN
+                IF caller_ms = 0 OR ddl_ms < caller_ms THEN
+                    -- (undone below; an error undoes it with the block)
+                    PERFORM set_config('lock_timeout', ddl_ms || 'ms', true);
+                END IF;
                 PERFORM billing._create_trigger_function(t);
                 PERFORM billing._create_update_trigger(t);
+                PERFORM set_config('lock_timeout', caller_ms || 'ms', true);
             ELSE
                 -- (an owner changed by REASSIGN OWNED, which no event
                 -- trigger sees; a no-op when every right is in place)
@@ -1881,7 +1934,12 @@ BEGIN
                                                         t.relation);
             END IF;
         EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
+            IF SQLSTATE = '55P03' THEN   -- (lock_not_available)
+                RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM
+                    USING HINT = 'Another transaction holds a lock on the table (pg_locks, pg_stat_activity); the next merge tries again, waiting at most 1 s so that the app''s writes do not queue behind it.';
+            ELSE
+                RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
+            END IF;
         END;
     END LOOP;
     -- The partitions of partitioned tracked tables, as they are now (a
@@ -7181,6 +7239,13 @@ BEGIN
     ELSE
         PERFORM billing._create_trigger(t);
     END IF;
+    -- Logical replication's apply worker writes as a replica: it fires no
+    -- trigger that is not ENABLE ALWAYS.
+    IF EXISTS (SELECT 1 FROM pg_subscription_rel AS sr
+                WHERE sr.srrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p UNION SELECT relation)) THEN
+        RAISE NOTICE 'billing: table % is written by a logical replication subscription, whose writes fire billing''s triggers only when they are ENABLE ALWAYS', relation
+            USING HINT = format('ALTER TABLE %s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate;', relation);
+    END IF;
     tracked := relation;
     backfilled := track_messages.backfill;
     IF backfill THEN
@@ -9558,6 +9623,7 @@ BEGIN
                         THEN 'OR REPLACE' ELSE '' END,
                    relation, p_source);
     PERFORM billing._depend_on_extension(NULL, relation, ARRAY['billing_track_truncate']::name[]);
+    PERFORM billing._fire_as_billing_track(relation, 'billing_track_truncate', p_source);
 END
 $$;
 
@@ -9718,10 +9784,18 @@ BEGIN
             IF moved THEN
                 PERFORM billing._take_in_anew(t.id);
             END IF;
+            -- (ENABLE ALWAYS on a partitioned table reaches its partitions'
+            -- row triggers, never their TRUNCATE triggers, which billing
+            -- makes one by one: they follow billing_track's mode)
+            PERFORM billing._fire_as_billing_track(g.tgrelid, g.tgname, t.id)
+               FROM pg_partition_tree(t.relation) AS p
+               JOIN pg_trigger AS g ON g.tgrelid = p.relid AND billing._is_truncate_trigger(g, t.id)
+              WHERE p.level > 0;
             IF billing._trigger_disabled(t.id) THEN
                 PERFORM billing._take_in_anew(t.id);
-                RAISE WARNING 'billing: a trigger of tracked table % is disabled (or fires only on a replica): its writes pass unbilled', t.relation
-                    USING DETAIL = 'billing reads the table itself until the trigger is enabled again and a merge() takes the table in anew.';
+                RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: writes it does not see pass unbilled', t.relation
+                    USING DETAIL = 'billing reads the table itself until its triggers are enabled alike again and a merge() takes the table in anew.',
+                          HINT = format('ALTER TABLE %s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS TRIGGER, all three, on a logical replication subscriber)', t.relation);
             END IF;
             -- (the TRUNCATE triggers only for a partition created or
             -- attached: any other ALTER, as a restore's ADD CONSTRAINT after
@@ -10071,14 +10145,18 @@ CREATE FUNCTION billing._trigger_disabled(p_source smallint) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (
-        SELECT 1 FROM billing.tracked_tables AS t
-         CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(t.relation) AS p
-                             UNION SELECT t.relation) AS r
-          JOIN pg_trigger AS g ON g.tgrelid = r.relid
-         WHERE t.id = p_source AND g.tgenabled IN ('D', 'R')   -- (R: fires only on a replica)
-           AND (g.tgfoid = billing._trigger_function(t.id)
-                OR billing._is_truncate_trigger(g, t.id)))
+    -- (R: fires only on a replica. Mixed modes: ENABLE ALWAYS on some of
+    -- billing's triggers, as a logical replication subscriber needs on all
+    -- of them, and not on others: the apply worker's UPDATEs, say, would
+    -- pass the one trigger that takes them.)
+    SELECT bool_or(g.tgenabled IN ('D', 'R')) OR count(DISTINCT g.tgenabled) > 1
+      FROM billing.tracked_tables AS t
+     CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(t.relation) AS p
+                         UNION SELECT t.relation) AS r
+      JOIN pg_trigger AS g ON g.tgrelid = r.relid
+     WHERE t.id = p_source
+       AND (g.tgfoid = billing._trigger_function(t.id)
+            OR billing._is_truncate_trigger(g, t.id))
 $$;
 
 -- Has billing take a tracked table in anew, for rows written where its
@@ -10148,6 +10226,7 @@ BEGIN
     EXECUTE format('CREATE TRIGGER billing_track_update AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s',
                    t.relation, changed, fn);
     PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track_update']::name[]);
+    PERFORM billing._fire_as_billing_track(t.relation, 'billing_track_update', t.id);
 END
 $$;
 REVOKE ALL ON FUNCTION billing._create_update_trigger(billing.tracked_tables) FROM PUBLIC;
@@ -10617,6 +10696,7 @@ $$;
 
 REVOKE ALL ON FUNCTION billing._create_trigger(billing.tracked_tables) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._create_truncate_trigger(regclass, smallint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._fire_as_billing_track(regclass, name, smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._drop_trigger_functions(smallint) FROM PUBLIC;
 
 -- Whether an ALTER TYPE renamed a value of an enum (RENAME VALUE).
@@ -10729,3 +10809,11 @@ BEGIN
     END IF;
 END
 $$;
+
+-- ==== billing's tables publishable by a publication FOR ALL TABLES (src/sql/ledger_and_merge.sql) ====
+-- No primary key (an index would cost every tracked write), so REPLICA
+-- IDENTITY FULL: PostgreSQL refuses deletes from a published table without
+-- a replica identity, and merge() and the app's TRUNCATE would fail.
+ALTER TABLE billing.usage_ledger REPLICA IDENTITY FULL;
+ALTER TABLE billing.conversation_usage REPLICA IDENTITY FULL;
+ALTER TABLE billing.conversation_model_usage REPLICA IDENTITY FULL;

@@ -35,8 +35,8 @@ COMMENT ON FUNCTION billing.usage_cost(text, bigint, bigint, bigint, timestamptz
 -- json.dumps writes by default. Such an escape is read as U+FFFD in UTF8
 -- and as "?" elsewhere; every other escape as it is. A backslash escaped
 -- before "u" is left alone. A subtransaction per call, paid only by tables
--- whose data column is not jsonb (and one per distinct escape, for data
--- jsonb does not take at once).
+-- whose data column is not jsonb (and, for data jsonb does not take at
+-- once, one per distinct escape it may refuse, up to 64).
 CREATE FUNCTION billing._jsonb_of_text(data text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -51,23 +51,35 @@ EXCEPTION WHEN OTHERS THEN
         RETURN NULL;
     END IF;
     DECLARE
-        fixed text := data;
+        utf8 boolean := pg_catalog.current_setting('server_encoding') = 'UTF8';
+        unreadable text := CASE WHEN utf8 THEN '\\ufffd' ELSE '?' END;   -- (as regexp_replace writes them)
+        -- The escapes jsonb may refuse (a surrogate pair as one): in UTF8
+        -- \u0000 and surrogates, elsewhere also every one past ASCII. The
+        -- prefix skips a backslash that is itself escaped.
+        prefix text := '(?<!\\)((?:\\\\)*)';
+        candidate text := '\\u[Dd][89ABab][0-9A-Fa-f]{2}\\u[Dd][C-Fc-f][0-9A-Fa-f]{2}|\\u0000|'
+                          OPERATOR(pg_catalog.||) CASE WHEN utf8 THEN '\\u[Dd][89A-Fa-f][0-9A-Fa-f]{2}'
+                                                       ELSE '\\u(?!00[0-7])[0-9A-Fa-f]{4}' END;
+        escapes text[];
         esc text;
-        unreadable text := CASE WHEN pg_catalog.current_setting('server_encoding') = 'UTF8' THEN '\ufffd' ELSE '?' END;
+        fixed text := data;
     BEGIN
-        -- Each distinct escape (a surrogate pair as one) that jsonb cannot
-        -- store here is read as U+FFFD or "?"; the others stay, so that
-        -- "\u00c9mile" is still "Émile" in LATIN1 beside an emoji.
-        FOR esc IN SELECT DISTINCT m[1]
-                     FROM pg_catalog.regexp_matches(data,
-                              '(?<!\\)(?:\\\\)*(\\u[Dd][89ABab][0-9A-Fa-f]{2}\\u[Dd][C-Fc-f][0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4})',
-                              'g') AS m LOOP
+        SELECT pg_catalog.array_agg(DISTINCT m[2]) INTO escapes
+          FROM pg_catalog.regexp_matches(data, prefix OPERATOR(pg_catalog.||) '(' OPERATOR(pg_catalog.||) candidate
+                                               OPERATOR(pg_catalog.||) ')', 'g') AS m;
+        IF pg_catalog.cardinality(escapes) > 64 THEN
+            -- (a long text in a script the encoding lacks: all at once)
+            RETURN pg_catalog.regexp_replace(data, prefix OPERATOR(pg_catalog.||) '(?:' OPERATOR(pg_catalog.||) candidate
+                                                   OPERATOR(pg_catalog.||) ')', '\1' OPERATOR(pg_catalog.||) unreadable, 'g')::jsonb;
+        END IF;
+        -- Each one on its own, so that the others stay ("\u00c9mile" is
+        -- still "Émile" in LATIN1 beside an emoji).
+        FOREACH esc IN ARRAY coalesce(escapes, '{}') LOOP
             BEGIN
                 PERFORM ('"' OPERATOR(pg_catalog.||) esc OPERATOR(pg_catalog.||) '"')::jsonb;
             EXCEPTION WHEN OTHERS THEN
-                fixed := pg_catalog.regexp_replace(fixed,
-                             '(?<!\\)((?:\\\\)*)' OPERATOR(pg_catalog.||) pg_catalog.replace(esc, '\', '\\'),
-                             '\1' OPERATOR(pg_catalog.||) pg_catalog.replace(unreadable, '\', '\\'), 'g');
+                fixed := pg_catalog.regexp_replace(fixed, prefix OPERATOR(pg_catalog.||) pg_catalog.replace(esc, '\', '\\'),
+                                                   '\1' OPERATOR(pg_catalog.||) unreadable, 'g');
             END;
         END LOOP;
         RETURN fixed::jsonb;

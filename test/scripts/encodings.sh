@@ -75,6 +75,22 @@ SQL
         *)    want='smile ? | euro ? | nul ? | not an escape \u20ac | cut ?' ;;
     esac
     check "$enc: text as read" "$got" "$want"
+    # A long reply in a script LATIN1 and SQL_ASCII lack (100 distinct CJK
+    # escapes, \u4e00 to \u4e63): billed, $0.00075, its text read as 100
+    # characters ("?" each where the encoding lacks them).
+    psql_q -d "$db" >/dev/null <<'SQL'
+INSERT INTO public.as_text (conversation_id, role, content, data, created_at)
+SELECT 'cjk', 'assistant', 'x',
+       '{"model":"gpt-4o","prompt_tokens":100,"completion_tokens":50,"text":"'
+       || (SELECT string_agg('\u' || to_hex(19968 + g), '' ORDER BY g) FROM generate_series(0, 99) AS g) || '"}',
+       '2026-04-10 10:00+00';
+SQL
+    check "$enc: 100 CJK escapes" \
+        "$(psql_q -d "$db" -c "SELECT c.cost || ' ' || length(billing._jsonb_of_text(m.data) ->> 'text')
+                                      || ' ' || (billing._jsonb_of_text(m.data) ->> 'text' = repeat('?', 100))
+                                 FROM billing.conversation_costs AS c JOIN public.as_text AS m USING (conversation_id)
+                                WHERE c.conversation_id = 'cjk'")" \
+        "0.00075 100 $([[ $enc == UTF8 ]] && echo false || echo true)"
     # Customers named by a data member, beside an emoji that LATIN1 lacks:
     # "\u00c9mile" and "\u00c8mile" stay two customers, 0.00075 and
     # 200 x 2.5/1M + 100 x 10/1M = 0.0015. SQL_ASCII holds neither letter:

@@ -547,7 +547,9 @@ AS $$
     -- billing's triggers, as a logical replication subscriber needs on all
     -- of them, and not on others: the apply worker's UPDATEs, say, would
     -- pass the one trigger that takes them.)
-    SELECT bool_or(g.tgenabled IN ('D', 'R')) OR count(DISTINCT g.tgenabled) > 1
+    -- (false for a table without billing's triggers: a distributed one
+    -- recomputed by every merge)
+    SELECT coalesce(bool_or(g.tgenabled IN ('D', 'R')), false) OR count(DISTINCT g.tgenabled) > 1
       FROM billing.tracked_tables AS t
      CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(t.relation) AS p
                          UNION SELECT t.relation) AS r

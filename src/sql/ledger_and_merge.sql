@@ -449,6 +449,18 @@ DECLARE
     merged bigint;
 BEGIN
     PERFORM billing._require_primary('billing.merge()');
+    -- A subscription that writes billing's own tables (a publication FOR ALL
+    -- TABLES of another billing database) adds that database's ledger and
+    -- rollups to this one's: said at every merge, as it bills twice.
+    IF EXISTS (SELECT 1 FROM pg_subscription_rel AS sr JOIN pg_class AS c ON c.oid = sr.srrelid
+                WHERE c.relnamespace = 'billing'::regnamespace) THEN
+        RAISE WARNING 'billing: a logical replication subscription writes billing''s own tables (%): the rows it copies add to this database''s own figures',
+                      (SELECT string_agg(DISTINCT ps.subname, ', ' ORDER BY ps.subname)
+                         FROM pg_subscription_rel AS sr JOIN pg_class AS c ON c.oid = sr.srrelid
+                         JOIN pg_subscription AS ps ON ps.oid = sr.srsubid
+                        WHERE c.relnamespace = 'billing'::regnamespace)
+            USING HINT = 'Subscribe to the app''s tables only: on the publisher, a publication FOR TABLE or FOR TABLES IN SCHEMA of them.';
+    END IF;
     -- One merge at a time; a second caller has nothing to do.
     -- (a row lock: only a role that may update billing's tables can hold it)
     IF NOT EXISTS (SELECT 1 FROM billing.merge_lock FOR UPDATE SKIP LOCKED) THEN

@@ -313,8 +313,7 @@ BEGIN
     END IF;
     -- Logical replication's apply worker writes as a replica: it fires no
     -- trigger that is not ENABLE ALWAYS.
-    IF EXISTS (SELECT 1 FROM pg_subscription_rel AS sr
-                WHERE sr.srrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p UNION SELECT relation)) THEN
+    IF billing._subscribed(relation) THEN
         RAISE NOTICE 'billing: table % is written by a logical replication subscription, whose writes fire billing''s triggers only when they are ENABLE ALWAYS', relation
             USING HINT = format('ALTER TABLE %s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate;', relation);
     END IF;
@@ -403,6 +402,17 @@ BEGIN
     PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track_update']::name[]);
     PERFORM billing._fire_as_billing_track(t.relation, 'billing_track_update', t.id);
 END
+$$;
+
+-- Whether a logical replication subscription of this database writes the
+-- relation or a partition of it (its apply worker writes as a replica, and
+-- fires only ENABLE ALWAYS triggers).
+CREATE FUNCTION billing._subscribed(relation regclass) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_subscription_rel AS sr
+                    WHERE sr.srrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p UNION SELECT relation))
 $$;
 
 -- A trigger billing adds to a tracked table after billing_track (the UPDATE

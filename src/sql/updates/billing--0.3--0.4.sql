@@ -64,6 +64,17 @@ AS $$
                                       OPERATOR(pg_catalog.||) '()')
 $$;
 
+-- Whether a logical replication subscription of this database writes the
+-- relation or a partition of it (its apply worker writes as a replica, and
+-- fires only ENABLE ALWAYS triggers).
+CREATE FUNCTION billing._subscribed(relation regclass) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_subscription_rel AS sr
+                    WHERE sr.srrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p UNION SELECT relation))
+$$;
+
 -- A trigger billing adds to a tracked table after billing_track (the UPDATE
 -- trigger a table tracked by 0.3 gets, the TRUNCATE trigger of a partition)
 -- fires as billing_track does: ENABLE ALWAYS where the owner made it so, as
@@ -7253,8 +7264,7 @@ BEGIN
     END IF;
     -- Logical replication's apply worker writes as a replica: it fires no
     -- trigger that is not ENABLE ALWAYS.
-    IF EXISTS (SELECT 1 FROM pg_subscription_rel AS sr
-                WHERE sr.srrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p UNION SELECT relation)) THEN
+    IF billing._subscribed(relation) THEN
         RAISE NOTICE 'billing: table % is written by a logical replication subscription, whose writes fire billing''s triggers only when they are ENABLE ALWAYS', relation
             USING HINT = format('ALTER TABLE %s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate;', relation);
     END IF;
@@ -7515,6 +7525,18 @@ DECLARE
     merged bigint;
 BEGIN
     PERFORM billing._require_primary('billing.merge()');
+    -- A subscription that writes billing's own tables (a publication FOR ALL
+    -- TABLES of another billing database) adds that database's ledger and
+    -- rollups to this one's: said at every merge, as it bills twice.
+    IF EXISTS (SELECT 1 FROM pg_subscription_rel AS sr JOIN pg_class AS c ON c.oid = sr.srrelid
+                WHERE c.relnamespace = 'billing'::regnamespace) THEN
+        RAISE WARNING 'billing: a logical replication subscription writes billing''s own tables (%): the rows it copies add to this database''s own figures',
+                      (SELECT string_agg(DISTINCT ps.subname, ', ' ORDER BY ps.subname)
+                         FROM pg_subscription_rel AS sr JOIN pg_class AS c ON c.oid = sr.srrelid
+                         JOIN pg_subscription AS ps ON ps.oid = sr.srsubid
+                        WHERE c.relnamespace = 'billing'::regnamespace)
+            USING HINT = 'Subscribe to the app''s tables only: on the publisher, a publication FOR TABLE or FOR TABLES IN SCHEMA of them.';
+    END IF;
     -- One merge at a time; a second caller has nothing to do.
     -- (a row lock: only a role that may update billing's tables can hold it)
     IF NOT EXISTS (SELECT 1 FROM billing.merge_lock FOR UPDATE SKIP LOCKED) THEN
@@ -9807,7 +9829,10 @@ BEGIN
                 PERFORM billing._take_in_anew(t.id);
                 RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: writes it does not see pass unbilled', t.relation
                     USING DETAIL = 'billing reads the table itself until its triggers are enabled alike again and a merge() takes the table in anew.',
-                          HINT = format('ALTER TABLE %s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS TRIGGER, all three, on a logical replication subscriber)', t.relation);
+                          HINT = format('ALTER TABLE %1$s ENABLE %2$sTRIGGER billing_track, ENABLE %2$sTRIGGER billing_track_update, ENABLE %2$sTRIGGER billing_track_truncate;%3$s',
+                                        t.relation, CASE WHEN billing._subscribed(t.relation) THEN 'ALWAYS ' ELSE '' END,
+                                        CASE WHEN billing._subscribed(t.relation) THEN ' (a logical replication subscription writes the table)'
+                                             ELSE ' (ENABLE ALWAYS, all three, on a logical replication subscriber)' END);
             END IF;
             -- (the TRUNCATE triggers only for a partition created or
             -- attached: any other ALTER, as a restore's ADD CONSTRAINT after

@@ -105,10 +105,9 @@ BEGIN
                 PERFORM billing._take_in_anew(t.id);
                 RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: writes it does not see pass unbilled', t.relation
                     USING DETAIL = 'billing reads the table itself until its triggers are enabled alike again and a merge() takes the table in anew.',
-                          HINT = format('ALTER TABLE %1$s ENABLE %2$sTRIGGER billing_track, ENABLE %2$sTRIGGER billing_track_update, ENABLE %2$sTRIGGER billing_track_truncate;%3$s',
-                                        t.relation, CASE WHEN billing._subscribed(t.relation) THEN 'ALWAYS ' ELSE '' END,
-                                        CASE WHEN billing._subscribed(t.relation) THEN ' (a logical replication subscription writes the table)'
-                                             ELSE ' (ENABLE ALWAYS, all three, on a logical replication subscriber)' END);
+                          HINT = CASE WHEN billing._subscribed(t.relation)
+                                      THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', t.relation)
+                                      ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', t.relation) END;
             END IF;
             -- (the TRUNCATE triggers only for a partition created or
             -- attached: any other ALTER, as a restore's ADD CONSTRAINT after

@@ -447,18 +447,18 @@ AS $$
 DECLARE
     s record;
     merged bigint;
-BEGIN
-    PERFORM billing._require_primary('billing.merge()');
     -- A subscription that writes billing's own tables (a publication FOR ALL
     -- TABLES of another billing database) adds that database's ledger and
     -- rollups to this one's: said at every merge, as it bills twice.
-    IF EXISTS (SELECT 1 FROM pg_subscription_rel AS sr JOIN pg_class AS c ON c.oid = sr.srrelid
-                WHERE c.relnamespace = 'billing'::regnamespace) THEN
+    subscriptions text := (SELECT string_agg(DISTINCT ps.subname, ', ' ORDER BY ps.subname)
+                             FROM pg_subscription_rel AS sr JOIN pg_class AS c ON c.oid = sr.srrelid
+                             JOIN pg_subscription AS ps ON ps.oid = sr.srsubid
+                            WHERE c.relnamespace = 'billing'::regnamespace);
+BEGIN
+    PERFORM billing._require_primary('billing.merge()');
+    IF subscriptions IS NOT NULL THEN
         RAISE WARNING 'billing: a logical replication subscription writes billing''s own tables (%): the rows it copies add to this database''s own figures',
-                      (SELECT string_agg(DISTINCT ps.subname, ', ' ORDER BY ps.subname)
-                         FROM pg_subscription_rel AS sr JOIN pg_class AS c ON c.oid = sr.srrelid
-                         JOIN pg_subscription AS ps ON ps.oid = sr.srsubid
-                        WHERE c.relnamespace = 'billing'::regnamespace)
+                      subscriptions
             USING HINT = 'Subscribe to the app''s tables only: on the publisher, a publication FOR TABLE or FOR TABLES IN SCHEMA of them.';
     END IF;
     -- One merge at a time; a second caller has nothing to do.
@@ -724,6 +724,25 @@ $$;
 CREATE FUNCTION billing._merge_lock_timeout() RETURNS integer
 AS 'MODULE_PATHNAME', 'merge_lock_timeout' LANGUAGE C STABLE PARALLEL SAFE;
 
+-- Sets lock_timeout, for the rest of the transaction (or of the block
+-- that an error undoes), to p_ms milliseconds when that is shorter than the
+-- caller's (0: no limit on either side); returns the caller's, to be set
+-- back. The waits of merge() on an app's table (_merge_step,
+-- _refresh_trigger_functions).
+CREATE FUNCTION billing._limit_lock_timeout(p_ms integer) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
+BEGIN
+    IF p_ms > 0 AND (caller_ms = 0 OR p_ms < caller_ms) THEN
+        PERFORM set_config('lock_timeout', p_ms || 'ms', true);
+    END IF;
+    RETURN caller_ms;
+END
+$$;
+
 -- Runs one tracked table's part of merge(): a table billing cannot read
 -- (dropped column, lost privilege, ...) is reported and left for the next
 -- merge, and every other table goes on. So is a table whose rows or table
@@ -736,13 +755,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    wait_ms integer := billing._merge_lock_timeout();
-    caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
+    caller_ms integer;
 BEGIN
-    IF wait_ms > 0 AND (caller_ms = 0 OR wait_ms < caller_ms) THEN
-        -- (undone at the end; an error undoes it with the block)
-        PERFORM set_config('lock_timeout', wait_ms || 'ms', true);
-    END IF;
+    -- (in the block, not its declarations: an error undoes it with the
+    -- block; set back at the end)
+    caller_ms := billing._limit_lock_timeout(billing._merge_lock_timeout());
     IF p_what = 'backfill' THEN
         PERFORM billing._backfill(p_source);
     ELSIF p_what = 'take' THEN

@@ -1064,9 +1064,9 @@ DECLARE
     -- at most 1 s (merge_lock_timeout when shorter), then the table keeps
     -- its trigger function until the next merge (a table tracked by an
     -- earlier version, after ALTER EXTENSION ... UPDATE).
-    caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
     ddl_ms integer := CASE WHEN billing._merge_lock_timeout() BETWEEN 1 AND 1000 THEN billing._merge_lock_timeout()
                            ELSE 1000 END;
+    caller_ms integer;
 BEGIN
     -- The owners of tracked profiles tables may copy its trigger onto new
     -- partitions (after a REASSIGN OWNED, which no event trigger sees); a
@@ -1095,10 +1095,8 @@ BEGIN
                OR (SELECT p.prosrc FROM pg_proc AS p
                     WHERE p.oid = billing._trigger_function(t.id))
                IS DISTINCT FROM 'track_row' THEN
-                IF caller_ms = 0 OR ddl_ms < caller_ms THEN
-                    -- (undone below; an error undoes it with the block)
-                    PERFORM set_config('lock_timeout', ddl_ms || 'ms', true);
-                END IF;
+                -- (undone below; an error undoes it with the block)
+                caller_ms := billing._limit_lock_timeout(ddl_ms);
                 PERFORM billing._create_trigger_function(t);
                 PERFORM billing._create_update_trigger(t);
                 PERFORM set_config('lock_timeout', caller_ms || 'ms', true);

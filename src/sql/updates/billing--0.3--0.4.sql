@@ -64,6 +64,25 @@ AS $$
                                       OPERATOR(pg_catalog.||) '()')
 $$;
 
+-- Sets lock_timeout, for the rest of the transaction (or of the block
+-- that an error undoes), to p_ms milliseconds when that is shorter than the
+-- caller's (0: no limit on either side); returns the caller's, to be set
+-- back. The waits of merge() on an app's table (_merge_step,
+-- _refresh_trigger_functions).
+CREATE FUNCTION billing._limit_lock_timeout(p_ms integer) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
+BEGIN
+    IF p_ms > 0 AND (caller_ms = 0 OR p_ms < caller_ms) THEN
+        PERFORM set_config('lock_timeout', p_ms || 'ms', true);
+    END IF;
+    RETURN caller_ms;
+END
+$$;
+
 -- Whether a logical replication subscription of this database writes the
 -- relation or a partition of it (its apply worker writes as a replica, and
 -- fires only ENABLE ALWAYS triggers).
@@ -1912,9 +1931,9 @@ DECLARE
     -- at most 1 s (merge_lock_timeout when shorter), then the table keeps
     -- its trigger function until the next merge (a table tracked by an
     -- earlier version, after ALTER EXTENSION ... UPDATE).
-    caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
     ddl_ms integer := CASE WHEN billing._merge_lock_timeout() BETWEEN 1 AND 1000 THEN billing._merge_lock_timeout()
                            ELSE 1000 END;
+    caller_ms integer;
 BEGIN
     -- The owners of tracked profiles tables may copy its trigger onto new
     -- partitions (after a REASSIGN OWNED, which no event trigger sees); a
@@ -1943,10 +1962,8 @@ BEGIN
                OR (SELECT p.prosrc FROM pg_proc AS p
                     WHERE p.oid = billing._trigger_function(t.id))
                IS DISTINCT FROM 'track_row' THEN
-                IF caller_ms = 0 OR ddl_ms < caller_ms THEN
-                    -- (undone below; an error undoes it with the block)
-                    PERFORM set_config('lock_timeout', ddl_ms || 'ms', true);
-                END IF;
+                -- (undone below; an error undoes it with the block)
+                caller_ms := billing._limit_lock_timeout(ddl_ms);
                 PERFORM billing._create_trigger_function(t);
                 PERFORM billing._create_update_trigger(t);
                 PERFORM set_config('lock_timeout', caller_ms || 'ms', true);
@@ -7523,18 +7540,18 @@ AS $$
 DECLARE
     s record;
     merged bigint;
-BEGIN
-    PERFORM billing._require_primary('billing.merge()');
     -- A subscription that writes billing's own tables (a publication FOR ALL
     -- TABLES of another billing database) adds that database's ledger and
     -- rollups to this one's: said at every merge, as it bills twice.
-    IF EXISTS (SELECT 1 FROM pg_subscription_rel AS sr JOIN pg_class AS c ON c.oid = sr.srrelid
-                WHERE c.relnamespace = 'billing'::regnamespace) THEN
+    subscriptions text := (SELECT string_agg(DISTINCT ps.subname, ', ' ORDER BY ps.subname)
+                             FROM pg_subscription_rel AS sr JOIN pg_class AS c ON c.oid = sr.srrelid
+                             JOIN pg_subscription AS ps ON ps.oid = sr.srsubid
+                            WHERE c.relnamespace = 'billing'::regnamespace);
+BEGIN
+    PERFORM billing._require_primary('billing.merge()');
+    IF subscriptions IS NOT NULL THEN
         RAISE WARNING 'billing: a logical replication subscription writes billing''s own tables (%): the rows it copies add to this database''s own figures',
-                      (SELECT string_agg(DISTINCT ps.subname, ', ' ORDER BY ps.subname)
-                         FROM pg_subscription_rel AS sr JOIN pg_class AS c ON c.oid = sr.srrelid
-                         JOIN pg_subscription AS ps ON ps.oid = sr.srsubid
-                        WHERE c.relnamespace = 'billing'::regnamespace)
+                      subscriptions
             USING HINT = 'Subscribe to the app''s tables only: on the publisher, a publication FOR TABLE or FOR TABLES IN SCHEMA of them.';
     END IF;
     -- One merge at a time; a second caller has nothing to do.
@@ -7693,13 +7710,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    wait_ms integer := billing._merge_lock_timeout();
-    caller_ms integer := (SELECT s.setting::integer FROM pg_settings AS s WHERE s.name = 'lock_timeout');
+    caller_ms integer;
 BEGIN
-    IF wait_ms > 0 AND (caller_ms = 0 OR wait_ms < caller_ms) THEN
-        -- (undone at the end; an error undoes it with the block)
-        PERFORM set_config('lock_timeout', wait_ms || 'ms', true);
-    END IF;
+    -- (in the block, not its declarations: an error undoes it with the
+    -- block; set back at the end)
+    caller_ms := billing._limit_lock_timeout(billing._merge_lock_timeout());
     IF p_what = 'backfill' THEN
         PERFORM billing._backfill(p_source);
     ELSIF p_what = 'take' THEN
@@ -9829,10 +9844,9 @@ BEGIN
                 PERFORM billing._take_in_anew(t.id);
                 RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: writes it does not see pass unbilled', t.relation
                     USING DETAIL = 'billing reads the table itself until its triggers are enabled alike again and a merge() takes the table in anew.',
-                          HINT = format('ALTER TABLE %1$s ENABLE %2$sTRIGGER billing_track, ENABLE %2$sTRIGGER billing_track_update, ENABLE %2$sTRIGGER billing_track_truncate;%3$s',
-                                        t.relation, CASE WHEN billing._subscribed(t.relation) THEN 'ALWAYS ' ELSE '' END,
-                                        CASE WHEN billing._subscribed(t.relation) THEN ' (a logical replication subscription writes the table)'
-                                             ELSE ' (ENABLE ALWAYS, all three, on a logical replication subscriber)' END);
+                          HINT = CASE WHEN billing._subscribed(t.relation)
+                                      THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', t.relation)
+                                      ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', t.relation) END;
             END IF;
             -- (the TRUNCATE triggers only for a partition created or
             -- attached: any other ALTER, as a restore's ADD CONSTRAINT after

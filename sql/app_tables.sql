@@ -157,6 +157,21 @@ SELECT conversation_id, cost, messages FROM billing.conversation_costs;
 SELECT kind, detail, messages FROM billing.usage_problems ORDER BY detail;
 SELECT billing.merge() > 0 AS merged;
 SELECT conversation_id, cost, messages FROM billing.conversation_costs;
+-- The same row from a session with standard_conforming_strings off (an old
+-- driver's setting, under which '\u' is a plain "u"): read alike, 0.15075 +
+-- 0.00075 = 0.1515, before and after merge. (A new session: PL/pgSQL
+-- reads a function's literals once per session.)
+\c -
+SET timezone = 'America/New_York';
+SET standard_conforming_strings = off;
+SET escape_string_warning = off;
+INSERT INTO django_messages (conversation_id, role, content, data, created_at) VALUES
+  (7, 'assistant', 'nul', E'{"model": "gpt-4o", "x": "\\u0000", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-04');
+SELECT conversation_id, cost, messages FROM billing.conversation_costs;
+SELECT billing.merge() > 0 AS merged;
+SELECT conversation_id, cost, messages FROM billing.conversation_costs;
+RESET standard_conforming_strings;
+RESET escape_string_warning;
 SELECT billing.untrack_messages('django_messages');
 
 -- Rails (bigint ids and foreign keys, string as varchar, jsonb,

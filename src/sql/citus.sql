@@ -213,7 +213,7 @@ BEGIN
         SELECT 1
           FROM run_command_on_workers($q$SELECT current_setting('shared_preload_libraries') || ','
                                                 || current_setting('session_preload_libraries')$q$) AS w
-         WHERE w.success AND w.result !~ '(^|[,/" ])billing(\.so)?($|[," ])');
+         WHERE w.success AND w.result !~ E'(^|[,/" ])billing(\\.so)?($|[," ])');
 END
 $$;
 REVOKE ALL ON FUNCTION billing._citus_workers_load_billing() FROM PUBLIC;
@@ -1074,7 +1074,7 @@ AS $$
 DECLARE
     s smallint;
 BEGIN
-    IF current_query() !~* '\mbilling\M' THEN
+    IF current_query() !~* E'\\mbilling\\M' THEN
         RETURN;
     END IF;
     FOR s IN SELECT t.id FROM billing.tracked_tables AS t ORDER BY t.id LOOP
@@ -1102,7 +1102,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF current_query() !~* '\mbilling\M' OR NOT billing._citus_coordinator() THEN
+    IF current_query() !~* E'\\mbilling\\M' OR NOT billing._citus_coordinator() THEN
         RETURN;
     END IF;
     EXECUTE $q$SELECT pg_catalog.run_command_on_workers($c$

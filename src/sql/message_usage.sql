@@ -37,6 +37,8 @@ COMMENT ON FUNCTION billing.usage_cost(text, bigint, bigint, bigint, timestamptz
 -- before "u" is left alone. A subtransaction per call, paid only by tables
 -- whose data column is not jsonb (and, for data jsonb does not take at
 -- once, one per distinct escape it may refuse, up to 64).
+-- Its backslashes are written in E'' strings, which mean the same whatever
+-- standard_conforming_strings the session sets.
 CREATE FUNCTION billing._jsonb_of_text(data text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -47,19 +49,19 @@ EXCEPTION WHEN OTHERS THEN
     -- The error's code depends on the encoding (untranslatable_character,
     -- feature_not_supported in SQL_ASCII), so any data with a \u is read
     -- again; data that is not JSON fails again.
-    IF pg_catalog.strpos(data, '\u') = 0 THEN
+    IF pg_catalog.strpos(data, E'\\u') = 0 THEN
         RETURN NULL;
     END IF;
     DECLARE
         utf8 boolean := pg_catalog.current_setting('server_encoding') = 'UTF8';
-        unreadable text := CASE WHEN utf8 THEN '\\ufffd' ELSE '?' END;   -- (as regexp_replace writes them)
+        unreadable text := CASE WHEN utf8 THEN E'\\\\ufffd' ELSE '?' END;   -- (as regexp_replace writes them)
         -- The escapes jsonb may refuse (a surrogate pair as one): in UTF8
         -- \u0000 and surrogates, elsewhere also every one past ASCII. The
         -- prefix skips a backslash that is itself escaped.
-        prefix text := '(?<!\\)((?:\\\\)*)';
-        candidate text := '\\u[Dd][89ABab][0-9A-Fa-f]{2}\\u[Dd][C-Fc-f][0-9A-Fa-f]{2}|\\u0000|'
-                          OPERATOR(pg_catalog.||) CASE WHEN utf8 THEN '\\u[Dd][89A-Fa-f][0-9A-Fa-f]{2}'
-                                                       ELSE '\\u(?!00[0-7])[0-9A-Fa-f]{4}' END;
+        prefix text := E'(?<!\\\\)((?:\\\\\\\\)*)';
+        candidate text := E'\\\\u[Dd][89ABab][0-9A-Fa-f]{2}\\\\u[Dd][C-Fc-f][0-9A-Fa-f]{2}|\\\\u0000|'
+                          OPERATOR(pg_catalog.||) CASE WHEN utf8 THEN E'\\\\u[Dd][89A-Fa-f][0-9A-Fa-f]{2}'
+                                                       ELSE E'\\\\u(?!00[0-7])[0-9A-Fa-f]{4}' END;
         escapes text[];
         esc text;
         fixed text := data;
@@ -70,7 +72,7 @@ EXCEPTION WHEN OTHERS THEN
         IF pg_catalog.cardinality(escapes) > 64 THEN
             -- (a long text in a script the encoding lacks: all at once)
             RETURN pg_catalog.regexp_replace(data, prefix OPERATOR(pg_catalog.||) '(?:' OPERATOR(pg_catalog.||) candidate
-                                                   OPERATOR(pg_catalog.||) ')', '\1' OPERATOR(pg_catalog.||) unreadable, 'g')::jsonb;
+                                                   OPERATOR(pg_catalog.||) ')', E'\\1' OPERATOR(pg_catalog.||) unreadable, 'g')::jsonb;
         END IF;
         -- Each one on its own, so that the others stay ("\u00c9mile" is
         -- still "Émile" in LATIN1 beside an emoji).
@@ -78,8 +80,8 @@ EXCEPTION WHEN OTHERS THEN
             BEGIN
                 PERFORM ('"' OPERATOR(pg_catalog.||) esc OPERATOR(pg_catalog.||) '"')::jsonb;
             EXCEPTION WHEN OTHERS THEN
-                fixed := pg_catalog.regexp_replace(fixed, prefix OPERATOR(pg_catalog.||) pg_catalog.replace(esc, '\', '\\'),
-                                                   '\1' OPERATOR(pg_catalog.||) unreadable, 'g');
+                fixed := pg_catalog.regexp_replace(fixed, prefix OPERATOR(pg_catalog.||) pg_catalog.replace(esc, E'\\', E'\\\\'),
+                                                   E'\\1' OPERATOR(pg_catalog.||) unreadable, 'g');
             END;
         END LOOP;
         RETURN fixed::jsonb;

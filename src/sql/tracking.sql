@@ -446,7 +446,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT g.tgfoid = 'billing._tracked_truncated()'::regprocedure
-           AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = p_source::text || '\000'
+           AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = p_source::text || E'\\000'
 $$;
 
 -- billing's TRUNCATE trigger on `relation`, for tracked table `p_source`.

@@ -272,6 +272,53 @@ want_names=billing_track,billing_track_profiles,billing_track_truncate
 [[ "$names/$refused/$got" == "$want_names/2/t"$'\n''0.00075/5' ]] || { echo "FAIL: triggers renamed under 0.3: names/refused drops/merged/figures: $names/$refused/$got (want $want_names/2/t, 0.00075/5)"; exit 1; }
 echo "upgrade 0.3 -> $current: billing's triggers renamed under 0.3 get their names back, cannot be dropped, and bill the writes"
 
+# A logical replication subscriber under 0.3: its owner made billing's
+# triggers ENABLE ALWAYS, as the README says, so that the subscription's
+# writes (session_replication_role = replica, as its apply worker runs)
+# are billed. The update and the first merge, which make the table's
+# triggers anew, keep every one of them ALWAYS, billing_track_update (new
+# in 0.4) included. By hand: a replicated reply 100 x 2.5/1M + 50 x 10/1M
+# = $0.00075 before the merge, a second after it, and the first one's
+# usage replicated as 200 prompt tokens, + 100 x 2.5/1M = $0.00025:
+# $0.00175.
+db=billing_upgrade_subscriber_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+modes=$(psql_q -d "$db" <<'SQL'
+\set QUIET on
+CREATE EXTENSION billing VERSION '0.3';
+CREATE TABLE messages (id int PRIMARY KEY, conversation_id text, role text, content text,
+                       data jsonb, created_at timestamptz);
+SELECT count(*) >= 0 FROM billing.track_messages('messages') \g /dev/null
+DO $$
+DECLARE g name;
+BEGIN
+    FOR g IN SELECT tgname FROM pg_trigger WHERE tgrelid = 'messages'::regclass AND tgname LIKE 'billing%' LOOP
+        EXECUTE format('ALTER TABLE messages ENABLE ALWAYS TRIGGER %I', g);
+    END LOOP;
+END
+$$;
+ALTER EXTENSION billing UPDATE;
+SET session_replication_role = replica;
+INSERT INTO messages VALUES (1, 'a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-01');
+RESET session_replication_role;
+SELECT billing.merge() >= 0 \g /dev/null
+SET session_replication_role = replica;
+INSERT INTO messages VALUES (2, 'a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-02');
+UPDATE messages SET data = '{"model": "gpt-4o", "prompt_tokens": 200, "completion_tokens": 50}' WHERE id = 1;
+RESET session_replication_role;
+SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger
+ WHERE tgrelid = 'messages'::regclass AND NOT tgisinternal;
+SELECT sum(cost) FROM billing.monthly_history WHERE source = 'openai';
+SELECT billing.merge() >= 0 \g /dev/null
+SELECT sum(cost) FROM billing.monthly_history WHERE source = 'openai';
+SQL
+) || modes="psql failed"
+dropdb "$db"
+want="billing_track=A,billing_track_truncate=A,billing_track_update=A"$'\n''0.00175'$'\n''0.00175'
+[[ "$modes" == "$want" ]] || { echo "FAIL: a subscriber's ALWAYS triggers through the update: got [$modes], want [$want]"; exit 1; }
+echo "upgrade 0.3 -> $current: a subscriber's ENABLE ALWAYS triggers stay ALWAYS (billing_track_update too) and its replicated writes are billed, \$0.00175"
+
 # A partitioned table tracked under 0.3: the update records its partitions
 # (billing.tracked_partitions), so that dropping one takes its $0.0015 out
 # of the figures at once, and puts the TRUNCATE trigger on them, so that

@@ -607,19 +607,19 @@ EXCEPTION WHEN OTHERS THEN
     -- The error's code depends on the encoding (untranslatable_character,
     -- feature_not_supported in SQL_ASCII), so any data with a \u is read
     -- again; data that is not JSON fails again.
-    IF pg_catalog.strpos(data, '\u') = 0 THEN
+    IF pg_catalog.strpos(data, E'\\u') = 0 THEN
         RETURN NULL;
     END IF;
     DECLARE
         utf8 boolean := pg_catalog.current_setting('server_encoding') = 'UTF8';
-        unreadable text := CASE WHEN utf8 THEN '\\ufffd' ELSE '?' END;   -- (as regexp_replace writes them)
+        unreadable text := CASE WHEN utf8 THEN E'\\\\ufffd' ELSE '?' END;   -- (as regexp_replace writes them)
         -- The escapes jsonb may refuse (a surrogate pair as one): in UTF8
         -- \u0000 and surrogates, elsewhere also every one past ASCII. The
         -- prefix skips a backslash that is itself escaped.
-        prefix text := '(?<!\\)((?:\\\\)*)';
-        candidate text := '\\u[Dd][89ABab][0-9A-Fa-f]{2}\\u[Dd][C-Fc-f][0-9A-Fa-f]{2}|\\u0000|'
-                          OPERATOR(pg_catalog.||) CASE WHEN utf8 THEN '\\u[Dd][89A-Fa-f][0-9A-Fa-f]{2}'
-                                                       ELSE '\\u(?!00[0-7])[0-9A-Fa-f]{4}' END;
+        prefix text := E'(?<!\\\\)((?:\\\\\\\\)*)';
+        candidate text := E'\\\\u[Dd][89ABab][0-9A-Fa-f]{2}\\\\u[Dd][C-Fc-f][0-9A-Fa-f]{2}|\\\\u0000|'
+                          OPERATOR(pg_catalog.||) CASE WHEN utf8 THEN E'\\\\u[Dd][89A-Fa-f][0-9A-Fa-f]{2}'
+                                                       ELSE E'\\\\u(?!00[0-7])[0-9A-Fa-f]{4}' END;
         escapes text[];
         esc text;
         fixed text := data;
@@ -630,7 +630,7 @@ EXCEPTION WHEN OTHERS THEN
         IF pg_catalog.cardinality(escapes) > 64 THEN
             -- (a long text in a script the encoding lacks: all at once)
             RETURN pg_catalog.regexp_replace(data, prefix OPERATOR(pg_catalog.||) '(?:' OPERATOR(pg_catalog.||) candidate
-                                                   OPERATOR(pg_catalog.||) ')', '\1' OPERATOR(pg_catalog.||) unreadable, 'g')::jsonb;
+                                                   OPERATOR(pg_catalog.||) ')', E'\\1' OPERATOR(pg_catalog.||) unreadable, 'g')::jsonb;
         END IF;
         -- Each one on its own, so that the others stay ("\u00c9mile" is
         -- still "Émile" in LATIN1 beside an emoji).
@@ -638,8 +638,8 @@ EXCEPTION WHEN OTHERS THEN
             BEGIN
                 PERFORM ('"' OPERATOR(pg_catalog.||) esc OPERATOR(pg_catalog.||) '"')::jsonb;
             EXCEPTION WHEN OTHERS THEN
-                fixed := pg_catalog.regexp_replace(fixed, prefix OPERATOR(pg_catalog.||) pg_catalog.replace(esc, '\', '\\'),
-                                                   '\1' OPERATOR(pg_catalog.||) unreadable, 'g');
+                fixed := pg_catalog.regexp_replace(fixed, prefix OPERATOR(pg_catalog.||) pg_catalog.replace(esc, E'\\', E'\\\\'),
+                                                   E'\\1' OPERATOR(pg_catalog.||) unreadable, 'g');
             END;
         END LOOP;
         RETURN fixed::jsonb;
@@ -7788,7 +7788,7 @@ AS $$
 DECLARE
     s smallint;
 BEGIN
-    IF current_query() !~* '\mbilling\M' THEN
+    IF current_query() !~* E'\\mbilling\\M' THEN
         RETURN;
     END IF;
     FOR s IN SELECT t.id FROM billing.tracked_tables AS t ORDER BY t.id LOOP
@@ -7877,7 +7877,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF current_query() !~* '\mbilling\M' OR NOT billing._citus_coordinator() THEN
+    IF current_query() !~* E'\\mbilling\\M' OR NOT billing._citus_coordinator() THEN
         RETURN;
     END IF;
     EXECUTE $q$SELECT pg_catalog.run_command_on_workers($c$
@@ -9008,7 +9008,7 @@ BEGIN
         SELECT 1
           FROM run_command_on_workers($q$SELECT current_setting('shared_preload_libraries') || ','
                                                 || current_setting('session_preload_libraries')$q$) AS w
-         WHERE w.success AND w.result !~ '(^|[,/" ])billing(\.so)?($|[," ])');
+         WHERE w.success AND w.result !~ E'(^|[,/" ])billing(\\.so)?($|[," ])');
 END
 $$;
 REVOKE ALL ON FUNCTION billing._citus_workers_load_billing() FROM PUBLIC;
@@ -9650,7 +9650,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT g.tgfoid = 'billing._tracked_truncated()'::regprocedure
-           AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = p_source::text || '\000'
+           AND g.tgnargs = 1 AND encode(g.tgargs, 'escape') = p_source::text || E'\\000'
 $$;
 
 -- billing's TRUNCATE trigger on `relation`, for tracked table `p_source`.

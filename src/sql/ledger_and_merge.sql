@@ -454,12 +454,27 @@ DECLARE
                              FROM pg_subscription_rel AS sr JOIN pg_class AS c ON c.oid = sr.srrelid
                              JOIN pg_subscription AS ps ON ps.oid = sr.srsubid
                             WHERE c.relnamespace = 'billing'::regnamespace);
+    -- A DETACH PARTITION ... CONCURRENTLY that was cancelled leaves its
+    -- partition half gone until FINALIZE: PostgreSQL no longer reads it
+    -- through the table, while the months merged before still count it.
+    -- Said at every merge, with the statement that ends it.
+    pending_detaches text := (SELECT string_agg(format('ALTER TABLE %s DETACH PARTITION %s FINALIZE;',
+                                                       i.inhparent::regclass, i.inhrelid::regclass), ' '
+                                                ORDER BY i.inhrelid::regclass::text)
+                                FROM pg_inherits AS i
+                               WHERE i.inhdetachpending
+                                 AND i.inhparent IN (SELECT p.relid FROM billing.tracked_tables AS t
+                                                      CROSS JOIN LATERAL pg_partition_tree(t.relation) AS p));
 BEGIN
     PERFORM billing._require_primary('billing.merge()');
     IF subscriptions IS NOT NULL THEN
         RAISE WARNING 'billing: a logical replication subscription writes billing''s own tables (%): the rows it copies add to this database''s own figures',
                       subscriptions
             USING HINT = 'Subscribe to the app''s tables only: on the publisher, a publication FOR TABLE or FOR TABLES IN SCHEMA of them.';
+    END IF;
+    IF pending_detaches IS NOT NULL THEN
+        RAISE WARNING 'billing: a partition of a tracked table is still being detached (a DETACH PARTITION ... CONCURRENTLY did not finish): the months merged before count its rows, what billing reads from the table does not'
+            USING HINT = pending_detaches;
     END IF;
     -- One merge at a time; a second caller has nothing to do.
     -- (a row lock: only a role that may update billing's tables can hold it)

@@ -212,11 +212,18 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
   CommandCounterIncrement();
   PushActiveSnapshot(GetTransactionSnapshot());
   UpdateActiveSnapshotCommandId();
+  // Under SERIALIZABLE an MVCC read takes predicate locks, and a btree leaf
+  // page holds many conversations: two app transactions writing two
+  // conversations then failed each other (SQLSTATE 40001) through billing's
+  // reads alone. There the conversation is read as committed now, with the
+  // transaction's own writes (SnapshotSelf), which PostgreSQL's serializable
+  // checks leave alone: an estimate, frozen as it is taken, needs no more.
+  const Snapshot read_as = IsolationIsSerializable() ? SnapshotSelf : GetActiveSnapshot();
   ScanKeyData key;
   ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[0], equals,
                          conversation);
   TupleTableSlot* slot = table_slot_create(rel, nullptr);
-  IndexScanDesc scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+  IndexScanDesc scan = index_beginscan(rel, index, read_as, 1, 0);
   index_rescan(scan, &key, 1, nullptr, 0);
   int64 sum = 0;
   bool ok = true;

@@ -476,6 +476,13 @@ BEGIN
         RAISE WARNING 'billing: a partition of a tracked table is still being detached (a DETACH PARTITION ... CONCURRENTLY did not finish): the months merged before count its rows, what billing reads from the table does not'
             USING HINT = pending_detaches;
     END IF;
+    -- At SERIALIZABLE its reads of the ledger and of the tables would take
+    -- predicate locks, and the app's serializable transactions that write
+    -- them would fail (SQLSTATE 40001) because of the merge.
+    IF current_setting('transaction_isolation') = 'serializable' THEN
+        RAISE WARNING 'billing: merge() runs at SERIALIZABLE isolation: its reads can make the app''s serializable transactions fail (SQLSTATE 40001)'
+            USING HINT = 'Run it at READ COMMITTED: ALTER ROLE <the role that runs it> SET default_transaction_isolation = ''read committed'' (pg_cron''s job runs as the role that scheduled it).';
+    END IF;
     -- One merge at a time; a second caller has nothing to do.
     -- (a row lock: only a role that may update billing's tables can hold it)
     IF NOT EXISTS (SELECT 1 FROM billing.merge_lock FOR UPDATE SKIP LOCKED) THEN
@@ -597,6 +604,17 @@ BEGIN
     -- sees that they stopped (pg_cron down, a renamed database).
     UPDATE billing.merge_lock SET last_merge_at = now(), last_merge_rollups = merged;
     RETURN merged;
+EXCEPTION WHEN query_canceled THEN
+    -- A statement_timeout shorter than one merge cancels every merge, and
+    -- each starts over: said in one line with the way out, where the
+    -- cancelled statement's own context quoted a hundred lines of SQL.
+    IF SQLERRM LIKE '%statement timeout%' THEN
+        RAISE EXCEPTION 'billing: merge() was cancelled by statement_timeout (%): it does its work in one statement, so every merge that takes longer starts over',
+                        current_setting('statement_timeout')
+            USING ERRCODE = 'query_canceled',
+                  HINT = 'Run it without a time limit: ALTER ROLE <the role that runs it> SET statement_timeout = 0 (pg_cron''s job runs as the role that scheduled it). The reads stay exact meanwhile, only slower.';
+    END IF;
+    RAISE;
 END
 $$;
 COMMENT ON FUNCTION billing.merge() IS

@@ -118,4 +118,32 @@ got=$(psql_q -d "$db" -c "$figures")
     { echo "FAIL: a merge while a detach is pending said: $said"; fail=1; }
 [[ $got == '2026-11-01|0.00075|1' ]] || { echo "FAIL: figures after DETACH ... FINALIZE: $got (want 2026-11-01|0.00075|1)"; fail=1; }
 echo "a pending DETACH CONCURRENTLY: writes to the partition work, merge() warns with the FINALIZE to run; after FINALIZE, figures $got"
+
+# A statement_timeout shorter than one merge cancels it every time: the
+# error says so in one line, with the way out, and the next merge without
+# it does the work. 100,000 replies of gpt-4o 100 + 50 tokens in November
+# make a merge of seconds (the timeout, 200 ms, fires inside it): November
+# 0.00075 + 100,000 x 0.00075 = 75.00075, 100,001 messages.
+psql_q -d "$db" -c "INSERT INTO pm SELECT 1000 + g, 'q' || (g % 100), 'assistant', 'x',
+                           '{\"model\": \"gpt-4o\", \"prompt_tokens\": 100, \"completion_tokens\": 50}',
+                           timestamptz '2026-11-05 00:00+00' + g * interval '1 second'
+                      FROM generate_series(1, 100000) AS g" >/dev/null
+said=$(psql_q -d "$db" -c "SET statement_timeout = '200ms'" -c "SELECT billing.merge()" 2>&1 >/dev/null || true)
+[[ $said == "ERROR:  billing: merge() was cancelled by statement_timeout (200ms)"*"HINT:  Run it without a time limit: ALTER ROLE"*"CONTEXT:  PL/pgSQL function billing.merge() line "*" at RAISE" ]] ||
+    { echo "FAIL: a merge cancelled by statement_timeout said: $said"; fail=1; }
+lines=$(wc -l <<<"$said")
+((lines <= 4)) || { echo "FAIL: the cancelled merge's error took $lines lines"; fail=1; }
+psql_q -d "$db" -c "SELECT billing.merge()" >/dev/null
+got=$(psql_q -d "$db" -c "$figures")
+[[ $got == '2026-11-01|75.00075|100001' ]] || { echo "FAIL: figures after a merge without the timeout: $got (want 2026-11-01|75.00075|100001)"; fail=1; }
+echo "a merge cancelled by statement_timeout says so in $lines lines; the next one merged, figures $got"
+
+# At SERIALIZABLE a merge warns: its reads would make the app's serializable
+# transactions fail.
+said=$(psql_q -d "$db" -c "BEGIN ISOLATION LEVEL SERIALIZABLE" -c "SELECT billing.merge()" -c "COMMIT" 2>&1 >/dev/null)
+[[ $said == "WARNING:  billing: merge() runs at SERIALIZABLE isolation"*"HINT:  Run it at READ COMMITTED"* ]] ||
+    { echo "FAIL: a merge at SERIALIZABLE said: $said"; fail=1; }
+said=$(psql_q -d "$db" -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT billing.merge()" -c "COMMIT" 2>&1 >/dev/null)
+[[ -z $said ]] || { echo "FAIL: a merge at REPEATABLE READ said: $said"; fail=1; }
+echo "a merge at SERIALIZABLE warns, at REPEATABLE READ not"
 exit $fail

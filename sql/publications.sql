@@ -132,3 +132,36 @@ SELECT count(*) AS ledger_rows FROM billing.usage_ledger WHERE conversation_id =
 SELECT billing.untrack_messages('sub_parts');
 DROP TABLE sub_parts, sub_messages;
 DROP FUNCTION sub_cost();
+
+-- billing's own catalog edited under session_replication_role = replica (a
+-- DBA's bulk load of prices): billing's triggers on its own tables fire
+-- ALWAYS, so the months the change reaches are rebuilt and this session's
+-- prices follow at once. A merged reply of 100 + 50 tokens of a model of
+-- its own, $1 / $4 per 1M: 100 x 1/1M + 50 x 4/1M = 0.0003; from 1 March
+-- 2026 at $5 / $20: 100 x 5/1M + 50 x 20/1M = 0.0005 + 0.001 = 0.0015.
+INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
+VALUES ('regress-replica-model', '2020-01-01 00:00+00', 1, 4);
+CREATE TABLE own_messages (id bigserial PRIMARY KEY, conversation_id text NOT NULL, role text NOT NULL,
+                           content text, data jsonb, created_at timestamptz NOT NULL);
+SELECT tracked FROM billing.track_messages('own_messages');
+INSERT INTO own_messages (conversation_id, role, content, data, created_at) VALUES
+  ('own1', 'assistant', 'x', '{"model": "regress-replica-model", "prompt_tokens": 100, "completion_tokens": 50}', '2026-03-10');
+SELECT billing.merge() IS NOT NULL AS merged;
+SELECT cost FROM billing.conversation_costs WHERE conversation_id = 'own1';
+SELECT billing.message_cost('regress-replica-model', 100, 50, '2026-03-10');
+SET session_replication_role = replica;
+INSERT INTO billing.model_prices (model, effective_from, input_per_1m, output_per_1m)
+VALUES ('regress-replica-model', '2026-03-01 00:00+00', 5, 20);
+RESET session_replication_role;
+SELECT billing.message_cost('regress-replica-model', 100, 50, '2026-03-10');
+SELECT count(*) > 0 AS months_marked_stale FROM billing.stale_months
+ WHERE source_id = (SELECT id FROM billing.tracked_tables WHERE relation = 'own_messages'::regclass) AND month = '2026-03-01';
+SELECT cost FROM billing.conversation_costs WHERE conversation_id = 'own1';
+SELECT billing.merge() IS NOT NULL AS merged;
+SELECT cost FROM billing.conversation_costs WHERE conversation_id = 'own1';
+-- every trigger on billing's tables fires ALWAYS
+SELECT count(*) AS not_always FROM pg_trigger AS t JOIN pg_class AS c ON c.oid = t.tgrelid
+ WHERE c.relnamespace = 'billing'::regnamespace AND NOT t.tgisinternal AND t.tgenabled <> 'A';
+SELECT billing.untrack_messages('own_messages');
+DROP TABLE own_messages;
+DELETE FROM billing.model_prices WHERE model = 'regress-replica-model';

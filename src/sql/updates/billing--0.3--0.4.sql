@@ -10903,3 +10903,18 @@ $$;
 ALTER TABLE billing.usage_ledger REPLICA IDENTITY FULL;
 ALTER TABLE billing.conversation_usage REPLICA IDENTITY FULL;
 ALTER TABLE billing.conversation_model_usage REPLICA IDENTITY FULL;
+
+-- ==== billing's triggers on its own tables fire ALWAYS (src/sql/own_triggers.sql) ====
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT t.tgrelid::regclass AS relation, t.tgname
+               FROM pg_catalog.pg_trigger AS t
+               JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
+              WHERE c.relnamespace = 'billing'::regnamespace AND NOT t.tgisinternal AND t.tgenabled = 'O'
+              ORDER BY t.tgrelid, t.tgname LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', g.relation, g.tgname);
+    END LOOP;
+END
+$$;

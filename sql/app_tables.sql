@@ -170,6 +170,15 @@ INSERT INTO django_messages (conversation_id, role, content, data, created_at) V
 SELECT conversation_id, cost, messages FROM billing.conversation_costs;
 SELECT billing.merge() > 0 AS merged;
 SELECT conversation_id, cost, messages FROM billing.conversation_costs;
+-- An UPDATE and a DELETE there (the row not JSON deleted, then the first
+-- one's 1M prompt tokens made 2M: 0.15 more), and a merge that takes the
+-- table in anew: 0.3015.
+DELETE FROM django_messages WHERE data = 'not json {';
+UPDATE django_messages SET data = '{"model": "gpt-4o-mini", "prompt_tokens": 2000000, "completion_tokens": 0}'
+ WHERE content = 'ok';
+SELECT count(*) FROM billing.rebuild_messages('django_messages');
+SELECT billing.merge() >= 0 AS merged;
+SELECT conversation_id, cost, messages FROM billing.conversation_costs;
 RESET standard_conforming_strings;
 RESET escape_string_warning;
 SELECT billing.untrack_messages('django_messages');

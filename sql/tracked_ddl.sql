@@ -190,3 +190,32 @@ SELECT billing.rebuild_messages('shape_view');
 SELECT billing.untrack_messages('shape_base'), billing.untrack_messages('shape_parted');
 DROP TABLE shape_base, shape_parted, shape_late_heir CASCADE;
 DROP TABLE shape_temp;
+
+-- A column swapped in (the usual way to change a column's type without a
+-- long lock: add the new column, copy, rename the old one away and the new
+-- one into its name): at the first rename billing follows the old column
+-- and says so, with what to do once the swap is done. Done as the hint
+-- says, the new json column is billed: a reply of gpt-4o 100 + 50 tokens,
+-- 100 x 2.5/1M + 50 x 10/1M = 0.00075, June 2026; one before the swap,
+-- 0.0015 in all.
+CREATE TABLE swap_messages (id bigint PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                            created_at timestamptz);
+SELECT tracked FROM billing.track_messages('swap_messages');
+INSERT INTO swap_messages VALUES (1, 'w', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-06-01');
+ALTER TABLE swap_messages ADD COLUMN data_new json;
+UPDATE swap_messages SET data_new = data::json;
+BEGIN;
+ALTER TABLE swap_messages RENAME COLUMN data TO data_old;
+ALTER TABLE swap_messages RENAME COLUMN data_new TO data;
+COMMIT;
+SELECT data_column FROM billing.tracked_tables WHERE relation = 'swap_messages'::regclass;
+SELECT billing.untrack_messages('swap_messages');
+SELECT tracked FROM billing.track_messages('swap_messages');
+ALTER TABLE swap_messages DROP COLUMN data_old;
+INSERT INTO swap_messages (id, conversation_id, role, content, data, created_at)
+VALUES (2, 'w', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-06-02');
+SELECT cost, messages FROM billing.monthly_history WHERE source = 'openai' AND month = '2026-06-01';
+SELECT billing.merge() IS NOT NULL AS merged;
+SELECT cost, messages FROM billing.monthly_history WHERE source = 'openai' AND month = '2026-06-01';
+SELECT billing.untrack_messages('swap_messages');
+DROP TABLE swap_messages;

@@ -41,8 +41,21 @@ CREATE FUNCTION billing._tracked_table_forgotten() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    cs billing.customer_sources;
 BEGIN
-    DELETE FROM billing.customer_sources AS cs WHERE cs.source_id = OLD.id;
+    DELETE FROM billing.customer_sources AS s WHERE s.source_id = OLD.id RETURNING * INTO cs;
+    -- (untracked while the table is there, to change a column's type say:
+    -- its customers would be gone without a word when it is tracked again)
+    IF cs.source_id IS NOT NULL AND EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = OLD.relation) THEN
+        RAISE NOTICE 'billing: the customers of % (its customer mapping) go with it', OLD.relation
+            USING HINT = 'To map them again once it is tracked again: ' || CASE WHEN cs.per_message
+                THEN format('SELECT billing.track_message_customers(%L, %s => %L);', OLD.relation::text,
+                            CASE WHEN cs.customer_member IS NULL THEN 'customer_column' ELSE 'data_member' END,
+                            coalesce(cs.customer_member, cs.customer_column))
+                ELSE format('SELECT billing.track_customers(%L, %L, lookup_key => %L, customer_column => %L);',
+                            OLD.relation::text, cs.lookup::text, cs.lookup_key, cs.customer_column) END;
+    END IF;
     RETURN NULL;
 END
 $$;

@@ -168,6 +168,22 @@ BEGIN
          WHERE g.tgrelid = t.relation AND NOT g.tgisinternal
            AND g.tgfoid = billing._trigger_function(t.id);
         CONTINUE WHEN cardinality(cols) IS DISTINCT FROM 6;
+        -- A column billing reads renamed: followed, and said, as the rename
+        -- may be the first half of a swap (add a new column, copy, rename
+        -- the old one away and the new one into its name: the usual way to
+        -- change a column's type without a long lock), after which billing
+        -- would read the old column, which the app no longer writes.
+        FOR heir IN SELECT o.name AS was, k.name AS now
+                      FROM unnest(ARRAY[t.id_column, t.conversation_column, t.role_column, t.content_column,
+                                        t.data_column, t.created_at_column]) WITH ORDINALITY AS o(name, ord)
+                      JOIN unnest(cols) WITH ORDINALITY AS k(name, ord) ON k.ord = o.ord
+                     WHERE k.name <> o.name
+                     ORDER BY o.ord LOOP
+            RAISE WARNING 'billing: column % of tracked table % is now %, and billing reads it under that name',
+                          quote_ident(heir.was), t.relation, quote_ident(heir.now)
+                USING HINT = format('If the app writes another column named %s from now on (a column swapped in), track the table again once the swap is done: SELECT billing.untrack_messages(%L); then billing.track_messages with that column (and billing.track_customers again if it had customers).',
+                                    quote_ident(heir.was), t.relation::text);
+        END LOOP;
         UPDATE billing.tracked_tables
            SET id_column = cols[1], conversation_column = cols[2], role_column = cols[3],
                content_column = cols[4], data_column = cols[5], created_at_column = cols[6]

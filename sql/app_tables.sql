@@ -392,3 +392,17 @@ SELECT (d -> 'openai' ->> 'cost')::numeric = (SELECT sum((v ->> 'cost')::numeric
   FROM billing.dashboard('2026-11-01 00:00+00', '2026-12-01 00:00+00') AS d;
 SELECT billing.untrack_messages('late');
 RESET timezone;
+
+-- A timestamp column (without time zone) whose default is the current time
+-- holds the writing session's local time, which billing reads as UTC:
+-- tracking it from a session whose TimeZone is not UTC says so (New York
+-- here, as set above); a default that stores UTC does not.
+SET timezone = 'America/New_York';
+CREATE TABLE local_default (id bigserial PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                            created_at timestamp(3) DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE utc_default (id bigserial PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                          created_at timestamp DEFAULT (now() AT TIME ZONE 'UTC'));
+SELECT tracked FROM billing.track_messages('local_default');
+SELECT tracked FROM billing.track_messages('utc_default');
+SELECT billing.untrack_messages('local_default'), billing.untrack_messages('utc_default');
+DROP TABLE local_default, utc_default;

@@ -7242,6 +7242,37 @@ END
 $$;
 REVOKE ALL ON FUNCTION billing._drop_stale_triggers(regclass) FROM PUBLIC;
 
+-- A timestamp column (without time zone) whose default is the current
+-- time holds the local time of the session that writes it, and billing
+-- reads a timestamp as UTC: where this session's TimeZone is not UTC (at
+-- some time of the year), rows near a month's end would land in the next
+-- or the last month, and prices would change hours early or late. Said
+-- when tracking starts, with the ways out.
+CREATE FUNCTION billing._local_time_default_notice(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    default_expr text := (SELECT pg_get_expr(d.adbin, d.adrelid)
+                            FROM pg_attribute AS a
+                            JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                           WHERE a.attrelid = t.relation AND a.attname = t.created_at_column
+                             AND a.atttypid = 'timestamp'::regtype);
+BEGIN
+    -- (a default that converts the time, now() AT TIME ZONE 'UTC', is left alone)
+    IF NOT coalesce(default_expr ~* '(now|current_timestamp|localtimestamp|statement_timestamp|transaction_timestamp|clock_timestamp)'
+                    AND default_expr !~* '(at time zone|timezone[(])', false)
+       OR NOT EXISTS (SELECT 1 FROM (VALUES (timestamptz '2000-01-15 12:00+00'), (timestamptz '2000-07-15 12:00+00')) AS d(at)
+                       WHERE timezone(current_setting('TimeZone'), d.at) <> timezone('UTC', d.at)) THEN
+        RETURN;
+    END IF;
+    RAISE NOTICE 'billing: column % of % is a timestamp without time zone whose default (%) gives the local time of the session that writes it, and billing reads it as UTC; this session''s TimeZone is %',
+                 quote_ident(t.created_at_column), t.relation, default_expr, current_setting('TimeZone')
+        USING HINT = format('Store UTC there: the app''s sessions in UTC (ALTER DATABASE ... SET timezone = ''UTC''), or ALTER TABLE %s ALTER COLUMN %I SET DEFAULT (now() AT TIME ZONE ''UTC''), or make the column timestamptz.',
+                            t.relation, t.created_at_column);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION billing.track_messages(
     relation regclass,
     id_column name DEFAULT 'id',
@@ -7298,6 +7329,7 @@ BEGIN
         RAISE NOTICE 'billing: table % is written by a logical replication subscription, whose writes fire billing''s triggers only when they are ENABLE ALWAYS', relation
             USING HINT = format('ALTER TABLE %s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate;', relation);
     END IF;
+    PERFORM billing._local_time_default_notice(t);
     tracked := relation;
     backfilled := track_messages.backfill;
     IF backfill THEN

@@ -25,6 +25,22 @@ SELECT billing.record_usage('ses', 'many');
 SELECT billing.openai_cost('not json'::jsonb);
 -- Invalid UTF-8 never reaches the C++ code: PostgreSQL rejects it first.
 SELECT billing.message_cost(convert_from('\x6770742dff'::bytea, 'UTF8'), 1, 1);
+-- A client whose encoding lacks a character a WARNING would quote (an
+-- emoji in a model name, a euro sign in a token count): PostgreSQL fails
+-- a query whose message it cannot convert, so billing writes such
+-- characters as \uXXXX for that client (\u00E9 too: é is in LATIN1, but
+-- every character past ASCII is written so), and the query answers:
+-- {"model": "gpt😀", "prompt_tokens": "1€"} is invalid usage, no priced
+-- row (NULL); {"model": "gpt😀", ...} and {"model": "gpt é", ...} have no
+-- price (NULL); with unknown_model = 'error', the error reads alike.
+SET client_encoding = 'LATIN1';
+SELECT billing.openai_cost(convert_from('\x7b226d6f64656c223a22677074f09f9880222c2270726f6d70745f746f6b656e73223a2231e282ac227d'::bytea, 'UTF8')::jsonb);
+SELECT billing.message_cost(convert_from('\x7b226d6f64656c223a22677074f09f9880222c2270726f6d70745f746f6b656e73223a3130302c22636f6d706c6574696f6e5f746f6b656e73223a317d'::bytea, 'UTF8')::jsonb);
+SELECT billing.message_cost(convert_from('\x7b226d6f64656c223a2267707420c3a9222c2270726f6d70745f746f6b656e73223a3130302c22636f6d706c6574696f6e5f746f6b656e73223a317d'::bytea, 'UTF8')::jsonb);
+SET billing.unknown_model = 'error';
+SELECT billing.message_cost(convert_from('\x7b226d6f64656c223a22677074f09f9880222c2270726f6d70745f746f6b656e73223a3130302c22636f6d706c6574696f6e5f746f6b656e73223a317d'::bytea, 'UTF8')::jsonb);
+RESET billing.unknown_model;
+RESET client_encoding;
 
 -- A tracked table takes every kind of bad row as usual.
 CREATE TABLE odd_messages (id bigserial PRIMARY KEY, conversation_id text, role text, content text,

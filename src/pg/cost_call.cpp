@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "catalog_cache.h"
+#include "client_text.h"
 #include "settings.h"
 
 namespace billing::pg {
@@ -140,7 +141,7 @@ const char* fix_for(UnpricedReason why, const char* kind) {
 void check_unpriced_policy(int policy, const char* kind, UnpricedReason why, const char* name, int name_len,
                            const TimestampTz* at) {
   if (policy != kUnpricedError) return;
-  const char* shown = name_len >= 0 ? pnstrdup(name, name_len) : "(none)";
+  const char* shown = name_len >= 0 ? client_safe(pnstrdup(name, name_len)) : "(none)";
   const std::string_view reason = reason_for(why, kind);
   // Name the time only when the caller gave one: now() would make messages vary.
   const char* when = at == nullptr ? "" : psprintf(" at %s", timestamptz_to_str(*at));
@@ -161,11 +162,12 @@ constexpr const char* kScalarDetail =
 void warn_unpriced(const CostState& s, const char* kind, const char* setting, WarnedFor what) {
   if (s.unpriced_rows == 0) return;
   const std::string_view name = s.first_unpriced_name();
+  const char* shown = client_safe(pnstrdup(name.data(), name.size()));
   const std::string_view reason = reason_for(static_cast<UnpricedReason>(s.first_reason), kind);
   ereport(WARNING,
           (errcode(ERRCODE_WARNING),
-           errmsg("billing: %s \"%.*s\" cannot be priced: %.*s", kind, static_cast<int>(name.size()), name.data(),
-                  static_cast<int>(reason.size()), reason.data()),
+           errmsg("billing: %s \"%s\" cannot be priced: %.*s", kind, shown, static_cast<int>(reason.size()),
+                  reason.data()),
            what == WarnedFor::ScalarRow
                ? errdetail("%s", kScalarDetail)
                : errdetail("%lld row(s) were left out of the total.", static_cast<long long>(s.unpriced_rows)),
@@ -187,7 +189,7 @@ void error_invalid_usage_state(const CostState& s) {
   ereport(ERROR, (errcode(static_cast<UsageError>(s.first_problem) == UsageError::OutOfRange
                               ? ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE
                               : ERRCODE_INVALID_PARAMETER_VALUE),
-                  errmsg("billing: %s", problem),
+                  errmsg("billing: %s", client_safe(problem)),
                   errhint("billing.usage_problem(data) names the problem of each row without raising an error.")));
 }
 
@@ -196,7 +198,7 @@ void warn_invalid_usage(const CostState& s, WarnedFor what) {
   char problem[256];
   if (describe_first_problem(s, problem, sizeof problem) == 0) strlcpy(problem, "usage cannot be read", sizeof problem);
   ereport(WARNING,
-          (errcode(ERRCODE_WARNING), errmsg("billing: %s", problem),
+          (errcode(ERRCODE_WARNING), errmsg("billing: %s", client_safe(problem)),
            what == WarnedFor::ScalarRow ? errdetail("%s", kScalarDetail)
                                         : errdetail("%lld row(s) with invalid usage were left out of the total.",
                                                     static_cast<long long>(s.invalid_rows)),

@@ -163,10 +163,17 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_trigger AS g
-                WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles') THEN
+    IF EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation = track_profiles.relation) THEN
         RAISE EXCEPTION 'billing: table % is already tracked by track_profiles', relation
             USING ERRCODE = 'duplicate_object', HINT = 'billing.untrack_profiles() stops it.';
+    END IF;
+    -- billing's trigger on a table billing does not track: a restore of the
+    -- table brought it without the tracking (pg_restore --clean of the
+    -- app's schema); it records nothing, and is made anew below.
+    IF EXISTS (SELECT 1 FROM pg_trigger AS g
+                WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles') THEN
+        RAISE NOTICE 'billing: trigger billing_track_profiles on % was left by an earlier tracking (a restore?): replaced', relation;
+        PERFORM billing._drop_own_trigger('billing_track_profiles', relation);
     END IF;
     -- On Citus, the rows of a distributed (or reference) table are in shards
     -- on the workers, where this trigger would record into each worker's own

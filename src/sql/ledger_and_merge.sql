@@ -465,8 +465,31 @@ DECLARE
                                WHERE i.inhdetachpending
                                  AND i.inhparent IN (SELECT p.relid FROM billing.tracked_tables AS t
                                                       CROSS JOIN LATERAL pg_partition_tree(t.relation) AS p));
+    -- billing's triggers on a table billing does not track (a restore that
+    -- dropped and made the table again, pg_restore --clean, brings them
+    -- back without the tracking; or only the TRUNCATE trigger, when the
+    -- row triggers' functions went with the forgotten table): its writes
+    -- go unbilled. (The TRUNCATE trigger a detached partition keeps names
+    -- a table still tracked: not counted.)
+    untracked_triggers text := (SELECT string_agg(DISTINCT format('SELECT billing.%s(%L);',
+                                                         CASE WHEN g.tgname = 'billing_track_profiles' THEN 'track_profiles'
+                                                              ELSE 'track_messages' END, g.tgrelid::regclass::text), ' ')
+                                  FROM pg_trigger AS g
+                                 WHERE g.tgname IN ('billing_track', 'billing_track_truncate', 'billing_track_profiles')
+                                   AND g.tgparentid = 0
+                                   AND CASE g.tgname
+                                       WHEN 'billing_track_profiles' THEN NOT billing._in_tracked_profiles_tree(g.tgrelid)
+                                       WHEN 'billing_track' THEN billing._tracked_tree_of(g.tgrelid) IS NULL
+                                       ELSE billing._tracked_tree_of(g.tgrelid) IS NULL
+                                            AND g.tgfoid = 'billing._tracked_truncated()'::regprocedure
+                                            AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
+                                                             WHERE billing._is_truncate_trigger(g, t.id)) END);
 BEGIN
     PERFORM billing._require_primary('billing.merge()');
+    IF untracked_triggers IS NOT NULL THEN
+        RAISE WARNING 'billing: a table carries billing''s trigger but is not tracked (a restore brought the trigger back without the tracking?): its writes are not billed'
+            USING HINT = untracked_triggers || ' (or drop the trigger, if the table is not to be billed)';
+    END IF;
     IF subscriptions IS NOT NULL THEN
         RAISE WARNING 'billing: a logical replication subscription writes billing''s own tables (%): the rows it copies add to this database''s own figures',
                       subscriptions

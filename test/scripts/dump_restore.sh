@@ -296,6 +296,39 @@ psql_q -d "$part" -c "SELECT billing.merge()" >/dev/null
 [[ $(january "$part") == 0.0015 ]] || { echo "FAIL: schema then data, merged: January $(january "$part") (want 0.0015)"; exit 1; }
 dropdb "$part"; dropdb "$part_src"; rm -f "$dump.part" "$dump.chats"
 
+# pg_restore --clean of the app's schema over the live database drops the
+# tracked tables (billing forgets them) and brings billing's triggers back
+# without the tracking: every merge says so, its hint the calls that track
+# them again, and those calls work (track_profiles replaces the restored
+# trigger, where it refused "already tracked"). By hand: one reply of
+# gpt-4o 100 + 50 tokens, 0.00075 in November 2026, again after tracking.
+cl=billing_dump_clean
+dropdb --if-exists "$cl" 2>/dev/null; createdb "$cl"
+psql_q -d "$cl" >/dev/null <<'SQL'
+CREATE EXTENSION billing;
+CREATE TABLE cl_messages (id bigserial PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                          created_at timestamptz);
+CREATE TABLE cl_profiles (id int PRIMARY KEY, data jsonb);
+INSERT INTO cl_messages (conversation_id, role, content, data, created_at)
+VALUES ('a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-02');
+INSERT INTO cl_profiles VALUES (1, '{"emails_sent_this_month": 5}');
+SELECT count(*) FROM billing.track_messages('cl_messages');
+SELECT count(*) FROM billing.track_profiles('cl_profiles');
+SQL
+pg_dump -Fc -n public -f "$dump.clean" "$cl"
+pg_restore --clean --if-exists -d "$cl" "$dump.clean" >/dev/null 2>&1 || true
+said=$(psql_q -d "$cl" -c "SELECT billing.merge()" 2>&1 >/dev/null)
+want_hint="HINT:  SELECT billing.track_messages('public.cl_messages'); SELECT billing.track_profiles('public.cl_profiles');"
+[[ $said == "WARNING:  billing: a table carries billing's trigger but is not tracked"*"$want_hint"* ]] ||
+    { echo "FAIL: a merge after pg_restore --clean said: $said"; exit 1; }
+got=$(psql_q -d "$cl" -c "SELECT count(*) FROM billing.track_messages('cl_messages')" \
+                      -c "SELECT count(*) FROM billing.track_profiles('cl_profiles')" \
+                      -c "SELECT billing.merge() >= 0" \
+                      -c "SELECT sum(cost) FROM billing.monthly_history WHERE source = 'openai'" 2>/dev/null | tail -n 1)
+said=$(psql_q -d "$cl" -c "SELECT billing.merge()" 2>&1 >/dev/null)
+[[ $got == 0.00075 && -z $said ]] || { echo "FAIL: tracked again after pg_restore --clean: $got, merge said [$said] (want 0.00075, nothing)"; exit 1; }
+dropdb "$cl"; rm -f "$dump.clean"
+
 # The restored triggers still go away with the extension: the app's table
 # stays writable after DROP EXTENSION billing.
 psql_q -d "$dst" -c "DROP EXTENSION billing"
@@ -303,4 +336,4 @@ left=$(psql_q -d "$dst" -c "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('m
 [[ "$left" == 0 ]] || { echo "FAIL: $left trigger(s) left on messages after DROP EXTENSION"; exit 1; }
 psql_q -d "$dst" -c "INSERT INTO messages (conversation_id, role, content, data, created_at)
                      VALUES ('d', 'assistant', 'u', '{}', '2026-01-05')"
-echo "dump/restore: catalog, removals, settings, budgets, alerts (and their delivery), savings pairs, costs and statements (byte for byte) identical, also restored in parallel and in reverse order; a partial restore never fails the app's writes; no alert fires or is delivered twice; the app's role adds partitions to its restored table; DROP EXTENSION leaves the app's table writable"
+echo "dump/restore: catalog, removals, settings, budgets, alerts (and their delivery), savings pairs, costs and statements (byte for byte) identical, also restored in parallel and in reverse order; a partial restore never fails the app's writes; after pg_restore --clean of the app's schema, merge names the tables to track again; no alert fires or is delivered twice; the app's role adds partitions to its restored table; DROP EXTENSION leaves the app's table writable"

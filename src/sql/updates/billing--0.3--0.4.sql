@@ -7585,13 +7585,15 @@ END
 $$;
 
 
-CREATE OR REPLACE FUNCTION billing.merge() RETURNS bigint
+-- What merge() sees wrong around it, each said at every merge in a WARNING
+-- with the way out: its own isolation level, a subscription writing
+-- billing's tables, a partition half detached, billing's triggers on a
+-- table billing does not track.
+CREATE FUNCTION billing._merge_warnings() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    s record;
-    merged bigint;
     -- A subscription that writes billing's own tables (a publication FOR ALL
     -- TABLES of another billing database) adds that database's ledger and
     -- rollups to this one's: said at every merge, as it bills twice.
@@ -7630,7 +7632,6 @@ DECLARE
                                             AND NOT EXISTS (SELECT 1 FROM billing.tracked_tables AS t
                                                              WHERE billing._is_truncate_trigger(g, t.id)) END);
 BEGIN
-    PERFORM billing._require_primary('billing.merge()');
     IF untracked_triggers IS NOT NULL THEN
         RAISE WARNING 'billing: a table carries billing''s trigger but is not tracked (a restore brought the trigger back without the tracking?): its writes are not billed'
             USING HINT = untracked_triggers || ' (or drop the trigger, if the table is not to be billed)';
@@ -7651,11 +7652,25 @@ BEGIN
         RAISE WARNING 'billing: merge() runs at SERIALIZABLE isolation: its reads can make the app''s serializable transactions fail (SQLSTATE 40001)'
             USING HINT = 'Run it at READ COMMITTED: ALTER ROLE <the role that runs it> SET default_transaction_isolation = ''read committed'' (pg_cron''s job runs as the role that scheduled it).';
     END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._merge_warnings() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION billing.merge() RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    merged bigint;
+BEGIN
+    PERFORM billing._require_primary('billing.merge()');
     -- One merge at a time; a second caller has nothing to do.
     -- (a row lock: only a role that may update billing's tables can hold it)
     IF NOT EXISTS (SELECT 1 FROM billing.merge_lock FOR UPDATE SKIP LOCKED) THEN
         RETURN 0;
     END IF;
+    PERFORM billing._merge_warnings();
     PERFORM billing._refresh_trigger_functions();
     -- The ledgers of distributed tables followed by their shards' triggers
     -- join the local one (citus.sql).

@@ -219,3 +219,23 @@ SELECT billing.merge() IS NOT NULL AS merged;
 SELECT cost, messages FROM billing.monthly_history WHERE source = 'openai' AND month = '2026-06-01';
 SELECT billing.untrack_messages('swap_messages');
 DROP TABLE swap_messages;
+
+-- A table swapped in (a new table renamed into the old one's name): at the
+-- first rename billing follows the old table and says so, with what to do
+-- once the swap is done. Done as the hint says, the new table's replies are
+-- billed: gpt-4o 100 + 50 tokens = 0.00075 in July 2026, beside the old
+-- table's 0.00075 (it stays tracked, under its new name): 0.0015.
+CREATE TABLE swap_table (id bigint PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                         created_at timestamptz);
+SELECT tracked FROM billing.track_messages('swap_table');
+INSERT INTO swap_table VALUES (1, 'v', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-07-01');
+CREATE TABLE swap_table_new (LIKE swap_table INCLUDING ALL);
+BEGIN;
+ALTER TABLE swap_table RENAME TO swap_table_old;
+ALTER TABLE swap_table_new RENAME TO swap_table;
+COMMIT;
+SELECT tracked FROM billing.track_messages('swap_table');
+INSERT INTO swap_table VALUES (2, 'v', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-07-02');
+SELECT cost, messages FROM billing.monthly_history WHERE source = 'openai' AND month = '2026-07-01';
+SELECT billing.untrack_messages('swap_table'), billing.untrack_messages('swap_table_old');
+DROP TABLE swap_table, swap_table_old;

@@ -1,6 +1,7 @@
 // SQL: billing._ddl_moves_partitions(pg_ddl_command),
 // billing._ddl_sets_unlogged(pg_ddl_command),
-// billing._ddl_renames_enum_value(pg_ddl_command), billing._internal_ddl() and
+// billing._ddl_renames_enum_value(pg_ddl_command),
+// billing._ddl_renamed_from(pg_ddl_command), billing._internal_ddl() and
 // the event trigger function billing._trigger_replace_guard(),
 // for the event triggers that follow DDL on tracked tables
 // (src/sql/ddl_events.sql). An ALTER
@@ -30,6 +31,7 @@ PG_FUNCTION_INFO_V1(ddl_sets_unlogged);
 PG_FUNCTION_INFO_V1(internal_ddl_active);
 PG_FUNCTION_INFO_V1(trigger_replace_guard);
 PG_FUNCTION_INFO_V1(ddl_renames_enum_value);
+PG_FUNCTION_INFO_V1(ddl_renamed_from);
 }
 
 namespace {
@@ -118,4 +120,24 @@ extern "C" Datum ddl_renames_enum_value(PG_FUNCTION_ARGS) {
       !IsA(command->parsetree, AlterEnumStmt))
     PG_RETURN_BOOL(false);
   PG_RETURN_BOOL(reinterpret_cast<const AlterEnumStmt*>(command->parsetree)->oldVal != nullptr);
+}
+
+// The name a relation had before the collected command renamed it (ALTER
+// TABLE, VIEW, INDEX, ... RENAME TO), as the command wrote it; for RENAME
+// COLUMN, the column's former name; NULL for any other command. A tracked
+// table or column renamed may be the first half of a swap, after which
+// billing would follow the one the app no longer writes.
+extern "C" Datum ddl_renamed_from(PG_FUNCTION_ARGS) {
+  const auto* command = reinterpret_cast<const CollectedCommand*>(PG_GETARG_POINTER(0));
+  if (command == nullptr || command->type != SCT_Simple || command->parsetree == nullptr ||
+      !IsA(command->parsetree, RenameStmt))
+    PG_RETURN_NULL();
+  const auto* stmt = reinterpret_cast<const RenameStmt*>(command->parsetree);
+  if (stmt->renameType == OBJECT_COLUMN && stmt->subname != nullptr)
+    PG_RETURN_TEXT_P(cstring_to_text(quote_identifier(stmt->subname)));
+  const bool relation = stmt->renameType == OBJECT_TABLE || stmt->renameType == OBJECT_FOREIGN_TABLE ||
+                        stmt->renameType == OBJECT_VIEW || stmt->renameType == OBJECT_MATVIEW ||
+                        stmt->renameType == OBJECT_INDEX || stmt->renameType == OBJECT_SEQUENCE;
+  if (!relation || stmt->relation == nullptr || stmt->relation->relname == nullptr) PG_RETURN_NULL();
+  PG_RETURN_TEXT_P(cstring_to_text(quote_qualified_identifier(stmt->relation->schemaname, stmt->relation->relname)));
 }

@@ -224,11 +224,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
+    customer_column name;
 BEGIN
     PERFORM billing._drop_own_trigger('billing_track_profiles', relation);
     DELETE FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation;
     PERFORM billing._grant_profiles_function();
-    DELETE FROM billing.profile_customers AS pc WHERE pc.relation = untrack_profiles.relation;
+    DELETE FROM billing.profile_customers AS pc WHERE pc.relation = untrack_profiles.relation
+    RETURNING pc.customer_column INTO customer_column;
+    -- (untracked to be tracked again: its e-mails' customers would be gone
+    -- without a word)
+    IF customer_column IS NOT NULL THEN
+        RAISE NOTICE 'billing: the customers of %''s e-mails (its customer mapping) go with it', relation
+            USING HINT = format('To map them again once it is tracked again: SELECT billing.track_profile_customers(%L, %L);',
+                                relation::text, customer_column);
+    END IF;
     -- The per-table function of a table tracked before 0.3 (see the end of
     -- this script), if one was left.
     IF legacy IS NOT NULL THEN

@@ -586,6 +586,9 @@ BEGIN
         END LOOP;
     END LOOP;
     RETURN fired;
+EXCEPTION WHEN query_canceled THEN
+    PERFORM billing._raise_if_timed_out('billing.check_alerts()', SQLERRM);
+    RAISE;
 END
 $$;
 COMMENT ON FUNCTION billing.check_alerts(timestamptz) IS

@@ -9,6 +9,11 @@
 CREATE FUNCTION billing._ddl_moves_partitions(pg_ddl_command) RETURNS boolean
 AS 'MODULE_PATHNAME', 'ddl_moves_partitions' LANGUAGE C STRICT STABLE;
 
+-- The name a relation had before the command renamed it, or NULL.
+-- C body: src/pg/ddl_command.cpp (ddl_renamed_from)
+CREATE FUNCTION billing._ddl_renamed_from(pg_ddl_command) RETURNS text
+AS 'MODULE_PATHNAME', 'ddl_renamed_from' LANGUAGE C STRICT STABLE;
+
 -- Whether an ALTER TABLE made its table unlogged (SET UNLOGGED).
 -- C body: src/pg/ddl_command.cpp (ddl_sets_unlogged)
 CREATE FUNCTION billing._ddl_sets_unlogged(pg_ddl_command) RETURNS boolean
@@ -155,6 +160,39 @@ BEGIN
                   AND billing._in_tracked_profiles_tree(c.objid)) THEN
         PERFORM billing._grant_profiles_function();
     END IF;
+    -- A tracked table renamed: followed, and said, as the rename may be the
+    -- first half of a table swap (a new table renamed into the old one's
+    -- name), after which billing would follow the table the app no longer
+    -- writes.
+    FOR heir IN SELECT c.objid::regclass AS relation, billing._ddl_renamed_from(c.command) AS was,
+                       EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation::oid = c.objid) AS profiles
+                  FROM pg_event_trigger_ddl_commands() AS c
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                   AND billing._ddl_renamed_from(c.command) IS NOT NULL
+                   AND (EXISTS (SELECT 1 FROM billing.tracked_tables AS tt WHERE tt.relation::oid = c.objid)
+                        OR EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation::oid = c.objid))
+                 ORDER BY c.objid LOOP
+        RAISE WARNING 'billing: tracked table % is now %, and billing follows it under that name', heir.was, heir.relation
+            USING HINT = format('If another table takes the name %s (a table swapped in), track that one once the swap is done: SELECT billing.%s(%L); (and untrack this one if the app no longer writes it).',
+                                heir.was, CASE WHEN heir.profiles THEN 'track_profiles' ELSE 'track_messages' END, heir.was);
+    END LOOP;
+    -- The same for the column a tracked profiles table's counter is read
+    -- from (the columns of a messages table: below).
+    FOR heir IN SELECT c.objid::regclass AS relation, billing._ddl_renamed_from(c.command) AS was,
+                       quote_ident(a.attname) AS now
+                  FROM pg_event_trigger_ddl_commands() AS c
+                  JOIN billing.tracked_profiles AS tp ON tp.relation::oid = c.objid
+                  JOIN pg_attribute AS a ON a.attrelid = c.objid AND a.attnum = c.objsubid
+                  JOIN pg_trigger AS g ON g.tgrelid = c.objid AND g.tgname = 'billing_track_profiles'
+                                      AND c.objsubid = ANY (g.tgattr::int2[])
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0
+                   AND billing._ddl_renamed_from(c.command) IS NOT NULL
+                 ORDER BY c.objid LOOP
+        RAISE WARNING 'billing: column % of tracked profiles table % is now %, and billing reads the e-mail counter there',
+                      heir.was, heir.relation, heir.now
+            USING HINT = format('If the app writes another column named %s from now on (a column swapped in), track the table again once the swap is done: SELECT billing.untrack_profiles(%L); then billing.track_profiles with that column.',
+                                heir.was, heir.relation::text);
+    END LOOP;
     FOR t IN SELECT DISTINCT ON (tt.id) tt.*
                FROM billing.tracked_tables AS tt
                JOIN pg_event_trigger_ddl_commands() AS c
@@ -381,7 +419,7 @@ BEGIN
             END LOOP;
         END IF;
     END IF;
-    FOR d IN SELECT o.objid, t.id AS source_id,
+    FOR d IN SELECT o.objid, o.object_identity, t.id AS source_id,
                     to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
                FROM pg_event_trigger_dropped_objects() AS o
                LEFT JOIN billing.tracked_tables AS t ON t.relation::oid = o.objid
@@ -391,6 +429,11 @@ BEGIN
         BEGIN
             IF d.source_id IS NOT NULL THEN
                 PERFORM billing._forget_table(d.source_id);
+                -- (said: a restore that drops the table and makes it again,
+                -- pg_restore --clean -t, brings it back untracked)
+                RAISE NOTICE 'billing: tracked table % is dropped: billing forgets its costs, history and customers', d.object_identity
+                    USING HINT = format('If it comes back (a restore), track it again: SELECT billing.track_messages(%L);',
+                                        d.object_identity);
             END IF;
             IF d.profiles_fn IS NOT NULL THEN
                 EXECUTE format('DROP FUNCTION %s', d.profiles_fn);

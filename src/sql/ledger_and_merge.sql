@@ -427,6 +427,25 @@ $$;
 -- billing's periodic work (merge, check_alerts, issue_statements) writes its
 -- tables: on a standby it stops at once with an error that says where to
 -- run it, instead of PostgreSQL's first read-only error from deep inside.
+-- billing's periodic work (merge, check_alerts, issue_statements) does its
+-- work in one statement: a statement_timeout shorter than it cancels every
+-- run, and each starts over. Said in one line with the way out, where the
+-- cancelled statement's own context quoted a hundred lines of SQL. Called
+-- from their handlers of query_canceled, which re-raise anything else.
+CREATE FUNCTION billing._raise_if_timed_out(p_what text, p_message text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_message LIKE '%statement timeout%' THEN
+        RAISE EXCEPTION 'billing: % was cancelled by statement_timeout (%): it does its work in one statement, so every run that takes longer starts over',
+                        p_what, current_setting('statement_timeout')
+            USING ERRCODE = 'query_canceled',
+                  HINT = 'Run it without a time limit: ALTER ROLE <the role that runs it> SET statement_timeout = 0 (pg_cron''s job runs as the role that scheduled it). The reads stay exact meanwhile, only slower.';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION billing._require_primary(p_what text) RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -643,15 +662,7 @@ BEGIN
     UPDATE billing.merge_lock SET last_merge_at = now(), last_merge_rollups = merged;
     RETURN merged;
 EXCEPTION WHEN query_canceled THEN
-    -- A statement_timeout shorter than one merge cancels every merge, and
-    -- each starts over: said in one line with the way out, where the
-    -- cancelled statement's own context quoted a hundred lines of SQL.
-    IF SQLERRM LIKE '%statement timeout%' THEN
-        RAISE EXCEPTION 'billing: merge() was cancelled by statement_timeout (%): it does its work in one statement, so every merge that takes longer starts over',
-                        current_setting('statement_timeout')
-            USING ERRCODE = 'query_canceled',
-                  HINT = 'Run it without a time limit: ALTER ROLE <the role that runs it> SET statement_timeout = 0 (pg_cron''s job runs as the role that scheduled it). The reads stay exact meanwhile, only slower.';
-    END IF;
+    PERFORM billing._raise_if_timed_out('billing.merge()', SQLERRM);
     RAISE;
 END
 $$;

@@ -66,6 +66,7 @@ REVOKE ALL ON FUNCTION billing._take_in_anew(smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._forget_table(smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._ddl_moves_partitions(pg_ddl_command) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._ddl_sets_unlogged(pg_ddl_command) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._ddl_renamed_from(pg_ddl_command) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._merge_step(smallint, text, date) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._trigger_guard(smallint, oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing.rebuild_messages(regclass) FROM PUBLIC;

@@ -362,6 +362,9 @@ BEGIN
     INSERT INTO billing.issued_months VALUES (m, now(), n);
     TRUNCATE billing_issue_lines;
     RETURN QUERY SELECT s.* FROM billing.statements AS s WHERE s.month = m ORDER BY s.id;
+EXCEPTION WHEN query_canceled THEN
+    PERFORM billing._raise_if_timed_out('billing.issue_statements()', SQLERRM);
+    RAISE;
 END
 $$;
 COMMENT ON FUNCTION billing.issue_statements(date, boolean) IS

@@ -2317,6 +2317,12 @@ CREATE FUNCTION billing._ddl_sets_unlogged(pg_ddl_command) RETURNS boolean
 AS 'MODULE_PATHNAME', 'ddl_sets_unlogged' LANGUAGE C STRICT STABLE;
 REVOKE ALL ON FUNCTION billing._ddl_sets_unlogged(pg_ddl_command) FROM PUBLIC;
 
+-- The name a relation had before the command renamed it, or NULL.
+-- C body: src/pg/ddl_command.cpp (ddl_renamed_from)
+CREATE FUNCTION billing._ddl_renamed_from(pg_ddl_command) RETURNS text
+AS 'MODULE_PATHNAME', 'ddl_renamed_from' LANGUAGE C STRICT STABLE;
+REVOKE ALL ON FUNCTION billing._ddl_renamed_from(pg_ddl_command) FROM PUBLIC;
+
 -- DDL on a tracked table: renames are followed whatever command made them
 -- (ALTER INDEX, ALTER VIEW ... RENAME also rename a table), billing's own
 -- trigger is found by its function, not by a name the table's owner can
@@ -3127,6 +3133,9 @@ BEGIN
         END LOOP;
     END LOOP;
     RETURN fired;
+EXCEPTION WHEN query_canceled THEN
+    PERFORM billing._raise_if_timed_out('billing.check_alerts()', SQLERRM);
+    RAISE;
 END
 $$;
 COMMENT ON FUNCTION billing.check_alerts(timestamptz) IS
@@ -4241,11 +4250,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
+    customer_column name;
 BEGIN
     PERFORM billing._drop_own_trigger('billing_track_profiles', relation);
     DELETE FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation;
     PERFORM billing._grant_profiles_function();
-    DELETE FROM billing.profile_customers AS pc WHERE pc.relation = untrack_profiles.relation;
+    DELETE FROM billing.profile_customers AS pc WHERE pc.relation = untrack_profiles.relation
+    RETURNING pc.customer_column INTO customer_column;
+    -- (untracked to be tracked again: its e-mails' customers would be gone
+    -- without a word)
+    IF customer_column IS NOT NULL THEN
+        RAISE NOTICE 'billing: the customers of %''s e-mails (its customer mapping) go with it', relation
+            USING HINT = format('To map them again once it is tracked again: SELECT billing.track_profile_customers(%L, %L);',
+                                relation::text, customer_column);
+    END IF;
     -- The per-table function of a table tracked before 0.3 (see the end of
     -- this script), if one was left.
     IF legacy IS NOT NULL THEN
@@ -5700,6 +5718,9 @@ BEGIN
     INSERT INTO billing.issued_months VALUES (m, now(), n);
     TRUNCATE billing_issue_lines;
     RETURN QUERY SELECT s.* FROM billing.statements AS s WHERE s.month = m ORDER BY s.id;
+EXCEPTION WHEN query_canceled THEN
+    PERFORM billing._raise_if_timed_out('billing.issue_statements()', SQLERRM);
+    RAISE;
 END
 $$;
 COMMENT ON FUNCTION billing.issue_statements(date, boolean) IS
@@ -7788,15 +7809,7 @@ BEGIN
     UPDATE billing.merge_lock SET last_merge_at = now(), last_merge_rollups = merged;
     RETURN merged;
 EXCEPTION WHEN query_canceled THEN
-    -- A statement_timeout shorter than one merge cancels every merge, and
-    -- each starts over: said in one line with the way out, where the
-    -- cancelled statement's own context quoted a hundred lines of SQL.
-    IF SQLERRM LIKE '%statement timeout%' THEN
-        RAISE EXCEPTION 'billing: merge() was cancelled by statement_timeout (%): it does its work in one statement, so every merge that takes longer starts over',
-                        current_setting('statement_timeout')
-            USING ERRCODE = 'query_canceled',
-                  HINT = 'Run it without a time limit: ALTER ROLE <the role that runs it> SET statement_timeout = 0 (pg_cron''s job runs as the role that scheduled it). The reads stay exact meanwhile, only slower.';
-    END IF;
+    PERFORM billing._raise_if_timed_out('billing.merge()', SQLERRM);
     RAISE;
 END
 $$;
@@ -10017,6 +10030,39 @@ BEGIN
                   AND billing._in_tracked_profiles_tree(c.objid)) THEN
         PERFORM billing._grant_profiles_function();
     END IF;
+    -- A tracked table renamed: followed, and said, as the rename may be the
+    -- first half of a table swap (a new table renamed into the old one's
+    -- name), after which billing would follow the table the app no longer
+    -- writes.
+    FOR heir IN SELECT c.objid::regclass AS relation, billing._ddl_renamed_from(c.command) AS was,
+                       EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation::oid = c.objid) AS profiles
+                  FROM pg_event_trigger_ddl_commands() AS c
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                   AND billing._ddl_renamed_from(c.command) IS NOT NULL
+                   AND (EXISTS (SELECT 1 FROM billing.tracked_tables AS tt WHERE tt.relation::oid = c.objid)
+                        OR EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation::oid = c.objid))
+                 ORDER BY c.objid LOOP
+        RAISE WARNING 'billing: tracked table % is now %, and billing follows it under that name', heir.was, heir.relation
+            USING HINT = format('If another table takes the name %s (a table swapped in), track that one once the swap is done: SELECT billing.%s(%L); (and untrack this one if the app no longer writes it).',
+                                heir.was, CASE WHEN heir.profiles THEN 'track_profiles' ELSE 'track_messages' END, heir.was);
+    END LOOP;
+    -- The same for the column a tracked profiles table's counter is read
+    -- from (the columns of a messages table: below).
+    FOR heir IN SELECT c.objid::regclass AS relation, billing._ddl_renamed_from(c.command) AS was,
+                       quote_ident(a.attname) AS now
+                  FROM pg_event_trigger_ddl_commands() AS c
+                  JOIN billing.tracked_profiles AS tp ON tp.relation::oid = c.objid
+                  JOIN pg_attribute AS a ON a.attrelid = c.objid AND a.attnum = c.objsubid
+                  JOIN pg_trigger AS g ON g.tgrelid = c.objid AND g.tgname = 'billing_track_profiles'
+                                      AND c.objsubid = ANY (g.tgattr::int2[])
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0
+                   AND billing._ddl_renamed_from(c.command) IS NOT NULL
+                 ORDER BY c.objid LOOP
+        RAISE WARNING 'billing: column % of tracked profiles table % is now %, and billing reads the e-mail counter there',
+                      heir.was, heir.relation, heir.now
+            USING HINT = format('If the app writes another column named %s from now on (a column swapped in), track the table again once the swap is done: SELECT billing.untrack_profiles(%L); then billing.track_profiles with that column.',
+                                heir.was, heir.relation::text);
+    END LOOP;
     FOR t IN SELECT DISTINCT ON (tt.id) tt.*
                FROM billing.tracked_tables AS tt
                JOIN pg_event_trigger_ddl_commands() AS c
@@ -10223,7 +10269,7 @@ BEGIN
             END LOOP;
         END IF;
     END IF;
-    FOR d IN SELECT o.objid, t.id AS source_id,
+    FOR d IN SELECT o.objid, o.object_identity, t.id AS source_id,
                     to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
                FROM pg_event_trigger_dropped_objects() AS o
                LEFT JOIN billing.tracked_tables AS t ON t.relation::oid = o.objid
@@ -10233,6 +10279,11 @@ BEGIN
         BEGIN
             IF d.source_id IS NOT NULL THEN
                 PERFORM billing._forget_table(d.source_id);
+                -- (said: a restore that drops the table and makes it again,
+                -- pg_restore --clean -t, brings it back untracked)
+                RAISE NOTICE 'billing: tracked table % is dropped: billing forgets its costs, history and customers', d.object_identity
+                    USING HINT = format('If it comes back (a restore), track it again: SELECT billing.track_messages(%L);',
+                                        d.object_identity);
             END IF;
             IF d.profiles_fn IS NOT NULL THEN
                 EXECUTE format('DROP FUNCTION %s', d.profiles_fn);
@@ -10984,6 +11035,25 @@ SELECT l.last_merge_at,
   FROM billing.merge_lock AS l;
 COMMENT ON VIEW billing.merge_status IS
     'When billing.merge() last committed (last_merge_at, the start of its transaction; NULL: never in this database) and what waits for the next merge: ledger rows, stale months, tables to take in.';
+
+-- billing's periodic work (merge, check_alerts, issue_statements) does its
+-- work in one statement: a statement_timeout shorter than it cancels every
+-- run, and each starts over. Said in one line with the way out, where the
+-- cancelled statement's own context quoted a hundred lines of SQL. Called
+-- from their handlers of query_canceled, which re-raise anything else.
+CREATE FUNCTION billing._raise_if_timed_out(p_what text, p_message text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_message LIKE '%statement timeout%' THEN
+        RAISE EXCEPTION 'billing: % was cancelled by statement_timeout (%): it does its work in one statement, so every run that takes longer starts over',
+                        p_what, current_setting('statement_timeout')
+            USING ERRCODE = 'query_canceled',
+                  HINT = 'Run it without a time limit: ALTER ROLE <the role that runs it> SET statement_timeout = 0 (pg_cron''s job runs as the role that scheduled it). The reads stay exact meanwhile, only slower.';
+    END IF;
+END
+$$;
 
 -- ==== The periodic work refuses a standby with its own error (src/sql/ledger_and_merge.sql) ====
 -- billing's periodic work (merge, check_alerts, issue_statements) writes its

@@ -7655,7 +7655,7 @@ DECLARE
 BEGIN
     IF untracked_triggers IS NOT NULL THEN
         RAISE WARNING 'billing: a table carries billing''s trigger but is not tracked (a restore brought the trigger back without the tracking?): its writes are not billed'
-            USING HINT = untracked_triggers || ' (or drop the trigger, if the table is not to be billed)';
+            USING HINT = untracked_triggers || ' (or drop the trigger, if the table is not to be billed). track_profiles records the counters'' current values as sent, which billing''s tables may hold already: README "track_profiles" says how to take them back.';
     END IF;
     IF subscriptions IS NOT NULL THEN
         RAISE WARNING 'billing: a logical replication subscription writes billing''s own tables (%): the rows it copies add to this database''s own figures',

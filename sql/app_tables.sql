@@ -402,7 +402,13 @@ CREATE TABLE local_default (id bigserial PRIMARY KEY, conversation_id text, role
                             created_at timestamp(3) DEFAULT CURRENT_TIMESTAMP);
 CREATE TABLE utc_default (id bigserial PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
                           created_at timestamp DEFAULT (now() AT TIME ZONE 'UTC'));
+CREATE DOMAIN local_stamp AS timestamp(6);
+CREATE TABLE domain_default (id bigserial PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                             created_at local_stamp DEFAULT LOCALTIMESTAMP);
 SELECT tracked FROM billing.track_messages('local_default');
 SELECT tracked FROM billing.track_messages('utc_default');
-SELECT billing.untrack_messages('local_default'), billing.untrack_messages('utc_default');
-DROP TABLE local_default, utc_default;
+SELECT tracked FROM billing.track_messages('domain_default');
+SELECT billing.untrack_messages('local_default'), billing.untrack_messages('utc_default'),
+       billing.untrack_messages('domain_default');
+DROP TABLE local_default, utc_default, domain_default;
+DROP DOMAIN local_stamp;

@@ -7284,8 +7284,10 @@ DECLARE
     default_expr text := (SELECT pg_get_expr(d.adbin, d.adrelid)
                             FROM pg_attribute AS a
                             JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                           JOIN pg_type AS ty ON ty.oid = a.atttypid
                            WHERE a.attrelid = t.relation AND a.attname = t.created_at_column
-                             AND a.atttypid = 'timestamp'::regtype);
+                             -- (or a domain over it)
+                             AND coalesce(nullif(ty.typbasetype, 0), ty.oid) = 'timestamp'::regtype);
 BEGIN
     -- (a default that converts the time, now() AT TIME ZONE 'UTC', is left alone)
     IF NOT coalesce(default_expr ~* '(now|current_timestamp|localtimestamp|statement_timestamp|transaction_timestamp|clock_timestamp)'

@@ -424,9 +424,6 @@ BEGIN
 END
 $$;
 
--- billing's periodic work (merge, check_alerts, issue_statements) writes its
--- tables: on a standby it stops at once with an error that says where to
--- run it, instead of PostgreSQL's first read-only error from deep inside.
 -- billing's periodic work (merge, check_alerts, issue_statements) does its
 -- work in one statement: a statement_timeout shorter than it cancels every
 -- run, and each starts over. Said in one line with the way out, where the
@@ -446,6 +443,9 @@ BEGIN
 END
 $$;
 
+-- billing's periodic work (merge, check_alerts, issue_statements) writes its
+-- tables: on a standby it stops at once with an error that says where to
+-- run it, instead of PostgreSQL's first read-only error from deep inside.
 CREATE FUNCTION billing._require_primary(p_what text) RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp

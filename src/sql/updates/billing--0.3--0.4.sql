@@ -10036,11 +10036,11 @@ BEGIN
     -- first half of a table swap (a new table renamed into the old one's
     -- name), after which billing would follow the table the app no longer
     -- writes.
-    FOR heir IN SELECT c.objid::regclass AS relation, billing._ddl_renamed_from(c.command) AS was,
+    FOR heir IN SELECT c.objid::regclass AS relation, r.was,
                        EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation::oid = c.objid) AS profiles
                   FROM pg_event_trigger_ddl_commands() AS c
-                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
-                   AND billing._ddl_renamed_from(c.command) IS NOT NULL
+                 CROSS JOIN LATERAL (SELECT billing._ddl_renamed_from(c.command) AS was) AS r
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0 AND r.was IS NOT NULL
                    AND (EXISTS (SELECT 1 FROM billing.tracked_tables AS tt WHERE tt.relation::oid = c.objid)
                         OR EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation::oid = c.objid))
                  ORDER BY c.objid LOOP
@@ -10050,15 +10050,14 @@ BEGIN
     END LOOP;
     -- The same for the column a tracked profiles table's counter is read
     -- from (the columns of a messages table: below).
-    FOR heir IN SELECT c.objid::regclass AS relation, billing._ddl_renamed_from(c.command) AS was,
-                       quote_ident(a.attname) AS now
+    FOR heir IN SELECT c.objid::regclass AS relation, r.was, quote_ident(a.attname) AS now
                   FROM pg_event_trigger_ddl_commands() AS c
                   JOIN billing.tracked_profiles AS tp ON tp.relation::oid = c.objid
                   JOIN pg_attribute AS a ON a.attrelid = c.objid AND a.attnum = c.objsubid
                   JOIN pg_trigger AS g ON g.tgrelid = c.objid AND g.tgname = 'billing_track_profiles'
                                       AND c.objsubid = ANY (g.tgattr::int2[])
-                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0
-                   AND billing._ddl_renamed_from(c.command) IS NOT NULL
+                 CROSS JOIN LATERAL (SELECT billing._ddl_renamed_from(c.command) AS was) AS r
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0 AND r.was IS NOT NULL
                  ORDER BY c.objid LOOP
         RAISE WARNING 'billing: column % of tracked profiles table % is now %, and billing reads the e-mail counter there',
                       heir.was, heir.relation, heir.now

@@ -13,7 +13,8 @@
 # ("Inserts in instructions").
 #
 #   bench/insert_instructions.sh [--rows N] [--preload N] [--per-conversation P]
-#                                [--workloads LIST] [--budgets N] [--no-setup]
+#                                [--workloads LIST] [--budgets N] [--partitioned]
+#                                [--no-setup]
 #
 #   --rows N      rows per single-row workload (default 2000; multirow: N
 #                 rows in statements of 100, copy: 10,000 rows in one COPY)
@@ -26,6 +27,9 @@
 #                 copy (default: all five)
 #   --budgets N   N budgets defined (default 0; issue 11 asks for writes with
 #                 20), as bench/inserts.sh --budgets defines them
+#   --partitioned both tables partitioned by month of created_at (bench/lib.sh's
+#                 messages_copy_sql): an estimated reply reads its
+#                 conversation in each month's partition
 #   --no-setup    skip tools/setup.sh (reuse the installed build)
 #   --profiles DIR  keep each run's callgrind profile in DIR
 #                 (<workload>-<table>-<part>.callgrind, for callgrind_annotate)
@@ -49,8 +53,9 @@ setup=1
 budgets=0
 per_conversation=100
 profiles=""
+layout=plain
 workloads="reply user estimated multirow copy"
-usage() { sed -n '15,32s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '15,36s/^# \{0,1\}//p' "$0"; }
 while (($#)); do
     case $1 in
         --rows) rows=${2:-}; shift ;;
@@ -59,6 +64,7 @@ while (($#)); do
         --per-conversation) per_conversation=${2:-}; shift ;;
         --workloads) workloads=${2:-}; shift ;;
         --profiles) profiles=${2:-}; shift ;;
+        --partitioned) layout=partitioned ;;
         --no-setup) setup=0 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "insert_instructions.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -79,7 +85,7 @@ done
 # A partial run (other conversation sizes, some workloads) is titled and
 # named apart: bench/summary.sh shows the newest full run.
 partial=0
-[[ $per_conversation == 100 && $workloads == "reply user estimated multirow copy" ]] || partial=1
+[[ $per_conversation == 100 && $workloads == "reply user estimated multirow copy" && $layout == plain ]] || partial=1
 command -v valgrind >/dev/null || { echo "insert_instructions.sh: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 if ((setup)); then
     log "tools/setup.sh"
@@ -105,7 +111,7 @@ pg -v messages="$preload" -v per_conversation="$per_conversation" -f bench/gener
 # The two tables: public.messages' shape and rows (bench/lib.sh's
 # messages_copy_sql, as inserts.sh makes them); one tracked.
 for t in ins_untracked ins_tracked; do
-    messages_copy_sql "$t" | pg >/dev/null
+    messages_copy_sql "$t" true "$layout" | pg >/dev/null
 done
 pg -c "SELECT billing.track_messages('ins_tracked')" >/dev/null
 [[ $budgets =~ ^[0-9]+$ ]] || { echo "insert_instructions.sh: --budgets takes a non-negative integer, got '$budgets'" >&2; exit 2; }
@@ -225,7 +231,7 @@ report=$tmp/report.md
         echo "## Inserts in instructions, tracked vs untracked, tables of $preload rows ($(utc_time))"
     else
         # (a partial run: bench/summary.sh lists it, and shows the newest full one)
-        echo "## Inserts in instructions, tracked vs untracked, tables of $preload rows, $per_conversation messages per conversation on average: ${workloads// /, } ($(utc_time))"
+        echo "## Inserts in instructions, tracked vs untracked, $([[ $layout == partitioned ]] && echo "monthly partitioned ")tables of $preload rows, $per_conversation messages per conversation on average: ${workloads// /, } ($(utc_time))"
     fi
     echo
     machine_line "$load_before" "$load_after" "the runs ($(((SECONDS - started + 30) / 60)) min; instructions do not depend on it)"
@@ -251,6 +257,7 @@ mkdir -p bench/results
 # minute keeps its own)
 name=insert-instructions-$(utc_stamp)
 ((!partial)) || name+=-p$per_conversation-${workloads// /-}
+[[ $layout == plain ]] || name+=-$layout
 cp "$report" "bench/results/$name.md"
 chmod 0644 "bench/results/$name.md"
 log "report saved to bench/results/$name.md"

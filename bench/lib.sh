@@ -200,9 +200,18 @@ server_settle() {
 # public.messages. The insert benches (inserts.sh, insert_instructions.sh)
 # compare a tracked and an untracked table made by it, so the two are always
 # the same shape. One transaction: with wal_level = minimal the rows skip the
-# WAL; the keys are built after the rows, which is faster.
+# WAL; the keys are built after the rows, which is faster. With $3 =
+# partitioned, the table is partitioned by month of created_at (UTC), a
+# partition for each month from public.messages' first to the one after
+# now(), and its primary key is (id, created_at), as a partitioned table's
+# must hold the partition key.
 messages_copy_sql() {
-    local t=$1 where=${2:-true}
+    local t=$1 where=${2:-true} layout=${3:-plain}
+    local partition_by="" key="id"
+    if [[ $layout == partitioned ]]; then
+        partition_by="PARTITION BY RANGE (created_at)"
+        key="id, created_at"
+    fi
     cat <<SQL
 SET maintenance_work_mem = '1GB';
 BEGIN;
@@ -213,14 +222,32 @@ CREATE TABLE $t (
     content         text        NOT NULL,
     data            jsonb,
     created_at      timestamptz NOT NULL DEFAULT now()
-);
+) $partition_by;
+SQL
+    if [[ $layout == partitioned ]]; then
+        cat <<SQL
+DO \$\$
+DECLARE
+    m timestamp;
+BEGIN
+    FOR m IN SELECT generate_series(date_trunc('month', (SELECT min(created_at) FROM public.messages) AT TIME ZONE 'UTC'),
+                                    date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month', interval '1 month')
+    LOOP
+        EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)', '${t}_' || to_char(m, 'YYYY_MM'), '$t',
+                       m AT TIME ZONE 'UTC', (m + interval '1 month') AT TIME ZONE 'UTC');
+    END LOOP;
+END
+\$\$;
+SQL
+    fi
+    cat <<SQL
 INSERT INTO $t (id, conversation_id, role, content, data, created_at)
 SELECT m.id, m.conversation_id, m.role, m.content, m.data, m.created_at
   FROM public.messages AS m
  WHERE $where
  ORDER BY m.id;
 SELECT setval(pg_get_serial_sequence('$t', 'id'), (SELECT max(id) FROM public.messages));
-ALTER TABLE $t ADD PRIMARY KEY (id);
+ALTER TABLE $t ADD PRIMARY KEY ($key);
 CREATE INDEX ${t}_created_at_idx ON $t (created_at);
 CREATE INDEX ${t}_conversation_id_idx ON $t (conversation_id);
 COMMIT;

@@ -301,8 +301,113 @@ INSERT INTO parted VALUES (1, 'p', 'assistant', 'x', '{"model": "gpt-4o", "promp
 -- 2 x 0.00075
 SELECT cost, messages FROM billing.conversation_costs WHERE source_table = 'parted'::regclass;
 
+-- A reply without usage on a partitioned table or a table with row
+-- security is estimated in C as well, from every table the
+-- full body's query reads (it reads the tracked table as the extension's
+-- owner, whom no policy restricts): a conversation across monthly
+-- partitions, one of them attached with its columns in another order; rows
+-- the app's role may not see. Each shape twice, as
+-- above: the C path against the full body, and both against a hand count.
+CREATE ROLE est_app;
+CREATE FUNCTION make_estimated(suffix text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE TABLE %I (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamp)
+                    PARTITION BY RANGE (created_at)', 'est_parted' || suffix);
+    EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                   'est_parted_10' || suffix, 'est_parted' || suffix, '2026-10-01', '2026-11-01');
+    EXECUTE format('CREATE TABLE %I (junk int, created_at timestamp, content text, data jsonb, role text, conversation_id text, id bigint)',
+                   'est_parted_11' || suffix);
+    EXECUTE format('ALTER TABLE %I DROP COLUMN junk', 'est_parted_11' || suffix);
+    EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                   'est_parted' || suffix, 'est_parted_11' || suffix, '2026-11-01', '2026-12-01');
+    -- (an index of each partition's own, so that one can be dropped below)
+    EXECUTE format('CREATE INDEX ON %I (conversation_id)', 'est_parted_10' || suffix);
+    EXECUTE format('CREATE INDEX ON %I (conversation_id)', 'est_parted_11' || suffix);
+    EXECUTE format('CREATE TABLE %I (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamp)',
+                   'est_rls' || suffix);
+    EXECUTE format('CREATE INDEX ON %I (conversation_id)', 'est_rls' || suffix);
+    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', 'est_rls' || suffix);
+    EXECUTE format('CREATE POLICY writes ON %I FOR INSERT TO est_app WITH CHECK (true)', 'est_rls' || suffix);
+    EXECUTE format('CREATE POLICY reads ON %I FOR SELECT TO est_app USING (role <> %L)', 'est_rls' || suffix, 'system');
+    EXECUTE format('GRANT INSERT ON %I TO est_app', 'est_rls' || suffix);
+    PERFORM billing.track_messages(('est_parted' || suffix)::regclass),
+            billing.track_messages(('est_rls' || suffix)::regclass);
+END
+$$;
+-- The earlier messages: each table's (and partition's) first row of the
+-- session takes the full body, as above; the replies come after.
+CREATE FUNCTION write_context(suffix text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format($q$INSERT INTO %I VALUES (1, 'c', 'user', 'abcd', '{}', '2026-10-31 23:00'),        -- 1 token
+                                            (2, 'c', 'user', 'abcdefgh', '{}', '2026-11-01 01:00'),    -- 2
+                                            (3, 'd', 'user', 'abcdefghijkl', '{}', '2026-11-01 01:00') -- another conversation
+                   $q$, 'est_parted' || suffix);
+    SET LOCAL ROLE est_app;
+    EXECUTE format($q$INSERT INTO %I VALUES (1, 'c', 'system', 'abcdefghijklmnop', '{}', '2026-11-01'),  -- 4, hidden from est_app
+                                            (2, 'c', 'user', 'abcd', '{}', '2026-11-01 00:01')          -- 1
+                   $q$, 'est_rls' || suffix);
+    RESET ROLE;
+END
+$$;
+CREATE FUNCTION write_replies(suffix text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format($q$INSERT INTO %I VALUES (4, 'c', 'assistant', 'x', '{}', '2026-11-02')$q$, 'est_parted' || suffix);
+    EXECUTE format($q$INSERT INTO %I VALUES (5, 'c', 'assistant', 'x', '{}', '2026-10-31 23:30')$q$, 'est_parted' || suffix);
+    SET LOCAL ROLE est_app;
+    EXECUTE format($q$INSERT INTO %I VALUES (3, 'c', 'assistant', 'x', '{}', '2026-11-02')$q$, 'est_rls' || suffix);
+    RESET ROLE;
+END
+$$;
+SELECT make_estimated(''), make_estimated('_f');
+SET billing.trigger_fast_path = on;
+BEGIN;
+SELECT write_context('');
+COMMIT;
+BEGIN;
+SET LOCAL track_functions = 'all';
+SELECT write_replies('');
+-- (3 replies, none in the full body)
+SELECT coalesce(sum(calls) FILTER (WHERE funcname !~ '_full$'), 0) AS track_n,
+       coalesce(sum(calls) FILTER (WHERE funcname ~ '_full$'), 0) AS track_n_full
+  FROM pg_stat_xact_user_functions
+ WHERE funcname IN (SELECT format('track_%s', t.id) FROM billing.tracked_tables AS t WHERE t.relation::text !~ '_f$'
+                    UNION ALL
+                    SELECT format('track_%s_full', t.id) FROM billing.tracked_tables AS t WHERE t.relation::text !~ '_f$');
+COMMIT;
+SET billing.trigger_fast_path = off;
+BEGIN;
+SELECT write_context('_f');
+COMMIT;
+BEGIN;
+SELECT write_replies('_f');
+COMMIT;
+RESET billing.trigger_fast_path;
+-- By hand (one token per 4 characters):
+--   est_parted 4 (11-02): 1 ('abcd', October's partition) + 2 ('abcdefgh', November's) = 3
+--   est_parted 5 (10-31 23:30): 1 (only 'abcd' is earlier)
+--   est_rls 3: 4 (the system message est_app may not read) + 1 = 5
+SELECT t.relation, e.message_id, e.prompt_tokens
+  FROM billing.estimated_prompts AS e JOIN billing.tracked_tables AS t ON t.id = e.source_id
+ WHERE t.relation::text ~ '^est_(parted|rls)' ORDER BY 1, 2;
+-- A partition without an index on the conversation column: its replies take
+-- the full body, with the same figure (5: 1 + 2 + replies 4 and 5, 'x' each).
+DROP INDEX est_parted_10_conversation_id_idx;
+BEGIN;
+SET LOCAL track_functions = 'all';
+SELECT coalesce(sum(calls), 0) AS full_calls FROM pg_stat_xact_user_functions
+ WHERE funcname = format('track_%s_full', (SELECT id FROM billing.tracked_tables WHERE relation = 'est_parted'::regclass)) \gset
+INSERT INTO est_parted VALUES (6, 'c', 'assistant', 'x', '{}', '2026-11-03');
+SELECT coalesce(sum(calls), 0) - :full_calls AS track_n_full FROM pg_stat_xact_user_functions
+ WHERE funcname = format('track_%s_full', (SELECT id FROM billing.tracked_tables WHERE relation = 'est_parted'::regclass));
+COMMIT;
+SELECT message_id, prompt_tokens FROM billing.estimated_prompts
+ WHERE source_id = (SELECT id FROM billing.tracked_tables WHERE relation = 'est_parted'::regclass) AND message_id = '6';
+DROP FUNCTION make_estimated, write_context, write_replies;
+
 SELECT billing.untrack_messages(t.relation) FROM billing.tracked_tables AS t ORDER BY t.id;
 SELECT count(*) AS trigger_functions_left FROM pg_proc WHERE proname ~ '^track_[0-9]+(_full)?$' AND pronamespace = 'billing'::regnamespace;
-DROP TABLE seed_fast, seed_full, orm_fast, orm_full, ints_fast, ints_full, parted;
+DROP TABLE seed_fast, seed_full, orm_fast, orm_full, ints_fast, ints_full, parted,
+    est_parted, est_parted_f, est_rls, est_rls_f;
+DROP ROLE est_app;
 DROP FUNCTION make_tracked, write_messages, compare_paths, stored_rows;
 DROP TYPE speaker_role;

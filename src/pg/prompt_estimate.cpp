@@ -22,10 +22,12 @@ extern "C" {
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/index.h"
+#include "catalog/partition.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "access/xact.h"
 #include "common/int.h"
+#include "partitioning/partdesc.h"
 #include "executor/tuptable.h"
 #include "storage/lmgr.h"
 #include "utils/fmgroids.h"
@@ -35,6 +37,7 @@ extern "C" {
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/typcache.h"
+#include "utils/reltrigger.h"
 }
 
 namespace billing::pg {
@@ -169,13 +172,157 @@ bool add_content(Datum content, int64* sum) {
 
 }  // namespace
 
+namespace {
+
+// The partition root of `relid` when it is the table billing tracks: its
+// trigger of `function` is its own (not a partition's copy of it). The full
+// body reads the root by the tracked table's name and estimates nothing when
+// they differ; InvalidOid leaves the reply to it. The root is locked as the
+// full body's query locks it, to the end of the transaction.
+Oid tracked_root(Oid relid, Oid function) {
+  List* ancestors = get_partition_ancestors(relid);
+  if (ancestors == NIL) return InvalidOid;
+  const Oid root = llast_oid(ancestors);
+  list_free(ancestors);
+  Relation r = try_relation_open(root, AccessShareLock);
+  if (r == nullptr) return InvalidOid;
+  bool tracked = false;
+  for (int i = 0; r->trigdesc != nullptr && i < r->trigdesc->numtriggers; ++i) {
+    const Trigger& t = r->trigdesc->triggers[i];
+    tracked = tracked || (t.tgfoid == function && !t.tgisclone);
+  }
+  relation_close(r, NoLock);
+  return tracked ? root : InvalidOid;
+}
+
+// Appends the leaf partitions under `parent` (locked) to *leaves, as a query
+// of the parent reads them (partitions pending detach left out); false when
+// one is not a plain table (a foreign table, say: the full body's query
+// reads it, this cannot).
+bool append_leaves(Relation parent, List** leaves) {
+  const PartitionDesc parts = RelationGetPartitionDesc(parent, true);
+  // (copied first: opening a sub-partitioned child may process invalidations)
+  const int n = parts->nparts;
+  Oid* oids = static_cast<Oid*>(palloc(sizeof(Oid) * Max(n, 1)));
+  bool* leaf = static_cast<bool*>(palloc(sizeof(bool) * Max(n, 1)));
+  memcpy(oids, parts->oids, sizeof(Oid) * n);
+  memcpy(leaf, parts->is_leaf, sizeof(bool) * n);
+  bool ok = true;
+  for (int i = 0; ok && i < n; ++i) {
+    if (leaf[i]) {
+      ok = get_rel_relkind(oids[i]) == RELKIND_RELATION;
+      *leaves = lappend_oid(*leaves, oids[i]);
+      continue;
+    }
+    Relation child = try_relation_open(oids[i], AccessShareLock);
+    ok = child != nullptr && child->rd_rel->relkind == RELKIND_PARTITIONED_TABLE && append_leaves(child, leaves);
+    if (child != nullptr) relation_close(child, NoLock);
+  }
+  pfree(oids);
+  pfree(leaf);
+  return ok;
+}
+
+// The tables the full body's query of the tracked table reads, `rel` (the
+// table the trigger fired on) among them: `rel` alone, or every leaf
+// partition of its tracked partition root. NIL when one of them cannot be
+// read here.
+List* tables_to_read(Relation rel, Oid function) {
+  const Oid relid = RelationGetRelid(rel);
+  List* tables = NIL;
+  if (rel->rd_rel->relispartition) {
+    const Oid root = tracked_root(relid, function);
+    if (!OidIsValid(root)) return NIL;
+    Relation r = relation_open(root, NoLock);  // (locked by tracked_root)
+    const bool ok = r->rd_rel->relkind == RELKIND_PARTITIONED_TABLE && append_leaves(r, &tables);
+    relation_close(r, NoLock);
+    if (!ok || !list_member_oid(tables, relid)) {
+      list_free(tables);
+      return NIL;
+    }
+    return tables;
+  }
+  // (track_messages refuses a table with inheritance children; one given
+  // children later is left to the full body, whose query reads them)
+  if (rel->rd_rel->relhassubclass) return NIL;
+  return list_make1_oid(relid);
+}
+
+// The column of `table` that is column `attnum` of `from` (partitions'
+// columns are matched by name: their numbers may differ, after a dropped
+// column or an attached table of another order).
+AttrNumber same_column(Relation table, Relation from, AttrNumber attnum) {
+  if (table == from) return attnum;
+  const char* name = NameStr(TupleDescAttr(RelationGetDescr(from), attnum - 1)->attname);
+  const TupleDesc desc = RelationGetDescr(table);
+  if (attnum <= desc->natts) {
+    const Form_pg_attribute a = TupleDescAttr(desc, attnum - 1);
+    if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0) return attnum;
+  }
+  return get_attnum(RelationGetRelid(table), name);
+}
+
+// One table to read, with its conversation index and its column numbers.
+struct TableRead {
+  Relation table;
+  Relation index;
+  Oid equals;
+  ReplyColumns columns;
+};
+
+// Opens each of `tables` and its conversation index into reads[]; false
+// (everything opened closed again) when one has no such index.
+bool open_reads(Relation rel, List* tables, const ReplyColumns& columns, const ColumnType& conversation_type,
+                TableRead* reads) {
+  int opened = 0;
+  bool ok = true;
+  ListCell* cell;
+  foreach (cell, tables) {
+    const Oid oid = lfirst_oid(cell);
+    TableRead& r = reads[opened];
+    // (a partition dropped since the list was made, after a pending
+    // DETACH ... CONCURRENTLY, say: left to the full body's query)
+    r.table = oid == RelationGetRelid(rel) ? rel : try_table_open(oid, AccessShareLock);
+    if (r.table == nullptr) {
+      ok = false;
+      break;
+    }
+    r.columns = ReplyColumns{same_column(r.table, rel, columns.id), same_column(r.table, rel, columns.conversation),
+                             same_column(r.table, rel, columns.content), same_column(r.table, rel, columns.created_at)};
+    r.index = nullptr;
+    if (r.columns.id != InvalidAttrNumber && r.columns.conversation != InvalidAttrNumber &&
+        r.columns.content != InvalidAttrNumber && r.columns.created_at != InvalidAttrNumber)
+      r.index = open_conversation_index(r.table, r.columns.conversation,
+                                        ColumnType{conversation_type.type, column_type(r.table, r.columns.conversation).collation});
+    r.equals = r.index != nullptr ? equality_function(r.index->rd_opfamily[0], r.index->rd_opcintype[0]) : InvalidOid;
+    if (r.index != nullptr && !OidIsValid(r.equals)) {
+      index_close(r.index, AccessShareLock);
+      r.index = nullptr;
+    }
+    if (r.index == nullptr) {
+      if (r.table != rel) table_close(r.table, NoLock);
+      ok = false;
+      break;
+    }
+    ++opened;
+  }
+  if (!ok) {
+    for (int i = 0; i < opened; ++i) {
+      index_close(reads[i].index, NoLock);
+      if (reads[i].table != rel) table_close(reads[i].table, NoLock);
+    }
+  }
+  return ok;
+}
+
+}  // namespace
+
 bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* tokens) {
   Relation rel = td->tg_relation;
-  // The full body reads the table it was made for, with its partitions or
-  // inheritance children, under its row security: left to it.
-  if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition || rel->rd_rel->relhassubclass ||
-      rel->rd_rel->relrowsecurity)
-    return false;
+  // A foreign or other table is left to the full body. Row security does
+  // not apply to the full body's query (it runs as the extension's owner, a
+  // superuser), nor does it here: both read every row.
+  if (rel->rd_rel->relkind != RELKIND_RELATION) return false;
   const TupleDesc desc = RelationGetDescr(rel);
   const ColumnType content_type = column_type(rel, columns.content);
   if (content_type.type != TEXTOID && content_type.type != VARCHAROID) return false;
@@ -197,13 +344,19 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
   FmgrInfo* id_cmp = comparison(id_type.type);
   if (at_cmp == nullptr || id_cmp == nullptr) return false;
   const ColumnType conversation_type = column_type(rel, columns.conversation);
-  Relation index = open_conversation_index(rel, columns.conversation, conversation_type);
-  if (index == nullptr) return false;
-  const Oid equals = equality_function(index->rd_opfamily[0], index->rd_opcintype[0]);
-  if (!OidIsValid(equals)) {
-    index_close(index, AccessShareLock);
+  // The tracked table's rows, wherever they are: in every partition (a
+  // conversation spans a monthly partitioned table's months), each read
+  // through its own conversation index.
+  List* tables = tables_to_read(rel, td->tg_trigger->tgfoid);
+  if (tables == NIL) return false;
+  auto* reads = static_cast<TableRead*>(palloc(sizeof(TableRead) * list_length(tables)));
+  if (!open_reads(rel, tables, columns, conversation_type, reads)) {
+    pfree(reads);
+    list_free(tables);
     return false;
   }
+  const int nreads = list_length(tables);
+  list_free(tables);
 
   // What the full body's query would see, taken as SPI takes it: this
   // transaction's writes so far (the statement's other rows included) and
@@ -219,32 +372,38 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
   // transaction's own writes (SnapshotSelf), which PostgreSQL's serializable
   // checks leave alone: an estimate, frozen as it is taken, needs no more.
   const Snapshot read_as = IsolationIsSerializable() ? SnapshotSelf : GetActiveSnapshot();
-  ScanKeyData key;
-  ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[0], equals,
-                         conversation);
-  TupleTableSlot* slot = table_slot_create(rel, nullptr);
-  IndexScanDesc scan = index_beginscan(rel, index, read_as, 1, 0);
-  index_rescan(scan, &key, 1, nullptr, 0);
   int64 sum = 0;
   bool ok = true;
-  while (ok && index_getnext_slot(scan, ForwardScanDirection, slot)) {
-    // (m.created_at, m.id) < (NEW.created_at, NEW.id), as SQL compares rows:
-    // a NULL decides nothing, so the row is not counted.
-    const Datum m_at = slot_getattr(slot, columns.created_at, &null);
-    if (null) continue;
-    const int by_time = compare(at_cmp, at_type.collation, m_at, at);
-    if (by_time > 0) continue;
-    if (by_time == 0) {
-      const Datum m_id = slot_getattr(slot, columns.id, &null);
-      if (null || compare(id_cmp, id_type.collation, m_id, id) >= 0) continue;
+  for (int i = 0; i < nreads; ++i) {
+    const TableRead& r = reads[i];
+    ScanKeyData key;
+    ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid, r.index->rd_indcollation[0], r.equals,
+                           conversation);
+    TupleTableSlot* slot = table_slot_create(r.table, nullptr);
+    IndexScanDesc scan = index_beginscan(r.table, r.index, read_as, 1, 0);
+    index_rescan(scan, &key, 1, nullptr, 0);
+    while (ok && index_getnext_slot(scan, ForwardScanDirection, slot)) {
+      // (m.created_at, m.id) < (NEW.created_at, NEW.id), as SQL compares rows:
+      // a NULL decides nothing, so the row is not counted.
+      const Datum m_at = slot_getattr(slot, r.columns.created_at, &null);
+      if (null) continue;
+      const int by_time = compare(at_cmp, at_type.collation, m_at, at);
+      if (by_time > 0) continue;
+      if (by_time == 0) {
+        const Datum m_id = slot_getattr(slot, r.columns.id, &null);
+        if (null || compare(id_cmp, id_type.collation, m_id, id) >= 0) continue;
+      }
+      const Datum content = slot_getattr(slot, r.columns.content, &null);
+      if (null) continue;  // (_estimated_tokens is strict: sum() skips it)
+      ok = add_content(content, &sum);
     }
-    const Datum content = slot_getattr(slot, columns.content, &null);
-    if (null) continue;  // (_estimated_tokens is strict: sum() skips it)
-    ok = add_content(content, &sum);
+    index_endscan(scan);
+    ExecDropSingleTupleTableSlot(slot);
+    // (held to the end of the transaction, as a query holds them)
+    index_close(r.index, NoLock);
+    if (r.table != rel) table_close(r.table, NoLock);
   }
-  index_endscan(scan);
-  ExecDropSingleTupleTableSlot(slot);
-  index_close(index, AccessShareLock);
+  pfree(reads);
   PopActiveSnapshot();
   *tokens = sum;
   return ok;

@@ -22,11 +22,12 @@ struct ReplyColumns {
 // The full body's estimate of the reply `td` fires for:
 //   sum(billing._estimated_tokens(content)) over the messages m of its
 //   conversation with (m.created_at, m.id) < (NEW.created_at, NEW.id),
-// read here through a btree index of the table on its conversation column,
-// with the snapshot the full body's query would have. True with *tokens;
-// false when the full body must read it (no such index, a partition or a
-// table with inheritance children or row security, a content that is not
-// text, an id without a value, a figure past bigint).
+// read here through a btree index on the conversation column of each table
+// that query reads (the table, or every leaf partition of a partitioned
+// one), with the snapshot the full
+// body's query would have. True with *tokens; false when the full body must
+// read it (a table without such an index, a foreign partition, a content
+// that is not text, an id without a value, a figure past bigint).
 bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* tokens);
 
 // Stores the estimate for message `message_key` (billing._key of its id) of

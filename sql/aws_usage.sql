@@ -58,9 +58,39 @@ UPDATE profiles SET data = '{"other": true}';                     -- the counter
 UPDATE profiles SET data = '{"emails_sent_this_month": 2}';       -- from absent: + 2
 -- 7 at the start + 1 + 2 + 1, then + 1 + 2 = 14 e-mails recorded, in 6 rows
 SELECT sum(quantity) AS emails, count(*) AS rows FROM billing.aws_usage WHERE origin = 'track_profiles';
+-- (each untrack and track again in one transaction, so that both fall in
+-- one month at any date the suite runs)
+BEGIN;
 SELECT billing.untrack_profiles('profiles');
 UPDATE profiles SET data = '{"emails_sent_this_month": 50}';
 SELECT sum(quantity) AS emails_after_untrack FROM billing.aws_usage WHERE origin = 'track_profiles';
+-- Tracked again in the month it was untracked: only what the counters rose
+-- by since is recorded (50 now, 2 when untracked: 48), not all 50 again.
+-- The same after a column swap, which the untrack/track of its hint ends:
+-- the counters copied into the new column (50) were counted already.
+SELECT * FROM billing.track_profiles('profiles');
+COMMIT;
+ALTER TABLE profiles ADD COLUMN data2 jsonb;
+UPDATE profiles SET data2 = data;
+ALTER TABLE profiles RENAME COLUMN data TO data_old;
+ALTER TABLE profiles RENAME COLUMN data2 TO data;
+UPDATE profiles SET data = '{"emails_sent_this_month": 53}';        -- the app writes the new column: + 3 unseen
+BEGIN;
+SELECT billing.untrack_profiles('profiles');                          -- the old column held 50
+SELECT * FROM billing.track_profiles('profiles');                     -- 53 - 50 = 3
+COMMIT;
+UPDATE profiles SET data = '{"emails_sent_this_month": 54}';        -- + 1
+-- 14 + 48 + 3 + 1 = 66 e-mails: the counter's 50 + 4 since, and the 12 of
+-- before the reset
+SELECT sum(quantity) AS emails, count(*) FILTER (WHERE note = 'counter increase while not tracked') AS rises_while_untracked
+  FROM billing.aws_usage WHERE origin = 'track_profiles';
+-- Untracked in an earlier month (the counters were reset since): all they
+-- hold is recorded, as at a first tracking.
+SELECT billing.untrack_profiles('profiles');
+UPDATE billing.untracked_profiles SET untracked_at = untracked_at - interval '40 days' WHERE relation = 'profiles'::regclass;
+SELECT * FROM billing.track_profiles('profiles');                     -- 54
+SELECT count(*) AS untracked_left FROM billing.untracked_profiles;
+SELECT billing.untrack_profiles('profiles');
 
 -- Leave no usage behind for the other tests.
 DELETE FROM billing.aws_usage;

@@ -239,3 +239,30 @@ INSERT INTO swap_table VALUES (2, 'v', 'assistant', 'x', '{"model": "gpt-4o", "p
 SELECT cost, messages FROM billing.monthly_history WHERE source = 'openai' AND month = '2026-07-01';
 SELECT billing.untrack_messages('swap_table'), billing.untrack_messages('swap_table_old');
 DROP TABLE swap_table, swap_table_old;
+
+-- An old month's partition detached (archived) keeps billing's TRUNCATE
+-- trigger while its former table is tracked; once that table is untracked
+-- or dropped, billing drops the trigger too, and merge() says nothing of it
+-- (it warned at every run that the archive carried billing's trigger
+-- untracked).
+CREATE TABLE archived (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamptz)
+    PARTITION BY RANGE (created_at);
+CREATE TABLE archived_2026_09 PARTITION OF archived FOR VALUES FROM ('2026-09-01') TO ('2026-10-01');
+CREATE TABLE archived_2026_10 PARTITION OF archived FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+SELECT tracked FROM billing.track_messages('archived');
+ALTER TABLE archived DETACH PARTITION archived_2026_09;
+ALTER TABLE archived DETACH PARTITION archived_2026_10;
+SELECT tgrelid::regclass AS detached, tgname FROM pg_trigger
+ WHERE tgrelid IN ('archived_2026_09'::regclass, 'archived_2026_10'::regclass) ORDER BY 1;
+SELECT billing.merge() >= 0 AS merged;
+SELECT billing.untrack_messages('archived');
+SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'archived_2026_09'::regclass;
+SELECT billing.merge() >= 0 AS merged;
+-- The same when the table is dropped.
+SELECT tracked FROM billing.track_messages('archived');
+CREATE TABLE archived_2026_11 PARTITION OF archived FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+ALTER TABLE archived DETACH PARTITION archived_2026_11;
+DROP TABLE archived;
+SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'archived_2026_11'::regclass;
+SELECT billing.merge() >= 0 AS merged;
+DROP TABLE archived_2026_09, archived_2026_10, archived_2026_11;

@@ -156,12 +156,50 @@ COMMENT ON TABLE billing.tracked_profiles IS
     'Profiles tables whose e-mail counter billing.track_profiles follows: the counter (a key of the jsonb column) and the service recorded.';
 SELECT pg_catalog.pg_extension_config_dump('billing.tracked_profiles', '');
 
+-- A profiles table untracked, with the sum of its counters then: tracked
+-- again in the same month, only what the counters rose by meanwhile is
+-- recorded as sent before tracking. (Recording all they hold, as a first
+-- tracking does, counted the month's e-mails twice: the untrack/track of a
+-- column swap, say.)
+CREATE TABLE billing.untracked_profiles (
+    relation     regclass    PRIMARY KEY,
+    counter_sum  numeric     NOT NULL CHECK (counter_sum >= 0),
+    untracked_at timestamptz NOT NULL
+);
+COMMENT ON TABLE billing.untracked_profiles IS
+    'Profiles tables untracked, with the sum of their counters then: billing.track_profiles records only what they rose by since, when it tracks one again in the same month.';
+SELECT pg_catalog.pg_extension_config_dump('billing.untracked_profiles', '');
+
+-- The sum of the counters `counter` in jsonb column `data_column` of
+-- `relation` that are counts of e-mails (whole numbers from 1 to under a
+-- trillion; the trigger counts nothing else), or 0.
+CREATE FUNCTION billing._profiles_counter_sum(relation regclass, data_column name, counter text) RETURNS numeric
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total numeric;
+BEGIN
+    EXECUTE format($q$SELECT sum((p.%1$I ->> %2$L)::numeric)
+          FROM %3$s AS p
+         WHERE jsonb_typeof(p.%1$I -> %2$L) = 'number' AND (p.%1$I ->> %2$L)::numeric > 0
+           AND (p.%1$I ->> %2$L)::numeric < 1e12
+           AND (p.%1$I ->> %2$L)::numeric = round((p.%1$I ->> %2$L)::numeric) $q$, data_column, counter, relation)
+       INTO total;
+    RETURN coalesce(total, 0);
+END
+$$;
+REVOKE ALL ON FUNCTION billing._profiles_counter_sum(regclass, name, text) FROM PUBLIC;
+
 CREATE FUNCTION billing.track_profiles(relation regclass, counter text DEFAULT 'emails_sent_this_month',
                                        data_column name DEFAULT 'data', service text DEFAULT 'ses',
                                        OUT tracked regclass, OUT recorded numeric)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    total numeric;
+    earlier numeric;
 BEGIN
     IF EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation = track_profiles.relation) THEN
         RAISE EXCEPTION 'billing: table % is already tracked by track_profiles', relation
@@ -201,22 +239,30 @@ BEGIN
         ON CONFLICT ON CONSTRAINT tracked_profiles_pkey DO UPDATE SET counter = excluded.counter, service = excluded.service;
     PERFORM billing._create_profiles_trigger(relation, data_column, counter, service);
     PERFORM billing._grant_profiles_function();
-    -- What the counters already hold was sent this month before tracking began.
-    EXECUTE format($q$INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
-        SELECT %3$L, sum((p.%1$I ->> %2$L)::numeric), now(), 'counter value when tracking began', 'track_profiles'
-          FROM %4$s AS p
-         WHERE jsonb_typeof(p.%1$I -> %2$L) = 'number' AND (p.%1$I ->> %2$L)::numeric > 0
-           AND (p.%1$I ->> %2$L)::numeric < 1e12
-           AND (p.%1$I ->> %2$L)::numeric = round((p.%1$I ->> %2$L)::numeric)
-        HAVING sum((p.%1$I ->> %2$L)::numeric) > 0
-        RETURNING quantity $q$, data_column, counter, service, relation)
-       INTO recorded;
+    -- What the counters already hold was sent this month before tracking
+    -- began; tracked again in the month it was untracked, only what they
+    -- rose by since (the rest is recorded already).
+    total := billing._profiles_counter_sum(relation, data_column, counter);
+    DELETE FROM billing.untracked_profiles AS u WHERE u.relation = track_profiles.relation
+    RETURNING CASE WHEN billing.month_of(u.untracked_at) = billing.month_of(now()) THEN u.counter_sum END
+         INTO earlier;
+    recorded := CASE WHEN earlier IS NULL THEN total ELSE greatest(total - earlier, 0) END;
+    IF recorded > 0 THEN
+        INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
+        VALUES (service, recorded,  now(),
+                CASE WHEN earlier IS NULL THEN 'counter value when tracking began'
+                     ELSE 'counter increase while not tracked' END, 'track_profiles');
+    END IF;
+    IF earlier IS NOT NULL THEN
+        RAISE NOTICE 'billing: % was tracked earlier this month, its counters then summing to %: % e-mails recorded, what they rose by since (they sum to % now)',
+                     relation, earlier, recorded, total;
+    END IF;
     tracked := relation;
     recorded := coalesce(recorded, 0);
 END
 $$;
 COMMENT ON FUNCTION billing.track_profiles(regclass, text, name, text) IS
-    'Turns increases of a JSON counter (default data.emails_sent_this_month) into recorded usage; resets are ignored. Returns the usage the counters held when tracking began (recorded as of now).';
+    'Turns increases of a JSON counter (default data.emails_sent_this_month) into recorded usage; resets are ignored. Returns the usage the counters held when tracking began (recorded as of now; tracked again in the month it was untracked, what they rose by since).';
 
 CREATE FUNCTION billing.untrack_profiles(relation regclass) RETURNS void
 LANGUAGE plpgsql
@@ -225,7 +271,18 @@ AS $$
 DECLARE
     legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
     customer_column name;
+    followed name;   -- the data column the trigger follows (renamed with it)
+    counter text := (SELECT tp.counter FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation);
 BEGIN
+    SELECT a.attname INTO followed
+      FROM pg_trigger AS g JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = g.tgattr[0]
+     WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles' AND g.tgparentid = 0;
+    IF counter IS NOT NULL AND followed IS NOT NULL
+       AND (SELECT a.atttypid FROM pg_attribute AS a WHERE a.attrelid = relation AND a.attname = followed) = 'jsonb'::regtype THEN
+        INSERT INTO billing.untracked_profiles AS u
+        VALUES (relation, billing._profiles_counter_sum(relation, followed, counter), now())
+            ON CONFLICT ON CONSTRAINT untracked_profiles_pkey DO UPDATE SET counter_sum = excluded.counter_sum, untracked_at = excluded.untracked_at;
+    END IF;
     PERFORM billing._drop_own_trigger('billing_track_profiles', relation);
     DELETE FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation;
     PERFORM billing._grant_profiles_function();

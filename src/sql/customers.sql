@@ -1310,6 +1310,9 @@ CREATE POLICY source_readers ON billing.customer_sources
 ALTER TABLE billing.tracked_profiles ENABLE ROW LEVEL SECURITY;
 CREATE POLICY source_readers ON billing.tracked_profiles
     USING (pg_catalog.has_table_privilege(relation, 'SELECT'));
+ALTER TABLE billing.untracked_profiles ENABLE ROW LEVEL SECURITY;
+CREATE POLICY source_readers ON billing.untracked_profiles
+    USING (pg_catalog.has_table_privilege(relation, 'SELECT'));
 ALTER TABLE billing.profile_customers ENABLE ROW LEVEL SECURITY;
 CREATE POLICY source_readers ON billing.profile_customers
     USING (pg_catalog.has_table_privilege(relation, 'SELECT'));

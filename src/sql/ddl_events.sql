@@ -363,6 +363,9 @@ BEGIN
     IF FOUND THEN
         PERFORM billing._grant_profiles_function();
     END IF;
+    DELETE FROM billing.untracked_profiles AS u
+     WHERE u.relation::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
+                                WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
     -- A customer lookup table dropped: its tracked table's customers are no
     -- longer known (every read of customers would fail on it).
     -- (not while the extension's own script runs: customers.sql makes the

@@ -664,8 +664,32 @@ BEGIN
     PERFORM billing._forget_rows(p_source);
     DELETE FROM billing.tracked_tables WHERE id = p_source;
     PERFORM billing._drop_trigger_functions(p_source);
+    PERFORM billing._drop_leftover_truncate_triggers(p_source);
 END
 $$;
+
+-- billing's TRUNCATE triggers that still name tracked table `p_source`
+-- once it is untracked or dropped: those its partitions kept when they were
+-- detached (PostgreSQL drops only the row trigger's clones). Nothing else
+-- would drop them, and merge() would warn at every run of a table that
+-- carries billing's trigger untracked.
+CREATE FUNCTION billing._drop_leftover_truncate_triggers(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tg name;
+    rel regclass;
+BEGIN
+    FOR tg, rel IN SELECT g.tgname, g.tgrelid::regclass FROM pg_trigger AS g
+                    WHERE g.tgfoid = 'billing._tracked_truncated()'::regprocedure AND g.tgparentid = 0
+                      AND billing._is_truncate_trigger(g, p_source)
+    LOOP
+        PERFORM billing._drop_own_trigger(tg, rel);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._drop_leftover_truncate_triggers(smallint) FROM PUBLIC;
 
 -- Everything billing stored about a tracked table's rows.
 CREATE FUNCTION billing._forget_rows(p_source smallint) RETURNS void
@@ -742,6 +766,7 @@ BEGIN
         PERFORM billing._drop_own_trigger(tg, part);
     END LOOP;
     PERFORM billing._drop_trigger_functions(sid);
+    PERFORM billing._drop_leftover_truncate_triggers(sid);   -- (a detached partition's)
     PERFORM billing._forget_rows(sid);
     DELETE FROM billing.tracked_tables WHERE id = sid;
 END
@@ -1107,6 +1132,8 @@ BEGIN
     -- profiles table gone without an event (a temporary one) is forgotten.
     DELETE FROM billing.tracked_profiles AS tp
      WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = tp.relation::oid);
+    DELETE FROM billing.untracked_profiles AS u
+     WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = u.relation::oid);
     -- (a no-op when every right is in place)
     PERFORM billing._grant_profiles_function();
     -- A tracked table that is gone without an event billing heard (a

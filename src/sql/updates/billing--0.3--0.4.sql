@@ -11081,6 +11081,487 @@ ALTER TABLE billing.usage_ledger REPLICA IDENTITY FULL;
 ALTER TABLE billing.conversation_usage REPLICA IDENTITY FULL;
 ALTER TABLE billing.conversation_model_usage REPLICA IDENTITY FULL;
 
+-- ==== a detached partition's TRUNCATE trigger goes with its former table (src/sql/tracking.sql) ====
+-- billing's TRUNCATE triggers that still name tracked table `p_source`
+-- once it is untracked or dropped: those its partitions kept when they were
+-- detached (PostgreSQL drops only the row trigger's clones). Nothing else
+-- would drop them, and merge() would warn at every run of a table that
+-- carries billing's trigger untracked.
+CREATE FUNCTION billing._drop_leftover_truncate_triggers(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tg name;
+    rel regclass;
+BEGIN
+    FOR tg, rel IN SELECT g.tgname, g.tgrelid::regclass FROM pg_trigger AS g
+                    WHERE g.tgfoid = 'billing._tracked_truncated()'::regprocedure AND g.tgparentid = 0
+                      AND billing._is_truncate_trigger(g, p_source)
+    LOOP
+        PERFORM billing._drop_own_trigger(tg, rel);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._drop_leftover_truncate_triggers(smallint) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION billing._forget_table(p_source smallint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM billing._citus_drop_triggers(p_source);   -- (citus.sql)
+    PERFORM billing._forget_rows(p_source);
+    DELETE FROM billing.tracked_tables WHERE id = p_source;
+    PERFORM billing._drop_trigger_functions(p_source);
+    PERFORM billing._drop_leftover_truncate_triggers(p_source);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.untrack_messages(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid smallint;
+    fn regprocedure;
+    tg name;
+    part regclass;
+BEGIN
+    SELECT id INTO sid FROM billing.tracked_tables tt WHERE tt.relation = untrack_messages.relation;
+    IF sid IS NULL THEN
+        RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object';
+    END IF;
+    fn := billing._trigger_function(sid);
+    PERFORM billing._citus_drop_triggers(sid);   -- (a distributed table's: citus.sql)
+    -- (and the TRUNCATE triggers of its partitions; not the row trigger's
+    -- clones on them, which go with it)
+    FOR tg, part IN SELECT g.tgname, g.tgrelid::regclass FROM pg_trigger AS g
+                     WHERE g.tgrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p
+                                         UNION SELECT relation)
+                       AND NOT g.tgisinternal AND g.tgparentid = 0
+                       AND ((g.tgfoid = fn AND g.tgrelid = relation) OR billing._is_truncate_trigger(g, sid))
+    LOOP
+        PERFORM billing._drop_own_trigger(tg, part);
+    END LOOP;
+    PERFORM billing._drop_trigger_functions(sid);
+    PERFORM billing._drop_leftover_truncate_triggers(sid);   -- (a detached partition's)
+    PERFORM billing._forget_rows(sid);
+    DELETE FROM billing.tracked_tables WHERE id = sid;
+END
+$$;
+
+-- ==== a profiles table tracked again in the month it was untracked records only what its counters rose by (src/sql/aws_usage.sql) ====
+-- A profiles table untracked, with the sum of its counters then: tracked
+-- again in the same month, only what the counters rose by meanwhile is
+-- recorded as sent before tracking. (Recording all they hold, as a first
+-- tracking does, counted the month's e-mails twice: the untrack/track of a
+-- column swap, say.)
+CREATE TABLE billing.untracked_profiles (
+    relation     regclass    PRIMARY KEY,
+    counter_sum  numeric     NOT NULL CHECK (counter_sum >= 0),
+    untracked_at timestamptz NOT NULL
+);
+COMMENT ON TABLE billing.untracked_profiles IS
+    'Profiles tables untracked, with the sum of their counters then: billing.track_profiles records only what they rose by since, when it tracks one again in the same month.';
+SELECT pg_catalog.pg_extension_config_dump('billing.untracked_profiles', '');
+
+-- The sum of the counters `counter` in jsonb column `data_column` of
+-- `relation` that are counts of e-mails (whole numbers from 1 to under a
+-- trillion; the trigger counts nothing else), or 0.
+CREATE FUNCTION billing._profiles_counter_sum(relation regclass, data_column name, counter text) RETURNS numeric
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total numeric;
+BEGIN
+    EXECUTE format($q$SELECT sum((p.%1$I ->> %2$L)::numeric)
+          FROM %3$s AS p
+         WHERE jsonb_typeof(p.%1$I -> %2$L) = 'number' AND (p.%1$I ->> %2$L)::numeric > 0
+           AND (p.%1$I ->> %2$L)::numeric < 1e12
+           AND (p.%1$I ->> %2$L)::numeric = round((p.%1$I ->> %2$L)::numeric) $q$, data_column, counter, relation)
+       INTO total;
+    RETURN coalesce(total, 0);
+END
+$$;
+REVOKE ALL ON FUNCTION billing._profiles_counter_sum(regclass, name, text) FROM PUBLIC;
+ALTER TABLE billing.untracked_profiles ENABLE ROW LEVEL SECURITY;
+CREATE POLICY source_readers ON billing.untracked_profiles
+    USING (pg_catalog.has_table_privilege(relation, 'SELECT'));
+
+CREATE OR REPLACE FUNCTION billing.track_profiles(relation regclass, counter text DEFAULT 'emails_sent_this_month',
+                                       data_column name DEFAULT 'data', service text DEFAULT 'ses',
+                                       OUT tracked regclass, OUT recorded numeric)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total numeric;
+    earlier numeric;
+BEGIN
+    IF EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation = track_profiles.relation) THEN
+        RAISE EXCEPTION 'billing: table % is already tracked by track_profiles', relation
+            USING ERRCODE = 'duplicate_object', HINT = 'billing.untrack_profiles() stops it.';
+    END IF;
+    -- billing's trigger on a table billing does not track: a restore of the
+    -- table brought it without the tracking (pg_restore --clean of the
+    -- app's schema); it records nothing, and is made anew below.
+    IF EXISTS (SELECT 1 FROM pg_trigger AS g
+                WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles') THEN
+        RAISE NOTICE 'billing: trigger billing_track_profiles on % was left by an earlier tracking (a restore?): replaced', relation;
+        PERFORM billing._drop_own_trigger('billing_track_profiles', relation);
+    END IF;
+    -- On Citus, the rows of a distributed (or reference) table are in shards
+    -- on the workers, where this trigger would record into each worker's own
+    -- billing.aws_usage, which no read on the coordinator sees.
+    IF billing._citus_table(relation) THEN
+        RAISE EXCEPTION 'billing: table % is a Citus distributed, reference or local table, which track_profiles cannot follow', relation
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Its rows are in shards, where the trigger would record the usage on the workers, not on the coordinator that reads it.',
+                  HINT = 'Record the sends on the coordinator with billing.record_usage(''ses'', quantity) where the app makes them, or keep the counters in a local table of the coordinator (README "Citus").';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute AS a
+                    WHERE a.attrelid = relation AND a.attname = data_column AND a.attnum > 0
+                      AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'billing: table % has no column %', relation, data_column USING ERRCODE = 'undefined_column';
+    END IF;
+    IF (SELECT a.atttypid FROM pg_attribute AS a WHERE a.attrelid = relation AND a.attname = data_column)
+       <> 'jsonb'::regtype THEN
+        RAISE EXCEPTION 'billing: column % of table % has type %, and track_profiles reads a jsonb column',
+                        quote_ident(data_column), relation,
+                        format_type((SELECT a.atttypid FROM pg_attribute AS a
+                                      WHERE a.attrelid = relation AND a.attname = data_column), NULL)
+            USING ERRCODE = 'datatype_mismatch', HINT = 'Nothing was changed.';
+    END IF;
+    INSERT INTO billing.tracked_profiles AS tp VALUES (relation, counter, service)
+        ON CONFLICT ON CONSTRAINT tracked_profiles_pkey DO UPDATE SET counter = excluded.counter, service = excluded.service;
+    PERFORM billing._create_profiles_trigger(relation, data_column, counter, service);
+    PERFORM billing._grant_profiles_function();
+    -- What the counters already hold was sent this month before tracking
+    -- began; tracked again in the month it was untracked, only what they
+    -- rose by since (the rest is recorded already).
+    total := billing._profiles_counter_sum(relation, data_column, counter);
+    DELETE FROM billing.untracked_profiles AS u WHERE u.relation = track_profiles.relation
+    RETURNING CASE WHEN billing.month_of(u.untracked_at) = billing.month_of(now()) THEN u.counter_sum END
+         INTO earlier;
+    recorded := CASE WHEN earlier IS NULL THEN total ELSE greatest(total - earlier, 0) END;
+    IF recorded > 0 THEN
+        INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
+        VALUES (service, recorded,  now(),
+                CASE WHEN earlier IS NULL THEN 'counter value when tracking began'
+                     ELSE 'counter increase while not tracked' END, 'track_profiles');
+    END IF;
+    IF earlier IS NOT NULL THEN
+        RAISE NOTICE 'billing: % was tracked earlier this month, its counters then summing to %: % e-mails recorded, what they rose by since (they sum to % now)',
+                     relation, earlier, recorded, total;
+    END IF;
+    tracked := relation;
+    recorded := coalesce(recorded, 0);
+END
+$$;
+COMMENT ON FUNCTION billing.track_profiles(regclass, text, name, text) IS
+    'Turns increases of a JSON counter (default data.emails_sent_this_month) into recorded usage; resets are ignored. Returns the usage the counters held when tracking began (recorded as of now; tracked again in the month it was untracked, what they rose by since).';
+
+CREATE OR REPLACE FUNCTION billing.untrack_profiles(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
+    customer_column name;
+    followed name;   -- the data column the trigger follows (renamed with it)
+    counter text := (SELECT tp.counter FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation);
+BEGIN
+    SELECT a.attname INTO followed
+      FROM pg_trigger AS g JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = g.tgattr[0]
+     WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles' AND g.tgparentid = 0;
+    IF counter IS NOT NULL AND followed IS NOT NULL
+       AND (SELECT a.atttypid FROM pg_attribute AS a WHERE a.attrelid = relation AND a.attname = followed) = 'jsonb'::regtype THEN
+        INSERT INTO billing.untracked_profiles AS u
+        VALUES (relation, billing._profiles_counter_sum(relation, followed, counter), now())
+            ON CONFLICT ON CONSTRAINT untracked_profiles_pkey DO UPDATE SET counter_sum = excluded.counter_sum, untracked_at = excluded.untracked_at;
+    END IF;
+    PERFORM billing._drop_own_trigger('billing_track_profiles', relation);
+    DELETE FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation;
+    PERFORM billing._grant_profiles_function();
+    DELETE FROM billing.profile_customers AS pc WHERE pc.relation = untrack_profiles.relation
+    RETURNING pc.customer_column INTO customer_column;
+    -- (untracked to be tracked again: its e-mails' customers would be gone
+    -- without a word)
+    IF customer_column IS NOT NULL THEN
+        RAISE NOTICE 'billing: the customers of %''s e-mails (its customer mapping) go with it', relation
+            USING HINT = format('To map them again once it is tracked again: SELECT billing.track_profile_customers(%L, %L);',
+                                relation::text, customer_column);
+    END IF;
+    -- The per-table function of a table tracked before 0.3 (see the end of
+    -- this script), if one was left.
+    IF legacy IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION %s', legacy);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._tracked_table_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+    sid smallint;
+BEGIN
+    -- billing's own trigger dropped while its table stays tracked (ALTER
+    -- TABLE ... DROP COLUMN ... CASCADE of a column billing reads, DROP
+    -- TRIGGER, DROP FUNCTION billing.track_N() CASCADE): the table's writes
+    -- would go unbilled, and nothing would say so. Refused, unless billing
+    -- itself drops it (untrack_messages and the like, which turn on the
+    -- superuser-only billing.internal_ddl; the names on the call stack,
+    -- which a table's owner can choose, no longer count). Renaming
+    -- billing's triggers first is refused too (_tracked_trigger_changed).
+    IF NOT billing._internal_ddl() THEN
+        FOR d IN SELECT o.address_names[3] AS trigger_name, r.relation, t.relation AS tracked
+                   FROM pg_event_trigger_dropped_objects() AS o
+                  CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                                             AS relation) AS r
+                   JOIN billing.tracked_tables AS t ON t.id = billing._tracked_tree_of(r.relation)
+                  WHERE o.object_type = 'trigger'
+                    AND (o.address_names[3] IN ('billing_track', 'billing_track_truncate', 'billing_track_update')
+                         -- (by its function too: a trigger renamed before
+                         -- 0.4 refused renames; the table stays tracked
+                         -- only with its row trigger)
+                         OR (billing._trigger_function(t.id) IS NOT NULL
+                             AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
+                                              WHERE g.tgrelid = t.relation AND g.tgparentid = 0
+                                                AND g.tgfoid = billing._trigger_function(t.id)
+                                                AND g.tgtype::int & 4 <> 0)))   -- (4: TRIGGER_TYPE_INSERT)
+                  ORDER BY t.id LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: this would drop trigger % on %, which bills the writes of tracked table %',
+                            d.trigger_name, d.relation, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_messages(%L) first, and track it again after.',
+                                    d.tracked::text);
+        END LOOP;
+        -- The same for the e-mail counter's trigger of a tracked profiles table.
+        FOR d IN SELECT r.relation, tp.relation AS tracked
+                   FROM pg_event_trigger_dropped_objects() AS o
+                  CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                                             AS relation) AS r
+                   JOIN billing.tracked_profiles AS tp
+                     ON tp.relation::oid IN (SELECT l.rel FROM billing._lineage(r.relation) AS l(rel))
+                  WHERE o.object_type = 'trigger'
+                    AND (o.address_names[3] = 'billing_track_profiles'
+                         OR NOT EXISTS (SELECT 1 FROM pg_trigger AS g
+                                         WHERE g.tgrelid = tp.relation AND g.tgparentid = 0
+                                           AND g.tgfoid = 'billing._profiles_counter_changed()'::regprocedure))
+                  ORDER BY tp.relation::oid LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: this would drop trigger billing_track_profiles on %, which records the e-mails of tracked profiles table %',
+                            d.relation, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_profiles(%L) first, and track it again after.',
+                                    d.tracked::text);
+        END LOOP;
+    END IF;
+    -- A dropped partition of a tracked table took rows its trigger never
+    -- saw go: the table is taken in anew. Known by its OID among the
+    -- partitions billing recorded (billing.tracked_partitions), not by the
+    -- names of its triggers: any role may give a table of its own such a
+    -- trigger, and must not make billing take its merge lock.
+    FOR sid IN SELECT DISTINCT p.source_id
+                 FROM pg_event_trigger_dropped_objects() AS o
+                 JOIN billing.tracked_partitions AS p ON p.relid = o.objid
+                 JOIN billing.tracked_tables AS t ON t.id = p.source_id
+                WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
+                  AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS x
+                                   WHERE x.classid = 'pg_class'::regclass AND x.objid = t.relation::oid)
+                ORDER BY 1 LOOP
+        PERFORM billing._take_in_anew(sid);
+        DELETE FROM billing.tracked_partitions AS p
+         WHERE p.source_id = sid
+           AND p.relid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
+                            WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
+    END LOOP;
+    DELETE FROM billing.tracked_profiles AS tp
+     WHERE tp.relation::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
+                                 WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
+    IF FOUND THEN
+        PERFORM billing._grant_profiles_function();
+    END IF;
+    DELETE FROM billing.untracked_profiles AS u
+     WHERE u.relation::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
+                                WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
+    -- A customer lookup table dropped: its tracked table's customers are no
+    -- longer known (every read of customers would fail on it).
+    -- (not while the extension's own script runs: customers.sql makes the
+    -- table after this file)
+    IF to_regclass('billing.customer_sources') IS NOT NULL THEN
+        FOR d IN SELECT cs.source_id FROM billing.customer_sources AS cs
+                  WHERE NOT cs.per_message
+                    AND cs.lookup::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() AS o
+                                            WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0)
+                  ORDER BY 1 LOOP
+            DELETE FROM billing.customer_sources AS cs WHERE cs.source_id = d.source_id;
+            RAISE WARNING 'billing: the lookup table of the customers of tracked table % is dropped: its costs belong to no customer now',
+                          (SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = d.source_id)
+                USING HINT = 'billing.track_customers() names another lookup table.';
+        END LOOP;
+        -- A column a customer source reads, dropped (ALTER TABLE ... DROP
+        -- COLUMN, or DROP TYPE/DOMAIN ... CASCADE): refused, as every read of
+        -- customers would fail on it.
+        FOR d IN SELECT cs.lookup, t.relation AS tracked, o.address_names[3] AS col
+                   FROM pg_event_trigger_dropped_objects() AS o
+                   JOIN billing.customer_sources AS cs
+                     ON cs.lookup = to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                    AND o.address_names[3] IN (cs.lookup_key, cs.customer_column)
+                   JOIN billing.tracked_tables AS t ON t.id = cs.source_id
+                  WHERE o.object_type = 'table column'
+                  ORDER BY cs.source_id LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: this would drop column % of %, which gives the customers of tracked table %',
+                            quote_ident(d.col), d.lookup, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_customers(%L) first.', d.tracked::text);
+        END LOOP;
+        -- A constraint of a lookup table dropped that made its key unique:
+        -- refused, as a conversation would be billed to several customers.
+        FOR d IN SELECT DISTINCT cs.source_id, cs.lookup, cs.lookup_key, t.relation AS tracked
+                   FROM pg_event_trigger_dropped_objects() AS o
+                   JOIN billing.customer_sources AS cs
+                     ON cs.lookup = to_regclass(format('%I.%I', o.address_names[1], o.address_names[2]))
+                   JOIN billing.tracked_tables AS t ON t.id = cs.source_id
+                  WHERE o.object_type = 'table constraint' AND NOT cs.per_message
+                    AND NOT billing._unique_key(cs.lookup, cs.lookup_key)
+                  ORDER BY cs.source_id LIMIT 1 LOOP
+            RAISE EXCEPTION 'billing: column % of % would no longer be unique, and it gives one customer per conversation of tracked table %',
+                            quote_ident(d.lookup_key), d.lookup, d.tracked
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Run SELECT billing.untrack_customers(%L) first.', d.tracked::text);
+        END LOOP;
+        -- Any index dropped: the same, as a WARNING (DROP INDEX does not say
+        -- which table the index was on).
+        IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() AS o WHERE o.object_type IN ('index', 'table constraint')) THEN
+            FOR sid IN SELECT cs.source_id FROM billing.customer_sources AS cs
+                        WHERE NOT cs.per_message AND EXISTS (SELECT 1 FROM pg_class AS k WHERE k.oid = cs.lookup) ORDER BY 1 LOOP
+                PERFORM billing._customer_source_altered(sid, ARRAY[]::name[]);
+            END LOOP;
+        END IF;
+    END IF;
+    FOR d IN SELECT o.objid, o.object_identity, t.id AS source_id,
+                    to_regprocedure(format('billing.%I()', 'track_profiles_' || o.objid)) AS profiles_fn
+               FROM pg_event_trigger_dropped_objects() AS o
+               LEFT JOIN billing.tracked_tables AS t ON t.relation::oid = o.objid
+              WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND o.object_type = 'table'
+    LOOP
+        CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
+        BEGIN
+            IF d.source_id IS NOT NULL THEN
+                PERFORM billing._forget_table(d.source_id);
+                -- (said: a restore that drops the table and makes it again,
+                -- pg_restore --clean -t, brings it back untracked)
+                RAISE NOTICE 'billing: tracked table % is dropped: billing forgets its costs, history and customers', d.object_identity
+                    USING HINT = format('If it comes back (a restore), track it again: SELECT billing.track_messages(%L);',
+                                        d.object_identity);
+            END IF;
+            IF d.profiles_fn IS NOT NULL THEN
+                EXECUTE format('DROP FUNCTION %s', d.profiles_fn);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: could not forget dropped table %: %', d.objid, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._refresh_trigger_functions() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    -- The trigger DDL below locks the app's table against writes, and the
+    -- app's writes queue behind its lock request while it waits: it waits
+    -- at most 1 s (merge_lock_timeout when shorter), then the table keeps
+    -- its trigger function until the next merge (a table tracked by an
+    -- earlier version, after ALTER EXTENSION ... UPDATE).
+    ddl_ms integer := CASE WHEN billing._merge_lock_timeout() BETWEEN 1 AND 1000 THEN billing._merge_lock_timeout()
+                           ELSE 1000 END;
+    caller_ms integer;
+BEGIN
+    -- The owners of tracked profiles tables may copy its trigger onto new
+    -- partitions (after a REASSIGN OWNED, which no event trigger sees); a
+    -- profiles table gone without an event (a temporary one) is forgotten.
+    DELETE FROM billing.tracked_profiles AS tp
+     WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = tp.relation::oid);
+    DELETE FROM billing.untracked_profiles AS u
+     WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = u.relation::oid);
+    -- (a no-op when every right is in place)
+    PERFORM billing._grant_profiles_function();
+    -- A tracked table that is gone without an event billing heard (a
+    -- temporary table, which versions before 0.4 let be tracked, dropped
+    -- with its session) is forgotten, as a dropped table is.
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+              WHERE NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = tt.relation::oid)
+              ORDER BY tt.id LOOP
+        RAISE NOTICE 'billing: tracked table % is gone: its costs are forgotten', t.relation::oid;
+        PERFORM billing._forget_table(t.id);
+    END LOOP;
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+               JOIN pg_proc AS p ON p.oid = billing._trigger_function(tt.id)
+              ORDER BY tt.id LOOP
+        BEGIN
+            -- (a table tracked by 0.3 has a PL/pgSQL track_N and no track_N_full)
+            IF (SELECT p.prosrc FROM pg_proc AS p
+                 WHERE p.oid = billing._trigger_function(t.id, full_body => true))
+               IS DISTINCT FROM billing._trigger_function_body(t)
+               OR (SELECT p.prosrc FROM pg_proc AS p
+                    WHERE p.oid = billing._trigger_function(t.id))
+               IS DISTINCT FROM 'track_row' THEN
+                -- (undone below; an error undoes it with the block)
+                caller_ms := billing._limit_lock_timeout(ddl_ms);
+                PERFORM billing._create_trigger_function(t);
+                PERFORM billing._create_update_trigger(t);
+                PERFORM set_config('lock_timeout', caller_ms || 'ms', true);
+            ELSE
+                -- (an owner changed by REASSIGN OWNED, which no event
+                -- trigger sees; a no-op when every right is in place)
+                PERFORM billing._grant_trigger_function(billing._trigger_function(t.id),
+                                                        t.relation);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            IF SQLSTATE = '55P03' THEN   -- (lock_not_available)
+                RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM
+                    USING HINT = 'Another transaction holds a lock on the table (pg_locks, pg_stat_activity); the next merge tries again, waiting at most 1 s so that the app''s writes do not queue behind it.';
+            ELSE
+                RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
+            END IF;
+        END;
+    END LOOP;
+    -- The partitions of partitioned tracked tables, as they are now (a
+    -- restored database's first merge records them).
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+               JOIN pg_class AS c ON c.oid = tt.relation AND c.relkind = 'p'
+              ORDER BY tt.id LOOP
+        PERFORM billing._record_partitions(t);
+    END LOOP;
+    -- Distributed tables followed by their shards' triggers: their trigger
+    -- functions, on every node (citus.sql, _citus_create_trigger_functions).
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+              WHERE billing._citus_triggered(tt.id) ORDER BY tt.id LOOP
+        BEGIN
+            -- (a table tracked before the C fast path has a PL/pgSQL citus_track_N and no citus_track_N_full)
+            IF (SELECT p.prosrc FROM pg_proc AS p
+                 WHERE p.oid = billing._trigger_function(t.id, full_body => true, distributed => true))
+               IS DISTINCT FROM billing._citus_trigger_body(t)
+               OR (SELECT p.prosrc FROM pg_proc AS p
+                    WHERE p.oid = billing._trigger_function(t.id, distributed => true))
+               IS DISTINCT FROM 'citus_track_row' THEN
+                PERFORM billing._citus_create_trigger_functions(t);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
 -- ==== billing's triggers on its own tables fire ALWAYS (src/sql/own_triggers.sql) ====
 DO $$
 DECLARE

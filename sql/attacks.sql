@@ -42,13 +42,24 @@ RESET ROLE;
 SELECT * FROM escalations;
 SELECT sum(quantity) AS emails FROM billing.aws_usage WHERE service = 'ses';   -- 1 + 2
 
--- 2. The same type as a tracked column's type: refused when the column is
---    changed (the trigger would read it with a cast), the command fails.
+-- 2. The same type as a tracked column's type: the owner may change the
+--    column to it (billing makes its triggers again for the new type), and
+--    billing reads the enum's label with its built-in output function,
+--    never the cast, in C and in the PL/pgSQL body alike: nothing runs
+--    with more rights. (Rolled back: the steps below write 'assistant'.)
 SET ROLE regress_mallory;
 CREATE FUNCTION mallory.pwn_to_text(mallory.pwn) RETURNS text LANGUAGE sql
 AS $$ SELECT mallory.canary('cast to text') $$;
 CREATE CAST (mallory.pwn AS text) WITH FUNCTION mallory.pwn_to_text(mallory.pwn);
+BEGIN;
 ALTER TABLE mallory.messages ALTER COLUMN role TYPE mallory.pwn USING 'x';
+INSERT INTO mallory.messages (conversation_id, role, content, data, created_at)
+VALUES ('a', 'x', 'hello', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-02');
+UPDATE mallory.messages SET content = 'hello again' WHERE content = 'hello';
+RESET ROLE;
+SELECT * FROM escalations;
+SELECT count(*) AS billing_triggers FROM pg_trigger WHERE tgrelid = 'mallory.messages'::regclass AND tgname LIKE 'billing%';
+ROLLBACK;   -- (and back to regress_mallory)
 INSERT INTO mallory.messages (conversation_id, role, content, data, created_at)
 VALUES ('a', 'assistant', 'hello', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-02');
 -- 3. A decoy trigger named like billing's, listing a column of that type:

@@ -266,3 +266,62 @@ DROP TABLE archived;
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'archived_2026_11'::regclass;
 SELECT billing.merge() >= 0 AS merged;
 DROP TABLE archived_2026_09, archived_2026_10, archived_2026_11;
+
+-- A column billing reads changes type (ALTER TABLE ... ALTER COLUMN ...
+-- TYPE): PostgreSQL refuses that for a column a trigger lists, so billing
+-- drops its row triggers at the command's start and makes them again at
+-- its end, for the new types, and takes the table in anew. The migrations
+-- of Rails (change_column emits TYPE even to the same type), Django
+-- (AlterField of max_length) and Prisma (@db.VarChar) failed on a tracked
+-- table before. By hand: gpt-4o 100 + 50 tokens = 0.00075 a reply;
+-- reply 1 updated to 200 prompt tokens after the changes = 0.001.
+CREATE TABLE typed (id bigserial PRIMARY KEY, conversation_id varchar(20), role varchar(10), content varchar(100),
+                    data jsonb, created_at timestamp NOT NULL);
+CREATE INDEX ON typed (conversation_id);
+SELECT tracked FROM billing.track_messages('typed');
+INSERT INTO typed (conversation_id, role, content, data, created_at)
+VALUES ('t', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-05'),
+       ('t', 'assistant', 'y', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-30 23:30');
+SELECT billing.merge() >= 0 AS merged;
+ALTER TABLE typed ALTER COLUMN content TYPE varchar(100), ALTER COLUMN content SET NOT NULL;   -- Rails
+ALTER TABLE typed ALTER COLUMN role TYPE varchar(32);                                           -- Django
+ALTER TABLE typed ALTER COLUMN content TYPE varchar(4000);                                      -- Prisma
+ALTER TABLE typed ALTER COLUMN conversation_id TYPE text;
+SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'typed'::regclass AND NOT tgisinternal ORDER BY 1;
+INSERT INTO typed (conversation_id, role, content, data, created_at)
+VALUES ('t', 'assistant', 'z', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-06');
+UPDATE typed SET data = '{"model": "gpt-4o", "prompt_tokens": 200, "completion_tokens": 50}' WHERE id = 1;
+-- 0.001 + 0.00075 + 0.00075 = 0.0025 in November
+SELECT month, cost, messages FROM billing.monthly_history WHERE source = 'openai' AND cost > 0 ORDER BY month;
+-- A USING clause that moves the times: 2026-11-30 23:30 read as New York
+-- time is 1 December 04:30 UTC. The table is taken in anew: 0.00175 in
+-- November, 0.00075 in December, before and after a merge.
+ALTER TABLE typed ALTER COLUMN created_at TYPE timestamptz USING created_at AT TIME ZONE 'America/New_York';
+SELECT month, cost, messages FROM billing.monthly_history WHERE source = 'openai' AND cost > 0 ORDER BY month;
+SELECT billing.merge() >= 0 AS merged;
+SELECT month, cost, messages FROM billing.monthly_history WHERE source = 'openai' AND cost > 0 ORDER BY month;
+-- A type billing does not read is refused, and the ALTER with it: the
+-- triggers stay.
+ALTER TABLE typed ALTER COLUMN content TYPE point USING point(1, 1);
+SELECT count(*) AS billing_triggers FROM pg_trigger WHERE tgrelid = 'typed'::regclass AND tgname LIKE 'billing%';
+-- A subscriber's ENABLE ALWAYS triggers stay ALWAYS.
+ALTER TABLE typed ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update,
+                  ENABLE ALWAYS TRIGGER billing_track_truncate;
+ALTER TABLE typed ALTER COLUMN role TYPE text;
+SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'typed'::regclass AND NOT tgisinternal ORDER BY 1;
+SELECT billing.untrack_messages('typed');
+DROP TABLE typed;
+-- A partitioned table: the partitions' copies of the trigger are made
+-- again with it, and a reply stored in a partition afterwards is billed
+-- (0.00075).
+CREATE TABLE typed_parts (id bigint, conversation_id text, role varchar(10), content text, data jsonb, created_at timestamptz)
+    PARTITION BY RANGE (created_at);
+CREATE TABLE typed_parts_2026_11 PARTITION OF typed_parts FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+SELECT tracked FROM billing.track_messages('typed_parts');
+ALTER TABLE typed_parts ALTER COLUMN role TYPE varchar(32);
+SELECT tgrelid::regclass AS relation, tgname FROM pg_trigger
+ WHERE tgrelid IN ('typed_parts'::regclass, 'typed_parts_2026_11'::regclass) AND NOT tgisinternal ORDER BY 1, 2;
+INSERT INTO typed_parts VALUES (1, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-07');
+SELECT cost, messages FROM billing.conversation_costs WHERE source_table = 'typed_parts'::regclass;
+SELECT billing.untrack_messages('typed_parts');
+DROP TABLE typed_parts;

@@ -1,8 +1,10 @@
 // SQL: billing._ddl_moves_partitions(pg_ddl_command),
 // billing._ddl_sets_unlogged(pg_ddl_command),
+// billing._ddl_alters_column_types(pg_ddl_command),
 // billing._ddl_renames_enum_value(pg_ddl_command),
 // billing._ddl_renamed_from(pg_ddl_command), billing._internal_ddl() and
-// the event trigger function billing._trigger_replace_guard(),
+// the event trigger functions billing._trigger_replace_guard() and
+// billing._column_types_changing(),
 // for the event triggers that follow DDL on tracked tables
 // (src/sql/ddl_events.sql). An ALTER
 // TABLE that attaches or detaches a partition moves rows into or out of a
@@ -23,13 +25,17 @@ extern "C" {
 #include "nodes/value.h"
 #include "parser/parse_func.h"
 #include "tcop/deparse_utility.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
 PG_FUNCTION_INFO_V1(ddl_moves_partitions);
 PG_FUNCTION_INFO_V1(ddl_sets_unlogged);
+PG_FUNCTION_INFO_V1(ddl_alters_column_types);
 PG_FUNCTION_INFO_V1(internal_ddl_active);
 PG_FUNCTION_INFO_V1(trigger_replace_guard);
+PG_FUNCTION_INFO_V1(column_types_changing);
 PG_FUNCTION_INFO_V1(ddl_renames_enum_value);
 PG_FUNCTION_INFO_V1(ddl_renamed_from);
 }
@@ -70,6 +76,16 @@ extern "C" Datum ddl_sets_unlogged(PG_FUNCTION_ARGS) {
   PG_RETURN_BOOL(has_subcommand(command, [](AlterTableType t) { return t == AT_SetUnLogged; }));
 }
 
+// Whether the collected command is an ALTER TABLE ... ALTER COLUMN ... TYPE:
+// the command billing._column_types_changing saw start (it drops billing's
+// row triggers, made again at its end). Not any ALTER TABLE of a table
+// found without them: a restore's ALTER TABLE ... ADD CONSTRAINT runs
+// before the restore makes them itself.
+extern "C" Datum ddl_alters_column_types(PG_FUNCTION_ARGS) {
+  const auto* command = reinterpret_cast<const CollectedCommand*>(PG_GETARG_POINTER(0));
+  PG_RETURN_BOOL(has_subcommand(command, [](AlterTableType t) { return t == AT_AlterColumnType; }));
+}
+
 // Whether billing.internal_ddl is on: one of billing's own functions is
 // changing its triggers. Read here, not by current_setting(): calling a C
 // function loads the module, whose settings then replace any placeholder
@@ -107,6 +123,46 @@ extern "C" Datum trigger_replace_guard(PG_FUNCTION_ARGS) {
                            quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid))),
                     errhint("To stop billing a table, untrack it: billing.untrack_messages() or "
                             "billing.untrack_profiles().")));
+  PG_RETURN_VOID();
+}
+
+// ddl_command_start of ALTER TABLE: the columns whose type an ALTER TABLE
+// ... ALTER COLUMN ... TYPE changes are passed, with the table, to
+// billing._lift_row_triggers(oid, text[]), before PostgreSQL refuses to
+// change the type of a column a trigger lists (billing's UPDATE OF list and
+// WHEN clause): the app's migrations (Rails' change_column, Django's
+// AlterField) failed on every tracked table. Which columns and tables
+// matter, and what is done, SQL says; only C sees the statement here.
+extern "C" Datum column_types_changing(PG_FUNCTION_ARGS) {
+  if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+    ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
+                    errmsg("billing: billing._column_types_changing() runs only as an event trigger")));
+  const auto* data = reinterpret_cast<const EventTriggerData*>(fcinfo->context);
+  if (billing::pg::internal_ddl || data->parsetree == nullptr || !IsA(data->parsetree, AlterTableStmt))
+    PG_RETURN_VOID();
+  const auto* stmt = reinterpret_cast<const AlterTableStmt*>(data->parsetree);
+  if (stmt->objtype != OBJECT_TABLE || stmt->relation == nullptr) PG_RETURN_VOID();
+  List* columns = NIL;
+  ListCell* cell;
+  foreach (cell, stmt->cmds) {
+    const Node* node = static_cast<const Node*>(lfirst(cell));
+    if (!IsA(node, AlterTableCmd)) continue;
+    const auto* cmd = reinterpret_cast<const AlterTableCmd*>(node);
+    if (cmd->subtype == AT_AlterColumnType && cmd->name != nullptr)
+      columns = lappend(columns, DatumGetPointer(CStringGetTextDatum(cmd->name)));
+  }
+  if (columns == NIL) PG_RETURN_VOID();
+  const Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+  if (!OidIsValid(relid)) PG_RETURN_VOID();  // (ALTER TABLE IF EXISTS of no table: PostgreSQL says so)
+  Oid argtypes[2] = {OIDOID, TEXTARRAYOID};
+  List* name = list_make2(makeString(pstrdup("billing")), makeString(pstrdup("_lift_row_triggers")));
+  const Oid lift = LookupFuncName(name, 2, argtypes, true);
+  if (!OidIsValid(lift)) PG_RETURN_VOID();
+  const int n = list_length(columns);
+  auto* items = static_cast<Datum*>(palloc(sizeof(Datum) * n));
+  for (int i = 0; i < n; ++i) items[i] = PointerGetDatum(list_nth(columns, i));
+  ArrayType* array = construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT);
+  OidFunctionCall2(lift, ObjectIdGetDatum(relid), PointerGetDatum(array));
   PG_RETURN_VOID();
 }
 

@@ -16,6 +16,8 @@ ALTER FUNCTION billing._grant_profiles_function() SET citus.enable_ddl_propagati
 ALTER FUNCTION billing._grant_execute_only(regprocedure, oid[]) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._create_trigger(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._create_update_trigger(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
+ALTER FUNCTION billing._create_row_trigger(billing.tracked_tables, regprocedure) SET citus.enable_ddl_propagation = off;
+ALTER FUNCTION billing._restore_row_triggers(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
 ALTER FUNCTION billing._drop_trigger_functions(smallint) SET citus.enable_ddl_propagation = off;
 
 -- Whether Citus manages a relation (a distributed table, a partition of

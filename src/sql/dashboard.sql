@@ -117,7 +117,14 @@ BEGIN
     IF billing.current_customer() IS NOT NULL THEN
         RETURN billing.dashboard(period_start, period_end, billing.current_customer(), top_conversations, months);
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
+    -- (not where billing serves AWS alone: no messages table tracked at
+    -- all, which a role that may read none cannot see in tracked_tables but
+    -- can in their trigger functions, and AWS usage recorded or followed;
+    -- there it came at every read)
+    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables)
+       AND (EXISTS (SELECT 1 FROM pg_proc AS p
+                     WHERE p.pronamespace = 'billing'::regnamespace AND p.proname ~ '^(citus_)?track_[0-9]+$')
+            OR NOT (EXISTS (SELECT 1 FROM billing.tracked_profiles) OR EXISTS (SELECT 1 FROM billing.aws_usage))) THEN
         RAISE NOTICE 'billing: no tracked table that role "%" may read, so OpenAI figures are zero', current_user
             USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table; '
                          'a role sees the costs of the tracked tables it may SELECT.';

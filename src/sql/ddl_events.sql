@@ -18,6 +18,10 @@ AS 'MODULE_PATHNAME', 'ddl_renamed_from' LANGUAGE C STRICT STABLE;
 -- C body: src/pg/ddl_command.cpp (ddl_sets_unlogged)
 CREATE FUNCTION billing._ddl_sets_unlogged(pg_ddl_command) RETURNS boolean
 AS 'MODULE_PATHNAME', 'ddl_sets_unlogged' LANGUAGE C STRICT STABLE;
+-- Whether it is an ALTER TABLE ... ALTER COLUMN ... TYPE. C body:
+-- src/pg/ddl_command.cpp (ddl_alters_column_types).
+CREATE FUNCTION billing._ddl_alters_column_types(pg_ddl_command) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ddl_alters_column_types' LANGUAGE C STRICT STABLE;
 
 -- Whether one of billing's own functions is dropping or changing billing's
 -- triggers (billing.internal_ddl, a superuser-only setting those functions
@@ -45,6 +49,33 @@ DECLARE
     created boolean;
     heir record;
 BEGIN
+    -- A column's type changed: the row triggers billing dropped at the
+    -- command's start (billing._lift_row_triggers) made again for the new
+    -- types, first (the checks below look at them), and the table taken in
+    -- anew. A type billing does not read is refused, and the ALTER with it.
+    FOR t IN SELECT DISTINCT ON (tt.id) tt.*
+               FROM billing.tracked_tables AS tt
+               JOIN pg_event_trigger_ddl_commands() AS c
+                 ON c.classid = 'pg_class'::regclass AND c.objid = tt.relation::oid
+              WHERE c.command_tag = 'ALTER TABLE' AND billing._ddl_alters_column_types(c.command)
+                AND billing._trigger_function(tt.id) IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
+                                 WHERE g.tgrelid = tt.relation AND g.tgparentid = 0
+                                   AND g.tgfoid = billing._trigger_function(tt.id))
+              ORDER BY tt.id
+    LOOP
+        -- (a Citus distributed table's triggers are on its shards; citus.sql
+        -- is loaded after this file)
+        CONTINUE WHEN billing._citus_triggered(t.id);
+        BEGIN
+            PERFORM billing._restore_row_triggers(t);
+        EXCEPTION WHEN datatype_mismatch THEN
+            RAISE EXCEPTION 'billing: % is tracked, and %', t.relation, regexp_replace(SQLERRM, '^billing: ', '')
+                USING ERRCODE = 'datatype_mismatch',
+                      HINT = 'billing.untrack_messages() first, or keep a type billing reads (README "Tracking the app''s tables").';
+        END;
+        PERFORM billing._take_in_anew(t.id);
+    END LOOP;
     -- A table made an inheritance child of a tracked table (CREATE TABLE
     -- ... INHERITS, ALTER TABLE ... INHERIT): its rows would be read with
     -- the tracked table's, and its writes never seen. Refused, as
@@ -108,8 +139,8 @@ BEGIN
               WHERE p.level > 0;
             IF billing._trigger_disabled(t.id) THEN
                 PERFORM billing._take_in_anew(t.id);
-                RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: writes it does not see pass unbilled', t.relation
-                    USING DETAIL = 'billing reads the table itself until its triggers are enabled alike again and a merge() takes the table in anew.',
+                RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: billing reads the table itself until they fire alike again', t.relation
+                    USING DETAIL = 'Writes the trigger does not see are billed all the same, from the table; reads cost more meanwhile, and the merge() after the triggers are enabled alike again takes the table in anew.',
                           HINT = CASE WHEN billing._subscribed(t.relation)
                                       THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', t.relation)
                                       ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', t.relation) END;
@@ -244,6 +275,47 @@ CREATE EVENT TRIGGER billing_tracked_table_altered ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'ALTER INDEX', 'ALTER VIEW', 'ALTER SEQUENCE', 'ALTER MATERIALIZED VIEW',
                  'ALTER FOREIGN TABLE', 'CREATE TABLE')
     EXECUTE FUNCTION billing._tracked_table_altered();
+
+-- ALTER TABLE ... ALTER COLUMN ... TYPE of a column billing reads, on a
+-- tracked table: PostgreSQL refuses to change the type of a column a
+-- trigger lists (billing_track's UPDATE OF list, billing_track_update's
+-- WHEN clause), which stopped the app's migrations (Rails' change_column,
+-- Django's AlterField, Prisma's @db.VarChar), even to the same type. At
+-- the command's start (billing._column_types_changing, C: only C sees the
+-- statement there) billing drops its two row triggers; at its end
+-- billing._tracked_table_altered makes them again for the new types, or
+-- refuses a type billing does not read (and the ALTER with it), and takes
+-- the table in anew (a USING clause may have changed what the rows hold).
+-- Not on a Citus distributed table, whose triggers Citus keeps on every
+-- shard: there the ALTER is refused as before.
+CREATE FUNCTION billing._lift_row_triggers(p_relation oid, p_columns text[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    g record;
+BEGIN
+    SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.relation = p_relation;
+    IF NOT FOUND OR billing._citus_triggered(t.id) OR billing._trigger_function(t.id) IS NULL
+       OR NOT (ARRAY[t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
+                     t.created_at_column]::text[] && p_columns) THEN
+        RETURN;
+    END IF;
+    FOR g IN SELECT tg.tgname FROM pg_trigger AS tg
+              WHERE tg.tgrelid = p_relation AND tg.tgparentid = 0 AND tg.tgfoid = billing._trigger_function(t.id)
+              ORDER BY tg.tgname LOOP
+        PERFORM billing._drop_own_trigger(g.tgname, p_relation::regclass);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._lift_row_triggers(oid, text[]) FROM PUBLIC;
+CREATE FUNCTION billing._column_types_changing() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'column_types_changing' LANGUAGE C;
+CREATE EVENT TRIGGER billing_column_types_changing ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION billing._column_types_changing();
 
 -- Whether an ALTER TYPE renamed a value of an enum (RENAME VALUE).
 -- C body: src/pg/ddl_command.cpp (ddl_renames_enum_value)

@@ -53,6 +53,7 @@ REVOKE ALL ON FUNCTION billing._tracked_type_altered() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._ddl_renames_enum_value(pg_ddl_command) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._billings_trigger(oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._trigger_replace_guard() FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._column_types_changing() FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._drop_own_trigger(name, regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._drop_stale_triggers(regclass) FROM PUBLIC;
 -- (and every other function that makes or drops billing's triggers: none
@@ -66,6 +67,7 @@ REVOKE ALL ON FUNCTION billing._take_in_anew(smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._forget_table(smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._ddl_moves_partitions(pg_ddl_command) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._ddl_sets_unlogged(pg_ddl_command) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._ddl_alters_column_types(pg_ddl_command) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._ddl_renamed_from(pg_ddl_command) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._merge_step(smallint, text, date) FROM PUBLIC;
 REVOKE ALL ON FUNCTION billing._trigger_guard(smallint, oid) FROM PUBLIC;

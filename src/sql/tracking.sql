@@ -263,10 +263,14 @@ $$;
 
 -- A timestamp column (without time zone) whose default is the current
 -- time holds the local time of the session that writes it, and billing
--- reads a timestamp as UTC: where this session's TimeZone is not UTC (at
+-- reads a timestamp as UTC: where the writers' TimeZone is not UTC (at
 -- some time of the year), rows near a month's end would land in the next
 -- or the last month, and prices would change hours early or late. Said
--- when tracking starts, with the ways out.
+-- when tracking starts, with the ways out. The writers' zone is not known
+-- here: this session's, its default (postgresql.conf, ALTER DATABASE or
+-- ALTER ROLE of this role) and every ALTER DATABASE / ALTER ROLE setting of
+-- this database's roles are looked at (a DBA's session in UTC beside an
+-- app's in Europe/Berlin was missed).
 CREATE FUNCTION billing._local_time_default_notice(t billing.tracked_tables) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -279,17 +283,29 @@ DECLARE
                            WHERE a.attrelid = t.relation AND a.attname = t.created_at_column
                              -- (or a domain over it)
                              AND coalesce(nullif(ty.typbasetype, 0), ty.oid) = 'timestamp'::regtype);
+    zones text;
 BEGIN
     -- (a default that converts the time, now() AT TIME ZONE 'UTC', is left alone)
     IF NOT coalesce(default_expr ~* '(now|current_timestamp|localtimestamp|statement_timestamp|transaction_timestamp|clock_timestamp)'
-                    AND default_expr !~* '(at time zone|timezone[(])', false)
-       OR NOT EXISTS (SELECT 1 FROM (VALUES (timestamptz '2000-01-15 12:00+00'), (timestamptz '2000-07-15 12:00+00')) AS d(at)
-                       WHERE timezone(current_setting('TimeZone'), d.at) <> timezone('UTC', d.at)) THEN
+                    AND default_expr !~* '(at time zone|timezone[(])', false) THEN
         RETURN;
     END IF;
-    RAISE NOTICE 'billing: column % of % is a timestamp without time zone whose default (%) gives the local time of the session that writes it, and billing reads it as UTC; this session''s TimeZone is %',
-                 quote_ident(t.created_at_column), t.relation, default_expr, current_setting('TimeZone')
-        USING HINT = format('Store UTC there: the app''s sessions in UTC (ALTER DATABASE ... SET timezone = ''UTC''), or ALTER TABLE %s ALTER COLUMN %I SET DEFAULT (now() AT TIME ZONE ''UTC''), or make the column timestamptz.',
+    SELECT string_agg(DISTINCT z.zone, ', ' ORDER BY z.zone) INTO zones
+      FROM (SELECT current_setting('TimeZone') AS zone
+            UNION SELECT s.reset_val FROM pg_settings AS s WHERE s.name = 'TimeZone'
+            UNION SELECT substr(c.setting, length('TimeZone=') + 1)
+                    FROM pg_db_role_setting AS r CROSS JOIN LATERAL unnest(r.setconfig) AS c(setting)
+                   WHERE r.setdatabase IN (0, (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database()))
+                     AND lower(c.setting) LIKE 'timezone=%') AS z
+     WHERE EXISTS (SELECT 1 FROM (VALUES (timestamptz '2000-01-15 12:00+00'), (timestamptz '2000-07-15 12:00+00')) AS d(at)
+                    WHERE timezone(z.zone, d.at) <> timezone('UTC', d.at));
+    IF zones IS NULL THEN
+        RETURN;
+    END IF;
+    RAISE NOTICE 'billing: column % of % is a timestamp without time zone whose default (%) gives the local time of the session that writes it, and billing reads it as UTC; sessions here may be in %',
+                 quote_ident(t.created_at_column), t.relation, default_expr, zones
+        USING DETAIL = 'Rows whose time the app sends itself (Prisma Client fills @default(now()) itself, in UTC) are not affected; rows that take the default are.',
+              HINT = format('Store UTC there: the app''s sessions in UTC (ALTER DATABASE ... SET timezone = ''UTC''), or ALTER TABLE %1$s ALTER COLUMN %2$I SET DEFAULT (now() AT TIME ZONE ''UTC''), or make the column timestamptz (ALTER TABLE %1$s ALTER COLUMN %2$I TYPE timestamptz USING %2$I AT TIME ZONE ''<the zone its rows were written in>'').',
                             t.relation, t.created_at_column);
 END
 $$;
@@ -380,19 +396,57 @@ AS $$
 DECLARE
     fn regprocedure := billing._create_trigger_function(t);
 BEGIN
+    PERFORM billing._create_row_trigger(t, fn);
+    PERFORM billing._create_truncate_trigger(t.relation, t.id);
+    PERFORM billing._create_update_trigger(t);
+    PERFORM billing._partition_truncate_triggers(t);
+    PERFORM billing._record_partitions(t);
+END
+$$;
+
+-- billing_track, the row trigger of tracked table `t`, calling `fn`.
+CREATE FUNCTION billing._create_row_trigger(t billing.tracked_tables, fn regprocedure) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+BEGIN
     -- The column list is kept by attribute number: it also tells
     -- billing._tracked_table_altered which columns a rename touched.
     EXECUTE format('CREATE TRIGGER billing_track AFTER INSERT OR DELETE OR UPDATE OF %I, %I, %I, %I, %I, %I ON %s
                     FOR EACH ROW EXECUTE FUNCTION %s',
                    t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
                    t.created_at_column, t.relation, fn);
-    PERFORM billing._create_truncate_trigger(t.relation, t.id);
     PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track']::name[]);
-    PERFORM billing._create_update_trigger(t);
-    PERFORM billing._partition_truncate_triggers(t);
-    PERFORM billing._record_partitions(t);
 END
 $$;
+REVOKE ALL ON FUNCTION billing._create_row_trigger(billing.tracked_tables, regprocedure) FROM PUBLIC;
+
+-- The row triggers of tracked table `t` made again after a change of a
+-- column's type (billing._lift_row_triggers dropped them): its trigger
+-- functions made for the new types (another type is refused, with
+-- SQLSTATE 42804, as track_messages refuses it), and billing_track in the
+-- mode its TRUNCATE trigger kept (ENABLE ALWAYS on a subscriber, say);
+-- billing_track_update follows it.
+CREATE FUNCTION billing._restore_row_triggers(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    fn regprocedure := billing._create_trigger_function(t);
+    mode "char" := (SELECT g.tgenabled FROM pg_trigger AS g
+                     WHERE g.tgrelid = t.relation AND g.tgparentid = 0 AND billing._is_truncate_trigger(g, t.id));
+BEGIN
+    PERFORM billing._create_row_trigger(t, fn);
+    IF mode IN ('A', 'R', 'D') THEN
+        EXECUTE format('ALTER TABLE %s %s TRIGGER billing_track', t.relation,
+                       CASE mode WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'DISABLE' END);
+    END IF;
+    PERFORM billing._create_update_trigger(t);
+END
+$$;
+REVOKE ALL ON FUNCTION billing._restore_row_triggers(billing.tracked_tables) FROM PUBLIC;
 
 -- The trigger of every UPDATE that changes a column billing reads,
 -- whatever its SET list names: billing_track fires only for an UPDATE

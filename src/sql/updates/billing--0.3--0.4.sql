@@ -7272,10 +7272,14 @@ REVOKE ALL ON FUNCTION billing._drop_stale_triggers(regclass) FROM PUBLIC;
 
 -- A timestamp column (without time zone) whose default is the current
 -- time holds the local time of the session that writes it, and billing
--- reads a timestamp as UTC: where this session's TimeZone is not UTC (at
+-- reads a timestamp as UTC: where the writers' TimeZone is not UTC (at
 -- some time of the year), rows near a month's end would land in the next
 -- or the last month, and prices would change hours early or late. Said
--- when tracking starts, with the ways out.
+-- when tracking starts, with the ways out. The writers' zone is not known
+-- here: this session's, its default (postgresql.conf, ALTER DATABASE or
+-- ALTER ROLE of this role) and every ALTER DATABASE / ALTER ROLE setting of
+-- this database's roles are looked at (a DBA's session in UTC beside an
+-- app's in Europe/Berlin was missed).
 CREATE FUNCTION billing._local_time_default_notice(t billing.tracked_tables) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -7288,17 +7292,29 @@ DECLARE
                            WHERE a.attrelid = t.relation AND a.attname = t.created_at_column
                              -- (or a domain over it)
                              AND coalesce(nullif(ty.typbasetype, 0), ty.oid) = 'timestamp'::regtype);
+    zones text;
 BEGIN
     -- (a default that converts the time, now() AT TIME ZONE 'UTC', is left alone)
     IF NOT coalesce(default_expr ~* '(now|current_timestamp|localtimestamp|statement_timestamp|transaction_timestamp|clock_timestamp)'
-                    AND default_expr !~* '(at time zone|timezone[(])', false)
-       OR NOT EXISTS (SELECT 1 FROM (VALUES (timestamptz '2000-01-15 12:00+00'), (timestamptz '2000-07-15 12:00+00')) AS d(at)
-                       WHERE timezone(current_setting('TimeZone'), d.at) <> timezone('UTC', d.at)) THEN
+                    AND default_expr !~* '(at time zone|timezone[(])', false) THEN
         RETURN;
     END IF;
-    RAISE NOTICE 'billing: column % of % is a timestamp without time zone whose default (%) gives the local time of the session that writes it, and billing reads it as UTC; this session''s TimeZone is %',
-                 quote_ident(t.created_at_column), t.relation, default_expr, current_setting('TimeZone')
-        USING HINT = format('Store UTC there: the app''s sessions in UTC (ALTER DATABASE ... SET timezone = ''UTC''), or ALTER TABLE %s ALTER COLUMN %I SET DEFAULT (now() AT TIME ZONE ''UTC''), or make the column timestamptz.',
+    SELECT string_agg(DISTINCT z.zone, ', ' ORDER BY z.zone) INTO zones
+      FROM (SELECT current_setting('TimeZone') AS zone
+            UNION SELECT s.reset_val FROM pg_settings AS s WHERE s.name = 'TimeZone'
+            UNION SELECT substr(c.setting, length('TimeZone=') + 1)
+                    FROM pg_db_role_setting AS r CROSS JOIN LATERAL unnest(r.setconfig) AS c(setting)
+                   WHERE r.setdatabase IN (0, (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database()))
+                     AND lower(c.setting) LIKE 'timezone=%') AS z
+     WHERE EXISTS (SELECT 1 FROM (VALUES (timestamptz '2000-01-15 12:00+00'), (timestamptz '2000-07-15 12:00+00')) AS d(at)
+                    WHERE timezone(z.zone, d.at) <> timezone('UTC', d.at));
+    IF zones IS NULL THEN
+        RETURN;
+    END IF;
+    RAISE NOTICE 'billing: column % of % is a timestamp without time zone whose default (%) gives the local time of the session that writes it, and billing reads it as UTC; sessions here may be in %',
+                 quote_ident(t.created_at_column), t.relation, default_expr, zones
+        USING DETAIL = 'Rows whose time the app sends itself (Prisma Client fills @default(now()) itself, in UTC) are not affected; rows that take the default are.',
+              HINT = format('Store UTC there: the app''s sessions in UTC (ALTER DATABASE ... SET timezone = ''UTC''), or ALTER TABLE %1$s ALTER COLUMN %2$I SET DEFAULT (now() AT TIME ZONE ''UTC''), or make the column timestamptz (ALTER TABLE %1$s ALTER COLUMN %2$I TYPE timestamptz USING %2$I AT TIME ZONE ''<the zone its rows were written in>'').',
                             t.relation, t.created_at_column);
 END
 $$;
@@ -8949,7 +8965,14 @@ BEGIN
     IF billing.current_customer() IS NOT NULL THEN
         RETURN billing.dashboard(period_start, period_end, billing.current_customer(), top_conversations, months);
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables) THEN
+    -- (not where billing serves AWS alone: no messages table tracked at
+    -- all, which a role that may read none cannot see in tracked_tables but
+    -- can in their trigger functions, and AWS usage recorded or followed;
+    -- there it came at every read)
+    IF NOT EXISTS (SELECT 1 FROM billing.tracked_tables)
+       AND (EXISTS (SELECT 1 FROM pg_proc AS p
+                     WHERE p.pronamespace = 'billing'::regnamespace AND p.proname ~ '^(citus_)?track_[0-9]+$')
+            OR NOT (EXISTS (SELECT 1 FROM billing.tracked_profiles) OR EXISTS (SELECT 1 FROM billing.aws_usage))) THEN
         RAISE NOTICE 'billing: no tracked table that role "%" may read, so OpenAI figures are zero', current_user
             USING HINT = 'SELECT billing.track_messages(''messages''); starts tracking the app''s messages table; '
                          'a role sees the costs of the tracked tables it may SELECT.';
@@ -11557,6 +11580,355 @@ BEGIN
             END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: tracked table % keeps its earlier trigger function: %', t.relation, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
+-- ==== a column billing reads may change type: its row triggers are made again for the new type (src/sql/tracking.sql, src/sql/ddl_events.sql) ====
+-- billing_track, the row trigger of tracked table `t`, calling `fn`.
+CREATE FUNCTION billing._create_row_trigger(t billing.tracked_tables, fn regprocedure) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+BEGIN
+    -- The column list is kept by attribute number: it also tells
+    -- billing._tracked_table_altered which columns a rename touched.
+    EXECUTE format('CREATE TRIGGER billing_track AFTER INSERT OR DELETE OR UPDATE OF %I, %I, %I, %I, %I, %I ON %s
+                    FOR EACH ROW EXECUTE FUNCTION %s',
+                   t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
+                   t.created_at_column, t.relation, fn);
+    PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track']::name[]);
+END
+$$;
+REVOKE ALL ON FUNCTION billing._create_row_trigger(billing.tracked_tables, regprocedure) FROM PUBLIC;
+
+-- The row triggers of tracked table `t` made again after a change of a
+-- column's type (billing._lift_row_triggers dropped them): its trigger
+-- functions made for the new types (another type is refused, with
+-- SQLSTATE 42804, as track_messages refuses it), and billing_track in the
+-- mode its TRUNCATE trigger kept (ENABLE ALWAYS on a subscriber, say);
+-- billing_track_update follows it.
+CREATE FUNCTION billing._restore_row_triggers(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    fn regprocedure := billing._create_trigger_function(t);
+    mode "char" := (SELECT g.tgenabled FROM pg_trigger AS g
+                     WHERE g.tgrelid = t.relation AND g.tgparentid = 0 AND billing._is_truncate_trigger(g, t.id));
+BEGIN
+    PERFORM billing._create_row_trigger(t, fn);
+    IF mode IN ('A', 'R', 'D') THEN
+        EXECUTE format('ALTER TABLE %s %s TRIGGER billing_track', t.relation,
+                       CASE mode WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'DISABLE' END);
+    END IF;
+    PERFORM billing._create_update_trigger(t);
+END
+$$;
+REVOKE ALL ON FUNCTION billing._restore_row_triggers(billing.tracked_tables) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION billing._create_trigger(t billing.tracked_tables) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    fn regprocedure := billing._create_trigger_function(t);
+BEGIN
+    PERFORM billing._create_row_trigger(t, fn);
+    PERFORM billing._create_truncate_trigger(t.relation, t.id);
+    PERFORM billing._create_update_trigger(t);
+    PERFORM billing._partition_truncate_triggers(t);
+    PERFORM billing._record_partitions(t);
+END
+$$;
+
+-- (the SET of citus.sql, which CREATE OR REPLACE resets)
+ALTER FUNCTION billing._create_trigger(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
+ALTER FUNCTION billing._create_row_trigger(billing.tracked_tables, regprocedure) SET citus.enable_ddl_propagation = off;
+ALTER FUNCTION billing._restore_row_triggers(billing.tracked_tables) SET citus.enable_ddl_propagation = off;
+
+-- Whether it is an ALTER TABLE ... ALTER COLUMN ... TYPE. C body:
+-- src/pg/ddl_command.cpp (ddl_alters_column_types).
+CREATE FUNCTION billing._ddl_alters_column_types(pg_ddl_command) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ddl_alters_column_types' LANGUAGE C STRICT STABLE;
+REVOKE ALL ON FUNCTION billing._ddl_alters_column_types(pg_ddl_command) FROM PUBLIC;
+
+-- ALTER TABLE ... ALTER COLUMN ... TYPE of a column billing reads, on a
+-- tracked table: PostgreSQL refuses to change the type of a column a
+-- trigger lists (billing_track's UPDATE OF list, billing_track_update's
+-- WHEN clause), which stopped the app's migrations (Rails' change_column,
+-- Django's AlterField, Prisma's @db.VarChar), even to the same type. At
+-- the command's start (billing._column_types_changing, C: only C sees the
+-- statement there) billing drops its two row triggers; at its end
+-- billing._tracked_table_altered makes them again for the new types, or
+-- refuses a type billing does not read (and the ALTER with it), and takes
+-- the table in anew (a USING clause may have changed what the rows hold).
+-- Not on a Citus distributed table, whose triggers Citus keeps on every
+-- shard: there the ALTER is refused as before.
+CREATE FUNCTION billing._lift_row_triggers(p_relation oid, p_columns text[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    g record;
+BEGIN
+    SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.relation = p_relation;
+    IF NOT FOUND OR billing._citus_triggered(t.id) OR billing._trigger_function(t.id) IS NULL
+       OR NOT (ARRAY[t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
+                     t.created_at_column]::text[] && p_columns) THEN
+        RETURN;
+    END IF;
+    FOR g IN SELECT tg.tgname FROM pg_trigger AS tg
+              WHERE tg.tgrelid = p_relation AND tg.tgparentid = 0 AND tg.tgfoid = billing._trigger_function(t.id)
+              ORDER BY tg.tgname LOOP
+        PERFORM billing._drop_own_trigger(g.tgname, p_relation::regclass);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._lift_row_triggers(oid, text[]) FROM PUBLIC;
+CREATE FUNCTION billing._column_types_changing() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'column_types_changing' LANGUAGE C;
+CREATE EVENT TRIGGER billing_column_types_changing ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION billing._column_types_changing();
+REVOKE ALL ON FUNCTION billing._column_types_changing() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION billing._tracked_table_altered() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    cols name[];
+    sid smallint;
+    moved boolean;
+    created boolean;
+    heir record;
+BEGIN
+    -- A column's type changed: the row triggers billing dropped at the
+    -- command's start (billing._lift_row_triggers) made again for the new
+    -- types, first (the checks below look at them), and the table taken in
+    -- anew. A type billing does not read is refused, and the ALTER with it.
+    FOR t IN SELECT DISTINCT ON (tt.id) tt.*
+               FROM billing.tracked_tables AS tt
+               JOIN pg_event_trigger_ddl_commands() AS c
+                 ON c.classid = 'pg_class'::regclass AND c.objid = tt.relation::oid
+              WHERE c.command_tag = 'ALTER TABLE' AND billing._ddl_alters_column_types(c.command)
+                AND billing._trigger_function(tt.id) IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
+                                 WHERE g.tgrelid = tt.relation AND g.tgparentid = 0
+                                   AND g.tgfoid = billing._trigger_function(tt.id))
+              ORDER BY tt.id
+    LOOP
+        -- (a Citus distributed table's triggers are on its shards; citus.sql
+        -- is loaded after this file)
+        CONTINUE WHEN billing._citus_triggered(t.id);
+        BEGIN
+            PERFORM billing._restore_row_triggers(t);
+        EXCEPTION WHEN datatype_mismatch THEN
+            RAISE EXCEPTION 'billing: % is tracked, and %', t.relation, regexp_replace(SQLERRM, '^billing: ', '')
+                USING ERRCODE = 'datatype_mismatch',
+                      HINT = 'billing.untrack_messages() first, or keep a type billing reads (README "Tracking the app''s tables").';
+        END;
+        PERFORM billing._take_in_anew(t.id);
+    END LOOP;
+    -- A table made an inheritance child of a tracked table (CREATE TABLE
+    -- ... INHERITS, ALTER TABLE ... INHERIT): its rows would be read with
+    -- the tracked table's, and its writes never seen. Refused, as
+    -- track_messages refuses a table that has such children.
+    FOR heir IN SELECT c.objid::regclass AS child, tt.relation AS tracked
+                  FROM pg_event_trigger_ddl_commands() AS c
+                  JOIN pg_inherits AS i ON i.inhrelid = c.objid
+                  JOIN pg_class AS k ON k.oid = c.objid AND NOT k.relispartition
+                  JOIN billing.tracked_tables AS tt ON tt.relation = i.inhparent
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                 ORDER BY tt.id LIMIT 1 LOOP
+        RAISE EXCEPTION 'billing: % would inherit from tracked table %, whose reads would include its rows and whose trigger would not see its writes',
+                        heir.child, heir.tracked
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('Untrack %s first (SELECT billing.untrack_messages(%L)), or make it a partitioned table.',
+                                heir.tracked, heir.tracked::text);
+    END LOOP;
+    -- A table of a tracked tree made unlogged (ALTER TABLE ... SET UNLOGGED,
+    -- CREATE UNLOGGED TABLE ... PARTITION OF, ATTACH PARTITION of an
+    -- unlogged table): a crash would empty it, and billing would keep its
+    -- costs. Refused, as track_messages refuses it. (Only those commands:
+    -- a tree unlogged already, as 0.3 let one be tracked, keeps its other
+    -- DDL and its restores.)
+    FOR heir IN SELECT k.oid::regclass AS child, tt.relation AS tracked
+                  FROM pg_event_trigger_ddl_commands() AS c
+                 CROSS JOIN LATERAL (SELECT p.relid FROM pg_partition_tree(c.objid::regclass) AS p
+                                      WHERE c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command)
+                                     UNION ALL SELECT c.objid::regclass
+                                      WHERE c.command_tag = 'CREATE TABLE'
+                                         OR billing._ddl_sets_unlogged(c.command)) AS m
+                  JOIN pg_class AS k ON k.oid = m.relid AND k.relpersistence = 'u'
+                  JOIN billing.tracked_tables AS tt ON tt.id = billing._tracked_tree_of(k.oid)
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                   AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')
+                 ORDER BY tt.id LIMIT 1 LOOP
+        RAISE EXCEPTION 'billing: % would be unlogged, and it holds rows of tracked table %: a crash would empty it, and billing would keep its costs',
+                        heir.child, heir.tracked
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('Untrack %s first (SELECT billing.untrack_messages(%L)).', heir.tracked, heir.tracked::text);
+    END LOOP;
+    FOR sid, moved, created IN
+                     SELECT tree.id, bool_or(c.command_tag = 'ALTER TABLE' AND billing._ddl_moves_partitions(c.command)),
+                            bool_or(c.command_tag = 'CREATE TABLE')
+                        FROM pg_event_trigger_ddl_commands() AS c
+                       CROSS JOIN LATERAL (SELECT billing._tracked_tree_of(c.objid) AS id) AS tree
+                       WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                         AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE') AND tree.id IS NOT NULL
+                       GROUP BY tree.id ORDER BY tree.id
+    LOOP
+        SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = sid;
+        BEGIN
+            IF moved THEN
+                PERFORM billing._take_in_anew(t.id);
+            END IF;
+            -- (ENABLE ALWAYS on a partitioned table reaches its partitions'
+            -- row triggers, never their TRUNCATE triggers, which billing
+            -- makes one by one: they follow billing_track's mode)
+            PERFORM billing._fire_as_billing_track(g.tgrelid, g.tgname, t.id)
+               FROM pg_partition_tree(t.relation) AS p
+               JOIN pg_trigger AS g ON g.tgrelid = p.relid AND billing._is_truncate_trigger(g, t.id)
+              WHERE p.level > 0;
+            IF billing._trigger_disabled(t.id) THEN
+                PERFORM billing._take_in_anew(t.id);
+                RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: billing reads the table itself until they fire alike again', t.relation
+                    USING DETAIL = 'Writes the trigger does not see are billed all the same, from the table; reads cost more meanwhile, and the merge() after the triggers are enabled alike again takes the table in anew.',
+                          HINT = CASE WHEN billing._subscribed(t.relation)
+                                      THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', t.relation)
+                                      ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', t.relation) END;
+            END IF;
+            -- (the TRUNCATE triggers only for a partition created or
+            -- attached: any other ALTER, as a restore's ADD CONSTRAINT after
+            -- billing's tables are back, would make the ones the restore
+            -- itself creates next collide)
+            IF moved OR created THEN
+                PERFORM billing._partition_truncate_triggers(t);
+            END IF;
+            -- (also a restore's DDL on the tree, after billing's tables are back)
+            PERFORM billing._record_partitions(t);
+            -- (a table of the tree given to another owner, created or
+            -- attached: the roles that may add partitions to it keep or
+            -- get the right that needs)
+            IF billing._trigger_function(t.id) IS NOT NULL THEN
+                PERFORM billing._grant_trigger_function(billing._trigger_function(t.id),
+                                                        t.relation);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: could not follow the partitions of tracked table %: %', t.relation, SQLERRM
+                USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
+        END;
+    END LOOP;
+    -- Customer sources (customers.sql): renames followed, whatever command
+    -- made them, on the source's table or on a parent of it (a rename
+    -- there renames the column of every partition or child). (Not while
+    -- the extension's own script runs: customers.sql makes the table after
+    -- this file.)
+    IF to_regclass('billing.customer_sources') IS NOT NULL THEN
+        FOR sid IN SELECT DISTINCT s.source_id FROM billing.customer_sources AS s
+                     JOIN pg_event_trigger_ddl_commands() AS c ON c.classid = 'pg_class'::regclass
+                    WHERE c.objid IN (SELECT l.rel FROM billing._lineage(s.lookup::oid) AS l(rel))
+                    ORDER BY 1 LOOP
+            PERFORM billing._customer_source_altered(sid,
+                ARRAY(SELECT a.attname FROM pg_event_trigger_ddl_commands() AS c
+                        JOIN pg_attribute AS a ON a.attrelid = c.objid AND a.attnum = c.objsubid
+                       WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0));
+        END LOOP;
+    END IF;
+    -- (ALTER TABLE ... OWNER TO of a table of a tracked profiles tree, or a
+    -- partition created or attached: the roles that may add partitions get
+    -- the right their migrations need, a former owner loses it)
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() AS c
+                WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+                  AND c.command_tag IN ('ALTER TABLE', 'CREATE TABLE')
+                  AND billing._in_tracked_profiles_tree(c.objid)) THEN
+        PERFORM billing._grant_profiles_function();
+    END IF;
+    -- A tracked table renamed: followed, and said, as the rename may be the
+    -- first half of a table swap (a new table renamed into the old one's
+    -- name), after which billing would follow the table the app no longer
+    -- writes.
+    FOR heir IN SELECT c.objid::regclass AS relation, r.was,
+                       EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation::oid = c.objid) AS profiles
+                  FROM pg_event_trigger_ddl_commands() AS c
+                 CROSS JOIN LATERAL (SELECT billing._ddl_renamed_from(c.command) AS was) AS r
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0 AND r.was IS NOT NULL
+                   AND (EXISTS (SELECT 1 FROM billing.tracked_tables AS tt WHERE tt.relation::oid = c.objid)
+                        OR EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation::oid = c.objid))
+                 ORDER BY c.objid LOOP
+        RAISE WARNING 'billing: tracked table % is now %, and billing follows it under that name', heir.was, heir.relation
+            USING HINT = format('If another table takes the name %s (a table swapped in), track that one once the swap is done: SELECT billing.%s(%L); (and untrack this one if the app no longer writes it).',
+                                heir.was, CASE WHEN heir.profiles THEN 'track_profiles' ELSE 'track_messages' END, heir.was);
+    END LOOP;
+    -- The same for the column a tracked profiles table's counter is read
+    -- from (the columns of a messages table: below).
+    FOR heir IN SELECT c.objid::regclass AS relation, r.was, quote_ident(a.attname) AS now
+                  FROM pg_event_trigger_ddl_commands() AS c
+                  JOIN billing.tracked_profiles AS tp ON tp.relation::oid = c.objid
+                  JOIN pg_attribute AS a ON a.attrelid = c.objid AND a.attnum = c.objsubid
+                  JOIN pg_trigger AS g ON g.tgrelid = c.objid AND g.tgname = 'billing_track_profiles'
+                                      AND c.objsubid = ANY (g.tgattr::int2[])
+                 CROSS JOIN LATERAL (SELECT billing._ddl_renamed_from(c.command) AS was) AS r
+                 WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0 AND r.was IS NOT NULL
+                 ORDER BY c.objid LOOP
+        RAISE WARNING 'billing: column % of tracked profiles table % is now %, and billing reads the e-mail counter there',
+                      heir.was, heir.relation, heir.now
+            USING HINT = format('If the app writes another column named %s from now on (a column swapped in), track the table again once the swap is done: SELECT billing.untrack_profiles(%L); then billing.track_profiles with that column.',
+                                heir.was, heir.relation::text);
+    END LOOP;
+    FOR t IN SELECT DISTINCT ON (tt.id) tt.*
+               FROM billing.tracked_tables AS tt
+               JOIN pg_event_trigger_ddl_commands() AS c
+                 ON c.classid = 'pg_class'::regclass AND c.objid = tt.relation::oid
+              ORDER BY tt.id
+    LOOP
+        SELECT array_agg(a.attname ORDER BY k.ord) INTO cols
+          FROM pg_trigger AS g
+         CROSS JOIN LATERAL unnest(g.tgattr::int2[]) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = k.attnum
+         WHERE g.tgrelid = t.relation AND NOT g.tgisinternal
+           AND g.tgfoid = billing._trigger_function(t.id);
+        CONTINUE WHEN cardinality(cols) IS DISTINCT FROM 6;
+        -- A column billing reads renamed: followed, and said, as the rename
+        -- may be the first half of a swap (add a new column, copy, rename
+        -- the old one away and the new one into its name: the usual way to
+        -- change a column's type without a long lock), after which billing
+        -- would read the old column, which the app no longer writes.
+        FOR heir IN SELECT o.name AS was, k.name AS now
+                      FROM unnest(ARRAY[t.id_column, t.conversation_column, t.role_column, t.content_column,
+                                        t.data_column, t.created_at_column]) WITH ORDINALITY AS o(name, ord)
+                      JOIN unnest(cols) WITH ORDINALITY AS k(name, ord) ON k.ord = o.ord
+                     WHERE k.name <> o.name
+                     ORDER BY o.ord LOOP
+            RAISE WARNING 'billing: column % of tracked table % is now %, and billing reads it under that name',
+                          quote_ident(heir.was), t.relation, quote_ident(heir.now)
+                USING HINT = format('If the app writes another column named %s from now on (a column swapped in), track the table again once the swap is done: SELECT billing.untrack_messages(%L); then billing.track_messages with that column (and billing.track_customers again if it had customers).',
+                                    quote_ident(heir.was), t.relation::text);
+        END LOOP;
+        UPDATE billing.tracked_tables
+           SET id_column = cols[1], conversation_column = cols[2], role_column = cols[3],
+               content_column = cols[4], data_column = cols[5], created_at_column = cols[6]
+         WHERE id = t.id
+        RETURNING * INTO t;
+        BEGIN
+            PERFORM billing._create_trigger_function(t);
+        EXCEPTION
+            WHEN datatype_mismatch THEN
+                RAISE EXCEPTION 'billing: % is tracked, and %', t.relation, regexp_replace(SQLERRM, '^billing: ', '')
+                    USING ERRCODE = 'datatype_mismatch',
+                          HINT = 'billing.untrack_messages() first, or keep a type billing reads (README "Tracking the app''s tables").';
+            WHEN OTHERS THEN
+                RAISE WARNING 'billing: could not follow ALTER of tracked table %: %', t.relation, SQLERRM
+                    USING HINT = 'Run billing.untrack_messages() and billing.track_messages() on it again.';
         END;
     END LOOP;
 END

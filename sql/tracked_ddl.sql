@@ -325,3 +325,14 @@ INSERT INTO typed_parts VALUES (1, 'p', 'assistant', 'x', '{"model": "gpt-4o", "
 SELECT cost, messages FROM billing.conversation_costs WHERE source_table = 'typed_parts'::regclass;
 SELECT billing.untrack_messages('typed_parts');
 DROP TABLE typed_parts;
+
+-- A tracked table moved to another schema (ALTER TABLE ... SET SCHEMA, the
+-- other way to swap a table out of the app's way) warns as a rename does.
+CREATE SCHEMA chat;
+CREATE SCHEMA archive;
+CREATE TABLE chat.turns (id bigserial PRIMARY KEY, thread_id text, role text, content text, usage jsonb, created_at timestamptz);
+SELECT tracked FROM billing.track_messages('chat.turns', conversation_column => 'thread_id', data_column => 'usage');
+ALTER TABLE chat.turns SET SCHEMA archive;
+SELECT relation FROM billing.tracked_tables WHERE relation = 'archive.turns'::regclass;
+SELECT billing.untrack_messages('archive.turns');
+DROP SCHEMA chat, archive CASCADE;

@@ -19,6 +19,8 @@
 
 extern "C" {
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
 #include "commands/event_trigger.h"
 #include "commands/trigger.h"
 #include "nodes/parsenodes.h"
@@ -179,12 +181,23 @@ extern "C" Datum ddl_renames_enum_value(PG_FUNCTION_ARGS) {
 }
 
 // The name a relation had before the collected command renamed it (ALTER
-// TABLE, VIEW, INDEX, ... RENAME TO), as the command wrote it; for RENAME
-// COLUMN, the column's former name; NULL for any other command. A tracked
-// table or column renamed may be the first half of a swap, after which
-// billing would follow the one the app no longer writes.
+// TABLE, VIEW, INDEX, ... RENAME TO), as the command wrote it, or moved it
+// to another schema (ALTER TABLE ... SET SCHEMA), schema-qualified; for
+// RENAME COLUMN, the column's former name; NULL for any other command. A
+// tracked table or column renamed or moved may be the first half of a
+// swap, after which billing would follow the one the app no longer writes.
 extern "C" Datum ddl_renamed_from(PG_FUNCTION_ARGS) {
   const auto* command = reinterpret_cast<const CollectedCommand*>(PG_GETARG_POINTER(0));
+  // (SET SCHEMA is collected with the former schema as its secondary object)
+  if (command != nullptr && command->type == SCT_Simple && command->parsetree != nullptr &&
+      IsA(command->parsetree, AlterObjectSchemaStmt) && command->d.simple.address.classId == RelationRelationId &&
+      command->d.simple.address.objectSubId == 0 &&
+      command->d.simple.secondaryObject.classId == NamespaceRelationId) {
+    const char* schema = get_namespace_name(command->d.simple.secondaryObject.objectId);
+    const char* name = get_rel_name(command->d.simple.address.objectId);
+    if (schema == nullptr || name == nullptr) PG_RETURN_NULL();
+    PG_RETURN_TEXT_P(cstring_to_text(quote_qualified_identifier(schema, name)));
+  }
   if (command == nullptr || command->type != SCT_Simple || command->parsetree == nullptr ||
       !IsA(command->parsetree, RenameStmt))
     PG_RETURN_NULL();

@@ -90,6 +90,13 @@ SELECT billing.untrack_profiles('profiles');
 UPDATE billing.untracked_profiles SET untracked_at = untracked_at - interval '40 days' WHERE relation = 'profiles'::regclass;
 SELECT * FROM billing.track_profiles('profiles');                     -- 54
 SELECT count(*) AS untracked_left FROM billing.untracked_profiles;
+-- Tracked again with another counter (or service): its sum is
+-- not the one kept, so all the new counter holds is recorded (5 SMS).
+BEGIN;
+SELECT billing.untrack_profiles('profiles');
+UPDATE profiles SET data = data || '{"sms_sent_this_month": 5}';
+SELECT * FROM billing.track_profiles('profiles', counter => 'sms_sent_this_month', service => 'sns');
+COMMIT;
 SELECT billing.untrack_profiles('profiles');
 
 -- Leave no usage behind for the other tests.

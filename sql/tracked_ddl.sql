@@ -309,8 +309,46 @@ ALTER TABLE typed ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER bil
                   ENABLE ALWAYS TRIGGER billing_track_truncate;
 ALTER TABLE typed ALTER COLUMN role TYPE text;
 SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'typed'::regclass AND NOT tgisinternal ORDER BY 1;
+-- Each trigger keeps its own mode, as the owner left it: billing_track and
+-- billing_track_update ALWAYS beside an ORIGIN TRUNCATE trigger (the table
+-- read by billing meanwhile, as before the ALTER), and a DISABLEd one.
+ALTER TABLE typed ENABLE TRIGGER billing_track_truncate;
+ALTER TABLE typed ALTER COLUMN role TYPE varchar(40);
+SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'typed'::regclass AND NOT tgisinternal ORDER BY 1;
+ALTER TABLE typed ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update;
+ALTER TABLE typed DISABLE TRIGGER billing_track_update;
+ALTER TABLE typed ALTER COLUMN role TYPE text;
+SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'typed'::regclass AND NOT tgisinternal ORDER BY 1;
+ALTER TABLE typed ENABLE TRIGGER billing_track_update;
+-- A statement that also names billing's triggers, or drops a column billing
+-- reads, gets PostgreSQL's refusal, as before.
+ALTER TABLE typed ALTER COLUMN content TYPE varchar(5000), ENABLE ALWAYS TRIGGER billing_track;
+ALTER TABLE typed ALTER COLUMN content TYPE varchar(5000), DROP COLUMN data;
+-- A USING that changes the ids' text would leave the frozen prompt
+-- estimates behind (keyed by it): refused. One that keeps it passes.
+INSERT INTO typed (id, conversation_id, role, content, data, created_at)
+VALUES (10, 'e', 'user', 'abcdefgh', '{}', '2026-11-08'), (11, 'e', 'assistant', 'abcd', '{}', '2026-11-09');
+SELECT message_id, prompt_tokens FROM billing.estimated_prompts
+ WHERE source_id = (SELECT id FROM billing.tracked_tables WHERE relation = 'typed'::regclass);
+ALTER TABLE typed ALTER COLUMN id DROP DEFAULT;
+ALTER TABLE typed ALTER COLUMN id TYPE text USING 'm' || id;
+ALTER TABLE typed ALTER COLUMN id TYPE text USING id::text;
 SELECT billing.untrack_messages('typed');
 DROP TABLE typed;
+-- A role without USAGE on schema billing changes a column's type on a
+-- table of its own, and replaces a trigger of its own: billing's event
+-- triggers look their functions up without that right (both failed with
+-- "permission denied for schema billing").
+CREATE ROLE regress_migrator;
+CREATE SCHEMA migrations AUTHORIZATION regress_migrator;
+SET ROLE regress_migrator;
+CREATE TABLE migrations.t (a int, b text);
+ALTER TABLE migrations.t ALTER COLUMN b TYPE varchar(5);
+CREATE TRIGGER x BEFORE UPDATE ON migrations.t FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
+CREATE OR REPLACE TRIGGER x BEFORE UPDATE ON migrations.t FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
+RESET ROLE;
+DROP SCHEMA migrations CASCADE;
+DROP ROLE regress_migrator;
 -- A partitioned table: the partitions' copies of the trigger are made
 -- again with it, and a reply stored in a partition afterwards is billed
 -- (0.00075).
@@ -336,3 +374,22 @@ ALTER TABLE chat.turns SET SCHEMA archive;
 SELECT relation FROM billing.tracked_tables WHERE relation = 'archive.turns'::regclass;
 SELECT billing.untrack_messages('archive.turns');
 DROP SCHEMA chat, archive CASCADE;
+
+-- A schema of tracked tables renamed (ALTER SCHEMA ... RENAME TO): the
+-- PL/pgSQL body, which estimates the replies of a table without an index
+-- on its conversation column, reads the table by its new name at once.
+-- 'aaaa...' (40 characters) is 10 tokens; the second reply's prompt is
+-- 10 + 1 ('abcd') + 10 = 21.
+CREATE SCHEMA s1;
+CREATE TABLE s1.ni (id int PRIMARY KEY, conversation_id text, role text, content text, data jsonb, created_at timestamptz);
+SELECT tracked FROM billing.track_messages('s1.ni');
+INSERT INTO s1.ni VALUES (1, 'c', 'user', repeat('a', 40), '{}', '2026-11-01 10:00'),
+                         (2, 'c', 'assistant', 'abcd', '{}', '2026-11-01 10:01');
+ALTER SCHEMA s1 RENAME TO s2;
+INSERT INTO s2.ni VALUES (3, 'c', 'user', repeat('a', 40), '{}', '2026-11-01 10:02'),
+                         (4, 'c', 'assistant', 'abcd', '{}', '2026-11-01 10:03');
+SELECT message_id, prompt_tokens FROM billing.estimated_prompts
+ WHERE source_id = (SELECT id FROM billing.tracked_tables WHERE relation = 's2.ni'::regclass) ORDER BY 1;
+SELECT count(*) AS problems FROM billing.usage_problems WHERE source_table = 's2.ni'::regclass;
+SELECT billing.untrack_messages('s2.ni');
+DROP SCHEMA s2 CASCADE;

@@ -13,6 +13,7 @@
 // visible from C alone.
 //
 // Nothing here throws or holds an object with a destructor.
+#include "billing_function.h"
 #include "postgres_headers.h"
 
 #include "settings.h"
@@ -25,7 +26,6 @@ extern "C" {
 #include "commands/trigger.h"
 #include "nodes/parsenodes.h"
 #include "nodes/value.h"
-#include "parser/parse_func.h"
 #include "tcop/deparse_utility.h"
 #include "catalog/pg_type.h"
 #include "utils/array.h"
@@ -114,9 +114,8 @@ extern "C" Datum trigger_replace_guard(PG_FUNCTION_ARGS) {
   if (!OidIsValid(relid)) PG_RETURN_VOID();
   const Oid trigger = get_trigger_oid(relid, stmt->trigname, true);
   if (!OidIsValid(trigger)) PG_RETURN_VOID();  // (nothing to replace: a new trigger, checked at its end)
-  Oid argtypes[1] = {OIDOID};
-  List* name = list_make2(makeString(pstrdup("billing")), makeString(pstrdup("_billings_trigger")));
-  const Oid check = LookupFuncName(name, 1, argtypes, true);
+  const Oid argtypes[1] = {OIDOID};
+  const Oid check = billing::pg::billing_function("_billings_trigger", 1, argtypes);
   if (!OidIsValid(check)) PG_RETURN_VOID();
   if (DatumGetBool(OidFunctionCall1(check, ObjectIdGetDatum(trigger))))
     ereport(ERROR, (errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
@@ -150,15 +149,33 @@ extern "C" Datum column_types_changing(PG_FUNCTION_ARGS) {
     const Node* node = static_cast<const Node*>(lfirst(cell));
     if (!IsA(node, AlterTableCmd)) continue;
     const auto* cmd = reinterpret_cast<const AlterTableCmd*>(node);
-    if (cmd->subtype == AT_AlterColumnType && cmd->name != nullptr)
-      columns = lappend(columns, DatumGetPointer(CStringGetTextDatum(cmd->name)));
+    switch (cmd->subtype) {
+      case AT_AlterColumnType:
+        if (cmd->name != nullptr) columns = lappend(columns, DatumGetPointer(CStringGetTextDatum(cmd->name)));
+        break;
+      // A statement that also names triggers (ENABLE ALWAYS TRIGGER
+      // billing_track, ...) or drops a column would find billing's triggers
+      // gone, or drop a column billing reads without the refusal its
+      // trigger gives: PostgreSQL's refusal of the type change stands there.
+      case AT_EnableTrig:
+      case AT_EnableAlwaysTrig:
+      case AT_EnableReplicaTrig:
+      case AT_DisableTrig:
+      case AT_EnableTrigAll:
+      case AT_DisableTrigAll:
+      case AT_EnableTrigUser:
+      case AT_DisableTrigUser:
+      case AT_DropColumn:
+        PG_RETURN_VOID();
+      default:
+        break;
+    }
   }
   if (columns == NIL) PG_RETURN_VOID();
   const Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
   if (!OidIsValid(relid)) PG_RETURN_VOID();  // (ALTER TABLE IF EXISTS of no table: PostgreSQL says so)
-  Oid argtypes[2] = {OIDOID, TEXTARRAYOID};
-  List* name = list_make2(makeString(pstrdup("billing")), makeString(pstrdup("_lift_row_triggers")));
-  const Oid lift = LookupFuncName(name, 2, argtypes, true);
+  const Oid argtypes[2] = {OIDOID, TEXTARRAYOID};
+  const Oid lift = billing::pg::billing_function("_lift_row_triggers", 2, argtypes);
   if (!OidIsValid(lift)) PG_RETURN_VOID();
   const int n = list_length(columns);
   auto* items = static_cast<Datum*>(palloc(sizeof(Datum) * n));

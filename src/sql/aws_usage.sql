@@ -164,7 +164,12 @@ SELECT pg_catalog.pg_extension_config_dump('billing.tracked_profiles', '');
 CREATE TABLE billing.untracked_profiles (
     relation     regclass    PRIMARY KEY,
     counter_sum  numeric     NOT NULL CHECK (counter_sum >= 0),
-    untracked_at timestamptz NOT NULL
+    untracked_at timestamptz NOT NULL,
+    -- (what the sum is of: tracked again with another counter or service,
+    -- the sum is not subtracted; another column is taken for the same
+    -- counter, as the column swap that ends in it needs)
+    counter      text        NOT NULL,
+    service      text        NOT NULL
 );
 COMMENT ON TABLE billing.untracked_profiles IS
     'Profiles tables untracked, with the sum of their counters then: billing.track_profiles records only what they rose by since, when it tracks one again in the same month.';
@@ -244,7 +249,9 @@ BEGIN
     -- rose by since (the rest is recorded already).
     total := billing._profiles_counter_sum(relation, data_column, counter);
     DELETE FROM billing.untracked_profiles AS u WHERE u.relation = track_profiles.relation
-    RETURNING CASE WHEN billing.month_of(u.untracked_at) = billing.month_of(now()) THEN u.counter_sum END
+    RETURNING CASE WHEN billing.month_of(u.untracked_at) = billing.month_of(now()) AND u.counter = track_profiles.counter
+                        AND u.service = track_profiles.service
+                   THEN u.counter_sum END
          INTO earlier;
     recorded := CASE WHEN earlier IS NULL THEN total ELSE greatest(total - earlier, 0) END;
     IF recorded > 0 THEN
@@ -254,8 +261,9 @@ BEGIN
                      ELSE 'counter increase while not tracked' END, 'track_profiles');
     END IF;
     IF earlier IS NOT NULL THEN
-        RAISE NOTICE 'billing: % was tracked earlier this month, its counters then summing to %: % e-mails recorded, what they rose by since (they sum to % now)',
-                     relation, earlier, recorded, total;
+        RAISE NOTICE 'billing: % was tracked earlier this month, its counters then summing to %: % e-mails recorded, what their sum rose by since (it is % now)',
+                     relation, earlier, recorded, total
+            USING DETAIL = 'A sum: a profile deleted or reset meanwhile makes it rise by less than the e-mails sent.';
     END IF;
     tracked := relation;
     recorded := coalesce(recorded, 0);
@@ -280,8 +288,11 @@ BEGIN
     IF counter IS NOT NULL AND followed IS NOT NULL
        AND (SELECT a.atttypid FROM pg_attribute AS a WHERE a.attrelid = relation AND a.attname = followed) = 'jsonb'::regtype THEN
         INSERT INTO billing.untracked_profiles AS u
-        VALUES (relation, billing._profiles_counter_sum(relation, followed, counter), now())
-            ON CONFLICT ON CONSTRAINT untracked_profiles_pkey DO UPDATE SET counter_sum = excluded.counter_sum, untracked_at = excluded.untracked_at;
+        VALUES (relation, billing._profiles_counter_sum(relation, followed, counter), now(), counter,
+                (SELECT tp.service FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation))
+            ON CONFLICT ON CONSTRAINT untracked_profiles_pkey DO UPDATE
+            SET counter_sum = excluded.counter_sum, untracked_at = excluded.untracked_at, counter = excluded.counter,
+                service = excluded.service;
     END IF;
     PERFORM billing._drop_own_trigger('billing_track_profiles', relation);
     DELETE FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation;

@@ -303,9 +303,19 @@ BEGIN
                      t.created_at_column]::text[] && p_columns) THEN
         RETURN;
     END IF;
-    FOR g IN SELECT tg.tgname FROM pg_trigger AS tg
+    -- The lock the ALTER takes next, taken first, as it takes it (the
+    -- table, then its partitions): dropping the triggers locks each
+    -- partition before the parent, and an app transaction that had written
+    -- a partition and then read the conversation in the others deadlocked
+    -- with it.
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p_relation::regclass);
+    FOR g IN SELECT tg.tgname, tg.tgenabled FROM pg_trigger AS tg
               WHERE tg.tgrelid = p_relation AND tg.tgparentid = 0 AND tg.tgfoid = billing._trigger_function(t.id)
               ORDER BY tg.tgname LOOP
+        -- (each trigger's mode, for the end of the command: ENABLE ALWAYS,
+        -- DISABLE, as the owner left it)
+        INSERT INTO billing.lifted_triggers VALUES (p_relation, g.tgname, g.tgenabled)
+            ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled;
         PERFORM billing._drop_own_trigger(g.tgname, p_relation::regclass);
     END LOOP;
 END
@@ -316,6 +326,32 @@ AS 'MODULE_PATHNAME', 'column_types_changing' LANGUAGE C;
 CREATE EVENT TRIGGER billing_column_types_changing ON ddl_command_start
     WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION billing._column_types_changing();
+
+-- ALTER SCHEMA ... RENAME TO of a schema holding tracked tables: their
+-- PL/pgSQL bodies read each table by name (the estimate of a reply without
+-- usage, when the C trigger leaves it to them), and found no table by the
+-- old name: replies stored until the next merge() made the bodies again
+-- lost their prompt estimates. Made again at once.
+CREATE FUNCTION billing._tracked_schema_renamed() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+BEGIN
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+              WHERE (SELECT p.prosrc FROM pg_proc AS p WHERE p.oid = billing._trigger_function(tt.id, full_body => true))
+                    IS DISTINCT FROM billing._trigger_function_body(tt)
+              ORDER BY tt.id LOOP
+        CONTINUE WHEN billing._citus_triggered(t.id);
+        PERFORM billing._create_trigger_function(t);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._tracked_schema_renamed() FROM PUBLIC;
+CREATE EVENT TRIGGER billing_tracked_schema_renamed ON ddl_command_end
+    WHEN TAG IN ('ALTER SCHEMA')
+    EXECUTE FUNCTION billing._tracked_schema_renamed();
 
 -- Whether an ALTER TYPE renamed a value of an enum (RENAME VALUE).
 -- C body: src/pg/ddl_command.cpp (ddl_renames_enum_value)
@@ -498,6 +534,7 @@ BEGIN
                FROM pg_event_trigger_dropped_objects() AS o
                LEFT JOIN billing.tracked_tables AS t ON t.relation::oid = o.objid
               WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND o.object_type = 'table'
+              ORDER BY o.object_identity   -- (the NOTICEs in one order, whatever the plan)
     LOOP
         CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
         BEGIN

@@ -422,12 +422,26 @@ END
 $$;
 REVOKE ALL ON FUNCTION billing._create_row_trigger(billing.tracked_tables, regprocedure) FROM PUBLIC;
 
+-- billing's row triggers dropped at the start of an ALTER TABLE that changes
+-- a column's type, with their modes, until its end makes them again (empty
+-- outside such a command: one transaction writes and deletes its rows).
+CREATE TABLE billing.lifted_triggers (
+    relation     oid  NOT NULL,
+    trigger_name name NOT NULL,
+    enabled      "char" NOT NULL,
+    PRIMARY KEY (relation, trigger_name)
+);
+REVOKE ALL ON billing.lifted_triggers FROM PUBLIC;
+
 -- The row triggers of tracked table `t` made again after a change of a
--- column's type (billing._lift_row_triggers dropped them): its trigger
--- functions made for the new types (another type is refused, with
--- SQLSTATE 42804, as track_messages refuses it), and billing_track in the
--- mode its TRUNCATE trigger kept (ENABLE ALWAYS on a subscriber, say);
--- billing_track_update follows it.
+-- column's type (billing._lift_row_triggers dropped them, keeping their
+-- modes in billing.lifted_triggers): its trigger functions made for the new
+-- types (another type is refused, with SQLSTATE 42804, as track_messages
+-- refuses it), each trigger in the mode it had (ENABLE ALWAYS on a
+-- subscriber, DISABLE as the owner left it). The frozen prompt estimates
+-- are keyed by the id's text: a USING clause that changed it (id TYPE text
+-- USING 'm' || id) would leave them behind, and the replies would be
+-- estimated anew from the conversation as it is now; refused instead.
 CREATE FUNCTION billing._restore_row_triggers(t billing.tracked_tables) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -435,15 +449,44 @@ SET billing.internal_ddl = on
 AS $$
 DECLARE
     fn regprocedure := billing._create_trigger_function(t);
-    mode "char" := (SELECT g.tgenabled FROM pg_trigger AS g
-                     WHERE g.tgrelid = t.relation AND g.tgparentid = 0 AND billing._is_truncate_trigger(g, t.id));
+    g record;
+    lost bigint;
+    pass integer;
 BEGIN
-    PERFORM billing._create_row_trigger(t, fn);
-    IF mode IN ('A', 'R', 'D') THEN
-        EXECUTE format('ALTER TABLE %s %s TRIGGER billing_track', t.relation,
-                       CASE mode WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'DISABLE' END);
+    IF EXISTS (SELECT 1 FROM billing.estimated_prompts AS e WHERE e.source_id = t.id) THEN
+        -- (one pass over the table, not a probe per estimate: the key is
+        -- an expression no index holds)
+        EXECUTE format('SELECT count(*) FROM (SELECT e.message_id FROM billing.estimated_prompts AS e WHERE e.source_id = $1
+                                              EXCEPT SELECT billing._key(%s) FROM %s AS m) AS x',
+                       (billing._row_reader(t, 'm')).id, t.relation)
+           INTO lost USING t.id;
+        IF lost > 0 THEN
+            RAISE EXCEPTION 'billing: % frozen prompt estimates of tracked table % name ids the table no longer holds: the change of column % changed their text',
+                            lost, t.relation, quote_ident(t.id_column)
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Keep the ids'' text (USING the old values), or untrack the table first (its replies'' prompts are then estimated anew from their conversations).';
+        END IF;
     END IF;
-    PERFORM billing._create_update_trigger(t);
+    -- (billing_track first, in its mode, then billing_track_update, which
+    -- takes billing_track's: each ALTER's own end then sees the modes
+    -- alike, as they were, and says nothing)
+    PERFORM billing._create_row_trigger(t, fn);
+    FOR pass IN 1..2 LOOP
+        IF pass = 2 THEN
+            PERFORM billing._create_update_trigger(t);
+        END IF;
+        FOR g IN DELETE FROM billing.lifted_triggers AS l
+                  WHERE l.relation = t.relation::oid AND (l.trigger_name = 'billing_track') = (pass = 1)
+                 RETURNING l.trigger_name, l.enabled LOOP
+            IF EXISTS (SELECT 1 FROM pg_trigger AS x
+                        WHERE x.tgrelid = t.relation AND x.tgname = g.trigger_name AND x.tgenabled <> g.enabled) THEN
+                EXECUTE format('ALTER TABLE %s %s TRIGGER %I', t.relation,
+                               CASE g.enabled WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA'
+                                              WHEN 'D' THEN 'DISABLE' ELSE 'ENABLE' END,
+                               g.trigger_name);
+            END IF;
+        END LOOP;
+    END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION billing._restore_row_triggers(billing.tracked_tables) FROM PUBLIC;

@@ -11186,7 +11186,12 @@ $$;
 CREATE TABLE billing.untracked_profiles (
     relation     regclass    PRIMARY KEY,
     counter_sum  numeric     NOT NULL CHECK (counter_sum >= 0),
-    untracked_at timestamptz NOT NULL
+    untracked_at timestamptz NOT NULL,
+    -- (what the sum is of: tracked again with another counter or service,
+    -- the sum is not subtracted; another column is taken for the same
+    -- counter, as the column swap that ends in it needs)
+    counter      text        NOT NULL,
+    service      text        NOT NULL
 );
 COMMENT ON TABLE billing.untracked_profiles IS
     'Profiles tables untracked, with the sum of their counters then: billing.track_profiles records only what they rose by since, when it tracks one again in the same month.';
@@ -11269,7 +11274,9 @@ BEGIN
     -- rose by since (the rest is recorded already).
     total := billing._profiles_counter_sum(relation, data_column, counter);
     DELETE FROM billing.untracked_profiles AS u WHERE u.relation = track_profiles.relation
-    RETURNING CASE WHEN billing.month_of(u.untracked_at) = billing.month_of(now()) THEN u.counter_sum END
+    RETURNING CASE WHEN billing.month_of(u.untracked_at) = billing.month_of(now()) AND u.counter = track_profiles.counter
+                        AND u.service = track_profiles.service
+                   THEN u.counter_sum END
          INTO earlier;
     recorded := CASE WHEN earlier IS NULL THEN total ELSE greatest(total - earlier, 0) END;
     IF recorded > 0 THEN
@@ -11279,8 +11286,9 @@ BEGIN
                      ELSE 'counter increase while not tracked' END, 'track_profiles');
     END IF;
     IF earlier IS NOT NULL THEN
-        RAISE NOTICE 'billing: % was tracked earlier this month, its counters then summing to %: % e-mails recorded, what they rose by since (they sum to % now)',
-                     relation, earlier, recorded, total;
+        RAISE NOTICE 'billing: % was tracked earlier this month, its counters then summing to %: % e-mails recorded, what their sum rose by since (it is % now)',
+                     relation, earlier, recorded, total
+            USING DETAIL = 'A sum: a profile deleted or reset meanwhile makes it rise by less than the e-mails sent.';
     END IF;
     tracked := relation;
     recorded := coalesce(recorded, 0);
@@ -11305,8 +11313,11 @@ BEGIN
     IF counter IS NOT NULL AND followed IS NOT NULL
        AND (SELECT a.atttypid FROM pg_attribute AS a WHERE a.attrelid = relation AND a.attname = followed) = 'jsonb'::regtype THEN
         INSERT INTO billing.untracked_profiles AS u
-        VALUES (relation, billing._profiles_counter_sum(relation, followed, counter), now())
-            ON CONFLICT ON CONSTRAINT untracked_profiles_pkey DO UPDATE SET counter_sum = excluded.counter_sum, untracked_at = excluded.untracked_at;
+        VALUES (relation, billing._profiles_counter_sum(relation, followed, counter), now(), counter,
+                (SELECT tp.service FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation))
+            ON CONFLICT ON CONSTRAINT untracked_profiles_pkey DO UPDATE
+            SET counter_sum = excluded.counter_sum, untracked_at = excluded.untracked_at, counter = excluded.counter,
+                service = excluded.service;
     END IF;
     PERFORM billing._drop_own_trigger('billing_track_profiles', relation);
     DELETE FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation;
@@ -11475,6 +11486,7 @@ BEGIN
                FROM pg_event_trigger_dropped_objects() AS o
                LEFT JOIN billing.tracked_tables AS t ON t.relation::oid = o.objid
               WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND o.object_type = 'table'
+              ORDER BY o.object_identity   -- (the NOTICEs in one order, whatever the plan)
     LOOP
         CONTINUE WHEN d.source_id IS NULL AND d.profiles_fn IS NULL;
         BEGIN
@@ -11589,6 +11601,17 @@ END
 $$;
 
 -- ==== a column billing reads may change type: its row triggers are made again for the new type (src/sql/tracking.sql, src/sql/ddl_events.sql) ====
+-- billing's row triggers dropped at the start of an ALTER TABLE that changes
+-- a column's type, with their modes, until its end makes them again (empty
+-- outside such a command: one transaction writes and deletes its rows).
+CREATE TABLE billing.lifted_triggers (
+    relation     oid  NOT NULL,
+    trigger_name name NOT NULL,
+    enabled      "char" NOT NULL,
+    PRIMARY KEY (relation, trigger_name)
+);
+REVOKE ALL ON billing.lifted_triggers FROM PUBLIC;
+
 -- billing_track, the row trigger of tracked table `t`, calling `fn`.
 CREATE FUNCTION billing._create_row_trigger(t billing.tracked_tables, fn regprocedure) RETURNS void
 LANGUAGE plpgsql
@@ -11620,15 +11643,44 @@ SET billing.internal_ddl = on
 AS $$
 DECLARE
     fn regprocedure := billing._create_trigger_function(t);
-    mode "char" := (SELECT g.tgenabled FROM pg_trigger AS g
-                     WHERE g.tgrelid = t.relation AND g.tgparentid = 0 AND billing._is_truncate_trigger(g, t.id));
+    g record;
+    lost bigint;
+    pass integer;
 BEGIN
-    PERFORM billing._create_row_trigger(t, fn);
-    IF mode IN ('A', 'R', 'D') THEN
-        EXECUTE format('ALTER TABLE %s %s TRIGGER billing_track', t.relation,
-                       CASE mode WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'DISABLE' END);
+    IF EXISTS (SELECT 1 FROM billing.estimated_prompts AS e WHERE e.source_id = t.id) THEN
+        -- (one pass over the table, not a probe per estimate: the key is
+        -- an expression no index holds)
+        EXECUTE format('SELECT count(*) FROM (SELECT e.message_id FROM billing.estimated_prompts AS e WHERE e.source_id = $1
+                                              EXCEPT SELECT billing._key(%s) FROM %s AS m) AS x',
+                       (billing._row_reader(t, 'm')).id, t.relation)
+           INTO lost USING t.id;
+        IF lost > 0 THEN
+            RAISE EXCEPTION 'billing: % frozen prompt estimates of tracked table % name ids the table no longer holds: the change of column % changed their text',
+                            lost, t.relation, quote_ident(t.id_column)
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Keep the ids'' text (USING the old values), or untrack the table first (its replies'' prompts are then estimated anew from their conversations).';
+        END IF;
     END IF;
-    PERFORM billing._create_update_trigger(t);
+    -- (billing_track first, in its mode, then billing_track_update, which
+    -- takes billing_track's: each ALTER's own end then sees the modes
+    -- alike, as they were, and says nothing)
+    PERFORM billing._create_row_trigger(t, fn);
+    FOR pass IN 1..2 LOOP
+        IF pass = 2 THEN
+            PERFORM billing._create_update_trigger(t);
+        END IF;
+        FOR g IN DELETE FROM billing.lifted_triggers AS l
+                  WHERE l.relation = t.relation::oid AND (l.trigger_name = 'billing_track') = (pass = 1)
+                 RETURNING l.trigger_name, l.enabled LOOP
+            IF EXISTS (SELECT 1 FROM pg_trigger AS x
+                        WHERE x.tgrelid = t.relation AND x.tgname = g.trigger_name AND x.tgenabled <> g.enabled) THEN
+                EXECUTE format('ALTER TABLE %s %s TRIGGER %I', t.relation,
+                               CASE g.enabled WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA'
+                                              WHEN 'D' THEN 'DISABLE' ELSE 'ENABLE' END,
+                               g.trigger_name);
+            END IF;
+        END LOOP;
+    END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION billing._restore_row_triggers(billing.tracked_tables) FROM PUBLIC;
@@ -11687,9 +11739,19 @@ BEGIN
                      t.created_at_column]::text[] && p_columns) THEN
         RETURN;
     END IF;
-    FOR g IN SELECT tg.tgname FROM pg_trigger AS tg
+    -- The lock the ALTER takes next, taken first, as it takes it (the
+    -- table, then its partitions): dropping the triggers locks each
+    -- partition before the parent, and an app transaction that had written
+    -- a partition and then read the conversation in the others deadlocked
+    -- with it.
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p_relation::regclass);
+    FOR g IN SELECT tg.tgname, tg.tgenabled FROM pg_trigger AS tg
               WHERE tg.tgrelid = p_relation AND tg.tgparentid = 0 AND tg.tgfoid = billing._trigger_function(t.id)
               ORDER BY tg.tgname LOOP
+        -- (each trigger's mode, for the end of the command: ENABLE ALWAYS,
+        -- DISABLE, as the owner left it)
+        INSERT INTO billing.lifted_triggers VALUES (p_relation, g.tgname, g.tgenabled)
+            ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled;
         PERFORM billing._drop_own_trigger(g.tgname, p_relation::regclass);
     END LOOP;
 END
@@ -11936,6 +11998,33 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- ==== a schema of tracked tables renamed: their PL/pgSQL bodies made again (src/sql/ddl_events.sql) ====
+-- ALTER SCHEMA ... RENAME TO of a schema holding tracked tables: their
+-- PL/pgSQL bodies read each table by name (the estimate of a reply without
+-- usage, when the C trigger leaves it to them), and found no table by the
+-- old name: replies stored until the next merge() made the bodies again
+-- lost their prompt estimates. Made again at once.
+CREATE FUNCTION billing._tracked_schema_renamed() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+BEGIN
+    FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
+              WHERE (SELECT p.prosrc FROM pg_proc AS p WHERE p.oid = billing._trigger_function(tt.id, full_body => true))
+                    IS DISTINCT FROM billing._trigger_function_body(tt)
+              ORDER BY tt.id LOOP
+        CONTINUE WHEN billing._citus_triggered(t.id);
+        PERFORM billing._create_trigger_function(t);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._tracked_schema_renamed() FROM PUBLIC;
+CREATE EVENT TRIGGER billing_tracked_schema_renamed ON ddl_command_end
+    WHEN TAG IN ('ALTER SCHEMA')
+    EXECUTE FUNCTION billing._tracked_schema_renamed();
 
 -- ==== billing's triggers on its own tables fire ALWAYS (src/sql/own_triggers.sql) ====
 DO $$

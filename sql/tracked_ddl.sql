@@ -393,3 +393,35 @@ SELECT message_id, prompt_tokens FROM billing.estimated_prompts
 SELECT count(*) AS problems FROM billing.usage_problems WHERE source_table = 's2.ni'::regclass;
 SELECT billing.untrack_messages('s2.ni');
 DROP SCHEMA s2 CASCADE;
+
+-- A partitioned table with a foreign partition (an archive on another
+-- server, here this one through postgres_fdw) can be tracked: PostgreSQL
+-- lets a foreign table have no TRUNCATE trigger, and billing puts none on
+-- it (tracking failed). Its rows are billed; a reply stored later in the
+-- local partition is estimated from both: 'abcdefgh' (2) in the archive +
+-- 'abcd' (1) = 3 tokens.
+CREATE EXTENSION postgres_fdw;
+DO $$
+BEGIN
+    EXECUTE format('CREATE SERVER loopback FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %L, dbname %L, port %L)',
+                   split_part(current_setting('unix_socket_directories'), ',', 1), current_database(),
+                   current_setting('port'));
+END
+$$;
+CREATE USER MAPPING FOR CURRENT_USER SERVER loopback;
+CREATE TABLE fdw_remote (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamptz);
+INSERT INTO fdw_remote VALUES (1, 'f', 'user', 'abcdefgh', '{}', '2025-06-01');
+CREATE TABLE fdw_parted (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamptz)
+    PARTITION BY RANGE (created_at);
+CREATE FOREIGN TABLE fdw_parted_old PARTITION OF fdw_parted FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')
+    SERVER loopback OPTIONS (table_name 'fdw_remote');
+CREATE TABLE fdw_parted_new PARTITION OF fdw_parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE INDEX ON fdw_parted_new (conversation_id);
+SELECT tracked FROM billing.track_messages('fdw_parted');
+INSERT INTO fdw_parted VALUES (2, 'f', 'user', 'abcd', '{}', '2026-11-01'),
+                              (3, 'f', 'assistant', 'x', '{}', '2026-11-02');
+SELECT message_id, prompt_tokens FROM billing.estimated_prompts
+ WHERE source_id = (SELECT id FROM billing.tracked_tables WHERE relation = 'fdw_parted'::regclass);
+SELECT billing.untrack_messages('fdw_parted');
+DROP TABLE fdw_parted, fdw_remote;
+DROP EXTENSION postgres_fdw CASCADE;

@@ -9850,7 +9850,10 @@ BEGIN
     IF billing._citus_distributed(t.relation) THEN
         RETURN;   -- (Citus places a distributed table's triggers itself: citus.sql)
     END IF;
+    -- (not on a foreign partition, which PostgreSQL lets have no TRUNCATE
+    -- trigger: tracking a table with one failed)
     FOR part IN SELECT p.relid FROM pg_partition_tree(t.relation) AS p
+                  JOIN pg_class AS c ON c.oid = p.relid AND c.relkind <> 'f'
                  WHERE p.level > 0
                    AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g
                                     WHERE g.tgrelid = p.relid AND billing._is_truncate_trigger(g, t.id))

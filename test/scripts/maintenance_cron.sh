@@ -112,10 +112,14 @@ check "the merge job ran and succeeded, the ledger is merged, the alerts fired" 
 check "the alerts: 50 % and 100 % of cron-test at 2.00 USD spent" \
     "$(q -d postgres -c "SELECT string_agg(budget || ' ' || threshold || ' ' || spent::numeric(10, 2), ', ' ORDER BY threshold) FROM billing.alerts")" \
     'cron-test 50 2.00, cron-test 100 2.00'
+# (pg_cron's launcher writes a run's start_time when it sees the run
+# started; on a loaded machine the job's own statement can begin first:
+# seconds of slack)
 check "merge_status: the last merge is a run of the merge job, nothing waits" \
     "$(q -d postgres -c "SELECT (s.last_merge_at BETWEEN (SELECT min(d.start_time) FROM cron.job_run_details AS d
                                                              JOIN cron.job AS j USING (jobid)
                                                             WHERE j.jobname = 'billing-merge:postgres')
+                                                          - interval '10 seconds'
                                                      AND now())
                                 || ' ' || s.unmerged_writes
                            FROM billing.merge_status AS s")" \

@@ -449,9 +449,9 @@ SET billing.internal_ddl = on
 AS $$
 DECLARE
     fn regprocedure := billing._create_trigger_function(t);
-    g record;
     lost bigint;
-    pass integer;
+    track_mode "char";
+    update_mode "char";
 BEGIN
     IF EXISTS (SELECT 1 FROM billing.estimated_prompts AS e WHERE e.source_id = t.id) THEN
         -- (one pass over the table, not a probe per estimate: the key is
@@ -468,25 +468,17 @@ BEGIN
         END IF;
     END IF;
     -- (billing_track first, in its mode, then billing_track_update, which
-    -- takes billing_track's: each ALTER's own end then sees the modes
-    -- alike, as they were, and says nothing)
+    -- takes billing_track's, in its own: each ALTER's own end then sees the
+    -- modes alike, as they were, and says nothing)
+    SELECT l.enabled INTO track_mode FROM billing.lifted_triggers AS l
+     WHERE l.relation = t.relation::oid AND l.trigger_name = 'billing_track';
+    SELECT l.enabled INTO update_mode FROM billing.lifted_triggers AS l
+     WHERE l.relation = t.relation::oid AND l.trigger_name = 'billing_track_update';
+    DELETE FROM billing.lifted_triggers AS l WHERE l.relation = t.relation::oid;
     PERFORM billing._create_row_trigger(t, fn);
-    FOR pass IN 1..2 LOOP
-        IF pass = 2 THEN
-            PERFORM billing._create_update_trigger(t);
-        END IF;
-        FOR g IN DELETE FROM billing.lifted_triggers AS l
-                  WHERE l.relation = t.relation::oid AND (l.trigger_name = 'billing_track') = (pass = 1)
-                 RETURNING l.trigger_name, l.enabled LOOP
-            IF EXISTS (SELECT 1 FROM pg_trigger AS x
-                        WHERE x.tgrelid = t.relation AND x.tgname = g.trigger_name AND x.tgenabled <> g.enabled) THEN
-                EXECUTE format('ALTER TABLE %s %s TRIGGER %I', t.relation,
-                               CASE g.enabled WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA'
-                                              WHEN 'D' THEN 'DISABLE' ELSE 'ENABLE' END,
-                               g.trigger_name);
-            END IF;
-        END LOOP;
-    END LOOP;
+    PERFORM billing._set_trigger_mode(t.relation, 'billing_track', track_mode);
+    PERFORM billing._create_update_trigger(t);
+    PERFORM billing._set_trigger_mode(t.relation, 'billing_track_update', update_mode);
 END
 $$;
 REVOKE ALL ON FUNCTION billing._restore_row_triggers(billing.tracked_tables) FROM PUBLIC;
@@ -561,13 +553,31 @@ DECLARE
     mode "char" := (SELECT g.tgenabled FROM billing.tracked_tables AS t JOIN pg_trigger AS g ON g.tgrelid = t.relation
                      WHERE t.id = p_source AND g.tgname = 'billing_track');
 BEGIN
-    IF mode IN ('A', 'O') AND EXISTS (SELECT 1 FROM pg_trigger AS g
-                                       WHERE g.tgrelid = relation AND g.tgname = p_trigger AND g.tgenabled <> mode) THEN
-        EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I', relation, CASE mode WHEN 'A' THEN 'ALWAYS' ELSE '' END,
+    IF mode IN ('A', 'O') THEN
+        PERFORM billing._set_trigger_mode(relation, p_trigger, mode);
+    END IF;
+END
+$$;
+
+-- Sets trigger `p_trigger` of `relation` to fire as pg_trigger.tgenabled
+-- `mode` says (O: ENABLE, A: ENABLE ALWAYS, R: ENABLE REPLICA, D: DISABLE),
+-- where it exists and fires otherwise; nothing for a NULL mode.
+CREATE FUNCTION billing._set_trigger_mode(relation regclass, p_trigger name, mode "char") RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+BEGIN
+    IF mode IN ('O', 'A', 'R', 'D') AND EXISTS (SELECT 1 FROM pg_trigger AS g
+                                                 WHERE g.tgrelid = relation AND g.tgname = p_trigger AND g.tgenabled <> mode) THEN
+        EXECUTE format('ALTER TABLE %s %s TRIGGER %I', relation,
+                       CASE mode WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA' WHEN 'D' THEN 'DISABLE'
+                                 ELSE 'ENABLE' END,
                        p_trigger);
     END IF;
 END
 $$;
+REVOKE ALL ON FUNCTION billing._set_trigger_mode(regclass, name, "char") FROM PUBLIC;
 
 -- Whether trigger g is billing's TRUNCATE trigger for tracked table
 -- p_source (billing._tracked_truncated with that table's id), on the table

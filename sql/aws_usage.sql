@@ -103,3 +103,26 @@ SELECT billing.untrack_profiles('profiles');
 DELETE FROM billing.aws_usage;
 DELETE FROM billing.aws_actuals;
 DROP TABLE profiles;
+
+-- The type of a tracked profiles table's data column changed (Rails'
+-- change_column emits it even to jsonb again; PostgreSQL refuses it for a
+-- column a trigger's UPDATE OF list names): billing's trigger is made again
+-- in the mode it had, and e-mails are still recorded. Another type than
+-- jsonb is refused, with the ALTER.
+CREATE TABLE typed_profiles (id bigint PRIMARY KEY, data jsonb);
+INSERT INTO typed_profiles VALUES (1, '{"emails_sent_this_month": 1}');
+SELECT * FROM billing.track_profiles('typed_profiles');
+ALTER TABLE typed_profiles ENABLE ALWAYS TRIGGER billing_track_profiles;
+ALTER TABLE typed_profiles ALTER COLUMN data TYPE jsonb, ALTER COLUMN data SET DEFAULT '{}';
+SELECT tgname, tgenabled, tgattr FROM pg_trigger WHERE tgrelid = 'typed_profiles'::regclass AND NOT tgisinternal;
+UPDATE typed_profiles SET data = '{"emails_sent_this_month": 4}';         -- + 3
+ALTER TABLE typed_profiles ALTER COLUMN data TYPE json;
+SELECT format_type(atttypid, atttypmod) AS data_type FROM pg_attribute
+ WHERE attrelid = 'typed_profiles'::regclass AND attname = 'data';
+UPDATE typed_profiles SET data = '{"emails_sent_this_month": 6}';         -- + 2
+-- 1 when tracked + 3 + 2 = 6 e-mails
+SELECT sum(quantity) AS emails FROM billing.aws_usage WHERE origin = 'track_profiles';
+SELECT count(*) AS lifted_left FROM billing.lifted_triggers;
+SELECT billing.untrack_profiles('typed_profiles');
+DELETE FROM billing.aws_usage;
+DROP TABLE typed_profiles;

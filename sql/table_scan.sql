@@ -8,7 +8,9 @@
 SET timezone = 'UTC';
 \set SHOW_CONTEXT never
 
--- The SQL of billing._scan_table before it was written in C, verbatim.
+-- The SQL of billing._scan_table before it was written in C, verbatim but
+-- for the order of a conversation's messages, which now puts a message that
+-- is not a reply before a reply of the same time (billing._reply_rank).
 CREATE FUNCTION reference_scan(p_source smallint, p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
                completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
@@ -22,10 +24,12 @@ DECLARE
     t billing.tracked_tables;
     m record;
     earlier_content text;
+    earlier_role text;
 BEGIN
     SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
     m := billing._row_reader(t, 'm');
     earlier_content := billing._column_reader(t.relation, t.content_column, 'content', 'earlier');
+    earlier_role := billing._column_reader(t.relation, t.role_column, 'role', 'earlier');
     p_from := greatest(p_from, '0001-01-01 00:00:00+00');
     p_to := least(p_to, '10000-01-01 00:00:00+00');
     IF p_from >= p_to THEN
@@ -56,9 +60,10 @@ BEGIN
         billing._at_compare(t, 'm', '>=', '$2'), billing._at_compare(t, 'm', '<', '$3'),
         CASE WHEN t.backfilled THEN '0'
              ELSE format('(SELECT coalesce(sum(billing._estimated_tokens(%s)), 0)::bigint FROM %s AS earlier
-                            WHERE earlier.%I = m.%I AND (earlier.%I, earlier.%I) < (m.%I, m.%I))',
+                            WHERE earlier.%I = m.%I
+                              AND (earlier.%I, billing._reply_rank(%s), earlier.%I) < (m.%I, 1, m.%I))',
                          earlier_content, t.relation, t.conversation_column, t.conversation_column,
-                         t.created_at_column, t.id_column, t.created_at_column, t.id_column) END)
+                         t.created_at_column, earlier_role, t.id_column, t.created_at_column, t.id_column) END)
     USING p_source, p_from, p_to, billing._estimate_model();
 END
 $$;
@@ -76,19 +81,23 @@ DECLARE
     t billing.tracked_tables;
     r record;
     earlier_content text;
+    earlier_role text;
 BEGIN
     SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
     r := billing._row_reader(t, 'r');
     earlier_content := billing._column_reader(t.relation, t.content_column, 'content', 'm');
+    earlier_role := billing._column_reader(t.relation, t.role_column, 'role', 'm');
     RETURN QUERY EXECUTE format($q$
         SELECT billing._key(%2$s), %3$s, u.estimated,
                CASE WHEN u.estimated
                     THEN (SELECT coalesce(sum(billing._estimated_tokens(%4$s)), 0)::bigint FROM %1$s AS m
-                           WHERE m.%5$I = r.%5$I AND (m.%6$I, m.%7$I) < (r.%6$I, r.%7$I)) END,
+                           WHERE m.%5$I = r.%5$I
+                             AND (m.%6$I, billing._reply_rank(%9$s), m.%7$I) < (r.%6$I, 1, r.%7$I)) END,
                u.problem
           FROM %1$s AS r CROSS JOIN LATERAL %8$s AS u
          WHERE u.estimated OR u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false) $q$,
-        t.relation, r.id, r.at, earlier_content, t.conversation_column, t.created_at_column, t.id_column, r.usage);
+        t.relation, r.id, r.at, earlier_content, t.conversation_column, t.created_at_column, t.id_column, r.usage,
+        earlier_role);
 END
 $$;
 
@@ -129,7 +138,8 @@ $$;
 -- replies with usage of several models (dated, unknown, empty, 3,000
 -- characters), cached tokens, a total only, counts at the bigint limit,
 -- user messages, no data, replies without usage (estimated from earlier
--- messages: multibyte text, no text, times tied and broken by the id, no
+-- messages: multibyte text, no text, two replies at one time ordered by
+-- their ids, a question at their time (before both, whatever its id), no
 -- conversation), problems, times billing does not count, a conversation id
 -- of 300 characters, over three months.
 CREATE FUNCTION fill(tbl regclass) RETURNS void LANGUAGE plpgsql AS $$
@@ -146,6 +156,7 @@ BEGIN
         (3, 'a', 'user', 'et là, l''heure ? 時間は？ 😀', NULL, '2026-11-01 03:59:59+00'),
         (4, 'a', 'assistant', 'réponse estimée 😀', '{}', '2026-11-01 04:00:00+00'),
         (5, 'a', 'assistant', 'tied, earlier by id', '{"model": "gpt-4o-mini"}', '2026-11-01 04:00:00+00'),
+        (37, 'a', 'user', 'and a tie', '{}', '2026-11-01 04:00:00+00'),
         (6, 'a', 'user', NULL, '{}', '2026-11-01 04:10:00+00'),
         (7, 'a', 'assistant', '', NULL, '2026-11-01 04:20:00+00'),
         (8, 'b', 'assistant', 'cached', '{"model": "gpt-4o-2024-08-06", "prompt_tokens": 1000, "completion_tokens": 10, "prompt_tokens_details": {"cached_tokens": 400}}', '2026-11-02'),
@@ -368,14 +379,20 @@ UNION ALL SELECT 'chars', * FROM compare_stored('scan_chars', 'copy_chars');
 -- to a query of their conversations: compared again on the seed's rows
 -- read in another order (ids by their md5), plus a conversation whose reply
 -- is read in order but an earlier message after it (the reply's estimate
--- takes it in), then a reply read out of order.
+-- takes it in), then a reply read out of order; and two questions stored
+-- at their replies' time, one read before its reply (in order: the
+-- question comes first at a tie), one after it (taken in all the same).
 CREATE TABLE mixed_merge (LIKE scan_seed INCLUDING ALL);
 INSERT INTO mixed_merge SELECT * FROM scan_seed ORDER BY md5(coalesce(id, ''));
 INSERT INTO mixed_merge VALUES
   ('z1', 'z', 'user', 'a question of 25 letters', '{}', '2026-11-09 10:00'),
   ('z2', 'z', 'assistant', 'estimated', '{}', '2026-11-09 10:05'),
   ('z0', 'z', 'user', 'read after, written before', '{}', '2026-11-09 09:00'),
-  ('z3', 'z', 'assistant', 'estimated after the disorder', '{}', '2026-11-09 10:10');
+  ('z3', 'z', 'assistant', 'estimated after the disorder', '{}', '2026-11-09 10:10'),
+  ('y9', 'y', 'user', 'tied question', '{}', '2026-11-09 11:00'),
+  ('y1', 'y', 'assistant', 'tied reply', '{}', '2026-11-09 11:00'),
+  ('x1', 'x', 'assistant', 'read first', '{}', '2026-11-09 12:00'),
+  ('x9', 'x', 'user', 'its question', '{}', '2026-11-09 12:00');
 CREATE TABLE mixed_pass (LIKE scan_seed INCLUDING ALL);
 INSERT INTO mixed_pass SELECT * FROM mixed_merge;
 SELECT tracked, backfilled FROM billing.track_messages('mixed_merge', backfill => false);
@@ -383,10 +400,12 @@ SELECT billing.merge() >= 0 AS merged;
 SELECT tracked, backfilled FROM billing.track_messages('mixed_pass');
 SELECT * FROM compare_stored('mixed_merge', 'mixed_pass');
 -- z2: 'a question of 25 letters' (24 characters, 6 tokens) and 'read after,
--- written before' (26, 7 tokens); z3: those and z2 (9, 3 tokens).
+-- written before' (26, 7 tokens); z3: those and z2 (9, 3 tokens). y1:
+-- 'tied question' (13, 4 tokens), though 'y9' sorts after 'y1'; x1: 'its
+-- question' (12, 3 tokens). Both tables' estimates are compared above.
 SELECT e.message_id, e.prompt_tokens FROM billing.estimated_prompts AS e
   JOIN billing.tracked_tables AS t ON t.id = e.source_id AND t.relation = 'mixed_pass'::regclass
- WHERE e.message_id LIKE 'z%' ORDER BY 1;
+ WHERE e.message_id ~ '^[xyz]' ORDER BY 1;
 SELECT billing.untrack_messages('mixed_merge'), billing.untrack_messages('mixed_pass');
 DROP TABLE mixed_merge, mixed_pass;
 
@@ -412,14 +431,16 @@ DROP TABLE copy_frozen;
 
 -- Some figures by hand: conversation a of the seed in November (UTC
 -- months; ids 1 and 2 are in October). Estimated replies: id 4 (no usage),
--- its prompt ids 1 to 3 (17, 10 and 23 characters: 5 + 3 + 6 = 14 tokens),
--- its completion 17 characters (5 tokens); id 5 (a model, no usage), its
--- prompt ids 1 to 4 (id 4 is earlier by its id at the same time: 14 + 5 =
--- 19 tokens), its completion 19 characters (5 tokens); id 7 (no data, no
--- text), its prompt ids 1 to 6 (id 6 has no text: 19 + 5 = 24 tokens). Ids
--- 3 and 6 are a user's. Priced at gpt-4o-mini's $0.15 / $0.60 per 1M (the
--- estimate model, and id 5's): ids 4 and 7, 38 x 0.15/1M + 5 x 0.60/1M =
--- 0.0000087; id 5, 19 x 0.15/1M + 5 x 0.60/1M = 0.00000585. Id 35: 100 x
+-- its prompt ids 1 to 3 and 37, the user's question of its time (17, 10,
+-- 23 and 9 characters: 5 + 3 + 6 + 3 = 17 tokens), its completion 17
+-- characters (5 tokens); id 5 (a model, no usage), its prompt ids 1 to 4
+-- and 37 (id 4, a reply of the same time, is earlier by its id: 17 + 5 =
+-- 22 tokens), its completion 19 characters (5 tokens); id 7 (no data, no
+-- text), its prompt ids 1 to 6 and 37 (id 6 has no text: 22 + 5 = 27
+-- tokens). Ids 3, 6 and 37 are a user's. Priced at gpt-4o-mini's $0.15 /
+-- $0.60 per 1M (the estimate model, and id 5's): ids 4 and 7, 44 x 0.15/1M
+-- + 5 x 0.60/1M = 0.0000096; id 5, 22 x 0.15/1M + 5 x 0.60/1M = 0.0000063.
+-- Id 35: 100 x
 -- 2.50/1M = 0.00025. A reply with a model but no tokens costs 0.00, one
 -- without a model nothing: coalesce(NULL, 0) is 0.
 SELECT conversation_id, model, messages, estimated_prompt, estimated_completion, cost, estimated_cost

@@ -190,12 +190,15 @@ BEGIN
         ('m04', %2$L, 'user', 'not timed', '{}', NULL),                          -- not counted
         ('m05', %3$L, 'user', 'other conversation', '{}', '2026-11-10 09:00')
     $q$, name, a, b);
-    -- One statement: the reply sees the message stored with it, whose time
-    -- ties with its own and whose id sorts first ('m06' < 'm07').
+    -- One statement: the reply sees the messages stored with it, whose
+    -- time ties with its own: a question counts whether its id sorts first
+    -- ('m06' < 'm07') or not ('m13'), as an app's question and reply stored
+    -- in one transaction at the same now() are.
     EXECUTE format($q$
       INSERT INTO %1$I VALUES
         ('m07', %2$L, 'assistant', 'abcdefghi', '{"model": "gpt-4o-mini"}', '2026-11-10 10:02'),
         ('m06', %2$L, 'user', 'four', '{}', '2026-11-10 10:02'),
+        ('m13', %2$L, 'user', 'tied', '{}', '2026-11-10 10:02'),
         ('m08', %2$L, 'user', 'after', '{}', '2026-11-10 10:03')
     $q$, name, a);
     -- A reply stored later but timed earlier, an empty reply, and one whose
@@ -213,7 +216,7 @@ SET billing.trigger_fast_path = on;
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SET LOCAL track_functions = 'all';
 SELECT write_estimates('est_fast');
--- 13 rows; 3 in the full body: the table's first row in this session
+-- 14 rows; 3 in the full body: the table's first row in this session
 -- (m01), a row without a time (m04) and m10 stored again (the full body's
 -- INSERT ... ON CONFLICT replaces its estimate).
 SELECT regexp_replace(funcname, '[0-9]+', 'N') AS function, calls FROM pg_stat_xact_user_functions
@@ -228,11 +231,12 @@ RESET billing.trigger_fast_path;
 SELECT * FROM compare_paths((SELECT id FROM billing.tracked_tables WHERE relation = 'est_fast'::regclass),
                             (SELECT id FROM billing.tracked_tables WHERE relation = 'est_full'::regclass)) ORDER BY 1, 2;
 -- By hand:
---   m07 (10:02): m01 3 + m03 2 + m06 ('four', tied time, smaller id) 1 = 6
+--   m07 (10:02): m01 3 + m03 2 + m06 ('four', tied time, smaller id) 1
+--     + m13 ('tied', tied time, larger id) 1 = 7
 --   m09 (10:00:30): m01 3 = 3
---   m10 (10:05): m01 3 + m03 2 + m06 1 + m07 ('abcdefghi') 3
---     + m08 ('after') 2 + m09 ('') 0 = 11; stored again at 10:06, after
---     m12 ('more text', 3) and the first m10 (no content): 14 replaces 11
+--   m10 (10:05): m01 3 + m03 2 + m06 1 + m13 1 + m07 ('abcdefghi') 3
+--     + m08 ('after') 2 + m09 ('') 0 = 12; stored again at 10:06, after
+--     m12 ('more text', 3) and the first m10 (no content): 15 replaces 12
 --   m11: no conversation, 0
 SELECT message_id, prompt_tokens FROM billing.estimated_prompts
  WHERE source_id = (SELECT id FROM billing.tracked_tables WHERE relation = 'est_fast'::regclass) ORDER BY message_id;

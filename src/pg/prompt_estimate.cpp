@@ -12,6 +12,7 @@
 #include "prompt_estimate.h"
 
 #include "plain_table.h"
+#include "reply_role.h"
 #include "text_estimate.h"
 
 extern "C" {
@@ -288,10 +289,12 @@ bool open_reads(Relation rel, List* tables, const ReplyColumns& columns, const C
       break;
     }
     r.columns = ReplyColumns{same_column(r.table, rel, columns.id), same_column(r.table, rel, columns.conversation),
-                             same_column(r.table, rel, columns.content), same_column(r.table, rel, columns.created_at)};
+                             same_column(r.table, rel, columns.content), same_column(r.table, rel, columns.created_at),
+                             same_column(r.table, rel, columns.role)};
     r.index = nullptr;
     if (r.columns.id != InvalidAttrNumber && r.columns.conversation != InvalidAttrNumber &&
-        r.columns.content != InvalidAttrNumber && r.columns.created_at != InvalidAttrNumber)
+        r.columns.content != InvalidAttrNumber && r.columns.created_at != InvalidAttrNumber &&
+        r.columns.role != InvalidAttrNumber)
       r.index = open_conversation_index(r.table, r.columns.conversation,
                                         ColumnType{conversation_type.type, column_type(r.table, r.columns.conversation).collation});
     r.equals = r.index != nullptr ? equality_function(r.index->rd_opfamily[0], r.index->rd_opcintype[0]) : InvalidOid;
@@ -340,6 +343,7 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
 
   const ColumnType at_type = column_type(rel, columns.created_at);
   const ColumnType id_type = column_type(rel, columns.id);
+  const Oid role_type = column_type(rel, columns.role).type;
   FmgrInfo* at_cmp = comparison(at_type.type);
   FmgrInfo* id_cmp = comparison(id_type.type);
   if (at_cmp == nullptr || id_cmp == nullptr) return false;
@@ -383,15 +387,28 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
     IndexScanDesc scan = index_beginscan(r.table, r.index, read_as, 1, 0);
     index_rescan(scan, &key, 1, nullptr, 0);
     while (ok && index_getnext_slot(scan, ForwardScanDirection, slot)) {
-      // (m.created_at, m.id) < (NEW.created_at, NEW.id), as SQL compares rows:
-      // a NULL decides nothing, so the row is not counted.
+      // (m.created_at, billing._reply_rank(m.role), m.id) < (NEW.created_at,
+      // 1, NEW.id), as SQL compares rows: a NULL decides nothing, so the
+      // row is not counted.
       const Datum m_at = slot_getattr(slot, r.columns.created_at, &null);
       if (null) continue;
       const int by_time = compare(at_cmp, at_type.collation, m_at, at);
       if (by_time > 0) continue;
       if (by_time == 0) {
-        const Datum m_id = slot_getattr(slot, r.columns.id, &null);
-        if (null || compare(id_cmp, id_type.collation, m_id, id) >= 0) continue;
+        // At the same time, a message that is not a reply came before it
+        // (its question, stored in the same transaction at the same now());
+        // another reply, when its id sorts first.
+        const Datum m_role = slot_getattr(slot, r.columns.role, &null);
+        bool known = true;
+        const bool reply = !null && role_says_reply(role_type, m_role, &known);
+        if (!known) {
+          ok = false;  // (a role of a type the full body reads)
+          break;
+        }
+        if (reply) {
+          const Datum m_id = slot_getattr(slot, r.columns.id, &null);
+          if (null || compare(id_cmp, id_type.collation, m_id, id) >= 0) continue;
+        }
       }
       const Datum content = slot_getattr(slot, r.columns.content, &null);
       if (null) continue;  // (_estimated_tokens is strict: sum() skips it)

@@ -432,9 +432,11 @@ RowUsage usage_of_row(RowReader* r, const Datum* v, const bool* null) {
 // ---------------------------------------------------------------------------
 //
 // For each target reply r: sum(billing._estimated_tokens(content)) over the
-// messages m with m.conversation = r.conversation and (m.created_at, m.id)
-// < (r.created_at, r.id), the columns compared as stored (their types' own
-// equality and order, with the columns' collations), as the SQL did per
+// messages m with m.conversation = r.conversation and (m.created_at,
+// billing._reply_rank(m.role), m.id) < (r.created_at, 1, r.id): earlier, or
+// at the same time and not a reply, or another reply at the same time
+// whose id sorts first. The columns are compared as stored (their types'
+// own equality and order, with the columns' collations), as the SQL did per
 // reply. Here one query reads the messages of the targets' conversations.
 
 struct Target {
@@ -454,6 +456,7 @@ struct Conversation {
 struct EarlierSums {
   MemoryContext cxt;
   Column conversation, at, id, content;  // from the scan's row reader
+  RoleReader role;
   int16 conversation_len;
   bool conversation_byval;
   char conversation_align;
@@ -476,6 +479,7 @@ void earlier_init(EarlierSums* e, const RowReader& r, MemoryContext parent) {
   e->at = r.created_at;
   e->id = r.id;
   e->content = r.content;
+  e->role = RoleReader{r.role.kind, InvalidOid, false};
   get_typlenbyvalalign(e->conversation.base, &e->conversation_len, &e->conversation_byval, &e->conversation_align);
   e->conversation_type = lookup_type_cache(e->conversation.base, TYPECACHE_HASH_PROC_FINFO | TYPECACHE_EQ_OPR_FINFO);
   e->at_type = lookup_type_cache(e->at.base, TYPECACHE_CMP_PROC_FINFO);
@@ -542,18 +546,33 @@ Target* earlier_add(EarlierSums* e, Datum conversation, Datum at, bool at_null, 
   return t;
 }
 
-// SQL's (a1, a2) < (b1, b2) for the columns (created_at, id): NULL (false
-// here) as soon as a pair to compare has a NULL.
-bool earlier_than(const EarlierSums* e, Datum at, bool at_null, Datum id, bool id_null, const Target* t) {
+// A message's role, read only when a tie in time asks for it.
+struct RoleOf {
+  RoleReader* reader;
+  Datum value;
+  bool null;
+  int8 reply;  // -1: not read yet
+  bool is_reply() {
+    if (reply < 0) reply = !null && is_assistant(reader, value);
+    return reply != 0;
+  }
+};
+
+// SQL's (a1, a2, a3) < (b1, b2, b3) for (created_at,
+// billing._reply_rank(role), id) against a target, a reply (rank 1): NULL
+// (false here) as soon as a pair to compare has a NULL.
+bool earlier_than(const EarlierSums* e, Datum at, bool at_null, RoleOf* role, Datum id, bool id_null,
+                  const Target* t) {
   if (at_null || t->at_null) return false;
   const int32 c = DatumGetInt32(FunctionCall2Coll(&e->at_type->cmp_proc_finfo, e->at.collation, at, t->at));
   if (c != 0) return c < 0;
+  if (!role->is_reply()) return true;  // its question, stored at the same time
   if (id_null || t->id_null) return false;
   return DatumGetInt32(FunctionCall2Coll(&e->id_type->cmp_proc_finfo, e->id.collation, id, t->id)) < 0;
 }
 
 void earlier_start(void*, TupleDesc desc) {
-  if (desc->natts != 4) elog(ERROR, "billing: the earlier messages' query got %d columns", desc->natts);
+  if (desc->natts != 5) elog(ERROR, "billing: the earlier messages' query got %d columns", desc->natts);
 }
 
 void earlier_row(void* state, TupleTableSlot* slot) {
@@ -566,8 +585,9 @@ void earlier_row(void* state, TupleTableSlot* slot) {
   Conversation* c = find_conversation(e, v[0], conversation_hash(e, v[0]));
   if (c != nullptr && !null[3]) {
     int64 tokens = -1;  // counted once, for the first target it is earlier than
+    RoleOf role{&e->role, v[4], null[4], -1};
     for (Target* t = c->targets; t != nullptr; t = t->next) {
-      if (!earlier_than(e, v[1], null[1], v[2], null[2], t)) continue;
+      if (!earlier_than(e, v[1], null[1], &role, v[2], null[2], t)) continue;
       if (tokens < 0) tokens = text_estimate(v[3], e->content.kind);
       t->sum += tokens;
     }
@@ -731,17 +751,18 @@ struct Pending {
 };
 
 // The backfill's one read also estimates the replies' prompts, when it can:
-// while the rows of a conversation come in (created_at, id) order (the
-// table read by its created_at index), every row read before a reply is
+// while the rows of a conversation come in (created_at, reply rank, id)
+// order (the table read by its created_at index), every row read before a reply is
 // earlier than it, so the reply's estimate is the sum of those rows'
 // estimates so far, plus that of any later-read row that turns out to be
 // earlier. The replies of a conversation read out of that order (no such
-// index, or rows of equal times read out of id order), or with a NULL id,
+// index, or rows of equal times read out of that order), or with a NULL id,
 // are left to the `earlier` query. A row without a time is earlier than
 // none, and nothing is earlier than it.
 struct ConvState {
-  bool unordered;  // a row came out of (created_at, id) order, or with a NULL
+  bool unordered;  // a row came out of (created_at, reply rank, id) order, or with a NULL
   bool has_last;
+  bool last_reply;
   Datum last_at, last_id;  // the last row's; last_id in id_copy when by reference
   char* id_copy;
   Size id_copy_size;
@@ -954,6 +975,7 @@ Target* follow_conversation(TableScan* s, const Datum* v, const bool* null, bool
   if (entry == nullptr) out_of_memory();
   ConvState& c = entry->value;
   const bool at_null = null[kCreatedAt], id_null = null[kId];
+  RoleOf role{&s->rec->earlier.role, v[kRole], null[kRole], -1};
   if (at_null) {
     if (!estimated) return nullptr;
     const MemoryContext old = MemoryContextSwitchTo(s->work);
@@ -967,12 +989,14 @@ Target* follow_conversation(TableScan* s, const Datum* v, const bool* null, bool
       c.unordered = true;
     } else if (c.has_last) {
       int order = DatumGetInt32(FunctionCall2Coll(&e->at_type->cmp_proc_finfo, e->at.collation, v[kCreatedAt], c.last_at));
+      if (order == 0) order = static_cast<int>(role.is_reply()) - static_cast<int>(c.last_reply);
       if (order == 0)
         order = DatumGetInt32(FunctionCall2Coll(&e->id_type->cmp_proc_finfo, e->id.collation, v[kId], c.last_id));
       if (order <= 0) c.unordered = true;
     }
     if (!c.unordered) {
       c.last_at = v[kCreatedAt];  // (a time is passed by value)
+      c.last_reply = role.is_reply();
       if (e->id_type->typbyval) {
         c.last_id = v[kId];
       } else {
@@ -990,7 +1014,7 @@ Target* follow_conversation(TableScan* s, const Datum* v, const bool* null, bool
   if (c.unordered && c.targets == nullptr) return nullptr;  // (its replies: the query's)
   const int64 tokens = null[kContent] ? 0 : text_estimate(v[kContent], s->reader.content.kind);
   for (Target* t = c.targets; t != nullptr; t = t->next)
-    if (earlier_than(e, v[kCreatedAt], false, v[kId], id_null, t)) t->sum += tokens;
+    if (earlier_than(e, v[kCreatedAt], false, &role, v[kId], id_null, t)) t->sum += tokens;
   Target* target = nullptr;
   if (estimated && !c.unordered) {
     // Every row of the conversation read so far is earlier than this one.

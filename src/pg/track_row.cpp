@@ -25,6 +25,7 @@
 #include "plain_table.h"
 #include "postgres_headers.h"
 #include "prompt_estimate.h"
+#include "reply_role.h"
 #include "settings.h"
 #include "text_estimate.h"
 
@@ -34,7 +35,6 @@ extern "C" {
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
-#include "catalog/pg_enum.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
@@ -256,24 +256,7 @@ bool conversation_key(const Column_value& c, Datum* key, bool* null) {
 // full body must decide (a type it reads with more care).
 bool is_assistant(const Column_value& c, bool* known) {
   *known = true;
-  if (c.null) return false;
-  if (c.type == TEXTOID || c.type == VARCHAROID) {
-    const struct varlena* v = pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(c.value)));
-    return is_assistant_role(std::string_view(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v)));
-  }
-  if (get_typtype(c.type) == TYPTYPE_ENUM) {
-    // The label, as the built-in enum_out would give it.
-    HeapTuple tup = SearchSysCache1(ENUMOID, c.value);
-    if (!HeapTupleIsValid(tup)) {
-      *known = false;
-      return false;
-    }
-    const bool assistant = is_assistant_role(NameStr(reinterpret_cast<Form_pg_enum>(GETSTRUCT(tup))->enumlabel));
-    ReleaseSysCache(tup);
-    return assistant;
-  }
-  *known = false;
-  return false;
+  return !c.null && pg::role_says_reply(c.type, c.value, known);
 }
 
 // The message's time as billing counts it (timestamp read as UTC, a date at
@@ -380,7 +363,7 @@ bool estimate_reply(const TriggerData* td, ReplyEstimate* r) {
   bool message_null = false;
   if (!conversation_key(column(td, kId), &r->message, &message_null) || message_null) return false;
   const int16* att = td->tg_trigger->tgattr;
-  const pg::ReplyColumns columns{att[kId], att[kConversation], att[kContent], att[kCreatedAt]};
+  const pg::ReplyColumns columns{att[kId], att[kConversation], att[kContent], att[kCreatedAt], att[kRole]};
   return pg::estimate_prompt(td, columns, &r->prompt);
 }
 

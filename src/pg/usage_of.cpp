@@ -13,6 +13,7 @@ extern "C" {
 PG_FUNCTION_INFO_V1(usage_of);
 PG_FUNCTION_INFO_V1(usage_cost);
 PG_FUNCTION_INFO_V1(text_estimated_tokens);
+PG_FUNCTION_INFO_V1(reply_rank);
 PG_FUNCTION_INFO_V1(estimated_or_problem);
 }
 
@@ -102,6 +103,17 @@ extern "C" Datum usage_cost(PG_FUNCTION_ARGS) {
 // _estimated_tokens(content text) -> bigint: the tokens billing estimates for
 // a text (one per four characters, rounded up), as usage_of does for a reply.
 extern "C" Datum text_estimated_tokens(PG_FUNCTION_ARGS) { PG_RETURN_INT64(text_estimate(PG_GETARG_TEXT_PP(0))); }
+
+// _reply_rank(role text) -> integer: 1 for a reply's role ("assistant" in
+// any case of ASCII letters), else 0 (NULL too). A reply's earlier
+// messages are those before it in (created_at, _reply_rank(role), id)
+// order: at the same time, a question comes before the reply it was stored
+// with.
+extern "C" Datum reply_rank(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0)) PG_RETURN_INT32(0);
+  const text* role = PG_GETARG_TEXT_PP(0);
+  PG_RETURN_INT32(is_assistant_role(std::string_view(VARDATA_ANY(role), VARSIZE_ANY_EXHDR(role))) ? 1 : 0);
+}
 
 // _estimated_or_problem(data jsonb, role text) -> boolean: usage_of(data,
 // role, content).estimated OR its problem IS NOT NULL, without making the

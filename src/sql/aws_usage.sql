@@ -419,6 +419,42 @@ BEGIN
 END
 $$;
 
+-- The trigger of tracked profiles table p_relation made again, in mode
+-- p_mode, at the end of an ALTER TABLE that changed the type of its data
+-- column p_column (billing._lift_row_triggers dropped it as the command
+-- began: PostgreSQL refuses to change the type of a column a trigger's
+-- UPDATE OF list names, which stopped Rails' change_column even to jsonb
+-- again). Another type than jsonb is refused, and the ALTER with it, as
+-- track_profiles refuses it. Counters a USING clause changed are not
+-- recorded: no trigger sees such a change.
+CREATE FUNCTION billing._restore_profiles_trigger(p_relation regclass, p_column name, p_mode "char") RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    tp billing.tracked_profiles;
+    now_type regtype := (SELECT a.atttypid::regtype FROM pg_attribute AS a
+                          WHERE a.attrelid = p_relation AND a.attname = p_column AND NOT a.attisdropped);
+BEGIN
+    DELETE FROM billing.lifted_triggers AS l
+     WHERE l.relation = p_relation::oid AND l.trigger_name = 'billing_track_profiles';
+    SELECT * INTO tp FROM billing.tracked_profiles AS p WHERE p.relation = p_relation;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF now_type IS DISTINCT FROM 'jsonb'::regtype THEN
+        RAISE EXCEPTION 'billing: % is a tracked profiles table, and its column % would have type %, where billing reads a jsonb column',
+                        p_relation, quote_ident(p_column), coalesce(now_type::text, 'none')
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'Keep the column jsonb, or billing.untrack_profiles() first (README "AWS usage").';
+    END IF;
+    PERFORM billing._create_profiles_trigger(p_relation, p_column, tp.counter, tp.service);
+    PERFORM billing._set_trigger_mode(p_relation, 'billing_track_profiles', p_mode);
+END
+$$;
+REVOKE ALL ON FUNCTION billing._restore_profiles_trigger(regclass, name, "char") FROM PUBLIC;
+
 -- What the seed's estimateAWSCosts() did, as data: a service's usage per
 -- month, per tracked message or per e-mail sent. A month gets the pattern's
 -- estimate for a service only when it has neither recorded usage nor an

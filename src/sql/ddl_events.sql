@@ -76,6 +76,13 @@ BEGIN
         END;
         PERFORM billing._take_in_anew(t.id);
     END LOOP;
+    -- The same for the data column of a tracked profiles table.
+    FOR heir IN SELECT l.relation::regclass AS relation, l.column_name, l.enabled
+                  FROM billing.lifted_triggers AS l
+                 WHERE l.trigger_name = 'billing_track_profiles'
+                 ORDER BY l.relation LOOP
+        PERFORM billing._restore_profiles_trigger(heir.relation, heir.column_name, heir.enabled);
+    END LOOP;
     -- A table made an inheritance child of a tracked table (CREATE TABLE
     -- ... INHERITS, ALTER TABLE ... INHERIT): its rows would be read with
     -- the tracked table's, and its writes never seen. Refused, as
@@ -287,7 +294,10 @@ CREATE EVENT TRIGGER billing_tracked_table_altered ON ddl_command_end
 -- refuses a type billing does not read (and the ALTER with it), and takes
 -- the table in anew (a USING clause may have changed what the rows hold).
 -- Not on a Citus distributed table, whose triggers Citus keeps on every
--- shard: there the ALTER is refused as before.
+-- shard: there the ALTER is refused as before. The same for the data
+-- column of a tracked profiles table (billing_track_profiles' UPDATE OF
+-- list): its trigger is made again at the end if the column is still
+-- jsonb (billing._restore_profiles_trigger).
 CREATE FUNCTION billing._lift_row_triggers(p_relation oid, p_columns text[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -296,7 +306,19 @@ AS $$
 DECLARE
     t billing.tracked_tables;
     g record;
+    profiles record;
 BEGIN
+    SELECT tg.tgenabled, a.attname INTO profiles
+      FROM billing.tracked_profiles AS tp
+      JOIN pg_trigger AS tg ON tg.tgrelid = tp.relation AND tg.tgname = 'billing_track_profiles' AND tg.tgparentid = 0
+      JOIN pg_attribute AS a ON a.attrelid = tg.tgrelid AND a.attnum = tg.tgattr[0]
+     WHERE tp.relation = p_relation AND a.attname = ANY (p_columns) AND NOT billing._citus_distributed(p_relation::regclass);
+    IF FOUND THEN
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p_relation::regclass);
+        INSERT INTO billing.lifted_triggers VALUES (p_relation, 'billing_track_profiles', profiles.tgenabled, profiles.attname)
+            ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled, column_name = excluded.column_name;
+        PERFORM billing._drop_own_trigger('billing_track_profiles', p_relation::regclass);
+    END IF;
     SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.relation = p_relation;
     IF NOT FOUND OR billing._citus_triggered(t.id) OR billing._trigger_function(t.id) IS NULL
        OR NOT (ARRAY[t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,

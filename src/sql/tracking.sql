@@ -70,6 +70,7 @@ DECLARE
     o record := billing._row_reader(t, 'OLD');
     n record := billing._row_reader(t, 'NEW');
     earlier_content text := billing._column_reader(t.relation, t.content_column, 'content', 'm');
+    earlier_role text := billing._column_reader(t.relation, t.role_column, 'role', 'm');
 BEGIN
     RETURN format($body$
 DECLARE
@@ -141,7 +142,8 @@ BEGIN
         ELSE
             SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
               FROM %10$s AS m
-             WHERE m.%11$I = NEW.%11$I AND (m.%12$I, m.%13$I) < (NEW.%12$I, NEW.%13$I);
+             WHERE m.%11$I = NEW.%11$I
+               AND (m.%12$I, billing._reply_rank(%19$s), m.%13$I) < (NEW.%12$I, 1, NEW.%13$I);
             INSERT INTO billing.estimated_prompts VALUES (%1$s, new_id, est)
                 ON CONFLICT (source_id, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
         END IF;
@@ -170,7 +172,7 @@ $body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n
         t.relation::text, t.relation::oid,
         (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
           WHERE cl.oid = t.relation),
-        (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation));
+        (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation), earlier_role);
 END
 $fn$;
 -- Refuses, with a message that says why, a relation whose writes billing's
@@ -423,12 +425,14 @@ $$;
 REVOKE ALL ON FUNCTION billing._create_row_trigger(billing.tracked_tables, regprocedure) FROM PUBLIC;
 
 -- billing's row triggers dropped at the start of an ALTER TABLE that changes
--- a column's type, with their modes, until its end makes them again (empty
--- outside such a command: one transaction writes and deletes its rows).
+-- a column's type, with their modes (and the data column a profiles
+-- table's trigger follows), until its end makes them again (empty outside
+-- such a command: one transaction writes and deletes its rows).
 CREATE TABLE billing.lifted_triggers (
     relation     oid  NOT NULL,
     trigger_name name NOT NULL,
     enabled      "char" NOT NULL,
+    column_name  name,
     PRIMARY KEY (relation, trigger_name)
 );
 REVOKE ALL ON billing.lifted_triggers FROM PUBLIC;
@@ -1169,8 +1173,8 @@ $$;
 -- rows: the rows with $1 <= created_at < $2 (billing._scan_table).
 -- recorded: the rows a backfill records, locked FOR SHARE: estimated
 --   replies, problems, times billing does not count (billing._backfill).
--- earlier: conversation, created_at, id and content of the messages whose
---   conversation = ANY ($1), to estimate replies' prompts.
+-- earlier: conversation, created_at, id, content and role of the messages
+--   whose conversation = ANY ($1), to estimate replies' prompts.
 -- every: every row, unlocked (the backfill of a table no writer can reach),
 --   in created_at order when a btree index on it gives that order: each
 --   conversation's rows then come in time order, which lets the backfill
@@ -1209,9 +1213,9 @@ BEGIN
                    billing._at_compare(t, 'm', '>=', '$1'), billing._at_compare(t, 'm', '<', '$2'));
     recorded := format('%s WHERE %s OR NOT coalesce(billing._countable(%s), false) FOR SHARE OF m',
                        source, recorded_if, m.at);
-    earlier := format('SELECT m.%I, m.%I, m.%I, m.%I FROM %s AS m WHERE m.%I OPERATOR(pg_catalog.=) ANY ($1)',
-                      t.conversation_column, t.created_at_column, t.id_column, t.content_column, t.relation,
-                      t.conversation_column);
+    earlier := format('SELECT m.%I, m.%I, m.%I, m.%I, m.%I FROM %s AS m WHERE m.%I OPERATOR(pg_catalog.=) ANY ($1)',
+                      t.conversation_column, t.created_at_column, t.id_column, t.content_column, t.role_column,
+                      t.relation, t.conversation_column);
     every := source || CASE WHEN in_order THEN format(' ORDER BY m.%I', t.created_at_column) ELSE '' END;
 END
 $$;

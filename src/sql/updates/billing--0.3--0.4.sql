@@ -780,9 +780,9 @@ BEGIN
                    billing._at_compare(t, 'm', '>=', '$1'), billing._at_compare(t, 'm', '<', '$2'));
     recorded := format('%s WHERE %s OR NOT coalesce(billing._countable(%s), false) FOR SHARE OF m',
                        source, recorded_if, m.at);
-    earlier := format('SELECT m.%I, m.%I, m.%I, m.%I FROM %s AS m WHERE m.%I OPERATOR(pg_catalog.=) ANY ($1)',
-                      t.conversation_column, t.created_at_column, t.id_column, t.content_column, t.relation,
-                      t.conversation_column);
+    earlier := format('SELECT m.%I, m.%I, m.%I, m.%I, m.%I FROM %s AS m WHERE m.%I OPERATOR(pg_catalog.=) ANY ($1)',
+                      t.conversation_column, t.created_at_column, t.id_column, t.content_column, t.role_column,
+                      t.relation, t.conversation_column);
     every := source || CASE WHEN in_order THEN format(' ORDER BY m.%I', t.created_at_column) ELSE '' END;
 END
 $$;
@@ -802,6 +802,7 @@ DECLARE
     o record := billing._row_reader(t, 'OLD');
     n record := billing._row_reader(t, 'NEW');
     earlier_content text := billing._column_reader(t.relation, t.content_column, 'content', 'm');
+    earlier_role text := billing._column_reader(t.relation, t.role_column, 'role', 'm');
 BEGIN
     RETURN format($body$
 DECLARE
@@ -873,7 +874,8 @@ BEGIN
         ELSE
             SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
               FROM %10$s AS m
-             WHERE m.%11$I = NEW.%11$I AND (m.%12$I, m.%13$I) < (NEW.%12$I, NEW.%13$I);
+             WHERE m.%11$I = NEW.%11$I
+               AND (m.%12$I, billing._reply_rank(%19$s), m.%13$I) < (NEW.%12$I, 1, NEW.%13$I);
             INSERT INTO billing.estimated_prompts VALUES (%1$s, new_id, est)
                 ON CONFLICT (source_id, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
         END IF;
@@ -902,7 +904,7 @@ $body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n
         t.relation::text, t.relation::oid,
         (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
           WHERE cl.oid = t.relation),
-        (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation));
+        (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation), earlier_role);
 END
 $fn$;
 
@@ -6906,6 +6908,7 @@ DECLARE
     o record := billing._row_reader(t, 'OLD');
     n record := billing._row_reader(t, 'NEW');
     earlier_content text := billing._column_reader(t.relation, t.content_column, 'content', 'm');
+    earlier_role text := billing._column_reader(t.relation, t.role_column, 'role', 'm');
     nsp name := (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
                   WHERE cl.oid = t.relation);
     rel name := (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation);
@@ -6977,7 +6980,8 @@ BEGIN
             -- (by the table's name and conversation: Citus routes it to the shard beside this one)
             SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
               FROM %10$s AS m
-             WHERE m.%11$I = NEW.%11$I AND (m.%12$I, m.%13$I) < (NEW.%12$I, NEW.%13$I);
+             WHERE m.%11$I = NEW.%11$I
+               AND (m.%12$I, billing._reply_rank(%21$s), m.%13$I) < (NEW.%12$I, 1, NEW.%13$I);
             INSERT INTO billing.%18$I VALUES (NEW.%11$I, %1$s, new_id, est)
                 ON CONFLICT (conversation, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
         END IF;
@@ -7004,7 +7008,7 @@ END
 $body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n.usage,
         t.relation, t.conversation_column, t.created_at_column, t.id_column, earlier_content,
         format('%I.%I', nsp, rel), nsp, rel,
-        'citus_estimates_' || t.id, 'citus_problems_' || t.id, 'citus_ledger_' || t.id);
+        'citus_estimates_' || t.id, 'citus_problems_' || t.id, 'citus_ledger_' || t.id, earlier_role);
 END
 $fn$;
 
@@ -11623,12 +11627,14 @@ $$;
 
 -- ==== a column billing reads may change type: its row triggers are made again for the new type (src/sql/tracking.sql, src/sql/ddl_events.sql) ====
 -- billing's row triggers dropped at the start of an ALTER TABLE that changes
--- a column's type, with their modes, until its end makes them again (empty
--- outside such a command: one transaction writes and deletes its rows).
+-- a column's type, with their modes (and the data column a profiles
+-- table's trigger follows), until its end makes them again (empty outside
+-- such a command: one transaction writes and deletes its rows).
 CREATE TABLE billing.lifted_triggers (
     relation     oid  NOT NULL,
     trigger_name name NOT NULL,
     enabled      "char" NOT NULL,
+    column_name  name,
     PRIMARY KEY (relation, trigger_name)
 );
 REVOKE ALL ON billing.lifted_triggers FROM PUBLIC;
@@ -11745,7 +11751,19 @@ AS $$
 DECLARE
     t billing.tracked_tables;
     g record;
+    profiles record;
 BEGIN
+    SELECT tg.tgenabled, a.attname INTO profiles
+      FROM billing.tracked_profiles AS tp
+      JOIN pg_trigger AS tg ON tg.tgrelid = tp.relation AND tg.tgname = 'billing_track_profiles' AND tg.tgparentid = 0
+      JOIN pg_attribute AS a ON a.attrelid = tg.tgrelid AND a.attnum = tg.tgattr[0]
+     WHERE tp.relation = p_relation AND a.attname = ANY (p_columns) AND NOT billing._citus_distributed(p_relation::regclass);
+    IF FOUND THEN
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p_relation::regclass);
+        INSERT INTO billing.lifted_triggers VALUES (p_relation, 'billing_track_profiles', profiles.tgenabled, profiles.attname)
+            ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled, column_name = excluded.column_name;
+        PERFORM billing._drop_own_trigger('billing_track_profiles', p_relation::regclass);
+    END IF;
     SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.relation = p_relation;
     IF NOT FOUND OR billing._citus_triggered(t.id) OR billing._trigger_function(t.id) IS NULL
        OR NOT (ARRAY[t.id_column, t.conversation_column, t.role_column, t.content_column, t.data_column,
@@ -11815,6 +11833,13 @@ BEGIN
                       HINT = 'billing.untrack_messages() first, or keep a type billing reads (README "Tracking the app''s tables").';
         END;
         PERFORM billing._take_in_anew(t.id);
+    END LOOP;
+    -- The same for the data column of a tracked profiles table.
+    FOR heir IN SELECT l.relation::regclass AS relation, l.column_name, l.enabled
+                  FROM billing.lifted_triggers AS l
+                 WHERE l.trigger_name = 'billing_track_profiles'
+                 ORDER BY l.relation LOOP
+        PERFORM billing._restore_profiles_trigger(heir.relation, heir.column_name, heir.enabled);
     END LOOP;
     -- A table made an inheritance child of a tracked table (CREATE TABLE
     -- ... INHERITS, ALTER TABLE ... INHERIT): its rows would be read with
@@ -12038,6 +12063,52 @@ REVOKE ALL ON FUNCTION billing._tracked_schema_renamed() FROM PUBLIC;
 CREATE EVENT TRIGGER billing_tracked_schema_renamed ON ddl_command_end
     WHEN TAG IN ('ALTER SCHEMA')
     EXECUTE FUNCTION billing._tracked_schema_renamed();
+
+-- ==== The order of a conversation's messages for an estimate (src/sql/message_usage.sql) ====
+-- 1 for a reply's role ("assistant" in any case of ASCII letters), else 0,
+-- NULL included. A reply's prompt is estimated from the messages before it
+-- in (created_at, _reply_rank(role), id) order: at the same time, the
+-- question stored with it in one transaction comes first.
+-- C body: src/pg/usage_of.cpp (reply_rank)
+CREATE FUNCTION billing._reply_rank(role text) RETURNS integer
+    AS 'MODULE_PATHNAME', 'reply_rank' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+-- ==== A tracked profiles table's data column changes type (src/sql/aws_usage.sql) ====
+-- The trigger of tracked profiles table p_relation made again, in mode
+-- p_mode, at the end of an ALTER TABLE that changed the type of its data
+-- column p_column (billing._lift_row_triggers dropped it as the command
+-- began: PostgreSQL refuses to change the type of a column a trigger's
+-- UPDATE OF list names, which stopped Rails' change_column even to jsonb
+-- again). Another type than jsonb is refused, and the ALTER with it, as
+-- track_profiles refuses it. Counters a USING clause changed are not
+-- recorded: no trigger sees such a change.
+CREATE FUNCTION billing._restore_profiles_trigger(p_relation regclass, p_column name, p_mode "char") RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    tp billing.tracked_profiles;
+    now_type regtype := (SELECT a.atttypid::regtype FROM pg_attribute AS a
+                          WHERE a.attrelid = p_relation AND a.attname = p_column AND NOT a.attisdropped);
+BEGIN
+    DELETE FROM billing.lifted_triggers AS l
+     WHERE l.relation = p_relation::oid AND l.trigger_name = 'billing_track_profiles';
+    SELECT * INTO tp FROM billing.tracked_profiles AS p WHERE p.relation = p_relation;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF now_type IS DISTINCT FROM 'jsonb'::regtype THEN
+        RAISE EXCEPTION 'billing: % is a tracked profiles table, and its column % would have type %, where billing reads a jsonb column',
+                        p_relation, quote_ident(p_column), coalesce(now_type::text, 'none')
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'Keep the column jsonb, or billing.untrack_profiles() first (README "AWS usage").';
+    END IF;
+    PERFORM billing._create_profiles_trigger(p_relation, p_column, tp.counter, tp.service);
+    PERFORM billing._set_trigger_mode(p_relation, 'billing_track_profiles', p_mode);
+END
+$$;
+REVOKE ALL ON FUNCTION billing._restore_profiles_trigger(regclass, name, "char") FROM PUBLIC;
 
 -- ==== billing's triggers on its own tables fire ALWAYS (src/sql/own_triggers.sql) ====
 DO $$

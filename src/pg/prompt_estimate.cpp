@@ -175,16 +175,54 @@ bool add_content(Datum content, int64* sum) {
 
 namespace {
 
+// The partition root found last for each partition, per backend:
+// get_partition_ancestors reads pg_inherits level by level, about 22,000
+// instructions for every estimated reply of a partitioned table. All are
+// forgotten at any relcache invalidation (an ATTACH or DETACH invalidates
+// the relations it changes); a root gone stale otherwise is caught where it
+// is used: the partition must be among the root's leaves (tables_to_read).
+struct RootChoice {
+  Oid partition;  // the key
+  Oid root;
+};
+HTAB* root_choices = nullptr;
+
+void forget_root_choices(Datum, Oid) {
+  if (root_choices == nullptr) return;
+  HASH_SEQ_STATUS seq;
+  hash_seq_init(&seq, root_choices);
+  while (auto* choice = static_cast<RootChoice*>(hash_seq_search(&seq)))
+    hash_search(root_choices, &choice->partition, HASH_REMOVE, nullptr);  // (the current one: allowed)
+}
+
+Oid partition_root(Oid relid) {
+  if (root_choices == nullptr) {
+    HASHCTL ctl;
+    memset(&ctl, 0, sizeof ctl);
+    ctl.keysize = sizeof(Oid);
+    ctl.entrysize = sizeof(RootChoice);
+    ctl.hcxt = TopMemoryContext;
+    root_choices = hash_create("billing partition roots", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    CacheRegisterRelcacheCallback(forget_root_choices, 0);
+  }
+  const auto* known = static_cast<RootChoice*>(hash_search(root_choices, &relid, HASH_FIND, nullptr));
+  if (known != nullptr) return known->root;
+  List* ancestors = get_partition_ancestors(relid);
+  if (ancestors == NIL) return InvalidOid;
+  const Oid root = llast_oid(ancestors);
+  list_free(ancestors);
+  static_cast<RootChoice*>(hash_search(root_choices, &relid, HASH_ENTER, nullptr))->root = root;
+  return root;
+}
+
 // The partition root of `relid` when it is the table billing tracks: its
 // trigger of `function` is its own (not a partition's copy of it). The full
 // body reads the root by the tracked table's name and estimates nothing when
 // they differ; InvalidOid leaves the reply to it. The root is locked as the
 // full body's query locks it, to the end of the transaction.
 Oid tracked_root(Oid relid, Oid function) {
-  List* ancestors = get_partition_ancestors(relid);
-  if (ancestors == NIL) return InvalidOid;
-  const Oid root = llast_oid(ancestors);
-  list_free(ancestors);
+  const Oid root = partition_root(relid);
+  if (!OidIsValid(root)) return InvalidOid;
   Relation r = try_relation_open(root, AccessShareLock);
   if (r == nullptr) return InvalidOid;
   bool tracked = false;

@@ -11,6 +11,7 @@
 // Nothing here throws or holds an object with a destructor.
 #include "prompt_estimate.h"
 
+#include "backend_cache.h"
 #include "plain_table.h"
 #include "reply_role.h"
 #include "text_estimate.h"
@@ -93,12 +94,7 @@ void forget_index_choices(Datum, Oid relid) {
 
 IndexChoice* index_choice(Oid relation, AttrNumber conversation, HASHACTION action) {
   if (index_choices == nullptr) {
-    HASHCTL ctl;
-    memset(&ctl, 0, sizeof ctl);
-    ctl.keysize = sizeof(IndexChoiceKey);
-    ctl.entrysize = sizeof(IndexChoice);
-    ctl.hcxt = TopMemoryContext;
-    index_choices = hash_create("billing conversation indexes", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    index_choices = backend_hash_table("billing conversation indexes", sizeof(IndexChoiceKey), sizeof(IndexChoice));
     CacheRegisterRelcacheCallback(forget_index_choices, 0);
   }
   IndexChoiceKey key;
@@ -197,12 +193,7 @@ void forget_root_choices(Datum, Oid) {
 
 Oid partition_root(Oid relid) {
   if (root_choices == nullptr) {
-    HASHCTL ctl;
-    memset(&ctl, 0, sizeof ctl);
-    ctl.keysize = sizeof(Oid);
-    ctl.entrysize = sizeof(RootChoice);
-    ctl.hcxt = TopMemoryContext;
-    root_choices = hash_create("billing partition roots", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    root_choices = backend_hash_table("billing partition roots", sizeof(Oid), sizeof(RootChoice));
     CacheRegisterRelcacheCallback(forget_root_choices, 0);
   }
   const auto* known = static_cast<RootChoice*>(hash_search(root_choices, &relid, HASH_FIND, nullptr));

@@ -22,6 +22,7 @@
 // Nothing here throws or holds an object with a destructor: the core calls
 // are noexcept and return plain values.
 #include "ledger_row.h"
+#include "backend_cache.h"
 #include "plain_table.h"
 #include "postgres_headers.h"
 #include "prompt_estimate.h"
@@ -119,12 +120,7 @@ HTAB* entry_table() {
     callback_registered = true;
   }
   if (entries == nullptr) {
-    HASHCTL ctl;
-    memset(&ctl, 0, sizeof ctl);
-    ctl.keysize = sizeof(TrackKey);
-    ctl.entrysize = sizeof(TrackEntry);
-    ctl.hcxt = TopMemoryContext;
-    entries = hash_create("billing tracked-table triggers", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    entries = pg::backend_hash_table("billing tracked-table triggers", sizeof(TrackKey), sizeof(TrackEntry));
   }
   return entries;
 }
@@ -539,12 +535,7 @@ HTAB* shard_table() {
     callbacks_registered = true;
   }
   if (shard_entries == nullptr) {
-    HASHCTL ctl;
-    memset(&ctl, 0, sizeof ctl);
-    ctl.keysize = sizeof(ShardKey);
-    ctl.entrysize = sizeof(ShardEntry);
-    ctl.hcxt = TopMemoryContext;
-    shard_entries = hash_create("billing Citus ledger shards", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    shard_entries = pg::backend_hash_table("billing Citus ledger shards", sizeof(ShardKey), sizeof(ShardEntry));
   }
   return shard_entries;
 }

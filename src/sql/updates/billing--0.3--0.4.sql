@@ -1217,35 +1217,6 @@ SELECT c.month, c.conversation_id, t.relation AS source_table, c.cost,
   FROM billing._usage_by_conversation('-infinity', 'infinity') AS c
   JOIN billing.tracked_tables AS t ON t.id = c.source_id;
 
-CREATE OR REPLACE VIEW billing.usage_problems WITH (security_invoker = true) AS
-SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
-       'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
-  FROM billing.problem_messages AS p
-  JOIN billing.tracked_tables AS t ON t.id = p.source_id
-UNION ALL
-SELECT t.relation, NULL, NULL, m.month,
-       CASE WHEN m.model = '' THEN 'no model' ELSE 'unpriced model' END,
-       CASE WHEN m.model = '' THEN 'usage without a model name'
-            ELSE format('model "%s" has no price in billing.model_prices at that time',
-                        CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END) END,
-       NULL, billing._sat(m.unpriced_tokens::numeric - m.unsplit_tokens)
-  FROM billing._usage_by_model('-infinity', 'infinity') AS m
-  JOIN billing.tracked_tables AS t ON t.id = m.source_id
- WHERE m.unpriced_tokens <> m.unsplit_tokens
-UNION ALL
-SELECT t.relation, NULL, NULL, m.month, 'no token split',
-       format('usage of model "%s" gives only a total token count: the split decides the price',
-              CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END),
-       NULL, m.unsplit_tokens
-  FROM billing._usage_by_model('-infinity', 'infinity') AS m
-  JOIN billing.tracked_tables AS t ON t.id = m.source_id
- WHERE m.unsplit_tokens <> 0
-UNION ALL
-SELECT NULL, NULL, NULL, a.month, 'unpriced AWS service',
-       format('service "%s" has no price in billing.aws_prices', a.service), NULL, NULL
-  FROM billing._aws_usage_by_service('-infinity', 'infinity') AS a
- WHERE a.unpriced_quantity <> 0;
-
 -- billing.dashboard('2026-11-01', '2026-12-01'): with two untyped literals
 -- the (timestamptz, timestamptz) and (integer, integer, timestamptz) forms
 -- both match; a text form is what PostgreSQL picks for unknown literals.
@@ -1451,10 +1422,12 @@ $$;
 -- that may update billing's tables can take it (an advisory lock could be
 -- taken by any role that can connect, and stall every merge).
 CREATE TABLE billing.merge_lock (
-    id integer PRIMARY KEY CHECK (id = 1)
+    id                 integer PRIMARY KEY CHECK (id = 1),
+    last_merge_at      timestamptz,   -- start of the last merge() that committed
+    last_merge_rollups bigint         -- what it returned
 );
 COMMENT ON TABLE billing.merge_lock IS
-    'One row, locked by billing.merge() and by price and setting changes (which wait for a running merge).';
+    'One row, locked by billing.merge() and by price and setting changes (which wait for a running merge); holds when the last merge ran (billing.merge_status).';
 INSERT INTO billing.merge_lock VALUES (1);
 
 -- A tracked table's trigger function runs as the role that tracked the
@@ -1749,6 +1722,7 @@ CREATE TABLE billing.alerts (
     last_error   text,
     claimed_by   text,
     next_attempt_at timestamptz,
+    customer     text,   -- the budget's customer when it fired (a customer budget's)
     UNIQUE (budget, period, threshold)
 );
 CREATE INDEX alerts_undelivered ON billing.alerts (id) WHERE delivered_at IS NULL;
@@ -2955,9 +2929,10 @@ CREATE TRIGGER tracked_tables_forgotten AFTER DELETE ON billing.tracked_tables
 -- Probes of one customer's conversations.
 CREATE INDEX conversation_usage_conversation ON billing.conversation_usage (source_id, conversation_id, month);
 
--- Recorded AWS usage may name its customer.
+-- Recorded AWS usage may name its customer (indexed by hash: a customer id
+-- may be of any length, and a btree row holds at most 2704 bytes).
 ALTER TABLE billing.aws_usage ADD COLUMN customer text CHECK (customer <> '');
-CREATE INDEX aws_usage_customer ON billing.aws_usage (customer, at) WHERE customer IS NOT NULL;
+CREATE INDEX aws_usage_customer ON billing.aws_usage USING hash (customer) WHERE customer IS NOT NULL;
 
 -- The mapping table must give one customer per conversation: its key column
 -- must be unique (a primary key or a unique index on that column alone).
@@ -3768,50 +3743,6 @@ END
 $$;
 REVOKE ALL ON FUNCTION billing._profile_customer(regclass, anyelement) FROM PUBLIC;
 
--- billing.usage_problems (views.sql), with the conversations whose messages
--- name different customers (track_message_customers): one row each, the
--- customers named, the one billed, and in messages how many of its
--- messages name another customer. Hidden when reading as one customer.
-CREATE OR REPLACE VIEW billing.usage_problems WITH (security_invoker = true) AS
-SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
-       'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
-  FROM billing.problem_messages AS p
-  JOIN billing.tracked_tables AS t ON t.id = p.source_id
-UNION ALL
-SELECT t.relation, NULL, NULL, m.month,
-       CASE WHEN m.model = '' THEN 'no model' ELSE 'unpriced model' END,
-       CASE WHEN m.model = '' THEN 'usage without a model name'
-            ELSE format('model "%s" has no price in billing.model_prices at that time',
-                        CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END) END,
-       NULL, billing._sat(m.unpriced_tokens::numeric - m.unsplit_tokens)
-  FROM billing._usage_by_model('-infinity', 'infinity') AS m
-  JOIN billing.tracked_tables AS t ON t.id = m.source_id
- WHERE m.unpriced_tokens <> m.unsplit_tokens
-UNION ALL
-SELECT t.relation, NULL, NULL, m.month, 'no token split',
-       format('usage of model "%s" gives only a total token count: the split decides the price',
-              CASE WHEN length(m.model) > 60 THEN left(m.model, 60) || '...' ELSE m.model END),
-       NULL, m.unsplit_tokens
-  FROM billing._usage_by_model('-infinity', 'infinity') AS m
-  JOIN billing.tracked_tables AS t ON t.id = m.source_id
- WHERE m.unsplit_tokens <> 0
-UNION ALL
-SELECT NULL, NULL, NULL, a.month, 'unpriced AWS service',
-       format('service "%s" has no price in billing.aws_prices', a.service), NULL, NULL
-  FROM billing._aws_usage_by_service('-infinity', 'infinity') AS a
- WHERE a.unpriced_quantity <> 0
-UNION ALL
-SELECT t.relation, NULL, x.last_message_at, billing.month_of(x.last_message_at), 'several customers',
-       format('conversation "%s": its messages name the customers %s; billed to %s, its latest message''s',
-              CASE WHEN length(x.conversation_id) > 60 THEN left(x.conversation_id, 60) || '...' ELSE x.conversation_id END,
-              array_to_string(x.customers, ', '), x.customer),
-       x.messages, NULL
-  FROM billing._customer_conflicts() AS x
-  JOIN billing.tracked_tables AS t ON t.id = x.source_id
- WHERE billing.current_customer() IS NULL;
-COMMENT ON VIEW billing.usage_problems IS
-    'Messages whose data billing cannot read (one row each), per month the usage that could not be priced, and conversations whose messages name different customers.';
-
 -- Statements: issuing a month freezes, per customer with usage, a numbered
 -- statement with line items (billing.statements, billing.statement_lines)
 -- whose total is the views' exact total for that customer and month. Issued
@@ -3830,9 +3761,11 @@ CREATE TABLE billing.statements (
     usage_total       numeric     NOT NULL,   -- the month's own usage
     adjustments_total numeric     NOT NULL,   -- corrections of earlier months
     total             numeric     NOT NULL,   -- usage_total + adjustments_total
-    UNIQUE (customer, month),
     CHECK (total = usage_total + adjustments_total)
 );
+-- One statement per customer and month. The customer id is the app's, of
+-- any length; a btree row holds at most 2704 bytes, so its md5 is indexed.
+CREATE UNIQUE INDEX statements_customer_month_key ON billing.statements (pg_catalog.md5(customer), month);
 COMMENT ON TABLE billing.statements IS
     'Issued statements (billing.issue_statements): one per customer and month, never changed once issued.';
 SELECT pg_catalog.pg_extension_config_dump('billing.statements', '');
@@ -4653,6 +4586,11 @@ BEGIN
 END
 $$;
 
+-- Messages billing cannot read (a distributed table's too: _citus_problem_rows),
+-- usage it cannot price, and the conversations whose messages name
+-- different customers (track_message_customers): one row each, the
+-- customers named, the one billed, and in messages how many of its
+-- messages name another customer (hidden when reading as one customer).
 CREATE OR REPLACE VIEW billing.usage_problems WITH (security_invoker = true) AS
 SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
        'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
@@ -4692,6 +4630,8 @@ SELECT t.relation, NULL, x.last_message_at, billing.month_of(x.last_message_at),
   FROM billing._customer_conflicts() AS x
   JOIN billing.tracked_tables AS t ON t.id = x.source_id
  WHERE billing.current_customer() IS NULL;
+COMMENT ON VIEW billing.usage_problems IS
+    'Messages whose data billing cannot read (one row each), per month the usage that could not be priced, and conversations whose messages name different customers.';
 
 -- ==== A distributed table tracked by its shards' triggers ====
 -- (docs/citus.md, "Tracking a distributed table"). When the table is
@@ -7158,17 +7098,8 @@ CREATE POLICY as_customer ON billing.budgets AS RESTRICTIVE FOR SELECT
                                                        FROM billing._customer_conversations(billing.current_customer(), false) AS c)));
 ALTER TABLE billing.alerts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.alerts USING (true);
-ALTER TABLE billing.alerts ADD COLUMN customer text;   -- the budget's customer when it fired (a customer budget's)
 CREATE POLICY as_customer ON billing.alerts AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL OR customer = billing.current_customer());
-
--- Customer ids of any length: indexed by their md5, or by hash. A btree
--- row holds at most 2704 bytes, and one long id failed every customer's
--- statements (and a profiles write that recorded its e-mails).
-ALTER TABLE billing.statements DROP CONSTRAINT statements_customer_month_key;
-CREATE UNIQUE INDEX statements_customer_month_key ON billing.statements (pg_catalog.md5(customer), month);
-DROP INDEX billing.aws_usage_customer;
-CREATE INDEX aws_usage_customer ON billing.aws_usage USING hash (customer) WHERE customer IS NOT NULL;
 
 -- After DDL on the table a customer source reads (its lookup table, or
 -- the tracked table itself for track_message_customers), or on a parent
@@ -7419,9 +7350,6 @@ $$;
 SELECT billing._record_partitions(t) FROM billing.tracked_tables AS t
   JOIN pg_catalog.pg_class AS c ON c.oid = t.relation AND c.relkind = 'p'
  ORDER BY t.id;
--- (the trigger functions' rights: every owner of a partitioned table of a
--- tracked tree; the first merge does the same for the messages tables)
-SELECT billing._grant_profiles_function();
 
 -- A reader sees the customer sources and the profiles tables of the tables
 -- it may read, no other table's name (as billing.tracked_tables shows it).
@@ -7605,10 +7533,6 @@ COMMENT ON FUNCTION billing._month_zone_text(timestamptz) IS
     'A time as JSON shows it, in the month_time_zone setting''s zone with its offset, whatever the session''s TimeZone.';
 
 -- ==== When merges last ran (src/sql/ledger_and_merge.sql, maintenance.sql) ====
-ALTER TABLE billing.merge_lock ADD COLUMN last_merge_at timestamptz, ADD COLUMN last_merge_rollups bigint;
-COMMENT ON TABLE billing.merge_lock IS
-    'One row, locked by billing.merge() and by price and setting changes (which wait for a running merge); holds when the last merge ran (billing.merge_status).';
-
 -- Whether the periodic work runs: when the last merge() committed, and what
 -- waits for the next one. The reads are exact without merges, so nothing
 -- else shows that merges stopped (pg_cron down, a database renamed under

@@ -352,3 +352,27 @@ got=$(psql_q -d "$db" -c "SELECT count(*) = 2 FROM billing.tracked_partitions" \
 dropdb "$db"
 [[ "$got" == $'t\nt\nt\nt\nt\nt' ]] || { echo "FAIL: a partitioned table tracked under 0.3: got $got"; exit 1; }
 echo "upgrade 0.3 -> $current: a partitioned tracked table's partitions are recorded and get the TRUNCATE trigger"
+
+# The same table on a subscriber (its row trigger ENABLE ALWAYS): the
+# update's own ALTERs fire billing's event triggers, and an earlier script
+# failed there ("relation billing.tracked_profiles does not exist"). The
+# trigger stays ALWAYS and a write after the update is billed: 0.00075.
+db=billing_upgrade_partitioned_always_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE EXTENSION billing VERSION '0.3';
+CREATE TABLE pmessages (id int, conversation_id text, role text, content text, data jsonb, created_at timestamptz)
+    PARTITION BY RANGE (created_at);
+CREATE TABLE pmessages_2026 PARTITION OF pmessages FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+SELECT billing.track_messages('pmessages');
+ALTER TABLE pmessages ENABLE ALWAYS TRIGGER billing_track;
+ALTER EXTENSION billing UPDATE;
+SQL
+got=$(psql_q -d "$db" -c "SELECT billing.merge() >= 0" \
+             -c "INSERT INTO pmessages VALUES (1, 'a', 'assistant', 'x', '{\"model\": \"gpt-4o\", \"prompt_tokens\": 100, \"completion_tokens\": 50}', '2026-01-01')" \
+             -c "SELECT sum(cost) = 0.00075 FROM billing.monthly_history" \
+             -c "SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'pmessages'::regclass AND tgname = 'billing_track'")
+dropdb "$db"
+[[ "$got" == $'t\nt\nA' ]] || { echo "FAIL: a partitioned table tracked under 0.3 with its trigger ALWAYS: got $got"; exit 1; }
+echo "upgrade 0.3 -> $current: a partitioned tracked table whose trigger fires ALWAYS is updated, stays ALWAYS and bills, \$0.00075"

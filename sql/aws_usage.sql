@@ -126,3 +126,24 @@ SELECT count(*) AS lifted_left FROM billing.lifted_triggers;
 SELECT billing.untrack_profiles('typed_profiles');
 DELETE FROM billing.aws_usage;
 DROP TABLE typed_profiles;
+-- A partitioned profiles table whose partitions' triggers fire in modes of
+-- their own (one replicated by a subscriber: ENABLE ALWAYS; one DISABLEd):
+-- each keeps its mode through the type change, and the replicated
+-- increase is recorded: 2 + 3 when tracked, + 4 replicated = 9 e-mails.
+CREATE TABLE parted_profiles (id bigint, region text, data jsonb, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+CREATE TABLE parted_profiles_us PARTITION OF parted_profiles FOR VALUES IN ('us');
+CREATE TABLE parted_profiles_eu PARTITION OF parted_profiles FOR VALUES IN ('eu');
+INSERT INTO parted_profiles VALUES (1, 'us', '{"emails_sent_this_month": 2}'), (2, 'eu', '{"emails_sent_this_month": 3}');
+SELECT * FROM billing.track_profiles('parted_profiles');
+ALTER TABLE parted_profiles_us ENABLE ALWAYS TRIGGER billing_track_profiles;
+ALTER TABLE parted_profiles_eu DISABLE TRIGGER billing_track_profiles;
+ALTER TABLE parted_profiles ALTER COLUMN data TYPE jsonb;
+SELECT tgrelid::regclass AS relation, tgenabled FROM pg_trigger WHERE tgname = 'billing_track_profiles' ORDER BY 1;
+SET session_replication_role = replica;
+UPDATE parted_profiles SET data = '{"emails_sent_this_month": 6}' WHERE id = 1;
+RESET session_replication_role;
+SELECT sum(quantity) AS emails FROM billing.aws_usage WHERE origin = 'track_profiles';
+SELECT count(*) AS lifted_left FROM billing.lifted_triggers;
+SELECT billing.untrack_profiles('parted_profiles');
+DELETE FROM billing.aws_usage;
+DROP TABLE parted_profiles;

@@ -350,17 +350,25 @@ RESET ROLE;
 DROP SCHEMA migrations CASCADE;
 DROP ROLE regress_migrator;
 -- A partitioned table: the partitions' copies of the trigger are made
--- again with it, and a reply stored in a partition afterwards is billed
--- (0.00075).
+-- again with it, each in its own mode (one partition replicated by a
+-- subscriber: ENABLE ALWAYS there alone), and replies stored in each
+-- partition afterwards are billed, the replicated one too (0.00075 each).
 CREATE TABLE typed_parts (id bigint, conversation_id text, role varchar(10), content text, data jsonb, created_at timestamptz)
     PARTITION BY RANGE (created_at);
 CREATE TABLE typed_parts_2026_11 PARTITION OF typed_parts FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+CREATE TABLE typed_parts_2026_12 PARTITION OF typed_parts FOR VALUES FROM ('2026-12-01') TO ('2027-01-01');
 SELECT tracked FROM billing.track_messages('typed_parts');
+ALTER TABLE typed_parts_2026_12 ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update;
 ALTER TABLE typed_parts ALTER COLUMN role TYPE varchar(32);
-SELECT tgrelid::regclass AS relation, tgname FROM pg_trigger
- WHERE tgrelid IN ('typed_parts'::regclass, 'typed_parts_2026_11'::regclass) AND NOT tgisinternal ORDER BY 1, 2;
+SELECT tgrelid::regclass AS relation, tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid IN ('typed_parts'::regclass, 'typed_parts_2026_11'::regclass, 'typed_parts_2026_12'::regclass)
+   AND NOT tgisinternal ORDER BY 1, 2;
+SELECT count(*) AS lifted_left FROM billing.lifted_triggers;
 INSERT INTO typed_parts VALUES (1, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-07');
-SELECT cost, messages FROM billing.conversation_costs WHERE source_table = 'typed_parts'::regclass;
+SET session_replication_role = replica;
+INSERT INTO typed_parts VALUES (2, 'p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-12-07');
+RESET session_replication_role;
+SELECT month, cost, messages FROM billing.conversation_costs WHERE source_table = 'typed_parts'::regclass ORDER BY month;
 SELECT billing.untrack_messages('typed_parts');
 DROP TABLE typed_parts;
 

@@ -451,6 +451,7 @@ BEGIN
     END IF;
     PERFORM billing._create_profiles_trigger(p_relation, p_column, tp.counter, tp.service);
     PERFORM billing._set_trigger_mode(p_relation, 'billing_track_profiles', p_mode);
+    PERFORM billing._restore_partition_trigger_modes(p_relation, 'billing_track_profiles');
 END
 $$;
 REVOKE ALL ON FUNCTION billing._restore_profiles_trigger(regclass, name, "char") FROM PUBLIC;

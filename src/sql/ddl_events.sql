@@ -79,7 +79,7 @@ BEGIN
     -- The same for the data column of a tracked profiles table.
     FOR heir IN SELECT l.relation::regclass AS relation, l.column_name, l.enabled
                   FROM billing.lifted_triggers AS l
-                 WHERE l.trigger_name = 'billing_track_profiles'
+                 WHERE l.trigger_name = 'billing_track_profiles' AND l.column_name IS NOT NULL   -- (not a partition's mode)
                  ORDER BY l.relation LOOP
         PERFORM billing._restore_profiles_trigger(heir.relation, heir.column_name, heir.enabled);
     END LOOP;
@@ -144,13 +144,17 @@ BEGIN
                FROM pg_partition_tree(t.relation) AS p
                JOIN pg_trigger AS g ON g.tgrelid = p.relid AND billing._is_truncate_trigger(g, t.id)
               WHERE p.level > 0;
+            -- (said once, at the end of the app's command: not again for
+            -- each ALTER billing makes inside it, setting modes back)
             IF billing._trigger_disabled(t.id) THEN
                 PERFORM billing._take_in_anew(t.id);
-                RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: billing reads the table itself until they fire alike again', t.relation
-                    USING DETAIL = 'Writes the trigger does not see are billed all the same, from the table; reads cost more meanwhile, and the merge() after the triggers are enabled alike again takes the table in anew.',
-                          HINT = CASE WHEN billing._subscribed(t.relation)
-                                      THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', t.relation)
-                                      ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', t.relation) END;
+                IF NOT billing._internal_ddl() THEN
+                    RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: billing reads the table itself until they fire alike again', t.relation
+                        USING DETAIL = 'Writes the trigger does not see are billed all the same, from the table; reads cost more meanwhile, and the merge() after the triggers are enabled alike again takes the table in anew.',
+                              HINT = CASE WHEN billing._subscribed(t.relation)
+                                          THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', t.relation)
+                                          ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', t.relation) END;
+                END IF;
             END IF;
             -- (the TRUNCATE triggers only for a partition created or
             -- attached: any other ALTER, as a restore's ADD CONSTRAINT after
@@ -317,6 +321,7 @@ BEGIN
         EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p_relation::regclass);
         INSERT INTO billing.lifted_triggers VALUES (p_relation, 'billing_track_profiles', profiles.tgenabled, profiles.attname)
             ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled, column_name = excluded.column_name;
+        PERFORM billing._keep_partition_trigger_modes(p_relation, 'billing_track_profiles');
         PERFORM billing._drop_own_trigger('billing_track_profiles', p_relation::regclass);
     END IF;
     SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.relation = p_relation;
@@ -335,9 +340,10 @@ BEGIN
               WHERE tg.tgrelid = p_relation AND tg.tgparentid = 0 AND tg.tgfoid = billing._trigger_function(t.id)
               ORDER BY tg.tgname LOOP
         -- (each trigger's mode, for the end of the command: ENABLE ALWAYS,
-        -- DISABLE, as the owner left it)
+        -- DISABLE, as the owner left it, on the table and on each partition)
         INSERT INTO billing.lifted_triggers VALUES (p_relation, g.tgname, g.tgenabled)
             ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled;
+        PERFORM billing._keep_partition_trigger_modes(p_relation, g.tgname);
         PERFORM billing._drop_own_trigger(g.tgname, p_relation::regclass);
     END LOOP;
 END

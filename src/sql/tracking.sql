@@ -437,6 +437,44 @@ CREATE TABLE billing.lifted_triggers (
 );
 REVOKE ALL ON billing.lifted_triggers FROM PUBLIC;
 
+-- The modes of trigger p_trigger's copies on the partitions of p_relation
+-- (ENABLE ALWAYS on the partition a subscriber replicates, DISABLE on
+-- another), kept in billing.lifted_triggers while billing makes its
+-- triggers again: a trigger made on a partitioned table gives its copies
+-- its own mode, and the replicated writes of such a partition went
+-- unbilled after an ALTER ... TYPE.
+CREATE FUNCTION billing._keep_partition_trigger_modes(p_relation oid, p_trigger name) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO billing.lifted_triggers (relation, trigger_name, enabled)
+    SELECT g.tgrelid, g.tgname, g.tgenabled
+      FROM pg_catalog.pg_partition_tree(p_relation::pg_catalog.regclass) AS p
+      JOIN pg_catalog.pg_trigger AS g ON g.tgrelid = p.relid AND g.tgname = p_trigger AND g.tgparentid <> 0
+     WHERE p.relid OPERATOR(pg_catalog.<>) p_relation::pg_catalog.regclass
+    ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled
+$$;
+REVOKE ALL ON FUNCTION billing._keep_partition_trigger_modes(oid, name) FROM PUBLIC;
+
+-- ... and given back to the copies made again.
+CREATE FUNCTION billing._restore_partition_trigger_modes(p_relation regclass, p_trigger name) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    k record;
+BEGIN
+    FOR k IN DELETE FROM billing.lifted_triggers AS l
+              WHERE l.trigger_name = p_trigger
+                AND l.relation IN (SELECT p.relid FROM pg_partition_tree(p_relation) AS p WHERE p.relid <> p_relation)
+          RETURNING l.relation::regclass AS relation, l.enabled LOOP
+        PERFORM billing._set_trigger_mode(k.relation, p_trigger, k.enabled);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._restore_partition_trigger_modes(regclass, name) FROM PUBLIC;
+
 -- The row triggers of tracked table `t` made again after a change of a
 -- column's type (billing._lift_row_triggers dropped them, keeping their
 -- modes in billing.lifted_triggers): its trigger functions made for the new
@@ -481,8 +519,10 @@ BEGIN
     DELETE FROM billing.lifted_triggers AS l WHERE l.relation = t.relation::oid;
     PERFORM billing._create_row_trigger(t, fn);
     PERFORM billing._set_trigger_mode(t.relation, 'billing_track', track_mode);
+    PERFORM billing._restore_partition_trigger_modes(t.relation, 'billing_track');
     PERFORM billing._create_update_trigger(t);
     PERFORM billing._set_trigger_mode(t.relation, 'billing_track_update', update_mode);
+    PERFORM billing._restore_partition_trigger_modes(t.relation, 'billing_track_update');
 END
 $$;
 REVOKE ALL ON FUNCTION billing._restore_row_triggers(billing.tracked_tables) FROM PUBLIC;

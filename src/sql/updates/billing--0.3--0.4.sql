@@ -8127,6 +8127,44 @@ CREATE TABLE billing.lifted_triggers (
 );
 REVOKE ALL ON billing.lifted_triggers FROM PUBLIC;
 
+-- The modes of trigger p_trigger's copies on the partitions of p_relation
+-- (ENABLE ALWAYS on the partition a subscriber replicates, DISABLE on
+-- another), kept in billing.lifted_triggers while billing makes its
+-- triggers again: a trigger made on a partitioned table gives its copies
+-- its own mode, and the replicated writes of such a partition went
+-- unbilled after an ALTER ... TYPE.
+CREATE FUNCTION billing._keep_partition_trigger_modes(p_relation oid, p_trigger name) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO billing.lifted_triggers (relation, trigger_name, enabled)
+    SELECT g.tgrelid, g.tgname, g.tgenabled
+      FROM pg_catalog.pg_partition_tree(p_relation::pg_catalog.regclass) AS p
+      JOIN pg_catalog.pg_trigger AS g ON g.tgrelid = p.relid AND g.tgname = p_trigger AND g.tgparentid <> 0
+     WHERE p.relid OPERATOR(pg_catalog.<>) p_relation::pg_catalog.regclass
+    ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled
+$$;
+REVOKE ALL ON FUNCTION billing._keep_partition_trigger_modes(oid, name) FROM PUBLIC;
+
+-- ... and given back to the copies made again.
+CREATE FUNCTION billing._restore_partition_trigger_modes(p_relation regclass, p_trigger name) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET billing.internal_ddl = on
+AS $$
+DECLARE
+    k record;
+BEGIN
+    FOR k IN DELETE FROM billing.lifted_triggers AS l
+              WHERE l.trigger_name = p_trigger
+                AND l.relation IN (SELECT p.relid FROM pg_partition_tree(p_relation) AS p WHERE p.relid <> p_relation)
+          RETURNING l.relation::regclass AS relation, l.enabled LOOP
+        PERFORM billing._set_trigger_mode(k.relation, p_trigger, k.enabled);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._restore_partition_trigger_modes(regclass, name) FROM PUBLIC;
+
 -- billing_track, the row trigger of tracked table `t`, calling `fn`.
 CREATE FUNCTION billing._create_row_trigger(t billing.tracked_tables, fn regprocedure) RETURNS void
 LANGUAGE plpgsql
@@ -8186,8 +8224,10 @@ BEGIN
     DELETE FROM billing.lifted_triggers AS l WHERE l.relation = t.relation::oid;
     PERFORM billing._create_row_trigger(t, fn);
     PERFORM billing._set_trigger_mode(t.relation, 'billing_track', track_mode);
+    PERFORM billing._restore_partition_trigger_modes(t.relation, 'billing_track');
     PERFORM billing._create_update_trigger(t);
     PERFORM billing._set_trigger_mode(t.relation, 'billing_track_update', update_mode);
+    PERFORM billing._restore_partition_trigger_modes(t.relation, 'billing_track_update');
 END
 $$;
 REVOKE ALL ON FUNCTION billing._restore_row_triggers(billing.tracked_tables) FROM PUBLIC;
@@ -8250,6 +8290,7 @@ BEGIN
         EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p_relation::regclass);
         INSERT INTO billing.lifted_triggers VALUES (p_relation, 'billing_track_profiles', profiles.tgenabled, profiles.attname)
             ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled, column_name = excluded.column_name;
+        PERFORM billing._keep_partition_trigger_modes(p_relation, 'billing_track_profiles');
         PERFORM billing._drop_own_trigger('billing_track_profiles', p_relation::regclass);
     END IF;
     SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.relation = p_relation;
@@ -8268,9 +8309,10 @@ BEGIN
               WHERE tg.tgrelid = p_relation AND tg.tgparentid = 0 AND tg.tgfoid = billing._trigger_function(t.id)
               ORDER BY tg.tgname LOOP
         -- (each trigger's mode, for the end of the command: ENABLE ALWAYS,
-        -- DISABLE, as the owner left it)
+        -- DISABLE, as the owner left it, on the table and on each partition)
         INSERT INTO billing.lifted_triggers VALUES (p_relation, g.tgname, g.tgenabled)
             ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled;
+        PERFORM billing._keep_partition_trigger_modes(p_relation, g.tgname);
         PERFORM billing._drop_own_trigger(g.tgname, p_relation::regclass);
     END LOOP;
 END
@@ -8333,7 +8375,7 @@ BEGIN
     -- The same for the data column of a tracked profiles table.
     FOR heir IN SELECT l.relation::regclass AS relation, l.column_name, l.enabled
                   FROM billing.lifted_triggers AS l
-                 WHERE l.trigger_name = 'billing_track_profiles'
+                 WHERE l.trigger_name = 'billing_track_profiles' AND l.column_name IS NOT NULL   -- (not a partition's mode)
                  ORDER BY l.relation LOOP
         PERFORM billing._restore_profiles_trigger(heir.relation, heir.column_name, heir.enabled);
     END LOOP;
@@ -8398,13 +8440,17 @@ BEGIN
                FROM pg_partition_tree(t.relation) AS p
                JOIN pg_trigger AS g ON g.tgrelid = p.relid AND billing._is_truncate_trigger(g, t.id)
               WHERE p.level > 0;
+            -- (said once, at the end of the app's command: not again for
+            -- each ALTER billing makes inside it, setting modes back)
             IF billing._trigger_disabled(t.id) THEN
                 PERFORM billing._take_in_anew(t.id);
-                RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: billing reads the table itself until they fire alike again', t.relation
-                    USING DETAIL = 'Writes the trigger does not see are billed all the same, from the table; reads cost more meanwhile, and the merge() after the triggers are enabled alike again takes the table in anew.',
-                          HINT = CASE WHEN billing._subscribed(t.relation)
-                                      THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', t.relation)
-                                      ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', t.relation) END;
+                IF NOT billing._internal_ddl() THEN
+                    RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: billing reads the table itself until they fire alike again', t.relation
+                        USING DETAIL = 'Writes the trigger does not see are billed all the same, from the table; reads cost more meanwhile, and the merge() after the triggers are enabled alike again takes the table in anew.',
+                              HINT = CASE WHEN billing._subscribed(t.relation)
+                                          THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', t.relation)
+                                          ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', t.relation) END;
+                END IF;
             END IF;
             -- (the TRUNCATE triggers only for a partition created or
             -- attached: any other ALTER, as a restore's ADD CONSTRAINT after
@@ -8607,6 +8653,7 @@ BEGIN
     END IF;
     PERFORM billing._create_profiles_trigger(p_relation, p_column, tp.counter, tp.service);
     PERFORM billing._set_trigger_mode(p_relation, 'billing_track_profiles', p_mode);
+    PERFORM billing._restore_partition_trigger_modes(p_relation, 'billing_track_profiles');
 END
 $$;
 REVOKE ALL ON FUNCTION billing._restore_profiles_trigger(regclass, name, "char") FROM PUBLIC;

@@ -183,6 +183,25 @@ RESET standard_conforming_strings;
 RESET escape_string_warning;
 SELECT billing.untrack_messages('django_messages');
 
+-- Django's TextField(blank=True) stores '' for no value: a reply with data
+-- '' (or only white space) has no usage and is estimated, as one with NULL
+-- data is, not listed as a problem. Prompt 'what is the time' (16
+-- characters, 4 tokens), completion 'it is late' (10, 3), at the estimate
+-- model gpt-4o-mini: 4 x 0.15/1M + 3 x 0.60/1M = 0.0000024; the second
+-- reply's prompt 4 + 3, its completion 'and now' (7, 2): 7 x 0.15/1M + 2 x
+-- 0.60/1M = 0.00000225; 0.00000465 and 16 estimated tokens in all.
+CREATE TABLE django_blank (id bigserial PRIMARY KEY, conversation_id bigint, role varchar(20), content text,
+                           data text NOT NULL DEFAULT '', created_at timestamptz);
+SELECT tracked FROM billing.track_messages('django_blank');
+INSERT INTO django_blank (conversation_id, role, content, created_at) VALUES
+  (8, 'user', 'what is the time', '2026-11-04 10:00'), (8, 'assistant', 'it is late', '2026-11-04 10:01');
+INSERT INTO django_blank (conversation_id, role, content, data, created_at) VALUES
+  (8, 'assistant', 'and now', E' \n', '2026-11-04 10:02');
+SELECT cost, estimated_tokens, messages FROM billing.conversation_costs WHERE source_table = 'django_blank'::regclass;
+SELECT count(*) AS problems FROM billing.usage_problems WHERE source_table = 'django_blank'::regclass;
+SELECT billing.untrack_messages('django_blank');
+DROP TABLE django_blank;
+
 -- Rails (bigint ids and foreign keys, string as varchar, jsonb,
 -- timestamp(6) without time zone holding UTC) and SQLAlchemy (Integer ids,
 -- String(36) uuids, JSON as json, DateTime as timestamp): each reply

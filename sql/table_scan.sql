@@ -9,8 +9,9 @@ SET timezone = 'UTC';
 \set SHOW_CONTEXT never
 
 -- The SQL of billing._scan_table before it was written in C, verbatim but
--- for the order of a conversation's messages, which now puts a message that
--- is not a reply before a reply of the same time (billing._reply_rank).
+-- for the order of a conversation's messages at a tie in time, which is
+-- now the id's for integer ids and otherwise puts a message that is not a
+-- reply before a reply, written here on its own.
 CREATE FUNCTION reference_scan(p_source smallint, p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (month date, conversation_id text, model text, messages bigint, prompt_tokens numeric,
                completion_tokens numeric, cached_tokens numeric, estimated_prompt numeric,
@@ -30,6 +31,10 @@ BEGIN
     m := billing._row_reader(t, 'm');
     earlier_content := billing._column_reader(t.relation, t.content_column, 'content', 'earlier');
     earlier_role := billing._column_reader(t.relation, t.role_column, 'role', 'earlier');
+    IF (SELECT a.atttypid FROM pg_attribute AS a WHERE a.attrelid = t.relation AND a.attname = t.id_column)
+       IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+        earlier_role := '''assistant''';   -- (integer ids: the id alone decides a tie)
+    END IF;
     p_from := greatest(p_from, '0001-01-01 00:00:00+00');
     p_to := least(p_to, '10000-01-01 00:00:00+00');
     IF p_from >= p_to THEN
@@ -61,7 +66,7 @@ BEGIN
         CASE WHEN t.backfilled THEN '0'
              ELSE format('(SELECT coalesce(sum(billing._estimated_tokens(%s)), 0)::bigint FROM %s AS earlier
                             WHERE earlier.%I = m.%I
-                              AND (earlier.%I, billing._reply_rank(%s), earlier.%I) < (m.%I, 1, m.%I))',
+                              AND (earlier.%I, CASE WHEN lower(%s) = ''assistant'' THEN 1 ELSE 0 END, earlier.%I) < (m.%I, 1, m.%I))',
                          earlier_content, t.relation, t.conversation_column, t.conversation_column,
                          t.created_at_column, earlier_role, t.id_column, t.created_at_column, t.id_column) END)
     USING p_source, p_from, p_to, billing._estimate_model();
@@ -87,12 +92,16 @@ BEGIN
     r := billing._row_reader(t, 'r');
     earlier_content := billing._column_reader(t.relation, t.content_column, 'content', 'm');
     earlier_role := billing._column_reader(t.relation, t.role_column, 'role', 'm');
+    IF (SELECT a.atttypid FROM pg_attribute AS a WHERE a.attrelid = t.relation AND a.attname = t.id_column)
+       IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+        earlier_role := '''assistant''';   -- (integer ids: the id alone decides a tie)
+    END IF;
     RETURN QUERY EXECUTE format($q$
         SELECT billing._key(%2$s), %3$s, u.estimated,
                CASE WHEN u.estimated
                     THEN (SELECT coalesce(sum(billing._estimated_tokens(%4$s)), 0)::bigint FROM %1$s AS m
                            WHERE m.%5$I = r.%5$I
-                             AND (m.%6$I, billing._reply_rank(%9$s), m.%7$I) < (r.%6$I, 1, r.%7$I)) END,
+                             AND (m.%6$I, CASE WHEN lower(%9$s) = 'assistant' THEN 1 ELSE 0 END, m.%7$I) < (r.%6$I, 1, r.%7$I)) END,
                u.problem
           FROM %1$s AS r CROSS JOIN LATERAL %8$s AS u
          WHERE u.estimated OR u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false) $q$,

@@ -415,3 +415,39 @@ DROP TABLE seed_fast, seed_full, orm_fast, orm_full, ints_fast, ints_full, parte
 DROP ROLE est_app;
 DROP FUNCTION make_tracked, write_messages, compare_paths, stored_rows;
 DROP TYPE speaker_role;
+
+-- Integer ids (a sequence's) are given in the order rows are stored: at a
+-- tie in time the id alone decides. An agent's turn stored in one statement
+-- at one now(): a question (40 characters, 10 tokens), a tool call (8, 2),
+-- the tool's result (400, 100), the answer. The tool call's prompt is the
+-- question alone, 10, though the result is no reply; the answer's 10 + 2 +
+-- 100 = 112. The same through the C trigger, the PL/pgSQL body and a
+-- backfill of the rows.
+CREATE TABLE turns_fast (id bigint GENERATED ALWAYS AS IDENTITY, conversation_id bigint, role text, content text,
+                         data jsonb, created_at timestamp DEFAULT now());
+CREATE INDEX ON turns_fast (conversation_id);
+CREATE TABLE turns_full (LIKE turns_fast INCLUDING ALL);
+SELECT f.tracked, p.tracked FROM billing.track_messages('turns_fast') AS f, billing.track_messages('turns_full') AS p;
+CREATE FUNCTION write_turn(name text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format($q$INSERT INTO %I (conversation_id, role, content, data) VALUES
+        (1, 'user', repeat('q', 40), '{}'), (1, 'assistant', repeat('c', 8), '{}'),
+        (1, 'tool', repeat('r', 400), '{}'), (1, 'assistant', repeat('a', 20), '{}')$q$, name);
+END
+$$;
+SET billing.trigger_fast_path = on;
+SELECT write_turn('turns_fast');
+SET billing.trigger_fast_path = off;
+SELECT write_turn('turns_full');
+RESET billing.trigger_fast_path;
+CREATE TABLE turns_backfilled AS SELECT * FROM turns_fast;
+CREATE INDEX ON turns_backfilled (conversation_id);
+SELECT tracked FROM billing.track_messages('turns_backfilled');
+SELECT t.relation AS source_table, e.message_id, e.prompt_tokens
+  FROM billing.estimated_prompts AS e JOIN billing.tracked_tables AS t ON t.id = e.source_id
+ WHERE t.relation IN ('turns_fast'::regclass, 'turns_full'::regclass, 'turns_backfilled'::regclass)
+ ORDER BY 1, 2;
+SELECT billing.untrack_messages('turns_fast'), billing.untrack_messages('turns_full'),
+       billing.untrack_messages('turns_backfilled');
+DROP TABLE turns_fast, turns_full, turns_backfilled;
+DROP FUNCTION write_turn(text);

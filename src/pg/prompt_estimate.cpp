@@ -373,6 +373,9 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
   const ColumnType at_type = column_type(rel, columns.created_at);
   const ColumnType id_type = column_type(rel, columns.id);
   const Oid role_type = column_type(rel, columns.role).type;
+  // Integer ids (a sequence's) are given in the order rows are stored: at a
+  // tie in time they decide alone. Other ids (uuid, text) tell nothing of it.
+  const bool ids_in_order = id_type.type == INT2OID || id_type.type == INT4OID || id_type.type == INT8OID;
   FmgrInfo* at_cmp = comparison(at_type.type);
   FmgrInfo* id_cmp = comparison(id_type.type);
   if (at_cmp == nullptr || id_cmp == nullptr) return false;
@@ -416,9 +419,10 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
     IndexScanDesc scan = index_beginscan(r.table, r.index, read_as, 1, 0);
     index_rescan(scan, &key, 1, nullptr, 0);
     while (ok && index_getnext_slot(scan, ForwardScanDirection, slot)) {
-      // (m.created_at, billing._reply_rank(m.role), m.id) < (NEW.created_at,
-      // 1, NEW.id), as SQL compares rows: a NULL decides nothing, so the
-      // row is not counted.
+      // billing._earlier_condition: (m.created_at, m.id) < (NEW.created_at,
+      // NEW.id) for integer ids, else (m.created_at, billing._reply_rank(m.role),
+      // m.id) < (NEW.created_at, 1, NEW.id), as SQL compares rows: a NULL
+      // decides nothing, so the row is not counted.
       const Datum m_at = slot_getattr(slot, r.columns.created_at, &null);
       if (null) continue;
       const int by_time = compare(at_cmp, at_type.collation, m_at, at);
@@ -426,10 +430,14 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
       if (by_time == 0) {
         // At the same time, a message that is not a reply came before it
         // (its question, stored in the same transaction at the same now());
-        // another reply, when its id sorts first.
-        const Datum m_role = slot_getattr(slot, r.columns.role, &null);
+        // another reply, when its id sorts first. With integer ids, the id
+        // alone.
         bool known = true;
-        const bool reply = !null && role_says_reply(role_type, m_role, &known);
+        bool reply = true;
+        if (!ids_in_order) {
+          const Datum m_role = slot_getattr(slot, r.columns.role, &null);
+          reply = !null && role_says_reply(role_type, m_role, &known);
+        }
         if (!known) {
           ok = false;  // (a role of a type the full body reads)
           break;

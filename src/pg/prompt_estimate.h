@@ -22,10 +22,10 @@ struct ReplyColumns {
 
 // The full body's estimate of the reply `td` fires for:
 //   sum(billing._estimated_tokens(content)) over the messages m of its
-//   conversation with (m.created_at, billing._reply_rank(m.role), m.id)
-//   < (NEW.created_at, 1, NEW.id): earlier, or at the same time and not a
-//   reply (the question stored with its reply in one transaction), or
-//   another reply at the same time whose id sorts first,
+//   conversation that come before it (billing._earlier_condition): earlier;
+//   at the same time, with integer ids the smaller id, with other ids a
+//   message that is not a reply (the question stored with it in one
+//   transaction), then another reply whose id sorts first,
 // read here through a btree index on the conversation column of each table
 // that query reads (the table, or every leaf partition of a partitioned
 // one), with the snapshot the full

@@ -432,10 +432,10 @@ RowUsage usage_of_row(RowReader* r, const Datum* v, const bool* null) {
 // ---------------------------------------------------------------------------
 //
 // For each target reply r: sum(billing._estimated_tokens(content)) over the
-// messages m with m.conversation = r.conversation and (m.created_at,
-// billing._reply_rank(m.role), m.id) < (r.created_at, 1, r.id): earlier, or
-// at the same time and not a reply, or another reply at the same time
-// whose id sorts first. The columns are compared as stored (their types'
+// messages m with m.conversation = r.conversation that come before it
+// (billing._earlier_condition): earlier; at the same time, with integer ids
+// the smaller id, with other ids a message that is not a reply, then
+// another reply whose id sorts first. The columns are compared as stored (their types'
 // own equality and order, with the columns' collations), as the SQL did per
 // reply. Here one query reads the messages of the targets' conversations.
 
@@ -457,6 +457,7 @@ struct EarlierSums {
   MemoryContext cxt;
   Column conversation, at, id, content;  // from the scan's row reader
   RoleReader role;
+  bool ids_in_order;  // integer ids: a sequence's, in the order rows are stored; a tie in time is theirs alone
   int16 conversation_len;
   bool conversation_byval;
   char conversation_align;
@@ -480,6 +481,7 @@ void earlier_init(EarlierSums* e, const RowReader& r, MemoryContext parent) {
   e->id = r.id;
   e->content = r.content;
   e->role = RoleReader{r.role.kind, InvalidOid, false};
+  e->ids_in_order = r.id.kind == Kind::Int2 || r.id.kind == Kind::Int4 || r.id.kind == Kind::Int8;
   get_typlenbyvalalign(e->conversation.base, &e->conversation_len, &e->conversation_byval, &e->conversation_align);
   e->conversation_type = lookup_type_cache(e->conversation.base, TYPECACHE_HASH_PROC_FINFO | TYPECACHE_EQ_OPR_FINFO);
   e->at_type = lookup_type_cache(e->at.base, TYPECACHE_CMP_PROC_FINFO);
@@ -558,15 +560,16 @@ struct RoleOf {
   }
 };
 
-// SQL's (a1, a2, a3) < (b1, b2, b3) for (created_at,
-// billing._reply_rank(role), id) against a target, a reply (rank 1): NULL
-// (false here) as soon as a pair to compare has a NULL.
+// billing._earlier_condition against a target, a reply: SQL's (a1, a2) <
+// (b1, b2) for (created_at, id) with integer ids, else (a1, a2, a3) < (b1,
+// b2, b3) for (created_at, billing._reply_rank(role), id), the target's rank
+// 1: NULL (false here) as soon as a pair to compare has a NULL.
 bool earlier_than(const EarlierSums* e, Datum at, bool at_null, RoleOf* role, Datum id, bool id_null,
                   const Target* t) {
   if (at_null || t->at_null) return false;
   const int32 c = DatumGetInt32(FunctionCall2Coll(&e->at_type->cmp_proc_finfo, e->at.collation, at, t->at));
   if (c != 0) return c < 0;
-  if (!role->is_reply()) return true;  // its question, stored at the same time
+  if (!e->ids_in_order && !role->is_reply()) return true;  // its question, stored at the same time
   if (id_null || t->id_null) return false;
   return DatumGetInt32(FunctionCall2Coll(&e->id_type->cmp_proc_finfo, e->id.collation, id, t->id)) < 0;
 }
@@ -751,8 +754,9 @@ struct Pending {
 };
 
 // The backfill's one read also estimates the replies' prompts, when it can:
-// while the rows of a conversation come in (created_at, reply rank, id)
-// order (the table read by its created_at index), every row read before a reply is
+// while the rows of a conversation come in the order of
+// billing._earlier_condition (the table read by its created_at index),
+// every row read before a reply is
 // earlier than it, so the reply's estimate is the sum of those rows'
 // estimates so far, plus that of any later-read row that turns out to be
 // earlier. The replies of a conversation read out of that order (no such
@@ -760,7 +764,7 @@ struct Pending {
 // are left to the `earlier` query. A row without a time is earlier than
 // none, and nothing is earlier than it.
 struct ConvState {
-  bool unordered;  // a row came out of (created_at, reply rank, id) order, or with a NULL
+  bool unordered;  // a row came out of that order, or with a NULL
   bool has_last;
   bool last_reply;
   Datum last_at, last_id;  // the last row's; last_id in id_copy when by reference
@@ -989,14 +993,14 @@ Target* follow_conversation(TableScan* s, const Datum* v, const bool* null, bool
       c.unordered = true;
     } else if (c.has_last) {
       int order = DatumGetInt32(FunctionCall2Coll(&e->at_type->cmp_proc_finfo, e->at.collation, v[kCreatedAt], c.last_at));
-      if (order == 0) order = static_cast<int>(role.is_reply()) - static_cast<int>(c.last_reply);
+      if (order == 0 && !e->ids_in_order) order = static_cast<int>(role.is_reply()) - static_cast<int>(c.last_reply);
       if (order == 0)
         order = DatumGetInt32(FunctionCall2Coll(&e->id_type->cmp_proc_finfo, e->id.collation, v[kId], c.last_id));
       if (order <= 0) c.unordered = true;
     }
     if (!c.unordered) {
       c.last_at = v[kCreatedAt];  // (a time is passed by value)
-      c.last_reply = role.is_reply();
+      if (!e->ids_in_order) c.last_reply = role.is_reply();
       if (e->id_type->typbyval) {
         c.last_id = v[kId];
       } else {

@@ -590,7 +590,6 @@ DECLARE
     o record := billing._row_reader(t, 'OLD');
     n record := billing._row_reader(t, 'NEW');
     earlier_content text := billing._column_reader(t.relation, t.content_column, 'content', 'm');
-    earlier_role text := billing._column_reader(t.relation, t.role_column, 'role', 'm');
     nsp name := (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
                   WHERE cl.oid = t.relation);
     rel name := (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation);
@@ -662,8 +661,7 @@ BEGIN
             -- (by the table's name and conversation: Citus routes it to the shard beside this one)
             SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
               FROM %10$s AS m
-             WHERE m.%11$I = NEW.%11$I
-               AND (m.%12$I, billing._reply_rank(%21$s), m.%13$I) < (NEW.%12$I, 1, NEW.%13$I);
+             WHERE m.%11$I = NEW.%11$I AND %21$s;
             INSERT INTO billing.%18$I VALUES (NEW.%11$I, %1$s, new_id, est)
                 ON CONFLICT (conversation, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
         END IF;
@@ -690,7 +688,8 @@ END
 $body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n.usage,
         t.relation, t.conversation_column, t.created_at_column, t.id_column, earlier_content,
         format('%I.%I', nsp, rel), nsp, rel,
-        'citus_estimates_' || t.id, 'citus_problems_' || t.id, 'citus_ledger_' || t.id, earlier_role);
+        'citus_estimates_' || t.id, 'citus_problems_' || t.id, 'citus_ledger_' || t.id,
+        billing._earlier_condition(t, 'm', 'NEW'));
 END
 $fn$;
 

@@ -92,7 +92,9 @@ END
 $$;
 
 -- Usage of a message whose data is text: JSON that does not parse is a
--- problem of the row, never an error of the app's write.
+-- problem of the row, never an error of the app's write. Empty text (or
+-- only white space) is no data, as NULL is: Django's TextField(blank=True)
+-- stores '' for no value, and a reply stored so is estimated.
 CREATE FUNCTION billing._usage_of_text(data text, role text, content text,
     OUT model text, OUT prompt_tokens bigint, OUT completion_tokens bigint, OUT cached_tokens bigint,
     OUT estimated_completion bigint, OUT unsplit_tokens bigint, OUT problem text, OUT estimated boolean)
@@ -102,7 +104,7 @@ AS $$
 DECLARE
     parsed jsonb := billing._jsonb_of_text(data);
 BEGIN
-    IF parsed IS NULL AND data IS NOT NULL THEN
+    IF parsed IS NULL AND data IS NOT NULL AND btrim(data, E' \t\r\n') <> '' THEN
         prompt_tokens := 0; completion_tokens := 0; cached_tokens := 0;
         estimated_completion := 0; unsplit_tokens := 0; estimated := false;
         problem := 'data is not valid JSON';

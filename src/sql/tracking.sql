@@ -70,7 +70,6 @@ DECLARE
     o record := billing._row_reader(t, 'OLD');
     n record := billing._row_reader(t, 'NEW');
     earlier_content text := billing._column_reader(t.relation, t.content_column, 'content', 'm');
-    earlier_role text := billing._column_reader(t.relation, t.role_column, 'role', 'm');
 BEGIN
     RETURN format($body$
 DECLARE
@@ -142,8 +141,7 @@ BEGIN
         ELSE
             SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
               FROM %10$s AS m
-             WHERE m.%11$I = NEW.%11$I
-               AND (m.%12$I, billing._reply_rank(%19$s), m.%13$I) < (NEW.%12$I, 1, NEW.%13$I);
+             WHERE m.%11$I = NEW.%11$I AND %19$s;
             INSERT INTO billing.estimated_prompts VALUES (%1$s, new_id, est)
                 ON CONFLICT (source_id, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
         END IF;
@@ -172,7 +170,7 @@ $body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n
         t.relation::text, t.relation::oid,
         (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
           WHERE cl.oid = t.relation),
-        (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation), earlier_role);
+        (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation), billing._earlier_condition(t, 'm', 'NEW'));
 END
 $fn$;
 -- Refuses, with a message that says why, a relation whose writes billing's
@@ -1192,6 +1190,26 @@ BEGIN
                          THEN 'billing.usage_of(%s, %s, %s)' ELSE 'billing._usage_of_text(%s, %s, %s)' END,
                     data, role, content);
 END
+$$;
+
+-- The condition "message m comes before reply r in its conversation", by
+-- which a reply's prompt is estimated (README "Estimated usage"): an
+-- earlier created_at; at the same created_at, with integer ids (a
+-- sequence's, given in the order rows are stored) the smaller id; with
+-- other ids (uuid, text: they do not tell that order) a message that is not
+-- a reply (the question stored with it in one transaction, at the same
+-- now()), then another reply whose id sorts first.
+-- C: src/pg/prompt_estimate.cpp (estimate_prompt), src/pg/table_scan.cpp
+-- (earlier_than).
+CREATE FUNCTION billing._earlier_condition(t billing.tracked_tables, m text, r text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN billing._column_base_type(t.relation, t.id_column) IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+                THEN format('(%1$s.%2$I, %1$s.%3$I) < (%4$s.%2$I, %4$s.%3$I)', m, t.created_at_column, t.id_column, r)
+                ELSE format('(%1$s.%2$I, billing._reply_rank(%5$s), %1$s.%3$I) < (%4$s.%2$I, 1, %4$s.%3$I)',
+                            m, t.created_at_column, t.id_column, r,
+                            billing._column_reader(t.relation, t.role_column, 'role', m)) END
 $$;
 
 -- A condition "the time column of alias r is >= / < the timestamptz `bound`"

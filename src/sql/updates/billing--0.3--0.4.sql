@@ -633,7 +633,7 @@ AS $$
 DECLARE
     parsed jsonb := billing._jsonb_of_text(data);
 BEGIN
-    IF parsed IS NULL AND data IS NOT NULL THEN
+    IF parsed IS NULL AND data IS NOT NULL AND btrim(data, E' \t\r\n') <> '' THEN
         prompt_tokens := 0; completion_tokens := 0; cached_tokens := 0;
         estimated_completion := 0; unsplit_tokens := 0; estimated := false;
         problem := 'data is not valid JSON';
@@ -685,6 +685,26 @@ AS $$
     SELECT format('%s.%I %s %s', r, t.created_at_column, op,
                   CASE WHEN billing._column_base_type(t.relation, t.created_at_column) = 'timestamptz'::regtype
                        THEN bound ELSE format('pg_catalog.timezone(''UTC'', %s)', bound) END)
+$$;
+
+-- The condition "message m comes before reply r in its conversation", by
+-- which a reply's prompt is estimated (README "Estimated usage"): an
+-- earlier created_at; at the same created_at, with integer ids (a
+-- sequence's, given in the order rows are stored) the smaller id; with
+-- other ids (uuid, text: they do not tell that order) a message that is not
+-- a reply (the question stored with it in one transaction, at the same
+-- now()), then another reply whose id sorts first.
+-- C: src/pg/prompt_estimate.cpp (estimate_prompt), src/pg/table_scan.cpp
+-- (earlier_than).
+CREATE FUNCTION billing._earlier_condition(t billing.tracked_tables, m text, r text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN billing._column_base_type(t.relation, t.id_column) IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+                THEN format('(%1$s.%2$I, %1$s.%3$I) < (%4$s.%2$I, %4$s.%3$I)', m, t.created_at_column, t.id_column, r)
+                ELSE format('(%1$s.%2$I, billing._reply_rank(%5$s), %1$s.%3$I) < (%4$s.%2$I, 1, %4$s.%3$I)',
+                            m, t.created_at_column, t.id_column, r,
+                            billing._column_reader(t.relation, t.role_column, 'role', m)) END
 $$;
 
 -- The queries with which the C scans of src/pg/table_scan.cpp read a
@@ -757,7 +777,6 @@ DECLARE
     o record := billing._row_reader(t, 'OLD');
     n record := billing._row_reader(t, 'NEW');
     earlier_content text := billing._column_reader(t.relation, t.content_column, 'content', 'm');
-    earlier_role text := billing._column_reader(t.relation, t.role_column, 'role', 'm');
 BEGIN
     RETURN format($body$
 DECLARE
@@ -829,8 +848,7 @@ BEGIN
         ELSE
             SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
               FROM %10$s AS m
-             WHERE m.%11$I = NEW.%11$I
-               AND (m.%12$I, billing._reply_rank(%19$s), m.%13$I) < (NEW.%12$I, 1, NEW.%13$I);
+             WHERE m.%11$I = NEW.%11$I AND %19$s;
             INSERT INTO billing.estimated_prompts VALUES (%1$s, new_id, est)
                 ON CONFLICT (source_id, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
         END IF;
@@ -859,7 +877,7 @@ $body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n
         t.relation::text, t.relation::oid,
         (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
           WHERE cl.oid = t.relation),
-        (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation), earlier_role);
+        (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation), billing._earlier_condition(t, 'm', 'NEW'));
 END
 $fn$;
 
@@ -4725,7 +4743,6 @@ DECLARE
     o record := billing._row_reader(t, 'OLD');
     n record := billing._row_reader(t, 'NEW');
     earlier_content text := billing._column_reader(t.relation, t.content_column, 'content', 'm');
-    earlier_role text := billing._column_reader(t.relation, t.role_column, 'role', 'm');
     nsp name := (SELECT ns.nspname FROM pg_class AS cl JOIN pg_namespace AS ns ON ns.oid = cl.relnamespace
                   WHERE cl.oid = t.relation);
     rel name := (SELECT cl.relname FROM pg_class AS cl WHERE cl.oid = t.relation);
@@ -4797,8 +4814,7 @@ BEGIN
             -- (by the table's name and conversation: Citus routes it to the shard beside this one)
             SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
               FROM %10$s AS m
-             WHERE m.%11$I = NEW.%11$I
-               AND (m.%12$I, billing._reply_rank(%21$s), m.%13$I) < (NEW.%12$I, 1, NEW.%13$I);
+             WHERE m.%11$I = NEW.%11$I AND %21$s;
             INSERT INTO billing.%18$I VALUES (NEW.%11$I, %1$s, new_id, est)
                 ON CONFLICT (conversation, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
         END IF;
@@ -4825,7 +4841,8 @@ END
 $body$, t.id, o.conversation, n.conversation, o.id, n.id, o.at, n.at, o.usage, n.usage,
         t.relation, t.conversation_column, t.created_at_column, t.id_column, earlier_content,
         format('%I.%I', nsp, rel), nsp, rel,
-        'citus_estimates_' || t.id, 'citus_problems_' || t.id, 'citus_ledger_' || t.id, earlier_role);
+        'citus_estimates_' || t.id, 'citus_problems_' || t.id, 'citus_ledger_' || t.id,
+        billing._earlier_condition(t, 'm', 'NEW'));
 END
 $fn$;
 

@@ -147,3 +147,35 @@ SELECT count(*) AS lifted_left FROM billing.lifted_triggers;
 SELECT billing.untrack_profiles('parted_profiles');
 DELETE FROM billing.aws_usage;
 DROP TABLE parted_profiles;
+
+-- Tracked again in the month it was untracked, profile by profile (by the
+-- table's primary key): a profile deleted, or a counter reset, while the
+-- table was not tracked hides no one else's e-mails. Profiles 1 (10), 2
+-- (20), 3 (30) when untracked; meanwhile 1 rises to 15 (+5), 2 is deleted,
+-- 3 is reset and sends 4 (+4), 4 is new with 6 (+6): 15 recorded, though
+-- the counters' sum fell from 60 to 25. Without a primary key, by the sum:
+-- nothing. (Each in one transaction: one month at any date.)
+CREATE TABLE kept_profiles (id int PRIMARY KEY, data jsonb);
+CREATE TABLE summed_profiles (id int, data jsonb);
+CREATE FUNCTION untracked_meanwhile(t regclass) RETURNS TABLE (tracked_first numeric, tracked_again numeric)
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format($q$INSERT INTO %s VALUES (1, '{"emails_sent_this_month": 10}'), (2, '{"emails_sent_this_month": 20}'),
+                                           (3, '{"emails_sent_this_month": 30}')$q$, t);
+    tracked_first := (billing.track_profiles(t)).recorded;
+    PERFORM billing.untrack_profiles(t);
+    EXECUTE format($q$UPDATE %s SET data = '{"emails_sent_this_month": 15}' WHERE id = 1$q$, t);
+    EXECUTE format('DELETE FROM %s WHERE id = 2', t);
+    EXECUTE format($q$UPDATE %s SET data = '{"emails_sent_this_month": 4}' WHERE id = 3$q$, t);
+    EXECUTE format($q$INSERT INTO %s VALUES (4, '{"emails_sent_this_month": 6}')$q$, t);
+    tracked_again := (billing.track_profiles(t)).recorded;
+    PERFORM billing.untrack_profiles(t);
+    RETURN NEXT;
+END
+$$;
+SELECT * FROM untracked_meanwhile('kept_profiles');
+SELECT * FROM untracked_meanwhile('summed_profiles');
+DELETE FROM billing.aws_usage;
+DELETE FROM billing.untracked_profiles;
+DROP FUNCTION untracked_meanwhile(regclass);
+DROP TABLE kept_profiles, summed_profiles;

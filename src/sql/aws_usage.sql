@@ -156,11 +156,13 @@ COMMENT ON TABLE billing.tracked_profiles IS
     'Profiles tables whose e-mail counter billing.track_profiles follows: the counter (a key of the jsonb column) and the service recorded.';
 SELECT pg_catalog.pg_extension_config_dump('billing.tracked_profiles', '');
 
--- A profiles table untracked, with the sum of its counters then: tracked
--- again in the same month, only what the counters rose by meanwhile is
--- recorded as sent before tracking. (Recording all they hold, as a first
--- tracking does, counted the month's e-mails twice: the untrack/track of a
--- column swap, say.)
+-- A profiles table untracked, with its counters then: tracked again in the
+-- same month, only what the counters rose by meanwhile is recorded as sent
+-- before tracking. (Recording all they hold, as a first tracking does,
+-- counted the month's e-mails twice: the untrack/track of a column swap,
+-- say.) Profile by profile (counters, by the table's primary key), so that
+-- a profile deleted meanwhile, or a counter reset, hides no one else's
+-- e-mails; by their sum alone for a table without a primary key.
 CREATE TABLE billing.untracked_profiles (
     relation     regclass    PRIMARY KEY,
     counter_sum  numeric     NOT NULL CHECK (counter_sum >= 0),
@@ -169,32 +171,84 @@ CREATE TABLE billing.untracked_profiles (
     -- the sum is not subtracted; another column is taken for the same
     -- counter, as the column swap that ends in it needs)
     counter      text        NOT NULL,
-    service      text        NOT NULL
+    service      text        NOT NULL,
+    -- {"<the profile's primary key, as a row's text>": its counter, ...}
+    counters     jsonb
 );
 COMMENT ON TABLE billing.untracked_profiles IS
     'Profiles tables untracked, with the sum of their counters then: billing.track_profiles records only what they rose by since, when it tracks one again in the same month.';
 SELECT pg_catalog.pg_extension_config_dump('billing.untracked_profiles', '');
 
--- The sum of the counters `counter` in jsonb column `data_column` of
--- `relation` that are counts of e-mails (whole numbers from 1 to under a
--- trillion; the trigger counts nothing else), or 0.
-CREATE FUNCTION billing._profiles_counter_sum(relation regclass, data_column name, counter text) RETURNS numeric
+-- The condition "the counter `counter` in jsonb column `data_column` of
+-- profile `p` is a count of e-mails" (a whole number from 1 to under a
+-- trillion; the trigger counts nothing else), and its value.
+CREATE FUNCTION billing._profiles_counter_condition(data_column name, counter text, OUT countable text, OUT value text)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format($q$jsonb_typeof(p.%1$I -> %2$L) = 'number' AND (p.%1$I ->> %2$L)::numeric > 0
+                     AND (p.%1$I ->> %2$L)::numeric < 1e12
+                     AND (p.%1$I ->> %2$L)::numeric = round((p.%1$I ->> %2$L)::numeric)$q$, data_column, counter),
+           format('(p.%I ->> %L)::numeric', data_column, counter)
+$$;
+
+-- A profile's key (alias p) for billing.untracked_profiles.counters: its
+-- primary key's values as a row's text; NULL for a table without one.
+CREATE FUNCTION billing._profile_key(relation regclass) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(*) > 0 THEN format('ROW(%s)::text', string_agg(format('p.%I', a.attname), ', ' ORDER BY k.ord)) END
+      FROM pg_index AS i
+     CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+     WHERE i.indrelid = relation AND i.indisprimary
+$$;
+
+-- The e-mails a profiles table's counters rose by since `counters` (what
+-- billing.untracked_profiles kept): each profile's counter less its kept
+-- value, or all of it when it fell (reset meanwhile, as the trigger reads
+-- a fall) or was not kept (a new profile); a profile deleted meanwhile
+-- counts nothing.
+CREATE FUNCTION billing._profiles_counter_rise(relation regclass, data_column name, counter text, counters jsonb)
+RETURNS numeric
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    c record := billing._profiles_counter_condition(data_column, counter);
     total numeric;
 BEGIN
-    EXECUTE format($q$SELECT sum((p.%1$I ->> %2$L)::numeric)
-          FROM %3$s AS p
-         WHERE jsonb_typeof(p.%1$I -> %2$L) = 'number' AND (p.%1$I ->> %2$L)::numeric > 0
-           AND (p.%1$I ->> %2$L)::numeric < 1e12
-           AND (p.%1$I ->> %2$L)::numeric = round((p.%1$I ->> %2$L)::numeric) $q$, data_column, counter, relation)
-       INTO total;
+    EXECUTE format($q$SELECT sum(CASE WHEN k.kept IS NULL OR k.now < k.kept THEN k.now ELSE k.now - k.kept END)
+          FROM (SELECT %1$s AS now, ($1 ->> %2$s)::numeric AS kept FROM %3$s AS p WHERE %4$s) AS k $q$,
+                   c.value, billing._profile_key(relation), relation, c.countable)
+       INTO total USING counters;
     RETURN coalesce(total, 0);
 END
 $$;
-REVOKE ALL ON FUNCTION billing._profiles_counter_sum(regclass, name, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._profiles_counter_rise(regclass, name, text, jsonb) FROM PUBLIC;
+
+-- The sum of the counters `counter` in jsonb column `data_column` of
+-- `relation` that are counts of e-mails, or 0; with `by_profile`, also
+-- each profile's counter, by its key (NULL without a primary key).
+CREATE FUNCTION billing._profiles_counter_sum(relation regclass, data_column name, counter text,
+                                              by_profile boolean DEFAULT false, OUT total numeric, OUT counters jsonb)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c record := billing._profiles_counter_condition(data_column, counter);
+    k text := CASE WHEN by_profile THEN billing._profile_key(relation) END;
+BEGIN
+    EXECUTE format($q$SELECT sum(%1$s), %2$s FROM %3$s AS p WHERE %4$s $q$,
+                   c.value, CASE WHEN k IS NULL THEN 'NULL::jsonb'
+                                 ELSE format('coalesce(jsonb_object_agg(%s, %s), ''{}'')', k, c.value) END,
+                   relation, c.countable)
+       INTO total, counters;
+    total := coalesce(total, 0);
+END
+$$;
+REVOKE ALL ON FUNCTION billing._profiles_counter_sum(regclass, name, text, boolean) FROM PUBLIC;
 
 CREATE FUNCTION billing.track_profiles(relation regclass, counter text DEFAULT 'emails_sent_this_month',
                                        data_column name DEFAULT 'data', service text DEFAULT 'ses',
@@ -205,6 +259,7 @@ AS $$
 DECLARE
     total numeric;
     earlier numeric;
+    kept jsonb;
 BEGIN
     IF EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation = track_profiles.relation) THEN
         RAISE EXCEPTION 'billing: table % is already tracked by track_profiles', relation
@@ -247,23 +302,32 @@ BEGIN
     -- What the counters already hold was sent this month before tracking
     -- began; tracked again in the month it was untracked, only what they
     -- rose by since (the rest is recorded already).
-    total := billing._profiles_counter_sum(relation, data_column, counter);
+    total := (billing._profiles_counter_sum(relation, data_column, counter)).total;
     DELETE FROM billing.untracked_profiles AS u WHERE u.relation = track_profiles.relation
     RETURNING CASE WHEN billing.month_of(u.untracked_at) = billing.month_of(now()) AND u.counter = track_profiles.counter
                         AND u.service = track_profiles.service
-                   THEN u.counter_sum END
-         INTO earlier;
-    recorded := CASE WHEN earlier IS NULL THEN total ELSE greatest(total - earlier, 0) END;
+                   THEN u.counter_sum END,
+              u.counters
+         INTO earlier, kept;
+    recorded := CASE WHEN earlier IS NULL THEN total
+                     -- (profile by profile when they were kept, and the
+                     -- table still has the primary key they are kept by)
+                     WHEN kept IS NOT NULL AND billing._profile_key(relation) IS NOT NULL
+                     THEN billing._profiles_counter_rise(relation, data_column, counter, kept)
+                     ELSE greatest(total - earlier, 0) END;
     IF recorded > 0 THEN
         INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
         VALUES (service, recorded,  now(),
                 CASE WHEN earlier IS NULL THEN 'counter value when tracking began'
                      ELSE 'counter increase while not tracked' END, 'track_profiles');
     END IF;
-    IF earlier IS NOT NULL THEN
+    IF earlier IS NOT NULL AND kept IS NOT NULL AND billing._profile_key(relation) IS NOT NULL THEN
+        RAISE NOTICE 'billing: % was tracked earlier this month, its counters then summing to %: % e-mails recorded, what each profile''s counter rose by since (their sum is % now)',
+                     relation, earlier, recorded, total;
+    ELSIF earlier IS NOT NULL THEN
         RAISE NOTICE 'billing: % was tracked earlier this month, its counters then summing to %: % e-mails recorded, what their sum rose by since (it is % now)',
                      relation, earlier, recorded, total
-            USING DETAIL = 'A sum: a profile deleted or reset meanwhile makes it rise by less than the e-mails sent.';
+            USING DETAIL = 'A sum, for a table without a primary key: a profile deleted or reset meanwhile makes it rise by less than the e-mails sent.';
     END IF;
     tracked := relation;
     recorded := coalesce(recorded, 0);
@@ -288,11 +352,13 @@ BEGIN
     IF counter IS NOT NULL AND followed IS NOT NULL
        AND (SELECT a.atttypid FROM pg_attribute AS a WHERE a.attrelid = relation AND a.attname = followed) = 'jsonb'::regtype THEN
         INSERT INTO billing.untracked_profiles AS u
-        VALUES (relation, billing._profiles_counter_sum(relation, followed, counter), now(), counter,
-                (SELECT tp.service FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation))
+        SELECT relation, s.total, now(), counter,
+               (SELECT tp.service FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation),
+               s.counters
+          FROM billing._profiles_counter_sum(relation, followed, counter, by_profile => true) AS s
             ON CONFLICT ON CONSTRAINT untracked_profiles_pkey DO UPDATE
             SET counter_sum = excluded.counter_sum, untracked_at = excluded.untracked_at, counter = excluded.counter,
-                service = excluded.service;
+                service = excluded.service, counters = excluded.counters;
     END IF;
     PERFORM billing._drop_own_trigger('billing_track_profiles', relation);
     DELETE FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation;

@@ -433,3 +433,31 @@ SELECT message_id, prompt_tokens FROM billing.estimated_prompts
 SELECT billing.untrack_messages('fdw_parted');
 DROP TABLE fdw_parted, fdw_remote;
 DROP EXTENSION postgres_fdw CASCADE;
+
+-- DDL in a session under session_replication_role = replica (a migration
+-- tool's, or what a replication system applies on a subscriber): billing's
+-- event triggers fire all the same. A renamed data column is followed (the
+-- reply after it is billed, 0.00075), a DISABLE TRIGGER ALL warns and has
+-- billing read the table (the reply written meanwhile is billed too,
+-- 0.0015 in all), and a DROP TRIGGER of billing's trigger is refused.
+CREATE TABLE replica_ddl (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, conversation_id text, role text,
+                          content text, data jsonb, created_at timestamptz);
+SELECT tracked FROM billing.track_messages('replica_ddl');
+SET session_replication_role = replica;
+ALTER TABLE replica_ddl RENAME COLUMN data TO usage;
+RESET session_replication_role;
+INSERT INTO replica_ddl (conversation_id, role, content, usage, created_at)
+VALUES ('q', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-05');
+SELECT data_column FROM billing.tracked_tables WHERE relation = 'replica_ddl'::regclass;
+SET session_replication_role = replica;
+ALTER TABLE replica_ddl DISABLE TRIGGER ALL;
+RESET session_replication_role;
+INSERT INTO replica_ddl (conversation_id, role, content, usage, created_at)
+VALUES ('q', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-06');
+SELECT cost, messages FROM billing.conversation_costs WHERE source_table = 'replica_ddl'::regclass;
+ALTER TABLE replica_ddl ENABLE TRIGGER ALL;
+SET session_replication_role = replica;
+DROP TRIGGER billing_track ON replica_ddl;
+RESET session_replication_role;
+SELECT billing.untrack_messages('replica_ddl');
+DROP TABLE replica_ddl;

@@ -149,11 +149,7 @@ BEGIN
             IF billing._trigger_disabled(t.id) THEN
                 PERFORM billing._take_in_anew(t.id);
                 IF NOT billing._internal_ddl() THEN
-                    RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: billing reads the table itself until they fire alike again', t.relation
-                        USING DETAIL = 'Writes the trigger does not see are billed all the same, from the table; reads cost more meanwhile, and the merge() after the triggers are enabled alike again takes the table in anew.',
-                              HINT = CASE WHEN billing._subscribed(t.relation)
-                                          THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', t.relation)
-                                          ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', t.relation) END;
+                    PERFORM billing._warn_trigger_disabled(t.relation);
                 END IF;
             END IF;
             -- (the TRUNCATE triggers only for a partition created or

@@ -546,6 +546,14 @@ BEGIN
     END IF;
     PERFORM billing._merge_warnings();
     PERFORM billing._refresh_trigger_functions();
+    -- A table whose triggers are disabled or fire unalike, still read from
+    -- the ledger: the event trigger that switches it to reading the table
+    -- missed the change (made under 0.3 before the update, say). Read from
+    -- the table from now on, as that event trigger would have had it.
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE backfilled AND billing._trigger_disabled(id) ORDER BY id LOOP
+        PERFORM billing._take_in_anew(s.id::smallint);
+        PERFORM billing._warn_trigger_disabled((SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = s.id));
+    END LOOP;
     -- The ledgers of distributed tables followed by their shards' triggers
     -- join the local one (citus.sql).
     FOR s IN SELECT id FROM billing.tracked_tables WHERE backfilled AND billing._citus_triggered(id)

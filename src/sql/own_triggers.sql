@@ -18,3 +18,23 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- billing's event triggers fire ALWAYS too: DDL run under
+-- session_replication_role = replica (a migration tool's session, DDL a
+-- replication system applies on a subscriber) would otherwise pass them
+-- all: a renamed column left the trigger function reading the old name,
+-- and every later write of the app failed; a trigger disabled or dropped
+-- there went unseen.
+DO $$
+DECLARE
+    e record;
+BEGIN
+    FOR e IN SELECT et.evtname
+               FROM pg_catalog.pg_event_trigger AS et
+               JOIN pg_catalog.pg_proc AS p ON p.oid = et.evtfoid
+              WHERE p.pronamespace = 'billing'::regnamespace AND et.evtenabled = 'O'
+              ORDER BY et.evtname LOOP
+        EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I ENABLE ALWAYS', e.evtname);
+    END LOOP;
+END
+$$;

@@ -566,6 +566,13 @@ BEGIN
                    t.relation, changed, fn);
     PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track_update']::name[]);
     PERFORM billing._fire_as_billing_track(t.relation, 'billing_track_update', t.id);
+    -- (each partition's copy as that partition's billing_track fires: a
+    -- subscriber may replicate one partition alone, ENABLE ALWAYS there; a
+    -- table tracked under 0.3 gets this trigger at its first merge)
+    PERFORM billing._set_trigger_mode(p.relid, 'billing_track_update', g.tgenabled)
+       FROM pg_partition_tree(t.relation) AS p
+       JOIN pg_trigger AS g ON g.tgrelid = p.relid AND g.tgname = 'billing_track' AND g.tgparentid <> 0
+      WHERE p.level > 0 AND g.tgenabled IN ('A', 'O');
 END
 $$;
 
@@ -753,6 +760,22 @@ AS $$
      WHERE t.id = p_source
        AND (g.tgfoid = billing._trigger_function(t.id)
             OR billing._is_truncate_trigger(g, t.id))
+$$;
+
+-- The WARNING that tracked table `relation` is now read from the table
+-- itself, its triggers disabled or firing unalike (billing._trigger_disabled),
+-- with the ALTER that ends it.
+CREATE FUNCTION billing._warn_trigger_disabled(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: billing reads the table itself until they fire alike again', relation
+        USING DETAIL = 'Writes the trigger does not see are billed all the same, from the table; reads cost more meanwhile, and the merge() after the triggers are enabled alike again takes the table in anew.',
+              HINT = CASE WHEN billing._subscribed(relation)
+                          THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', relation)
+                          ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', relation) END;
+END
 $$;
 
 -- Has billing take a tracked table in anew, for rows written where its

@@ -376,3 +376,67 @@ got=$(psql_q -d "$db" -c "SELECT billing.merge() >= 0" \
 dropdb "$db"
 [[ "$got" == $'t\nt\nA' ]] || { echo "FAIL: a partitioned table tracked under 0.3 with its trigger ALWAYS: got $got"; exit 1; }
 echo "upgrade 0.3 -> $current: a partitioned tracked table whose trigger fires ALWAYS is updated, stays ALWAYS and bills, \$0.00075"
+
+# Under 0.3, one partition replicated by a subscriber (its billing_track
+# ENABLE ALWAYS) and another table's triggers left disabled (a fixture
+# loader's DISABLE TRIGGER ALL): after the update, the first merge reads
+# both tables themselves (the update says so in a WARNING each, as an
+# ALTER under 0.4 would); the new billing_track_update fires ALWAYS there.
+# A replicated UPDATE there (100 + 50 -> 200 + 100 gpt-4o tokens) and a
+# write into the disabled table are billed: 0.0015 and 0.00075 + 0.00075.
+db=billing_upgrade_modes_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+warnings=$(psql -X -q -v ON_ERROR_STOP=1 -At -d "$db" 2>&1 >/dev/null <<'SQL' | grep -c "WARNING:  billing: a trigger of tracked table" || true
+CREATE EXTENSION billing VERSION '0.3';
+CREATE TABLE pm (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamptz)
+    PARTITION BY RANGE (created_at);
+CREATE TABLE pm_2026 PARTITION OF pm FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE pm_2027 PARTITION OF pm FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+SELECT billing.track_messages('pm');
+ALTER TABLE pm_2026 ENABLE ALWAYS TRIGGER billing_track;
+INSERT INTO pm VALUES (1, 'r', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-02');
+CREATE TABLE dm (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamptz);
+SELECT billing.track_messages('dm');
+ALTER TABLE dm DISABLE TRIGGER ALL;
+INSERT INTO dm VALUES (1, 'd', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-02');
+ALTER EXTENSION billing UPDATE;
+SQL
+)
+got=$(psql_q -d "$db" -c "SELECT billing.merge() >= 0" \
+             -c "SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'pm_2026'::regclass AND tgname = 'billing_track_update'" \
+             -c "SET session_replication_role = replica" \
+             -c "UPDATE pm SET data = '{\"model\": \"gpt-4o\", \"prompt_tokens\": 200, \"completion_tokens\": 100}' WHERE id = 1" \
+             -c "RESET session_replication_role" \
+             -c "INSERT INTO dm VALUES (2, 'd', 'assistant', 'x', '{\"model\": \"gpt-4o\", \"prompt_tokens\": 100, \"completion_tokens\": 50}', '2026-11-03')" \
+             -c "SELECT billing.merge() >= 0" \
+             -c "SELECT string_agg(conversation_id || '=' || (cost = 0.0015), ',' ORDER BY conversation_id) FROM billing.conversation_costs")
+dropdb "$db"
+[[ "$warnings" == 2 && "$got" == $'t\nA\nt\nd=true,r=true' ]] || {
+    echo "FAIL: triggers disabled or ALWAYS on one partition under 0.3: $warnings warnings, got $got"; exit 1; }
+echo "upgrade 0.3 -> $current: triggers disabled, or ALWAYS on one partition, under 0.3: the tables are read themselves (2 warnings), \$0.0015 each"
+
+# A reply whose role is ASSISTANT (an ORM's enum label), stored without
+# usage under 0.3, which counted it as a user message at no cost (in its
+# ledger: the 0.3 SQL cannot merge beside the 0.4 library here): the first
+# merge after the update takes the table in anew and estimates it, its
+# prompt included: 'what is the time' (16 characters, 4 tokens), 'it is
+# late' (10, 3) at gpt-4o-mini: 4 x 0.15/1M + 3 x 0.60/1M = 0.0000024.
+db=billing_upgrade_assistant_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE EXTENSION billing VERSION '0.3';
+CREATE TYPE role AS ENUM ('USER', 'ASSISTANT');
+CREATE TABLE "Message" (id text PRIMARY KEY, "conversationId" text, role role, content text, data jsonb, "createdAt" timestamptz(3));
+CREATE INDEX ON "Message" ("conversationId");
+SELECT billing.track_messages('"Message"', conversation_column => 'conversationId', created_at_column => 'createdAt');
+INSERT INTO "Message" VALUES ('a', 'c', 'USER', 'what is the time', '{}', '2026-11-02 10:00'),
+                             ('b', 'c', 'ASSISTANT', 'it is late', '{}', '2026-11-02 10:01');
+ALTER EXTENSION billing UPDATE;
+SQL
+got=$(psql_q -d "$db" -c "SELECT billing.merge() >= 0" \
+             -c "SELECT estimated_tokens || '=' || cost FROM billing.conversation_costs")
+dropdb "$db"
+[[ "$got" == $'t\n7=0.0000024' ]] || { echo "FAIL: an ASSISTANT reply of 0.3 after the update: got $got"; exit 1; }
+echo "upgrade 0.3 -> $current: an ASSISTANT reply stored without usage under 0.3 is estimated by the first merge, prompt included: 7 tokens, \$0.0000024"

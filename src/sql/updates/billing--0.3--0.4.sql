@@ -94,6 +94,22 @@ AS $$
                     WHERE sr.srrelid IN (SELECT p.relid FROM pg_partition_tree(relation) AS p UNION SELECT relation))
 $$;
 
+-- The WARNING that tracked table `relation` is now read from the table
+-- itself, its triggers disabled or firing unalike (billing._trigger_disabled),
+-- with the ALTER that ends it.
+CREATE FUNCTION billing._warn_trigger_disabled(relation regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: billing reads the table itself until they fire alike again', relation
+        USING DETAIL = 'Writes the trigger does not see are billed all the same, from the table; reads cost more meanwhile, and the merge() after the triggers are enabled alike again takes the table in anew.',
+              HINT = CASE WHEN billing._subscribed(relation)
+                          THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', relation)
+                          ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', relation) END;
+END
+$$;
+
 -- A trigger billing adds to a tracked table after billing_track (the UPDATE
 -- trigger a table tracked by 0.3 gets, the TRUNCATE trigger of a partition)
 -- fires as billing_track does: ENABLE ALWAYS where the owner made it so, as
@@ -5235,6 +5251,14 @@ BEGIN
     END IF;
     PERFORM billing._merge_warnings();
     PERFORM billing._refresh_trigger_functions();
+    -- A table whose triggers are disabled or fire unalike, still read from
+    -- the ledger: the event trigger that switches it to reading the table
+    -- missed the change (made under 0.3 before the update, say). Read from
+    -- the table from now on, as that event trigger would have had it.
+    FOR s IN SELECT id FROM billing.tracked_tables WHERE backfilled AND billing._trigger_disabled(id) ORDER BY id LOOP
+        PERFORM billing._take_in_anew(s.id::smallint);
+        PERFORM billing._warn_trigger_disabled((SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = s.id));
+    END LOOP;
     -- The ledgers of distributed tables followed by their shards' triggers
     -- join the local one (citus.sql).
     FOR s IN SELECT id FROM billing.tracked_tables WHERE backfilled AND billing._citus_triggered(id)
@@ -7019,6 +7043,13 @@ BEGIN
                    t.relation, changed, fn);
     PERFORM billing._depend_on_extension(NULL, t.relation, ARRAY['billing_track_update']::name[]);
     PERFORM billing._fire_as_billing_track(t.relation, 'billing_track_update', t.id);
+    -- (each partition's copy as that partition's billing_track fires: a
+    -- subscriber may replicate one partition alone, ENABLE ALWAYS there; a
+    -- table tracked under 0.3 gets this trigger at its first merge)
+    PERFORM billing._set_trigger_mode(p.relid, 'billing_track_update', g.tgenabled)
+       FROM pg_partition_tree(t.relation) AS p
+       JOIN pg_trigger AS g ON g.tgrelid = p.relid AND g.tgname = 'billing_track' AND g.tgparentid <> 0
+      WHERE p.level > 0 AND g.tgenabled IN ('A', 'O');
 END
 $$;
 REVOKE ALL ON FUNCTION billing._create_update_trigger(billing.tracked_tables) FROM PUBLIC;
@@ -8528,11 +8559,7 @@ BEGIN
             IF billing._trigger_disabled(t.id) THEN
                 PERFORM billing._take_in_anew(t.id);
                 IF NOT billing._internal_ddl() THEN
-                    RAISE WARNING 'billing: a trigger of tracked table % is disabled, fires only on a replica, or does not fire as billing''s other triggers do: billing reads the table itself until they fire alike again', t.relation
-                        USING DETAIL = 'Writes the trigger does not see are billed all the same, from the table; reads cost more meanwhile, and the merge() after the triggers are enabled alike again takes the table in anew.',
-                              HINT = CASE WHEN billing._subscribed(t.relation)
-                                          THEN format('ALTER TABLE %1$s ENABLE ALWAYS TRIGGER billing_track, ENABLE ALWAYS TRIGGER billing_track_update, ENABLE ALWAYS TRIGGER billing_track_truncate; (a logical replication subscription writes the table)', t.relation)
-                                          ELSE format('ALTER TABLE %1$s ENABLE TRIGGER billing_track, ENABLE TRIGGER billing_track_update, ENABLE TRIGGER billing_track_truncate; (ENABLE ALWAYS, all three, on a logical replication subscriber)', t.relation) END;
+                    PERFORM billing._warn_trigger_disabled(t.relation);
                 END IF;
             END IF;
             -- (the TRUNCATE triggers only for a partition created or
@@ -8741,6 +8768,27 @@ END
 $$;
 REVOKE ALL ON FUNCTION billing._restore_profiles_trigger(regclass, name, "char") FROM PUBLIC;
 
+-- ==== Tables tracked under 0.3 taken in anew by the first merge ====
+-- 0.4 bills replies 0.3 did not (a role spelled Assistant or ASSISTANT,
+-- estimated when stored without usage) and has no frozen prompt estimate
+-- for them: the first merge() takes every tracked table in anew, as
+-- billing.rebuild_messages does (its months recomputed by 0.4's rules,
+-- frozen estimates kept, the missing ones taken then); until then the
+-- views read the tables, exact meanwhile.
+UPDATE billing.tracked_tables SET backfilled = false WHERE backfilled;
+-- A table whose triggers were disabled, or fired unalike, under 0.3 is
+-- read from the table itself while they stay so (0.3 billed nothing it did
+-- not see): said here, as 0.4 says it at the ALTER that does it.
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tt.relation FROM billing.tracked_tables AS tt WHERE billing._trigger_disabled(tt.id) ORDER BY tt.id LOOP
+        PERFORM billing._warn_trigger_disabled(t.relation);
+    END LOOP;
+END
+$$;
+
 -- ==== billing's triggers on its own tables fire ALWAYS (src/sql/own_triggers.sql) ====
 DO $$
 DECLARE
@@ -8752,6 +8800,26 @@ BEGIN
               WHERE c.relnamespace = 'billing'::regnamespace AND NOT t.tgisinternal AND t.tgenabled = 'O'
               ORDER BY t.tgrelid, t.tgname LOOP
         EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', g.relation, g.tgname);
+    END LOOP;
+END
+$$;
+
+-- billing's event triggers fire ALWAYS too: DDL run under
+-- session_replication_role = replica (a migration tool's session, DDL a
+-- replication system applies on a subscriber) would otherwise pass them
+-- all: a renamed column left the trigger function reading the old name,
+-- and every later write of the app failed; a trigger disabled or dropped
+-- there went unseen.
+DO $$
+DECLARE
+    e record;
+BEGIN
+    FOR e IN SELECT et.evtname
+               FROM pg_catalog.pg_event_trigger AS et
+               JOIN pg_catalog.pg_proc AS p ON p.oid = et.evtfoid
+              WHERE p.pronamespace = 'billing'::regnamespace AND et.evtenabled = 'O'
+              ORDER BY et.evtname LOOP
+        EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I ENABLE ALWAYS', e.evtname);
     END LOOP;
 END
 $$;

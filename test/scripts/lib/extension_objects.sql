@@ -17,7 +17,7 @@ SELECT string_agg(d, E'\n' ORDER BY d) FROM (
                                      WHEN classid = 'pg_class'::regclass
                                           THEN (SELECT format('%s rls=%s options=%s', relkind, relrowsecurity, reloptions) FROM pg_class WHERE oid = objid)
                                      WHEN classid = 'pg_event_trigger'::regclass
-                                          THEN (SELECT format('%s %s %s', evtevent, evtfoid::regproc, evttags) FROM pg_event_trigger WHERE oid = objid)
+                                          THEN (SELECT format('%s %s %s %s', evtevent, evtfoid::regproc, evttags, evtenabled) FROM pg_event_trigger WHERE oid = objid)
                                      END, '')
            || coalesce(' acl=' || (SELECT proacl::text FROM pg_proc WHERE classid = 'pg_proc'::regclass AND oid = objid), '')
            || coalesce(' acl=' || (SELECT relacl::text FROM pg_class WHERE classid = 'pg_class'::regclass AND oid = objid), '')

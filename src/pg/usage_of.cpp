@@ -105,10 +105,10 @@ extern "C" Datum usage_cost(PG_FUNCTION_ARGS) {
 extern "C" Datum text_estimated_tokens(PG_FUNCTION_ARGS) { PG_RETURN_INT64(text_estimate(PG_GETARG_TEXT_PP(0))); }
 
 // _reply_rank(role text) -> integer: 1 for a reply's role ("assistant" in
-// any case of ASCII letters), else 0 (NULL too). A reply's earlier
-// messages are those before it in (created_at, _reply_rank(role), id)
-// order: at the same time, a question comes before the reply it was stored
-// with.
+// any case of ASCII letters), else 0 (NULL too). With ids that are not
+// integers, a reply's earlier messages are those before it in (created_at,
+// _reply_rank(role), id) order (billing._earlier_condition): at the same
+// time, a question comes before the reply it was stored with.
 extern "C" Datum reply_rank(PG_FUNCTION_ARGS) {
   if (PG_ARGISNULL(0)) PG_RETURN_INT32(0);
   const text* role = PG_GETARG_TEXT_PP(0);

@@ -260,6 +260,7 @@ DECLARE
     total numeric;
     earlier numeric;
     kept jsonb;
+    by_profile boolean;
 BEGIN
     IF EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation = track_profiles.relation) THEN
         RAISE EXCEPTION 'billing: table % is already tracked by track_profiles', relation
@@ -309,11 +310,11 @@ BEGIN
                    THEN u.counter_sum END,
               u.counters
          INTO earlier, kept;
+    -- (profile by profile when they were kept, and the table still has the
+    -- primary key they are kept by)
+    by_profile := kept IS NOT NULL AND billing._profile_key(relation) IS NOT NULL;
     recorded := CASE WHEN earlier IS NULL THEN total
-                     -- (profile by profile when they were kept, and the
-                     -- table still has the primary key they are kept by)
-                     WHEN kept IS NOT NULL AND billing._profile_key(relation) IS NOT NULL
-                     THEN billing._profiles_counter_rise(relation, data_column, counter, kept)
+                     WHEN by_profile THEN billing._profiles_counter_rise(relation, data_column, counter, kept)
                      ELSE greatest(total - earlier, 0) END;
     IF recorded > 0 THEN
         INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
@@ -321,7 +322,7 @@ BEGIN
                 CASE WHEN earlier IS NULL THEN 'counter value when tracking began'
                      ELSE 'counter increase while not tracked' END, 'track_profiles');
     END IF;
-    IF earlier IS NOT NULL AND kept IS NOT NULL AND billing._profile_key(relation) IS NOT NULL THEN
+    IF earlier IS NOT NULL AND by_profile THEN
         RAISE NOTICE 'billing: % was tracked earlier this month, its counters then summing to %: % e-mails recorded, what each profile''s counter rose by since (their sum is % now)',
                      relation, earlier, recorded, total;
     ELSIF earlier IS NOT NULL THEN
@@ -485,15 +486,15 @@ BEGIN
 END
 $$;
 
--- The trigger of tracked profiles table p_relation made again, in mode
--- p_mode, at the end of an ALTER TABLE that changed the type of its data
+-- The trigger of tracked profiles table p_relation made again, in the modes
+-- it had, at the end of an ALTER TABLE that changed the type of its data
 -- column p_column (billing._lift_row_triggers dropped it as the command
 -- began: PostgreSQL refuses to change the type of a column a trigger's
 -- UPDATE OF list names, which stopped Rails' change_column even to jsonb
 -- again). Another type than jsonb is refused, and the ALTER with it, as
 -- track_profiles refuses it. Counters a USING clause changed are not
 -- recorded: no trigger sees such a change.
-CREATE FUNCTION billing._restore_profiles_trigger(p_relation regclass, p_column name, p_mode "char") RETURNS void
+CREATE FUNCTION billing._restore_profiles_trigger(p_relation regclass, p_column name) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET billing.internal_ddl = on
@@ -503,24 +504,21 @@ DECLARE
     now_type regtype := (SELECT a.atttypid::regtype FROM pg_attribute AS a
                           WHERE a.attrelid = p_relation AND a.attname = p_column AND NOT a.attisdropped);
 BEGIN
-    DELETE FROM billing.lifted_triggers AS l
-     WHERE l.relation = p_relation::oid AND l.trigger_name = 'billing_track_profiles';
     SELECT * INTO tp FROM billing.tracked_profiles AS p WHERE p.relation = p_relation;
-    IF NOT FOUND THEN
-        RETURN;
+    IF FOUND THEN
+        IF now_type IS DISTINCT FROM 'jsonb'::regtype THEN
+            RAISE EXCEPTION 'billing: % is a tracked profiles table, and its column % would have type %, where billing reads a jsonb column',
+                            p_relation, quote_ident(p_column), coalesce(now_type::text, 'none')
+                USING ERRCODE = 'datatype_mismatch',
+                      HINT = 'Keep the column jsonb, or billing.untrack_profiles() first (README "AWS usage").';
+        END IF;
+        PERFORM billing._create_profiles_trigger(p_relation, p_column, tp.counter, tp.service);
     END IF;
-    IF now_type IS DISTINCT FROM 'jsonb'::regtype THEN
-        RAISE EXCEPTION 'billing: % is a tracked profiles table, and its column % would have type %, where billing reads a jsonb column',
-                        p_relation, quote_ident(p_column), coalesce(now_type::text, 'none')
-            USING ERRCODE = 'datatype_mismatch',
-                  HINT = 'Keep the column jsonb, or billing.untrack_profiles() first (README "AWS usage").';
-    END IF;
-    PERFORM billing._create_profiles_trigger(p_relation, p_column, tp.counter, tp.service);
-    PERFORM billing._set_trigger_mode(p_relation, 'billing_track_profiles', p_mode);
-    PERFORM billing._restore_partition_trigger_modes(p_relation, 'billing_track_profiles');
+    -- (the kept modes forgotten, also where no trigger was made again)
+    PERFORM billing._restore_trigger_modes(p_relation, 'billing_track_profiles');
 END
 $$;
-REVOKE ALL ON FUNCTION billing._restore_profiles_trigger(regclass, name, "char") FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._restore_profiles_trigger(regclass, name) FROM PUBLIC;
 
 -- What the seed's estimateAWSCosts() did, as data: a service's usage per
 -- month, per tracked message or per e-mail sent. A month gets the pattern's

@@ -77,11 +77,11 @@ BEGIN
         PERFORM billing._take_in_anew(t.id);
     END LOOP;
     -- The same for the data column of a tracked profiles table.
-    FOR heir IN SELECT l.relation::regclass AS relation, l.column_name, l.enabled
+    FOR heir IN SELECT l.relation::regclass AS relation, l.column_name
                   FROM billing.lifted_triggers AS l
                  WHERE l.trigger_name = 'billing_track_profiles' AND l.column_name IS NOT NULL   -- (not a partition's mode)
                  ORDER BY l.relation LOOP
-        PERFORM billing._restore_profiles_trigger(heir.relation, heir.column_name, heir.enabled);
+        PERFORM billing._restore_profiles_trigger(heir.relation, heir.column_name);
     END LOOP;
     -- A table made an inheritance child of a tracked table (CREATE TABLE
     -- ... INHERITS, ALTER TABLE ... INHERIT): its rows would be read with
@@ -308,16 +308,14 @@ DECLARE
     g record;
     profiles record;
 BEGIN
-    SELECT tg.tgenabled, a.attname INTO profiles
+    SELECT a.attname INTO profiles
       FROM billing.tracked_profiles AS tp
       JOIN pg_trigger AS tg ON tg.tgrelid = tp.relation AND tg.tgname = 'billing_track_profiles' AND tg.tgparentid = 0
       JOIN pg_attribute AS a ON a.attrelid = tg.tgrelid AND a.attnum = tg.tgattr[0]
      WHERE tp.relation = p_relation AND a.attname = ANY (p_columns) AND NOT billing._citus_distributed(p_relation::regclass);
     IF FOUND THEN
         EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p_relation::regclass);
-        INSERT INTO billing.lifted_triggers VALUES (p_relation, 'billing_track_profiles', profiles.tgenabled, profiles.attname)
-            ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled, column_name = excluded.column_name;
-        PERFORM billing._keep_partition_trigger_modes(p_relation, 'billing_track_profiles');
+        PERFORM billing._keep_trigger_modes(p_relation, 'billing_track_profiles', profiles.attname);
         PERFORM billing._drop_own_trigger('billing_track_profiles', p_relation::regclass);
     END IF;
     SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.relation = p_relation;
@@ -332,14 +330,12 @@ BEGIN
     -- a partition and then read the conversation in the others deadlocked
     -- with it.
     EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p_relation::regclass);
-    FOR g IN SELECT tg.tgname, tg.tgenabled FROM pg_trigger AS tg
+    FOR g IN SELECT tg.tgname FROM pg_trigger AS tg
               WHERE tg.tgrelid = p_relation AND tg.tgparentid = 0 AND tg.tgfoid = billing._trigger_function(t.id)
               ORDER BY tg.tgname LOOP
         -- (each trigger's mode, for the end of the command: ENABLE ALWAYS,
         -- DISABLE, as the owner left it, on the table and on each partition)
-        INSERT INTO billing.lifted_triggers VALUES (p_relation, g.tgname, g.tgenabled)
-            ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled;
-        PERFORM billing._keep_partition_trigger_modes(p_relation, g.tgname);
+        PERFORM billing._keep_trigger_modes(p_relation, g.tgname);
         PERFORM billing._drop_own_trigger(g.tgname, p_relation::regclass);
     END LOOP;
 END

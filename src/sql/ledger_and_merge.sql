@@ -550,9 +550,9 @@ BEGIN
     -- the ledger: the event trigger that switches it to reading the table
     -- missed the change (made under 0.3 before the update, say). Read from
     -- the table from now on, as that event trigger would have had it.
-    FOR s IN SELECT id FROM billing.tracked_tables WHERE backfilled AND billing._trigger_disabled(id) ORDER BY id LOOP
-        PERFORM billing._take_in_anew(s.id::smallint);
-        PERFORM billing._warn_trigger_disabled((SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = s.id));
+    FOR s IN SELECT id, relation FROM billing.tracked_tables WHERE backfilled AND billing._trigger_disabled(id) ORDER BY id LOOP
+        PERFORM billing._take_in_anew(s.id);
+        PERFORM billing._warn_trigger_disabled(s.relation);
     END LOOP;
     -- The ledgers of distributed tables followed by their shards' triggers
     -- join the local one (citus.sql).

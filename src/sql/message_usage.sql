@@ -142,9 +142,10 @@ CREATE FUNCTION billing._estimated_tokens(content text) RETURNS bigint
     AS 'MODULE_PATHNAME', 'text_estimated_tokens' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- 1 for a reply's role ("assistant" in any case of ASCII letters), else 0,
--- NULL included. A reply's prompt is estimated from the messages before it
--- in (created_at, _reply_rank(role), id) order: at the same time, the
--- question stored with it in one transaction comes first.
+-- NULL included. With ids that are not integers, a reply's prompt is
+-- estimated from the messages before it in (created_at, _reply_rank(role),
+-- id) order (billing._earlier_condition): at the same time, the question
+-- stored with it in one transaction comes first.
 -- C body: src/pg/usage_of.cpp (reply_rank)
 CREATE FUNCTION billing._reply_rank(role text) RETURNS integer
     AS 'MODULE_PATHNAME', 'reply_rank' LANGUAGE C IMMUTABLE PARALLEL SAFE;

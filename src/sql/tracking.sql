@@ -435,27 +435,31 @@ CREATE TABLE billing.lifted_triggers (
 );
 REVOKE ALL ON billing.lifted_triggers FROM PUBLIC;
 
--- The modes of trigger p_trigger's copies on the partitions of p_relation
--- (ENABLE ALWAYS on the partition a subscriber replicates, DISABLE on
--- another), kept in billing.lifted_triggers while billing makes its
--- triggers again: a trigger made on a partitioned table gives its copies
--- its own mode, and the replicated writes of such a partition went
--- unbilled after an ALTER ... TYPE.
-CREATE FUNCTION billing._keep_partition_trigger_modes(p_relation oid, p_trigger name) RETURNS void
+-- The modes of billing's trigger p_trigger on p_relation and of its copies
+-- on the partitions (ENABLE ALWAYS on the partition a subscriber
+-- replicates, DISABLE on another), kept in billing.lifted_triggers while
+-- billing makes the trigger again (with p_column, the data column a
+-- profiles table's trigger follows): a trigger made on a partitioned table
+-- gives its copies its own mode, and the replicated writes of such a
+-- partition went unbilled after an ALTER ... TYPE.
+CREATE FUNCTION billing._keep_trigger_modes(p_relation oid, p_trigger name, p_column name DEFAULT NULL) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO billing.lifted_triggers (relation, trigger_name, enabled)
-    SELECT g.tgrelid, g.tgname, g.tgenabled
-      FROM pg_catalog.pg_partition_tree(p_relation::pg_catalog.regclass) AS p
-      JOIN pg_catalog.pg_trigger AS g ON g.tgrelid = p.relid AND g.tgname = p_trigger AND g.tgparentid <> 0
-     WHERE p.relid OPERATOR(pg_catalog.<>) p_relation::pg_catalog.regclass
-    ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled
+    INSERT INTO billing.lifted_triggers (relation, trigger_name, enabled, column_name)
+    SELECT g.tgrelid, g.tgname, g.tgenabled, CASE WHEN p.level = 0 THEN p_column END
+      FROM (SELECT t.relid, t.level FROM pg_catalog.pg_partition_tree(p_relation::pg_catalog.regclass) AS t
+            UNION SELECT p_relation::pg_catalog.regclass, 0) AS p   -- (a plain table has no partition tree)
+      JOIN pg_catalog.pg_trigger AS g ON g.tgrelid = p.relid AND g.tgname = p_trigger
+                                     AND (g.tgparentid = 0) = (p.level = 0)   -- (the table's own, the partitions' copies)
+    ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled, column_name = excluded.column_name
 $$;
-REVOKE ALL ON FUNCTION billing._keep_partition_trigger_modes(oid, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._keep_trigger_modes(oid, name, name) FROM PUBLIC;
 
--- ... and given back to the copies made again.
-CREATE FUNCTION billing._restore_partition_trigger_modes(p_relation regclass, p_trigger name) RETURNS void
+-- ... given back to the trigger made again and its copies, and forgotten:
+-- the table first, then each level of partitions (a mode set on a
+-- partitioned table reaches the partitions under it).
+CREATE FUNCTION billing._restore_trigger_modes(p_relation regclass, p_trigger name) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET billing.internal_ddl = on
@@ -463,15 +467,19 @@ AS $$
 DECLARE
     k record;
 BEGIN
-    FOR k IN DELETE FROM billing.lifted_triggers AS l
-              WHERE l.trigger_name = p_trigger
-                AND l.relation IN (SELECT p.relid FROM pg_partition_tree(p_relation) AS p WHERE p.relid <> p_relation)
-          RETURNING l.relation::regclass AS relation, l.enabled LOOP
+    FOR k IN WITH tree AS (SELECT t.relid, t.level FROM pg_partition_tree(p_relation) AS t
+                           UNION SELECT p_relation, 0),   -- (a plain table has no partition tree)
+                  kept AS (DELETE FROM billing.lifted_triggers AS l
+                            WHERE l.trigger_name = p_trigger AND l.relation IN (SELECT tree.relid FROM tree)
+                        RETURNING l.relation, l.enabled)
+             SELECT kept.relation::regclass AS relation, kept.enabled
+               FROM kept JOIN tree ON tree.relid = kept.relation
+              ORDER BY tree.level, kept.relation LOOP
         PERFORM billing._set_trigger_mode(k.relation, p_trigger, k.enabled);
     END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION billing._restore_partition_trigger_modes(regclass, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._restore_trigger_modes(regclass, name) FROM PUBLIC;
 
 -- The row triggers of tracked table `t` made again after a change of a
 -- column's type (billing._lift_row_triggers dropped them, keeping their
@@ -490,8 +498,6 @@ AS $$
 DECLARE
     fn regprocedure := billing._create_trigger_function(t);
     lost bigint;
-    track_mode "char";
-    update_mode "char";
 BEGIN
     IF EXISTS (SELECT 1 FROM billing.estimated_prompts AS e WHERE e.source_id = t.id) THEN
         -- (one pass over the table, not a probe per estimate: the key is
@@ -507,20 +513,13 @@ BEGIN
                       HINT = 'Keep the ids'' text (USING the old values), or untrack the table first (its replies'' prompts are then estimated anew from their conversations).';
         END IF;
     END IF;
-    -- (billing_track first, in its mode, then billing_track_update, which
+    -- (billing_track first, in its modes, then billing_track_update, which
     -- takes billing_track's, in its own: each ALTER's own end then sees the
     -- modes alike, as they were, and says nothing)
-    SELECT l.enabled INTO track_mode FROM billing.lifted_triggers AS l
-     WHERE l.relation = t.relation::oid AND l.trigger_name = 'billing_track';
-    SELECT l.enabled INTO update_mode FROM billing.lifted_triggers AS l
-     WHERE l.relation = t.relation::oid AND l.trigger_name = 'billing_track_update';
-    DELETE FROM billing.lifted_triggers AS l WHERE l.relation = t.relation::oid;
     PERFORM billing._create_row_trigger(t, fn);
-    PERFORM billing._set_trigger_mode(t.relation, 'billing_track', track_mode);
-    PERFORM billing._restore_partition_trigger_modes(t.relation, 'billing_track');
+    PERFORM billing._restore_trigger_modes(t.relation, 'billing_track');
     PERFORM billing._create_update_trigger(t);
-    PERFORM billing._set_trigger_mode(t.relation, 'billing_track_update', update_mode);
-    PERFORM billing._restore_partition_trigger_modes(t.relation, 'billing_track_update');
+    PERFORM billing._restore_trigger_modes(t.relation, 'billing_track_update');
 END
 $$;
 REVOKE ALL ON FUNCTION billing._restore_row_triggers(billing.tracked_tables) FROM PUBLIC;

@@ -5255,9 +5255,9 @@ BEGIN
     -- the ledger: the event trigger that switches it to reading the table
     -- missed the change (made under 0.3 before the update, say). Read from
     -- the table from now on, as that event trigger would have had it.
-    FOR s IN SELECT id FROM billing.tracked_tables WHERE backfilled AND billing._trigger_disabled(id) ORDER BY id LOOP
-        PERFORM billing._take_in_anew(s.id::smallint);
-        PERFORM billing._warn_trigger_disabled((SELECT t.relation FROM billing.tracked_tables AS t WHERE t.id = s.id));
+    FOR s IN SELECT id, relation FROM billing.tracked_tables WHERE backfilled AND billing._trigger_disabled(id) ORDER BY id LOOP
+        PERFORM billing._take_in_anew(s.id);
+        PERFORM billing._warn_trigger_disabled(s.relation);
     END LOOP;
     -- The ledgers of distributed tables followed by their shards' triggers
     -- join the local one (citus.sql).
@@ -7834,6 +7834,7 @@ DECLARE
     total numeric;
     earlier numeric;
     kept jsonb;
+    by_profile boolean;
 BEGIN
     IF EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation = track_profiles.relation) THEN
         RAISE EXCEPTION 'billing: table % is already tracked by track_profiles', relation
@@ -7883,11 +7884,11 @@ BEGIN
                    THEN u.counter_sum END,
               u.counters
          INTO earlier, kept;
+    -- (profile by profile when they were kept, and the table still has the
+    -- primary key they are kept by)
+    by_profile := kept IS NOT NULL AND billing._profile_key(relation) IS NOT NULL;
     recorded := CASE WHEN earlier IS NULL THEN total
-                     -- (profile by profile when they were kept, and the
-                     -- table still has the primary key they are kept by)
-                     WHEN kept IS NOT NULL AND billing._profile_key(relation) IS NOT NULL
-                     THEN billing._profiles_counter_rise(relation, data_column, counter, kept)
+                     WHEN by_profile THEN billing._profiles_counter_rise(relation, data_column, counter, kept)
                      ELSE greatest(total - earlier, 0) END;
     IF recorded > 0 THEN
         INSERT INTO billing.aws_usage (service, quantity, at, note, origin)
@@ -7895,7 +7896,7 @@ BEGIN
                 CASE WHEN earlier IS NULL THEN 'counter value when tracking began'
                      ELSE 'counter increase while not tracked' END, 'track_profiles');
     END IF;
-    IF earlier IS NOT NULL AND kept IS NOT NULL AND billing._profile_key(relation) IS NOT NULL THEN
+    IF earlier IS NOT NULL AND by_profile THEN
         RAISE NOTICE 'billing: % was tracked earlier this month, its counters then summing to %: % e-mails recorded, what each profile''s counter rose by since (their sum is % now)',
                      relation, earlier, recorded, total;
     ELSIF earlier IS NOT NULL THEN
@@ -8241,27 +8242,31 @@ CREATE TABLE billing.lifted_triggers (
 );
 REVOKE ALL ON billing.lifted_triggers FROM PUBLIC;
 
--- The modes of trigger p_trigger's copies on the partitions of p_relation
--- (ENABLE ALWAYS on the partition a subscriber replicates, DISABLE on
--- another), kept in billing.lifted_triggers while billing makes its
--- triggers again: a trigger made on a partitioned table gives its copies
--- its own mode, and the replicated writes of such a partition went
--- unbilled after an ALTER ... TYPE.
-CREATE FUNCTION billing._keep_partition_trigger_modes(p_relation oid, p_trigger name) RETURNS void
+-- The modes of billing's trigger p_trigger on p_relation and of its copies
+-- on the partitions (ENABLE ALWAYS on the partition a subscriber
+-- replicates, DISABLE on another), kept in billing.lifted_triggers while
+-- billing makes the trigger again (with p_column, the data column a
+-- profiles table's trigger follows): a trigger made on a partitioned table
+-- gives its copies its own mode, and the replicated writes of such a
+-- partition went unbilled after an ALTER ... TYPE.
+CREATE FUNCTION billing._keep_trigger_modes(p_relation oid, p_trigger name, p_column name DEFAULT NULL) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO billing.lifted_triggers (relation, trigger_name, enabled)
-    SELECT g.tgrelid, g.tgname, g.tgenabled
-      FROM pg_catalog.pg_partition_tree(p_relation::pg_catalog.regclass) AS p
-      JOIN pg_catalog.pg_trigger AS g ON g.tgrelid = p.relid AND g.tgname = p_trigger AND g.tgparentid <> 0
-     WHERE p.relid OPERATOR(pg_catalog.<>) p_relation::pg_catalog.regclass
-    ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled
+    INSERT INTO billing.lifted_triggers (relation, trigger_name, enabled, column_name)
+    SELECT g.tgrelid, g.tgname, g.tgenabled, CASE WHEN p.level = 0 THEN p_column END
+      FROM (SELECT t.relid, t.level FROM pg_catalog.pg_partition_tree(p_relation::pg_catalog.regclass) AS t
+            UNION SELECT p_relation::pg_catalog.regclass, 0) AS p   -- (a plain table has no partition tree)
+      JOIN pg_catalog.pg_trigger AS g ON g.tgrelid = p.relid AND g.tgname = p_trigger
+                                     AND (g.tgparentid = 0) = (p.level = 0)   -- (the table's own, the partitions' copies)
+    ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled, column_name = excluded.column_name
 $$;
-REVOKE ALL ON FUNCTION billing._keep_partition_trigger_modes(oid, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._keep_trigger_modes(oid, name, name) FROM PUBLIC;
 
--- ... and given back to the copies made again.
-CREATE FUNCTION billing._restore_partition_trigger_modes(p_relation regclass, p_trigger name) RETURNS void
+-- ... given back to the trigger made again and its copies, and forgotten:
+-- the table first, then each level of partitions (a mode set on a
+-- partitioned table reaches the partitions under it).
+CREATE FUNCTION billing._restore_trigger_modes(p_relation regclass, p_trigger name) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET billing.internal_ddl = on
@@ -8269,15 +8274,19 @@ AS $$
 DECLARE
     k record;
 BEGIN
-    FOR k IN DELETE FROM billing.lifted_triggers AS l
-              WHERE l.trigger_name = p_trigger
-                AND l.relation IN (SELECT p.relid FROM pg_partition_tree(p_relation) AS p WHERE p.relid <> p_relation)
-          RETURNING l.relation::regclass AS relation, l.enabled LOOP
+    FOR k IN WITH tree AS (SELECT t.relid, t.level FROM pg_partition_tree(p_relation) AS t
+                           UNION SELECT p_relation, 0),   -- (a plain table has no partition tree)
+                  kept AS (DELETE FROM billing.lifted_triggers AS l
+                            WHERE l.trigger_name = p_trigger AND l.relation IN (SELECT tree.relid FROM tree)
+                        RETURNING l.relation, l.enabled)
+             SELECT kept.relation::regclass AS relation, kept.enabled
+               FROM kept JOIN tree ON tree.relid = kept.relation
+              ORDER BY tree.level, kept.relation LOOP
         PERFORM billing._set_trigger_mode(k.relation, p_trigger, k.enabled);
     END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION billing._restore_partition_trigger_modes(regclass, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._restore_trigger_modes(regclass, name) FROM PUBLIC;
 
 -- billing_track, the row trigger of tracked table `t`, calling `fn`.
 CREATE FUNCTION billing._create_row_trigger(t billing.tracked_tables, fn regprocedure) RETURNS void
@@ -8311,8 +8320,6 @@ AS $$
 DECLARE
     fn regprocedure := billing._create_trigger_function(t);
     lost bigint;
-    track_mode "char";
-    update_mode "char";
 BEGIN
     IF EXISTS (SELECT 1 FROM billing.estimated_prompts AS e WHERE e.source_id = t.id) THEN
         -- (one pass over the table, not a probe per estimate: the key is
@@ -8328,20 +8335,13 @@ BEGIN
                       HINT = 'Keep the ids'' text (USING the old values), or untrack the table first (its replies'' prompts are then estimated anew from their conversations).';
         END IF;
     END IF;
-    -- (billing_track first, in its mode, then billing_track_update, which
+    -- (billing_track first, in its modes, then billing_track_update, which
     -- takes billing_track's, in its own: each ALTER's own end then sees the
     -- modes alike, as they were, and says nothing)
-    SELECT l.enabled INTO track_mode FROM billing.lifted_triggers AS l
-     WHERE l.relation = t.relation::oid AND l.trigger_name = 'billing_track';
-    SELECT l.enabled INTO update_mode FROM billing.lifted_triggers AS l
-     WHERE l.relation = t.relation::oid AND l.trigger_name = 'billing_track_update';
-    DELETE FROM billing.lifted_triggers AS l WHERE l.relation = t.relation::oid;
     PERFORM billing._create_row_trigger(t, fn);
-    PERFORM billing._set_trigger_mode(t.relation, 'billing_track', track_mode);
-    PERFORM billing._restore_partition_trigger_modes(t.relation, 'billing_track');
+    PERFORM billing._restore_trigger_modes(t.relation, 'billing_track');
     PERFORM billing._create_update_trigger(t);
-    PERFORM billing._set_trigger_mode(t.relation, 'billing_track_update', update_mode);
-    PERFORM billing._restore_partition_trigger_modes(t.relation, 'billing_track_update');
+    PERFORM billing._restore_trigger_modes(t.relation, 'billing_track_update');
 END
 $$;
 REVOKE ALL ON FUNCTION billing._restore_row_triggers(billing.tracked_tables) FROM PUBLIC;
@@ -8395,16 +8395,14 @@ DECLARE
     g record;
     profiles record;
 BEGIN
-    SELECT tg.tgenabled, a.attname INTO profiles
+    SELECT a.attname INTO profiles
       FROM billing.tracked_profiles AS tp
       JOIN pg_trigger AS tg ON tg.tgrelid = tp.relation AND tg.tgname = 'billing_track_profiles' AND tg.tgparentid = 0
       JOIN pg_attribute AS a ON a.attrelid = tg.tgrelid AND a.attnum = tg.tgattr[0]
      WHERE tp.relation = p_relation AND a.attname = ANY (p_columns) AND NOT billing._citus_distributed(p_relation::regclass);
     IF FOUND THEN
         EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p_relation::regclass);
-        INSERT INTO billing.lifted_triggers VALUES (p_relation, 'billing_track_profiles', profiles.tgenabled, profiles.attname)
-            ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled, column_name = excluded.column_name;
-        PERFORM billing._keep_partition_trigger_modes(p_relation, 'billing_track_profiles');
+        PERFORM billing._keep_trigger_modes(p_relation, 'billing_track_profiles', profiles.attname);
         PERFORM billing._drop_own_trigger('billing_track_profiles', p_relation::regclass);
     END IF;
     SELECT * INTO t FROM billing.tracked_tables AS tt WHERE tt.relation = p_relation;
@@ -8419,14 +8417,12 @@ BEGIN
     -- a partition and then read the conversation in the others deadlocked
     -- with it.
     EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p_relation::regclass);
-    FOR g IN SELECT tg.tgname, tg.tgenabled FROM pg_trigger AS tg
+    FOR g IN SELECT tg.tgname FROM pg_trigger AS tg
               WHERE tg.tgrelid = p_relation AND tg.tgparentid = 0 AND tg.tgfoid = billing._trigger_function(t.id)
               ORDER BY tg.tgname LOOP
         -- (each trigger's mode, for the end of the command: ENABLE ALWAYS,
         -- DISABLE, as the owner left it, on the table and on each partition)
-        INSERT INTO billing.lifted_triggers VALUES (p_relation, g.tgname, g.tgenabled)
-            ON CONFLICT (relation, trigger_name) DO UPDATE SET enabled = excluded.enabled;
-        PERFORM billing._keep_partition_trigger_modes(p_relation, g.tgname);
+        PERFORM billing._keep_trigger_modes(p_relation, g.tgname);
         PERFORM billing._drop_own_trigger(g.tgname, p_relation::regclass);
     END LOOP;
 END
@@ -8487,11 +8483,11 @@ BEGIN
         PERFORM billing._take_in_anew(t.id);
     END LOOP;
     -- The same for the data column of a tracked profiles table.
-    FOR heir IN SELECT l.relation::regclass AS relation, l.column_name, l.enabled
+    FOR heir IN SELECT l.relation::regclass AS relation, l.column_name
                   FROM billing.lifted_triggers AS l
                  WHERE l.trigger_name = 'billing_track_profiles' AND l.column_name IS NOT NULL   -- (not a partition's mode)
                  ORDER BY l.relation LOOP
-        PERFORM billing._restore_profiles_trigger(heir.relation, heir.column_name, heir.enabled);
+        PERFORM billing._restore_profiles_trigger(heir.relation, heir.column_name);
     END LOOP;
     -- A table made an inheritance child of a tracked table (CREATE TABLE
     -- ... INHERITS, ALTER TABLE ... INHERIT): its rows would be read with
@@ -8723,23 +8719,24 @@ CREATE EVENT TRIGGER billing_tracked_schema_renamed ON ddl_command_end
 
 -- ==== The order of a conversation's messages for an estimate (src/sql/message_usage.sql) ====
 -- 1 for a reply's role ("assistant" in any case of ASCII letters), else 0,
--- NULL included. A reply's prompt is estimated from the messages before it
--- in (created_at, _reply_rank(role), id) order: at the same time, the
--- question stored with it in one transaction comes first.
+-- NULL included. With ids that are not integers, a reply's prompt is
+-- estimated from the messages before it in (created_at, _reply_rank(role),
+-- id) order (billing._earlier_condition): at the same time, the question
+-- stored with it in one transaction comes first.
 -- C body: src/pg/usage_of.cpp (reply_rank)
 CREATE FUNCTION billing._reply_rank(role text) RETURNS integer
     AS 'MODULE_PATHNAME', 'reply_rank' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 -- ==== A tracked profiles table's data column changes type (src/sql/aws_usage.sql) ====
--- The trigger of tracked profiles table p_relation made again, in mode
--- p_mode, at the end of an ALTER TABLE that changed the type of its data
+-- The trigger of tracked profiles table p_relation made again, in the modes
+-- it had, at the end of an ALTER TABLE that changed the type of its data
 -- column p_column (billing._lift_row_triggers dropped it as the command
 -- began: PostgreSQL refuses to change the type of a column a trigger's
 -- UPDATE OF list names, which stopped Rails' change_column even to jsonb
 -- again). Another type than jsonb is refused, and the ALTER with it, as
 -- track_profiles refuses it. Counters a USING clause changed are not
 -- recorded: no trigger sees such a change.
-CREATE FUNCTION billing._restore_profiles_trigger(p_relation regclass, p_column name, p_mode "char") RETURNS void
+CREATE FUNCTION billing._restore_profiles_trigger(p_relation regclass, p_column name) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET billing.internal_ddl = on
@@ -8749,24 +8746,21 @@ DECLARE
     now_type regtype := (SELECT a.atttypid::regtype FROM pg_attribute AS a
                           WHERE a.attrelid = p_relation AND a.attname = p_column AND NOT a.attisdropped);
 BEGIN
-    DELETE FROM billing.lifted_triggers AS l
-     WHERE l.relation = p_relation::oid AND l.trigger_name = 'billing_track_profiles';
     SELECT * INTO tp FROM billing.tracked_profiles AS p WHERE p.relation = p_relation;
-    IF NOT FOUND THEN
-        RETURN;
+    IF FOUND THEN
+        IF now_type IS DISTINCT FROM 'jsonb'::regtype THEN
+            RAISE EXCEPTION 'billing: % is a tracked profiles table, and its column % would have type %, where billing reads a jsonb column',
+                            p_relation, quote_ident(p_column), coalesce(now_type::text, 'none')
+                USING ERRCODE = 'datatype_mismatch',
+                      HINT = 'Keep the column jsonb, or billing.untrack_profiles() first (README "AWS usage").';
+        END IF;
+        PERFORM billing._create_profiles_trigger(p_relation, p_column, tp.counter, tp.service);
     END IF;
-    IF now_type IS DISTINCT FROM 'jsonb'::regtype THEN
-        RAISE EXCEPTION 'billing: % is a tracked profiles table, and its column % would have type %, where billing reads a jsonb column',
-                        p_relation, quote_ident(p_column), coalesce(now_type::text, 'none')
-            USING ERRCODE = 'datatype_mismatch',
-                  HINT = 'Keep the column jsonb, or billing.untrack_profiles() first (README "AWS usage").';
-    END IF;
-    PERFORM billing._create_profiles_trigger(p_relation, p_column, tp.counter, tp.service);
-    PERFORM billing._set_trigger_mode(p_relation, 'billing_track_profiles', p_mode);
-    PERFORM billing._restore_partition_trigger_modes(p_relation, 'billing_track_profiles');
+    -- (the kept modes forgotten, also where no trigger was made again)
+    PERFORM billing._restore_trigger_modes(p_relation, 'billing_track_profiles');
 END
 $$;
-REVOKE ALL ON FUNCTION billing._restore_profiles_trigger(regclass, name, "char") FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._restore_profiles_trigger(regclass, name) FROM PUBLIC;
 
 -- ==== Tables tracked under 0.3 taken in anew by the first merge ====
 -- 0.4 bills replies 0.3 did not (a role spelled Assistant or ASSISTANT,

@@ -373,9 +373,7 @@ bool estimate_prompt(const TriggerData* td, const ReplyColumns& columns, int64* 
   const ColumnType at_type = column_type(rel, columns.created_at);
   const ColumnType id_type = column_type(rel, columns.id);
   const Oid role_type = column_type(rel, columns.role).type;
-  // Integer ids (a sequence's) are given in the order rows are stored: at a
-  // tie in time they decide alone. Other ids (uuid, text) tell nothing of it.
-  const bool ids_in_order = id_type.type == INT2OID || id_type.type == INT4OID || id_type.type == INT8OID;
+  const bool ids_in_order = ids_in_storage_order(id_type.type);
   FmgrInfo* at_cmp = comparison(at_type.type);
   FmgrInfo* id_cmp = comparison(id_type.type);
   if (at_cmp == nullptr || id_cmp == nullptr) return false;

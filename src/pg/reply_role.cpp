@@ -33,4 +33,8 @@ bool role_says_reply(Oid base_type, Datum value, bool* known) {
   return false;
 }
 
+bool ids_in_storage_order(Oid base_type) {
+  return base_type == INT2OID || base_type == INT4OID || base_type == INT8OID;
+}
+
 }  // namespace billing::pg

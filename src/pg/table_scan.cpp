@@ -44,6 +44,7 @@
 #include "ledger_read.h"
 #include "ledger_row.h"
 #include "month.h"
+#include "reply_role.h"
 #include "postgres_headers.h"
 #include "scan_totals.h"
 #include "text_estimate.h"
@@ -481,7 +482,7 @@ void earlier_init(EarlierSums* e, const RowReader& r, MemoryContext parent) {
   e->id = r.id;
   e->content = r.content;
   e->role = RoleReader{r.role.kind, InvalidOid, false};
-  e->ids_in_order = r.id.kind == Kind::Int2 || r.id.kind == Kind::Int4 || r.id.kind == Kind::Int8;
+  e->ids_in_order = billing::pg::ids_in_storage_order(r.id.base);
   get_typlenbyvalalign(e->conversation.base, &e->conversation_len, &e->conversation_byval, &e->conversation_align);
   e->conversation_type = lookup_type_cache(e->conversation.base, TYPECACHE_HASH_PROC_FINFO | TYPECACHE_EQ_OPR_FINFO);
   e->at_type = lookup_type_cache(e->at.base, TYPECACHE_CMP_PROC_FINFO);

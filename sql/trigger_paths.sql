@@ -451,3 +451,81 @@ SELECT billing.untrack_messages('turns_fast'), billing.untrack_messages('turns_f
        billing.untrack_messages('turns_backfilled');
 DROP TABLE turns_fast, turns_full, turns_backfilled;
 DROP FUNCTION write_turn(text);
+
+-- A reply's estimate stays frozen when it moves (README "Keeping billed
+-- history"): the archive recipe's DELETE hands it to the INSERT in the same
+-- statement, through the C trigger and the PL/pgSQL body alike. By hand
+-- (one token per 4 characters): question 'q' x 8 = 2 tokens when the reply
+-- was stored, then edited to 'q' x 40 = 10. Moved, the reply keeps 2;
+-- estimated again it would be 10.
+CREATE TABLE chats_fast (id bigint PRIMARY KEY, conversation_id uuid, role text, content text, data jsonb,
+                         created_at timestamp);
+CREATE INDEX ON chats_fast (conversation_id);
+CREATE TABLE chats_full (LIKE chats_fast INCLUDING ALL);
+CREATE TABLE chats_fast_archive (LIKE chats_fast INCLUDING ALL);
+CREATE TABLE chats_full_archive (LIKE chats_fast INCLUDING ALL);
+SELECT count(tracked) AS tracked FROM (VALUES ('chats_fast'), ('chats_full'), ('chats_fast_archive'), ('chats_full_archive')) AS v(t),
+       LATERAL billing.track_messages(t::regclass);
+CREATE FUNCTION chat_then_archive(name text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    -- (a first row into each table: the C trigger takes a backend's first row to the full body)
+    EXECUTE format($q$INSERT INTO %1$I VALUES (100, NULL, 'user', 'first', '{}', '2026-01-01');
+                      INSERT INTO %1$I_archive VALUES (101, NULL, 'user', 'first', '{}', '2026-01-01');
+                      INSERT INTO %1$I VALUES
+                        (1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'user', repeat('q', 8), '{}', '2026-01-05 10:00'),
+                        (2, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'assistant', repeat('a', 12), '{}', '2026-01-05 10:01');
+                      UPDATE %1$I SET content = repeat('q', 40) WHERE id = 1$q$, name);
+    EXECUTE format($q$WITH moved AS (DELETE FROM %1$I WHERE created_at < '2026-02-01' RETURNING *)
+                      INSERT INTO %1$I_archive SELECT * FROM moved$q$, name);
+END
+$$;
+SET billing.trigger_fast_path = on;
+BEGIN;
+SET LOCAL track_functions = 'all';
+SELECT coalesce(sum(calls) FILTER (WHERE funcname ~ '_full$'), 0) AS full_calls
+  FROM pg_stat_xact_user_functions WHERE schemaname = 'billing' AND funcname ~ '^track_[0-9]+' \gset
+SELECT chat_then_archive('chats_fast');
+-- (the full body: each table's first row, the UPDATE and the 3 DELETEs; the 3 moved rows took the C path)
+SELECT coalesce(sum(calls) FILTER (WHERE funcname ~ '_full$'), 0) - :full_calls AS full_calls_after_moves
+  FROM pg_stat_xact_user_functions WHERE schemaname = 'billing' AND funcname ~ '^track_[0-9]+';
+COMMIT;
+SET billing.trigger_fast_path = off;
+SELECT chat_then_archive('chats_full');
+RESET billing.trigger_fast_path;
+SELECT t.relation AS source_table, e.message_id, e.prompt_tokens, l.estimated_prompt, l.estimated_completion
+  FROM billing.estimated_prompts AS e JOIN billing.tracked_tables AS t ON t.id = e.source_id
+  JOIN billing.usage_ledger AS l ON l.source_id = t.id AND l.estimated_prompt <> 0
+ WHERE t.relation IN ('chats_fast_archive'::regclass, 'chats_full_archive'::regclass)
+ ORDER BY 1, 2;
+-- Moved back and forth in one transaction, the estimate is handed over each time.
+BEGIN;
+WITH moved AS (DELETE FROM chats_fast_archive WHERE id = 2 RETURNING *) INSERT INTO chats_fast SELECT * FROM moved;
+WITH moved AS (DELETE FROM chats_fast WHERE id = 2 RETURNING *) INSERT INTO chats_fast_archive SELECT * FROM moved;
+COMMIT;
+-- A hand-over lasts only its transaction: a reply deleted, then stored again
+-- by a later one, is estimated anew from what is there now (the question, moved
+-- too, is 10 tokens; the other message is in no conversation).
+DELETE FROM chats_full_archive WHERE id = 2;
+INSERT INTO chats_full_archive VALUES (2, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'assistant', repeat('a', 12), '{}', '2026-01-05 10:01');
+SELECT t.relation AS source_table, e.message_id, e.prompt_tokens
+  FROM billing.estimated_prompts AS e JOIN billing.tracked_tables AS t ON t.id = e.source_id
+ WHERE t.relation::text ~ '^chats_' ORDER BY 1, 2;
+-- The same reply moved by an UPDATE of its time into another partition (a
+-- DELETE and an INSERT to the triggers) keeps its estimate too: 2, not 10.
+CREATE TABLE chats_by_month (id bigint, conversation_id uuid, role text, content text, data jsonb, created_at timestamp,
+                             PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
+CREATE TABLE chats_2026_01 PARTITION OF chats_by_month FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+CREATE TABLE chats_2026_02 PARTITION OF chats_by_month FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+CREATE INDEX ON chats_by_month (conversation_id);
+SELECT tracked FROM billing.track_messages('chats_by_month');
+INSERT INTO chats_by_month VALUES
+    (1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'user', repeat('q', 8), '{}', '2026-01-05 10:00'),
+    (2, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'assistant', repeat('a', 12), '{}', '2026-01-05 10:01');
+UPDATE chats_by_month SET content = repeat('q', 40) WHERE id = 1;
+UPDATE chats_by_month SET created_at = '2026-02-05 10:01' WHERE id = 2;
+SELECT e.message_id, e.prompt_tokens FROM billing.estimated_prompts AS e
+  JOIN billing.tracked_tables AS t ON t.id = e.source_id WHERE t.relation = 'chats_by_month'::regclass;
+SELECT billing.untrack_messages(t::regclass)
+  FROM (VALUES ('chats_fast'), ('chats_full'), ('chats_fast_archive'), ('chats_full_archive'), ('chats_by_month')) AS v(t);
+DROP TABLE chats_fast, chats_full, chats_fast_archive, chats_full_archive, chats_by_month;
+DROP FUNCTION chat_then_archive(text);

@@ -23,6 +23,7 @@
 // are noexcept and return plain values.
 #include "ledger_row.h"
 #include "backend_cache.h"
+#include "handed_estimates.h"
 #include "plain_table.h"
 #include "postgres_headers.h"
 #include "prompt_estimate.h"
@@ -342,13 +343,24 @@ bool common_insert_row(const TriggerData* td, int16 source_id, Datum* values, bo
 // The estimates of a reply without usage, and its message's key
 // (billing._key of its id), under which the caller stores the prompt's
 // estimate as the full body does; false (nothing read) to leave the reply
-// to the full body.
+// to the full body. The prompt's is the one a DELETE of this reply handed
+// over earlier in the transaction (an archive move), else read from the
+// conversation (`conversation`: billing._key of it, 0 for none).
 struct ReplyEstimate {
   int64 prompt = 0;
   int64 completion = 0;
   Datum message = 0;
+  Datum conversation = 0;
+  bool handed = false;  // the prompt's estimate was handed over (and taken)
 };
-bool estimate_reply(const TriggerData* td, ReplyEstimate* r) {
+// Gives a taken hand-over back when the write goes to the full body, which
+// takes it again.
+void give_back(const ReplyEstimate& r) {
+  if (r.handed)
+    pg::hand_over_estimate(DatumGetTextPP(r.message), r.conversation == 0 ? nullptr : DatumGetTextPP(r.conversation),
+                           r.prompt);
+}
+bool estimate_reply(const TriggerData* td, Datum conversation, ReplyEstimate* r) {
   const Column_value content = column(td, kContent);
   r->completion = 0;  // (an empty reply still has a prompt: its conversation)
   if (!content.null) {
@@ -358,6 +370,10 @@ bool estimate_reply(const TriggerData* td, ReplyEstimate* r) {
   }
   bool message_null = false;
   if (!conversation_key(column(td, kId), &r->message, &message_null) || message_null) return false;
+  r->conversation = conversation;
+  r->handed = pg::take_handed_estimate(DatumGetTextPP(r->message),
+                                       conversation == 0 ? nullptr : DatumGetTextPP(conversation), &r->prompt);
+  if (r->handed) return true;
   const int16* att = td->tg_trigger->tgattr;
   const pg::ReplyColumns columns{att[kId], att[kConversation], att[kContent], att[kCreatedAt], att[kRole]};
   return pg::estimate_prompt(td, columns, &r->prompt);
@@ -438,7 +454,8 @@ extern "C" Datum track_row(PG_FUNCTION_ARGS) {
   // (the estimate stored last: nothing after it can leave the write to the full body)
   ReplyEstimate r;
   if (estimated &&
-      !(estimate_reply(td, &r) && pg::store_prompt_estimate(e.schema, e.source_id, r.message, r.prompt))) {
+      !(estimate_reply(td, nulls[1] ? 0 : values[1], &r) && pg::store_prompt_estimate(e.schema, e.source_id, r.message, r.prompt))) {
+    give_back(r);
     table_close(ledger, RowExclusiveLock);
     return run_full_body(fcinfo, e);
   }
@@ -787,9 +804,10 @@ extern "C" Datum citus_track_row(PG_FUNCTION_ARGS) {
   if (ledger == nullptr) return run_full_body(fcinfo, e);
   // (the estimate stored last: nothing after it can leave the write to the full body)
   ReplyEstimate r;
-  if (estimated && !(OidIsValid(estimates_shard) && estimate_reply(td, &r) &&
+  if (estimated && !(OidIsValid(estimates_shard) && estimate_reply(td, nulls[2] ? 0 : values[2], &r) &&
                      pg::store_citus_prompt_estimate(estimates_shard, conversation_attr->atttypid, values[0],
                                                      e.source_id, r.message, r.prompt))) {
+    give_back(r);
     table_close(ledger, RowExclusiveLock);
     return run_full_body(fcinfo, e);
   }

@@ -59,6 +59,19 @@ AS $$
                                       OPERATOR(pg_catalog.||) '()')
 $$;
 
+-- A reply's frozen prompt estimate handed from its DELETE to its INSERT in
+-- one transaction: an archive move (README "Keeping billed history"), an
+-- UPDATE that moves it to another partition. Keyed by billing._key of its
+-- id and of its conversation; taken once; gone at the transaction's end.
+-- C body: src/pg/handed_estimates.cpp
+CREATE FUNCTION billing._hand_over_estimate(message text, conversation text, prompt_tokens bigint) RETURNS void
+    AS 'MODULE_PATHNAME', 'hand_over_estimate' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION billing._take_handed_estimate(message text, conversation text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'take_handed_estimate' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+-- (only billing's trigger bodies, which run as the extension's owner, hand over)
+REVOKE ALL ON FUNCTION billing._hand_over_estimate(text, text, bigint), billing._take_handed_estimate(text, text)
+    FROM PUBLIC;
+
 -- The body of a tracked table's trigger function (billing.track_N). The
 -- estimate of a reply's prompt: every earlier message of its conversation
 -- (the app sends the whole history), one token per 4 characters.
@@ -114,6 +127,8 @@ BEGIN
         END IF;
         IF TG_OP = 'DELETE' THEN
             IF old_estimated THEN
+                -- (to the same reply inserted later in the transaction: an archive move)
+                PERFORM billing._hand_over_estimate(old_id, billing._key(%2$s), old_est);
                 DELETE FROM billing.estimated_prompts WHERE source_id = %1$s AND message_id = old_id;
             END IF;
             IF old_logged THEN
@@ -139,9 +154,14 @@ BEGIN
             n.problem := coalesce(n.problem || '; ', '')
                          || 'prompt not estimated: the table was renamed; a billing.merge() makes its trigger anew';
         ELSE
-            SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
-              FROM %10$s AS m
-             WHERE m.%11$I = NEW.%11$I AND %19$s;
+            -- (frozen when the reply was first stored: a DELETE of it earlier in
+            -- this transaction handed its estimate over)
+            est := billing._take_handed_estimate(new_id, billing._key(%3$s));
+            IF est IS NULL THEN
+                SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est
+                  FROM %10$s AS m
+                 WHERE m.%11$I = NEW.%11$I AND %19$s;
+            END IF;
             INSERT INTO billing.estimated_prompts VALUES (%1$s, new_id, est)
                 ON CONFLICT (source_id, message_id) DO UPDATE SET prompt_tokens = excluded.prompt_tokens;
         END IF;

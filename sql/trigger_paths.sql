@@ -502,11 +502,14 @@ BEGIN;
 WITH moved AS (DELETE FROM chats_fast_archive WHERE id = 2 RETURNING *) INSERT INTO chats_fast SELECT * FROM moved;
 WITH moved AS (DELETE FROM chats_fast WHERE id = 2 RETURNING *) INSERT INTO chats_fast_archive SELECT * FROM moved;
 COMMIT;
--- A hand-over lasts only its transaction: a reply deleted, then stored again
--- by a later one, is estimated anew from what is there now (the question, moved
--- too, is 10 tokens; the other message is in no conversation).
+-- A hand-over lasts only its statement: a reply deleted, then stored again
+-- under its id by a later statement (an app regenerating a reply), even in
+-- the same transaction, is estimated anew from what is there now (the
+-- question, moved too, is 10 tokens; the other message is in no conversation).
+BEGIN;
 DELETE FROM chats_full_archive WHERE id = 2;
 INSERT INTO chats_full_archive VALUES (2, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'assistant', repeat('a', 12), '{}', '2026-01-05 10:01');
+COMMIT;
 SELECT t.relation AS source_table, e.message_id, e.prompt_tokens
   FROM billing.estimated_prompts AS e JOIN billing.tracked_tables AS t ON t.id = e.source_id
  WHERE t.relation::text ~ '^chats_' ORDER BY 1, 2;
@@ -525,7 +528,29 @@ UPDATE chats_by_month SET content = repeat('q', 40) WHERE id = 1;
 UPDATE chats_by_month SET created_at = '2026-02-05 10:01' WHERE id = 2;
 SELECT e.message_id, e.prompt_tokens FROM billing.estimated_prompts AS e
   JOIN billing.tracked_tables AS t ON t.id = e.source_id WHERE t.relation = 'chats_by_month'::regclass;
+-- A reply of a table billing reads itself (tracked without a backfill, not
+-- merged yet) has no frozen estimate to hand over: moved, it is estimated
+-- where it arrives, from the question moved before it (10 tokens), not 0.
+-- Moved across partitions, from its conversation: 10 as well.
+CREATE TABLE chats_late (LIKE chats_fast INCLUDING ALL);
+CREATE TABLE chats_late_archive (LIKE chats_fast INCLUDING ALL);
+INSERT INTO chats_late VALUES
+    (1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'user', repeat('q', 40), '{}', '2026-01-05 10:00'),
+    (2, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'assistant', repeat('a', 12), '{}', '2026-01-05 10:01');
+INSERT INTO chats_by_month VALUES
+    (3, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13', 'user', repeat('q', 40), '{}', '2026-01-06 10:00'),
+    (4, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13', 'assistant', repeat('a', 12), '{}', '2026-01-06 10:01');
+SELECT tracked FROM billing.track_messages('chats_late', backfill => false);
+SELECT tracked FROM billing.track_messages('chats_late_archive');
+SELECT billing.untrack_messages('chats_by_month');
+SELECT tracked FROM billing.track_messages('chats_by_month', backfill => false);
+WITH moved AS (DELETE FROM chats_late RETURNING *) INSERT INTO chats_late_archive SELECT * FROM moved;
+UPDATE chats_by_month SET created_at = '2026-02-06 10:01' WHERE id = 4;
+SELECT t.relation AS source_table, e.message_id, e.prompt_tokens
+  FROM billing.estimated_prompts AS e JOIN billing.tracked_tables AS t ON t.id = e.source_id
+ WHERE t.relation IN ('chats_late_archive'::regclass, 'chats_by_month'::regclass) ORDER BY 1, 2;
 SELECT billing.untrack_messages(t::regclass)
-  FROM (VALUES ('chats_fast'), ('chats_full'), ('chats_fast_archive'), ('chats_full_archive'), ('chats_by_month')) AS v(t);
-DROP TABLE chats_fast, chats_full, chats_fast_archive, chats_full_archive, chats_by_month;
+  FROM (VALUES ('chats_fast'), ('chats_full'), ('chats_fast_archive'), ('chats_full_archive'), ('chats_by_month'),
+               ('chats_late'), ('chats_late_archive')) AS v(t);
+DROP TABLE chats_fast, chats_full, chats_fast_archive, chats_full_archive, chats_by_month, chats_late, chats_late_archive;
 DROP FUNCTION chat_then_archive(text);

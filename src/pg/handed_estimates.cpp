@@ -1,6 +1,7 @@
 #include "handed_estimates.h"
 
 extern "C" {
+#include "access/xact.h"
 #include "common/hashfn.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
@@ -14,8 +15,8 @@ PG_FUNCTION_INFO_V1(take_handed_estimate);
 namespace billing::pg {
 namespace {
 
-// A reply's key: its message key, a 0 byte, then its conversation's key,
-// or 1 byte 0x01 alone for none (a key is text, which holds no 0 byte).
+// A reply's key: its message key, a 0 byte, then 'N' for no conversation
+// or 'C' and its conversation's key (a key is text, which holds no 0 byte).
 struct Key {
   const char* bytes;
   Size length;
@@ -35,40 +36,52 @@ int key_match(const void* a, const void* b, Size) {
   return x->length == y->length && memcmp(x->bytes, y->bytes, x->length) == 0 ? 0 : 1;
 }
 
-// The transaction's hand-overs, in TopTransactionContext (gone with it);
-// `owner` is the transaction they belong to, so a later one starts empty.
+// The statement's hand-overs and their keys' bytes, in `memory`, a child
+// of TopTransactionContext (gone with the transaction, deleted sooner when
+// the next statement of the transaction hands one over). A statement is
+// known by its transaction and its start (statement_timestamp(), set as
+// each message of the client arrives).
+struct Statement {
+  LocalTransactionId transaction = InvalidLocalTransactionId;
+  TimestampTz start = 0;
+};
 HTAB* handed = nullptr;
-LocalTransactionId owner = InvalidLocalTransactionId;
+MemoryContext memory = nullptr;
+Statement owner;
+
+bool owned_by_this_statement() {
+  return handed != nullptr && owner.transaction == MyProc->lxid && owner.start == GetCurrentStatementStartTimestamp();
+}
 
 HTAB* current(bool create) {
-  if (handed != nullptr && owner == MyProc->lxid) return handed;
+  if (owned_by_this_statement()) return handed;
+  if (handed != nullptr && owner.transaction == MyProc->lxid) MemoryContextDelete(memory);  // (an earlier statement's)
   handed = nullptr;
+  memory = nullptr;
   if (!create) return nullptr;
+  memory = AllocSetContextCreate(TopTransactionContext, "billing handed estimates", ALLOCSET_DEFAULT_SIZES);
   HASHCTL ctl;
   memset(&ctl, 0, sizeof ctl);
   ctl.keysize = sizeof(Key);
   ctl.entrysize = sizeof(Entry);
   ctl.hash = key_hash;
   ctl.match = key_match;
-  ctl.hcxt = TopTransactionContext;
+  ctl.hcxt = memory;
   handed = hash_create("billing handed estimates", 64, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-  owner = MyProc->lxid;
+  owner = Statement{MyProc->lxid, GetCurrentStatementStartTimestamp()};
   return handed;
 }
 
-// The reply's key, its bytes palloc'd in the current memory context.
-Key make_key(const text* message, const text* conversation) {
+// The reply's key, its bytes palloc'd in memory context `cxt`.
+Key make_key(MemoryContext cxt, const text* message, const text* conversation) {
   const Size m = VARSIZE_ANY_EXHDR(message);
-  const Size c = conversation == nullptr ? 1 : VARSIZE_ANY_EXHDR(conversation);
-  char* bytes = static_cast<char*>(palloc(m + 1 + c));
+  const Size c = conversation == nullptr ? 0 : VARSIZE_ANY_EXHDR(conversation);
+  char* bytes = static_cast<char*>(MemoryContextAlloc(cxt, m + 2 + c));
   memcpy(bytes, VARDATA_ANY(message), m);
   bytes[m] = '\0';
-  if (conversation == nullptr) {
-    bytes[m + 1] = '\x01';
-  } else {
-    memcpy(bytes + m + 1, VARDATA_ANY(conversation), c);
-  }
-  return Key{bytes, m + 1 + c};
+  bytes[m + 1] = conversation == nullptr ? 'N' : 'C';
+  if (conversation != nullptr) memcpy(bytes + m + 2, VARDATA_ANY(conversation), c);
+  return Key{bytes, m + 2 + c};
 }
 
 }  // namespace
@@ -76,25 +89,25 @@ Key make_key(const text* message, const text* conversation) {
 void hand_over_estimate(const text* message, const text* conversation, int64 tokens) {
   HTAB* h = current(true);
   if (hash_get_num_entries(h) >= kMaxHandedEstimates) return;
-  const MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-  const Key key = make_key(message, conversation);
-  MemoryContextSwitchTo(old);
+  const Key key = make_key(memory, message, conversation);
   bool found = false;
   auto* e = static_cast<Entry*>(hash_search(h, &key, HASH_ENTER, &found));
-  e->tokens = tokens;  // (a second DELETE of one key in a transaction: the last one's)
+  if (found) pfree(const_cast<char*>(key.bytes));  // (the reply deleted twice: the last one's figure)
+  e->tokens = tokens;
 }
 
 bool take_handed_estimate(const text* message, const text* conversation, int64* tokens) {
   HTAB* h = current(false);
   if (h == nullptr || hash_get_num_entries(h) == 0) return false;
-  const Key key = make_key(message, conversation);
+  const Key key = make_key(CurrentMemoryContext, message, conversation);
   auto* e = static_cast<Entry*>(hash_search(h, &key, HASH_FIND, nullptr));
-  if (e != nullptr) {
-    *tokens = e->tokens;
-    hash_search(h, &key, HASH_REMOVE, nullptr);
-  }
   pfree(const_cast<char*>(key.bytes));
-  return e != nullptr;
+  if (e == nullptr) return false;
+  *tokens = e->tokens;
+  const Key kept = e->key;
+  hash_search(h, &kept, HASH_REMOVE, nullptr);
+  pfree(const_cast<char*>(kept.bytes));  // (a move of millions of rows keeps only those awaiting their INSERT)
+  return true;
 }
 
 }  // namespace billing::pg

@@ -60,9 +60,9 @@ AS $$
 $$;
 
 -- A reply's frozen prompt estimate handed from its DELETE to its INSERT in
--- one transaction: an archive move (README "Keeping billed history"), an
+-- one statement: an archive move (README "Keeping billed history"), an
 -- UPDATE that moves it to another partition. Keyed by billing._key of its
--- id and of its conversation; taken once; gone at the transaction's end.
+-- id and of its conversation; taken once; gone at the statement's end.
 -- C body: src/pg/handed_estimates.cpp
 CREATE FUNCTION billing._hand_over_estimate(message text, conversation text, prompt_tokens bigint) RETURNS void
     AS 'MODULE_PATHNAME', 'hand_over_estimate' LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -90,6 +90,7 @@ DECLARE
     n record;
     est bigint := 0;
     old_est bigint := 0;
+    old_frozen bigint;                -- OLD's estimate in billing.estimated_prompts, if it has one
     old_estimated boolean := false;   -- OLD was a reply estimated from its text
     old_logged boolean := false;      -- OLD is in billing.problem_messages
     old_id text;
@@ -117,8 +118,9 @@ BEGIN
         old_estimated := o.estimated;
         old_logged := o.problem IS NOT NULL OR NOT coalesce(billing._countable(old_at), false);
         IF old_estimated THEN
-            SELECT coalesce(max(prompt_tokens), 0) INTO old_est FROM billing.estimated_prompts
-             WHERE source_id = %1$s AND message_id = old_id;
+            SELECT e.prompt_tokens INTO old_frozen FROM billing.estimated_prompts AS e
+             WHERE e.source_id = %1$s AND e.message_id = old_id;
+            old_est := coalesce(old_frozen, 0);
         END IF;
         IF billing._countable(old_at) THEN
             INSERT INTO billing.usage_ledger VALUES (%1$s, billing._key(%2$s), old_at, o.model, -1,
@@ -126,9 +128,13 @@ BEGIN
                 -o.unsplit_tokens, CASE WHEN o.problem IS NULL THEN 0 ELSE -1 END);
         END IF;
         IF TG_OP = 'DELETE' THEN
+            IF old_frozen IS NOT NULL THEN
+                -- (to the same reply inserted later in the statement: an archive
+                -- move. Not an estimate it does not have yet: a table billing
+                -- reads itself until a merge takes it in.)
+                PERFORM billing._hand_over_estimate(old_id, billing._key(%2$s), old_frozen);
+            END IF;
             IF old_estimated THEN
-                -- (to the same reply inserted later in the transaction: an archive move)
-                PERFORM billing._hand_over_estimate(old_id, billing._key(%2$s), old_est);
                 DELETE FROM billing.estimated_prompts WHERE source_id = %1$s AND message_id = old_id;
             END IF;
             IF old_logged THEN
@@ -155,7 +161,7 @@ BEGIN
                          || 'prompt not estimated: the table was renamed; a billing.merge() makes its trigger anew';
         ELSE
             -- (frozen when the reply was first stored: a DELETE of it earlier in
-            -- this transaction handed its estimate over)
+            -- this statement handed its estimate over)
             est := billing._take_handed_estimate(new_id, billing._key(%3$s));
             IF est IS NULL THEN
                 SELECT coalesce(sum(billing._estimated_tokens(%14$s)), 0)::bigint INTO est

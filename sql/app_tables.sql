@@ -410,6 +410,25 @@ SELECT (d -> 'openai' ->> 'cost')::numeric = (SELECT sum((v ->> 'cost')::numeric
        (d -> 'openai' ->> 'messages')::numeric = (SELECT sum((v ->> 'messages')::numeric) FROM jsonb_each(d -> 'openai' -> 'by_model') AS e(k, v)) AS messages_add_up
   FROM billing.dashboard('2026-11-01 00:00+00', '2026-12-01 00:00+00') AS d;
 SELECT billing.untrack_messages('late');
+
+-- Before that first merge, usage_problems lists the problem rows read from
+-- the table too, not only those the trigger saw, once each: rows 1 (a
+-- string for a count) and 2 (no time) stored before tracking, row 3 (a
+-- negative count) after. The merge then lists the same 3.
+CREATE TABLE late_problems (id bigserial PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                            created_at timestamptz);
+INSERT INTO late_problems (conversation_id, role, content, data, created_at) VALUES
+  ('p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": "oops"}', '2026-11-08 10:00'),
+  ('p', 'user', 'when?', NULL, NULL);
+SELECT tracked, backfilled FROM billing.track_messages('late_problems', backfill => false);
+INSERT INTO late_problems (conversation_id, role, content, data, created_at) VALUES
+  ('p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": -5, "completion_tokens": 1}', '2026-11-08 10:02');
+SELECT message_id, created_at, left(detail, 50) AS detail FROM billing.usage_problems
+ WHERE source_table = 'late_problems'::regclass ORDER BY message_id;
+SELECT billing.merge() >= 0 AS merged;
+SELECT message_id, created_at, left(detail, 50) AS detail FROM billing.usage_problems
+ WHERE source_table = 'late_problems'::regclass ORDER BY message_id;
+SELECT billing.untrack_messages('late_problems');
 RESET timezone;
 
 -- A timestamp column (without time zone) whose default is the current time

@@ -7,9 +7,11 @@
 // earlier message edited since the reply was stored would change a figure
 // billing promised to freeze.
 //
-// One statement, not the transaction: a reply deleted by one statement and
-// an id stored again by a later one (an app regenerating a reply under its
-// id) are two replies, estimated each from its own conversation.
+// One statement the client sends (its statement_timestamp()), not the
+// transaction: a reply deleted by one statement and an id stored again by a
+// later one (an app regenerating a reply under its id) are two replies,
+// estimated each from its own conversation. The statements of one query
+// string or one function call share that time, and count as one.
 //
 // SQL: billing._hand_over_estimate(message, conversation, prompt_tokens)
 // (the full body's DELETE, for a reply whose estimate is frozen) and

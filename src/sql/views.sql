@@ -71,12 +71,61 @@ COMMENT ON VIEW billing.conversation_costs IS 'Cost, tokens and messages per con
 -- (track_message_customers): one row each, the customers named, the one
 -- billed, and in messages how many of its messages name another customer
 -- (hidden when reading as one customer).
+-- The problem rows of the tables billing reads itself until a merge takes
+-- them in (not backfilled: tracked with backfill => false, or taken in
+-- anew after their trigger was disabled), read from the table as the
+-- caller, as billing.problem_messages rows, but for those the trigger has
+-- listed there: usage_problems lists them at once, as the dashboard's
+-- problems count them. A table that cannot be read gives a WARNING and no
+-- rows. Distributed tables are left to the merge, which reads them each
+-- time. Hidden when reading as one customer, as problem_messages is.
+CREATE FUNCTION billing._unfrozen_problem_rows()
+RETURNS SETOF billing.problem_messages
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t billing.tracked_tables;
+    m record;
+BEGIN
+    IF billing.current_customer() IS NOT NULL THEN
+        RETURN;
+    END IF;
+    FOR t IN SELECT * FROM billing.tracked_tables AS tt
+              WHERE NOT tt.backfilled AND billing._may_read_table(tt.id)
+                AND billing._citus_companion(tt.id, 'problems') IS NULL AND NOT billing._citus_distributed(tt.relation)
+              ORDER BY tt.id LOOP
+        BEGIN
+            m := billing._row_reader(t, 'm');
+            -- (the problem text as the trigger and the merge write it)
+            RETURN QUERY EXECUTE format(
+                $q$SELECT %1$s::smallint, r.message_id, CASE WHEN isfinite(r.at) THEN r.at END, r.problem
+                     FROM (SELECT billing._key(%2$s) AS message_id, %3$s AS at,
+                                  concat_ws('; ', u.problem,
+                                            CASE WHEN NOT coalesce(billing._countable(%3$s), false)
+                                                 THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month'
+                                            END) AS problem
+                             FROM %4$s AS m CROSS JOIN LATERAL %5$s AS u
+                            WHERE u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false)) AS r
+                    WHERE NOT EXISTS (SELECT 1 FROM billing.problem_messages AS p
+                                       WHERE p.source_id = %1$s AND p.message_id = r.message_id)$q$,
+                t.id, m.id, m.at, t.relation, m.usage);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'billing: could not read tracked table %: %; its problem rows are missing from billing.usage_problems',
+                          t.relation, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
 CREATE VIEW billing.usage_problems WITH (security_invoker = true) AS
 SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
        'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
   FROM (SELECT * FROM billing.problem_messages
         UNION ALL
-        SELECT * FROM billing._citus_problem_rows()) AS p
+        SELECT * FROM billing._citus_problem_rows()
+        UNION ALL
+        SELECT * FROM billing._unfrozen_problem_rows()) AS p
   JOIN billing.tracked_tables AS t ON t.id = p.source_id
 UNION ALL
 SELECT t.relation, NULL, NULL, m.month,

@@ -429,6 +429,44 @@ SELECT billing.merge() >= 0 AS merged;
 SELECT message_id, created_at, left(detail, 50) AS detail FROM billing.usage_problems
  WHERE source_table = 'late_problems'::regclass ORDER BY message_id;
 SELECT billing.untrack_messages('late_problems');
+
+-- A problem row goes when its message does, whether or not a row trigger
+-- sees it: a partition dropped (its month is rebuilt), a row mended while
+-- billing's triggers were disabled (the merge takes the table in anew).
+CREATE TABLE gone_problems (id bigint, conversation_id text, role text, content text, data jsonb,
+                            created_at timestamptz NOT NULL, PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
+CREATE TABLE gone_problems_09 PARTITION OF gone_problems FOR VALUES FROM ('2026-09-01') TO ('2026-10-01');
+CREATE TABLE gone_problems_10 PARTITION OF gone_problems FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+SELECT tracked FROM billing.track_messages('gone_problems');
+INSERT INTO gone_problems VALUES (1, 'g', 'assistant', 'x', '{"prompt_tokens": "x"}', '2026-09-15'),
+                                 (2, 'g', 'assistant', 'x', '{"prompt_tokens": "x"}', '2026-10-15'),
+                                 (3, 'g', 'assistant', 'x', '{"prompt_tokens": "x"}', '2026-10-16');
+SELECT billing.merge() >= 0 AS merged;
+DROP TABLE gone_problems_09;
+SELECT billing.merge() >= 0 AS merged;
+SELECT message_id FROM billing.usage_problems WHERE source_table = 'gone_problems'::regclass ORDER BY 1;
+ALTER TABLE gone_problems DISABLE TRIGGER USER;
+UPDATE gone_problems SET data = '{"model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1}' WHERE id = 2;
+ALTER TABLE gone_problems ENABLE TRIGGER USER;
+SELECT billing.merge() >= 0 AS merged;
+SELECT message_id FROM billing.usage_problems WHERE source_table = 'gone_problems'::regclass ORDER BY 1;
+SELECT billing.untrack_messages('gone_problems');
+
+-- A date past the last timestamp (the year 294276) fails no write, no
+-- tracking and no merge: it is a time counted in no month, listed. The
+-- other row: 100 x 2.5/1M + 50 x 10/1M = 0.00075 in November.
+CREATE TABLE far_dates (id int PRIMARY KEY, conversation_id text, role text, content text, data jsonb, created_at date);
+INSERT INTO far_dates VALUES (1, 'f', 'user', 'x', NULL, '300000-01-01');
+SELECT tracked FROM billing.track_messages('far_dates');
+INSERT INTO far_dates VALUES (2, 'f', 'user', 'x', NULL, '5874897-12-31'),
+                             (3, 'f', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-02');
+SELECT message_id, created_at, month, left(detail, 40) AS detail FROM billing.usage_problems
+ WHERE source_table = 'far_dates'::regclass ORDER BY 1;
+SELECT month, cost FROM billing.conversation_costs WHERE source_table = 'far_dates'::regclass;
+DELETE FROM far_dates WHERE id IN (1, 2);
+SELECT billing.merge() >= 0 AS merged;
+SELECT count(*) AS problems FROM billing.usage_problems WHERE source_table = 'far_dates'::regclass;
+SELECT billing.untrack_messages('far_dates');
 RESET timezone;
 
 -- A timestamp column (without time zone) whose default is the current time

@@ -25,6 +25,7 @@ PG_FUNCTION_INFO_V1(month_start);
 PG_FUNCTION_INFO_V1(month_end);
 PG_FUNCTION_INFO_V1(check_time_zone);
 PG_FUNCTION_INFO_V1(month_zone_text);
+PG_FUNCTION_INFO_V1(date_time);
 }
 
 namespace {
@@ -177,4 +178,11 @@ extern "C" Datum month_zone_text(PG_FUNCTION_ARGS) {
     JsonEncodeDateTime(buf, TimestampTzGetDatum(at), TIMESTAMPTZOID, &offset);
   }
   PG_RETURN_TEXT_P(cstring_to_text(buf));
+}
+
+// _date_time(date) -> timestamptz: a date created_at as billing reads it
+// (billing::pg::date_as_time): midnight UTC, +infinity past the last
+// timestamp.
+extern "C" Datum date_time(PG_FUNCTION_ARGS) {
+  PG_RETURN_TIMESTAMPTZ(billing::pg::date_as_time(PG_GETARG_DATEADT(0)));
 }

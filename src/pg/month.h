@@ -10,6 +10,18 @@ extern "C" {
 
 namespace billing::pg {
 
+// A `date` created_at as billing reads it: midnight UTC; a date past the
+// last timestamp (year 294276) as +infinity, a time counted in no month
+// (PostgreSQL's own conversion raises there, which would fail the app's
+// write and every read of the table).
+inline TimestampTz date_as_time(DateADT d) {
+  int overflow = 0;
+  const Timestamp t = date2timestamp_opt_overflow(d, &overflow);
+  if (overflow > 0) return DT_NOEND;
+  if (overflow < 0) return DT_NOBEGIN;
+  return t;  // (the same microseconds, read as UTC)
+}
+
 // The month_time_zone setting, read now (one SPI query; UTC when unset).
 pg_tz* month_time_zone();
 

@@ -192,7 +192,7 @@ TimestampTz time_of(Datum v, Kind k) {
   switch (k) {
     case Kind::TimestampTz: return DatumGetTimestampTz(v);
     case Kind::Timestamp: return DatumGetTimestamp(v);
-    case Kind::Date: return DatumGetTimestamp(DirectFunctionCall1(date_timestamp, v));
+    case Kind::Date: return date_as_time(DatumGetDateADT(v));
     default: break;
   }
   elog(ERROR, "billing: not a time type");

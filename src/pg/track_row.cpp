@@ -24,6 +24,7 @@
 #include "ledger_row.h"
 #include "backend_cache.h"
 #include "handed_estimates.h"
+#include "month.h"
 #include "plain_table.h"
 #include "postgres_headers.h"
 #include "prompt_estimate.h"
@@ -270,7 +271,7 @@ bool message_time(const Column_value& c, TimestampTz* at) {
     case DATEOID: {
       const DateADT d = DatumGetDateADT(c.value);
       if (DATE_NOT_FINITE(d)) return false;
-      *at = static_cast<TimestampTz>(d) * USECS_PER_DAY;
+      *at = pg::date_as_time(d);
       break;
     }
     default:

@@ -211,6 +211,9 @@ CREATE FUNCTION billing._rebuild(p_source smallint, p_from timestamptz, p_to tim
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    t billing.tracked_tables;
+    m record;
 BEGIN
     IF billing._citus_triggered(p_source) THEN
         -- A distributed table followed by its shards' triggers: writers
@@ -270,6 +273,23 @@ BEGIN
       FROM scan s
      WHERE (SELECT count(*) FROM drop_conversations) >= 0
      GROUP BY s.month, s.conversation_id;
+    -- Problem rows of the range whose message is gone without a row
+    -- trigger seeing it (a partition dropped, detached or truncated: its
+    -- months are rebuilt here). Read only when the range has any. (A
+    -- distributed table's are made anew by every merge: citus.sql.)
+    IF EXISTS (SELECT 1 FROM billing.problem_messages AS p
+                WHERE p.source_id = p_source AND p.created_at >= p_from AND p.created_at < p_to) THEN
+        SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+        IF billing._citus_distributed(t.relation) THEN
+            RETURN;
+        END IF;
+        m := billing._row_reader(t, 'm');
+        EXECUTE format('DELETE FROM billing.problem_messages AS p
+                         WHERE p.source_id = $1 AND p.created_at >= $2 AND p.created_at < $3
+                           AND NOT EXISTS (SELECT 1 FROM %s AS m WHERE %s AND %s AND billing._key(%s) = p.message_id)',
+                       t.relation, billing._at_compare(t, 'm', '>=', '$2'), billing._at_compare(t, 'm', '<', '$3'), m.id)
+            USING p_source, p_from, p_to;
+    END IF;
 END
 $$;
 
@@ -354,6 +374,14 @@ BEGIN
               FROM scan AS s
              WHERE s.recorded AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false))
             ON CONFLICT (source_id, message_id) DO NOTHING
+        ), drop_problems AS (
+            -- (rows gone or mended while billing was not following the
+            -- table: its trigger disabled, say)
+            DELETE FROM billing.problem_messages AS p
+             WHERE p.source_id = p_source
+               AND NOT EXISTS (SELECT 1 FROM scan AS s
+                                WHERE s.recorded AND s.message_id = p.message_id
+                                  AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false)))
         ), drop_ledger AS (
             DELETE FROM billing.usage_ledger WHERE source_id = p_source
         ), drop_stale AS (
@@ -408,6 +436,14 @@ BEGIN
         INSERT INTO billing.estimated_prompts
         SELECT p_source, r.message_id, r.estimated_prompt FROM recorded AS r WHERE r.estimated
         ON CONFLICT (source_id, message_id) DO NOTHING
+    ), drop_problems AS (
+        -- (as above; a problem row a writer adds after this statement's
+        -- snapshot is not seen here, so it stays)
+        DELETE FROM billing.problem_messages AS p
+         WHERE p.source_id = p_source
+           AND NOT EXISTS (SELECT 1 FROM recorded AS r
+                            WHERE r.message_id = p.message_id
+                              AND (r.problem IS NOT NULL OR NOT coalesce(billing._countable(r.created_at), false)))
     )
     INSERT INTO billing.problem_messages
     SELECT p_source, r.message_id, CASE WHEN isfinite(r.created_at) THEN r.created_at END,

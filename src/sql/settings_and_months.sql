@@ -83,6 +83,13 @@ CREATE FUNCTION billing._month_zone_text(at timestamptz) RETURNS text
 COMMENT ON FUNCTION billing._month_zone_text(timestamptz) IS
     'A time as JSON shows it, in the month_time_zone setting''s zone with its offset, whatever the session''s TimeZone.';
 
+-- A date created_at as billing reads it: midnight UTC, and +infinity (a
+-- time counted in no month) past the last timestamp, the year 294276, where
+-- PostgreSQL's own date-to-timestamp conversion raises. C body:
+-- src/pg/month.cpp (date_time)
+CREATE FUNCTION billing._date_time(d date) RETURNS timestamptz
+    AS 'MODULE_PATHNAME', 'date_time' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 -- The times billing counts in a month: the years 1 to 9999 (UTC). Rows
 -- outside it (and NULL or infinite times) are listed as problems. Inlinable.
 CREATE FUNCTION billing._countable(at timestamptz) RETURNS boolean

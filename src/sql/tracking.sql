@@ -1198,7 +1198,7 @@ BEGIN
         ELSIF typ = 'timestamp'::regtype THEN
             RETURN format('pg_catalog.timezone(''UTC'', %s::pg_catalog.timestamp)', x);
         ELSIF typ = 'date'::regtype THEN
-            RETURN format('pg_catalog.timezone(''UTC'', %s::pg_catalog.date::pg_catalog.timestamp)', x);
+            RETURN format('billing._date_time(%s::pg_catalog.date)', x);
         END IF;
         accepted := 'timestamp with time zone, timestamp without time zone (read as UTC) or date (midnight UTC)';
     END CASE;

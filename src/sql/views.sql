@@ -87,6 +87,7 @@ AS $$
 DECLARE
     t billing.tracked_tables;
     m record;
+    listed billing.problem_messages[];
 BEGIN
     IF billing.current_customer() IS NOT NULL THEN
         RETURN;
@@ -97,9 +98,12 @@ BEGIN
               ORDER BY tt.id LOOP
         BEGIN
             m := billing._row_reader(t, 'm');
-            -- (the problem text as the trigger and the merge write it)
-            RETURN QUERY EXECUTE format(
-                $q$SELECT %1$s::smallint, r.message_id, CASE WHEN isfinite(r.at) THEN r.at END, r.problem
+            -- (the problem text as the trigger and the merge write it; the
+            -- rows gathered first, so that a read that fails part-way
+            -- returns none of them, as its WARNING says)
+            EXECUTE format(
+                $q$SELECT array_agg(ROW(%1$s::smallint, r.message_id, CASE WHEN isfinite(r.at) THEN r.at END,
+                                        r.problem)::billing.problem_messages)
                      FROM (SELECT billing._key(%2$s) AS message_id, %3$s AS at,
                                   concat_ws('; ', u.problem,
                                             CASE WHEN NOT coalesce(billing._countable(%3$s), false)
@@ -109,7 +113,8 @@ BEGIN
                             WHERE u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false)) AS r
                     WHERE NOT EXISTS (SELECT 1 FROM billing.problem_messages AS p
                                        WHERE p.source_id = %1$s AND p.message_id = r.message_id)$q$,
-                t.id, m.id, m.at, t.relation, m.usage);
+                t.id, m.id, m.at, t.relation, m.usage) INTO listed;
+            RETURN QUERY SELECT * FROM unnest(listed);
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: could not read tracked table %: %; its problem rows are missing from billing.usage_problems',
                           t.relation, SQLERRM;

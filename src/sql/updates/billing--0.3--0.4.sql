@@ -423,6 +423,13 @@ DROP FUNCTION billing._is_stale(smallint, date);
 -- Values that cannot stop billing
 ------------------------------------------------------------------------------
 
+-- A date created_at as billing reads it: midnight UTC, and +infinity (a
+-- time counted in no month) past the last timestamp, the year 294276, where
+-- PostgreSQL's own date-to-timestamp conversion raises. C body:
+-- src/pg/month.cpp (date_time)
+CREATE FUNCTION billing._date_time(d date) RETURNS timestamptz
+    AS 'MODULE_PATHNAME', 'date_time' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 -- The times billing counts in a month: the years 1 to 9999 (UTC). Rows
 -- outside it (and NULL or infinite times) are listed as problems. Inlinable.
 CREATE FUNCTION billing._countable(at timestamptz) RETURNS boolean
@@ -555,7 +562,7 @@ BEGIN
         ELSIF typ = 'timestamp'::regtype THEN
             RETURN format('pg_catalog.timezone(''UTC'', %s::pg_catalog.timestamp)', x);
         ELSIF typ = 'date'::regtype THEN
-            RETURN format('pg_catalog.timezone(''UTC'', %s::pg_catalog.date::pg_catalog.timestamp)', x);
+            RETURN format('billing._date_time(%s::pg_catalog.date)', x);
         END IF;
         accepted := 'timestamp with time zone, timestamp without time zone (read as UTC) or date (midnight UTC)';
     END CASE;
@@ -4664,6 +4671,7 @@ AS $$
 DECLARE
     t billing.tracked_tables;
     m record;
+    listed billing.problem_messages[];
 BEGIN
     IF billing.current_customer() IS NOT NULL THEN
         RETURN;
@@ -4674,9 +4682,12 @@ BEGIN
               ORDER BY tt.id LOOP
         BEGIN
             m := billing._row_reader(t, 'm');
-            -- (the problem text as the trigger and the merge write it)
-            RETURN QUERY EXECUTE format(
-                $q$SELECT %1$s::smallint, r.message_id, CASE WHEN isfinite(r.at) THEN r.at END, r.problem
+            -- (the problem text as the trigger and the merge write it; the
+            -- rows gathered first, so that a read that fails part-way
+            -- returns none of them, as its WARNING says)
+            EXECUTE format(
+                $q$SELECT array_agg(ROW(%1$s::smallint, r.message_id, CASE WHEN isfinite(r.at) THEN r.at END,
+                                        r.problem)::billing.problem_messages)
                      FROM (SELECT billing._key(%2$s) AS message_id, %3$s AS at,
                                   concat_ws('; ', u.problem,
                                             CASE WHEN NOT coalesce(billing._countable(%3$s), false)
@@ -4686,7 +4697,8 @@ BEGIN
                             WHERE u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false)) AS r
                     WHERE NOT EXISTS (SELECT 1 FROM billing.problem_messages AS p
                                        WHERE p.source_id = %1$s AND p.message_id = r.message_id)$q$,
-                t.id, m.id, m.at, t.relation, m.usage);
+                t.id, m.id, m.at, t.relation, m.usage) INTO listed;
+            RETURN QUERY SELECT * FROM unnest(listed);
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'billing: could not read tracked table %: %; its problem rows are missing from billing.usage_problems',
                           t.relation, SQLERRM;
@@ -5177,6 +5189,9 @@ CREATE OR REPLACE FUNCTION billing._rebuild(p_source smallint, p_from timestampt
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    t billing.tracked_tables;
+    m record;
 BEGIN
     IF billing._citus_triggered(p_source) THEN
         -- A distributed table followed by its shards' triggers: writers
@@ -5236,6 +5251,23 @@ BEGIN
       FROM scan s
      WHERE (SELECT count(*) FROM drop_conversations) >= 0
      GROUP BY s.month, s.conversation_id;
+    -- Problem rows of the range whose message is gone without a row
+    -- trigger seeing it (a partition dropped, detached or truncated: its
+    -- months are rebuilt here). Read only when the range has any. (A
+    -- distributed table's are made anew by every merge: citus.sql.)
+    IF EXISTS (SELECT 1 FROM billing.problem_messages AS p
+                WHERE p.source_id = p_source AND p.created_at >= p_from AND p.created_at < p_to) THEN
+        SELECT * INTO STRICT t FROM billing.tracked_tables WHERE id = p_source;
+        IF billing._citus_distributed(t.relation) THEN
+            RETURN;
+        END IF;
+        m := billing._row_reader(t, 'm');
+        EXECUTE format('DELETE FROM billing.problem_messages AS p
+                         WHERE p.source_id = $1 AND p.created_at >= $2 AND p.created_at < $3
+                           AND NOT EXISTS (SELECT 1 FROM %s AS m WHERE %s AND %s AND billing._key(%s) = p.message_id)',
+                       t.relation, billing._at_compare(t, 'm', '>=', '$2'), billing._at_compare(t, 'm', '<', '$3'), m.id)
+            USING p_source, p_from, p_to;
+    END IF;
 END
 $$;
 
@@ -6701,6 +6733,14 @@ BEGIN
               FROM scan AS s
              WHERE s.recorded AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false))
             ON CONFLICT (source_id, message_id) DO NOTHING
+        ), drop_problems AS (
+            -- (rows gone or mended while billing was not following the
+            -- table: its trigger disabled, say)
+            DELETE FROM billing.problem_messages AS p
+             WHERE p.source_id = p_source
+               AND NOT EXISTS (SELECT 1 FROM scan AS s
+                                WHERE s.recorded AND s.message_id = p.message_id
+                                  AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false)))
         ), drop_ledger AS (
             DELETE FROM billing.usage_ledger WHERE source_id = p_source
         ), drop_stale AS (
@@ -6755,6 +6795,14 @@ BEGIN
         INSERT INTO billing.estimated_prompts
         SELECT p_source, r.message_id, r.estimated_prompt FROM recorded AS r WHERE r.estimated
         ON CONFLICT (source_id, message_id) DO NOTHING
+    ), drop_problems AS (
+        -- (as above; a problem row a writer adds after this statement's
+        -- snapshot is not seen here, so it stays)
+        DELETE FROM billing.problem_messages AS p
+         WHERE p.source_id = p_source
+           AND NOT EXISTS (SELECT 1 FROM recorded AS r
+                            WHERE r.message_id = p.message_id
+                              AND (r.problem IS NOT NULL OR NOT coalesce(billing._countable(r.created_at), false)))
     )
     INSERT INTO billing.problem_messages
     SELECT p_source, r.message_id, CASE WHEN isfinite(r.created_at) THEN r.created_at END,

@@ -129,4 +129,25 @@ SELECT (SELECT array_agg(s::text) FROM iu_states) = (SELECT array_agg(s::text) F
 SELECT '(0,0,1,1,1,"gpt-4o-mini-2024-07-18")'::billing.cost_state AS old_state;
 SELECT '(0,0,0,0,0,"",1,3,0,3,"x")'::billing.cost_state;
 
+-- A problem names the member as the data spelled it: the Responses API's
+-- input_tokens / output_tokens / input_tokens_details, and members of a
+-- nested "usage" object (the whole response stored), as the app wrote them.
+RESET billing.invalid_usage;
+SELECT billing.usage_problem(d) AS problem
+  FROM (VALUES (1, '{"model": "gpt-4.1", "input_tokens": "12a", "output_tokens": 5}'::jsonb),
+               (2, '{"model": "gpt-4.1", "input_tokens": 10, "output_tokens": -3}'),
+               (3, '{"model": "gpt-4.1", "input_tokens": 10, "output_tokens": 1, "input_tokens_details": {"cached_tokens": 11}}'),
+               (4, '{"model": "gpt-4o", "usage": {"prompt_tokens": 1.5, "completion_tokens": 2}}'),
+               (5, '{"model": "gpt-4.1", "usage": {"input_tokens": 10, "output_tokens": 1, "input_tokens_details": {"cached_tokens": 12}}}'),
+               (6, '{"model": "gpt-4o", "total_tokens": "many"}'),
+               -- both spellings: the Chat Completions one is read, and named
+               (7, '{"model": "gpt-4o", "input_tokens": 10, "prompt_tokens": "x"}')) AS v(i, d)
+ ORDER BY i;
+-- The aggregate's WARNING names the first one the same way (its state keeps
+-- the spelling): gpt-4.1, 100 input and 50 output tokens at $2.00 and $8.00
+-- per 1M = 0.0002 + 0.0004 = 0.0006, and the row of cached 11 > input 10 left out.
+SELECT billing.openai_cost(d) AS cost
+  FROM (VALUES ('{"model": "gpt-4.1", "input_tokens": 100, "output_tokens": 50}'::jsonb),
+               ('{"model": "gpt-4.1", "input_tokens": 10, "output_tokens": 1, "input_tokens_details": {"cached_tokens": 11}}')) AS v(d);
+
 DROP TABLE iu_messages, iu_par, iu_states, iu_states_back;

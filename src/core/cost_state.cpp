@@ -152,7 +152,8 @@ void add_invalid(CostState& s, const Usage& u) noexcept {
   s.invalid_rows = saturating_add(s.invalid_rows, 1);
   if (s.first_problem != 0 || u.error == UsageError::None) return;
   s.first_problem = static_cast<uint8_t>(u.error);
-  s.problem_field = static_cast<uint8_t>(u.error_field);
+  s.problem_field = static_cast<uint8_t>(static_cast<unsigned>(u.error_field) | (u.error_spelling << 4) |
+                                         (u.prompt_spelling << 6));
   s.problem_kind = static_cast<uint8_t>(u.error_kind);
   char number[48];
   std::string_view value;
@@ -201,7 +202,9 @@ std::size_t describe_first_problem(const CostState& s, char* buf, std::size_t n)
   Usage u;
   u.status = UsageStatus::Invalid;
   u.error = static_cast<UsageError>(s.first_problem);
-  u.error_field = static_cast<TokenField>(s.problem_field);
+  u.error_field = static_cast<TokenField>(s.problem_field & 0x0F);
+  u.error_spelling = static_cast<uint8_t>((s.problem_field >> 4) & 0x03);
+  u.prompt_spelling = static_cast<uint8_t>(s.problem_field >> 6);
   u.error_kind = static_cast<JsonKind>(s.problem_kind);
   const std::string_view value = s.first_problem_value();
   // A number the state could not keep is left out of the sentence.
@@ -214,11 +217,12 @@ std::size_t describe_first_problem(const CostState& s, char* buf, std::size_t n)
     number_left_out = !cached_and_prompt(value, &u.error_value, &u.prompt);
   }
   if (!number_left_out) return describe_usage_error(u, buf, n);
-  const std::string_view field = token_field_name(u.error_field);
+  const std::string_view field = token_field_name(u.error_field, u.error_spelling);
   try {
     const auto r = u.error == UsageError::Negative
                        ? fmt::format_to_n(buf, n - 1, "\"{}\" must not be negative", field)
-                       : fmt::format_to_n(buf, n - 1, "\"{}\" exceeds \"prompt_tokens\"", field);
+                       : fmt::format_to_n(buf, n - 1, "\"{}\" exceeds \"{}\"", field,
+                                          token_field_name(TokenField::Prompt, u.prompt_spelling));
     *r.out = '\0';
     return static_cast<std::size_t>(r.out - buf);
   } catch (...) {
@@ -242,7 +246,10 @@ bool assemble_cost_state(const CostStateParts& p, CostState* out) noexcept {
   if (p.priced_rows < 0 || p.unpriced_rows < 0 || p.unpriced_units < 0 || p.invalid_rows < 0) return false;
   if (p.reason < 0 || p.reason > static_cast<int64_t>(UnpricedReason::NoSplit)) return false;
   if (p.problem < 0 || p.problem > static_cast<int64_t>(UsageError::ModelNotAString)) return false;
-  if (p.field < 0 || p.field >= static_cast<int64_t>(TokenField::Count)) return false;
+  // The field in the low 4 bits, its spelling in bits 4-5, the prompt's in
+  // bits 6-7 only for cached > prompt (the layout in cost_state.h).
+  if (p.field < 0 || p.field > 0xFF || (p.field & 0x0F) >= static_cast<int64_t>(TokenField::Count)) return false;
+  if ((p.field >> 6) != 0 && p.problem != static_cast<int64_t>(UsageError::CachedExceedsPrompt)) return false;
   if (p.kind < 0 || p.kind > static_cast<int64_t>(JsonKind::Malformed)) return false;
   for (std::string_view t : {p.name, p.value})
     if (t.size() > CostState::kMaxInputText || t.find('\0') != std::string_view::npos) return false;

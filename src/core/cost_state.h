@@ -35,7 +35,10 @@ enum class UnpricedReason : uint8_t {
 //  40  invalid_rows          rows skipped because their usage could not be read
 //  48  first_reason          UnpricedReason of the first unpriced row
 //  49  first_problem         UsageError of the first row with invalid usage,
-//  50  problem_field           the TokenField it names,
+//  50  problem_field           the TokenField it names (low 4 bits), how
+//                              the data spelled it (bits 4-5) and, for
+//                              cached > prompt, the prompt count (bits 6-7)
+//                              (TokenSpelling flags: 0 in earlier versions),
 //  51  problem_kind            and the JsonKind found there
 //  52  text[12]              the first unpriced name, then, when the problem
 //                            has a value to quote, a NUL and that value
@@ -62,7 +65,7 @@ struct CostState {
   int64_t invalid_rows;     // rows with invalid usage, skipped (not priced, not unpriced)
   uint8_t first_reason;     // UnpricedReason of the first unpriced row
   uint8_t first_problem;    // UsageError of the first row with invalid usage
-  uint8_t problem_field;    // its TokenField
+  uint8_t problem_field;    // its TokenField and spellings (see above)
   uint8_t problem_kind;     // its JsonKind
   char text[kTextSize];     // first unpriced name [NUL problem value], NUL-padded
 

@@ -48,7 +48,10 @@ struct Sink {
       if (slot.kind == JsonKind::Missing) slot = token_value(v);
       return;
     }
-    if (preferred || slot_empty) slot = token_value(v);
+    if (preferred || slot_empty) {
+      slot = token_value(v);
+      slot.spelling = static_cast<uint8_t>((preferred ? 0 : kResponsesName) | (model_only ? kInUsageObject : 0));
+    }
   }
 
   void read_details(const JsonValue& v, bool preferred) {
@@ -128,16 +131,20 @@ UsageFields read_usage_fields(JsonbContainerView root) noexcept {
   return f;
 }
 
-std::string_view token_field_name(TokenField f) noexcept {
-  switch (f) {
-    case TokenField::Prompt: return "prompt_tokens";
-    case TokenField::Completion: return "completion_tokens";
-    case TokenField::Total: return "tokens";
-    case TokenField::Cached: return "cached_tokens";
-    case TokenField::CachedDetail: return "prompt_tokens_details.cached_tokens";
-    case TokenField::Count: break;
-  }
-  return "?";
+std::string_view token_field_name(TokenField f, uint8_t spelling) noexcept {
+  // [in a usage object][Responses API name], as Sink reads them. The top
+  // level "cached_tokens" has no Responses API spelling.
+  static constexpr std::string_view kNames[static_cast<int>(TokenField::Count)][2][2] = {
+      {{"prompt_tokens", "input_tokens"}, {"usage.prompt_tokens", "usage.input_tokens"}},
+      {{"completion_tokens", "output_tokens"}, {"usage.completion_tokens", "usage.output_tokens"}},
+      {{"tokens", "total_tokens"}, {"usage.tokens", "usage.total_tokens"}},
+      {{"cached_tokens", "cached_tokens"}, {"usage.cached_tokens", "usage.cached_tokens"}},
+      {{"prompt_tokens_details.cached_tokens", "input_tokens_details.cached_tokens"},
+       {"usage.prompt_tokens_details.cached_tokens", "usage.input_tokens_details.cached_tokens"}},
+  };
+  const int i = static_cast<int>(f);
+  if (i < 0 || i >= static_cast<int>(TokenField::Count) || spelling >= kSpellings) return "?";
+  return kNames[i][(spelling & kInUsageObject) ? 1 : 0][(spelling & kResponsesName) ? 1 : 0];
 }
 
 Usage decode_usage(const UsageFields& fields) noexcept {
@@ -161,6 +168,7 @@ Usage decode_usage(const UsageFields& fields) noexcept {
       u.status = UsageStatus::Invalid;
       u.error = e;
       u.error_field = static_cast<TokenField>(i);
+      u.error_spelling = t.spelling;
       u.error_kind = t.kind;
       u.error_value = t.value;
       u.error_text = t.text;
@@ -212,6 +220,8 @@ Usage decode_usage(const UsageFields& fields) noexcept {
     u.status = UsageStatus::Invalid;
     u.error = UsageError::CachedExceedsPrompt;
     u.error_field = has[idx(TokenField::CachedDetail)] ? TokenField::CachedDetail : TokenField::Cached;
+    u.error_spelling = fields.tokens[idx(u.error_field)].spelling;
+    u.prompt_spelling = fields.tokens[idx(TokenField::Prompt)].spelling;
     u.error_value = u.cached;
     return u;
   }
@@ -487,7 +497,7 @@ std::string_view kind_name(JsonKind k) {
 
 std::size_t describe_usage_error(const Usage& u, char* buf, std::size_t n) noexcept {
   if (n == 0) return 0;
-  const std::string_view field = token_field_name(u.error_field);
+  const std::string_view field = token_field_name(u.error_field, u.error_spelling);
   // Quote at most 40 bytes of a bad string value, enough to recognise it,
   // cut at a character boundary: the message must stay valid UTF-8.
   std::string_view shown = u.error_text.substr(0, 40);
@@ -519,7 +529,8 @@ std::size_t describe_usage_error(const Usage& u, char* buf, std::size_t n) noexc
         r = fmt::format_to_n(buf, n - 1, "\"{}\" must not be negative, got {}", field, u.error_value);
         break;
       case UsageError::CachedExceedsPrompt:
-        r = fmt::format_to_n(buf, n - 1, "\"{}\" ({}) exceeds \"prompt_tokens\" ({})", field, u.error_value, u.prompt);
+        r = fmt::format_to_n(buf, n - 1, "\"{}\" ({}) exceeds \"{}\" ({})", field, u.error_value,
+                             token_field_name(TokenField::Prompt, u.prompt_spelling), u.prompt);
         break;
       case UsageError::ModelNotAString:
         r = fmt::format_to_n(buf, n - 1, "\"model\" must be a string, got {}", kind_name(u.error_kind));

@@ -24,12 +24,23 @@ namespace billing {
 
 enum class TokenField : uint8_t { Prompt, Completion, Total, Cached, CachedDetail, Count };
 
+// How the data spelled a token count, for messages: OpenAI's Chat
+// Completions name ("prompt_tokens") or the Responses API's
+// ("input_tokens"), at the top level or in a nested "usage" object.
+// Bit flags; 0 is the Chat Completions name at the top level.
+enum TokenSpelling : uint8_t {
+  kResponsesName = 1,
+  kInUsageObject = 2,
+  kSpellings = 4,  // one past the largest combination
+};
+
 // Where a token count came from, before validation.
 struct TokenValue {
   JsonKind kind = JsonKind::Missing;
   NumericStatus number = NumericStatus::Ok;  // when kind == Number
   int64_t value = 0;
   std::string_view text;  // when kind == String, for messages
+  uint8_t spelling = 0;   // TokenSpelling flags, for messages
 };
 
 struct UsageFields {
@@ -64,6 +75,8 @@ struct Usage {
   UsageStatus status = UsageStatus::NoUsage;
   UsageError error = UsageError::None;
   TokenField error_field = TokenField::Prompt;
+  uint8_t error_spelling = 0;   // how the data spelled error_field (TokenSpelling)
+  uint8_t prompt_spelling = 0;  // and the prompt count, for CachedExceedsPrompt
   JsonKind error_kind = JsonKind::Missing;
   int64_t error_value = 0;
   std::string_view error_text;
@@ -108,8 +121,10 @@ struct UsageLayout {
 // matching its keys, and a flat object read in one pass becomes the layout.
 Usage read_usage(JsonbContainerView root, UsageLayout* layout = nullptr) noexcept;
 
-// The JSON name used in messages for a field ("prompt_tokens", ...).
-std::string_view token_field_name(TokenField f) noexcept;
+// The member a message names for a field as the data spelled it:
+// "prompt_tokens", "input_tokens", "usage.input_tokens",
+// "prompt_tokens_details.cached_tokens"...
+std::string_view token_field_name(TokenField f, uint8_t spelling = 0) noexcept;
 
 // Describes an Invalid usage in one sentence, e.g.
 // `"prompt_tokens" must be a non-negative integer, got the string "12a"`.

@@ -482,6 +482,46 @@ TEST(AddInvalid, CountSaturates) {
   EXPECT_EQ(s.invalid_rows, kI64Max);
 }
 
+TEST(AddInvalid, KeepsHowTheDataSpelledTheMember) {
+  // {"input_tokens":10,"output_tokens":1,"input_tokens_details":{"cached_tokens":11}}
+  Usage u;
+  u.status = UsageStatus::Invalid;
+  u.error = UsageError::CachedExceedsPrompt;
+  u.error_field = TokenField::CachedDetail;
+  u.error_spelling = kResponsesName;
+  u.prompt_spelling = kResponsesName;
+  u.error_value = 11;
+  u.prompt = 10;
+  CostState s = empty_cost_state();
+  add_invalid(s, u);
+  // CachedDetail (4) | Responses name << 4 | the prompt's << 6
+  EXPECT_EQ(s.problem_field, 4 + 16 + 64);
+  EXPECT_EQ(problem_of(s), "\"input_tokens_details.cached_tokens\" (11) exceeds \"input_tokens\" (10)");
+  EXPECT_EQ(problem_of(s), usage_message(u));
+  EXPECT_EQ(text_of(s), "(0,0,0,0,0,\"\",1,6,84,0,\"11 10\")");
+  EXPECT_EQ(round_trip(s), "ok");
+
+  // {"usage":{"input_tokens":"12a"}}
+  Usage v;
+  v.status = UsageStatus::Invalid;
+  v.error = UsageError::NotANumber;
+  v.error_field = TokenField::Prompt;
+  v.error_spelling = kResponsesName | kInUsageObject;
+  v.error_kind = JsonKind::String;
+  v.error_text = "12a";
+  CostState t = empty_cost_state();
+  add_invalid(t, v);
+  EXPECT_EQ(problem_of(t), "\"usage.input_tokens\" must be a non-negative integer, got the string \"12a\"");
+  EXPECT_EQ(round_trip(t), "ok");
+
+  // A prompt spelling says something only beside cached > prompt.
+  CostState back;
+  EXPECT_TRUE(parse_cost_state("(0,0,0,0,0,\"\",1,2,48,2,\"12a\")", &back));
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,2,64,2,\"12a\")", &back));
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,2,256,2,\"12a\")", &back));
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,2,21,2,\"12a\")", &back));  // field 5
+}
+
 TEST(DescribeFirstProblem, SmallBuffers) {
   CostState s = empty_cost_state();
   add_invalid(s, string_usage("12a"));

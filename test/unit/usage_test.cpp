@@ -691,3 +691,67 @@ TEST(Utf8CharCount, CountsCharactersOfValidText) {
 
 }  // namespace
 }  // namespace billing
+
+namespace billing {
+namespace {
+
+// ---------------------------------------------------------------------------
+// A problem names the member as the data spelled it: OpenAI's Chat
+// Completions names or the Responses API's, at the top level or in a nested
+// "usage" object (Sink records the spelling; the SQL tests read real jsonb).
+
+TEST(TokenFieldName, EverySpelling) {
+  EXPECT_EQ(token_field_name(TokenField::Prompt), "prompt_tokens");
+  EXPECT_EQ(token_field_name(TokenField::Prompt, kResponsesName), "input_tokens");
+  EXPECT_EQ(token_field_name(TokenField::Prompt, kInUsageObject), "usage.prompt_tokens");
+  EXPECT_EQ(token_field_name(TokenField::Prompt, kResponsesName | kInUsageObject), "usage.input_tokens");
+  EXPECT_EQ(token_field_name(TokenField::Completion, kResponsesName), "output_tokens");
+  EXPECT_EQ(token_field_name(TokenField::Total), "tokens");
+  EXPECT_EQ(token_field_name(TokenField::Total, kResponsesName), "total_tokens");
+  EXPECT_EQ(token_field_name(TokenField::Cached, kInUsageObject), "usage.cached_tokens");
+  EXPECT_EQ(token_field_name(TokenField::CachedDetail, kResponsesName), "input_tokens_details.cached_tokens");
+  EXPECT_EQ(token_field_name(TokenField::CachedDetail, kResponsesName | kInUsageObject),
+            "usage.input_tokens_details.cached_tokens");
+  EXPECT_EQ(token_field_name(TokenField::Count), "?");
+  EXPECT_EQ(token_field_name(TokenField::Prompt, kSpellings), "?");
+}
+
+TEST(DescribeUsageError, NamesTheMemberAsSpelled) {
+  // {"input_tokens":"12a","output_tokens":5}
+  UsageFields f;
+  f.root = JsonKind::Object;
+  f.tokens[static_cast<int>(TokenField::Prompt)] = {JsonKind::String, NumericStatus::Ok, 0, "12a", kResponsesName};
+  f.tokens[static_cast<int>(TokenField::Completion)] = {JsonKind::Number, NumericStatus::Ok, 5, {}, kResponsesName};
+  Usage u = decode_usage(f);
+  EXPECT_EQ(u.error, UsageError::NotANumber);
+  EXPECT_EQ(message(u), "\"input_tokens\" must be a non-negative integer, got the string \"12a\"");
+
+  // {"usage":{"input_tokens":10,"output_tokens":-3}}
+  UsageFields g;
+  g.root = JsonKind::Object;
+  g.tokens[static_cast<int>(TokenField::Prompt)] = {JsonKind::Number, NumericStatus::Ok, 10, {}, kResponsesName | kInUsageObject};
+  g.tokens[static_cast<int>(TokenField::Completion)] = {JsonKind::Number, NumericStatus::Ok, -3, {},
+                                                        kResponsesName | kInUsageObject};
+  u = decode_usage(g);
+  EXPECT_EQ(u.error, UsageError::Negative);
+  EXPECT_EQ(message(u), "\"usage.output_tokens\" must not be negative, got -3");
+
+  // {"input_tokens":10,"output_tokens":1,"input_tokens_details":{"cached_tokens":11}}
+  UsageFields h;
+  h.root = JsonKind::Object;
+  h.tokens[static_cast<int>(TokenField::Prompt)] = {JsonKind::Number, NumericStatus::Ok, 10, {}, kResponsesName};
+  h.tokens[static_cast<int>(TokenField::Completion)] = {JsonKind::Number, NumericStatus::Ok, 1, {}, kResponsesName};
+  h.tokens[static_cast<int>(TokenField::CachedDetail)] = {JsonKind::Number, NumericStatus::Ok, 11, {}, kResponsesName};
+  u = decode_usage(h);
+  EXPECT_EQ(u.error, UsageError::CachedExceedsPrompt);
+  EXPECT_EQ(message(u), "\"input_tokens_details.cached_tokens\" (11) exceeds \"input_tokens\" (10)");
+
+  // The top-level "cached_tokens" beside a Responses API prompt count.
+  h.tokens[static_cast<int>(TokenField::CachedDetail)] = {};
+  h.tokens[static_cast<int>(TokenField::Cached)] = {JsonKind::Number, NumericStatus::Ok, 12, {}, 0};
+  u = decode_usage(h);
+  EXPECT_EQ(message(u), "\"cached_tokens\" (12) exceeds \"input_tokens\" (10)");
+}
+
+}  // namespace
+}  // namespace billing

@@ -425,10 +425,29 @@ INSERT INTO late_problems (conversation_id, role, content, data, created_at) VAL
   ('p', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": -5, "completion_tokens": 1}', '2026-11-08 10:02');
 SELECT message_id, created_at, left(detail, 50) AS detail FROM billing.usage_problems
  WHERE source_table = 'late_problems'::regclass ORDER BY message_id;
+-- Reading as one customer hides them all from a role row security applies
+-- to, as it hides problem_messages; a superuser, to whom it does not apply,
+-- sees the 3 rows either way (before, the 1 the trigger saw).
+CREATE ROLE regress_late_reader;
+GRANT USAGE ON SCHEMA billing TO regress_late_reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA billing TO regress_late_reader;
+GRANT SELECT ON late_problems TO regress_late_reader;
+BEGIN;
+SET LOCAL billing.customer = 'someone';
+SELECT count(*) AS superuser_sees FROM billing.usage_problems WHERE source_table = 'late_problems'::regclass;
+SET LOCAL ROLE regress_late_reader;
+SELECT count(*) AS customer_sees FROM billing.usage_problems WHERE source_table = 'late_problems'::regclass;
+RESET billing.customer;
+SELECT count(*) AS reader_sees FROM billing.usage_problems WHERE source_table = 'late_problems'::regclass;
+ROLLBACK;
 SELECT billing.merge() >= 0 AS merged;
 SELECT message_id, created_at, left(detail, 50) AS detail FROM billing.usage_problems
  WHERE source_table = 'late_problems'::regclass ORDER BY message_id;
 SELECT billing.untrack_messages('late_problems');
+REVOKE ALL ON late_problems FROM regress_late_reader;
+REVOKE ALL ON ALL TABLES IN SCHEMA billing FROM regress_late_reader;
+REVOKE ALL ON SCHEMA billing FROM regress_late_reader;
+DROP ROLE regress_late_reader;
 
 -- A problem row goes when its message does, whether or not a row trigger
 -- sees it: a partition dropped (its month is rebuilt), a row mended while
@@ -452,18 +471,57 @@ SELECT billing.merge() >= 0 AS merged;
 SELECT message_id FROM billing.usage_problems WHERE source_table = 'gone_problems'::regclass ORDER BY 1;
 SELECT billing.untrack_messages('gone_problems');
 
+-- A message's listing follows it while billing does not see its writes,
+-- as the dashboard's problems count does:
+-- (1) created_at's type changed (the local times become UTC): row 1 moves
+-- from October 31 22:00 to November 1 02:00 UTC, and is listed there (it
+-- was listed nowhere, its old listing pruned by November's rebuild);
+CREATE TABLE moved_problems (id bigint PRIMARY KEY, conversation_id text, role text, content text, data jsonb,
+                             created_at timestamp);
+CREATE INDEX ON moved_problems (created_at);
+SELECT tracked FROM billing.track_messages('moved_problems');
+INSERT INTO moved_problems VALUES
+  (1, 'c', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": "12a"}', '2026-10-31 22:00'),
+  (2, 'c', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-10 12:00');
+SELECT billing.merge() >= 0 AS merged;
+ALTER TABLE moved_problems ALTER COLUMN created_at TYPE timestamptz USING created_at AT TIME ZONE 'America/New_York';
+SELECT billing.merge() >= 0 AS merged;
+SELECT message_id, created_at AT TIME ZONE 'UTC' AS created_utc, month, detail FROM billing.usage_problems
+ WHERE source_table = 'moved_problems'::regclass;
+-- (2) while its triggers are disabled, row 1 moved to an infinite time
+-- and row 3 mended: usage_problems reads the table then, so row 3 is no
+-- longer listed and row 1 is, with both of its problems and no time (it
+-- listed both rows, row 1 with its old problem only); the merge after the
+-- triggers are enabled again keeps the same listing (it kept row 1's old
+-- listing, which a rebuild of November then dropped).
+INSERT INTO moved_problems VALUES (3, 'c', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": -1}', '2026-11-11 12:00');
+SELECT billing.merge() >= 0 AS merged;
+ALTER TABLE moved_problems DISABLE TRIGGER USER;
+UPDATE moved_problems SET created_at = 'infinity' WHERE id = 1;
+UPDATE moved_problems SET data = '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}' WHERE id = 3;
+SELECT message_id, created_at, month, detail FROM billing.usage_problems
+ WHERE source_table = 'moved_problems'::regclass;
+SELECT billing.dashboard(at => '2026-11-20')->'openai'->'problems' AS dashboard_problems;
+ALTER TABLE moved_problems ENABLE TRIGGER USER;
+SELECT billing.merge() >= 0 AS merged;
+SELECT message_id, created_at, month, detail FROM billing.usage_problems
+ WHERE source_table = 'moved_problems'::regclass;
+SELECT billing.untrack_messages('moved_problems');
+
 -- A date past the last timestamp (the year 294276) fails no write, no
--- tracking and no merge: it is a time counted in no month, listed. The
--- other row: 100 x 2.5/1M + 50 x 10/1M = 0.00075 in November.
+-- tracking and no merge: it is a time counted in no month, listed. So are
+-- the finite dates outside the years 1 to 9999, listed with their time and
+-- no month. The other row: 100 x 2.5/1M + 50 x 10/1M = 0.00075 in November.
 CREATE TABLE far_dates (id int PRIMARY KEY, conversation_id text, role text, content text, data jsonb, created_at date);
 INSERT INTO far_dates VALUES (1, 'f', 'user', 'x', NULL, '300000-01-01');
 SELECT tracked FROM billing.track_messages('far_dates');
 INSERT INTO far_dates VALUES (2, 'f', 'user', 'x', NULL, '5874897-12-31'),
-                             (3, 'f', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-02');
-SELECT message_id, created_at, month, left(detail, 40) AS detail FROM billing.usage_problems
+                             (3, 'f', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-11-02'),
+                             (4, 'f', 'user', 'x', NULL, '10000-06-01'), (5, 'f', 'user', 'x', NULL, '0044-03-15 BC');
+SELECT message_id, created_at AT TIME ZONE 'UTC' AS created_utc, month, left(detail, 40) AS detail FROM billing.usage_problems
  WHERE source_table = 'far_dates'::regclass ORDER BY 1;
 SELECT month, cost FROM billing.conversation_costs WHERE source_table = 'far_dates'::regclass;
-DELETE FROM far_dates WHERE id IN (1, 2);
+DELETE FROM far_dates WHERE id IN (1, 2, 4, 5);
 SELECT billing.merge() >= 0 AS merged;
 SELECT count(*) AS problems FROM billing.usage_problems WHERE source_table = 'far_dates'::regclass;
 SELECT billing.untrack_messages('far_dates');

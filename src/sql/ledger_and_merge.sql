@@ -366,14 +366,17 @@ BEGIN
             SELECT p_source, s.message_id, s.prompt_estimate FROM scan AS s WHERE s.recorded AND s.estimated
             ON CONFLICT (source_id, message_id) DO NOTHING
         ), problems AS (
+            -- (a row listed before keeps its message's time and problem as
+            -- they are now: a column's type changed, a row moved or mended
+            -- while the trigger was disabled. One per id, the latest.)
             INSERT INTO billing.problem_messages
-            SELECT p_source, s.message_id, CASE WHEN isfinite(s.created_at) THEN s.created_at END,
-                   concat_ws('; ', s.problem,
-                             CASE WHEN NOT coalesce(billing._countable(s.created_at), false)
-                                  THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+            SELECT DISTINCT ON (s.message_id)
+                   p_source, s.message_id, CASE WHEN isfinite(s.created_at) THEN s.created_at END,
+                   billing._row_problem(s.problem, s.created_at)
               FROM scan AS s
-             WHERE s.recorded AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false))
-            ON CONFLICT (source_id, message_id) DO NOTHING
+             WHERE s.recorded AND billing._row_problem(s.problem, s.created_at) IS NOT NULL
+             ORDER BY s.message_id, s.created_at DESC NULLS FIRST, s.problem
+            ON CONFLICT (source_id, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem
         ), drop_problems AS (
             -- (rows gone or mended while billing was not following the
             -- table: its trigger disabled, say)
@@ -381,7 +384,7 @@ BEGIN
              WHERE p.source_id = p_source
                AND NOT EXISTS (SELECT 1 FROM scan AS s
                                 WHERE s.recorded AND s.message_id = p.message_id
-                                  AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false)))
+                                  AND billing._row_problem(s.problem, s.created_at) IS NOT NULL)
         ), drop_ledger AS (
             DELETE FROM billing.usage_ledger WHERE source_id = p_source
         ), drop_stale AS (
@@ -443,16 +446,16 @@ BEGIN
          WHERE p.source_id = p_source
            AND NOT EXISTS (SELECT 1 FROM recorded AS r
                             WHERE r.message_id = p.message_id
-                              AND (r.problem IS NOT NULL OR NOT coalesce(billing._countable(r.created_at), false)))
+                              AND billing._row_problem(r.problem, r.created_at) IS NOT NULL)
     )
     INSERT INTO billing.problem_messages
-    SELECT p_source, r.message_id, CASE WHEN isfinite(r.created_at) THEN r.created_at END,
-           concat_ws('; ', r.problem,
-                     CASE WHEN NOT coalesce(billing._countable(r.created_at), false)
-                          THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+    SELECT DISTINCT ON (r.message_id)
+           p_source, r.message_id, CASE WHEN isfinite(r.created_at) THEN r.created_at END,
+           billing._row_problem(r.problem, r.created_at)
       FROM recorded AS r
-     WHERE r.problem IS NOT NULL OR NOT coalesce(billing._countable(r.created_at), false)
-    ON CONFLICT (source_id, message_id) DO NOTHING;
+     WHERE billing._row_problem(r.problem, r.created_at) IS NOT NULL
+     ORDER BY r.message_id, r.created_at DESC NULLS FIRST, r.problem
+    ON CONFLICT (source_id, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem;
     -- Every estimate is frozen now: the rebuilds read them (this
     -- transaction's mark is seen by no one else before it commits).
     UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source RETURNING * INTO t;

@@ -101,6 +101,20 @@ $$;
 COMMENT ON FUNCTION billing._countable(timestamptz) IS
     'Is a message time counted in a month (the years 1 to 9999, UTC)?';
 
+-- What usage_problems says of a message: its data problem (NULL: none), and
+-- a time counted in no month. The backfill, the table reads of
+-- usage_problems and the trigger bodies write it so. Inlinable.
+CREATE FUNCTION billing._row_problem(problem text, at timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN coalesce(billing._countable(at), false) THEN problem
+                ELSE coalesce(problem OPERATOR(pg_catalog.||) '; ', '')
+                     OPERATOR(pg_catalog.||) 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month'
+           END
+$$;
+COMMENT ON FUNCTION billing._row_problem(text, timestamptz) IS
+    'The problem text of a message: its data problem and a time counted in no month; NULL when it has none.';
+
 -- A token figure as bigint, saturated at its limits: the rollups keep exact
 -- numeric totals; only a sum beyond 9.2e18 tokens (hostile data) is capped.
 CREATE FUNCTION billing._sat(n numeric) RETURNS bigint

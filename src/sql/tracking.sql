@@ -174,8 +174,7 @@ BEGIN
     END IF;
 
     IF NOT coalesce(billing._countable(new_at), false) THEN
-        n.problem := coalesce(n.problem || '; ', '')
-                     || 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month';
+        n.problem := billing._row_problem(n.problem, new_at);
     ELSE
         INSERT INTO billing.usage_ledger VALUES (%1$s, billing._key(%3$s), new_at, n.model, 1,
             n.prompt_tokens, n.completion_tokens, n.cached_tokens, est, n.estimated_completion,

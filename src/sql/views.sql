@@ -71,14 +71,30 @@ COMMENT ON VIEW billing.conversation_costs IS 'Cost, tokens and messages per con
 -- (track_message_customers): one row each, the customers named, the one
 -- billed, and in messages how many of its messages name another customer
 -- (hidden when reading as one customer).
--- The problem rows of the tables billing reads itself until a merge takes
--- them in (not backfilled: tracked with backfill => false, or taken in
--- anew after their trigger was disabled), read from the table as the
--- caller, as billing.problem_messages rows, but for those the trigger has
--- listed there: usage_problems lists them at once, as the dashboard's
--- problems count them. A table that cannot be read gives a WARNING and no
--- rows. Distributed tables are left to the merge, which reads them each
--- time. Hidden when reading as one customer, as problem_messages is.
+-- The tables whose problem rows usage_problems reads from the table, as
+-- the caller, instead of from billing.problem_messages: those billing reads
+-- itself until a merge takes them in (not backfilled: tracked with
+-- backfill => false, or taken in anew after their trigger was disabled),
+-- so that usage_problems lists what the dashboard's problems count, at
+-- once, and nothing mended or deleted meanwhile. But for the tables the
+-- caller may not read, and distributed ones (left to the merge, which reads
+-- them each time); none when reading as one customer, as problem_messages'
+-- policy hides its rows then (not from a superuser or billing's owner, to
+-- whom row security does not apply).
+CREATE FUNCTION billing._problems_read_from_tables() RETURNS SETOF smallint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tt.id
+      FROM billing.tracked_tables AS tt
+     WHERE NOT tt.backfilled AND billing._may_read_table(tt.id)
+       AND billing._citus_companion(tt.id, 'problems') IS NULL AND NOT billing._citus_distributed(tt.relation)
+       AND NOT (billing.current_customer() IS NOT NULL AND row_security_active('billing.problem_messages'::regclass))
+$$;
+
+-- The problem rows of those tables, read from each as
+-- billing.problem_messages rows, the problem text as the trigger and the
+-- merge write it. A table that cannot be read gives a WARNING and no rows.
 CREATE FUNCTION billing._unfrozen_problem_rows()
 RETURNS SETOF billing.problem_messages
 LANGUAGE plpgsql STABLE
@@ -89,30 +105,20 @@ DECLARE
     m record;
     listed billing.problem_messages[];
 BEGIN
-    IF billing.current_customer() IS NOT NULL THEN
-        RETURN;
-    END IF;
     FOR t IN SELECT * FROM billing.tracked_tables AS tt
-              WHERE NOT tt.backfilled AND billing._may_read_table(tt.id)
-                AND billing._citus_companion(tt.id, 'problems') IS NULL AND NOT billing._citus_distributed(tt.relation)
+              WHERE tt.id IN (SELECT billing._problems_read_from_tables())
               ORDER BY tt.id LOOP
         BEGIN
             m := billing._row_reader(t, 'm');
-            -- (the problem text as the trigger and the merge write it; the
-            -- rows gathered first, so that a read that fails part-way
+            -- (the rows gathered first, so that a read that fails part-way
             -- returns none of them, as its WARNING says)
             EXECUTE format(
                 $q$SELECT array_agg(ROW(%1$s::smallint, r.message_id, CASE WHEN isfinite(r.at) THEN r.at END,
                                         r.problem)::billing.problem_messages)
                      FROM (SELECT billing._key(%2$s) AS message_id, %3$s AS at,
-                                  concat_ws('; ', u.problem,
-                                            CASE WHEN NOT coalesce(billing._countable(%3$s), false)
-                                                 THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month'
-                                            END) AS problem
-                             FROM %4$s AS m CROSS JOIN LATERAL %5$s AS u
-                            WHERE u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false)) AS r
-                    WHERE NOT EXISTS (SELECT 1 FROM billing.problem_messages AS p
-                                       WHERE p.source_id = %1$s AND p.message_id = r.message_id)$q$,
+                                  billing._row_problem(u.problem, %3$s) AS problem
+                             FROM %4$s AS m CROSS JOIN LATERAL %5$s AS u) AS r
+                    WHERE r.problem IS NOT NULL$q$,
                 t.id, m.id, m.at, t.relation, m.usage) INTO listed;
             RETURN QUERY SELECT * FROM unnest(listed);
         EXCEPTION WHEN OTHERS THEN
@@ -124,9 +130,11 @@ END
 $$;
 
 CREATE VIEW billing.usage_problems WITH (security_invoker = true) AS
-SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
+SELECT t.relation AS source_table, p.message_id, p.created_at,
+       CASE WHEN billing._countable(p.created_at) THEN billing.month_of(p.created_at) END AS month,
        'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
-  FROM (SELECT * FROM billing.problem_messages
+  FROM (SELECT * FROM billing.problem_messages AS pm
+         WHERE pm.source_id NOT IN (SELECT billing._problems_read_from_tables())
         UNION ALL
         SELECT * FROM billing._citus_problem_rows()
         UNION ALL

@@ -441,6 +441,20 @@ $$;
 COMMENT ON FUNCTION billing._countable(timestamptz) IS
     'Is a message time counted in a month (the years 1 to 9999, UTC)?';
 
+-- What usage_problems says of a message: its data problem (NULL: none), and
+-- a time counted in no month. The backfill, the table reads of
+-- usage_problems and the trigger bodies write it so. Inlinable.
+CREATE FUNCTION billing._row_problem(problem text, at timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN coalesce(billing._countable(at), false) THEN problem
+                ELSE coalesce(problem OPERATOR(pg_catalog.||) '; ', '')
+                     OPERATOR(pg_catalog.||) 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month'
+           END
+$$;
+COMMENT ON FUNCTION billing._row_problem(text, timestamptz) IS
+    'The problem text of a message: its data problem and a time counted in no month; NULL when it has none.';
+
 -- A token figure as bigint, saturated at its limits: the rollups keep exact
 -- numeric totals; only a sum beyond 9.2e18 tokens (hostile data) is capped.
 CREATE FUNCTION billing._sat(n numeric) RETURNS bigint
@@ -904,8 +918,7 @@ BEGIN
     END IF;
 
     IF NOT coalesce(billing._countable(new_at), false) THEN
-        n.problem := coalesce(n.problem || '; ', '')
-                     || 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month';
+        n.problem := billing._row_problem(n.problem, new_at);
     ELSE
         INSERT INTO billing.usage_ledger VALUES (%1$s, billing._key(%3$s), new_at, n.model, 1,
             n.prompt_tokens, n.completion_tokens, n.cached_tokens, est, n.estimated_completion,
@@ -4655,14 +4668,30 @@ BEGIN
 END
 $$;
 
--- The problem rows of the tables billing reads itself until a merge takes
--- them in (not backfilled: tracked with backfill => false, or taken in
--- anew after their trigger was disabled), read from the table as the
--- caller, as billing.problem_messages rows, but for those the trigger has
--- listed there: usage_problems lists them at once, as the dashboard's
--- problems count them. A table that cannot be read gives a WARNING and no
--- rows. Distributed tables are left to the merge, which reads them each
--- time. Hidden when reading as one customer, as problem_messages is.
+-- The tables whose problem rows usage_problems reads from the table, as
+-- the caller, instead of from billing.problem_messages: those billing reads
+-- itself until a merge takes them in (not backfilled: tracked with
+-- backfill => false, or taken in anew after their trigger was disabled),
+-- so that usage_problems lists what the dashboard's problems count, at
+-- once, and nothing mended or deleted meanwhile. But for the tables the
+-- caller may not read, and distributed ones (left to the merge, which reads
+-- them each time); none when reading as one customer, as problem_messages'
+-- policy hides its rows then (not from a superuser or billing's owner, to
+-- whom row security does not apply).
+CREATE FUNCTION billing._problems_read_from_tables() RETURNS SETOF smallint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tt.id
+      FROM billing.tracked_tables AS tt
+     WHERE NOT tt.backfilled AND billing._may_read_table(tt.id)
+       AND billing._citus_companion(tt.id, 'problems') IS NULL AND NOT billing._citus_distributed(tt.relation)
+       AND NOT (billing.current_customer() IS NOT NULL AND row_security_active('billing.problem_messages'::regclass))
+$$;
+
+-- The problem rows of those tables, read from each as
+-- billing.problem_messages rows, the problem text as the trigger and the
+-- merge write it. A table that cannot be read gives a WARNING and no rows.
 CREATE FUNCTION billing._unfrozen_problem_rows()
 RETURNS SETOF billing.problem_messages
 LANGUAGE plpgsql STABLE
@@ -4673,30 +4702,20 @@ DECLARE
     m record;
     listed billing.problem_messages[];
 BEGIN
-    IF billing.current_customer() IS NOT NULL THEN
-        RETURN;
-    END IF;
     FOR t IN SELECT * FROM billing.tracked_tables AS tt
-              WHERE NOT tt.backfilled AND billing._may_read_table(tt.id)
-                AND billing._citus_companion(tt.id, 'problems') IS NULL AND NOT billing._citus_distributed(tt.relation)
+              WHERE tt.id IN (SELECT billing._problems_read_from_tables())
               ORDER BY tt.id LOOP
         BEGIN
             m := billing._row_reader(t, 'm');
-            -- (the problem text as the trigger and the merge write it; the
-            -- rows gathered first, so that a read that fails part-way
+            -- (the rows gathered first, so that a read that fails part-way
             -- returns none of them, as its WARNING says)
             EXECUTE format(
                 $q$SELECT array_agg(ROW(%1$s::smallint, r.message_id, CASE WHEN isfinite(r.at) THEN r.at END,
                                         r.problem)::billing.problem_messages)
                      FROM (SELECT billing._key(%2$s) AS message_id, %3$s AS at,
-                                  concat_ws('; ', u.problem,
-                                            CASE WHEN NOT coalesce(billing._countable(%3$s), false)
-                                                 THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month'
-                                            END) AS problem
-                             FROM %4$s AS m CROSS JOIN LATERAL %5$s AS u
-                            WHERE u.problem IS NOT NULL OR NOT coalesce(billing._countable(%3$s), false)) AS r
-                    WHERE NOT EXISTS (SELECT 1 FROM billing.problem_messages AS p
-                                       WHERE p.source_id = %1$s AND p.message_id = r.message_id)$q$,
+                                  billing._row_problem(u.problem, %3$s) AS problem
+                             FROM %4$s AS m CROSS JOIN LATERAL %5$s AS u) AS r
+                    WHERE r.problem IS NOT NULL$q$,
                 t.id, m.id, m.at, t.relation, m.usage) INTO listed;
             RETURN QUERY SELECT * FROM unnest(listed);
         EXCEPTION WHEN OTHERS THEN
@@ -4713,9 +4732,11 @@ $$;
 -- customers named, the one billed, and in messages how many of its
 -- messages name another customer (hidden when reading as one customer).
 CREATE OR REPLACE VIEW billing.usage_problems WITH (security_invoker = true) AS
-SELECT t.relation AS source_table, p.message_id, p.created_at, billing.month_of(p.created_at) AS month,
+SELECT t.relation AS source_table, p.message_id, p.created_at,
+       CASE WHEN billing._countable(p.created_at) THEN billing.month_of(p.created_at) END AS month,
        'malformed data'::text AS kind, p.problem AS detail, 1::bigint AS messages, NULL::bigint AS tokens
-  FROM (SELECT * FROM billing.problem_messages
+  FROM (SELECT * FROM billing.problem_messages AS pm
+         WHERE pm.source_id NOT IN (SELECT billing._problems_read_from_tables())
         UNION ALL
         SELECT * FROM billing._citus_problem_rows()
         UNION ALL
@@ -4924,8 +4945,7 @@ BEGIN
     END IF;
 
     IF NOT coalesce(billing._countable(new_at), false) THEN
-        n.problem := coalesce(n.problem || '; ', '')
-                     || 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month';
+        n.problem := billing._row_problem(n.problem, new_at);
     ELSE
         INSERT INTO billing.%20$I VALUES (NEW.%11$I, %1$s, billing._key(%3$s), new_at, n.model, 1,
             n.prompt_tokens, n.completion_tokens, n.cached_tokens, est, n.estimated_completion,
@@ -6725,14 +6745,17 @@ BEGIN
             SELECT p_source, s.message_id, s.prompt_estimate FROM scan AS s WHERE s.recorded AND s.estimated
             ON CONFLICT (source_id, message_id) DO NOTHING
         ), problems AS (
+            -- (a row listed before keeps its message's time and problem as
+            -- they are now: a column's type changed, a row moved or mended
+            -- while the trigger was disabled. One per id, the latest.)
             INSERT INTO billing.problem_messages
-            SELECT p_source, s.message_id, CASE WHEN isfinite(s.created_at) THEN s.created_at END,
-                   concat_ws('; ', s.problem,
-                             CASE WHEN NOT coalesce(billing._countable(s.created_at), false)
-                                  THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+            SELECT DISTINCT ON (s.message_id)
+                   p_source, s.message_id, CASE WHEN isfinite(s.created_at) THEN s.created_at END,
+                   billing._row_problem(s.problem, s.created_at)
               FROM scan AS s
-             WHERE s.recorded AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false))
-            ON CONFLICT (source_id, message_id) DO NOTHING
+             WHERE s.recorded AND billing._row_problem(s.problem, s.created_at) IS NOT NULL
+             ORDER BY s.message_id, s.created_at DESC NULLS FIRST, s.problem
+            ON CONFLICT (source_id, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem
         ), drop_problems AS (
             -- (rows gone or mended while billing was not following the
             -- table: its trigger disabled, say)
@@ -6740,7 +6763,7 @@ BEGIN
              WHERE p.source_id = p_source
                AND NOT EXISTS (SELECT 1 FROM scan AS s
                                 WHERE s.recorded AND s.message_id = p.message_id
-                                  AND (s.problem IS NOT NULL OR NOT coalesce(billing._countable(s.created_at), false)))
+                                  AND billing._row_problem(s.problem, s.created_at) IS NOT NULL)
         ), drop_ledger AS (
             DELETE FROM billing.usage_ledger WHERE source_id = p_source
         ), drop_stale AS (
@@ -6802,16 +6825,16 @@ BEGIN
          WHERE p.source_id = p_source
            AND NOT EXISTS (SELECT 1 FROM recorded AS r
                             WHERE r.message_id = p.message_id
-                              AND (r.problem IS NOT NULL OR NOT coalesce(billing._countable(r.created_at), false)))
+                              AND billing._row_problem(r.problem, r.created_at) IS NOT NULL)
     )
     INSERT INTO billing.problem_messages
-    SELECT p_source, r.message_id, CASE WHEN isfinite(r.created_at) THEN r.created_at END,
-           concat_ws('; ', r.problem,
-                     CASE WHEN NOT coalesce(billing._countable(r.created_at), false)
-                          THEN 'created_at is NULL, infinite or outside the years 1 to 9999: not counted in any month' END)
+    SELECT DISTINCT ON (r.message_id)
+           p_source, r.message_id, CASE WHEN isfinite(r.created_at) THEN r.created_at END,
+           billing._row_problem(r.problem, r.created_at)
       FROM recorded AS r
-     WHERE r.problem IS NOT NULL OR NOT coalesce(billing._countable(r.created_at), false)
-    ON CONFLICT (source_id, message_id) DO NOTHING;
+     WHERE billing._row_problem(r.problem, r.created_at) IS NOT NULL
+     ORDER BY r.message_id, r.created_at DESC NULLS FIRST, r.problem
+    ON CONFLICT (source_id, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem;
     -- Every estimate is frozen now: the rebuilds read them (this
     -- transaction's mark is seen by no one else before it commits).
     UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source RETURNING * INTO t;

@@ -8275,6 +8275,27 @@ BEGIN
 END
 $$;
 
+-- Are a tracked table's trigger functions the ones this version makes: the
+-- C function, and the full body as _trigger_function_body (a distributed
+-- table's: _citus_trigger_body, citus.sql) writes it now? A table tracked
+-- by 0.3 (a PL/pgSQL track_N, no track_N_full) or a body an earlier build
+-- wrote is not. PL/pgSQL: _citus_trigger_body is made after this file.
+CREATE FUNCTION billing._trigger_functions_current(t billing.tracked_tables, p_distributed boolean)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT p.prosrc FROM pg_proc AS p
+             WHERE p.oid = billing._trigger_function(t.id, distributed => p_distributed))
+               IS NOT DISTINCT FROM CASE WHEN p_distributed THEN 'citus_track_row' ELSE 'track_row' END
+       AND (SELECT p.prosrc FROM pg_proc AS p
+             WHERE p.oid = billing._trigger_function(t.id, full_body => true, distributed => p_distributed))
+               IS NOT DISTINCT FROM CASE WHEN p_distributed THEN billing._citus_trigger_body(t)
+                                         ELSE billing._trigger_function_body(t) END;
+END
+$$;
+
 -- Tables tracked under 0.3 get the 0.4 trigger function.
 -- Makes anew every tracked table's trigger function whose body is not what
 -- this version writes (a distributed table's on every node, citus.sql). An extension script cannot replace a function that
@@ -8319,13 +8340,7 @@ BEGIN
                JOIN pg_proc AS p ON p.oid = billing._trigger_function(tt.id)
               ORDER BY tt.id LOOP
         BEGIN
-            -- (a table tracked by 0.3 has a PL/pgSQL track_N and no track_N_full)
-            IF (SELECT p.prosrc FROM pg_proc AS p
-                 WHERE p.oid = billing._trigger_function(t.id, full_body => true))
-               IS DISTINCT FROM billing._trigger_function_body(t)
-               OR (SELECT p.prosrc FROM pg_proc AS p
-                    WHERE p.oid = billing._trigger_function(t.id))
-               IS DISTINCT FROM 'track_row' THEN
+            IF NOT billing._trigger_functions_current(t, false) THEN
                 -- (undone below; an error undoes it with the block)
                 caller_ms := billing._limit_lock_timeout(ddl_ms);
                 PERFORM billing._create_trigger_function(t);
@@ -8358,13 +8373,7 @@ BEGIN
     FOR t IN SELECT tt.* FROM billing.tracked_tables AS tt
               WHERE billing._citus_triggered(tt.id) ORDER BY tt.id LOOP
         BEGIN
-            -- (a table tracked before the C fast path has a PL/pgSQL citus_track_N and no citus_track_N_full)
-            IF (SELECT p.prosrc FROM pg_proc AS p
-                 WHERE p.oid = billing._trigger_function(t.id, full_body => true, distributed => true))
-               IS DISTINCT FROM billing._citus_trigger_body(t)
-               OR (SELECT p.prosrc FROM pg_proc AS p
-                    WHERE p.oid = billing._trigger_function(t.id, distributed => true))
-               IS DISTINCT FROM 'citus_track_row' THEN
+            IF NOT billing._trigger_functions_current(t, true) THEN
                 PERFORM billing._citus_create_trigger_functions(t);
             END IF;
         EXCEPTION WHEN OTHERS THEN

@@ -5282,9 +5282,14 @@ BEGIN
             RETURN;
         END IF;
         m := billing._row_reader(t, 'm');
+        -- (by ctid, the row versions this statement sees: one the app's
+        -- trigger wrote since, for a message moved back, stays)
         EXECUTE format('DELETE FROM billing.problem_messages AS p
-                         WHERE p.source_id = $1 AND p.created_at >= $2 AND p.created_at < $3
-                           AND NOT EXISTS (SELECT 1 FROM %s AS m WHERE %s AND %s AND billing._key(%s) = p.message_id)',
+                         USING (SELECT q.ctid AS tid FROM billing.problem_messages AS q
+                                 WHERE q.source_id = $1 AND q.created_at >= $2 AND q.created_at < $3
+                                   AND NOT EXISTS (SELECT 1 FROM %s AS m
+                                                    WHERE %s AND %s AND billing._key(%s) = q.message_id)) AS gone
+                         WHERE p.ctid = gone.tid',
                        t.relation, billing._at_compare(t, 'm', '>=', '$2'), billing._at_compare(t, 'm', '<', '$3'), m.id)
             USING p_source, p_from, p_to;
     END IF;
@@ -6758,12 +6763,17 @@ BEGIN
             ON CONFLICT (source_id, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem
         ), drop_problems AS (
             -- (rows gone or mended while billing was not following the
-            -- table: its trigger disabled, say)
+            -- table: its trigger disabled, say. Only the row versions this
+            -- statement's snapshot sees, by ctid: one the app's trigger
+            -- wrote since, for a row it made wrong again, is re-checked
+            -- under READ COMMITTED as a new version, and stays.)
             DELETE FROM billing.problem_messages AS p
-             WHERE p.source_id = p_source
-               AND NOT EXISTS (SELECT 1 FROM scan AS s
-                                WHERE s.recorded AND s.message_id = p.message_id
-                                  AND billing._row_problem(s.problem, s.created_at) IS NOT NULL)
+             USING (SELECT q.ctid AS tid FROM billing.problem_messages AS q
+                     WHERE q.source_id = p_source
+                       AND NOT EXISTS (SELECT 1 FROM scan AS s
+                                        WHERE s.recorded AND s.message_id = q.message_id
+                                          AND billing._row_problem(s.problem, s.created_at) IS NOT NULL)) AS gone
+             WHERE p.ctid = gone.tid
         ), drop_ledger AS (
             DELETE FROM billing.usage_ledger WHERE source_id = p_source
         ), drop_stale AS (
@@ -6819,13 +6829,15 @@ BEGIN
         SELECT p_source, r.message_id, r.estimated_prompt FROM recorded AS r WHERE r.estimated
         ON CONFLICT (source_id, message_id) DO NOTHING
     ), drop_problems AS (
-        -- (as above; a problem row a writer adds after this statement's
-        -- snapshot is not seen here, so it stays)
+        -- (as above: a problem row a writer adds or changes after this
+        -- statement's snapshot stays)
         DELETE FROM billing.problem_messages AS p
-         WHERE p.source_id = p_source
-           AND NOT EXISTS (SELECT 1 FROM recorded AS r
-                            WHERE r.message_id = p.message_id
-                              AND billing._row_problem(r.problem, r.created_at) IS NOT NULL)
+         USING (SELECT q.ctid AS tid FROM billing.problem_messages AS q
+                 WHERE q.source_id = p_source
+                   AND NOT EXISTS (SELECT 1 FROM recorded AS r
+                                    WHERE r.message_id = q.message_id
+                                      AND billing._row_problem(r.problem, r.created_at) IS NOT NULL)) AS gone
+         WHERE p.ctid = gone.tid
     )
     INSERT INTO billing.problem_messages
     SELECT DISTINCT ON (r.message_id)

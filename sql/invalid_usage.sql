@@ -141,7 +141,13 @@ SELECT billing.usage_problem(d) AS problem
                (5, '{"model": "gpt-4.1", "usage": {"input_tokens": 10, "output_tokens": 1, "input_tokens_details": {"cached_tokens": 12}}}'),
                (6, '{"model": "gpt-4o", "total_tokens": "many"}'),
                -- both spellings: the Chat Completions one is read, and named
-               (7, '{"model": "gpt-4o", "input_tokens": 10, "prompt_tokens": "x"}')) AS v(i, d)
+               (7, '{"model": "gpt-4o", "input_tokens": 10, "prompt_tokens": "x"}'),
+               -- no prompt count, or a null one (0): named as the cached count's object spells it
+               (8, '{"model": "gpt-4.1", "output_tokens": 1, "input_tokens_details": {"cached_tokens": 5}}'),
+               (9, '{"usage": {"input_tokens": null, "output_tokens": 1, "input_tokens_details": {"cached_tokens": 5}}}'),
+               -- a model that is not a string, where it is
+               (10, '{"usage": {"model": 5, "input_tokens": 1}}'),
+               (11, '{"model": [], "input_tokens": 1}')) AS v(i, d)
  ORDER BY i;
 -- The aggregate's WARNING names the first one the same way (its state keeps
 -- the spelling): gpt-4.1, 100 input and 50 output tokens at $2.00 and $8.00

@@ -242,14 +242,42 @@ std::string_view unpriced_reason_text(UnpricedReason r) noexcept {
   return "";
 }
 
+namespace {
+
+// The field byte says only what the problem can say (the layout in
+// cost_state.h): no field for a root that is not an object; for a model
+// that is not a string, at most that it was in a "usage" object; a token
+// field and its spelling (the top-level "cached_tokens" has no Responses
+// API name); and for cached > prompt, a cached field and the prompt's
+// spelling too. What add_invalid writes, and nothing else.
+bool field_byte_fits(int64_t problem, int64_t byte) noexcept {
+  if (byte < 0 || byte > 0xFF) return false;
+  const int64_t field = byte & 0x0F;
+  const int64_t spelling = (byte >> 4) & 0x03;
+  const int64_t prompt_spelling = byte >> 6;
+  if (field >= static_cast<int64_t>(TokenField::Count)) return false;
+  const bool cached = field == static_cast<int64_t>(TokenField::Cached);
+  if (cached && (spelling & kResponsesName)) return false;
+  switch (static_cast<UsageError>(problem)) {
+    case UsageError::None:
+    case UsageError::NotAnObject:
+      return byte == 0;
+    case UsageError::ModelNotAString:
+      return field == 0 && (spelling & ~int64_t{kInUsageObject}) == 0 && prompt_spelling == 0;
+    case UsageError::CachedExceedsPrompt:
+      return cached || field == static_cast<int64_t>(TokenField::CachedDetail);
+    default:
+      return prompt_spelling == 0;
+  }
+}
+
+}  // namespace
+
 bool assemble_cost_state(const CostStateParts& p, CostState* out) noexcept {
   if (p.priced_rows < 0 || p.unpriced_rows < 0 || p.unpriced_units < 0 || p.invalid_rows < 0) return false;
   if (p.reason < 0 || p.reason > static_cast<int64_t>(UnpricedReason::NoSplit)) return false;
   if (p.problem < 0 || p.problem > static_cast<int64_t>(UsageError::ModelNotAString)) return false;
-  // The field in the low 4 bits, its spelling in bits 4-5, the prompt's in
-  // bits 6-7 only for cached > prompt (the layout in cost_state.h).
-  if (p.field < 0 || p.field > 0xFF || (p.field & 0x0F) >= static_cast<int64_t>(TokenField::Count)) return false;
-  if ((p.field >> 6) != 0 && p.problem != static_cast<int64_t>(UsageError::CachedExceedsPrompt)) return false;
+  if (!field_byte_fits(p.problem, p.field)) return false;
   if (p.kind < 0 || p.kind > static_cast<int64_t>(JsonKind::Malformed)) return false;
   for (std::string_view t : {p.name, p.value})
     if (t.size() > CostState::kMaxInputText || t.find('\0') != std::string_view::npos) return false;

@@ -35,8 +35,9 @@ enum class UnpricedReason : uint8_t {
 //  40  invalid_rows          rows skipped because their usage could not be read
 //  48  first_reason          UnpricedReason of the first unpriced row
 //  49  first_problem         UsageError of the first row with invalid usage,
-//  50  problem_field           the TokenField it names (low 4 bits), how
-//                              the data spelled it (bits 4-5) and, for
+//  50  problem_field           the TokenField it names (low 4 bits; 0 when
+//                              it names none), how the data spelled it or,
+//                              for a model, where it was (bits 4-5) and, for
 //                              cached > prompt, the prompt count (bits 6-7)
 //                              (TokenSpelling flags: 0 in earlier versions),
 //  51  problem_kind            and the JsonKind found there

@@ -44,13 +44,17 @@ struct Sink {
   void set_token(TokenField f, const JsonValue& v, bool preferred) {
     TokenValue& slot = out->tokens[idx(f)];
     const bool slot_empty = slot.kind == JsonKind::Missing || slot.kind == JsonKind::Null;
+    const auto spelling = static_cast<uint8_t>((preferred ? 0 : kResponsesName) | (model_only ? kInUsageObject : 0));
     if (v.kind == JsonKind::Null) {
-      if (slot.kind == JsonKind::Missing) slot = token_value(v);
+      if (slot.kind == JsonKind::Missing) {
+        slot = token_value(v);
+        slot.spelling = spelling;
+      }
       return;
     }
     if (preferred || slot_empty) {
       slot = token_value(v);
-      slot.spelling = static_cast<uint8_t>((preferred ? 0 : kResponsesName) | (model_only ? kInUsageObject : 0));
+      slot.spelling = spelling;
     }
   }
 
@@ -69,6 +73,7 @@ struct Sink {
         if (key == "model") {
           if (out->model_kind == JsonKind::Missing || out->model_kind == JsonKind::Null) {
             out->model_kind = v.kind;
+            out->model_in_usage = model_only;
             if (v.kind == JsonKind::String) out->model = std::string_view(reinterpret_cast<const char*>(v.data), v.size);
           }
         } else if (key == "usage" && !model_only) {
@@ -197,6 +202,7 @@ Usage decode_usage(const UsageFields& fields) noexcept {
     default:
       u.status = UsageStatus::Invalid;
       u.error = UsageError::ModelNotAString;
+      u.error_spelling = fields.model_in_usage ? kInUsageObject : 0;
       u.error_kind = fields.model_kind;
       return u;
   }
@@ -221,7 +227,10 @@ Usage decode_usage(const UsageFields& fields) noexcept {
     u.error = UsageError::CachedExceedsPrompt;
     u.error_field = has[idx(TokenField::CachedDetail)] ? TokenField::CachedDetail : TokenField::Cached;
     u.error_spelling = fields.tokens[idx(u.error_field)].spelling;
-    u.prompt_spelling = fields.tokens[idx(TokenField::Prompt)].spelling;
+    // (a prompt count that is missing, so 0, is named as the cached
+    // count's object spells it)
+    const TokenValue& prompt = fields.tokens[idx(TokenField::Prompt)];
+    u.prompt_spelling = prompt.kind != JsonKind::Missing ? prompt.spelling : u.error_spelling;
     u.error_value = u.cached;
     return u;
   }
@@ -533,7 +542,8 @@ std::size_t describe_usage_error(const Usage& u, char* buf, std::size_t n) noexc
                              token_field_name(TokenField::Prompt, u.prompt_spelling), u.prompt);
         break;
       case UsageError::ModelNotAString:
-        r = fmt::format_to_n(buf, n - 1, "\"model\" must be a string, got {}", kind_name(u.error_kind));
+        r = fmt::format_to_n(buf, n - 1, "\"{}model\" must be a string, got {}",
+                             (u.error_spelling & kInUsageObject) ? "usage." : "", kind_name(u.error_kind));
         break;
     }
     const std::size_t len = static_cast<std::size_t>(r.out - buf);

@@ -46,6 +46,7 @@ struct TokenValue {
 struct UsageFields {
   JsonKind root = JsonKind::Missing;
   JsonKind model_kind = JsonKind::Missing;
+  bool model_in_usage = false;  // read from a nested "usage" object, for messages
   std::string_view model;
   TokenValue tokens[static_cast<int>(TokenField::Count)];
 };
@@ -75,7 +76,8 @@ struct Usage {
   UsageStatus status = UsageStatus::NoUsage;
   UsageError error = UsageError::None;
   TokenField error_field = TokenField::Prompt;
-  uint8_t error_spelling = 0;   // how the data spelled error_field (TokenSpelling)
+  uint8_t error_spelling = 0;   // how the data spelled error_field (TokenSpelling; for a
+                                // model that is not a string, only kInUsageObject)
   uint8_t prompt_spelling = 0;  // and the prompt count, for CachedExceedsPrompt
   JsonKind error_kind = JsonKind::Missing;
   int64_t error_value = 0;

@@ -51,6 +51,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   FUZZ_CHECK((s.problem_field & 0x0F) < static_cast<uint8_t>(TokenField::Count), "field %d accepted", s.problem_field);
   FUZZ_CHECK((s.problem_field >> 6) == 0 || s.first_problem == static_cast<uint8_t>(UsageError::CachedExceedsPrompt),
              "a prompt spelling without cached > prompt accepted (field %d)", s.problem_field);
+  FUZZ_CHECK(s.first_problem != static_cast<uint8_t>(UsageError::NotAnObject) || s.problem_field == 0,
+             "a field for a root that is not an object accepted (field %d)", s.problem_field);
+  FUZZ_CHECK(s.first_problem != static_cast<uint8_t>(UsageError::ModelNotAString) ||
+                 (s.problem_field & ~static_cast<unsigned>(kInUsageObject << 4)) == 0,
+             "a token field for a model accepted (field %d)", s.problem_field);
   FUZZ_CHECK(s.problem_kind <= static_cast<uint8_t>(JsonKind::Malformed), "kind %d accepted", s.problem_kind);
   FUZZ_CHECK(s.first_reason != 0 || s.first_unpriced_name().empty(), "a name without a reason accepted");
   FUZZ_CHECK(s.first_problem != 0 || (s.problem_field == 0 && s.problem_kind == 0 && s.first_problem_value().empty()),

@@ -520,6 +520,23 @@ TEST(AddInvalid, KeepsHowTheDataSpelledTheMember) {
   EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,2,64,2,\"12a\")", &back));
   EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,2,256,2,\"12a\")", &back));
   EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,2,21,2,\"12a\")", &back));  // field 5
+
+  // Only what a problem can say: no field beside a root that is not an
+  // object; for a model, where it was and no token field; no Responses API
+  // name for the top-level cached_tokens; a cached field for cached > prompt.
+  EXPECT_TRUE(parse_cost_state("(0,0,0,0,0,\"\",1,1,0,3,\"\")", &back));
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,1,48,6,\"\")", &back));
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,1,1,3,\"\")", &back));
+  EXPECT_TRUE(parse_cost_state("(0,0,0,0,0,\"\",1,7,32,3,\"\")", &back));
+  EXPECT_EQ(problem_of(back), "\"usage.model\" must be a string, got a number");
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,7,48,3,\"\")", &back));
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,7,1,3,\"\")", &back));
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,2,19,2,\"x\")", &back));   // Responses cached_tokens
+  EXPECT_TRUE(parse_cost_state("(0,0,0,0,0,\"\",1,2,35,2,\"x\")", &back));    // usage.cached_tokens
+  EXPECT_EQ(problem_of(back), "\"usage.cached_tokens\" must be a non-negative integer, got the string \"x\"");
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,6,64,0,\"5 1\")", &back)); // prompt_tokens is not cached
+  EXPECT_TRUE(parse_cost_state("(0,0,0,0,0,\"\",1,6,67,0,\"5 1\")", &back));
+  EXPECT_EQ(problem_of(back), "\"cached_tokens\" (5) exceeds \"input_tokens\" (1)");
 }
 
 TEST(DescribeFirstProblem, SmallBuffers) {

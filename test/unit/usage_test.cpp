@@ -746,6 +746,32 @@ TEST(DescribeUsageError, NamesTheMemberAsSpelled) {
   EXPECT_EQ(u.error, UsageError::CachedExceedsPrompt);
   EXPECT_EQ(message(u), "\"input_tokens_details.cached_tokens\" (11) exceeds \"input_tokens\" (10)");
 
+  // No prompt count (0), or a null one: named as the cached count's
+  // object spells it.
+  // {"output_tokens":1,"input_tokens_details":{"cached_tokens":5}}
+  UsageFields k;
+  k.root = JsonKind::Object;
+  k.tokens[static_cast<int>(TokenField::Completion)] = {JsonKind::Number, NumericStatus::Ok, 1, {}, kResponsesName};
+  k.tokens[static_cast<int>(TokenField::CachedDetail)] = {JsonKind::Number, NumericStatus::Ok, 5, {}, kResponsesName};
+  EXPECT_EQ(message(decode_usage(k)), "\"input_tokens_details.cached_tokens\" (5) exceeds \"input_tokens\" (0)");
+  // {"usage":{"input_tokens":null,"output_tokens":1,"input_tokens_details":{"cached_tokens":5}}}
+  k.tokens[static_cast<int>(TokenField::Completion)] = {JsonKind::Number, NumericStatus::Ok, 1, {},
+                                                        kResponsesName | kInUsageObject};
+  k.tokens[static_cast<int>(TokenField::Prompt)] = {JsonKind::Null, NumericStatus::Ok, 0, {}, kResponsesName | kInUsageObject};
+  k.tokens[static_cast<int>(TokenField::CachedDetail)] = {JsonKind::Number, NumericStatus::Ok, 5, {},
+                                                          kResponsesName | kInUsageObject};
+  EXPECT_EQ(message(decode_usage(k)),
+            "\"usage.input_tokens_details.cached_tokens\" (5) exceeds \"usage.input_tokens\" (0)");
+
+  // A model that is not a string, in a nested "usage" object.
+  UsageFields m;
+  m.root = JsonKind::Object;
+  m.model_kind = JsonKind::Number;
+  m.model_in_usage = true;
+  EXPECT_EQ(message(decode_usage(m)), "\"usage.model\" must be a string, got a number");
+  m.model_in_usage = false;
+  EXPECT_EQ(message(decode_usage(m)), "\"model\" must be a string, got a number");
+
   // The top-level "cached_tokens" beside a Responses API prompt count.
   h.tokens[static_cast<int>(TokenField::CachedDetail)] = {};
   h.tokens[static_cast<int>(TokenField::Cached)] = {JsonKind::Number, NumericStatus::Ok, 12, {}, 0};

@@ -471,6 +471,21 @@ SELECT billing.merge() >= 0 AS merged;
 SELECT message_id FROM billing.usage_problems WHERE source_table = 'gone_problems'::regclass ORDER BY 1;
 SELECT billing.untrack_messages('gone_problems');
 
+-- An id in two partitions (a primary key (id, created_at)) is listed once
+-- while billing reads the table itself, as the merge then keeps it: the
+-- latest row's (November's negative count), before and after that merge.
+CREATE TABLE twin_problems (id bigint, conversation_id text, role text, content text, data jsonb,
+                            created_at timestamptz, PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
+CREATE TABLE twin_problems_10 PARTITION OF twin_problems FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+CREATE TABLE twin_problems_11 PARTITION OF twin_problems FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+INSERT INTO twin_problems VALUES (1, 'c', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": "12a"}', '2026-10-05 00:00+00'),
+                                 (1, 'c', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": -5}', '2026-11-05 00:00+00');
+SELECT tracked, backfilled FROM billing.track_messages('twin_problems', backfill => false);
+SELECT message_id, month, detail FROM billing.usage_problems WHERE source_table = 'twin_problems'::regclass;
+SELECT billing.merge() >= 0 AS merged;
+SELECT message_id, month, detail FROM billing.usage_problems WHERE source_table = 'twin_problems'::regclass;
+SELECT billing.untrack_messages('twin_problems');
+
 -- A message's listing follows it while billing does not see its writes,
 -- as the dashboard's problems count does:
 -- (1) created_at's type changed (the local times become UTC): row 1 moves

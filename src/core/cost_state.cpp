@@ -265,10 +265,40 @@ bool field_byte_fits(int64_t problem, int64_t byte) noexcept {
     case UsageError::ModelNotAString:
       return field == 0 && (spelling & ~int64_t{kInUsageObject}) == 0 && prompt_spelling == 0;
     case UsageError::CachedExceedsPrompt:
-      return cached || field == static_cast<int64_t>(TokenField::CachedDetail);
+      // (a nested "usage" object is read only without an outer prompt, so
+      // a cached count there comes with a prompt there, or none)
+      return (cached || field == static_cast<int64_t>(TokenField::CachedDetail)) &&
+             (!(spelling & kInUsageObject) || (prompt_spelling & kInUsageObject));
     default:
       return prompt_spelling == 0;
   }
+}
+
+// The kind of JSON value each problem can have found (add_invalid keeps
+// Usage::error_kind): a root that is not an object is anything else; a
+// count that is not a number anything present (or a number PostgreSQL's
+// numeric would not decode); a count not an integer, out of range or
+// negative a number; a model not a string anything present but a string;
+// cached > prompt names none.
+bool kind_fits(int64_t problem, int64_t kind) noexcept {
+  const auto k = static_cast<JsonKind>(kind);
+  const bool present = k != JsonKind::Missing && k != JsonKind::Null && k != JsonKind::Malformed;
+  switch (static_cast<UsageError>(problem)) {
+    case UsageError::None:
+    case UsageError::CachedExceedsPrompt:
+      return k == JsonKind::Missing;
+    case UsageError::NotAnObject:
+      return k != JsonKind::Missing && k != JsonKind::Null && k != JsonKind::Object;
+    case UsageError::NotANumber:
+      return present;
+    case UsageError::NotAnInteger:
+    case UsageError::OutOfRange:
+    case UsageError::Negative:
+      return k == JsonKind::Number;
+    case UsageError::ModelNotAString:
+      return present && k != JsonKind::String;
+  }
+  return false;
 }
 
 }  // namespace
@@ -277,8 +307,8 @@ bool assemble_cost_state(const CostStateParts& p, CostState* out) noexcept {
   if (p.priced_rows < 0 || p.unpriced_rows < 0 || p.unpriced_units < 0 || p.invalid_rows < 0) return false;
   if (p.reason < 0 || p.reason > static_cast<int64_t>(UnpricedReason::NoSplit)) return false;
   if (p.problem < 0 || p.problem > static_cast<int64_t>(UsageError::ModelNotAString)) return false;
-  if (!field_byte_fits(p.problem, p.field)) return false;
   if (p.kind < 0 || p.kind > static_cast<int64_t>(JsonKind::Malformed)) return false;
+  if (!field_byte_fits(p.problem, p.field) || !kind_fits(p.problem, p.kind)) return false;
   for (std::string_view t : {p.name, p.value})
     if (t.size() > CostState::kMaxInputText || t.find('\0') != std::string_view::npos) return false;
   if (p.reason == 0 && !p.name.empty()) return false;

@@ -227,10 +227,13 @@ Usage decode_usage(const UsageFields& fields) noexcept {
     u.error = UsageError::CachedExceedsPrompt;
     u.error_field = has[idx(TokenField::CachedDetail)] ? TokenField::CachedDetail : TokenField::Cached;
     u.error_spelling = fields.tokens[idx(u.error_field)].spelling;
-    // (a prompt count that is missing, so 0, is named as the cached
-    // count's object spells it)
+    // (a prompt count that is missing, so 0, is named as the completion
+    // count is spelled, or else as the cached count's object spells it)
     const TokenValue& prompt = fields.tokens[idx(TokenField::Prompt)];
-    u.prompt_spelling = prompt.kind != JsonKind::Missing ? prompt.spelling : u.error_spelling;
+    const TokenValue& completion = fields.tokens[idx(TokenField::Completion)];
+    u.prompt_spelling = prompt.kind != JsonKind::Missing       ? prompt.spelling
+                        : completion.kind != JsonKind::Missing ? completion.spelling
+                                                               : u.error_spelling;
     u.error_value = u.cached;
     return u;
   }

@@ -111,14 +111,17 @@ BEGIN
         BEGIN
             m := billing._row_reader(t, 'm');
             -- (the rows gathered first, so that a read that fails part-way
-            -- returns none of them, as its WARNING says)
+            -- returns none of them, as its WARNING says; one per id, the
+            -- latest, as the merge keeps them)
             EXECUTE format(
-                $q$SELECT array_agg(ROW(%1$s::smallint, r.message_id, CASE WHEN isfinite(r.at) THEN r.at END,
-                                        r.problem)::billing.problem_messages)
-                     FROM (SELECT billing._key(%2$s) AS message_id, %3$s AS at,
-                                  billing._row_problem(u.problem, %3$s) AS problem
-                             FROM %4$s AS m CROSS JOIN LATERAL %5$s AS u) AS r
-                    WHERE r.problem IS NOT NULL$q$,
+                $q$SELECT array_agg(ROW(%1$s::smallint, d.message_id, CASE WHEN isfinite(d.at) THEN d.at END,
+                                        d.problem)::billing.problem_messages)
+                     FROM (SELECT DISTINCT ON (r.message_id) r.*
+                             FROM (SELECT billing._key(%2$s) AS message_id, %3$s AS at,
+                                          billing._row_problem(u.problem, %3$s) AS problem
+                                     FROM %4$s AS m CROSS JOIN LATERAL %5$s AS u) AS r
+                            WHERE r.problem IS NOT NULL
+                            ORDER BY r.message_id, r.at DESC NULLS FIRST, r.problem) AS d$q$,
                 t.id, m.id, m.at, t.relation, m.usage) INTO listed;
             RETURN QUERY SELECT * FROM unnest(listed);
         EXCEPTION WHEN OTHERS THEN

@@ -537,6 +537,19 @@ TEST(AddInvalid, KeepsHowTheDataSpelledTheMember) {
   EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,6,64,0,\"5 1\")", &back)); // prompt_tokens is not cached
   EXPECT_TRUE(parse_cost_state("(0,0,0,0,0,\"\",1,6,67,0,\"5 1\")", &back));
   EXPECT_EQ(problem_of(back), "\"cached_tokens\" (5) exceeds \"input_tokens\" (1)");
+  // A cached count in a nested object comes with a prompt there.
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,6,36,0,\"5 1\")", &back));
+  EXPECT_TRUE(parse_cost_state("(0,0,0,0,0,\"\",1,6,164,0,\"5 1\")", &back));
+  EXPECT_EQ(problem_of(back), "\"usage.prompt_tokens_details.cached_tokens\" (5) exceeds \"usage.prompt_tokens\" (1)");
+
+  // And only a kind of value the problem can have found.
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,1,0,6,\"\")", &back));   // not an object: an object
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,7,0,2,\"\")", &back));   // model not a string: a string
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,2,0,1,\"\")", &back));   // not a number: null
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,5,0,2,\"-3\")", &back)); // negative: a string
+  EXPECT_FALSE(parse_cost_state("(0,0,0,0,0,\"\",1,6,4,3,\"5 1\")", &back)); // cached > prompt names none
+  EXPECT_TRUE(parse_cost_state("(0,0,0,0,0,\"\",1,1,0,7,\"\")", &back));
+  EXPECT_EQ(problem_of(back), "usage must be a JSON object, got an array");
 }
 
 TEST(DescribeFirstProblem, SmallBuffers) {

@@ -763,6 +763,13 @@ TEST(DescribeUsageError, NamesTheMemberAsSpelled) {
   EXPECT_EQ(message(decode_usage(k)),
             "\"usage.input_tokens_details.cached_tokens\" (5) exceeds \"usage.input_tokens\" (0)");
 
+  // {"cached_tokens":5,"output_tokens":1}: named as the completion count is.
+  UsageFields c;
+  c.root = JsonKind::Object;
+  c.tokens[static_cast<int>(TokenField::Completion)] = {JsonKind::Number, NumericStatus::Ok, 1, {}, kResponsesName};
+  c.tokens[static_cast<int>(TokenField::Cached)] = {JsonKind::Number, NumericStatus::Ok, 5, {}, 0};
+  EXPECT_EQ(message(decode_usage(c)), "\"cached_tokens\" (5) exceeds \"input_tokens\" (0)");
+
   // A model that is not a string, in a nested "usage" object.
   UsageFields m;
   m.root = JsonKind::Object;

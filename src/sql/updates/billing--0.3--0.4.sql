@@ -816,6 +816,17 @@ CREATE FUNCTION billing._take_handed_estimate(message text, conversation text) R
 REVOKE ALL ON FUNCTION billing._hand_over_estimate(text, text, bigint), billing._take_handed_estimate(text, text)
     FROM PUBLIC;
 
+-- Under REPEATABLE READ or SERIALIZABLE, fails with a serialization
+-- failure (naming p_table) when the source's billing.tracked_tables row changed after the
+-- transaction's snapshot (the merge that took the table in): a trigger
+-- body calls it before it takes back a message's frozen estimate or
+-- problem row, which that snapshot may not see. C body:
+-- src/pg/tracking_seen.cpp
+CREATE FUNCTION billing._require_tracking_seen(p_source smallint, p_table text) RETURNS void
+    AS 'MODULE_PATHNAME', 'require_tracking_seen' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+-- (billing's trigger bodies run as the extension's owner)
+REVOKE ALL ON FUNCTION billing._require_tracking_seen(smallint, text) FROM PUBLIC;
+
 -- The body of a tracked table's trigger function (billing.track_N). The
 -- estimate of a reply's prompt: every earlier message of its conversation
 -- (the app sends the whole history), one token per 4 characters.
@@ -861,6 +872,11 @@ BEGIN
         SELECT * INTO o FROM %8$s;
         old_estimated := o.estimated;
         old_logged := o.problem IS NOT NULL OR NOT coalesce(billing._countable(old_at), false);
+        IF old_estimated OR old_logged THEN
+            -- (a snapshot older than the merge that took the table in does
+            -- not see what it froze for OLD: such a write fails with 40001)
+            PERFORM billing._require_tracking_seen(%1$s::pg_catalog.int2, %15$L);
+        END IF;
         IF old_estimated THEN
             SELECT e.prompt_tokens INTO old_frozen FROM billing.estimated_prompts AS e
              WHERE e.source_id = %1$s AND e.message_id = old_id;
@@ -4708,14 +4724,17 @@ BEGIN
         BEGIN
             m := billing._row_reader(t, 'm');
             -- (the rows gathered first, so that a read that fails part-way
-            -- returns none of them, as its WARNING says)
+            -- returns none of them, as its WARNING says; one per id, the
+            -- latest, as the merge keeps them)
             EXECUTE format(
-                $q$SELECT array_agg(ROW(%1$s::smallint, r.message_id, CASE WHEN isfinite(r.at) THEN r.at END,
-                                        r.problem)::billing.problem_messages)
-                     FROM (SELECT billing._key(%2$s) AS message_id, %3$s AS at,
-                                  billing._row_problem(u.problem, %3$s) AS problem
-                             FROM %4$s AS m CROSS JOIN LATERAL %5$s AS u) AS r
-                    WHERE r.problem IS NOT NULL$q$,
+                $q$SELECT array_agg(ROW(%1$s::smallint, d.message_id, CASE WHEN isfinite(d.at) THEN d.at END,
+                                        d.problem)::billing.problem_messages)
+                     FROM (SELECT DISTINCT ON (r.message_id) r.*
+                             FROM (SELECT billing._key(%2$s) AS message_id, %3$s AS at,
+                                          billing._row_problem(u.problem, %3$s) AS problem
+                                     FROM %4$s AS m CROSS JOIN LATERAL %5$s AS u) AS r
+                            WHERE r.problem IS NOT NULL
+                            ORDER BY r.message_id, r.at DESC NULLS FIRST, r.problem) AS d$q$,
                 t.id, m.id, m.at, t.relation, m.usage) INTO listed;
             RETURN QUERY SELECT * FROM unnest(listed);
         EXCEPTION WHEN OTHERS THEN

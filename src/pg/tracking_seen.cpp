@@ -10,10 +10,12 @@
 // them: the take-back would leave the estimate counted and the problem
 // listed for good. Such a write fails with a serialization failure
 // instead, which these isolation levels already ask an app to retry; the
-// retry's snapshot sees the merge. What the merge (or any change of
-// tracking) changes is the table's billing.tracked_tables row, so the
-// check compares the row version the transaction's snapshot sees with
-// the newest committed one. READ COMMITTED takes a snapshot per
+// retry's snapshot sees the merge. That merge sets the table's
+// billing.tracked_tables row's backfilled; the check compares the row the
+// transaction's snapshot sees with the newest committed one, and fails
+// when the newest says taken in and the snapshot's does not. (A table
+// taken in anew twice over, its triggers disabled and enabled again within
+// one such transaction, is not seen.) READ COMMITTED takes a snapshot per
 // statement: nothing to check.
 //
 // Nothing here throws or holds an object with a destructor.
@@ -34,18 +36,25 @@ PG_FUNCTION_INFO_V1(require_tracking_seen);
 
 namespace {
 
-// The xmin of the version of the source's tracked_tables row the snapshot
-// sees, or InvalidTransactionId when it sees none. A heap scan: the table
-// holds a row per tracked table.
-TransactionId row_version(Relation rel, AttrNumber id_column, int16 source, Snapshot snapshot) {
+// The table's tracking as a snapshot sees its tracked_tables row: not
+// tracked, tracked but read by billing itself (backfilled false), or taken
+// in (true). A heap scan: the table holds a row per tracked table.
+enum class Tracking { None, ReadItself, TakenIn };
+
+Tracking tracking_seen_by(Relation rel, AttrNumber id_column, AttrNumber backfilled_column, int16 source,
+                          Snapshot snapshot) {
   ScanKeyData key;
   ScanKeyInit(&key, id_column, BTEqualStrategyNumber, F_INT2EQ, Int16GetDatum(source));
   SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, snapshot, 1, &key);
-  TransactionId xmin = InvalidTransactionId;
+  Tracking seen = Tracking::None;
   HeapTuple tuple = systable_getnext(scan);
-  if (HeapTupleIsValid(tuple)) xmin = HeapTupleHeaderGetRawXmin(tuple->t_data);
+  if (HeapTupleIsValid(tuple)) {
+    bool isnull = false;
+    const Datum backfilled = heap_getattr(tuple, backfilled_column, RelationGetDescr(rel), &isnull);
+    seen = !isnull && DatumGetBool(backfilled) ? Tracking::TakenIn : Tracking::ReadItself;
+  }
   systable_endscan(scan);
-  return xmin;
+  return seen;
 }
 
 }  // namespace
@@ -56,12 +65,15 @@ extern "C" Datum require_tracking_seen(PG_FUNCTION_ARGS) {
   const Oid table = get_relname_relid("tracked_tables", get_namespace_oid("billing", false));
   if (!OidIsValid(table)) PG_RETURN_VOID();
   const AttrNumber id_column = get_attnum(table, "id");
-  if (id_column == InvalidAttrNumber) PG_RETURN_VOID();
+  const AttrNumber backfilled_column = get_attnum(table, "backfilled");
+  if (id_column == InvalidAttrNumber || backfilled_column == InvalidAttrNumber) PG_RETURN_VOID();
   Relation rel = table_open(table, AccessShareLock);
-  const TransactionId seen = row_version(rel, id_column, source, GetTransactionSnapshot());
-  const TransactionId newest = row_version(rel, id_column, source, GetLatestSnapshot());
+  const Tracking seen = tracking_seen_by(rel, id_column, backfilled_column, source, GetTransactionSnapshot());
+  const Tracking newest = tracking_seen_by(rel, id_column, backfilled_column, source, GetLatestSnapshot());
   table_close(rel, AccessShareLock);
-  if (seen == newest) PG_RETURN_VOID();
+  // (the row changes for other reasons too, a rename followed, a setting:
+  // only a take-in the snapshot missed froze what it does not see)
+  if (newest != Tracking::TakenIn || seen == Tracking::TakenIn) PG_RETURN_VOID();
   ereport(ERROR,
           (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
            errmsg("billing: could not serialize access to the frozen estimates and problem rows of tracked table %s",

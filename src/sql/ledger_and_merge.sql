@@ -382,6 +382,8 @@ BEGIN
              WHERE s.recorded AND billing._row_problem(s.problem, s.created_at) IS NOT NULL
              ORDER BY s.message_id, s.created_at DESC NULLS FIRST, s.problem
             ON CONFLICT (source_id, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem
+                WHERE (problem_messages.created_at, problem_messages.problem)
+                      IS DISTINCT FROM (excluded.created_at, excluded.problem)
         ), drop_problems AS (
             -- (rows gone or mended while billing was not following the
             -- table: its trigger disabled, say. Only the row versions this
@@ -467,7 +469,11 @@ BEGIN
       FROM recorded AS r
      WHERE billing._row_problem(r.problem, r.created_at) IS NOT NULL
      ORDER BY r.message_id, r.created_at DESC NULLS FIRST, r.problem
-    ON CONFLICT (source_id, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem;
+    ON CONFLICT (source_id, message_id) DO UPDATE SET created_at = excluded.created_at, problem = excluded.problem
+        -- (a row unchanged keeps its version: a REPEATABLE READ app that
+        -- mends the message later does not conflict with this merge)
+        WHERE (problem_messages.created_at, problem_messages.problem)
+              IS DISTINCT FROM (excluded.created_at, excluded.problem);
     -- Every estimate is frozen now: the rebuilds read them (this
     -- transaction's mark is seen by no one else before it commits).
     UPDATE billing.tracked_tables SET backfilled = true WHERE id = p_source RETURNING * INTO t;

@@ -79,7 +79,7 @@ REVOKE ALL ON FUNCTION billing._hand_over_estimate(text, text, bigint), billing.
 -- problem row, which that snapshot may not see. C body:
 -- src/pg/tracking_seen.cpp
 CREATE FUNCTION billing._require_tracking_seen(p_source smallint, p_table text) RETURNS void
-    AS 'MODULE_PATHNAME', 'require_tracking_seen' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+    AS 'MODULE_PATHNAME', 'require_tracking_seen' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 -- (billing's trigger bodies run as the extension's owner)
 REVOKE ALL ON FUNCTION billing._require_tracking_seen(smallint, text) FROM PUBLIC;
 
@@ -907,18 +907,24 @@ $$;
 REVOKE ALL ON FUNCTION billing._drop_leftover_truncate_triggers(smallint) FROM PUBLIC;
 
 -- Everything billing stored about a tracked table's rows.
+-- Deletes the rows of source p_source from billing's table p_table, the
+-- newest committed ones under REPEATABLE READ or SERIALIZABLE too (a plain
+-- DELETE there leaves those committed after the transaction's snapshot:
+-- an app's insert a TRUNCATE waited for, a month a merge wrote). How many.
+-- C body: src/pg/delete_source_rows.cpp
+CREATE FUNCTION billing._delete_source_rows(p_table regclass, p_source smallint) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'delete_source_rows' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION billing._delete_source_rows(regclass, smallint) FROM PUBLIC;
+
 CREATE FUNCTION billing._forget_rows(p_source smallint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    DELETE FROM billing.usage_ledger WHERE source_id = p_source;
-    DELETE FROM billing.month_usage WHERE source_id = p_source;
-    DELETE FROM billing.conversation_usage WHERE source_id = p_source;
-    DELETE FROM billing.conversation_model_usage WHERE source_id = p_source;
-    DELETE FROM billing.stale_months WHERE source_id = p_source;
-    DELETE FROM billing.estimated_prompts WHERE source_id = p_source;
-    DELETE FROM billing.problem_messages WHERE source_id = p_source;
+    PERFORM billing._delete_source_rows(x, p_source)
+       FROM unnest(ARRAY['billing.usage_ledger', 'billing.month_usage', 'billing.conversation_usage',
+                         'billing.conversation_model_usage', 'billing.stale_months',
+                         'billing.estimated_prompts', 'billing.problem_messages']::regclass[]) AS x;
     IF billing._citus_triggered(p_source) THEN
         -- (a distributed table's, kept beside its messages: citus.sql)
         PERFORM billing._citus_retire_ledger(p_source);

@@ -140,6 +140,21 @@ bool cached_and_prompt(std::string_view value, int64_t* cached, int64_t* prompt)
          *prompt >= 0 && *cached > *prompt;
 }
 
+// The field byte's parts (the layout in cost_state.h): the TokenField in
+// bits 0-3, its spelling in bits 4-5, the prompt's in bits 6-7.
+struct FieldByte {
+  unsigned field;
+  unsigned spelling;
+  unsigned prompt_spelling;
+};
+
+uint8_t pack_field_byte(const Usage& u) {
+  return static_cast<uint8_t>(static_cast<unsigned>(u.error_field) | (u.error_spelling << 4) |
+                              (u.prompt_spelling << 6));
+}
+
+FieldByte unpack_field_byte(unsigned byte) { return FieldByte{byte & 0x0Fu, (byte >> 4) & 0x03u, byte >> 6}; }
+
 }  // namespace
 
 void add_unpriced(CostState& s, UnpricedReason why, std::string_view name, int64_t units) noexcept {
@@ -152,8 +167,7 @@ void add_invalid(CostState& s, const Usage& u) noexcept {
   s.invalid_rows = saturating_add(s.invalid_rows, 1);
   if (s.first_problem != 0 || u.error == UsageError::None) return;
   s.first_problem = static_cast<uint8_t>(u.error);
-  s.problem_field = static_cast<uint8_t>(static_cast<unsigned>(u.error_field) | (u.error_spelling << 4) |
-                                         (u.prompt_spelling << 6));
+  s.problem_field = pack_field_byte(u);
   s.problem_kind = static_cast<uint8_t>(u.error_kind);
   char number[48];
   std::string_view value;
@@ -202,9 +216,10 @@ std::size_t describe_first_problem(const CostState& s, char* buf, std::size_t n)
   Usage u;
   u.status = UsageStatus::Invalid;
   u.error = static_cast<UsageError>(s.first_problem);
-  u.error_field = static_cast<TokenField>(s.problem_field & 0x0F);
-  u.error_spelling = static_cast<uint8_t>((s.problem_field >> 4) & 0x03);
-  u.prompt_spelling = static_cast<uint8_t>(s.problem_field >> 6);
+  const FieldByte f = unpack_field_byte(s.problem_field);
+  u.error_field = static_cast<TokenField>(f.field);
+  u.error_spelling = static_cast<uint8_t>(f.spelling);
+  u.prompt_spelling = static_cast<uint8_t>(f.prompt_spelling);
   u.error_kind = static_cast<JsonKind>(s.problem_kind);
   const std::string_view value = s.first_problem_value();
   // A number the state could not keep is left out of the sentence.
@@ -252,22 +267,20 @@ namespace {
 // spelling too. What add_invalid writes, and nothing else.
 bool field_byte_fits(int64_t problem, int64_t byte) noexcept {
   if (byte < 0 || byte > 0xFF) return false;
-  const int64_t field = byte & 0x0F;
-  const int64_t spelling = (byte >> 4) & 0x03;
-  const int64_t prompt_spelling = byte >> 6;
-  if (field >= static_cast<int64_t>(TokenField::Count)) return false;
-  const bool cached = field == static_cast<int64_t>(TokenField::Cached);
+  const auto [field, spelling, prompt_spelling] = unpack_field_byte(static_cast<unsigned>(byte));
+  if (field >= static_cast<unsigned>(TokenField::Count)) return false;
+  const bool cached = field == static_cast<unsigned>(TokenField::Cached);
   if (cached && (spelling & kResponsesName)) return false;
   switch (static_cast<UsageError>(problem)) {
     case UsageError::None:
     case UsageError::NotAnObject:
       return byte == 0;
     case UsageError::ModelNotAString:
-      return field == 0 && (spelling & ~int64_t{kInUsageObject}) == 0 && prompt_spelling == 0;
+      return field == 0 && (spelling & ~unsigned{kInUsageObject}) == 0 && prompt_spelling == 0;
     case UsageError::CachedExceedsPrompt:
       // (a nested "usage" object is read only without an outer prompt, so
       // a cached count there comes with a prompt there, or none)
-      return (cached || field == static_cast<int64_t>(TokenField::CachedDetail)) &&
+      return (cached || field == static_cast<unsigned>(TokenField::CachedDetail)) &&
              (!(spelling & kInUsageObject) || (prompt_spelling & kInUsageObject));
     default:
       return prompt_spelling == 0;

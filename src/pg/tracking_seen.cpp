@@ -78,8 +78,8 @@ extern "C" Datum require_tracking_seen(PG_FUNCTION_ARGS) {
           (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
            errmsg("billing: could not serialize access to the frozen estimates and problem rows of tracked table %s",
                   text_to_cstring(PG_GETARG_TEXT_PP(1))),
-           errdetail("A billing.merge() took the table in (or its tracking changed) after this transaction's "
-                     "snapshot: the snapshot does not see the prompt estimate or problem row billing keeps for "
-                     "this message, and taking it back without it would leave it counted for good."),
+           errdetail("A billing.merge() took the table in after this transaction's snapshot: the snapshot "
+                     "does not see the prompt estimate or problem row billing keeps for this message, and "
+                     "taking it back without it would leave it counted for good."),
            errhint("Retry the transaction, as for any serialization failure.")));
 }

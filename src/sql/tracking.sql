@@ -73,10 +73,11 @@ REVOKE ALL ON FUNCTION billing._hand_over_estimate(text, text, bigint), billing.
     FROM PUBLIC;
 
 -- Under REPEATABLE READ or SERIALIZABLE, fails with a serialization
--- failure (naming p_table) when the source's billing.tracked_tables row changed after the
--- transaction's snapshot (the merge that took the table in): a trigger
--- body calls it before it takes back a message's frozen estimate or
--- problem row, which that snapshot may not see. C body:
+-- failure (naming p_table) when a merge took the source in after the
+-- transaction's snapshot (its billing.tracked_tables row backfilled now,
+-- not in the snapshot): a trigger body calls it before it takes back a
+-- message's frozen estimate or problem row, which that snapshot may not
+-- see. C body:
 -- src/pg/tracking_seen.cpp
 CREATE FUNCTION billing._require_tracking_seen(p_source smallint, p_table text) RETURNS void
     AS 'MODULE_PATHNAME', 'require_tracking_seen' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;

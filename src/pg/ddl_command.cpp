@@ -3,8 +3,8 @@
 // billing._ddl_alters_column_types(pg_ddl_command),
 // billing._ddl_renames_enum_value(pg_ddl_command),
 // billing._ddl_renamed_from(pg_ddl_command), billing._internal_ddl() and
-// the event trigger functions billing._trigger_replace_guard() and
-// billing._column_types_changing(),
+// the event trigger functions billing._trigger_replace_guard(),
+// billing._column_types_changing() and billing._partition_attaching_guard(),
 // for the event triggers that follow DDL on tracked tables
 // (src/sql/ddl_events.sql). An ALTER
 // TABLE that attaches or detaches a partition moves rows into or out of a
@@ -38,6 +38,7 @@ PG_FUNCTION_INFO_V1(ddl_alters_column_types);
 PG_FUNCTION_INFO_V1(internal_ddl_active);
 PG_FUNCTION_INFO_V1(trigger_replace_guard);
 PG_FUNCTION_INFO_V1(column_types_changing);
+PG_FUNCTION_INFO_V1(partition_attaching);
 PG_FUNCTION_INFO_V1(ddl_renames_enum_value);
 PG_FUNCTION_INFO_V1(ddl_renamed_from);
 }
@@ -182,6 +183,44 @@ extern "C" Datum column_types_changing(PG_FUNCTION_ARGS) {
   for (int i = 0; i < n; ++i) items[i] = PointerGetDatum(list_nth(columns, i));
   ArrayType* array = construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT);
   OidFunctionCall2(lift, ObjectIdGetDatum(relid), PointerGetDatum(array));
+  PG_RETURN_VOID();
+}
+
+// ddl_command_start of ALTER TABLE: each ATTACH PARTITION's parent and
+// partition are passed to billing._partition_attaching(oid, oid), which
+// refuses, with the way out in its hint, a table tracked on its own that
+// is attached under a tracked table: PostgreSQL copies billing's row
+// triggers onto it and failed with its bare "trigger ... already exists".
+// Which tables clash, SQL says; only C sees the statement here.
+extern "C" Datum partition_attaching(PG_FUNCTION_ARGS) {
+  if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+    ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
+                    errmsg("billing: billing._partition_attaching_guard() runs only as an event trigger")));
+  const auto* data = reinterpret_cast<const EventTriggerData*>(fcinfo->context);
+  if (billing::pg::internal_ddl || data->parsetree == nullptr || !IsA(data->parsetree, AlterTableStmt))
+    PG_RETURN_VOID();
+  const auto* stmt = reinterpret_cast<const AlterTableStmt*>(data->parsetree);
+  if (stmt->relation == nullptr) PG_RETURN_VOID();
+  const Oid argtypes[2] = {OIDOID, OIDOID};
+  Oid check = InvalidOid;
+  Oid parent = InvalidOid;
+  ListCell* cell;
+  foreach (cell, stmt->cmds) {
+    const Node* node = static_cast<const Node*>(lfirst(cell));
+    if (!IsA(node, AlterTableCmd)) continue;
+    const auto* cmd = reinterpret_cast<const AlterTableCmd*>(node);
+    if (cmd->subtype != AT_AttachPartition || cmd->def == nullptr || !IsA(cmd->def, PartitionCmd)) continue;
+    const RangeVar* name = reinterpret_cast<const PartitionCmd*>(cmd->def)->name;
+    if (name == nullptr) continue;
+    if (!OidIsValid(parent)) {
+      parent = RangeVarGetRelid(stmt->relation, NoLock, true);
+      if (!OidIsValid(parent)) PG_RETURN_VOID();  // (no such table: PostgreSQL says so)
+      check = billing::pg::billing_function("_partition_attaching", 2, argtypes);
+      if (!OidIsValid(check)) PG_RETURN_VOID();
+    }
+    const Oid partition = RangeVarGetRelid(name, NoLock, true);
+    if (OidIsValid(partition)) OidFunctionCall2(check, ObjectIdGetDatum(parent), ObjectIdGetDatum(partition));
+  }
   PG_RETURN_VOID();
 }
 

@@ -347,6 +347,54 @@ CREATE EVENT TRIGGER billing_column_types_changing ON ddl_command_start
     WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION billing._column_types_changing();
 
+-- ALTER TABLE ... ATTACH PARTITION of a table billing tracks on its own (or
+-- whose partitions it does) under a tracked table: PostgreSQL would copy
+-- billing's row triggers onto it, which has its own, and failed with its
+-- bare "trigger ... already exists". Refused here, at the command's start
+-- (billing._partition_attaching_guard, C: only C sees the statement there),
+-- with the way out: untrack the partition, then attach it; its rows are
+-- then billed through the table it joins, which takes them in anew.
+CREATE FUNCTION billing._partition_attaching(p_parent oid, p_partition oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tracked regclass;
+    own regclass;
+    untrack text;
+BEGIN
+    FOR untrack IN VALUES ('untrack_messages'), ('untrack_profiles') LOOP
+        -- (the tracked table above: the parent itself or one of its ancestors)
+        SELECT r.relation::regclass INTO tracked
+          FROM (SELECT tt.relation FROM billing.tracked_tables AS tt WHERE untrack = 'untrack_messages'
+                UNION ALL
+                SELECT tp.relation FROM billing.tracked_profiles AS tp WHERE untrack = 'untrack_profiles') AS r
+         WHERE r.relation = p_parent OR r.relation IN (SELECT a.relid FROM pg_partition_ancestors(p_parent) AS a)
+         ORDER BY r.relation LIMIT 1;
+        CONTINUE WHEN NOT FOUND;
+        -- (tracked on its own: the partition, or a partition of it)
+        SELECT r.relation::regclass INTO own
+          FROM (SELECT tt.relation FROM billing.tracked_tables AS tt WHERE untrack = 'untrack_messages'
+                UNION ALL
+                SELECT tp.relation FROM billing.tracked_profiles AS tp WHERE untrack = 'untrack_profiles') AS r
+         WHERE r.relation = p_partition OR r.relation IN (SELECT pt.relid FROM pg_partition_tree(p_partition) AS pt)
+         ORDER BY r.relation LIMIT 1;
+        CONTINUE WHEN NOT FOUND;
+        RAISE EXCEPTION 'billing: table % is tracked on its own; it cannot be attached as a partition of tracked table %', own, p_parent::regclass
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = format('PostgreSQL copies billing''s triggers on %s onto each partition attached; %s has its own.', tracked, own),
+                  HINT = format('Untrack it first: SELECT billing.%s(%L); then attach it. Its rows are billed through %s from then on: attaching takes them in anew.', untrack, own::text, tracked);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._partition_attaching(oid, oid) FROM PUBLIC;
+CREATE FUNCTION billing._partition_attaching_guard() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'partition_attaching' LANGUAGE C;
+CREATE EVENT TRIGGER billing_partition_attaching ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION billing._partition_attaching_guard();
+REVOKE ALL ON FUNCTION billing._partition_attaching_guard() FROM PUBLIC;
+
 -- ALTER SCHEMA ... RENAME TO of a schema holding tracked tables: their
 -- PL/pgSQL bodies read each table by name (the estimate of a reply without
 -- usage, when the C trigger leaves it to them), and found no table by the

@@ -28,6 +28,7 @@ extern "C" {
 #include "nodes/value.h"
 #include "tcop/deparse_utility.h"
 #include "catalog/pg_type.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -175,6 +176,11 @@ extern "C" Datum column_types_changing(PG_FUNCTION_ARGS) {
   if (columns == NIL) PG_RETURN_VOID();
   const Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
   if (!OidIsValid(relid)) PG_RETURN_VOID();  // (ALTER TABLE IF EXISTS of no table: PostgreSQL says so)
+  // Only for the table's owner, whose ALTER PostgreSQL lets through:
+  // _lift_row_triggers runs as billing's owner and locks the table, so any
+  // other role's ALTER queued that lock ahead of the app's writes before
+  // PostgreSQL refused it ("must be owner").
+  if (!pg_class_ownercheck(relid, GetUserId())) PG_RETURN_VOID();
   const Oid argtypes[2] = {OIDOID, TEXTARRAYOID};
   const Oid lift = billing::pg::billing_function("_lift_row_triggers", 2, argtypes);
   if (!OidIsValid(lift)) PG_RETURN_VOID();
@@ -214,12 +220,14 @@ extern "C" Datum partition_attaching(PG_FUNCTION_ARGS) {
     if (name == nullptr) continue;
     if (!OidIsValid(parent)) {
       parent = RangeVarGetRelid(stmt->relation, NoLock, true);
-      if (!OidIsValid(parent)) PG_RETURN_VOID();  // (no such table: PostgreSQL says so)
+      // (no such table, or one the role may not alter: PostgreSQL says so,
+      // and billing tells no other role what it tracks)
+      if (!OidIsValid(parent) || !pg_class_ownercheck(parent, GetUserId())) PG_RETURN_VOID();
       check = billing::pg::billing_function("_partition_attaching", 2, argtypes);
       if (!OidIsValid(check)) PG_RETURN_VOID();
     }
     const Oid partition = RangeVarGetRelid(name, NoLock, true);
-    if (OidIsValid(partition)) OidFunctionCall2(check, ObjectIdGetDatum(parent), ObjectIdGetDatum(partition));
+    if (OidIsValid(partition) && pg_class_ownercheck(partition, GetUserId())) OidFunctionCall2(check, ObjectIdGetDatum(parent), ObjectIdGetDatum(partition));
   }
   PG_RETURN_VOID();
 }

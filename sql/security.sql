@@ -18,6 +18,10 @@ CREATE FUNCTION evil.int2_eq(smallint, smallint) RETURNS boolean LANGUAGE plpgsq
 CREATE OPERATOR evil.= (LEFTARG = smallint, RIGHTARG = smallint, FUNCTION = evil.int2_eq);
 CREATE FUNCTION evil.num_eq(numeric, numeric) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.hijacked(); RETURN true; END $$;
 CREATE OPERATOR evil.= (LEFTARG = numeric, RIGHTARG = numeric, FUNCTION = evil.num_eq);
+-- (xid: the price cache's query of billing.catalog_state, run by every C
+-- cost function, which pins no search_path)
+CREATE FUNCTION evil.xid_eq(xid, xid) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN PERFORM evil.hijacked(); RETURN true; END $$;
+CREATE OPERATOR evil.= (LEFTARG = xid, RIGHTARG = xid, FUNCTION = evil.xid_eq);
 -- A look-alike of the catalog table, for unqualified names.
 CREATE TABLE evil.model_prices (model text, effective_from timestamptz, input_per_1m numeric,
                                 cached_input_per_1m numeric, output_per_1m numeric);

@@ -29,7 +29,7 @@ namespace {
 // tables hold (NULL when it is not shared), which billing's partial twins
 // stamp on the states they send to the coordinator.
 constexpr const char* kGenerationQuery =
-    "SELECT generation, tableoid, CASE WHEN xmax = '0'::pg_catalog.xid THEN false "
+    "SELECT generation, tableoid, CASE WHEN xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid THEN false "
     "ELSE billing._catalog_in_flux(xmax) END, cluster_version FROM billing.catalog_state";
 constexpr const char* kModelQuery =
     "SELECT model, effective_from, input_per_1m, cached_input_per_1m, output_per_1m FROM billing.model_prices";

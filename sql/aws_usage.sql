@@ -27,6 +27,13 @@ SELECT kind, detail FROM billing.usage_problems;
 -- Actual figures for a month and service replace the estimate: SES in
 -- November cost 0.05 according to the AWS bill.
 INSERT INTO billing.aws_actuals (month, service, cost, note) VALUES ('2026-11-01', 'ses', 0.05, 'Cost Explorer');
+-- Spelled as record_usage records it, or refused: 'SES' beside the recorded
+-- 'ses' would replace no estimate, and both would be counted.
+-- (terse: the failing row's DETAIL shows loaded_at, the time of the test)
+\set VERBOSITY terse
+INSERT INTO billing.aws_actuals (month, service, cost) VALUES ('2026-11-01', 'SES', 0.05);
+INSERT INTO billing.aws_actuals (month, service, cost) VALUES ('2026-11-01', ' s3', 0.05);
+\set VERBOSITY default
 SELECT jsonb_pretty(billing.dashboard(1, 0, '2026-11-15') -> 'aws' -> 'breakdown' -> 'ses');
 -- 0.05 + 0.40 + 0.23 = 0.68, partly actual
 SELECT (billing.dashboard(1, 0, '2026-11-15') -> 'aws' ->> 'cost')::numeric = 0.68 AS ok,

@@ -19,9 +19,13 @@ COMMENT ON TABLE billing.aws_usage IS
 SELECT pg_catalog.pg_extension_config_dump('billing.aws_usage', '');
 SELECT pg_catalog.pg_extension_config_dump('billing.aws_usage_id_seq', '');
 
+-- (service spelled as billing.record_usage records it and
+-- aws_usage_patterns keeps it: 'SES' beside recorded 'ses' replaced no
+-- estimate, and both were counted)
 CREATE TABLE billing.aws_actuals (
     month     date    NOT NULL CHECK (month = date_trunc('month', month)),
-    service   text    NOT NULL,
+    service   text    NOT NULL CONSTRAINT aws_actuals_service_check
+                      CHECK (service <> '' AND service = lower(btrim(service))),
     cost      numeric NOT NULL,
     note      text,
     loaded_at timestamptz NOT NULL DEFAULT now(),

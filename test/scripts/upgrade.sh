@@ -180,6 +180,31 @@ if [[ $warned != *"keeps its earlier trigger function: canceling statement due t
 fi
 echo "upgrade 0.3 -> $current: beside an open app transaction, the first merge waits ${waited_ms} ms for its trigger DDL (at most 1 s), and the next one makes it"
 
+# aws_actuals loaded under 0.3 with names spelled apart from the recorded
+# usage's: the update respells them, and joins two rows of one month that
+# then share a name into one of their summed cost (0.3 counted both). SES:
+# 'SES' 5 + 'ses' 3 = 8, replacing the estimate of 100 recorded e-mails
+# (100 x $0.0001 = $0.01); ' S3 ' 2 alone becomes 's3'. November: $10.
+db=billing_upgrade_actuals_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE EXTENSION billing VERSION '0.3';
+SELECT billing.record_usage('ses', 100, '2026-11-10 00:00+00');
+INSERT INTO billing.aws_actuals (month, service, cost, note) VALUES
+  ('2026-11-01', 'SES', 5, 'from the CSV'), ('2026-11-01', 'ses', 3, NULL), ('2026-11-01', ' S3 ', 2, NULL);
+ALTER EXTENSION billing UPDATE;
+SQL
+got=$(psql_q -d "$db" -c "SELECT string_agg(format('%s %s %s', service, cost, note), ' | ' ORDER BY service) FROM billing.aws_actuals" \
+             -c "SELECT cost FROM billing.monthly_history WHERE source = 'aws' AND month = '2026-11-01'")
+refused=$(psql_q -d "$db" -c "INSERT INTO billing.aws_actuals (month, service, cost) VALUES ('2026-12-01', 'SES', 1)" 2>&1 || true)
+[[ "$refused" == *aws_actuals_service_check* ]] && refused=1
+dropdb "$db"
+want="s3 2  | ses 8 from the CSV; billing 0.4 joined 2 rows: 'SES': 5, 'ses': 3
+10"
+[[ "$got/$refused" == "$want/1" ]] || { echo "FAIL: aws_actuals spelled apart under 0.3: got '$got' refused $refused (want '$want' refused 1)"; exit 1; }
+echo "upgrade 0.3 -> $current: aws_actuals spelled apart under 0.3 are respelled and joined (SES 5 + 3 = 8), November \$10, and 'SES' is refused after"
+
 # A partitioned profiles table tracked under 0.3, owned by the app's role,
 # its counter named in French on a service of its own: the update records it
 # in billing.tracked_profiles (counter and service read back from the

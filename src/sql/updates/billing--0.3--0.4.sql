@@ -9064,3 +9064,40 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- billing.aws_actuals' service names are spelled as record_usage records
+-- them (lower case, trimmed), as aws_usage_patterns' are: an actual figure
+-- for 'SES' replaced no estimate of the recorded 'ses', and both were
+-- counted. Names spelled otherwise are respelled; two rows of a month
+-- that then share a name ('SES' and 'ses') become one, of their summed
+-- cost, as 0.3 counted them, with a WARNING and a note that say so (an
+-- extension script's NOTICEs are not shown); a blank
+-- name becomes 'unnamed'.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT a.month, coalesce(nullif(lower(btrim(a.service)), ''), 'unnamed') AS service,
+                    count(*) AS n, sum(a.cost) AS cost, max(a.loaded_at) AS loaded_at,
+                    string_agg(format('%L: %s', a.service, a.cost), ', ' ORDER BY a.service) AS parts,
+                    string_agg(a.note, '; ' ORDER BY a.service) AS notes
+               FROM billing.aws_actuals AS a
+              GROUP BY 1, 2
+             HAVING count(*) > 1 OR bool_or(a.service <> coalesce(nullif(lower(btrim(a.service)), ''), 'unnamed'))
+              ORDER BY 1, 2 LOOP
+        DELETE FROM billing.aws_actuals AS a
+         WHERE a.month = r.month AND coalesce(nullif(lower(btrim(a.service)), ''), 'unnamed') = r.service;
+        INSERT INTO billing.aws_actuals (month, service, cost, note, loaded_at)
+        VALUES (r.month, r.service, r.cost,
+                CASE WHEN r.n = 1 THEN r.notes
+                     ELSE concat_ws('; ', r.notes, format('billing 0.4 joined %s rows: %s', r.n, r.parts)) END,
+                r.loaded_at);
+        IF r.n > 1 THEN
+            RAISE WARNING 'billing: aws_actuals of % for service % were % rows spelled apart (%): now one, of cost %',
+                         to_char(r.month, 'YYYY-MM'), r.service, r.n, r.parts, r.cost;
+        END IF;
+    END LOOP;
+END
+$$;
+ALTER TABLE billing.aws_actuals ADD CONSTRAINT aws_actuals_service_check
+    CHECK (service <> '' AND service = lower(btrim(service)));

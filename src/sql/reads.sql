@@ -356,20 +356,29 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    missing text;
+    missing text[];
 BEGIN
-    SELECT string_agg(c, ', ' ORDER BY c) INTO missing
-      FROM unnest(ARRAY['billing.catalog_state', 'billing.model_prices', 'billing.aws_prices', 'billing.settings',
-                        'billing.tracked_tables', 'billing.usage_ledger', 'billing.month_usage',
-                        'billing.conversation_usage', 'billing.stale_months', 'billing.estimated_prompts',
-                        'billing.problem_messages', 'billing.aws_usage', 'billing.aws_actuals',
-                        'billing._ledger_priced']) AS c
-     WHERE NOT has_table_privilege(c, 'SELECT');
+    -- Every table and view of the extension, as the README's grant (ON ALL
+    -- TABLES) gives them: a list of names fell behind the tables a new
+    -- version added, and a reader granted under 0.3 got PostgreSQL's bare
+    -- "permission denied for table tracked_profiles" after the update.
+    SELECT array_agg(c.oid::regclass::text ORDER BY c.relname) INTO missing
+      FROM pg_depend AS d
+      JOIN pg_class AS c ON c.oid = d.objid
+     WHERE d.refclassid = 'pg_extension'::regclass
+       AND d.refobjid = (SELECT e.oid FROM pg_extension AS e WHERE e.extname = 'billing')
+       AND d.classid = 'pg_class'::regclass AND d.deptype = 'e'
+       AND c.relkind IN ('r', 'p', 'v', 'm')
+       AND NOT has_table_privilege(c.oid, 'SELECT');
     IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'billing: role "%" may not read billing''s figures: it has no SELECT on %', current_user, missing
+        RAISE EXCEPTION 'billing: role "%" may not read billing''s figures: it has no SELECT on %', current_user,
+                        CASE WHEN cardinality(missing) <= 5 THEN array_to_string(missing, ', ')
+                             ELSE format('%s of billing''s tables and views (%s, ...)', cardinality(missing),
+                                         array_to_string(missing[1:3], ', ')) END
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('A superuser or the extension''s owner grants it: GRANT USAGE ON SCHEMA billing TO %1$I; '
-                                'GRANT SELECT ON ALL TABLES IN SCHEMA billing TO %1$I; (README "Permissions")',
+                                'GRANT SELECT ON ALL TABLES IN SCHEMA billing TO %1$I; (README "Permissions"; '
+                                'again after ALTER EXTENSION billing UPDATE, which may add tables)',
                                 current_user);
     END IF;
 END

@@ -205,6 +205,40 @@ want="s3 2  | ses 8 from the CSV; billing 0.4 joined 2 rows: 'SES': 5, 'ses': 3
 [[ "$got/$refused" == "$want/1" ]] || { echo "FAIL: aws_actuals spelled apart under 0.3: got '$got' refused $refused (want '$want' refused 1)"; exit 1; }
 echo "upgrade 0.3 -> $current: aws_actuals spelled apart under 0.3 are respelled and joined (SES 5 + 3 = 8), November \$10, and 'SES' is refused after"
 
+# A reader granted as the README says under 0.3 (ON ALL TABLES: the tables
+# there were then) has no SELECT on the tables 0.4 adds: the update names it
+# in a WARNING with the GRANT to run, its reads fail with billing's error
+# (not PostgreSQL's "permission denied for table ..."), and the GRANT mends
+# them: 100 x $2.50/1M + 50 x $10/1M = $0.00075.
+db=billing_upgrade_reader_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -d "$db" -c "DROP ROLE IF EXISTS \"upgrade Reader\"" -c "CREATE ROLE \"upgrade Reader\"" >/dev/null
+warned=$(psql_q -d "$db" 2>&1 >/dev/null <<'SQL'
+CREATE EXTENSION billing VERSION '0.3';
+CREATE TABLE messages (id serial PRIMARY KEY, conversation_id text, role text, content text, data jsonb, created_at timestamptz);
+-- (tracked empty, then written: the 0.3 SQL under this library reads no price until the update)
+SELECT billing.track_messages('messages');
+INSERT INTO messages (conversation_id, role, content, data, created_at)
+VALUES ('a', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2026-01-01');
+GRANT USAGE ON SCHEMA billing TO "upgrade Reader";
+GRANT SELECT ON ALL TABLES IN SCHEMA billing TO "upgrade Reader";
+GRANT SELECT ON messages TO "upgrade Reader";
+ALTER EXTENSION billing UPDATE;
+SQL
+)
+failed=$(psql_q -d "$db" -c 'SET ROLE "upgrade Reader"' -c "SELECT billing.dashboard(1, 5, '2026-01-15')" 2>&1 || true)
+got=$(psql_q -d "$db" -c 'GRANT SELECT ON ALL TABLES IN SCHEMA billing TO "upgrade Reader"' \
+             -c 'SET ROLE "upgrade Reader"' -c "SELECT billing.dashboard(1, 5, '2026-01-15') -> 'openai' ->> 'cost'")
+dropdb "$db"
+psql_q -c "DROP ROLE \"upgrade Reader\""
+[[ "$warned" == *'role "upgrade Reader" reads billing'*'GRANT SELECT ON ALL TABLES IN SCHEMA billing TO "upgrade Reader";'* ]] \
+    || { echo "FAIL: a 0.3 reader: the update's warning: $warned"; exit 1; }
+[[ "$failed" == *'role "upgrade Reader" may not read billing'*'again after ALTER EXTENSION billing UPDATE'* ]] \
+    || { echo "FAIL: a 0.3 reader after the update: $failed"; exit 1; }
+[[ "$got" == 0.00075 ]] || { echo "FAIL: a 0.3 reader granted again: got '$got' (want 0.00075)"; exit 1; }
+echo "upgrade 0.3 -> $current: a reader granted under 0.3 is named in a WARNING, gets billing's error, and reads \$0.00075 once granted again"
+
 # A partitioned profiles table tracked under 0.3, owned by the app's role,
 # its counter named in French on a service of its own: the update records it
 # in billing.tracked_profiles (counter and service read back from the

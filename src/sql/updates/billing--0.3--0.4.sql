@@ -1219,20 +1219,29 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    missing text;
+    missing text[];
 BEGIN
-    SELECT string_agg(c, ', ' ORDER BY c) INTO missing
-      FROM unnest(ARRAY['billing.catalog_state', 'billing.model_prices', 'billing.aws_prices', 'billing.settings',
-                        'billing.tracked_tables', 'billing.usage_ledger', 'billing.month_usage',
-                        'billing.conversation_usage', 'billing.stale_months', 'billing.estimated_prompts',
-                        'billing.problem_messages', 'billing.aws_usage', 'billing.aws_actuals',
-                        'billing._ledger_priced']) AS c
-     WHERE NOT has_table_privilege(c, 'SELECT');
+    -- Every table and view of the extension, as the README's grant (ON ALL
+    -- TABLES) gives them: a list of names fell behind the tables a new
+    -- version added, and a reader granted under 0.3 got PostgreSQL's bare
+    -- "permission denied for table tracked_profiles" after the update.
+    SELECT array_agg(c.oid::regclass::text ORDER BY c.relname) INTO missing
+      FROM pg_depend AS d
+      JOIN pg_class AS c ON c.oid = d.objid
+     WHERE d.refclassid = 'pg_extension'::regclass
+       AND d.refobjid = (SELECT e.oid FROM pg_extension AS e WHERE e.extname = 'billing')
+       AND d.classid = 'pg_class'::regclass AND d.deptype = 'e'
+       AND c.relkind IN ('r', 'p', 'v', 'm')
+       AND NOT has_table_privilege(c.oid, 'SELECT');
     IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'billing: role "%" may not read billing''s figures: it has no SELECT on %', current_user, missing
+        RAISE EXCEPTION 'billing: role "%" may not read billing''s figures: it has no SELECT on %', current_user,
+                        CASE WHEN cardinality(missing) <= 5 THEN array_to_string(missing, ', ')
+                             ELSE format('%s of billing''s tables and views (%s, ...)', cardinality(missing),
+                                         array_to_string(missing[1:3], ', ')) END
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('A superuser or the extension''s owner grants it: GRANT USAGE ON SCHEMA billing TO %1$I; '
-                                'GRANT SELECT ON ALL TABLES IN SCHEMA billing TO %1$I; (README "Permissions")',
+                                'GRANT SELECT ON ALL TABLES IN SCHEMA billing TO %1$I; (README "Permissions"; '
+                                'again after ALTER EXTENSION billing UPDATE, which may add tables)',
                                 current_user);
     END IF;
 END
@@ -9101,3 +9110,33 @@ END
 $$;
 ALTER TABLE billing.aws_actuals ADD CONSTRAINT aws_actuals_service_check
     CHECK (service <> '' AND service = lower(btrim(service)));
+
+-- Roles that read billing's tables (a grant on billing.month_usage, which
+-- every version had) get no SELECT on the tables this version adds: a
+-- GRANT ... ON ALL TABLES covers the tables there were when it ran. Each is
+-- named in a WARNING with the GRANT to run. Not granted here: a grant made
+-- by an extension script counts as the extension's own, which pg_dump does
+-- not dump, and a restore would lose it.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT g.grantee,
+                    CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::regrole::text END AS name
+               FROM (SELECT DISTINCT a.grantee FROM pg_class AS c, aclexplode(c.relacl) AS a
+                      WHERE c.oid = 'billing.month_usage'::regclass AND a.privilege_type = 'SELECT'
+                        AND a.grantee <> c.relowner) AS g
+              WHERE EXISTS (SELECT 1
+                              FROM pg_depend AS d
+                              JOIN pg_class AS c ON c.oid = d.objid AND c.relkind IN ('r', 'p', 'v', 'm')
+                             WHERE d.refclassid = 'pg_extension'::regclass AND d.classid = 'pg_class'::regclass
+                               AND d.refobjid = (SELECT e.oid FROM pg_extension AS e WHERE e.extname = 'billing')
+                               AND d.deptype = 'e'
+                               AND NOT CASE WHEN g.grantee = 0 THEN has_table_privilege('public', c.oid, 'SELECT')
+                                            ELSE has_table_privilege(g.grantee, c.oid, 'SELECT') END)
+              ORDER BY 2 LOOP
+        RAISE WARNING 'billing: role % reads billing''s tables, but has no SELECT on those billing 0.4 adds: its reads (dashboard(), the views) fail until it is granted', r.name
+            USING HINT = format('GRANT SELECT ON ALL TABLES IN SCHEMA billing TO %s;', r.name);
+    END LOOP;
+END
+$$;

@@ -13,6 +13,17 @@ SELECT billing.dashboard('2026-11-01', 'infinity', 0, 1);
 SELECT billing.dashboard('-infinity'::timestamptz, '2026-12-01'::timestamptz);
 SELECT billing.dashboard('2026-11-01', '12000-01-01');
 SELECT billing.dashboard(1201, 0);
+-- NULL for any of them is refused too: an app passing an unset query
+-- parameter got a page of zeros (months), every conversation
+-- (top_conversations), or a message about the period's ends (at).
+SELECT billing.dashboard(NULL::integer, 50);
+SELECT billing.dashboard(6, NULL);
+SELECT billing.dashboard(6, 50, NULL::timestamptz);
+SELECT billing.dashboard(NULL::timestamptz, '2026-12-01'::timestamptz);
+SELECT billing.dashboard(customer => 'u1', at => NULL);
+SELECT billing.dashboard(customer => 'u1', months => NULL);
+-- ('' names no customer)
+SELECT billing.dashboard(customer => '');
 
 -- Usage of a service the catalog does not price follows
 -- billing.unknown_service when it is recorded: kept with a warning (and

@@ -1107,10 +1107,16 @@ DECLARE
     hist jsonb;
     conversations jsonb;
 BEGIN
-    IF who IS NULL THEN
+    -- ('' names no customer, as for record_customer_usage)
+    IF who IS NULL OR who = '' THEN
         RAISE EXCEPTION 'billing: customer must be given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start
+    IF period_start IS NULL OR period_end IS NULL THEN
+        RAISE EXCEPTION 'billing: the period must be given, got % to %', coalesce(period_start::text, 'NULL'),
+                        coalesce(period_end::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF period_end <= period_start
        OR NOT billing._countable(period_start) OR NOT billing._countable(period_end - interval '1 microsecond') THEN
         RAISE EXCEPTION 'billing: the period must have a start before its end, within the years 1 to 9999'
             USING ERRCODE = 'invalid_parameter_value';
@@ -1223,6 +1229,7 @@ SET jit = off
 AS $$
 BEGIN
     PERFORM billing._require_reader();
+    PERFORM billing._check_dashboard_at(at);
     RETURN billing.dashboard(billing.month_start(billing.month_of(at)), billing.month_end(billing.month_of(at)),
                              customer, top_conversations, months);
 END

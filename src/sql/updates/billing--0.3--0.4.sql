@@ -1419,6 +1419,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM billing._require_reader();
+    PERFORM billing._check_dashboard_at(at);
     RETURN billing.dashboard(billing.month_start(billing.month_of(at)), billing.month_end(billing.month_of(at)),
                              top_conversations, months);
 END
@@ -3706,6 +3707,7 @@ SET jit = off
 AS $$
 BEGIN
     PERFORM billing._require_reader();
+    PERFORM billing._check_dashboard_at(at);
     RETURN billing.dashboard(billing.month_start(billing.month_of(at)), billing.month_end(billing.month_of(at)),
                              customer, top_conversations, months);
 END
@@ -4537,10 +4539,16 @@ DECLARE
     hist jsonb;
     conversations jsonb;
 BEGIN
-    IF who IS NULL THEN
+    -- ('' names no customer, as for record_customer_usage)
+    IF who IS NULL OR who = '' THEN
         RAISE EXCEPTION 'billing: customer must be given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start
+    IF period_start IS NULL OR period_end IS NULL THEN
+        RAISE EXCEPTION 'billing: the period must be given, got % to %', coalesce(period_start::text, 'NULL'),
+                        coalesce(period_end::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF period_end <= period_start
        OR NOT billing._countable(period_start) OR NOT billing._countable(period_end - interval '1 microsecond') THEN
         RAISE EXCEPTION 'billing: the period must have a start before its end, within the years 1 to 9999'
             USING ERRCODE = 'invalid_parameter_value';
@@ -6110,7 +6118,12 @@ DECLARE
     openai_by_month jsonb;     -- then the history's OpenAI figures, from the same read
     unmerged billing._ledger_group[];  -- then the unmerged ledger of the history's months
 BEGIN
-    IF period_start IS NULL OR period_end IS NULL OR period_end <= period_start THEN
+    IF period_start IS NULL OR period_end IS NULL THEN
+        RAISE EXCEPTION 'billing: the period must be given, got % to %', coalesce(period_start::text, 'NULL'),
+                        coalesce(period_end::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF period_end <= period_start THEN
         RAISE EXCEPTION 'billing: the period must have a start before its end' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- The work is bounded whatever the arguments: a finite period within
@@ -7761,18 +7774,34 @@ $$;
 
 -- The limits of dashboard()'s arguments (also of its customer form,
 -- customers.sql): at most 10,000 conversations and 1,200 months.
+-- The month forms' `at` (NULL has no month: the period form refused it,
+-- saying the period must have a start before its end).
+CREATE FUNCTION billing._check_dashboard_at(at timestamptz) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF at IS NULL THEN
+        RAISE EXCEPTION 'billing: at must be a time, got NULL' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Leave it out for the current month.';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION billing._check_dashboard_limits(top_conversations integer, months integer) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF top_conversations < 0 OR top_conversations > 10000 THEN
-        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000, got %', top_conversations
-            USING ERRCODE = 'invalid_parameter_value';
+    -- (NULL too: an app passing an unset query parameter got a page of
+    -- zeros, or every conversation, instead of an error)
+    IF top_conversations IS NULL OR top_conversations < 0 OR top_conversations > 10000 THEN
+        RAISE EXCEPTION 'billing: top_conversations must be between 0 and 10000, got %', coalesce(top_conversations::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave it out for the default, 50.';
     END IF;
-    IF months < 1 OR months > 1200 THEN
-        RAISE EXCEPTION 'billing: months must be between 1 and 1200, got %', months
-            USING ERRCODE = 'invalid_parameter_value';
+    IF months IS NULL OR months < 1 OR months > 1200 THEN
+        RAISE EXCEPTION 'billing: months must be between 1 and 1200, got %', coalesce(months::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave it out for the default, 6.';
     END IF;
 END
 $$;

@@ -140,9 +140,23 @@ REVOKE ALL ON billing.statements FROM statement_reader;
 REVOKE ALL ON SCHEMA billing FROM statement_reader;
 DROP ROLE statement_reader;
 
+-- A month issued after later ones carries no adjustment of theirs. alice
+-- gets a back-dated September message (gpt-4o 200 prompt = 200 x 2.5/1M =
+-- 0.0005), bob a late November one (gpt-4o 10 completion = 10 x 10/1M =
+-- 0.0001). September's statements: alice's usage, 0.0005, and nothing
+-- else (bob's November change stays pending, for a month after November).
+INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
+  ('c1', 'assistant', 's', '{"model": "gpt-4o", "prompt_tokens": 200, "completion_tokens": 0}', '2026-09-10 10:00'),
+  ('c2', 'assistant', 't', '{"model": "gpt-4o", "prompt_tokens": 0, "completion_tokens": 10}', '2026-11-25 10:00');
+SELECT number, customer, month, usage_total, adjustments_total, total FROM billing.issue_statements('2026-09-01', true);
+SELECT count(*) AS adjustment_lines FROM billing.statement_lines AS l JOIN billing.statements AS s ON s.id = l.statement_id
+ WHERE s.month = '2026-09-01' AND l.kind <> 'usage';
+SELECT customer, month, amount FROM billing.pending_adjustments ORDER BY customer, month;
+
 -- A customer id of any length: one of 4,200 bytes gets its statement, and
--- so does alice, in March 2027. gpt-4o 100 + 50 tokens = 100 x 2.5/1M +
--- 50 x 10/1M = $0.00075 each; the long one also sent 10 e-mails ($0.001).
+-- so does alice, in March 2027 (and bob, for his November change: 0.0001).
+-- gpt-4o 100 + 50 tokens = 100 x 2.5/1M + 50 x 10/1M = $0.00075 each; the
+-- long one also sent 10 e-mails ($0.001).
 INSERT INTO conversations VALUES ('c9', repeat('long-customer-', 300));
 INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
   ('c9', 'assistant', 'x', '{"model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50}', '2027-03-05 10:00'),

@@ -4053,10 +4053,12 @@ SELECT s.customer, l.month, l.source, l.item, l.description, l.unit_price, l.pri
  GROUP BY s.customer, l.month, l.source, l.item, l.description, l.unit_price, l.price_name, l.price_effective_from;
 
 -- The differences between what the views give each customer for the issued
--- months (other than p_except) and what its statements already say: the
--- adjustments the next statements carry. Per customer and month in
--- total (cheap: from the views); per item only where asked (p_items).
-CREATE FUNCTION billing._adjustment_items(p_except date)
+-- months before p_before and what its statements already say: the
+-- adjustments the statements of p_before carry. Not those of later
+-- months: a month issued after a later one (a back-dated month, say) put
+-- the later month's changes on the earlier month's statement; they wait
+-- for the statements of a month after them.
+CREATE FUNCTION billing._adjustment_items(p_before date)
 RETURNS TABLE (customer text, month date, original bigint, source text, item text, description text,
                quantity numeric, unit_price numeric, price_name text, price_effective_from timestamptz, amount numeric)
 LANGUAGE plpgsql STABLE
@@ -4067,7 +4069,7 @@ DECLARE
     m date;
 BEGIN
     FOR m IN SELECT i.month FROM billing.issued_months AS i
-              WHERE i.month IS DISTINCT FROM p_except ORDER BY i.month LOOP
+              WHERE i.month < p_before ORDER BY i.month LOOP
         -- Only months whose totals moved are read item by item.
         IF EXISTS (SELECT 1 FROM billing._pending_totals(m) AS t) THEN
             RETURN QUERY

@@ -213,6 +213,25 @@ INSERT INTO billing.budgets (name, scope, amount, created_at) VALUES ('late', 'a
 INSERT INTO billing.aws_actuals (month, service, cost) VALUES ('2024-10-01', 'ses', 0.60);
 SELECT billing.check_alerts('2024-11-20');
 SELECT budget, threshold, period, spent FROM billing.alerts WHERE budget = 'late' ORDER BY period, threshold;
+-- A budget whose amount changes fires its thresholds again, of the new
+-- amount. Conversation d holds message 7 (10.00): at 10, all three fire;
+-- raised to 16, 50% (8) fires at once, 80% (12.8) once message 9 (gpt-4o
+-- 500k completion = 5.00) takes d to 15.00, 100% (16) not; back at 10,
+-- nothing fires twice.
+INSERT INTO billing.budgets (name, scope, conversation_id, amount, thresholds)
+VALUES ('conv-d', 'conversation', 'd', 10, '{50,80,100}');
+SELECT billing.check_alerts('2024-11-20') AS fired;
+UPDATE billing.budgets SET amount = 16 WHERE name = 'conv-d';
+SELECT billing.check_alerts('2024-11-20') AS fired;
+INSERT INTO bud_messages VALUES
+  (9, 'd', 'assistant', 'nine', '{"model": "gpt-4o", "prompt_tokens": 0, "completion_tokens": 500000}', '2024-11-07 10:00+00');
+SELECT billing.check_alerts('2024-11-20') AS fired;
+UPDATE billing.budgets SET amount = 10 WHERE name = 'conv-d';
+SELECT billing.check_alerts('2024-11-20') AS fired;
+SELECT threshold, amount, spent FROM billing.alerts WHERE budget = 'conv-d' ORDER BY amount, threshold;
+DELETE FROM billing.budgets WHERE name = 'conv-d';
+DELETE FROM billing.alerts WHERE budget = 'conv-d';
+DELETE FROM bud_messages WHERE id = 9;
 -- merge() checks alerts last (this month and the last: nothing there).
 SELECT billing.merge() >= 0 AS merged, (SELECT count(*) FROM billing.alerts) AS alerts;
 -- Alerts that cannot be checked (here a function gone missing) make

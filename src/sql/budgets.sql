@@ -145,11 +145,13 @@ CREATE TABLE billing.alerts (
     claimed_by   text,
     next_attempt_at timestamptz,
     customer     text,   -- the budget's customer when it fired (a customer budget's)
-    UNIQUE (budget, period, threshold)
+    -- (the amount too: a budget raised in a month fires its thresholds
+    -- again, of the new amount; keyed without it, none fired any more)
+    UNIQUE (budget, period, threshold, amount)
 );
 CREATE INDEX alerts_undelivered ON billing.alerts (id) WHERE delivered_at IS NULL;
 COMMENT ON TABLE billing.alerts IS
-    'Budget alerts, one per budget, period (the month''s first day) and threshold (percent), fired once when spent first reached amount x threshold / 100; each also sent as NOTIFY billing_alert on commit.';
+    'Budget alerts, one per budget, period (the month''s first day), threshold (percent) and amount, fired once when spent first reached amount x threshold / 100; each also sent as NOTIFY billing_alert on commit.';
 SELECT pg_catalog.pg_extension_config_dump('billing.alerts', '');
 SELECT pg_catalog.pg_extension_config_dump('billing.alerts_id_seq', '');
 
@@ -579,9 +581,10 @@ BEGIN
              WHERE (p = m OR b.created_at < billing.month_end(p))
                AND s.spent >= b.amount * t.threshold / 100
                AND NOT EXISTS (SELECT 1 FROM billing.alerts AS f
-                                WHERE f.budget = b.name AND f.period = p AND f.threshold = t.threshold)
+                                WHERE f.budget = b.name AND f.period = p AND f.threshold = t.threshold
+                                  AND f.amount = b.amount)
              ORDER BY b.name, t.threshold
-            ON CONFLICT (budget, period, threshold) DO NOTHING
+            ON CONFLICT (budget, period, threshold, amount) DO NOTHING
             RETURNING x.*
         LOOP
             PERFORM pg_notify('billing_alert', billing._alert_payload(a));

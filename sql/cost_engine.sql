@@ -80,6 +80,14 @@ SELECT billing.message_cost('{"model": "gpt-4.1", "input_tokens": 1000, "output_
 -- A nested usage object, as some clients store it: same 0.00075 as above.
 SELECT billing.message_cost('{"model": "gpt-4o", "usage": {"prompt_tokens": 100,
                               "completion_tokens": 50}}'::jsonb) = 0.00075 AS ok;
+-- Beside a total of the app's own, the nested split prices it: 1M prompt +
+-- 0.5M completion of gpt-4o = 1M x 2.50/1M + 0.5M x 10/1M = 2.50 + 5.00 =
+-- 7.50 (the total alone would leave it unpriced); the aggregate agrees.
+SELECT billing.message_cost('{"model": "gpt-4o", "total_tokens": 1500000,
+                              "usage": {"prompt_tokens": 1000000, "completion_tokens": 500000}}'::jsonb) AS cost;
+SELECT billing.openai_cost(d) AS cost
+  FROM (VALUES ('{"model": "gpt-4o", "tokens": 1500000,
+                  "usage": {"prompt_tokens": 1000000, "completion_tokens": 500000}}'::jsonb)) AS v(d);
 
 -- Counts near the bigint limit stay exact:
 -- 9223372036854775807 x $2.50/1M = 23058430092136.9394... exactly 23058430092136.9395175

@@ -123,10 +123,13 @@ UsageFields read_usage_fields(JsonbContainerView root) noexcept {
     return f;
   }
 
-  const bool has_tokens = present(f.tokens[idx(TokenField::Prompt)]) ||
-                          present(f.tokens[idx(TokenField::Completion)]) ||
-                          present(f.tokens[idx(TokenField::Total)]);
-  if (!has_tokens && sink.usage_object_seen && sink.usage_object.kind == JsonKind::Object) {
+  // The nested `usage` object is read when the top level gives no split:
+  // no token member at all, or a total alone (an app's own total beside
+  // OpenAI's usage object, whose split then prices the row: the total is
+  // used only without one, as ever).
+  const bool has_split = present(f.tokens[idx(TokenField::Prompt)]) ||
+                         present(f.tokens[idx(TokenField::Completion)]);
+  if (!has_split && sink.usage_object_seen && sink.usage_object.kind == JsonKind::Object) {
     Sink nested(&f, true);
     if (!jsonb_for_each_member(JsonbContainerView{sink.usage_object.data, sink.usage_object.size}, nested)) {
       f = UsageFields{};

@@ -166,6 +166,33 @@ TEST(DecodeUsage, NestedUsageIgnoredWhenOuterHasTokens) {
   expect_ok(Decoded(hex::nested_usage_ignored), 1, 2, 0, 3);
 }
 
+// A total alone at the top level (an app's own count beside OpenAI's usage
+// object) gives way to the nested object's split. Captured from PostgreSQL
+// 15.20 as pg_fixtures.h's are:
+//   INSERT INTO usage_capture2 VALUES
+//    ('total_beside_nested_split', '{"model": "gpt-4o", "total_tokens": 1500000,
+//      "usage": {"prompt_tokens": 1000000, "completion_tokens": 500000}}'),
+//    ('total_beside_empty_usage', '{"model": "gpt-4o", "tokens": 150, "usage": {}}');
+constexpr const char* kTotalBesideNestedSplit =
+    "200200000300002005000080050000000c0000000600000044000050080000106d6f64656c7573616765746f74616c5f"
+    "746f6b656e736770742d346f020000200d000080110000000a0000100800001070726f6d70745f746f6b656e73636f6d"
+    "706c6574696f6e5f746f6b656e730000200000000180640020000000018032002000000001809600";
+constexpr const char* kTotalBesideEmptyUsage =
+    "83030000200500008005000000060000000600000006000050080000106d6f64656c7573616765746f6b656e73677074"
+    "2d346f0000000000202000000000809600";
+
+TEST(DecodeUsage, OuterTotalAloneGivesWayToNestedSplit) {
+  const Decoded d(kTotalBesideNestedSplit);
+  expect_ok(d, 1000000, 500000, 0, 1500000);  // the nested split, 1000000 + 500000
+  EXPECT_EQ(d.usage.model, "gpt-4o");
+}
+
+TEST(DecodeUsage, OuterTotalKeptBesideUsageWithoutTokens) {
+  const Decoded d(kTotalBesideEmptyUsage);
+  EXPECT_EQ(d.usage.status, UsageStatus::TotalOnly);
+  EXPECT_EQ(d.usage.total, 150);
+}
+
 TEST(DecodeUsage, NullOuterTokenFallsBackToNested) {
   // {"prompt_tokens":null,"usage":{"prompt_tokens":5,"completion_tokens":1}}
   expect_ok(Decoded(hex::outer_null_nested_preferred), 5, 1, 0, 6);

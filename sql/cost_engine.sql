@@ -64,7 +64,9 @@ SELECT billing.openai_cost(d, t) AS cost
 SELECT billing.message_cost('gpt-4o-2024-05-13', 1000000, 0) = 5 AS own_row,
        billing.message_cost('gpt-4o-mini-2024-07-18', 1000000, 0) = 0.15 AS suffix_stripped,
        billing.message_cost('gpt-4-0613', 1000000, 0) = 30 AS short_suffix_stripped,
-       billing.message_cost(' OpenAI/GPT-4o-Mini ', 1000000, 0) = 0.15 AS normalised;
+       billing.message_cost(' OpenAI/GPT-4o-Mini ', 1000000, 0) = 0.15 AS normalised,
+       -- (not a real date: no snapshot, no price)
+       billing.message_cost('gpt-4o-2023-02-29', 1000000, 0) IS NULL AS not_a_date;
 SELECT model, effective_from, input_per_1m, output_per_1m
   FROM billing.model_price('gpt-4o-mini-2024-07-18', '2026-11-01');
 SELECT * FROM billing.resolve_model_price('gpt-4o', '2024-09-01');

@@ -19,6 +19,23 @@ void add(ModelCandidates& out, std::string_view name) {
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+int two_digits(std::string_view s, std::size_t at) { return (s[at] - '0') * 10 + (s[at + 1] - '0'); }
+
+// Days in a month of the Gregorian calendar; year 0: any year (February 29
+// exists in some).
+int days_in_month(int year, int month) {
+  static constexpr int kDays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month != 2 || year == 0) return kDays[month - 1];
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return leap ? 29 : 28;
+}
+
+// A real date: 2023-02-29 and 0230 are not, and such names keep their
+// digits (they name no snapshot).
+bool real_date(int year, int month, int day) {
+  return month >= 1 && month <= 12 && day >= 1 && day <= days_in_month(year, month);
+}
+
 }  // namespace
 
 std::string_view strip_snapshot_suffix(std::string_view name) noexcept {
@@ -27,19 +44,19 @@ std::string_view strip_snapshot_suffix(std::string_view name) noexcept {
   if (name.size() > kDated) {
     const std::string_view tail = name.substr(name.size() - kDated);
     if (tail[0] == '-' && all_digits(tail.substr(1, 4)) && tail[5] == '-' && all_digits(tail.substr(6, 2)) &&
-        tail[8] == '-' && all_digits(tail.substr(9, 2)))
-      return name.substr(0, name.size() - kDated);
+        tail[8] == '-' && all_digits(tail.substr(9, 2))) {
+      const int year = two_digits(tail, 1) * 100 + two_digits(tail, 3);
+      if (year >= 1 && real_date(year, two_digits(tail, 6), two_digits(tail, 9)))
+        return name.substr(0, name.size() - kDated);
+    }
   }
   // -MMDD (gpt-4-0613, gpt-3.5-turbo-0125): a real month and day, so that
   // names like llama-3-70b-8192 keep their number.
   constexpr std::size_t kShort = 5;
   if (name.size() > kShort) {
     const std::string_view tail = name.substr(name.size() - kShort);
-    if (tail[0] == '-' && all_digits(tail.substr(1))) {
-      const int month = (tail[1] - '0') * 10 + (tail[2] - '0');
-      const int day = (tail[3] - '0') * 10 + (tail[4] - '0');
-      if (month >= 1 && month <= 12 && day >= 1 && day <= 31) return name.substr(0, name.size() - kShort);
-    }
+    if (tail[0] == '-' && all_digits(tail.substr(1)) && real_date(0, two_digits(tail, 1), two_digits(tail, 3)))
+      return name.substr(0, name.size() - kShort);
   }
   return name;
 }

@@ -55,6 +55,24 @@ TEST(StripSnapshotSuffix, TooShortOrOnlyDigits) {
   EXPECT_EQ(strip_snapshot_suffix("123456"), "123456");
 }
 
+TEST(StripSnapshotSuffix, OnlyRealDatesAreStripped) {
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4o-2024-02-29"), "gpt-4o");             // 2024 is a leap year
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4o-2000-02-29"), "gpt-4o");             // so is 2000 (400)
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4o-2023-02-29"), "gpt-4o-2023-02-29");  // 2023 is not
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4o-2100-02-29"), "gpt-4o-2100-02-29");  // nor 2100 (100)
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4o-2024-04-31"), "gpt-4o-2024-04-31");  // April has 30 days
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4o-2024-13-01"), "gpt-4o-2024-13-01");
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4o-2024-00-10"), "gpt-4o-2024-00-10");
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4o-2024-12-00"), "gpt-4o-2024-12-00");
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4o-0000-01-01"), "gpt-4o-0000-01-01");  // no year 0
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4o-2024-12-31"), "gpt-4o");
+  // -MMDD has no year: February 29 is a day some years have.
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4-0229"), "gpt-4");
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4-0230"), "gpt-4-0230");
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4-0431"), "gpt-4-0431");
+  EXPECT_EQ(strip_snapshot_suffix("gpt-4-1231"), "gpt-4");
+}
+
 TEST(StripSnapshotSuffix, MalformedSuffixesAreKept) {
   EXPECT_EQ(strip_snapshot_suffix("gpt-4o-2024-7-18"), "gpt-4o-2024-7-18");    // one-digit month
   EXPECT_EQ(strip_snapshot_suffix("gpt-4o-2024-08-0a"), "gpt-4o-2024-08-0a");  // not a digit

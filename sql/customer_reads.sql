@@ -151,6 +151,30 @@ RESET billing.customer;
 SELECT customer, month, total_cost FROM billing.customer_costs ORDER BY month, customer NULLS FIRST;
 RESET ROLE;
 
+-- Frozen prompt estimates (estimated_prompts, by message id) are hidden
+-- from a customer's reader, whose scans of the table still read those of
+-- its own replies. In August alice and bob each ask 8 characters (2
+-- tokens) and get a 12-character reply without usage (3 tokens), its prompt
+-- frozen at 2; alice's question is then edited to 40 characters (10
+-- tokens), and her frozen 2 stays. At gpt-4o-mini, the estimate model:
+-- 2 x 0.15/1M + 3 x 0.6/1M = 0.0000003 + 0.0000018 = 0.0000021 (0.0000033
+-- if estimated again).
+INSERT INTO messages (conversation_id, role, content, data, created_at) VALUES
+  ('ca', 'user', 'abcdefgh', '{}', '2026-08-10 10:00'),
+  ('ca', 'assistant', 'twelve chars', '{}', '2026-08-10 10:01'),
+  ('cb', 'user', 'abcdefgh', '{}', '2026-08-11 10:00'),
+  ('cb', 'assistant', 'twelve chars', '{}', '2026-08-11 10:01');
+UPDATE messages SET content = repeat('x', 40) WHERE conversation_id = 'ca' AND created_at = '2026-08-10 10:00';
+SELECT count(*) AS estimate_rows FROM billing.estimated_prompts;
+SET ROLE regress_customer_app;
+SET billing.customer = 'alice';
+SELECT count(*) AS estimate_rows FROM billing.estimated_prompts;
+SELECT s.conversation_id, s.estimated_prompt, s.estimated_completion, s.estimated_cost
+  FROM billing.tracked_tables AS t, billing._scan_table_safely(t.id, '2026-08-01', '2026-09-01') AS s;
+RESET billing.customer;
+SELECT count(*) AS estimate_rows FROM billing.estimated_prompts;
+RESET ROLE;
+
 REVOKE ALL ON ALL TABLES IN SCHEMA billing FROM regress_customer_app;
 REVOKE ALL ON SCHEMA billing FROM regress_customer_app;
 REVOKE ALL ON messages, conversations FROM regress_customer_app;

@@ -58,6 +58,8 @@ extern "C" {
 #include "mb/pg_wchar.h"
 #include "nodes/params.h"
 #include "tcop/dest.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "utils/array.h"
 #include "utils/date.h"
 #include "utils/datum.h"
@@ -1103,16 +1105,41 @@ void frozen_row(void* state, TupleTableSlot* slot) {
   e->value = DatumGetInt64(slot->tts_values[1]);
 }
 
-// Reads the frozen estimates of the message keys `keys` into `table`.
+// The owner of billing.estimated_prompts (billing's), or InvalidOid.
+Oid estimated_prompts_owner() {
+  const Oid schema = get_namespace_oid("billing", true);
+  const Oid relid = OidIsValid(schema) ? get_relname_relid("estimated_prompts", schema) : InvalidOid;
+  if (!OidIsValid(relid)) return InvalidOid;
+  HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+  if (!HeapTupleIsValid(tuple)) return InvalidOid;
+  const Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
+  ReleaseSysCache(tuple);
+  return owner;
+}
+
+// Reads the frozen estimates of the message keys `keys` into `table`: the
+// replies the caller has just read from the table, under its own rights
+// (row security included). They are read as billing's owner, as a
+// PostgreSQL foreign key check reads the other table as its owner: as one
+// customer (billing.customer) row security hides estimated_prompts whole
+// from other roles, since its rows name no conversation to narrow it by,
+// and it listed every customer's message ids and estimates.
 void frozen_estimates(int16 source_id, Datum* keys, int nkeys, KeyedTable<int64>* table) {
   if (nkeys == 0) return;
   Oid types[2] = {INT2OID, TEXTARRAYOID};
   Datum args[2] = {Int16GetDatum(source_id),
                    PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT))};
   Frozen f{table};
+  Oid caller;
+  int context;
+  GetUserIdAndSecContext(&caller, &context);
+  const Oid owner = estimated_prompts_owner();
+  // (an error on the way resets the user, as the transaction's abort does)
+  if (OidIsValid(owner)) SetUserIdAndSecContext(owner, context | SECURITY_LOCAL_USERID_CHANGE);
   run_query("SELECT e.message_id, e.prompt_tokens FROM billing.estimated_prompts AS e "
             "WHERE e.source_id OPERATOR(pg_catalog.=) $1 AND e.message_id OPERATOR(pg_catalog.=) ANY ($2)",
             2, types, args, true, frozen_start, frozen_row, &f);
+  SetUserIdAndSecContext(caller, context);
   // A distributed table tracked by its shards' triggers keeps them beside
   // its messages (billing.citus_estimates_N, src/sql/citus.sql).
   if (citus_present())

@@ -3746,6 +3746,10 @@ CREATE POLICY as_customer ON billing.month_usage AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL);
 CREATE POLICY as_customer ON billing.problem_messages AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL);
+-- (a reply's frozen prompt estimate, by message id: the scans of a tracked
+-- table read the ones of the rows they read as billing's owner)
+CREATE POLICY as_customer ON billing.estimated_prompts AS RESTRICTIVE FOR SELECT
+    USING (billing.current_customer() IS NULL);
 ALTER TABLE billing.aws_usage ENABLE ROW LEVEL SECURITY;
 CREATE POLICY everyone ON billing.aws_usage USING (true);
 CREATE POLICY as_customer ON billing.aws_usage AS RESTRICTIVE FOR SELECT

@@ -73,6 +73,14 @@ SELECT p.oid::regprocedure AS unpinned
  WHERE p.pronamespace = 'billing'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
    AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)
  ORDER BY p.oid::regprocedure::text;  -- by name, not by OID (creation order)
+-- Every user-facing function and aggregate says what it does (\df+,
+-- obj_description); trigger functions, the tables' own, are exempt.
+SELECT p.oid::regprocedure AS uncommented
+  FROM pg_proc AS p
+ WHERE p.pronamespace = 'billing'::regnamespace AND p.proname !~ '^_'
+   AND p.prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)
+   AND obj_description(p.oid, 'pg_proc') IS NULL
+ ORDER BY p.oid::regprocedure::text;
 
 DROP TABLE public.sec_messages;
 DROP SCHEMA evil CASCADE;

@@ -384,6 +384,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION billing.untrack_profiles(regclass) IS
+    'Stops turning a profiles table''s counter increases into recorded usage; what was recorded stays.';
 
 -- The e-mail counter is read from its column by attribute (no whole-row
 -- conversion: to_jsonb(NEW) would run a cast to json that the table's

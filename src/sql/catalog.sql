@@ -292,6 +292,10 @@ CREATE FUNCTION billing.resolve_model_price(model text, at timestamptz,
 CREATE FUNCTION billing.resolve_aws_price(service text, at timestamptz,
                                           OUT service text, OUT effective_from timestamptz)
     AS 'MODULE_PATHNAME', 'resolve_aws_price' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION billing.resolve_model_price(text, timestamptz) IS
+    'The catalog row that prices a stored model name at `at` (its model and effective_from, after the name''s candidates: exact, undated, normalised), or NULL.';
+COMMENT ON FUNCTION billing.resolve_aws_price(text, timestamptz) IS
+    'The catalog row that prices an AWS service at `at` (its service and effective_from), or NULL.';
 
 CREATE FUNCTION billing.model_price(model text, at timestamptz DEFAULT now())
 RETURNS SETOF billing.model_prices

@@ -112,6 +112,26 @@ CREATE FUNCTION billing.aws_cost_trans(billing.cost_state, text, numeric, timest
 -- C body: src/pg/aws_cost.cpp (aws_cost_final)
 CREATE FUNCTION billing.aws_cost_final(billing.cost_state) RETURNS numeric
     AS 'MODULE_PATHNAME', 'aws_cost_final' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION billing.message_cost(text, bigint, bigint, timestamptz) IS
+    'Exact USD cost of one usage row at the prices in effect at `at`; NULL when it carries no usage or cannot be priced.';
+COMMENT ON FUNCTION billing.message_cost(jsonb) IS
+    'Exact USD cost of one message''s usage object (the data column) at today''s prices; NULL when it has no usage or cannot be priced.';
+COMMENT ON FUNCTION billing.message_cost(jsonb, timestamptz) IS
+    'Exact USD cost of one message''s usage object at the prices in effect at `at`; NULL when it has no usage or cannot be priced.';
+COMMENT ON FUNCTION billing.cost_state_in(cstring) IS 'Input function of billing.cost_state, the cost aggregates'' state.';
+COMMENT ON FUNCTION billing.cost_state_out(billing.cost_state) IS 'Output function of billing.cost_state, the cost aggregates'' state.';
+COMMENT ON FUNCTION billing.cost_state_recv(internal) IS 'Binary input function of billing.cost_state (parallel workers'' states).';
+COMMENT ON FUNCTION billing.cost_state_send(billing.cost_state) IS 'Binary output function of billing.cost_state (parallel workers'' states).';
+COMMENT ON FUNCTION billing.cost_state_combine(billing.cost_state, billing.cost_state) IS
+    'Combine function of the cost aggregates: adds two partial states (parallel workers, Citus shards).';
+COMMENT ON FUNCTION billing.openai_cost_trans(billing.cost_state, text, bigint, bigint) IS 'Transition function of billing.openai_cost(text, bigint, bigint).';
+COMMENT ON FUNCTION billing.openai_cost_trans(billing.cost_state, text, bigint, bigint, timestamptz) IS 'Transition function of billing.openai_cost(text, bigint, bigint, timestamptz).';
+COMMENT ON FUNCTION billing.openai_cost_trans(billing.cost_state, jsonb) IS 'Transition function of billing.openai_cost(jsonb).';
+COMMENT ON FUNCTION billing.openai_cost_trans(billing.cost_state, jsonb, timestamptz) IS 'Transition function of billing.openai_cost(jsonb, timestamptz).';
+COMMENT ON FUNCTION billing.openai_cost_final(billing.cost_state) IS 'Final function of billing.openai_cost: the exact sum, or NULL.';
+COMMENT ON FUNCTION billing.aws_cost_trans(billing.cost_state, text, numeric) IS 'Transition function of billing.aws_cost(text, numeric).';
+COMMENT ON FUNCTION billing.aws_cost_trans(billing.cost_state, text, numeric, timestamptz) IS 'Transition function of billing.aws_cost(text, numeric, timestamptz).';
+COMMENT ON FUNCTION billing.aws_cost_final(billing.cost_state) IS 'Final function of billing.aws_cost: the exact sum, or NULL.';
 
 CREATE AGGREGATE billing.aws_cost(service text, quantity numeric) (
     SFUNC = billing.aws_cost_trans, STYPE = billing.cost_state, INITCOND = '(0,0,0,0,0,"")',

@@ -130,6 +130,8 @@ AS $$
      USING billing.tracked_tables AS t
      WHERE t.id = c.source_id AND t.relation = untrack_customers.relation
 $$;
+COMMENT ON FUNCTION billing.untrack_customers(regclass) IS
+    'Forgets which customer a tracked table''s messages belong to; its costs then belong to no customer.';
 
 -- After DDL on the table a customer source reads (its lookup table, or
 -- the tracked table itself for track_message_customers), or on a parent

@@ -9178,3 +9178,34 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Every user-facing function has a comment (support functions say which
+-- aggregate or type they serve).
+COMMENT ON FUNCTION billing.message_cost(text, bigint, bigint, timestamptz) IS
+    'Exact USD cost of one usage row at the prices in effect at `at`; NULL when it carries no usage or cannot be priced.';
+COMMENT ON FUNCTION billing.message_cost(jsonb) IS
+    'Exact USD cost of one message''s usage object (the data column) at today''s prices; NULL when it has no usage or cannot be priced.';
+COMMENT ON FUNCTION billing.message_cost(jsonb, timestamptz) IS
+    'Exact USD cost of one message''s usage object at the prices in effect at `at`; NULL when it has no usage or cannot be priced.';
+COMMENT ON FUNCTION billing.cost_state_in(cstring) IS 'Input function of billing.cost_state, the cost aggregates'' state.';
+COMMENT ON FUNCTION billing.cost_state_out(billing.cost_state) IS 'Output function of billing.cost_state, the cost aggregates'' state.';
+COMMENT ON FUNCTION billing.cost_state_recv(internal) IS 'Binary input function of billing.cost_state (parallel workers'' states).';
+COMMENT ON FUNCTION billing.cost_state_send(billing.cost_state) IS 'Binary output function of billing.cost_state (parallel workers'' states).';
+COMMENT ON FUNCTION billing.cost_state_combine(billing.cost_state, billing.cost_state) IS
+    'Combine function of the cost aggregates: adds two partial states (parallel workers, Citus shards).';
+COMMENT ON FUNCTION billing.openai_cost_trans(billing.cost_state, text, bigint, bigint) IS 'Transition function of billing.openai_cost(text, bigint, bigint).';
+COMMENT ON FUNCTION billing.openai_cost_trans(billing.cost_state, text, bigint, bigint, timestamptz) IS 'Transition function of billing.openai_cost(text, bigint, bigint, timestamptz).';
+COMMENT ON FUNCTION billing.openai_cost_trans(billing.cost_state, jsonb) IS 'Transition function of billing.openai_cost(jsonb).';
+COMMENT ON FUNCTION billing.openai_cost_trans(billing.cost_state, jsonb, timestamptz) IS 'Transition function of billing.openai_cost(jsonb, timestamptz).';
+COMMENT ON FUNCTION billing.openai_cost_final(billing.cost_state) IS 'Final function of billing.openai_cost: the exact sum, or NULL.';
+COMMENT ON FUNCTION billing.aws_cost_trans(billing.cost_state, text, numeric) IS 'Transition function of billing.aws_cost(text, numeric).';
+COMMENT ON FUNCTION billing.aws_cost_trans(billing.cost_state, text, numeric, timestamptz) IS 'Transition function of billing.aws_cost(text, numeric, timestamptz).';
+COMMENT ON FUNCTION billing.aws_cost_final(billing.cost_state) IS 'Final function of billing.aws_cost: the exact sum, or NULL.';
+COMMENT ON FUNCTION billing.resolve_model_price(text, timestamptz) IS
+    'The catalog row that prices a stored model name at `at` (its model and effective_from, after the name''s candidates: exact, undated, normalised), or NULL.';
+COMMENT ON FUNCTION billing.resolve_aws_price(text, timestamptz) IS
+    'The catalog row that prices an AWS service at `at` (its service and effective_from), or NULL.';
+COMMENT ON FUNCTION billing.untrack_profiles(regclass) IS
+    'Stops turning a profiles table''s counter increases into recorded usage; what was recorded stays.';
+COMMENT ON FUNCTION billing.untrack_customers(regclass) IS
+    'Forgets which customer a tracked table''s messages belong to; its costs then belong to no customer.';

@@ -126,6 +126,10 @@ SELECT month, statements FROM billing.issued_months ORDER BY month;
 COPY (SELECT * FROM billing.export_statement_lines('2026-11-01')) TO STDOUT WITH CSV HEADER;
 COPY (SELECT * FROM billing.export_costs('2026-10-01', '2026-12-01', 'month')) TO STDOUT WITH CSV HEADER;
 SELECT number, customer, month, usage_total, adjustments_total, total FROM billing.export_statements('2026-10-01');
+-- A month is given by its first day: another day is refused (it matched no
+-- statement, and the file was silently empty).
+SELECT count(*) FROM billing.export_statements('2026-11-15');
+SELECT count(*) FROM billing.export_statement_lines('2026-11-15');
 
 -- An ordinary role cannot change them either, nor issue.
 CREATE ROLE statement_reader;

@@ -4249,6 +4249,21 @@ CREATE POLICY as_customer ON billing.statement_lines AS RESTRICTIVE FOR SELECT
 -- CSV export: set-returning functions for COPY (SELECT ...) TO STDOUT WITH
 -- CSV HEADER and \copy (tools/export_month.sh writes a month's files).
 -- Amounts are numeric: their text is exact, every decimal kept.
+-- A month given by its first day, or NULL (every month): another day
+-- matched no statement, and the export was silently empty.
+CREATE FUNCTION billing._month_first_day(p_month date) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_month IS NOT NULL AND (NOT isfinite(p_month) OR p_month <> date_trunc('month', p_month)::date) THEN
+        RAISE EXCEPTION 'billing: a month is given by its first day, got %', p_month
+            USING ERRCODE = 'invalid_parameter_value', HINT = format('%s, say.', to_char(date_trunc('month', p_month), 'YYYY-MM-DD'));
+    END IF;
+    RETURN true;
+END
+$$;
+
 CREATE FUNCTION billing.export_statements(month date DEFAULT NULL)
 RETURNS TABLE (number text, customer text, month date, issued_at timestamptz, usage_total numeric,
                adjustments_total numeric, total numeric)
@@ -4258,7 +4273,7 @@ SET jit = off
 AS $$
     SELECT s.number, s.customer, s.month, s.issued_at, s.usage_total, s.adjustments_total, s.total
       FROM billing.statements AS s
-     WHERE $1 IS NULL OR s.month = $1
+     WHERE billing._month_first_day($1) AND ($1 IS NULL OR s.month = $1)
      ORDER BY s.id
 $$;
 COMMENT ON FUNCTION billing.export_statements(date) IS
@@ -4277,7 +4292,7 @@ AS $$
       FROM billing.statements AS s
       JOIN billing.statement_lines AS l ON l.statement_id = s.id
       LEFT JOIN billing.statements AS o ON o.id = l.adjusts
-     WHERE $1 IS NULL OR s.month = $1
+     WHERE billing._month_first_day($1) AND ($1 IS NULL OR s.month = $1)
      ORDER BY s.id, l.line
 $$;
 COMMENT ON FUNCTION billing.export_statement_lines(date) IS

@@ -46,6 +46,20 @@ SELECT services -> 'sqs' AS sqs FROM billing.monthly_history WHERE source = 'aws
 -- The app's counter: increases are e-mails, the monthly reset is ignored.
 CREATE TABLE profiles (id int PRIMARY KEY, type text, data jsonb);
 INSERT INTO profiles VALUES (1, 'owner', '{"emails_sent_this_month": 7}');
+-- Refused before anything is done: a blank service (the app's next counter
+-- increase then failed on aws_usage's check), a blank or NULL counter, no
+-- table; untracking a table not tracked.
+SELECT * FROM billing.track_profiles('profiles', service => '  ');
+SELECT * FROM billing.track_profiles('profiles', counter => ' ');
+SELECT * FROM billing.track_profiles('profiles', counter => NULL);
+SELECT * FROM billing.track_profiles(NULL);
+SELECT billing.untrack_profiles('profiles');
+SELECT billing.untrack_profiles(0);
+-- A service spelled otherwise is recorded as record_usage records it.
+BEGIN;
+SELECT tracked FROM billing.track_profiles('profiles', service => ' SES ');
+SELECT service FROM billing.tracked_profiles;
+ROLLBACK;
 SELECT * FROM billing.track_profiles('profiles');
 UPDATE profiles SET data = '{"emails_sent_this_month": 8}';
 UPDATE profiles SET data = '{"emails_sent_this_month": 10}';

@@ -171,6 +171,8 @@ SELECT lookup_key, customer_column FROM billing.customer_sources WHERE lookup = 
 SELECT customer, openai_cost FROM billing.costs('2026-10-01', '2026-11-01', customer => '42');
 DROP DOMAIN account_id CASCADE;
 SELECT billing.untrack_customers('chat_messages');
+-- Untracked already: an error, as untrack_messages gives.
+SELECT billing.untrack_customers('chat_messages');
 DROP TABLE chats_all;
 DROP DOMAIN account_id;
 SELECT billing.untrack_messages('chat_messages');

@@ -266,6 +266,31 @@ DECLARE
     kept jsonb;
     by_profile boolean;
 BEGIN
+    -- Every argument checked first: a blank service was accepted, and then
+    -- every increase of a counter failed the app's UPDATE on
+    -- aws_usage's check; a blank counter would never count anything.
+    IF relation IS NULL THEN
+        RAISE EXCEPTION 'billing: relation must be given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF counter IS NULL OR btrim(counter) = '' THEN
+        RAISE EXCEPTION 'billing: counter must name the member of the JSON column that counts e-mails, got %',
+                        coalesce(quote_literal(counter), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave it out for emails_sent_this_month.';
+    END IF;
+    IF data_column IS NULL THEN
+        RAISE EXCEPTION 'billing: data_column must be given' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Leave it out for data.';
+    END IF;
+    IF service IS NULL OR btrim(service) = '' THEN
+        RAISE EXCEPTION 'billing: service must be given' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Leave it out for ses.';
+    END IF;
+    -- (spelled as record_usage records it)
+    service := lower(btrim(service));
+    IF billing.resolve_aws_price(service, now()) IS NULL THEN
+        RAISE WARNING 'billing: AWS service "%" has no price in billing.aws_prices now: its e-mails are recorded, shown unpriced', service
+            USING HINT = 'Add its price to billing.aws_prices.';
+    END IF;
     IF EXISTS (SELECT 1 FROM billing.tracked_profiles AS tp WHERE tp.relation = track_profiles.relation) THEN
         RAISE EXCEPTION 'billing: table % is already tracked by track_profiles', relation
             USING ERRCODE = 'duplicate_object', HINT = 'billing.untrack_profiles() stops it.';
@@ -346,11 +371,21 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    legacy regprocedure := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
+    legacy regprocedure;
     customer_column name;
     followed name;   -- the data column the trigger follows (renamed with it)
     counter text := (SELECT tp.counter FROM billing.tracked_profiles AS tp WHERE tp.relation = untrack_profiles.relation);
 BEGIN
+    IF relation IS NULL THEN
+        RAISE EXCEPTION 'billing: relation must be given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    legacy := to_regprocedure(format('billing.%I()', 'track_profiles_' || relation::oid));
+    -- (as untrack_messages: a table never tracked, or untracked already, is
+    -- an error, not a silent success)
+    IF counter IS NULL AND legacy IS NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger AS g WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles') THEN
+        RAISE EXCEPTION 'billing: table % is not tracked by track_profiles', relation USING ERRCODE = 'undefined_object';
+    END IF;
     SELECT a.attname INTO followed
       FROM pg_trigger AS g JOIN pg_attribute AS a ON a.attrelid = g.tgrelid AND a.attnum = g.tgattr[0]
      WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles' AND g.tgparentid = 0;

@@ -122,13 +122,23 @@ COMMENT ON FUNCTION billing.track_customers(regclass, regclass, name, name) IS
     'The customer of a tracked table''s messages: lookup.customer_column of the row whose lookup_key is the message''s conversation, read when costs are read.';
 
 CREATE FUNCTION billing.untrack_customers(relation regclass) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
+BEGIN
+    IF relation IS NULL THEN
+        RAISE EXCEPTION 'billing: relation must be given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     DELETE FROM billing.customer_sources AS c
      USING billing.tracked_tables AS t
-     WHERE t.id = c.source_id AND t.relation = untrack_customers.relation
+     WHERE t.id = c.source_id AND t.relation = untrack_customers.relation;
+    -- (as untrack_messages: nothing to forget is an error, not a silent success)
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'billing: table % has no customer mapping', relation USING ERRCODE = 'undefined_object',
+              HINT = 'billing.track_customers() or billing.track_message_customers() makes one.';
+    END IF;
+END
 $$;
 COMMENT ON FUNCTION billing.untrack_customers(regclass) IS
     'Forgets which customer a tracked table''s messages belong to; its costs then belong to no customer.';

@@ -24,6 +24,18 @@ SELECT billing.dashboard(customer => 'u1', at => NULL);
 SELECT billing.dashboard(customer => 'u1', months => NULL);
 -- ('' names no customer)
 SELECT billing.dashboard(customer => '');
+SELECT billing.dashboard(customer => '   ');
+-- The same for the other reads of a range: NULL or reversed bounds, and a
+-- blank customer, returned no rows, as if there were no usage.
+SELECT count(*) FROM billing.history(NULL, '2026-12-01');
+SELECT count(*) FROM billing.history('2026-12-01', '2026-11-01');
+SELECT count(*) FROM billing.savings('2026-11-01', NULL);
+SELECT count(*) FROM billing.costs(NULL, '2026-12-01');
+SELECT count(*) FROM billing.costs('2026-11-01', '2026-12-01', 'month', '');
+SELECT count(*) FROM billing.export_costs('2026-11-01', '2026-12-01', 'month', '  ');
+SELECT billing.record_customer_usage('   ', 'ses', 1);
+-- (an empty range is not reversed: no rows)
+SELECT count(*) FROM billing.history('2026-12-01', '2026-12-01');
 
 -- Usage of a service the catalog does not price follows
 -- billing.unknown_service when it is recorded: kept with a warning (and

@@ -396,7 +396,7 @@ AS $$
 DECLARE
     new_id bigint;
 BEGIN
-    IF customer IS NULL OR customer = '' THEN
+    IF customer IS NULL OR btrim(customer) = '' THEN
         RAISE EXCEPTION 'billing: customer must be given' USING ERRCODE = 'invalid_parameter_value',
               HINT = 'billing.record_usage() records usage of no customer.';
     END IF;
@@ -761,7 +761,16 @@ DECLARE
     who text := coalesce(billing.current_customer(), p_customer);
     tz text := (SELECT s.value FROM billing.settings AS s WHERE s.name = 'month_time_zone');
 BEGIN
-    IF "from" IS NULL OR "to" IS NULL OR "to" <= "from" OR NOT billing._countable("from")
+    IF "from" IS NULL OR "to" IS NULL THEN
+        RAISE EXCEPTION 'billing: the range must be given, got % to %', coalesce("from"::text, 'NULL'),
+                        coalesce("to"::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- ('' or blanks name no customer: every customer is NULL)
+    IF btrim(p_customer) = '' THEN
+        RAISE EXCEPTION 'billing: customer must be given, or NULL for every customer' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF "to" <= "from" OR NOT billing._countable("from")
        OR NOT billing._countable("to" - interval '1 microsecond') THEN
         RAISE EXCEPTION 'billing: the range must have a start before its end, within the years 1 to 9999'
             USING ERRCODE = 'invalid_parameter_value';
@@ -1119,8 +1128,8 @@ DECLARE
     hist jsonb;
     conversations jsonb;
 BEGIN
-    -- ('' names no customer, as for record_customer_usage)
-    IF who IS NULL OR who = '' THEN
+    -- ('' or blanks name no customer, as for record_customer_usage)
+    IF who IS NULL OR btrim(who) = '' THEN
         RAISE EXCEPTION 'billing: customer must be given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF period_start IS NULL OR period_end IS NULL THEN

@@ -122,6 +122,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM billing._range_given(p_from, p_to);
     -- First, so that a role without the grants gets the readers' error.
     PERFORM billing._require_reader();
     RETURN QUERY

@@ -3,6 +3,23 @@
 -- as one customer and customers named by messages add to them.
 -- Relies on reads.sql, aws_usage.sql and customers.sql (loaded after them).
 
+-- A range read by history() and savings(): both ends given, the start not
+-- after the end (NULL or a reversed range read nothing, and returned no
+-- rows, as if there were no usage).
+CREATE FUNCTION billing._range_given(p_from timestamptz, p_to timestamptz) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_from IS NULL OR p_to IS NULL OR p_to < p_from THEN
+        RAISE EXCEPTION 'billing: the range must have a start not after its end, got % to %',
+                        coalesce(p_from::text, 'NULL'), coalesce(p_to::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- One row per month and cost source ('openai', 'aws'), for every month with
 -- usage; read as one customer (the setting billing.customer), that
 -- customer's months (its conversations' usage, its recorded AWS usage).
@@ -20,7 +37,7 @@ AS $$
            billing._sat(sum(m.cached_tokens)), billing._sat(sum(m.estimated_prompt::numeric + m.estimated_completion)),
            billing._sat(sum(m.unpriced_tokens)), NULL::numeric, NULL::jsonb
       FROM billing._usage_by_model(p_from, p_to) AS m
-     WHERE billing.current_customer() IS NULL
+     WHERE billing._range_given(p_from, p_to) AND billing.current_customer() IS NULL
      GROUP BY m.month
     UNION ALL
     SELECT a.month, 'aws', sum(a.cost),
@@ -30,7 +47,7 @@ AS $$
            coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
            jsonb_object_agg(a.service, billing._aws_service_entry(a.quantity, a.cost, a.unpriced_quantity, a.basis))
       FROM billing._aws_usage_by_service(p_from, p_to) AS a
-     WHERE billing.current_customer() IS NULL
+     WHERE billing._range_given(p_from, p_to) AND billing.current_customer() IS NULL
      GROUP BY a.month
     UNION ALL
     SELECT c.month, 'openai', c.openai_cost,
@@ -38,13 +55,13 @@ AS $$
            c.messages, billing._sat(c.prompt_tokens), billing._sat(c.completion_tokens), billing._sat(c.cached_tokens),
            billing._sat(c.estimated_tokens), billing._sat(c.unpriced_tokens), NULL::numeric, NULL::jsonb
       FROM billing._customer_months(p_from, p_to, billing.current_customer()) AS c
-     WHERE billing.current_customer() IS NOT NULL AND c.messages <> 0
+     WHERE billing._range_given(p_from, p_to) AND billing.current_customer() IS NOT NULL AND c.messages <> 0
     UNION ALL
     SELECT a.month, 'aws', sum(a.cost), 'estimate', NULL, NULL, NULL, NULL, NULL, NULL,
            coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
            jsonb_object_agg(a.service, billing._aws_service_entry(a.quantity, a.cost, a.unpriced_quantity, 'estimate'))
       FROM billing._aws_by_customer(p_from, p_to, billing.current_customer()) AS a
-     WHERE billing.current_customer() IS NOT NULL
+     WHERE billing._range_given(p_from, p_to) AND billing.current_customer() IS NOT NULL
      GROUP BY a.month
 $$;
 COMMENT ON FUNCTION billing.history(timestamptz, timestamptz) IS

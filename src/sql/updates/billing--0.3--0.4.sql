@@ -2536,6 +2536,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM billing._range_given(p_from, p_to);
     -- First, so that a role without the grants gets the readers' error.
     PERFORM billing._require_reader();
     RETURN QUERY
@@ -3303,7 +3304,7 @@ AS $$
 DECLARE
     new_id bigint;
 BEGIN
-    IF customer IS NULL OR customer = '' THEN
+    IF customer IS NULL OR btrim(customer) = '' THEN
         RAISE EXCEPTION 'billing: customer must be given' USING ERRCODE = 'invalid_parameter_value',
               HINT = 'billing.record_usage() records usage of no customer.';
     END IF;
@@ -3581,7 +3582,16 @@ DECLARE
     who text := coalesce(billing.current_customer(), p_customer);
     tz text := (SELECT s.value FROM billing.settings AS s WHERE s.name = 'month_time_zone');
 BEGIN
-    IF "from" IS NULL OR "to" IS NULL OR "to" <= "from" OR NOT billing._countable("from")
+    IF "from" IS NULL OR "to" IS NULL THEN
+        RAISE EXCEPTION 'billing: the range must be given, got % to %', coalesce("from"::text, 'NULL'),
+                        coalesce("to"::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- ('' or blanks name no customer: every customer is NULL)
+    IF btrim(p_customer) = '' THEN
+        RAISE EXCEPTION 'billing: customer must be given, or NULL for every customer' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF "to" <= "from" OR NOT billing._countable("from")
        OR NOT billing._countable("to" - interval '1 microsecond') THEN
         RAISE EXCEPTION 'billing: the range must have a start before its end, within the years 1 to 9999'
             USING ERRCODE = 'invalid_parameter_value';
@@ -3776,6 +3786,23 @@ CREATE POLICY as_customer ON billing.aws_usage_patterns AS RESTRICTIVE FOR SELEC
 -- One row per month and cost source ('openai', 'aws'), for every month with
 -- usage; read as one customer (the setting billing.customer), that
 -- customer's months (its conversations' usage, its recorded AWS usage).
+-- A range read by history() and savings(): both ends given, the start not
+-- after the end (NULL or a reversed range read nothing, and returned no
+-- rows, as if there were no usage).
+CREATE FUNCTION billing._range_given(p_from timestamptz, p_to timestamptz) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_from IS NULL OR p_to IS NULL OR p_to < p_from THEN
+        RAISE EXCEPTION 'billing: the range must have a start not after its end, got % to %',
+                        coalesce(p_from::text, 'NULL'), coalesce(p_to::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN true;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION billing.history(p_from timestamptz DEFAULT '-infinity', p_to timestamptz DEFAULT 'infinity')
 RETURNS TABLE (month date, source text, cost numeric, basis text, messages bigint, prompt_tokens bigint,
                completion_tokens bigint, cached_tokens bigint, estimated_tokens bigint,
@@ -3790,7 +3817,7 @@ AS $$
            billing._sat(sum(m.cached_tokens)), billing._sat(sum(m.estimated_prompt::numeric + m.estimated_completion)),
            billing._sat(sum(m.unpriced_tokens)), NULL::numeric, NULL::jsonb
       FROM billing._usage_by_model(p_from, p_to) AS m
-     WHERE billing.current_customer() IS NULL
+     WHERE billing._range_given(p_from, p_to) AND billing.current_customer() IS NULL
      GROUP BY m.month
     UNION ALL
     SELECT a.month, 'aws', sum(a.cost),
@@ -3800,7 +3827,7 @@ AS $$
            coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
            jsonb_object_agg(a.service, billing._aws_service_entry(a.quantity, a.cost, a.unpriced_quantity, a.basis))
       FROM billing._aws_usage_by_service(p_from, p_to) AS a
-     WHERE billing.current_customer() IS NULL
+     WHERE billing._range_given(p_from, p_to) AND billing.current_customer() IS NULL
      GROUP BY a.month
     UNION ALL
     SELECT c.month, 'openai', c.openai_cost,
@@ -3808,13 +3835,13 @@ AS $$
            c.messages, billing._sat(c.prompt_tokens), billing._sat(c.completion_tokens), billing._sat(c.cached_tokens),
            billing._sat(c.estimated_tokens), billing._sat(c.unpriced_tokens), NULL::numeric, NULL::jsonb
       FROM billing._customer_months(p_from, p_to, billing.current_customer()) AS c
-     WHERE billing.current_customer() IS NOT NULL AND c.messages <> 0
+     WHERE billing._range_given(p_from, p_to) AND billing.current_customer() IS NOT NULL AND c.messages <> 0
     UNION ALL
     SELECT a.month, 'aws', sum(a.cost), 'estimate', NULL, NULL, NULL, NULL, NULL, NULL,
            coalesce(sum(a.quantity) FILTER (WHERE a.service = 'ses'), 0),
            jsonb_object_agg(a.service, billing._aws_service_entry(a.quantity, a.cost, a.unpriced_quantity, 'estimate'))
       FROM billing._aws_by_customer(p_from, p_to, billing.current_customer()) AS a
-     WHERE billing.current_customer() IS NOT NULL
+     WHERE billing._range_given(p_from, p_to) AND billing.current_customer() IS NOT NULL
      GROUP BY a.month
 $$;
 
@@ -4573,8 +4600,8 @@ DECLARE
     hist jsonb;
     conversations jsonb;
 BEGIN
-    -- ('' names no customer, as for record_customer_usage)
-    IF who IS NULL OR who = '' THEN
+    -- ('' or blanks name no customer, as for record_customer_usage)
+    IF who IS NULL OR btrim(who) = '' THEN
         RAISE EXCEPTION 'billing: customer must be given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF period_start IS NULL OR period_end IS NULL THEN

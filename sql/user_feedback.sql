@@ -36,6 +36,21 @@ SELECT count(*) FROM billing.export_costs('2026-11-01', '2026-12-01', 'month', '
 SELECT billing.record_customer_usage('   ', 'ses', 1);
 -- (an empty range is not reversed: no rows)
 SELECT count(*) FROM billing.history('2026-12-01', '2026-12-01');
+-- Arguments of the writing functions, refused with what is wrong: no
+-- table, NULL for backfill, one column named twice (PostgreSQL's bare
+-- "specified more than once" before), a time outside the years 1 to 9999
+-- (recorded before, in a month with no end), an alert id that names no
+-- alert, a NULL worker.
+CREATE TABLE feedback_twice (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamptz);
+SELECT * FROM billing.track_messages(NULL);
+SELECT * FROM billing.track_messages(0);
+SELECT * FROM billing.track_messages('feedback_twice', backfill => NULL);
+SELECT * FROM billing.track_messages('feedback_twice', role_column => 'content');
+DROP TABLE feedback_twice;
+SELECT billing.record_usage('ses', 1, '10000-03-01');
+SELECT billing.record_usage('ses', 1, '0002-03-01 BC');
+SELECT billing.alert_failed(-1, 'w', 'error', '1 minute');
+SELECT billing.alert_delivered(-1, NULL);
 
 -- Usage of a service the catalog does not price follows
 -- billing.unknown_service when it is recorded: kept with a warning (and

@@ -64,17 +64,21 @@ BEGIN
         RAISE EXCEPTION 'billing: quantity has more than 6 decimals: %', quantity
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF at IS NULL OR NOT isfinite(at) THEN
-        RAISE EXCEPTION 'billing: at must be a finite time' USING ERRCODE = 'invalid_parameter_value';
+    -- (the years billing counts months in: a time in the year 10000 or BC
+    -- was recorded, and shown in a month with no end or no era)
+    IF at IS NULL OR NOT isfinite(at) OR NOT billing._countable(at) THEN
+        RAISE EXCEPTION 'billing: at must be a finite time within the years 1 to 9999, got %', coalesce(at::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF policy <> 'ignore' AND billing.resolve_aws_price(lower(btrim(service)), at) IS NULL THEN
         IF policy = 'error' THEN
-            RAISE EXCEPTION 'billing: AWS service "%" has no price in billing.aws_prices at that time', lower(btrim(service))
+            RAISE EXCEPTION 'billing: AWS service "%" has no price in billing.aws_prices at that time',
+                            CASE WHEN length(service) > 60 THEN left(lower(btrim(service)), 60) || '...' ELSE lower(btrim(service)) END
                 USING ERRCODE = 'undefined_object',
                       HINT = 'Add its price to billing.aws_prices, or SET billing.unknown_service = warn to record it unpriced.';
         END IF;
         RAISE WARNING 'billing: AWS service "%" has no price in billing.aws_prices at that time: recorded, shown unpriced',
-                      lower(btrim(service))
+                      CASE WHEN length(service) > 60 THEN left(lower(btrim(service)), 60) || '...' ELSE lower(btrim(service)) END
             USING HINT = 'Add its price to billing.aws_prices; the setting billing.unknown_service decides whether such usage is kept.';
     END IF;
     INSERT INTO billing.aws_usage (service, quantity, at, note)

@@ -625,6 +625,20 @@ $$;
 -- alert delivers it again; the alert's id is the idempotency key. The
 -- three functions run as the extension's owner and are executable only by
 -- the roles granted them, so the delivering role needs no table access.
+-- The delivering program's name, as claim_alerts, alert_delivered and
+-- alert_failed take it (the last two took NULL or blanks).
+CREATE FUNCTION billing._check_worker(p_function text, p_worker text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_worker IS NULL OR btrim(p_worker) = '' OR length(p_worker) > 200 THEN
+        RAISE EXCEPTION '%: worker must name the delivering program (1 to 200 characters)', p_function
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION billing.claim_alerts(worker text, max_alerts integer DEFAULT 10,
                                      lease interval DEFAULT '60 seconds')
 RETURNS TABLE (id bigint, budget text, scope text, threshold numeric, period date, spent numeric,
@@ -633,10 +647,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF worker IS NULL OR btrim(worker) = '' OR length(worker) > 200 THEN
-        RAISE EXCEPTION 'billing.claim_alerts: worker must name the delivering program (1 to 200 characters)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM billing._check_worker('billing.claim_alerts', worker);
     IF max_alerts IS NULL OR max_alerts < 1 OR max_alerts > 1000 THEN
         RAISE EXCEPTION 'billing.claim_alerts: max_alerts must be between 1 and 1000, got %', coalesce(max_alerts::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
@@ -672,6 +683,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM billing._check_worker('billing.alert_delivered', worker);
     UPDATE billing.alerts AS a
        SET delivered_at = clock_timestamp(), claimed_by = worker, next_attempt_at = NULL
      WHERE a.id = alert_id AND a.delivered_at IS NULL;
@@ -694,9 +706,15 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM billing._check_worker('billing.alert_failed', worker);
     IF retry_after IS NULL OR retry_after < interval '0' OR retry_after > interval '1 day' THEN
         RAISE EXCEPTION 'billing.alert_failed: retry_after must be between 0 and 1 day, got %', coalesce(retry_after::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- (an alert id that names no alert is an error, as for alert_delivered)
+    IF NOT EXISTS (SELECT 1 FROM billing.alerts AS a WHERE a.id = alert_id) THEN
+        RAISE EXCEPTION 'billing.alert_failed: no alert has id %', coalesce(alert_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found';
     END IF;
     UPDATE billing.alerts AS a
        SET last_error = left(coalesce(error, 'unknown error'), 2000),

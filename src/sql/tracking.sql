@@ -371,9 +371,33 @@ DECLARE
     started timestamptz := clock_timestamp();
     missing_param text;
     missing_col name;
+    twice record;
 BEGIN
+    IF relation IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = relation) THEN
+        RAISE EXCEPTION 'billing: relation must name a table, got %', coalesce(relation::oid::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF backfill IS NULL THEN
+        RAISE EXCEPTION 'billing: backfill must be true or false, got NULL' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Leave it out for true.';
+    END IF;
     IF EXISTS (SELECT 1 FROM billing.tracked_tables tt WHERE tt.relation = track_messages.relation) THEN
         RAISE EXCEPTION 'billing: table % is already tracked', relation USING ERRCODE = 'duplicate_object';
+    END IF;
+    -- (one column for two roles: PostgreSQL's bare "column ... specified
+    -- more than once" from the trigger billing makes)
+    SELECT p1.param AS a, p2.param AS b, p1.col INTO twice
+      FROM (VALUES (1, 'id_column', id_column), (2, 'conversation_column', conversation_column),
+                   (3, 'role_column', role_column), (4, 'content_column', content_column),
+                   (5, 'data_column', data_column), (6, 'created_at_column', created_at_column)) AS p1(n, param, col)
+      JOIN (VALUES (1, 'id_column', id_column), (2, 'conversation_column', conversation_column),
+                   (3, 'role_column', role_column), (4, 'content_column', content_column),
+                   (5, 'data_column', data_column), (6, 'created_at_column', created_at_column)) AS p2(n, param, col)
+        ON p2.col = p1.col AND p2.n > p1.n
+     ORDER BY p1.n, p2.n LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'billing: % and % both name column %', twice.a, twice.b, quote_ident(twice.col)
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Each parameter names a column of its own.';
     END IF;
     PERFORM billing._check_trackable(relation);
     -- (a column that is not there: the error names the parameter that names it)

@@ -1390,17 +1390,21 @@ BEGIN
         RAISE EXCEPTION 'billing: quantity has more than 6 decimals: %', quantity
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF at IS NULL OR NOT isfinite(at) THEN
-        RAISE EXCEPTION 'billing: at must be a finite time' USING ERRCODE = 'invalid_parameter_value';
+    -- (the years billing counts months in: a time in the year 10000 or BC
+    -- was recorded, and shown in a month with no end or no era)
+    IF at IS NULL OR NOT isfinite(at) OR NOT billing._countable(at) THEN
+        RAISE EXCEPTION 'billing: at must be a finite time within the years 1 to 9999, got %', coalesce(at::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF policy <> 'ignore' AND billing.resolve_aws_price(lower(btrim(service)), at) IS NULL THEN
         IF policy = 'error' THEN
-            RAISE EXCEPTION 'billing: AWS service "%" has no price in billing.aws_prices at that time', lower(btrim(service))
+            RAISE EXCEPTION 'billing: AWS service "%" has no price in billing.aws_prices at that time',
+                            CASE WHEN length(service) > 60 THEN left(lower(btrim(service)), 60) || '...' ELSE lower(btrim(service)) END
                 USING ERRCODE = 'undefined_object',
                       HINT = 'Add its price to billing.aws_prices, or SET billing.unknown_service = warn to record it unpriced.';
         END IF;
         RAISE WARNING 'billing: AWS service "%" has no price in billing.aws_prices at that time: recorded, shown unpriced',
-                      lower(btrim(service))
+                      CASE WHEN length(service) > 60 THEN left(lower(btrim(service)), 60) || '...' ELSE lower(btrim(service)) END
             USING HINT = 'Add its price to billing.aws_prices; the setting billing.unknown_service decides whether such usage is kept.';
     END IF;
     INSERT INTO billing.aws_usage (service, quantity, at, note)
@@ -2312,6 +2316,20 @@ $$;
 -- alert delivers it again; the alert's id is the idempotency key. The
 -- three functions run as the extension's owner and are executable only by
 -- the roles granted them, so the delivering role needs no table access.
+-- The delivering program's name, as claim_alerts, alert_delivered and
+-- alert_failed take it (the last two took NULL or blanks).
+CREATE FUNCTION billing._check_worker(p_function text, p_worker text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_worker IS NULL OR btrim(p_worker) = '' OR length(p_worker) > 200 THEN
+        RAISE EXCEPTION '%: worker must name the delivering program (1 to 200 characters)', p_function
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION billing.claim_alerts(worker text, max_alerts integer DEFAULT 10,
                                      lease interval DEFAULT '60 seconds')
 RETURNS TABLE (id bigint, budget text, scope text, threshold numeric, period date, spent numeric,
@@ -2320,10 +2338,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF worker IS NULL OR btrim(worker) = '' OR length(worker) > 200 THEN
-        RAISE EXCEPTION 'billing.claim_alerts: worker must name the delivering program (1 to 200 characters)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM billing._check_worker('billing.claim_alerts', worker);
     IF max_alerts IS NULL OR max_alerts < 1 OR max_alerts > 1000 THEN
         RAISE EXCEPTION 'billing.claim_alerts: max_alerts must be between 1 and 1000, got %', coalesce(max_alerts::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
@@ -2359,6 +2374,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM billing._check_worker('billing.alert_delivered', worker);
     UPDATE billing.alerts AS a
        SET delivered_at = clock_timestamp(), claimed_by = worker, next_attempt_at = NULL
      WHERE a.id = alert_id AND a.delivered_at IS NULL;
@@ -2381,9 +2397,15 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM billing._check_worker('billing.alert_failed', worker);
     IF retry_after IS NULL OR retry_after < interval '0' OR retry_after > interval '1 day' THEN
         RAISE EXCEPTION 'billing.alert_failed: retry_after must be between 0 and 1 day, got %', coalesce(retry_after::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- (an alert id that names no alert is an error, as for alert_delivered)
+    IF NOT EXISTS (SELECT 1 FROM billing.alerts AS a WHERE a.id = alert_id) THEN
+        RAISE EXCEPTION 'billing.alert_failed: no alert has id %', coalesce(alert_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found';
     END IF;
     UPDATE billing.alerts AS a
        SET last_error = left(coalesce(error, 'unknown error'), 2000),
@@ -5240,9 +5262,33 @@ DECLARE
     started timestamptz := clock_timestamp();
     missing_param text;
     missing_col name;
+    twice record;
 BEGIN
+    IF relation IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = relation) THEN
+        RAISE EXCEPTION 'billing: relation must name a table, got %', coalesce(relation::oid::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF backfill IS NULL THEN
+        RAISE EXCEPTION 'billing: backfill must be true or false, got NULL' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Leave it out for true.';
+    END IF;
     IF EXISTS (SELECT 1 FROM billing.tracked_tables tt WHERE tt.relation = track_messages.relation) THEN
         RAISE EXCEPTION 'billing: table % is already tracked', relation USING ERRCODE = 'duplicate_object';
+    END IF;
+    -- (one column for two roles: PostgreSQL's bare "column ... specified
+    -- more than once" from the trigger billing makes)
+    SELECT p1.param AS a, p2.param AS b, p1.col INTO twice
+      FROM (VALUES (1, 'id_column', id_column), (2, 'conversation_column', conversation_column),
+                   (3, 'role_column', role_column), (4, 'content_column', content_column),
+                   (5, 'data_column', data_column), (6, 'created_at_column', created_at_column)) AS p1(n, param, col)
+      JOIN (VALUES (1, 'id_column', id_column), (2, 'conversation_column', conversation_column),
+                   (3, 'role_column', role_column), (4, 'content_column', content_column),
+                   (5, 'data_column', data_column), (6, 'created_at_column', created_at_column)) AS p2(n, param, col)
+        ON p2.col = p1.col AND p2.n > p1.n
+     ORDER BY p1.n, p2.n LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'billing: % and % both name column %', twice.a, twice.b, quote_ident(twice.col)
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Each parameter names a column of its own.';
     END IF;
     PERFORM billing._check_trackable(relation);
     -- (a column that is not there: the error names the parameter that names it)

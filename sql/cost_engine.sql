@@ -91,6 +91,14 @@ SELECT billing.openai_cost(d) AS cost
   FROM (VALUES ('{"model": "gpt-4o", "tokens": 1500000,
                   "usage": {"prompt_tokens": 1000000, "completion_tokens": 500000}}'::jsonb)) AS v(d);
 
+-- usage_cost, the rule of the ledger's rows: a take-back (every count
+-- negative) costs minus the row, -0.00075; cached tokens beside no prompt
+-- are refused as beside any smaller prompt; the smallest bigint has no
+-- negation (out of range, not of the wrong sign).
+SELECT billing.usage_cost('gpt-4o', -100, -50, 0, '2026-11-01') AS take_back;
+SELECT billing.usage_cost('gpt-4o', 0, 0, 5, '2026-11-01');
+SELECT billing.usage_cost('gpt-4o', -9223372036854775808, -1, 0, '2026-11-01');
+
 -- Counts near the bigint limit stay exact:
 -- 9223372036854775807 x $2.50/1M = 23058430092136.9394... exactly 23058430092136.9395175
 SELECT billing.openai_cost('gpt-4o', 9223372036854775807, 0) AS cost;

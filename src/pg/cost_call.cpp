@@ -214,8 +214,11 @@ Datum atto_to_numeric(Atto v) {
 bool unsign_token_counts(int64* prompt, int64* completion, int64* cached) {
   const bool negative = *prompt < 0 || *completion < 0 || *cached < 0;
   if (negative) {
-    if (*prompt > 0 || *completion > 0 || *cached > 0 || *prompt == PG_INT64_MIN || *completion == PG_INT64_MIN ||
-        *cached == PG_INT64_MIN)
+    // (the smallest bigint has no negation: out of range, not of the wrong sign)
+    if (*prompt == PG_INT64_MIN || *completion == PG_INT64_MIN || *cached == PG_INT64_MIN)
+      ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                      errmsg("billing: a token count of %lld is out of range", static_cast<long long>(PG_INT64_MIN))));
+    if (*prompt > 0 || *completion > 0 || *cached > 0)
       ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                       errmsg("billing: token counts of one row must all have the same sign")));
     *prompt = -*prompt;

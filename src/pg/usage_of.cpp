@@ -90,8 +90,9 @@ extern "C" Datum usage_cost(PG_FUNCTION_ARGS) {
   int64 prompt = PG_GETARG_INT64(1);
   int64 completion = PG_GETARG_INT64(2);
   int64 cached = PG_GETARG_INT64(3);
-  if (prompt == 0 && completion == 0) return atto_to_numeric(0);
+  // (checked first: cached tokens beside no prompt were costed 0)
   const bool negative = unsign_token_counts(&prompt, &completion, &cached);
+  if (prompt == 0 && completion == 0) return atto_to_numeric(0);
   CostCall* call = cost_call(fcinfo);
   text* model = PG_GETARG_TEXT_PP(0);
   const ModelResolution& r = resolve_model_cached(fcinfo, call, VARDATA_ANY(model), VARSIZE_ANY_EXHDR(model));

@@ -173,6 +173,11 @@ DROP DOMAIN account_id CASCADE;
 SELECT billing.untrack_customers('chat_messages');
 -- Untracked already: an error, as untrack_messages gives.
 SELECT billing.untrack_customers('chat_messages');
+-- NULL arguments are named (they were an error about formatting a NULL
+-- identifier); a blank data member is refused as '' is.
+SELECT billing.track_customers('chat_messages', 'chats', NULL);
+SELECT billing.track_customers('chat_messages', NULL);
+SELECT billing.track_message_customers('chat_messages', data_member => '   ');
 DROP TABLE chats_all;
 DROP DOMAIN account_id;
 SELECT billing.untrack_messages('chat_messages');

@@ -98,6 +98,12 @@ AS $$
 DECLARE
     sid smallint;
 BEGIN
+    IF lookup IS NULL OR lookup_key IS NULL OR customer_column IS NULL THEN
+        RAISE EXCEPTION 'billing: lookup, lookup_key and customer_column must be given, got %, %, %',
+                        coalesce(lookup::text, 'NULL'), coalesce(quote_ident(lookup_key), 'NULL'),
+                        coalesce(quote_ident(customer_column), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     SELECT t.id INTO sid FROM billing.tracked_tables AS t WHERE t.relation = track_customers.relation;
     IF sid IS NULL THEN
         RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object',
@@ -218,7 +224,7 @@ BEGIN
         RAISE EXCEPTION 'billing: table % is not tracked', relation USING ERRCODE = 'undefined_object',
               HINT = 'billing.track_messages() starts tracking it.';
     END IF;
-    IF (customer_column IS NULL) = (data_member IS NULL) OR data_member = '' THEN
+    IF (customer_column IS NULL) = (data_member IS NULL) OR btrim(data_member) = '' THEN
         RAISE EXCEPTION 'billing: give either customer_column or data_member'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'customer_column: a column of the table names the customer; data_member: a member of its data does. Nothing was changed.';
@@ -1355,6 +1361,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF customer_column IS NULL THEN
+        RAISE EXCEPTION 'billing: customer_column must be given' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Leave it out for id.';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger AS g WHERE g.tgrelid = relation AND g.tgname = 'billing_track_profiles') THEN
         RAISE EXCEPTION 'billing: table % is not tracked by track_profiles', relation USING ERRCODE = 'undefined_object',
               HINT = 'billing.track_profiles() starts tracking it.';

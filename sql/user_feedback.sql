@@ -51,6 +51,11 @@ SELECT billing.record_usage('ses', 1, '10000-03-01');
 SELECT billing.record_usage('ses', 1, '0002-03-01 BC');
 SELECT billing.alert_failed(-1, 'w', 'error', '1 minute');
 SELECT billing.alert_delivered(-1, NULL);
+-- The jobs listed for a schedule given as NULL or blank: refused, as
+-- schedule_maintenance refuses it (a job with no schedule was listed).
+SELECT count(*) FROM billing.maintenance_jobs(NULL);
+SELECT count(*) FROM billing.maintenance_jobs(' ');
+SELECT job, schedule FROM billing.maintenance_jobs('*/2 * * * *') WHERE job = 'billing-merge';
 
 -- Usage of a service the catalog does not price follows
 -- billing.unknown_service when it is recorded: kept with a warning (and

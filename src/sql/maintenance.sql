@@ -22,6 +22,21 @@
 --   mapping, a profiles column or AWS usage of a customer): issuing a month
 --   records it as issued, and months issued with no customer would turn all
 --   their usage into adjustments once customers are tracked.
+-- The merge job's schedule, as maintenance_jobs and schedule_maintenance
+-- take it: given and not blank (pg_cron checks the rest when it schedules).
+CREATE FUNCTION billing._check_schedule(p_function text, p_schedule text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_schedule IS NULL OR btrim(p_schedule) = '' THEN
+        RAISE EXCEPTION '%: merge_schedule must be a cron schedule such as ''* * * * *''', p_function
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN true;
+END
+$$;
+
 CREATE FUNCTION billing.maintenance_jobs(merge_schedule text DEFAULT '* * * * *')
 RETURNS TABLE (job text, schedule text, command text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -36,6 +51,7 @@ AS $$
                     'OR EXISTS (SELECT FROM billing.aws_usage WHERE customer IS NOT NULL) THEN '
                     'PERFORM billing.issue_statements((billing.month_of(now()) - interval ''1 month'')::date); END IF; END $j$'))
            AS j(o, job, schedule, command)
+     WHERE billing._check_schedule('billing.maintenance_jobs', merge_schedule)
      ORDER BY j.o
 $$;
 COMMENT ON FUNCTION billing.maintenance_jobs(text) IS
@@ -95,10 +111,7 @@ AS $$
 DECLARE
     j record;
 BEGIN
-    IF merge_schedule IS NULL OR btrim(merge_schedule) = '' THEN
-        RAISE EXCEPTION 'billing.schedule_maintenance: merge_schedule must be a cron schedule such as ''* * * * *'''
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM billing._check_schedule('billing.schedule_maintenance', merge_schedule);
     PERFORM billing._require_pg_cron();
     FOR j IN SELECT * FROM billing.maintenance_jobs(merge_schedule) LOOP
         job := j.job || ':' || current_database();

@@ -25,6 +25,11 @@ SELECT billing.dashboard(customer => 'u1', months => NULL);
 -- ('' names no customer)
 SELECT billing.dashboard(customer => '');
 SELECT billing.dashboard(customer => '   ');
+SELECT billing.dashboard(6, 50, 'infinity');
+-- A history that reaches before the year 1 says so: December 1 BC, then
+-- January of the year 1.
+SELECT billing.dashboard(2, 0, '0001-01-15') -> 'history' -> 0 ->> 'month' AS first,
+       billing.dashboard(2, 0, '0001-01-15') -> 'history' -> 1 ->> 'month' AS second;
 -- The same for the other reads of a range: NULL or reversed bounds, and a
 -- blank customer, returned no rows, as if there were no usage.
 SELECT count(*) FROM billing.history(NULL, '2026-12-01');

@@ -782,7 +782,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF group_by IS NULL OR group_by NOT IN ('day', 'month') THEN
-        RAISE EXCEPTION 'billing: group_by must be ''day'' or ''month'', got %', coalesce(quote_literal(group_by), 'NULL')
+        RAISE EXCEPTION 'billing: group_by must be ''day'' or ''month'', got %',
+                        coalesce(quote_literal(CASE WHEN length(group_by) > 60 THEN left(group_by, 60) || '...' ELSE group_by END), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF billing.current_customer() IS NOT NULL AND p_customer IS NOT NULL
@@ -1202,7 +1203,8 @@ BEGIN
     aws := aws || jsonb_build_object('source', 'estimate');
 
     SELECT jsonb_agg(jsonb_build_object(
-               'month', to_char(g.m, 'YYYY-MM'),
+               -- (a month before the year 1 says so: 0001-12 BC comes before 0001-01)
+               'month', to_char(g.m, 'YYYY-MM') || CASE WHEN g.m < '0001-01-01' THEN ' BC' ELSE '' END,
                'openai', o.cost, 'aws', a.cost, 'total', o.cost + a.cost)
              ORDER BY g.m)
       INTO hist

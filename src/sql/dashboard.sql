@@ -93,9 +93,9 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF at IS NULL THEN
-        RAISE EXCEPTION 'billing: at must be a time, got NULL' USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'Leave it out for the current month.';
+    IF at IS NULL OR NOT isfinite(at) THEN
+        RAISE EXCEPTION 'billing: at must be a finite time, got %', coalesce(at::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave it out for the current month.';
     END IF;
 END
 $$;
@@ -213,7 +213,8 @@ BEGIN
          GROUP BY a.month
     )
     SELECT jsonb_agg(jsonb_build_object(
-               'month', to_char(g.m, 'YYYY-MM'),
+               -- (a month before the year 1 says so: 0001-12 BC comes before 0001-01)
+               'month', to_char(g.m, 'YYYY-MM') || CASE WHEN g.m < '0001-01-01' THEN ' BC' ELSE '' END,
                'openai', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'openai'), 0),
                'aws', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m AND h.source = 'aws'), 0),
                'total', coalesce((SELECT sum(h.cost) FROM h WHERE h.month = g.m), 0))

@@ -5300,21 +5300,6 @@ BEGIN
     IF EXISTS (SELECT 1 FROM billing.tracked_tables tt WHERE tt.relation = track_messages.relation) THEN
         RAISE EXCEPTION 'billing: table % is already tracked', relation USING ERRCODE = 'duplicate_object';
     END IF;
-    -- (one column for two roles: PostgreSQL's bare "column ... specified
-    -- more than once" from the trigger billing makes)
-    SELECT p1.param AS a, p2.param AS b, p1.col INTO twice
-      FROM (VALUES (1, 'id_column', id_column), (2, 'conversation_column', conversation_column),
-                   (3, 'role_column', role_column), (4, 'content_column', content_column),
-                   (5, 'data_column', data_column), (6, 'created_at_column', created_at_column)) AS p1(n, param, col)
-      JOIN (VALUES (1, 'id_column', id_column), (2, 'conversation_column', conversation_column),
-                   (3, 'role_column', role_column), (4, 'content_column', content_column),
-                   (5, 'data_column', data_column), (6, 'created_at_column', created_at_column)) AS p2(n, param, col)
-        ON p2.col = p1.col AND p2.n > p1.n
-     ORDER BY p1.n, p2.n LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'billing: % and % both name column %', twice.a, twice.b, quote_ident(twice.col)
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Each parameter names a column of its own.';
-    END IF;
     PERFORM billing._check_trackable(relation);
     -- (a column that is not there: the error names the parameter that names it)
     SELECT p.param, p.col INTO missing_param, missing_col
@@ -5335,6 +5320,22 @@ BEGIN
     -- Every column exists and has a type billing reads (else an error that
     -- names it, and nothing is kept).
     PERFORM billing._row_reader(t, 'NEW');
+    -- One column for two roles: PostgreSQL's bare "column ... specified
+    -- more than once" from the trigger billing makes. (After the type
+    -- checks, which say more.)
+    SELECT p1.param AS a, p2.param AS b, p1.col INTO twice
+      FROM (VALUES (1, 'id_column', id_column), (2, 'conversation_column', conversation_column),
+                   (3, 'role_column', role_column), (4, 'content_column', content_column),
+                   (5, 'data_column', data_column), (6, 'created_at_column', created_at_column)) AS p1(n, param, col)
+      JOIN (VALUES (1, 'id_column', id_column), (2, 'conversation_column', conversation_column),
+                   (3, 'role_column', role_column), (4, 'content_column', content_column),
+                   (5, 'data_column', data_column), (6, 'created_at_column', created_at_column)) AS p2(n, param, col)
+        ON p2.col = p1.col AND p2.n > p1.n
+     ORDER BY p1.n, p2.n LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'billing: % and % both name column %', twice.a, twice.b, quote_ident(twice.col)
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Each parameter names a column of its own.';
+    END IF;
     -- A table Citus distributes is followed by triggers on its shards when
     -- it can be, else recomputed by every merge() (citus.sql).
     IF billing._citus_distributed(relation) THEN

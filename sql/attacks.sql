@@ -227,6 +227,34 @@ RESET ROLE;
 SELECT count(*) AS profiles_trigger_kept FROM pg_trigger
  WHERE tgrelid = 'mallory.profiles'::regclass AND tgname = 'billing_track_profiles';
 
+-- A reader without SELECT on a tracked table cannot read its frozen
+-- estimates through a scan given a made-up tracked_tables row (that
+-- table's id, a table of the reader's own holding guessed ids): the scans
+-- read frozen estimates as billing's owner only for the table tracked
+-- under that id, and only for a caller that may read it. The secret reply
+-- is frozen at 100 tokens (400 characters before it); the made-up scan
+-- gets 0 (a taken-in table's reply with no estimate it may see).
+CREATE TABLE public.secret_messages (id bigint PRIMARY KEY, conversation_id text, role text, content text,
+                                     data jsonb, created_at timestamptz);
+SELECT tracked FROM billing.track_messages('public.secret_messages');
+INSERT INTO public.secret_messages VALUES
+  (1, 'secret', 'user', repeat('s', 400), '{}', '2026-08-10 10:00'),
+  (2, 'secret', 'assistant', 'twelve chars', '{}', '2026-08-10 10:01');
+SELECT message_id, prompt_tokens FROM billing.estimated_prompts
+ WHERE source_id = (SELECT id FROM billing.tracked_tables WHERE relation = 'public.secret_messages'::regclass);
+SELECT id AS secret_id FROM billing.tracked_tables WHERE relation = 'public.secret_messages'::regclass \gset
+SET ROLE regress_reader;
+CREATE TEMP TABLE mine (id bigint, conversation_id text, role text, content text, data jsonb, created_at timestamptz);
+INSERT INTO mine VALUES (2, 'probe', 'assistant', 'x', '{}', '2026-08-10 10:01');
+SELECT s.conversation_id, s.estimated_prompt
+  FROM billing._scan_table_grouped(ROW(:secret_id, 'mine'::regclass, 'id', 'conversation_id', 'role', 'content', 'data',
+                                       'created_at', now(), true)::billing.tracked_tables,
+                                   '2026-01-01', '2027-01-01', 'gpt-4o-mini') AS s;
+DROP TABLE mine;
+RESET ROLE;
+SELECT billing.untrack_messages('public.secret_messages');
+DROP TABLE public.secret_messages;
+
 -- Clean up.
 SELECT billing.untrack_messages('mallory.messages_real');
 SELECT billing.untrack_profiles('mallory.profiles');

@@ -60,6 +60,7 @@ extern "C" {
 #include "tcop/dest.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/date.h"
 #include "utils/datum.h"
@@ -793,6 +794,7 @@ Bytes conversation_value(Datum v, Kind kind, int64* integer) {
 
 struct TableScan {
   CostCall* call;
+  Oid relation;           // the tracked_tables row's table, as the caller gave it
   MemoryContext work;     // groups, pending rows: the length of the call
   MemoryContext row_cxt;  // reset after every row
   RowReader reader;
@@ -1124,7 +1126,7 @@ Oid estimated_prompts_owner() {
 // customer (billing.customer) row security hides estimated_prompts whole
 // from other roles, since its rows name no conversation to narrow it by,
 // and it listed every customer's message ids and estimates.
-void frozen_estimates(int16 source_id, Datum* keys, int nkeys, KeyedTable<int64>* table) {
+void frozen_estimates(int16 source_id, Oid relation, Datum* keys, int nkeys, KeyedTable<int64>* table) {
   if (nkeys == 0) return;
   Oid types[2] = {INT2OID, TEXTARRAYOID};
   Datum args[2] = {Int16GetDatum(source_id),
@@ -1134,8 +1136,27 @@ void frozen_estimates(int16 source_id, Datum* keys, int nkeys, KeyedTable<int64>
   int context;
   GetUserIdAndSecContext(&caller, &context);
   const Oid owner = estimated_prompts_owner();
-  // (an error on the way resets the user, as the transaction's abort does)
-  if (OidIsValid(owner)) SetUserIdAndSecContext(owner, context | SECURITY_LOCAL_USERID_CHANGE);
+  // As billing's owner only for the table tracked as source_id, which the
+  // caller may read: the scans take the tracked_tables row from their
+  // caller, and a row made up with another table's id and a table of the
+  // caller's own read that table's estimates of the ids the caller chose.
+  // Otherwise the read stays the caller's, row security and all. (An error
+  // on the way resets the user, as the (sub)transaction's abort does.)
+  if (OidIsValid(owner) && OidIsValid(relation) && pg_class_aclcheck(relation, caller, ACL_SELECT) == ACLCHECK_OK) {
+    SetUserIdAndSecContext(owner, context | SECURITY_LOCAL_USERID_CHANGE);
+    Oid id_type = INT2OID;
+    Datum id = Int16GetDatum(source_id);
+    bool same = false;
+    if (SPI_execute_with_args("SELECT t.relation::pg_catalog.oid FROM billing.tracked_tables AS t "
+                              "WHERE t.id OPERATOR(pg_catalog.=) $1",
+                              1, &id_type, &id, nullptr, true, 1) == SPI_OK_SELECT &&
+        SPI_processed == 1) {
+      bool isnull = false;
+      const Datum tracked = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+      same = !isnull && DatumGetObjectId(tracked) == relation;
+    }
+    if (!same) SetUserIdAndSecContext(caller, context);
+  }
   run_query("SELECT e.message_id, e.prompt_tokens FROM billing.estimated_prompts AS e "
             "WHERE e.source_id OPERATOR(pg_catalog.=) $1 AND e.message_id OPERATOR(pg_catalog.=) ANY ($2)",
             2, types, args, true, frozen_start, frozen_row, &f);
@@ -1166,7 +1187,7 @@ void settle_pending(TableScan* s, int16 source_id, const ScanQueries& q) {
       keys[nkeys++] = PointerGetDatum(cstring_to_text_with_len(s->pending[i].id_key, s->pending[i].id_key_len));
   auto* frozen = static_cast<KeyedTable<int64>*>(palloc0(sizeof(KeyedTable<int64>)));
   if (!frozen->init(arena_in(s->work), s->npending)) out_of_memory();
-  frozen_estimates(source_id, keys, nkeys, frozen);
+  frozen_estimates(source_id, s->relation, keys, nkeys, frozen);
   bool any_missing = false;
   for (int i = 0; i < s->npending; ++i) {
     Pending* p = &s->pending[i];
@@ -1197,7 +1218,7 @@ void settle_backfill(TableScan* s, int16 source_id, const ScanQueries& q) {
       keys[nkeys++] = PointerGetDatum(cstring_to_text_with_len(r->rows[i].message_id, r->rows[i].message_id_len));
   auto* estimates = static_cast<KeyedTable<int64>*>(palloc0(sizeof(KeyedTable<int64>)));
   if (!estimates->init(arena_in(s->work), nkeys + 1)) out_of_memory();
-  frozen_estimates(source_id, keys, nkeys, estimates);
+  frozen_estimates(source_id, s->relation, keys, nkeys, estimates);
   for (int i = 0; i < r->nrows; ++i) {
     const Recorded& x = r->rows[i];
     if (!x.estimated || x.message_id == nullptr) continue;
@@ -1315,11 +1336,13 @@ TableScan* new_scan(FunctionCallInfo fcinfo, int model_arg, int16* source_id) {
   bool null = false;
   *source_id = DatumGetInt16(table_field(row, "id", &null));
   if (null) elog(ERROR, "billing: a tracked table without an id");
+  const Datum relation = table_field(row, "relation", &null);
   const bool backfilled = DatumGetBool(table_field(row, "backfilled", &null)) && !null;
   const text* estimate_model = PG_ARGISNULL(model_arg) ? nullptr : PG_GETARG_TEXT_PP(model_arg);
 
   auto* s = static_cast<TableScan*>(palloc0(sizeof(TableScan)));
   s->call = cost_call(fcinfo);
+  s->relation = null ? InvalidOid : DatumGetObjectId(relation);
   s->work = AllocSetContextCreate(CurrentMemoryContext, "billing table scan", ALLOCSET_DEFAULT_SIZES);
   s->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "billing table scan row", ALLOCSET_SMALL_SIZES);
   s->backfilled = backfilled;

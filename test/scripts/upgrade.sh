@@ -205,6 +205,30 @@ want="s3 2  | ses 8 from the CSV; billing 0.4 joined 2 rows: 'SES': 5, 'ses': 3
 [[ "$got/$refused" == "$want/1" ]] || { echo "FAIL: aws_actuals spelled apart under 0.3: got '$got' refused $refused (want '$want' refused 1)"; exit 1; }
 echo "upgrade 0.3 -> $current: aws_actuals spelled apart under 0.3 are respelled and joined (SES 5 + 3 = 8), November \$10, and 'SES' is refused after"
 
+# A profiles table tracked under 0.3 with service 'SES' recorded its
+# e-mails as 'SES', and an actual figure for 'SES' replaced their estimate.
+# The update respells the three alike ('ses'): this month's AWS cost stays
+# the actual $5 (not $5 + 1000 x $0.0001 = $5.10), and the next increase is
+# recorded as 'ses'.
+db=billing_upgrade_profiles_ses_03
+dropdb --if-exists "$db" 2>/dev/null
+createdb "$db"
+psql_q -d "$db" >/dev/null <<'SQL'
+CREATE EXTENSION billing VERSION '0.3';
+CREATE TABLE profiles (id int PRIMARY KEY, data jsonb);
+INSERT INTO profiles VALUES (1, '{"emails_sent_this_month": 0}');
+SELECT billing.track_profiles('profiles', service => 'SES');
+UPDATE profiles SET data = '{"emails_sent_this_month": 1000}';
+INSERT INTO billing.aws_actuals (month, service, cost) VALUES (billing.month_of(now()), 'SES', 5);
+ALTER EXTENSION billing UPDATE;
+UPDATE profiles SET data = '{"emails_sent_this_month": 1001}';
+SQL
+got=$(psql_q -d "$db" -c "SELECT cost FROM billing.monthly_history WHERE source = 'aws' AND month = billing.month_of(now())" \
+             -c "SELECT string_agg(DISTINCT service, ',') FROM (SELECT service FROM billing.aws_usage UNION ALL SELECT service FROM billing.tracked_profiles) AS s")
+dropdb "$db"
+[[ "$got" == $'5\nses' ]] || { echo "FAIL: a profiles table tracked under 0.3 with service SES: got '$got' (want 5, ses)"; exit 1; }
+echo "upgrade 0.3 -> $current: e-mails recorded as 'SES' under 0.3 are respelled with their actual figure: \$5, not \$5.10"
+
 # A reader granted as the README says under 0.3 (ON ALL TABLES: the tables
 # there were then) has no SELECT on the tables 0.4 adds: the update names it
 # in a WARNING with the GRANT to run, its reads fail with billing's error

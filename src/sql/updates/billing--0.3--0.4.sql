@@ -7444,7 +7444,11 @@ BEGIN
             args := args || convert_from(substring(rest FROM 1 FOR n - 1), getdatabaseencoding());
             rest := substring(rest FROM n + 1);
         END LOOP;
-        INSERT INTO billing.tracked_profiles VALUES (g.relation, args[1], args[2]) ON CONFLICT DO NOTHING;
+        -- (the service spelled as record_usage records it, as 0.4's
+        -- track_profiles spells it: the e-mails 0.3 recorded as 'SES' are
+        -- respelled below, with the actual figures)
+        INSERT INTO billing.tracked_profiles
+        VALUES (g.relation, args[1], coalesce(nullif(lower(btrim(args[2])), ''), 'unnamed')) ON CONFLICT DO NOTHING;
     END LOOP;
 END
 $$;
@@ -9271,6 +9275,15 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- AWS usage recorded by a profiles table's counter under 0.3 kept the
+-- service as track_profiles was given it ('SES'); record_usage's rows are
+-- lower case and trimmed already. All spelled alike, so that the actual
+-- figures below, respelled too, replace their estimates.
+UPDATE billing.aws_usage SET service = lower(btrim(service))
+ WHERE service <> lower(btrim(service)) AND btrim(service) <> '';
+UPDATE billing.untracked_profiles SET service = lower(btrim(service))
+ WHERE service <> lower(btrim(service)) AND btrim(service) <> '';
 
 -- billing.aws_actuals' service names are spelled as record_usage records
 -- them (lower case, trimmed), as aws_usage_patterns' are: an actual figure

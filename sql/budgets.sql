@@ -228,6 +228,12 @@ INSERT INTO bud_messages VALUES
 SELECT billing.check_alerts('2024-11-20') AS fired;
 UPDATE billing.budgets SET amount = 10 WHERE name = 'conv-d';
 SELECT billing.check_alerts('2024-11-20') AS fired;
+-- In December, November is checked as the month before: conv-d raised to
+-- 20 (and existing since October) does not fire November's 50% again at
+-- the new amount (10 <= 15 spent): November was alerted at the amounts it
+-- had. (Before, 1 fired.)
+UPDATE billing.budgets SET amount = 20, created_at = '2024-10-01' WHERE name = 'conv-d';
+SELECT billing.check_alerts('2024-12-02') AS fired;
 SELECT threshold, amount, spent FROM billing.alerts WHERE budget = 'conv-d' ORDER BY amount, threshold;
 DELETE FROM billing.budgets WHERE name = 'conv-d';
 DELETE FROM billing.alerts WHERE budget = 'conv-d';

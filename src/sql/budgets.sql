@@ -580,9 +580,12 @@ BEGIN
              CROSS JOIN LATERAL unnest(b.thresholds) AS t(threshold)
              WHERE (p = m OR b.created_at < billing.month_end(p))
                AND s.spent >= b.amount * t.threshold / 100
+               -- (a new amount fires again in the current month only: the
+               -- month before was alerted at the amount it had, and an
+               -- amount changed for this month fired its thresholds again)
                AND NOT EXISTS (SELECT 1 FROM billing.alerts AS f
                                 WHERE f.budget = b.name AND f.period = p AND f.threshold = t.threshold
-                                  AND f.amount = b.amount)
+                                  AND (f.amount = b.amount OR p <> m))
              ORDER BY b.name, t.threshold
             ON CONFLICT (budget, period, threshold, amount) DO NOTHING
             RETURNING x.*

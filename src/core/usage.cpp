@@ -130,11 +130,18 @@ UsageFields read_usage_fields(JsonbContainerView root) noexcept {
   const bool has_split = present(f.tokens[idx(TokenField::Prompt)]) ||
                          present(f.tokens[idx(TokenField::Completion)]);
   if (!has_split && sink.usage_object_seen && sink.usage_object.kind == JsonKind::Object) {
+    const TokenValue outer_total = f.tokens[idx(TokenField::Total)];
     Sink nested(&f, true);
     if (!jsonb_for_each_member(JsonbContainerView{sink.usage_object.data, sink.usage_object.size}, nested)) {
       f = UsageFields{};
       f.root = JsonKind::Malformed;
+      return f;
     }
+    // (with no split in there either, the top level's total stands: the
+    // nested object's replaced only what the top level lacked)
+    if (present(outer_total) && !present(f.tokens[idx(TokenField::Prompt)]) &&
+        !present(f.tokens[idx(TokenField::Completion)]))
+      f.tokens[idx(TokenField::Total)] = outer_total;
   }
   return f;
 }

@@ -380,7 +380,9 @@ BEGIN
          WHERE r.relation = p_partition OR r.relation IN (SELECT pt.relid FROM pg_partition_tree(p_partition) AS pt)
          ORDER BY r.relation LIMIT 1;
         CONTINUE WHEN NOT FOUND;
-        RAISE EXCEPTION 'billing: table % is tracked on its own; it cannot be attached as a partition of tracked table %', own, p_parent::regclass
+        RAISE EXCEPTION 'billing: table % is tracked on its own; it cannot be attached as a partition of %', own,
+                        CASE WHEN tracked = p_parent::regclass THEN format('tracked table %s', tracked)
+                             ELSE format('%s, under tracked table %s', p_parent::regclass, tracked) END
             USING ERRCODE = 'duplicate_object',
                   DETAIL = format('PostgreSQL copies billing''s triggers on %s onto each partition attached; %s has its own.', tracked, own),
                   HINT = format('Untrack it first: SELECT billing.%s(%L); then attach it. Its rows are billed through %s from then on: attaching takes them in anew.', untrack, own::text, tracked);

@@ -187,6 +187,17 @@ TEST(DecodeUsage, OuterTotalAloneGivesWayToNestedSplit) {
   EXPECT_EQ(d.usage.model, "gpt-4o");
 }
 
+//    ('total_beside_nested_total', '{"model": "gpt-4o", "tokens": 100, "usage": {"tokens": 120}}')
+constexpr const char* kTotalBesideNestedTotal =
+    "b303000020050000800500000006000000060000001e000050080000106d6f64656c7573616765746f6b656e7367"
+    "70742d346f000001000020060000800a000010746f6b656e73000020000000008078002000000000806400";
+
+TEST(DecodeUsage, OuterTotalKeptBesideNestedTotal) {
+  const Decoded d(kTotalBesideNestedTotal);
+  EXPECT_EQ(d.usage.status, UsageStatus::TotalOnly);
+  EXPECT_EQ(d.usage.total, 100);  // the top level's, not the nested 120
+}
+
 TEST(DecodeUsage, OuterTotalKeptBesideUsageWithoutTokens) {
   const Decoded d(kTotalBesideEmptyUsage);
   EXPECT_EQ(d.usage.status, UsageStatus::TotalOnly);

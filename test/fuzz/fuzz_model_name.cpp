@@ -15,11 +15,12 @@
 //    here with std::string (stored, stripped, normalised, normalised
 //    stripped) -- keep ref_strip/ref_candidates in step with those rules;
 //  * strip_snapshot_suffix returns a prefix of its input, shorter by 0, 5
-//    (-MMDD, a real month and day) or 11 (-YYYY-MM-DD) bytes;
+//    (-MMDD, a real month and day) or 11 (-YYYY-MM-DD, a real date) bytes;
 //  * resolve_model returns, in order, the catalog series of the candidates
 //    that exist, and price_at picks the first of them priced at a time;
 //  * resolve_service finds the name as stored, else trimmed + lower-cased.
 #include <cstdint>
+#include <ctime>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -41,22 +42,35 @@ bool digits(std::string_view s) {
   return true;
 }
 
+// Whether year-month-day is a real date, by the C library's calendar
+// (timegm normalises an impossible date into another one), not by the
+// month lengths model_name.cpp writes out.
+bool real_date(int year, int month, int day) {
+  if (year < 1 || month < 1 || month > 12 || day < 1 || day > 31) return false;
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = 12;
+  if (timegm(&tm) == static_cast<time_t>(-1)) return false;  // (never at noon of a real date)
+  return tm.tm_year == year - 1900 && tm.tm_mon == month - 1 && tm.tm_mday == day;
+}
+
 // README "How model names resolve" / model_name.h, written out independently.
 std::string ref_strip(const std::string& n) {
   if (n.size() > 11) {
     const std::string t = n.substr(n.size() - 11);
     if (t[0] == '-' && digits(t.substr(1, 4)) && t[5] == '-' && digits(t.substr(6, 2)) && t[8] == '-' &&
-        digits(t.substr(9, 2)))
+        digits(t.substr(9, 2)) &&
+        real_date(std::stoi(t.substr(1, 4)), std::stoi(t.substr(6, 2)), std::stoi(t.substr(9, 2))))
       return n.substr(0, n.size() - 11);
   }
   if (n.size() > 5) {
-    // -MMDD only when it is a real month (01-12) and day (01-31), so that
-    // llama-3-70b-8192 keeps its number.
+    // -MMDD only when it is a real month and day (in some year: a leap
+    // year's), so that llama-3-70b-8192 and gpt-4-0230 keep their number.
     const std::string t = n.substr(n.size() - 5);
-    if (t[0] == '-' && digits(t.substr(1))) {
-      const int month = std::stoi(t.substr(1, 2)), day = std::stoi(t.substr(3, 2));
-      if (month >= 1 && month <= 12 && day >= 1 && day <= 31) return n.substr(0, n.size() - 5);
-    }
+    if (t[0] == '-' && digits(t.substr(1)) && real_date(2000, std::stoi(t.substr(1, 2)), std::stoi(t.substr(3, 2))))
+      return n.substr(0, n.size() - 5);
   }
   return n;
 }

@@ -12,6 +12,8 @@
 -- the others; TRUNCATE is followed; a rename that would break the trigger is refused;
 -- untrack_messages removes everything on every node; a table distributed
 -- by another column is tracked by recomputation.
+-- (no CONTEXT lines: a PL/pgSQL line number ties the output to the text of a function)
+\set SHOW_CONTEXT never
 SET timezone = 'UTC';
 SET client_min_messages = warning;
 SET citus.shard_count = 8;

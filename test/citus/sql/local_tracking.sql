@@ -6,6 +6,8 @@
 -- with an error that says why; a table merge() cannot read does not stop
 -- the others; billing's session settings reach the workers through ALTER
 -- ROLE / ALTER DATABASE ... SET, which Citus propagates.
+-- (no CONTEXT lines: a PL/pgSQL line number ties the output to the text of a function)
+\set SHOW_CONTEXT never
 SET timezone = 'UTC';
 SET client_min_messages = warning;
 

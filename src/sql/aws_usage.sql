@@ -48,6 +48,8 @@ AS $$
 DECLARE
     new_id bigint;
     policy text := coalesce(current_setting('billing.unknown_service', true), 'warn');
+    spelled text := lower(btrim(service));   -- (as aws_usage keeps it)
+    shown text := CASE WHEN length(service) > 60 THEN left(spelled, 60) || '...' ELSE spelled END;
 BEGIN
     IF service IS NULL OR btrim(service) = '' THEN
         RAISE EXCEPTION 'billing: service must be given' USING ERRCODE = 'invalid_parameter_value';
@@ -70,19 +72,17 @@ BEGIN
         RAISE EXCEPTION 'billing: at must be a finite time within the years 1 to 9999, got %', coalesce(at::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF policy <> 'ignore' AND billing.resolve_aws_price(lower(btrim(service)), at) IS NULL THEN
+    IF policy <> 'ignore' AND billing.resolve_aws_price(spelled, at) IS NULL THEN
         IF policy = 'error' THEN
-            RAISE EXCEPTION 'billing: AWS service "%" has no price in billing.aws_prices at that time',
-                            CASE WHEN length(service) > 60 THEN left(lower(btrim(service)), 60) || '...' ELSE lower(btrim(service)) END
+            RAISE EXCEPTION 'billing: AWS service "%" has no price in billing.aws_prices at that time', shown
                 USING ERRCODE = 'undefined_object',
                       HINT = 'Add its price to billing.aws_prices, or SET billing.unknown_service = warn to record it unpriced.';
         END IF;
-        RAISE WARNING 'billing: AWS service "%" has no price in billing.aws_prices at that time: recorded, shown unpriced',
-                      CASE WHEN length(service) > 60 THEN left(lower(btrim(service)), 60) || '...' ELSE lower(btrim(service)) END
+        RAISE WARNING 'billing: AWS service "%" has no price in billing.aws_prices at that time: recorded, shown unpriced', shown
             USING HINT = 'Add its price to billing.aws_prices; the setting billing.unknown_service decides whether such usage is kept.';
     END IF;
     INSERT INTO billing.aws_usage (service, quantity, at, note)
-    VALUES (lower(btrim(service)), quantity, at, note)
+    VALUES (spelled, quantity, at, note)
     RETURNING id INTO new_id;
     RETURN new_id;
 END

@@ -617,17 +617,6 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- Delivering alerts (README "Delivering alerts", tools/alert-delivery): a
--- program claims undelivered alerts for a lease, delivers each, and marks
--- it delivered, or failed with the time of its next attempt. The claim
--- locks the rows it takes (FOR UPDATE SKIP LOCKED) only for its own short
--- statement and leaves a lease (claimed_by, next_attempt_at) behind, so
--- that two programs never deliver an alert at the same time, and an alert
--- whose program died is taken again once its lease is over. Delivery is at
--- least once: a program that delivered and died before it marked the
--- alert delivers it again; the alert's id is the idempotency key. The
--- three functions run as the extension's owner and are executable only by
--- the roles granted them, so the delivering role needs no table access.
 -- The delivering program's name, as claim_alerts, alert_delivered and
 -- alert_failed take it (the last two took NULL or blanks).
 CREATE FUNCTION billing._check_worker(p_function text, p_worker text) RETURNS void
@@ -642,6 +631,17 @@ BEGIN
 END
 $$;
 
+-- Delivering alerts (README "Delivering alerts", tools/alert-delivery): a
+-- program claims undelivered alerts for a lease, delivers each, and marks
+-- it delivered, or failed with the time of its next attempt. The claim
+-- locks the rows it takes (FOR UPDATE SKIP LOCKED) only for its own short
+-- statement and leaves a lease (claimed_by, next_attempt_at) behind, so
+-- that two programs never deliver an alert at the same time, and an alert
+-- whose program died is taken again once its lease is over. Delivery is at
+-- least once: a program that delivered and died before it marked the
+-- alert delivers it again; the alert's id is the idempotency key. The
+-- three functions run as the extension's owner and are executable only by
+-- the roles granted them, so the delivering role needs no table access.
 CREATE FUNCTION billing.claim_alerts(worker text, max_alerts integer DEFAULT 10,
                                      lease interval DEFAULT '60 seconds')
 RETURNS TABLE (id bigint, budget text, scope text, threshold numeric, period date, spent numeric,

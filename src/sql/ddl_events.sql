@@ -364,22 +364,22 @@ DECLARE
     untrack text;
 BEGIN
     FOR untrack IN VALUES ('untrack_messages'), ('untrack_profiles') LOOP
-        -- (the tracked table above: the parent itself or one of its ancestors)
-        SELECT r.relation::regclass INTO tracked
-          FROM (SELECT tt.relation FROM billing.tracked_tables AS tt WHERE untrack = 'untrack_messages'
-                UNION ALL
-                SELECT tp.relation FROM billing.tracked_profiles AS tp WHERE untrack = 'untrack_profiles') AS r
-         WHERE r.relation = p_parent OR r.relation IN (SELECT a.relid FROM pg_partition_ancestors(p_parent) AS a)
-         ORDER BY r.relation LIMIT 1;
-        CONTINUE WHEN NOT FOUND;
-        -- (tracked on its own: the partition, or a partition of it)
-        SELECT r.relation::regclass INTO own
-          FROM (SELECT tt.relation FROM billing.tracked_tables AS tt WHERE untrack = 'untrack_messages'
-                UNION ALL
-                SELECT tp.relation FROM billing.tracked_profiles AS tp WHERE untrack = 'untrack_profiles') AS r
-         WHERE r.relation = p_partition OR r.relation IN (SELECT pt.relid FROM pg_partition_tree(p_partition) AS pt)
-         ORDER BY r.relation LIMIT 1;
-        CONTINUE WHEN NOT FOUND;
+        -- The tracked table above (the parent itself or one of its
+        -- ancestors), and the one tracked on its own (the partition, or a
+        -- partition of it), from the one registry untrack names.
+        WITH r AS (
+            SELECT tt.relation FROM billing.tracked_tables AS tt WHERE untrack = 'untrack_messages'
+            UNION ALL
+            SELECT tp.relation FROM billing.tracked_profiles AS tp WHERE untrack = 'untrack_profiles'
+        )
+        SELECT (SELECT r.relation FROM r
+                 WHERE r.relation = p_parent OR r.relation IN (SELECT a.relid FROM pg_partition_ancestors(p_parent) AS a)
+                 ORDER BY r.relation LIMIT 1),
+               (SELECT r.relation FROM r
+                 WHERE r.relation = p_partition OR r.relation IN (SELECT pt.relid FROM pg_partition_tree(p_partition) AS pt)
+                 ORDER BY r.relation LIMIT 1)
+          INTO tracked, own;
+        CONTINUE WHEN tracked IS NULL OR own IS NULL;
         RAISE EXCEPTION 'billing: table % is tracked on its own; it cannot be attached as a partition of %', own,
                         CASE WHEN tracked = p_parent::regclass THEN format('tracked table %s', tracked)
                              ELSE format('%s, under tracked table %s', p_parent::regclass, tracked) END

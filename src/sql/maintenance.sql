@@ -5,6 +5,21 @@
 -- two calls then fail with an error that says what to do instead.
 -- Relies on ledger_and_merge.sql (merge) and budgets.sql (check_alerts).
 
+-- The merge job's schedule, as maintenance_jobs and schedule_maintenance
+-- take it: given and not blank (pg_cron checks the rest when it schedules).
+CREATE FUNCTION billing._check_schedule(p_function text, p_schedule text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_schedule IS NULL OR btrim(p_schedule) = '' THEN
+        RAISE EXCEPTION '%: merge_schedule must be a cron schedule such as ''* * * * *''', p_function
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- The jobs, one row each: name (suffixed with the database's name when
 -- scheduled, as pg_cron's job names are per user, not per database),
 -- schedule (pg_cron's cron syntax, in GMT) and command.
@@ -22,21 +37,6 @@
 --   mapping, a profiles column or AWS usage of a customer): issuing a month
 --   records it as issued, and months issued with no customer would turn all
 --   their usage into adjustments once customers are tracked.
--- The merge job's schedule, as maintenance_jobs and schedule_maintenance
--- take it: given and not blank (pg_cron checks the rest when it schedules).
-CREATE FUNCTION billing._check_schedule(p_function text, p_schedule text) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF p_schedule IS NULL OR btrim(p_schedule) = '' THEN
-        RAISE EXCEPTION '%: merge_schedule must be a cron schedule such as ''* * * * *''', p_function
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    RETURN true;
-END
-$$;
-
 CREATE FUNCTION billing.maintenance_jobs(merge_schedule text DEFAULT '* * * * *')
 RETURNS TABLE (job text, schedule text, command text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE

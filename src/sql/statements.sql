@@ -384,9 +384,6 @@ CREATE POLICY as_customer ON billing.statement_lines AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL
            OR statement_id IN (SELECT s.id FROM billing.statements AS s WHERE s.customer = billing.current_customer()));
 
--- CSV export: set-returning functions for COPY (SELECT ...) TO STDOUT WITH
--- CSV HEADER and \copy (tools/export_month.sh writes a month's files).
--- Amounts are numeric: their text is exact, every decimal kept.
 -- A month given by its first day, or NULL (every month): another day
 -- matched no statement, and the export was silently empty.
 CREATE FUNCTION billing._month_first_day(p_month date) RETURNS boolean
@@ -402,6 +399,9 @@ BEGIN
 END
 $$;
 
+-- CSV export: set-returning functions for COPY (SELECT ...) TO STDOUT WITH
+-- CSV HEADER and \copy (tools/export_month.sh writes a month's files).
+-- Amounts are numeric: their text is exact, every decimal kept.
 CREATE FUNCTION billing.export_statements(month date DEFAULT NULL)
 RETURNS TABLE (number text, customer text, month date, issued_at timestamptz, usage_total numeric,
                adjustments_total numeric, total numeric)

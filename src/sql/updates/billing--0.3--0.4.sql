@@ -1374,6 +1374,8 @@ AS $$
 DECLARE
     new_id bigint;
     policy text := coalesce(current_setting('billing.unknown_service', true), 'warn');
+    spelled text := lower(btrim(service));   -- (as aws_usage keeps it)
+    shown text := CASE WHEN length(service) > 60 THEN left(spelled, 60) || '...' ELSE spelled END;
 BEGIN
     IF service IS NULL OR btrim(service) = '' THEN
         RAISE EXCEPTION 'billing: service must be given' USING ERRCODE = 'invalid_parameter_value';
@@ -1396,19 +1398,17 @@ BEGIN
         RAISE EXCEPTION 'billing: at must be a finite time within the years 1 to 9999, got %', coalesce(at::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF policy <> 'ignore' AND billing.resolve_aws_price(lower(btrim(service)), at) IS NULL THEN
+    IF policy <> 'ignore' AND billing.resolve_aws_price(spelled, at) IS NULL THEN
         IF policy = 'error' THEN
-            RAISE EXCEPTION 'billing: AWS service "%" has no price in billing.aws_prices at that time',
-                            CASE WHEN length(service) > 60 THEN left(lower(btrim(service)), 60) || '...' ELSE lower(btrim(service)) END
+            RAISE EXCEPTION 'billing: AWS service "%" has no price in billing.aws_prices at that time', shown
                 USING ERRCODE = 'undefined_object',
                       HINT = 'Add its price to billing.aws_prices, or SET billing.unknown_service = warn to record it unpriced.';
         END IF;
-        RAISE WARNING 'billing: AWS service "%" has no price in billing.aws_prices at that time: recorded, shown unpriced',
-                      CASE WHEN length(service) > 60 THEN left(lower(btrim(service)), 60) || '...' ELSE lower(btrim(service)) END
+        RAISE WARNING 'billing: AWS service "%" has no price in billing.aws_prices at that time: recorded, shown unpriced', shown
             USING HINT = 'Add its price to billing.aws_prices; the setting billing.unknown_service decides whether such usage is kept.';
     END IF;
     INSERT INTO billing.aws_usage (service, quantity, at, note)
-    VALUES (lower(btrim(service)), quantity, at, note)
+    VALUES (spelled, quantity, at, note)
     RETURNING id INTO new_id;
     RETURN new_id;
 END
@@ -2308,17 +2308,6 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- Delivering alerts (README "Delivering alerts", tools/alert-delivery): a
--- program claims undelivered alerts for a lease, delivers each, and marks
--- it delivered, or failed with the time of its next attempt. The claim
--- locks the rows it takes (FOR UPDATE SKIP LOCKED) only for its own short
--- statement and leaves a lease (claimed_by, next_attempt_at) behind, so
--- that two programs never deliver an alert at the same time, and an alert
--- whose program died is taken again once its lease is over. Delivery is at
--- least once: a program that delivered and died before it marked the
--- alert delivers it again; the alert's id is the idempotency key. The
--- three functions run as the extension's owner and are executable only by
--- the roles granted them, so the delivering role needs no table access.
 -- The delivering program's name, as claim_alerts, alert_delivered and
 -- alert_failed take it (the last two took NULL or blanks).
 CREATE FUNCTION billing._check_worker(p_function text, p_worker text) RETURNS void
@@ -2333,6 +2322,17 @@ BEGIN
 END
 $$;
 
+-- Delivering alerts (README "Delivering alerts", tools/alert-delivery): a
+-- program claims undelivered alerts for a lease, delivers each, and marks
+-- it delivered, or failed with the time of its next attempt. The claim
+-- locks the rows it takes (FOR UPDATE SKIP LOCKED) only for its own short
+-- statement and leaves a lease (claimed_by, next_attempt_at) behind, so
+-- that two programs never deliver an alert at the same time, and an alert
+-- whose program died is taken again once its lease is over. Delivery is at
+-- least once: a program that delivered and died before it marked the
+-- alert delivers it again; the alert's id is the idempotency key. The
+-- three functions run as the extension's owner and are executable only by
+-- the roles granted them, so the delivering role needs no table access.
 CREATE FUNCTION billing.claim_alerts(worker text, max_alerts integer DEFAULT 10,
                                      lease interval DEFAULT '60 seconds')
 RETURNS TABLE (id bigint, budget text, scope text, threshold numeric, period date, spent numeric,
@@ -2724,6 +2724,21 @@ COMMENT ON FUNCTION billing.forecast(timestamptz) IS
 -- two calls then fail with an error that says what to do instead.
 -- Relies on ledger_and_merge.sql (merge) and budgets.sql (check_alerts).
 
+-- The merge job's schedule, as maintenance_jobs and schedule_maintenance
+-- take it: given and not blank (pg_cron checks the rest when it schedules).
+CREATE FUNCTION billing._check_schedule(p_function text, p_schedule text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_schedule IS NULL OR btrim(p_schedule) = '' THEN
+        RAISE EXCEPTION '%: merge_schedule must be a cron schedule such as ''* * * * *''', p_function
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- The jobs, one row each: name (suffixed with the database's name when
 -- scheduled, as pg_cron's job names are per user, not per database),
 -- schedule (pg_cron's cron syntax, in GMT) and command.
@@ -2741,21 +2756,6 @@ COMMENT ON FUNCTION billing.forecast(timestamptz) IS
 --   mapping, a profiles column or AWS usage of a customer): issuing a month
 --   records it as issued, and months issued with no customer would turn all
 --   their usage into adjustments once customers are tracked.
--- The merge job's schedule, as maintenance_jobs and schedule_maintenance
--- take it: given and not blank (pg_cron checks the rest when it schedules).
-CREATE FUNCTION billing._check_schedule(p_function text, p_schedule text) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF p_schedule IS NULL OR btrim(p_schedule) = '' THEN
-        RAISE EXCEPTION '%: merge_schedule must be a cron schedule such as ''* * * * *''', p_function
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    RETURN true;
-END
-$$;
-
 CREATE FUNCTION billing.maintenance_jobs(merge_schedule text DEFAULT '* * * * *')
 RETURNS TABLE (job text, schedule text, command text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -4332,9 +4332,6 @@ CREATE POLICY as_customer ON billing.statement_lines AS RESTRICTIVE FOR SELECT
     USING (billing.current_customer() IS NULL
            OR statement_id IN (SELECT s.id FROM billing.statements AS s WHERE s.customer = billing.current_customer()));
 
--- CSV export: set-returning functions for COPY (SELECT ...) TO STDOUT WITH
--- CSV HEADER and \copy (tools/export_month.sh writes a month's files).
--- Amounts are numeric: their text is exact, every decimal kept.
 -- A month given by its first day, or NULL (every month): another day
 -- matched no statement, and the export was silently empty.
 CREATE FUNCTION billing._month_first_day(p_month date) RETURNS boolean
@@ -4350,6 +4347,9 @@ BEGIN
 END
 $$;
 
+-- CSV export: set-returning functions for COPY (SELECT ...) TO STDOUT WITH
+-- CSV HEADER and \copy (tools/export_month.sh writes a month's files).
+-- Amounts are numeric: their text is exact, every decimal kept.
 CREATE FUNCTION billing.export_statements(month date DEFAULT NULL)
 RETURNS TABLE (number text, customer text, month date, issued_at timestamptz, usage_total numeric,
                adjustments_total numeric, total numeric)
@@ -8865,22 +8865,22 @@ DECLARE
     untrack text;
 BEGIN
     FOR untrack IN VALUES ('untrack_messages'), ('untrack_profiles') LOOP
-        -- (the tracked table above: the parent itself or one of its ancestors)
-        SELECT r.relation::regclass INTO tracked
-          FROM (SELECT tt.relation FROM billing.tracked_tables AS tt WHERE untrack = 'untrack_messages'
-                UNION ALL
-                SELECT tp.relation FROM billing.tracked_profiles AS tp WHERE untrack = 'untrack_profiles') AS r
-         WHERE r.relation = p_parent OR r.relation IN (SELECT a.relid FROM pg_partition_ancestors(p_parent) AS a)
-         ORDER BY r.relation LIMIT 1;
-        CONTINUE WHEN NOT FOUND;
-        -- (tracked on its own: the partition, or a partition of it)
-        SELECT r.relation::regclass INTO own
-          FROM (SELECT tt.relation FROM billing.tracked_tables AS tt WHERE untrack = 'untrack_messages'
-                UNION ALL
-                SELECT tp.relation FROM billing.tracked_profiles AS tp WHERE untrack = 'untrack_profiles') AS r
-         WHERE r.relation = p_partition OR r.relation IN (SELECT pt.relid FROM pg_partition_tree(p_partition) AS pt)
-         ORDER BY r.relation LIMIT 1;
-        CONTINUE WHEN NOT FOUND;
+        -- The tracked table above (the parent itself or one of its
+        -- ancestors), and the one tracked on its own (the partition, or a
+        -- partition of it), from the one registry untrack names.
+        WITH r AS (
+            SELECT tt.relation FROM billing.tracked_tables AS tt WHERE untrack = 'untrack_messages'
+            UNION ALL
+            SELECT tp.relation FROM billing.tracked_profiles AS tp WHERE untrack = 'untrack_profiles'
+        )
+        SELECT (SELECT r.relation FROM r
+                 WHERE r.relation = p_parent OR r.relation IN (SELECT a.relid FROM pg_partition_ancestors(p_parent) AS a)
+                 ORDER BY r.relation LIMIT 1),
+               (SELECT r.relation FROM r
+                 WHERE r.relation = p_partition OR r.relation IN (SELECT pt.relid FROM pg_partition_tree(p_partition) AS pt)
+                 ORDER BY r.relation LIMIT 1)
+          INTO tracked, own;
+        CONTINUE WHEN tracked IS NULL OR own IS NULL;
         RAISE EXCEPTION 'billing: table % is tracked on its own; it cannot be attached as a partition of %', own,
                         CASE WHEN tracked = p_parent::regclass THEN format('tracked table %s', tracked)
                              ELSE format('%s, under tracked table %s', p_parent::regclass, tracked) END
